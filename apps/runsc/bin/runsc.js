@@ -1,0 +1,3 @@
+#!/usr/bin/env node
+// The `runsc` executable: loads the compiled CLI (built by `pnpm install` / `pnpm build`).
+import "../dist/main.js"

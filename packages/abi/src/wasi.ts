@@ -1,0 +1,151 @@
+/**
+ * WASI preview1 ABI as data: enumerations, flags, rights and struct layouts (typenames.witx),
+ * and the list of `wasi_snapshot_preview1` functions with the numbers the syscall channel uses.
+ */
+
+export const FileType = {
+  UNKNOWN: 0,
+  BLOCK_DEVICE: 1,
+  CHARACTER_DEVICE: 2,
+  DIRECTORY: 3,
+  REGULAR_FILE: 4,
+  SOCKET_DGRAM: 5,
+  SOCKET_STREAM: 6,
+  SYMBOLIC_LINK: 7
+} as const
+export type FileType = (typeof FileType)[keyof typeof FileType]
+
+export const ClockId = { REALTIME: 0, MONOTONIC: 1, PROCESS_CPUTIME: 2, THREAD_CPUTIME: 3 } as const
+export const Whence = { SET: 0, CUR: 1, END: 2 } as const
+export const EventType = { CLOCK: 0, FD_READ: 1, FD_WRITE: 2 } as const
+export const SubclockFlags = { ABSTIME: 1 } as const
+export const EventRwFlags = { HANGUP: 1 } as const
+export const OFlags = { CREAT: 1, DIRECTORY: 2, EXCL: 4, TRUNC: 8 } as const
+export const LookupFlags = { SYMLINK_FOLLOW: 1 } as const
+export const FstFlags = { ATIM: 1, ATIM_NOW: 2, MTIM: 4, MTIM_NOW: 8 } as const
+export const FdFlags = { APPEND: 1, DSYNC: 2, NONBLOCK: 4, RSYNC: 8, SYNC: 16 } as const
+export const PreopenType = { DIR: 0 } as const
+
+/** Rights: bit n of a u64 (typenames.witx order). */
+export const Rights = {
+  FD_DATASYNC: 1n << 0n,
+  FD_READ: 1n << 1n,
+  FD_SEEK: 1n << 2n,
+  FD_FDSTAT_SET_FLAGS: 1n << 3n,
+  FD_SYNC: 1n << 4n,
+  FD_TELL: 1n << 5n,
+  FD_WRITE: 1n << 6n,
+  FD_ADVISE: 1n << 7n,
+  FD_ALLOCATE: 1n << 8n,
+  PATH_CREATE_DIRECTORY: 1n << 9n,
+  PATH_CREATE_FILE: 1n << 10n,
+  PATH_LINK_SOURCE: 1n << 11n,
+  PATH_LINK_TARGET: 1n << 12n,
+  PATH_OPEN: 1n << 13n,
+  FD_READDIR: 1n << 14n,
+  PATH_READLINK: 1n << 15n,
+  PATH_RENAME_SOURCE: 1n << 16n,
+  PATH_RENAME_TARGET: 1n << 17n,
+  PATH_FILESTAT_GET: 1n << 18n,
+  PATH_FILESTAT_SET_SIZE: 1n << 19n,
+  PATH_FILESTAT_SET_TIMES: 1n << 20n,
+  FD_FILESTAT_GET: 1n << 21n,
+  FD_FILESTAT_SET_SIZE: 1n << 22n,
+  FD_FILESTAT_SET_TIMES: 1n << 23n,
+  PATH_SYMLINK: 1n << 24n,
+  PATH_REMOVE_DIRECTORY: 1n << 25n,
+  PATH_UNLINK_FILE: 1n << 26n,
+  POLL_FD_READWRITE: 1n << 27n,
+  SOCK_SHUTDOWN: 1n << 28n,
+  SOCK_ACCEPT: 1n << 29n
+} as const
+
+export const ALL_RIGHTS = (1n << 30n) - 1n
+
+/** Rights that only make sense on a regular file or stream (never on a directory). */
+export const FILE_RIGHTS = Rights.FD_DATASYNC | Rights.FD_READ | Rights.FD_SEEK | Rights.FD_FDSTAT_SET_FLAGS |
+  Rights.FD_SYNC | Rights.FD_TELL | Rights.FD_WRITE | Rights.FD_ADVISE | Rights.FD_ALLOCATE |
+  Rights.FD_FILESTAT_GET | Rights.FD_FILESTAT_SET_SIZE | Rights.FD_FILESTAT_SET_TIMES | Rights.POLL_FD_READWRITE
+
+/** Rights of a directory descriptor (base); its inheriting rights are ALL_RIGHTS. */
+export const DIRECTORY_RIGHTS = Rights.FD_FDSTAT_SET_FLAGS | Rights.FD_SYNC | Rights.FD_ADVISE |
+  Rights.PATH_CREATE_DIRECTORY | Rights.PATH_CREATE_FILE | Rights.PATH_LINK_SOURCE | Rights.PATH_LINK_TARGET |
+  Rights.PATH_OPEN | Rights.FD_READDIR | Rights.PATH_READLINK | Rights.PATH_RENAME_SOURCE |
+  Rights.PATH_RENAME_TARGET | Rights.PATH_FILESTAT_GET | Rights.PATH_FILESTAT_SET_SIZE |
+  Rights.PATH_FILESTAT_SET_TIMES | Rights.FD_FILESTAT_GET | Rights.FD_FILESTAT_SET_TIMES | Rights.PATH_SYMLINK |
+  Rights.PATH_REMOVE_DIRECTORY | Rights.PATH_UNLINK_FILE | Rights.POLL_FD_READWRITE
+
+/** Struct sizes and field offsets (bytes). */
+export const Layout = {
+  iovec: { sizeOf: 8, buf: 0, bufLen: 4 },
+  prestat: { sizeOf: 8, tag: 0, nameLen: 4 },
+  fdstat: { sizeOf: 24, filetype: 0, flags: 2, rightsBase: 8, rightsInheriting: 16 },
+  dirent: { sizeOf: 24, next: 0, ino: 8, namlen: 16, type: 20 },
+  filestat: { sizeOf: 64, dev: 0, ino: 8, filetype: 16, nlink: 24, size: 32, atim: 40, mtim: 48, ctim: 56 },
+  event: { sizeOf: 32, userdata: 0, error: 8, type: 10, nbytes: 16, flags: 24 },
+  subscription: {
+    sizeOf: 48,
+    userdata: 0,
+    tag: 8,
+    clock: { id: 16, timeout: 24, precision: 32, flags: 40 },
+    fdReadWrite: { fd: 16 }
+  }
+} as const
+
+/**
+ * Every `wasi_snapshot_preview1` function, in witx order. The index is the syscall number on the
+ * channel between a guest worker and the sentry.
+ */
+export const syscallNames = [
+  "args_get",
+  "args_sizes_get",
+  "environ_get",
+  "environ_sizes_get",
+  "clock_res_get",
+  "clock_time_get",
+  "fd_advise",
+  "fd_allocate",
+  "fd_close",
+  "fd_datasync",
+  "fd_fdstat_get",
+  "fd_fdstat_set_flags",
+  "fd_fdstat_set_rights",
+  "fd_filestat_get",
+  "fd_filestat_set_size",
+  "fd_filestat_set_times",
+  "fd_pread",
+  "fd_prestat_get",
+  "fd_prestat_dir_name",
+  "fd_pwrite",
+  "fd_read",
+  "fd_readdir",
+  "fd_renumber",
+  "fd_seek",
+  "fd_sync",
+  "fd_tell",
+  "fd_write",
+  "path_create_directory",
+  "path_filestat_get",
+  "path_filestat_set_times",
+  "path_link",
+  "path_open",
+  "path_readlink",
+  "path_remove_directory",
+  "path_rename",
+  "path_symlink",
+  "path_unlink_file",
+  "poll_oneoff",
+  "proc_exit",
+  "proc_raise",
+  "sched_yield",
+  "random_get",
+  "sock_accept",
+  "sock_recv",
+  "sock_send",
+  "sock_shutdown"
+] as const
+export type SyscallName = (typeof syscallNames)[number]
+
+export const syscallNumber: { readonly [K in SyscallName]: number } = Object.fromEntries(
+  syscallNames.map((name, i) => [name, i])
+) as { [K in SyscallName]: number }

@@ -1,0 +1,92 @@
+/**
+ * The syscall channel: the layout of one task's SharedArrayBuffer and the handshake on it.
+ *
+ * Shared by both ends: the guest worker (which fills a request, publishes it and parks in
+ * `Atomics.wait`) and the sentry (which wakes on `Atomics.waitAsync`, serves the request and
+ * publishes the response). Exactly one request is outstanding per task, so the words below are
+ * never written by both sides at once: the STATE word hands ownership of the rest back and forth.
+ *
+ * Layout (byte offsets):
+ *   0    i32 words (see Word)                          ┐ control
+ *   64   i64 slots: request i64 args, response i64     ┘
+ *   128  fast-write table: guest fd → host fd + 1 (0 = go through the sentry)
+ *   256  data area: request payloads (paths, iovec bytes, subscriptions) and response payloads
+ */
+
+export const Word = {
+  /** Who owns the channel: IDLE/RESPONSE → the worker, REQUEST → the sentry. */
+  STATE: 0,
+  /** Syscall number (index into `syscallNames`) of the pending request. */
+  SYSCALL: 1,
+  /** Set by the sentry when the task must enter the sentry at its next syscall (pending stop). */
+  ATTENTION: 2,
+  /** Response errno. */
+  ERRNO: 3,
+  /** Number of i32 args in use. */
+  NARGS: 4,
+  /** Response i32 results. */
+  RESULT0: 5,
+  RESULT1: 6,
+  /** Bytes of response payload in the data area. */
+  RESULT_LENGTH: 7,
+  /** First of ARG_COUNT i32 request args. */
+  ARG0: 8
+} as const
+
+export const ARG_COUNT = 8
+export const I64_SLOT_OFFSET = 64
+export const I64_SLOT_COUNT = 8
+export const FAST_WRITE_OFFSET = 128
+/** Guest fds below this may take the in-worker write path to a host fd. */
+export const FAST_WRITE_FDS = 32
+export const DATA_OFFSET = 256
+/** Payload capacity; larger reads and writes are split into several requests by the worker. */
+export const DATA_SIZE = 256 * 1024
+export const CHANNEL_BYTES = DATA_OFFSET + DATA_SIZE
+
+export const State = { IDLE: 0, REQUEST: 1, RESPONSE: 2 } as const
+
+/** Typed views over one task's channel; both ends build the same views over the same buffer. */
+export class ChannelViews {
+  readonly words: Int32Array
+  readonly i64: BigInt64Array
+  readonly fastWrite: Int32Array
+  readonly data: Uint8Array
+  readonly dataView: DataView
+
+  constructor(readonly buffer: SharedArrayBuffer) {
+    this.words = new Int32Array(buffer, 0, I64_SLOT_OFFSET / 4)
+    this.i64 = new BigInt64Array(buffer, I64_SLOT_OFFSET, I64_SLOT_COUNT)
+    this.fastWrite = new Int32Array(buffer, FAST_WRITE_OFFSET, FAST_WRITE_FDS)
+    this.data = new Uint8Array(buffer, DATA_OFFSET, DATA_SIZE)
+    this.dataView = new DataView(buffer, DATA_OFFSET, DATA_SIZE)
+  }
+
+  static allocate(): ChannelViews {
+    return new ChannelViews(new SharedArrayBuffer(CHANNEL_BYTES))
+  }
+}
+
+/** Messages the sentry posts to a worker. */
+export type ToWorker = {
+  readonly _tag: "Run"
+  readonly module: WebAssembly.Module
+  readonly args: ReadonlyArray<string>
+  readonly env: ReadonlyArray<string>
+  /** When false every syscall goes through the sentry (strace must see them all). */
+  readonly fastPaths: boolean
+}
+
+/** How a guest run ended, as the worker saw it. */
+export type GuestEnd =
+  | { readonly _tag: "Returned" }
+  | { readonly _tag: "ProcExit"; readonly code: number }
+  | { readonly _tag: "Trap"; readonly kind: TrapKind; readonly message: string }
+  | { readonly _tag: "Crash"; readonly message: string }
+
+export type TrapKind = "unreachable" | "memory" | "stack" | "divide" | "other"
+
+/** Messages a worker posts to the sentry. */
+export type FromWorker =
+  | { readonly _tag: "Ready" }
+  | { readonly _tag: "Ended"; readonly end: GuestEnd }

@@ -1,0 +1,583 @@
+/**
+ * The guest side of a task: runs in a worker thread, one wasm instance at a time.
+ *
+ * This file is trusted sentry code. The guest reaches the world only through the
+ * `wasi_snapshot_preview1` imports built here: every pointer is bounds-checked before use
+ * (EFAULT), then the call is either served in place (the vDSO idea: clocks, randomness,
+ * argv/environ, yield, and writes to fds the sentry has published as plain host fds) or
+ * marshalled onto the task's syscall channel for the sentry.
+ *
+ * After a guest ends, the worker reports how and waits for the next `Run`, so the sentry can
+ * reuse it for another process. It never keeps guest state across runs.
+ */
+import { Errno, errnoFromHostCode, Layout, syscallNumber as N } from "@runsc/abi"
+import { randomFillSync } from "node:crypto"
+import * as Fs from "node:fs"
+import { parentPort, workerData } from "node:worker_threads"
+import {
+  ChannelViews,
+  DATA_SIZE,
+  FAST_WRITE_FDS,
+  type FromWorker,
+  type GuestEnd,
+  State,
+  type ToWorker,
+  type TrapKind,
+  Word
+} from "./channel.js"
+
+const port = parentPort!
+const channel = new ChannelViews(workerData.buffer as SharedArrayBuffer)
+const { data, fastWrite, i64, words } = channel
+
+/** Thrown by proc_exit to unwind the guest stack; never escapes this module. */
+class ProcExit {
+  constructor(readonly code: number) {}
+}
+
+// ---- the syscall round trip ------------------------------------------------------------------
+
+// Adaptive spin before parking: a response that arrives within the spin saves a futex sleep and
+// wake-up (tens of µs). The budget doubles when spinning paid off and halves when it did not, so
+// a task whose calls block (sleep, reads) stops burning its CPU. Bounded by MAX_SPIN (~20 µs).
+const MIN_SPIN = 16
+const MAX_SPIN = 4096
+let spin = MIN_SPIN
+
+const roundTrip = (syscall: number): number => {
+  words[Word.SYSCALL] = syscall
+  Atomics.store(words, Word.STATE, State.REQUEST)
+  Atomics.notify(words, Word.STATE)
+  let served = false
+  for (let i = 0; i < spin; i++) {
+    if (Atomics.load(words, Word.STATE) === State.RESPONSE) {
+      served = true
+      break
+    }
+  }
+  if (served) spin = Math.min(MAX_SPIN, spin * 2)
+  else {
+    spin = Math.max(MIN_SPIN, spin >> 1)
+    while (Atomics.load(words, Word.STATE) !== State.RESPONSE) Atomics.wait(words, Word.STATE, State.REQUEST)
+  }
+  words[Word.STATE] = State.IDLE
+  return words[Word.ERRNO]!
+}
+
+const call = (syscall: number, ...args: ReadonlyArray<number>): number => {
+  for (let i = 0; i < args.length; i++) words[Word.ARG0 + i] = args[i]!
+  words[Word.NARGS] = args.length
+  return roundTrip(syscall)
+}
+
+// ---- guest memory --------------------------------------------------------------------------
+
+let memory: WebAssembly.Memory | undefined
+let memBuffer: ArrayBuffer = new ArrayBuffer(0)
+let mem8 = new Uint8Array(memBuffer)
+let memView = new DataView(memBuffer)
+
+/** Views over guest memory, rebuilt only when memory.grow replaced the buffer. */
+const refresh = (): void => {
+  const buffer = memory!.buffer
+  if (buffer !== memBuffer) {
+    memBuffer = buffer
+    mem8 = new Uint8Array(buffer)
+    memView = new DataView(buffer)
+  }
+}
+
+const inBounds = (ptr: number, len: number): boolean => (ptr >>> 0) + (len >>> 0) <= memBuffer.byteLength
+
+class Fault {}
+const FAULT = new Fault()
+
+/** Validates `count` iovecs at `iovs`; returns [ptr, len] pairs or throws FAULT. */
+const readIovecs = (iovs: number, count: number): Array<[number, number]> => {
+  iovs >>>= 0
+  count >>>= 0
+  if (!inBounds(iovs, count * Layout.iovec.sizeOf)) throw FAULT
+  const out: Array<[number, number]> = []
+  for (let i = 0; i < count; i++) {
+    const base = iovs + i * Layout.iovec.sizeOf
+    const ptr = memView.getUint32(base + Layout.iovec.buf, true)
+    const len = memView.getUint32(base + Layout.iovec.bufLen, true)
+    if (!inBounds(ptr, len)) throw FAULT
+    out.push([ptr, len])
+  }
+  return out
+}
+
+/** Copies a guest string into the data area at `at`; returns the next free offset. */
+const putGuestBytes = (ptr: number, len: number, at: number): number => {
+  ptr >>>= 0
+  len >>>= 0
+  if (!inBounds(ptr, len)) throw FAULT
+  if (at + len > DATA_SIZE) throw new TooLong()
+  data.set(mem8.subarray(ptr, ptr + len), at)
+  return at + len
+}
+class TooLong {}
+
+const putU32 = (ptr: number, value: number): void => memView.setUint32(ptr >>> 0, value >>> 0, true)
+const putU64 = (ptr: number, value: bigint): void => memView.setBigUint64(ptr >>> 0, BigInt.asUintN(64, value), true)
+
+/** Copies the response payload (RESULT_LENGTH bytes) to guest memory at `ptr`. */
+const copyOut = (ptr: number): void => {
+  const length = words[Word.RESULT_LENGTH]!
+  refresh()
+  mem8.set(data.subarray(0, length), ptr >>> 0)
+}
+
+/**
+ * Wraps a syscall implementation: refreshes memory views, turns FAULT into EFAULT and an
+ * over-long path into ENAMETOOLONG. Anything else thrown here is a bug in this stub, not the
+ * guest's doing; it propagates and ends the run as a crash that the sentry reports.
+ */
+const syscall = <A extends Array<any>>(f: (...args: A) => number) => (...args: A): number => {
+  refresh()
+  try {
+    return f(...args)
+  } catch (e) {
+    if (e === FAULT) return Errno.FAULT
+    if (e instanceof TooLong) return Errno.NAMETOOLONG
+    throw e
+  }
+}
+
+// ---- per-run state ---------------------------------------------------------------------------
+
+const encoder = new TextEncoder()
+let argBlobs: Array<Uint8Array> = []
+let envBlobs: Array<Uint8Array> = []
+let fastPaths = true
+
+const encodeStrings = (list: ReadonlyArray<string>): Array<Uint8Array> => list.map((s) => encoder.encode(`${s}\0`))
+
+const sizesGet = (blobs: Array<Uint8Array>) => (countPtr: number, sizePtr: number): number => {
+  if (!inBounds(countPtr, 4) || !inBounds(sizePtr, 4)) return Errno.FAULT
+  putU32(countPtr, blobs.length)
+  putU32(sizePtr, blobs.reduce((n, b) => n + b.length, 0))
+  return Errno.SUCCESS
+}
+
+const stringsGet = (blobs: Array<Uint8Array>) => (ptrs: number, buf: number): number => {
+  const total = blobs.reduce((n, b) => n + b.length, 0)
+  if (!inBounds(ptrs, blobs.length * 4) || !inBounds(buf, total)) return Errno.FAULT
+  let at = buf >>> 0
+  blobs.forEach((blob, i) => {
+    putU32((ptrs >>> 0) + i * 4, at)
+    mem8.set(blob, at)
+    at += blob.length
+  })
+  return Errno.SUCCESS
+}
+
+// ---- clocks (served in the worker) ----------------------------------------------------------
+
+const monotonicOrigin = process.hrtime.bigint()
+// Wall-clock nanoseconds at monotonicOrigin; realtime advances with the monotonic clock from here.
+const realtimeOrigin = BigInt(Math.round((performance.timeOrigin + performance.now()) * 1e6))
+
+const clockNow = (id: number): bigint | undefined => {
+  switch (id) {
+    case 0:
+      return realtimeOrigin + (process.hrtime.bigint() - monotonicOrigin)
+    case 1:
+      return process.hrtime.bigint()
+    case 2:
+    case 3: {
+      const usage = process.cpuUsage()
+      return BigInt(usage.user + usage.system) * 1000n
+    }
+    default:
+      return undefined
+  }
+}
+
+// ---- writes straight to a host fd (served in the worker) -------------------------------------
+
+const parkFor = new Int32Array(new SharedArrayBuffer(4))
+
+/** writev to a host fd, retrying EAGAIN (a non-blocking pipe that is full) after 1 ms. */
+const hostWritev = (hostFd: number, chunks: Array<Uint8Array>): number => {
+  for (;;) {
+    try {
+      return Fs.writevSync(hostFd, chunks)
+    } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code
+      if (code === "EAGAIN") {
+        Atomics.wait(parkFor, 0, 0, 1)
+        continue
+      }
+      return -errnoFromHostCode(code)
+    }
+  }
+}
+
+const fdWrite = syscall((fd: number, iovs: number, iovsLen: number, nwrittenPtr: number): number => {
+  const vecs = readIovecs(iovs, iovsLen)
+  if (!inBounds(nwrittenPtr, 4)) return Errno.FAULT
+  const hostFd = fastPaths && fd >>> 0 < FAST_WRITE_FDS ? fastWrite[fd]! - 1 : -1
+  if (hostFd >= 0 && Atomics.load(words, Word.ATTENTION) === 0) {
+    const n = vecs.length === 0 ? 0 : hostWritev(hostFd, vecs.map(([p, l]) => mem8.subarray(p, p + l)))
+    if (n < 0) return -n
+    putU32(nwrittenPtr, n)
+    return Errno.SUCCESS
+  }
+  return writeThroughSentry(N.fd_write, fd, vecs, undefined, nwrittenPtr)
+})
+
+/**
+ * Gathers iovecs into the data area, in DATA_SIZE chunks when larger. A later chunk's error or
+ * short write ends the loop and reports what was written so far, as a short writev would.
+ */
+const writeThroughSentry = (
+  n: number,
+  fd: number,
+  vecs: Array<[number, number]>,
+  offset: bigint | undefined,
+  nwrittenPtr: number
+): number => {
+  let total = 0
+  let pending = 0
+  let vi = 0
+  let vo = 0
+  for (;;) {
+    // fill one chunk
+    pending = 0
+    while (vi < vecs.length && pending < DATA_SIZE) {
+      const [ptr, len] = vecs[vi]!
+      const take = Math.min(len - vo, DATA_SIZE - pending)
+      data.set(mem8.subarray(ptr + vo, ptr + vo + take), pending)
+      pending += take
+      vo += take
+      if (vo === len) {
+        vi++
+        vo = 0
+      }
+    }
+    if (offset !== undefined) i64[0] = offset + BigInt(total)
+    const errno = call(n, fd, pending)
+    if (errno !== Errno.SUCCESS) {
+      if (total === 0) return errno
+      break
+    }
+    const written = words[Word.RESULT0]!
+    total += written
+    if (written < pending || vi >= vecs.length) break
+  }
+  refresh()
+  putU32(nwrittenPtr, total)
+  return Errno.SUCCESS
+}
+
+const readThroughSentry = (
+  n: number,
+  fd: number,
+  iovs: number,
+  iovsLen: number,
+  offset: bigint | undefined,
+  nreadPtr: number
+): number => {
+  const vecs = readIovecs(iovs, iovsLen)
+  if (!inBounds(nreadPtr, 4)) return Errno.FAULT
+  const want = Math.min(DATA_SIZE, vecs.reduce((s, [, l]) => s + l, 0))
+  if (offset !== undefined) i64[0] = offset
+  const errno = call(n, fd, want)
+  if (errno !== Errno.SUCCESS) return errno
+  const got = words[Word.RESULT0]!
+  refresh()
+  let at = 0
+  for (const [ptr, len] of vecs) {
+    if (at >= got) break
+    const take = Math.min(len, got - at)
+    mem8.set(data.subarray(at, at + take), ptr)
+    at += take
+  }
+  putU32(nreadPtr, got)
+  return Errno.SUCCESS
+}
+
+/** A call whose only output is a fixed-size struct copied from the data area to `outPtr`. */
+const withStructOut = (n: number, outPtr: number, size: number, ...args: Array<number>): number => {
+  if (!inBounds(outPtr, size)) return Errno.FAULT
+  const errno = call(n, ...args)
+  if (errno === Errno.SUCCESS) copyOut(outPtr)
+  return errno
+}
+
+/** A call whose only output is one u32 (RESULT0) stored at `outPtr`. */
+const withU32Out = (n: number, outPtr: number, ...args: Array<number>): number => {
+  if (!inBounds(outPtr, 4)) return Errno.FAULT
+  const errno = call(n, ...args)
+  if (errno === Errno.SUCCESS) {
+    refresh()
+    putU32(outPtr, words[Word.RESULT0]!)
+  }
+  return errno
+}
+
+/** A call whose only output is one u64 (i64 slot 4) stored at `outPtr`. */
+const withU64Out = (n: number, outPtr: number, ...args: Array<number>): number => {
+  if (!inBounds(outPtr, 8)) return Errno.FAULT
+  const errno = call(n, ...args)
+  if (errno === Errno.SUCCESS) {
+    refresh()
+    putU64(outPtr, i64[4]!)
+  }
+  return errno
+}
+
+const readdir = syscall((fd: number, buf: number, bufLen: number, cookie: bigint, bufusedPtr: number): number => {
+  buf >>>= 0
+  bufLen >>>= 0
+  if (!inBounds(buf, bufLen) || !inBounds(bufusedPtr, 4)) return Errno.FAULT
+  // The sentry fills at most DATA_SIZE bytes per request; a larger guest buffer is filled by
+  // continuing from the cookie of the last whole entry received.
+  let used = 0
+  let next = cookie
+  for (;;) {
+    const want = Math.min(DATA_SIZE, bufLen - used)
+    i64[0] = next
+    const errno = call(N.fd_readdir, fd, want)
+    if (errno !== Errno.SUCCESS) {
+      if (used === 0) return errno
+      break
+    }
+    const got = words[Word.RESULT0]!
+    refresh()
+    mem8.set(data.subarray(0, got), buf + used)
+    if (got < want || used + got >= bufLen) {
+      used += got
+      break
+    }
+    // Full chunk: keep only whole entries and continue after the last one.
+    let at = 0
+    let whole = 0
+    while (at + Layout.dirent.sizeOf <= got) {
+      const namlen = channel.dataView.getUint32(at + Layout.dirent.namlen, true)
+      if (at + Layout.dirent.sizeOf + namlen > got) break
+      next = channel.dataView.getBigUint64(at + Layout.dirent.next, true)
+      at += Layout.dirent.sizeOf + namlen
+      whole = at
+    }
+    if (whole === 0) {
+      used += got
+      break
+    }
+    used += whole
+  }
+  putU32(bufusedPtr, used)
+  return Errno.SUCCESS
+})
+
+// ---- the import object -----------------------------------------------------------------------
+
+const scalar = (n: number) => syscall((...args: Array<number | bigint>): number => {
+  let slot = 0
+  const ints: Array<number> = []
+  for (const a of args) {
+    if (typeof a === "bigint") i64[slot++] = a
+    else ints.push(a)
+  }
+  return call(n, ...ints)
+})
+
+const wasiImports = {
+  args_get: syscall((ptrs: number, buf: number) => stringsGet(argBlobs)(ptrs, buf)),
+  args_sizes_get: syscall((c: number, s: number) => sizesGet(argBlobs)(c, s)),
+  environ_get: syscall((ptrs: number, buf: number) => stringsGet(envBlobs)(ptrs, buf)),
+  environ_sizes_get: syscall((c: number, s: number) => sizesGet(envBlobs)(c, s)),
+  clock_res_get: syscall((id: number, out: number): number => {
+    if (clockNow(id) === undefined) return Errno.INVAL
+    if (!inBounds(out, 8)) return Errno.FAULT
+    putU64(out, id <= 1 ? 1n : 1000n)
+    return Errno.SUCCESS
+  }),
+  clock_time_get: syscall((id: number, _precision: bigint, out: number): number => {
+    const now = clockNow(id)
+    if (now === undefined) return Errno.INVAL
+    if (!inBounds(out, 8)) return Errno.FAULT
+    putU64(out, now)
+    return Errno.SUCCESS
+  }),
+  fd_advise: scalar(N.fd_advise),
+  fd_allocate: scalar(N.fd_allocate),
+  fd_close: scalar(N.fd_close),
+  fd_datasync: scalar(N.fd_datasync),
+  fd_fdstat_get: syscall((fd: number, out: number) =>
+    withStructOut(N.fd_fdstat_get, out, Layout.fdstat.sizeOf, fd)),
+  fd_fdstat_set_flags: scalar(N.fd_fdstat_set_flags),
+  fd_fdstat_set_rights: scalar(N.fd_fdstat_set_rights),
+  fd_filestat_get: syscall((fd: number, out: number) =>
+    withStructOut(N.fd_filestat_get, out, Layout.filestat.sizeOf, fd)),
+  fd_filestat_set_size: scalar(N.fd_filestat_set_size),
+  fd_filestat_set_times: scalar(N.fd_filestat_set_times),
+  fd_pread: syscall((fd: number, iovs: number, len: number, offset: bigint, out: number) =>
+    readThroughSentry(N.fd_pread, fd, iovs, len, offset, out)),
+  fd_prestat_get: syscall((fd: number, out: number) =>
+    withStructOut(N.fd_prestat_get, out, Layout.prestat.sizeOf, fd)),
+  fd_prestat_dir_name: syscall((fd: number, buf: number, len: number): number => {
+    if (!inBounds(buf, len)) return Errno.FAULT
+    const errno = call(N.fd_prestat_dir_name, fd, Math.min(len >>> 0, DATA_SIZE))
+    if (errno === Errno.SUCCESS) copyOut(buf)
+    return errno
+  }),
+  fd_pwrite: syscall((fd: number, iovs: number, len: number, offset: bigint, out: number): number => {
+    const vecs = readIovecs(iovs, len)
+    if (!inBounds(out, 4)) return Errno.FAULT
+    return writeThroughSentry(N.fd_pwrite, fd, vecs, offset, out)
+  }),
+  fd_read: syscall((fd: number, iovs: number, len: number, out: number) =>
+    readThroughSentry(N.fd_read, fd, iovs, len, undefined, out)),
+  fd_readdir: readdir,
+  fd_renumber: scalar(N.fd_renumber),
+  fd_seek: syscall((fd: number, delta: bigint, whence: number, out: number): number => {
+    i64[0] = delta
+    return withU64Out(N.fd_seek, out, fd, whence)
+  }),
+  fd_sync: scalar(N.fd_sync),
+  fd_tell: syscall((fd: number, out: number) => withU64Out(N.fd_tell, out, fd)),
+  fd_write: fdWrite,
+  path_create_directory: syscall((fd: number, path: number, len: number) => {
+    putGuestBytes(path, len, 0)
+    return call(N.path_create_directory, fd, len)
+  }),
+  path_filestat_get: syscall((fd: number, flags: number, path: number, len: number, out: number) => {
+    putGuestBytes(path, len, 0)
+    return withStructOut(N.path_filestat_get, out, Layout.filestat.sizeOf, fd, flags, len)
+  }),
+  path_filestat_set_times: syscall(
+    (fd: number, flags: number, path: number, len: number, atim: bigint, mtim: bigint, fst: number) => {
+      putGuestBytes(path, len, 0)
+      i64[0] = atim
+      i64[1] = mtim
+      return call(N.path_filestat_set_times, fd, flags, len, fst)
+    }
+  ),
+  path_link: syscall(
+    (oldFd: number, oldFlags: number, oldPath: number, oldLen: number, newFd: number, newPath: number, newLen: number) => {
+      putGuestBytes(newPath, newLen, putGuestBytes(oldPath, oldLen, 0))
+      return call(N.path_link, oldFd, oldFlags, oldLen, newFd, newLen)
+    }
+  ),
+  path_open: syscall(
+    (
+      dirfd: number,
+      dirflags: number,
+      path: number,
+      len: number,
+      oflags: number,
+      base: bigint,
+      inheriting: bigint,
+      fdflags: number,
+      out: number
+    ) => {
+      putGuestBytes(path, len, 0)
+      i64[0] = base
+      i64[1] = inheriting
+      return withU32Out(N.path_open, out, dirfd, dirflags, len, oflags, fdflags)
+    }
+  ),
+  path_readlink: syscall((fd: number, path: number, len: number, buf: number, bufLen: number, out: number) => {
+    if (!inBounds(buf, bufLen) || !inBounds(out, 4)) return Errno.FAULT
+    putGuestBytes(path, len, 0)
+    const errno = call(N.path_readlink, fd, len, Math.min(bufLen >>> 0, DATA_SIZE))
+    if (errno === Errno.SUCCESS) {
+      copyOut(buf)
+      putU32(out, words[Word.RESULT0]!)
+    }
+    return errno
+  }),
+  path_remove_directory: syscall((fd: number, path: number, len: number) => {
+    putGuestBytes(path, len, 0)
+    return call(N.path_remove_directory, fd, len)
+  }),
+  path_rename: syscall((fd: number, oldPath: number, oldLen: number, newFd: number, newPath: number, newLen: number) => {
+    putGuestBytes(newPath, newLen, putGuestBytes(oldPath, oldLen, 0))
+    return call(N.path_rename, fd, oldLen, newFd, newLen)
+  }),
+  path_symlink: syscall((oldPath: number, oldLen: number, fd: number, newPath: number, newLen: number) => {
+    putGuestBytes(newPath, newLen, putGuestBytes(oldPath, oldLen, 0))
+    return call(N.path_symlink, oldLen, fd, newLen)
+  }),
+  path_unlink_file: syscall((fd: number, path: number, len: number) => {
+    putGuestBytes(path, len, 0)
+    return call(N.path_unlink_file, fd, len)
+  }),
+  poll_oneoff: syscall((inPtr: number, outPtr: number, nsubs: number, neventsPtr: number): number => {
+    nsubs >>>= 0
+    const inBytes = nsubs * Layout.subscription.sizeOf
+    if (!inBounds(outPtr, nsubs * Layout.event.sizeOf) || !inBounds(neventsPtr, 4)) return Errno.FAULT
+    if (inBytes > DATA_SIZE) return Errno.INVAL
+    putGuestBytes(inPtr, inBytes, 0)
+    const errno = call(N.poll_oneoff, nsubs)
+    if (errno === Errno.SUCCESS) {
+      copyOut(outPtr)
+      putU32(neventsPtr, words[Word.RESULT0]!)
+    }
+    return errno
+  }),
+  proc_exit: (code: number): never => {
+    throw new ProcExit(code >>> 0)
+  },
+  proc_raise: scalar(N.proc_raise),
+  sched_yield: () => Errno.SUCCESS,
+  random_get: syscall((buf: number, len: number): number => {
+    if (!inBounds(buf, len)) return Errno.FAULT
+    randomFillSync(mem8, buf >>> 0, len >>> 0)
+    return Errno.SUCCESS
+  }),
+  sock_accept: syscall((fd: number, flags: number, out: number) => withU32Out(N.sock_accept, out, fd, flags)),
+  sock_recv: syscall((fd: number) => call(N.sock_recv, fd)),
+  sock_send: syscall((fd: number) => call(N.sock_send, fd)),
+  sock_shutdown: scalar(N.sock_shutdown)
+}
+
+// ---- running a guest -------------------------------------------------------------------------
+
+const trapKind = (error: unknown): TrapKind => {
+  if (error instanceof RangeError && /call stack/i.test(error.message)) return "stack"
+  const message = error instanceof Error ? error.message : ""
+  if (/unreachable/.test(message)) return "unreachable"
+  if (/out of bounds|null function|table index/.test(message)) return "memory"
+  if (/divide by zero|remainder by zero|integer overflow|divide result unrepresentable/.test(message)) return "divide"
+  return "other"
+}
+
+const run = (message: ToWorker): GuestEnd => {
+  argBlobs = encodeStrings(message.args)
+  envBlobs = encodeStrings(message.env)
+  fastPaths = message.fastPaths
+  spin = MIN_SPIN
+  memory = undefined
+  memBuffer = new ArrayBuffer(0)
+  refresh
+  try {
+    const instance = new WebAssembly.Instance(message.module, { wasi_snapshot_preview1: wasiImports })
+    memory = instance.exports["memory"] as WebAssembly.Memory
+    refresh()
+    ;(instance.exports["_start"] as () => void)()
+    return { _tag: "Returned" }
+  } catch (error) {
+    if (error instanceof ProcExit) return { _tag: "ProcExit", code: error.code }
+    if (error instanceof WebAssembly.RuntimeError || error instanceof RangeError) {
+      return { _tag: "Trap", kind: trapKind(error), message: error.message }
+    }
+    return { _tag: "Crash", message: error instanceof Error ? `${error.name}: ${error.message}` : String(error) }
+  } finally {
+    // Drop every reference to the finished instance so its memory can be collected.
+    memory = undefined
+    memBuffer = new ArrayBuffer(0)
+    mem8 = new Uint8Array(memBuffer)
+    memView = new DataView(memBuffer)
+    argBlobs = []
+    envBlobs = []
+  }
+}
+
+const post = (message: FromWorker): void => port.postMessage(message)
+
+port.on("message", (message: ToWorker) => post({ _tag: "Ended", end: run(message) }))
+post({ _tag: "Ready" })

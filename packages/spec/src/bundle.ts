@@ -1,0 +1,85 @@
+/**
+ * Loading an OCI bundle: `<dir>/config.json` read, parsed and decoded into a `Spec`, with every
+ * decoding failure collapsed into ONE `InvalidSpec` that names the JSON path of the first problem,
+ * because the CLI reports exactly one line and a user fixes one field at a time.
+ */
+import { Effect, ParseResult, Schema } from "effect"
+import * as fs from "node:fs/promises"
+import * as path from "node:path"
+import { BundleNotFound, InvalidSpec } from "./errors.js"
+import { Spec } from "./schema.js"
+
+export interface Bundle {
+  /** Absolute path of the bundle directory. */
+  readonly dir: string
+  readonly spec: Spec
+  /** Absolute host path of the root filesystem (`root.path` resolved against `dir`). */
+  readonly rootPath: string
+}
+
+/** The OCI default for a bundle whose spec has no `root`. */
+export const defaultRootPath = "rootfs"
+
+const identifier = /^[A-Za-z_$][\w$]*$/
+
+/** Renders a schema path as `process.args[0]`; keys that are not identifiers are quoted (`annotations["a.b"]`). */
+export const formatJsonPath = (segments: ReadonlyArray<PropertyKey>): string =>
+  segments.reduce<string>((acc, seg) => {
+    if (typeof seg === "number") return `${acc}[${seg}]`
+    if (typeof seg === "string" && identifier.test(seg)) return acc === "" ? seg : `${acc}.${seg}`
+    return `${acc}[${typeof seg === "string" ? JSON.stringify(seg) : String(seg)}]`
+  }, "")
+
+// Fallback for messages no annotation in schema.ts rewrote: keep the house style "expected X, got Y".
+const restyle = (message: string): string => {
+  const m = /^Expected ([\s\S]*), actual ([\s\S]*)$/.exec(message)
+  return m === null ? message : `expected ${m[1]}, got ${m[2]}`
+}
+
+/** Collapses a decoding failure into the `InvalidSpec` of its first problem. */
+export const toInvalidSpec = (error: ParseResult.ParseError): InvalidSpec => {
+  const first = ParseResult.ArrayFormatter.formatErrorSync(error)[0]
+  if (first === undefined) return new InvalidSpec({ path: "", reason: restyle(error.message) })
+  const reason = first._tag === "Missing" ? "required field is missing" : restyle(first.message)
+  return new InvalidSpec({ path: formatJsonPath(first.path), reason })
+}
+
+const decode = Schema.decodeUnknown(Spec, { errors: "first", onExcessProperty: "ignore" })
+
+/** Decodes an already-parsed `config.json` value. */
+export const decodeSpec = (json: unknown): Effect.Effect<Spec, InvalidSpec> =>
+  decode(json).pipe(Effect.mapError(toInvalidSpec))
+
+/** Parses and decodes the text of a `config.json`. */
+export const parseSpec = (text: string): Effect.Effect<Spec, InvalidSpec> =>
+  Effect.try({
+    try: (): unknown => JSON.parse(text),
+    catch: (e) => new InvalidSpec({ path: "", reason: `malformed JSON: ${e instanceof Error ? e.message : String(e)}` })
+  }).pipe(Effect.flatMap(decodeSpec))
+
+const errnoCode = (e: unknown): string | undefined =>
+  typeof e === "object" && e !== null && "code" in e && typeof e.code === "string" ? e.code : undefined
+
+const readConfig = (dir: string): Effect.Effect<string, InvalidSpec | BundleNotFound> =>
+  Effect.tryPromise({
+    try: () => fs.readFile(path.join(dir, "config.json"), "utf8"),
+    catch: (e): InvalidSpec | BundleNotFound => {
+      const code = errnoCode(e)
+      if (code === "ENOENT" || code === "ENOTDIR") return new BundleNotFound({ bundle: dir })
+      // Present but unreadable (EACCES, EISDIR, ...): the user must fix the file, so it is a spec
+      // problem they can act on rather than a defect.
+      return new InvalidSpec({
+        path: "",
+        reason: `cannot read config.json: ${e instanceof Error ? e.message : String(e)}`
+      })
+    }
+  })
+
+/** Reads `<dir>/config.json`; `dir` may be relative to the process cwd. */
+export const loadBundle = (dir: string): Effect.Effect<Bundle, InvalidSpec | BundleNotFound> =>
+  Effect.gen(function*() {
+    const abs = path.resolve(dir)
+    const text = yield* readConfig(abs)
+    const spec = yield* parseSpec(text)
+    return { dir: abs, spec, rootPath: path.resolve(abs, spec.root?.path ?? defaultRootPath) }
+  })

@@ -1,0 +1,168 @@
+/**
+ * The OCI runtime-spec `config.json`, as far as runsc uses it, as Effect Schema.
+ *
+ * Real config.json files carry many fields we do not model (hooks, seccomp, cgroup resources, ...);
+ * they must decode anyway, so decoding relies on the default `onExcessProperty: "ignore"` and
+ * unknown keys are dropped. `linux` is the exception: its unmodelled fields are kept as `unknown`
+ * so that later consumers (resources, sysctl) can read them without changing this schema.
+ *
+ * Every schema that can reject a value carries a `message` annotation so that the single error
+ * line the CLI prints reads "expected X, got Y" instead of a TypeScript-ish type dump.
+ */
+import type { ParseResult } from "effect"
+import { Schema } from "effect"
+
+/** Renders a rejected value briefly: scalars literally, containers by kind only (they can be huge). */
+export const describeValue = (u: unknown): string => {
+  if (u === undefined) return "undefined"
+  if (u === null) return "null"
+  if (Array.isArray(u)) return "an array"
+  switch (typeof u) {
+    case "string":
+      return JSON.stringify(u)
+    case "number":
+    case "boolean":
+    case "bigint":
+      return String(u)
+    case "object":
+      return "an object"
+    default:
+      return typeof u
+  }
+}
+
+// `override: true` makes the message replace the inner ones of refinement chains (e.g. Int), whose
+// defaults name the internal step ("Expected an integer") rather than what the field wants.
+const expecting = (what: string) => ({
+  message: (issue: ParseResult.ParseIssue) => ({
+    message: `expected ${what}, got ${describeValue(issue.actual)}`,
+    override: true
+  })
+})
+
+// For containers the message only applies when the value itself has the wrong kind; problems
+// inside it keep their own, more precise, message and path.
+const containerOf = (what: string) => ({
+  message: (issue: ParseResult.ParseIssue) => `expected ${what}, got ${describeValue(issue.actual)}`
+})
+
+const opt = <S extends Schema.Schema.All>(schema: S) => Schema.optionalWith(schema, { exact: true })
+
+const Str = Schema.String.annotations(expecting("string"))
+const Bool = Schema.Boolean.annotations(expecting("boolean"))
+const Uint = Schema.NonNegativeInt.annotations(expecting("a non-negative integer"))
+const Strings = Schema.Array(Str).annotations(containerOf("an array of strings"))
+
+/** An absolute path inside the container: the guest has no cwd to resolve a relative one against. */
+export const AbsolutePath = Schema.String.pipe(
+  Schema.filter((s) => s.startsWith("/"))
+).annotations(expecting("an absolute path (starting with \"/\")"))
+
+const isNonEmpty = <A>(as: ReadonlyArray<A>): as is readonly [A, ...Array<A>] => as.length > 0
+
+/** `process.args`: argv[0] names the wasm module to run, so an empty argv is meaningless. */
+export const Args = Strings.pipe(
+  Schema.filter(isNonEmpty, { message: () => ({ message: "must contain at least one element", override: false }) })
+)
+
+export const User = Schema.Struct({
+  uid: Uint,
+  gid: Uint,
+  additionalGids: opt(Schema.Array(Uint).annotations(containerOf("an array of non-negative integers"))),
+  umask: opt(Uint)
+}).annotations(containerOf("an object"))
+export interface User extends Schema.Schema.Type<typeof User> {}
+
+export const Capabilities = Schema.Struct({
+  bounding: opt(Strings),
+  effective: opt(Strings),
+  inheritable: opt(Strings),
+  permitted: opt(Strings),
+  ambient: opt(Strings)
+}).annotations(containerOf("an object"))
+export interface Capabilities extends Schema.Schema.Type<typeof Capabilities> {}
+
+export const Rlimit = Schema.Struct({
+  type: Str,
+  hard: Uint,
+  soft: Uint
+}).annotations(containerOf("an object"))
+export interface Rlimit extends Schema.Schema.Type<typeof Rlimit> {}
+
+export const Process = Schema.Struct({
+  terminal: opt(Bool),
+  user: opt(User),
+  args: Args,
+  env: opt(Strings),
+  cwd: AbsolutePath,
+  capabilities: opt(Capabilities),
+  rlimits: opt(Schema.Array(Rlimit).annotations(containerOf("an array"))),
+  noNewPrivileges: opt(Bool)
+}).annotations(containerOf("an object"))
+export interface Process extends Schema.Schema.Type<typeof Process> {}
+
+export const Root = Schema.Struct({
+  /** Host path of the root filesystem; relative paths are relative to the bundle directory. */
+  path: Str,
+  readonly: opt(Bool)
+}).annotations(containerOf("an object"))
+export interface Root extends Schema.Schema.Type<typeof Root> {}
+
+export const Mount = Schema.Struct({
+  destination: AbsolutePath,
+  type: opt(Str),
+  source: opt(Str),
+  options: opt(Strings)
+}).annotations(containerOf("an object"))
+export interface Mount extends Schema.Schema.Type<typeof Mount> {}
+
+export const namespaceTypes = ["pid", "network", "mount", "ipc", "uts", "user", "cgroup", "time"] as const
+export const NamespaceType = Schema.Literal(...namespaceTypes).annotations(
+  expecting(`one of ${namespaceTypes.map((t) => JSON.stringify(t)).join(", ")}`)
+)
+export type NamespaceType = typeof NamespaceType.Type
+
+export const Namespace = Schema.Struct({
+  type: NamespaceType,
+  /** A namespace to join (`/proc/<pid>/ns/<type>` on Linux); absent means "create a new one". */
+  path: opt(Str)
+}).annotations(containerOf("an object"))
+export interface Namespace extends Schema.Schema.Type<typeof Namespace> {}
+
+const firstDuplicateType = (nss: ReadonlyArray<Namespace>): string | undefined => {
+  const seen = new Set<string>()
+  for (const ns of nss) {
+    if (seen.has(ns.type)) return ns.type
+    seen.add(ns.type)
+  }
+  return undefined
+}
+
+// As in runc, a namespace type may appear once: lookups such as `pidNamespace` rely on it.
+export const Namespaces = Schema.Array(Namespace).annotations(containerOf("an array")).pipe(
+  Schema.filter((nss) => {
+    const dup = firstDuplicateType(nss)
+    return dup === undefined || `duplicate namespace type ${JSON.stringify(dup)}`
+  })
+)
+
+export const Linux = Schema.Struct(
+  { namespaces: opt(Namespaces) },
+  Schema.Record({ key: Schema.String, value: Schema.Unknown })
+).annotations(containerOf("an object"))
+export interface Linux extends Schema.Schema.Type<typeof Linux> {}
+
+export const Spec = Schema.Struct({
+  ociVersion: Str,
+  process: opt(Process),
+  root: opt(Root),
+  hostname: opt(Str),
+  mounts: opt(Schema.Array(Mount).annotations(containerOf("an array"))),
+  annotations: opt(
+    Schema.Record({ key: Schema.String, value: Str }).annotations(containerOf("an object of strings"))
+  ),
+  linux: opt(Linux)
+}).annotations(containerOf("a JSON object"))
+export interface Spec extends Schema.Schema.Type<typeof Spec> {}
+/** The JSON shape of a `Spec` (what `Schema.encode(Spec)` produces). */
+export interface SpecEncoded extends Schema.Schema.Encoded<typeof Spec> {}

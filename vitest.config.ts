@@ -1,0 +1,23 @@
+import { fileURLToPath } from "node:url"
+import { defineConfig } from "vitest/config"
+
+const src = (pkg: string) => fileURLToPath(new URL(`./packages/${pkg}/src/index.ts`, import.meta.url))
+
+// Tests run against the TypeScript sources of every workspace package (one module graph, so
+// `instanceof` on tagged errors holds); worker threads load the compiled `dist/` output, which
+// `pnpm test` builds first.
+export default defineConfig({
+  resolve: {
+    alias: {
+      "@runsc/abi": src("abi"),
+      "@runsc/spec": src("spec"),
+      "@runsc/kernel": src("kernel"),
+      "@runsc/loader": src("loader")
+    }
+  },
+  test: {
+    include: ["packages/*/test/**/*.test.ts", "apps/*/test/**/*.test.ts", "test/**/*.test.ts"],
+    testTimeout: 30_000,
+    hookTimeout: 30_000
+  }
+})
