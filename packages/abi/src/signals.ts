@@ -65,6 +65,7 @@ export const SIGCHLD = 17
 export const SIGCONT = 18
 export const SIGSTOP = 19
 export const SIGURG = 23
+export const SIGSYS = 31
 
 /** Highest standard (non-realtime) signal number. */
 export const MAX_STANDARD_SIGNAL = 31

@@ -1,1 +1,12 @@
-export {}
+export * from "./errors.js"
+export { type FdEntry, FdTable } from "./fs/fdTable.js"
+export { hostRoot } from "./fs/host.js"
+export { hostStream } from "./fs/hostStream.js"
+export type { DirEntry, FileDescription, Inode, OpenOptions, Stat } from "./fs/inode.js"
+export { Dentry, resolve, type ResolveOptions } from "./fs/resolve.js"
+export { Kernel, type KernelOptions, type KernelShape, type ProcessArgs } from "./kernel.js"
+export { ModuleCache } from "./platform/moduleCache.js"
+export type { StraceOptions } from "./syscalls/strace.js"
+export { type Executable, findExecutable, loadExecutable, readAll } from "./task/exec.js"
+export { PID_MAX, PidNamespace } from "./task/pidNamespace.js"
+export { type ProcessState, ThreadGroup } from "./task/threadGroup.js"

@@ -109,7 +109,7 @@ class HostFileDescription implements FileDescription {
   read(length: number, offset?: bigint): Effect.Effect<Uint8Array, SyscallError> {
     const at = offset ?? this.position
     return Effect.map(
-      host(() => this.handle.read(Buffer.allocUnsafe(length), 0, length, at)),
+      host(() => this.handle.read(Buffer.allocUnsafe(length), 0, length, Number(at))),
       ({ buffer, bytesRead }) => {
         if (offset === undefined) this.position += BigInt(bytesRead)
         return buffer.subarray(0, bytesRead)
@@ -146,7 +146,6 @@ class HostFileDescription implements FileDescription {
 /** An open directory: only its entries and stat; reads fail with EISDIR. */
 export const directoryDescription = (inode: Inode): FileDescription => ({
   filetype: FileType.DIRECTORY,
-  directory: inode,
   read: () => fail(Errno.ISDIR),
   write: () => fail(Errno.ISDIR),
   seek: () => fail(Errno.ISDIR),

@@ -52,8 +52,6 @@ export interface FileDescription {
   seek(delta: bigint, whence: number): Effect.Effect<bigint, SyscallError>
   readonly stat: Effect.Effect<Stat, SyscallError>
   readonly close: Effect.Effect<void>
-  /** For directories: the inode whose entries fd_readdir lists. */
-  readonly directory?: Inode
   /**
    * A host fd this description writes straight to with no other state (host stdio): the guest
    * worker may then write to it without a round trip, with identical results.

@@ -1,0 +1,100 @@
+/**
+ * Path resolution inside a container's root, component by component, as the sentry does it.
+ *
+ * Invariants: resolution starts at a dentry of this tree and only ever moves to a child found
+ * by `Inode.lookup` or to a parent recorded in the dentry chain, so no path — absolute, full of
+ * "..", or through symlinks whose targets point anywhere — can name something outside the
+ * root: ".." of the root is the root, and an absolute symlink target restarts at the root.
+ */
+import { Errno, FileType } from "@runsc/abi"
+import { Effect } from "effect"
+import { SyscallError } from "../errors.js"
+import type { Inode } from "./inode.js"
+
+/** A resolved name: an inode plus the chain of parents it was reached through. */
+export class Dentry {
+  private constructor(readonly inode: Inode, readonly name: string, private readonly parentDentry: Dentry | undefined) {}
+
+  static root(inode: Inode): Dentry {
+    return new Dentry(inode, "/", undefined)
+  }
+
+  /** The parent; the root is its own parent. */
+  get parent(): Dentry {
+    return this.parentDentry ?? this
+  }
+
+  get isRoot(): boolean {
+    return this.parentDentry === undefined
+  }
+
+  child(name: string, inode: Inode): Dentry {
+    return new Dentry(inode, name, this)
+  }
+
+  /** The absolute path of this dentry inside its tree (for strace and errors, never the host's). */
+  get path(): string {
+    const parts: Array<string> = []
+    for (let d: Dentry = this; !d.isRoot; d = d.parent) parts.push(d.name)
+    return `/${parts.reverse().join("/")}`
+  }
+}
+
+export const MAX_SYMLINK_TRAVERSALS = 40
+export const NAME_MAX = 255
+export const PATH_MAX = 4096
+
+const fail = (errno: Errno) => Effect.fail(new SyscallError({ errno }))
+
+export interface ResolveOptions {
+  /** Follow a symlink in the last component (SYMLINK_FOLLOW / O_NOFOLLOW unset). */
+  readonly followFinal: boolean
+}
+
+/**
+ * Resolves `path` from `start` (absolute paths from `root`). A trailing slash requires the
+ * result to be a directory. Errors: ENOENT (missing, or empty path), ENOTDIR, ELOOP,
+ * ENAMETOOLONG, EINVAL (NUL in the path).
+ */
+export const resolve = (
+  root: Dentry,
+  start: Dentry,
+  path: string,
+  options: ResolveOptions
+): Effect.Effect<Dentry, SyscallError> =>
+  Effect.gen(function*() {
+    if (path.length === 0) return yield* fail(Errno.NOENT)
+    if (path.length > PATH_MAX) return yield* fail(Errno.NAMETOOLONG)
+    if (path.includes("\0")) return yield* fail(Errno.INVAL)
+
+    let traversals = 0
+    let current = path.startsWith("/") ? root : start
+    // Components still to walk, in order; a followed symlink splices its target in front.
+    const pending = path.split("/").filter((c) => c.length > 0)
+    let mustBeDirectory = path.endsWith("/")
+
+    while (pending.length > 0) {
+      const name = pending.shift()!
+      if (current.inode.filetype !== FileType.DIRECTORY) return yield* fail(Errno.NOTDIR)
+      if (name === ".") continue
+      if (name === "..") {
+        current = current.parent
+        continue
+      }
+      if (name.length > NAME_MAX) return yield* fail(Errno.NAMETOOLONG)
+      const inode = yield* current.inode.lookup(name)
+      const isLast = pending.length === 0
+      if (inode.filetype === FileType.SYMBOLIC_LINK && (!isLast || options.followFinal || mustBeDirectory)) {
+        if (++traversals > MAX_SYMLINK_TRAVERSALS) return yield* fail(Errno.LOOP)
+        const target = yield* inode.readlink
+        if (target.length === 0) return yield* fail(Errno.NOENT)
+        if (target.startsWith("/")) current = root
+        if (isLast && target.endsWith("/")) mustBeDirectory = true
+        pending.unshift(...target.split("/").filter((c) => c.length > 0))
+        continue
+      }
+      current = current.child(name, inode)
+    }
+    if (mustBeDirectory && current.inode.filetype !== FileType.DIRECTORY) return yield* fail(Errno.NOTDIR)
+    return current
+  })

@@ -1,0 +1,251 @@
+/**
+ * The Kernel: a scoped service that owns every process of the sandbox — the PID namespaces, the
+ * worker pool, the module cache and one fiber per task serving its syscalls.
+ *
+ * Invariants: a process's exit status is completed only after its worker has stopped running
+ * guest code and its fds are closed; closing the kernel's scope interrupts every task fiber,
+ * each of which terminates its worker, before the pool's finalizer terminates the rest.
+ */
+import {
+  ALL_RIGHTS,
+  defaultAction,
+  DIRECTORY_RIGHTS,
+  type ExitStatus,
+  exited,
+  FileType,
+  Rights,
+  SIGFPE,
+  SIGILL,
+  SIGKILL,
+  SIGSEGV,
+  signaled,
+  SIGSYS
+} from "@runsc/abi"
+import { Context, Deferred, Effect, Exit, Fiber, FiberSet, Layer, Scope } from "effect"
+import type { InvalidModule } from "./errors.js"
+import { FdTable } from "./fs/fdTable.js"
+import { directoryDescription } from "./fs/host.js"
+import type { FileDescription } from "./fs/inode.js"
+import type { Dentry } from "./fs/resolve.js"
+import { FAST_WRITE_FDS, State, Word } from "./platform/channel.js"
+import { ModuleCache } from "./platform/moduleCache.js"
+import { type GuestWorker, makeWorkerPool, type RunOutcome } from "./platform/pool.js"
+import type { SyscallContext } from "./syscalls/context.js"
+import { releaseChannel, serveSyscalls } from "./syscalls/serve.js"
+import type { StraceOptions } from "./syscalls/strace.js"
+import { PidNamespace } from "./task/pidNamespace.js"
+import { ThreadGroup } from "./task/threadGroup.js"
+
+export interface KernelOptions {
+  /** Idle workers kept started ahead of need (default 1). */
+  readonly warmWorkers?: number
+  readonly strace?: StraceOptions
+}
+
+export interface ProcessArgs {
+  readonly containerId: string
+  readonly argv: ReadonlyArray<string>
+  readonly env: ReadonlyArray<string>
+  readonly root: Dentry
+  readonly cwd: Dentry
+  /** Path of the program inside the container (or on the host for `runsc do`), for errors. */
+  readonly programPath: string
+  readonly programBytes: Uint8Array
+  /** fds 0, 1 and 2. */
+  readonly stdio: readonly [FileDescription, FileDescription, FileDescription]
+  readonly pidNamespace?: PidNamespace<ThreadGroup>
+}
+
+
+export interface KernelShape {
+  readonly rootPidNamespace: PidNamespace<ThreadGroup>
+  readonly modules: ModuleCache
+  /** Creates a process and starts its task; returns once it is running. */
+  readonly startProcess: (args: ProcessArgs) => Effect.Effect<ThreadGroup, InvalidModule>
+  /** Delivers a signal with its default action (WASI guests install no handlers). */
+  readonly signal: (tg: ThreadGroup, signo: number) => Effect.Effect<void>
+  /** Every process not yet reaped, by root-namespace pid. */
+  readonly processes: Effect.Effect<ReadonlyArray<ThreadGroup>>
+  /** Releases an exited process's pids. */
+  readonly reap: (tg: ThreadGroup) => Effect.Effect<void>
+}
+
+const STDIO_RIGHTS = Rights.FD_READ | Rights.FD_WRITE | Rights.FD_FDSTAT_SET_FLAGS | Rights.FD_FILESTAT_GET |
+  Rights.POLL_FD_READWRITE | Rights.FD_SYNC | Rights.FD_DATASYNC | Rights.FD_ADVISE
+const SEEKABLE_RIGHTS = Rights.FD_SEEK | Rights.FD_TELL
+
+const exitStatusOf = (outcome: RunOutcome, killedBy: number | undefined): ExitStatus => {
+  if (killedBy !== undefined) return signaled(killedBy)
+  if (outcome._tag === "WorkerDied") return signaled(SIGKILL)
+  const end = outcome.end
+  switch (end._tag) {
+    case "Returned":
+      return exited(0)
+    case "ProcExit":
+      return exited(end.code)
+    case "Trap":
+      return signaled(end.kind === "unreachable" || end.kind === "other" ? SIGILL : end.kind === "divide" ? SIGFPE : SIGSEGV)
+    case "Crash":
+      return signaled(SIGSYS)
+  }
+}
+
+export class Kernel extends Context.Tag("@runsc/kernel/Kernel")<Kernel, KernelShape>() {
+  static layer(options: KernelOptions = {}): Layer.Layer<Kernel> {
+    return Layer.scoped(Kernel, makeKernel(options))
+  }
+}
+
+const makeKernel = (options: KernelOptions): Effect.Effect<KernelShape, never, Scope.Scope> =>
+  Effect.gen(function*() {
+    const pool = yield* makeWorkerPool(options.warmWorkers ?? 1)
+    const modules = new ModuleCache()
+    const rootPidNamespace = new PidNamespace<ThreadGroup>(undefined)
+    // Runs after the task set is interrupted (finalizers run in reverse): a task interrupted
+    // before it started never completed its exit status; no waiter may hang on it.
+    yield* Effect.addFinalizer(() =>
+      Effect.forEach(rootPidNamespace.processes, ([, tg]) => Deferred.succeed(tg.exitStatus, signaled(SIGKILL)), {
+        discard: true
+      })
+    )
+    const tasks = yield* FiberSet.make()
+    const fastPaths = options.strace === undefined
+
+    const kill = (tg: ThreadGroup, signo: number): Effect.Effect<void> =>
+      Effect.suspend(() => {
+        if (!tg.isAlive) return Effect.void
+        tg.killedBy = signo
+        tg.state = "exiting"
+        if (tg.continued) Deferred.unsafeDone(tg.continued, Exit.void)
+        return tg.worker ? tg.worker.terminate : Effect.void
+      })
+
+    const signal = (tg: ThreadGroup, signo: number): Effect.Effect<void> =>
+      Effect.suspend(() => {
+        if (signo === 0 || !tg.isAlive) return Effect.void
+        if (signo === SIGKILL) return kill(tg, signo)
+        switch (defaultAction(signo)) {
+          case "terminate":
+          case "core":
+            return kill(tg, signo)
+          case "ignore":
+            return Effect.void
+          case "stop":
+            // Takes effect when the task next enters the sentry.
+            if (tg.state === "running") {
+              tg.state = "stopped"
+              tg.continued = Deferred.unsafeMake(undefined as never)
+              if (tg.worker) Atomics.store(tg.worker.channel.words, Word.ATTENTION, 1)
+            }
+            return Effect.void
+          case "continue":
+            if (tg.state === "stopped") {
+              tg.state = "running"
+              if (tg.worker) Atomics.store(tg.worker.channel.words, Word.ATTENTION, 0)
+              const gate = tg.continued
+              tg.continued = undefined
+              if (gate) Deferred.unsafeDone(gate, Exit.void)
+            }
+            return Effect.void
+        }
+      })
+
+    /** Publishes which guest fds the worker may write to directly (host stdio passthrough). */
+    const attachFastWrites = (tg: ThreadGroup, worker: GuestWorker) => {
+      const table = worker.channel.fastWrite
+      table.fill(0)
+      if (!fastPaths) return
+      tg.fdTable.observe((fd, entry) => {
+        if (fd >= FAST_WRITE_FDS) return
+        const hostFd = entry?.description.passthroughHostFd
+        table[fd] = hostFd !== undefined && (entry!.rightsBase & Rights.FD_WRITE) !== 0n ? hostFd + 1 : 0
+      })
+    }
+
+    const runTask = (tg: ThreadGroup, module: WebAssembly.Module): Effect.Effect<void> =>
+      Effect.uninterruptibleMask((restore) =>
+        Effect.gen(function*() {
+          const worker = yield* pool.acquire
+          const words = worker.channel.words
+          Atomics.store(words, Word.STATE, State.IDLE)
+          Atomics.store(words, Word.ATTENTION, tg.state === "stopped" ? 1 : 0)
+          tg.worker = worker
+          attachFastWrites(tg, worker)
+          const context: SyscallContext = { tg, channel: worker.channel, raise: (signo) => signal(tg, signo) }
+          // Forked from an uninterruptible region, the server would inherit it; it must stay interruptible.
+          const server = yield* Effect.fork(Effect.interruptible(serveSyscalls(context, options.strace)))
+          const started = tg.killedBy === undefined
+          const waited = started
+            ? yield* Effect.exit(restore(Effect.flatten(worker.run({ _tag: "Run", module, args: tg.argv, env: tg.env, fastPaths }))))
+            : Exit.succeed<RunOutcome>({ _tag: "WorkerDied", reason: "killed before it ran" })
+          // Interrupted while the guest ran: the kernel is shutting down; the worker must not outlive the task.
+          const outcome: RunOutcome = Exit.isSuccess(waited) ? waited.value : { _tag: "WorkerDied", reason: "kernel shut down" }
+          yield* Fiber.interrupt(server)
+          yield* releaseChannel(words)
+          tg.fdTable.observe(() => {})
+          if (outcome._tag === "Guest" && tg.killedBy === undefined) yield* pool.release(worker)
+          else yield* worker.terminate
+          yield* tg.fdTable.closeAll
+          tg.state = "exited"
+          tg.worker = undefined
+          yield* Deferred.succeed(tg.exitStatus, exitStatusOf(outcome, tg.killedBy))
+        })
+      )
+
+    const startProcess = (args: ProcessArgs): Effect.Effect<ThreadGroup, InvalidModule> =>
+      Effect.gen(function*() {
+        const module = yield* modules.compile(args.programPath, args.programBytes)
+        const pidNamespace = args.pidNamespace ?? rootPidNamespace
+        const ids = new Map<PidNamespace<ThreadGroup>, number>()
+        const fdTable = new FdTable()
+        const tg = new ThreadGroup(
+          ids,
+          pidNamespace,
+          args.containerId,
+          args.argv,
+          args.env,
+          args.root,
+          args.cwd,
+          fdTable,
+          process.hrtime.bigint()
+        )
+        for (const ns of pidNamespace.lineage) {
+          const pid = ns.allocate(tg)
+          if (pid === undefined) return yield* Effect.dieMessage("pid namespace exhausted")
+          ids.set(ns, pid)
+        }
+        args.stdio.forEach((description, fd) => {
+          const seekable = description.filetype === FileType.REGULAR_FILE ? SEEKABLE_RIGHTS : 0n
+          fdTable.set(fd, { description, rightsBase: STDIO_RIGHTS | seekable, rightsInheriting: 0n, flags: 0 })
+        })
+        fdTable.set(3, {
+          description: directoryDescription(args.root.inode),
+          dentry: args.root,
+          preopen: "/",
+          rightsBase: DIRECTORY_RIGHTS,
+          rightsInheriting: ALL_RIGHTS,
+          flags: 0
+        })
+        // The task fiber is owned by the kernel, not by the caller: it outlives this call.
+        // runTask is uninterruptible, so an interrupt of the set after it started still
+        // terminates the worker and completes the exit status.
+        yield* FiberSet.run(tasks, runTask(tg, module))
+        return tg
+      })
+
+    const reap = (tg: ThreadGroup) =>
+      Effect.sync(() => {
+        for (const [ns, pid] of tg.ids) if (ns.get(pid) === tg) ns.release(pid)
+      })
+
+    return {
+      rootPidNamespace,
+      modules,
+      startProcess,
+      signal,
+      processes: Effect.sync(() =>
+        rootPidNamespace.processes.map(([, tg]) => tg).sort((a, b) => a.rootPid - b.rootPid)
+      ),
+      reap
+    }
+  })

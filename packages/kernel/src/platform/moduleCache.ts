@@ -1,0 +1,55 @@
+/**
+ * Compiled modules, once per sandbox: keyed by the SHA-256 of the module bytes, compiled once
+ * (concurrent requests share one compilation) and handed to workers as `WebAssembly.Module`,
+ * which V8 shares between threads instead of recompiling.
+ */
+import { syscallNames } from "@runsc/abi"
+import { Deferred, Effect } from "effect"
+import { createHash } from "node:crypto"
+import { InvalidModule } from "../errors.js"
+
+const provided = new Set<string>(syscallNames)
+
+/** Checks what the sandbox can run: a WASI command that imports only functions we provide. */
+const checkInterface = (module: WebAssembly.Module): string | undefined => {
+  for (const imp of WebAssembly.Module.imports(module)) {
+    if (imp.module !== "wasi_snapshot_preview1" || imp.kind !== "function" || !provided.has(imp.name)) {
+      return `imports ${imp.module}.${imp.name} (${imp.kind}), which the sandbox does not provide`
+    }
+  }
+  const exports = new Map(WebAssembly.Module.exports(module).map((e) => [e.name, e.kind]))
+  if (exports.get("_start") !== "function") return "exports no _start function (not a WASI command)"
+  if (exports.get("memory") !== "memory") return "exports no memory"
+  return undefined
+}
+
+export class ModuleCache {
+  private readonly compiled = new Map<string, Deferred.Deferred<WebAssembly.Module, InvalidModule>>()
+
+  /** `path` only names the module in errors. */
+  compile(path: string, bytes: Uint8Array): Effect.Effect<WebAssembly.Module, InvalidModule> {
+    return Effect.suspend(() => {
+      const key = createHash("sha256").update(bytes).digest("hex")
+      const existing = this.compiled.get(key)
+      if (existing) return Deferred.await(existing)
+      const slot = Deferred.unsafeMake<WebAssembly.Module, InvalidModule>(undefined as never)
+      this.compiled.set(key, slot)
+      const compile = Effect.tryPromise({
+        try: () => WebAssembly.compile(bytes as Uint8Array<ArrayBuffer>),
+        catch: (e) => new InvalidModule({ path, reason: e instanceof Error ? e.message : String(e) })
+      }).pipe(
+        Effect.filterOrFail(
+          (m) => checkInterface(m) === undefined,
+          (m) => new InvalidModule({ path, reason: checkInterface(m)! })
+        ),
+        // A failed compilation is not cached: the next attempt may bring different bytes for the same path.
+        Effect.tapError(() => Effect.sync(() => this.compiled.delete(key)))
+      )
+      return Effect.flatMap(Deferred.complete(slot, compile), () => Deferred.await(slot))
+    })
+  }
+
+  get size(): number {
+    return this.compiled.size
+  }
+}

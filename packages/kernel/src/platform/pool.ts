@@ -1,0 +1,124 @@
+/**
+ * Guest worker threads: started ahead of need and reused.
+ *
+ * Starting a worker costs tens of milliseconds; starting a process should not. The pool keeps
+ * `warm` idle workers; `acquire` takes one (or starts one when none is idle) and tops the pool
+ * up in the background. A worker whose guest ended normally returns with `release`; one that
+ * was terminated (SIGKILL, crash) is gone. Closing the pool's scope terminates every worker,
+ * idle or busy — terminate() works even on a thread parked in Atomics.wait.
+ */
+import { Deferred, Effect, Exit, FiberSet, Scope } from "effect"
+import { Worker } from "node:worker_threads"
+import { ChannelViews, type FromWorker, type GuestEnd, type ToWorker } from "./channel.js"
+
+// Resolves to the compiled worker from both src/platform (tests) and dist/platform.
+const workerScript = new URL("../../dist/platform/worker.js", import.meta.url)
+
+/** How a run ended: the guest's own end, or the thread died (terminated or crashed). */
+export type RunOutcome = { readonly _tag: "Guest"; readonly end: GuestEnd } | { readonly _tag: "WorkerDied"; readonly reason: string }
+
+export class GuestWorker {
+  private outcome: Deferred.Deferred<RunOutcome> | undefined
+  private alive = true
+
+  constructor(readonly thread: Worker, readonly channel: ChannelViews) {
+    thread.on("message", (message: FromWorker) => {
+      if (message._tag === "Ended" && this.outcome) Deferred.unsafeDone(this.outcome, Exit.succeed({ _tag: "Guest", end: message.end }))
+    })
+    thread.on("error", (error) => this.died(`worker error: ${error.message}`))
+    thread.on("exit", (code) => this.died(`worker exited (${code})`))
+  }
+
+  private died(reason: string): void {
+    this.alive = false
+    if (this.outcome) Deferred.unsafeDone(this.outcome, Exit.succeed({ _tag: "WorkerDied", reason }))
+  }
+
+  get isAlive(): boolean {
+    return this.alive
+  }
+
+  /** Starts a guest; the returned effect waits for how it ended. */
+  run(message: ToWorker): Effect.Effect<Effect.Effect<RunOutcome>> {
+    return Effect.sync(() => {
+      const outcome = Deferred.unsafeMake<RunOutcome>(undefined as never)
+      this.outcome = outcome
+      if (!this.alive) Deferred.unsafeDone(outcome, Exit.succeed({ _tag: "WorkerDied", reason: "worker is gone" }))
+      else this.thread.postMessage(message)
+      return Deferred.await(outcome)
+    })
+  }
+
+  /** Ends the thread wherever it is (running guest code, parked in Atomics.wait). */
+  get terminate(): Effect.Effect<void> {
+    return Effect.promise(() => this.thread.terminate().then(() => undefined, () => undefined))
+  }
+}
+
+const startWorker: Effect.Effect<GuestWorker> = Effect.async<GuestWorker>((resume) => {
+  const channel = ChannelViews.allocate()
+  const thread = new Worker(workerScript, { workerData: { buffer: channel.buffer } })
+  thread.once("message", (m: FromWorker) => {
+    if (m._tag === "Ready") resume(Effect.succeed(new GuestWorker(thread, channel)))
+  })
+  thread.once("error", (error) => resume(Effect.die(error)))
+  return Effect.promise(() => thread.terminate())
+})
+
+export interface WorkerPool {
+  readonly acquire: Effect.Effect<GuestWorker>
+  /** Returns a worker whose guest ended normally; surplus workers are terminated. */
+  release(worker: GuestWorker): Effect.Effect<void>
+  readonly idleCount: Effect.Effect<number>
+}
+
+export const makeWorkerPool = (warm: number): Effect.Effect<WorkerPool, never, Scope.Scope> =>
+  Effect.gen(function*() {
+    const idle: Array<GuestWorker> = []
+    const all = new Set<GuestWorker>()
+    const starting = yield* FiberSet.make()
+    let startingCount = 0
+
+    yield* Effect.addFinalizer(() =>
+      Effect.forEach([...all], (w) => w.terminate, { concurrency: "unbounded", discard: true })
+    )
+
+    const started = Effect.tap(startWorker, (w) => Effect.sync(() => all.add(w)))
+
+    const topUp = Effect.suspend(() => {
+      const missing = warm - idle.length - startingCount
+      if (missing <= 0) return Effect.void
+      startingCount += missing
+      return Effect.forEach(
+        Array.from({ length: missing }),
+        () =>
+          FiberSet.run(
+            starting,
+            Effect.tap(started, (w) => Effect.sync(() => idle.push(w))).pipe(
+              Effect.ensuring(Effect.sync(() => startingCount--))
+            )
+          ),
+        { discard: true }
+      )
+    })
+
+    yield* topUp
+
+    const acquire = Effect.suspend(() => {
+      let worker: GuestWorker | undefined
+      while ((worker = idle.pop()) !== undefined && !worker.isAlive) all.delete(worker)
+      return Effect.zipLeft(worker ? Effect.succeed(worker) : started, topUp)
+    })
+
+    const release = (worker: GuestWorker) =>
+      Effect.suspend(() => {
+        if (worker.isAlive && idle.length < warm) {
+          idle.push(worker)
+          return Effect.void
+        }
+        all.delete(worker)
+        return worker.terminate
+      })
+
+    return { acquire, release, idleCount: Effect.sync(() => idle.length) }
+  })

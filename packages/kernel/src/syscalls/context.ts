@@ -1,0 +1,56 @@
+/**
+ * What a syscall handler sees: the calling thread group and its channel. Arguments are read
+ * from the channel words, results written back to it; handlers never touch guest memory (the
+ * worker copies payloads in and out).
+ */
+import { Errno } from "@runsc/abi"
+import { Effect } from "effect"
+import { SyscallError } from "../errors.js"
+import { type ChannelViews, DATA_SIZE, Word } from "../platform/channel.js"
+import type { ThreadGroup } from "../task/threadGroup.js"
+
+export interface SyscallContext {
+  readonly tg: ThreadGroup
+  readonly channel: ChannelViews
+  /** Delivers a signal to the calling thread group (proc_raise). */
+  readonly raise: (signo: number) => Effect.Effect<void>
+}
+
+export type Handler = (c: SyscallContext) => Effect.Effect<void, SyscallError>
+
+export const fail = (errno: Errno) => Effect.fail(new SyscallError({ errno }))
+
+export const arg = (c: SyscallContext, i: number): number => c.channel.words[Word.ARG0 + i]!
+export const u32 = (c: SyscallContext, i: number): number => c.channel.words[Word.ARG0 + i]! >>> 0
+export const i64 = (c: SyscallContext, i: number): bigint => c.channel.i64[i]!
+
+const utf8 = new TextDecoder("utf-8", { fatal: true })
+
+/** The request path stored in the data area at [at, at + length). EILSEQ if not UTF-8. */
+export const pathAt = (c: SyscallContext, at: number, length: number): Effect.Effect<string, SyscallError> => {
+  if (at + length > DATA_SIZE) return fail(Errno.NAMETOOLONG)
+  try {
+    return Effect.succeed(utf8.decode(c.channel.data.subarray(at, at + length)))
+  } catch {
+    return fail(Errno.ILSEQ)
+  }
+}
+
+export const setResult = (c: SyscallContext, value: number): void => {
+  c.channel.words[Word.RESULT0] = value
+}
+
+export const setResult64 = (c: SyscallContext, value: bigint): void => {
+  c.channel.i64[4] = value
+}
+
+/** Places a response payload at the start of the data area. */
+export const setPayload = (c: SyscallContext, bytes: Uint8Array): void => {
+  c.channel.data.set(bytes)
+  c.channel.words[Word.RESULT_LENGTH] = bytes.length
+}
+
+/** Declares that the handler wrote `length` payload bytes in place (through `channel.dataView`). */
+export const setPayloadLength = (c: SyscallContext, length: number): void => {
+  c.channel.words[Word.RESULT_LENGTH] = length
+}

@@ -1,0 +1,452 @@
+/**
+ * The syscall table: one handler per `wasi_snapshot_preview1` function, indexed by syscall
+ * number. Calls served inside the worker (clocks, random, argv/environ, sched_yield) never get
+ * here. Handlers validate in the order Linux does (fd, then rights, then path), so a guest sees
+ * the errno it would see on Linux, with WASI's NOTCAPABLE where rights are missing.
+ *
+ * The container root is read-only in this build: every call that would change it fails with
+ * EROFS after its fd has been validated, as on a read-only mount.
+ */
+import {
+  ClockId,
+  DIRECTORY_RIGHTS,
+  Errno,
+  EventType,
+  FdFlags,
+  FILE_RIGHTS,
+  FileType,
+  Layout,
+  LookupFlags,
+  OFlags,
+  PreopenType,
+  Rights,
+  SubclockFlags,
+  type SyscallName,
+  syscallNames
+} from "@runsc/abi"
+import { Clock, Duration, Effect } from "effect"
+import { SyscallError } from "../errors.js"
+import type { FdEntry } from "../fs/fdTable.js"
+import type { Stat } from "../fs/inode.js"
+import { type Dentry, resolve } from "../fs/resolve.js"
+import { DATA_SIZE } from "../platform/channel.js"
+import {
+  arg,
+  fail,
+  type Handler,
+  i64,
+  pathAt,
+  setPayload,
+  setPayloadLength,
+  setResult,
+  setResult64,
+  type SyscallContext,
+  u32
+} from "./context.js"
+
+// ---- fd and rights checks --------------------------------------------------------------------
+
+/** The entry for `fd`, which must carry every right in `rights` (BADF, then NOTCAPABLE). */
+const entryWith = (c: SyscallContext, fd: number, rights: bigint): Effect.Effect<FdEntry, SyscallError> => {
+  const entry = c.tg.fdTable.lookup(fd)
+  if (entry === undefined) return fail(Errno.BADF)
+  if ((entry.rightsBase & rights) !== rights) return fail(Errno.NOTCAPABLE)
+  return Effect.succeed(entry)
+}
+
+/** A directory fd usable as the base of a path lookup. */
+const baseDirectory = (c: SyscallContext, fd: number, rights: bigint): Effect.Effect<Dentry, SyscallError> =>
+  Effect.flatMap(entryWith(c, fd, rights), (entry) => entry.dentry ? Effect.succeed(entry.dentry) : fail(Errno.NOTDIR))
+
+const lookupPath = (c: SyscallContext, fd: number, rights: bigint, at: number, length: number, follow: boolean) =>
+  Effect.gen(function*() {
+    const base = yield* baseDirectory(c, fd, rights)
+    const path = yield* pathAt(c, at, length)
+    return yield* resolve(c.tg.root, base, path, { followFinal: follow })
+  })
+
+// ---- struct encoders (into the data area) ---------------------------------------------------
+
+const putFilestat = (c: SyscallContext, st: Stat): void => {
+  const v = c.channel.dataView
+  const L = Layout.filestat
+  v.setBigUint64(L.dev, st.dev, true)
+  v.setBigUint64(L.ino, st.ino, true)
+  v.setUint8(L.filetype, st.filetype)
+  for (let i = L.filetype + 1; i < L.nlink; i++) v.setUint8(i, 0)
+  v.setBigUint64(L.nlink, st.nlink, true)
+  v.setBigUint64(L.size, st.size, true)
+  v.setBigUint64(L.atim, st.atim, true)
+  v.setBigUint64(L.mtim, st.mtim, true)
+  v.setBigUint64(L.ctim, st.ctim, true)
+  setPayloadLength(c, L.sizeOf)
+}
+
+const encoder = new TextEncoder()
+
+// ---- handlers --------------------------------------------------------------------------------
+
+const fd_write: Handler = (c) =>
+  Effect.gen(function*() {
+    const entry = yield* entryWith(c, u32(c, 0), Rights.FD_WRITE)
+    const length = u32(c, 1)
+    setResult(c, yield* entry.description.write(c.channel.data.subarray(0, length)))
+  })
+
+const fd_pwrite: Handler = (c) =>
+  Effect.gen(function*() {
+    const entry = yield* entryWith(c, u32(c, 0), Rights.FD_WRITE | Rights.FD_SEEK)
+    if (entry.description.filetype !== FileType.REGULAR_FILE) return yield* fail(Errno.SPIPE)
+    setResult(c, yield* entry.description.write(c.channel.data.subarray(0, u32(c, 1)), i64(c, 0)))
+  })
+
+const read = (positional: boolean): Handler => (c) =>
+  Effect.gen(function*() {
+    const rights = positional ? Rights.FD_READ | Rights.FD_SEEK : Rights.FD_READ
+    const entry = yield* entryWith(c, u32(c, 0), rights)
+    if (positional && entry.description.filetype !== FileType.REGULAR_FILE) return yield* fail(Errno.SPIPE)
+    const offset = positional ? i64(c, 0) : undefined
+    if (offset !== undefined && offset < 0n) return yield* fail(Errno.INVAL)
+    const bytes = yield* entry.description.read(Math.min(u32(c, 1), DATA_SIZE), offset)
+    c.channel.data.set(bytes)
+    setResult(c, bytes.length)
+  })
+
+const fd_close: Handler = (c) => c.tg.fdTable.close(u32(c, 0))
+
+const fd_seek: Handler = (c) =>
+  Effect.gen(function*() {
+    const whence = u32(c, 1)
+    const delta = i64(c, 0)
+    // lseek(fd, 0, SEEK_CUR) is how fd_tell is spelled in C; it needs only FD_TELL.
+    const rights = delta === 0n && whence === 1 ? Rights.FD_TELL : Rights.FD_SEEK
+    const entry = yield* entryWith(c, u32(c, 0), rights)
+    setResult64(c, yield* entry.description.seek(delta, whence))
+  })
+
+const fd_tell: Handler = (c) =>
+  Effect.gen(function*() {
+    const entry = yield* entryWith(c, u32(c, 0), Rights.FD_TELL)
+    setResult64(c, yield* entry.description.seek(0n, 1))
+  })
+
+const fd_fdstat_get: Handler = (c) =>
+  Effect.gen(function*() {
+    const entry = yield* entryWith(c, u32(c, 0), 0n)
+    const v = c.channel.dataView
+    const L = Layout.fdstat
+    v.setBigUint64(0, 0n, true)
+    v.setUint8(L.filetype, entry.description.filetype)
+    v.setUint16(L.flags, entry.flags, true)
+    v.setBigUint64(L.rightsBase, entry.rightsBase, true)
+    v.setBigUint64(L.rightsInheriting, entry.rightsInheriting, true)
+    setPayloadLength(c, L.sizeOf)
+  })
+
+const fd_fdstat_set_flags: Handler = (c) =>
+  Effect.gen(function*() {
+    const fd = u32(c, 0)
+    const flags = u32(c, 1)
+    const entry = yield* entryWith(c, fd, Rights.FD_FDSTAT_SET_FLAGS)
+    if ((flags & ~(FdFlags.APPEND | FdFlags.DSYNC | FdFlags.NONBLOCK | FdFlags.RSYNC | FdFlags.SYNC)) !== 0) {
+      return yield* fail(Errno.INVAL)
+    }
+    c.tg.fdTable.set(fd, { ...entry, flags })
+  })
+
+const fd_fdstat_set_rights: Handler = (c) =>
+  Effect.gen(function*() {
+    const fd = u32(c, 0)
+    const base = BigInt.asUintN(64, i64(c, 0))
+    const inheriting = BigInt.asUintN(64, i64(c, 1))
+    const entry = yield* entryWith(c, fd, 0n)
+    // Rights can only be dropped.
+    if ((base & ~entry.rightsBase) !== 0n || (inheriting & ~entry.rightsInheriting) !== 0n) {
+      return yield* fail(Errno.NOTCAPABLE)
+    }
+    c.tg.fdTable.set(fd, { ...entry, rightsBase: base, rightsInheriting: inheriting })
+  })
+
+const fd_filestat_get: Handler = (c) =>
+  Effect.gen(function*() {
+    const entry = yield* entryWith(c, u32(c, 0), Rights.FD_FILESTAT_GET)
+    putFilestat(c, yield* entry.description.stat)
+  })
+
+const fd_prestat_get: Handler = (c) =>
+  Effect.gen(function*() {
+    const entry = yield* entryWith(c, u32(c, 0), 0n)
+    if (entry.preopen === undefined) return yield* fail(Errno.BADF)
+    const v = c.channel.dataView
+    v.setUint32(0, 0, true)
+    v.setUint8(Layout.prestat.tag, PreopenType.DIR)
+    v.setUint32(Layout.prestat.nameLen, encoder.encode(entry.preopen).length, true)
+    setPayloadLength(c, Layout.prestat.sizeOf)
+  })
+
+const fd_prestat_dir_name: Handler = (c) =>
+  Effect.gen(function*() {
+    const entry = yield* entryWith(c, u32(c, 0), 0n)
+    if (entry.preopen === undefined) return yield* fail(Errno.BADF)
+    const name = encoder.encode(entry.preopen)
+    if (u32(c, 1) < name.length) return yield* fail(Errno.NAMETOOLONG)
+    setPayload(c, name)
+  })
+
+/** Directory listings by description, so cookies stay stable between fd_readdir calls. */
+const listings = new WeakMap<FdEntry["description"], ReadonlyArray<{ name: Uint8Array; ino: bigint; filetype: number }>>()
+
+const fd_readdir: Handler = (c) =>
+  Effect.gen(function*() {
+    const entry = yield* entryWith(c, u32(c, 0), Rights.FD_READDIR)
+    const dentry = entry.dentry
+    if (dentry === undefined) return yield* fail(Errno.NOTDIR)
+    const cookie = BigInt.asUintN(64, i64(c, 0))
+    let listing = listings.get(entry.description)
+    if (listing === undefined || cookie === 0n) {
+      const self = yield* dentry.inode.stat
+      const parent = yield* dentry.parent.inode.stat
+      const children = yield* dentry.inode.readdir
+      listing = [
+        { name: encoder.encode("."), ino: self.ino, filetype: FileType.DIRECTORY },
+        { name: encoder.encode(".."), ino: parent.ino, filetype: FileType.DIRECTORY },
+        ...children.map((e) => ({ name: encoder.encode(e.name), ino: e.ino, filetype: e.filetype }))
+      ]
+      listings.set(entry.description, listing)
+    }
+    const capacity = Math.min(u32(c, 1), DATA_SIZE)
+    const record = new Uint8Array(Layout.dirent.sizeOf + 256)
+    const rv = new DataView(record.buffer)
+    let used = 0
+    // Records are packed back to back; the last one is cut at the buffer's end, and a full
+    // buffer tells the guest to call again from the cookie of its last whole record.
+    for (let i = Number(cookie); i < listing.length && used < capacity; i++) {
+      const e = listing[i]!
+      const size = Layout.dirent.sizeOf + e.name.length
+      const bytes = size <= record.length ? record : new Uint8Array(size)
+      const view = bytes === record ? rv : new DataView(bytes.buffer)
+      view.setBigUint64(Layout.dirent.next, BigInt(i + 1), true)
+      view.setBigUint64(Layout.dirent.ino, e.ino, true)
+      view.setUint32(Layout.dirent.namlen, e.name.length, true)
+      view.setUint32(Layout.dirent.type, e.filetype, true)
+      bytes.set(e.name, Layout.dirent.sizeOf)
+      const take = Math.min(size, capacity - used)
+      c.channel.data.set(bytes.subarray(0, take), used)
+      used += take
+    }
+    setResult(c, used)
+  })
+
+const fd_renumber: Handler = (c) => c.tg.fdTable.renumber(u32(c, 0), u32(c, 1))
+
+/** Calls that only need a valid fd with a right, and have nothing to do on this filesystem. */
+const validateOnly = (rights: bigint): Handler => (c) => Effect.asVoid(entryWith(c, u32(c, 0), rights))
+
+/** Calls that would change the (read-only) filesystem through an open fd. */
+const readOnlyFd = (rights: bigint): Handler => (c) =>
+  Effect.flatMap(entryWith(c, u32(c, 0), rights), (entry) =>
+    fail(entry.description.filetype === FileType.DIRECTORY ? Errno.ISDIR : Errno.ROFS))
+
+/** Calls that would change the (read-only) filesystem at a path under a directory fd. */
+const readOnlyPath = (rights: bigint, fdArg = 0): Handler => (c) =>
+  Effect.flatMap(baseDirectory(c, u32(c, fdArg), rights), () => fail(Errno.ROFS))
+
+const WRITE_RIGHTS = Rights.FD_WRITE | Rights.FD_ALLOCATE | Rights.FD_FILESTAT_SET_SIZE | Rights.FD_DATASYNC
+
+const path_open: Handler = (c) =>
+  Effect.gen(function*() {
+    const dirfd = u32(c, 0)
+    const lookupflags = u32(c, 1)
+    const pathLength = u32(c, 2)
+    const oflags = u32(c, 3)
+    const fdflags = u32(c, 4)
+    const requestedBase = BigInt.asUintN(64, i64(c, 0))
+    const requestedInheriting = BigInt.asUintN(64, i64(c, 1))
+    const dir = yield* entryWith(c, dirfd, Rights.PATH_OPEN)
+    if (dir.dentry === undefined) return yield* fail(Errno.NOTDIR)
+    if ((requestedBase & ~dir.rightsInheriting) !== 0n) return yield* fail(Errno.NOTCAPABLE)
+    if ((oflags & OFlags.CREAT) !== 0 && (dir.rightsBase & Rights.PATH_CREATE_FILE) === 0n) return yield* fail(Errno.NOTCAPABLE)
+    const path = yield* pathAt(c, 0, pathLength)
+    const found = yield* Effect.either(
+      resolve(c.tg.root, dir.dentry, path, { followFinal: (lookupflags & LookupFlags.SYMLINK_FOLLOW) !== 0 })
+    )
+    if (found._tag === "Left") {
+      // A missing file with O_CREAT would be created: not on a read-only root.
+      if (found.left.errno === Errno.NOENT && (oflags & OFlags.CREAT) !== 0) return yield* fail(Errno.ROFS)
+      return yield* found.left
+    }
+    const dentry = found.right
+    const filetype = dentry.inode.filetype
+    if ((oflags & OFlags.CREAT) !== 0 && (oflags & OFlags.EXCL) !== 0) return yield* fail(Errno.EXIST)
+    if (filetype === FileType.SYMBOLIC_LINK) return yield* fail(Errno.LOOP)
+    if ((oflags & OFlags.DIRECTORY) !== 0 && filetype !== FileType.DIRECTORY) return yield* fail(Errno.NOTDIR)
+    const isDirectory = filetype === FileType.DIRECTORY
+    const wantsWrite = (requestedBase & WRITE_RIGHTS) !== 0n || (oflags & OFlags.TRUNC) !== 0 ||
+      (fdflags & FdFlags.APPEND) !== 0
+    if (isDirectory && wantsWrite) return yield* fail(Errno.ISDIR)
+    const description = yield* dentry.inode.open({ read: true, write: wantsWrite })
+    const typeRights = isDirectory ? DIRECTORY_RIGHTS : FILE_RIGHTS
+    const fd = yield* c.tg.fdTable.allocate({
+      description,
+      ...(isDirectory ? { dentry } : {}),
+      rightsBase: requestedBase & typeRights & dir.rightsInheriting,
+      rightsInheriting: isDirectory ? requestedInheriting & dir.rightsInheriting : 0n,
+      flags: fdflags & (FdFlags.APPEND | FdFlags.NONBLOCK | FdFlags.SYNC | FdFlags.DSYNC | FdFlags.RSYNC)
+    }).pipe(Effect.tapError(() => description.close))
+    setResult(c, fd)
+  })
+
+const path_filestat_get: Handler = (c) =>
+  Effect.gen(function*() {
+    const follow = (u32(c, 1) & LookupFlags.SYMLINK_FOLLOW) !== 0
+    const dentry = yield* lookupPath(c, u32(c, 0), Rights.PATH_FILESTAT_GET, 0, u32(c, 2), follow)
+    putFilestat(c, yield* dentry.inode.stat)
+  })
+
+const path_readlink: Handler = (c) =>
+  Effect.gen(function*() {
+    const dentry = yield* lookupPath(c, u32(c, 0), Rights.PATH_READLINK, 0, u32(c, 1), false)
+    const target = encoder.encode(yield* dentry.inode.readlink)
+    // Truncated to the guest's buffer, as readlink(2) does.
+    const kept = target.subarray(0, Math.min(target.length, u32(c, 2)))
+    setPayload(c, kept)
+    setResult(c, kept.length)
+  })
+
+const path_symlink: Handler = (c) => Effect.flatMap(baseDirectory(c, u32(c, 1), Rights.PATH_SYMLINK), () => fail(Errno.ROFS))
+
+const path_rename: Handler = (c) =>
+  Effect.gen(function*() {
+    yield* baseDirectory(c, u32(c, 0), Rights.PATH_RENAME_SOURCE)
+    yield* baseDirectory(c, u32(c, 2), Rights.PATH_RENAME_TARGET)
+    return yield* fail(Errno.ROFS)
+  })
+
+const path_link: Handler = (c) =>
+  Effect.gen(function*() {
+    yield* baseDirectory(c, u32(c, 0), Rights.PATH_LINK_SOURCE)
+    yield* baseDirectory(c, u32(c, 3), Rights.PATH_LINK_TARGET)
+    return yield* fail(Errno.ROFS)
+  })
+
+// ---- poll_oneoff -----------------------------------------------------------------------------
+
+const poll_oneoff: Handler = (c) =>
+  Effect.gen(function*() {
+    const nsubs = u32(c, 0)
+    if (nsubs === 0) return yield* fail(Errno.INVAL)
+    const view = c.channel.dataView
+    const S = Layout.subscription
+    const nowRealtime = yield* Clock.currentTimeNanos
+    const nowMonotonic = process.hrtime.bigint() // the same clock the worker serves as MONOTONIC
+    interface Ready {
+      readonly userdata: bigint
+      readonly error: number
+      readonly type: number
+    }
+    const immediate: Array<Ready> = []
+    const clocks: Array<{ readonly userdata: bigint; readonly waitNs: bigint }> = []
+    for (let i = 0; i < nsubs; i++) {
+      const base = i * S.sizeOf
+      const userdata = view.getBigUint64(base + S.userdata, true)
+      const tag = view.getUint8(base + S.tag)
+      if (tag === EventType.CLOCK) {
+        const id = view.getUint32(base + S.clock.id, true)
+        const timeout = view.getBigUint64(base + S.clock.timeout, true)
+        const absolute = (view.getUint16(base + S.clock.flags, true) & SubclockFlags.ABSTIME) !== 0
+        const now = id === ClockId.REALTIME ? nowRealtime : id === ClockId.MONOTONIC ? nowMonotonic : undefined
+        if (now === undefined) immediate.push({ userdata, error: Errno.INVAL, type: tag })
+        else clocks.push({ userdata, waitNs: absolute ? timeout - now : timeout })
+      } else if (tag === EventType.FD_READ || tag === EventType.FD_WRITE) {
+        const fd = view.getUint32(base + S.fdReadWrite.fd, true)
+        const entry = c.tg.fdTable.lookup(fd)
+        const error = entry === undefined ? Errno.BADF
+          : (entry.rightsBase & Rights.POLL_FD_READWRITE) === 0n ? Errno.NOTCAPABLE
+          : Errno.SUCCESS
+        // Files and the host streams are reported ready at once; the read or write that
+        // follows is what waits.
+        immediate.push({ userdata, error, type: tag })
+      } else {
+        immediate.push({ userdata, error: Errno.INVAL, type: tag })
+      }
+    }
+    let fired: Array<Ready> = immediate
+    if (fired.length === 0) {
+      const soonest = clocks.reduce((m, s) => (s.waitNs < m ? s.waitNs : m), clocks[0]!.waitNs)
+      if (soonest > 0n) yield* Effect.sleep(Duration.nanos(soonest))
+      fired = clocks.filter((s) => s.waitNs <= soonest).map((s) => ({ userdata: s.userdata, error: 0, type: EventType.CLOCK }))
+    }
+    const E = Layout.event
+    fired.forEach((event, i) => {
+      const base = i * E.sizeOf
+      for (let b = 0; b < E.sizeOf; b += 8) view.setBigUint64(base + b, 0n, true)
+      view.setBigUint64(base + E.userdata, event.userdata, true)
+      view.setUint16(base + E.error, event.error, true)
+      view.setUint8(base + E.type, event.type)
+    })
+    setPayloadLength(c, fired.length * E.sizeOf)
+    setResult(c, fired.length)
+  })
+
+const proc_raise: Handler = (c) => {
+  const signo = u32(c, 0)
+  return signo === 0 || signo > 31 ? fail(Errno.INVAL) : c.raise(signo)
+}
+
+/** No socket can exist yet (preview1 cannot create one and none are pre-opened). */
+const notSocket: Handler = (c) => Effect.flatMap(entryWith(c, u32(c, 0), 0n), () => fail(Errno.NOTSOCK))
+
+/** Served in the worker; reaching the sentry means a worker stub without its fast path. */
+const servedInWorker: Handler = () => fail(Errno.NOSYS)
+
+const handlers: { readonly [K in SyscallName]: Handler } = {
+  args_get: servedInWorker,
+  args_sizes_get: servedInWorker,
+  environ_get: servedInWorker,
+  environ_sizes_get: servedInWorker,
+  clock_res_get: servedInWorker,
+  clock_time_get: servedInWorker,
+  fd_advise: (c) => arg(c, 1) > 5 ? fail(Errno.INVAL) : validateOnly(Rights.FD_ADVISE)(c),
+  fd_allocate: readOnlyFd(Rights.FD_ALLOCATE),
+  fd_close,
+  fd_datasync: validateOnly(Rights.FD_DATASYNC),
+  fd_fdstat_get,
+  fd_fdstat_set_flags,
+  fd_fdstat_set_rights,
+  fd_filestat_get,
+  fd_filestat_set_size: readOnlyFd(Rights.FD_FILESTAT_SET_SIZE),
+  fd_filestat_set_times: readOnlyFd(Rights.FD_FILESTAT_SET_TIMES),
+  fd_pread: read(true),
+  fd_prestat_get,
+  fd_prestat_dir_name,
+  fd_pwrite,
+  fd_read: read(false),
+  fd_readdir,
+  fd_renumber,
+  fd_seek,
+  fd_sync: validateOnly(Rights.FD_SYNC),
+  fd_tell,
+  fd_write,
+  path_create_directory: readOnlyPath(Rights.PATH_CREATE_DIRECTORY),
+  path_filestat_get,
+  path_filestat_set_times: readOnlyPath(Rights.PATH_FILESTAT_SET_TIMES),
+  path_link,
+  path_open,
+  path_readlink,
+  path_remove_directory: readOnlyPath(Rights.PATH_REMOVE_DIRECTORY),
+  path_rename,
+  path_symlink,
+  path_unlink_file: readOnlyPath(Rights.PATH_UNLINK_FILE),
+  poll_oneoff,
+  proc_exit: servedInWorker,
+  proc_raise,
+  sched_yield: servedInWorker,
+  random_get: servedInWorker,
+  sock_accept: notSocket,
+  sock_recv: notSocket,
+  sock_send: notSocket,
+  sock_shutdown: notSocket
+}
+
+/** Handlers by syscall number. */
+export const syscallTable: ReadonlyArray<Handler> = syscallNames.map((name) => handlers[name])

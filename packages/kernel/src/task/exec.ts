@@ -1,0 +1,134 @@
+/**
+ * Finding and loading what a process runs, as execve does: `argv[0]` searched on the
+ * container's PATH (or taken as a path when it has a slash), the file's first bytes deciding
+ * how it runs — `\0asm` is a WebAssembly module, `#!` names an interpreter (itself found and
+ * loaded the same way), anything else is refused as not a WebAssembly module.
+ */
+import { Errno, FileType } from "@runsc/abi"
+import { Effect } from "effect"
+import { ExecNotFound, NotWasm, type SyscallError } from "../errors.js"
+import type { FileDescription } from "../fs/inode.js"
+import { type Dentry, resolve } from "../fs/resolve.js"
+
+const WASM_MAGIC = [0x00, 0x61, 0x73, 0x6d]
+/** Linux reads at most this much of a script's `#!` line. */
+const SHEBANG_LIMIT = 256
+/** How many `#!` interpreters may chain (Linux allows 4 levels of binfmt recursion). */
+const MAX_INTERPRETER_DEPTH = 4
+
+export interface Executable {
+  /** The path the module was loaded from, inside the container. */
+  readonly path: string
+  readonly argv: ReadonlyArray<string>
+  readonly bytes: Uint8Array
+}
+
+const describe = (error: SyscallError): string =>
+  error.errno === Errno.NOENT ? "no such file or directory"
+  : error.errno === Errno.NOTDIR ? "not a directory"
+  : error.errno === Errno.LOOP ? "too many levels of symbolic links"
+  : error.errno === Errno.ACCES ? "permission denied"
+  : error.message
+
+const isExecutableFile = (dentry: Dentry) =>
+  dentry.inode.filetype === FileType.REGULAR_FILE
+    ? Effect.map(dentry.inode.stat, (st) => (st.mode & 0o111) !== 0)
+    : Effect.succeed(false)
+
+/** Resolves a command name the way execvp does. */
+export const findExecutable = (
+  root: Dentry,
+  cwd: Dentry,
+  name: string,
+  searchPath: string | undefined
+): Effect.Effect<Dentry, ExecNotFound> =>
+  Effect.gen(function*() {
+    if (name.length === 0) return yield* new ExecNotFound({ name, reason: "empty command" })
+    if (name.includes("/")) {
+      const dentry = yield* resolve(root, cwd, name, { followFinal: true }).pipe(
+        Effect.mapError((e) => new ExecNotFound({ name, reason: describe(e) }))
+      )
+      if (dentry.inode.filetype === FileType.DIRECTORY) return yield* new ExecNotFound({ name, reason: "is a directory" })
+      if (!(yield* isExecutableFile(dentry).pipe(Effect.orElseSucceed(() => false)))) {
+        return yield* new ExecNotFound({ name, reason: "permission denied" })
+      }
+      return dentry
+    }
+    // Directories and non-executable files found by a bare name are skipped, as execvp does.
+    for (const dir of (searchPath ?? "").split(":")) {
+      const candidate = `${dir.length === 0 ? "." : dir}/${name}`
+      const found = yield* Effect.option(resolve(root, cwd, candidate, { followFinal: true }))
+      if (found._tag === "Some" && (yield* isExecutableFile(found.value).pipe(Effect.orElseSucceed(() => false)))) {
+        return found.value
+      }
+    }
+    return yield* new ExecNotFound({ name, reason: "executable file not found in $PATH" })
+  })
+
+/** Reads a whole file through its description, then closes it. */
+export const readAll = (open: Effect.Effect<FileDescription, SyscallError>): Effect.Effect<Uint8Array, SyscallError> =>
+  Effect.acquireUseRelease(
+    open,
+    (file) =>
+      Effect.gen(function*() {
+        const chunks: Array<Uint8Array> = []
+        let total = 0
+        for (;;) {
+          const chunk = yield* file.read(1 << 20)
+          if (chunk.length === 0) break
+          chunks.push(chunk)
+          total += chunk.length
+        }
+        const bytes = new Uint8Array(total)
+        let at = 0
+        for (const c of chunks) {
+          bytes.set(c, at)
+          at += c.length
+        }
+        return bytes
+      }),
+    (file) => file.close
+  )
+
+const isWasm = (bytes: Uint8Array) => WASM_MAGIC.every((b, i) => bytes[i] === b)
+
+/** Parses `#!interpreter [one argument]` from the start of a script. */
+const parseShebang = (bytes: Uint8Array): { interpreter: string; arg?: string } | undefined => {
+  if (bytes[0] !== 0x23 || bytes[1] !== 0x21) return undefined
+  const head = new TextDecoder().decode(bytes.subarray(2, SHEBANG_LIMIT))
+  const line = head.split("\n")[0]!.trim()
+  const space = line.search(/[ \t]/)
+  if (line.length === 0) return undefined
+  if (space < 0) return { interpreter: line }
+  const arg = line.slice(space + 1).trim()
+  return arg.length > 0 ? { interpreter: line.slice(0, space), arg } : { interpreter: line.slice(0, space) }
+}
+
+/**
+ * Loads the program for `argv` (argv[0] searched on PATH). The returned argv is what the guest
+ * sees: for a script, `[interpreter, arg?, script, ...argv[1..]]`.
+ */
+export const loadExecutable = (
+  root: Dentry,
+  cwd: Dentry,
+  argv: ReadonlyArray<string>,
+  searchPath: string | undefined
+): Effect.Effect<Executable, ExecNotFound | NotWasm> =>
+  Effect.gen(function*() {
+    const name = argv[0] ?? ""
+    let dentry = yield* findExecutable(root, cwd, name, searchPath)
+    let path = name.includes("/") ? name : dentry.path
+    let args: ReadonlyArray<string> = argv
+    for (let depth = 0;; depth++) {
+      const bytes = yield* readAll(dentry.inode.open({ read: true, write: false })).pipe(
+        Effect.mapError((e) => new ExecNotFound({ name: path, reason: describe(e) }))
+      )
+      if (isWasm(bytes)) return { path: dentry.path, argv: args, bytes }
+      const shebang = parseShebang(bytes)
+      if (shebang === undefined || depth >= MAX_INTERPRETER_DEPTH) return yield* new NotWasm({ path })
+      // The interpreter is a path (no PATH search), as the kernel's binfmt_script does.
+      dentry = yield* findExecutable(root, cwd, shebang.interpreter.includes("/") ? shebang.interpreter : `./${shebang.interpreter}`, undefined)
+      args = [shebang.interpreter, ...(shebang.arg !== undefined ? [shebang.arg] : []), path, ...args.slice(1)]
+      path = shebang.interpreter
+    }
+  })

@@ -1,0 +1,46 @@
+/**
+ * PID namespaces: each allocates its own pids, and a process has one pid in its namespace and
+ * in every ancestor (what `ps` in the root namespace shows is the root-namespace pid).
+ */
+
+/** Linux's default pid_max: pids wrap around below it, skipping ones still in use. */
+export const PID_MAX = 4194304
+
+export class PidNamespace<P = unknown> {
+  private last = 0
+  private readonly members = new Map<number, P>()
+
+  constructor(readonly parent: PidNamespace<P> | undefined) {}
+
+  /** Allocates the lowest free pid above the last one allocated, wrapping at PID_MAX. */
+  allocate(process: P): number | undefined {
+    for (let i = 0; i < PID_MAX - 1; i++) {
+      const pid = (this.last % (PID_MAX - 1)) + 1
+      this.last = pid
+      if (!this.members.has(pid)) {
+        this.members.set(pid, process)
+        return pid
+      }
+    }
+    return undefined
+  }
+
+  release(pid: number): void {
+    this.members.delete(pid)
+  }
+
+  get(pid: number): P | undefined {
+    return this.members.get(pid)
+  }
+
+  get processes(): ReadonlyArray<[number, P]> {
+    return [...this.members.entries()]
+  }
+
+  /** This namespace, then each ancestor up to the root. */
+  get lineage(): ReadonlyArray<PidNamespace<P>> {
+    const chain: Array<PidNamespace<P>> = []
+    for (let ns: PidNamespace<P> | undefined = this; ns; ns = ns.parent) chain.push(ns)
+    return chain
+  }
+}

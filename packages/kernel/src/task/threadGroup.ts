@@ -1,0 +1,58 @@
+/**
+ * A thread group (process): its pids, its fd table, its filesystem view and how it ended.
+ * With WASI preview1 a group has exactly one task (one worker running one instance); the
+ * structure keeps the group/task split of the kernel so threads can come later.
+ *
+ * Invariant: `exitStatus` is completed exactly once, after the task's worker has stopped
+ * running guest code and the fd table has been closed.
+ */
+import type { ExitStatus } from "@runsc/abi"
+import { Deferred } from "effect"
+import type { FdTable } from "../fs/fdTable.js"
+import type { Dentry } from "../fs/resolve.js"
+import type { GuestWorker } from "../platform/pool.js"
+import type { PidNamespace } from "./pidNamespace.js"
+
+export type ProcessState = "running" | "stopped" | "exiting" | "exited"
+
+export class ThreadGroup {
+  state: ProcessState = "running"
+  /** The signal that is ending this group, once one is. */
+  killedBy: number | undefined
+  worker: GuestWorker | undefined
+  /** While stopped: completed by SIGCONT; the task waits on it at its next syscall. */
+  continued: Deferred.Deferred<void> | undefined
+  readonly exitStatus: Deferred.Deferred<ExitStatus> = Deferred.unsafeMake(undefined as never)
+  /** Syscalls served, and nanoseconds spent serving them (strace, watchdog, stats). */
+  syscalls = 0
+
+  constructor(
+    /** Pid in each namespace of the lineage, innermost first. */
+    readonly ids: ReadonlyMap<PidNamespace<ThreadGroup>, number>,
+    readonly pidNamespace: PidNamespace<ThreadGroup>,
+    readonly containerId: string,
+    readonly argv: ReadonlyArray<string>,
+    readonly env: ReadonlyArray<string>,
+    readonly root: Dentry,
+    readonly cwd: Dentry,
+    readonly fdTable: FdTable,
+    /** Monotonic nanoseconds at creation. */
+    readonly startedAt: bigint
+  ) {}
+
+  /** The pid in the group's own namespace (what the guest would see as its pid). */
+  get pid(): number {
+    return this.ids.get(this.pidNamespace)!
+  }
+
+  /** The pid in the root namespace (what the host-side tools show). */
+  get rootPid(): number {
+    let pid = this.pid
+    for (const [ns, id] of this.ids) if (ns.parent === undefined) pid = id
+    return pid
+  }
+
+  get isAlive(): boolean {
+    return this.state === "running" || this.state === "stopped"
+  }
+}
