@@ -1,1 +1,38 @@
-export {}
+/**
+ * The runsc process: parses the command line, runs the command, and exits with the guest's
+ * status, or 128 with one line on stderr when the CLI itself failed (a full cause with --debug).
+ */
+import { ValidationError } from "@effect/cli"
+import { NodeContext } from "@effect/platform-node"
+import { Cause, Effect, Exit, Option, Ref } from "effect"
+import * as Fs from "node:fs"
+import { cli, separateGuestArgs } from "./cli.js"
+import { ExitCode } from "./exitCode.js"
+
+const CLI_FAILURE = 128
+
+const describeFailure = (cause: Cause.Cause<unknown>): string => {
+  const failure = Cause.failureOption(cause)
+  if (Option.isSome(failure)) {
+    const error = failure.value
+    if (ValidationError.isValidationError(error)) return "invalid command line (see runsc --help)"
+    if (error instanceof Error) return error.message
+    return String(error)
+  }
+  return Cause.pretty(cause).split("\n")[0] ?? "unexpected failure"
+}
+
+const main = Effect.gen(function*() {
+  const code = yield* Ref.make(0)
+  const exit = yield* cli(separateGuestArgs(process.argv)).pipe(
+    Effect.provide(NodeContext.layer),
+    Effect.provideService(ExitCode, code),
+    Effect.exit
+  )
+  if (Exit.isSuccess(exit)) return yield* Ref.get(code)
+  const debug = process.argv.includes("--debug")
+  Fs.writeSync(2, `runsc: ${describeFailure(exit.cause)}\n${debug ? `${Cause.pretty(exit.cause)}\n` : ""}`)
+  return CLI_FAILURE
+})
+
+process.exit(await Effect.runPromise(main))

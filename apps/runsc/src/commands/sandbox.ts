@@ -1,0 +1,29 @@
+/**
+ * Running a sandbox in this process (run and do): the Loader built from the global flags,
+ * the root container started attached to this process's stdio, and the CLI's exit status set
+ * to the guest's. The layer's scope closes (SIGKILL, wait, release) before the status is set.
+ */
+import { toShellCode } from "@runsc/abi"
+import { Loader, type LoaderArgs } from "@runsc/loader"
+import { Effect, Layer } from "effect"
+import { setExitCode } from "../exitCode.js"
+import { configure } from "../globals.js"
+import { rootCommand } from "../root.js"
+
+export const runSandbox = (args: Omit<LoaderArgs, "strace" | "panicSignal" | "forwardSignals">) =>
+  Effect.gen(function*() {
+    const flags = yield* rootCommand
+    const runtime = yield* configure(flags)
+    const loaderArgs: LoaderArgs = {
+      ...args,
+      forwardSignals: true,
+      ...(runtime.strace ? { strace: runtime.strace } : {}),
+      ...(runtime.panicSignal !== undefined ? { panicSignal: runtime.panicSignal } : {})
+    }
+    const status = yield* Loader.run.pipe(
+      Effect.tap((status) => Effect.logDebug(`container ${args.containerId} ended: ${JSON.stringify(status)}`)),
+      Effect.provide(Layer.merge(Loader.layer(loaderArgs), runtime.logger)),
+      Effect.provide(runtime.logger)
+    )
+    yield* setExitCode(toShellCode(status))
+  }).pipe(Effect.scoped)

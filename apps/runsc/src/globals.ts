@@ -1,0 +1,106 @@
+/**
+ * Global flags (they come before the command, as in runsc) and what they configure: logging
+ * (--debug, --debug-log, --log-format), strace and the panic signal.
+ */
+import { Options } from "@effect/cli"
+import { parseSignal } from "@runsc/abi"
+import type { StraceOptions } from "@runsc/kernel"
+import { Effect, Layer, Logger, LogLevel, Option } from "effect"
+import * as Fs from "node:fs"
+import { CannotWrite, InvalidFlag } from "./errors.js"
+
+export const globalOptions = {
+  debug: Options.boolean("debug").pipe(Options.withDescription("enable debug logging")),
+  debugLog: Options.text("debug-log").pipe(
+    Options.withDescription("write debug logs and strace output to this file (default: stderr)"),
+    Options.optional
+  ),
+  logFormat: Options.choice("log-format", ["text", "json"]).pipe(
+    Options.withDescription("log format"),
+    Options.withDefault("text" as const)
+  ),
+  strace: Options.boolean("strace").pipe(Options.withDescription("log every syscall of the sandbox")),
+  straceSyscalls: Options.text("strace-syscalls").pipe(
+    Options.withDescription("comma-separated syscalls to trace (default: all)"),
+    Options.optional
+  ),
+  straceLogSize: Options.integer("strace-log-size").pipe(
+    Options.withDescription("bytes of each buffer shown in strace output"),
+    Options.withDefault(1024)
+  ),
+  panicSignal: Options.text("panic-signal").pipe(
+    Options.withDescription("a signal that makes the sandbox dump its state and exit"),
+    Options.optional
+  )
+}
+
+export interface GlobalFlags {
+  readonly debug: boolean
+  readonly debugLog: Option.Option<string>
+  readonly logFormat: "text" | "json"
+  readonly strace: boolean
+  readonly straceSyscalls: Option.Option<string>
+  readonly straceLogSize: number
+  readonly panicSignal: Option.Option<string>
+}
+
+/** The fd logs and strace lines go to: the --debug-log file (appended), or stderr. */
+const openLogFd = (flags: GlobalFlags) =>
+  Option.match(flags.debugLog, {
+    onNone: () => Effect.succeed(2),
+    onSome: (path) =>
+      Effect.acquireRelease(
+        Effect.try({
+          try: () => Fs.openSync(path, "a"),
+          catch: (e) => new CannotWrite({ path, reason: (e as Error).message })
+        }),
+        (fd) => Effect.sync(() => Fs.closeSync(fd))
+      )
+  })
+
+/** Everything the global flags decide, ready for the commands. */
+export interface Runtime {
+  readonly strace: StraceOptions | undefined
+  readonly panicSignal: number | undefined
+  readonly logger: Layer.Layer<never>
+}
+
+export const configure = (flags: GlobalFlags) =>
+  Effect.gen(function*() {
+    const fd = yield* openLogFd(flags)
+    const write = (line: string) => {
+      Fs.writeSync(fd, `${line}\n`)
+    }
+    const logger = Logger.make(({ date, logLevel, message }) => {
+      const text = (Array.isArray(message) ? message : [message]).map((m) => (typeof m === "string" ? m : JSON.stringify(m))).join(" ")
+      write(
+        flags.logFormat === "json"
+          ? JSON.stringify({ time: date.toISOString(), level: logLevel.label.toLowerCase(), msg: text })
+          : `${date.toISOString()} ${logLevel.label} ${text}`
+      )
+    })
+    const panicSignal = yield* Option.match(flags.panicSignal, {
+      onNone: () => Effect.succeed(undefined),
+      onSome: (text) => {
+        const signo = parseSignal(text)
+        return signo === undefined || signo === 0
+          ? Effect.fail(new InvalidFlag({ flag: "--panic-signal", reason: `unknown signal ${JSON.stringify(text)}` }))
+          : Effect.succeed(signo)
+      }
+    })
+    const strace: StraceOptions | undefined = flags.strace
+      ? {
+        logSize: flags.straceLogSize,
+        emit: (line) => write(`strace ${line}`),
+        ...Option.match(flags.straceSyscalls, {
+          onNone: () => ({}),
+          onSome: (list) => ({ syscalls: new Set(list.split(",").map((s) => s.trim()).filter((s) => s.length > 0)) })
+        })
+      }
+      : undefined
+    const logLayer = Layer.mergeAll(
+      Logger.replace(Logger.defaultLogger, logger),
+      Logger.minimumLogLevel(flags.debug ? LogLevel.Debug : LogLevel.Warning)
+    )
+    return { strace, panicSignal, logger: logLayer } satisfies Runtime
+  })

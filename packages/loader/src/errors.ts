@@ -1,0 +1,44 @@
+/**
+ * Failures of the Loader that a caller can act on. Kernel and spec errors (NotWasm,
+ * ExecNotFound, InvalidModule, InvalidSpec, BundleNotFound) pass through unchanged.
+ */
+import { Data } from "effect"
+
+export class ContainerNotStarted extends Data.TaggedError("ContainerNotStarted")<{ readonly id: string }> {
+  override get message(): string {
+    return `container ${this.id} has not been started`
+  }
+}
+
+export class ContainerAlreadyStarted extends Data.TaggedError("ContainerAlreadyStarted")<{ readonly id: string }> {
+  override get message(): string {
+    return `container ${this.id} is not in created state: it was already started`
+  }
+}
+
+export class InvalidRoot extends Data.TaggedError("InvalidRoot")<{ readonly path: string; readonly reason: string }> {
+  override get message(): string {
+    return `root filesystem ${this.path}: ${this.reason}`
+  }
+}
+
+export class InvalidCwd extends Data.TaggedError("InvalidCwd")<{ readonly cwd: string; readonly reason: string }> {
+  override get message(): string {
+    return `cwd ${this.cwd}: ${this.reason}`
+  }
+}
+
+export class ProgramNotReadable extends Data.TaggedError("ProgramNotReadable")<{
+  readonly path: string
+  readonly reason: string
+}> {
+  override get message(): string {
+    return `${this.path}: ${this.reason}`
+  }
+}
+
+export class SandboxPanicked extends Data.TaggedError("SandboxPanicked")<{ readonly signal: number }> {
+  override get message(): string {
+    return `sandbox panicked on signal ${this.signal} (--panic-signal); state dumped to the log`
+  }
+}
