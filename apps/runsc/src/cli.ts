@@ -15,13 +15,13 @@ export const cli = Command.run(command, { name: "runsc", version: "0.1.0" })
  */
 export const separateGuestArgs = (argv: ReadonlyArray<string>): ReadonlyArray<string> => {
   const at = argv.indexOf("do", 2)
-  if (at < 0 || argv.includes("--")) return argv
+  if (at < 0) return argv
   let i = at + 1
   while (i < argv.length) {
     const token = argv[i]!
     if (doOptionsWithValue.includes(token)) i += 2
     else if (doFlags.includes(token) || doOptionsWithValue.some((o) => token.startsWith(`${o}=`))) i += 1
-    else if (token === "-h" || token === "--help") return argv
+    else if (token === "-h" || token === "--help" || token === "--") return argv
     else break
   }
   return i < argv.length ? [...argv.slice(0, i), "--", ...argv.slice(i)] : argv

@@ -3,13 +3,19 @@
  * status, or 128 with one line on stderr when the CLI itself failed (a full cause with --debug).
  */
 import { ValidationError } from "@effect/cli"
-import { NodeContext } from "@effect/platform-node"
-import { Cause, Effect, Exit, Option, Ref } from "effect"
+import * as NodeFileSystem from "@effect/platform-node/NodeFileSystem"
+import * as NodePath from "@effect/platform-node/NodePath"
+import * as NodeTerminal from "@effect/platform-node/NodeTerminal"
+import { Cause, Effect, Exit, Layer, Option, Ref } from "effect"
 import * as Fs from "node:fs"
 import { cli, separateGuestArgs } from "./cli.js"
 import { ExitCode } from "./exitCode.js"
 
 const CLI_FAILURE = 128
+
+// What @effect/cli needs, taken module by module: the NodeContext barrel would also load the
+// HTTP client stack, which costs start-up time and is never used here.
+const cliEnvironment = Layer.mergeAll(NodeFileSystem.layer, NodePath.layer, NodeTerminal.layer)
 
 const describeFailure = (cause: Cause.Cause<unknown>): string => {
   const failure = Cause.failureOption(cause)
@@ -25,7 +31,7 @@ const describeFailure = (cause: Cause.Cause<unknown>): string => {
 const main = Effect.gen(function*() {
   const code = yield* Ref.make(0)
   const exit = yield* cli(separateGuestArgs(process.argv)).pipe(
-    Effect.provide(NodeContext.layer),
+    Effect.provide(cliEnvironment),
     Effect.provideService(ExitCode, code),
     Effect.exit
   )

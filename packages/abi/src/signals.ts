@@ -91,7 +91,11 @@ export const parseSignal = (text: string): number | undefined => {
   return byName.get(upper.startsWith("SIG") ? upper : `SIG${upper}`)?.number
 }
 
-/** Host signals a sandbox forwards to its root process; SIGCHLD, SIGPIPE and SIGURG concern the sandbox itself. */
+/**
+ * Host signals a sandbox forwards to its root process. SIGCHLD, SIGPIPE and SIGURG concern the
+ * sandbox itself; fault signals (SEGV, BUS, FPE, ILL, TRAP) are Node's own; SIGPROF drives the V8
+ * profiler of the sandbox process; SIGKILL and SIGSTOP cannot be caught.
+ */
 export const forwardableHostSignals: ReadonlyArray<string> = table
-  .filter((s) => !["SIGKILL", "SIGSTOP", "SIGCHLD", "SIGPIPE", "SIGURG", "SIGSEGV", "SIGBUS", "SIGFPE", "SIGILL", "SIGTRAP", "SIGSTKFLT", "SIGPWR"].includes(s.name))
+  .filter((s) => !["SIGKILL", "SIGSTOP", "SIGCHLD", "SIGPIPE", "SIGURG", "SIGSEGV", "SIGBUS", "SIGFPE", "SIGILL", "SIGTRAP", "SIGSTKFLT", "SIGPWR", "SIGPROF"].includes(s.name))
   .map((s) => s.name)

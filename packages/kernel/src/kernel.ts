@@ -39,6 +39,8 @@ import { ThreadGroup } from "./task/threadGroup.js"
 export interface KernelOptions {
   /** Idle workers kept started ahead of need (default 1). */
   readonly warmWorkers?: number
+  /** Workers started with the kernel (default: warmWorkers). */
+  readonly prestartWorkers?: number
   readonly strace?: StraceOptions
 }
 
@@ -98,7 +100,10 @@ export class Kernel extends Context.Tag("@runsc/kernel/Kernel")<Kernel, KernelSh
 
 const makeKernel = (options: KernelOptions): Effect.Effect<KernelShape, never, Scope.Scope> =>
   Effect.gen(function*() {
-    const pool = yield* makeWorkerPool(options.warmWorkers ?? 1)
+    const pool = yield* makeWorkerPool({
+      warm: options.warmWorkers ?? 1,
+      ...(options.prestartWorkers !== undefined ? { prestart: options.prestartWorkers } : {})
+    })
     const modules = new ModuleCache()
     const rootPidNamespace = new PidNamespace<ThreadGroup>(undefined)
     // Runs after the task set is interrupted (finalizers run in reverse): a task interrupted
@@ -109,6 +114,9 @@ const makeKernel = (options: KernelOptions): Effect.Effect<KernelShape, never, S
       })
     )
     const tasks = yield* FiberSet.make()
+    // Runs first at teardown: from then on no process may start (its task could never run).
+    let shutDown = false
+    yield* Effect.addFinalizer(() => Effect.sync(() => (shutDown = true)))
     const fastPaths = options.strace === undefined
 
     const kill = (tg: ThreadGroup, signo: number): Effect.Effect<void> =>
@@ -194,6 +202,7 @@ const makeKernel = (options: KernelOptions): Effect.Effect<KernelShape, never, S
 
     const startProcess = (args: ProcessArgs): Effect.Effect<ThreadGroup, InvalidModule> =>
       Effect.gen(function*() {
+        if (shutDown) return yield* Effect.dieMessage("startProcess on a kernel that has shut down")
         const module = yield* modules.compile(args.programPath, args.programBytes)
         const pidNamespace = args.pidNamespace ?? rootPidNamespace
         const ids = new Map<PidNamespace<ThreadGroup>, number>()

@@ -18,6 +18,7 @@ import {
   Kernel,
   loadExecutable,
   type NotWasm,
+  programFromBytes,
   readAll,
   resolve,
   type StraceOptions,
@@ -50,6 +51,10 @@ export interface LoaderArgs {
   readonly strace?: StraceOptions
   /** Idle guest workers kept started (default 1). */
   readonly warmWorkers?: number
+  /** Guest workers started with the sandbox (default: warmWorkers). */
+  readonly prestartWorkers?: number
+  /** Set HOME from the container's /etc/passwd (or "/") when the spec has none (default true). */
+  readonly homeFromPasswd?: boolean
   /** Forward this process's signals to the root init (default false; the CLI sets it). */
   readonly forwardSignals?: boolean
   /** A host signal that dumps state and ends the sandbox instead of being forwarded. */
@@ -83,7 +88,11 @@ export interface LoaderShape {
 export class Loader extends Context.Tag("@runsc/loader/Loader")<Loader, LoaderShape>() {
   static layer(args: LoaderArgs): Layer.Layer<Loader, InvalidSpec | BundleNotFound> {
     return Layer.scoped(Loader, makeLoader(args)).pipe(
-      Layer.provide(Kernel.layer({ warmWorkers: args.warmWorkers ?? 1, ...(args.strace ? { strace: args.strace } : {}) }))
+      Layer.provide(Kernel.layer({
+        warmWorkers: args.warmWorkers ?? 1,
+        ...(args.prestartWorkers !== undefined ? { prestartWorkers: args.prestartWorkers } : {}),
+        ...(args.strace ? { strace: args.strace } : {})
+      }))
     )
   }
 
@@ -175,18 +184,21 @@ const makeLoader = (args: LoaderArgs) =>
         Effect.mapError((e) => new InvalidCwd({ cwd: process.cwd, reason: e.message }))
       )
       let env = resolveEnv(process.env ?? [])
-      if (getEnv(env, "HOME") === undefined) {
+      if (getEnv(env, "HOME") === undefined && (args.homeFromPasswd ?? true)) {
         env = [...env, `HOME=${yield* homeFromPasswd(rootDentry, process.user?.uid ?? 0)}`]
       }
-      const program = args.hostProgram !== undefined
-        ? {
-          path: args.hostProgram,
-          argv: process.args,
-          bytes: yield* Effect.tryPromise({
-            try: () => FsP.readFile(args.hostProgram!),
-            catch: (e) => new ProgramNotReadable({ path: args.hostProgram!, reason: (e as Error).message })
-          })
-        }
+      const hostProgram = args.hostProgram
+      const program = hostProgram !== undefined
+        ? yield* programFromBytes(
+          rootDentry,
+          cwd,
+          hostProgram,
+          yield* Effect.tryPromise({
+            try: () => FsP.readFile(hostProgram),
+            catch: (e) => new ProgramNotReadable({ path: hostProgram, reason: (e as Error).message })
+          }),
+          process.args
+        )
         : yield* loadExecutable(rootDentry, cwd, process.args, getEnv(env, "PATH"))
       const stdio = args.stdio ?? {}
       const tg = yield* kernel.startProcess({

@@ -49,6 +49,7 @@ export const doCommand = Command.make(
       yield* runSandbox({
         containerId: `runsc-do-${randomBytes(4).toString("hex")}`,
         bundle: { dir: Path.resolve(rootDir), spec, rootPath: Path.resolve(rootDir) },
+        homeFromPasswd: !cleanEnv,
         ...(hostProgram !== undefined ? { hostProgram } : {})
       })
     })

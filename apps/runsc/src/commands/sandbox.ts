@@ -17,6 +17,9 @@ export const runSandbox = (args: Omit<LoaderArgs, "strace" | "panicSignal" | "fo
     const loaderArgs: LoaderArgs = {
       ...args,
       forwardSignals: true,
+      // The root init is the only process: one worker, started with the sandbox, none kept idle.
+      warmWorkers: 0,
+      prestartWorkers: 1,
       ...(runtime.strace ? { strace: runtime.strace } : {}),
       ...(runtime.panicSignal !== undefined ? { panicSignal: runtime.panicSignal } : {})
     }

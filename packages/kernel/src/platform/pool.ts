@@ -1,18 +1,22 @@
 /**
  * Guest worker threads: started ahead of need and reused.
  *
- * Starting a worker costs tens of milliseconds; starting a process should not. The pool keeps
- * `warm` idle workers; `acquire` takes one (or starts one when none is idle) and tops the pool
- * up in the background. A worker whose guest ended normally returns with `release`; one that
+ * Starting a worker costs tens of milliseconds; starting a process should not. The pool starts
+ * `prestart` workers at once and keeps `warm` idle ones; `acquire` takes one (or the oldest one
+ * still starting, or starts one) and tops the pool up in the background. A worker whose guest ended normally returns with `release`; one that
  * was terminated (SIGKILL, crash) is gone. Closing the pool's scope terminates every worker,
  * idle or busy — terminate() works even on a thread parked in Atomics.wait.
  */
 import { Deferred, Effect, Exit, FiberSet, Scope } from "effect"
+import { createRequire } from "node:module"
+import { pathToFileURL } from "node:url"
 import { Worker } from "node:worker_threads"
 import { ChannelViews, type FromWorker, type GuestEnd, type ToWorker } from "./channel.js"
 
-// Resolves to the compiled worker from both src/platform (tests) and dist/platform.
-const workerScript = new URL("../../dist/platform/worker.js", import.meta.url)
+// The compiled worker, found by package name so that it resolves the same from the sources
+// (tests, through the package's self-reference), from dist, and from a bundle of an app that
+// depends on @runsc/kernel.
+const workerScript = pathToFileURL(createRequire(import.meta.url).resolve("@runsc/kernel/worker"))
 
 /** How a run ended: the guest's own end, or the thread died (terminated or crashed). */
 export type RunOutcome = { readonly _tag: "Guest"; readonly end: GuestEnd } | { readonly _tag: "WorkerDied"; readonly reason: string }
@@ -72,12 +76,22 @@ export interface WorkerPool {
   readonly idleCount: Effect.Effect<number>
 }
 
-export const makeWorkerPool = (warm: number): Effect.Effect<WorkerPool, never, Scope.Scope> =>
+export interface WorkerPoolOptions {
+  /** Idle workers kept ready: refilled after each acquire. */
+  readonly warm: number
+  /** Workers started when the pool is made (default: `warm`); a one-shot sandbox starts one and keeps none. */
+  readonly prestart?: number
+}
+
+export const makeWorkerPool = ({ prestart, warm }: WorkerPoolOptions): Effect.Effect<WorkerPool, never, Scope.Scope> =>
   Effect.gen(function*() {
     const idle: Array<GuestWorker> = []
+    // Workers being started for the pool, oldest first: an acquire that finds no idle worker
+    // takes the oldest of these rather than starting yet another thread (on a 2-core machine a
+    // second start only slows the first).
+    const starting: Array<Deferred.Deferred<GuestWorker>> = []
     const all = new Set<GuestWorker>()
-    const starting = yield* FiberSet.make()
-    let startingCount = 0
+    const fibers = yield* FiberSet.make()
 
     yield* Effect.addFinalizer(() =>
       Effect.forEach([...all], (w) => w.terminate, { concurrency: "unbounded", discard: true })
@@ -85,29 +99,37 @@ export const makeWorkerPool = (warm: number): Effect.Effect<WorkerPool, never, S
 
     const started = Effect.tap(startWorker, (w) => Effect.sync(() => all.add(w)))
 
-    const topUp = Effect.suspend(() => {
-      const missing = warm - idle.length - startingCount
-      if (missing <= 0) return Effect.void
-      startingCount += missing
-      return Effect.forEach(
-        Array.from({ length: missing }),
-        () =>
-          FiberSet.run(
-            starting,
-            Effect.tap(started, (w) => Effect.sync(() => idle.push(w))).pipe(
-              Effect.ensuring(Effect.sync(() => startingCount--))
-            )
-          ),
-        { discard: true }
+    const startOne = Effect.gen(function*() {
+      const slot = yield* Deferred.make<GuestWorker>()
+      starting.push(slot)
+      yield* FiberSet.run(
+        fibers,
+        Effect.flatMap(started, (w) =>
+          Effect.sync(() => {
+            const i = starting.indexOf(slot)
+            // Still unclaimed: it becomes idle. Claimed by an acquire: it is handed over.
+            if (i >= 0) {
+              starting.splice(i, 1)
+              idle.push(w)
+            }
+            Deferred.unsafeDone(slot, Exit.succeed(w))
+          }))
       )
     })
 
-    yield* topUp
+    const topUp = Effect.suspend(() => {
+      const missing = warm - idle.length - starting.length
+      return Effect.forEach(Array.from({ length: Math.max(0, missing) }), () => startOne, { discard: true })
+    })
+
+    yield* Effect.forEach(Array.from({ length: prestart ?? warm }), () => startOne, { discard: true })
 
     const acquire = Effect.suspend(() => {
       let worker: GuestWorker | undefined
       while ((worker = idle.pop()) !== undefined && !worker.isAlive) all.delete(worker)
-      return Effect.zipLeft(worker ? Effect.succeed(worker) : started, topUp)
+      if (worker) return Effect.zipLeft(Effect.succeed(worker), topUp)
+      const pending = starting.shift()
+      return Effect.zipLeft(pending ? Deferred.await(pending) : started, topUp)
     })
 
     const release = (worker: GuestWorker) =>

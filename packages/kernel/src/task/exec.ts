@@ -105,8 +105,42 @@ const parseShebang = (bytes: Uint8Array): { interpreter: string; arg?: string } 
 }
 
 /**
- * Loads the program for `argv` (argv[0] searched on PATH). The returned argv is what the guest
- * sees: for a script, `[interpreter, arg?, script, ...argv[1..]]`.
+ * What runs for a file's bytes, as execve decides it: a WebAssembly module runs as is; a
+ * `#!` script runs its interpreter (found as a path inside the container, and decided the same
+ * way) with argv `[interpreter, arg?, path, ...argv[1..]]`; anything else is not runnable.
+ */
+export const programFromBytes = (
+  root: Dentry,
+  cwd: Dentry,
+  path: string,
+  bytes: Uint8Array,
+  argv: ReadonlyArray<string>
+): Effect.Effect<Executable, ExecNotFound | NotWasm> =>
+  Effect.gen(function*() {
+    let current = { path, bytes, argv }
+    for (let depth = 0;; depth++) {
+      if (isWasm(current.bytes)) return current
+      const shebang = parseShebang(current.bytes)
+      if (shebang === undefined || depth >= MAX_INTERPRETER_DEPTH) return yield* new NotWasm({ path: current.path })
+      // The interpreter is a path (no PATH search), as the kernel's binfmt_script does.
+      const interpreter = shebang.interpreter
+      const dentry = yield* findExecutable(root, cwd, interpreter.includes("/") ? interpreter : `./${interpreter}`, undefined)
+      current = {
+        path: dentry.path,
+        bytes: yield* readProgram(dentry, interpreter),
+        argv: [interpreter, ...(shebang.arg !== undefined ? [shebang.arg] : []), current.path, ...current.argv.slice(1)]
+      }
+    }
+  })
+
+const readProgram = (dentry: Dentry, name: string) =>
+  readAll(dentry.inode.open({ read: true, write: false })).pipe(
+    Effect.mapError((e) => new ExecNotFound({ name, reason: describe(e) }))
+  )
+
+/**
+ * Loads the program for `argv` (argv[0] searched on PATH when it has no slash). The returned
+ * argv is what the guest sees.
  */
 export const loadExecutable = (
   root: Dentry,
@@ -116,19 +150,6 @@ export const loadExecutable = (
 ): Effect.Effect<Executable, ExecNotFound | NotWasm> =>
   Effect.gen(function*() {
     const name = argv[0] ?? ""
-    let dentry = yield* findExecutable(root, cwd, name, searchPath)
-    let path = name.includes("/") ? name : dentry.path
-    let args: ReadonlyArray<string> = argv
-    for (let depth = 0;; depth++) {
-      const bytes = yield* readAll(dentry.inode.open({ read: true, write: false })).pipe(
-        Effect.mapError((e) => new ExecNotFound({ name: path, reason: describe(e) }))
-      )
-      if (isWasm(bytes)) return { path: dentry.path, argv: args, bytes }
-      const shebang = parseShebang(bytes)
-      if (shebang === undefined || depth >= MAX_INTERPRETER_DEPTH) return yield* new NotWasm({ path })
-      // The interpreter is a path (no PATH search), as the kernel's binfmt_script does.
-      dentry = yield* findExecutable(root, cwd, shebang.interpreter.includes("/") ? shebang.interpreter : `./${shebang.interpreter}`, undefined)
-      args = [shebang.interpreter, ...(shebang.arg !== undefined ? [shebang.arg] : []), path, ...args.slice(1)]
-      path = shebang.interpreter
-    }
+    const dentry = yield* findExecutable(root, cwd, name, searchPath)
+    return yield* programFromBytes(root, cwd, dentry.path, yield* readProgram(dentry, name), argv)
   })

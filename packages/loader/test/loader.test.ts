@@ -1,0 +1,159 @@
+import { assert, describe, it } from "@effect/vitest"
+import { exited, signaled } from "@runsc/abi"
+import { defaultSpec } from "@runsc/spec"
+import { Context, Effect, Exit, Fiber, Layer, Scope } from "effect"
+import { spawnSync } from "node:child_process"
+import * as Fs from "node:fs"
+import * as Os from "node:os"
+import * as Path from "node:path"
+import { fileURLToPath } from "node:url"
+import { Loader, type LoaderArgs } from "../src/index.js"
+
+const repo = fileURLToPath(new URL("../../../", import.meta.url))
+const fixture = (name: string) => Path.join(repo, "test/fixtures/c", name)
+
+/** A temp rootfs holding the given fixtures under /bin, plus /etc/passwd; removed with the scope. */
+const makeRoot = (programs: ReadonlyArray<string>, passwd = "root:x:0:0:root:/root:/bin/sh\n") =>
+  Effect.acquireRelease(
+    Effect.sync(() => {
+      const root = Fs.mkdtempSync(Path.join(Os.tmpdir(), "runsc-loader-"))
+      Fs.mkdirSync(Path.join(root, "bin"))
+      Fs.mkdirSync(Path.join(root, "etc"))
+      Fs.writeFileSync(Path.join(root, "etc/passwd"), passwd)
+      for (const p of programs) Fs.copyFileSync(fixture(`${p}.wasm`), Path.join(root, "bin", p))
+      for (const p of programs) Fs.chmodSync(Path.join(root, "bin", p), 0o755)
+      return root
+    }),
+    (root) => Effect.sync(() => Fs.rmSync(root, { recursive: true, force: true }))
+  )
+
+/** Captures the guest's stdout in a temp file. */
+const makeOutput = Effect.acquireRelease(
+  Effect.sync(() => {
+    const path = Path.join(Os.tmpdir(), `runsc-out-${process.pid}-${Math.random().toString(16).slice(2)}`)
+    return { path, fd: Fs.openSync(path, "w+") }
+  }),
+  ({ fd, path }) => Effect.sync(() => {
+    Fs.closeSync(fd)
+    Fs.rmSync(path, { force: true })
+  })
+)
+
+const loaderArgs = (root: string, args: ReadonlyArray<string>, stdout: number, env: ReadonlyArray<string> = []): LoaderArgs => {
+  const spec = defaultSpec(args)
+  return {
+    containerId: "test",
+    bundle: { dir: root, rootPath: root, spec: { ...spec, process: { ...spec.process!, args: [args[0]!, ...args.slice(1)], env: ["PATH=/bin", ...env] } } },
+    stdio: { stdout, stderr: stdout }
+  }
+}
+
+/** The Loader service, its layer built in the test's scope (released when the test ends). */
+const buildLoader = (args: LoaderArgs) => Effect.map(Layer.build(Loader.layer(args)), Context.get(Loader))
+
+describe("Loader", () => {
+  it.scopedLive("runs the root container and reports its exit code; waitExit is repeatable", () =>
+    Effect.gen(function*() {
+      const root = yield* makeRoot(["exit"])
+      const out = yield* makeOutput
+      const loader = yield* buildLoader(loaderArgs(root, ["exit", "123"], out.fd))
+      const pid = yield* loader.startRoot
+      assert.strictEqual(pid, 1)
+      const waiters = yield* Effect.all([loader.waitExit, loader.waitExit, loader.waitExit], { concurrency: "unbounded" })
+      assert.deepStrictEqual(waiters, [exited(123), exited(123), exited(123)])
+      assert.deepStrictEqual(yield* loader.waitExit, exited(123))
+    }))
+
+  it.scopedLive("fails typed before start, and on a second start", () =>
+    Effect.gen(function*() {
+      const root = yield* makeRoot(["exit"])
+      const out = yield* makeOutput
+      const loader = yield* buildLoader(loaderArgs(root, ["exit"], out.fd))
+      assert.strictEqual((yield* Effect.flip(loader.waitExit))._tag, "ContainerNotStarted")
+      assert.strictEqual((yield* Effect.flip(loader.signal(15)))._tag, "ContainerNotStarted")
+      yield* loader.startRoot
+      assert.strictEqual((yield* Effect.flip(loader.startRoot))._tag, "ContainerAlreadyStarted")
+      assert.deepStrictEqual(yield* loader.waitExit, exited(0))
+    }))
+
+  it.scopedLive("typed errors for a missing program, a non-wasm file and a bad cwd", () =>
+    Effect.gen(function*() {
+      const root = yield* makeRoot([])
+      Fs.writeFileSync(Path.join(root, "bin/script"), "echo hi\n", { mode: 0o755 })
+      const out = yield* makeOutput
+      const start = (args: ReadonlyArray<string>, cwd = "/") => {
+        const base = loaderArgs(root, args, out.fd)
+        const bundle = base.bundle as Exclude<LoaderArgs["bundle"], string>
+        const spec = { ...bundle.spec, process: { ...bundle.spec.process!, cwd } }
+        return Effect.flip(Effect.scoped(Effect.flatMap(buildLoader({ ...base, bundle: { ...bundle, spec } }), (l) => l.startRoot)))
+      }
+      assert.strictEqual((yield* start(["nothere"]))._tag, "ExecNotFound")
+      assert.strictEqual((yield* start(["/bin/script"]))._tag, "NotWasm")
+      assert.strictEqual((yield* start(["/bin/script"], "/nope"))._tag, "InvalidCwd")
+    }))
+
+  it.scopedLive("HOME comes from the container's /etc/passwd when the spec has none", () =>
+    Effect.gen(function*() {
+      const root = yield* makeRoot(["print_env"], "root:x:0:0:root:/home/admin:/bin/sh\n")
+      const out = yield* makeOutput
+      const loader = yield* buildLoader(loaderArgs(root, ["print_env"], out.fd, ["A=1", "A=2"]))
+      yield* loader.startRoot
+      assert.deepStrictEqual(yield* loader.waitExit, exited(0))
+      const env = Fs.readFileSync(out.path, "utf8").trim().split("\n")
+      assert.deepStrictEqual(env, ["PATH=/bin", "A=2", "HOME=/home/admin"])
+    }))
+
+  it.scopedLive("a signal reaches a sleeping root init", () =>
+    Effect.gen(function*() {
+      const root = yield* makeRoot(["sleep"])
+      const out = yield* makeOutput
+      const loader = yield* buildLoader(loaderArgs(root, ["sleep", "60"], out.fd))
+      yield* loader.startRoot
+      yield* Effect.sleep("200 millis")
+      yield* loader.signal(15)
+      assert.deepStrictEqual(yield* loader.waitExit, signaled(15))
+    }))
+
+  it.scopedLive("teardown kills a spinning guest, waits for it, then releases everything", () =>
+    Effect.gen(function*() {
+      const root = yield* makeRoot(["spin"])
+      const out = yield* makeOutput
+      const sandbox = yield* Scope.make()
+      const loader = yield* buildLoader(loaderArgs(root, ["spin"], out.fd)).pipe(Scope.extend(sandbox))
+      yield* loader.startRoot
+      const waiting = yield* Effect.fork(loader.waitExit)
+      yield* Effect.sleep("200 millis")
+      assert.deepStrictEqual((yield* loader.processes).map((p) => p.state), ["running"])
+      yield* Scope.close(sandbox, Exit.void)
+      // The scope has closed: the guest was SIGKILLed and had exited before the kernel was released.
+      assert.deepStrictEqual(yield* Fiber.join(waiting), signaled(9))
+    }))
+
+  it.live("many sandboxes in one process, concurrently", () =>
+    Effect.gen(function*() {
+      const results = yield* Effect.forEach(
+        [0, 1, 2, 3, 4, 5],
+        (code) =>
+          Effect.scoped(Effect.gen(function*() {
+            const root = yield* makeRoot(["exit"])
+            const out = yield* makeOutput
+            return yield* Loader.run.pipe(Effect.provide(Loader.layer(loaderArgs(root, ["exit", `${code}`], out.fd))))
+          })),
+        { concurrency: "unbounded" }
+      )
+      assert.deepStrictEqual(results, [0, 1, 2, 3, 4, 5].map(exited))
+    }))
+})
+
+describe("README", () => {
+  it("shows the Effect program of examples/embed verbatim, and it runs as written", () => {
+    const readme = Fs.readFileSync(Path.join(repo, "README.md"), "utf8")
+    const source = Fs.readFileSync(Path.join(repo, "examples/embed/src/main.ts"), "utf8")
+    assert.include(readme, source.trim())
+    const run = spawnSync(process.execPath, [Path.join(repo, "examples/embed/dist/main.js")], { cwd: repo, encoding: "utf8", timeout: 30_000 })
+    assert.strictEqual(run.status, 0, run.stderr)
+    assert.include(run.stdout, "Hello from WebAssembly in the runsc sandbox!")
+    assert.include(run.stdout, "root init is pid 1")
+    assert.include(run.stdout, "exited with code 0")
+  })
+})

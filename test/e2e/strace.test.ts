@@ -1,0 +1,82 @@
+/**
+ * --strace end to end: entry (E) and exit (X) lines per syscall on stderr, --strace-syscalls
+ * filtering, and --debug-log sending them to a file instead of stderr.
+ */
+import { assert, describe, it } from "@effect/vitest"
+import * as Fs from "node:fs"
+import * as Path from "node:path"
+import { afterAll, beforeAll } from "vitest"
+import { cFixture, describeResult, lines, makeTempDir, putFile, removeDir, runsc } from "./helpers.js"
+
+describe.concurrent("--strace", () => {
+  let root = ""
+  let logs = ""
+
+  beforeAll(async () => {
+    root = await makeTempDir()
+    logs = await makeTempDir("runsc-e2e-logs-")
+    await putFile(root, "etc/motd", "strace motd\n")
+  })
+
+  afterAll(async () => {
+    await removeDir(root)
+    await removeDir(logs)
+  })
+
+  const echoStdout = (program: string) => `argv[0]=${program}\nargv[1]=x\n`
+
+  it("prints E and X lines for fd_write (with the result) on stderr; stdout is the guest's", async () => {
+    const program = cFixture("echo_args")
+    const r = await runsc(["--strace", "do", "--root-dir", root, program, "x"], { cwd: root })
+    assert.strictEqual(r.code, 0, describeResult(r))
+    assert.strictEqual(r.stdout, echoStdout(program))
+    const errLines = lines(r.stderr)
+    const entries = errLines.filter((l) => l.includes("E fd_write("))
+    const exits = errLines.filter((l) => l.includes("X fd_write("))
+    assert.isAbove(entries.length, 0, r.stderr)
+    assert.strictEqual(entries.length, exits.length, r.stderr)
+    for (const l of exits) assert.match(l, /\) = \d+/, l)
+    // The buffer written is shown, and the exit line carries the byte count of "argv[1]=x\n".
+    assert.isTrue(exits.some((l) => l.includes("argv[1]=x") && / = 10\b/.test(l)), r.stderr)
+    // Every entry line precedes its exit line.
+    assert.isBelow(
+      errLines.findIndex((l) => l.includes("E fd_write(")),
+      errLines.findIndex((l) => l.includes("X fd_write(")),
+      r.stderr
+    )
+  })
+
+  it("--strace-syscalls path_open shows only path_open lines", async () => {
+    const r = await runsc(["--strace", "--strace-syscalls", "path_open", "do", "--root-dir", root, cFixture("cat"), "/etc/motd"], {
+      cwd: root
+    })
+    assert.strictEqual(r.code, 0, describeResult(r))
+    assert.strictEqual(r.stdout, "strace motd\n")
+    const errLines = lines(r.stderr)
+    assert.isAbove(errLines.length, 0, "some path_open lines")
+    for (const l of errLines) assert.match(l, /[EX] path_open\(/, `not a path_open line: ${l}`)
+    assert.isTrue(errLines.some((l) => / E path_open\(.*etc\/motd/.test(l)), r.stderr)
+    assert.isTrue(errLines.some((l) => / X path_open\(.*etc\/motd.*\) = \d+/.test(l)), r.stderr)
+  })
+
+  it("--debug-log FILE receives the strace lines; stderr gets none", async () => {
+    const program = cFixture("echo_args")
+    const log = Path.join(logs, "debug.log")
+    const r = await runsc(["--strace", "--debug-log", log, "do", "--root-dir", root, program, "x"], { cwd: root })
+    assert.strictEqual(r.code, 0, describeResult(r))
+    assert.strictEqual(r.stdout, echoStdout(program))
+    assert.strictEqual(r.stderr, "")
+    const text = Fs.readFileSync(log, "utf8")
+    assert.include(text, "E fd_write(")
+    assert.include(text, "X fd_write(")
+    assert.match(text, /X fd_write\(.*\) = \d+/)
+  })
+
+  it("without --strace there are no strace lines", async () => {
+    const program = cFixture("echo_args")
+    const r = await runsc(["do", "--root-dir", root, program, "x"], { cwd: root })
+    assert.strictEqual(r.code, 0, describeResult(r))
+    assert.strictEqual(r.stdout, echoStdout(program))
+    assert.strictEqual(r.stderr, "")
+  })
+})
