@@ -1,1 +1,606 @@
-export {}
+/**
+ * The runsc benchmark suite: `pnpm bench` (or `npx tsc -b bench && node bench/dist/run.js` from
+ * the repo root). Every benchmark measures runsc and its baseline (the same guest under node:wasi)
+ * in the same run, interleaved, after a warm-up, and reports medians. Timing never fails
+ * anything: a missed aim is reported, not raised. Prints a Markdown table and writes it to
+ * bench/results.md.
+ */
+import type { ExitStatus } from "@runsc/abi"
+import { spawnSync } from "node:child_process"
+import * as Fs from "node:fs"
+import * as Os from "node:os"
+import * as Path from "node:path"
+import { Worker } from "node:worker_threads"
+import { channelFloor } from "./floor.js"
+import { runNodeWasi } from "./nodeWasi.js"
+import {
+  benchDir,
+  cliProbe,
+  fixture,
+  fixturesDir,
+  helloNodeWasi,
+  helloProgramRel,
+  helloRootRel,
+  repoRoot,
+  runscApp,
+  runscBin
+} from "./paths.js"
+import { type KernelRuntime, makeKernelRuntime, runFreshSandbox, runOnKernel } from "./runscKernel.js"
+import { fmtMs, fmtNs, fmtRatio, median, now, percentile, sleep } from "./stats.js"
+import { assemble, fdstatLoopWat, trivialWat } from "./wat.js"
+import { workerCounts } from "./workerCount.js"
+
+// ---- configuration -----------------------------------------------------------------------------
+
+const WRITES = 200_000
+const CLOCK_CALLS = 1_000_000
+const FDSTAT_CALLS = 30_000
+const FLOOR_ROUND_TRIPS = 10_000
+const RUNS = 5 // in-process throughput benchmarks
+const CPU_RUNS = 5 // cpu.wasm is ~0.5-1 s per run and side
+const START_RUNS = 50 // warm-pool process starts
+const START_PAUSE_MS = 150 // between warm starts, so that the pool has refilled
+const COLD_RUNS = 10 // CLI cold start
+const SPLIT_RUNS = 5 // cold-start split rows
+const SPAWN_RUNS = 10 // worker spawn
+
+// ---- output ------------------------------------------------------------------------------------
+
+interface Row {
+  readonly name: string
+  readonly runsc: string
+  readonly baseline: string
+  readonly ratio: string
+  readonly aim: string
+}
+const rows: Array<Row> = []
+const splitRows: Array<{ phase: string; value: string; note: string }> = []
+const notes: Array<string> = []
+
+const progress = (text: string) => process.stderr.write(`[bench] ${text}\n`)
+/** BENCH_VERBOSE=1 prints every sample (ms) on stderr. */
+const verbose = (label: string, samples: Record<string, ReadonlyArray<number>>) => {
+  if (process.env["BENCH_VERBOSE"]) {
+    for (const [side, xs] of Object.entries(samples)) progress(`  ${label} ${side}: ${xs.map((x) => x.toFixed(2)).join(" ")}`)
+  }
+}
+
+const ratioAim = (ratio: number, limit: number) => (Number.isFinite(ratio) ? `≤ ${limit}× (${ratio <= limit ? "met" : "missed"})` : `≤ ${limit}×`)
+
+const failedRow = (name: string, error: unknown): Row => ({
+  name,
+  runsc: `failed: ${error instanceof Error ? error.message : String(error)}`.slice(0, 120),
+  baseline: "",
+  ratio: "",
+  aim: ""
+})
+
+const expectExit0 = (what: string, status: ExitStatus) => {
+  if (status._tag !== "Exited" || status.code !== 0) throw new Error(`${what}: guest ended with ${JSON.stringify(status)}`)
+}
+const expectCode0 = (what: string, code: number) => {
+  if (code !== 0) throw new Error(`${what}: node:wasi guest exited with ${code}`)
+}
+
+const devNull = Fs.openSync("/dev/null", "w")
+
+// ---- in-process throughput: one guest, runsc (warm kernel) vs node:wasi ------------------------
+
+interface Throughput {
+  readonly runsc: Array<number>
+  readonly baseline: Array<number>
+}
+
+/** Runs `bytes` with `argv` on the kernel and under node:wasi, warm-up first, interleaved. */
+const throughput = async (
+  rt: KernelRuntime,
+  label: string,
+  bytes: Uint8Array,
+  argv: ReadonlyArray<string>,
+  runs: number
+): Promise<Throughput> => {
+  const module = await WebAssembly.compile(bytes as Uint8Array<ArrayBuffer>)
+  const onKernel = async () => {
+    const r = await rt.runPromise(runOnKernel({ bytes, argv, rootPath: fixturesDir, stdout: devNull }))
+    expectExit0(`${label} (runsc)`, r.status)
+    return r.ms
+  }
+  const onNode = () => {
+    const r = runNodeWasi({ module, args: argv, stdout: devNull })
+    expectCode0(`${label} (node:wasi)`, r.code)
+    return r.ms
+  }
+  await onKernel()
+  onNode()
+  const result: Throughput = { runsc: [], baseline: [] }
+  for (let i = 0; i < runs; i++) {
+    // Let the pool settle between runs: the measured run must find a warm worker.
+    await sleep(START_PAUSE_MS)
+    result.runsc.push(await onKernel())
+    result.baseline.push(onNode())
+  }
+  verbose(label, { runsc: result.runsc, baseline: result.baseline })
+  return result
+}
+
+const perCallRow = (name: string, t: Throughput, calls: number, limit: number): Row => {
+  const r = median(t.runsc.map((ms) => (ms * 1e6) / calls))
+  const b = median(t.baseline.map((ms) => (ms * 1e6) / calls))
+  return { name, runsc: fmtNs(r), baseline: fmtNs(b), ratio: fmtRatio(r / b), aim: ratioAim(r / b, limit) }
+}
+
+const wallRow = (name: string, runsc: Array<number>, baseline: Array<number>, aim: string | number): Row => {
+  const r = median(runsc)
+  const b = median(baseline)
+  return { name, runsc: fmtMs(r), baseline: fmtMs(b), ratio: fmtRatio(r / b), aim: typeof aim === "number" ? ratioAim(r / b, aim) : aim }
+}
+
+const benchWriteHeavy = async (rt: KernelRuntime) => {
+  const name = `1. write-heavy: write_many ${WRITES} × write(1,"x",1) → /dev/null`
+  progress(name)
+  try {
+    const t = await throughput(rt, "write_many", Fs.readFileSync(fixture("write_many")), ["write_many.wasm", String(WRITES)], RUNS)
+    rows.push(wallRow(`${name}, guest wall (warm kernel, median of ${RUNS})`, t.runsc, t.baseline, "—"))
+    rows.push(perCallRow(`1. write-heavy: per write (median of ${RUNS})`, t, WRITES, 1.5))
+  } catch (e) {
+    rows.push(failedRow(name, e))
+  }
+}
+
+/**
+ * What runsc's in-worker write path cannot go below: a plain JS loop of Fs.writevSync(/dev/null,
+ * [one byte of a wasm memory]) in a worker thread (the guest worker's fast path without the stub).
+ */
+const benchWriteFloor = async () => {
+  const name = `1c. write floor, not runsc: plain JS Fs.writevSync(/dev/null, [1 byte]) loop in a worker, per write (median of ${RUNS})`
+  progress(name)
+  try {
+    const source = `
+const { parentPort, workerData } = require("node:worker_threads")
+const Fs = require("node:fs")
+const mem = new Uint8Array(new WebAssembly.Memory({ initial: 2 }).buffer)
+parentPort.on("message", (n) => {
+  const t0 = performance.now()
+  for (let i = 0; i < n; i++) Fs.writevSync(workerData.fd, [mem.subarray(16, 17)])
+  parentPort.postMessage(performance.now() - t0)
+})`
+    const worker = new Worker(source, { eval: true, workerData: { fd: devNull } })
+    const once = (n: number) =>
+      new Promise<number>((resolve) => {
+        worker.once("message", resolve)
+        worker.postMessage(n)
+      })
+    try {
+      await once(WRITES)
+      const ns: Array<number> = []
+      for (let i = 0; i < RUNS; i++) ns.push(((await once(WRITES)) * 1e6) / WRITES)
+      rows.push({ name, runsc: fmtNs(median(ns)), baseline: "—", ratio: "—", aim: "— (the JS fs binding's own cost per write)" })
+    } finally {
+      await worker.terminate()
+    }
+  } catch (e) {
+    rows.push(failedRow(name, e))
+  }
+}
+
+const benchWriteFreshSandbox = async () => {
+  const name = `1b. write-heavy, whole throw-away sandbox in process (Loader layer: kernel + pool + compile + run + teardown)`
+  progress(name)
+  try {
+    const bytes = Fs.readFileSync(fixture("write_many"))
+    const argv = ["write_many.wasm", String(WRITES)]
+    const sandbox = async () => {
+      const r = await runFreshSandbox(fixture("write_many"), argv, fixturesDir, devNull)
+      expectExit0("write_many (fresh sandbox)", r.status)
+      return r.ms
+    }
+    const node = async () => {
+      const t0 = now()
+      const module = await WebAssembly.compile(bytes)
+      const r = runNodeWasi({ module, args: argv, stdout: devNull })
+      expectCode0("write_many (node:wasi, compile each run)", r.code)
+      return now() - t0
+    }
+    await sandbox()
+    await node()
+    const r: Array<number> = []
+    const b: Array<number> = []
+    for (let i = 0; i < RUNS; i++) {
+      r.push(await sandbox())
+      b.push(await node())
+    }
+    rows.push(wallRow(`${name}, vs compile+run (median of ${RUNS})`, r, b, "—"))
+  } catch (e) {
+    rows.push(failedRow(name, e))
+  }
+}
+
+const benchClock = async (rt: KernelRuntime) => {
+  const name = `2. clock_time_get(MONOTONIC): clock ${CLOCK_CALLS}, per call (median of ${RUNS})`
+  progress(name)
+  try {
+    const t = await throughput(rt, "clock", Fs.readFileSync(fixture("clock")), ["clock.wasm", String(CLOCK_CALLS)], RUNS)
+    rows.push(perCallRow(name, t, CLOCK_CALLS, 2))
+  } catch (e) {
+    rows.push(failedRow(name, e))
+  }
+}
+
+const benchCpu = async (rt: KernelRuntime) => {
+  const name = `3. CPU-bound: cpu.wasm (sieve, default rounds), wall (median of ${CPU_RUNS})`
+  progress(name)
+  try {
+    const t = await throughput(rt, "cpu", Fs.readFileSync(fixture("cpu")), ["cpu.wasm"], CPU_RUNS)
+    // On a shared machine noise only ever adds time: the minimum is shown too.
+    rows.push(wallRow(`${name}; min ${fmtMs(Math.min(...t.runsc))} vs ${fmtMs(Math.min(...t.baseline))}`, t.runsc, t.baseline, 1.05))
+  } catch (e) {
+    rows.push(failedRow(name, e))
+  }
+}
+
+const benchSyscallRoundTrip = async (rt: KernelRuntime) => {
+  const name = `6. syscall round trip: ${FDSTAT_CALLS} × fd_fdstat_get(1) (WAT loop), per call (median of ${RUNS})`
+  progress(name)
+  try {
+    const bytes = await assemble("fdstat.wat", fdstatLoopWat(FDSTAT_CALLS))
+    const t = await throughput(rt, "fdstat loop", bytes, ["fdstat.wasm"], RUNS)
+    rows.push({ ...perCallRow(name, t, FDSTAT_CALLS, Number.NaN), aim: "— (shows the channel cost)" })
+  } catch (e) {
+    rows.push(failedRow(name, e))
+  }
+  const floorName = `6b. channel floor, not runsc: the same SAB handshake in plain JS (worker spin + Atomics.wait ↔ main Atomics.waitAsync, no Effect, no work), ${FLOOR_ROUND_TRIPS} round trips (median of ${RUNS})`
+  progress(floorName)
+  try {
+    await channelFloor(1000)
+    const floor: Array<number> = []
+    for (let i = 0; i < RUNS; i++) floor.push(await channelFloor(FLOOR_ROUND_TRIPS))
+    rows.push({ name: floorName, runsc: fmtNs(median(floor)), baseline: "—", ratio: "—", aim: "— (what any runsc syscall through the sentry pays at least)" })
+  } catch (e) {
+    rows.push(failedRow(floorName, e))
+  }
+}
+
+// ---- warm-pool process start -------------------------------------------------------------------
+
+const benchWarmStart = async (rt: KernelRuntime) => {
+  const name = `5. process start from the warm pool: startProcess → exit of a trivial guest`
+  progress(name)
+  try {
+    const bytes = await assemble("trivial.wat", trivialWat)
+    const module = await WebAssembly.compile(bytes as Uint8Array<ArrayBuffer>)
+    const run = { bytes, argv: ["trivial.wasm"], rootPath: fixturesDir, stdout: devNull }
+    const onKernel = async () => {
+      const r = await rt.runPromise(runOnKernel(run))
+      expectExit0("trivial (runsc)", r.status)
+      return r.ms
+    }
+    const onNode = () => {
+      const r = runNodeWasi({ module, args: ["trivial.wasm"], stdout: devNull })
+      expectCode0("trivial (node:wasi)", r.code)
+      return r.ms
+    }
+    for (let i = 0; i < 5; i++) {
+      await onKernel()
+      onNode()
+      await sleep(START_PAUSE_MS)
+    }
+    const paused: Array<number> = []
+    // Which starts made the pool start a worker (acquire tops up) or terminate one (release of a surplus worker).
+    const byKind = { plain: [] as Array<number>, spawned: [] as Array<number>, terminated: [] as Array<number> }
+    const baseline: Array<number> = []
+    const spawned0 = workerCounts.constructed
+    for (let i = 0; i < START_RUNS; i++) {
+      await sleep(START_PAUSE_MS)
+      const c0 = workerCounts.constructed
+      const t0 = workerCounts.terminated
+      const ms = await onKernel()
+      paused.push(ms)
+      const kind = workerCounts.constructed > c0 ? "spawned" : workerCounts.terminated > t0 ? "terminated" : "plain"
+      byKind[kind].push(ms)
+      baseline.push(onNode())
+    }
+    const spawnedPaused = workerCounts.constructed - spawned0
+    const backToBack: Array<number> = []
+    const spawned1 = workerCounts.constructed
+    for (let i = 0; i < START_RUNS; i++) backToBack.push(await onKernel())
+    await sleep(500)
+    const spawnedBackToBack = workerCounts.constructed - spawned1
+    const r = median(paused)
+    const b = median(baseline)
+    rows.push({
+      name: `${name}, ${START_PAUSE_MS} ms apart (median of ${START_RUNS}; runsc p90 ${fmtMs(percentile(paused, 90))}; worker threads spawned by the pool meanwhile: ${spawnedPaused})`,
+      runsc: fmtMs(r),
+      baseline: fmtMs(b),
+      ratio: fmtRatio(r / b),
+      aim: `≤ 2 ms median (${r <= 2 ? "met" : "missed"})`
+    })
+    const kinds = (Object.keys(byKind) as Array<keyof typeof byKind>)
+      .filter((k) => byKind[k].length > 0)
+      .map((k) => `${k === "plain" ? "neither" : k === "spawned" ? "pool spawned a worker" : "pool terminated a worker"}: ${fmtMs(median(byKind[k]))} (n=${byKind[k].length})`)
+    notes.push(`Row 5 split by what the pool did during the start: ${kinds.join("; ")}.`)
+    const bb = median(backToBack)
+    rows.push({
+      name: `5b. same, back to back (median of ${START_RUNS}; p90 ${fmtMs(percentile(backToBack, 90))}, max ${fmtMs(Math.max(...backToBack))}; workers spawned: ${spawnedBackToBack})`,
+      runsc: fmtMs(bb),
+      baseline: fmtMs(b),
+      ratio: fmtRatio(bb / b),
+      aim: "—"
+    })
+  } catch (e) {
+    rows.push(failedRow(name, e))
+  }
+}
+
+/** Worker start cost: the kernel's guest worker script until its Ready vs a bare eval worker. */
+const benchWorkerSpawn = async () => {
+  const name = `5c. worker thread start: new Worker(kernel guest worker) → Ready vs bare eval worker → first message (median of ${SPAWN_RUNS})`
+  progress(name)
+  try {
+    let guestWorker: URL
+    try {
+      guestWorker = new URL(import.meta.resolve("@runsc/kernel/worker"))
+    } catch {
+      guestWorker = new URL("./platform/worker.js", import.meta.resolve("@runsc/kernel"))
+    }
+    // Any SharedArrayBuffer of the channel's size (packages/kernel/src/platform/channel.ts: CHANNEL_BYTES).
+    const channelBytes = 256 + 256 * 1024
+    const ctor: Array<number> = []
+    const spawn = (make: () => Worker, record = false) =>
+      new Promise<number>((resolve, reject) => {
+        const t0 = now()
+        const w = make()
+        if (record) ctor.push(now() - t0)
+        w.once("message", () => {
+          const ms = now() - t0
+          void w.terminate().then(() => resolve(ms))
+        })
+        w.once("error", reject)
+      })
+    const kernel = () => spawn(() => new Worker(guestWorker, { workerData: { buffer: new SharedArrayBuffer(channelBytes) } }), true)
+    const bare = () => spawn(() => new Worker(`require("node:worker_threads").parentPort.postMessage(0)`, { eval: true }))
+    await kernel()
+    await bare()
+    const r: Array<number> = []
+    const b: Array<number> = []
+    for (let i = 0; i < SPAWN_RUNS; i++) {
+      r.push(await kernel())
+      b.push(await bare())
+    }
+    rows.push(wallRow(`${name}; the \`new Worker\` call itself blocks the caller ${fmtMs(median(ctor))}`, r, b, "—"))
+  } catch (e) {
+    rows.push(failedRow(name, e))
+  }
+}
+
+// ---- cold start: child processes ---------------------------------------------------------------
+
+interface ChildRun {
+  readonly ms: number
+  readonly status: number | null
+  readonly stderr: string
+}
+
+const child = (command: string, args: ReadonlyArray<string>, cwd = repoRoot, env?: Record<string, string>): ChildRun => {
+  const t0 = now()
+  const r = spawnSync(command, args, {
+    cwd,
+    stdio: ["ignore", devNull, "pipe"],
+    encoding: "utf8",
+    ...(env ? { env: { ...process.env, ...env } } : {})
+  })
+  const ms = now() - t0
+  if (r.error) throw r.error
+  return { ms, status: r.status, stderr: r.stderr }
+}
+
+const expectChild0 = (what: string, r: ChildRun) => {
+  if (r.status !== 0) throw new Error(`${what} exited with ${r.status}: ${r.stderr.trim().split("\n")[0] ?? ""}`)
+}
+
+const cliArgs = ["do", "--root-dir", helloRootRel, helloProgramRel]
+const bundledCli = Path.join(runscApp, "dist", "runsc.mjs")
+
+const benchColdStart = () => {
+  const name = `4. cold start: \`runsc do --root-dir ${helloRootRel} ${helloProgramRel}\` (child process, stdout → /dev/null) vs bench/baseline/hello-node-wasi.mjs`
+  progress(name)
+  try {
+    const cli = () => {
+      const r = child(runscBin, cliArgs)
+      expectChild0("runsc do hello", r)
+      return r.ms
+    }
+    const node = () => {
+      const r = child(process.execPath, [helloNodeWasi, helloRootRel, helloProgramRel])
+      expectChild0("hello-node-wasi.mjs", r)
+      return r.ms
+    }
+    cli()
+    node()
+    const r: Array<number> = []
+    const b: Array<number> = []
+    for (let i = 0; i < COLD_RUNS; i++) {
+      r.push(cli())
+      b.push(node())
+    }
+    rows.push(wallRow(`${name} (median of ${COLD_RUNS})`, r, b, 1.5))
+  } catch (e) {
+    rows.push(failedRow(name, e))
+  }
+}
+
+interface Probe {
+  readonly preload: number
+  readonly handler?: number
+  readonly workers: Array<{ constructed: number; messages: Array<number> }>
+  readonly exit: number
+}
+
+/** Where the CLI's cold start goes: import-only children and a probed CLI run. */
+const benchColdSplit = () => {
+  progress("4'. cold-start split")
+  const medianOf = (f: () => number) => {
+    f()
+    return median(Array.from({ length: SPLIT_RUNS }, f))
+  }
+  const importing = (cwd: string, specifiers: ReadonlyArray<string>) => () => {
+    const code = `await Promise.all([${specifiers.map((s) => `import(${JSON.stringify(s)})`).join(", ")}])`
+    const r = child(process.execPath, ["--input-type=module", "-e", code], cwd)
+    expectChild0(`import ${specifiers.join(", ")}`, r)
+    return r.ms
+  }
+  try {
+    const bare = medianOf(() => {
+      const r = child(process.execPath, ["-e", "0"])
+      expectChild0("node -e 0", r)
+      return r.ms
+    })
+    splitRows.push({ phase: "`node -e 0` (node start + exit, spawnSync)", value: fmtMs(bare), note: "floor for every child process" })
+    const imports: Array<[string, string, ReadonlyArray<string>]> = [
+      ["import `effect`", benchDir, ["effect"]],
+      ["import `@runsc/loader` (effect + spec + kernel + loader)", benchDir, ["@runsc/loader"]],
+      ["import `@effect/cli` + `@effect/platform-node`", runscApp, ["@effect/cli", "@effect/platform-node"]],
+      ["import the CLI's whole graph: `@effect/cli` + `@effect/platform-node` + `@runsc/loader`", runscApp, ["@effect/cli", "@effect/platform-node", "@runsc/loader"]]
+    ]
+    for (const [phase, cwd, specifiers] of imports) {
+      const ms = medianOf(importing(cwd, specifiers))
+      splitRows.push({ phase: `${phase}, child total`, value: fmtMs(ms), note: `${fmtMs(ms - bare)} over \`node -e 0\`` })
+    }
+    // The CLI with a preload that timestamps worker construction/messages and exit.
+    const probes: Array<Probe> = []
+    const probed = () => {
+      const r = child(process.execPath, ["--import", `file://${cliProbe}`, Path.join(runscApp, "bin", "runsc.js"), ...cliArgs], repoRoot, {
+        BENCHPROBE_MARK: helloProgramRel
+      })
+      expectChild0("probed runsc do hello", r)
+      const line = r.stderr.split("\n").find((l) => l.startsWith("BENCHPROBE "))
+      if (line === undefined) throw new Error("the CLI probe printed nothing")
+      probes.push(JSON.parse(line.slice("BENCHPROBE ".length)) as Probe)
+      return r.ms
+    }
+    probed()
+    probes.length = 0
+    const totals = Array.from({ length: SPLIT_RUNS }, probed)
+    const phase = (f: (p: Probe) => number | undefined) => median(probes.map(f).filter((x): x is number => x !== undefined && Number.isFinite(x)))
+    const guestWorker = (p: Probe) => p.workers.find((w) => w.messages.length >= 2)
+    splitRows.push({ phase: "probed CLI `runsc do` hello: child total", value: fmtMs(median(totals)), note: `${SPLIT_RUNS} runs; phases below are medians, ms since process start` })
+    splitRows.push({ phase: "  node boot → preload runs", value: fmtMs(phase((p) => p.preload)), note: "" })
+    splitRows.push({
+      phase: "  preload → `do` handler runs (load + evaluate the CLI's modules, parse the command line)",
+      value: fmtMs(phase((p) => p.handler !== undefined ? p.handler - p.preload : undefined)),
+      note: "handler = its Fs.statSync(PROGRAM)"
+    })
+    splitRows.push({
+      phase: "  `do` handler → first `new Worker` (spec, Loader + Kernel layer build)",
+      value: fmtMs(phase((p) => p.handler !== undefined && p.workers[0] ? p.workers[0].constructed - p.handler : undefined)),
+      note: ""
+    })
+    splitRows.push({
+      phase: "  first `new Worker` → its Ready",
+      value: fmtMs(phase((p) => p.workers[0]?.messages[0] !== undefined ? p.workers[0].messages[0] - p.workers[0].constructed : undefined)),
+      note: `workers started per run: ${[...new Set(probes.map((p) => p.workers.length))].join("/")}`
+    })
+    splitRows.push({
+      phase: "  guest worker Ready → guest Ended (post Run, instantiate, hello runs; waits for compile if later)",
+      value: fmtMs(phase((p) => {
+        const w = guestWorker(p)
+        return w && w.messages[1]! - w.messages[0]!
+      })),
+      note: ""
+    })
+    splitRows.push({
+      phase: "  guest Ended → process exit (teardown, worker terminate, exit)",
+      value: fmtMs(phase((p) => {
+        const w = guestWorker(p)
+        return w && p.exit - w.messages[1]!
+      })),
+      note: ""
+    })
+    if (Fs.existsSync(bundledCli)) {
+      const unbundled = medianOf(() => {
+        const r = child(process.execPath, [Path.join(runscApp, "dist", "main.js"), ...cliArgs])
+        expectChild0("unbundled runsc do hello", r)
+        return r.ms
+      })
+      splitRows.push({
+        phase: "unbundled CLI for comparison: `node apps/runsc/dist/main.js do …`, child total",
+        value: fmtMs(unbundled),
+        note: "`runsc` itself loads the bundle apps/runsc/dist/runsc.mjs when it exists"
+      })
+    }
+  } catch (e) {
+    splitRows.push({ phase: "cold-start split", value: "failed", note: e instanceof Error ? e.message : String(e) })
+  }
+}
+
+// ---- main --------------------------------------------------------------------------------------
+
+const table = (): string => {
+  const header = "| benchmark | runsc | baseline (node:wasi, same guest, same run) | ratio (runsc/baseline) | aim |\n|---|---:|---:|---:|---|"
+  const key = (r: Row) => {
+    const m = /^(\d+)([a-z]?)/.exec(r.name)
+    return m ? Number(m[1]) * 100 + (m[2] ? m[2].charCodeAt(0) - 96 : 0) : 10_000
+  }
+  const body = [...rows].sort((a, b) => key(a) - key(b)).map((r) => `| ${r.name} | ${r.runsc} | ${r.baseline} | ${r.ratio} | ${r.aim} |`).join("\n")
+  const split = [
+    "| cold-start split (child processes) | median | note |",
+    "|---|---:|---|",
+    ...splitRows.map((r) => `| ${r.phase} | ${r.value} | ${r.note} |`)
+  ].join("\n")
+  return `${header}\n${body}\n\n${split}`
+}
+
+const main = async () => {
+  const started = now()
+  const cpus = Os.cpus()
+  const load0 = Os.loadavg()[0]!
+  const header = [
+    `# runsc benchmarks`,
+    ``,
+    `- date: ${new Date().toISOString()}`,
+    `- cpu: ${cpus[0]?.model ?? "unknown"}, ${cpus.length} cores`,
+    `- node: ${process.version}`,
+    `- runsc CLI: ${Fs.existsSync(bundledCli) ? "bundled (apps/runsc/dist/runsc.mjs present; bin/runsc.js loads it)" : "unbundled (apps/runsc/dist/main.js)"}`
+  ]
+
+  // `node bench/dist/run.js [--only=key,key]` runs a subset: write, clock, cpu, syscall, start,
+  // spawn, sandbox, cold, split (the table then has only those rows).
+  const onlyArg = process.argv.find((a) => a.startsWith("--only="))
+  const only = onlyArg === undefined ? undefined : new Set(onlyArg.slice("--only=".length).split(","))
+  const want = (key: string) => only === undefined || only.has(key)
+
+  if (["write", "clock", "cpu", "syscall", "start"].some(want)) {
+    const rt = makeKernelRuntime(1)
+    try {
+      // Bring the kernel up and let its warm worker start before anything is measured.
+      await rt.runPromise(runOnKernel({ bytes: await assemble("trivial.wat", trivialWat), argv: ["warmup"], rootPath: fixturesDir, stdout: devNull }))
+      await sleep(300)
+      if (want("write")) await benchWriteHeavy(rt)
+      if (want("clock")) await benchClock(rt)
+      if (want("cpu")) await benchCpu(rt)
+      if (want("syscall")) await benchSyscallRoundTrip(rt)
+      if (want("start")) await benchWarmStart(rt)
+    } finally {
+      await rt.dispose()
+    }
+  }
+  if (want("write")) await benchWriteFloor()
+  if (want("spawn")) await benchWorkerSpawn()
+  if (want("sandbox")) await benchWriteFreshSandbox()
+  if (want("cold")) benchColdStart()
+  if (want("split")) benchColdSplit()
+
+  const elapsed = (now() - started) / 1000
+  header.push(`- load average (1 min): ${load0.toFixed(2)} at start, ${Os.loadavg()[0]!.toFixed(2)} at end; suite took ${elapsed.toFixed(0)} s`)
+  notes.push(
+    "Medians; every runsc run is paired with a baseline run in the same process, interleaved, after one warm-up run of each.",
+    `In-process runsc rows use one Kernel (warmWorkers 1) kept up for the suite; a run is \`startProcess\` → exit status, with ${START_PAUSE_MS} ms between runs so the pool has a warm worker (and, with warmWorkers 1, also spawns a replacement worker during the run and terminates a surplus one at its end on alternate runs — see row 5). Baselines run node:wasi on the main thread with a module compiled once (as runsc's module cache does).`,
+    "Per-call rows divide the whole guest run (start to exit) by the call count."
+  )
+  const text = `${header.join("\n")}\n\n${table()}\n\n${notes.map((n) => `- ${n}`).join("\n")}\n`
+  process.stdout.write(text)
+  Fs.writeFileSync(Path.join(benchDir, "results.md"), text)
+  Fs.closeSync(devNull)
+  if (rows.some((r) => r.runsc.startsWith("failed")) || splitRows.some((r) => r.value === "failed")) process.exitCode = 1
+}
+
+await main()

@@ -188,15 +188,21 @@ const makeKernel = (options: KernelOptions): Effect.Effect<KernelShape, never, S
             : Exit.succeed<RunOutcome>({ _tag: "WorkerDied", reason: "killed before it ran" })
           // Interrupted while the guest ran: the kernel is shutting down; the worker must not outlive the task.
           const outcome: RunOutcome = Exit.isSuccess(waited) ? waited.value : { _tag: "WorkerDied", reason: "kernel shut down" }
+          // From here the status is decided and the worker no longer belongs to this process: a
+          // signal arriving now must neither rewrite the status nor reach the worker's next guest.
+          const status = exitStatusOf(outcome, tg.killedBy)
+          const killed = outcome._tag !== "Guest" || tg.killedBy !== undefined
+          tg.state = "exiting"
+          tg.worker = undefined
           yield* Fiber.interrupt(server)
           yield* releaseChannel(words)
           tg.fdTable.observe(() => {})
-          if (outcome._tag === "Guest" && tg.killedBy === undefined) yield* pool.release(worker)
-          else yield* worker.terminate
+          // A killed task's worker is dead before its exit is reported; a clean one goes back.
+          if (killed) yield* worker.terminate
+          yield* pool.release(worker)
           yield* tg.fdTable.closeAll
           tg.state = "exited"
-          tg.worker = undefined
-          yield* Deferred.succeed(tg.exitStatus, exitStatusOf(outcome, tg.killedBy))
+          yield* Deferred.succeed(tg.exitStatus, status)
         })
       )
 

@@ -42,6 +42,18 @@ export const toStat = (st: Fs.BigIntStats): Stat => ({
 
 const host = <A>(f: () => Promise<A>) => Effect.tryPromise({ try: f, catch: fromHostError })
 
+/**
+ * pread on a host fd. The callback `fs.read` is used because it honours a bigint position;
+ * FileHandle.read silently treats one as "the current position", and a number loses offsets
+ * past 2^53.
+ */
+export const readAt = (fd: number, length: number, position: bigint | null): Effect.Effect<Uint8Array, SyscallError> =>
+  Effect.async<Uint8Array, SyscallError>((resume) => {
+    const buffer = Buffer.allocUnsafe(length)
+    Fs.read(fd, buffer, 0, length, position as number | null, (error, bytesRead) =>
+      resume(error ? Effect.fail(fromHostError(error)) : Effect.succeed(buffer.subarray(0, bytesRead))))
+  })
+
 const lstat = (hostPath: string) => host(() => FsP.lstat(hostPath, { bigint: true }))
 
 class HostInode implements Inode {
@@ -108,13 +120,10 @@ class HostFileDescription implements FileDescription {
 
   read(length: number, offset?: bigint): Effect.Effect<Uint8Array, SyscallError> {
     const at = offset ?? this.position
-    return Effect.map(
-      host(() => this.handle.read(Buffer.allocUnsafe(length), 0, length, Number(at))),
-      ({ buffer, bytesRead }) => {
-        if (offset === undefined) this.position += BigInt(bytesRead)
-        return buffer.subarray(0, bytesRead)
-      }
-    )
+    return Effect.map(readAt(this.handle.fd, length, at), (bytes) => {
+      if (offset === undefined) this.position += BigInt(bytes.length)
+      return bytes
+    })
   }
 
   write(): Effect.Effect<number, SyscallError> {

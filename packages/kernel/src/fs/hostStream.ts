@@ -7,7 +7,7 @@ import { Errno, FileType } from "@runsc/abi"
 import { Effect, Schedule } from "effect"
 import * as Fs from "node:fs"
 import { fromHostError, SyscallError } from "../errors.js"
-import { fileTypeOf, toStat } from "./host.js"
+import { fileTypeOf, readAt, toStat } from "./host.js"
 import type { FileDescription, Stat } from "./inode.js"
 
 const fail = (errno: Errno) => Effect.fail(new SyscallError({ errno }))
@@ -28,29 +28,32 @@ export const hostStream = (hostFd: number): FileDescription => {
   })()
   // Pipes and sockets have no WASI type of their own; they are streams, never seekable.
   const filetype = hostType === FileType.REGULAR_FILE || hostType === FileType.CHARACTER_DEVICE ? hostType : FileType.UNKNOWN
-  const readOnce = (length: number): Effect.Effect<Uint8Array, SyscallError> =>
-    Effect.async<Uint8Array, SyscallError>((resume) => {
-      const buffer = Buffer.allocUnsafe(length)
-      Fs.read(hostFd, buffer, 0, length, null, (error, bytesRead) =>
-        resume(error ? Effect.fail(fromHostError(error)) : Effect.succeed(buffer.subarray(0, bytesRead))))
-    })
+  // Without an offset, reads and writes use (and move) the host fd's own offset, which the
+  // sandbox process may share with others (`> log 2>&1`); with one, they are positional.
+  const positional = (offset: bigint | undefined): Effect.Effect<bigint | null, SyscallError> => {
+    if (offset === undefined) return Effect.succeed(null)
+    return filetype === FileType.REGULAR_FILE ? Effect.succeed(offset) : fail(Errno.SPIPE)
+  }
   return {
     filetype,
     passthroughHostFd: hostFd,
-    read: (length) => Effect.retry(readOnce(length), retryAgain),
-    write: (data) =>
-      Effect.try({
-        try: () => {
-          for (;;) {
-            try {
-              return Fs.writeSync(hostFd, data)
-            } catch (e) {
-              if ((e as NodeJS.ErrnoException).code !== "EAGAIN") throw e
+    read: (length, offset) => Effect.flatMap(positional(offset), (at) => Effect.retry(readAt(hostFd, length, at), retryAgain)),
+    write: (data, offset) =>
+      Effect.flatMap(positional(offset), (at) =>
+        // writeSync takes only a number position (a bigint one is ignored): past 2^53 is EFBIG.
+        at !== null && at > BigInt(Number.MAX_SAFE_INTEGER) ? fail(Errno.FBIG) : Effect.try({
+          try: () => {
+            for (;;) {
+              try {
+                return Fs.writeSync(hostFd, data, 0, data.length, at === null ? null : Number(at))
+              } catch (e) {
+                if ((e as NodeJS.ErrnoException).code !== "EAGAIN") throw e
+              }
             }
-          }
-        },
-        catch: fromHostError
-      }),
+          },
+          catch: fromHostError
+        })),
+    // Node exposes no lseek: the host fd's offset can be neither read nor moved.
     seek: () => fail(Errno.SPIPE),
     stat: Effect.try({
       try: (): Stat => ({ ...toStat(Fs.fstatSync(hostFd, { bigint: true })), filetype }),

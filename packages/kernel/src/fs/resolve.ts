@@ -41,6 +41,7 @@ export class Dentry {
 }
 
 export const MAX_SYMLINK_TRAVERSALS = 40
+/** Limits in bytes of UTF-8, as Linux counts them. */
 export const NAME_MAX = 255
 export const PATH_MAX = 4096
 
@@ -64,7 +65,7 @@ export const resolve = (
 ): Effect.Effect<Dentry, SyscallError> =>
   Effect.gen(function*() {
     if (path.length === 0) return yield* fail(Errno.NOENT)
-    if (path.length > PATH_MAX) return yield* fail(Errno.NAMETOOLONG)
+    if (Buffer.byteLength(path) > PATH_MAX) return yield* fail(Errno.NAMETOOLONG)
     if (path.includes("\0")) return yield* fail(Errno.INVAL)
 
     let traversals = 0
@@ -81,7 +82,7 @@ export const resolve = (
         current = current.parent
         continue
       }
-      if (name.length > NAME_MAX) return yield* fail(Errno.NAMETOOLONG)
+      if (Buffer.byteLength(name) > NAME_MAX) return yield* fail(Errno.NAMETOOLONG)
       const inode = yield* current.inode.lookup(name)
       const isLast = pending.length === 0
       if (inode.filetype === FileType.SYMBOLIC_LINK && (!isLast || options.followFinal || mustBeDirectory)) {

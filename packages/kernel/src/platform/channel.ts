@@ -67,6 +67,35 @@ export class ChannelViews {
   }
 }
 
+/**
+ * How long one end of the channel polls the STATE word before it parks (worker: Atomics.wait;
+ * sentry: Atomics.waitAsync). A wake-up from a park costs tens of µs on this kind of machine;
+ * polling costs a core. The budget doubles when polling caught the other end and halves when it
+ * did not, so a task whose calls block (sleeps, reads) soon stops burning its CPU. MAX_SPIN
+ * iterations are ~20 µs, gVisor's bound for the same trade.
+ */
+export class AdaptiveSpin {
+  static readonly MIN = 16
+  static readonly MAX = 4096
+  private budget = AdaptiveSpin.MIN
+
+  /** Polls until `words[STATE] === expected` or the budget runs out; true when it got there. */
+  poll(words: Int32Array, expected: number): boolean {
+    for (let i = 0; i < this.budget; i++) {
+      if (Atomics.load(words, Word.STATE) === expected) {
+        this.budget = Math.min(AdaptiveSpin.MAX, this.budget * 2)
+        return true
+      }
+    }
+    this.budget = Math.max(AdaptiveSpin.MIN, this.budget >> 1)
+    return false
+  }
+
+  reset(): void {
+    this.budget = AdaptiveSpin.MIN
+  }
+}
+
 /** Messages the sentry posts to a worker. */
 export type ToWorker = {
   readonly _tag: "Run"

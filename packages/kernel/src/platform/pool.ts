@@ -2,10 +2,12 @@
  * Guest worker threads: started ahead of need and reused.
  *
  * Starting a worker costs tens of milliseconds; starting a process should not. The pool starts
- * `prestart` workers at once and keeps `warm` idle ones; `acquire` takes one (or the oldest one
- * still starting, or starts one) and tops the pool up in the background. A worker whose guest ended normally returns with `release`; one that
- * was terminated (SIGKILL, crash) is gone. Closing the pool's scope terminates every worker,
- * idle or busy — terminate() works even on a thread parked in Atomics.wait.
+ * `prestart` workers at once and keeps up to `warm` idle ones; `acquire` takes one (or the
+ * oldest one still starting, or starts one). Every worker comes back through `release`: one
+ * whose guest ended normally is kept while fewer than `warm` are idle; a surplus or killed one
+ * is terminated in the background and replaced if the pool fell below `warm`. Closing the
+ * pool's scope terminates every worker, idle or busy — terminate() works even on a thread
+ * parked in Atomics.wait.
  */
 import { Deferred, Effect, Exit, FiberSet, Scope } from "effect"
 import { createRequire } from "node:module"
@@ -55,7 +57,10 @@ export class GuestWorker {
 
   /** Ends the thread wherever it is (running guest code, parked in Atomics.wait). */
   get terminate(): Effect.Effect<void> {
-    return Effect.promise(() => this.thread.terminate().then(() => undefined, () => undefined))
+    return Effect.suspend(() => {
+      this.alive = false
+      return Effect.promise(() => this.thread.terminate().then(() => undefined, () => undefined))
+    })
   }
 }
 
@@ -124,12 +129,15 @@ export const makeWorkerPool = ({ prestart, warm }: WorkerPoolOptions): Effect.Ef
 
     yield* Effect.forEach(Array.from({ length: prestart ?? warm }), () => startOne, { discard: true })
 
+    // An acquire does not start a replacement: the worker usually comes back (a clean exit
+    // returns it), and starting one now would only be terminated as surplus then. Workers are
+    // started when none is idle, and to replace one that was terminated.
     const acquire = Effect.suspend(() => {
       let worker: GuestWorker | undefined
       while ((worker = idle.pop()) !== undefined && !worker.isAlive) all.delete(worker)
-      if (worker) return Effect.zipLeft(Effect.succeed(worker), topUp)
+      if (worker) return Effect.succeed(worker)
       const pending = starting.shift()
-      return Effect.zipLeft(pending ? Deferred.await(pending) : started, topUp)
+      return pending ? Deferred.await(pending) : started
     })
 
     const release = (worker: GuestWorker) =>
@@ -139,7 +147,8 @@ export const makeWorkerPool = ({ prestart, warm }: WorkerPoolOptions): Effect.Ef
           return Effect.void
         }
         all.delete(worker)
-        return worker.terminate
+        // Surplus (clean exit) or dead (killed): the exit does not wait for the terminate.
+        return Effect.zipRight(FiberSet.run(fibers, worker.terminate), topUp)
       })
 
     return { acquire, release, idleCount: Effect.sync(() => idle.length) }

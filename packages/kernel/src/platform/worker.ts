@@ -15,6 +15,7 @@ import { randomFillSync } from "node:crypto"
 import * as Fs from "node:fs"
 import { parentPort, workerData } from "node:worker_threads"
 import {
+  AdaptiveSpin,
   ChannelViews,
   DATA_SIZE,
   FAST_WRITE_FDS,
@@ -37,31 +38,25 @@ class ProcExit {
 
 // ---- the syscall round trip ------------------------------------------------------------------
 
-// Adaptive spin before parking: a response that arrives within the spin saves a futex sleep and
-// wake-up (tens of µs). The budget doubles when spinning paid off and halves when it did not, so
-// a task whose calls block (sleep, reads) stops burning its CPU. Bounded by MAX_SPIN (~20 µs).
-const MIN_SPIN = 16
-const MAX_SPIN = 4096
-let spin = MIN_SPIN
+const spin = new AdaptiveSpin()
 
 const roundTrip = (syscall: number): number => {
   words[Word.SYSCALL] = syscall
   Atomics.store(words, Word.STATE, State.REQUEST)
   Atomics.notify(words, Word.STATE)
-  let served = false
-  for (let i = 0; i < spin; i++) {
-    if (Atomics.load(words, Word.STATE) === State.RESPONSE) {
-      served = true
-      break
-    }
-  }
-  if (served) spin = Math.min(MAX_SPIN, spin * 2)
-  else {
-    spin = Math.max(MIN_SPIN, spin >> 1)
+  if (!spin.poll(words, State.RESPONSE)) {
     while (Atomics.load(words, Word.STATE) !== State.RESPONSE) Atomics.wait(words, Word.STATE, State.REQUEST)
   }
   words[Word.STATE] = State.IDLE
   return words[Word.ERRNO]!
+}
+
+/**
+ * Calls served here are still syscall boundaries: while the sentry has flagged this task (a
+ * pending stop), each first enters the sentry, which holds it until it may go on.
+ */
+const checkpoint = (): void => {
+  if (Atomics.load(words, Word.ATTENTION) !== 0) call(N.sched_yield)
 }
 
 const call = (syscall: number, ...args: ReadonlyArray<number>): number => {
@@ -87,7 +82,13 @@ const refresh = (): void => {
   }
 }
 
-const inBounds = (ptr: number, len: number): boolean => (ptr >>> 0) + (len >>> 0) <= memBuffer.byteLength
+/**
+ * Whether [ptr, ptr + len) lies in guest memory. Guest i32s arrive signed, so negative values
+ * are read as u32; a length computed by the stub (count × struct size) may exceed 2^32 and must
+ * not be truncated.
+ */
+const inBounds = (ptr: number, len: number): boolean =>
+  (ptr >>> 0) + (len < 0 ? len >>> 0 : len) <= memBuffer.byteLength
 
 class Fault {}
 const FAULT = new Fault()
@@ -135,6 +136,7 @@ const copyOut = (ptr: number): void => {
  * guest's doing; it propagates and ends the run as a crash that the sentry reports.
  */
 const syscall = <A extends Array<any>>(f: (...args: A) => number) => (...args: A): number => {
+  checkpoint()
   refresh()
   try {
     return f(...args)
@@ -199,11 +201,14 @@ const clockNow = (id: number): bigint | undefined => {
 
 const parkFor = new Int32Array(new SharedArrayBuffer(4))
 
-/** writev to a host fd, retrying EAGAIN (a non-blocking pipe that is full) after 1 ms. */
-const hostWritev = (hostFd: number, chunks: Array<Uint8Array>): number => {
+/**
+ * A write to a host fd, retrying EAGAIN (a non-blocking pipe that is full) after 1 ms. Returns
+ * the bytes written, or -errno.
+ */
+const hostWrite = (write: () => number): number => {
   for (;;) {
     try {
-      return Fs.writevSync(hostFd, chunks)
+      return write()
     } catch (e) {
       const code = (e as NodeJS.ErrnoException).code
       if (code === "EAGAIN") {
@@ -215,18 +220,37 @@ const hostWritev = (hostFd: number, chunks: Array<Uint8Array>): number => {
   }
 }
 
-const fdWrite = syscall((fd: number, iovs: number, iovsLen: number, nwrittenPtr: number): number => {
-  const vecs = readIovecs(iovs, iovsLen)
-  if (!inBounds(nwrittenPtr, 4)) return Errno.FAULT
+// The hottest call of write-heavy guests: written out without the `syscall` wrapper, and with
+// no allocation for the common single-iovec case.
+const fdWrite = (fd: number, iovs: number, iovsLen: number, nwrittenPtr: number): number => {
+  refresh()
   const hostFd = fastPaths && fd >>> 0 < FAST_WRITE_FDS ? fastWrite[fd]! - 1 : -1
-  if (hostFd >= 0 && Atomics.load(words, Word.ATTENTION) === 0) {
-    const n = vecs.length === 0 ? 0 : hostWritev(hostFd, vecs.map(([p, l]) => mem8.subarray(p, p + l)))
-    if (n < 0) return -n
-    putU32(nwrittenPtr, n)
-    return Errno.SUCCESS
+  if (hostFd < 0 || Atomics.load(words, Word.ATTENTION) !== 0) {
+    return syscall(() => writeThroughSentry(N.fd_write, fd, readIovecs(iovs, iovsLen), undefined, nwrittenPtr))()
   }
-  return writeThroughSentry(N.fd_write, fd, vecs, undefined, nwrittenPtr)
-})
+  iovs >>>= 0
+  iovsLen >>>= 0
+  if (!inBounds(iovs, iovsLen * Layout.iovec.sizeOf) || !inBounds(nwrittenPtr, 4)) return Errno.FAULT
+  let n: number
+  if (iovsLen === 1) {
+    const ptr = memView.getUint32(iovs + Layout.iovec.buf, true)
+    const len = memView.getUint32(iovs + Layout.iovec.bufLen, true)
+    if (!inBounds(ptr, len)) return Errno.FAULT
+    n = len === 0 ? 0 : hostWrite(() => Fs.writeSync(hostFd, mem8, ptr, len))
+  } else {
+    const chunks: Array<Uint8Array> = []
+    for (let i = 0; i < iovsLen; i++) {
+      const ptr = memView.getUint32(iovs + i * Layout.iovec.sizeOf + Layout.iovec.buf, true)
+      const len = memView.getUint32(iovs + i * Layout.iovec.sizeOf + Layout.iovec.bufLen, true)
+      if (!inBounds(ptr, len)) return Errno.FAULT
+      chunks.push(mem8.subarray(ptr, ptr + len))
+    }
+    n = chunks.length === 0 ? 0 : hostWrite(() => Fs.writevSync(hostFd, chunks))
+  }
+  if (n < 0) return -n
+  putU32(nwrittenPtr, n)
+  return Errno.SUCCESS
+}
 
 /**
  * Gathers iovecs into the data area, in DATA_SIZE chunks when larger. A later chunk's error or
@@ -395,13 +419,15 @@ const wasiImports = {
     putU64(out, id <= 1 ? 1n : 1000n)
     return Errno.SUCCESS
   }),
-  clock_time_get: syscall((id: number, _precision: bigint, out: number): number => {
+  clock_time_get: (id: number, _precision: bigint, out: number): number => {
+    checkpoint()
+    refresh()
     const now = clockNow(id)
     if (now === undefined) return Errno.INVAL
     if (!inBounds(out, 8)) return Errno.FAULT
-    putU64(out, now)
+    memView.setBigUint64(out >>> 0, now, true)
     return Errno.SUCCESS
-  }),
+  },
   fd_advise: scalar(N.fd_advise),
   fd_allocate: scalar(N.fd_allocate),
   fd_close: scalar(N.fd_close),
@@ -520,10 +546,14 @@ const wasiImports = {
     return errno
   }),
   proc_exit: (code: number): never => {
+    checkpoint()
     throw new ProcExit(code >>> 0)
   },
   proc_raise: scalar(N.proc_raise),
-  sched_yield: () => Errno.SUCCESS,
+  sched_yield: () => {
+    checkpoint()
+    return Errno.SUCCESS
+  },
   random_get: syscall((buf: number, len: number): number => {
     if (!inBounds(buf, len)) return Errno.FAULT
     randomFillSync(mem8, buf >>> 0, len >>> 0)
@@ -550,7 +580,7 @@ const run = (message: ToWorker): GuestEnd => {
   argBlobs = encodeStrings(message.args)
   envBlobs = encodeStrings(message.env)
   fastPaths = message.fastPaths
-  spin = MIN_SPIN
+  spin.reset()
   memory = undefined
   memBuffer = new ArrayBuffer(0)
   refresh

@@ -9,21 +9,26 @@
  */
 import { Errno, type SyscallName, syscallNames } from "@runsc/abi"
 import { Cause, Clock, Deferred, Effect } from "effect"
-import { State, Word } from "../platform/channel.js"
+import { AdaptiveSpin, State, Word } from "../platform/channel.js"
 import type { SyscallContext } from "./context.js"
 import { type StraceOptions, straceEnter, straceExit } from "./strace.js"
 import { syscallTable } from "./table.js"
 
-/** Resolves once the worker has published a request. */
-const awaitRequest = (words: Int32Array): Effect.Effect<void> =>
+/**
+ * Resolves once the worker has published a request: at once if it already has, after a short
+ * adaptive poll if it does so soon (a syscall-heavy guest's next call), else on a wake-up.
+ */
+const awaitRequest = (words: Int32Array, spin: AdaptiveSpin): Effect.Effect<void> =>
   Effect.suspend(() => {
+    if (spin.poll(words, State.REQUEST)) return Effect.void
     const state = Atomics.load(words, Word.STATE)
+    // Arrived after the poll: waiting for a change from REQUEST would wait for the next one.
     if (state === State.REQUEST) return Effect.void
     return Effect.async<void>((resume) => {
       const wait = Atomics.waitAsync(words, Word.STATE, state)
       if (wait.async) wait.value.then(() => resume(Effect.void))
       else resume(Effect.void)
-    }).pipe(Effect.zipRight(awaitRequest(words)))
+    }).pipe(Effect.zipRight(awaitRequest(words, spin)))
   })
 
 const respond = (words: Int32Array, errno: number): void => {
@@ -51,8 +56,9 @@ const runHandler = (n: number, c: SyscallContext): Effect.Effect<number> => {
 
 export const serveSyscalls = (c: SyscallContext, strace: StraceOptions | undefined): Effect.Effect<never> => {
   const words = c.channel.words
+  const spin = new AdaptiveSpin()
   const serveOne = Effect.gen(function*() {
-    yield* awaitRequest(words)
+    yield* awaitRequest(words, spin)
     const stopped = c.tg.continued
     if (stopped) yield* Deferred.await(stopped)
     const n = words[Word.SYSCALL]!

@@ -31,7 +31,6 @@ import type { Stat } from "../fs/inode.js"
 import { type Dentry, resolve } from "../fs/resolve.js"
 import { DATA_SIZE } from "../platform/channel.js"
 import {
-  arg,
   fail,
   type Handler,
   i64,
@@ -406,7 +405,7 @@ const handlers: { readonly [K in SyscallName]: Handler } = {
   environ_sizes_get: servedInWorker,
   clock_res_get: servedInWorker,
   clock_time_get: servedInWorker,
-  fd_advise: (c) => arg(c, 1) > 5 ? fail(Errno.INVAL) : validateOnly(Rights.FD_ADVISE)(c),
+  fd_advise: (c) => Effect.flatMap(entryWith(c, u32(c, 0), Rights.FD_ADVISE), () => u32(c, 1) > 5 ? fail(Errno.INVAL) : Effect.void),
   fd_allocate: readOnlyFd(Rights.FD_ALLOCATE),
   fd_close,
   fd_datasync: validateOnly(Rights.FD_DATASYNC),
@@ -440,7 +439,8 @@ const handlers: { readonly [K in SyscallName]: Handler } = {
   poll_oneoff,
   proc_exit: servedInWorker,
   proc_raise,
-  sched_yield: servedInWorker,
+  // Served in the worker, except that a task with a pending stop enters the sentry through it.
+  sched_yield: () => Effect.void,
   random_get: servedInWorker,
   sock_accept: notSocket,
   sock_recv: notSocket,

@@ -1,0 +1,82 @@
+/**
+ * The runsc side, in process: a Kernel kept up for the whole suite (its warm worker pool ready)
+ * and guests started on it with `startProcess`, or a whole throw-away sandbox (Loader layer).
+ */
+import { type ExitStatus } from "@runsc/abi"
+import { Dentry, hostRoot, hostStream, Kernel } from "@runsc/kernel"
+import { Loader } from "@runsc/loader"
+import { defaultSpec } from "@runsc/spec"
+import { Deferred, Effect, ManagedRuntime } from "effect"
+import { now } from "./stats.js"
+
+export type KernelRuntime = ManagedRuntime.ManagedRuntime<Kernel, never>
+
+export const makeKernelRuntime = (warmWorkers = 1): KernelRuntime =>
+  ManagedRuntime.make(Kernel.layer({ warmWorkers }))
+
+export interface GuestRun {
+  readonly bytes: Uint8Array
+  readonly argv: ReadonlyArray<string>
+  /** Host directory used as the guest's root (preopened as "/"). */
+  readonly rootPath: string
+  readonly stdout: number
+}
+
+export interface GuestResult {
+  readonly status: ExitStatus
+  /** startProcess called → exit status completed, in ms. */
+  readonly ms: number
+}
+
+/**
+ * One guest process on the kernel. The root dentry and stdio descriptions are built before the
+ * clock starts; the measured span is `startProcess` → exit status (worker back in the pool).
+ */
+export const runOnKernel = (run: GuestRun): Effect.Effect<GuestResult, unknown, Kernel> =>
+  Effect.gen(function*() {
+    const kernel = yield* Kernel
+    const root = Dentry.root(yield* hostRoot(run.rootPath))
+    const stdio = [hostStream(0), hostStream(run.stdout), hostStream(2)] as const
+    const t0 = now()
+    const tg = yield* kernel.startProcess({
+      containerId: "bench",
+      argv: run.argv,
+      env: [],
+      root,
+      cwd: root,
+      programPath: run.argv[0] ?? "guest",
+      programBytes: run.bytes,
+      stdio
+    })
+    const status = yield* Deferred.await(tg.exitStatus)
+    const ms = now() - t0
+    yield* kernel.reap(tg)
+    return { status, ms }
+  })
+
+/**
+ * A whole throw-away sandbox, as `runsc do` builds it but without the CLI: Loader layer (kernel,
+ * worker pool, module compile), root init run to its exit, teardown. Returns the total in ms.
+ */
+export const runFreshSandbox = (
+  hostProgram: string,
+  argv: ReadonlyArray<string>,
+  rootPath: string,
+  stdout: number
+): Promise<{ status: ExitStatus; ms: number }> => {
+  const template = defaultSpec(argv)
+  const spec = { ...template, process: { ...template.process!, env: [] }, root: { path: rootPath, readonly: true } }
+  const t0 = now()
+  return Effect.runPromise(
+    Loader.run.pipe(
+      Effect.provide(
+        Loader.layer({
+          containerId: "bench-sandbox",
+          bundle: { dir: rootPath, spec, rootPath },
+          hostProgram,
+          stdio: { stdout }
+        })
+      )
+    )
+  ).then((status) => ({ status, ms: now() - t0 }))
+}
