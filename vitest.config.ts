@@ -16,6 +16,10 @@ export default defineConfig({
     }
   },
   test: {
+    // CI asks for a JSON report too (RUNSC_TEST_REPORT=file), to print a plain summary line.
+    ...(process.env["RUNSC_TEST_REPORT"]
+      ? { reporters: ["default", "json"], outputFile: { json: process.env["RUNSC_TEST_REPORT"] } }
+      : {}),
     include: ["packages/*/test/**/*.test.ts", "apps/*/test/**/*.test.ts", "test/**/*.test.ts"],
     testTimeout: 30_000,
     hookTimeout: 30_000

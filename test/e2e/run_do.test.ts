@@ -28,6 +28,8 @@ const expectedHello = () => {
   const motd = Fs.readFileSync(Path.join(helloBundle, "rootfs", "etc", "motd"), "utf8")
   return [
     "Hello from WebAssembly in the runsc sandbox!\n",
+    // The root init, as its own /proc/self (procfs is mounted by the bundle's config.json).
+    "pid: 1\n",
     "argv[0]=/bin/hello\n",
     "argv[1]=from\n",
     "argv[2]=the\n",
@@ -37,12 +39,13 @@ const expectedHello = () => {
     "Listing of /:\n",
     "  bin\n",
     "  etc\n",
+    "  proc\n",
     "  root\n"
   ].join("")
 }
 
 describe.concurrent("runsc run: the hello example", () => {
-  it("prints the greeting, its argv, HOME, /etc/motd and the listing of /, and exits 0", async () => {
+  it("prints the greeting, its pid, its argv, HOME, /etc/motd and the listing of /, and exits 0", async () => {
     const r = await runsc(["run", "--bundle", helloBundle, uniqueId("e2e-hello")])
     assert.strictEqual(r.code, 0, describeResult(r))
     assert.strictEqual(r.signal, null)

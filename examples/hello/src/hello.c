@@ -1,15 +1,18 @@
 /*
  * hello: the example guest of the runsc sandbox.
  *
- * Prints a greeting, its arguments, $HOME, the contents of /etc/motd and a
- * sorted listing of the root directory. Everything it sees comes from the
- * sentry through wasi_snapshot_preview1.
+ * Prints a greeting, its pid, its arguments, $HOME, the contents of /etc/motd
+ * and a sorted listing of the root directory. Everything it sees comes from
+ * the sentry through wasi_snapshot_preview1: WASI has no getpid, so the pid is
+ * read where Linux programs find it too, the /proc/self symlink of the
+ * sandbox's procfs.
  */
 #include <dirent.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 static int compare_names(const void *a, const void *b) {
   return strcmp(*(char *const *)a, *(char *const *)b);
@@ -68,8 +71,20 @@ static int list_root(void) {
   return 0;
 }
 
+static void print_pid(void) {
+  char pid[32];
+  ssize_t n = readlink("/proc/self", pid, sizeof pid - 1);
+  if (n < 0) {
+    printf("pid: unknown (/proc/self: %s)\n", strerror(errno));
+    return;
+  }
+  pid[n] = '\0';
+  printf("pid: %s\n", pid);
+}
+
 int main(int argc, char **argv) {
   printf("Hello from WebAssembly in the runsc sandbox!\n");
+  print_pid();
   for (int i = 0; i < argc; i++) {
     printf("argv[%d]=%s\n", i, argv[i]);
   }

@@ -25,8 +25,9 @@ import { Context, Deferred, Effect, Exit, Fiber, FiberSet, Layer, Scope } from "
 import type { InvalidModule } from "./errors.js"
 import { FdTable } from "./fs/fdTable.js"
 import { directoryDescription } from "./fs/host.js"
-import type { FileDescription } from "./fs/inode.js"
-import type { Dentry } from "./fs/resolve.js"
+import type { FileDescription, Inode } from "./fs/inode.js"
+import { procfs } from "./fs/procfs.js"
+import { Dentry, resolve } from "./fs/resolve.js"
 import { FAST_WRITE_FDS, State, Word } from "./platform/channel.js"
 import { ModuleCache } from "./platform/moduleCache.js"
 import { type GuestWorker, makeWorkerPool, type RunOutcome } from "./platform/pool.js"
@@ -56,6 +57,8 @@ export interface ProcessArgs {
   /** fds 0, 1 and 2. */
   readonly stdio: readonly [FileDescription, FileDescription, FileDescription]
   readonly pidNamespace?: PidNamespace<ThreadGroup>
+  /** Absolute paths where the process sees procfs (the spec's mounts of type "proc"). */
+  readonly procMounts?: ReadonlyArray<string>
 }
 
 
@@ -213,17 +216,25 @@ const makeKernel = (options: KernelOptions): Effect.Effect<KernelShape, never, S
         const pidNamespace = args.pidNamespace ?? rootPidNamespace
         const ids = new Map<PidNamespace<ThreadGroup>, number>()
         const fdTable = new FdTable()
+        // The process's own view of the container root: the same tree, with the mounts that
+        // depend on who looks (procfs's `self`, its namespace's pids).
+        const mounts = new Map<string, Inode>()
+        const root = Dentry.root(args.root.inode, mounts)
+        const cwd = args.cwd.isRoot ? root : yield* resolve(root, root, args.cwd.path, { followFinal: true }).pipe(
+          Effect.orElseSucceed(() => root)
+        )
         const tg = new ThreadGroup(
           ids,
           pidNamespace,
           args.containerId,
           args.argv,
           args.env,
-          args.root,
-          args.cwd,
+          root,
+          cwd,
           fdTable,
           process.hrtime.bigint()
         )
+        for (const path of args.procMounts ?? []) mounts.set(path, procfs(tg))
         for (const ns of pidNamespace.lineage) {
           const pid = ns.allocate(tg)
           if (pid === undefined) return yield* Effect.dieMessage("pid namespace exhausted")
@@ -234,8 +245,8 @@ const makeKernel = (options: KernelOptions): Effect.Effect<KernelShape, never, S
           fdTable.set(fd, { description, rightsBase: STDIO_RIGHTS | seekable, rightsInheriting: 0n, flags: 0 })
         })
         fdTable.set(3, {
-          description: directoryDescription(args.root.inode),
-          dentry: args.root,
+          description: directoryDescription(root.inode),
+          dentry: root,
           preopen: "/",
           rightsBase: DIRECTORY_RIGHTS,
           rightsInheriting: ALL_RIGHTS,

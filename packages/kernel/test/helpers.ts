@@ -92,6 +92,7 @@ export interface GuestOptions {
   readonly stdin?: string | FileDescription
   readonly programPath?: string
   readonly pidNamespace?: PidNamespace<ThreadGroup>
+  readonly procMounts?: ReadonlyArray<string>
 }
 
 /**
@@ -119,7 +120,8 @@ export const startGuest = (
       programPath: options.programPath ?? "/x.wasm",
       programBytes: options.bytes,
       stdio: [stdin, hostStream(out.fd), hostStream(err.fd)],
-      ...(options.pidNamespace ? { pidNamespace: options.pidNamespace } : {})
+      ...(options.pidNamespace ? { pidNamespace: options.pidNamespace } : {}),
+      ...(options.procMounts ? { procMounts: options.procMounts } : {})
     })
     // A test that fails half-way must not leave its guest running in the shared kernel.
     yield* Effect.addFinalizer(() => kernel.signal(tg, 9).pipe(Effect.zipRight(Deferred.await(tg.exitStatus))))

@@ -27,6 +27,7 @@ import {
 import { type Bundle, type BundleNotFound, getEnv, type InvalidSpec, loadBundle, resolveEnv } from "@runsc/spec"
 import { Context, Deferred, Effect, Layer, Ref } from "effect"
 import * as FsP from "node:fs/promises"
+import * as Path from "node:path"
 import {
   ContainerAlreadyStarted,
   ContainerNotStarted,
@@ -169,6 +170,11 @@ const makeLoader = (args: LoaderArgs) =>
         })
     })
 
+    // The spec's mounts of type "proc"; other mount types are not built yet.
+    const procMounts = (spec.mounts ?? [])
+      .filter((m) => m.type === "proc")
+      .map((m) => Path.posix.normalize(m.destination).replace(/(.)\/$/, "$1"))
+
     const rootPath = bundle.rootPath
     const openRoot = hostRoot(rootPath).pipe(
       Effect.map(Dentry.root),
@@ -209,7 +215,8 @@ const makeLoader = (args: LoaderArgs) =>
         cwd,
         programPath: program.path,
         programBytes: program.bytes,
-        stdio: [hostStream(stdio.stdin ?? 0), hostStream(stdio.stdout ?? 1), hostStream(stdio.stderr ?? 2)]
+        stdio: [hostStream(stdio.stdin ?? 0), hostStream(stdio.stdout ?? 1), hostStream(stdio.stderr ?? 2)],
+        procMounts
       })
       yield* Ref.set(root, tg)
       return tg.rootPid

@@ -11,12 +11,25 @@ import { Effect } from "effect"
 import { SyscallError } from "../errors.js"
 import type { Inode } from "./inode.js"
 
+/**
+ * Filesystems mounted over paths of a tree, by absolute path ("/proc"). A mounted inode hides
+ * whatever the underlying tree has at that path.
+ */
+export type MountTable = ReadonlyMap<string, Inode>
+
+const noMounts: MountTable = new Map()
+
 /** A resolved name: an inode plus the chain of parents it was reached through. */
 export class Dentry {
-  private constructor(readonly inode: Inode, readonly name: string, private readonly parentDentry: Dentry | undefined) {}
+  private constructor(
+    readonly inode: Inode,
+    readonly name: string,
+    private readonly parentDentry: Dentry | undefined,
+    readonly mounts: MountTable
+  ) {}
 
-  static root(inode: Inode): Dentry {
-    return new Dentry(inode, "/", undefined)
+  static root(inode: Inode, mounts: MountTable = noMounts): Dentry {
+    return new Dentry(inode, "/", undefined, mounts)
   }
 
   /** The parent; the root is its own parent. */
@@ -29,7 +42,16 @@ export class Dentry {
   }
 
   child(name: string, inode: Inode): Dentry {
-    return new Dentry(inode, name, this)
+    return new Dentry(inode, name, this, this.mounts)
+  }
+
+  /** The inode at `name` under this directory: a filesystem mounted there, else the tree's own. */
+  lookup(name: string): Effect.Effect<Inode, SyscallError> {
+    if (this.mounts.size > 0) {
+      const mounted = this.mounts.get(this.isRoot ? `/${name}` : `${this.path}/${name}`)
+      if (mounted) return Effect.succeed(mounted)
+    }
+    return this.inode.lookup(name)
   }
 
   /** The absolute path of this dentry inside its tree (for strace and errors, never the host's). */
@@ -83,7 +105,7 @@ export const resolve = (
         continue
       }
       if (Buffer.byteLength(name) > NAME_MAX) return yield* fail(Errno.NAMETOOLONG)
-      const inode = yield* current.inode.lookup(name)
+      const inode = yield* current.lookup(name)
       const isLast = pending.length === 0
       if (inode.filetype === FileType.SYMBOLIC_LINK && (!isLast || options.followFinal || mustBeDirectory)) {
         if (++traversals > MAX_SYMLINK_TRAVERSALS) return yield* fail(Errno.LOOP)

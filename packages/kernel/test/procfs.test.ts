@@ -1,0 +1,88 @@
+/**
+ * procfs: what a guest reads at /proc comes from the sentry's process table — its own pid
+ * through /proc/self, the processes of its own PID namespace only, never the host's.
+ */
+import { assert, layer } from "@effect/vitest"
+import { Effect } from "effect"
+import * as Fs from "node:fs"
+import * as Path from "node:path"
+import { Kernel, PidNamespace, type ThreadGroup } from "../src/index.js"
+import { Exited, fixture, kernelLayer, rootOf, runGuest, startGuest, tempDir } from "./helpers.js"
+
+/** A root with a /proc directory (the mount point) and the guests under /bin. */
+const procRoot = Effect.gen(function*() {
+  const dir = yield* tempDir("runsc-procfs-")
+  Fs.mkdirSync(Path.join(dir, "proc"))
+  Fs.writeFileSync(Path.join(dir, "proc", "hidden"), "the host's /proc contents are hidden by the mount")
+  return yield* rootOf(dir)
+})
+
+layer(kernelLayer, { excludeTestServices: true })("procfs", (it) => {
+  it.scoped("/proc/self names the caller, and its files describe it", () =>
+    Effect.gen(function*() {
+      const root = yield* procRoot
+      const r = yield* runGuest({
+        bytes: fixture("cat"),
+        argv: ["cat", "/proc/self/cmdline", "/proc/self/status"],
+        root,
+        procMounts: ["/proc"]
+      })
+      assert.deepStrictEqual(r.status, Exited(0), r.stderr)
+      const pid = r.tg.pid
+      assert.include(r.stdout, "cat\0/proc/self/cmdline\0/proc/self/status\0")
+      assert.include(r.stdout, `Name:\tcat\n`)
+      assert.include(r.stdout, `Pid:\t${pid}\n`)
+    }))
+
+  it.scoped("ls /proc lists self and the namespace's live processes; the host's /proc/hidden is not there", () =>
+    Effect.gen(function*() {
+      const root = yield* procRoot
+      const sleeper = yield* startGuest({ bytes: fixture("sleep"), argv: ["sleep", "60"], root, procMounts: ["/proc"] })
+      const r = yield* runGuest({ bytes: fixture("ls"), argv: ["ls", "/proc"], root, procMounts: ["/proc"] })
+      assert.deepStrictEqual(r.status, Exited(0), r.stderr)
+      const lines = r.stdout.trim().split("\n")
+      assert.include(lines, `d ${sleeper.tg.pid}`)
+      assert.include(lines, `d ${r.tg.pid}`)
+      assert.include(lines, "l self")
+      assert.notInclude(r.stdout, "hidden")
+    }))
+
+  it.scoped("a process in a child PID namespace sees itself as pid 1 and no process outside", () =>
+    Effect.gen(function*() {
+      const kernel = yield* Kernel
+      const root = yield* procRoot
+      const outside = yield* startGuest({ bytes: fixture("sleep"), argv: ["sleep", "60"], root, procMounts: ["/proc"] })
+      const child = new PidNamespace<ThreadGroup>(kernel.rootPidNamespace)
+      const r = yield* runGuest({ bytes: fixture("ls"), argv: ["ls", "/proc"], root, procMounts: ["/proc"], pidNamespace: child })
+      assert.deepStrictEqual(r.status, Exited(0), r.stderr)
+      assert.deepStrictEqual(r.stdout.trim().split("\n").sort(), ["d 1", "l self"])
+      assert.notStrictEqual(outside.tg.pid, 1)
+      yield* kernel.reap(r.tg)
+    }))
+
+  it.scoped("stat reports procfs directories, symlinks and files, and ENOENT for unknown names", () =>
+    Effect.gen(function*() {
+      const root = yield* procRoot
+      const r = yield* runGuest({
+        bytes: fixture("stat"),
+        argv: ["stat", "/proc", "/proc/self", "/proc/self/stat", "/proc/nope"],
+        root,
+        procMounts: ["/proc"]
+      })
+      assert.deepStrictEqual(r.status, Exited(0), r.stderr)
+      assert.deepStrictEqual(r.stdout.trim().split("\n"), [
+        "/proc dir 0",
+        `/proc/self symlink ${String(r.tg.pid).length}`,
+        "/proc/self/stat file 0",
+        "/proc/nope error No such file or directory"
+      ])
+    }))
+
+  it.scoped("without a proc mount, /proc is the root's own directory", () =>
+    Effect.gen(function*() {
+      const root = yield* procRoot
+      const r = yield* runGuest({ bytes: fixture("ls"), argv: ["ls", "/proc"], root })
+      assert.deepStrictEqual(r.status, Exited(0), r.stderr)
+      assert.strictEqual(r.stdout, "f hidden\n")
+    }))
+})
