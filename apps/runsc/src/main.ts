@@ -9,7 +9,8 @@ import * as NodeTerminal from "@effect/platform-node/NodeTerminal"
 import { Cause, Effect, Exit, Layer, Option, Ref } from "effect"
 import * as Fs from "node:fs"
 import { cli, separateGuestArgs } from "./cli.js"
-import { ExitCode } from "./exitCode.js"
+import type { StartingThread } from "@runsc/kernel"
+import { ExitCode, StartedThreads } from "./processContext.js"
 
 const CLI_FAILURE = 128
 
@@ -28,11 +29,12 @@ const describeFailure = (cause: Cause.Cause<unknown>): string => {
   return Cause.pretty(cause).split("\n")[0] ?? "unexpected failure"
 }
 
-const main = Effect.gen(function*() {
+const program = (argv: ReadonlyArray<string>, startedThreads: ReadonlyArray<StartingThread>) => Effect.gen(function*() {
   const code = yield* Ref.make(0)
-  const exit = yield* cli(separateGuestArgs(process.argv)).pipe(
+  const exit = yield* cli(separateGuestArgs(argv)).pipe(
     Effect.provide(cliEnvironment),
     Effect.provideService(ExitCode, code),
+    Effect.provideService(StartedThreads, startedThreads),
     Effect.exit
   )
   if (Exit.isSuccess(exit)) return yield* Ref.get(code)
@@ -41,4 +43,9 @@ const main = Effect.gen(function*() {
   return CLI_FAILURE
 })
 
-process.exit(await Effect.runPromise(main))
+/**
+ * Runs the command line and exits the process with its status. `startedThreads` are guest
+ * worker threads the executable started before loading this module (see bin/runsc.js).
+ */
+export const main = async (argv: ReadonlyArray<string>, startedThreads: ReadonlyArray<StartingThread> = []) =>
+  process.exit(await Effect.runPromise(program(argv, startedThreads)))

@@ -31,6 +31,7 @@ import { Dentry, resolve } from "./fs/resolve.js"
 import { FAST_WRITE_FDS, State, Word } from "./platform/channel.js"
 import { ModuleCache } from "./platform/moduleCache.js"
 import { type GuestWorker, makeWorkerPool, type RunOutcome } from "./platform/pool.js"
+import type { StartingThread } from "./platform/startThread.js"
 import type { SyscallContext } from "./syscalls/context.js"
 import { releaseChannel, serveSyscalls } from "./syscalls/serve.js"
 import type { StraceOptions } from "./syscalls/strace.js"
@@ -42,6 +43,8 @@ export interface KernelOptions {
   readonly warmWorkers?: number
   /** Workers started with the kernel (default: warmWorkers). */
   readonly prestartWorkers?: number
+  /** Worker threads started before the kernel (`startGuestThread`), for its pool to adopt. */
+  readonly startedThreads?: ReadonlyArray<StartingThread>
   readonly strace?: StraceOptions
 }
 
@@ -105,7 +108,8 @@ const makeKernel = (options: KernelOptions): Effect.Effect<KernelShape, never, S
   Effect.gen(function*() {
     const pool = yield* makeWorkerPool({
       warm: options.warmWorkers ?? 1,
-      ...(options.prestartWorkers !== undefined ? { prestart: options.prestartWorkers } : {})
+      ...(options.prestartWorkers !== undefined ? { prestart: options.prestartWorkers } : {}),
+      ...(options.startedThreads ? { adopt: options.startedThreads } : {})
     })
     const modules = new ModuleCache()
     const rootPidNamespace = new PidNamespace<ThreadGroup>(undefined)

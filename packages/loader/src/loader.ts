@@ -21,7 +21,7 @@ import {
   programFromBytes,
   readAll,
   resolve,
-  type StraceOptions,
+  type KernelOptions,
   type ThreadGroup
 } from "@runsc/kernel"
 import { type Bundle, type BundleNotFound, getEnv, type InvalidSpec, loadBundle, resolveEnv } from "@runsc/spec"
@@ -49,11 +49,8 @@ export interface LoaderArgs {
   readonly hostProgram?: string
   /** Host fds given to the root init as its fds 0, 1, 2 (default: this process's stdio). */
   readonly stdio?: { readonly stdin?: number; readonly stdout?: number; readonly stderr?: number }
-  readonly strace?: StraceOptions
-  /** Idle guest workers kept started (default 1). */
-  readonly warmWorkers?: number
-  /** Guest workers started with the sandbox (default: warmWorkers). */
-  readonly prestartWorkers?: number
+  /** The kernel's options: strace, and the guest worker pool (warm, prestarted, adopted threads). */
+  readonly kernel?: KernelOptions
   /** Set HOME from the container's /etc/passwd (or "/") when the spec has none (default true). */
   readonly homeFromPasswd?: boolean
   /** Forward this process's signals to the root init (default false; the CLI sets it). */
@@ -89,11 +86,7 @@ export interface LoaderShape {
 export class Loader extends Context.Tag("@runsc/loader/Loader")<Loader, LoaderShape>() {
   static layer(args: LoaderArgs): Layer.Layer<Loader, InvalidSpec | BundleNotFound> {
     return Layer.scoped(Loader, makeLoader(args)).pipe(
-      Layer.provide(Kernel.layer({
-        warmWorkers: args.warmWorkers ?? 1,
-        ...(args.prestartWorkers !== undefined ? { prestartWorkers: args.prestartWorkers } : {}),
-        ...(args.strace ? { strace: args.strace } : {})
-      }))
+      Layer.provide(Kernel.layer(args.kernel))
     )
   }
 

@@ -6,21 +6,26 @@
 import { toShellCode } from "@runsc/abi"
 import { Loader, type LoaderArgs } from "@runsc/loader"
 import { Effect, Layer } from "effect"
-import { setExitCode } from "../exitCode.js"
+import { setExitCode, StartedThreads } from "../processContext.js"
 import { configure } from "../globals.js"
 import { rootCommand } from "../root.js"
 
-export const runSandbox = (args: Omit<LoaderArgs, "strace" | "panicSignal" | "forwardSignals">) =>
+export const runSandbox = (args: Omit<LoaderArgs, "kernel" | "panicSignal" | "forwardSignals">) =>
   Effect.gen(function*() {
     const flags = yield* rootCommand
     const runtime = yield* configure(flags)
+    const startedThreads = yield* StartedThreads
     const loaderArgs: LoaderArgs = {
       ...args,
       forwardSignals: true,
-      // The root init is the only process: one worker, started with the sandbox, none kept idle.
-      warmWorkers: 0,
-      prestartWorkers: 1,
-      ...(runtime.strace ? { strace: runtime.strace } : {}),
+      kernel: {
+        // The root init is the only process: one worker — the one the executable started on
+        // its first line, if any — and none kept idle.
+        warmWorkers: 0,
+        prestartWorkers: 1,
+        startedThreads,
+        ...(runtime.strace ? { strace: runtime.strace } : {})
+      },
       ...(runtime.panicSignal !== undefined ? { panicSignal: runtime.panicSignal } : {})
     }
     const status = yield* Loader.run.pipe(

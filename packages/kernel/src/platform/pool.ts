@@ -10,15 +10,9 @@
  * parked in Atomics.wait.
  */
 import { Deferred, Effect, Exit, FiberSet, Scope } from "effect"
-import { createRequire } from "node:module"
-import { pathToFileURL } from "node:url"
-import { Worker } from "node:worker_threads"
-import { ChannelViews, type FromWorker, type GuestEnd, type ToWorker } from "./channel.js"
-
-// The compiled worker, found by package name so that it resolves the same from the sources
-// (tests, through the package's self-reference), from dist, and from a bundle of an app that
-// depends on @runsc/kernel.
-const workerScript = pathToFileURL(createRequire(import.meta.url).resolve("@runsc/kernel/worker"))
+import type { Worker } from "node:worker_threads"
+import type { ChannelViews, FromWorker, GuestEnd, ToWorker } from "./channel.js"
+import { type StartingThread, startGuestThread } from "./startThread.js"
 
 /** How a run ended: the guest's own end, or the thread died (terminated or crashed). */
 export type RunOutcome = { readonly _tag: "Guest"; readonly end: GuestEnd } | { readonly _tag: "WorkerDied"; readonly reason: string }
@@ -64,15 +58,12 @@ export class GuestWorker {
   }
 }
 
-const startWorker: Effect.Effect<GuestWorker> = Effect.async<GuestWorker>((resume) => {
-  const channel = ChannelViews.allocate()
-  const thread = new Worker(workerScript, { workerData: { buffer: channel.buffer } })
-  thread.once("message", (m: FromWorker) => {
-    if (m._tag === "Ready") resume(Effect.succeed(new GuestWorker(thread, channel)))
-  })
-  thread.once("error", (error) => resume(Effect.die(error)))
-  return Effect.promise(() => thread.terminate())
-})
+/** A worker once its thread is ready; a thread that cannot start is a defect (a broken install). */
+const adopt = (starting: StartingThread): Effect.Effect<GuestWorker> =>
+  Effect.promise(() => starting.ready).pipe(
+    Effect.as(new GuestWorker(starting.thread, starting.channel)),
+    Effect.onInterrupt(() => Effect.promise(() => starting.thread.terminate()))
+  )
 
 export interface WorkerPool {
   readonly acquire: Effect.Effect<GuestWorker>
@@ -86,9 +77,13 @@ export interface WorkerPoolOptions {
   readonly warm: number
   /** Workers started when the pool is made (default: `warm`); a one-shot sandbox starts one and keeps none. */
   readonly prestart?: number
+  /** Threads started before the pool existed (`startGuestThread`); they count towards `prestart`. */
+  readonly adopt?: ReadonlyArray<StartingThread>
 }
 
-export const makeWorkerPool = ({ prestart, warm }: WorkerPoolOptions): Effect.Effect<WorkerPool, never, Scope.Scope> =>
+export const makeWorkerPool = (
+  { adopt: adopted = [], prestart, warm }: WorkerPoolOptions
+): Effect.Effect<WorkerPool, never, Scope.Scope> =>
   Effect.gen(function*() {
     const idle: Array<GuestWorker> = []
     // Workers being started for the pool, oldest first: an acquire that finds no idle worker
@@ -102,14 +97,15 @@ export const makeWorkerPool = ({ prestart, warm }: WorkerPoolOptions): Effect.Ef
       Effect.forEach([...all], (w) => w.terminate, { concurrency: "unbounded", discard: true })
     )
 
-    const started = Effect.tap(startWorker, (w) => Effect.sync(() => all.add(w)))
+    const started = (thread: StartingThread = startGuestThread()) =>
+      Effect.tap(adopt(thread), (w) => Effect.sync(() => all.add(w)))
 
-    const startOne = Effect.gen(function*() {
+    const startOne = (thread?: StartingThread) => Effect.gen(function*() {
       const slot = yield* Deferred.make<GuestWorker>()
       starting.push(slot)
       yield* FiberSet.run(
         fibers,
-        Effect.flatMap(started, (w) =>
+        Effect.flatMap(started(thread), (w) =>
           Effect.sync(() => {
             const i = starting.indexOf(slot)
             // Still unclaimed: it becomes idle. Claimed by an acquire: it is handed over.
@@ -124,10 +120,12 @@ export const makeWorkerPool = ({ prestart, warm }: WorkerPoolOptions): Effect.Ef
 
     const topUp = Effect.suspend(() => {
       const missing = warm - idle.length - starting.length
-      return Effect.forEach(Array.from({ length: Math.max(0, missing) }), () => startOne, { discard: true })
+      return Effect.forEach(Array.from({ length: Math.max(0, missing) }), () => startOne(), { discard: true })
     })
 
-    yield* Effect.forEach(Array.from({ length: prestart ?? warm }), () => startOne, { discard: true })
+    yield* Effect.forEach(adopted, startOne, { discard: true })
+    const more = (prestart ?? warm) - adopted.length
+    yield* Effect.forEach(Array.from({ length: Math.max(0, more) }), () => startOne(), { discard: true })
 
     // An acquire does not start a replacement: the worker usually comes back (a clean exit
     // returns it), and starting one now would only be terminated as surplus then. Workers are
@@ -137,7 +135,7 @@ export const makeWorkerPool = ({ prestart, warm }: WorkerPoolOptions): Effect.Ef
       while ((worker = idle.pop()) !== undefined && !worker.isAlive) all.delete(worker)
       if (worker) return Effect.succeed(worker)
       const pending = starting.shift()
-      return pending ? Deferred.await(pending) : started
+      return pending ? Deferred.await(pending) : started()
     })
 
     const release = (worker: GuestWorker) =>
