@@ -71,16 +71,21 @@ export class ChannelViews {
  * How long one end of the channel polls the STATE word before it parks (worker: Atomics.wait;
  * sentry: Atomics.waitAsync). A wake-up from a park costs tens of µs on this kind of machine;
  * polling costs a core. The budget doubles when polling caught the other end and halves when it
- * did not, so a task whose calls block (sleeps, reads) soon stops burning its CPU. MAX_SPIN
+ * did not, so a task whose calls block (sleeps, reads) soon stops burning its CPU; every
+ * PROBE_EVERY-th wait polls with the full budget, so that a task whose calls became quick again
+ * is noticed (from a small budget, polling would never catch anything and never grow). MAX
  * iterations are ~20 µs, gVisor's bound for the same trade.
  */
 export class AdaptiveSpin {
   static readonly MIN = 16
-  static readonly MAX = 4096
+  static readonly MAX = 8192
+  static readonly PROBE_EVERY = 64
   private budget = AdaptiveSpin.MIN
+  private waits = 0
 
   /** Polls until `words[STATE] === expected` or the budget runs out; true when it got there. */
   poll(words: Int32Array, expected: number): boolean {
+    if (++this.waits % AdaptiveSpin.PROBE_EVERY === 0) this.budget = AdaptiveSpin.MAX
     for (let i = 0; i < this.budget; i++) {
       if (Atomics.load(words, Word.STATE) === expected) {
         this.budget = Math.min(AdaptiveSpin.MAX, this.budget * 2)
@@ -93,6 +98,7 @@ export class AdaptiveSpin {
 
   reset(): void {
     this.budget = AdaptiveSpin.MIN
+    this.waits = 0
   }
 }
 
