@@ -21,7 +21,7 @@ import {
   signaled,
   SIGSYS
 } from "@runsc/abi"
-import { Context, Deferred, Effect, Exit, Fiber, FiberSet, Layer, Scope } from "effect"
+import { Clock, Context, Deferred, Effect, Exit, Fiber, FiberId, FiberSet, Layer, Scope } from "effect"
 import type { InvalidModule } from "./errors.js"
 import { FdTable } from "./fs/fdTable.js"
 import { directoryDescription } from "./fs/host.js"
@@ -35,6 +35,7 @@ import type { StartingThread } from "./platform/startThread.js"
 import type { SyscallContext } from "./syscalls/context.js"
 import { releaseChannel, serveSyscalls } from "./syscalls/serve.js"
 import type { StraceOptions } from "./syscalls/strace.js"
+import { makeSyscallTable } from "./syscalls/table.js"
 import { PidNamespace } from "./task/pidNamespace.js"
 import { ThreadGroup } from "./task/threadGroup.js"
 
@@ -125,6 +126,7 @@ const makeKernel = (options: KernelOptions): Effect.Effect<KernelShape, never, S
     let shutDown = false
     yield* Effect.addFinalizer(() => Effect.sync(() => (shutDown = true)))
     const fastPaths = options.strace === undefined
+    const syscallTable = makeSyscallTable()
 
     const kill = (tg: ThreadGroup, signo: number): Effect.Effect<void> =>
       Effect.suspend(() => {
@@ -138,7 +140,6 @@ const makeKernel = (options: KernelOptions): Effect.Effect<KernelShape, never, S
     const signal = (tg: ThreadGroup, signo: number): Effect.Effect<void> =>
       Effect.suspend(() => {
         if (signo === 0 || !tg.isAlive) return Effect.void
-        if (signo === SIGKILL) return kill(tg, signo)
         switch (defaultAction(signo)) {
           case "terminate":
           case "core":
@@ -149,7 +150,7 @@ const makeKernel = (options: KernelOptions): Effect.Effect<KernelShape, never, S
             // Takes effect when the task next enters the sentry.
             if (tg.state === "running") {
               tg.state = "stopped"
-              tg.continued = Deferred.unsafeMake(undefined as never)
+              tg.continued = Deferred.unsafeMake(FiberId.none)
               if (tg.worker) Atomics.store(tg.worker.channel.words, Word.ATTENTION, 1)
             }
             return Effect.void
@@ -188,7 +189,7 @@ const makeKernel = (options: KernelOptions): Effect.Effect<KernelShape, never, S
           attachFastWrites(tg, worker)
           const context: SyscallContext = { tg, channel: worker.channel, raise: (signo) => signal(tg, signo) }
           // Forked from an uninterruptible region, the server would inherit it; it must stay interruptible.
-          const server = yield* Effect.fork(Effect.interruptible(serveSyscalls(context, options.strace)))
+          const server = yield* Effect.fork(Effect.interruptible(serveSyscalls(syscallTable, context, options.strace)))
           const started = tg.killedBy === undefined
           const waited = started
             ? yield* Effect.exit(restore(Effect.flatten(worker.run({ _tag: "Run", module, args: tg.argv, env: tg.env, fastPaths }))))
@@ -236,7 +237,7 @@ const makeKernel = (options: KernelOptions): Effect.Effect<KernelShape, never, S
           root,
           cwd,
           fdTable,
-          process.hrtime.bigint()
+          yield* Clock.currentTimeNanos
         )
         for (const path of args.procMounts ?? []) mounts.set(path, procfs(tg))
         for (const ns of pidNamespace.lineage) {

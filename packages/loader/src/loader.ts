@@ -24,7 +24,16 @@ import {
   type KernelOptions,
   type ThreadGroup
 } from "@runsc/kernel"
-import { type Bundle, type BundleNotFound, getEnv, type InvalidSpec, loadBundle, resolveEnv } from "@runsc/spec"
+import {
+  type Bundle,
+  type BundleNotFound,
+  getEnv,
+  type InvalidContainerId,
+  type InvalidSpec,
+  loadBundle,
+  resolveEnv,
+  validateContainerId
+} from "@runsc/spec"
 import { Context, Deferred, Effect, Layer, Ref } from "effect"
 import * as FsP from "node:fs/promises"
 import * as Path from "node:path"
@@ -84,7 +93,7 @@ export interface LoaderShape {
 }
 
 export class Loader extends Context.Tag("@runsc/loader/Loader")<Loader, LoaderShape>() {
-  static layer(args: LoaderArgs): Layer.Layer<Loader, InvalidSpec | BundleNotFound> {
+  static layer(args: LoaderArgs): Layer.Layer<Loader, InvalidContainerId | InvalidSpec | BundleNotFound> {
     return Layer.scoped(Loader, makeLoader(args)).pipe(
       Layer.provide(Kernel.layer(args.kernel))
     )
@@ -122,10 +131,12 @@ const describeProcess = (tg: ThreadGroup): ProcessInfo => ({
 const makeLoader = (args: LoaderArgs) =>
   Effect.gen(function*() {
     const kernel = yield* Kernel
+    const id = yield* validateContainerId(args.containerId)
     const bundle = typeof args.bundle === "string" ? yield* loadBundle(args.bundle) : args.bundle
     const { spec } = bundle
-    const id = args.containerId
     const root = yield* Ref.make<ThreadGroup | undefined>(undefined)
+    // Serializes startRoot: of two concurrent starts, exactly one runs the init.
+    const starting = yield* Effect.makeSemaphore(1)
     const panicked = yield* Deferred.make<never, SandboxPanicked>()
 
     const rootInit = Effect.flatMap(Ref.get(root), (tg) => tg ? Effect.succeed(tg) : new ContainerNotStarted({ id }))
@@ -174,7 +185,7 @@ const makeLoader = (args: LoaderArgs) =>
       Effect.mapError((e) => new InvalidRoot({ path: rootPath, reason: e.message }))
     )
 
-    const startRoot = Effect.gen(function*() {
+    const startRoot = starting.withPermits(1)(Effect.gen(function*() {
       if (yield* Ref.get(root)) return yield* new ContainerAlreadyStarted({ id })
       const process = spec.process
       if (process === undefined) return yield* new InvalidCwd({ cwd: "", reason: "config.json has no process to run" })
@@ -213,7 +224,7 @@ const makeLoader = (args: LoaderArgs) =>
       })
       yield* Ref.set(root, tg)
       return tg.rootPid
-    })
+    }))
 
     const waitExit = Effect.gen(function*() {
       const tg = yield* rootInit

@@ -76,6 +76,28 @@ describe("Loader", () => {
       assert.deepStrictEqual(yield* loader.waitExit, exited(0))
     }))
 
+  it.scopedLive("concurrent startRoot calls start the init exactly once", () =>
+    Effect.gen(function*() {
+      const root = yield* makeRoot(["exit"])
+      const out = yield* makeOutput
+      const loader = yield* buildLoader(loaderArgs(root, ["exit", "5"], out.fd))
+      const results = yield* Effect.all(Array.from({ length: 5 }, () => Effect.either(loader.startRoot)), { concurrency: "unbounded" })
+      assert.strictEqual(results.filter((r) => r._tag === "Right").length, 1)
+      assert.deepStrictEqual(
+        results.filter((r) => r._tag === "Left").map((r) => r._tag === "Left" && r.left._tag),
+        Array(4).fill("ContainerAlreadyStarted")
+      )
+      assert.deepStrictEqual(yield* loader.waitExit, exited(5))
+      assert.strictEqual((yield* loader.processes).length, 1)
+    }))
+
+  it.scopedLive("an invalid container id is refused before anything runs", () =>
+    Effect.gen(function*() {
+      const root = yield* makeRoot(["exit"])
+      const error = yield* Effect.flip(buildLoader({ ...loaderArgs(root, ["exit"], 1), containerId: "../x" }))
+      assert.strictEqual(error._tag, "InvalidContainerId")
+    }))
+
   it.scopedLive("typed errors for a missing program, a non-wasm file and a bad cwd", () =>
     Effect.gen(function*() {
       const root = yield* makeRoot([])

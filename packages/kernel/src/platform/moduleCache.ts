@@ -4,7 +4,7 @@
  * which V8 shares between threads instead of recompiling.
  */
 import { syscallNames } from "@runsc/abi"
-import { Deferred, Effect } from "effect"
+import { Deferred, Effect, FiberId } from "effect"
 import { createHash } from "node:crypto"
 import { InvalidModule } from "../errors.js"
 
@@ -32,7 +32,7 @@ export class ModuleCache {
       const key = createHash("sha256").update(bytes).digest("hex")
       const existing = this.compiled.get(key)
       if (existing) return Deferred.await(existing)
-      const slot = Deferred.unsafeMake<WebAssembly.Module, InvalidModule>(undefined as never)
+      const slot = Deferred.unsafeMake<WebAssembly.Module, InvalidModule>(FiberId.none)
       this.compiled.set(key, slot)
       const compile = Effect.tryPromise({
         try: () => WebAssembly.compile(bytes as Uint8Array<ArrayBuffer>),

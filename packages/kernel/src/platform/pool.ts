@@ -9,7 +9,7 @@
  * pool's scope terminates every worker, idle or busy — terminate() works even on a thread
  * parked in Atomics.wait.
  */
-import { Deferred, Effect, Exit, FiberSet, Scope } from "effect"
+import { Deferred, Effect, Exit, FiberId, FiberSet, Scope } from "effect"
 import type { Worker } from "node:worker_threads"
 import type { ChannelViews, FromWorker, GuestEnd, ToWorker } from "./channel.js"
 import { type StartingThread, startGuestThread } from "./startThread.js"
@@ -41,7 +41,7 @@ export class GuestWorker {
   /** Starts a guest; the returned effect waits for how it ended. */
   run(message: ToWorker): Effect.Effect<Effect.Effect<RunOutcome>> {
     return Effect.sync(() => {
-      const outcome = Deferred.unsafeMake<RunOutcome>(undefined as never)
+      const outcome = Deferred.unsafeMake<RunOutcome>(FiberId.none)
       this.outcome = outcome
       if (!this.alive) Deferred.unsafeDone(outcome, Exit.succeed({ _tag: "WorkerDied", reason: "worker is gone" }))
       else this.thread.postMessage(message)

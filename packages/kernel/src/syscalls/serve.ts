@@ -10,9 +10,8 @@
 import { Errno, type SyscallName, syscallNames } from "@runsc/abi"
 import { Cause, Clock, Deferred, Effect } from "effect"
 import { AdaptiveSpin, State, Word } from "../platform/channel.js"
-import type { SyscallContext } from "./context.js"
+import type { Handler, SyscallContext } from "./context.js"
 import { type StraceOptions, straceEnter, straceExit } from "./strace.js"
-import { syscallTable } from "./table.js"
 
 /**
  * Resolves once the worker has published a request: at once if it already has, after a short
@@ -37,8 +36,8 @@ const respond = (words: Int32Array, errno: number): void => {
   Atomics.notify(words, Word.STATE)
 }
 
-const runHandler = (n: number, c: SyscallContext): Effect.Effect<number> => {
-  const handler = syscallTable[n]
+const runHandler = (table: ReadonlyArray<Handler>, n: number, c: SyscallContext): Effect.Effect<number> => {
+  const handler = table[n]
   if (handler === undefined) return Effect.succeed(Errno.NOSYS)
   return Effect.matchCauseEffect(handler(c), {
     onSuccess: () => Effect.succeed(Errno.SUCCESS),
@@ -54,7 +53,11 @@ const runHandler = (n: number, c: SyscallContext): Effect.Effect<number> => {
   })
 }
 
-export const serveSyscalls = (c: SyscallContext, strace: StraceOptions | undefined): Effect.Effect<never> => {
+export const serveSyscalls = (
+  table: ReadonlyArray<Handler>,
+  c: SyscallContext,
+  strace: StraceOptions | undefined
+): Effect.Effect<never> => {
   const words = c.channel.words
   const spin = new AdaptiveSpin()
   const serveOne = Effect.gen(function*() {
@@ -64,13 +67,13 @@ export const serveSyscalls = (c: SyscallContext, strace: StraceOptions | undefin
     const n = words[Word.SYSCALL]!
     c.tg.syscalls++
     if (strace === undefined) {
-      respond(words, yield* runHandler(n, c))
+      respond(words, yield* runHandler(table, n, c))
       return
     }
     const name = (syscallNames[n] ?? `syscall_${n}`) as SyscallName
     const call = straceEnter(strace, name, c)
     const start = yield* Clock.currentTimeNanos
-    const errno = yield* runHandler(n, c)
+    const errno = yield* runHandler(table, n, c)
     if (call) straceExit(strace, call, name, c, errno, (yield* Clock.currentTimeNanos) - start)
     respond(words, errno)
   })

@@ -192,10 +192,13 @@ const fd_prestat_dir_name: Handler = (c) =>
     setPayload(c, name)
   })
 
-/** Directory listings by description, so cookies stay stable between fd_readdir calls. */
-const listings = new WeakMap<FdEntry["description"], ReadonlyArray<{ name: Uint8Array; ino: bigint; filetype: number }>>()
+type Listing = ReadonlyArray<{ readonly name: Uint8Array; readonly ino: bigint; readonly filetype: number }>
 
-const fd_readdir: Handler = (c) =>
+/**
+ * fd_readdir. `listings` holds the listing of each open directory description (one table per
+ * kernel), so that cookies stay stable between calls; cookie 0 takes a fresh listing.
+ */
+const readdir = (listings: WeakMap<FdEntry["description"], Listing>): Handler => (c) =>
   Effect.gen(function*() {
     const entry = yield* entryWith(c, u32(c, 0), Rights.FD_READDIR)
     const dentry = entry.dentry
@@ -398,7 +401,7 @@ const notSocket: Handler = (c) => Effect.flatMap(entryWith(c, u32(c, 0), 0n), ()
 /** Served in the worker; reaching the sentry means a worker stub without its fast path. */
 const servedInWorker: Handler = () => fail(Errno.NOSYS)
 
-const handlers: { readonly [K in SyscallName]: Handler } = {
+const handlers: { readonly [K in Exclude<SyscallName, "fd_readdir">]: Handler } = {
   args_get: servedInWorker,
   args_sizes_get: servedInWorker,
   environ_get: servedInWorker,
@@ -420,7 +423,6 @@ const handlers: { readonly [K in SyscallName]: Handler } = {
   fd_prestat_dir_name,
   fd_pwrite,
   fd_read: read(false),
-  fd_readdir,
   fd_renumber,
   fd_seek,
   fd_sync: validateOnly(Rights.FD_SYNC),
@@ -448,5 +450,8 @@ const handlers: { readonly [K in SyscallName]: Handler } = {
   sock_shutdown: notSocket
 }
 
-/** Handlers by syscall number. */
-export const syscallTable: ReadonlyArray<Handler> = syscallNames.map((name) => handlers[name])
+/** A kernel's syscall table: handlers by syscall number. */
+export const makeSyscallTable = (): ReadonlyArray<Handler> => {
+  const all: { readonly [K in SyscallName]: Handler } = { ...handlers, fd_readdir: readdir(new WeakMap()) }
+  return syscallNames.map((name) => all[name])
+}

@@ -7,7 +7,7 @@
  * running guest code and the fd table has been closed.
  */
 import type { ExitStatus } from "@runsc/abi"
-import { Deferred } from "effect"
+import { Deferred, FiberId } from "effect"
 import type { FdTable } from "../fs/fdTable.js"
 import type { Dentry } from "../fs/resolve.js"
 import type { GuestWorker } from "../platform/pool.js"
@@ -22,7 +22,7 @@ export class ThreadGroup {
   worker: GuestWorker | undefined
   /** While stopped: completed by SIGCONT; the task waits on it at its next syscall. */
   continued: Deferred.Deferred<void> | undefined
-  readonly exitStatus: Deferred.Deferred<ExitStatus> = Deferred.unsafeMake(undefined as never)
+  readonly exitStatus: Deferred.Deferred<ExitStatus> = Deferred.unsafeMake(FiberId.none)
   /** Syscalls served, and nanoseconds spent serving them (strace, watchdog, stats). */
   syscalls = 0
 
@@ -36,7 +36,7 @@ export class ThreadGroup {
     readonly root: Dentry,
     readonly cwd: Dentry,
     readonly fdTable: FdTable,
-    /** Monotonic nanoseconds at creation. */
+    /** Wall-clock nanoseconds at creation (ps's STIME). */
     readonly startedAt: bigint
   ) {}
 
