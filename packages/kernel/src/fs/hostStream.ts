@@ -12,8 +12,8 @@ import type { FileDescription, Stat } from "./inode.js"
 
 const fail = (errno: Errno) => Effect.fail(new SyscallError({ errno }))
 
-// A host pipe or tty opened non-blocking by someone else reports EAGAIN; the sentry polls it
-// instead of parking a libuv thread on it.
+// A host pipe or tty opened non-blocking by someone else reports EAGAIN (nothing to read, or
+// no room to write); the sentry polls it instead of parking a libuv thread or its own thread.
 const retryAgain = Schedule.spaced("5 millis").pipe(
   Schedule.whileInput((e: SyscallError) => e.errno === Errno.AGAIN)
 )
@@ -41,18 +41,14 @@ export const hostStream = (hostFd: number): FileDescription => {
     write: (data, offset) =>
       Effect.flatMap(positional(offset), (at) =>
         // writeSync takes only a number position (a bigint one is ignored): past 2^53 is EFBIG.
-        at !== null && at > BigInt(Number.MAX_SAFE_INTEGER) ? fail(Errno.FBIG) : Effect.try({
-          try: () => {
-            for (;;) {
-              try {
-                return Fs.writeSync(hostFd, data, 0, data.length, at === null ? null : Number(at))
-              } catch (e) {
-                if ((e as NodeJS.ErrnoException).code !== "EAGAIN") throw e
-              }
-            }
-          },
-          catch: fromHostError
-        })),
+        at !== null && at > BigInt(Number.MAX_SAFE_INTEGER) ? fail(Errno.FBIG) : Effect.retry(
+          Effect.try({
+            try: () => Fs.writeSync(hostFd, data, 0, data.length, at === null ? null : Number(at)),
+            catch: fromHostError
+          }),
+          // A full non-blocking pipe: wait for the reader without holding the sentry's thread.
+          retryAgain
+        )),
     // Node exposes no lseek: the host fd's offset can be neither read nor moved.
     seek: () => fail(Errno.SPIPE),
     stat: Effect.try({
