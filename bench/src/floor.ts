@@ -1,29 +1,62 @@
 /**
  * The floor under runsc's syscall channel: the same handshake in plain JS, with no Effect and no
- * syscall work. A worker publishes a request (store + notify), spins with the guest worker's
- * adaptive budget, then parks in Atomics.wait; the main thread waits with Atomics.waitAsync,
- * re-checking the state word first (as serve.ts's awaitRequest does), and answers at once.
+ * syscall work, and the same spin policy at both ends as runsc's (packages/kernel/src/platform/
+ * channel.ts: AdaptiveSpin).
+ *
+ * A worker publishes a request (store + notify), polls for the response with an adaptive budget,
+ * then parks in Atomics.wait, as the guest worker's roundTrip does. The main thread polls for the
+ * request with its own adaptive budget, re-checks the state word, then waits with
+ * Atomics.waitAsync, as serve.ts's awaitRequest does, and answers at once.
  */
 import { Worker } from "node:worker_threads"
 
+/**
+ * A copy of runsc's AdaptiveSpin (packages/kernel/src/platform/channel.ts), minus the channel
+ * layout: the budget doubles when polling caught the other end and halves (down to MIN) when it
+ * did not, and every PROBE_EVERY-th wait polls with the full MAX budget, so that a busy channel
+ * ramps up again. Its source text is also what the floor's worker runs.
+ */
+class FloorSpin {
+  static readonly MIN = 16
+  static readonly MAX = 8192
+  static readonly PROBE_EVERY = 64
+  private budget = FloorSpin.MIN
+  private waits = 0
+
+  poll(words: Int32Array, expected: number): boolean {
+    if (++this.waits % FloorSpin.PROBE_EVERY === 0) this.budget = FloorSpin.MAX
+    for (let i = 0; i < this.budget; i++) {
+      if (Atomics.load(words, 0) === expected) {
+        this.budget = Math.min(FloorSpin.MAX, this.budget * 2)
+        return true
+      }
+    }
+    this.budget = Math.max(FloorSpin.MIN, this.budget >> 1)
+    return false
+  }
+}
+
+/** The spin policy, for the row's label. */
+export const floorSpinPolicy = `${FloorSpin.MIN}–${FloorSpin.MAX} polls, ×2 on a catch, ÷2 on a miss, full budget every ${FloorSpin.PROBE_EVERY}th wait`
+
+const IDLE = 0
+const REQUEST = 1
+const RESPONSE = 2
+
 const workerSource = `
 const { parentPort, workerData } = require("node:worker_threads")
+const FloorSpin = ${FloorSpin.toString()}
 const words = new Int32Array(workerData.buffer)
-const MIN_SPIN = 16, MAX_SPIN = 4096
-let spin = MIN_SPIN
+const spin = new FloorSpin()
 parentPort.once("message", (n) => {
   const t0 = performance.now()
   for (let k = 0; k < n; k++) {
-    Atomics.store(words, 0, 1)
+    Atomics.store(words, 0, ${REQUEST})
     Atomics.notify(words, 0)
-    let served = false
-    for (let i = 0; i < spin; i++) if (Atomics.load(words, 0) === 2) { served = true; break }
-    if (served) spin = Math.min(MAX_SPIN, spin * 2)
-    else {
-      spin = Math.max(MIN_SPIN, spin >> 1)
-      while (Atomics.load(words, 0) !== 2) Atomics.wait(words, 0, 1)
+    if (!spin.poll(words, ${RESPONSE})) {
+      while (Atomics.load(words, 0) !== ${RESPONSE}) Atomics.wait(words, 0, ${REQUEST})
     }
-    words[0] = 0
+    words[0] = ${IDLE}
   }
   parentPort.postMessage(((performance.now() - t0) * 1e6) / n)
 })`
@@ -34,24 +67,28 @@ export const channelFloor = async (n: number): Promise<number> => {
   const words = new Int32Array(buffer)
   const worker = new Worker(workerSource, { eval: true, workerData: { buffer } })
   await new Promise((resolve) => worker.once("online", resolve))
-  let stop = false
-  const serve = async () => {
-    while (!stop) {
+  const spin = new FloorSpin()
+  const awaitRequest = async () => {
+    for (;;) {
+      if (spin.poll(words, REQUEST)) return
       const state = Atomics.load(words, 0)
-      if (state === 1) {
-        Atomics.store(words, 0, 2)
-        Atomics.notify(words, 0)
-        continue
-      }
-      const wait = Atomics.waitAsync(words, 0, state, 50)
+      if (state === REQUEST) return
+      const wait = Atomics.waitAsync(words, 0, state)
       if (wait.async) await wait.value
     }
   }
-  const served = serve()
+  // Exactly n requests come; each is answered at once.
+  const serve = async () => {
+    for (let k = 0; k < n; k++) {
+      await awaitRequest()
+      Atomics.store(words, 0, RESPONSE)
+      Atomics.notify(words, 0)
+    }
+  }
   const result = new Promise<number>((resolve) => worker.once("message", resolve))
+  const served = serve()
   worker.postMessage(n)
   const ns = await result
-  stop = true
   await served
   await worker.terminate()
   return ns

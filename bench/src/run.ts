@@ -8,10 +8,13 @@
 import type { ExitStatus } from "@runsc/abi"
 import { spawnSync } from "node:child_process"
 import * as Fs from "node:fs"
+import { createRequire } from "node:module"
 import * as Os from "node:os"
 import * as Path from "node:path"
+import { pathToFileURL } from "node:url"
 import { Worker } from "node:worker_threads"
-import { channelFloor } from "./floor.js"
+import type { ProbedWorkerRecord, ProbeLine, WorkerProbeLine } from "./cliProbe.js"
+import { channelFloor, floorSpinPolicy } from "./floor.js"
 import { runNodeWasi } from "./nodeWasi.js"
 import {
   benchDir,
@@ -39,7 +42,7 @@ const FLOOR_ROUND_TRIPS = 10_000
 const RUNS = 5 // in-process throughput benchmarks
 const CPU_RUNS = 5 // cpu.wasm is ~0.5-1 s per run and side
 const START_RUNS = 50 // warm-pool process starts
-const START_PAUSE_MS = 150 // between warm starts, so that the pool has refilled
+const START_PAUSE_MS = 150 // between in-process runs, as between separate process starts (5b: back to back)
 const COLD_RUNS = 10 // CLI cold start
 const SPLIT_RUNS = 5 // cold-start split rows
 const SPAWN_RUNS = 10 // worker spawn
@@ -114,7 +117,7 @@ const throughput = async (
   onNode()
   const result: Throughput = { runsc: [], baseline: [] }
   for (let i = 0; i < runs; i++) {
-    // Let the pool settle between runs: the measured run must find a warm worker.
+    // Runs apart, as separate process starts would be; each finds the previous run's worker idle.
     await sleep(START_PAUSE_MS)
     result.runsc.push(await onKernel())
     result.baseline.push(onNode())
@@ -248,7 +251,7 @@ const benchSyscallRoundTrip = async (rt: KernelRuntime) => {
   } catch (e) {
     rows.push(failedRow(name, e))
   }
-  const floorName = `6b. channel floor, not runsc: the same SAB handshake in plain JS (worker spin + Atomics.wait ↔ main Atomics.waitAsync, no Effect, no work), ${FLOOR_ROUND_TRIPS} round trips (median of ${RUNS})`
+  const floorName = `6b. channel floor, not runsc: the same SAB handshake in plain JS with runsc's AdaptiveSpin policy at both ends (${floorSpinPolicy}; then worker Atomics.wait ↔ main Atomics.waitAsync), no Effect, no syscall work, per round trip over ${FLOOR_ROUND_TRIPS} (median of ${RUNS})`
   progress(floorName)
   try {
     await channelFloor(1000)
@@ -285,7 +288,9 @@ const benchWarmStart = async (rt: KernelRuntime) => {
       await sleep(START_PAUSE_MS)
     }
     const paused: Array<number> = []
-    // Which starts made the pool start a worker (acquire tops up) or terminate one (release of a surplus worker).
+    // Which starts made the pool start a worker (none idle, or replacing a terminated one) or
+    // terminate one (a surplus worker at release). With one run at a time and warmWorkers 1 the
+    // run's worker comes back idle at its exit, so neither should happen.
     const byKind = { plain: [] as Array<number>, spawned: [] as Array<number>, terminated: [] as Array<number> }
     const baseline: Array<number> = []
     const spawned0 = workerCounts.constructed
@@ -398,10 +403,14 @@ const expectChild0 = (what: string, r: ChildRun) => {
 }
 
 const cliArgs = ["do", "--root-dir", helloRootRel, helloProgramRel]
-const bundledCli = Path.join(runscApp, "dist", "runsc.mjs")
+const binScript = Path.join(runscApp, "bin", "runsc.js")
+/** The CLI bundle bin/runsc.js loads when it exists, and its V8 code cache (apps/runsc/scripts/bundle.mjs). */
+const bundledCli = Path.join(runscApp, "dist", "runsc.cjs")
+const bundleCache = `${bundledCli}.cache`
+const bundleCacheAside = `${bundleCache}.bench-aside`
 
 const benchColdStart = () => {
-  const name = `4. cold start: \`runsc do --root-dir ${helloRootRel} ${helloProgramRel}\` (child process, stdout → /dev/null) vs bench/baseline/hello-node-wasi.mjs`
+  const name = `4. cold start: \`runsc do --root-dir ${helloRootRel} ${helloProgramRel}\` (child process through node_modules/.bin/runsc, stdout → /dev/null) vs bench/baseline/hello-node-wasi.mjs`
   progress(name)
   try {
     const cli = () => {
@@ -428,14 +437,83 @@ const benchColdStart = () => {
   }
 }
 
-interface Probe {
-  readonly preload: number
-  readonly handler?: number
-  readonly workers: Array<{ constructed: number; messages: Array<number> }>
-  readonly exit: number
+/**
+ * Runs `f` with the bundle's code cache moved aside (renamed, in the same directory), and puts it
+ * back afterwards over whatever cache the runs wrote meanwhile: on return, on a throw, at exit,
+ * and on SIGINT/SIGTERM (re-raised once the cache is back). A cache left aside by a killed run of
+ * this suite is put back first.
+ */
+const withCodeCacheAside = <A>(f: () => A): A => {
+  if (Fs.existsSync(bundleCacheAside)) {
+    if (Fs.existsSync(bundleCache)) Fs.rmSync(bundleCacheAside)
+    else Fs.renameSync(bundleCacheAside, bundleCache)
+  }
+  Fs.renameSync(bundleCache, bundleCacheAside)
+  let restored = false
+  const restore = () => {
+    if (restored) return
+    Fs.renameSync(bundleCacheAside, bundleCache)
+    restored = true
+  }
+  const atExit = () => {
+    try {
+      restore()
+    } catch (e) {
+      Fs.writeSync(2, `[bench] could not put the code cache back: move ${bundleCacheAside} to ${bundleCache} (${String(e)})\n`)
+    }
+  }
+  const onSignal = (signal: NodeJS.Signals) => {
+    atExit()
+    process.kill(process.pid, signal)
+  }
+  process.on("exit", atExit)
+  process.once("SIGINT", onSignal)
+  process.once("SIGTERM", onSignal)
+  try {
+    return f()
+  } finally {
+    try {
+      restore()
+    } finally {
+      process.off("exit", atExit)
+      process.off("SIGINT", onSignal)
+      process.off("SIGTERM", onSignal)
+    }
+  }
 }
 
-/** Where the CLI's cold start goes: import-only children and a probed CLI run. */
+interface WorkerTimes {
+  boot?: number
+  ready?: number
+  ended?: number
+}
+
+/** One probed CLI run: the main thread's line, and the guest worker's times on the main thread's time line. */
+interface Probe {
+  readonly main: ProbeLine
+  readonly guest: ProbedWorkerRecord | undefined
+  readonly guestTimes: WorkerTimes
+}
+
+const parseProbe = (stderr: string): Probe => {
+  const lines = stderr.split("\n")
+  const mainLine = lines.find((l) => l.startsWith("BENCHPROBE "))
+  if (mainLine === undefined) throw new Error("the CLI probe printed nothing")
+  const main = JSON.parse(mainLine.slice("BENCHPROBE ".length)) as ProbeLine
+  // The guest worker: the one the Run was posted to.
+  const guest = main.workers.find((w) => w.posted !== undefined) ?? main.workers[0]
+  const guestTimes: WorkerTimes = {}
+  for (const l of lines) {
+    if (!l.startsWith("BENCHPROBE_WORKER ")) continue
+    const w = JSON.parse(l.slice("BENCHPROBE_WORKER ".length)) as WorkerProbeLine
+    if (guest === undefined || w.threadId !== guest.threadId) continue
+    guestTimes.boot = w.boot - main.origin
+    guestTimes[w.event] = w.at - main.origin
+  }
+  return { main, guest, guestTimes }
+}
+
+/** Where the CLI's cold start goes: import-only children, the CLI's variants, and a probed CLI run. */
 const benchColdSplit = () => {
   progress("4'. cold-start split")
   const medianOf = (f: () => number) => {
@@ -447,6 +525,13 @@ const benchColdSplit = () => {
     const r = child(process.execPath, ["--input-type=module", "-e", code], cwd)
     expectChild0(`import ${specifiers.join(", ")}`, r)
     return r.ms
+  }
+  const row = (phase: string, f: () => number, note: string) => {
+    try {
+      splitRows.push({ phase, value: fmtMs(medianOf(f)), note })
+    } catch (e) {
+      splitRows.push({ phase, value: "failed", note: (e instanceof Error ? e.message : String(e)).slice(0, 200) })
+    }
   }
   try {
     const bare = medianOf(() => {
@@ -463,70 +548,125 @@ const benchColdSplit = () => {
     ]
     for (const [phase, cwd, specifiers] of imports) {
       const ms = medianOf(importing(cwd, specifiers))
-      splitRows.push({ phase: `${phase}, child total`, value: fmtMs(ms), note: `${fmtMs(ms - bare)} over \`node -e 0\`` })
+      splitRows.push({ phase: `${phase} (unbundled ESM), child total`, value: fmtMs(ms), note: `${fmtMs(ms - bare)} over \`node -e 0\`` })
     }
-    // The CLI with a preload that timestamps worker construction/messages and exit.
+
+    // The CLI's variants, run with node directly (no .bin shell shim, no probe).
+    const binRun = (what: string) => () => {
+      const r = child(process.execPath, [binScript, ...cliArgs])
+      expectChild0(what, r)
+      return r.ms
+    }
+    const hasBundle = Fs.existsSync(bundledCli)
+    const hasCache = hasBundle && Fs.existsSync(bundleCache)
+    row(
+      `\`node apps/runsc/bin/runsc.js do …\`: ${hasBundle ? `bundle${hasCache ? " + its code cache" : " (no code cache present)"}` : "no bundle: unbundled"} (what \`runsc\` runs), child total`,
+      binRun("runsc do hello"),
+      `guest thread started first thing, then the CLI loaded${hasBundle ? " from apps/runsc/dist/runsc.cjs" : ""}`
+    )
+    if (hasCache) {
+      const noCache = binRun("runsc do hello (no code cache)")
+      withCodeCacheAside(() =>
+        row(
+          "same, bundle without its code cache, child total",
+          () => {
+            // Each run writes a fresh cache at exit (as a first run after install does): the next must not find it.
+            Fs.rmSync(bundleCache, { force: true })
+            return noCache()
+          },
+          "runsc.cjs.cache moved aside and put back afterwards; each run compiles the bundle from source, then writes a cache at exit"
+        )
+      )
+    }
+    // The unbundled CLI: what bin/runsc.js does without a bundle (start the guest thread, import
+    // the compiled main.js, call main with a process.argv-shaped array). Run as CommonJS `-e`
+    // code with dynamic import(): worker threads inherit the process's execArgv, and with
+    // `--input-type=module` the ESM guest worker script refuses to load (ERR_INPUT_TYPE_NOT_ALLOWED).
+    const requireFromApp = createRequire(Path.join(runscApp, "package.json"))
+    const startThreadUrl = pathToFileURL(requireFromApp.resolve("@runsc/kernel/start-thread")).href
+    const mainUrl = pathToFileURL(Path.join(runscApp, "dist", "main.js")).href
+    const unbundledCode = [
+      `(async () => {`,
+      `  const { startGuestThread } = await import(${JSON.stringify(startThreadUrl)})`,
+      `  const started = [startGuestThread()]`,
+      `  const { main } = await import(${JSON.stringify(mainUrl)})`,
+      `  await main([process.execPath, ${JSON.stringify(binScript)}, ...${JSON.stringify(cliArgs)}], started)`,
+      `})().catch((e) => { console.error(e); process.exit(1) })`
+    ].join("\n")
+    row(
+      "unbundled CLI: bin's steps with apps/runsc/dist/main.js (start the guest thread, `import(main.js)`, `main(argv, [thread])`), child total",
+      () => {
+        const r = child(process.execPath, ["-e", unbundledCode])
+        expectChild0("unbundled runsc do hello", r)
+        return r.ms
+      },
+      "Node's ESM loader resolves and compiles the CLI's module graph one module at a time"
+    )
+
+    // The CLI with a preload that timestamps the worker thread's life, the `do` handler and exit.
     const probes: Array<Probe> = []
     const probed = () => {
-      const r = child(process.execPath, ["--import", `file://${cliProbe}`, Path.join(runscApp, "bin", "runsc.js"), ...cliArgs], repoRoot, {
+      const r = child(process.execPath, ["--import", pathToFileURL(cliProbe).href, binScript, ...cliArgs], repoRoot, {
         BENCHPROBE_MARK: helloProgramRel
       })
       expectChild0("probed runsc do hello", r)
-      const line = r.stderr.split("\n").find((l) => l.startsWith("BENCHPROBE "))
-      if (line === undefined) throw new Error("the CLI probe printed nothing")
-      probes.push(JSON.parse(line.slice("BENCHPROBE ".length)) as Probe)
+      probes.push(parseProbe(r.stderr))
       return r.ms
     }
     probed()
     probes.length = 0
     const totals = Array.from({ length: SPLIT_RUNS }, probed)
-    const phase = (f: (p: Probe) => number | undefined) => median(probes.map(f).filter((x): x is number => x !== undefined && Number.isFinite(x)))
-    const guestWorker = (p: Probe) => p.workers.find((w) => w.messages.length >= 2)
-    splitRows.push({ phase: "probed CLI `runsc do` hello: child total", value: fmtMs(median(totals)), note: `${SPLIT_RUNS} runs; phases below are medians, ms since process start` })
-    splitRows.push({ phase: "  node boot → preload runs", value: fmtMs(phase((p) => p.preload)), note: "" })
+    const phase = (f: (p: Probe) => number | undefined) =>
+      fmtMs(median(probes.map(f).filter((x): x is number => x !== undefined && Number.isFinite(x))))
+    const sub = (a: number | undefined, b: number | undefined) => (a === undefined || b === undefined ? undefined : a - b)
+    const g = (p: Probe) => p.guest
+    const threadsPerRun = [...new Set(probes.map((p) => p.main.workers.length))].join("/")
     splitRows.push({
-      phase: "  preload → `do` handler runs (load + evaluate the CLI's modules, parse the command line)",
-      value: fmtMs(phase((p) => p.handler !== undefined ? p.handler - p.preload : undefined)),
-      note: "handler = its Fs.statSync(PROGRAM)"
+      phase: "probed `node --import bench/dist/cliProbe.js apps/runsc/bin/runsc.js do …`: child total",
+      value: fmtMs(median(totals)),
+      note: `${SPLIT_RUNS} runs; below, medians of each run's phases; main-thread phases (no ‖) add up to its exit; worker threads constructed per run: ${threadsPerRun}`
+    })
+    splitRows.push({ phase: "  node boot → probe preload runs", value: phase((p) => p.main.preload), note: "≈ node's own start" })
+    splitRows.push({
+      phase: "  preload → bin/runsc.js's first statement, `new Worker` for the guest thread (load bin + @runsc/kernel/start-thread)",
+      value: phase((p) => sub(g(p)?.constructed, p.main.preload)),
+      note: `at ${phase((p) => g(p)?.constructed)}`
     })
     splitRows.push({
-      phase: "  `do` handler → first `new Worker` (spec, Loader + Kernel layer build)",
-      value: fmtMs(phase((p) => p.handler !== undefined && p.workers[0] ? p.workers[0].constructed - p.handler : undefined)),
+      phase: "  the `new Worker` call itself (blocks the main thread)",
+      value: phase((p) => sub(g(p)?.returned, g(p)?.constructed)),
       note: ""
     })
     splitRows.push({
-      phase: "  first `new Worker` → its Ready",
-      value: fmtMs(phase((p) => p.workers[0]?.messages[0] !== undefined ? p.workers[0].messages[0] - p.workers[0].constructed : undefined)),
-      note: `workers started per run: ${[...new Set(probes.map((p) => p.workers.length))].join("/")}`
+      phase: "  ‖ guest thread: `new Worker` → its first JS runs (thread boot)",
+      value: phase((p) => sub(p.guestTimes.boot, g(p)?.constructed)),
+      note: "on another core, overlapping the CLI load"
     })
     splitRows.push({
-      phase: "  guest worker Ready → guest Ended (post Run, instantiate, hello runs; waits for compile if later)",
-      value: fmtMs(phase((p) => {
-        const w = guestWorker(p)
-        return w && w.messages[1]! - w.messages[0]!
-      })),
-      note: ""
+      phase: "  ‖ guest thread: first JS → Ready posted (load the kernel's worker.js)",
+      value: phase((p) => sub(p.guestTimes.ready, p.guestTimes.boot)),
+      note: `Ready at ${phase((p) => p.guestTimes.ready)}, ${phase((p) => sub(p.main.handler, p.guestTimes.ready))} before the \`do\` handler; the main thread sees it at ${phase((p) => g(p)?.messages[0])}`
+    })
+    splitRows.push({
+      phase: "  `new Worker` returned → `do` handler runs (read the bundle and its code cache, compile, evaluate, parse the command line)",
+      value: phase((p) => sub(p.main.handler, g(p)?.returned)),
+      note: `handler = its Fs.statSync(PROGRAM), at ${phase((p) => p.main.handler)}`
+    })
+    splitRows.push({
+      phase: "  `do` handler → Run posted to the adopted guest worker (spec, Loader + Kernel layer, read + compile hello; waits for Ready if later)",
+      value: phase((p) => sub(g(p)?.posted, p.main.handler)),
+      note: `at ${phase((p) => g(p)?.posted)}`
+    })
+    splitRows.push({
+      phase: "  Run posted → guest Ended, as the main thread sees it (instantiate, hello runs)",
+      value: phase((p) => sub(g(p)?.messages[1], g(p)?.posted)),
+      note: `in the worker: Ended posted ${phase((p) => sub(p.guestTimes.ended, g(p)?.posted))} after the Run`
     })
     splitRows.push({
       phase: "  guest Ended → process exit (teardown, worker terminate, exit)",
-      value: fmtMs(phase((p) => {
-        const w = guestWorker(p)
-        return w && p.exit - w.messages[1]!
-      })),
-      note: ""
+      value: phase((p) => sub(p.main.exit, g(p)?.messages[1])),
+      note: `exit at ${phase((p) => p.main.exit)}`
     })
-    if (Fs.existsSync(bundledCli)) {
-      const unbundled = medianOf(() => {
-        const r = child(process.execPath, [Path.join(runscApp, "dist", "main.js"), ...cliArgs])
-        expectChild0("unbundled runsc do hello", r)
-        return r.ms
-      })
-      splitRows.push({
-        phase: "unbundled CLI for comparison: `node apps/runsc/dist/main.js do …`, child total",
-        value: fmtMs(unbundled),
-        note: "`runsc` itself loads the bundle apps/runsc/dist/runsc.mjs when it exists"
-      })
-    }
   } catch (e) {
     splitRows.push({ phase: "cold-start split", value: "failed", note: e instanceof Error ? e.message : String(e) })
   }
@@ -559,7 +699,11 @@ const main = async () => {
     `- date: ${new Date().toISOString()}`,
     `- cpu: ${cpus[0]?.model ?? "unknown"}, ${cpus.length} cores`,
     `- node: ${process.version}`,
-    `- runsc CLI: ${Fs.existsSync(bundledCli) ? "bundled (apps/runsc/dist/runsc.mjs present; bin/runsc.js loads it)" : "unbundled (apps/runsc/dist/main.js)"}`
+    `- runsc CLI: ${
+      Fs.existsSync(bundledCli)
+        ? `bundled (bin/runsc.js loads apps/runsc/dist/runsc.cjs${Fs.existsSync(bundleCache) ? " with its V8 code cache runsc.cjs.cache" : ", no code cache yet"})`
+        : "unbundled (no apps/runsc/dist/runsc.cjs: bin/runsc.js imports apps/runsc/dist/main.js)"
+    }`
   ]
 
   // `node bench/dist/run.js [--only=key,key]` runs a subset: write, clock, cpu, syscall, start,
@@ -593,7 +737,7 @@ const main = async () => {
   header.push(`- load average (1 min): ${load0.toFixed(2)} at start, ${Os.loadavg()[0]!.toFixed(2)} at end; suite took ${elapsed.toFixed(0)} s`)
   notes.push(
     "Medians; every runsc run is paired with a baseline run in the same process, interleaved, after one warm-up run of each.",
-    `In-process runsc rows use one Kernel (warmWorkers 1) kept up for the suite; a run is \`startProcess\` → exit status, with ${START_PAUSE_MS} ms between runs so the pool has a warm worker (and, with warmWorkers 1, also spawns a replacement worker during the run and terminates a surplus one at its end on alternate runs — see row 5). Baselines run node:wasi on the main thread with a module compiled once (as runsc's module cache does).`,
+    `In-process runsc rows use one Kernel (warmWorkers 1) kept up for the suite; a run is \`startProcess\` → exit status, ${START_PAUSE_MS} ms apart. The pool hands a run an idle worker and takes it back at the guest's clean exit (kept while fewer than warmWorkers are idle, else terminated as surplus); it starts a worker only when none is idle or to replace a terminated one, so one run at a time reuses the same worker and starts none (row 5 counts them). Baselines run node:wasi on the main thread with a module compiled once (as runsc's module cache does).`,
     "Per-call rows divide the whole guest run (start to exit) by the call count."
   )
   const text = `${header.join("\n")}\n\n${table()}\n\n${notes.map((n) => `- ${n}`).join("\n")}\n`
