@@ -42,3 +42,55 @@ export class SandboxPanicked extends Data.TaggedError("SandboxPanicked")<{ reado
     return `sandbox panicked on signal ${this.signal} (--panic-signal); state dumped to the log`
   }
 }
+
+export class ContainerNotFound extends Data.TaggedError("ContainerNotFound")<{ readonly id: string }> {
+  override get message(): string {
+    return `container ${this.id} not found`
+  }
+}
+
+export class ContainerExists extends Data.TaggedError("ContainerExists")<{ readonly id: string }> {
+  override get message(): string {
+    return `container ${this.id} already exists`
+  }
+}
+
+export class ContainerStopped extends Data.TaggedError("ContainerStopped")<{ readonly id: string }> {
+  override get message(): string {
+    return `container ${this.id} has stopped`
+  }
+}
+
+export class InvalidPid extends Data.TaggedError("InvalidPid")<{ readonly pid: number; readonly reason: string }> {
+  override get message(): string {
+    return `invalid pid ${this.pid}: ${this.reason}`
+  }
+}
+
+export class InvalidSignal extends Data.TaggedError("InvalidSignal")<{ readonly signal: number }> {
+  override get message(): string {
+    return `invalid signal ${this.signal}`
+  }
+}
+
+export class NoSuchProcess extends Data.TaggedError("NoSuchProcess")<{ readonly pid: number }> {
+  override get message(): string {
+    return `no such process: ${this.pid}`
+  }
+}
+
+export class ProcessInOtherContainer extends Data.TaggedError("ProcessInOtherContainer")<{
+  readonly pid: number
+  readonly id: string
+  readonly owner: string
+}> {
+  override get message(): string {
+    return `process ${this.pid} belongs to a different container: ${this.owner} (not ${this.id})`
+  }
+}
+
+export class NoTerminal extends Data.TaggedError("NoTerminal")<{ readonly id: string; readonly pid: number }> {
+  override get message(): string {
+    return `process ${this.pid} of container ${this.id} has no terminal`
+  }
+}

@@ -1,3 +1,15 @@
+export { Container, type ContainerState, type ProcessRecord } from "./container.js"
 export * from "./errors.js"
-export { type HostSignalOptions, handleHostSignals } from "./hostSignals.js"
-export { Loader, type LoaderArgs, type LoaderShape, type ProcessInfo, type StartError } from "./loader.js"
+export { handleHostSignals, type HostSignalOptions } from "./hostSignals.js"
+export { type LaunchError, type Stdio } from "./launch.js"
+export {
+  type ExecArgs,
+  Loader,
+  type LoaderArgs,
+  type LoaderShape,
+  type ProcessInfo,
+  type RuntimeState,
+  type SignalMode,
+  type StartError,
+  type SubcontainerArgs
+} from "./loader.js"

@@ -1,55 +1,54 @@
 /**
- * The Loader: one sandbox. It builds the kernel, the root filesystem of the bundle and the host
- * signal handling, then waits for `startRoot` to run the root container's init, as runsc's boot
- * loader waits for StartRoot.
+ * The Loader: one sandbox. It builds the kernel and the host signal handling, registers the
+ * root container, and then serves the container lifecycle — runsc's containerManager — to
+ * whoever drives it: the CLI, the control server, or an Effect app.
  *
- * Lifetime: the sandbox lives as long as the root init. When it exits, every other process is
- * killed. Closing the layer's scope is the teardown — SIGKILL every process, wait until each has
- * exited, then release the kernel (workers, pool, fds) — and the finalizer order guarantees
- * that nothing is released while a task still runs.
+ * Lifetime: the sandbox lives as long as the root container's init. When it exits, every other
+ * process is killed. Closing the layer's scope is the teardown — SIGKILL every process, wait
+ * until each has exited, then release the kernel (workers, pool, fds) — and the finalizer order
+ * guarantees that nothing is released while a task still runs.
+ *
+ * Every change to the container registry (create, start, exec, destroy, signals to all
+ * processes) holds the registry lock, so a destroy's SIGKILL of "every process of the
+ * container" cannot miss one started concurrently: a start that loses the race finds the
+ * container gone.
  */
-import { type ExitStatus, SIGKILL, signalName } from "@runsc/abi"
-import {
-  Dentry,
-  type ExecNotFound,
-  hostRoot,
-  hostStream,
-  type InvalidModule,
-  Kernel,
-  loadExecutable,
-  type NotWasm,
-  programFromBytes,
-  readAll,
-  resolve,
-  type KernelOptions,
-  type ThreadGroup
-} from "@runsc/kernel"
+import { type ExitStatus, isValidSignal, SIGKILL, signalName } from "@runsc/abi"
+import { Kernel, type KernelOptions, PidNamespace, type ThreadGroup } from "@runsc/kernel"
 import {
   type Bundle,
   type BundleNotFound,
-  getEnv,
   type InvalidContainerId,
   type InvalidSpec,
   loadBundle,
-  resolveEnv,
+  pidNamespace,
+  type Spec,
   validateContainerId
 } from "@runsc/spec"
-import { Context, Deferred, Effect, Layer, Ref } from "effect"
-import * as FsP from "node:fs/promises"
-import * as Path from "node:path"
+import { Context, Deferred, Effect, FiberSet, Layer } from "effect"
+import { Container, type ProcessRecord } from "./container.js"
 import {
   ContainerAlreadyStarted,
+  ContainerExists,
+  ContainerNotFound,
   ContainerNotStarted,
+  ContainerStopped,
   InvalidCwd,
-  InvalidRoot,
-  ProgramNotReadable,
+  InvalidPid,
+  type InvalidRoot,
+  InvalidSignal,
+  NoSuchProcess,
+  NoTerminal,
+  ProcessInOtherContainer,
   SandboxPanicked
 } from "./errors.js"
 import { handleHostSignals } from "./hostSignals.js"
+import { launch, type LaunchError, openRoot, procMountsOf, type Stdio } from "./launch.js"
 
 export interface LoaderArgs {
+  /** The root container's id. */
   readonly containerId: string
-  /** The bundle directory (its config.json is loaded), or an already loaded bundle. */
+  /** The root container's bundle directory (its config.json is loaded), or a loaded bundle. */
   readonly bundle: string | Bundle
   /**
    * Run this host file as the root program (`runsc do`), instead of resolving
@@ -57,28 +56,59 @@ export interface LoaderArgs {
    */
   readonly hostProgram?: string
   /** Host fds given to the root init as its fds 0, 1, 2 (default: this process's stdio). */
-  readonly stdio?: { readonly stdin?: number; readonly stdout?: number; readonly stderr?: number }
-  /** The kernel's options: strace, and the guest worker pool (warm, prestarted, adopted threads). */
-  readonly kernel?: KernelOptions
+  readonly stdio?: Stdio
   /** Set HOME from the container's /etc/passwd (or "/") when the spec has none (default true). */
   readonly homeFromPasswd?: boolean
   /** Forward this process's signals to the root init (default false; the CLI sets it). */
   readonly forwardSignals?: boolean
   /** A host signal that dumps state and ends the sandbox instead of being forwarded. */
   readonly panicSignal?: number
+  /** The kernel's options: strace, and the guest worker pool (warm, prestarted, adopted threads). */
+  readonly kernel?: KernelOptions
 }
 
-export type StartError = ContainerAlreadyStarted | InvalidRoot | InvalidCwd | ExecNotFound | NotWasm | InvalidModule | ProgramNotReadable
+export type StartError = ContainerNotFound | ContainerAlreadyStarted | InvalidRoot | LaunchError
+
+export interface SubcontainerArgs {
+  readonly containerId: string
+  /** The container's bundle directory, or a loaded bundle. */
+  readonly bundle: string | Bundle
+  readonly stdio?: Stdio
+}
+
+export interface ExecArgs {
+  readonly containerId: string
+  readonly argv: ReadonlyArray<string>
+  /** Default: the container's spec env. */
+  readonly env?: ReadonlyArray<string>
+  /** Default: the container's spec cwd. */
+  readonly cwd?: string
+  /** Default: the container's spec user. */
+  readonly uid?: number
+  readonly stdio?: Stdio
+}
+
+/** runsc's signal delivery modes. */
+export type SignalMode = "Process" | "AllProcesses" | "ProcessGroup" | "ForegroundProcessGroup"
+
+/** runsc's ContainerRuntimeState. */
+export type RuntimeState = "creating" | "running" | "stopped"
 
 export interface ProcessInfo {
+  /** Root-namespace pid (what ps, kill --pid and exec's result use). */
   readonly pid: number
+  readonly ppid: number
+  readonly uid: number
   readonly containerId: string
   readonly state: string
   readonly argv: ReadonlyArray<string>
   readonly syscalls: number
+  /** Wall-clock nanoseconds at start. */
+  readonly startedAt: bigint
 }
 
 export interface LoaderShape {
+  /** The root container. */
   readonly containerId: string
   readonly bundle: Bundle
   /** Runs the root container's init; fails if it was already started. Returns its pid. */
@@ -86,8 +116,54 @@ export interface LoaderShape {
   /** Waits for the root init to exit; repeatable, any number of waiters get the same status. */
   readonly waitExit: Effect.Effect<ExitStatus, ContainerNotStarted | SandboxPanicked>
   /** Sends a signal to the root init (runsc's Process mode with pid 0). */
-  readonly signal: (signo: number) => Effect.Effect<void, ContainerNotStarted>
-  readonly processes: Effect.Effect<ReadonlyArray<ProcessInfo>>
+  readonly signal: (signo: number) => Effect.Effect<void, ContainerNotStarted | InvalidSignal | NoSuchProcess>
+
+  /** Registers a container, created but not started. */
+  readonly createSubcontainer: (id: string) => Effect.Effect<void, ContainerExists | InvalidContainerId>
+  /** Starts a created container's init; returns its root-namespace pid. */
+  readonly startSubcontainer: (
+    args: SubcontainerArgs
+  ) => Effect.Effect<number, StartError | InvalidSpec | BundleNotFound>
+  /**
+   * SIGKILLs every process of the container, waits until each has exited, and forgets the
+   * container. Idempotent: destroying an unknown or already destroyed container succeeds.
+   */
+  readonly destroySubcontainer: (id: string) => Effect.Effect<void>
+  /** Starts a process in a running container; returns its root-namespace pid. */
+  readonly execute: (
+    args: ExecArgs
+  ) => Effect.Effect<number, ContainerNotFound | ContainerNotStarted | ContainerStopped | LaunchError>
+  /** Waits for a container's init; repeatable. */
+  readonly wait: (id: string) => Effect.Effect<ExitStatus, ContainerNotFound | ContainerNotStarted>
+  /**
+   * Waits for a process of the container: an exec'd one is consumed by the first waitPid that
+   * returns; any other process of the container can be waited without being consumed.
+   */
+  readonly waitPid: (
+    id: string,
+    pid: number
+  ) => Effect.Effect<ExitStatus, ContainerNotFound | InvalidPid | NoSuchProcess | ProcessInOtherContainer>
+  /** Signals processes of a container; signal 0 probes liveness. */
+  readonly signalContainer: (
+    id: string,
+    pid: number,
+    signo: number,
+    mode: SignalMode
+  ) => Effect.Effect<
+    void,
+    | ContainerNotFound
+    | ContainerNotStarted
+    | InvalidPid
+    | InvalidSignal
+    | NoSuchProcess
+    | ProcessInOtherContainer
+    | NoTerminal
+  >
+  /** The container's live processes, by root-namespace pid. */
+  readonly processes: (id: string) => Effect.Effect<ReadonlyArray<ProcessInfo>, ContainerNotFound>
+  /** Every live process of the sandbox, by root-namespace pid. */
+  readonly allProcesses: Effect.Effect<ReadonlyArray<ProcessInfo>>
+  readonly runtimeState: (id: string) => Effect.Effect<RuntimeState, ContainerNotFound>
   /** A human-readable dump of every process (what --panic-signal and the watchdog print). */
   readonly dumpState: Effect.Effect<string>
 }
@@ -100,57 +176,51 @@ export class Loader extends Context.Tag("@runsc/loader/Loader")<Loader, LoaderSh
   }
 
   /** Starts the root container and waits for it: what `runsc run` does. */
-  static readonly run: Effect.Effect<ExitStatus, StartError | ContainerNotStarted | SandboxPanicked, Loader> = Effect.flatMap(
-    Loader,
-    (loader) => Effect.zipRight(loader.startRoot, loader.waitExit)
-  )
+  static readonly run: Effect.Effect<ExitStatus, StartError | ContainerNotStarted | SandboxPanicked, Loader> = Effect
+    .flatMap(
+      Loader,
+      (loader) => Effect.zipRight(loader.startRoot, loader.waitExit)
+    )
 }
 
-const DEFAULT_HOME = "/"
-
-/** HOME for `uid` from the container's /etc/passwd, or "/" when it has none. */
-const homeFromPasswd = (root: Dentry, uid: number) =>
-  Effect.gen(function*() {
-    const passwd = yield* resolve(root, root, "/etc/passwd", { followFinal: true })
-    const text = new TextDecoder().decode(yield* readAll(passwd.inode.open({ read: true, write: false })))
-    for (const line of text.split("\n")) {
-      const fields = line.split(":")
-      if (fields.length >= 7 && Number(fields[2]) === uid && fields[5]!.length > 0) return fields[5]!
-    }
-    return DEFAULT_HOME
-  }).pipe(Effect.orElseSucceed(() => DEFAULT_HOME))
-
-const describeProcess = (tg: ThreadGroup): ProcessInfo => ({
-  pid: tg.rootPid,
-  containerId: tg.containerId,
-  state: tg.state,
-  argv: tg.argv,
-  syscalls: tg.syscalls
+const describeProcess = (record: ProcessRecord): ProcessInfo => ({
+  pid: record.tg.rootPid,
+  ppid: 0,
+  uid: record.uid,
+  containerId: record.tg.containerId,
+  state: record.tg.state,
+  argv: record.tg.argv,
+  syscalls: record.tg.syscalls,
+  startedAt: record.tg.startedAt
 })
+
+const byPid = (a: ProcessInfo, b: ProcessInfo) => a.pid - b.pid
 
 const makeLoader = (args: LoaderArgs) =>
   Effect.gen(function*() {
     const kernel = yield* Kernel
-    const id = yield* validateContainerId(args.containerId)
-    const bundle = typeof args.bundle === "string" ? yield* loadBundle(args.bundle) : args.bundle
-    const { spec } = bundle
-    const root = yield* Ref.make<ThreadGroup | undefined>(undefined)
-    // Serializes startRoot: of two concurrent starts, exactly one runs the init.
-    const starting = yield* Effect.makeSemaphore(1)
+    const rootId = yield* validateContainerId(args.containerId)
+    const rootBundle = typeof args.bundle === "string" ? yield* loadBundle(args.bundle) : args.bundle
+    const containers = new Map<string, Container>()
+    const registry = yield* Effect.makeSemaphore(1)
+    const locked = registry.withPermits(1)
     const panicked = yield* Deferred.make<never, SandboxPanicked>()
+    // Fibers that watch each container's init; interrupted with the loader.
+    const watchers = yield* FiberSet.make()
 
-    const rootInit = Effect.flatMap(Ref.get(root), (tg) => tg ? Effect.succeed(tg) : new ContainerNotStarted({ id }))
+    const rootContainer = new Container(rootId)
+    containers.set(rootId, rootContainer)
 
-    const processes = Effect.map(kernel.processes, (all) => all.map(describeProcess))
+    const find = (id: string) =>
+      Effect.suspend(() => {
+        const container = containers.get(id)
+        return container ? Effect.succeed(container) : Effect.fail(new ContainerNotFound({ id }))
+      })
 
-    const dumpState = Effect.map(kernel.processes, (all) =>
-      [
-        `sandbox ${id}: ${all.length} process(es)`,
-        ...all.map((tg) =>
-          `  pid ${tg.rootPid} [${tg.containerId}] ${tg.state}${tg.killedBy ? ` (${signalName(tg.killedBy)})` : ""} ` +
-          `syscalls=${tg.syscalls} argv=${JSON.stringify(tg.argv)}`
-        )
-      ].join("\n"))
+    const initOf = (container: Container) =>
+      container.init ? Effect.succeed(container.init) : Effect.fail(new ContainerNotStarted({ id: container.id }))
+
+    const allRecords = () => [...containers.values()].flatMap((c) => [...c.processes.values()])
 
     const killAll = Effect.flatMap(kernel.processes, (all) =>
       Effect.forEach(all, (tg) => kernel.signal(tg, SIGKILL), { discard: true }))
@@ -158,14 +228,255 @@ const makeLoader = (args: LoaderArgs) =>
     const awaitAll = Effect.flatMap(kernel.processes, (all) =>
       Effect.forEach(all, (tg) => Deferred.await(tg.exitStatus), { discard: true }))
 
+    const dumpState = Effect.map(kernel.processes, (all) =>
+      [
+        `sandbox ${rootId}: ${containers.size} container(s), ${all.length} process(es)`,
+        ...[...containers.values()].map((c) => `  container ${c.id}: ${c.state}`),
+        ...all.map((tg) =>
+          `  pid ${tg.rootPid} [${tg.containerId}] ${tg.state}${tg.killedBy ? ` (${signalName(tg.killedBy)})` : ""} ` +
+          `syscalls=${tg.syscalls} argv=${JSON.stringify(tg.argv)}`
+        )
+      ].join("\n"))
+
     // Teardown: SIGKILL, wait for every process to exit; the kernel (provided below this
     // layer) is released only after this finalizer has returned.
     yield* Effect.addFinalizer(() => Effect.zipRight(killAll, awaitAll))
 
+    /** The init of `container` has exited: the container stops, and its own namespace dies with it. */
+    const onInitExit = (container: Container, init: ThreadGroup) =>
+      Effect.gen(function*() {
+        yield* Deferred.await(init.exitStatus)
+        yield* locked(Effect.gen(function*() {
+          container.state = "stopped"
+          const ns = container.pidNamespace
+          if (container === rootContainer) {
+            // The sandbox lives exactly as long as its root init.
+            yield* killAll
+          } else if (ns !== undefined && ns !== kernel.rootPidNamespace && ns.get(init.pid) === init) {
+            yield* Effect.forEach(ns.processes, ([, tg]) => kernel.signal(tg, SIGKILL), { discard: true })
+          }
+        }))
+      })
+
+    const register = (container: Container, tg: ThreadGroup, uid: number): ProcessRecord => {
+      const record = { tg, uid }
+      container.processes.set(tg.rootPid, record)
+      return record
+    }
+
+    /** Starts a created container's init (the registry lock is held). */
+    const startContainer = (
+      container: Container,
+      spec: Spec,
+      rootPath: string,
+      stdio: Stdio,
+      root: { hostProgram?: string | undefined; homeFromPasswd?: boolean | undefined } = {}
+    ) =>
+      Effect.gen(function*() {
+        if (container.state !== "created") return yield* new ContainerAlreadyStarted({ id: container.id })
+        const process = spec.process
+        if (process === undefined) return yield* new InvalidCwd({ cwd: "", reason: "config.json has no process to run" })
+        const rootDentry = yield* openRoot(rootPath)
+        // runsc's rule: no pid namespace → the root one; a path used by an earlier container →
+        // join it; otherwise a new child of the root namespace.
+        const wanted = pidNamespace(spec)
+        const joined = wanted._tag === "New" && wanted.path !== undefined
+          ? [...containers.values()].find((c) => c.pidNamespacePath === wanted.path)?.pidNamespace
+          : undefined
+        const namespace = wanted._tag === "Shared"
+          ? kernel.rootPidNamespace
+          : joined ?? new PidNamespace<ThreadGroup>(kernel.rootPidNamespace)
+        const uid = process.user?.uid ?? 0
+        const tg = yield* launch(kernel, {
+          containerId: container.id,
+          root: rootDentry,
+          argv: process.args,
+          env: process.env ?? [],
+          cwd: process.cwd,
+          uid,
+          stdio,
+          procMounts: procMountsOf(spec),
+          pidNamespace: namespace,
+          hostProgram: root.hostProgram,
+          homeFromPasswd: root.homeFromPasswd
+        })
+        container.spec = spec
+        container.root = rootDentry
+        container.pidNamespace = namespace
+        container.pidNamespacePath = wanted._tag === "New" ? wanted.path : undefined
+        container.init = register(container, tg, uid)
+        container.state = "running"
+        yield* FiberSet.run(watchers, onInitExit(container, tg))
+        return tg.rootPid
+      })
+
+    const signalProcess = (tg: ThreadGroup, signo: number) =>
+      tg.isAlive ? kernel.signal(tg, signo) : Effect.fail(new NoSuchProcess({ pid: tg.rootPid }))
+
+    const checkSignal = (signo: number) =>
+      signo === 0 || isValidSignal(signo) ? Effect.void : Effect.fail(new InvalidSignal({ signal: signo }))
+
+    /** A process of `container` by root-namespace pid. */
+    const processOf = (container: Container, pid: number) =>
+      Effect.suspend((): Effect.Effect<ThreadGroup, NoSuchProcess | ProcessInOtherContainer> => {
+        const tg = kernel.rootPidNamespace.get(pid)
+        if (tg === undefined) return Effect.fail(new NoSuchProcess({ pid }))
+        if (tg.containerId !== container.id) {
+          return Effect.fail(new ProcessInOtherContainer({ pid, id: container.id, owner: tg.containerId }))
+        }
+        return Effect.succeed(tg)
+      })
+
+    const shape: LoaderShape = {
+      containerId: rootId,
+      bundle: rootBundle,
+
+      startRoot: locked(
+        startContainer(rootContainer, rootBundle.spec, rootBundle.rootPath, args.stdio ?? {}, {
+          hostProgram: args.hostProgram,
+          homeFromPasswd: args.homeFromPasswd
+        })
+      ),
+
+      waitExit: Effect.gen(function*() {
+        const init = yield* initOf(rootContainer)
+        const status = yield* Effect.raceFirst(Deferred.await(init.tg.exitStatus), Deferred.await(panicked))
+        yield* killAll
+        return status
+      }),
+
+      signal: (signo) =>
+        Effect.gen(function*() {
+          yield* checkSignal(signo)
+          yield* signalProcess((yield* initOf(rootContainer)).tg, signo)
+        }),
+
+      createSubcontainer: (id) =>
+        Effect.flatMap(validateContainerId(id), (id) =>
+          locked(Effect.suspend(() => {
+            if (containers.has(id)) return Effect.fail(new ContainerExists({ id }))
+            containers.set(id, new Container(id))
+            return Effect.void
+          }))),
+
+      startSubcontainer: ({ bundle, containerId, stdio }) =>
+        Effect.gen(function*() {
+          const loaded = typeof bundle === "string" ? yield* loadBundle(bundle) : bundle
+          return yield* locked(Effect.flatMap(
+            find(containerId),
+            (container) => startContainer(container, loaded.spec, loaded.rootPath, stdio ?? {})
+          ))
+        }),
+
+      destroySubcontainer: (id) =>
+        Effect.gen(function*() {
+          // Under the lock: forget the container and SIGKILL all of its processes, so that no
+          // start or exec can add one after the kill.
+          const container = yield* locked(Effect.gen(function*() {
+            const found = containers.get(id)
+            if (found === undefined) return undefined
+            containers.delete(id)
+            yield* Effect.forEach(found.liveProcesses, (p) => kernel.signal(p.tg, SIGKILL), { discard: true })
+            return found
+          }))
+          if (container === undefined) return
+          // Then wait for every one to exit, and release their pids.
+          const all = [...container.processes.values()]
+          yield* Effect.forEach(all, (p) => Deferred.await(p.tg.exitStatus), { discard: true })
+          yield* Effect.forEach(all, (p) => kernel.reap(p.tg), { discard: true })
+          container.state = "stopped"
+        }),
+
+      execute: (exec) =>
+        locked(Effect.gen(function*() {
+          const container = yield* find(exec.containerId)
+          if (container.state === "created") return yield* new ContainerNotStarted({ id: container.id })
+          if (container.state === "stopped" || !container.init?.tg.isAlive) {
+            return yield* new ContainerStopped({ id: container.id })
+          }
+          const process = container.spec!.process!
+          const uid = exec.uid ?? process.user?.uid ?? 0
+          const tg = yield* launch(kernel, {
+            containerId: container.id,
+            root: container.root!,
+            argv: exec.argv,
+            env: exec.env ?? process.env ?? [],
+            cwd: exec.cwd ?? process.cwd,
+            uid,
+            stdio: exec.stdio ?? {},
+            procMounts: procMountsOf(container.spec!),
+            pidNamespace: container.pidNamespace!
+          })
+          container.execs.set(tg.rootPid, register(container, tg, uid))
+          return tg.rootPid
+        })),
+
+      wait: (id) =>
+        Effect.gen(function*() {
+          const init = yield* initOf(yield* find(id))
+          return yield* Deferred.await(init.tg.exitStatus)
+        }),
+
+      waitPid: (id, pid) =>
+        Effect.gen(function*() {
+          if (!Number.isInteger(pid) || pid <= 0) return yield* new InvalidPid({ pid, reason: "must be positive" })
+          const container = yield* find(id)
+          const exec = container.execs.get(pid)
+          if (exec !== undefined) {
+            const status = yield* Deferred.await(exec.tg.exitStatus)
+            // The first waiter to return consumes the exec'd process.
+            if (container.execs.delete(pid)) {
+              container.processes.delete(pid)
+              yield* kernel.reap(exec.tg)
+            }
+            return status
+          }
+          const tg = yield* processOf(container, pid)
+          return yield* Deferred.await(tg.exitStatus)
+        }),
+
+      signalContainer: (id, pid, signo, mode) =>
+        Effect.gen(function*() {
+          yield* checkSignal(signo)
+          const container = yield* find(id)
+          const init = yield* initOf(container)
+          switch (mode) {
+            case "Process":
+              return yield* signalProcess(pid === 0 ? init.tg : yield* processOf(container, pid), signo)
+            case "AllProcesses":
+              if (pid !== 0) return yield* new InvalidPid({ pid, reason: "AllProcesses takes pid 0" })
+              // Under the lock: no process of the container can start while the group is signalled.
+              return yield* locked(
+                Effect.forEach(container.liveProcesses, (p) => kernel.signal(p.tg, signo), { discard: true })
+              )
+            case "ProcessGroup": {
+              // Every process leads its own group until guests can call setpgid.
+              const leader = yield* processOf(container, pid)
+              return yield* signalProcess(leader, signo)
+            }
+            case "ForegroundProcessGroup":
+              return yield* new NoTerminal({ id, pid })
+          }
+        }),
+
+      processes: (id) =>
+        Effect.map(find(id), (container) => container.liveProcesses.map(describeProcess).sort(byPid)),
+
+      allProcesses: Effect.sync(() => allRecords().filter((p) => p.tg.isAlive).map(describeProcess).sort(byPid)),
+
+      runtimeState: (id) =>
+        Effect.map(find(id), (container) =>
+          container.state === "created" ? "creating"
+          : container.state === "running" && container.init?.tg.isAlive ? "running"
+          : "stopped"),
+
+      dumpState
+    }
+
     yield* handleHostSignals({
       forward: args.forwardSignals ?? false,
       panicSignal: args.panicSignal,
-      deliver: (signo) => Effect.flatMap(Ref.get(root), (tg) => (tg ? kernel.signal(tg, signo) : Effect.void)),
+      deliver: (signo) => rootContainer.init ? kernel.signal(rootContainer.init.tg, signo) : Effect.void,
       panic: (signo) =>
         Effect.gen(function*() {
           yield* Effect.logError(`panic signal ${signalName(signo)} received\n${yield* dumpState}`)
@@ -174,74 +485,5 @@ const makeLoader = (args: LoaderArgs) =>
         })
     })
 
-    // The spec's mounts of type "proc"; other mount types are not built yet.
-    const procMounts = (spec.mounts ?? [])
-      .filter((m) => m.type === "proc")
-      .map((m) => Path.posix.normalize(m.destination).replace(/(.)\/$/, "$1"))
-
-    const rootPath = bundle.rootPath
-    const openRoot = hostRoot(rootPath).pipe(
-      Effect.map(Dentry.root),
-      Effect.mapError((e) => new InvalidRoot({ path: rootPath, reason: e.message }))
-    )
-
-    const startRoot = starting.withPermits(1)(Effect.gen(function*() {
-      if (yield* Ref.get(root)) return yield* new ContainerAlreadyStarted({ id })
-      const process = spec.process
-      if (process === undefined) return yield* new InvalidCwd({ cwd: "", reason: "config.json has no process to run" })
-      const rootDentry = yield* openRoot
-      const cwd = yield* resolve(rootDentry, rootDentry, process.cwd, { followFinal: true }).pipe(
-        Effect.mapError((e) => new InvalidCwd({ cwd: process.cwd, reason: e.message }))
-      )
-      let env = resolveEnv(process.env ?? [])
-      if (getEnv(env, "HOME") === undefined && (args.homeFromPasswd ?? true)) {
-        env = [...env, `HOME=${yield* homeFromPasswd(rootDentry, process.user?.uid ?? 0)}`]
-      }
-      const hostProgram = args.hostProgram
-      const program = hostProgram !== undefined
-        ? yield* programFromBytes(
-          rootDentry,
-          cwd,
-          hostProgram,
-          yield* Effect.tryPromise({
-            try: () => FsP.readFile(hostProgram),
-            catch: (e) => new ProgramNotReadable({ path: hostProgram, reason: (e as Error).message })
-          }),
-          process.args
-        )
-        : yield* loadExecutable(rootDentry, cwd, process.args, getEnv(env, "PATH"))
-      const stdio = args.stdio ?? {}
-      const tg = yield* kernel.startProcess({
-        containerId: id,
-        argv: program.argv,
-        env,
-        root: rootDentry,
-        cwd,
-        programPath: program.path,
-        programBytes: program.bytes,
-        stdio: [hostStream(stdio.stdin ?? 0), hostStream(stdio.stdout ?? 1), hostStream(stdio.stderr ?? 2)],
-        procMounts
-      })
-      yield* Ref.set(root, tg)
-      return tg.rootPid
-    }))
-
-    const waitExit = Effect.gen(function*() {
-      const tg = yield* rootInit
-      const status = yield* Effect.raceFirst(Deferred.await(tg.exitStatus), Deferred.await(panicked))
-      // The sandbox lives exactly as long as its root init.
-      yield* killAll
-      return status
-    })
-
-    return {
-      containerId: id,
-      bundle,
-      startRoot,
-      waitExit,
-      signal: (signo: number) => Effect.flatMap(rootInit, (tg) => kernel.signal(tg, signo)),
-      processes,
-      dumpState
-    } satisfies LoaderShape
+    return shape
   })
-

@@ -1,0 +1,115 @@
+/**
+ * Starting one process in a container, as runsc's loader does for an init or an exec: the
+ * program found inside the container's root (or taken from the host for `runsc do`), HOME from
+ * the container's /etc/passwd when unset, duplicate env keys resolved last-wins, stdio from host
+ * fds, procfs where the spec mounts it.
+ */
+import {
+  Dentry,
+  type ExecNotFound,
+  hostRoot,
+  hostStream,
+  type InvalidModule,
+  type KernelShape,
+  loadExecutable,
+  type NotWasm,
+  type PidNamespace,
+  programFromBytes,
+  readAll,
+  resolve,
+  type ThreadGroup
+} from "@runsc/kernel"
+import { getEnv, resolveEnv, type Spec } from "@runsc/spec"
+import { Effect } from "effect"
+import * as FsP from "node:fs/promises"
+import * as Path from "node:path"
+import { InvalidCwd, InvalidRoot, ProgramNotReadable } from "./errors.js"
+
+/** Host fds a process gets as its fds 0, 1, 2 (default: this process's own). */
+export interface Stdio {
+  readonly stdin?: number
+  readonly stdout?: number
+  readonly stderr?: number
+}
+
+export type LaunchError = InvalidCwd | ExecNotFound | NotWasm | InvalidModule | ProgramNotReadable
+
+const DEFAULT_HOME = "/"
+
+/** HOME for `uid` from the container's /etc/passwd, or "/" when it has none. */
+const homeFromPasswd = (root: Dentry, uid: number) =>
+  Effect.gen(function*() {
+    const passwd = yield* resolve(root, root, "/etc/passwd", { followFinal: true })
+    const text = new TextDecoder().decode(yield* readAll(passwd.inode.open({ read: true, write: false })))
+    for (const line of text.split("\n")) {
+      const fields = line.split(":")
+      if (fields.length >= 7 && Number(fields[2]) === uid && fields[5]!.length > 0) return fields[5]!
+    }
+    return DEFAULT_HOME
+  }).pipe(Effect.orElseSucceed(() => DEFAULT_HOME))
+
+/** The container's root filesystem. */
+export const openRoot = (rootPath: string): Effect.Effect<Dentry, InvalidRoot> =>
+  hostRoot(rootPath).pipe(
+    Effect.map((inode) => Dentry.root(inode)),
+    Effect.mapError((e) => new InvalidRoot({ path: rootPath, reason: e.message }))
+  )
+
+/** Where the spec mounts procfs (its mounts of type "proc"); other mount types are not built yet. */
+export const procMountsOf = (spec: Spec): ReadonlyArray<string> =>
+  (spec.mounts ?? [])
+    .filter((m) => m.type === "proc")
+    .map((m) => Path.posix.normalize(m.destination).replace(/(.)\/$/, "$1"))
+
+export interface LaunchArgs {
+  readonly containerId: string
+  readonly root: Dentry
+  readonly argv: ReadonlyArray<string>
+  readonly env: ReadonlyArray<string>
+  readonly cwd: string
+  readonly uid: number
+  readonly stdio: Stdio
+  readonly procMounts: ReadonlyArray<string>
+  readonly pidNamespace: PidNamespace<ThreadGroup>
+  /** Run this host file instead of resolving argv[0] inside the container (`runsc do`). */
+  readonly hostProgram?: string | undefined
+  /** Fill HOME from /etc/passwd when unset (default true). */
+  readonly homeFromPasswd?: boolean | undefined
+}
+
+export const launch = (kernel: KernelShape, args: LaunchArgs): Effect.Effect<ThreadGroup, LaunchError> =>
+  Effect.gen(function*() {
+    const { root } = args
+    const cwd = yield* resolve(root, root, args.cwd, { followFinal: true }).pipe(
+      Effect.mapError((e) => new InvalidCwd({ cwd: args.cwd, reason: e.message }))
+    )
+    let env = resolveEnv(args.env)
+    if (getEnv(env, "HOME") === undefined && (args.homeFromPasswd ?? true)) {
+      env = [...env, `HOME=${yield* homeFromPasswd(root, args.uid)}`]
+    }
+    const hostProgram = args.hostProgram
+    const program = hostProgram !== undefined
+      ? yield* programFromBytes(
+        root,
+        cwd,
+        hostProgram,
+        yield* Effect.tryPromise({
+          try: () => FsP.readFile(hostProgram),
+          catch: (e) => new ProgramNotReadable({ path: hostProgram, reason: (e as Error).message })
+        }),
+        args.argv
+      )
+      : yield* loadExecutable(root, cwd, args.argv, getEnv(env, "PATH"))
+    return yield* kernel.startProcess({
+      containerId: args.containerId,
+      argv: program.argv,
+      env,
+      root,
+      cwd,
+      programPath: program.path,
+      programBytes: program.bytes,
+      stdio: [hostStream(args.stdio.stdin ?? 0), hostStream(args.stdio.stdout ?? 1), hostStream(args.stdio.stderr ?? 2)],
+      procMounts: args.procMounts,
+      pidNamespace: args.pidNamespace
+    })
+  })

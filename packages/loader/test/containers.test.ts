@@ -1,0 +1,308 @@
+/**
+ * The lifecycle scenarios of RUNSC.md that need no CLI, against the Loader API, with real
+ * guests on the worker platform: several containers in one sandbox, exec, wait/waitPid,
+ * signal modes, PID namespaces, destroy and its races.
+ */
+import { assert, describe, it } from "@effect/vitest"
+import { exited, signaled } from "@runsc/abi"
+import { type Bundle, defaultSpec, type Spec } from "@runsc/spec"
+import { Context, Deferred, Effect, Either, Fiber, Layer } from "effect"
+import * as Fs from "node:fs"
+import * as Os from "node:os"
+import * as Path from "node:path"
+import { fileURLToPath } from "node:url"
+import { Loader, type LoaderShape } from "../src/index.js"
+
+const repo = fileURLToPath(new URL("../../../", import.meta.url))
+const fixture = (name: string) => Path.join(repo, "test/fixtures/c", `${name}.wasm`)
+
+/** A temp dir removed with the scope. */
+const tempDir = Effect.acquireRelease(
+  Effect.sync(() => Fs.mkdtempSync(Path.join(Os.tmpdir(), "runsc-containers-"))),
+  (dir) => Effect.sync(() => Fs.rmSync(dir, { recursive: true, force: true }))
+)
+
+interface BundleOptions {
+  readonly args: ReadonlyArray<string>
+  readonly env?: ReadonlyArray<string>
+  readonly pidNamespace?: { readonly path?: string }
+  readonly passwd?: string
+  /** Adds files to the rootfs. */
+  readonly populate?: (rootfs: string) => void
+}
+
+/** A bundle whose rootfs has every fixture under /bin, /etc/passwd and a /proc mount point. */
+const makeBundle = (options: BundleOptions) =>
+  Effect.gen(function*() {
+    const dir = yield* tempDir
+    const rootfs = Path.join(dir, "rootfs")
+    for (const sub of ["bin", "etc", "proc", "data"]) Fs.mkdirSync(Path.join(rootfs, sub), { recursive: true })
+    for (const name of ["exit", "sleep", "spin", "cat", "ls", "print_env", "echo_args"]) {
+      Fs.copyFileSync(fixture(name), Path.join(rootfs, "bin", name))
+      Fs.chmodSync(Path.join(rootfs, "bin", name), 0o755)
+    }
+    Fs.writeFileSync(Path.join(rootfs, "etc/passwd"), options.passwd ?? "root:x:0:0:root:/root:/bin/sh\n")
+    options.populate?.(rootfs)
+    const template = defaultSpec()
+    const spec: Spec = {
+      ...template,
+      process: {
+        ...template.process!,
+        args: [options.args[0]!, ...options.args.slice(1)],
+        env: options.env ?? ["PATH=/bin"]
+      },
+      linux: {
+        ...template.linux,
+        namespaces: options.pidNamespace ? [{ type: "pid", ...options.pidNamespace }] : []
+      }
+    }
+    const bundle: Bundle = { dir, spec, rootPath: rootfs }
+    return bundle
+  })
+
+/** The guest's stdout, in a temp file. */
+const makeOutput = Effect.gen(function*() {
+  const dir = yield* tempDir
+  const path = Path.join(dir, "out")
+  const fd = yield* Effect.acquireRelease(Effect.sync(() => Fs.openSync(path, "w+")), (fd) => Effect.sync(() => Fs.closeSync(fd)))
+  return { fd, read: () => Fs.readFileSync(path, "utf8") }
+})
+
+/** A sandbox whose root container sleeps (it must outlive the test's sub-containers). */
+const makeSandbox = Effect.gen(function*() {
+  const bundle = yield* makeBundle({ args: ["sleep", "600"] })
+  const out = yield* makeOutput
+  const loader = yield* Effect.map(
+    Layer.build(Loader.layer({ containerId: "root", bundle, stdio: { stdout: out.fd, stderr: out.fd } })),
+    Context.get(Loader)
+  )
+  yield* loader.startRoot
+  return loader
+})
+
+const startSub = (loader: LoaderShape, id: string, options: BundleOptions) =>
+  Effect.gen(function*() {
+    const bundle = yield* makeBundle(options)
+    const out = yield* makeOutput
+    yield* loader.createSubcontainer(id)
+    const pid = yield* loader.startSubcontainer({ containerId: id, bundle, stdio: { stdout: out.fd, stderr: out.fd } })
+    return { pid, out }
+  })
+
+const waitUntil = (condition: Effect.Effect<boolean, unknown>, what: string) =>
+  Effect.gen(function*() {
+    for (let i = 0; i < 200; i++) {
+      if (yield* Effect.orElseSucceed(condition, () => false)) return
+      yield* Effect.sleep("10 millis")
+    }
+    assert.fail(`timed out waiting until ${what}`)
+  })
+
+describe("containers", () => {
+  it.scopedLive("create → creating; start → running with its init; SIGTERM while waited → stopped; destroy → gone", () =>
+    Effect.gen(function*() {
+      const loader = yield* makeSandbox
+      yield* loader.createSubcontainer("web")
+      assert.strictEqual(yield* loader.runtimeState("web"), "creating")
+      assert.strictEqual((yield* Effect.flip(loader.wait("web")))._tag, "ContainerNotStarted")
+      const bundle = yield* makeBundle({ args: ["sleep", "600"] })
+      const pid = yield* loader.startSubcontainer({ containerId: "web", bundle })
+      assert.strictEqual(yield* loader.runtimeState("web"), "running")
+      assert.deepStrictEqual((yield* loader.processes("web")).map((p) => p.pid), [pid])
+      const waiter = yield* Effect.fork(loader.wait("web"))
+      yield* loader.signalContainer("web", 0, 15, "Process")
+      assert.deepStrictEqual(yield* Fiber.join(waiter), signaled(15))
+      yield* waitUntil(Effect.map(loader.runtimeState("web"), (s) => s === "stopped"), "web stopped")
+      assert.deepStrictEqual(yield* loader.wait("web"), signaled(15), "wait on a stopped container is repeatable")
+      yield* loader.destroySubcontainer("web")
+      assert.strictEqual((yield* Effect.flip(loader.runtimeState("web")))._tag, "ContainerNotFound")
+      assert.strictEqual(yield* loader.runtimeState("root"), "running")
+    }))
+
+  it.scopedLive("a container id cannot be created twice; a created, never started container can be destroyed", () =>
+    Effect.gen(function*() {
+      const loader = yield* makeSandbox
+      yield* loader.createSubcontainer("a")
+      assert.strictEqual((yield* Effect.flip(loader.createSubcontainer("a")))._tag, "ContainerExists")
+      yield* loader.destroySubcontainer("a")
+      yield* loader.destroySubcontainer("a")
+      const bundle = yield* makeBundle({ args: ["exit"] })
+      const late = yield* Effect.flip(loader.startSubcontainer({ containerId: "a", bundle }))
+      assert.strictEqual(late._tag, "ContainerNotFound", "start after destroy")
+    }))
+
+  it.scopedLive("exec: bare names on PATH, relative and absolute paths; directories and non-executables", () =>
+    Effect.gen(function*() {
+      const loader = yield* makeSandbox
+      yield* startSub(loader, "box", {
+        args: ["sleep", "600"],
+        env: ["PATH=/etc:/bin"],
+        populate: (rootfs) => {
+          // Earlier on the PATH than /bin: a non-executable file and a directory of the same names.
+          Fs.writeFileSync(Path.join(rootfs, "etc/exit"), "not a program", { mode: 0o644 })
+          Fs.mkdirSync(Path.join(rootfs, "etc/echo_args"))
+        }
+      })
+      const run = (argv: ReadonlyArray<string>, cwd?: string) =>
+        Effect.flatMap(loader.execute({ containerId: "box", argv, ...(cwd ? { cwd } : {}) }), (pid) => loader.waitPid("box", pid))
+      assert.deepStrictEqual(yield* run(["exit", "3"]), exited(3), "bare name: /etc/exit (not executable) is skipped")
+      assert.deepStrictEqual(yield* run(["echo_args"]), exited(0), "bare name: the directory /etc/echo_args is skipped")
+      assert.deepStrictEqual(yield* run(["/bin/exit", "4"]), exited(4), "absolute")
+      assert.deepStrictEqual(yield* run(["./exit", "5"], "/bin"), exited(5), "relative to cwd")
+      const refused = yield* Effect.flip(loader.execute({ containerId: "box", argv: ["/etc/exit"] }))
+      assert.strictEqual(refused._tag, "ExecNotFound", "a non-executable is refused by absolute path")
+      assert.strictEqual((yield* Effect.flip(loader.execute({ containerId: "box", argv: ["/etc/echo_args"] })))._tag, "ExecNotFound")
+      assert.strictEqual((yield* Effect.flip(loader.execute({ containerId: "box", argv: ["nothere"] })))._tag, "ExecNotFound")
+      assert.strictEqual((yield* Effect.flip(loader.execute({ containerId: "nobox", argv: ["exit"] })))._tag, "ContainerNotFound")
+    }))
+
+  it.scopedLive("exec as another uid: processes lists both with their uids; waitPid consumes the exec'd pid once", () =>
+    Effect.gen(function*() {
+      const loader = yield* makeSandbox
+      const { pid: init } = yield* startSub(loader, "box", { args: ["sleep", "600"] })
+      const pid = yield* loader.execute({ containerId: "box", argv: ["sleep", "600"], uid: 1000 })
+      assert.deepStrictEqual((yield* loader.processes("box")).map((p) => [p.pid, p.uid]), [[init, 0], [pid, 1000]])
+      yield* loader.signalContainer("box", pid, 9, "Process")
+      assert.deepStrictEqual(yield* loader.waitPid("box", pid), signaled(9))
+      assert.strictEqual((yield* Effect.flip(loader.waitPid("box", pid)))._tag, "NoSuchProcess", "consumed")
+      assert.strictEqual((yield* Effect.flip(loader.waitPid("box", 0)))._tag, "InvalidPid")
+      assert.strictEqual((yield* Effect.flip(loader.waitPid("box", -3)))._tag, "InvalidPid")
+    }))
+
+  it.scopedLive("processes and signals stay within their container", () =>
+    Effect.gen(function*() {
+      const loader = yield* makeSandbox
+      const a = yield* startSub(loader, "a", { args: ["sleep", "600"] })
+      const b = yield* startSub(loader, "b", { args: ["sleep", "600"] })
+      assert.deepStrictEqual((yield* loader.processes("a")).map((p) => p.pid), [a.pid])
+      assert.deepStrictEqual((yield* loader.processes("b")).map((p) => p.pid), [b.pid])
+      const other = yield* Effect.flip(loader.signalContainer("a", b.pid, 9, "Process"))
+      assert.strictEqual(other._tag, "ProcessInOtherContainer")
+      assert.include(other.message, "belongs to a different container")
+      assert.strictEqual((yield* Effect.flip(loader.signalContainer("a", 99999, 9, "Process")))._tag, "NoSuchProcess")
+      assert.strictEqual((yield* Effect.flip(loader.signalContainer("a", a.pid, 64, "Process")))._tag, "InvalidSignal")
+      assert.strictEqual((yield* Effect.flip(loader.signalContainer("a", 0, 15, "ForegroundProcessGroup")))._tag, "NoTerminal")
+      assert.strictEqual((yield* Effect.flip(loader.signalContainer("a", 7, 15, "AllProcesses")))._tag, "InvalidPid")
+      yield* loader.signalContainer("a", a.pid, 0, "Process")
+      assert.strictEqual(yield* loader.runtimeState("b"), "running")
+    }))
+
+  it.scopedLive("AllProcesses kills every process of a container and no other", () =>
+    Effect.gen(function*() {
+      const loader = yield* makeSandbox
+      yield* startSub(loader, "a", { args: ["sleep", "600"] })
+      const b = yield* startSub(loader, "b", { args: ["sleep", "600"] })
+      const execs = yield* Effect.forEach([1, 2, 3], () => loader.execute({ containerId: "a", argv: ["spin"] }))
+      assert.strictEqual((yield* loader.processes("a")).length, 4)
+      yield* loader.signalContainer("a", 0, 9, "AllProcesses")
+      for (const pid of execs) assert.deepStrictEqual(yield* loader.waitPid("a", pid), signaled(9))
+      assert.deepStrictEqual(yield* loader.wait("a"), signaled(9))
+      assert.deepStrictEqual((yield* loader.processes("a")), [])
+      assert.deepStrictEqual((yield* loader.processes("b")).map((p) => p.pid), [b.pid])
+    }))
+
+  it.scopedLive("PID namespaces: shared with root by default, own without a path, joined with the same path", () =>
+    Effect.gen(function*() {
+      const loader = yield* makeSandbox
+      const shared = yield* startSub(loader, "shared", { args: ["cat", "/proc/self/stat"] })
+      assert.deepStrictEqual(yield* loader.wait("shared"), exited(0))
+      assert.isTrue(shared.out.read().startsWith(`${shared.pid} (cat)`), shared.out.read())
+      assert.notStrictEqual(shared.pid, 1)
+
+      const own = yield* startSub(loader, "own", { args: ["cat", "/proc/self/stat"], pidNamespace: {} })
+      assert.deepStrictEqual(yield* loader.wait("own"), exited(0))
+      assert.isTrue(own.out.read().startsWith("1 (cat)"), own.out.read())
+
+      const first = yield* startSub(loader, "first", { args: ["sleep", "600"], pidNamespace: { path: "/proc/42/ns/pid" } })
+      const second = yield* startSub(loader, "second", { args: ["ls", "/proc"], pidNamespace: { path: "/proc/42/ns/pid" } })
+      assert.deepStrictEqual(yield* loader.wait("second"), exited(0))
+      // The second container joined the first's namespace: it sees the first's init as pid 1.
+      assert.deepStrictEqual(second.out.read().trim().split("\n").sort(), ["d 1", "d 2", "l self"])
+      assert.notStrictEqual(first.pid, second.pid)
+    }))
+
+  it.scopedLive("the death of a namespace's init kills the rest of that namespace", () =>
+    Effect.gen(function*() {
+      const loader = yield* makeSandbox
+      yield* startSub(loader, "ns", { args: ["sleep", "600"], pidNamespace: {} })
+      const pid = yield* loader.execute({ containerId: "ns", argv: ["sleep", "600"] })
+      yield* loader.signalContainer("ns", 0, 9, "Process")
+      assert.deepStrictEqual(yield* loader.waitPid("ns", pid), signaled(9))
+      assert.strictEqual(yield* loader.runtimeState("root"), "running")
+    }))
+
+  it.scopedLive("SIGKILL of a sub-container's init leaves root running; SIGKILL of root's init ends the sandbox", () =>
+    Effect.gen(function*() {
+      const loader = yield* makeSandbox
+      yield* startSub(loader, "sub", { args: ["sleep", "600"] })
+      const other = yield* startSub(loader, "other", { args: ["sleep", "600"] })
+      yield* loader.signalContainer("sub", 0, 9, "Process")
+      assert.deepStrictEqual(yield* loader.wait("sub"), signaled(9))
+      assert.strictEqual(yield* loader.runtimeState("root"), "running")
+      yield* loader.destroySubcontainer("sub")
+      assert.strictEqual(yield* loader.runtimeState("root"), "running")
+      yield* loader.signal(9)
+      assert.deepStrictEqual(yield* loader.waitExit, signaled(9))
+      assert.deepStrictEqual(yield* loader.wait("other"), signaled(9), "every container dies with the root init")
+      assert.deepStrictEqual(yield* loader.allProcesses, [])
+      void other
+    }))
+
+  it.scopedLive("start racing destroy, 10 rounds: destroy always succeeds, nothing is left running", () =>
+    Effect.gen(function*() {
+      const loader = yield* makeSandbox
+      const bundle = yield* makeBundle({ args: ["sleep", "600"] })
+      for (let round = 0; round < 10; round++) {
+        const id = `race-${round}`
+        yield* loader.createSubcontainer(id)
+        const [started, destroyed] = yield* Effect.all([
+          Effect.either(loader.startSubcontainer({ containerId: id, bundle })),
+          Effect.either(Effect.zipRight(Effect.sleep(`${round % 3} millis`), loader.destroySubcontainer(id)))
+        ], { concurrency: "unbounded" })
+        assert.isTrue(Either.isRight(destroyed))
+        if (Either.isLeft(started)) assert.strictEqual(started.left._tag, "ContainerNotFound")
+        assert.deepStrictEqual((yield* loader.allProcesses).map((p) => p.containerId), ["root"])
+      }
+    }))
+
+  it.scopedLive("nine sub-containers destroyed while they start: every destroy succeeds", () =>
+    Effect.gen(function*() {
+      const loader = yield* makeSandbox
+      const bundle = yield* makeBundle({ args: ["sleep", "600"] })
+      const ids = Array.from({ length: 9 }, (_, i) => `c${i}`)
+      yield* Effect.forEach(ids, (id) => loader.createSubcontainer(id))
+      const gate = yield* Deferred.make<void>()
+      const starts = yield* Effect.forEach(ids, (id) =>
+        Effect.fork(Effect.zipRight(Deferred.await(gate), Effect.either(loader.startSubcontainer({ containerId: id, bundle })))))
+      yield* Deferred.succeed(gate, undefined)
+      yield* Effect.forEach(ids, (id) => loader.destroySubcontainer(id), { concurrency: "unbounded" })
+      yield* Effect.forEach(starts, Fiber.join)
+      assert.deepStrictEqual((yield* loader.allProcesses).map((p) => p.containerId), ["root"])
+    }))
+
+  it.scopedLive("HOME defaults from /etc/passwd for a sub-container's init and an exec; duplicate env keys: last wins", () =>
+    Effect.gen(function*() {
+      const loader = yield* makeSandbox
+      const passwd = "root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000:app:/home/app:/bin/sh\n"
+      const sub = yield* startSub(loader, "env", { args: ["print_env"], env: ["PATH=/bin", "K=1", "K=2"], passwd })
+      assert.deepStrictEqual(yield* loader.wait("env"), exited(0))
+      assert.deepStrictEqual(sub.out.read().trim().split("\n"), ["PATH=/bin", "K=2", "HOME=/root"])
+      const box = yield* startSub(loader, "box", { args: ["sleep", "600"], passwd })
+      const out = yield* makeOutput
+      const pid = yield* loader.execute({ containerId: "box", argv: ["print_env"], env: ["PATH=/bin", "A=x", "A=y"], uid: 1000, stdio: { stdout: out.fd } })
+      assert.deepStrictEqual(yield* loader.waitPid("box", pid), exited(0))
+      assert.deepStrictEqual(out.read().trim().split("\n"), ["PATH=/bin", "A=y", "HOME=/home/app"])
+      void box
+    }))
+
+  it.scopedLive("exec into a created or stopped container fails typed", () =>
+    Effect.gen(function*() {
+      const loader = yield* makeSandbox
+      yield* loader.createSubcontainer("idle")
+      assert.strictEqual((yield* Effect.flip(loader.execute({ containerId: "idle", argv: ["exit"] })))._tag, "ContainerNotStarted")
+      yield* startSub(loader, "done", { args: ["exit", "0"] })
+      assert.deepStrictEqual(yield* loader.wait("done"), exited(0))
+      yield* waitUntil(Effect.map(loader.runtimeState("done"), (s) => s === "stopped"), "done stopped")
+      assert.strictEqual((yield* Effect.flip(loader.execute({ containerId: "done", argv: ["exit"] })))._tag, "ContainerStopped")
+    }))
+})
