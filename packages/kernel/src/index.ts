@@ -11,3 +11,10 @@ export type { StraceOptions } from "./syscalls/strace.js"
 export { type Executable, findExecutable, loadExecutable, programFromBytes, readAll } from "./task/exec.js"
 export { PID_MAX, PidNamespace } from "./task/pidNamespace.js"
 export { type ProcessState, ThreadGroup } from "./task/threadGroup.js"
+export {
+  type HeartbeatMonitor,
+  HeartbeatMonitorFailed,
+  type HeartbeatMonitorOptions,
+  startHeartbeatMonitor
+} from "./watchdog/heartbeat.js"
+export { makeWatchdog, stuckTasksReport, type WatchdogOptions, type WatchedTask } from "./watchdog/watchdog.js"

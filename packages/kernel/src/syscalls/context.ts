@@ -20,6 +20,13 @@ export type Handler = (c: SyscallContext) => Effect.Effect<void, SyscallError>
 
 export const fail = (errno: Errno) => Effect.fail(new SyscallError({ errno }))
 
+/** Runs a wait the guest asked for (a sleep, a read of a stream): the task is blocked, not stuck. */
+export const blocking = <A, E>(c: SyscallContext, wait: Effect.Effect<A, E>): Effect.Effect<A, E> =>
+  Effect.suspend(() => {
+    c.tg.syscallBlocked = true
+    return Effect.ensuring(wait, Effect.sync(() => (c.tg.syscallBlocked = false)))
+  })
+
 export const arg = (c: SyscallContext, i: number): number => c.channel.words[Word.ARG0 + i]!
 export const u32 = (c: SyscallContext, i: number): number => c.channel.words[Word.ARG0 + i]! >>> 0
 export const i64 = (c: SyscallContext, i: number): bigint => c.channel.i64[i]!

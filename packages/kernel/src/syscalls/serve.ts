@@ -6,9 +6,12 @@
  * arrived while the previous one was being answered is served without a wake-up. A handler
  * failing with a defect is a sentry bug: it is logged and the guest sees EIO, so that no guest
  * input can take the sentry down.
+ *
+ * While a handler runs, the task's ThreadGroup records which syscall it is inside and since
+ * when (one Clock read per syscall); the watchdog reads that to find tasks stuck in the kernel.
  */
 import { Errno, type SyscallName, syscallNames } from "@runsc/abi"
-import { Cause, Clock, Deferred, Effect } from "effect"
+import { Cause, Deferred, Effect } from "effect"
 import { AdaptiveSpin, State, Word } from "../platform/channel.js"
 import type { Handler, SyscallContext } from "./context.js"
 import { type StraceOptions, straceEnter, straceExit } from "./strace.js"
@@ -57,28 +60,40 @@ export const serveSyscalls = (
   table: ReadonlyArray<Handler>,
   c: SyscallContext,
   strace: StraceOptions | undefined
-): Effect.Effect<never> => {
-  const words = c.channel.words
-  const spin = new AdaptiveSpin()
-  const serveOne = Effect.gen(function*() {
-    yield* awaitRequest(words, spin)
-    const stopped = c.tg.continued
-    if (stopped) yield* Deferred.await(stopped)
-    const n = words[Word.SYSCALL]!
-    c.tg.syscalls++
-    if (strace === undefined) {
-      respond(words, yield* runHandler(table, n, c))
-      return
-    }
-    const name = (syscallNames[n] ?? `syscall_${n}`) as SyscallName
-    const call = straceEnter(strace, name, c)
-    const start = yield* Clock.currentTimeNanos
-    const errno = yield* runHandler(table, n, c)
-    if (call) straceExit(strace, call, name, c, errno, (yield* Clock.currentTimeNanos) - start)
-    respond(words, errno)
+): Effect.Effect<never> =>
+  // The Clock is looked up once: each syscall then reads it synchronously (no effect step).
+  Effect.clockWith((clock) => {
+    const words = c.channel.words
+    const tg = c.tg
+    const spin = new AdaptiveSpin()
+    const serveOne = Effect.gen(function*() {
+      yield* awaitRequest(words, spin)
+      const stopped = tg.continued
+      if (stopped) yield* Deferred.await(stopped)
+      const n = words[Word.SYSCALL]!
+      tg.syscalls++
+      // The task is inside the kernel from here until the response is published (watchdog).
+      tg.syscallEnteredAt = clock.unsafeCurrentTimeNanos()
+      tg.syscallBlocked = false
+      tg.currentSyscall = n
+      if (strace === undefined) {
+        const errno = yield* runHandler(table, n, c)
+        tg.currentSyscall = -1
+        respond(words, errno)
+        return
+      }
+      const name = (syscallNames[n] ?? `syscall_${n}`) as SyscallName
+      const call = straceEnter(strace, name, c)
+      // strace times the handler alone (not its own entry line); strace is not the hot path.
+      const start = clock.unsafeCurrentTimeNanos()
+      const errno = yield* runHandler(table, n, c)
+      if (call) straceExit(strace, call, name, c, errno, clock.unsafeCurrentTimeNanos() - start)
+      tg.currentSyscall = -1
+      respond(words, errno)
+    })
+    // Interrupted mid-syscall (the task ended): the task is no longer inside the kernel.
+    return Effect.forever(serveOne).pipe(Effect.ensuring(Effect.sync(() => (tg.currentSyscall = -1))))
   })
-  return Effect.forever(serveOne)
-}
 
 /** Wakes a stale `waitAsync` left armed on a channel whose task has ended. */
 export const releaseChannel = (words: Int32Array): Effect.Effect<void> =>

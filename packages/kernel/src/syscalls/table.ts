@@ -31,6 +31,7 @@ import type { Stat } from "../fs/inode.js"
 import { type Dentry, resolve } from "../fs/resolve.js"
 import { DATA_SIZE } from "../platform/channel.js"
 import {
+  blocking,
   fail,
   type Handler,
   i64,
@@ -106,7 +107,9 @@ const read = (positional: boolean): Handler => (c) =>
     if (positional && entry.description.filetype !== FileType.REGULAR_FILE) return yield* fail(Errno.SPIPE)
     const offset = positional ? i64(c, 0) : undefined
     if (offset !== undefined && offset < 0n) return yield* fail(Errno.INVAL)
-    const bytes = yield* entry.description.read(Math.min(u32(c, 1), DATA_SIZE), offset)
+    const read = entry.description.read(Math.min(u32(c, 1), DATA_SIZE), offset)
+    // Files answer; streams (stdin, pipes) wait for whoever writes them.
+    const bytes = yield* (entry.description.filetype === FileType.REGULAR_FILE ? read : blocking(c, read))
     c.channel.data.set(bytes)
     setResult(c, bytes.length)
   })
@@ -375,7 +378,7 @@ const poll_oneoff: Handler = (c) =>
     let fired: Array<Ready> = immediate
     if (fired.length === 0) {
       const soonest = clocks.reduce((m, s) => (s.waitNs < m ? s.waitNs : m), clocks[0]!.waitNs)
-      if (soonest > 0n) yield* Effect.sleep(Duration.nanos(soonest))
+      if (soonest > 0n) yield* blocking(c, Effect.sleep(Duration.nanos(soonest)))
       fired = clocks.filter((s) => s.waitNs <= soonest).map((s) => ({ userdata: s.userdata, error: 0, type: EventType.CLOCK }))
     }
     const E = Layout.event

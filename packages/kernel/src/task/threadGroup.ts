@@ -25,6 +25,20 @@ export class ThreadGroup {
   readonly exitStatus: Deferred.Deferred<ExitStatus> = Deferred.unsafeMake(FiberId.none)
   /** Syscalls served, and nanoseconds spent serving them (strace, watchdog, stats). */
   syscalls = 0
+  /**
+   * The syscall (its number) the sentry is serving for this group's task, or -1 when the task
+   * is not inside the kernel. Set when the sentry starts serving a request, cleared when it
+   * publishes the response (and when the serving fiber ends). Read by the watchdog.
+   */
+  currentSyscall = -1
+  /** Clock nanoseconds at which the sentry started serving `currentSyscall` (meaningful while it is ≥ 0). */
+  syscallEnteredAt = 0n
+  /**
+   * The current syscall waits for something the guest chose to wait for (a sleep, input on a
+   * stream), not for the sentry: the watchdog does not count it as stuck, as runsc counts only
+   * tasks running in the kernel.
+   */
+  syscallBlocked = false
 
   constructor(
     /** Pid in each namespace of the lineage, innermost first. */
