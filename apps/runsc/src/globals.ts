@@ -31,6 +31,10 @@ export const globalOptions = {
   panicSignal: Options.text("panic-signal").pipe(
     Options.withDescription("a signal that makes the sandbox dump its state and exit"),
     Options.optional
+  ),
+  watchdogAction: Options.choice("watchdog-action", ["log", "panic"]).pipe(
+    Options.withDescription("what the watchdog does about tasks stuck in the sentry"),
+    Options.withDefault("log" as const)
   )
 }
 
@@ -42,6 +46,7 @@ export interface GlobalFlags {
   readonly straceSyscalls: Option.Option<string>
   readonly straceLogSize: number
   readonly panicSignal: Option.Option<string>
+  readonly watchdogAction: "log" | "panic"
 }
 
 /** The fd logs and strace lines go to: the --debug-log file (appended), or stderr. */

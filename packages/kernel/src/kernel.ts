@@ -37,6 +37,7 @@ import { releaseChannel, serveSyscalls } from "./syscalls/serve.js"
 import type { StraceOptions } from "./syscalls/strace.js"
 import { makeSyscallTable } from "./syscalls/table.js"
 import { PidNamespace } from "./task/pidNamespace.js"
+import { makeWatchdog, type WatchdogOptions } from "./watchdog/watchdog.js"
 import { ThreadGroup } from "./task/threadGroup.js"
 
 export interface KernelOptions {
@@ -46,6 +47,8 @@ export interface KernelOptions {
   readonly prestartWorkers?: number
   /** Worker threads started before the kernel (`startGuestThread`), for its pool to adopt. */
   readonly startedThreads?: ReadonlyArray<StartingThread>
+  /** Runs the watchdog; its "panic" action panics the kernel. */
+  readonly watchdog?: Omit<WatchdogOptions, "onPanic">
   readonly strace?: StraceOptions
 }
 
@@ -77,6 +80,10 @@ export interface KernelShape {
   readonly processes: Effect.Effect<ReadonlyArray<ThreadGroup>>
   /** Releases an exited process's pids. */
   readonly reap: (tg: ThreadGroup) => Effect.Effect<void>
+  /** Ends the sandbox: SIGKILLs every process and records why (watchdog panic, panic signal). */
+  readonly panic: (reason: string) => Effect.Effect<void>
+  /** Waits until the kernel panics; yields the reason. */
+  readonly panicked: Effect.Effect<string>
 }
 
 const STDIO_RIGHTS = Rights.FD_READ | Rights.FD_WRITE | Rights.FD_FDSTAT_SET_FLAGS | Rights.FD_FILESTAT_GET |
@@ -264,6 +271,17 @@ const makeKernel = (options: KernelOptions): Effect.Effect<KernelShape, never, S
         return tg
       })
 
+    const panicReason = yield* Deferred.make<string>()
+    const panic = (reason: string) =>
+      Effect.zipRight(
+        Deferred.succeed(panicReason, reason),
+        Effect.forEach(rootPidNamespace.processes, ([, tg]) => kill(tg, SIGKILL), { discard: true })
+      )
+
+    const processes = Effect.sync(() => rootPidNamespace.processes.map(([, tg]) => tg).sort((a, b) => a.rootPid - b.rootPid))
+
+    if (options.watchdog) yield* makeWatchdog({ ...options.watchdog, onPanic: panic }, processes)
+
     const reap = (tg: ThreadGroup) =>
       Effect.sync(() => {
         for (const [ns, pid] of tg.ids) if (ns.get(pid) === tg) ns.release(pid)
@@ -274,9 +292,9 @@ const makeKernel = (options: KernelOptions): Effect.Effect<KernelShape, never, S
       modules,
       startProcess,
       signal,
-      processes: Effect.sync(() =>
-        rootPidNamespace.processes.map(([, tg]) => tg).sort((a, b) => a.rootPid - b.rootPid)
-      ),
-      reap
+      processes,
+      reap,
+      panic,
+      panicked: Deferred.await(panicReason)
     }
   })

@@ -254,3 +254,23 @@ describe("heartbeat monitor", () => {
       yield* eventually(() => out.read().includes("sentry main thread stalled for"), "stall reported", "5 seconds")
     })))
 })
+
+layer(Kernel.layer({ warmWorkers: 1, watchdog: { action: "panic", period: "50 millis", timeout: "150 millis", heartbeat: false } }), {
+  excludeTestServices: true
+})("the kernel's watchdog", (it) => {
+  it.scoped("action panic: a stuck task panics the kernel, which kills every process", () =>
+    Effect.gen(function*() {
+      const kernel = yield* Kernel
+      const stuck = yield* startGuest({ bytes: fixture("sleep"), argv: ["sleep", "60"] })
+      const other = yield* startGuest({ bytes: fixture("spin"), argv: ["spin"] })
+      yield* eventually(() => stuck.tg.currentSyscall === syscallNumber.poll_oneoff, "inside poll_oneoff")
+      yield* Effect.sleep("400 millis")
+      assert.isTrue(other.tg.isAlive, "a sleeping task is blocked, not stuck: no panic yet")
+      // As if the handler itself hung: the watchdog sees a stuck task and panics.
+      stuck.tg.syscallBlocked = false
+      const reason = yield* kernel.panicked
+      assert.match(reason, /^Sentry detected 1 stuck task\(s\):\nTask tid: \d+ \(sleep\), syscall: poll_oneoff/)
+      assert.deepStrictEqual(yield* other.exit, { _tag: "Signaled", signal: 9 })
+      assert.deepStrictEqual(yield* stuck.exit, { _tag: "Signaled", signal: 9 })
+    }))
+})

@@ -37,9 +37,9 @@ export class ProgramNotReadable extends Data.TaggedError("ProgramNotReadable")<{
   }
 }
 
-export class SandboxPanicked extends Data.TaggedError("SandboxPanicked")<{ readonly signal: number }> {
+export class SandboxPanicked extends Data.TaggedError("SandboxPanicked")<{ readonly reason: string }> {
   override get message(): string {
-    return `sandbox panicked on signal ${this.signal} (--panic-signal); state dumped to the log`
+    return `sandbox panicked: ${this.reason}; state dumped to the log`
   }
 }
 

@@ -204,7 +204,6 @@ const makeLoader = (args: LoaderArgs) =>
     const containers = new Map<string, Container>()
     const registry = yield* Effect.makeSemaphore(1)
     const locked = registry.withPermits(1)
-    const panicked = yield* Deferred.make<never, SandboxPanicked>()
     // Fibers that watch each container's init; interrupted with the loader.
     const watchers = yield* FiberSet.make()
 
@@ -340,7 +339,10 @@ const makeLoader = (args: LoaderArgs) =>
 
       waitExit: Effect.gen(function*() {
         const init = yield* initOf(rootContainer)
-        const status = yield* Effect.raceFirst(Deferred.await(init.tg.exitStatus), Deferred.await(panicked))
+        const status = yield* Effect.raceFirst(
+          Deferred.await(init.tg.exitStatus),
+          Effect.flatMap(kernel.panicked, (reason) => Effect.fail(new SandboxPanicked({ reason })))
+        )
         yield* killAll
         return status
       }),
@@ -480,8 +482,7 @@ const makeLoader = (args: LoaderArgs) =>
       panic: (signo) =>
         Effect.gen(function*() {
           yield* Effect.logError(`panic signal ${signalName(signo)} received\n${yield* dumpState}`)
-          yield* killAll
-          yield* Deferred.fail(panicked, new SandboxPanicked({ signal: signo }))
+          yield* kernel.panic(`panic signal ${signalName(signo)} (--panic-signal)`)
         })
     })
 

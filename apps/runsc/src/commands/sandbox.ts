@@ -24,6 +24,7 @@ export const runSandbox = (args: Omit<LoaderArgs, "kernel" | "panicSignal" | "fo
         warmWorkers: 0,
         prestartWorkers: 1,
         startedThreads,
+        watchdog: { action: flags.watchdogAction },
         ...(runtime.strace ? { strace: runtime.strace } : {})
       },
       ...(runtime.panicSignal !== undefined ? { panicSignal: runtime.panicSignal } : {})

@@ -129,15 +129,21 @@ export const makeWatchdog = (
 
     if (options.heartbeat === false) return
     const stallTimeout = Duration.decode(options.stallTimeout ?? timeout)
-    const monitor = yield* startHeartbeatMonitor({
-      stallTimeout,
-      ...(options.stallReportFd !== undefined ? { fd: options.stallReportFd } : {})
-    })
-    yield* monitor.started.pipe(
-      Effect.catchAll((e) => Effect.logWarning(`watchdog: ${e.reason}; a stalled sentry thread would go unnoticed`)),
-      Effect.forkScoped
-    )
     // Several beats per stall timeout (and per period), so one late beat is no stall.
     const beatEvery = Duration.unsafeDivide(Duration.min(period, stallTimeout), 4)
-    yield* Effect.forkScoped(Effect.repeat(monitor.beat, Schedule.spaced(beatEvery)))
+    // The monitor thread starts after one beat interval: no stall can be seen before that, and a
+    // thread started with the sandbox would compete with the sandbox's own start-up for CPU.
+    const heartbeat = Effect.gen(function*() {
+      yield* Effect.sleep(beatEvery)
+      const monitor = yield* startHeartbeatMonitor({
+        stallTimeout,
+        ...(options.stallReportFd !== undefined ? { fd: options.stallReportFd } : {})
+      })
+      yield* monitor.started.pipe(
+        Effect.catchAll((e) => Effect.logWarning(`watchdog: ${e.reason}; a stalled sentry thread would go unnoticed`)),
+        Effect.forkScoped
+      )
+      yield* Effect.repeat(monitor.beat, Schedule.spaced(beatEvery))
+    })
+    yield* Effect.forkScoped(Effect.scoped(heartbeat))
   })
