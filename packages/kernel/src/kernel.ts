@@ -84,6 +84,14 @@ export interface KernelShape {
   readonly panic: (reason: string) => Effect.Effect<void>
   /** Waits until the kernel panics; yields the reason. */
   readonly panicked: Effect.Effect<string>
+  /**
+   * Stops every task of the sandbox at its next syscall boundary (and every task started while
+   * paused at its first); false when it was already paused.
+   */
+  readonly pause: Effect.Effect<boolean>
+  /** Lets every task go on; false when the sandbox was not paused. */
+  readonly resume: Effect.Effect<boolean>
+  readonly isPaused: Effect.Effect<boolean>
 }
 
 const STDIO_RIGHTS = Rights.FD_READ | Rights.FD_WRITE | Rights.FD_FDSTAT_SET_FLAGS | Rights.FD_FILESTAT_GET |
@@ -158,15 +166,15 @@ const makeKernel = (options: KernelOptions): Effect.Effect<KernelShape, never, S
             if (tg.state === "running") {
               tg.state = "stopped"
               tg.continued = Deferred.unsafeMake(FiberId.none)
-              if (tg.worker) Atomics.store(tg.worker.channel.words, Word.ATTENTION, 1)
+              setAttention(tg)
             }
             return Effect.void
           case "continue":
             if (tg.state === "stopped") {
               tg.state = "running"
-              if (tg.worker) Atomics.store(tg.worker.channel.words, Word.ATTENTION, 0)
               const gate = tg.continued
               tg.continued = undefined
+              setAttention(tg)
               if (gate) Deferred.unsafeDone(gate, Exit.void)
             }
             return Effect.void
@@ -191,10 +199,15 @@ const makeKernel = (options: KernelOptions): Effect.Effect<KernelShape, never, S
           const worker = yield* pool.acquire
           const words = worker.channel.words
           Atomics.store(words, Word.STATE, State.IDLE)
-          Atomics.store(words, Word.ATTENTION, tg.state === "stopped" ? 1 : 0)
           tg.worker = worker
+          setAttention(tg)
           attachFastWrites(tg, worker)
-          const context: SyscallContext = { tg, channel: worker.channel, raise: (signo) => signal(tg, signo) }
+          const context: SyscallContext = {
+            tg,
+            channel: worker.channel,
+            raise: (signo) => signal(tg, signo),
+            paused: () => pausedGate
+          }
           // Forked from an uninterruptible region, the server would inherit it; it must stay interruptible.
           const server = yield* Effect.fork(Effect.interruptible(serveSyscalls(syscallTable, context, options.strace)))
           const started = tg.killedBy === undefined
@@ -271,6 +284,27 @@ const makeKernel = (options: KernelOptions): Effect.Effect<KernelShape, never, S
         return tg
       })
 
+    // While paused: completed by resume. Tasks wait on it at syscall boundaries; ATTENTION makes
+    // the worker enter the sentry at its next call, even one it would serve itself.
+    let pausedGate: Deferred.Deferred<void> | undefined
+    const setAttention = (tg: ThreadGroup) => {
+      if (tg.worker) Atomics.store(tg.worker.channel.words, Word.ATTENTION, pausedGate || tg.continued ? 1 : 0)
+    }
+    const pause = Effect.sync(() => {
+      if (pausedGate) return false
+      pausedGate = Deferred.unsafeMake(FiberId.none)
+      for (const [, tg] of rootPidNamespace.processes) setAttention(tg)
+      return true
+    })
+    const resume = Effect.sync(() => {
+      const gate = pausedGate
+      if (!gate) return false
+      pausedGate = undefined
+      for (const [, tg] of rootPidNamespace.processes) setAttention(tg)
+      Deferred.unsafeDone(gate, Exit.void)
+      return true
+    })
+
     const panicReason = yield* Deferred.make<string>()
     const panic = (reason: string) =>
       Effect.zipRight(
@@ -295,6 +329,9 @@ const makeKernel = (options: KernelOptions): Effect.Effect<KernelShape, never, S
       processes,
       reap,
       panic,
-      panicked: Deferred.await(panicReason)
+      panicked: Deferred.await(panicReason),
+      pause,
+      resume,
+      isPaused: Effect.sync(() => pausedGate !== undefined)
     }
   })

@@ -94,3 +94,15 @@ export class NoTerminal extends Data.TaggedError("NoTerminal")<{ readonly id: st
     return `process ${this.pid} of container ${this.id} has no terminal`
   }
 }
+
+export class AlreadyPaused extends Data.TaggedError("AlreadyPaused")<{ readonly id: string }> {
+  override get message(): string {
+    return `sandbox ${this.id} is already paused`
+  }
+}
+
+export class NotPaused extends Data.TaggedError("NotPaused")<{ readonly id: string }> {
+  override get message(): string {
+    return `sandbox ${this.id} is not paused`
+  }
+}

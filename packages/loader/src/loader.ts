@@ -28,6 +28,7 @@ import {
 import { Context, Deferred, Effect, FiberSet, Layer } from "effect"
 import { Container, type ProcessRecord } from "./container.js"
 import {
+  AlreadyPaused,
   ContainerAlreadyStarted,
   ContainerExists,
   ContainerNotFound,
@@ -39,6 +40,7 @@ import {
   InvalidSignal,
   NoSuchProcess,
   NoTerminal,
+  NotPaused,
   ProcessInOtherContainer,
   SandboxPanicked
 } from "./errors.js"
@@ -164,6 +166,14 @@ export interface LoaderShape {
   /** Every live process of the sandbox, by root-namespace pid. */
   readonly allProcesses: Effect.Effect<ReadonlyArray<ProcessInfo>>
   readonly runtimeState: (id: string) => Effect.Effect<RuntimeState, ContainerNotFound>
+  /**
+   * Stops every task of the sandbox, all containers, at its next syscall boundary (a guest
+   * computing without syscalls runs on until its next one); fails if already paused.
+   */
+  readonly pause: Effect.Effect<void, AlreadyPaused>
+  /** Lets every task of the sandbox go on; fails if it was not paused. */
+  readonly resume: Effect.Effect<void, NotPaused>
+  readonly isPaused: Effect.Effect<boolean>
   /** A human-readable dump of every process (what --panic-signal and the watchdog print). */
   readonly dumpState: Effect.Effect<string>
 }
@@ -471,6 +481,10 @@ const makeLoader = (args: LoaderArgs) =>
           container.state === "created" ? "creating"
           : container.state === "running" && container.init?.tg.isAlive ? "running"
           : "stopped"),
+
+      pause: Effect.flatMap(kernel.pause, (done) => (done ? Effect.void : Effect.fail(new AlreadyPaused({ id: rootId })))),
+      resume: Effect.flatMap(kernel.resume, (done) => (done ? Effect.void : Effect.fail(new NotPaused({ id: rootId })))),
+      isPaused: kernel.isPaused,
 
       dumpState
     }

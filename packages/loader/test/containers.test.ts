@@ -37,7 +37,7 @@ const makeBundle = (options: BundleOptions) =>
     const dir = yield* tempDir
     const rootfs = Path.join(dir, "rootfs")
     for (const sub of ["bin", "etc", "proc", "data"]) Fs.mkdirSync(Path.join(rootfs, sub), { recursive: true })
-    for (const name of ["exit", "sleep", "spin", "cat", "ls", "print_env", "echo_args"]) {
+    for (const name of ["exit", "sleep", "spin", "cat", "ls", "print_env", "echo_args", "write_many"]) {
       Fs.copyFileSync(fixture(name), Path.join(rootfs, "bin", name))
       Fs.chmodSync(Path.join(rootfs, "bin", name), 0o755)
     }
@@ -304,5 +304,36 @@ describe("containers", () => {
       assert.deepStrictEqual(yield* loader.wait("done"), exited(0))
       yield* waitUntil(Effect.map(loader.runtimeState("done"), (s) => s === "stopped"), "done stopped")
       assert.strictEqual((yield* Effect.flip(loader.execute({ containerId: "done", argv: ["exit"] })))._tag, "ContainerStopped")
+    }))
+
+  it.scopedLive("pause stops every task at its next syscall (a writing guest's output stops growing); resume continues; twice fails", () =>
+    Effect.gen(function*() {
+      const loader = yield* makeSandbox
+      const a = yield* startSub(loader, "a", { args: ["write_many", "1000000000"] })
+      const b = yield* startSub(loader, "b", { args: ["write_many", "1000000000"] })
+      yield* waitUntil(Effect.sync(() => a.out.read().length > 1000 && b.out.read().length > 1000), "both write")
+      yield* loader.pause
+      assert.isTrue(yield* loader.isPaused)
+      assert.strictEqual((yield* Effect.flip(loader.pause))._tag, "AlreadyPaused")
+      assert.isTrue(yield* loader.isPaused, "a failed pause keeps the state")
+      yield* Effect.sleep("50 millis") // a write in flight lands
+      const sizes = [a.out.read().length, b.out.read().length]
+      yield* Effect.sleep("300 millis")
+      assert.deepStrictEqual([a.out.read().length, b.out.read().length], sizes, "nothing was written while paused")
+      assert.deepStrictEqual((yield* loader.processes("a")).map((p) => p.state), ["running"])
+      yield* loader.resume
+      assert.strictEqual((yield* Effect.flip(loader.resume))._tag, "NotPaused")
+      assert.isFalse(yield* loader.isPaused)
+      yield* waitUntil(Effect.sync(() => a.out.read().length > sizes[0]! && b.out.read().length > sizes[1]!), "both write again")
+    }))
+
+  it.scopedLive("a paused sandbox can still be destroyed and killed", () =>
+    Effect.gen(function*() {
+      const loader = yield* makeSandbox
+      yield* startSub(loader, "a", { args: ["write_many", "1000000000"] })
+      yield* loader.pause
+      yield* loader.destroySubcontainer("a")
+      assert.deepStrictEqual((yield* loader.allProcesses).map((p) => p.containerId), ["root"])
+      yield* loader.resume
     }))
 })

@@ -4,7 +4,7 @@
  * worker copies payloads in and out).
  */
 import { Errno } from "@runsc/abi"
-import { Effect } from "effect"
+import { type Deferred, Effect } from "effect"
 import { SyscallError } from "../errors.js"
 import { type ChannelViews, DATA_SIZE, Word } from "../platform/channel.js"
 import type { ThreadGroup } from "../task/threadGroup.js"
@@ -14,6 +14,8 @@ export interface SyscallContext {
   readonly channel: ChannelViews
   /** Delivers a signal to the calling thread group (proc_raise). */
   readonly raise: (signo: number) => Effect.Effect<void>
+  /** While the whole sandbox is paused: completed when it resumes. */
+  readonly paused: () => Deferred.Deferred<void> | undefined
 }
 
 export type Handler = (c: SyscallContext) => Effect.Effect<void, SyscallError>

@@ -68,8 +68,11 @@ export const serveSyscalls = (
     const spin = new AdaptiveSpin()
     const serveOne = Effect.gen(function*() {
       yield* awaitRequest(words, spin)
+      // Syscall boundary: a stopped task, or a paused sandbox, goes no further.
       const stopped = tg.continued
       if (stopped) yield* Deferred.await(stopped)
+      const paused = c.paused()
+      if (paused) yield* Deferred.await(paused)
       const n = words[Word.SYSCALL]!
       tg.syscalls++
       // The task is inside the kernel from here until the response is published (watchdog).
