@@ -92,6 +92,13 @@ export interface KernelShape {
   /** Lets every task go on; false when the sandbox was not paused. */
   readonly resume: Effect.Effect<boolean>
   readonly isPaused: Effect.Effect<boolean>
+  /** What a process uses: CPU time of its task (ns) and its guest memory (bytes, 0 once ended). */
+  readonly usage: (tg: ThreadGroup) => Effect.Effect<ProcessUsage>
+}
+
+export interface ProcessUsage {
+  readonly cpuNs: bigint
+  readonly memoryBytes: number
 }
 
 const STDIO_RIGHTS = Rights.FD_READ | Rights.FD_WRITE | Rights.FD_FDSTAT_SET_FLAGS | Rights.FD_FILESTAT_GET |
@@ -200,6 +207,7 @@ const makeKernel = (options: KernelOptions): Effect.Effect<KernelShape, never, S
           const words = worker.channel.words
           Atomics.store(words, Word.STATE, State.IDLE)
           tg.worker = worker
+          tg.cpuAtStart = worker.cpuTime
           setAttention(tg)
           attachFastWrites(tg, worker)
           const context: SyscallContext = {
@@ -220,6 +228,9 @@ const makeKernel = (options: KernelOptions): Effect.Effect<KernelShape, never, S
           // signal arriving now must neither rewrite the status nor reach the worker's next guest.
           const status = exitStatusOf(outcome, tg.killedBy)
           const killed = outcome._tag !== "Guest" || tg.killedBy !== undefined
+          // A killed worker's thread may be gone from /proc already: its time then counts as 0.
+          const cpu = worker.cpuTime - tg.cpuAtStart
+          tg.cpuUsed = cpu > 0n ? cpu : 0n
           tg.state = "exiting"
           tg.worker = undefined
           yield* Fiber.interrupt(server)
@@ -332,6 +343,13 @@ const makeKernel = (options: KernelOptions): Effect.Effect<KernelShape, never, S
       panicked: Deferred.await(panicReason),
       pause,
       resume,
-      isPaused: Effect.sync(() => pausedGate !== undefined)
+      isPaused: Effect.sync(() => pausedGate !== undefined),
+      usage: (tg) =>
+        Effect.sync(() => {
+          const worker = tg.worker
+          if (worker === undefined) return { cpuNs: tg.cpuUsed ?? 0n, memoryBytes: 0 }
+          const cpu = worker.cpuTime - tg.cpuAtStart
+          return { cpuNs: cpu > 0n ? cpu : 0n, memoryBytes: Atomics.load(worker.channel.words, Word.MEMORY_PAGES) * 65536 }
+        })
     }
   })

@@ -3,6 +3,7 @@ export * from "./errors.js"
 export { handleHostSignals, type HostSignalOptions } from "./hostSignals.js"
 export { type LaunchError, type Stdio } from "./launch.js"
 export {
+  type ContainerStats,
   type ExecArgs,
   Loader,
   type LoaderArgs,

@@ -93,6 +93,15 @@ export interface ExecArgs {
 /** runsc's signal delivery modes. */
 export type SignalMode = "Process" | "AllProcesses" | "ProcessGroup" | "ForegroundProcessGroup"
 
+/** A container's resource use, in runc's `events --stats` shape. */
+export interface ContainerStats {
+  /** CPU time of every process the container has run, in ns. */
+  readonly cpu: { readonly usage: { readonly total: bigint } }
+  /** Guest memory of its live processes, in bytes. */
+  readonly memory: { readonly usage: { readonly usage: number } }
+  readonly pids: { readonly current: number }
+}
+
 /** runsc's ContainerRuntimeState. */
 export type RuntimeState = "creating" | "running" | "stopped"
 
@@ -166,6 +175,8 @@ export interface LoaderShape {
   /** Every live process of the sandbox, by root-namespace pid. */
   readonly allProcesses: Effect.Effect<ReadonlyArray<ProcessInfo>>
   readonly runtimeState: (id: string) => Effect.Effect<RuntimeState, ContainerNotFound>
+  /** The container's resource use (runsc's Event). */
+  readonly event: (id: string) => Effect.Effect<ContainerStats, ContainerNotFound>
   /**
    * Stops every task of the sandbox, all containers, at its next syscall boundary (a guest
    * computing without syscalls runs on until its next one); fails if already paused.
@@ -481,6 +492,17 @@ const makeLoader = (args: LoaderArgs) =>
           container.state === "created" ? "creating"
           : container.state === "running" && container.init?.tg.isAlive ? "running"
           : "stopped"),
+
+      event: (id) =>
+        Effect.gen(function*() {
+          const container = yield* find(id)
+          const usages = yield* Effect.forEach(container.processes.values(), (p) => kernel.usage(p.tg))
+          return {
+            cpu: { usage: { total: usages.reduce((sum, u) => sum + u.cpuNs, 0n) } },
+            memory: { usage: { usage: usages.reduce((sum, u) => sum + u.memoryBytes, 0) } },
+            pids: { current: container.liveProcesses.length }
+          }
+        }),
 
       pause: Effect.flatMap(kernel.pause, (done) => (done ? Effect.void : Effect.fail(new AlreadyPaused({ id: rootId })))),
       resume: Effect.flatMap(kernel.resume, (done) => (done ? Effect.void : Effect.fail(new NotPaused({ id: rootId })))),

@@ -336,4 +336,22 @@ describe("containers", () => {
       assert.deepStrictEqual((yield* loader.allProcesses).map((p) => p.containerId), ["root"])
       yield* loader.resume
     }))
+
+  it.scopedLive("event: pids.current per container, a busy container's cpu exceeds an idle one's, memory; fails after destroy", () =>
+    Effect.gen(function*() {
+      const loader = yield* makeSandbox
+      yield* startSub(loader, "busy", { args: ["spin"] })
+      yield* startSub(loader, "idle", { args: ["sleep", "600"] })
+      yield* Effect.forEach([1, 2], () => loader.execute({ containerId: "idle", argv: ["sleep", "600"] }))
+      yield* Effect.sleep("1500 millis")
+      const busy = yield* loader.event("busy")
+      const idle = yield* loader.event("idle")
+      assert.strictEqual(busy.pids.current, 1)
+      assert.strictEqual(idle.pids.current, 3)
+      assert.isTrue(busy.cpu.usage.total > idle.cpu.usage.total, `busy ${busy.cpu.usage.total} ns vs idle ${idle.cpu.usage.total} ns`)
+      assert.isTrue(busy.cpu.usage.total >= 500_000_000n, `a spinning guest used ${busy.cpu.usage.total} ns in 1.5 s`)
+      assert.isAbove(idle.memory.usage.usage, 0)
+      yield* loader.destroySubcontainer("busy")
+      assert.strictEqual((yield* Effect.flip(loader.event("busy")))._tag, "ContainerNotFound")
+    }))
 })

@@ -8,9 +8,9 @@
  *
  * Layout (byte offsets):
  *   0    i32 words (see Word)                          ┐ control
- *   64   i64 slots: request i64 args, response i64     ┘
- *   128  fast-write table: guest fd → host fd + 1 (0 = go through the sentry)
- *   256  data area: request payloads (paths, iovec bytes, subscriptions) and response payloads
+ *   128  i64 slots: request i64 args, response i64     ┘
+ *   192  fast-write table: guest fd → host fd + 1 (0 = go through the sentry)
+ *   512  data area: request payloads (paths, iovec bytes, subscriptions) and response payloads
  */
 
 export const Word = {
@@ -30,16 +30,20 @@ export const Word = {
   /** Bytes of response payload in the data area. */
   RESULT_LENGTH: 7,
   /** First of ARG_COUNT i32 request args. */
-  ARG0: 8
+  ARG0: 8,
+  /** Published by the worker: the guest's memory size in 64 KiB pages (0 between guests). */
+  MEMORY_PAGES: 16
 } as const
 
+export const WORD_COUNT = 32
+
 export const ARG_COUNT = 8
-export const I64_SLOT_OFFSET = 64
+export const I64_SLOT_OFFSET = WORD_COUNT * 4
 export const I64_SLOT_COUNT = 8
-export const FAST_WRITE_OFFSET = 128
+export const FAST_WRITE_OFFSET = I64_SLOT_OFFSET + I64_SLOT_COUNT * 8
 /** Guest fds below this may take the in-worker write path to a host fd. */
 export const FAST_WRITE_FDS = 32
-export const DATA_OFFSET = 256
+export const DATA_OFFSET = 512
 /** Payload capacity; larger reads and writes are split into several requests by the worker. */
 export const DATA_SIZE = 256 * 1024
 export const CHANNEL_BYTES = DATA_OFFSET + DATA_SIZE
@@ -55,7 +59,7 @@ export class ChannelViews {
   readonly dataView: DataView
 
   constructor(readonly buffer: SharedArrayBuffer) {
-    this.words = new Int32Array(buffer, 0, I64_SLOT_OFFSET / 4)
+    this.words = new Int32Array(buffer, 0, WORD_COUNT)
     this.i64 = new BigInt64Array(buffer, I64_SLOT_OFFSET, I64_SLOT_COUNT)
     this.fastWrite = new Int32Array(buffer, FAST_WRITE_OFFSET, FAST_WRITE_FDS)
     this.data = new Uint8Array(buffer, DATA_OFFSET, DATA_SIZE)
@@ -123,5 +127,6 @@ export type TrapKind = "unreachable" | "memory" | "stack" | "divide" | "other"
 
 /** Messages a worker posts to the sentry. */
 export type FromWorker =
-  | { readonly _tag: "Ready" }
+  /** `tid`: the worker thread's Linux thread id (0 when unknown), for its CPU time in /proc. */
+  | { readonly _tag: "Ready"; readonly tid: number }
   | { readonly _tag: "Ended"; readonly end: GuestEnd }

@@ -10,6 +10,7 @@
  * parked in Atomics.wait.
  */
 import { Deferred, Effect, Exit, FiberId, FiberSet, Scope } from "effect"
+import { readFileSync } from "node:fs"
 import type { Worker } from "node:worker_threads"
 import type { ChannelViews, FromWorker, GuestEnd, ToWorker } from "./channel.js"
 import { type StartingThread, startGuestThread } from "./startThread.js"
@@ -21,7 +22,8 @@ export class GuestWorker {
   private outcome: Deferred.Deferred<RunOutcome> | undefined
   private alive = true
 
-  constructor(readonly thread: Worker, readonly channel: ChannelViews) {
+  /** `tid`: the thread's Linux tid (0 if unknown), whose CPU time /proc reports. */
+  constructor(readonly thread: Worker, readonly channel: ChannelViews, readonly tid: number) {
     thread.on("message", (message: FromWorker) => {
       if (message._tag === "Ended" && this.outcome) Deferred.unsafeDone(this.outcome, Exit.succeed({ _tag: "Guest", end: message.end }))
     })
@@ -49,6 +51,22 @@ export class GuestWorker {
     })
   }
 
+  /**
+   * CPU time the thread has used (user + system), in ns, from /proc's per-thread stat (which
+   * counts in USER_HZ = 100 ticks per second on Linux); 0 where that is not available.
+   */
+  get cpuTime(): bigint {
+    if (this.tid === 0) return 0n
+    try {
+      const stat = readFileSync(`/proc/self/task/${this.tid}/stat`, "utf8")
+      // Fields after the command (which may contain spaces) start at ") ": utime and stime are fields 14 and 15.
+      const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ")
+      return (BigInt(fields[11]!) + BigInt(fields[12]!)) * 10_000_000n
+    } catch {
+      return 0n
+    }
+  }
+
   /** Ends the thread wherever it is (running guest code, parked in Atomics.wait). */
   get terminate(): Effect.Effect<void> {
     return Effect.suspend(() => {
@@ -61,7 +79,7 @@ export class GuestWorker {
 /** A worker once its thread is ready; a thread that cannot start is a defect (a broken install). */
 const adopt = (starting: StartingThread): Effect.Effect<GuestWorker> =>
   Effect.promise(() => starting.ready).pipe(
-    Effect.as(new GuestWorker(starting.thread, starting.channel)),
+    Effect.map((tid) => new GuestWorker(starting.thread, starting.channel, tid)),
     Effect.onInterrupt(() => Effect.promise(() => starting.thread.terminate()))
   )
 

@@ -17,15 +17,15 @@ const workerScript = pathToFileURL(createRequire(import.meta.url).resolve("@runs
 export interface StartingThread {
   readonly thread: Worker
   readonly channel: ChannelViews
-  /** Resolves when the worker is ready to run guests; rejects if it died first. */
-  readonly ready: Promise<void>
+  /** Resolves with the thread's Linux tid (0 if unknown) when it is ready to run guests; rejects if it died first. */
+  readonly ready: Promise<number>
 }
 
 export const startGuestThread = (): StartingThread => {
   const channel = ChannelViews.allocate()
   const thread = new Worker(workerScript, { workerData: { buffer: channel.buffer } })
-  const ready = new Promise<void>((resolve, reject) => {
-    thread.once("message", (m: FromWorker) => m._tag === "Ready" && resolve())
+  const ready = new Promise<number>((resolve, reject) => {
+    thread.once("message", (m: FromWorker) => m._tag === "Ready" && resolve(m.tid))
     thread.once("error", reject)
     thread.once("exit", (code) => reject(new Error(`guest worker exited (${code}) before it was ready`)))
   })

@@ -79,6 +79,8 @@ const refresh = (): void => {
     memBuffer = buffer
     mem8 = new Uint8Array(buffer)
     memView = new DataView(buffer)
+    // The sentry's view of the guest's memory (container stats), as of its last syscall.
+    Atomics.store(words, Word.MEMORY_PAGES, buffer.byteLength / 65536)
   }
 }
 
@@ -602,6 +604,7 @@ const run = (message: ToWorker): GuestEnd => {
     memBuffer = new ArrayBuffer(0)
     mem8 = new Uint8Array(memBuffer)
     memView = new DataView(memBuffer)
+    Atomics.store(words, Word.MEMORY_PAGES, 0)
     argBlobs = []
     envBlobs = []
   }
@@ -610,4 +613,13 @@ const run = (message: ToWorker): GuestEnd => {
 const post = (message: FromWorker): void => port.postMessage(message)
 
 port.on("message", (message: ToWorker) => post({ _tag: "Ended", end: run(message) }))
-post({ _tag: "Ready" })
+/** This thread's Linux tid, from /proc/thread-self ("<pid>/task/<tid>"); 0 where there is none. */
+const threadId = (): number => {
+  try {
+    return Number(Fs.readlinkSync("/proc/thread-self").split("/").pop()) || 0
+  } catch {
+    return 0
+  }
+}
+
+post({ _tag: "Ready", tid: threadId() })

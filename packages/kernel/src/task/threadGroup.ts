@@ -39,6 +39,10 @@ export class ThreadGroup {
    * tasks running in the kernel.
    */
   syscallBlocked = false
+  /** CPU time (ns) the group's worker thread had used when the task started on it. */
+  cpuAtStart = 0n
+  /** CPU time (ns) the task used, once it has ended. */
+  cpuUsed: bigint | undefined
 
   constructor(
     /** Pid in each namespace of the lineage, innermost first. */
