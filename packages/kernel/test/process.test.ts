@@ -60,7 +60,11 @@ describe("ChannelViews", () => {
     const c = ChannelViews.allocate()
     const indices = Object.values(Word)
     assert.strictEqual(new Set(indices).size, indices.length)
-    for (const i of indices) assert.isBelow(i, Word.ARG0 + 1)
+    // No named word may fall inside the request arguments (ARG0 .. ARG0 + ARG_COUNT - 1).
+    for (const i of indices) {
+      assert.isBelow(i, c.words.length)
+      if (i !== Word.ARG0) assert.isFalse(i > Word.ARG0 && i < Word.ARG0 + ARG_COUNT, `word ${i} overlaps the arguments`)
+    }
     assert.isAtMost(Word.ARG0 + ARG_COUNT, c.words.length)
   })
 
