@@ -6,6 +6,7 @@ export type { DirEntry, FileDescription, Inode, OpenOptions, Stat } from "./fs/i
 export { Dentry, resolve, type ResolveOptions } from "./fs/resolve.js"
 export { Kernel, type KernelOptions, type KernelShape, type ProcessArgs, type ProcessUsage } from "./kernel.js"
 export { ModuleCache } from "./platform/moduleCache.js"
+export type { WorkerPoolStats } from "./platform/pool.js"
 export { type StartingThread, startGuestThread } from "./platform/startThread.js"
 export type { StraceOptions } from "./syscalls/strace.js"
 export { type Executable, findExecutable, loadExecutable, programFromBytes, readAll } from "./task/exec.js"

@@ -30,7 +30,7 @@ import { procfs } from "./fs/procfs.js"
 import { Dentry, resolve } from "./fs/resolve.js"
 import { FAST_WRITE_FDS, State, Word } from "./platform/channel.js"
 import { ModuleCache } from "./platform/moduleCache.js"
-import { type GuestWorker, makeWorkerPool, type RunOutcome } from "./platform/pool.js"
+import { type GuestWorker, makeWorkerPool, type RunOutcome, type WorkerPoolStats } from "./platform/pool.js"
 import type { StartingThread } from "./platform/startThread.js"
 import type { SyscallContext } from "./syscalls/context.js"
 import { releaseChannel, serveSyscalls } from "./syscalls/serve.js"
@@ -92,6 +92,8 @@ export interface KernelShape {
   /** Lets every task go on; false when the sandbox was not paused. */
   readonly resume: Effect.Effect<boolean>
   readonly isPaused: Effect.Effect<boolean>
+  /** The guest worker threads that exist, and how many are idle in the pool. */
+  readonly workerStats: Effect.Effect<WorkerPoolStats>
   /** What a process uses: CPU time of its task (ns) and its guest memory (bytes, 0 once ended). */
   readonly usage: (tg: ThreadGroup) => Effect.Effect<ProcessUsage>
 }
@@ -344,6 +346,7 @@ const makeKernel = (options: KernelOptions): Effect.Effect<KernelShape, never, S
       pause,
       resume,
       isPaused: Effect.sync(() => pausedGate !== undefined),
+      workerStats: pool.stats,
       usage: (tg) =>
         Effect.sync(() => {
           const worker = tg.worker

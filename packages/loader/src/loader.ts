@@ -185,6 +185,8 @@ export interface LoaderShape {
   /** Lets every task of the sandbox go on; fails if it was not paused. */
   readonly resume: Effect.Effect<void, NotPaused>
   readonly isPaused: Effect.Effect<boolean>
+  /** Live processes of the sandbox, and the guest worker threads that exist and are idle (leak checks). */
+  readonly sandboxStats: Effect.Effect<{ readonly processes: number; readonly workerThreads: number; readonly idleWorkers: number }>
   /** A human-readable dump of every process (what --panic-signal and the watchdog print). */
   readonly dumpState: Effect.Effect<string>
 }
@@ -507,6 +509,11 @@ const makeLoader = (args: LoaderArgs) =>
       pause: Effect.flatMap(kernel.pause, (done) => (done ? Effect.void : Effect.fail(new AlreadyPaused({ id: rootId })))),
       resume: Effect.flatMap(kernel.resume, (done) => (done ? Effect.void : Effect.fail(new NotPaused({ id: rootId })))),
       isPaused: kernel.isPaused,
+      sandboxStats: Effect.map(kernel.workerStats, (workers) => ({
+        processes: allRecords().filter((p) => p.tg.isAlive).length,
+        workerThreads: workers.threads,
+        idleWorkers: workers.idle
+      })),
 
       dumpState
     }

@@ -87,7 +87,13 @@ export interface WorkerPool {
   readonly acquire: Effect.Effect<GuestWorker>
   /** Returns a worker whose guest ended normally; surplus workers are terminated. */
   release(worker: GuestWorker): Effect.Effect<void>
-  readonly idleCount: Effect.Effect<number>
+  /** Worker threads that exist (started and not yet exited), and how many of them are idle. */
+  readonly stats: Effect.Effect<WorkerPoolStats>
+}
+
+export interface WorkerPoolStats {
+  readonly threads: number
+  readonly idle: number
 }
 
 export interface WorkerPoolOptions {
@@ -109,6 +115,8 @@ export const makeWorkerPool = (
     // second start only slows the first).
     const starting: Array<Deferred.Deferred<GuestWorker>> = []
     const all = new Set<GuestWorker>()
+    // Threads until their 'exit' event: what "no worker left" is checked against.
+    const threads = new Set<Worker>()
     const fibers = yield* FiberSet.make()
 
     yield* Effect.addFinalizer(() =>
@@ -116,22 +124,34 @@ export const makeWorkerPool = (
     )
 
     const started = (thread: StartingThread = startGuestThread()) =>
-      Effect.tap(adopt(thread), (w) => Effect.sync(() => all.add(w)))
+      Effect.suspend(() => {
+        threads.add(thread.thread)
+        thread.thread.once("exit", () => threads.delete(thread.thread))
+        return Effect.tap(adopt(thread), (w) => Effect.sync(() => all.add(w)))
+      })
 
-    const startOne = (thread?: StartingThread) => Effect.gen(function*() {
+    /**
+     * Starts a worker for the pool. Claimed by an acquire meanwhile, it is handed over; else it
+     * becomes idle — a refill only while fewer than `warm` are idle (workers that came back in
+     * the meantime may have filled the pool), a prestarted one always.
+     */
+    const startOne = (thread?: StartingThread, prestarted = false) => Effect.gen(function*() {
       const slot = yield* Deferred.make<GuestWorker>()
       starting.push(slot)
       yield* FiberSet.run(
         fibers,
         Effect.flatMap(started(thread), (w) =>
-          Effect.sync(() => {
-            const i = starting.indexOf(slot)
-            // Still unclaimed: it becomes idle. Claimed by an acquire: it is handed over.
-            if (i >= 0) {
-              starting.splice(i, 1)
-              idle.push(w)
-            }
+          Effect.suspend(() => {
             Deferred.unsafeDone(slot, Exit.succeed(w))
+            const i = starting.indexOf(slot)
+            if (i < 0) return Effect.void
+            starting.splice(i, 1)
+            if (prestarted || idle.length < warm) {
+              idle.push(w)
+              return Effect.void
+            }
+            all.delete(w)
+            return w.terminate
           }))
       )
     })
@@ -141,9 +161,9 @@ export const makeWorkerPool = (
       return Effect.forEach(Array.from({ length: Math.max(0, missing) }), () => startOne(), { discard: true })
     })
 
-    yield* Effect.forEach(adopted, startOne, { discard: true })
+    yield* Effect.forEach(adopted, (thread) => startOne(thread, true), { discard: true })
     const more = (prestart ?? warm) - adopted.length
-    yield* Effect.forEach(Array.from({ length: Math.max(0, more) }), () => startOne(), { discard: true })
+    yield* Effect.forEach(Array.from({ length: Math.max(0, more) }), () => startOne(undefined, true), { discard: true })
 
     // An acquire does not start a replacement: the worker usually comes back (a clean exit
     // returns it), and starting one now would only be terminated as surplus then. Workers are
@@ -167,5 +187,5 @@ export const makeWorkerPool = (
         return Effect.zipRight(FiberSet.run(fibers, worker.terminate), topUp)
       })
 
-    return { acquire, release, idleCount: Effect.sync(() => idle.length) }
+    return { acquire, release, stats: Effect.sync(() => ({ threads: threads.size, idle: idle.length })) }
   })
