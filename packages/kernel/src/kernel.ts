@@ -30,7 +30,7 @@ import { procfs } from "./fs/procfs.js"
 import { Dentry, resolve } from "./fs/resolve.js"
 import { FAST_WRITE_FDS, State, Word } from "./platform/channel.js"
 import { ModuleCache } from "./platform/moduleCache.js"
-import { type GuestWorker, makeWorkerPool, type RunOutcome, type WorkerPoolStats } from "./platform/pool.js"
+import { type GuestPlatform, type GuestThread, makeWorkerPool, type RunOutcome, type WorkerPoolStats } from "./platform/pool.js"
 import type { StartingThread } from "./platform/startThread.js"
 import type { SyscallContext } from "./syscalls/context.js"
 import { releaseChannel, serveSyscalls } from "./syscalls/serve.js"
@@ -47,6 +47,8 @@ export interface KernelOptions {
   readonly prestartWorkers?: number
   /** Worker threads started before the kernel (`startGuestThread`), for its pool to adopt. */
   readonly startedThreads?: ReadonlyArray<StartingThread>
+  /** Where guest threads come from (default: worker threads). */
+  readonly platform?: GuestPlatform
   /** Runs the watchdog; its "panic" action panics the kernel. */
   readonly watchdog?: Omit<WatchdogOptions, "onPanic">
   readonly strace?: StraceOptions
@@ -134,7 +136,8 @@ const makeKernel = (options: KernelOptions): Effect.Effect<KernelShape, never, S
     const pool = yield* makeWorkerPool({
       warm: options.warmWorkers ?? 1,
       ...(options.prestartWorkers !== undefined ? { prestart: options.prestartWorkers } : {}),
-      ...(options.startedThreads ? { adopt: options.startedThreads } : {})
+      ...(options.startedThreads ? { adopt: options.startedThreads } : {}),
+      ...(options.platform ? { platform: options.platform } : {})
     })
     const modules = new ModuleCache()
     const rootPidNamespace = new PidNamespace<ThreadGroup>(undefined)
@@ -191,7 +194,7 @@ const makeKernel = (options: KernelOptions): Effect.Effect<KernelShape, never, S
       })
 
     /** Publishes which guest fds the worker may write to directly (host stdio passthrough). */
-    const attachFastWrites = (tg: ThreadGroup, worker: GuestWorker) => {
+    const attachFastWrites = (tg: ThreadGroup, worker: GuestThread) => {
       const table = worker.channel.fastWrite
       table.fill(0)
       if (!fastPaths) return

@@ -18,7 +18,30 @@ import { type StartingThread, startGuestThread } from "./startThread.js"
 /** How a run ended: the guest's own end, or the thread died (terminated or crashed). */
 export type RunOutcome = { readonly _tag: "Guest"; readonly end: GuestEnd } | { readonly _tag: "WorkerDied"; readonly reason: string }
 
-export class GuestWorker {
+/**
+ * A thread that runs guests, one at a time: a worker thread (`GuestWorker`), or a stand-in of
+ * another platform (the scripted one the property tests run thousands of lifecycles on).
+ */
+export interface GuestThread {
+  readonly channel: ChannelViews
+  readonly isAlive: boolean
+  /** CPU time the thread has used, in ns (0 where unknown). */
+  readonly cpuTime: bigint
+  /** Starts a guest; the returned effect waits for how it ended. */
+  run(message: ToWorker): Effect.Effect<Effect.Effect<RunOutcome>>
+  /** Ends the thread wherever it is; a guest it was running ends as WorkerDied. */
+  readonly terminate: Effect.Effect<void>
+  /** Calls `f` once the thread no longer exists. */
+  onGone(f: () => void): void
+}
+
+/** Where guest threads come from. */
+export interface GuestPlatform {
+  /** A new thread, once it can run guests. */
+  readonly startThread: Effect.Effect<GuestThread>
+}
+
+export class GuestWorker implements GuestThread {
   private outcome: Deferred.Deferred<RunOutcome> | undefined
   private alive = true
 
@@ -67,6 +90,10 @@ export class GuestWorker {
     }
   }
 
+  onGone(f: () => void): void {
+    this.thread.once("exit", f)
+  }
+
   /** Ends the thread wherever it is (running guest code, parked in Atomics.wait). */
   get terminate(): Effect.Effect<void> {
     return Effect.suspend(() => {
@@ -83,10 +110,13 @@ const adopt = (starting: StartingThread): Effect.Effect<GuestWorker> =>
     Effect.onInterrupt(() => Effect.promise(() => starting.thread.terminate()))
   )
 
+/** Worker threads (the default platform). */
+export const workerPlatform: GuestPlatform = { startThread: Effect.suspend(() => adopt(startGuestThread())) }
+
 export interface WorkerPool {
-  readonly acquire: Effect.Effect<GuestWorker>
+  readonly acquire: Effect.Effect<GuestThread>
   /** Returns a worker whose guest ended normally; surplus workers are terminated. */
-  release(worker: GuestWorker): Effect.Effect<void>
+  release(worker: GuestThread): Effect.Effect<void>
   /** Worker threads that exist (started and not yet exited), and how many of them are idle. */
   readonly stats: Effect.Effect<WorkerPoolStats>
 }
@@ -103,32 +133,35 @@ export interface WorkerPoolOptions {
   readonly prestart?: number
   /** Threads started before the pool existed (`startGuestThread`); they count towards `prestart`. */
   readonly adopt?: ReadonlyArray<StartingThread>
+  /** Where new threads come from (default: worker threads). */
+  readonly platform?: GuestPlatform
 }
 
 export const makeWorkerPool = (
-  { adopt: adopted = [], prestart, warm }: WorkerPoolOptions
+  { adopt: adopted = [], platform = workerPlatform, prestart, warm }: WorkerPoolOptions
 ): Effect.Effect<WorkerPool, never, Scope.Scope> =>
   Effect.gen(function*() {
-    const idle: Array<GuestWorker> = []
+    const idle: Array<GuestThread> = []
     // Workers being started for the pool, oldest first: an acquire that finds no idle worker
     // takes the oldest of these rather than starting yet another thread (on a 2-core machine a
     // second start only slows the first).
-    const starting: Array<Deferred.Deferred<GuestWorker>> = []
-    const all = new Set<GuestWorker>()
-    // Threads until their 'exit' event: what "no worker left" is checked against.
-    const threads = new Set<Worker>()
+    const starting: Array<Deferred.Deferred<GuestThread>> = []
+    const all = new Set<GuestThread>()
+    // Threads until they are gone: what "no worker left" is checked against.
+    const threads = new Set<GuestThread>()
     const fibers = yield* FiberSet.make()
 
     yield* Effect.addFinalizer(() =>
       Effect.forEach([...all], (w) => w.terminate, { concurrency: "unbounded", discard: true })
     )
 
-    const started = (thread: StartingThread = startGuestThread()) =>
-      Effect.suspend(() => {
-        threads.add(thread.thread)
-        thread.thread.once("exit", () => threads.delete(thread.thread))
-        return Effect.tap(adopt(thread), (w) => Effect.sync(() => all.add(w)))
-      })
+    const started = (thread?: StartingThread) =>
+      Effect.tap(thread ? adopt(thread) : platform.startThread, (w) =>
+        Effect.sync(() => {
+          all.add(w)
+          threads.add(w)
+          w.onGone(() => threads.delete(w))
+        }))
 
     /**
      * Starts a worker for the pool. Claimed by an acquire meanwhile, it is handed over; else it
@@ -136,7 +169,7 @@ export const makeWorkerPool = (
      * the meantime may have filled the pool), a prestarted one always.
      */
     const startOne = (thread?: StartingThread, prestarted = false) => Effect.gen(function*() {
-      const slot = yield* Deferred.make<GuestWorker>()
+      const slot = yield* Deferred.make<GuestThread>()
       starting.push(slot)
       yield* FiberSet.run(
         fibers,
@@ -169,14 +202,14 @@ export const makeWorkerPool = (
     // returns it), and starting one now would only be terminated as surplus then. Workers are
     // started when none is idle, and to replace one that was terminated.
     const acquire = Effect.suspend(() => {
-      let worker: GuestWorker | undefined
+      let worker: GuestThread | undefined
       while ((worker = idle.pop()) !== undefined && !worker.isAlive) all.delete(worker)
       if (worker) return Effect.succeed(worker)
       const pending = starting.shift()
       return pending ? Deferred.await(pending) : started()
     })
 
-    const release = (worker: GuestWorker) =>
+    const release = (worker: GuestThread) =>
       Effect.suspend(() => {
         if (worker.isAlive && idle.length < warm) {
           idle.push(worker)

@@ -10,7 +10,7 @@ import type { ExitStatus } from "@runsc/abi"
 import { Deferred, FiberId } from "effect"
 import type { FdTable } from "../fs/fdTable.js"
 import type { Dentry } from "../fs/resolve.js"
-import type { GuestWorker } from "../platform/pool.js"
+import type { GuestThread } from "../platform/pool.js"
 import type { PidNamespace } from "./pidNamespace.js"
 
 export type ProcessState = "running" | "stopped" | "exiting" | "exited"
@@ -19,7 +19,7 @@ export class ThreadGroup {
   state: ProcessState = "running"
   /** The signal that is ending this group, once one is. */
   killedBy: number | undefined
-  worker: GuestWorker | undefined
+  worker: GuestThread | undefined
   /** While stopped: completed by SIGCONT; the task waits on it at its next syscall. */
   continued: Deferred.Deferred<void> | undefined
   readonly exitStatus: Deferred.Deferred<ExitStatus> = Deferred.unsafeMake(FiberId.none)
