@@ -6,6 +6,7 @@
  */
 import type { Dentry, PidNamespace, ThreadGroup } from "@runsc/kernel"
 import type { Spec } from "@runsc/spec"
+import type { Scope } from "effect"
 
 /** `created`: registered, not started; `running`: its init runs; `stopped`: its init has exited. */
 export type ContainerState = "created" | "running" | "stopped"
@@ -28,7 +29,8 @@ export class Container {
   /** Every process ever started in the container, live or exited and not yet reaped. */
   readonly processes = new Map<number, ProcessRecord>()
 
-  constructor(readonly id: string) {}
+  /** `scope` owns what lives and dies with the container; destroy closes it last. */
+  constructor(readonly id: string, readonly scope: Scope.CloseableScope) {}
 
   get liveProcesses(): ReadonlyArray<ProcessRecord> {
     return [...this.processes.values()].filter((p) => p.tg.isAlive)

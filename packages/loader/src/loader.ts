@@ -25,7 +25,7 @@ import {
   type Spec,
   validateContainerId
 } from "@runsc/spec"
-import { Context, Deferred, Effect, FiberSet, Layer } from "effect"
+import { Context, Deferred, Effect, ExecutionStrategy, Exit, Layer, Scope } from "effect"
 import { Container, type ProcessRecord } from "./container.js"
 import {
   AlreadyPaused,
@@ -227,10 +227,12 @@ const makeLoader = (args: LoaderArgs) =>
     const containers = new Map<string, Container>()
     const registry = yield* Effect.makeSemaphore(1)
     const locked = registry.withPermits(1)
-    // Fibers that watch each container's init; interrupted with the loader.
-    const watchers = yield* FiberSet.make()
+    // Each container's scope is a child of the loader's: closed by its destroy, or with the loader.
+    const loaderScope = yield* Effect.scope
+    const newContainer = (id: string) =>
+      Effect.map(Scope.fork(loaderScope, ExecutionStrategy.sequential), (scope) => new Container(id, scope))
 
-    const rootContainer = new Container(rootId)
+    const rootContainer = yield* newContainer(rootId)
     containers.set(rootId, rootContainer)
 
     const find = (id: string) =>
@@ -328,7 +330,7 @@ const makeLoader = (args: LoaderArgs) =>
         container.pidNamespacePath = wanted._tag === "New" ? wanted.path : undefined
         container.init = register(container, tg, uid)
         container.state = "running"
-        yield* FiberSet.run(watchers, onInitExit(container, tg))
+        yield* Effect.forkIn(onInitExit(container, tg), container.scope)
         return tg.rootPid
       })
 
@@ -378,10 +380,9 @@ const makeLoader = (args: LoaderArgs) =>
 
       createSubcontainer: (id) =>
         Effect.flatMap(validateContainerId(id), (id) =>
-          locked(Effect.suspend(() => {
-            if (containers.has(id)) return Effect.fail(new ContainerExists({ id }))
-            containers.set(id, new Container(id))
-            return Effect.void
+          locked(Effect.gen(function*() {
+            if (containers.has(id)) return yield* new ContainerExists({ id })
+            containers.set(id, yield* newContainer(id))
           }))),
 
       startSubcontainer: ({ bundle, containerId, stdio }) =>
@@ -410,6 +411,8 @@ const makeLoader = (args: LoaderArgs) =>
           yield* Effect.forEach(all, (p) => Deferred.await(p.tg.exitStatus), { discard: true })
           yield* Effect.forEach(all, (p) => kernel.reap(p.tg), { discard: true })
           container.state = "stopped"
+          // Last, what the container owned (its init's watcher; its mounts, once it has some).
+          yield* Scope.close(container.scope, Exit.void)
         }),
 
       execute: (exec) =>
