@@ -161,7 +161,9 @@ const makeKernel = (options: KernelOptions): Effect.Effect<KernelShape, never, S
         tg.killedBy = signo
         tg.state = "exiting"
         if (tg.continued) Deferred.unsafeDone(tg.continued, Exit.void)
-        return tg.worker ? tg.worker.terminate : Effect.void
+        // Starts the worker's termination and returns: the task's own fiber waits for the thread
+        // to end before it completes the exit status, which is what waiters wait for.
+        return tg.worker ? Effect.asVoid(FiberSet.run(tasks, tg.worker.terminate)) : Effect.void
       })
 
     const signal = (tg: ThreadGroup, signo: number): Effect.Effect<void> =>

@@ -166,6 +166,27 @@ describe("Loader", () => {
     }))
 })
 
+describe("teardown", () => {
+  it("closing a sandbox right after its start leaves nothing that keeps the process alive", () => {
+    const rootfs = Fs.mkdtempSync(Path.join(Os.tmpdir(), "runsc-teardown-"))
+    try {
+      Fs.mkdirSync(Path.join(rootfs, "bin"))
+      for (const p of ["sleep", "exit"]) {
+        Fs.copyFileSync(fixture(`${p}.wasm`), Path.join(rootfs, "bin", p))
+        Fs.chmodSync(Path.join(rootfs, "bin", p), 0o755)
+      }
+      const script = fileURLToPath(new URL("./fixtures/closeAfterStart.mjs", import.meta.url))
+      // Killing a guest makes the pool replace its worker: the replacement must not outlive the pool.
+      for (const [program, warm] of [["/bin/sleep", "1"], ["/bin/exit", "1"], ["/bin/sleep", "0"], ["/bin/sleep", "4"]]) {
+        const run = spawnSync(process.execPath, [script, rootfs, program!, warm!], { cwd: Path.join(repo, "packages/loader"), encoding: "utf8", timeout: 20_000 })
+        assert.strictEqual(run.status, 0, `${program} warm ${warm}: status ${run.status} signal ${run.signal} ${run.stderr}`)
+      }
+    } finally {
+      Fs.rmSync(rootfs, { recursive: true, force: true })
+    }
+  })
+})
+
 describe("README", () => {
   it("shows the Effect program of examples/embed verbatim, and it runs as written", () => {
     const readme = Fs.readFileSync(Path.join(repo, "README.md"), "utf8")

@@ -37,8 +37,16 @@ export interface GuestThread {
 
 /** Where guest threads come from. */
 export interface GuestPlatform {
-  /** A new thread, once it can run guests. */
-  readonly startThread: Effect.Effect<GuestThread>
+  /** Starts a thread now (synchronously: the pool accounts for it from this moment). */
+  readonly spawn: () => SpawnedThread
+}
+
+/** A thread being started. */
+export interface SpawnedThread {
+  /** The thread once it can run guests; interrupted if it died first. */
+  readonly ready: Effect.Effect<GuestThread>
+  /** Ends the thread, ready or not. */
+  readonly kill: Effect.Effect<void>
 }
 
 export class GuestWorker implements GuestThread {
@@ -103,15 +111,17 @@ export class GuestWorker implements GuestThread {
   }
 }
 
-/** A worker once its thread is ready; a thread that cannot start is a defect (a broken install). */
-const adopt = (starting: StartingThread): Effect.Effect<GuestWorker> =>
-  Effect.promise(() => starting.ready).pipe(
-    Effect.map((tid) => new GuestWorker(starting.thread, starting.channel, tid)),
-    Effect.onInterrupt(() => Effect.promise(() => starting.thread.terminate()))
-  )
+/** A worker thread being started (by the pool, or before it by the CLI's executable). */
+const spawnedWorker = (starting: StartingThread): SpawnedThread => ({
+  ready: Effect.flatMap(
+    Effect.promise(() => starting.ready.then((tid) => tid, () => undefined)),
+    (tid) => (tid === undefined ? Effect.interrupt : Effect.succeed(new GuestWorker(starting.thread, starting.channel, tid)))
+  ),
+  kill: Effect.promise(() => starting.thread.terminate().then(() => undefined, () => undefined))
+})
 
 /** Worker threads (the default platform). */
-export const workerPlatform: GuestPlatform = { startThread: Effect.suspend(() => adopt(startGuestThread())) }
+export const workerPlatform: GuestPlatform = { spawn: () => spawnedWorker(startGuestThread()) }
 
 export interface WorkerPool {
   readonly acquire: Effect.Effect<GuestThread>
@@ -149,19 +159,39 @@ export const makeWorkerPool = (
     const all = new Set<GuestThread>()
     // Threads until they are gone: what "no worker left" is checked against.
     const threads = new Set<GuestThread>()
+    // Every thread spawned and not yet gone, ready or not: teardown kills all of them. Spawning
+    // checks `closed` and records the thread in one synchronous step, so no thread can be
+    // started after teardown or escape it.
+    const spawned = new Set<SpawnedThread>()
+    let closed = false
     const fibers = yield* FiberSet.make()
 
+    // Runs before the fiber set is interrupted (finalizers run in reverse order).
     yield* Effect.addFinalizer(() =>
-      Effect.forEach([...all], (w) => w.terminate, { concurrency: "unbounded", discard: true })
+      Effect.suspend(() => {
+        closed = true
+        return Effect.zipRight(
+          Effect.forEach([...all], (w) => w.terminate, { concurrency: "unbounded", discard: true }),
+          Effect.forEach([...spawned], (s) => s.kill, { concurrency: "unbounded", discard: true })
+        )
+      })
     )
 
     const started = (thread?: StartingThread) =>
-      Effect.tap(thread ? adopt(thread) : platform.startThread, (w) =>
-        Effect.sync(() => {
-          all.add(w)
-          threads.add(w)
-          w.onGone(() => threads.delete(w))
-        }))
+      Effect.suspend(() => {
+        if (closed) return Effect.interrupt
+        const s = thread ? spawnedWorker(thread) : platform.spawn()
+        spawned.add(s)
+        return Effect.tap(s.ready, (w) =>
+          Effect.sync(() => {
+            all.add(w)
+            threads.add(w)
+            w.onGone(() => {
+              threads.delete(w)
+              spawned.delete(s)
+            })
+          }))
+      })
 
     /**
      * Starts a worker for the pool. Claimed by an acquire meanwhile, it is handed over; else it

@@ -59,4 +59,9 @@ class ScriptedThread implements GuestThread {
   }
 }
 
-export const scriptedPlatform: GuestPlatform = { startThread: Effect.sync(() => new ScriptedThread()) }
+export const scriptedPlatform: GuestPlatform = {
+  spawn: () => {
+    const thread = new ScriptedThread()
+    return { ready: Effect.succeed(thread), kill: thread.terminate }
+  }
+}
