@@ -120,10 +120,6 @@ const fillPool = (loader: LoaderShape, warm: number) =>
 /**
  * A sandbox (Loader layer, built in the current scope) whose root container sleeps, with
  * `warmWorkers` idle workers ready.
- *
- * The sandbox is torn down with a full pool, too: a teardown that finds no idle worker makes the
- * pool start a replacement for the killed root's worker, and that thread outlives the kernel
- * (it keeps this process from exiting).
  */
 const sandbox = (warmWorkers: number) =>
   Effect.gen(function*() {
@@ -135,8 +131,6 @@ const sandbox = (warmWorkers: number) =>
     )
     yield* loader.startRoot
     yield* fillPool(loader, warmWorkers)
-    // Runs before the Loader's own teardown (finalizers run in reverse).
-    yield* Effect.addFinalizer(() => fillPool(loader, warmWorkers).pipe(Effect.catchAllCause(() => Effect.void)))
     let n = 0
     const output = (name: string) =>
       Effect.map(
