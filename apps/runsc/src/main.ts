@@ -6,10 +6,10 @@ import { ValidationError } from "@effect/cli"
 import * as NodeFileSystem from "@effect/platform-node/NodeFileSystem"
 import * as NodePath from "@effect/platform-node/NodePath"
 import * as NodeTerminal from "@effect/platform-node/NodeTerminal"
+import type { StartingThread } from "@runsc/kernel"
 import { Cause, Effect, Exit, Layer, Option, Ref } from "effect"
 import * as Fs from "node:fs"
 import { cli, separateGuestArgs } from "./cli.js"
-import type { StartingThread } from "@runsc/kernel"
 import { ExitCode, StartedThreads } from "./processContext.js"
 
 const CLI_FAILURE = 128
@@ -38,7 +38,7 @@ const program = (argv: ReadonlyArray<string>, startedThreads: ReadonlyArray<Star
     Effect.exit
   )
   if (Exit.isSuccess(exit)) return yield* Ref.get(code)
-  const debug = process.argv.includes("--debug")
+  const debug = argv.includes("--debug")
   Fs.writeSync(2, `runsc: ${describeFailure(exit.cause)}\n${debug ? `${Cause.pretty(exit.cause)}\n` : ""}`)
   return CLI_FAILURE
 })
