@@ -28,7 +28,7 @@ import { directoryDescription } from "./fs/host.js"
 import type { FileDescription, Inode } from "./fs/inode.js"
 import { procfs } from "./fs/procfs.js"
 import { Dentry, resolve } from "./fs/resolve.js"
-import { FAST_WRITE_FDS, State, Word } from "./platform/channel.js"
+import { FAST_WRITE_FDS, KILLED, State, Word } from "./platform/channel.js"
 import { ModuleCache } from "./platform/moduleCache.js"
 import { type GuestPlatform, type GuestThread, makeWorkerPool, type RunOutcome, type WorkerPoolStats } from "./platform/pool.js"
 import type { StartingThread } from "./platform/startThread.js"
@@ -105,6 +105,9 @@ export interface ProcessUsage {
   readonly memoryBytes: number
 }
 
+/** How long a guest answered KILLED has to end before its thread is terminated. */
+const KILL_GRACE = "100 millis"
+
 const STDIO_RIGHTS = Rights.FD_READ | Rights.FD_WRITE | Rights.FD_FDSTAT_SET_FLAGS | Rights.FD_FILESTAT_GET |
   Rights.POLL_FD_READWRITE | Rights.FD_SYNC | Rights.FD_DATASYNC | Rights.FD_ADVISE
 const SEEKABLE_RIGHTS = Rights.FD_SEEK | Rights.FD_TELL
@@ -122,6 +125,9 @@ const exitStatusOf = (outcome: RunOutcome, killedBy: number | undefined): ExitSt
       return signaled(end.kind === "unreachable" || end.kind === "other" ? SIGILL : end.kind === "divide" ? SIGFPE : SIGSEGV)
     case "Crash":
       return signaled(SIGSYS)
+    case "Killed":
+      // Only the sentry answers KILLED, and only after recording the signal.
+      return signaled(SIGKILL)
   }
 }
 
@@ -155,15 +161,41 @@ const makeKernel = (options: KernelOptions): Effect.Effect<KernelShape, never, S
     const fastPaths = options.strace === undefined
     const syscallTable = makeSyscallTable()
 
+    /**
+     * Ends a killed task. One parked in a syscall (the worker waits in Atomics.wait for the
+     * answer) is answered KILLED: its worker unwinds the guest and goes back to the pool, with
+     * no thread to terminate and start again. One running guest code has its thread terminated;
+     * so has one that does not end within KILL_GRACE of its KILLED answer (a guest can catch the
+     * unwind with wasm exception handling; it cannot survive terminate).
+     */
+    const endTask = (tg: ThreadGroup, worker: GuestThread): Effect.Effect<void> =>
+      Effect.gen(function*() {
+        const server = tg.server
+        if (server !== undefined && tg.currentSyscall >= 0) {
+          yield* Fiber.interrupt(server)
+          const words = worker.channel.words
+          // Still unanswered: only the sentry changes REQUEST, so this answer cannot race one.
+          if (Atomics.load(words, Word.STATE) === State.REQUEST) {
+            words[Word.ERRNO] = KILLED
+            Atomics.store(words, Word.STATE, State.RESPONSE)
+            Atomics.notify(words, Word.STATE)
+            yield* Effect.sleep(KILL_GRACE)
+            // The task's fiber detaches the worker as soon as the guest has ended.
+            if (tg.worker !== worker) return
+          }
+        }
+        yield* worker.terminate
+      })
+
     const kill = (tg: ThreadGroup, signo: number): Effect.Effect<void> =>
       Effect.suspend(() => {
         if (!tg.isAlive) return Effect.void
         tg.killedBy = signo
         tg.state = "exiting"
         if (tg.continued) Deferred.unsafeDone(tg.continued, Exit.void)
-        // Starts the worker's termination and returns: the task's own fiber waits for the thread
-        // to end before it completes the exit status, which is what waiters wait for.
-        return tg.worker ? Effect.asVoid(FiberSet.run(tasks, tg.worker.terminate)) : Effect.void
+        // Starts ending the task and returns: the task's own fiber completes the exit status,
+        // which is what waiters wait for, once the guest has stopped running.
+        return tg.worker ? Effect.asVoid(FiberSet.run(tasks, endTask(tg, tg.worker))) : Effect.void
       })
 
     const signal = (tg: ThreadGroup, signo: number): Effect.Effect<void> =>
@@ -225,6 +257,7 @@ const makeKernel = (options: KernelOptions): Effect.Effect<KernelShape, never, S
           }
           // Forked from an uninterruptible region, the server would inherit it; it must stay interruptible.
           const server = yield* Effect.fork(Effect.interruptible(serveSyscalls(syscallTable, context, options.strace)))
+          tg.server = server
           const started = tg.killedBy === undefined
           const waited = started
             ? yield* Effect.exit(restore(Effect.flatten(worker.run({ _tag: "Run", module, args: tg.argv, env: tg.env, fastPaths }))))
@@ -234,17 +267,18 @@ const makeKernel = (options: KernelOptions): Effect.Effect<KernelShape, never, S
           // From here the status is decided and the worker no longer belongs to this process: a
           // signal arriving now must neither rewrite the status nor reach the worker's next guest.
           const status = exitStatusOf(outcome, tg.killedBy)
-          const killed = outcome._tag !== "Guest" || tg.killedBy !== undefined
           // A killed worker's thread may be gone from /proc already: its time then counts as 0.
           const cpu = worker.cpuTime - tg.cpuAtStart
           tg.cpuUsed = cpu > 0n ? cpu : 0n
           tg.state = "exiting"
           tg.worker = undefined
+          tg.server = undefined
           yield* Fiber.interrupt(server)
           yield* releaseChannel(words)
           tg.fdTable.observe(() => {})
-          // A killed task's worker is dead before its exit is reported; a clean one goes back.
-          if (killed) yield* worker.terminate
+          // A dead thread is gone before the exit is reported; a guest that ended (even unwound
+          // by a kill) leaves a healthy worker, which goes back to the pool.
+          if (outcome._tag === "WorkerDied") yield* worker.terminate
           yield* pool.release(worker)
           yield* tg.fdTable.closeAll
           tg.state = "exited"

@@ -50,6 +50,12 @@ export const CHANNEL_BYTES = DATA_OFFSET + DATA_SIZE
 
 export const State = { IDLE: 0, REQUEST: 1, RESPONSE: 2 } as const
 
+/**
+ * The answer to a syscall whose task was killed while the sentry served it: the worker unwinds
+ * the guest instead of returning to it. Not an errno (those are u16).
+ */
+export const KILLED = -1
+
 /** Typed views over one task's channel; both ends build the same views over the same buffer. */
 export class ChannelViews {
   readonly words: Int32Array
@@ -122,6 +128,8 @@ export type GuestEnd =
   | { readonly _tag: "ProcExit"; readonly code: number }
   | { readonly _tag: "Trap"; readonly kind: TrapKind; readonly message: string }
   | { readonly _tag: "Crash"; readonly message: string }
+  /** Unwound because the sentry answered a syscall with KILLED. */
+  | { readonly _tag: "Killed" }
 
 export type TrapKind = "unreachable" | "memory" | "stack" | "divide" | "other"
 

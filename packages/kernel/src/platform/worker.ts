@@ -20,6 +20,7 @@ import {
   DATA_SIZE,
   FAST_WRITE_FDS,
   type FromWorker,
+  KILLED,
   type GuestEnd,
   State,
   type ToWorker,
@@ -36,6 +37,9 @@ class ProcExit {
   constructor(readonly code: number) {}
 }
 
+/** Thrown when the sentry answers a syscall with KILLED: the guest is unwound, not resumed. */
+class Killed {}
+
 // ---- the syscall round trip ------------------------------------------------------------------
 
 const spin = new AdaptiveSpin()
@@ -48,7 +52,9 @@ const roundTrip = (syscall: number): number => {
     while (Atomics.load(words, Word.STATE) !== State.RESPONSE) Atomics.wait(words, Word.STATE, State.REQUEST)
   }
   words[Word.STATE] = State.IDLE
-  return words[Word.ERRNO]!
+  const errno = words[Word.ERRNO]!
+  if (errno === KILLED) throw new Killed()
+  return errno
 }
 
 /**
@@ -594,6 +600,7 @@ const run = (message: ToWorker): GuestEnd => {
     return { _tag: "Returned" }
   } catch (error) {
     if (error instanceof ProcExit) return { _tag: "ProcExit", code: error.code }
+    if (error instanceof Killed) return { _tag: "Killed" }
     if (error instanceof WebAssembly.RuntimeError || error instanceof RangeError) {
       return { _tag: "Trap", kind: trapKind(error), message: error.message }
     }

@@ -7,7 +7,7 @@
  * running guest code and the fd table has been closed.
  */
 import type { ExitStatus } from "@runsc/abi"
-import { Deferred, FiberId } from "effect"
+import { Deferred, type Fiber, FiberId } from "effect"
 import type { FdTable } from "../fs/fdTable.js"
 import type { Dentry } from "../fs/resolve.js"
 import type { GuestThread } from "../platform/pool.js"
@@ -20,6 +20,8 @@ export class ThreadGroup {
   /** The signal that is ending this group, once one is. */
   killedBy: number | undefined
   worker: GuestThread | undefined
+  /** The fiber serving the task's syscalls, while it runs. */
+  server: Fiber.RuntimeFiber<never> | undefined
   /** While stopped: completed by SIGCONT; the task waits on it at its next syscall. */
   continued: Deferred.Deferred<void> | undefined
   readonly exitStatus: Deferred.Deferred<ExitStatus> = Deferred.unsafeMake(FiberId.none)
