@@ -232,10 +232,11 @@ const runProgram = (loader: LoaderShape, program: ReadonlyArray<Timed>, timeScal
     }
 
     // Nothing left: only the root container's process, and no worker thread but its own and
-    // the pool's idle ones (at most `warm`, 1); a terminated thread exits shortly after.
+    // the pool's idle ones (surplus idle ones retire after a while); a terminated thread exits
+    // shortly after.
     for (let i = 0; ; i++) {
       const stats = yield* loader.sandboxStats
-      if (stats.processes === 1 && stats.idleWorkers <= 1 && stats.workerThreads <= stats.processes + stats.idleWorkers) break
+      if (stats.processes === 1 && stats.workerThreads <= stats.processes + stats.idleWorkers) break
       if (i === 100) {
         violations.push(`left behind: ${JSON.stringify(stats)}`)
         break

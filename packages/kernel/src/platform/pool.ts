@@ -4,8 +4,8 @@
  * Starting a worker costs tens of milliseconds; starting a process should not. The pool starts
  * `prestart` workers at once and keeps up to `warm` idle ones; `acquire` takes one (or the
  * oldest one still starting, or starts one). Every worker comes back through `release`: one
- * whose guest ended normally is kept while fewer than `warm` are idle; a surplus or killed one
- * is terminated in the background and replaced if the pool fell below `warm`. Closing the
+ * whose guest ended is kept idle (beyond `warm` idle ones, only for a little while before it is
+ * retired); a dead one is replaced if the pool fell below `warm`. Closing the
  * pool's scope terminates every worker, idle or busy — terminate() works even on a thread
  * parked in Atomics.wait.
  */
@@ -123,6 +123,9 @@ const spawnedWorker = (starting: StartingThread): SpawnedThread => ({
 /** Worker threads (the default platform). */
 export const workerPlatform: GuestPlatform = { spawn: () => spawnedWorker(startGuestThread()) }
 
+/** How long a surplus idle worker (beyond `warm`) is kept before it is terminated. */
+const RETIRE_AFTER = "2 seconds"
+
 export interface WorkerPool {
   readonly acquire: Effect.Effect<GuestThread>
   /** Returns a worker whose guest ended normally; surplus workers are terminated. */
@@ -239,15 +242,29 @@ export const makeWorkerPool = (
       return pending ? Deferred.await(pending) : started()
     })
 
+    /** Terminates `worker` if it is still idle and surplus (beyond `warm`). */
+    const retire = (worker: GuestThread) =>
+      Effect.suspend(() => {
+        const i = idle.indexOf(worker)
+        if (i < 0 || idle.length <= warm) return Effect.void
+        idle.splice(i, 1)
+        all.delete(worker)
+        return worker.terminate
+      })
+
     const release = (worker: GuestThread) =>
       Effect.suspend(() => {
-        if (worker.isAlive && idle.length < warm) {
-          idle.push(worker)
-          return Effect.void
+        if (!worker.isAlive) {
+          // Dead (terminated): replace it if the pool fell below `warm`.
+          all.delete(worker)
+          return topUp
         }
-        all.delete(worker)
-        // Surplus (clean exit) or dead (killed): the exit does not wait for the terminate.
-        return Effect.zipRight(FiberSet.run(fibers, worker.terminate), topUp)
+        idle.push(worker)
+        if (idle.length <= warm) return Effect.void
+        // Surplus: retired after RETIRE_AFTER unless taken again. Terminating a thread costs the
+        // main thread a join (~5 ms); many released at once (a destroy of a busy container)
+        // should neither pay that on the spot nor start as many again for the next burst.
+        return Effect.asVoid(FiberSet.run(fibers, Effect.zipRight(Effect.sleep(RETIRE_AFTER), retire(worker))))
       })
 
     return { acquire, release, stats: Effect.sync(() => ({ threads: threads.size, idle: idle.length })) }
