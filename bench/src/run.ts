@@ -153,7 +153,7 @@ const benchWriteHeavy = async (rt: KernelRuntime) => {
 
 /**
  * What runsc's in-worker write path cannot go below: a plain JS loop of Fs.writevSync(/dev/null,
- * [one byte of a wasm memory]) in a worker thread (the guest worker's fast path without the stub).
+ * [one byte of a wasm memory]) in a worker thread (the guest worker's fast path without its syscall shim).
  */
 const benchWriteFloor = async () => {
   const name = `1c. write floor, not runsc: plain JS Fs.writevSync(/dev/null, [1 byte]) loop in a worker, per write (median of ${RUNS})`

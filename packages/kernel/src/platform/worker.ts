@@ -92,7 +92,7 @@ const refresh = (): void => {
 
 /**
  * Whether [ptr, ptr + len) lies in guest memory. Guest i32s arrive signed, so negative values
- * are read as u32; a length computed by the stub (count × struct size) may exceed 2^32 and must
+ * are read as u32; a length computed by this shim (count × struct size) may exceed 2^32 and must
  * not be truncated.
  */
 const inBounds = (ptr: number, len: number): boolean =>
@@ -140,7 +140,7 @@ const copyOut = (ptr: number): void => {
 
 /**
  * Wraps a syscall implementation: refreshes memory views, turns FAULT into EFAULT and an
- * over-long path into ENAMETOOLONG. Anything else thrown here is a bug in this stub, not the
+ * over-long path into ENAMETOOLONG. Anything else thrown here is a bug in this shim, not the
  * guest's doing; it propagates and ends the run as a crash that the sentry reports.
  */
 const syscall = <A extends Array<any>>(f: (...args: A) => number) => (...args: A): number => {

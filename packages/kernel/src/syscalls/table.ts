@@ -401,7 +401,7 @@ const proc_raise: Handler = (c) => {
 /** No socket can exist yet (preview1 cannot create one and none are pre-opened). */
 const notSocket: Handler = (c) => Effect.flatMap(entryWith(c, u32(c, 0), 0n), () => fail(Errno.NOTSOCK))
 
-/** Served in the worker; reaching the sentry means a worker stub without its fast path. */
+/** Served in the worker; reaching the sentry means a worker shim without its fast path. */
 const servedInWorker: Handler = () => fail(Errno.NOSYS)
 
 const handlers: { readonly [K in Exclude<SyscallName, "fd_readdir">]: Handler } = {
