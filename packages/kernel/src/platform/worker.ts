@@ -589,9 +589,6 @@ const run = (message: ToWorker): GuestEnd => {
   envBlobs = encodeStrings(message.env)
   fastPaths = message.fastPaths
   spin.reset()
-  memory = undefined
-  memBuffer = new ArrayBuffer(0)
-  refresh
   try {
     const instance = new WebAssembly.Instance(message.module, { wasi_snapshot_preview1: wasiImports })
     memory = instance.exports["memory"] as WebAssembly.Memory
