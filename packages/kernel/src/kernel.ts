@@ -24,7 +24,7 @@ import {
 import { Clock, Context, Deferred, Effect, Exit, Fiber, FiberId, FiberSet, Layer, Scope } from "effect"
 import type { InvalidModule } from "./errors.js"
 import { FdTable } from "./fs/fdTable.js"
-import { directoryDescription } from "./fs/host.js"
+import { directoryDescription } from "./fs/directory.js"
 import type { FileDescription, Inode } from "./fs/inode.js"
 import { procfs } from "./fs/procfs.js"
 import { Dentry, resolve } from "./fs/resolve.js"

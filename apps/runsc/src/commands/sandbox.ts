@@ -5,7 +5,7 @@
  */
 import { toShellCode } from "@runsc/abi"
 import { Loader, type LoaderArgs } from "@runsc/loader"
-import { Effect, Layer } from "effect"
+import { Effect } from "effect"
 import { setExitCode, StartedThreads } from "../processContext.js"
 import { configure } from "../globals.js"
 import { rootCommand } from "../root.js"
@@ -31,7 +31,8 @@ export const runSandbox = (args: Omit<LoaderArgs, "kernel" | "panicSignal" | "fo
     }
     const status = yield* Loader.run.pipe(
       Effect.tap((status) => Effect.logDebug(`container ${args.containerId} ended: ${JSON.stringify(status)}`)),
-      Effect.provide(Layer.merge(Loader.layer(loaderArgs), runtime.logger)),
+      Effect.provide(Loader.layer(loaderArgs)),
+      // Outside: the Loader's construction (and the fibers it forks) log through it too.
       Effect.provide(runtime.logger)
     )
     yield* setExitCode(toShellCode(status))

@@ -89,8 +89,4 @@ export class FdTable {
       return Effect.forEach(all, (e) => e.description.close, { discard: true })
     })
   }
-
-  get size(): number {
-    return this.entries.size
-  }
 }

@@ -15,6 +15,7 @@ import * as Fs from "node:fs"
 import * as FsP from "node:fs/promises"
 import * as Path from "node:path"
 import { fromHostError, SyscallError } from "../errors.js"
+import { directoryDescription } from "./directory.js"
 import type { DirEntry, FileDescription, Inode, OpenOptions, Stat } from "./inode.js"
 
 const fail = (errno: Errno) => Effect.fail(new SyscallError({ errno }))
@@ -58,8 +59,8 @@ const lstat = (hostPath: string) => host(() => FsP.lstat(hostPath, { bigint: tru
 
 class HostInode implements Inode {
   readonly filetype: FileType
-  constructor(private readonly hostPath: string, private readonly initial: Fs.BigIntStats) {
-    this.filetype = fileTypeOf(initial)
+  constructor(private readonly hostPath: string, st: Fs.BigIntStats) {
+    this.filetype = fileTypeOf(st)
   }
 
   get stat(): Effect.Effect<Stat, SyscallError> {
@@ -107,9 +108,6 @@ class HostInode implements Inode {
     }
   }
 
-  toString(): string {
-    return `host:${this.initial.ino}`
-  }
 }
 
 /** A read-only regular host file, read through its own host fd. */
@@ -151,16 +149,6 @@ class HostFileDescription implements FileDescription {
     return Effect.promise(() => this.handle.close().catch(() => undefined))
   }
 }
-
-/** An open directory: only its entries and stat; reads fail with EISDIR. */
-export const directoryDescription = (inode: Inode): FileDescription => ({
-  filetype: FileType.DIRECTORY,
-  read: () => fail(Errno.ISDIR),
-  write: () => fail(Errno.ISDIR),
-  seek: () => fail(Errno.ISDIR),
-  stat: inode.stat,
-  close: Effect.void
-})
 
 /**
  * The root inode of a host tree. Fails when `hostRoot` is not a directory; the root itself may

@@ -11,6 +11,7 @@ import { Errno, FileType, Whence } from "@runsc/abi"
 import { Clock, Effect } from "effect"
 import { SyscallError } from "../errors.js"
 import type { ThreadGroup } from "../task/threadGroup.js"
+import { directoryDescription } from "./directory.js"
 import type { DirEntry, FileDescription, Inode, Stat } from "./inode.js"
 
 const fail = (errno: Errno) => Effect.fail(new SyscallError({ errno }))
@@ -83,30 +84,23 @@ const symlink = (ino: bigint, target: () => string): Inode => ({
   open: () => fail(Errno.LOOP)
 })
 
-const directory = (ino: bigint, entries: () => ReadonlyArray<[string, Inode]>): Inode => ({
-  filetype: FileType.DIRECTORY,
-  stat: stat(ino, FileType.DIRECTORY, 0n, 0o555),
-  lookup: (name) => {
-    const found = entries().find(([n]) => n === name)
-    return found ? Effect.succeed(found[1]) : fail(Errno.NOENT)
-  },
-  readdir: Effect.flatMap(
-    Effect.sync(entries),
-    (list) => Effect.forEach(list, ([name, inode]) => Effect.map(inode.stat, (st): DirEntry => ({ name, ino: st.ino, filetype: inode.filetype })))
-  ),
-  readlink: fail(Errno.INVAL),
-  open: (options) =>
-    options.write
-      ? fail(Errno.ISDIR)
-      : Effect.succeed<FileDescription>({
-        filetype: FileType.DIRECTORY,
-        read: () => fail(Errno.ISDIR),
-        write: () => fail(Errno.ISDIR),
-        seek: () => fail(Errno.ISDIR),
-        stat: stat(ino, FileType.DIRECTORY, 0n, 0o555),
-        close: Effect.void
-      })
-})
+const directory = (ino: bigint, entries: () => ReadonlyArray<[string, Inode]>): Inode => {
+  const inode: Inode = {
+    filetype: FileType.DIRECTORY,
+    stat: stat(ino, FileType.DIRECTORY, 0n, 0o555),
+    lookup: (name) => {
+      const found = entries().find(([n]) => n === name)
+      return found ? Effect.succeed(found[1]) : fail(Errno.NOENT)
+    },
+    readdir: Effect.flatMap(
+      Effect.sync(entries),
+      (list) => Effect.forEach(list, ([name, child]) => Effect.map(child.stat, (st): DirEntry => ({ name, ino: st.ino, filetype: child.filetype })))
+    ),
+    readlink: fail(Errno.INVAL),
+    open: (options) => (options.write ? fail(Errno.ISDIR) : Effect.succeed(directoryDescription(inode)))
+  }
+  return inode
+}
 
 const comm = (tg: ThreadGroup) => (tg.argv[0] ?? "").split("/").pop()!.slice(0, 15)
 

@@ -140,7 +140,7 @@ export interface WorkerPoolStats {
 }
 
 export interface WorkerPoolOptions {
-  /** Idle workers kept ready: refilled after each acquire. */
+  /** Idle workers kept ready: refilled when a worker dies, retired after a while beyond it. */
   readonly warm: number
   /** Workers started when the pool is made (default: `warm`); a one-shot sandbox starts one and keeps none. */
   readonly prestart?: number

@@ -29,7 +29,6 @@ export const blocking = <A, E>(c: SyscallContext, wait: Effect.Effect<A, E>): Ef
     return Effect.ensuring(wait, Effect.sync(() => (c.tg.syscallBlocked = false)))
   })
 
-export const arg = (c: SyscallContext, i: number): number => c.channel.words[Word.ARG0 + i]!
 export const u32 = (c: SyscallContext, i: number): number => c.channel.words[Word.ARG0 + i]! >>> 0
 export const i64 = (c: SyscallContext, i: number): bigint => c.channel.i64[i]!
 

@@ -15,6 +15,7 @@ import {
   FdFlags,
   FILE_RIGHTS,
   FileType,
+  isValidSignal,
   Layout,
   LookupFlags,
   OFlags,
@@ -395,7 +396,7 @@ const poll_oneoff: Handler = (c) =>
 
 const proc_raise: Handler = (c) => {
   const signo = u32(c, 0)
-  return signo === 0 || signo > 31 ? fail(Errno.INVAL) : c.raise(signo)
+  return isValidSignal(signo) ? c.raise(signo) : fail(Errno.INVAL)
 }
 
 /** No socket can exist yet (preview1 cannot create one and none are pre-opened). */

@@ -25,7 +25,7 @@ export class ThreadGroup {
   /** While stopped: completed by SIGCONT; the task waits on it at its next syscall. */
   continued: Deferred.Deferred<void> | undefined
   readonly exitStatus: Deferred.Deferred<ExitStatus> = Deferred.unsafeMake(FiberId.none)
-  /** Syscalls served, and nanoseconds spent serving them (strace, watchdog, stats). */
+  /** Syscalls the sentry has served for the group (state dumps). */
   syscalls = 0
   /**
    * The syscall (its number) the sentry is serving for this group's task, or -1 when the task

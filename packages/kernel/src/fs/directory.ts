@@ -1,0 +1,19 @@
+/**
+ * An open directory, whatever filesystem it belongs to: only its stat; reads, writes and seeks
+ * fail with EISDIR. Its entries are listed through the fd's dentry (fd_readdir).
+ */
+import { Errno, FileType } from "@runsc/abi"
+import { Effect } from "effect"
+import { SyscallError } from "../errors.js"
+import type { FileDescription, Inode } from "./inode.js"
+
+const isDirectory = Effect.fail(new SyscallError({ errno: Errno.ISDIR }))
+
+export const directoryDescription = (inode: Inode): FileDescription => ({
+  filetype: FileType.DIRECTORY,
+  read: () => isDirectory,
+  write: () => isDirectory,
+  seek: () => isDirectory,
+  stat: inode.stat,
+  close: Effect.void
+})
