@@ -61,11 +61,25 @@ export const SIGSEGV = 11
 export const SIGUSR2 = 12
 export const SIGPIPE = 13
 export const SIGTERM = 15
+export const SIGTSTP = 20
+export const SIGTTIN = 21
+export const SIGTTOU = 22
 export const SIGCHLD = 17
 export const SIGCONT = 18
 export const SIGSTOP = 19
 export const SIGURG = 23
 export const SIGSYS = 31
+
+/**
+ * WASI's `signal` enum (proc_raise, and WASIX's proc_signal / join_status) numbers signals as
+ * Linux does up to SIGTERM, then leaves out SIGSTKFLT: WASI 16 is SIGCHLD (Linux 17), and so on
+ * up to WASI 30, SIGSYS. Returns undefined for numbers outside the enum (0 is "none").
+ */
+export const signalFromWasi = (wasi: number): number | undefined =>
+  wasi >= 0 && wasi < 16 ? wasi : wasi >= 16 && wasi <= 30 ? wasi + 1 : undefined
+
+/** The WASI `signal` number of a Linux signal (SIGSTKFLT has none: 0). */
+export const signalToWasi = (signo: number): number => signo < 16 ? signo : signo === 16 ? 0 : signo - 1
 
 /** Highest standard (non-realtime) signal number. */
 export const MAX_STANDARD_SIGNAL = 31

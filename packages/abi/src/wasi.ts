@@ -89,12 +89,27 @@ export const Layout = {
     tag: 8,
     clock: { id: 16, timeout: 24, precision: 32, flags: 40 },
     fdReadWrite: { fd: 16 }
-  }
+  },
+  /** WASIX `option_pid`. */
+  optionPid: { sizeOf: 8, tag: 0, pid: 4 },
+  /** WASIX `join_status`: a tag, then (at 2) an exit code or a signal, and (at 4) a signal. */
+  joinStatus: { sizeOf: 6, tag: 0, code: 2, exitSignal: 4, stopSignal: 2 }
 } as const
 
+/** WASIX `join_flags`. */
+export const JoinFlags = { NON_BLOCKING: 1, WAKE_STOPPED: 2 } as const
+/** WASIX `join_status_type`. */
+export const JoinStatusType = { NOTHING: 0, EXIT_NORMAL: 1, EXIT_SIGNAL: 2, STOPPED: 3 } as const
+
+/** proc_spawn's `fds` entries (docs/process-api.md). */
+export const SpawnFd = { CLOSED: -1, PIPE: -2 } as const
+/** proc_spawn's `flags`. */
+export const SpawnFlags = { SEARCH_PATH: 1 } as const
+
 /**
- * Every `wasi_snapshot_preview1` function, in witx order. The index is the syscall number on the
- * channel between a guest worker and the sentry.
+ * Every syscall a guest can make: the `wasi_snapshot_preview1` functions in witx order, then the
+ * process calls of docs/process-api.md. The index is the syscall number on the channel between a
+ * guest worker and the sentry.
  */
 export const syscallNames = [
   "args_get",
@@ -142,9 +157,31 @@ export const syscallNames = [
   "sock_accept",
   "sock_recv",
   "sock_send",
-  "sock_shutdown"
+  "sock_shutdown",
+  // wasix_32v1 (docs/process-api.md): the WASIX calls whose meaning we implement.
+  "proc_id",
+  "proc_parent",
+  "proc_signal",
+  "proc_join",
+  "fd_pipe",
+  "fd_dup",
+  // runsc_proc_v1 (docs/process-api.md): process creation, groups, sessions, terminals.
+  "proc_spawn",
+  "proc_setpgid",
+  "proc_getpgid",
+  "proc_setsid",
+  "proc_getsid",
+  "tty_getpgrp",
+  "tty_setpgrp"
 ] as const
 export type SyscallName = (typeof syscallNames)[number]
+
+/** The import modules a guest may use, and the syscalls each provides. */
+export const importModules: { readonly [module: string]: ReadonlyArray<SyscallName> } = {
+  wasi_snapshot_preview1: syscallNames.slice(0, syscallNames.indexOf("proc_id")),
+  wasix_32v1: ["proc_id", "proc_parent", "proc_signal", "proc_join", "fd_pipe", "fd_dup"],
+  runsc_proc_v1: ["proc_spawn", "proc_setpgid", "proc_getpgid", "proc_setsid", "proc_getsid", "tty_getpgrp", "tty_setpgrp"]
+}
 
 export const syscallNumber: { readonly [K in SyscallName]: number } = Object.fromEntries(
   syscallNames.map((name, i) => [name, i])

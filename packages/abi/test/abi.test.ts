@@ -16,11 +16,14 @@ import {
   exited,
   forwardableHostSignals,
   fromWaitStatus,
+  importModules,
   isValidSignal,
   MAX_STANDARD_SIGNAL,
   parseSignal,
   signaled,
+  signalFromWasi,
   signalName,
+  signalToWasi,
   syscallNames,
   syscallNumber,
   toShellCode,
@@ -159,10 +162,24 @@ describe("errno", () => {
 })
 
 describe("syscall numbers", () => {
-  it("are the witx order, 46 functions, and invert syscallNames", () => {
-    assert.strictEqual(syscallNames.length, 46)
+  it("are the 46 preview1 functions in witx order, then the 13 process calls, and invert syscallNames", () => {
+    assert.strictEqual(syscallNames.length, 46 + 13)
     syscallNames.forEach((name, i) => assert.strictEqual(syscallNumber[name], i))
     assert.strictEqual(syscallNumber.args_get, 0)
     assert.strictEqual(syscallNumber.sock_shutdown, 45)
+    assert.deepStrictEqual(importModules.wasi_snapshot_preview1, syscallNames.slice(0, 46))
+    // Every syscall belongs to exactly one import module.
+    const all = Object.values(importModules).flat()
+    assert.deepStrictEqual([...all].sort(), [...syscallNames].sort())
+  })
+
+  it("signal numbers: WASI's enum skips SIGSTKFLT; the conversions invert each other", () => {
+    assert.strictEqual(signalFromWasi(15), 15)
+    assert.strictEqual(signalFromWasi(16), 17) // SIGCHLD
+    assert.strictEqual(signalFromWasi(30), 31) // SIGSYS
+    assert.strictEqual(signalFromWasi(31), undefined)
+    assert.strictEqual(signalFromWasi(-1), undefined)
+    for (let wasi = 0; wasi <= 30; wasi++) assert.strictEqual(signalToWasi(signalFromWasi(wasi)!), wasi)
+    assert.strictEqual(signalToWasi(16), 0)
   })
 })

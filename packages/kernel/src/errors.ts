@@ -34,6 +34,8 @@ export class InvalidModule extends Data.TaggedError("InvalidModule")<{
 export class ExecNotFound extends Data.TaggedError("ExecNotFound")<{
   readonly name: string
   readonly reason: string
+  /** What execve would fail with (ENOENT, EACCES, ENOTDIR, ELOOP). */
+  readonly errno: Errno
 }> {
   override get message(): string {
     return `${this.name}: ${this.reason}`

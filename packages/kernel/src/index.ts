@@ -1,5 +1,5 @@
 export * from "./errors.js"
-export { type FdEntry, FdTable } from "./fs/fdTable.js"
+export { DescriptionRefs, type FdEntry, FdTable } from "./fs/fdTable.js"
 export { hostRoot } from "./fs/host.js"
 export { hostStream } from "./fs/hostStream.js"
 export type { DirEntry, FileDescription, Inode, OpenOptions, Stat } from "./fs/inode.js"
@@ -12,7 +12,9 @@ export { scriptedPlatform } from "./platform/scripted.js"
 export { type StartingThread, startGuestThread } from "./platform/startThread.js"
 export type { StraceOptions } from "./syscalls/strace.js"
 export { type Executable, findExecutable, loadExecutable, programFromBytes, readAll } from "./task/exec.js"
+export { makePipe, PIPE_BUF, PIPE_CAPACITY, type Pipe } from "./fs/pipe.js"
 export { PID_MAX, PidNamespace } from "./task/pidNamespace.js"
+export { type ControllingTerminal, ProcessGroup, Session } from "./task/session.js"
 export { type ProcessState, ThreadGroup } from "./task/threadGroup.js"
 export {
   type HeartbeatMonitor,

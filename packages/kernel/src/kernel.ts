@@ -10,11 +10,13 @@ import {
   ALL_RIGHTS,
   defaultAction,
   DIRECTORY_RIGHTS,
+  Errno,
   type ExitStatus,
   exited,
   FileType,
   Rights,
   SIGFPE,
+  SIGCHLD,
   SIGILL,
   SIGKILL,
   SIGSEGV,
@@ -22,21 +24,24 @@ import {
   SIGSYS
 } from "@runsc/abi"
 import { Clock, Context, Deferred, Effect, Exit, Fiber, FiberId, FiberSet, Layer, Scope } from "effect"
-import type { InvalidModule } from "./errors.js"
-import { FdTable } from "./fs/fdTable.js"
+import type { ExecNotFound, InvalidModule, NotWasm, SyscallError } from "./errors.js"
+import { DescriptionRefs, type FdEntry, FdTable } from "./fs/fdTable.js"
 import { directoryDescription } from "./fs/directory.js"
 import type { FileDescription, Inode } from "./fs/inode.js"
+import { makePipe } from "./fs/pipe.js"
 import { procfs } from "./fs/procfs.js"
 import { Dentry, resolve } from "./fs/resolve.js"
 import { FAST_WRITE_FDS, KILLED, State, Word } from "./platform/channel.js"
 import { ModuleCache } from "./platform/moduleCache.js"
 import { type GuestPlatform, type GuestThread, makeWorkerPool, type RunOutcome, type WorkerPoolStats } from "./platform/pool.js"
 import type { StartingThread } from "./platform/startThread.js"
-import type { SyscallContext } from "./syscalls/context.js"
+import { fail, type KernelServices, type SpawnRequest, type SyscallContext } from "./syscalls/context.js"
 import { releaseChannel, serveSyscalls } from "./syscalls/serve.js"
 import type { StraceOptions } from "./syscalls/strace.js"
 import { makeSyscallTable } from "./syscalls/table.js"
+import { findExecutable, programFromBytes, readProgram } from "./task/exec.js"
 import { PidNamespace } from "./task/pidNamespace.js"
+import { type ControllingTerminal, ProcessGroup, Session } from "./task/session.js"
 import { makeWatchdog, type WatchdogOptions } from "./watchdog/watchdog.js"
 import { ThreadGroup } from "./task/threadGroup.js"
 
@@ -52,7 +57,14 @@ export interface KernelOptions {
   /** Runs the watchdog; its "panic" action panics the kernel. */
   readonly watchdog?: Omit<WatchdogOptions, "onPanic">
   readonly strace?: StraceOptions
+  /**
+   * Processes the sandbox may hold at once, zombies included (default 512): past it proc_spawn
+   * fails EAGAIN, so a fork bomb exhausts the sandbox's budget and not the host's threads.
+   */
+  readonly maxProcesses?: number
 }
+
+const DEFAULT_MAX_PROCESSES = 512
 
 export interface ProcessArgs {
   readonly containerId: string
@@ -63,11 +75,24 @@ export interface ProcessArgs {
   /** Path of the program inside the container (or on the host for `runsc do`), for errors. */
   readonly programPath: string
   readonly programBytes: Uint8Array
-  /** fds 0, 1 and 2. */
-  readonly stdio: readonly [FileDescription, FileDescription, FileDescription]
+  /**
+   * fds 0, 1 and 2: a description (given stdio rights), an fd entry another process shares
+   * (a spawned child's inheritance), or nothing (closed).
+   */
+  readonly stdio: ReadonlyArray<FileDescription | FdEntry | undefined>
   readonly pidNamespace?: PidNamespace<ThreadGroup>
   /** Absolute paths where the process sees procfs (the spec's mounts of type "proc"). */
   readonly procMounts?: ReadonlyArray<string>
+  readonly uid?: number
+  /**
+   * The process that spawned it. Without one the process is the runtime's (a container init,
+   * an exec): it leads a new session and process group, and the caller waits for it.
+   */
+  readonly parent?: ThreadGroup
+  /** With a parent: the parent's group (default), or a new group the child leads. */
+  readonly group?: ProcessGroup<ThreadGroup> | "new"
+  /** A terminal the process gets as its session's controlling terminal (runtime processes only). */
+  readonly terminal?: ControllingTerminal<ThreadGroup>
 }
 
 
@@ -100,10 +125,21 @@ export interface KernelShape {
   readonly usage: (tg: ThreadGroup) => Effect.Effect<ProcessUsage>
 }
 
+/** Linux's errno for each way finding a program fails, as proc_spawn reports it. */
+const spawnErrno = (error: ExecNotFound | NotWasm | InvalidModule): Errno =>
+  error._tag === "ExecNotFound" ? error.errno : Errno.NOEXEC
+
 export interface ProcessUsage {
   readonly cpuNs: bigint
   readonly memoryBytes: number
 }
+
+/** The last PATH of an environment. */
+const getPath = (env: ReadonlyArray<string>): string | undefined =>
+  env.findLast((e) => e.startsWith("PATH="))?.slice("PATH=".length)
+
+/** A spawn path with no slash names a file in the working directory (no PATH search). */
+const withSlash = (path: string) => (path.includes("/") ? path : `./${path}`)
 
 /** How long a guest answered KILLED has to end before its thread is terminated. */
 const KILL_GRACE = "100 millis"
@@ -147,6 +183,9 @@ const makeKernel = (options: KernelOptions): Effect.Effect<KernelShape, never, S
     })
     const modules = new ModuleCache()
     const rootPidNamespace = new PidNamespace<ThreadGroup>(undefined)
+    const descriptionRefs = new DescriptionRefs()
+    const maxProcesses = options.maxProcesses ?? DEFAULT_MAX_PROCESSES
+    let pipesMade = 0n
     // Runs after the task set is interrupted (finalizers run in reverse): a task interrupted
     // before it started never completed its exit status; no waiter may hang on it.
     yield* Effect.addFinalizer(() =>
@@ -213,11 +252,15 @@ const makeKernel = (options: KernelOptions): Effect.Effect<KernelShape, never, S
               tg.state = "stopped"
               tg.continued = Deferred.unsafeMake(FiberId.none)
               setAttention(tg)
+              // A parent joining with WAKE_STOPPED learns of it once.
+              tg.unreportedStop = signo
+              tg.parent?.notifyChildEvent()
             }
             return Effect.void
           case "continue":
             if (tg.state === "stopped") {
               tg.state = "running"
+              tg.unreportedStop = undefined
               const gate = tg.continued
               tg.continued = undefined
               setAttention(tg)
@@ -253,7 +296,8 @@ const makeKernel = (options: KernelOptions): Effect.Effect<KernelShape, never, S
             tg,
             channel: worker.channel,
             raise: (signo) => signal(tg, signo),
-            paused: () => pausedGate
+            paused: () => pausedGate,
+            services
           }
           // Forked from an uninterruptible region, the server would inherit it; it must stay interruptible.
           const server = yield* Effect.fork(Effect.interruptible(serveSyscalls(syscallTable, context, options.strace)))
@@ -283,8 +327,38 @@ const makeKernel = (options: KernelOptions): Effect.Effect<KernelShape, never, S
           yield* tg.fdTable.closeAll
           tg.state = "exited"
           yield* Deferred.succeed(tg.exitStatus, status)
+          yield* leaveProcessTree(tg)
         })
       )
+
+    /**
+     * After a process has exited: its children go to the init of their namespace when that init
+     * is alive in the same container (else nobody will wait for them: the sentry reaps them);
+     * its parent learns of the exit (SIGCHLD, a wake-up of proc_join); an orphan is reaped now.
+     */
+    const leaveProcessTree = (tg: ThreadGroup): Effect.Effect<void> =>
+      Effect.gen(function*() {
+        for (const child of tg.children) {
+          tg.children.delete(child)
+          const init = child.pidNamespace.get(1)
+          if (init !== undefined && init !== tg && init.isAlive && init.containerId === child.containerId) {
+            child.parent = init
+            init.children.add(child)
+            if (child.state === "exited") init.notifyChildEvent()
+          } else {
+            child.parent = undefined
+            child.autoReap = true
+            if (child.state === "exited") yield* reap(child)
+          }
+        }
+        const parent = tg.parent
+        if (parent !== undefined) {
+          yield* signal(parent, SIGCHLD)
+          parent.notifyChildEvent()
+        } else if (tg.autoReap) {
+          yield* reap(tg)
+        }
+      })
 
     const startProcess = (args: ProcessArgs): Effect.Effect<ThreadGroup, InvalidModule> =>
       Effect.gen(function*() {
@@ -292,7 +366,7 @@ const makeKernel = (options: KernelOptions): Effect.Effect<KernelShape, never, S
         const module = yield* modules.compile(args.programPath, args.programBytes)
         const pidNamespace = args.pidNamespace ?? rootPidNamespace
         const ids = new Map<PidNamespace<ThreadGroup>, number>()
-        const fdTable = new FdTable()
+        const fdTable = new FdTable(descriptionRefs)
         // The process's own view of the container root: the same tree, with the mounts that
         // depend on who looks (procfs's `self`, its namespace's pids).
         const mounts = new Map<string, Inode>()
@@ -309,19 +383,36 @@ const makeKernel = (options: KernelOptions): Effect.Effect<KernelShape, never, S
           root,
           cwd,
           fdTable,
-          yield* Clock.currentTimeNanos
+          yield* Clock.currentTimeNanos,
+          args.uid ?? args.parent?.uid ?? 0,
+          args.procMounts ?? []
         )
-        for (const path of args.procMounts ?? []) mounts.set(path, procfs(tg))
+        for (const path of tg.procMounts) mounts.set(path, procfs(tg))
         for (const ns of pidNamespace.lineage) {
           const pid = ns.allocate(tg)
           if (pid === undefined) return yield* Effect.dieMessage("pid namespace exhausted")
           ids.set(ns, pid)
         }
-        args.stdio.forEach((description, fd) => {
-          const seekable = description.filetype === FileType.REGULAR_FILE ? SEEKABLE_RIGHTS : 0n
-          fdTable.set(fd, { description, rightsBase: STDIO_RIGHTS | seekable, rightsInheriting: 0n, flags: 0 })
-        })
-        fdTable.set(3, {
+        const parent = args.parent
+        if (parent === undefined) {
+          tg.group = newGroup(tg, "new")
+          if (args.terminal) tg.group.session.terminal = args.terminal
+        } else {
+          tg.parent = parent
+          parent.children.add(tg)
+          tg.group = args.group === "new" ? newGroup(tg, parent.group.session) : args.group ?? parent.group
+        }
+        tg.group.add(tg)
+        for (const [fd, stdio] of args.stdio.entries()) {
+          if (stdio === undefined) continue
+          if ("description" in stdio) {
+            yield* fdTable.set(fd, stdio)
+            continue
+          }
+          const seekable = stdio.filetype === FileType.REGULAR_FILE ? SEEKABLE_RIGHTS : 0n
+          yield* fdTable.set(fd, { description: stdio, rightsBase: STDIO_RIGHTS | seekable, rightsInheriting: 0n, flags: 0 })
+        }
+        yield* fdTable.set(3, {
           description: directoryDescription(root.inode),
           dentry: root,
           preopen: "/",
@@ -368,10 +459,63 @@ const makeKernel = (options: KernelOptions): Effect.Effect<KernelShape, never, S
 
     if (options.watchdog) yield* makeWatchdog({ ...options.watchdog, onPanic: panic }, processes)
 
+    /** Forgets an exited process: its pids, its place in its group and under its parent. */
     const reap = (tg: ThreadGroup) =>
       Effect.sync(() => {
+        if (tg.reaped) return
+        tg.reaped = true
         for (const [ns, pid] of tg.ids) if (ns.get(pid) === tg) ns.release(pid)
+        tg.parent?.children.delete(tg)
+        tg.group.remove(tg)
       })
+
+    const newGroup = (leader: ThreadGroup, session: Session<ThreadGroup> | "new"): ProcessGroup<ThreadGroup> =>
+      new ProcessGroup<ThreadGroup>(leader, session === "new" ? new Session<ThreadGroup>(leader) : session)
+
+    /** proc_spawn: finds and loads the program as execve would, then starts it as a child of `parent`. */
+    const spawn = (parent: ThreadGroup, request: SpawnRequest): Effect.Effect<ThreadGroup, SyscallError> =>
+      Effect.gen(function*() {
+        if (rootPidNamespace.processes.length >= maxProcesses) return yield* fail(Errno.AGAIN)
+        const searchPath = request.searchPath ? getPath(request.env) ?? getPath(parent.env) : undefined
+        const found = yield* findExecutable(parent.root, parent.cwd, request.searchPath ? request.path : withSlash(request.path), searchPath)
+        const program = yield* programFromBytes(
+          parent.root,
+          parent.cwd,
+          found.path,
+          yield* readProgram(found, request.path),
+          request.argv
+        )
+        const child = yield* startProcess({
+          containerId: parent.containerId,
+          argv: program.argv,
+          env: request.env,
+          root: parent.root,
+          cwd: parent.cwd,
+          programPath: program.path,
+          programBytes: program.bytes,
+          stdio: request.stdio,
+          pidNamespace: parent.pidNamespace,
+          procMounts: parent.procMounts,
+          parent,
+          group: request.group
+        })
+        // A parent being killed (a destroy's SIGKILL racing this spawn) takes its new child along,
+        // so that nothing outlives a kill of every process that existed when it was sent.
+        if (parent.killedBy !== undefined) yield* kill(child, SIGKILL)
+        return child
+      }).pipe(Effect.catchTags({
+        ExecNotFound: (e) => fail(spawnErrno(e)),
+        NotWasm: (e) => fail(spawnErrno(e)),
+        InvalidModule: (e) => fail(spawnErrno(e))
+      }))
+
+    const services: KernelServices = {
+      spawn,
+      signal,
+      reap,
+      newGroup,
+      newPipe: () => makePipe(++pipesMade)
+    }
 
     return {
       rootPidNamespace,

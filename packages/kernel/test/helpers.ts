@@ -239,6 +239,23 @@ const signatures: Record<string, string> = {
 
 export const wasiSignatures: Readonly<Record<string, string>> = signatures
 
+/** The process calls of docs/process-api.md: import module and wasm signature. */
+export const processSignatures: Readonly<Record<string, { readonly module: string; readonly sig: string }>> = {
+  proc_id: { module: "wasix_32v1", sig: "(param i32) (result i32)" },
+  proc_parent: { module: "wasix_32v1", sig: "(param i32 i32) (result i32)" },
+  proc_signal: { module: "wasix_32v1", sig: "(param i32 i32) (result i32)" },
+  proc_join: { module: "wasix_32v1", sig: "(param i32 i32 i32) (result i32)" },
+  fd_pipe: { module: "wasix_32v1", sig: "(param i32 i32) (result i32)" },
+  fd_dup: { module: "wasix_32v1", sig: "(param i32 i32) (result i32)" },
+  proc_spawn: { module: "runsc_proc_v1", sig: "(param i32 i32 i32 i32 i32 i32 i32 i32 i32 i32 i32) (result i32)" },
+  proc_setpgid: { module: "runsc_proc_v1", sig: "(param i32 i32) (result i32)" },
+  proc_getpgid: { module: "runsc_proc_v1", sig: "(param i32 i32) (result i32)" },
+  proc_setsid: { module: "runsc_proc_v1", sig: "(param i32) (result i32)" },
+  proc_getsid: { module: "runsc_proc_v1", sig: "(param i32 i32) (result i32)" },
+  tty_getpgrp: { module: "runsc_proc_v1", sig: "(param i32 i32) (result i32)" },
+  tty_setpgrp: { module: "runsc_proc_v1", sig: "(param i32 i32) (result i32)" }
+}
+
 /** Escapes bytes for a WAT string literal. */
 export const watString = (bytes: Uint8Array | string): string => {
   const b = typeof bytes === "string" ? new TextEncoder().encode(bytes) : bytes
@@ -259,12 +276,13 @@ export interface ProbeOptions {
 }
 
 /**
- * The WAT text of a probe guest: every WASI function imported as `$name`, one memory, and a
+ * The WAT text of a probe guest: every WASI function and process call imported as `$name`, one memory, and a
  * `_start` that calls `proc_exit(body)` — so the test reads the errno it got as the exit code.
  */
 export const probeText = (options: ProbeOptions): string => `
 (module
 ${Object.entries(signatures).map(([name, sig]) => `  (import "wasi_snapshot_preview1" "${name}" (func $${name} ${sig}))`).join("\n")}
+${Object.entries(processSignatures).map(([name, { module, sig }]) => `  (import "${module}" "${name}" (func $${name} ${sig}))`).join("\n")}
   (memory (export "memory") ${options.pages ?? 1})
 ${(options.data ?? []).map(([at, bytes]) => `  (data (i32.const ${at}) "${watString(bytes)}")`).join("\n")}
 ${options.extra ?? ""}

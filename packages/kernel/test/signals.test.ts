@@ -167,26 +167,30 @@ layer(kernelLayer, { excludeTestServices: true })("Kernel.signal", (it) => {
       assert.strictEqual(run.tg.state, "exited")
     }))
 
-  it.scoped("proc_raise: a fatal signal kills the guest, an ignored one returns 0, 0 and > 31 are EINVAL", () =>
+  it.scoped("proc_raise takes WASI's signal numbers: a fatal signal kills the guest, an ignored one returns 0, 0 and > 30 are EINVAL", () =>
     Effect.gen(function*() {
       const raise = (signo: number) => probe({ body: `(call $proc_raise (i32.const ${signo}))` })
       const term = yield* startGuest({ bytes: yield* raise(15) })
       assert.deepStrictEqual(yield* term.exit, Signaled(15))
-      const chld = yield* startGuest({ bytes: yield* raise(17) })
+      // WASI 16 is SIGCHLD (ignored); Linux 16, SIGSTKFLT, would have killed it.
+      const chld = yield* startGuest({ bytes: yield* raise(16) })
       assert.deepStrictEqual(yield* chld.exit, Exited(0))
-      for (const bad of [0, 32, 255, -1]) {
+      // WASI 30 is SIGSYS (Linux 31).
+      const sys = yield* startGuest({ bytes: yield* raise(30) })
+      assert.deepStrictEqual(yield* sys.exit, Signaled(31))
+      for (const bad of [0, 31, 255, -1]) {
         const r = yield* startGuest({ bytes: yield* raise(bad) })
         assert.deepStrictEqual(yield* r.exit, Exited(Errno.INVAL), `proc_raise(${bad})`)
       }
     }))
 
-  it.scoped("proc_raise(SIGSTOP) stops the guest until SIGCONT", () =>
+  it.scoped("proc_raise(WASI SIGSTOP = 18) stops the guest until SIGCONT", () =>
     Effect.gen(function*() {
       const kernel = yield* Kernel
       const bytes = yield* probe({
         data: [[0, new Uint8Array([16, 0, 0, 0, 6, 0, 0, 0])], [16, "after\n"]],
         body: `(block (result i32)
-          (drop (call $proc_raise (i32.const 19)))
+          (drop (call $proc_raise (i32.const 18)))
           (call $fd_write (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 8)))`
       })
       const run = yield* startGuest({ bytes })

@@ -1,6 +1,6 @@
 /**
  * A container of the sandbox: its state, its root filesystem, its PID namespace, its init and
- * the processes exec'd into it. The Loader's registry owns containers and serializes every
+ * the processes exec'd into it (the kernel knows every process of it, by container id). The Loader's registry owns containers and serializes every
  * change to them (the registry lock), so a process can never be added to a container that a
  * destroy has already emptied.
  */
@@ -11,28 +11,17 @@ import type { Scope } from "effect"
 /** `created`: registered, not started; `running`: its init runs; `stopped`: its init has exited. */
 export type ContainerState = "created" | "running" | "stopped"
 
-export interface ProcessRecord {
-  readonly tg: ThreadGroup
-  readonly uid: number
-}
-
 export class Container {
   state: ContainerState = "created"
-  init: ProcessRecord | undefined
+  init: ThreadGroup | undefined
   spec: Spec | undefined
   root: Dentry | undefined
   pidNamespace: PidNamespace<ThreadGroup> | undefined
   /** The spec's `pid` namespace path, for later containers that join it. */
   pidNamespacePath: string | undefined
   /** Processes started by execute, by root-namespace pid, until waitPid consumes them. */
-  readonly execs = new Map<number, ProcessRecord>()
-  /** Every process ever started in the container, live or exited and not yet reaped. */
-  readonly processes = new Map<number, ProcessRecord>()
+  readonly execs = new Map<number, ThreadGroup>()
 
   /** `scope` owns what lives and dies with the container; destroy closes it last. */
   constructor(readonly id: string, readonly scope: Scope.CloseableScope) {}
-
-  get liveProcesses(): ReadonlyArray<ProcessRecord> {
-    return [...this.processes.values()].filter((p) => p.tg.isAlive)
-  }
 }

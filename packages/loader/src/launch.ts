@@ -110,6 +110,7 @@ export const launch = (kernel: KernelShape, args: LaunchArgs): Effect.Effect<Thr
       programBytes: program.bytes,
       stdio: [hostStream(args.stdio.stdin ?? 0), hostStream(args.stdio.stdout ?? 1), hostStream(args.stdio.stderr ?? 2)],
       procMounts: args.procMounts,
-      pidNamespace: args.pidNamespace
+      pidNamespace: args.pidNamespace,
+      uid: args.uid
     })
   })

@@ -26,7 +26,7 @@ import {
   validateContainerId
 } from "@runsc/spec"
 import { Context, Deferred, Effect, ExecutionStrategy, Exit, Layer, Scope } from "effect"
-import { Container, type ProcessRecord } from "./container.js"
+import { Container } from "./container.js"
 import {
   AlreadyPaused,
   ContainerAlreadyStarted,
@@ -206,15 +206,15 @@ export class Loader extends Context.Tag("@runsc/loader/Loader")<Loader, LoaderSh
     )
 }
 
-const describeProcess = (record: ProcessRecord): ProcessInfo => ({
-  pid: record.tg.rootPid,
-  ppid: 0,
-  uid: record.uid,
-  containerId: record.tg.containerId,
-  state: record.tg.state,
-  argv: record.tg.argv,
-  syscalls: record.tg.syscalls,
-  startedAt: record.tg.startedAt
+const describeProcess = (tg: ThreadGroup): ProcessInfo => ({
+  pid: tg.rootPid,
+  ppid: tg.parent?.rootPid ?? 0,
+  uid: tg.uid,
+  containerId: tg.containerId,
+  state: tg.state,
+  argv: tg.argv,
+  syscalls: tg.syscalls,
+  startedAt: tg.startedAt
 })
 
 const byPid = (a: ProcessInfo, b: ProcessInfo) => a.pid - b.pid
@@ -244,7 +244,11 @@ const makeLoader = (args: LoaderArgs) =>
     const initOf = (container: Container) =>
       container.init ? Effect.succeed(container.init) : Effect.fail(new ContainerNotStarted({ id: container.id }))
 
-    const allRecords = () => [...containers.values()].flatMap((c) => [...c.processes.values()])
+    /** Every process of the sandbox not yet reaped (zombies included), by root-namespace pid. */
+    const everyProcess = () => kernel.rootPidNamespace.processes.map(([, tg]) => tg).filter((tg) => !tg.reaped)
+    /** A container's processes, including those its guests spawned; zombies included. */
+    const processesOf = (container: Container) => everyProcess().filter((tg) => tg.containerId === container.id)
+    const liveProcessesOf = (container: Container) => processesOf(container).filter((tg) => tg.isAlive)
 
     const killAll = Effect.flatMap(kernel.processes, (all) =>
       Effect.forEach(all, (tg) => kernel.signal(tg, SIGKILL), { discard: true }))
@@ -281,12 +285,6 @@ const makeLoader = (args: LoaderArgs) =>
           }
         }))
       })
-
-    const register = (container: Container, tg: ThreadGroup, uid: number): ProcessRecord => {
-      const record = { tg, uid }
-      container.processes.set(tg.rootPid, record)
-      return record
-    }
 
     /** Starts a created container's init (the registry lock is held). */
     const startContainer = (
@@ -328,7 +326,7 @@ const makeLoader = (args: LoaderArgs) =>
         container.root = rootDentry
         container.pidNamespace = namespace
         container.pidNamespacePath = wanted._tag === "New" ? wanted.path : undefined
-        container.init = register(container, tg, uid)
+        container.init = tg
         container.state = "running"
         yield* Effect.forkIn(onInitExit(container, tg), container.scope)
         return tg.rootPid
@@ -336,6 +334,14 @@ const makeLoader = (args: LoaderArgs) =>
 
     const signalProcess = (tg: ThreadGroup, signo: number) =>
       tg.isAlive ? kernel.signal(tg, signo) : Effect.fail(new NoSuchProcess({ pid: tg.rootPid }))
+
+    /** Signals the live members of a group; NoSuchProcess when none is left. */
+    const signalGroup = (members: Iterable<ThreadGroup>, signo: number, pid: number) =>
+      Effect.suspend(() => {
+        const live = [...members].filter((tg) => tg.isAlive)
+        if (live.length === 0) return Effect.fail(new NoSuchProcess({ pid }))
+        return Effect.forEach(live, (tg) => kernel.signal(tg, signo), { discard: true })
+      })
 
     const checkSignal = (signo: number) =>
       signo === 0 || isValidSignal(signo) ? Effect.void : Effect.fail(new InvalidSignal({ signal: signo }))
@@ -365,7 +371,7 @@ const makeLoader = (args: LoaderArgs) =>
       waitExit: Effect.gen(function*() {
         const init = yield* initOf(rootContainer)
         const status = yield* Effect.raceFirst(
-          Deferred.await(init.tg.exitStatus),
+          Deferred.await(init.exitStatus),
           Effect.flatMap(kernel.panicked, (reason) => Effect.fail(new SandboxPanicked({ reason })))
         )
         yield* killAll
@@ -375,7 +381,7 @@ const makeLoader = (args: LoaderArgs) =>
       signal: (signo) =>
         Effect.gen(function*() {
           yield* checkSignal(signo)
-          yield* signalProcess((yield* initOf(rootContainer)).tg, signo)
+          yield* signalProcess(yield* initOf(rootContainer), signo)
         }),
 
       createSubcontainer: (id) =>
@@ -397,19 +403,24 @@ const makeLoader = (args: LoaderArgs) =>
       destroySubcontainer: (id) =>
         Effect.gen(function*() {
           // Under the lock: forget the container and SIGKILL all of its processes, so that no
-          // start or exec can add one after the kill.
+          // start or exec can add one after the kill (a child its guests spawn meanwhile dies
+          // with its killed parent).
           const container = yield* locked(Effect.gen(function*() {
             const found = containers.get(id)
             if (found === undefined) return undefined
             containers.delete(id)
-            yield* Effect.forEach(found.liveProcesses, (p) => kernel.signal(p.tg, SIGKILL), { discard: true })
+            yield* Effect.forEach(liveProcessesOf(found), (tg) => kernel.signal(tg, SIGKILL), { discard: true })
             return found
           }))
           if (container === undefined) return
-          // Then wait for every one to exit, and release their pids.
-          const all = [...container.processes.values()]
-          yield* Effect.forEach(all, (p) => Deferred.await(p.tg.exitStatus), { discard: true })
-          yield* Effect.forEach(all, (p) => kernel.reap(p.tg), { discard: true })
+          // Then wait for every one to exit (and for any child spawned before its parent died),
+          // and release their pids.
+          for (let all = processesOf(container); all.length > 0; all = processesOf(container)) {
+            yield* Effect.forEach(all, (tg) => Effect.zipRight(kernel.signal(tg, SIGKILL), Deferred.await(tg.exitStatus)), {
+              discard: true
+            })
+            yield* Effect.forEach(all, (tg) => kernel.reap(tg), { discard: true })
+          }
           container.state = "stopped"
           // Last, what the container owned (its init's watcher; its mounts, once it has some).
           yield* Scope.close(container.scope, Exit.void)
@@ -419,7 +430,7 @@ const makeLoader = (args: LoaderArgs) =>
         locked(Effect.gen(function*() {
           const container = yield* find(exec.containerId)
           if (container.state === "created") return yield* new ContainerNotStarted({ id: container.id })
-          if (container.state === "stopped" || !container.init?.tg.isAlive) {
+          if (container.state === "stopped" || !container.init?.isAlive) {
             return yield* new ContainerStopped({ id: container.id })
           }
           const process = container.spec!.process!
@@ -435,14 +446,14 @@ const makeLoader = (args: LoaderArgs) =>
             procMounts: procMountsOf(container.spec!),
             pidNamespace: container.pidNamespace!
           })
-          container.execs.set(tg.rootPid, register(container, tg, uid))
+          container.execs.set(tg.rootPid, tg)
           return tg.rootPid
         })),
 
       wait: (id) =>
         Effect.gen(function*() {
           const init = yield* initOf(yield* find(id))
-          return yield* Deferred.await(init.tg.exitStatus)
+          return yield* Deferred.await(init.exitStatus)
         }),
 
       waitPid: (id, pid) =>
@@ -451,12 +462,9 @@ const makeLoader = (args: LoaderArgs) =>
           const container = yield* find(id)
           const exec = container.execs.get(pid)
           if (exec !== undefined) {
-            const status = yield* Deferred.await(exec.tg.exitStatus)
+            const status = yield* Deferred.await(exec.exitStatus)
             // The first waiter to return consumes the exec'd process.
-            if (container.execs.delete(pid)) {
-              container.processes.delete(pid)
-              yield* kernel.reap(exec.tg)
-            }
+            if (container.execs.delete(pid)) yield* kernel.reap(exec)
             return status
           }
           const tg = yield* processOf(container, pid)
@@ -470,42 +478,50 @@ const makeLoader = (args: LoaderArgs) =>
           const init = yield* initOf(container)
           switch (mode) {
             case "Process":
-              return yield* signalProcess(pid === 0 ? init.tg : yield* processOf(container, pid), signo)
+              return yield* signalProcess(pid === 0 ? init : yield* processOf(container, pid), signo)
             case "AllProcesses":
               if (pid !== 0) return yield* new InvalidPid({ pid, reason: "AllProcesses takes pid 0" })
               // Under the lock: no process of the container can start while the group is signalled.
               return yield* locked(
-                Effect.forEach(container.liveProcesses, (p) => kernel.signal(p.tg, signo), { discard: true })
+                Effect.forEach(liveProcessesOf(container), (tg) => kernel.signal(tg, signo), { discard: true })
               )
             case "ProcessGroup": {
-              // Every process leads its own group until guests can call setpgid.
-              const leader = yield* processOf(container, pid)
-              return yield* signalProcess(leader, signo)
+              // The whole group the process belongs to, as kill(-pgid) would reach it.
+              const member = yield* processOf(container, pid)
+              return yield* signalGroup(member.group.members, signo, member.rootPid)
             }
-            case "ForegroundProcessGroup":
-              return yield* new NoTerminal({ id, pid })
+            case "ForegroundProcessGroup": {
+              // The foreground group of the terminal the process's session controls.
+              const member = pid === 0 ? init : yield* processOf(container, pid)
+              const terminal = member.group.session.terminal
+              if (terminal === undefined) return yield* new NoTerminal({ id, pid })
+              const foreground = terminal.foreground
+              // No foreground group (it has ended): the signal reaches nobody, as on Linux.
+              if (foreground === undefined) return
+              return yield* signalGroup(foreground.members, signo, member.rootPid)
+            }
           }
         }),
 
       processes: (id) =>
-        Effect.map(find(id), (container) => container.liveProcesses.map(describeProcess).sort(byPid)),
+        Effect.map(find(id), (container) => liveProcessesOf(container).map(describeProcess).sort(byPid)),
 
-      allProcesses: Effect.sync(() => allRecords().filter((p) => p.tg.isAlive).map(describeProcess).sort(byPid)),
+      allProcesses: Effect.sync(() => everyProcess().filter((tg) => tg.isAlive).map(describeProcess).sort(byPid)),
 
       runtimeState: (id) =>
         Effect.map(find(id), (container) =>
           container.state === "created" ? "creating"
-          : container.state === "running" && container.init?.tg.isAlive ? "running"
+          : container.state === "running" && container.init?.isAlive ? "running"
           : "stopped"),
 
       event: (id) =>
         Effect.gen(function*() {
           const container = yield* find(id)
-          const usages = yield* Effect.forEach(container.processes.values(), (p) => kernel.usage(p.tg))
+          const usages = yield* Effect.forEach(processesOf(container), (tg) => kernel.usage(tg))
           return {
             cpu: { usage: { total: usages.reduce((sum, u) => sum + u.cpuNs, 0n) } },
             memory: { usage: { usage: usages.reduce((sum, u) => sum + u.memoryBytes, 0) } },
-            pids: { current: container.liveProcesses.length }
+            pids: { current: liveProcessesOf(container).length }
           }
         }),
 
@@ -513,7 +529,7 @@ const makeLoader = (args: LoaderArgs) =>
       resume: Effect.flatMap(kernel.resume, (done) => (done ? Effect.void : Effect.fail(new NotPaused({ id: rootId })))),
       isPaused: kernel.isPaused,
       sandboxStats: Effect.map(kernel.workerStats, (workers) => ({
-        processes: allRecords().filter((p) => p.tg.isAlive).length,
+        processes: everyProcess().filter((tg) => tg.isAlive).length,
         workerThreads: workers.threads,
         idleWorkers: workers.idle
       })),
@@ -524,7 +540,7 @@ const makeLoader = (args: LoaderArgs) =>
     yield* handleHostSignals({
       forward: args.forwardSignals ?? false,
       panicSignal: args.panicSignal,
-      deliver: (signo) => rootContainer.init ? kernel.signal(rootContainer.init.tg, signo) : Effect.void,
+      deliver: (signo) => rootContainer.init ? kernel.signal(rootContainer.init, signo) : Effect.void,
       panic: (signo) =>
         Effect.gen(function*() {
           yield* Effect.logError(`panic signal ${signalName(signo)} received\n${yield* dumpState}`)

@@ -22,9 +22,33 @@ export interface FdEntry {
 
 export const MAX_FDS = 1024
 
+/**
+ * How many fd-table entries refer to each open file description, across every table of a
+ * kernel (dup, fds a spawned child inherits): a description is closed when its last entry goes.
+ */
+export class DescriptionRefs {
+  private readonly counts = new Map<FileDescription, number>()
+
+  retain(description: FileDescription): void {
+    this.counts.set(description, (this.counts.get(description) ?? 0) + 1)
+  }
+
+  release(description: FileDescription): Effect.Effect<void> {
+    const n = (this.counts.get(description) ?? 1) - 1
+    if (n > 0) {
+      this.counts.set(description, n)
+      return Effect.void
+    }
+    this.counts.delete(description)
+    return description.close
+  }
+}
+
 export class FdTable {
   private readonly entries = new Map<number, FdEntry>()
   private onChange: (fd: number, entry: FdEntry | undefined) => void = () => {}
+
+  constructor(private readonly refs: DescriptionRefs) {}
 
   /** Registers the single observer (the task's channel); it is told of the current entries. */
   observe(onChange: (fd: number, entry: FdEntry | undefined) => void): void {
@@ -42,15 +66,35 @@ export class FdTable {
     return this.entries.get(fd)
   }
 
-  set(fd: number, entry: FdEntry): void {
+  /** Every open fd, in order (a child's inheritance, state dumps). */
+  get fds(): ReadonlyArray<number> {
+    return [...this.entries.keys()].sort((a, b) => a - b)
+  }
+
+  /** Installs `entry` at `fd`; whatever `fd` referred to is closed. */
+  set(fd: number, entry: FdEntry): Effect.Effect<void> {
+    return Effect.suspend(() => {
+      const replaced = this.entries.get(fd)
+      this.refs.retain(entry.description)
+      this.entries.set(fd, entry)
+      this.onChange(fd, entry)
+      return replaced ? this.refs.release(replaced.description) : Effect.void
+    })
+  }
+
+  /** Changes an fd's flags or rights: `entry` refers to the same description as before. */
+  update(fd: number, entry: FdEntry): void {
     this.entries.set(fd, entry)
     this.onChange(fd, entry)
   }
 
+  /** Installs `entry` at the lowest free fd (EMFILE when there is none). */
   allocate(entry: FdEntry): Effect.Effect<number, SyscallError> {
     for (let fd = 0; fd < MAX_FDS; fd++) {
       if (!this.entries.has(fd)) {
-        this.set(fd, entry)
+        this.refs.retain(entry.description)
+        this.entries.set(fd, entry)
+        this.onChange(fd, entry)
         return Effect.succeed(fd)
       }
     }
@@ -61,7 +105,7 @@ export class FdTable {
     return Effect.flatMap(this.get(fd), (entry) => {
       this.entries.delete(fd)
       this.onChange(fd, undefined)
-      return entry.description.close
+      return this.refs.release(entry.description)
     })
   }
 
@@ -69,16 +113,17 @@ export class FdTable {
   renumber(from: number, to: number): Effect.Effect<void, SyscallError> {
     return Effect.gen(this, function*() {
       const entry = yield* this.get(from)
-      const replaced = yield* this.get(to)
+      yield* this.get(to)
       if (from === to) return
       this.entries.delete(from)
       this.onChange(from, undefined)
-      this.set(to, entry)
-      yield* replaced.description.close
+      // `from`'s reference moves to `to`: retained by set, released here.
+      yield* this.set(to, entry)
+      yield* this.refs.release(entry.description)
     })
   }
 
-  /** Closes every description; the table is empty afterwards. */
+  /** Closes every fd; the table is empty afterwards. */
   get closeAll(): Effect.Effect<void> {
     return Effect.suspend(() => {
       const all = [...this.entries.values()]
@@ -86,7 +131,7 @@ export class FdTable {
         this.entries.delete(fd)
         this.onChange(fd, undefined)
       }
-      return Effect.forEach(all, (e) => e.description.close, { discard: true })
+      return Effect.forEach(all, (e) => this.refs.release(e.description), { discard: true })
     })
   }
 }

@@ -7,6 +7,7 @@
 import { type FileType } from "@runsc/abi"
 import type { Effect } from "effect"
 import type { SyscallError } from "../errors.js"
+import type { ControllingTerminal } from "../task/session.js"
 
 export interface Stat {
   readonly dev: bigint
@@ -46,12 +47,17 @@ export interface Inode {
 /** An open file: the offset lives here, so it is shared by everything that refers to it. */
 export interface FileDescription {
   readonly filetype: FileType
-  /** Reads at `offset`, or at the current offset (and advances it) when `offset` is undefined. */
-  read(length: number, offset?: bigint): Effect.Effect<Uint8Array, SyscallError>
-  write(data: Uint8Array, offset?: bigint): Effect.Effect<number, SyscallError>
+  /**
+   * Reads at `offset`, or at the current offset (and advances it) when `offset` is undefined.
+   * A stream with nothing to read waits, or fails EAGAIN when `nonBlocking` (O_NONBLOCK).
+   */
+  read(length: number, offset?: bigint, nonBlocking?: boolean): Effect.Effect<Uint8Array, SyscallError>
+  write(data: Uint8Array, offset?: bigint, nonBlocking?: boolean): Effect.Effect<number, SyscallError>
   seek(delta: bigint, whence: number): Effect.Effect<bigint, SyscallError>
   readonly stat: Effect.Effect<Stat, SyscallError>
   readonly close: Effect.Effect<void>
+  /** Set on the descriptions of a terminal: what job control (tcsetpgrp, ^C) acts on. */
+  readonly terminal?: ControllingTerminal<any>
   /**
    * A host fd this description writes straight to with no other state (host stdio): the guest
    * worker may then write to it without a round trip, with identical results.

@@ -3,17 +3,17 @@
  * (concurrent requests share one compilation) and handed to workers as `WebAssembly.Module`,
  * which V8 shares between threads instead of recompiling.
  */
-import { syscallNames } from "@runsc/abi"
+import { importModules } from "@runsc/abi"
 import { Deferred, Effect, FiberId } from "effect"
 import { createHash } from "node:crypto"
 import { InvalidModule } from "../errors.js"
 
-const provided = new Set<string>(syscallNames)
+const provided = new Set(Object.entries(importModules).flatMap(([module, names]) => names.map((name) => `${module}.${name}`)))
 
-/** Checks what the sandbox can run: a WASI command that imports only functions we provide. */
+/** Checks what the sandbox can run: a WASI command that imports only functions we provide (importModules). */
 const checkInterface = (module: WebAssembly.Module): string | undefined => {
   for (const imp of WebAssembly.Module.imports(module)) {
-    if (imp.module !== "wasi_snapshot_preview1" || imp.kind !== "function" || !provided.has(imp.name)) {
+    if (imp.kind !== "function" || !provided.has(`${imp.module}.${imp.name}`)) {
       return `imports ${imp.module}.${imp.name} (${imp.kind}), which the sandbox does not provide`
     }
   }

@@ -573,6 +573,81 @@ const wasiImports = {
   sock_shutdown: scalar(N.sock_shutdown)
 }
 
+// ---- process calls (docs/process-api.md) --------------------------------------------------------
+
+/** Two u32 results (RESULT0, RESULT1) stored at two guest pointers. */
+const withTwoU32Out = (n: number, out0: number, out1: number): number => {
+  if (!inBounds(out0, 4) || !inBounds(out1, 4)) return Errno.FAULT
+  const errno = call(n)
+  if (errno === Errno.SUCCESS) {
+    refresh()
+    putU32(out0, words[Word.RESULT0]!)
+    putU32(out1, words[Word.RESULT1]!)
+  }
+  return errno
+}
+
+const OptionPid = Layout.optionPid
+const JoinStatus = Layout.joinStatus
+
+const wasixImports = {
+  proc_id: syscall((out: number) => withU32Out(N.proc_id, out)),
+  proc_parent: syscall((pid: number, out: number) => withU32Out(N.proc_parent, out, pid)),
+  proc_signal: scalar(N.proc_signal),
+  proc_join: syscall((pidPtr: number, flags: number, statusPtr: number): number => {
+    if (!inBounds(pidPtr, OptionPid.sizeOf) || !inBounds(statusPtr, JoinStatus.sizeOf)) return Errno.FAULT
+    const base = pidPtr >>> 0
+    const errno = call(N.proc_join, memView.getUint8(base + OptionPid.tag), memView.getUint32(base + OptionPid.pid, true), flags)
+    // ECHILD still reports "nothing": the sentry wrote that status too.
+    if (errno !== Errno.SUCCESS && errno !== Errno.CHILD) return errno
+    refresh()
+    const pid = words[Word.RESULT0]!
+    memView.setUint8(base + OptionPid.tag, pid === 0 || errno !== Errno.SUCCESS ? 0 : 1)
+    memView.setUint32(base + OptionPid.pid, errno === Errno.SUCCESS ? pid : 0, true)
+    mem8.set(data.subarray(0, JoinStatus.sizeOf), statusPtr >>> 0)
+    return errno
+  }),
+  fd_pipe: syscall((readOut: number, writeOut: number) => withTwoU32Out(N.fd_pipe, readOut, writeOut)),
+  fd_dup: syscall((fd: number, out: number) => withU32Out(N.fd_dup, out, fd))
+}
+
+const procImports = {
+  proc_spawn: syscall((
+    path: number,
+    pathLen: number,
+    argv: number,
+    argvLen: number,
+    envp: number,
+    envpLen: number,
+    fds: number,
+    nfds: number,
+    pgid: number,
+    flags: number,
+    out: number
+  ): number => {
+    nfds >>>= 0
+    if (nfds > 3) return Errno.INVAL
+    if (!inBounds(fds, nfds * 4) || !inBounds(out, 4)) return Errno.FAULT
+    if ((pathLen >>> 0) + (argvLen >>> 0) + (envpLen >>> 0) > DATA_SIZE) return Errno.TOOBIG
+    putGuestBytes(envp, envpLen, putGuestBytes(argv, argvLen, putGuestBytes(path, pathLen, 0)))
+    for (let i = 0; i < nfds; i++) i64[i] = BigInt(memView.getInt32((fds >>> 0) + i * 4, true))
+    const errno = call(N.proc_spawn, pathLen, argvLen, envpLen, nfds, pgid, flags)
+    if (errno === Errno.SUCCESS) {
+      refresh()
+      // The fds entries come back with each new pipe replaced by the caller's end of it.
+      mem8.set(data.subarray(0, nfds * 4), fds >>> 0)
+      putU32(out, words[Word.RESULT0]!)
+    }
+    return errno
+  }),
+  proc_setpgid: scalar(N.proc_setpgid),
+  proc_getpgid: syscall((pid: number, out: number) => withU32Out(N.proc_getpgid, out, pid)),
+  proc_setsid: syscall((out: number) => withU32Out(N.proc_setsid, out)),
+  proc_getsid: syscall((pid: number, out: number) => withU32Out(N.proc_getsid, out, pid)),
+  tty_getpgrp: syscall((fd: number, out: number) => withU32Out(N.tty_getpgrp, out, fd)),
+  tty_setpgrp: scalar(N.tty_setpgrp)
+}
+
 // ---- running a guest -------------------------------------------------------------------------
 
 const trapKind = (error: unknown): TrapKind => {
@@ -590,7 +665,11 @@ const run = (message: ToWorker): GuestEnd => {
   fastPaths = message.fastPaths
   spin.reset()
   try {
-    const instance = new WebAssembly.Instance(message.module, { wasi_snapshot_preview1: wasiImports })
+    const instance = new WebAssembly.Instance(message.module, {
+      wasi_snapshot_preview1: wasiImports,
+      wasix_32v1: wasixImports,
+      runsc_proc_v1: procImports
+    })
     memory = instance.exports["memory"] as WebAssembly.Memory
     refresh()
     ;(instance.exports["_start"] as () => void)()

@@ -7,7 +7,10 @@ import { Errno } from "@runsc/abi"
 import { type Deferred, Effect } from "effect"
 import { SyscallError } from "../errors.js"
 import { type ChannelViews, DATA_SIZE, Word } from "../platform/channel.js"
+import type { Pipe } from "../fs/pipe.js"
+import type { ProcessGroup, Session } from "../task/session.js"
 import type { ThreadGroup } from "../task/threadGroup.js"
+import type { FdEntry } from "../fs/fdTable.js"
 
 export interface SyscallContext {
   readonly tg: ThreadGroup
@@ -16,6 +19,32 @@ export interface SyscallContext {
   readonly raise: (signo: number) => Effect.Effect<void>
   /** While the whole sandbox is paused: completed when it resumes. */
   readonly paused: () => Deferred.Deferred<void> | undefined
+  readonly services: KernelServices
+}
+
+/** What proc_spawn asks the kernel for, once its arguments are decoded and checked. */
+export interface SpawnRequest {
+  readonly path: string
+  readonly argv: ReadonlyArray<string>
+  readonly env: ReadonlyArray<string>
+  readonly searchPath: boolean
+  /** The child's fds 0, 1 and 2 (undefined: closed). */
+  readonly stdio: ReadonlyArray<FdEntry | undefined>
+  /** The child's process group: the caller's, a new one it leads, or an existing one. */
+  readonly group: ProcessGroup<ThreadGroup> | "new"
+}
+
+/** What the process calls need from the kernel beyond the calling task. */
+export interface KernelServices {
+  /** Creates and starts a child of `parent` (proc_spawn). */
+  readonly spawn: (parent: ThreadGroup, request: SpawnRequest) => Effect.Effect<ThreadGroup, SyscallError>
+  /** Delivers a signal with its default action. */
+  readonly signal: (tg: ThreadGroup, signo: number) => Effect.Effect<void>
+  /** Releases an exited process (proc_join). */
+  readonly reap: (tg: ThreadGroup) => Effect.Effect<void>
+  readonly newPipe: () => Pipe
+  /** A new process group led by `leader`, in `session` or in a new session it leads. */
+  readonly newGroup: (leader: ThreadGroup, session: Session<ThreadGroup> | "new") => ProcessGroup<ThreadGroup>
 }
 
 export type Handler = (c: SyscallContext) => Effect.Effect<void, SyscallError>

@@ -16,12 +16,14 @@ import {
   FILE_RIGHTS,
   FileType,
   isValidSignal,
+  signalFromWasi,
   Layout,
   LookupFlags,
   OFlags,
   PreopenType,
   Rights,
   SubclockFlags,
+  SIGPIPE,
   type SyscallName,
   syscallNames
 } from "@runsc/abi"
@@ -44,6 +46,7 @@ import {
   type SyscallContext,
   u32
 } from "./context.js"
+import { processHandlers } from "./process.js"
 
 // ---- fd and rights checks --------------------------------------------------------------------
 
@@ -87,11 +90,19 @@ const encoder = new TextEncoder()
 
 // ---- handlers --------------------------------------------------------------------------------
 
+const isNonBlocking = (entry: FdEntry) => (entry.flags & FdFlags.NONBLOCK) !== 0
+
 const fd_write: Handler = (c) =>
   Effect.gen(function*() {
     const entry = yield* entryWith(c, u32(c, 0), Rights.FD_WRITE)
     const length = u32(c, 1)
-    setResult(c, yield* entry.description.write(c.channel.data.subarray(0, length)))
+    const write = entry.description.write(c.channel.data.subarray(0, length), undefined, isNonBlocking(entry))
+    // Files answer; streams (pipes) may wait for their reader to make room.
+    const written = yield* (entry.description.filetype === FileType.REGULAR_FILE ? write : blocking(c, write)).pipe(
+      // A write with no reader left raises SIGPIPE (whose default action ends the writer).
+      Effect.tapError((e) => e.errno === Errno.PIPE ? c.raise(SIGPIPE) : Effect.void)
+    )
+    setResult(c, written)
   })
 
 const fd_pwrite: Handler = (c) =>
@@ -108,7 +119,7 @@ const read = (positional: boolean): Handler => (c) =>
     if (positional && entry.description.filetype !== FileType.REGULAR_FILE) return yield* fail(Errno.SPIPE)
     const offset = positional ? i64(c, 0) : undefined
     if (offset !== undefined && offset < 0n) return yield* fail(Errno.INVAL)
-    const read = entry.description.read(Math.min(u32(c, 1), DATA_SIZE), offset)
+    const read = entry.description.read(Math.min(u32(c, 1), DATA_SIZE), offset, isNonBlocking(entry))
     // Files answer; streams (stdin, pipes) wait for whoever writes them.
     const bytes = yield* (entry.description.filetype === FileType.REGULAR_FILE ? read : blocking(c, read))
     c.channel.data.set(bytes)
@@ -154,7 +165,7 @@ const fd_fdstat_set_flags: Handler = (c) =>
     if ((flags & ~(FdFlags.APPEND | FdFlags.DSYNC | FdFlags.NONBLOCK | FdFlags.RSYNC | FdFlags.SYNC)) !== 0) {
       return yield* fail(Errno.INVAL)
     }
-    c.tg.fdTable.set(fd, { ...entry, flags })
+    c.tg.fdTable.update(fd, { ...entry, flags })
   })
 
 const fd_fdstat_set_rights: Handler = (c) =>
@@ -167,7 +178,7 @@ const fd_fdstat_set_rights: Handler = (c) =>
     if ((base & ~entry.rightsBase) !== 0n || (inheriting & ~entry.rightsInheriting) !== 0n) {
       return yield* fail(Errno.NOTCAPABLE)
     }
-    c.tg.fdTable.set(fd, { ...entry, rightsBase: base, rightsInheriting: inheriting })
+    c.tg.fdTable.update(fd, { ...entry, rightsBase: base, rightsInheriting: inheriting })
   })
 
 const fd_filestat_get: Handler = (c) =>
@@ -394,9 +405,10 @@ const poll_oneoff: Handler = (c) =>
     setResult(c, fired.length)
   })
 
+/** proc_raise numbers signals as WASI's enum does (not as Linux does from 16 on). */
 const proc_raise: Handler = (c) => {
-  const signo = u32(c, 0)
-  return isValidSignal(signo) ? c.raise(signo) : fail(Errno.INVAL)
+  const signo = signalFromWasi(u32(c, 0))
+  return signo !== undefined && isValidSignal(signo) ? c.raise(signo) : fail(Errno.INVAL)
 }
 
 /** No socket can exist yet (preview1 cannot create one and none are pre-opened). */
@@ -406,6 +418,7 @@ const notSocket: Handler = (c) => Effect.flatMap(entryWith(c, u32(c, 0), 0n), ()
 const servedInWorker: Handler = () => fail(Errno.NOSYS)
 
 const handlers: { readonly [K in Exclude<SyscallName, "fd_readdir">]: Handler } = {
+  ...processHandlers,
   args_get: servedInWorker,
   args_sizes_get: servedInWorker,
   environ_get: servedInWorker,

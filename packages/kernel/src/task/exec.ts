@@ -23,6 +23,9 @@ export interface Executable {
   readonly bytes: Uint8Array
 }
 
+const notFound = (name: string, error: SyscallError) =>
+  new ExecNotFound({ name, reason: describe(error), errno: error.errno })
+
 const describe = (error: SyscallError): string =>
   error.errno === Errno.NOENT ? "no such file or directory"
   : error.errno === Errno.NOTDIR ? "not a directory"
@@ -43,14 +46,16 @@ export const findExecutable = (
   searchPath: string | undefined
 ): Effect.Effect<Dentry, ExecNotFound> =>
   Effect.gen(function*() {
-    if (name.length === 0) return yield* new ExecNotFound({ name, reason: "empty command" })
+    if (name.length === 0) return yield* new ExecNotFound({ name, reason: "empty command", errno: Errno.NOENT })
     if (name.includes("/")) {
       const dentry = yield* resolve(root, cwd, name, { followFinal: true }).pipe(
-        Effect.mapError((e) => new ExecNotFound({ name, reason: describe(e) }))
+        Effect.mapError((e) => notFound(name, e))
       )
-      if (dentry.inode.filetype === FileType.DIRECTORY) return yield* new ExecNotFound({ name, reason: "is a directory" })
+      if (dentry.inode.filetype === FileType.DIRECTORY) {
+        return yield* new ExecNotFound({ name, reason: "is a directory", errno: Errno.ACCES })
+      }
       if (!(yield* isExecutableFile(dentry).pipe(Effect.orElseSucceed(() => false)))) {
-        return yield* new ExecNotFound({ name, reason: "permission denied" })
+        return yield* new ExecNotFound({ name, reason: "permission denied", errno: Errno.ACCES })
       }
       return dentry
     }
@@ -62,7 +67,7 @@ export const findExecutable = (
         return found.value
       }
     }
-    return yield* new ExecNotFound({ name, reason: "executable file not found in $PATH" })
+    return yield* new ExecNotFound({ name, reason: "executable file not found in $PATH", errno: Errno.NOENT })
   })
 
 /** Reads a whole file through its description, then closes it. */
@@ -133,10 +138,8 @@ export const programFromBytes = (
     }
   })
 
-const readProgram = (dentry: Dentry, name: string) =>
-  readAll(dentry.inode.open({ read: true, write: false })).pipe(
-    Effect.mapError((e) => new ExecNotFound({ name, reason: describe(e) }))
-  )
+export const readProgram = (dentry: Dentry, name: string) =>
+  readAll(dentry.inode.open({ read: true, write: false })).pipe(Effect.mapError((e) => notFound(name, e)))
 
 /**
  * Loads the program for `argv` (argv[0] searched on PATH when it has no slash). The returned

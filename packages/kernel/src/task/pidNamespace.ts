@@ -9,6 +9,8 @@ export const PID_MAX = 4194304
 export class PidNamespace<P = unknown> {
   private last = 0
   private readonly members = new Map<number, P>()
+  /** Pids no process has any more that still name a process group or session: not reallocated. */
+  private readonly held = new Map<number, number>()
 
   constructor(readonly parent: PidNamespace<P> | undefined) {}
 
@@ -17,7 +19,7 @@ export class PidNamespace<P = unknown> {
     for (let i = 0; i < PID_MAX - 1; i++) {
       const pid = (this.last % (PID_MAX - 1)) + 1
       this.last = pid
-      if (!this.members.has(pid)) {
+      if (!this.members.has(pid) && !this.held.has(pid)) {
         this.members.set(pid, process)
         return pid
       }
@@ -27,6 +29,17 @@ export class PidNamespace<P = unknown> {
 
   release(pid: number): void {
     this.members.delete(pid)
+  }
+
+  /** Keeps `pid` from being allocated again until as many `unhold`s (it names a group or session). */
+  hold(pid: number): void {
+    this.held.set(pid, (this.held.get(pid) ?? 0) + 1)
+  }
+
+  unhold(pid: number): void {
+    const n = (this.held.get(pid) ?? 1) - 1
+    if (n > 0) this.held.set(pid, n)
+    else this.held.delete(pid)
   }
 
   get(pid: number): P | undefined {

@@ -7,11 +7,12 @@
  * running guest code and the fd table has been closed.
  */
 import type { ExitStatus } from "@runsc/abi"
-import { Deferred, type Fiber, FiberId } from "effect"
+import { Deferred, Exit, type Fiber, FiberId } from "effect"
 import type { FdTable } from "../fs/fdTable.js"
 import type { Dentry } from "../fs/resolve.js"
 import type { GuestThread } from "../platform/pool.js"
 import type { PidNamespace } from "./pidNamespace.js"
+import type { ProcessGroup } from "./session.js"
 
 export type ProcessState = "running" | "stopped" | "exiting" | "exited"
 
@@ -46,6 +47,25 @@ export class ThreadGroup {
   /** CPU time (ns) the task used, once it has ended. */
   cpuUsed: bigint | undefined
 
+  /**
+   * The process that waits for this one (proc_join); undefined for processes the runtime
+   * started (container inits, execs: the Loader waits for them) and for orphans no init of
+   * their container adopted (the sentry reaps those itself).
+   */
+  parent: ThreadGroup | undefined
+  /** Children not yet reaped (running, stopped or zombies). */
+  readonly children = new Set<ThreadGroup>()
+  /** The sentry reaps this process as soon as it exits: nobody in the sandbox will wait for it. */
+  autoReap = false
+  /** Set once the process's pids have been released (it is gone from every listing). */
+  reaped = false
+  /** Completed, then replaced, whenever a child exits or stops: what a blocked proc_join waits on. */
+  childEvent: Deferred.Deferred<void> = Deferred.unsafeMake(FiberId.none)
+  /** The signal of a stop not yet reported to a proc_join with WAKE_STOPPED. */
+  unreportedStop: number | undefined
+  /** Assigned when the process is created. */
+  group!: ProcessGroup<ThreadGroup>
+
   constructor(
     /** Pid in each namespace of the lineage, innermost first. */
     readonly ids: ReadonlyMap<PidNamespace<ThreadGroup>, number>,
@@ -57,7 +77,10 @@ export class ThreadGroup {
     readonly cwd: Dentry,
     readonly fdTable: FdTable,
     /** Wall-clock nanoseconds at creation (ps's STIME). */
-    readonly startedAt: bigint
+    readonly startedAt: bigint,
+    readonly uid: number,
+    /** Where the process sees procfs; its children see it in the same places. */
+    readonly procMounts: ReadonlyArray<string>
   ) {}
 
   /** The pid in the group's own namespace (what the guest would see as its pid). */
@@ -70,6 +93,18 @@ export class ThreadGroup {
     let pid = this.pid
     for (const [ns, id] of this.ids) if (ns.parent === undefined) pid = id
     return pid
+  }
+
+  /** The pid of this process as seen from `ns` (0 when it has none there). */
+  pidIn(ns: PidNamespace<ThreadGroup>): number {
+    return this.ids.get(ns) ?? 0
+  }
+
+  /** Wakes whoever waits in proc_join for a child of this process to change state. */
+  notifyChildEvent(): void {
+    const event = this.childEvent
+    this.childEvent = Deferred.unsafeMake(FiberId.none)
+    Deferred.unsafeDone(event, Exit.void)
   }
 
   get isAlive(): boolean {

@@ -1,0 +1,132 @@
+/**
+ * Pipes inside the sandbox (fd_pipe, proc_spawn's RUNSC_FD_PIPE): a bounded byte buffer with a
+ * read end and a write end, each an open file description that fd tables share by reference.
+ *
+ * Semantics are pipe(7)'s: a read waits until there are bytes or no write end is left (then 0,
+ * end of file); a write waits while the buffer is full and fails EPIPE once no read end is left
+ * (the caller raises SIGPIPE); a write of at most PIPE_BUF bytes is never interleaved with
+ * another. Waiting is a fiber suspension, never a thread: a blocked reader costs nothing and is
+ * interrupted when its task is killed.
+ */
+import { Errno, FileType } from "@runsc/abi"
+import { Deferred, Effect, Exit, FiberId } from "effect"
+import { SyscallError } from "../errors.js"
+import type { FileDescription, Stat } from "./inode.js"
+
+/** Linux's default pipe capacity. */
+export const PIPE_CAPACITY = 65536
+/** Writes up to this size are atomic. */
+export const PIPE_BUF = 4096
+
+const fail = (errno: Errno) => Effect.fail(new SyscallError({ errno }))
+
+class PipeBuffer {
+  private chunks: Array<Uint8Array> = []
+  size = 0
+  readers = 1
+  writers = 1
+  private changed = Deferred.unsafeMake<void>(FiberId.none)
+
+  /** Resolves at the next change of contents or ends. */
+  get nextChange(): Effect.Effect<void> {
+    return Deferred.await(this.changed)
+  }
+
+  notify(): void {
+    const changed = this.changed
+    this.changed = Deferred.unsafeMake(FiberId.none)
+    Deferred.unsafeDone(changed, Exit.void)
+  }
+
+  take(max: number): Uint8Array {
+    const out = new Uint8Array(Math.min(max, this.size))
+    let at = 0
+    while (at < out.length) {
+      const head = this.chunks[0]!
+      const n = Math.min(head.length, out.length - at)
+      out.set(head.subarray(0, n), at)
+      at += n
+      if (n === head.length) this.chunks.shift()
+      else this.chunks[0] = head.subarray(n)
+    }
+    this.size -= out.length
+    this.notify()
+    return out
+  }
+
+  put(data: Uint8Array): void {
+    // Copied: the caller's bytes live in the channel's data area, reused by the next syscall.
+    this.chunks.push(data.slice())
+    this.size += data.length
+    this.notify()
+  }
+}
+
+export interface Pipe {
+  readonly read: FileDescription
+  readonly write: FileDescription
+}
+
+/** A new pipe; `ino` identifies it in fstat (unique within the kernel). */
+export const makePipe = (ino: bigint): Pipe => {
+  const buffer = new PipeBuffer()
+  const stat = Effect.sync((): Stat => ({
+    dev: 0n,
+    ino,
+    filetype: FileType.UNKNOWN,
+    nlink: 1n,
+    size: BigInt(buffer.size),
+    atim: 0n,
+    mtim: 0n,
+    ctim: 0n,
+    mode: 0o600
+  }))
+
+  const read = (length: number, offset?: bigint, nonBlocking?: boolean): Effect.Effect<Uint8Array, SyscallError> =>
+    Effect.suspend(() => {
+      if (offset !== undefined) return fail(Errno.SPIPE)
+      if (length === 0) return Effect.succeed(new Uint8Array(0))
+      if (buffer.size > 0) return Effect.succeed(buffer.take(length))
+      if (buffer.writers === 0) return Effect.succeed(new Uint8Array(0))
+      if (nonBlocking) return fail(Errno.AGAIN)
+      return Effect.zipRight(buffer.nextChange, read(length, offset, nonBlocking))
+    })
+
+  /** Writes everything (waiting for room as needed) unless the read end goes away. */
+  const write = (data: Uint8Array, offset?: bigint, nonBlocking?: boolean): Effect.Effect<number, SyscallError> =>
+    Effect.suspend(() => {
+      if (offset !== undefined) return fail(Errno.SPIPE)
+      let written = 0
+      const loop: Effect.Effect<number, SyscallError> = Effect.suspend(() => {
+        if (buffer.readers === 0) return written > 0 ? Effect.succeed(written) : fail(Errno.PIPE)
+        const remaining = data.length - written
+        if (remaining === 0) return Effect.succeed(written)
+        const room = PIPE_CAPACITY - buffer.size
+        // A small write goes in whole or not at all, so it is never interleaved with another.
+        const fits = remaining <= PIPE_BUF ? room >= remaining : room > 0
+        if (!fits) {
+          if (nonBlocking) return written > 0 ? Effect.succeed(written) : fail(Errno.AGAIN)
+          return Effect.zipRight(buffer.nextChange, loop)
+        }
+        const n = Math.min(room, remaining)
+        buffer.put(data.subarray(written, written + n))
+        written += n
+        return loop
+      })
+      return loop
+    })
+
+  const end = (side: "read" | "write"): FileDescription => ({
+    filetype: FileType.UNKNOWN,
+    read: side === "read" ? read : () => fail(Errno.BADF),
+    write: side === "write" ? write : () => fail(Errno.BADF),
+    seek: () => fail(Errno.SPIPE),
+    stat,
+    close: Effect.sync(() => {
+      if (side === "read") buffer.readers--
+      else buffer.writers--
+      buffer.notify()
+    })
+  })
+  return { read: end("read"), write: end("write") }
+}
