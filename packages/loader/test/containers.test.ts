@@ -5,98 +5,10 @@
  */
 import { assert, describe, it } from "@effect/vitest"
 import { exited, signaled } from "@runsc/abi"
-import { type Bundle, defaultSpec, type Spec } from "@runsc/spec"
-import { Context, Deferred, Effect, Either, Fiber, Layer } from "effect"
+import { Deferred, Effect, Either, Fiber } from "effect"
 import * as Fs from "node:fs"
-import * as Os from "node:os"
 import * as Path from "node:path"
-import { fileURLToPath } from "node:url"
-import { Loader, type LoaderShape } from "../src/index.js"
-
-const repo = fileURLToPath(new URL("../../../", import.meta.url))
-const fixture = (name: string) => Path.join(repo, "test/fixtures/c", `${name}.wasm`)
-
-/** A temp dir removed with the scope. */
-const tempDir = Effect.acquireRelease(
-  Effect.sync(() => Fs.mkdtempSync(Path.join(Os.tmpdir(), "runsc-containers-"))),
-  (dir) => Effect.sync(() => Fs.rmSync(dir, { recursive: true, force: true }))
-)
-
-interface BundleOptions {
-  readonly args: ReadonlyArray<string>
-  readonly env?: ReadonlyArray<string>
-  readonly pidNamespace?: { readonly path?: string }
-  readonly passwd?: string
-  /** Adds files to the rootfs. */
-  readonly populate?: (rootfs: string) => void
-}
-
-/** A bundle whose rootfs has every fixture under /bin, /etc/passwd and a /proc mount point. */
-const makeBundle = (options: BundleOptions) =>
-  Effect.gen(function*() {
-    const dir = yield* tempDir
-    const rootfs = Path.join(dir, "rootfs")
-    for (const sub of ["bin", "etc", "proc", "data"]) Fs.mkdirSync(Path.join(rootfs, sub), { recursive: true })
-    for (const name of ["exit", "sleep", "spin", "cat", "ls", "print_env", "echo_args", "write_many"]) {
-      Fs.copyFileSync(fixture(name), Path.join(rootfs, "bin", name))
-      Fs.chmodSync(Path.join(rootfs, "bin", name), 0o755)
-    }
-    Fs.writeFileSync(Path.join(rootfs, "etc/passwd"), options.passwd ?? "root:x:0:0:root:/root:/bin/sh\n")
-    options.populate?.(rootfs)
-    const template = defaultSpec()
-    const spec: Spec = {
-      ...template,
-      process: {
-        ...template.process!,
-        args: [options.args[0]!, ...options.args.slice(1)],
-        env: options.env ?? ["PATH=/bin"]
-      },
-      linux: {
-        ...template.linux,
-        namespaces: options.pidNamespace ? [{ type: "pid", ...options.pidNamespace }] : []
-      }
-    }
-    const bundle: Bundle = { dir, spec, rootPath: rootfs }
-    return bundle
-  })
-
-/** The guest's stdout, in a temp file. */
-const makeOutput = Effect.gen(function*() {
-  const dir = yield* tempDir
-  const path = Path.join(dir, "out")
-  const fd = yield* Effect.acquireRelease(Effect.sync(() => Fs.openSync(path, "w+")), (fd) => Effect.sync(() => Fs.closeSync(fd)))
-  return { fd, read: () => Fs.readFileSync(path, "utf8") }
-})
-
-/** A sandbox whose root container sleeps (it must outlive the test's sub-containers). */
-const makeSandbox = Effect.gen(function*() {
-  const bundle = yield* makeBundle({ args: ["sleep", "600"] })
-  const out = yield* makeOutput
-  const loader = yield* Effect.map(
-    Layer.build(Loader.layer({ containerId: "root", bundle, stdio: { stdout: out.fd, stderr: out.fd } })),
-    Context.get(Loader)
-  )
-  yield* loader.startRoot
-  return loader
-})
-
-const startSub = (loader: LoaderShape, id: string, options: BundleOptions) =>
-  Effect.gen(function*() {
-    const bundle = yield* makeBundle(options)
-    const out = yield* makeOutput
-    yield* loader.createSubcontainer(id)
-    const pid = yield* loader.startSubcontainer({ containerId: id, bundle, stdio: { stdout: out.fd, stderr: out.fd } })
-    return { pid, out }
-  })
-
-const waitUntil = (condition: Effect.Effect<boolean, unknown>, what: string) =>
-  Effect.gen(function*() {
-    for (let i = 0; i < 200; i++) {
-      if (yield* Effect.orElseSucceed(condition, () => false)) return
-      yield* Effect.sleep("10 millis")
-    }
-    assert.fail(`timed out waiting until ${what}`)
-  })
+import { makeBundle, makeOutput, makeSandbox, startSub, waitUntil } from "./helpers.js"
 
 describe("containers", () => {
   it.scopedLive("create → creating; start → running with its init; SIGTERM while waited → stopped; destroy → gone", () =>
