@@ -4,6 +4,8 @@
  * the sandbox with a state dump (exit 128).
  */
 import { assert, describe, it } from "@effect/vitest"
+import * as Fs from "node:fs"
+import * as Path from "node:path"
 import { afterAll, beforeAll } from "vitest"
 import { cFixture, describeResult, installFixtures, lines, makeBundle, makeTempDir, removeDir, startRunsc, uniqueId } from "./helpers.js"
 
@@ -56,6 +58,30 @@ describe.concurrent("host signals", () => {
       assert.isBelow(elapsed, 10_000, "runsc should exit promptly after the signal")
     })
   }
+
+  it("with process.terminal, a host SIGINT (^C) reaches the terminal's foreground job, not the shell", async () => {
+    const shell = await makeBundle(["/bin/tsh"], ["tsh", "sleep"])
+    try {
+      const configPath = Path.join(shell.dir, "config.json")
+      const config = JSON.parse(await Fs.promises.readFile(configPath, "utf8"))
+      config.process.terminal = true
+      await Fs.promises.writeFile(configPath, JSON.stringify(config))
+      const proc = await startRunsc(["run", "--bundle", shell.dir, uniqueId("e2e-tty")], {
+        cwd: root,
+        timeoutMs: 25_000,
+        input: "sleep 600\nsleep 601\n"
+      })
+      await proc.waitForStdout("sleeping\n")
+      assert.isTrue(proc.child.kill("SIGINT"))
+      // The job died of it; the shell lived on to start the next one.
+      await proc.waitForStdout("sleeping\n[1] Killed by signal 2 sleep 600\nsleeping\n")
+      assert.isTrue(proc.child.kill("SIGTERM"))
+      const result = await proc.result
+      assert.strictEqual(result.code, 143, describeResult(result))
+    } finally {
+      await removeDir(shell.dir)
+    }
+  })
 
   it("--panic-signal USR2 + SIGUSR2 → exit 128 with a line about the panic", async () => {
     const { result } = await signalled(["--panic-signal", "USR2", "do", "--root-dir", root, cFixture("sleep"), "60"], "sleeping\n", "SIGUSR2")

@@ -68,6 +68,7 @@ export const SIGCHLD = 17
 export const SIGCONT = 18
 export const SIGSTOP = 19
 export const SIGURG = 23
+export const SIGWINCH = 28
 export const SIGSYS = 31
 
 /**

@@ -23,3 +23,4 @@ export {
   startHeartbeatMonitor
 } from "./watchdog/heartbeat.js"
 export { makeWatchdog, stuckTasksReport, type WatchdogOptions, type WatchedTask } from "./watchdog/watchdog.js"
+export { makeTerminal, type Terminal, terminalSignals } from "./tty/terminal.js"

@@ -396,7 +396,10 @@ const makeKernel = (options: KernelOptions): Effect.Effect<KernelShape, never, S
         const parent = args.parent
         if (parent === undefined) {
           tg.group = newGroup(tg, "new")
-          if (args.terminal) tg.group.session.terminal = args.terminal
+          if (args.terminal) {
+            tg.group.session.terminal = args.terminal
+            args.terminal.foreground = tg.group
+          }
         } else {
           tg.parent = parent
           parent.children.add(tg)

@@ -184,6 +184,35 @@ layer(kernelLayer, { excludeTestServices: true })("Kernel.signal", (it) => {
       }
     }))
 
+  it.scoped("a guest stopped while blocked in a call does not get its answer until SIGCONT", () =>
+    Effect.gen(function*() {
+      const kernel = yield* Kernel
+      const bytes = yield* probe({
+        data: [[0, new Uint8Array([16, 0, 0, 0, 6, 0, 0, 0])], [16, "after\n"], [100, clockSubscription(300)]],
+        // After the sleep: a second of computing (no syscall), then the write.
+        extra: `(func $spin (local $i i32)
+          (local.set $i (i32.const 400000000))
+          (loop $l (local.set $i (i32.sub (local.get $i) (i32.const 1))) (br_if $l (local.get $i))))`,
+        body: `(block (result i32)
+          (drop (call $poll_oneoff (i32.const 100) (i32.const 200) (i32.const 1) (i32.const 300)))
+          (call $spin)
+          (call $fd_write (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 8)))`
+      })
+      const run = yield* startGuest({ bytes })
+      yield* eventually(() => run.tg.currentSyscall >= 0, "guest asleep in poll_oneoff")
+      yield* kernel.signal(run.tg, 19)
+      // The sleep ends while the guest is stopped: it must not run on (its thread uses no CPU).
+      const before = (yield* kernel.usage(run.tg)).cpuNs
+      yield* Effect.sleep("700 millis")
+      const during = (yield* kernel.usage(run.tg)).cpuNs - before
+      assert.isBelow(Number(during) / 1e6, 100, "CPU ms used while stopped")
+      assert.strictEqual(run.stdout(), "")
+      assert.strictEqual(run.tg.state, "stopped")
+      yield* kernel.signal(run.tg, 18)
+      assert.deepStrictEqual(yield* run.exit, Exited(0))
+      assert.strictEqual(run.stdout(), "after\n")
+    }))
+
   it.scoped("proc_raise(WASI SIGSTOP = 18) stops the guest until SIGCONT", () =>
     Effect.gen(function*() {
       const kernel = yield* Kernel

@@ -2,7 +2,7 @@
  * Starting one process in a container, as runsc's loader does for an init or an exec: the
  * program found inside the container's root (or taken from the host for `runsc do`), HOME from
  * the container's /etc/passwd when unset, duplicate env keys resolved last-wins, stdio from host
- * fds, procfs where the spec mounts it.
+ * fds (a terminal when asked for), procfs where the spec mounts it.
  */
 import {
   Dentry,
@@ -12,6 +12,7 @@ import {
   type InvalidModule,
   type KernelShape,
   loadExecutable,
+  makeTerminal,
   type NotWasm,
   type PidNamespace,
   programFromBytes,
@@ -75,6 +76,8 @@ export interface LaunchArgs {
   readonly hostProgram?: string | undefined
   /** Fill HOME from /etc/passwd when unset (default true). */
   readonly homeFromPasswd?: boolean | undefined
+  /** The stdio fds are a terminal the process's session controls (job control). */
+  readonly terminal?: boolean | undefined
 }
 
 export const launch = (kernel: KernelShape, args: LaunchArgs): Effect.Effect<ThreadGroup, LaunchError> =>
@@ -100,6 +103,8 @@ export const launch = (kernel: KernelShape, args: LaunchArgs): Effect.Effect<Thr
         args.argv
       )
       : yield* loadExecutable(root, cwd, args.argv, getEnv(env, "PATH"))
+    const hostStdio = [hostStream(args.stdio.stdin ?? 0), hostStream(args.stdio.stdout ?? 1), hostStream(args.stdio.stderr ?? 2)]
+    const terminal = args.terminal ? makeTerminal(hostStdio) : undefined
     return yield* kernel.startProcess({
       containerId: args.containerId,
       argv: program.argv,
@@ -108,7 +113,8 @@ export const launch = (kernel: KernelShape, args: LaunchArgs): Effect.Effect<Thr
       cwd,
       programPath: program.path,
       programBytes: program.bytes,
-      stdio: [hostStream(args.stdio.stdin ?? 0), hostStream(args.stdio.stdout ?? 1), hostStream(args.stdio.stderr ?? 2)],
+      stdio: terminal?.stdio ?? hostStdio,
+      ...(terminal ? { terminal: terminal.control } : {}),
       procMounts: args.procMounts,
       pidNamespace: args.pidNamespace,
       uid: args.uid

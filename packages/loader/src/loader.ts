@@ -14,7 +14,7 @@
  * container gone.
  */
 import { type ExitStatus, isValidSignal, SIGKILL, signalName } from "@runsc/abi"
-import { Kernel, type KernelOptions, PidNamespace, type ThreadGroup } from "@runsc/kernel"
+import { Kernel, type KernelOptions, PidNamespace, terminalSignals, type ThreadGroup } from "@runsc/kernel"
 import {
   type Bundle,
   type BundleNotFound,
@@ -88,6 +88,8 @@ export interface ExecArgs {
   /** Default: the container's spec user. */
   readonly uid?: number
   readonly stdio?: Stdio
+  /** The stdio fds are a terminal the process controls (default: the container's spec). */
+  readonly terminal?: boolean
 }
 
 /** runsc's signal delivery modes. */
@@ -319,6 +321,7 @@ const makeLoader = (args: LoaderArgs) =>
           stdio,
           procMounts: procMountsOf(spec),
           pidNamespace: namespace,
+          terminal: process.terminal ?? false,
           hostProgram: root.hostProgram,
           homeFromPasswd: root.homeFromPasswd
         })
@@ -444,7 +447,8 @@ const makeLoader = (args: LoaderArgs) =>
             uid,
             stdio: exec.stdio ?? {},
             procMounts: procMountsOf(container.spec!),
-            pidNamespace: container.pidNamespace!
+            pidNamespace: container.pidNamespace!,
+            terminal: exec.terminal ?? false
           })
           container.execs.set(tg.rootPid, tg)
           return tg.rootPid
@@ -540,7 +544,16 @@ const makeLoader = (args: LoaderArgs) =>
     yield* handleHostSignals({
       forward: args.forwardSignals ?? false,
       panicSignal: args.panicSignal,
-      deliver: (signo) => rootContainer.init ? kernel.signal(rootContainer.init, signo) : Effect.void,
+      deliver: (signo) => {
+        const init = rootContainer.init
+        if (init === undefined) return Effect.void
+        // What a host terminal generates (^C, ^Z, ...) is for the job in its foreground.
+        const foreground = init.group.session.terminal?.foreground
+        if (foreground !== undefined && terminalSignals.has(signo)) {
+          return Effect.forEach(foreground.members, (tg) => kernel.signal(tg, signo), { discard: true })
+        }
+        return kernel.signal(init, signo)
+      },
       panic: (signo) =>
         Effect.gen(function*() {
           yield* Effect.logError(`panic signal ${signalName(signo)} received\n${yield* dumpState}`)

@@ -25,6 +25,8 @@ export interface BundleOptions {
   readonly env?: ReadonlyArray<string>
   readonly pidNamespace?: { readonly path?: string }
   readonly passwd?: string
+  /** The init's stdio is a terminal (the spec's process.terminal). */
+  readonly terminal?: boolean
   /** Adds files to the rootfs. */
   readonly populate?: (rootfs: string) => void
 }
@@ -60,7 +62,8 @@ export const makeBundle = (options: BundleOptions) =>
       process: {
         ...template.process!,
         args: [options.args[0]!, ...options.args.slice(1)],
-        env: options.env ?? ["PATH=/bin"]
+        env: options.env ?? ["PATH=/bin"],
+        terminal: options.terminal ?? false
       },
       linux: {
         ...template.linux,

@@ -4,7 +4,7 @@
  * pipelines — RUNSC.md scenarios 7, 20 and 21 with real C guests on worker threads.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { exited } from "@runsc/abi"
+import { exited, signaled } from "@runsc/abi"
 import { Context, Effect, Layer } from "effect"
 import * as Fs from "node:fs"
 import * as Path from "node:path"
@@ -178,6 +178,45 @@ describe("a job-control shell", () => {
         "[2] Killed by signal 9 sleep 600 | cat"
       ])
       assert.deepStrictEqual(r.status, exited(0))
+    }))
+})
+
+describe("a terminal's foreground process group", () => {
+  it.scopedLive("scenario 28: SIGTERM to the foreground group kills the foreground job, not the shell; SIGKILL then ends the shell", () =>
+    Effect.gen(function*() {
+      const dir = yield* tempDir
+      const script = Path.join(dir, "script")
+      // The second job keeps the shell busy (and in the background) once the first is gone.
+      Fs.writeFileSync(script, "sleep 600\nsleep 601\n")
+      const stdin = yield* Effect.acquireRelease(Effect.sync(() => Fs.openSync(script, "r")), (fd) => Effect.sync(() => Fs.closeSync(fd)))
+      const bundle = yield* makeBundle({ args: ["tsh"], terminal: true })
+      const out = yield* makeOutput
+      const loader = yield* Effect.map(
+        Layer.build(Loader.layer({ containerId: "root", bundle, stdio: { stdin, stdout: out.fd, stderr: out.fd } })),
+        Context.get(Loader)
+      )
+      const shell = yield* loader.startRoot
+      const jobRunning = (arg: string) =>
+        Effect.map(loader.processes("root"), (ps) => ps.some((p) => p.argv[1] === arg && p.state === "running"))
+      yield* waitUntil(jobRunning("600"), "the first job runs")
+      yield* loader.signalContainer("root", 0, 15, "ForegroundProcessGroup")
+      yield* waitUntil(jobRunning("601"), "the shell saw its job die and started the next")
+      assert.match(out.read(), /\[1\] Killed by signal 15 sleep 600/)
+      const ps = yield* loader.processes("root")
+      assert.isTrue(ps.some((p) => p.pid === shell), "the shell is alive")
+      assert.isFalse(ps.some((p) => p.argv[1] === "600"), "the first job is gone")
+      yield* loader.signalContainer("root", 0, 9, "Process")
+      assert.deepStrictEqual(yield* loader.waitExit, signaled(9))
+    }))
+
+  it.scopedLive("ForegroundProcessGroup without a terminal is NoTerminal; with one it reaches the shell while it is in the foreground", () =>
+    Effect.gen(function*() {
+      const loader = yield* makeSandbox
+      const fail = yield* Effect.flip(loader.signalContainer("root", 0, 15, "ForegroundProcessGroup"))
+      assert.strictEqual(fail._tag, "NoTerminal")
+      const pid = yield* loader.execute({ containerId: "root", argv: ["sleep", "600"], terminal: true })
+      yield* loader.signalContainer("root", pid, 15, "ForegroundProcessGroup")
+      assert.deepStrictEqual(yield* loader.waitPid("root", pid), signaled(15))
     }))
 })
 

@@ -66,13 +66,15 @@ export const serveSyscalls = (
     const words = c.channel.words
     const tg = c.tg
     const spin = new AdaptiveSpin()
+    // Syscall boundary: a stopped task, or a paused sandbox, goes no further.
+    const boundary = Effect.suspend(() => {
+      const stopped = tg.continued
+      const paused = c.paused()
+      return Effect.zipRight(stopped ? Deferred.await(stopped) : Effect.void, paused ? Deferred.await(paused) : Effect.void)
+    })
     const serveOne = Effect.gen(function*() {
       yield* awaitRequest(words, spin)
-      // Syscall boundary: a stopped task, or a paused sandbox, goes no further.
-      const stopped = tg.continued
-      if (stopped) yield* Deferred.await(stopped)
-      const paused = c.paused()
-      if (paused) yield* Deferred.await(paused)
+      if (tg.continued !== undefined || c.paused() !== undefined) yield* boundary
       const n = words[Word.SYSCALL]!
       tg.syscalls++
       // The task is inside the kernel from here until the response is published (watchdog).
@@ -82,6 +84,9 @@ export const serveSyscalls = (
       if (strace === undefined) {
         const errno = yield* runHandler(table, n, c)
         tg.currentSyscall = -1
+        // A task stopped (or a sandbox paused) while it was blocked in the call stays held
+        // until it may go on: the call returns only then.
+        if (tg.continued !== undefined || c.paused() !== undefined) yield* boundary
         respond(words, errno)
         return
       }
@@ -92,6 +97,7 @@ export const serveSyscalls = (
       const errno = yield* runHandler(table, n, c)
       if (call) straceExit(strace, call, name, c, errno, clock.unsafeCurrentTimeNanos() - start)
       tg.currentSyscall = -1
+      if (tg.continued !== undefined || c.paused() !== undefined) yield* boundary
       respond(words, errno)
     })
     // Interrupted mid-syscall (the task ended): the task is no longer inside the kernel.
