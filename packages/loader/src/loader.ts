@@ -187,8 +187,16 @@ export interface LoaderShape {
   /** Lets every task of the sandbox go on; fails if it was not paused. */
   readonly resume: Effect.Effect<void, NotPaused>
   readonly isPaused: Effect.Effect<boolean>
-  /** Live processes of the sandbox, and the guest worker threads that exist and are idle (leak checks). */
-  readonly sandboxStats: Effect.Effect<{ readonly processes: number; readonly workerThreads: number; readonly idleWorkers: number }>
+  /**
+   * Live processes of the sandbox, exited ones nobody has reaped yet (zombies), and the guest
+   * worker threads that exist and are idle (leak checks).
+   */
+  readonly sandboxStats: Effect.Effect<{
+    readonly processes: number
+    readonly unreaped: number
+    readonly workerThreads: number
+    readonly idleWorkers: number
+  }>
   /** A human-readable dump of every process (what --panic-signal and the watchdog print). */
   readonly dumpState: Effect.Effect<string>
 }
@@ -534,6 +542,7 @@ const makeLoader = (args: LoaderArgs) =>
       isPaused: kernel.isPaused,
       sandboxStats: Effect.map(kernel.workerStats, (workers) => ({
         processes: everyProcess().filter((tg) => tg.isAlive).length,
+        unreaped: everyProcess().filter((tg) => !tg.isAlive).length,
         workerThreads: workers.threads,
         idleWorkers: workers.idle
       })),

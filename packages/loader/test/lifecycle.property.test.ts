@@ -1,11 +1,13 @@
 /**
  * Property-based hunt for lifecycle races, on the real worker platform: random programs of
  * concurrent operations over several containers of one sandbox — create, start, exec, signals
- * (Process and AllProcesses), wait, waitPid, pause/resume, destroy — run all at once, then
+ * (Process and AllProcesses), wait, waitPid, pause/resume, destroy, and guests that spawn
+ * trees of children (task_tree) — run all at once, then
  * checked against DESIGN.md's invariants:
  *   1. a start that loses to a destroy fails typed; nothing of the container is left;
- *   2. when destroy returns, no process of the container is alive, and (after every run) no
- *      worker thread beyond the sandbox's own is left;
+ *   2. when destroy returns, no process of the container is alive (spawned ones included),
+ *      and (after every run) no worker thread beyond the sandbox's own is left and no exited
+ *      process is left unreaped;
  *   3. every waiter of one process gets the same status, and statuses are the ones the model
  *      allows (the program's exit code, or a signal we sent);
  *   no operation hangs: everything ends within a bound once the containers are destroyed.
@@ -28,7 +30,7 @@ const repo = fileURLToPath(new URL("../../../", import.meta.url))
 // One rootfs for every container of every run: programs differ only by their args.
 const rootfs = Fs.mkdtempSync(Path.join(Os.tmpdir(), "runsc-property-"))
 Fs.mkdirSync(Path.join(rootfs, "bin"))
-for (const name of ["exit", "sleep", "spin"]) {
+for (const name of ["exit", "sleep", "spin", "task_tree"]) {
   Fs.copyFileSync(Path.join(repo, "test/fixtures/c", `${name}.wasm`), Path.join(rootfs, "bin", name))
   Fs.chmodSync(Path.join(rootfs, "bin", name), 0o755)
 }
@@ -47,9 +49,17 @@ const bundleFor = (args: ReadonlyArray<string>): Bundle => {
   }
 }
 
-type Program = { readonly kind: "exit"; readonly code: number } | { readonly kind: "sleep" } | { readonly kind: "spin" }
+type Program =
+  | { readonly kind: "exit"; readonly code: number }
+  | { readonly kind: "sleep" }
+  | { readonly kind: "spin" }
+  /** Spawns a tree of depth × width sleeping children (never exits by itself). */
+  | { readonly kind: "tree"; readonly depth: number; readonly width: number }
 const argvOf = (p: Program): ReadonlyArray<string> =>
-  p.kind === "exit" ? ["exit", `${p.code}`] : p.kind === "sleep" ? ["sleep", "600"] : ["spin"]
+  p.kind === "exit" ? ["exit", `${p.code}`]
+  : p.kind === "sleep" ? ["sleep", "600"]
+  : p.kind === "spin" ? ["spin"]
+  : ["task_tree", `${p.depth}`, `${p.width}`, "600"]
 
 type Op =
   | { readonly op: "create"; readonly c: number }
@@ -70,7 +80,12 @@ const KILLING = new Set([9, 15])
 const program = FastCheck.oneof(
   FastCheck.record({ kind: FastCheck.constant("exit" as const), code: FastCheck.integer({ min: 0, max: 3 }) }),
   FastCheck.record({ kind: FastCheck.constant("sleep" as const) }),
-  FastCheck.record({ kind: FastCheck.constant("spin" as const) })
+  FastCheck.record({ kind: FastCheck.constant("spin" as const) }),
+  FastCheck.record({
+    kind: FastCheck.constant("tree" as const),
+    depth: FastCheck.integer({ min: 1, max: 2 }),
+    width: FastCheck.integer({ min: 1, max: 2 })
+  })
 )
 const container = FastCheck.integer({ min: 0, max: CONTAINERS - 1 })
 const op: FastCheck.Arbitrary<Op> = FastCheck.oneof(
@@ -98,7 +113,7 @@ const SETTLE = Duration.seconds(10)
 
 let run = 0
 /** What the runs exercised, so a suite that ran nothing interesting shows it. */
-const coverage = { starts: 0, execs: 0, statuses: 0, destroyedRunning: 0 }
+const coverage = { starts: 0, execs: 0, statuses: 0, destroyedRunning: 0, spawnedKilledByDestroy: 0 }
 afterAll(() => {
   console.log(`lifecycle property coverage: ${JSON.stringify(coverage)}`)
 })
@@ -196,7 +211,11 @@ const runProgram = (loader: LoaderShape, program: ReadonlyArray<Timed>, timeScal
             // Every process started before the destroy began must be dead when it returns. (The
             // id may be created and started again meanwhile: those processes are a new container.)
             const before = new Set(known.get(o.c))
-            if ((yield* loader.allProcesses).some((p) => p.containerId === id(o.c))) coverage.destroyedRunning++
+            const running = (yield* loader.allProcesses).filter((p) => p.containerId === id(o.c))
+            if (running.length > 0) coverage.destroyedRunning++
+            // The container's guests' children too (ppid ≠ 0: spawned inside the sandbox).
+            for (const p of running) before.add(p.pid)
+            coverage.spawnedKilledByDestroy += running.filter((p) => p.ppid !== 0).length
             yield* loader.destroySubcontainer(id(o.c))
             const left = (yield* loader.allProcesses).filter((p) => before.has(p.pid))
             if (left.length > 0) violations.push(`after destroy ${id(o.c)}: pids ${left.map((p) => p.pid).join(",")} still alive`)
@@ -236,7 +255,7 @@ const runProgram = (loader: LoaderShape, program: ReadonlyArray<Timed>, timeScal
     // shortly after.
     for (let i = 0; ; i++) {
       const stats = yield* loader.sandboxStats
-      if (stats.processes === 1 && stats.workerThreads <= stats.processes + stats.idleWorkers) break
+      if (stats.processes === 1 && stats.unreaped === 0 && stats.workerThreads <= stats.processes + stats.idleWorkers) break
       if (i === 100) {
         violations.push(`left behind: ${JSON.stringify(stats)}`)
         break

@@ -5,15 +5,59 @@
  *
  *   exit [code]   ends with proc_exit(code) (default 0) on the next turn
  *   trap          traps (unreachable) on the next turn
+ *   task_tree D W spawns W children running `task_tree D-1 W` (found on PATH=/bin) when
+ *                 D > 0, through proc_spawn on its channel as a wasm guest would, then runs
+ *                 until it is killed (the C fixture of the same name, minus its sleep)
  *   anything else runs until it is killed (sleep, spin, servers)
  *
- * Killing (terminate) ends a running guest at once, as terminating a worker does. Scripted
- * guests make no syscalls, so stops and pauses (which act at syscall boundaries) do not reach
- * them — the same as a compute-bound wasm guest.
+ * Killing (terminate) ends a running guest at once, as terminating a worker does. Apart from
+ * task_tree's spawns, scripted guests make no syscalls, so stops and pauses (which act at
+ * syscall boundaries) do not reach them — the same as a compute-bound wasm guest.
  */
+import { Errno, syscallNumber } from "@runsc/abi"
 import { Deferred, Effect, Exit, FiberId } from "effect"
-import { ChannelViews, type ToWorker } from "./channel.js"
+import { ChannelViews, KILLED, State, type ToWorker, Word } from "./channel.js"
 import type { GuestPlatform, GuestThread, RunOutcome } from "./pool.js"
+
+const encoder = new TextEncoder()
+
+/**
+ * One syscall from the guest's side of the channel, without blocking the thread (the sentry
+ * runs on the same one): publish the request, wait asynchronously for the response.
+ */
+const channelCall = (channel: ChannelViews, n: number, args: ReadonlyArray<number>): Effect.Effect<number> =>
+  Effect.suspend(() => {
+    const words = channel.words
+    args.forEach((a, i) => (words[Word.ARG0 + i] = a))
+    words[Word.NARGS] = args.length
+    words[Word.SYSCALL] = n
+    Atomics.store(words, Word.STATE, State.REQUEST)
+    Atomics.notify(words, Word.STATE)
+    const response: Effect.Effect<number> = Effect.suspend(() => {
+      if (Atomics.load(words, Word.STATE) === State.RESPONSE) {
+        words[Word.STATE] = State.IDLE
+        return Effect.succeed(words[Word.ERRNO]!)
+      }
+      return Effect.async<void>((resume) => {
+        const wait = Atomics.waitAsync(words, Word.STATE, State.REQUEST)
+        if (wait.async) wait.value.then(() => resume(Effect.void))
+        else resume(Effect.void)
+      }).pipe(Effect.zipRight(response))
+    })
+    return response
+  })
+
+/** proc_spawn of `argv` (argv[0] searched on PATH=/bin), stdio inherited. */
+const spawnChild = (channel: ChannelViews, argv: ReadonlyArray<string>): Effect.Effect<number> =>
+  Effect.suspend(() => {
+    const path = encoder.encode(argv[0]!)
+    const args = encoder.encode(argv.map((a) => `${a}\0`).join(""))
+    const env = encoder.encode("PATH=/bin\0")
+    channel.data.set(path, 0)
+    channel.data.set(args, path.length)
+    channel.data.set(env, path.length + args.length)
+    return channelCall(channel, syscallNumber.proc_spawn, [path.length, args.length, env.length, 0, -1, 1])
+  })
 
 class ScriptedThread implements GuestThread {
   readonly channel = ChannelViews.allocate()
@@ -38,9 +82,19 @@ class ScriptedThread implements GuestThread {
         ? { _tag: "Guest", end: { _tag: "Trap", kind: "unreachable", message: "unreachable" } }
         : undefined
       // Ending "on the next turn" leaves room for whatever races the end (signals, destroys).
-      return end === undefined
-        ? Deferred.await(outcome)
-        : Effect.raceFirst(Deferred.await(outcome), Effect.as(Effect.yieldNow(), end))
+      if (end !== undefined) return Effect.raceFirst(Deferred.await(outcome), Effect.as(Effect.yieldNow(), end))
+      if (program !== "task_tree" || !(Number(message.args[1]) > 0)) return Deferred.await(outcome)
+      const depth = Number(message.args[1])
+      const width = Number(message.args[2] ?? 1)
+      const spawns = Effect.forEach(Array.from({ length: width }), () =>
+        Effect.flatMap(spawnChild(this.channel, ["task_tree", `${depth - 1}`, `${width}`]), (errno) =>
+          // Answered KILLED: the sentry unwinds the guest, as the worker shim does.
+          errno === KILLED ? Effect.sync(() => Deferred.unsafeDone(outcome, Exit.succeed({ _tag: "Guest", end: { _tag: "Killed" } })))
+          : errno === Errno.SUCCESS || errno === Errno.AGAIN ? Effect.void
+          : Effect.sync(() =>
+            Deferred.unsafeDone(outcome, Exit.succeed({ _tag: "Guest", end: { _tag: "Crash", message: `proc_spawn: errno ${errno}` } }))
+          )), { discard: true })
+      return Effect.raceFirst(Deferred.await(outcome), Effect.zipRight(spawns, Effect.never))
     })
   }
 
