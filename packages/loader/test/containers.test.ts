@@ -192,6 +192,39 @@ describe("containers", () => {
       assert.deepStrictEqual((yield* loader.allProcesses).map((p) => p.containerId), ["root"])
     }))
 
+  it.scopedLive("scenario 24: thirty sub-containers reading files, in batches of ten started while the previous batch is torn down: all exit 0", () =>
+    Effect.gen(function*() {
+      const loader = yield* makeSandbox
+      const blob = new Uint8Array(64 * 1024).map((_, i) => i % 251)
+      const bundle = yield* makeBundle({
+        args: ["cat", "/data/blob", "/data/blob"],
+        populate: (rootfs) => Fs.writeFileSync(Path.join(rootfs, "data/blob"), blob)
+      })
+      let previous: ReadonlyArray<string> = []
+      for (let batch = 0; batch < 3; batch++) {
+        const ids = Array.from({ length: 10 }, (_, i) => `io${batch}-${i}`)
+        const run = (id: string) =>
+          Effect.gen(function*() {
+            const out = yield* makeOutput
+            yield* loader.createSubcontainer(id)
+            yield* loader.startSubcontainer({ containerId: id, bundle, stdio: { stdout: out.fd } })
+            const status = yield* loader.wait(id)
+            return { status, bytes: Fs.statSync(`/proc/self/fd/${out.fd}`).size }
+          })
+        const [results] = yield* Effect.all([
+          Effect.forEach(ids, run, { concurrency: "unbounded" }),
+          Effect.forEach(previous, (id) => loader.destroySubcontainer(id), { concurrency: "unbounded", discard: true })
+        ], { concurrency: "unbounded" })
+        for (const r of results) {
+          assert.deepStrictEqual(r.status, exited(0))
+          assert.strictEqual(r.bytes, 2 * blob.length)
+        }
+        previous = ids
+      }
+      yield* Effect.forEach(previous, (id) => loader.destroySubcontainer(id), { discard: true })
+      assert.deepStrictEqual((yield* loader.allProcesses).map((p) => p.containerId), ["root"])
+    }), { timeout: 60_000 })
+
   it.scopedLive("HOME defaults from /etc/passwd for a sub-container's init and an exec; duplicate env keys: last wins", () =>
     Effect.gen(function*() {
       const loader = yield* makeSandbox
