@@ -104,7 +104,7 @@ export const JoinStatusType = { NOTHING: 0, EXIT_NORMAL: 1, EXIT_SIGNAL: 2, STOP
 /** proc_spawn's `fds` entries (docs/process-api.md). */
 export const SpawnFd = { CLOSED: -1, PIPE: -2 } as const
 /** proc_spawn's `flags`. */
-export const SpawnFlags = { SEARCH_PATH: 1 } as const
+export const SpawnFlags = { SEARCH_PATH: 1, RESET_SIGNALS: 2 } as const
 
 /**
  * Every syscall a guest can make: the `wasi_snapshot_preview1` functions in witx order, then the
@@ -172,7 +172,8 @@ export const syscallNames = [
   "proc_setsid",
   "proc_getsid",
   "tty_getpgrp",
-  "tty_setpgrp"
+  "tty_setpgrp",
+  "proc_sigignore"
 ] as const
 export type SyscallName = (typeof syscallNames)[number]
 
@@ -180,7 +181,16 @@ export type SyscallName = (typeof syscallNames)[number]
 export const importModules: { readonly [module: string]: ReadonlyArray<SyscallName> } = {
   wasi_snapshot_preview1: syscallNames.slice(0, syscallNames.indexOf("proc_id")),
   wasix_32v1: ["proc_id", "proc_parent", "proc_signal", "proc_join", "fd_pipe", "fd_dup"],
-  runsc_proc_v1: ["proc_spawn", "proc_setpgid", "proc_getpgid", "proc_setsid", "proc_getsid", "tty_getpgrp", "tty_setpgrp"]
+  runsc_proc_v1: [
+    "proc_spawn",
+    "proc_setpgid",
+    "proc_getpgid",
+    "proc_setsid",
+    "proc_getsid",
+    "tty_getpgrp",
+    "tty_setpgrp",
+    "proc_sigignore"
+  ]
 }
 
 export const syscallNumber: { readonly [K in SyscallName]: number } = Object.fromEntries(

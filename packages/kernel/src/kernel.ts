@@ -17,6 +17,7 @@ import {
   Rights,
   SIGFPE,
   SIGCHLD,
+  SIGCONT,
   SIGILL,
   SIGKILL,
   SIGSEGV,
@@ -91,6 +92,8 @@ export interface ProcessArgs {
   readonly parent?: ThreadGroup
   /** With a parent: the parent's group (default), or a new group the child leads. */
   readonly group?: ProcessGroup<ThreadGroup> | "new"
+  /** With a parent: start with every signal's default action instead of the parent's ignores. */
+  readonly resetSignals?: boolean
   /** A terminal the process gets as its session's controlling terminal (runtime processes only). */
   readonly terminal?: ControllingTerminal<ThreadGroup>
 }
@@ -239,7 +242,9 @@ const makeKernel = (options: KernelOptions): Effect.Effect<KernelShape, never, S
 
     const signal = (tg: ThreadGroup, signo: number): Effect.Effect<void> =>
       Effect.suspend(() => {
-        if (signo === 0 || !tg.isAlive) return Effect.void
+        // An ignored signal is discarded when it is sent (SIGKILL and SIGSTOP cannot be ignored);
+        // SIGCONT continues a stopped process even so.
+        if (signo === 0 || !tg.isAlive || (tg.ignoredSignals.has(signo) && signo !== SIGCONT)) return Effect.void
         switch (defaultAction(signo)) {
           case "terminate":
           case "core":
@@ -395,6 +400,7 @@ const makeKernel = (options: KernelOptions): Effect.Effect<KernelShape, never, S
         }
         const parent = args.parent
         if (parent === undefined) {
+          tg.ignoredSignals = new Set()
           tg.group = newGroup(tg, "new")
           if (args.terminal) {
             tg.group.session.terminal = args.terminal
@@ -403,6 +409,8 @@ const makeKernel = (options: KernelOptions): Effect.Effect<KernelShape, never, S
         } else {
           tg.parent = parent
           parent.children.add(tg)
+          // Ignored signals stay ignored in the child, as across execve, unless it asked otherwise.
+          tg.ignoredSignals = args.resetSignals ? new Set() : parent.ignoredSignals
           tg.group = args.group === "new" ? newGroup(tg, parent.group.session) : args.group ?? parent.group
         }
         tg.group.add(tg)
@@ -500,7 +508,8 @@ const makeKernel = (options: KernelOptions): Effect.Effect<KernelShape, never, S
           pidNamespace: parent.pidNamespace,
           procMounts: parent.procMounts,
           parent,
-          group: request.group
+          group: request.group,
+          resetSignals: request.resetSignals
         })
         // A parent being killed (a destroy's SIGKILL racing this spawn) takes its new child along,
         // so that nothing outlives a kill of every process that existed when it was sent.

@@ -253,7 +253,8 @@ export const processSignatures: Readonly<Record<string, { readonly module: strin
   proc_setsid: { module: "runsc_proc_v1", sig: "(param i32) (result i32)" },
   proc_getsid: { module: "runsc_proc_v1", sig: "(param i32 i32) (result i32)" },
   tty_getpgrp: { module: "runsc_proc_v1", sig: "(param i32 i32) (result i32)" },
-  tty_setpgrp: { module: "runsc_proc_v1", sig: "(param i32 i32) (result i32)" }
+  tty_setpgrp: { module: "runsc_proc_v1", sig: "(param i32 i32) (result i32)" },
+  proc_sigignore: { module: "runsc_proc_v1", sig: "(param i32 i32) (result i32)" }
 }
 
 /** Escapes bytes for a WAT string literal. */

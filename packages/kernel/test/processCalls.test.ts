@@ -9,7 +9,7 @@ import { Effect } from "effect"
 import * as Fs from "node:fs"
 import * as Path from "node:path"
 import { Kernel } from "../src/index.js"
-import { eventually, Exited, fixture, kernelLayer, probe, rootOf, runGuest, Signaled, startGuest, tempDir } from "./helpers.js"
+import { eventually, Exited, fixture, kernelLayer, probe, rootOf, runGuest, Signaled, startGuest, tempDir, timed } from "./helpers.js"
 
 /** Packed NUL-terminated strings (proc_spawn's argv/envp layout). */
 const packed = (strings: ReadonlyArray<string>) => strings.map((s) => `${s}\0`).join("")
@@ -122,6 +122,48 @@ layer(kernelLayer, { excludeTestServices: true })("process calls", (it) => {
       })
       assert.deepStrictEqual(r.status, Exited(0))
       assert.strictEqual(r.stdout, "through a pipe\n")
+    }))
+
+  it.scoped("poll_oneoff waits for a pipe to become readable, or for its clock when it does not", () =>
+    Effect.gen(function*() {
+      const root = yield* fixtureRoot
+      // Subscriptions at 3000: [0] fd_read of the pipe's read end (fd 4), [1] a 5 s clock;
+      // at 3100: one 100 ms clock alone with [0] (an empty pipe whose writer we hold).
+      const sub = (userdata: number, tag: number, fdOrClock: number, timeoutMs: number) => {
+        const b = new Uint8Array(48)
+        const v = new DataView(b.buffer)
+        v.setBigUint64(0, BigInt(userdata), true)
+        v.setUint8(8, tag)
+        v.setUint32(16, fdOrClock, true)
+        v.setBigUint64(24, BigInt(timeoutMs) * 1_000_000n, true)
+        return b
+      }
+      const spawn = spawnCall({ path: "/bin/sleep", argv: ["sleep", "1"], fds: [0, 5, 2] })
+      const [r, ms] = yield* timed(runGuest({
+        root,
+        bytes: yield* probe({
+          data: [...spawn.data, [3000, sub(7, 1, 4, 0)], [3048, sub(8, 0, 1, 5000)], [3096, sub(9, 0, 1, 100)]],
+          extra: `(func $run (result i32) (local $e i32)
+            (drop (call $fd_pipe (i32.const 0) (i32.const 4)))
+            ;; nothing written yet, our own write end open: the 100 ms clock fires
+            (memory.copy (i32.const 3200) (i32.const 3000) (i32.const 48))
+            (memory.copy (i32.const 3248) (i32.const 3096) (i32.const 48))
+            (local.set $e (call $poll_oneoff (i32.const 3200) (i32.const 4000) (i32.const 2) (i32.const 8)))
+            (if (local.get $e) (then (return (i32.const 1))))
+            (if (i32.ne (i32.load (i32.const 8)) (i32.const 1)) (then (return (i32.const 2))))
+            (if (i32.ne (i32.load (i32.const 4000)) (i32.const 9)) (then (return (i32.const 3))))
+            ;; a child prints "sleeping" into the pipe: the fd fires long before the 5 s clock
+            (local.set $e ${spawn.expr})
+            (if (local.get $e) (then (return (i32.add (i32.const 100) (local.get $e)))))
+            (local.set $e (call $poll_oneoff (i32.const 3000) (i32.const 4000) (i32.const 2) (i32.const 8)))
+            (if (local.get $e) (then (return (i32.const 4))))
+            (if (i32.ne (i32.load (i32.const 4000)) (i32.const 7)) (then (return (i32.const 5))))
+            (i32.const 0))`,
+          body: "(call $run)"
+        })
+      }))
+      assert.deepStrictEqual(r.status, Exited(0))
+      assert.isBelow(ms, 4000, "woken by the pipe, not by the 5 s clock")
     }))
 
   it.scoped("a write to a pipe with no reader left fails EPIPE and raises SIGPIPE", () =>
@@ -336,7 +378,49 @@ layer(kernelLayer, { excludeTestServices: true })("process calls", (it) => {
       assert.deepStrictEqual(r.status, Exited(9))
     }))
 
-  it.scoped("an orphan whose parent exits is reaped by the sentry when it exits; killing a parent mid-spawn kills the child", () =>
+  it.scoped("proc_sigignore: an ignored SIGTERM is discarded; children inherit it unless spawned with RESET_SIGNALS; KILL/STOP cannot be ignored", () =>
+    Effect.gen(function*() {
+      const root = yield* fixtureRoot
+      const inherit = spawnCall({ path: "/bin/sleep", argv: ["sleep", "60"], fds: [0, -1, 2] })
+      const reset = { ...spawnCall({ path: "/bin/sleep", argv: ["sleep", "60"], fds: [0, -1, 2], flags: 2 }), data: [] }
+      const r = yield* runGuest({
+        root,
+        bytes: yield* probe({
+          data: inherit.data,
+          extra: `(func $run (result i32) (local $e i32) (local $me i32)
+            (if (i32.ne (call $proc_sigignore (i32.const 9) (i32.const 1)) (i32.const ${Errno.INVAL})) (then (return (i32.const 1))))
+            (if (i32.ne (call $proc_sigignore (i32.const 18) (i32.const 1)) (i32.const ${Errno.INVAL})) (then (return (i32.const 2))))
+            (if (i32.ne (call $proc_sigignore (i32.const 31) (i32.const 1)) (i32.const ${Errno.INVAL})) (then (return (i32.const 3))))
+            (if (call $proc_sigignore (i32.const 15) (i32.const 1)) (then (return (i32.const 4))))
+            (drop (call $proc_id (i32.const 0)))
+            ;; SIGTERM to ourselves: discarded
+            (if (call $proc_signal (i32.load (i32.const 0)) (i32.const 15)) (then (return (i32.const 5))))
+            ;; a child that inherits the ignore survives SIGTERM; SIGKILL ends it
+            (local.set $e ${inherit.expr})
+            (if (local.get $e) (then (return (i32.add (i32.const 100) (local.get $e)))))
+            (drop (call $proc_signal (i32.load (i32.const ${PID})) (i32.const 15)))
+            ${join(1)}
+            (if (i32.ne (i32.load8_u (i32.const ${STATUS})) (i32.const ${JoinStatusType.NOTHING})) (then (return (i32.const 6))))
+            (drop (call $proc_signal (i32.load (i32.const ${PID})) (i32.const 9)))
+            ${join()}
+            (if (i32.ne (i32.load8_u (i32.const ${STATUS + 4})) (i32.const 9)) (then (return (i32.const 7))))
+            ;; a child spawned with RESET_SIGNALS dies of SIGTERM
+            (local.set $e ${reset.expr})
+            (if (local.get $e) (then (return (i32.add (i32.const 150) (local.get $e)))))
+            (drop (call $proc_signal (i32.load (i32.const ${PID})) (i32.const 15)))
+            ${join()}
+            (if (i32.ne (i32.load8_u (i32.const ${STATUS + 4})) (i32.const 15)) (then (return (i32.const 8))))
+            ;; back to the default: SIGTERM ends us
+            (drop (call $proc_sigignore (i32.const 15) (i32.const 0)))
+            (drop (call $proc_signal (i32.load (i32.const 0)) (i32.const 15)))
+            (i32.const 9))`,
+          body: "(call $run)"
+        })
+      })
+      assert.deepStrictEqual(r.status, Signaled(15))
+    }))
+
+  it.scoped("an orphan whose parent exits (and whose namespace init is gone) is reaped by the sentry when it exits", () =>
     Effect.gen(function*() {
       const kernel = yield* Kernel
       const root = yield* fixtureRoot

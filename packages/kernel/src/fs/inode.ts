@@ -56,6 +56,15 @@ export interface FileDescription {
   seek(delta: bigint, whence: number): Effect.Effect<bigint, SyscallError>
   readonly stat: Effect.Effect<Stat, SyscallError>
   readonly close: Effect.Effect<void>
+  /**
+   * For descriptions that can make a reader or writer wait (pipes): whether a read or a write
+   * would not wait now (data, room, or the other end gone), and an effect that resolves at the
+   * next change. poll_oneoff waits on it; descriptions without it are always ready.
+   */
+  readonly readiness?: {
+    readonly ready: (event: "read" | "write") => boolean
+    readonly changed: Effect.Effect<void>
+  }
   /** Set on the descriptions of a terminal: what job control (tcsetpgrp, ^C) acts on. */
   readonly terminal?: ControllingTerminal<any>
   /**

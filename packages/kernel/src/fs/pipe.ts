@@ -116,8 +116,15 @@ export const makePipe = (ino: bigint): Pipe => {
       return loop
     })
 
+  const readiness = {
+    ready: (event: "read" | "write"): boolean =>
+      event === "read" ? buffer.size > 0 || buffer.writers === 0 : buffer.size < PIPE_CAPACITY || buffer.readers === 0,
+    changed: Effect.suspend(() => buffer.nextChange)
+  }
+
   const end = (side: "read" | "write"): FileDescription => ({
     filetype: FileType.UNKNOWN,
+    readiness,
     read: side === "read" ? read : () => fail(Errno.BADF),
     write: side === "write" ? write : () => fail(Errno.BADF),
     seek: () => fail(Errno.SPIPE),

@@ -645,7 +645,8 @@ const procImports = {
   proc_setsid: syscall((out: number) => withU32Out(N.proc_setsid, out)),
   proc_getsid: syscall((pid: number, out: number) => withU32Out(N.proc_getsid, out, pid)),
   tty_getpgrp: syscall((fd: number, out: number) => withU32Out(N.tty_getpgrp, out, fd)),
-  tty_setpgrp: scalar(N.tty_setpgrp)
+  tty_setpgrp: scalar(N.tty_setpgrp),
+  proc_sigignore: scalar(N.proc_sigignore)
 }
 
 // ---- running a guest -------------------------------------------------------------------------

@@ -32,6 +32,8 @@ export interface SpawnRequest {
   readonly stdio: ReadonlyArray<FdEntry | undefined>
   /** The child's process group: the caller's, a new one it leads, or an existing one. */
   readonly group: ProcessGroup<ThreadGroup> | "new"
+  /** The child starts with default signal actions (else it inherits the caller's ignores). */
+  readonly resetSignals: boolean
 }
 
 /** What the process calls need from the kernel beyond the calling task. */

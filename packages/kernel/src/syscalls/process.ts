@@ -14,7 +14,9 @@ import {
   JoinStatusType,
   Layout,
   Rights,
+  SIGKILL,
   signalFromWasi,
+  SIGSTOP,
   signalToWasi,
   SpawnFd,
   SpawnFlags
@@ -219,7 +221,9 @@ const proc_spawn: Handler = (c) =>
     const nfds = u32(c, 3)
     const pgid = s32(c, 4)
     const flags = u32(c, 5)
-    if (nfds > 3 || pgid < -1 || (flags & ~SpawnFlags.SEARCH_PATH) !== 0) return yield* fail(Errno.INVAL)
+    if (nfds > 3 || pgid < -1 || (flags & ~(SpawnFlags.SEARCH_PATH | SpawnFlags.RESET_SIGNALS)) !== 0) {
+      return yield* fail(Errno.INVAL)
+    }
     const path = yield* pathAt(c, 0, pathLength)
     const argv = yield* stringsAt(c, pathLength, argvLength)
     const env = yield* stringsAt(c, pathLength + argvLength, envLength)
@@ -265,6 +269,7 @@ const proc_spawn: Handler = (c) =>
       argv,
       env,
       searchPath: (flags & SpawnFlags.SEARCH_PATH) !== 0,
+      resetSignals: (flags & SpawnFlags.RESET_SIGNALS) !== 0,
       stdio,
       group
     }).pipe(
@@ -362,6 +367,20 @@ const tty_setpgrp: Handler = (c) =>
     terminal.foreground = group
   })
 
+// ---- signal dispositions ----------------------------------------------------------------------
+
+/** proc_sigignore(signal, ignore): sets a signal's disposition to ignore, or back to its default. */
+const proc_sigignore: Handler = (c) =>
+  Effect.suspend(() => {
+    const signo = signalFromWasi(u32(c, 0))
+    if (signo === undefined || !isValidSignal(signo) || signo === SIGKILL || signo === SIGSTOP) return fail(Errno.INVAL)
+    const ignored = new Set(c.tg.ignoredSignals)
+    if (u32(c, 1) !== 0) ignored.add(signo)
+    else ignored.delete(signo)
+    c.tg.ignoredSignals = ignored
+    return Effect.void
+  })
+
 export const processHandlers = {
   proc_id,
   proc_parent,
@@ -375,5 +394,6 @@ export const processHandlers = {
   proc_setsid,
   proc_getsid,
   tty_getpgrp,
-  tty_setpgrp
+  tty_setpgrp,
+  proc_sigignore
 } as const satisfies Record<string, Handler>

@@ -30,7 +30,7 @@ import {
 import { Clock, Duration, Effect } from "effect"
 import { SyscallError } from "../errors.js"
 import type { FdEntry } from "../fs/fdTable.js"
-import type { Stat } from "../fs/inode.js"
+import type { FileDescription, Stat } from "../fs/inode.js"
 import { type Dentry, resolve } from "../fs/resolve.js"
 import { DATA_SIZE } from "../platform/channel.js"
 import {
@@ -363,6 +363,8 @@ const poll_oneoff: Handler = (c) =>
     }
     const immediate: Array<Ready> = []
     const clocks: Array<{ readonly userdata: bigint; readonly waitNs: bigint }> = []
+    // fd subscriptions on descriptions that can wait (pipes); the others are ready at once.
+    const streams: Array<Ready & { readonly readiness: NonNullable<FileDescription["readiness"]> }> = []
     for (let i = 0; i < nsubs; i++) {
       const base = i * S.sizeOf
       const userdata = view.getBigUint64(base + S.userdata, true)
@@ -380,18 +382,34 @@ const poll_oneoff: Handler = (c) =>
         const error = entry === undefined ? Errno.BADF
           : (entry.rightsBase & Rights.POLL_FD_READWRITE) === 0n ? Errno.NOTCAPABLE
           : Errno.SUCCESS
-        // Files and the host streams are reported ready at once; the read or write that
-        // follows is what waits.
-        immediate.push({ userdata, error, type: tag })
+        // Files and host streams are reported ready at once (the read or write that follows
+        // is what waits); pipes when they are.
+        const readiness = entry?.description.readiness
+        if (error === Errno.SUCCESS && readiness !== undefined) streams.push({ userdata, error, type: tag, readiness })
+        else immediate.push({ userdata, error, type: tag })
       } else {
         immediate.push({ userdata, error: Errno.INVAL, type: tag })
       }
     }
-    let fired: Array<Ready> = immediate
-    if (fired.length === 0) {
-      const soonest = clocks.reduce((m, s) => (s.waitNs < m ? s.waitNs : m), clocks[0]!.waitNs)
-      if (soonest > 0n) yield* blocking(c, Effect.sleep(Duration.nanos(soonest)))
-      fired = clocks.filter((s) => s.waitNs <= soonest).map((s) => ({ userdata: s.userdata, error: 0, type: EventType.CLOCK }))
+    const soonest = clocks.length === 0 ? undefined : clocks.reduce((m, s) => (s.waitNs < m ? s.waitNs : m), clocks[0]!.waitNs)
+    const deadline = soonest === undefined ? undefined : nowMonotonic + soonest
+    const readyStreams = () => streams.filter((s) => s.readiness.ready(s.type === EventType.FD_READ ? "read" : "write"))
+    let fired: Array<Ready> = [...immediate, ...readyStreams()]
+    while (fired.length === 0) {
+      const remaining = deadline === undefined ? undefined : deadline - process.hrtime.bigint()
+      if (remaining !== undefined && remaining <= 0n) {
+        fired = clocks.filter((s) => s.waitNs <= soonest!).map((s) => ({ userdata: s.userdata, error: 0, type: EventType.CLOCK }))
+        break
+      }
+      // Until the soonest clock, or until a watched pipe changes (then look again).
+      yield* blocking(
+        c,
+        Effect.raceAll([
+          remaining === undefined ? Effect.never : Effect.sleep(Duration.nanos(remaining)),
+          ...streams.map((s) => s.readiness.changed)
+        ])
+      )
+      fired = readyStreams()
     }
     const E = Layout.event
     fired.forEach((event, i) => {

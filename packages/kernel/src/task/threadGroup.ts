@@ -65,6 +65,8 @@ export class ThreadGroup {
   unreportedStop: number | undefined
   /** Assigned when the process is created. */
   group!: ProcessGroup<ThreadGroup>
+  /** Signals whose disposition is "ignore" (proc_sigignore): discarded when sent. */
+  ignoredSignals: ReadonlySet<number> = new Set()
 
   constructor(
     /** Pid in each namespace of the lineage, innermost first. */
