@@ -46,8 +46,10 @@ extern char **environ;
 #define RUNSC_PGID_CALLER (-1) /* the caller's process group */
 #define RUNSC_PGID_NEW 0       /* a new group led by the child */
 
-/* proc_spawn flags. */
-#define RUNSC_SPAWN_SEARCH_PATH 1u
+/* proc_spawn flags (runsc_spawn_ex's flags). */
+#define RUNSC_SPAWN_SEARCH_PATH 1u   /* search PATH for a path without '/' */
+#define RUNSC_SPAWN_RESET_SIGNALS 2u /* the child starts with every signal's
+                                        default action (no inherited ignores) */
 
 /* proc_join flags (join_flags) and runsc_waitpid options. */
 #define RUNSC_JOIN_NON_BLOCKING 1u
@@ -232,6 +234,12 @@ int32_t __runsc_tty_setpgrp(uint32_t fd, int32_t pgid)
     __attribute__((__import_module__("runsc_proc_v1"),
                    __import_name__("tty_setpgrp")));
 
+/* (i32, i32) -> i32; sig is a u8 in WASI numbering, ignore != 0: SIG_IGN,
+ * 0: SIG_DFL */
+int32_t __runsc_proc_sigignore(uint32_t sig, uint32_t ignore)
+    __attribute__((__import_module__("runsc_proc_v1"),
+                   __import_name__("proc_sigignore")));
+
 /* ------------------------------------------------------------------------ */
 /* Wrappers                                                                  */
 /* ------------------------------------------------------------------------ */
@@ -264,7 +272,10 @@ static inline int runsc_signal_from_wasi(int wasi_sig) {
  *          RUNSC_FD_CLOSED or RUNSC_FD_PIPE; for RUNSC_FD_PIPE the caller's
  *          end of the new pipe is written back into fds[i].
  *   pgid   RUNSC_PGID_CALLER (-1), RUNSC_PGID_NEW (0), or a group to join.
- *   flags  RUNSC_SPAWN_SEARCH_PATH or 0.
+ *   flags  0 or an OR of RUNSC_SPAWN_SEARCH_PATH (search PATH) and
+ *          RUNSC_SPAWN_RESET_SIGNALS (the child starts with every signal's
+ *          default action instead of inheriting the caller's ignores).
+ * On failure nothing is written back into fds and no pipe is left open.
  * Returns the child's pid, or -1 with errno set.
  */
 static inline pid_t runsc_spawn_ex(const char *path, char *const argv[],
@@ -379,6 +390,20 @@ static inline int runsc_kill(pid_t pid, int sig) {
   return err != 0 ? __runsc_fail(err) : 0;
 }
 
+/* signal(sig, ignore ? SIG_IGN : SIG_DFL) with a Linux signal number: an
+ * ignored signal is discarded when sent to the caller (SIGCONT still
+ * continues it). Ignores are inherited by spawned children unless they are
+ * spawned with RUNSC_SPAWN_RESET_SIGNALS. EINVAL for 0, 16, an unknown
+ * number, SIGKILL or SIGSTOP. Handlers cannot be installed. */
+static inline int runsc_sigignore(int sig, int ignore) {
+  int wasi_sig = runsc_signal_to_wasi(sig);
+  if (wasi_sig < 0)
+    return __runsc_fail(EINVAL);
+  int32_t err =
+      __runsc_proc_sigignore((uint32_t)wasi_sig, ignore != 0 ? 1u : 0u);
+  return err != 0 ? __runsc_fail(err) : 0;
+}
+
 static inline pid_t runsc_getpid(void) {
   uint32_t pid = 0;
   int32_t err = __runsc_proc_id(&pid);
@@ -444,7 +469,8 @@ static inline int runsc_dup(int fd) {
   return err != 0 ? __runsc_fail(err) : (int)nfd;
 }
 
-/* tcgetpgrp(3): ENOTTY if fd is not a terminal. */
+/* tcgetpgrp(3): ENOTTY if fd is not the caller's controlling terminal (so
+ * it fails for a terminal of another session too). */
 static inline pid_t runsc_tcgetpgrp(int fd) {
   if (fd < 0)
     return __runsc_fail(EBADF);
