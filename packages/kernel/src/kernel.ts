@@ -29,7 +29,7 @@ import type { ExecNotFound, InvalidModule, NotWasm, SyscallError } from "./error
 import { DescriptionRefs, type FdEntry, FdTable } from "./fs/fdTable.js"
 import { directoryDescription } from "./fs/directory.js"
 import type { FileDescription, Inode } from "./fs/inode.js"
-import { makePipe } from "./fs/pipe.js"
+import { makePipe, type Pipe } from "./fs/pipe.js"
 import { procfs } from "./fs/procfs.js"
 import { Dentry, resolve } from "./fs/resolve.js"
 import { FAST_WRITE_FDS, KILLED, State, Word } from "./platform/channel.js"
@@ -126,6 +126,12 @@ export interface KernelShape {
   readonly workerStats: Effect.Effect<WorkerPoolStats>
   /** What a process uses: CPU time of its task (ns) and its guest memory (bytes, 0 once ended). */
   readonly usage: (tg: ThreadGroup) => Effect.Effect<ProcessUsage>
+  /**
+   * A pipe inside the sandbox, to give as stdio to processes the runtime starts. Each end is
+   * closed when the last process holding it has exited (an end given to no process stays open
+   * until its `close`).
+   */
+  readonly makePipe: Effect.Effect<Pipe>
 }
 
 /** Linux's errno for each way finding a program fails, as proc_spawn reports it. */
@@ -542,6 +548,7 @@ const makeKernel = (options: KernelOptions): Effect.Effect<KernelShape, never, S
       resume,
       isPaused: Effect.sync(() => pausedGate !== undefined),
       workerStats: pool.stats,
+      makePipe: Effect.sync(() => makePipe(++pipesMade)),
       usage: (tg) =>
         Effect.sync(() => {
           const worker = tg.worker

@@ -7,6 +7,7 @@
 import {
   Dentry,
   type ExecNotFound,
+  type FileDescription,
   hostRoot,
   hostStream,
   type InvalidModule,
@@ -26,12 +27,18 @@ import * as FsP from "node:fs/promises"
 import * as Path from "node:path"
 import { InvalidCwd, InvalidRoot, ProgramNotReadable } from "./errors.js"
 
-/** Host fds a process gets as its fds 0, 1, 2 (default: this process's own). */
+/**
+ * What a process gets as its fds 0, 1, 2: a host fd (default: this process's own), or an end
+ * of a pipe inside the sandbox (`LoaderShape.pipe`).
+ */
 export interface Stdio {
-  readonly stdin?: number
-  readonly stdout?: number
-  readonly stderr?: number
+  readonly stdin?: number | FileDescription
+  readonly stdout?: number | FileDescription
+  readonly stderr?: number | FileDescription
 }
+
+const stdioDescription = (given: number | FileDescription | undefined, hostFd: number): FileDescription =>
+  typeof given === "object" ? given : hostStream(given ?? hostFd)
 
 export type LaunchError = InvalidCwd | ExecNotFound | NotWasm | InvalidModule | ProgramNotReadable
 
@@ -103,8 +110,12 @@ export const launch = (kernel: KernelShape, args: LaunchArgs): Effect.Effect<Thr
         args.argv
       )
       : yield* loadExecutable(root, cwd, args.argv, getEnv(env, "PATH"))
-    const hostStdio = [hostStream(args.stdio.stdin ?? 0), hostStream(args.stdio.stdout ?? 1), hostStream(args.stdio.stderr ?? 2)]
-    const terminal = args.terminal ? makeTerminal(hostStdio) : undefined
+    const stdio = [
+      stdioDescription(args.stdio.stdin, 0),
+      stdioDescription(args.stdio.stdout, 1),
+      stdioDescription(args.stdio.stderr, 2)
+    ]
+    const terminal = args.terminal ? makeTerminal(stdio) : undefined
     return yield* kernel.startProcess({
       containerId: args.containerId,
       argv: program.argv,
@@ -113,7 +124,7 @@ export const launch = (kernel: KernelShape, args: LaunchArgs): Effect.Effect<Thr
       cwd,
       programPath: program.path,
       programBytes: program.bytes,
-      stdio: terminal?.stdio ?? hostStdio,
+      stdio: terminal?.stdio ?? stdio,
       ...(terminal ? { terminal: terminal.control } : {}),
       procMounts: args.procMounts,
       pidNamespace: args.pidNamespace,

@@ -14,7 +14,7 @@
  * container gone.
  */
 import { type ExitStatus, isValidSignal, SIGKILL, signalName } from "@runsc/abi"
-import { Kernel, type KernelOptions, PidNamespace, terminalSignals, type ThreadGroup } from "@runsc/kernel"
+import { Kernel, type KernelOptions, PidNamespace, type Pipe, terminalSignals, type ThreadGroup } from "@runsc/kernel"
 import {
   type Bundle,
   type BundleNotFound,
@@ -197,6 +197,12 @@ export interface LoaderShape {
     readonly workerThreads: number
     readonly idleWorkers: number
   }>
+  /**
+   * A pipe inside the sandbox: give its ends as `stdio` to started processes (`a | b` between
+   * two execs), or read and write them from the host side (`read.read(n)`, `write.write(bytes)`).
+   * An end is closed when the last process given it exits; close an end no process got yourself.
+   */
+  readonly pipe: Effect.Effect<Pipe>
   /** A human-readable dump of every process (what --panic-signal and the watchdog print). */
   readonly dumpState: Effect.Effect<string>
 }
@@ -547,6 +553,7 @@ const makeLoader = (args: LoaderArgs) =>
         idleWorkers: workers.idle
       })),
 
+      pipe: kernel.makePipe,
       dumpState
     }
 

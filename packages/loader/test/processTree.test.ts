@@ -220,6 +220,32 @@ describe("a terminal's foreground process group", () => {
     }))
 })
 
+describe("stdio through pipes inside the sandbox", () => {
+  it.scopedLive("exec a | exec b through loader.pipe; and a pipe read from the host side until EOF", () =>
+    Effect.gen(function*() {
+      const loader = yield* makeSandbox
+      const out = yield* makeOutput
+      const pipe = yield* loader.pipe
+      const writer = yield* loader.execute({ containerId: "root", argv: ["echo_args", "through", "the", "sandbox"], stdio: { stdout: pipe.write } })
+      const reader = yield* loader.execute({ containerId: "root", argv: ["cat"], stdio: { stdin: pipe.read, stdout: out.fd } })
+      assert.deepStrictEqual(yield* loader.waitPid("root", writer), exited(0))
+      // cat sees EOF once the only process holding the write end has exited.
+      assert.deepStrictEqual(yield* loader.waitPid("root", reader), exited(0))
+      assert.strictEqual(out.read(), "argv[0]=echo_args\nargv[1]=through\nargv[2]=the\nargv[3]=sandbox\n")
+
+      const captured = yield* loader.pipe
+      yield* loader.execute({ containerId: "root", argv: ["echo_args", "captured"], stdio: { stdout: captured.write } })
+      const chunks: Array<string> = []
+      for (;;) {
+        const chunk = yield* captured.read.read(4096)
+        if (chunk.length === 0) break
+        chunks.push(new TextDecoder().decode(chunk))
+      }
+      yield* captured.read.close
+      assert.strictEqual(chunks.join(""), "argv[0]=echo_args\nargv[1]=captured\n")
+    }))
+})
+
 describe("a container's process count", () => {
   it.scopedLive("includes what its guests spawned, and destroy waits for all of them", () =>
     Effect.gen(function*() {
