@@ -29,6 +29,7 @@ import type { ExecNotFound, InvalidModule, NotWasm, SyscallError } from "./error
 import { DescriptionRefs, type FdEntry, FdTable } from "./fs/fdTable.js"
 import { directoryDescription } from "./fs/directory.js"
 import type { FileDescription, Inode } from "./fs/inode.js"
+import { ContentCache } from "./fs/contentCache.js"
 import { makePipe, type Pipe } from "./fs/pipe.js"
 import { procfs } from "./fs/procfs.js"
 import { Dentry, resolve } from "./fs/resolve.js"
@@ -102,6 +103,8 @@ export interface ProcessArgs {
 export interface KernelShape {
   readonly rootPidNamespace: PidNamespace<ThreadGroup>
   readonly modules: ModuleCache
+  /** Files the sentry reads whole for itself (programs, /etc/passwd), cached by identity. */
+  readonly files: ContentCache
   /** Creates a process and starts its task; returns once it is running. */
   readonly startProcess: (args: ProcessArgs) => Effect.Effect<ThreadGroup, InvalidModule>
   /** Delivers a signal with its default action (WASI guests install no handlers). */
@@ -193,6 +196,7 @@ const makeKernel = (options: KernelOptions): Effect.Effect<KernelShape, never, S
     const modules = new ModuleCache()
     const rootPidNamespace = new PidNamespace<ThreadGroup>(undefined)
     const descriptionRefs = new DescriptionRefs()
+    const files = new ContentCache()
     const maxProcesses = options.maxProcesses ?? DEFAULT_MAX_PROCESSES
     let pipesMade = 0n
     // Runs after the task set is interrupted (finalizers run in reverse): a task interrupted
@@ -300,7 +304,7 @@ const makeKernel = (options: KernelOptions): Effect.Effect<KernelShape, never, S
           const words = worker.channel.words
           Atomics.store(words, Word.STATE, State.IDLE)
           tg.worker = worker
-          tg.cpuAtStart = worker.cpuTime
+          tg.cpuAtStart = worker.lastCpuTime
           setAttention(tg)
           attachFastWrites(tg, worker)
           const context: SyscallContext = {
@@ -499,8 +503,9 @@ const makeKernel = (options: KernelOptions): Effect.Effect<KernelShape, never, S
           parent.root,
           parent.cwd,
           found.path,
-          yield* readProgram(found, request.path),
-          request.argv
+          yield* readProgram(found, request.path, files),
+          request.argv,
+          files
         )
         const child = yield* startProcess({
           containerId: parent.containerId,
@@ -538,6 +543,7 @@ const makeKernel = (options: KernelOptions): Effect.Effect<KernelShape, never, S
     return {
       rootPidNamespace,
       modules,
+      files,
       startProcess,
       signal,
       processes,

@@ -5,6 +5,7 @@
  * fds (a terminal when asked for), procfs where the spec mounts it.
  */
 import {
+  type ContentCache,
   Dentry,
   type ExecNotFound,
   type FileDescription,
@@ -17,7 +18,7 @@ import {
   type NotWasm,
   type PidNamespace,
   programFromBytes,
-  readAll,
+  readFile,
   resolve,
   type ThreadGroup
 } from "@runsc/kernel"
@@ -45,10 +46,10 @@ export type LaunchError = InvalidCwd | ExecNotFound | NotWasm | InvalidModule | 
 const DEFAULT_HOME = "/"
 
 /** HOME for `uid` from the container's /etc/passwd, or "/" when it has none. */
-const homeFromPasswd = (root: Dentry, uid: number) =>
+const homeFromPasswd = (root: Dentry, uid: number, files: ContentCache) =>
   Effect.gen(function*() {
     const passwd = yield* resolve(root, root, "/etc/passwd", { followFinal: true })
-    const text = new TextDecoder().decode(yield* readAll(passwd.inode.open({ read: true, write: false })))
+    const text = new TextDecoder().decode(yield* readFile(passwd, files))
     for (const line of text.split("\n")) {
       const fields = line.split(":")
       if (fields.length >= 7 && Number(fields[2]) === uid && fields[5]!.length > 0) return fields[5]!
@@ -95,7 +96,7 @@ export const launch = (kernel: KernelShape, args: LaunchArgs): Effect.Effect<Thr
     )
     let env = resolveEnv(args.env)
     if (getEnv(env, "HOME") === undefined && (args.homeFromPasswd ?? true)) {
-      env = [...env, `HOME=${yield* homeFromPasswd(root, args.uid)}`]
+      env = [...env, `HOME=${yield* homeFromPasswd(root, args.uid, kernel.files)}`]
     }
     const hostProgram = args.hostProgram
     const program = hostProgram !== undefined
@@ -107,9 +108,10 @@ export const launch = (kernel: KernelShape, args: LaunchArgs): Effect.Effect<Thr
           try: () => FsP.readFile(hostProgram),
           catch: (e) => new ProgramNotReadable({ path: hostProgram, reason: (e as Error).message })
         }),
-        args.argv
+        args.argv,
+        kernel.files
       )
-      : yield* loadExecutable(root, cwd, args.argv, getEnv(env, "PATH"))
+      : yield* loadExecutable(root, cwd, args.argv, getEnv(env, "PATH"), kernel.files)
     const stdio = [
       stdioDescription(args.stdio.stdin, 0),
       stdioDescription(args.stdio.stdout, 1),

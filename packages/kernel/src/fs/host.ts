@@ -59,8 +59,12 @@ const lstat = (hostPath: string) => host(() => FsP.lstat(hostPath, { bigint: tru
 
 class HostInode implements Inode {
   readonly filetype: FileType
+  readonly lookupStat: Stat
+  readonly identity: string
   constructor(private readonly hostPath: string, st: Fs.BigIntStats) {
     this.filetype = fileTypeOf(st)
+    this.lookupStat = toStat(st)
+    this.identity = `${st.dev}:${st.ino}:${st.size}:${st.mtimeNs}:${st.ctimeNs}`
   }
 
   get stat(): Effect.Effect<Stat, SyscallError> {

@@ -36,6 +36,13 @@ export interface OpenOptions {
 export interface Inode {
   readonly filetype: FileType
   readonly stat: Effect.Effect<Stat, SyscallError>
+  /** What the lookup that produced this inode saw (permission bits for exec checks), if known. */
+  readonly lookupStat?: Stat
+  /**
+   * A key that changes whenever the file's contents may have (device, inode, size, times as
+   * of the lookup), for caching what the sentry reads of it; undefined where there is none.
+   */
+  readonly identity?: string
   /** One path component (never "", ".", ".." or containing "/"); ENOTDIR on non-directories. */
   lookup(name: string): Effect.Effect<Inode, SyscallError>
   /** Entries other than "." and "..", in a stable order. */

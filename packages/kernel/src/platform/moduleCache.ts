@@ -25,11 +25,17 @@ const checkInterface = (module: WebAssembly.Module): string | undefined => {
 
 export class ModuleCache {
   private readonly compiled = new Map<string, Deferred.Deferred<WebAssembly.Module, InvalidModule>>()
+  /** Digests of byte arrays already seen (the content cache hands out the same array again). */
+  private readonly digests = new WeakMap<Uint8Array, string>()
 
   /** `path` only names the module in errors. */
   compile(path: string, bytes: Uint8Array): Effect.Effect<WebAssembly.Module, InvalidModule> {
     return Effect.suspend(() => {
-      const key = createHash("sha256").update(bytes).digest("hex")
+      let key = this.digests.get(bytes)
+      if (key === undefined) {
+        key = createHash("sha256").update(bytes).digest("hex")
+        this.digests.set(bytes, key)
+      }
       const existing = this.compiled.get(key)
       if (existing) return Deferred.await(existing)
       const slot = Deferred.unsafeMake<WebAssembly.Module, InvalidModule>(FiberId.none)

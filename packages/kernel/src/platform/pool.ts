@@ -27,6 +27,11 @@ export interface GuestThread {
   readonly isAlive: boolean
   /** CPU time the thread has used, in ns (0 where unknown). */
   readonly cpuTime: bigint
+  /**
+   * `cpuTime` as of its last read (read now if it never was). A thread parked in the pool uses
+   * no CPU, so the value read when its last guest ended stands for its time at the next start.
+   */
+  readonly lastCpuTime: bigint
   /** Starts a guest; the returned effect waits for how it ended. */
   run(message: ToWorker): Effect.Effect<Effect.Effect<RunOutcome>>
   /** Ends the thread wherever it is; a guest it was running ends as WorkerDied. */
@@ -92,10 +97,17 @@ export class GuestWorker implements GuestThread {
       const stat = readFileSync(`/proc/self/task/${this.tid}/stat`, "utf8")
       // Fields after the command (which may contain spaces) start at ") ": utime and stime are fields 14 and 15.
       const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ")
-      return (BigInt(fields[11]!) + BigInt(fields[12]!)) * 10_000_000n
+      this.lastRead = (BigInt(fields[11]!) + BigInt(fields[12]!)) * 10_000_000n
+      return this.lastRead
     } catch {
       return 0n
     }
+  }
+
+  private lastRead: bigint | undefined
+
+  get lastCpuTime(): bigint {
+    return this.lastRead ?? this.cpuTime
   }
 
   onGone(f: () => void): void {

@@ -62,6 +62,7 @@ const spawnChild = (channel: ChannelViews, argv: ReadonlyArray<string>): Effect.
 class ScriptedThread implements GuestThread {
   readonly channel = ChannelViews.allocate()
   readonly cpuTime = 0n
+  readonly lastCpuTime = 0n
   private alive = true
   private current: Deferred.Deferred<RunOutcome> | undefined
   private readonly goneListeners: Array<() => void> = []

@@ -7,6 +7,7 @@
 import { Errno, FileType } from "@runsc/abi"
 import { Effect } from "effect"
 import { ExecNotFound, NotWasm, type SyscallError } from "../errors.js"
+import type { ContentCache } from "../fs/contentCache.js"
 import type { FileDescription } from "../fs/inode.js"
 import { type Dentry, resolve } from "../fs/resolve.js"
 
@@ -33,10 +34,12 @@ const describe = (error: SyscallError): string =>
   : error.errno === Errno.ACCES ? "permission denied"
   : error.message
 
-const isExecutableFile = (dentry: Dentry) =>
-  dentry.inode.filetype === FileType.REGULAR_FILE
-    ? Effect.map(dentry.inode.stat, (st) => (st.mode & 0o111) !== 0)
-    : Effect.succeed(false)
+const isExecutableFile = (dentry: Dentry) => {
+  if (dentry.inode.filetype !== FileType.REGULAR_FILE) return Effect.succeed(false)
+  // The lookup that just found the file saw its mode: no second host call for it.
+  const seen = dentry.inode.lookupStat
+  return seen !== undefined ? Effect.succeed((seen.mode & 0o111) !== 0) : Effect.map(dentry.inode.stat, (st) => (st.mode & 0o111) !== 0)
+}
 
 /** Resolves a command name the way execvp does. */
 export const findExecutable = (
@@ -119,7 +122,8 @@ export const programFromBytes = (
   cwd: Dentry,
   path: string,
   bytes: Uint8Array,
-  argv: ReadonlyArray<string>
+  argv: ReadonlyArray<string>,
+  files?: ContentCache
 ): Effect.Effect<Executable, ExecNotFound | NotWasm> =>
   Effect.gen(function*() {
     let current = { path, bytes, argv }
@@ -132,14 +136,20 @@ export const programFromBytes = (
       const dentry = yield* findExecutable(root, cwd, interpreter.includes("/") ? interpreter : `./${interpreter}`, undefined)
       current = {
         path: dentry.path,
-        bytes: yield* readProgram(dentry, interpreter),
+        bytes: yield* readProgram(dentry, interpreter, files),
         argv: [interpreter, ...(shebang.arg !== undefined ? [shebang.arg] : []), current.path, ...current.argv.slice(1)]
       }
     }
   })
 
-export const readProgram = (dentry: Dentry, name: string) =>
-  readAll(dentry.inode.open({ read: true, write: false })).pipe(Effect.mapError((e) => notFound(name, e)))
+/** A whole file of the container, through `files` when given (programs, /etc/passwd). */
+export const readFile = (dentry: Dentry, files?: ContentCache): Effect.Effect<Uint8Array, SyscallError> => {
+  const read = readAll(dentry.inode.open({ read: true, write: false }))
+  return files ? files.read(dentry.inode, read) : read
+}
+
+export const readProgram = (dentry: Dentry, name: string, files?: ContentCache) =>
+  readFile(dentry, files).pipe(Effect.mapError((e) => notFound(name, e)))
 
 /**
  * Loads the program for `argv` (argv[0] searched on PATH when it has no slash). The returned
@@ -149,10 +159,11 @@ export const loadExecutable = (
   root: Dentry,
   cwd: Dentry,
   argv: ReadonlyArray<string>,
-  searchPath: string | undefined
+  searchPath: string | undefined,
+  files?: ContentCache
 ): Effect.Effect<Executable, ExecNotFound | NotWasm> =>
   Effect.gen(function*() {
     const name = argv[0] ?? ""
     const dentry = yield* findExecutable(root, cwd, name, searchPath)
-    return yield* programFromBytes(root, cwd, dentry.path, yield* readProgram(dentry, name), argv)
+    return yield* programFromBytes(root, cwd, dentry.path, yield* readProgram(dentry, name, files), argv, files)
   })
