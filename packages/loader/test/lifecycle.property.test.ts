@@ -1,7 +1,8 @@
 /**
  * Property-based hunt for lifecycle races, on the real worker platform: random programs of
  * concurrent operations over several containers of one sandbox — create, start, exec, signals
- * (Process and AllProcesses), wait, waitPid, pause/resume, destroy, and guests that spawn
+ * in every mode (Process, AllProcesses, ProcessGroup, ForegroundProcessGroup: even-numbered
+ * containers' inits have a terminal), wait, waitPid, pause/resume, destroy, and guests that spawn
  * trees of children (task_tree) — run all at once, then
  * checked against DESIGN.md's invariants:
  *   1. a start that loses to a destroy fails typed; nothing of the container is left;
@@ -23,7 +24,7 @@ import * as Os from "node:os"
 import * as Path from "node:path"
 import { fileURLToPath } from "node:url"
 import { type GuestPlatform, scriptedPlatform } from "@runsc/kernel"
-import { Loader, type LoaderShape } from "../src/index.js"
+import { Loader, type LoaderShape, type SignalMode } from "../src/index.js"
 
 const repo = fileURLToPath(new URL("../../../", import.meta.url))
 
@@ -40,12 +41,16 @@ afterAll(() => {
   Fs.rmSync(rootfs, { recursive: true, force: true })
 })
 
-const bundleFor = (args: ReadonlyArray<string>): Bundle => {
+const bundleFor = (args: ReadonlyArray<string>, terminal = false): Bundle => {
   const template = defaultSpec()
   return {
     dir: rootfs,
     rootPath: rootfs,
-    spec: { ...template, process: { ...template.process!, args: [args[0]!, ...args.slice(1)], env: ["PATH=/bin"] }, mounts: [] }
+    spec: {
+      ...template,
+      process: { ...template.process!, args: [args[0]!, ...args.slice(1)], env: ["PATH=/bin"], terminal },
+      mounts: []
+    }
   }
 }
 
@@ -65,7 +70,7 @@ type Op =
   | { readonly op: "create"; readonly c: number }
   | { readonly op: "start"; readonly c: number; readonly program: Program }
   | { readonly op: "exec"; readonly c: number; readonly program: Program }
-  | { readonly op: "signal"; readonly c: number; readonly mode: "Process" | "AllProcesses"; readonly signo: number }
+  | { readonly op: "signal"; readonly c: number; readonly mode: SignalMode; readonly signo: number }
   | { readonly op: "wait"; readonly c: number }
   | { readonly op: "waitPid"; readonly c: number }
   | { readonly op: "pause" }
@@ -97,7 +102,7 @@ const op: FastCheck.Arbitrary<Op> = FastCheck.oneof(
     arbitrary: FastCheck.record({
       op: FastCheck.constant("signal" as const),
       c: container,
-      mode: FastCheck.constantFrom<"Process" | "AllProcesses">("Process", "AllProcesses"),
+      mode: FastCheck.constantFrom<SignalMode>("Process", "AllProcesses", "ProcessGroup", "ForegroundProcessGroup"),
       signo: FastCheck.constantFrom(...SIGNALS)
     })
   },
@@ -113,7 +118,15 @@ const SETTLE = Duration.seconds(10)
 
 let run = 0
 /** What the runs exercised, so a suite that ran nothing interesting shows it. */
-const coverage = { starts: 0, execs: 0, statuses: 0, destroyedRunning: 0, spawnedKilledByDestroy: 0 }
+const coverage = {
+  starts: 0,
+  execs: 0,
+  statuses: 0,
+  destroyedRunning: 0,
+  spawnedKilledByDestroy: 0,
+  /** Signals delivered (not refused) per mode. */
+  delivered: { Process: 0, AllProcesses: 0, ProcessGroup: 0, ForegroundProcessGroup: 0 } as Record<SignalMode, number>
+}
 afterAll(() => {
   console.log(`lifecycle property coverage: ${JSON.stringify(coverage)}`)
 })
@@ -172,7 +185,8 @@ const runProgram = (loader: LoaderShape, program: ReadonlyArray<Timed>, timeScal
           return Effect.ignore(loader.createSubcontainer(id(o.c)))
         case "start":
           return Effect.gen(function*() {
-            const started = yield* Effect.either(loader.startSubcontainer({ containerId: id(o.c), bundle: bundleFor(argvOf(o.program)), stdio: { stdout: devNull, stderr: devNull } }))
+            const bundle = bundleFor(argvOf(o.program), o.c % 2 === 0)
+            const started = yield* Effect.either(loader.startSubcontainer({ containerId: id(o.c), bundle, stdio: { stdout: devNull, stderr: devNull } }))
             if (Either.isRight(started)) {
               coverage.starts++
               remember(o.c, started.right)
@@ -194,7 +208,14 @@ const runProgram = (loader: LoaderShape, program: ReadonlyArray<Timed>, timeScal
             }
           })
         case "signal":
-          return Effect.ignore(loader.signalContainer(id(o.c), 0, o.signo, o.mode))
+          return Effect.gen(function*() {
+            // Process and AllProcesses name the init as pid 0; ProcessGroup takes a pid that ps shows.
+            const pid = o.mode === "ProcessGroup"
+              ? (yield* Effect.orElseSucceed(loader.processes(id(o.c)), () => [])).at(-1)?.pid ?? 0
+              : 0
+            yield* loader.signalContainer(id(o.c), pid, o.signo, o.mode)
+            coverage.delivered[o.mode]++
+          }).pipe(Effect.ignore)
         case "wait":
           return Effect.map(Effect.fork(Effect.either(loader.wait(id(o.c)))), (fiber) => void waiters.push({ c: o.c, pid: undefined, fiber }))
         case "waitPid": {
