@@ -3,8 +3,16 @@
  * signals, argv/environ, the module cache, malformed modules, worker reuse, pid namespaces.
  */
 import { assert, describe, it, layer } from "@effect/vitest"
-import { Effect, Exit, Layer, Scope } from "effect"
-import { type GuestThread, InvalidModule, Kernel, ModuleCache, PidNamespace, type ThreadGroup } from "../src/index.js"
+import { Context, Deferred, Effect, Exit, Layer, Scope } from "effect"
+import {
+  type GuestThread,
+  InvalidModule,
+  Kernel,
+  ModuleCache,
+  PidNamespace,
+  scriptedPlatform,
+  type ThreadGroup
+} from "../src/index.js"
 import {
   ARG_COUNT,
   CHANNEL_BYTES,
@@ -24,9 +32,11 @@ import {
   fixture,
   kernelLayer,
   probe,
+  rootOf,
   runGuest,
   Signaled,
   startGuest,
+  tempDir,
   timed,
   wat,
   watFixture
@@ -325,5 +335,36 @@ describe("kernel scope", () => {
       yield* Scope.close(scope, Exit.void)
       assert.deepStrictEqual(yield* run.exit, Signaled(9))
       yield* eventually(() => !worker!.isAlive, "worker terminated")
+    }))
+
+  // A teardown that waited for the pool's pending retirement of a surplus idle worker would take
+  // its full 2 s (the bug this guards against made every `runsc do` exit 2 s late).
+  it.scopedLive("closing the scope does not wait for a surplus idle worker's retirement (a one-shot sandbox exits at once)", () =>
+    Effect.gen(function*() {
+      const scope = yield* Scope.make()
+      const context = yield* Layer.buildWithScope(
+        Kernel.layer({ warmWorkers: 0, prestartWorkers: 1, platform: scriptedPlatform }),
+        scope
+      )
+      const kernel = Context.get(context, Kernel)
+      const io = yield* tempDir()
+      const root = yield* rootOf(io)
+      const tg = yield* kernel.startProcess({
+        containerId: "t",
+        argv: ["exit", "0"],
+        env: [],
+        root,
+        cwd: root,
+        programPath: "/exit",
+        programBytes: fixture("exit"),
+        stdio: []
+      })
+      assert.deepStrictEqual(yield* Deferred.await(tg.exitStatus), Exited(0))
+      // The worker went back to a pool that keeps none idle: its retirement is now pending.
+      yield* Effect.yieldNow()
+      assert.strictEqual((yield* kernel.workerStats).idle, 1)
+      yield* Scope.close(scope, Exit.void).pipe(
+        Effect.timeoutFail({ duration: "1 second", onTimeout: () => new Error("teardown waited for the retirement") })
+      )
     }))
 })

@@ -52,6 +52,20 @@ describe("strace", () => {
     }).pipe(Effect.provide(layer))
   })
 
+  it.live("process calls: proc_spawn shows the path and argv and returns the pid; proc_join the joined pid", () => {
+    const { layer, lines } = withStrace({ syscalls: new Set(["proc_spawn", "proc_join"]) })
+    return Effect.gen(function*() {
+      const dir = yield* tempDir()
+      Fs.mkdirSync(Path.join(dir, "bin"))
+      for (const name of ["reaper"]) Fs.writeFileSync(Path.join(dir, "bin", name), fixture(name), { mode: 0o755 })
+      const r = yield* runGuest({ bytes: fixture("reaper"), argv: ["/bin/reaper", "1"], env: ["PATH=/bin"], root: yield* rootOf(dir) })
+      assert.deepStrictEqual(r.status, Exited(0))
+      const spawn = lines.find((l) => / X proc_spawn\(/.test(l))
+      assert.match(spawn ?? "", /X proc_spawn\("\/bin\/reaper", \["\/bin\/reaper", "--child", "0"\], nfds 0, pgid -1, flags 0x1\) = \d+ /, lines.join("\n"))
+      assert.isTrue(lines.some((l) => / X proc_join\(.*\) = \d+ /.test(l)), lines.join("\n"))
+    }).pipe(Effect.scoped, Effect.provide(layer))
+  })
+
   it.live("with strace on, every write goes through the sentry and is seen", () => {
     const { layer, lines } = withStrace({ syscalls: new Set(["fd_write"]) })
     return Effect.gen(function*() {

@@ -218,7 +218,8 @@ export const makeWorkerPool = (
       starting.push(slot)
       yield* FiberSet.run(
         fibers,
-        Effect.flatMap(started(thread), (w) =>
+        // Interruptible for the same reason as the retire wait: a refill may start from a task's end.
+        Effect.interruptible(Effect.flatMap(started(thread), (w) =>
           Effect.suspend(() => {
             Deferred.unsafeDone(slot, Exit.succeed(w))
             const i = starting.indexOf(slot)
@@ -230,7 +231,18 @@ export const makeWorkerPool = (
             }
             all.delete(w)
             return w.terminate
-          }))
+          })).pipe(
+          // No worker came of it (the thread died first, or teardown): whoever waits for the
+          // slot must not wait forever.
+          Effect.onExit((exit) =>
+            Effect.sync(() => {
+              if (Exit.isSuccess(exit)) return
+              const i = starting.indexOf(slot)
+              if (i >= 0) starting.splice(i, 1)
+              Deferred.unsafeDone(slot, Exit.interrupt(FiberId.none))
+            })
+          )
+        ))
       )
     })
 
@@ -246,12 +258,14 @@ export const makeWorkerPool = (
     // An acquire does not start a replacement: the worker usually comes back (a clean exit
     // returns it), and starting one now would only be terminated as surplus then. Workers are
     // started when none is idle, and to replace one that was terminated.
-    const acquire = Effect.suspend(() => {
+    const acquire: Effect.Effect<GuestThread> = Effect.suspend(() => {
       let worker: GuestThread | undefined
       while ((worker = idle.pop()) !== undefined && !worker.isAlive) all.delete(worker)
       if (worker) return Effect.succeed(worker)
       const pending = starting.shift()
-      return pending ? Deferred.await(pending) : started()
+      // A start that came to nothing hands over no worker: acquire again (at teardown, started()
+      // refuses and the acquire is interrupted).
+      return pending ? Effect.catchAllCause(Deferred.await(pending), () => acquire) : started()
     })
 
     /** Terminates `worker` if it is still idle and surplus (beyond `warm`). */
@@ -276,7 +290,9 @@ export const makeWorkerPool = (
         // Surplus: retired after RETIRE_AFTER unless taken again. Terminating a thread costs the
         // main thread a join (~5 ms); many released at once (a destroy of a busy container)
         // should neither pay that on the spot nor start as many again for the next burst.
-        return Effect.asVoid(FiberSet.run(fibers, Effect.zipRight(Effect.sleep(RETIRE_AFTER), retire(worker))))
+        // Interruptible: release runs in a task's uninterruptible end, whose forks would inherit
+        // it, and then teardown could not interrupt the wait (a one-shot sandbox would wait it out).
+        return Effect.asVoid(FiberSet.run(fibers, Effect.interruptible(Effect.zipRight(Effect.sleep(RETIRE_AFTER), retire(worker)))))
       })
 
     return { acquire, release, stats: Effect.sync(() => ({ threads: threads.size, idle: idle.length })) }

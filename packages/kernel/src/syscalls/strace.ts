@@ -78,6 +78,10 @@ const formatArgs = (name: SyscallName, c: SyscallContext, logSize: number): stri
       return `${path(c, 0, a(0))}, ${fdName(c, a(1))}, ${path(c, a(0), a(2))}`
     case "poll_oneoff":
       return `nsubs ${a(0)}`
+    case "proc_spawn": {
+      const argv = c.channel.data.subarray(a(0), a(0) + a(1))
+      return `${path(c, 0, a(0))}, [${[...utf8.decode(argv).split("\0").slice(0, -1)].map((s) => JSON.stringify(s)).join(", ")}], nfds ${a(3)}, pgid ${arg32(c, 4)}, flags ${hex(a(5))}`
+    }
     default: {
       const n = c.channel.words[Word.NARGS]!
       const ints = Array.from({ length: n }, (_, i) => (i === 0 && name.startsWith("fd_") ? fdName(c, a(0)) : `${arg32(c, i)}`))
@@ -106,6 +110,13 @@ const formatResult = (name: SyscallName, c: SyscallContext, errno: number, logSi
     case "fd_seek":
     case "fd_tell":
       return `${c.channel.i64[4]}`
+    case "proc_spawn":
+    case "proc_join":
+    case "proc_id":
+    case "fd_dup":
+      return `${c.channel.words[Word.RESULT0]}`
+    case "fd_pipe":
+      return `[${c.channel.words[Word.RESULT0]}, ${c.channel.words[Word.RESULT1]}]`
     default:
       return "0"
   }
