@@ -1,10 +1,11 @@
 /**
  * Typed failures of the kernel. `SyscallError` is what a syscall handler fails with and becomes
  * the guest-visible errno; the others are actionable failures reported to whoever asked the
- * kernel to do something (start a process, resolve an executable).
+ * kernel to do something (start a process, resolve an executable); those are Schema tagged
+ * errors, so that they cross the control socket as typed values.
  */
 import { type Errno, errnoFromHostCode, errnoName } from "@runsc/abi"
-import { Data } from "effect"
+import { Data, Schema } from "effect"
 
 export class SyscallError extends Data.TaggedError("SyscallError")<{ readonly errno: Errno }> {
   override get message(): string {
@@ -16,27 +17,27 @@ export class SyscallError extends Data.TaggedError("SyscallError")<{ readonly er
 export const fromHostError = (error: unknown): SyscallError =>
   new SyscallError({ errno: errnoFromHostCode((error as NodeJS.ErrnoException | undefined)?.code) })
 
-export class NotWasm extends Data.TaggedError("NotWasm")<{ readonly path: string }> {
+export class NotWasm extends Schema.TaggedError<NotWasm>()("NotWasm", { path: Schema.String }) {
   override get message(): string {
     return `${this.path}: not a WebAssembly module (no \\0asm header)`
   }
 }
 
-export class InvalidModule extends Data.TaggedError("InvalidModule")<{
-  readonly path: string
-  readonly reason: string
-}> {
+export class InvalidModule extends Schema.TaggedError<InvalidModule>()("InvalidModule", {
+  path: Schema.String,
+  reason: Schema.String
+}) {
   override get message(): string {
     return `${this.path}: invalid WebAssembly module: ${this.reason}`
   }
 }
 
-export class ExecNotFound extends Data.TaggedError("ExecNotFound")<{
-  readonly name: string
-  readonly reason: string
+export class ExecNotFound extends Schema.TaggedError<ExecNotFound>()("ExecNotFound", {
+  name: Schema.String,
+  reason: Schema.String,
   /** What execve would fail with (ENOENT, EACCES, ENOTDIR, ELOOP). */
-  readonly errno: Errno
-}> {
+  errno: Schema.Number
+}) {
   override get message(): string {
     return `${this.name}: ${this.reason}`
   }

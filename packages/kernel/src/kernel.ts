@@ -139,7 +139,7 @@ export interface KernelShape {
 
 /** Linux's errno for each way finding a program fails, as proc_spawn reports it. */
 const spawnErrno = (error: ExecNotFound | NotWasm | InvalidModule): Errno =>
-  error._tag === "ExecNotFound" ? error.errno : Errno.NOEXEC
+  error._tag === "ExecNotFound" ? error.errno as Errno : Errno.NOEXEC
 
 export interface ProcessUsage {
   readonly cpuNs: bigint

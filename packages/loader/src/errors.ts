@@ -1,107 +1,130 @@
 /**
  * Failures of the Loader that a caller can act on. Kernel and spec errors (NotWasm,
- * ExecNotFound, InvalidModule, InvalidSpec, BundleNotFound) pass through unchanged.
+ * ExecNotFound, InvalidModule, InvalidSpec, BundleNotFound) pass through unchanged. All are
+ * `Schema.TaggedError`s: they cross the control socket as typed values.
  */
-import { Data } from "effect"
+import { Schema } from "effect"
 
-export class ContainerNotStarted extends Data.TaggedError("ContainerNotStarted")<{ readonly id: string }> {
+export class ContainerNotStarted extends Schema.TaggedError<ContainerNotStarted>()("ContainerNotStarted", {
+  id: Schema.String
+}) {
   override get message(): string {
     return `container ${this.id} has not been started`
   }
 }
 
-export class ContainerAlreadyStarted extends Data.TaggedError("ContainerAlreadyStarted")<{ readonly id: string }> {
+export class ContainerAlreadyStarted extends Schema.TaggedError<ContainerAlreadyStarted>()("ContainerAlreadyStarted", {
+  id: Schema.String
+}) {
   override get message(): string {
     return `container ${this.id} is not in created state: it was already started`
   }
 }
 
-export class InvalidRoot extends Data.TaggedError("InvalidRoot")<{ readonly path: string; readonly reason: string }> {
+export class InvalidRoot extends Schema.TaggedError<InvalidRoot>()("InvalidRoot", {
+  path: Schema.String,
+  reason: Schema.String
+}) {
   override get message(): string {
     return `root filesystem ${this.path}: ${this.reason}`
   }
 }
 
-export class InvalidCwd extends Data.TaggedError("InvalidCwd")<{ readonly cwd: string; readonly reason: string }> {
+export class InvalidCwd extends Schema.TaggedError<InvalidCwd>()("InvalidCwd", {
+  cwd: Schema.String,
+  reason: Schema.String
+}) {
   override get message(): string {
     return `cwd ${this.cwd}: ${this.reason}`
   }
 }
 
-export class ProgramNotReadable extends Data.TaggedError("ProgramNotReadable")<{
-  readonly path: string
-  readonly reason: string
-}> {
+export class ProgramNotReadable extends Schema.TaggedError<ProgramNotReadable>()("ProgramNotReadable", {
+  path: Schema.String,
+  reason: Schema.String
+}) {
   override get message(): string {
     return `${this.path}: ${this.reason}`
   }
 }
 
-export class SandboxPanicked extends Data.TaggedError("SandboxPanicked")<{ readonly reason: string }> {
+export class SandboxPanicked extends Schema.TaggedError<SandboxPanicked>()("SandboxPanicked", {
+  reason: Schema.String
+}) {
   override get message(): string {
     return `sandbox panicked: ${this.reason}; state dumped to the log`
   }
 }
 
-export class ContainerNotFound extends Data.TaggedError("ContainerNotFound")<{ readonly id: string }> {
+export class ContainerNotFound extends Schema.TaggedError<ContainerNotFound>()("ContainerNotFound", {
+  id: Schema.String
+}) {
   override get message(): string {
     return `container ${this.id} not found`
   }
 }
 
-export class ContainerExists extends Data.TaggedError("ContainerExists")<{ readonly id: string }> {
+export class ContainerExists extends Schema.TaggedError<ContainerExists>()("ContainerExists", { id: Schema.String }) {
   override get message(): string {
     return `container ${this.id} already exists`
   }
 }
 
-export class ContainerStopped extends Data.TaggedError("ContainerStopped")<{ readonly id: string }> {
+export class ContainerStopped extends Schema.TaggedError<ContainerStopped>()("ContainerStopped", {
+  id: Schema.String
+}) {
   override get message(): string {
     return `container ${this.id} has stopped`
   }
 }
 
-export class InvalidPid extends Data.TaggedError("InvalidPid")<{ readonly pid: number; readonly reason: string }> {
+export class InvalidPid extends Schema.TaggedError<InvalidPid>()("InvalidPid", {
+  pid: Schema.Number,
+  reason: Schema.String
+}) {
   override get message(): string {
     return `invalid pid ${this.pid}: ${this.reason}`
   }
 }
 
-export class InvalidSignal extends Data.TaggedError("InvalidSignal")<{ readonly signal: number }> {
+export class InvalidSignal extends Schema.TaggedError<InvalidSignal>()("InvalidSignal", { signal: Schema.Number }) {
   override get message(): string {
     return `invalid signal ${this.signal}`
   }
 }
 
-export class NoSuchProcess extends Data.TaggedError("NoSuchProcess")<{ readonly pid: number }> {
+export class NoSuchProcess extends Schema.TaggedError<NoSuchProcess>()("NoSuchProcess", { pid: Schema.Number }) {
   override get message(): string {
     return `no such process: ${this.pid}`
   }
 }
 
-export class ProcessInOtherContainer extends Data.TaggedError("ProcessInOtherContainer")<{
-  readonly pid: number
-  readonly id: string
-  readonly owner: string
-}> {
+export class ProcessInOtherContainer extends Schema.TaggedError<ProcessInOtherContainer>()("ProcessInOtherContainer", {
+  pid: Schema.Number,
+  id: Schema.String,
+  owner: Schema.String
+}) {
   override get message(): string {
     return `process ${this.pid} belongs to a different container: ${this.owner} (not ${this.id})`
   }
 }
 
-export class NoTerminal extends Data.TaggedError("NoTerminal")<{ readonly id: string; readonly pid: number }> {
+export class NoTerminal extends Schema.TaggedError<NoTerminal>()("NoTerminal", {
+  id: Schema.String,
+  pid: Schema.Number
+}) {
   override get message(): string {
     return `process ${this.pid} of container ${this.id} has no terminal`
   }
 }
 
-export class AlreadyPaused extends Data.TaggedError("AlreadyPaused")<{ readonly id: string }> {
+export class AlreadyPaused extends Schema.TaggedError<AlreadyPaused>()("AlreadyPaused", { id: Schema.String }) {
   override get message(): string {
     return `sandbox ${this.id} is already paused`
   }
 }
 
-export class NotPaused extends Data.TaggedError("NotPaused")<{ readonly id: string }> {
+export class NotPaused extends Schema.TaggedError<NotPaused>()("NotPaused", { id: Schema.String }) {
   override get message(): string {
     return `sandbox ${this.id} is not paused`
   }
