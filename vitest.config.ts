@@ -12,7 +12,8 @@ export default defineConfig({
       "@runsc/abi": src("abi"),
       "@runsc/spec": src("spec"),
       "@runsc/kernel": src("kernel"),
-      "@runsc/loader": src("loader")
+      "@runsc/loader": src("loader"),
+      "@runsc/control": src("control")
     }
   },
   test: {

@@ -18,7 +18,16 @@ const retryAgain = Schedule.spaced("5 millis").pipe(
   Schedule.whileInput((e: SyscallError) => e.errno === Errno.AGAIN)
 )
 
-export const hostStream = (hostFd: number): FileDescription => {
+export interface HostStreamOptions {
+  /**
+   * The description owns the host fd and closes it with itself (an fd the sandbox opened for a
+   * process, e.g. a path a control call named). By default the fd is the sandbox process's own
+   * stdio and outlives the description.
+   */
+  readonly owned?: boolean
+}
+
+export const hostStream = (hostFd: number, options: HostStreamOptions = {}): FileDescription => {
   const hostType = (() => {
     try {
       return fileTypeOf(Fs.fstatSync(hostFd))
@@ -55,8 +64,16 @@ export const hostStream = (hostFd: number): FileDescription => {
       try: (): Stat => ({ ...toStat(Fs.fstatSync(hostFd, { bigint: true })), filetype }),
       catch: fromHostError
     }),
-    // The host fd belongs to the sandbox process, not the guest: closing the guest's fd must
-    // not close the sandbox's stdio.
-    close: Effect.void
+    // Unless owned, the host fd belongs to the sandbox process, not the guest: closing the
+    // guest's fd must not close the sandbox's stdio.
+    close: options.owned
+      ? Effect.sync(() => {
+        try {
+          Fs.closeSync(hostFd)
+        } catch {
+          // Already closed: nothing is lost.
+        }
+      })
+      : Effect.void
   }
 }

@@ -1,0 +1,12 @@
+export { call, connect, ControlTimeout, type SandboxClient, SandboxUnreachable } from "./client.js"
+export {
+  ContainerStatsSchema,
+  ExitStatusSchema,
+  ProcessInfoSchema,
+  SandboxRpcs,
+  SignalModeSchema,
+  type StdioPaths,
+  StdioPaths as StdioPathsSchema,
+  StdioUnavailable
+} from "./protocol.js"
+export { MAX_FRAME_BYTES, prepareSocketPath, serveControl, SocketInUse, SocketPathInvalid } from "./server.js"

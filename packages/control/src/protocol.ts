@@ -1,0 +1,147 @@
+/**
+ * The control protocol between the runsc CLI and a sandbox process: runsc's containerManager
+ * methods (RUNSC.md "Control methods") as one `@effect/rpc` group. Payloads, results and
+ * errors are Schemas, so a failure crosses the socket as the same tagged error the Loader
+ * raised — never a string.
+ *
+ * Stdio of the processes a call starts is named by host paths the sandbox opens (a FIFO, a
+ * file, or `/proc/<pid>/fd/<n>` of the calling CLI): Node cannot pass fds over a Unix socket.
+ */
+import { Rpc, RpcGroup } from "@effect/rpc"
+import {
+  AlreadyPaused,
+  ContainerAlreadyStarted,
+  ContainerExists,
+  ContainerNotFound,
+  ContainerNotStarted,
+  ContainerStopped,
+  InvalidCwd,
+  InvalidPid,
+  InvalidRoot,
+  InvalidSignal,
+  NoSuchProcess,
+  NoTerminal,
+  NotPaused,
+  ProcessInOtherContainer,
+  ProgramNotReadable,
+  SandboxPanicked
+} from "@runsc/loader"
+import { ExecNotFound, InvalidModule, NotWasm } from "@runsc/kernel"
+import { BundleNotFound, InvalidContainerId, InvalidSpec } from "@runsc/spec"
+import { Schema } from "effect"
+
+/** Host paths the sandbox opens as a process's fds 0, 1, 2 (unset: /dev/null). */
+export const StdioPaths = Schema.Struct({
+  stdin: Schema.optional(Schema.String),
+  stdout: Schema.optional(Schema.String),
+  stderr: Schema.optional(Schema.String)
+})
+export type StdioPaths = typeof StdioPaths.Type
+
+export const ExitStatusSchema = Schema.Union(
+  Schema.TaggedStruct("Exited", { code: Schema.Number }),
+  Schema.TaggedStruct("Signaled", { signal: Schema.Number })
+)
+
+export const SignalModeSchema = Schema.Literal("Process", "AllProcesses", "ProcessGroup", "ForegroundProcessGroup")
+
+export const ProcessInfoSchema = Schema.Struct({
+  pid: Schema.Number,
+  ppid: Schema.Number,
+  uid: Schema.Number,
+  containerId: Schema.String,
+  state: Schema.String,
+  argv: Schema.Array(Schema.String),
+  syscalls: Schema.Number,
+  startedAt: Schema.BigInt
+})
+
+export const ContainerStatsSchema = Schema.Struct({
+  cpu: Schema.Struct({ usage: Schema.Struct({ total: Schema.BigInt }) }),
+  memory: Schema.Struct({ usage: Schema.Struct({ usage: Schema.Number }) }),
+  pids: Schema.Struct({ current: Schema.Number })
+})
+
+/** The control server could not open a file the caller named for a process's stdio. */
+export class StdioUnavailable extends Schema.TaggedError<StdioUnavailable>()("StdioUnavailable", {
+  path: Schema.String,
+  reason: Schema.String
+}) {
+  override get message(): string {
+    return `stdio ${this.path}: ${this.reason}`
+  }
+}
+
+const StartErrors = Schema.Union(
+  ContainerNotFound,
+  ContainerAlreadyStarted,
+  InvalidRoot,
+  InvalidCwd,
+  ExecNotFound,
+  NotWasm,
+  InvalidModule,
+  ProgramNotReadable,
+  StdioUnavailable
+)
+
+export class SandboxRpcs extends RpcGroup.make(
+  Rpc.make("StartRoot", { success: Schema.Number, error: StartErrors }),
+  Rpc.make("CreateSubcontainer", {
+    payload: { id: Schema.String },
+    error: Schema.Union(ContainerExists, InvalidContainerId)
+  }),
+  Rpc.make("StartSubcontainer", {
+    payload: { id: Schema.String, bundle: Schema.String, stdio: StdioPaths },
+    success: Schema.Number,
+    error: Schema.Union(StartErrors, InvalidSpec, BundleNotFound)
+  }),
+  Rpc.make("DestroySubcontainer", { payload: { id: Schema.String } }),
+  Rpc.make("ExecuteAsync", {
+    payload: {
+      id: Schema.String,
+      argv: Schema.Array(Schema.String),
+      env: Schema.optional(Schema.Array(Schema.String)),
+      cwd: Schema.optional(Schema.String),
+      uid: Schema.optional(Schema.Number),
+      terminal: Schema.optional(Schema.Boolean),
+      stdio: StdioPaths
+    },
+    success: Schema.Number,
+    error: Schema.Union(StartErrors, ContainerNotStarted, ContainerStopped)
+  }),
+  Rpc.make("Wait", {
+    payload: { id: Schema.String },
+    success: ExitStatusSchema,
+    error: Schema.Union(ContainerNotFound, ContainerNotStarted, SandboxPanicked)
+  }),
+  Rpc.make("WaitPid", {
+    payload: { id: Schema.String, pid: Schema.Number },
+    success: ExitStatusSchema,
+    error: Schema.Union(ContainerNotFound, InvalidPid, NoSuchProcess, ProcessInOtherContainer)
+  }),
+  Rpc.make("Signal", {
+    payload: { id: Schema.String, pid: Schema.Number, signo: Schema.Number, mode: SignalModeSchema },
+    error: Schema.Union(
+      ContainerNotFound,
+      ContainerNotStarted,
+      InvalidPid,
+      InvalidSignal,
+      NoSuchProcess,
+      ProcessInOtherContainer,
+      NoTerminal
+    )
+  }),
+  Rpc.make("Processes", {
+    payload: { id: Schema.String },
+    success: Schema.Array(ProcessInfoSchema),
+    error: ContainerNotFound
+  }),
+  Rpc.make("Event", { payload: { id: Schema.String }, success: ContainerStatsSchema, error: ContainerNotFound }),
+  Rpc.make("Pause", { error: AlreadyPaused }),
+  Rpc.make("Resume", { error: NotPaused }),
+  Rpc.make("RuntimeState", {
+    payload: { id: Schema.String },
+    success: Schema.Literal("creating", "running", "stopped"),
+    error: ContainerNotFound
+  })
+) {}

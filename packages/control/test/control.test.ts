@@ -1,0 +1,173 @@
+/**
+ * The control socket end to end, in one process: a Loader served on a Unix socket file, called
+ * through the CLI's client — lifecycle calls, typed errors crossing the wire, the socket file's
+ * safety (mode, stale and live sockets), and clients that misbehave.
+ */
+import { assert, describe, it } from "@effect/vitest"
+import { exited, signaled } from "@runsc/abi"
+import { Loader } from "@runsc/loader"
+import { defaultSpec } from "@runsc/spec"
+import { Effect, Layer } from "effect"
+import { spawn } from "node:child_process"
+import * as Fs from "node:fs"
+import * as Net from "node:net"
+import * as Os from "node:os"
+import * as Path from "node:path"
+import { fileURLToPath } from "node:url"
+import { call, serveControl } from "../src/index.js"
+
+const repo = fileURLToPath(new URL("../../../", import.meta.url))
+
+const tempDir = Effect.acquireRelease(
+  Effect.sync(() => Fs.mkdtempSync(Path.join(Os.tmpdir(), "runsc-control-"))),
+  (dir) => Effect.sync(() => Fs.rmSync(dir, { recursive: true, force: true }))
+)
+
+/** A bundle directory on disk: config.json running `args`, a rootfs with the C fixtures in /bin. */
+const writeBundle = (dir: string, args: ReadonlyArray<string>) => {
+  const rootfs = Path.join(dir, "rootfs")
+  Fs.mkdirSync(Path.join(rootfs, "bin"), { recursive: true })
+  for (const name of ["sleep", "exit", "echo_args"]) {
+    Fs.copyFileSync(Path.join(repo, "test/fixtures/c", `${name}.wasm`), Path.join(rootfs, "bin", name))
+    Fs.chmodSync(Path.join(rootfs, "bin", name), 0o755)
+  }
+  const template = defaultSpec()
+  const spec = { ...template, root: { path: "rootfs" }, process: { ...template.process!, args, env: ["PATH=/bin"] }, mounts: [] }
+  Fs.writeFileSync(Path.join(dir, "config.json"), JSON.stringify(spec))
+  return dir
+}
+
+/** A sandbox (root container sleeping) served on `<dir>/sandbox.sock`; returns the socket path. */
+const servedSandbox = Effect.gen(function*() {
+  const dir = yield* tempDir
+  const bundle = writeBundle(Path.join(dir, "root"), ["sleep", "600"])
+  const socket = Path.join(dir, "run", "sandbox.sock")
+  const devNull = yield* Effect.acquireRelease(Effect.sync(() => Fs.openSync("/dev/null", "r+")), (fd) => Effect.sync(() => Fs.closeSync(fd)))
+  yield* Layer.build(
+    serveControl(socket).pipe(
+      Layer.provideMerge(Loader.layer({ containerId: "root", bundle, stdio: { stdin: devNull, stdout: devNull, stderr: devNull } }))
+    )
+  )
+  return { dir, socket }
+})
+
+describe("control socket", () => {
+  it.scopedLive("the Loader's methods over the socket: start, sub-container with stdio files, ps, signal, wait, destroy", () =>
+    Effect.gen(function*() {
+      const { dir, socket } = yield* servedSandbox
+      const rootPid = yield* call(socket, "StartRoot", (c) => c.StartRoot())
+      assert.isAbove(rootPid, 0)
+      yield* call(socket, "CreateSubcontainer", (c) => c.CreateSubcontainer({ id: "web" }))
+      const out = Path.join(dir, "web.out")
+      Fs.writeFileSync(out, "")
+      const bundle = writeBundle(Path.join(dir, "web"), ["echo_args", "over", "the", "socket"])
+      const pid = yield* call(socket, "StartSubcontainer", (c) => c.StartSubcontainer({ id: "web", bundle, stdio: { stdout: out } }))
+      assert.deepStrictEqual(yield* call(socket, "Wait", (c) => c.Wait({ id: "web" }), "10 seconds"), exited(0))
+      assert.strictEqual(Fs.readFileSync(out, "utf8"), "argv[0]=echo_args\nargv[1]=over\nargv[2]=the\nargv[3]=socket\n")
+      assert.strictEqual(yield* call(socket, "RuntimeState", (c) => c.RuntimeState({ id: "web" })), "stopped")
+      assert.isAbove(pid, rootPid)
+
+      const sleeper = yield* call(socket, "ExecuteAsync", (c) => c.ExecuteAsync({ id: "root", argv: ["sleep", "600"], stdio: {} }))
+      const ps = yield* call(socket, "Processes", (c) => c.Processes({ id: "root" }))
+      assert.deepStrictEqual(ps.map((p) => p.pid), [rootPid, sleeper])
+      assert.strictEqual(typeof ps[0]!.startedAt, "bigint")
+      assert.strictEqual((yield* call(socket, "Event", (c) => c.Event({ id: "root" }))).pids.current, 2)
+      yield* call(socket, "Signal", (c) => c.Signal({ id: "root", pid: sleeper, signo: 15, mode: "Process" }))
+      assert.deepStrictEqual(yield* call(socket, "WaitPid", (c) => c.WaitPid({ id: "root", pid: sleeper }), "10 seconds"), signaled(15))
+      yield* call(socket, "Pause", (c) => c.Pause())
+      yield* call(socket, "Resume", (c) => c.Resume())
+      yield* call(socket, "DestroySubcontainer", (c) => c.DestroySubcontainer({ id: "web" }))
+      yield* call(socket, "DestroySubcontainer", (c) => c.DestroySubcontainer({ id: "web" }))
+    }))
+
+  it.scopedLive("failures cross the wire as the Loader's tagged errors, with their fields and messages", () =>
+    Effect.gen(function*() {
+      const { dir, socket } = yield* servedSandbox
+      const notFound = yield* Effect.flip(call(socket, "Wait", (c) => c.Wait({ id: "nope" })))
+      assert.strictEqual(notFound._tag, "ContainerNotFound")
+      assert.strictEqual(notFound.message, "container nope not found")
+      const badId = yield* Effect.flip(call(socket, "CreateSubcontainer", (c) => c.CreateSubcontainer({ id: "no/slash" })))
+      assert.strictEqual(badId._tag, "InvalidContainerId")
+      const caught = yield* call(socket, "Pause", (c) => c.Resume()).pipe(
+        Effect.catchTag("NotPaused", (e) => Effect.succeed(`caught ${e.id}`))
+      )
+      assert.strictEqual(caught, "caught root")
+      yield* call(socket, "StartRoot", (c) => c.StartRoot())
+      const twice = yield* Effect.flip(call(socket, "StartRoot", (c) => c.StartRoot()))
+      assert.strictEqual(twice._tag, "ContainerAlreadyStarted")
+      const missing = yield* Effect.flip(call(socket, "ExecuteAsync", (c) => c.ExecuteAsync({ id: "root", argv: ["missing"], stdio: {} })))
+      assert.strictEqual(missing._tag, "ExecNotFound")
+      if (missing._tag === "ExecNotFound") assert.strictEqual(missing.errno, 44)
+      yield* call(socket, "CreateSubcontainer", (c) => c.CreateSubcontainer({ id: "nobundle" }))
+      const noBundle = yield* Effect.flip(
+        call(socket, "StartSubcontainer", (c) => c.StartSubcontainer({ id: "nobundle", bundle: Path.join(dir, "absent"), stdio: {} }))
+      )
+      assert.strictEqual(noBundle._tag, "BundleNotFound")
+      const noStdio = yield* Effect.flip(
+        call(socket, "ExecuteAsync", (c) => c.ExecuteAsync({ id: "root", argv: ["exit"], stdio: { stdin: Path.join(dir, "absent") } }))
+      )
+      assert.strictEqual(noStdio._tag, "StdioUnavailable")
+    }))
+
+  it.scopedLive("the socket file is 0600 in a 0700 directory; a stale one is replaced, a live one or a non-socket is never taken over", () =>
+    Effect.gen(function*() {
+      const { dir, socket } = yield* servedSandbox
+      assert.strictEqual(Fs.statSync(socket).mode & 0o777, 0o600)
+      assert.strictEqual(Fs.statSync(Path.dirname(socket)).mode & 0o777, 0o700, "the directory the server made")
+      // A second sandbox on a live socket: refused, and the first keeps serving.
+      const devNull = Fs.openSync("/dev/null", "r+")
+      const second = yield* Effect.flip(Layer.build(
+        serveControl(socket).pipe(
+          Layer.provide(Loader.layer({ containerId: "other", bundle: writeBundle(Path.join(dir, "o"), ["sleep", "1"]), stdio: { stdout: devNull } }))
+        )
+      ))
+      Fs.closeSync(devNull)
+      assert.strictEqual(second._tag, "SocketInUse")
+      assert.strictEqual(yield* call(socket, "RuntimeState", (c) => c.RuntimeState({ id: "root" })), "creating")
+
+      // A socket file whose server was SIGKILLed: nobody accepts on it.
+      const stale = Path.join(dir, "stale", "sandbox.sock")
+      Fs.mkdirSync(Path.dirname(stale))
+      yield* Effect.promise(() =>
+        new Promise<void>((resolve) => {
+          const child = spawn(process.execPath, ["-e", `require("net").createServer().listen(${JSON.stringify(stale)}, () => console.log("up"))`])
+          child.stdout.once("data", () => child.kill("SIGKILL"))
+          child.once("exit", () => resolve())
+        })
+      )
+      assert.isTrue(Fs.lstatSync(stale).isSocket(), "the stale socket file is left behind")
+      yield* Layer.build(serveControl(stale).pipe(Layer.provide(Loader.layer({ containerId: "s", bundle: writeBundle(Path.join(dir, "s"), ["sleep", "1"]) }))))
+      assert.strictEqual(yield* call(stale, "RuntimeState", (c) => c.RuntimeState({ id: "s" })), "creating")
+
+      const plain = Path.join(dir, "plain.sock")
+      Fs.writeFileSync(plain, "not a socket")
+      const refused = yield* Effect.flip(Layer.build(
+        serveControl(plain).pipe(Layer.provide(Loader.layer({ containerId: "p", bundle: writeBundle(Path.join(dir, "p"), ["sleep", "1"]) })))
+      ))
+      assert.strictEqual(refused._tag, "SocketPathInvalid")
+      assert.strictEqual(Fs.readFileSync(plain, "utf8"), "not a socket")
+    }))
+
+  it.scopedLive("no sandbox: SandboxUnreachable at once; garbage and oversized frames fail only their own connection", () =>
+    Effect.gen(function*() {
+      const { dir, socket } = yield* servedSandbox
+      const gone = yield* Effect.flip(call(Path.join(dir, "nothing.sock"), "Wait", (c) => c.Wait({ id: "x" })))
+      assert.strictEqual(gone._tag, "SandboxUnreachable")
+      const junk = (data: string | Buffer) =>
+        Effect.promise(() =>
+          new Promise<string>((resolve) => {
+            const conn = Net.createConnection({ path: socket })
+            let reply = ""
+            conn.on("data", (d) => (reply += d.toString()))
+            conn.on("error", () => resolve(reply))
+            conn.on("close", () => resolve(reply))
+            conn.write(data)
+            setTimeout(() => conn.end(), 200)
+          })
+        )
+      yield* junk("this is not json\n{\"_tag\":\"Request\",\"tag\":\"NoSuchMethod\",\"id\":\"1\",\"payload\":{},\"headers\":[]}\n")
+      yield* junk(Buffer.alloc(2 * 1024 * 1024, 0x41))
+      // The server is still serving everyone else.
+      assert.strictEqual(yield* call(socket, "RuntimeState", (c) => c.RuntimeState({ id: "root" })), "creating")
+    }))
+})
