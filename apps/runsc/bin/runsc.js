@@ -14,7 +14,7 @@ import { fileURLToPath } from "node:url"
 import { Script } from "node:vm"
 
 const argv = process.argv
-const runsGuest = argv.includes("run") || argv.includes("do")
+const runsGuest = argv.includes("run") || argv.includes("do") || argv.includes("boot")
 const startedThreads = runsGuest ? [startGuestThread()] : []
 
 const bundle = fileURLToPath(new URL("../dist/runsc.cjs", import.meta.url))

@@ -1,11 +1,37 @@
 /** The command tree and its argument handling. */
 import { Command } from "@effect/cli"
+import { bootCommand } from "./commands/boot.js"
+import {
+  createCommand,
+  deleteCommand,
+  killCommand,
+  listCommand,
+  psCommand,
+  startCommand,
+  stateCommand,
+  waitCommand
+} from "./commands/container.js"
 import { doCommand, doFlags, doOptionsWithValue } from "./commands/do.js"
 import { runCommand } from "./commands/run.js"
 import { specCommand } from "./commands/spec.js"
 import { rootCommand } from "./root.js"
 
-export const command = rootCommand.pipe(Command.withSubcommands([specCommand, runCommand, doCommand]))
+export const command = rootCommand.pipe(
+  Command.withSubcommands([
+    specCommand,
+    runCommand,
+    doCommand,
+    createCommand,
+    startCommand,
+    stateCommand,
+    killCommand,
+    waitCommand,
+    deleteCommand,
+    listCommand,
+    psCommand,
+    bootCommand
+  ])
+)
 
 export const cli = Command.run(command, { name: "runsc", version: "0.1.0" })
 

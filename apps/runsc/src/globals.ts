@@ -7,9 +7,14 @@ import { parseSignal } from "@runsc/abi"
 import type { StraceOptions } from "@runsc/kernel"
 import { Effect, Layer, Logger, LogLevel, Option } from "effect"
 import * as Fs from "node:fs"
+import * as Path from "node:path"
 import { CannotWrite, InvalidFlag } from "./errors.js"
 
 export const globalOptions = {
+  root: Options.text("root").pipe(
+    Options.withDescription("directory of container state and control sockets (default: $XDG_RUNTIME_DIR/runsc, else /var/run/runsc)"),
+    Options.optional
+  ),
   debug: Options.boolean("debug").pipe(Options.withDescription("enable debug logging")),
   debugLog: Options.text("debug-log").pipe(
     Options.withDescription("write debug logs and strace output to this file (default: stderr)"),
@@ -39,6 +44,7 @@ export const globalOptions = {
 }
 
 export interface GlobalFlags {
+  readonly root: Option.Option<string>
   readonly debug: boolean
   readonly debugLog: Option.Option<string>
   readonly logFormat: "text" | "json"
@@ -109,3 +115,27 @@ export const configure = (flags: GlobalFlags) =>
     )
     return { strace, panicSignal, logger: logLayer } satisfies Runtime
   })
+
+/** The state root: --root, else $XDG_RUNTIME_DIR/runsc, else /var/run/runsc (absolute). */
+export const rootDirOf = (flags: GlobalFlags): string =>
+  Path.resolve(Option.getOrElse(flags.root, () => {
+    const xdg = process.env["XDG_RUNTIME_DIR"]
+    return xdg ? Path.join(xdg, "runsc") : "/var/run/runsc"
+  }))
+
+/** The global flags again, as arguments: what a sandbox process started by `create` gets. */
+export const globalArgs = (flags: GlobalFlags): Array<string> => [
+  "--root",
+  rootDirOf(flags),
+  ...(flags.debug ? ["--debug"] : []),
+  ...Option.match(flags.debugLog, { onNone: () => [], onSome: (f) => ["--debug-log", Path.resolve(f)] }),
+  "--log-format",
+  flags.logFormat,
+  ...(flags.strace ? ["--strace"] : []),
+  ...Option.match(flags.straceSyscalls, { onNone: () => [], onSome: (s) => ["--strace-syscalls", s] }),
+  "--strace-log-size",
+  `${flags.straceLogSize}`,
+  ...Option.match(flags.panicSignal, { onNone: () => [], onSome: (s) => ["--panic-signal", s] }),
+  "--watchdog-action",
+  flags.watchdogAction
+]

@@ -128,6 +128,11 @@ export interface LoaderShape {
   readonly startRoot: Effect.Effect<number, StartError>
   /** Waits for the root init to exit; repeatable, any number of waiters get the same status. */
   readonly waitExit: Effect.Effect<ExitStatus, ContainerNotStarted | SandboxPanicked>
+  /**
+   * Waits until the root container has been started (by whoever drives the Loader: a control
+   * call), then for its init to exit: what a sandbox process lives for.
+   */
+  readonly awaitRootExit: Effect.Effect<ExitStatus, SandboxPanicked>
   /** Sends a signal to the root init (runsc's Process mode with pid 0). */
   readonly signal: (signo: number) => Effect.Effect<void, ContainerNotStarted | InvalidSignal | NoSuchProcess>
 
@@ -250,6 +255,7 @@ const makeLoader = (args: LoaderArgs) =>
 
     const rootContainer = yield* newContainer(rootId)
     containers.set(rootId, rootContainer)
+    const rootStarted = yield* Deferred.make<void>()
 
     const find = (id: string) =>
       Effect.suspend(() => {
@@ -345,6 +351,7 @@ const makeLoader = (args: LoaderArgs) =>
         container.pidNamespacePath = wanted._tag === "New" ? wanted.path : undefined
         container.init = tg
         container.state = "running"
+        if (container === rootContainer) yield* Deferred.succeed(rootStarted, undefined)
         yield* Effect.forkIn(onInitExit(container, tg), container.scope)
         return tg.rootPid
       })
@@ -394,6 +401,15 @@ const makeLoader = (args: LoaderArgs) =>
         yield* killAll
         return status
       }),
+
+      awaitRootExit: Effect.raceFirst(
+        Deferred.await(rootStarted),
+        Effect.flatMap(kernel.panicked, (reason) => Effect.fail(new SandboxPanicked({ reason })))
+      ).pipe(
+        Effect.zipRight(Effect.suspend(() => shape.waitExit)),
+        // Started: waitExit cannot fail ContainerNotStarted any more.
+        Effect.catchTag("ContainerNotStarted", () => Effect.dieMessage("root container started without an init"))
+      ),
 
       signal: (signo) =>
         Effect.gen(function*() {

@@ -1,0 +1,281 @@
+/**
+ * The OCI lifecycle commands (RUNSC.md "CLI contract"): create, start, state, kill, wait,
+ * delete, list. Each is a fresh process: it finds the container's sandbox through the state
+ * file under --root and talks to it over the control socket, one connection per call.
+ */
+import { Args, Command, Options } from "@effect/cli"
+import { parseSignal, toShellCode } from "@runsc/abi"
+import { call } from "@runsc/control"
+import { loadBundle } from "@runsc/spec"
+import { Clock, Duration, Effect, Option, Schema } from "effect"
+import { spawn } from "node:child_process"
+import * as Fs from "node:fs"
+import * as Path from "node:path"
+import { CannotWrite, InvalidFlag } from "../errors.js"
+import { globalArgs, rootDirOf } from "../globals.js"
+import { rootCommand } from "../root.js"
+import { type ContainerRecord, containerIdArg, ContainerIdInUse, isAlive, StateStore } from "../state.js"
+import { READY } from "./boot.js"
+
+export type Status = "created" | "running" | "stopped"
+
+export class SandboxFailed extends Schema.TaggedError<SandboxFailed>()("SandboxFailed", { id: Schema.String, reason: Schema.String }) {
+  override get message(): string {
+    return `sandbox for ${this.id} failed: ${this.reason}`
+  }
+}
+
+export class WrongStatus extends Schema.TaggedError<WrongStatus>()("WrongStatus", {
+  id: Schema.String,
+  status: Schema.String,
+  wanted: Schema.String
+}) {
+  override get message(): string {
+    return `container ${this.id} is ${this.status}, not ${this.wanted}`
+  }
+}
+
+const store = Effect.map(rootCommand, (flags) => new StateStore(rootDirOf(flags)))
+
+/** The record of the container named by an id or an unambiguous prefix of one. */
+const findContainer = (idOrPrefix: string) =>
+  Effect.gen(function*() {
+    const states = yield* store
+    const id = yield* states.resolve(idOrPrefix)
+    return { states, record: yield* states.read(id) }
+  })
+
+/** The status, computed: the state file says what the CLI did, the sandbox what became of it. */
+const statusOf = (record: ContainerRecord): Effect.Effect<Status> =>
+  Effect.gen(function*() {
+    if (!isAlive(record.sandboxPid)) return "stopped"
+    if (record.phase === "created") return "created"
+    if (record.phase === "start-failed") return "stopped"
+    const state = yield* call(record.socket, "RuntimeState", (c) => c.RuntimeState({ id: record.id }), "10 seconds").pipe(
+      Effect.orElseSucceed(() => "stopped" as const)
+    )
+    return state === "running" ? "running" : state === "creating" ? "created" : "stopped"
+  })
+
+const print = (text: string) => Effect.sync(() => void Fs.writeSync(1, `${text}\n`))
+
+// ---- create ----------------------------------------------------------------------------------
+
+/** Starts `runsc boot` detached with this process's stdio; resolves once it serves (or fails). */
+const spawnSandbox = (id: string, bundle: string, socket: string, args: ReadonlyArray<string>) =>
+  Effect.async<number, SandboxFailed>((resume) => {
+    const child = spawn(process.execPath, [process.argv[1]!, ...args, "boot", "--bundle", bundle, "--socket", socket, "--sync-fd", "3", id], {
+      detached: true,
+      stdio: ["inherit", "inherit", "inherit", "pipe"]
+    })
+    const sync = child.stdio[3] as NodeJS.ReadableStream
+    let seen = ""
+    const done = (result: Effect.Effect<number, SandboxFailed>) => {
+      child.removeAllListeners("exit")
+      sync.removeAllListeners("data")
+      ;(sync as unknown as { destroy(): void }).destroy()
+      child.unref()
+      resume(result)
+    }
+    sync.on("data", (chunk) => {
+      seen += chunk.toString()
+      if (seen.includes(READY)) done(Effect.succeed(child.pid!))
+    })
+    child.once("error", (e) => done(Effect.fail(new SandboxFailed({ id, reason: e.message }))))
+    child.once("exit", (code, signal) =>
+      done(Effect.fail(new SandboxFailed({ id, reason: `it exited (${signal ?? `code ${code}`}) before serving` }))))
+  })
+
+export const createCommand = Command.make(
+  "create",
+  {
+    bundle: Options.directory("bundle").pipe(Options.withAlias("b"), Options.withDefault(".")),
+    pidFile: Options.file("pid-file").pipe(Options.withDescription("write the sandbox's pid here (last)"), Options.optional),
+    id: Args.text({ name: "container-id" })
+  },
+  ({ bundle, id, pidFile }) =>
+    Effect.gen(function*() {
+      const containerId = yield* containerIdArg(id)
+      const flags = yield* rootCommand
+      const states = yield* store
+      const dir = Path.resolve(bundle)
+      // A bad bundle is reported here, by create, before any process starts.
+      const loaded = yield* loadBundle(dir)
+      const socket = states.socketOf(containerId)
+      const sandboxPid = yield* states.locked(Effect.gen(function*() {
+        if ((yield* states.ids).includes(containerId)) return yield* new ContainerIdInUse({ id: containerId })
+        const pid = yield* spawnSandbox(containerId, dir, socket, globalArgs(flags))
+        yield* states.write({
+          id: containerId,
+          bundle: dir,
+          sandboxPid: pid,
+          socket,
+          phase: "created",
+          createdAt: new Date(yield* Clock.currentTimeMillis).toISOString(),
+          annotations: loaded.spec.annotations ?? {}
+        })
+        return pid
+      }))
+      yield* Option.match(pidFile, {
+        onNone: () => Effect.void,
+        onSome: (path) =>
+          Effect.try({
+            try: () => Fs.writeFileSync(path, `${sandboxPid}`),
+            catch: (e) => new CannotWrite({ path, reason: (e as Error).message })
+          })
+      })
+    })
+).pipe(Command.withDescription("create a container: its sandbox process waits for start"))
+
+// ---- start, state, kill, wait, delete, list --------------------------------------------------
+
+export const startCommand = Command.make("start", { id: Args.text({ name: "container-id" }) }, ({ id }) =>
+  Effect.gen(function*() {
+    const { record, states } = yield* findContainer(id)
+    const status = yield* statusOf(record)
+    if (status !== "created") return yield* new WrongStatus({ id: record.id, status, wanted: "created" })
+    const started = yield* Effect.either(call(record.socket, "StartRoot", (c) => c.StartRoot()))
+    // A failed start leaves the container stopped, so that kill and delete work on it.
+    yield* states.locked(states.write({ ...record, phase: started._tag === "Right" ? "started" : "start-failed" }))
+    if (started._tag === "Left") return yield* Effect.fail(started.left)
+  })).pipe(Command.withDescription("start a created container"))
+
+export const stateCommand = Command.make("state", { id: Args.text({ name: "container-id" }) }, ({ id }) =>
+  Effect.gen(function*() {
+    const { record } = yield* findContainer(id)
+    const status = yield* statusOf(record)
+    yield* print(JSON.stringify(
+      {
+        ociVersion: "1.0.2",
+        id: record.id,
+        status,
+        pid: status === "stopped" ? -1 : record.sandboxPid,
+        bundle: record.bundle,
+        annotations: record.annotations
+      },
+      null,
+      2
+    ))
+  })).pipe(Command.withDescription("print the container's OCI state"))
+
+export const killCommand = Command.make(
+  "kill",
+  {
+    all: Options.boolean("all").pipe(Options.withDescription("signal every process of the container")),
+    pid: Options.integer("pid").pipe(Options.withDescription("signal this process (root-namespace pid)"), Options.optional),
+    id: Args.text({ name: "container-id" }),
+    signal: Args.text({ name: "signal" }).pipe(Args.withDefault("TERM"))
+  },
+  ({ all, id, pid, signal }) =>
+    Effect.gen(function*() {
+      const signo = parseSignal(signal)
+      if (signo === undefined) return yield* new InvalidFlag({ flag: "signal", reason: `unknown signal ${JSON.stringify(signal)}` })
+      if (all && Option.isSome(pid)) return yield* new InvalidFlag({ flag: "--all", reason: "cannot be used with --pid" })
+      const { record } = yield* findContainer(id)
+      const status = yield* statusOf(record)
+      // Stopped: --all has nothing left to clean; anything else is an error, as in runsc.
+      if (status === "stopped" && all) return
+      if (status !== "running") return yield* new WrongStatus({ id: record.id, status, wanted: "running" })
+      yield* call(record.socket, "Signal", (c) =>
+        c.Signal({ id: record.id, pid: Option.getOrElse(pid, () => 0), signo, mode: all ? "AllProcesses" : "Process" }))
+    })
+).pipe(Command.withDescription("send a signal to a container's init, one of its processes, or all"))
+
+export const waitCommand = Command.make("wait", { id: Args.text({ name: "container-id" }) }, ({ id }) =>
+  Effect.gen(function*() {
+    const { record, states } = yield* findContainer(id)
+    const live = yield* call(record.socket, "Wait", (c) => c.Wait({ id: record.id }), Duration.infinity).pipe(
+      Effect.map(toShellCode),
+      Effect.catchTag("SandboxUnreachable", () => Effect.succeed(undefined))
+    )
+    // The sandbox is gone: it recorded how the init ended before it exited.
+    const code = live ?? (yield* states.readExit(record.id))
+    if (code === undefined) return yield* new SandboxFailed({ id: record.id, reason: "it is gone and recorded no exit status" })
+    yield* print(JSON.stringify({ id: record.id, exitStatus: code }))
+  })).pipe(Command.withDescription("wait for a container's init and print its exit status"))
+
+/** SIGKILLs a sandbox process and waits (bounded) until it is gone. */
+const killSandbox = (record: ContainerRecord) =>
+  Effect.gen(function*() {
+    if (!isAlive(record.sandboxPid)) return
+    try {
+      process.kill(record.sandboxPid, "SIGKILL")
+    } catch {
+      return
+    }
+    for (let i = 0; i < 500 && isAlive(record.sandboxPid); i++) yield* Effect.sleep("10 millis")
+  })
+
+export const deleteCommand = Command.make(
+  "delete",
+  {
+    force: Options.boolean("force").pipe(Options.withDescription("delete even if running (its sandbox is killed)")),
+    id: Args.text({ name: "container-id" })
+  },
+  ({ force, id }) =>
+    Effect.gen(function*() {
+      const { record, states } = yield* findContainer(id)
+      const status = yield* statusOf(record)
+      if (status === "running" && !force) return yield* new WrongStatus({ id: record.id, status, wanted: "created or stopped" })
+      yield* killSandbox(record)
+      yield* states.locked(states.remove(record.id))
+    })
+).pipe(Command.withDescription("delete a container and every trace of it"))
+
+export const listCommand = Command.make(
+  "list",
+  {
+    quiet: Options.boolean("quiet").pipe(Options.withAlias("q"), Options.withDescription("ids only")),
+    format: Options.choice("format", ["text", "json"]).pipe(Options.withDefault("text" as const))
+  },
+  ({ format, quiet }) =>
+    Effect.gen(function*() {
+      const states = yield* store
+      const rows = yield* Effect.forEach(yield* states.ids, (id) =>
+        states.read(id).pipe(
+          Effect.flatMap((record) => Effect.map(statusOf(record), (status) => ({ record, status }))),
+          // A corrupt or vanishing file of one id hides that id, nothing else.
+          Effect.option
+        ))
+      const listed = rows.flatMap((r) => (Option.isSome(r) ? [r.value] : []))
+      if (quiet) return yield* Effect.forEach(listed, ({ record }) => print(record.id), { discard: true })
+      if (format === "json") {
+        return yield* print(JSON.stringify(listed.map(({ record, status }) => ({
+          ociVersion: "1.0.2",
+          id: record.id,
+          pid: status === "stopped" ? -1 : record.sandboxPid,
+          status,
+          bundle: record.bundle,
+          created: record.createdAt
+        }))))
+      }
+      yield* print(["ID", "PID", "STATUS", "BUNDLE", "CREATED"].join("\t"))
+      yield* Effect.forEach(listed, ({ record, status }) =>
+        print([record.id, status === "stopped" ? -1 : record.sandboxPid, status, record.bundle, record.createdAt].join("\t")), {
+        discard: true
+      })
+    })
+).pipe(Command.withDescription("list containers"))
+
+/** STIME as ps prints it for a process started today: hh:mm. */
+const clockTime = (startedAtNs: bigint) => {
+  const date = new Date(Number(startedAtNs / 1_000_000n))
+  return `${String(date.getHours()).padStart(2, "0")}:${String(date.getMinutes()).padStart(2, "0")}`
+}
+
+export const psCommand = Command.make(
+  "ps",
+  {
+    format: Options.choice("format", ["table", "json"]).pipe(Options.withDefault("table" as const)),
+    id: Args.text({ name: "container-id" })
+  },
+  ({ format, id }) =>
+    Effect.gen(function*() {
+      const { record } = yield* findContainer(id)
+      const processes = yield* call(record.socket, "Processes", (c) => c.Processes({ id: record.id }))
+      if (format === "json") return yield* print(JSON.stringify(processes.map((p) => p.pid)))
+      yield* print(["UID", "PID", "PPID", "STIME", "CMD"].join("\t"))
+      yield* Effect.forEach(processes, (p) =>
+        print([p.uid, p.pid, p.ppid, clockTime(p.startedAt), p.argv.join(" ")].join("\t")), { discard: true })
+    })
+).pipe(Command.withDescription("list the processes of a container"))
