@@ -1,0 +1,191 @@
+/**
+ * The OCI lifecycle through the CLI binary, as containerd drives it: create (a detached
+ * sandbox process), start, state, list, ps, kill, wait, delete — RUNSC.md scenarios 3, 4, 9,
+ * 10, 11, 14 — with a fresh --root per test.
+ */
+import { assert, describe, it } from "@effect/vitest"
+import { spawn } from "node:child_process"
+import * as Fs from "node:fs"
+import * as Path from "node:path"
+import { afterAll, beforeAll } from "vitest"
+import { cliFailureLine, describeResult, lines, makeBundle, makeTempDir, removeDir, runsc, runscBin, uniqueId } from "./helpers.js"
+
+let work = ""
+let sleeper: { readonly dir: string } | undefined
+let exiter: { readonly dir: string } | undefined
+
+beforeAll(async () => {
+  work = await makeTempDir("runsc-e2e-lifecycle-")
+  sleeper = await makeBundle(["/bin/sleep", "600"], ["sleep"])
+  exiter = await makeBundle(["/bin/exit", "123"], ["exit"])
+})
+
+afterAll(async () => {
+  // A test that failed half-way may have left a sandbox process behind: none may outlive the suite.
+  for (const dir of Fs.readdirSync(work).filter((d) => d.startsWith("root-"))) {
+    for (const file of Fs.readdirSync(Path.join(work, dir)).filter((f) => f.endsWith(".state.json"))) {
+      try {
+        process.kill(JSON.parse(Fs.readFileSync(Path.join(work, dir, file), "utf8")).sandboxPid, "SIGKILL")
+      } catch {
+        // Gone already, or not a state record.
+      }
+    }
+  }
+  await removeDir(work)
+  if (sleeper) await removeDir(sleeper.dir)
+  if (exiter) await removeDir(exiter.dir)
+})
+
+/** A fresh --root for one test, and the global flags naming it. */
+const freshRoot = async () => {
+  const root = await Fs.promises.mkdtemp(Path.join(work, "root-"))
+  return { root, flags: ["--root", root] }
+}
+
+/**
+ * `runsc create`: its sandbox inherits create's stdio (the container's), so they go to a file
+ * here, and create is done when it exits (its sandbox keeps the file open).
+ */
+const create = (flags: ReadonlyArray<string>, bundle: string, id: string, extra: ReadonlyArray<string> = []) =>
+  new Promise<{ code: number | null; output: () => string }>((resolve) => {
+    const outPath = Path.join(work, `${id}.out`)
+    const out = Fs.openSync(outPath, "w")
+    const child = spawn(runscBin, [...flags, "create", "--bundle", bundle, ...extra, id], { stdio: ["ignore", out, out] })
+    Fs.closeSync(out)
+    child.once("exit", (code) => resolve({ code, output: () => Fs.readFileSync(outPath, "utf8") }))
+  })
+
+const stateOf = async (flags: ReadonlyArray<string>, id: string) => {
+  const r = await runsc([...flags, "state", id])
+  assert.strictEqual(r.code, 0, describeResult(r))
+  return JSON.parse(r.stdout) as { ociVersion: string; id: string; status: string; pid: number; bundle: string; annotations: object }
+}
+
+const until = async (what: string, check: () => Promise<boolean>, ms = 10_000) => {
+  const deadline = performance.now() + ms
+  while (!(await check())) {
+    if (performance.now() > deadline) throw new Error(`timed out waiting until ${what}`)
+    await new Promise((r) => setTimeout(r, 50))
+  }
+}
+
+const isAlive = (pid: number) => {
+  try {
+    process.kill(pid, 0)
+    return true
+  } catch {
+    return false
+  }
+}
+
+describe("OCI lifecycle through the CLI", () => {
+  it("scenario 3: create → created and listed; start → running, ps shows pid 1; wait + SIGTERM → 143; stopped; delete → gone", async () => {
+    const { flags, root } = await freshRoot()
+    const id = uniqueId("c3")
+    const pidFile = Path.join(work, `${id}.pid`)
+    const created = await create(flags, sleeper!.dir, id, ["--pid-file", pidFile])
+    assert.strictEqual(created.code, 0, created.output())
+    const state = await stateOf(flags, id)
+    assert.strictEqual(state.status, "created")
+    assert.strictEqual(state.ociVersion, "1.0.2")
+    assert.strictEqual(state.bundle, sleeper!.dir)
+    assert.deepStrictEqual(state.annotations, {})
+    assert.strictEqual(state.pid, Number(Fs.readFileSync(pidFile, "utf8")), "--pid-file holds the sandbox's pid")
+    assert.isTrue(isAlive(state.pid))
+    assert.deepStrictEqual(lines((await runsc([...flags, "list", "-q"])).stdout), [id])
+
+    assert.strictEqual((await runsc([...flags, "start", id])).code, 0)
+    assert.strictEqual((await stateOf(flags, id)).status, "running")
+    await until("the guest runs", async () => created.output() === "sleeping\n")
+    const ps = await runsc([...flags, "ps", "--format", "json", id])
+    assert.deepStrictEqual(JSON.parse(ps.stdout), [1])
+    const table = lines((await runsc([...flags, "ps", id])).stdout)
+    assert.match(table[0]!, /^UID\tPID\tPPID\tSTIME\tCMD$/)
+    assert.match(table[1]!, /^0\t1\t0\t\d\d:\d\d\t\/bin\/sleep 600$/)
+
+    const waiting = runsc([...flags, "wait", id])
+    await new Promise((r) => setTimeout(r, 300))
+    const kill = await runsc([...flags, "kill", id, "TERM"])
+    assert.strictEqual(kill.code, 0, describeResult(kill))
+    const waited = await waiting
+    assert.strictEqual(waited.code, 0, describeResult(waited))
+    assert.deepStrictEqual(JSON.parse(waited.stdout), { id, exitStatus: 143 })
+    await until("the sandbox exits with its root container", async () => !isAlive(state.pid))
+    const stopped = await stateOf(flags, id)
+    assert.strictEqual(stopped.status, "stopped")
+    assert.strictEqual(stopped.pid, -1)
+
+    assert.strictEqual((await runsc([...flags, "delete", id])).code, 0)
+    assert.deepStrictEqual(lines((await runsc([...flags, "list", "-q"])).stdout), [])
+    assert.deepStrictEqual(Fs.readdirSync(root), [], "no state file, socket or exit record is left")
+  })
+
+  it("scenarios 4 and 11: exit codes pass through; wait after the sandbox is gone still reports the status", async () => {
+    const { flags } = await freshRoot()
+    const id = uniqueId("c4")
+    assert.strictEqual((await create(flags, exiter!.dir, id)).code, 0)
+    const { pid } = await stateOf(flags, id)
+    assert.strictEqual((await runsc([...flags, "start", id])).code, 0)
+    await until("the sandbox is gone", async () => !isAlive(pid))
+    const waited = await runsc([...flags, "wait", id])
+    assert.deepStrictEqual(JSON.parse(waited.stdout), { id, exitStatus: 123 }, describeResult(waited))
+    assert.deepStrictEqual(JSON.parse((await runsc([...flags, "wait", id])).stdout), { id, exitStatus: 123 }, "repeatable")
+    assert.strictEqual((await stateOf(flags, id)).status, "stopped")
+    assert.strictEqual((await runsc([...flags, "delete", id])).code, 0)
+  })
+
+  it("scenario 9: an unambiguous prefix names a container; an ambiguous one fails", async () => {
+    const { flags } = await freshRoot()
+    assert.strictEqual((await create(flags, sleeper!.dir, "prefix-alpha")).code, 0)
+    assert.strictEqual((await create(flags, sleeper!.dir, "prefix-beta")).code, 0)
+    assert.strictEqual((await stateOf(flags, "prefix-a")).id, "prefix-alpha")
+    const ambiguous = await runsc([...flags, "state", "prefix-"])
+    assert.match(cliFailureLine(ambiguous), /ambiguous/)
+    const unknown = await runsc([...flags, "state", "nothing"])
+    assert.match(cliFailureLine(unknown), /does not exist/)
+    for (const id of ["prefix-alpha", "prefix-beta"]) assert.strictEqual((await runsc([...flags, "delete", "--force", id])).code, 0)
+  })
+
+  it("scenario 10: a sandbox killed from the host → stopped; delete leaves no process, socket or state", async () => {
+    const { flags, root } = await freshRoot()
+    const id = uniqueId("c10")
+    assert.strictEqual((await create(flags, sleeper!.dir, id)).code, 0)
+    assert.strictEqual((await runsc([...flags, "start", id])).code, 0)
+    const { pid } = await stateOf(flags, id)
+    process.kill(pid, "SIGKILL")
+    await until("the sandbox is gone", async () => !isAlive(pid))
+    assert.strictEqual((await stateOf(flags, id)).status, "stopped")
+    const kill = await runsc([...flags, "kill", "--all", id, "KILL"])
+    assert.strictEqual(kill.code, 0, "kill --all of a stopped container cleans nothing, and succeeds")
+    assert.strictEqual((await runsc([...flags, "delete", id])).code, 0)
+    assert.deepStrictEqual(Fs.readdirSync(root), [])
+  })
+
+  it("scenario 14: a corrupt state file of another id blocks nothing; create refuses an id in use", async () => {
+    const { flags, root } = await freshRoot()
+    Fs.writeFileSync(Path.join(root, "broken.state.json"), "{ not json")
+    const id = uniqueId("c14")
+    assert.strictEqual((await create(flags, sleeper!.dir, id)).code, 0)
+    assert.deepStrictEqual(lines((await runsc([...flags, "list", "-q"])).stdout), [id])
+    assert.match(cliFailureLine(await runsc([...flags, "state", "broken"])), /corrupt/)
+    const again = await create(flags, sleeper!.dir, id)
+    assert.strictEqual(again.code, 128)
+    assert.match(again.output(), /already exists/)
+    const running = await runsc([...flags, "delete", id])
+    assert.strictEqual(running.code, 0, "a created container can be deleted")
+  })
+
+  it("typed CLI failures: bad bundle, start twice, delete of a running container without --force", async () => {
+    const { flags } = await freshRoot()
+    const bad = await create(flags, work, uniqueId("nobundle"))
+    assert.strictEqual(bad.code, 128)
+    assert.match(bad.output(), /^runsc: bundle .*config\.json is missing/)
+    const id = uniqueId("ct")
+    assert.strictEqual((await create(flags, sleeper!.dir, id)).code, 0)
+    assert.strictEqual((await runsc([...flags, "start", id])).code, 0)
+    assert.match(cliFailureLine(await runsc([...flags, "start", id])), /is running, not created/)
+    assert.match(cliFailureLine(await runsc([...flags, "delete", id])), /is running/)
+    assert.match(cliFailureLine(await runsc([...flags, "kill", id, "NOPE"])), /unknown signal/)
+    assert.strictEqual((await runsc([...flags, "delete", "--force", id])).code, 0)
+  })
+})
