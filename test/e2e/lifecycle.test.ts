@@ -16,7 +16,7 @@ let exiter: { readonly dir: string } | undefined
 
 beforeAll(async () => {
   work = await makeTempDir("runsc-e2e-lifecycle-")
-  sleeper = await makeBundle(["/bin/sleep", "600"], ["sleep"])
+  sleeper = await makeBundle(["/bin/sleep", "600"], ["sleep", "echo_args", "exit", "cat"])
   exiter = await makeBundle(["/bin/exit", "123"], ["exit"])
 })
 
@@ -173,6 +173,33 @@ describe("OCI lifecycle through the CLI", () => {
     assert.match(again.output(), /already exists/)
     const running = await runsc([...flags, "delete", id])
     assert.strictEqual(running.code, 0, "a created container can be deleted")
+  })
+
+  it("exec: attached to the CLI's stdio, the guest's own flags, exit codes; --detach with pid files, ps, kill --pid", async () => {
+    const { flags } = await freshRoot()
+    const id = uniqueId("ce")
+    assert.strictEqual((await create(flags, sleeper!.dir, id)).code, 0)
+    assert.strictEqual((await runsc([...flags, "start", id])).code, 0)
+    const echo = await runsc([...flags, "exec", id, "echo_args", "-x", "--flag"])
+    assert.strictEqual(echo.code, 0, describeResult(echo))
+    assert.strictEqual(echo.stdout, "argv[0]=echo_args\nargv[1]=-x\nargv[2]=--flag\n")
+    assert.strictEqual((await runsc([...flags, "exec", id, "/bin/exit", "7"])).code, 7)
+    const cat = await runsc([...flags, "exec", id, "cat"], { input: "through stdin\n" })
+    assert.strictEqual(cat.stdout, "through stdin\n", describeResult(cat))
+    const internal = Path.join(work, `${id}.internal`)
+    const helper = Path.join(work, `${id}.helper`)
+    const detached = await runsc([...flags, "exec", "--detach", "--internal-pid-file", internal, "--pid-file", helper, id, "/bin/sleep", "600"])
+    assert.strictEqual(detached.code, 0, describeResult(detached))
+    const pid = Number(Fs.readFileSync(internal, "utf8"))
+    assert.strictEqual(detached.stdout, `${pid}\n`)
+    assert.isAbove(Number(Fs.readFileSync(helper, "utf8")), 0)
+    assert.deepStrictEqual(JSON.parse((await runsc([...flags, "ps", "--format", "json", id])).stdout), [1, pid])
+    assert.strictEqual((await runsc([...flags, "kill", "--pid", `${pid}`, id, "KILL"])).code, 0)
+    await until("the exec'd process is gone", async () =>
+      JSON.stringify(JSON.parse((await runsc([...flags, "ps", "--format", "json", id])).stdout)) === "[1]")
+    const missing = await runsc([...flags, "exec", id, "nothing-here"])
+    assert.match(cliFailureLine(missing), /nothing-here: executable file not found in \$PATH/)
+    assert.strictEqual((await runsc([...flags, "delete", "--force", id])).code, 0)
   })
 
   it("typed CLI failures: bad bundle, start twice, delete of a running container without --force", async () => {

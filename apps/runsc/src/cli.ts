@@ -12,6 +12,7 @@ import {
   waitCommand
 } from "./commands/container.js"
 import { doCommand, doFlags, doOptionsWithValue } from "./commands/do.js"
+import { execCommand, execFlags, execOptionsWithValue } from "./commands/exec.js"
 import { runCommand } from "./commands/run.js"
 import { specCommand } from "./commands/spec.js"
 import { rootCommand } from "./root.js"
@@ -29,26 +30,39 @@ export const command = rootCommand.pipe(
     deleteCommand,
     listCommand,
     psCommand,
+    execCommand,
     bootCommand
   ])
 )
 
 export const cli = Command.run(command, { name: "runsc", version: "0.1.0" })
 
+/** Commands whose trailing arguments belong to the guest, and what comes before those. */
+const guestCommands: Record<string, { readonly withValue: ReadonlyArray<string>; readonly flags: ReadonlyArray<string>; readonly positionals: number }> = {
+  do: { withValue: doOptionsWithValue, flags: doFlags, positionals: 0 },
+  exec: { withValue: execOptionsWithValue, flags: execFlags, positionals: 1 }
+}
+
 /**
- * `runsc do PROGRAM ARGS...` passes ARGS to the guest verbatim, dashes included: a `--` is
- * inserted before PROGRAM so that the parser does not read the guest's flags as ours.
+ * `runsc do PROGRAM ARGS...` and `runsc exec ID CMD ARGS...` pass the guest's arguments
+ * verbatim, dashes included: a `--` is inserted before the guest's command so that the parser
+ * does not read the guest's flags as ours.
  */
 export const separateGuestArgs = (argv: ReadonlyArray<string>): ReadonlyArray<string> => {
-  const at = argv.indexOf("do", 2)
+  const at = argv.findIndex((token, i) => i >= 2 && token in guestCommands)
   if (at < 0) return argv
+  const { flags, positionals, withValue } = guestCommands[argv[at]!]!
   let i = at + 1
+  let seen = 0
   while (i < argv.length) {
     const token = argv[i]!
-    if (doOptionsWithValue.includes(token)) i += 2
-    else if (doFlags.includes(token) || doOptionsWithValue.some((o) => token.startsWith(`${o}=`))) i += 1
+    if (withValue.includes(token)) i += 2
+    else if (flags.includes(token) || withValue.some((o) => token.startsWith(`${o}=`))) i += 1
     else if (token === "-h" || token === "--help" || token === "--") return argv
-    else break
+    else if (seen < positionals) {
+      seen++
+      i += 1
+    } else break
   }
   return i < argv.length ? [...argv.slice(0, i), "--", ...argv.slice(i)] : argv
 }

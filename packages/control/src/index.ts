@@ -3,6 +3,7 @@ export {
   ContainerStatsSchema,
   ExitStatusSchema,
   ProcessInfoSchema,
+  RELAY_PREFIX,
   SandboxRpcs,
   SignalModeSchema,
   type StdioPaths,

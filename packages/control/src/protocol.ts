@@ -5,7 +5,9 @@
  * raised — never a string.
  *
  * Stdio of the processes a call starts is named by host paths the sandbox opens (a FIFO, a
- * file, or `/proc/<pid>/fd/<n>` of the calling CLI): Node cannot pass fds over a Unix socket.
+ * file, or `/proc/<pid>/fd/<n>` of the calling CLI), or by `unix:<socket path>`, a relay the
+ * caller listens on (for its fds that are sockets, which cannot be reopened by path): Node
+ * cannot pass fds over a Unix socket.
  */
 import { Rpc, RpcGroup } from "@effect/rpc"
 import {
@@ -30,6 +32,9 @@ import { ExecNotFound, InvalidModule, NotWasm } from "@runsc/kernel"
 import { BundleNotFound, InvalidContainerId, InvalidSpec } from "@runsc/spec"
 import { Schema } from "effect"
 
+/** Prefix of a stdio entry that names a relay socket rather than a file to open. */
+export const RELAY_PREFIX = "unix:"
+
 /** Host paths the sandbox opens as a process's fds 0, 1, 2 (unset: /dev/null). */
 export const StdioPaths = Schema.Struct({
   stdin: Schema.optional(Schema.String),
@@ -48,6 +53,8 @@ export const SignalModeSchema = Schema.Literal("Process", "AllProcesses", "Proce
 export const ProcessInfoSchema = Schema.Struct({
   pid: Schema.Number,
   ppid: Schema.Number,
+  pgid: Schema.Number,
+  tpgid: Schema.Number,
   uid: Schema.Number,
   containerId: Schema.String,
   state: Schema.String,

@@ -20,7 +20,8 @@ import { Effect, Layer, Schema } from "effect"
 import * as Fs from "node:fs"
 import * as Net from "node:net"
 import * as Path from "node:path"
-import { SandboxRpcs, StdioUnavailable, type StdioPaths } from "./protocol.js"
+import { RELAY_PREFIX, SandboxRpcs, StdioUnavailable, type StdioPaths } from "./protocol.js"
+import { connectRelay } from "./socketStream.js"
 
 /** Largest frame a client may send (a spec path, an argv, an env: far below this). */
 export const MAX_FRAME_BYTES = 1024 * 1024
@@ -83,17 +84,21 @@ const withStdio = <A, E>(
     const opened: Array<FileDescription> = []
     const closeAll = Effect.forEach(opened, (d) => d.close, { discard: true })
     const open = (path: string | undefined, flags: string) =>
-      Effect.try({
-        try: () => Fs.openSync(path ?? "/dev/null", flags),
-        catch: (e) => new StdioUnavailable({ path: path ?? "/dev/null", reason: (e as Error).message })
-      }).pipe(
-        Effect.map((fd) => {
-          const description = hostStream(fd, { owned: true })
-          opened.push(description)
-          return description
-        }),
-        Effect.tapError(() => closeAll)
-      )
+      (path?.startsWith(RELAY_PREFIX)
+        ? Effect.mapError(
+          connectRelay(path.slice(RELAY_PREFIX.length)),
+          (e) => new StdioUnavailable({ path, reason: e.message })
+        )
+        : Effect.try({
+          try: () => hostStream(Fs.openSync(path ?? "/dev/null", flags), { owned: true }),
+          catch: (e) => new StdioUnavailable({ path: path ?? "/dev/null", reason: (e as Error).message })
+        })).pipe(
+          Effect.map((description) => {
+            opened.push(description)
+            return description
+          }),
+          Effect.tapError(() => closeAll)
+        )
     const stdio: Stdio = {
       stdin: yield* open(paths.stdin, "r"),
       stdout: yield* open(paths.stdout, "a"),

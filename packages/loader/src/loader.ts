@@ -111,6 +111,10 @@ export interface ProcessInfo {
   /** Root-namespace pid (what ps, kill --pid and exec's result use). */
   readonly pid: number
   readonly ppid: number
+  /** Its process group. */
+  readonly pgid: number
+  /** The foreground process group of its controlling terminal (-1: it has none), as ps's TPGID. */
+  readonly tpgid: number
   readonly uid: number
   readonly containerId: string
   readonly state: string
@@ -227,9 +231,12 @@ export class Loader extends Context.Tag("@runsc/loader/Loader")<Loader, LoaderSh
     )
 }
 
-const describeProcess = (tg: ThreadGroup): ProcessInfo => ({
+/** What ps shows of a process; pids are root-namespace pids (`root`). */
+const describeProcess = (root: PidNamespace<ThreadGroup>) => (tg: ThreadGroup): ProcessInfo => ({
   pid: tg.rootPid,
   ppid: tg.parent?.rootPid ?? 0,
+  pgid: tg.group.idIn(root),
+  tpgid: tg.group.session.terminal?.foreground?.idIn(root) ?? -1,
   uid: tg.uid,
   containerId: tg.containerId,
   state: tg.state,
@@ -538,9 +545,11 @@ const makeLoader = (args: LoaderArgs) =>
         }),
 
       processes: (id) =>
-        Effect.map(find(id), (container) => liveProcessesOf(container).map(describeProcess).sort(byPid)),
+        Effect.map(find(id), (container) => liveProcessesOf(container).map(describeProcess(kernel.rootPidNamespace)).sort(byPid)),
 
-      allProcesses: Effect.sync(() => everyProcess().filter((tg) => tg.isAlive).map(describeProcess).sort(byPid)),
+      allProcesses: Effect.sync(() =>
+        everyProcess().filter((tg) => tg.isAlive).map(describeProcess(kernel.rootPidNamespace)).sort(byPid)
+      ),
 
       runtimeState: (id) =>
         Effect.map(find(id), (container) =>

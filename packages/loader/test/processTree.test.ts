@@ -196,9 +196,11 @@ describe("a terminal's foreground process group", () => {
         Context.get(Loader)
       )
       const shell = yield* loader.startRoot
+      // A job runs once the shell has given it the terminal: its group is the foreground one.
       const jobRunning = (arg: string) =>
-        Effect.map(loader.processes("root"), (ps) => ps.some((p) => p.argv[1] === arg && p.state === "running"))
-      yield* waitUntil(jobRunning("600"), "the first job runs")
+        Effect.map(loader.processes("root"), (ps) =>
+          ps.some((p) => p.argv[1] === arg && p.state === "running" && p.pgid === p.tpgid && p.pgid !== shell))
+      yield* waitUntil(jobRunning("600"), "the first job runs in the foreground")
       yield* loader.signalContainer("root", 0, 15, "ForegroundProcessGroup")
       yield* waitUntil(jobRunning("601"), "the shell saw its job die and started the next")
       assert.match(out.read(), /\[1\] Killed by signal 15 sleep 600/)

@@ -38,7 +38,7 @@ export class WrongStatus extends Schema.TaggedError<WrongStatus>()("WrongStatus"
 const store = Effect.map(rootCommand, (flags) => new StateStore(rootDirOf(flags)))
 
 /** The record of the container named by an id or an unambiguous prefix of one. */
-const findContainer = (idOrPrefix: string) =>
+export const findContainer = (idOrPrefix: string) =>
   Effect.gen(function*() {
     const states = yield* store
     const id = yield* states.resolve(idOrPrefix)
@@ -57,7 +57,7 @@ const statusOf = (record: ContainerRecord): Effect.Effect<Status> =>
     return state === "running" ? "running" : state === "creating" ? "created" : "stopped"
   })
 
-const print = (text: string) => Effect.sync(() => void Fs.writeSync(1, `${text}\n`))
+export const print = (text: string) => Effect.sync(() => void Fs.writeSync(1, `${text}\n`))
 
 // ---- create ----------------------------------------------------------------------------------
 
