@@ -6,7 +6,10 @@ import {
   deleteCommand,
   killCommand,
   listCommand,
+  eventsCommand,
+  pauseCommand,
   psCommand,
+  resumeCommand,
   startCommand,
   stateCommand,
   waitCommand
@@ -31,6 +34,9 @@ export const command = rootCommand.pipe(
     listCommand,
     psCommand,
     execCommand,
+    pauseCommand,
+    resumeCommand,
+    eventsCommand,
     bootCommand
   ])
 )

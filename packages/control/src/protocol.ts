@@ -146,6 +146,7 @@ export class SandboxRpcs extends RpcGroup.make(
   Rpc.make("Event", { payload: { id: Schema.String }, success: ContainerStatsSchema, error: ContainerNotFound }),
   Rpc.make("Pause", { error: AlreadyPaused }),
   Rpc.make("Resume", { error: NotPaused }),
+  Rpc.make("IsPaused", { success: Schema.Boolean }),
   Rpc.make("RuntimeState", {
     payload: { id: Schema.String },
     success: Schema.Literal("creating", "running", "stopped"),

@@ -135,6 +135,7 @@ const handlers = (loader: LoaderShape) =>
     Event: ({ id }) => loader.event(id),
     Pause: () => Effect.uninterruptible(loader.pause),
     Resume: () => Effect.uninterruptible(loader.resume),
+    IsPaused: () => loader.isPaused,
     RuntimeState: ({ id }) => loader.runtimeState(id)
   })
 

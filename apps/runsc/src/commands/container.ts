@@ -17,7 +17,7 @@ import { rootCommand } from "../root.js"
 import { type ContainerRecord, containerIdArg, ContainerIdInUse, isAlive, StateStore } from "../state.js"
 import { READY } from "./boot.js"
 
-export type Status = "created" | "running" | "stopped"
+export type Status = "created" | "running" | "paused" | "stopped"
 
 export class SandboxFailed extends Schema.TaggedError<SandboxFailed>()("SandboxFailed", { id: Schema.String, reason: Schema.String }) {
   override get message(): string {
@@ -54,7 +54,9 @@ const statusOf = (record: ContainerRecord): Effect.Effect<Status> =>
     const state = yield* call(record.socket, "RuntimeState", (c) => c.RuntimeState({ id: record.id }), "10 seconds").pipe(
       Effect.orElseSucceed(() => "stopped" as const)
     )
-    return state === "running" ? "running" : state === "creating" ? "created" : "stopped"
+    if (state !== "running") return state === "creating" ? "created" : "stopped"
+    const paused = yield* call(record.socket, "IsPaused", (c) => c.IsPaused(), "10 seconds").pipe(Effect.orElseSucceed(() => false))
+    return paused ? "paused" : "running"
   })
 
 export const print = (text: string) => Effect.sync(() => void Fs.writeSync(1, `${text}\n`))
@@ -175,7 +177,7 @@ export const killCommand = Command.make(
       const status = yield* statusOf(record)
       // Stopped: --all has nothing left to clean; anything else is an error, as in runsc.
       if (status === "stopped" && all) return
-      if (status !== "running") return yield* new WrongStatus({ id: record.id, status, wanted: "running" })
+      if (status !== "running" && status !== "paused") return yield* new WrongStatus({ id: record.id, status, wanted: "running" })
       yield* call(record.socket, "Signal", (c) =>
         c.Signal({ id: record.id, pid: Option.getOrElse(pid, () => 0), signo, mode: all ? "AllProcesses" : "Process" }))
     })
@@ -216,7 +218,9 @@ export const deleteCommand = Command.make(
     Effect.gen(function*() {
       const { record, states } = yield* findContainer(id)
       const status = yield* statusOf(record)
-      if (status === "running" && !force) return yield* new WrongStatus({ id: record.id, status, wanted: "created or stopped" })
+      if ((status === "running" || status === "paused") && !force) {
+        return yield* new WrongStatus({ id: record.id, status, wanted: "created or stopped" })
+      }
       yield* killSandbox(record)
       yield* states.locked(states.remove(record.id))
     })
@@ -279,3 +283,48 @@ export const psCommand = Command.make(
         print([p.uid, p.pid, p.ppid, clockTime(p.startedAt), p.argv.join(" ")].join("\t")), { discard: true })
     })
 ).pipe(Command.withDescription("list the processes of a container"))
+
+// ---- pause, resume, events ---------------------------------------------------------------------
+
+const pauseOrResume = (name: "pause" | "resume") =>
+  Command.make(name, { id: Args.text({ name: "container-id" }) }, ({ id }) =>
+    Effect.gen(function*() {
+      const { record } = yield* findContainer(id)
+      const status = yield* statusOf(record)
+      const wanted = name === "pause" ? "running" : "paused"
+      if (status !== wanted) return yield* new WrongStatus({ id: record.id, status, wanted })
+      // The whole sandbox: every container in it stops (or goes on) with its root.
+      yield* name === "pause" ? call(record.socket, "Pause", (c) => c.Pause()) : call(record.socket, "Resume", (c) => c.Resume())
+    })).pipe(Command.withDescription(name === "pause" ? "stop every process of the sandbox" : "let a paused sandbox go on"))
+
+export const pauseCommand = pauseOrResume("pause")
+export const resumeCommand = pauseOrResume("resume")
+
+export const eventsCommand = Command.make(
+  "events",
+  {
+    stats: Options.boolean("stats").pipe(Options.withDescription("print the current stats once, then exit")),
+    interval: Options.integer("interval").pipe(Options.withDescription("seconds between stats"), Options.withDefault(5)),
+    id: Args.text({ name: "container-id" })
+  },
+  ({ id, interval, stats }) =>
+    Effect.gen(function*() {
+      const { record } = yield* findContainer(id)
+      const once = Effect.flatMap(call(record.socket, "Event", (c) => c.Event({ id: record.id })), (data) =>
+        print(JSON.stringify({
+          type: "stats",
+          id: record.id,
+          data: {
+            cpu: { usage: { total: Number(data.cpu.usage.total) } },
+            memory: { usage: { usage: data.memory.usage.usage } },
+            pids: { current: data.pids.current }
+          }
+        })))
+      if (stats) return yield* once
+      // Until the container stops (its sandbox stops answering).
+      while ((yield* statusOf(record)) !== "stopped") {
+        yield* once
+        yield* Effect.sleep(Duration.seconds(Math.max(1, interval)))
+      }
+    })
+).pipe(Command.withDescription("print a container's stats (cpu, memory, pids), once with --stats"))
