@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // The `runsc` executable.
 //
-// For the commands that run a guest, a guest worker thread is started first thing, so that it
+// For the commands that host a sandbox, a guest worker thread is started first thing, so that it
 // boots on another core while the CLI loads; the kernel's pool adopts it. The CLI is the
 // bundle built by `pnpm install` / `pnpm build` (dist/runsc.cjs), compiled with its V8 code
 // cache (dist/runsc.cjs.cache, rewritten at exit when missing or stale); without a bundle, the
@@ -14,7 +14,8 @@ import { fileURLToPath } from "node:url"
 import { Script } from "node:vm"
 
 const argv = process.argv
-const runsGuest = argv.includes("run") || argv.includes("do") || argv.includes("boot")
+// The commands that host a sandbox in this process: do, and boot (the process create starts).
+const runsGuest = argv.includes("do") || argv.includes("boot")
 const startedThreads = runsGuest ? [startGuestThread()] : []
 
 const bundle = fileURLToPath(new URL("../dist/runsc.cjs", import.meta.url))

@@ -62,10 +62,11 @@ export const bootCommand = Command.make(
             // The creator is gone; nobody waits for the line.
           }
         })
-        return yield* loader.awaitRootExit
+        const status = yield* loader.awaitRootExit
+        // Recorded before the teardown: a `wait` that finds the sandbox going away reads it.
+        yield* store.writeExit(id, toShellCode(status))
+        return status
       }).pipe(Effect.provide(sandbox), Effect.provide(runtime.logger))
-      const code = toShellCode(status)
-      yield* store.writeExit(id, code)
-      yield* setExitCode(code)
+      yield* setExitCode(toShellCode(status))
     }).pipe(Effect.scoped)
 ).pipe(Command.withDescription("internal: the sandbox process that `create` starts"))

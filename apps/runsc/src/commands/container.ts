@@ -88,6 +88,44 @@ const spawnSandbox = (id: string, bundle: string, socket: string, args: Readonly
       done(Effect.fail(new SandboxFailed({ id, reason: `it exited (${signal ?? `code ${code}`}) before serving` }))))
   })
 
+/**
+ * Creates a container: its sandbox process started detached with this process's stdio (the
+ * container's), serving; its state file written; then --pid-file, last, as containerd expects.
+ */
+export const createContainer = (id: string, bundle: string, pidFile: Option.Option<string>) =>
+  Effect.gen(function*() {
+    const containerId = yield* containerIdArg(id)
+    const flags = yield* rootCommand
+    const states = yield* store
+    const dir = Path.resolve(bundle)
+    // A bad bundle is reported here, by create, before any process starts.
+    const loaded = yield* loadBundle(dir)
+    const socket = states.socketOf(containerId)
+    const record = yield* states.locked(Effect.gen(function*() {
+      if ((yield* states.ids).includes(containerId)) return yield* new ContainerIdInUse({ id: containerId })
+      const record: ContainerRecord = {
+        id: containerId,
+        bundle: dir,
+        sandboxPid: yield* spawnSandbox(containerId, dir, socket, globalArgs(flags)),
+        socket,
+        phase: "created",
+        createdAt: new Date(yield* Clock.currentTimeMillis).toISOString(),
+        annotations: loaded.spec.annotations ?? {}
+      }
+      yield* states.write(record)
+      return record
+    }))
+    yield* Option.match(pidFile, {
+      onNone: () => Effect.void,
+      onSome: (path) =>
+        Effect.try({
+          try: () => Fs.writeFileSync(path, `${record.sandboxPid}`),
+          catch: (e) => new CannotWrite({ path, reason: (e as Error).message })
+        })
+    })
+    return { record, states }
+  })
+
 export const createCommand = Command.make(
   "create",
   {
@@ -95,52 +133,26 @@ export const createCommand = Command.make(
     pidFile: Options.file("pid-file").pipe(Options.withDescription("write the sandbox's pid here (last)"), Options.optional),
     id: Args.text({ name: "container-id" })
   },
-  ({ bundle, id, pidFile }) =>
-    Effect.gen(function*() {
-      const containerId = yield* containerIdArg(id)
-      const flags = yield* rootCommand
-      const states = yield* store
-      const dir = Path.resolve(bundle)
-      // A bad bundle is reported here, by create, before any process starts.
-      const loaded = yield* loadBundle(dir)
-      const socket = states.socketOf(containerId)
-      const sandboxPid = yield* states.locked(Effect.gen(function*() {
-        if ((yield* states.ids).includes(containerId)) return yield* new ContainerIdInUse({ id: containerId })
-        const pid = yield* spawnSandbox(containerId, dir, socket, globalArgs(flags))
-        yield* states.write({
-          id: containerId,
-          bundle: dir,
-          sandboxPid: pid,
-          socket,
-          phase: "created",
-          createdAt: new Date(yield* Clock.currentTimeMillis).toISOString(),
-          annotations: loaded.spec.annotations ?? {}
-        })
-        return pid
-      }))
-      yield* Option.match(pidFile, {
-        onNone: () => Effect.void,
-        onSome: (path) =>
-          Effect.try({
-            try: () => Fs.writeFileSync(path, `${sandboxPid}`),
-            catch: (e) => new CannotWrite({ path, reason: (e as Error).message })
-          })
-      })
-    })
+  ({ bundle, id, pidFile }) => Effect.asVoid(createContainer(id, bundle, pidFile))
 ).pipe(Command.withDescription("create a container: its sandbox process waits for start"))
 
 // ---- start, state, kill, wait, delete, list --------------------------------------------------
 
-export const startCommand = Command.make("start", { id: Args.text({ name: "container-id" }) }, ({ id }) =>
+/** Starts a created container's root (StartRoot) and records how that went. */
+export const startContainer = (states: StateStore, record: ContainerRecord) =>
   Effect.gen(function*() {
-    const { record, states } = yield* findContainer(id)
     const status = yield* statusOf(record)
     if (status !== "created") return yield* new WrongStatus({ id: record.id, status, wanted: "created" })
     const started = yield* Effect.either(call(record.socket, "StartRoot", (c) => c.StartRoot()))
     // A failed start leaves the container stopped, so that kill and delete work on it.
     yield* states.locked(states.write({ ...record, phase: started._tag === "Right" ? "started" : "start-failed" }))
     if (started._tag === "Left") return yield* Effect.fail(started.left)
-  })).pipe(Command.withDescription("start a created container"))
+  })
+
+export const startCommand = Command.make("start", { id: Args.text({ name: "container-id" }) }, ({ id }) =>
+  Effect.flatMap(findContainer(id), ({ record, states }) => startContainer(states, record))).pipe(
+    Command.withDescription("start a created container")
+  )
 
 export const stateCommand = Command.make("state", { id: Args.text({ name: "container-id" }) }, ({ id }) =>
   Effect.gen(function*() {
@@ -186,18 +198,36 @@ export const killCommand = Command.make(
 export const waitCommand = Command.make("wait", { id: Args.text({ name: "container-id" }) }, ({ id }) =>
   Effect.gen(function*() {
     const { record, states } = yield* findContainer(id)
+    const code = yield* waitForExit(states, record)
+    yield* print(JSON.stringify({ id: record.id, exitStatus: code }))
+  })).pipe(Command.withDescription("wait for a container's init and print its exit status"))
+
+/** Waits (at most `ms`) until a sandbox process is gone; whether it is. */
+const sandboxGone = (record: ContainerRecord, ms: number) =>
+  Effect.gen(function*() {
+    for (let i = 0; i < ms / 10 && isAlive(record.sandboxPid); i++) yield* Effect.sleep("10 millis")
+    return !isAlive(record.sandboxPid)
+  })
+
+/**
+ * The exit code of a container's init: from the sandbox while it answers, else from the record
+ * it leaves when its root ends (written before its teardown; read once the process is gone).
+ */
+export const waitForExit = (states: StateStore, record: ContainerRecord) =>
+  Effect.gen(function*() {
     const live = yield* call(record.socket, "Wait", (c) => c.Wait({ id: record.id }), Duration.infinity).pipe(
       Effect.map(toShellCode),
       Effect.catchTag("SandboxUnreachable", () => Effect.succeed(undefined))
     )
-    // The sandbox is gone: it recorded how the init ended before it exited.
-    const code = live ?? (yield* states.readExit(record.id))
-    if (code === undefined) return yield* new SandboxFailed({ id: record.id, reason: "it is gone and recorded no exit status" })
-    yield* print(JSON.stringify({ id: record.id, exitStatus: code }))
-  })).pipe(Command.withDescription("wait for a container's init and print its exit status"))
+    if (live !== undefined) return live
+    const recorded = (yield* states.readExit(record.id)) ??
+      ((yield* sandboxGone(record, 5000)) ? yield* states.readExit(record.id) : undefined)
+    if (recorded === undefined) return yield* new SandboxFailed({ id: record.id, reason: "it is gone and recorded no exit status" })
+    return recorded
+  })
 
 /** SIGKILLs a sandbox process and waits (bounded) until it is gone. */
-const killSandbox = (record: ContainerRecord) =>
+export const killSandbox = (record: ContainerRecord) =>
   Effect.gen(function*() {
     if (!isAlive(record.sandboxPid)) return
     try {
@@ -205,7 +235,14 @@ const killSandbox = (record: ContainerRecord) =>
     } catch {
       return
     }
-    for (let i = 0; i < 500 && isAlive(record.sandboxPid); i++) yield* Effect.sleep("10 millis")
+    yield* sandboxGone(record, 5000)
+  })
+
+/** After its root exited: lets the sandbox finish its teardown (bounded), then removes every trace. */
+export const cleanUp = (states: StateStore, record: ContainerRecord) =>
+  Effect.gen(function*() {
+    if (!(yield* sandboxGone(record, 5000))) yield* killSandbox(record)
+    yield* states.locked(states.remove(record.id))
   })
 
 export const deleteCommand = Command.make(

@@ -1,5 +1,5 @@
 /**
- * Running a sandbox in this process (run and do): the Loader built from the global flags,
+ * Running a throw-away sandbox in this process (do): the Loader built from the global flags,
  * the root container started attached to this process's stdio, and the CLI's exit status set
  * to the guest's. The layer's scope closes (SIGKILL, wait, release) before the status is set.
  */
