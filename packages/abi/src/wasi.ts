@@ -111,7 +111,7 @@ export const SpawnFlags = { SEARCH_PATH: 1, RESET_SIGNALS: 2 } as const
  * process calls of docs/process-api.md. The index is the syscall number on the channel between a
  * guest worker and the sentry.
  */
-export const syscallNames = [
+const preview1 = [
   "args_get",
   "args_sizes_get",
   "environ_get",
@@ -157,15 +157,14 @@ export const syscallNames = [
   "sock_accept",
   "sock_recv",
   "sock_send",
-  "sock_shutdown",
-  // wasix_32v1 (docs/process-api.md): the WASIX calls whose meaning we implement.
-  "proc_id",
-  "proc_parent",
-  "proc_signal",
-  "proc_join",
-  "fd_pipe",
-  "fd_dup",
-  // runsc_proc_v1 (docs/process-api.md): process creation, groups, sessions, terminals.
+  "sock_shutdown"
+] as const
+
+/** The WASIX calls (module `wasix_32v1`) whose meaning we implement (docs/process-api.md). */
+const wasix = ["proc_id", "proc_parent", "proc_signal", "proc_join", "fd_pipe", "fd_dup"] as const
+
+/** Our own module `runsc_proc_v1` (docs/process-api.md): process creation, groups, sessions, terminals. */
+const runscProc = [
   "proc_spawn",
   "proc_setpgid",
   "proc_getpgid",
@@ -175,22 +174,15 @@ export const syscallNames = [
   "tty_setpgrp",
   "proc_sigignore"
 ] as const
+
+export const syscallNames = [...preview1, ...wasix, ...runscProc] as const
 export type SyscallName = (typeof syscallNames)[number]
 
 /** The import modules a guest may use, and the syscalls each provides. */
 export const importModules: { readonly [module: string]: ReadonlyArray<SyscallName> } = {
-  wasi_snapshot_preview1: syscallNames.slice(0, syscallNames.indexOf("proc_id")),
-  wasix_32v1: ["proc_id", "proc_parent", "proc_signal", "proc_join", "fd_pipe", "fd_dup"],
-  runsc_proc_v1: [
-    "proc_spawn",
-    "proc_setpgid",
-    "proc_getpgid",
-    "proc_setsid",
-    "proc_getsid",
-    "tty_getpgrp",
-    "tty_setpgrp",
-    "proc_sigignore"
-  ]
+  wasi_snapshot_preview1: preview1,
+  wasix_32v1: wasix,
+  runsc_proc_v1: runscProc
 }
 
 export const syscallNumber: { readonly [K in SyscallName]: number } = Object.fromEntries(
