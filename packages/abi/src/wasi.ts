@@ -106,11 +106,7 @@ export const SpawnFd = { CLOSED: -1, PIPE: -2 } as const
 /** proc_spawn's `flags`. */
 export const SpawnFlags = { SEARCH_PATH: 1, RESET_SIGNALS: 2 } as const
 
-/**
- * Every syscall a guest can make: the `wasi_snapshot_preview1` functions in witx order, then the
- * process calls of docs/process-api.md. The index is the syscall number on the channel between a
- * guest worker and the sentry.
- */
+/** Every `wasi_snapshot_preview1` function, in witx order. */
 const preview1 = [
   "args_get",
   "args_sizes_get",
@@ -175,6 +171,11 @@ const runscProc = [
   "proc_sigignore"
 ] as const
 
+/**
+ * Every syscall a guest can make: the `wasi_snapshot_preview1` functions, then the process calls
+ * of docs/process-api.md. The index is the syscall number on the channel between a guest worker
+ * and the sentry.
+ */
 export const syscallNames = [...preview1, ...wasix, ...runscProc] as const
 export type SyscallName = (typeof syscallNames)[number]
 
