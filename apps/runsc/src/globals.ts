@@ -15,6 +15,10 @@ export const globalOptions = {
     Options.withDescription("directory of container state and control sockets (default: $XDG_RUNTIME_DIR/runsc, else /var/run/runsc)"),
     Options.optional
   ),
+  log: Options.text("log").pipe(
+    Options.withDescription("append errors to this file as JSON lines {msg, level, time} (what containerd reads)"),
+    Options.optional
+  ),
   debug: Options.boolean("debug").pipe(Options.withDescription("enable debug logging")),
   debugLog: Options.text("debug-log").pipe(
     Options.withDescription("write debug logs and strace output to this file (default: stderr)"),
@@ -45,6 +49,7 @@ export const globalOptions = {
 
 export interface GlobalFlags {
   readonly root: Option.Option<string>
+  readonly log: Option.Option<string>
   readonly debug: boolean
   readonly debugLog: Option.Option<string>
   readonly logFormat: "text" | "json"
@@ -109,8 +114,25 @@ export const configure = (flags: GlobalFlags) =>
         })
       }
       : undefined
+    // --log: errors also go there, one JSON line each.
+    const errorLog = yield* Option.match(flags.log, {
+      onNone: () => Effect.succeed(undefined),
+      onSome: (path) =>
+        Effect.map(
+          Effect.acquireRelease(
+            Effect.try({ try: () => Fs.openSync(path, "a"), catch: (e) => new CannotWrite({ path, reason: (e as Error).message }) }),
+            (fd) => Effect.sync(() => Fs.closeSync(fd))
+          ),
+          (fd) =>
+            Logger.make(({ date, logLevel, message }) => {
+              if (!LogLevel.greaterThanEqual(logLevel, LogLevel.Error)) return
+              const text = (Array.isArray(message) ? message : [message]).map((m) => (typeof m === "string" ? m : JSON.stringify(m))).join(" ")
+              Fs.writeSync(fd, `${JSON.stringify({ msg: text, level: "error", time: date.toISOString() })}\n`)
+            })
+        )
+    })
     const logLayer = Layer.mergeAll(
-      Logger.replace(Logger.defaultLogger, logger),
+      errorLog ? Logger.replace(Logger.defaultLogger, Logger.zip(logger, errorLog)) : Logger.replace(Logger.defaultLogger, logger),
       Logger.minimumLogLevel(flags.debug ? LogLevel.Debug : LogLevel.Warning)
     )
     return { strace, panicSignal, logger: logLayer } satisfies Runtime
@@ -127,6 +149,7 @@ export const rootDirOf = (flags: GlobalFlags): string =>
 export const globalArgs = (flags: GlobalFlags): Array<string> => [
   "--root",
   rootDirOf(flags),
+  ...Option.match(flags.log, { onNone: () => [], onSome: (f) => ["--log", Path.resolve(f)] }),
   ...(flags.debug ? ["--debug"] : []),
   ...Option.match(flags.debugLog, { onNone: () => [], onSome: (f) => ["--debug-log", Path.resolve(f)] }),
   "--log-format",

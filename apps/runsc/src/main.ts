@@ -7,7 +7,7 @@ import * as NodeFileSystem from "@effect/platform-node/NodeFileSystem"
 import * as NodePath from "@effect/platform-node/NodePath"
 import * as NodeTerminal from "@effect/platform-node/NodeTerminal"
 import type { StartingThread } from "@runsc/kernel"
-import { Cause, Effect, Exit, Layer, Option, Ref } from "effect"
+import { Cause, Clock, Effect, Exit, Layer, Option, Ref } from "effect"
 import * as Fs from "node:fs"
 import { cli, separateGuestArgs } from "./cli.js"
 import { ExitCode, StartedThreads } from "./processContext.js"
@@ -29,6 +29,20 @@ const describeFailure = (cause: Cause.Cause<unknown>): string => {
   return Cause.pretty(cause).split("\n")[0] ?? "unexpected failure"
 }
 
+/**
+ * With `--log FILE` (a global flag, so before the command), a failure of the CLI is also one
+ * JSON line there — what containerd shows as the runtime's error. Read from argv itself: the
+ * failure may be that the command line did not parse.
+ */
+const logFailure = (argv: ReadonlyArray<string>, message: string) =>
+  Effect.gen(function*() {
+    const at = argv.indexOf("--log")
+    const path = at >= 0 ? argv[at + 1] : argv.find((a) => a.startsWith("--log="))?.slice("--log=".length)
+    if (path === undefined) return
+    const time = new Date(yield* Clock.currentTimeMillis).toISOString()
+    yield* Effect.try(() => Fs.appendFileSync(path, `${JSON.stringify({ msg: message, level: "error", time })}\n`)).pipe(Effect.ignore)
+  })
+
 const program = (argv: ReadonlyArray<string>, startedThreads: ReadonlyArray<StartingThread>) => Effect.gen(function*() {
   const code = yield* Ref.make(0)
   const exit = yield* cli(separateGuestArgs(argv)).pipe(
@@ -39,7 +53,9 @@ const program = (argv: ReadonlyArray<string>, startedThreads: ReadonlyArray<Star
   )
   if (Exit.isSuccess(exit)) return yield* Ref.get(code)
   const debug = argv.includes("--debug")
-  Fs.writeSync(2, `runsc: ${describeFailure(exit.cause)}\n${debug ? `${Cause.pretty(exit.cause)}\n` : ""}`)
+  const line = describeFailure(exit.cause)
+  Fs.writeSync(2, `runsc: ${line}\n${debug ? `${Cause.pretty(exit.cause)}\n` : ""}`)
+  yield* logFailure(argv, line)
   return CLI_FAILURE
 })
 
