@@ -225,6 +225,43 @@ describe("OCI lifecycle through the CLI", () => {
     assert.strictEqual((await runsc([...flags, "delete", "--force", id])).code, 0)
   })
 
+  it("scenarios 15 and 17: a sub-container joins the pod's sandbox by CRI annotations; ps per container; kill --pid across containers fails; deleting it leaves the root running", async () => {
+    const { flags } = await freshRoot()
+    const pod = uniqueId("pod")
+    assert.strictEqual((await create(flags, sleeper!.dir, pod)).code, 0)
+    assert.strictEqual((await runsc([...flags, "start", pod])).code, 0)
+    const sub = await makeBundle(["/bin/sleep", "600"], ["sleep"])
+    try {
+      const configPath = Path.join(sub.dir, "config.json")
+      const config = JSON.parse(Fs.readFileSync(configPath, "utf8"))
+      config.annotations = { "io.kubernetes.cri.container-type": "container", "io.kubernetes.cri.sandbox-id": pod }
+      Fs.writeFileSync(configPath, JSON.stringify(config))
+      const app = uniqueId("app")
+      const created = await create(flags, sub.dir, app)
+      assert.strictEqual(created.code, 0, created.output())
+      const podState = await stateOf(flags, pod)
+      const appState = await stateOf(flags, app)
+      assert.strictEqual(appState.status, "created")
+      assert.strictEqual(appState.pid, podState.pid, "one sandbox process for the pod")
+      assert.strictEqual((await runsc([...flags, "start", app])).code, 0)
+      assert.strictEqual((await stateOf(flags, app)).status, "running")
+      await until("the sub-container's init prints to create's stdio", async () => created.output() === "sleeping\n")
+      const rootPids = JSON.parse((await runsc([...flags, "ps", "--format", "json", pod])).stdout) as Array<number>
+      const appPids = JSON.parse((await runsc([...flags, "ps", "--format", "json", app])).stdout) as Array<number>
+      assert.deepStrictEqual(rootPids, [1])
+      assert.strictEqual(appPids.length, 1)
+      assert.notStrictEqual(appPids[0], 1)
+      const across = await runsc([...flags, "kill", "--pid", "1", app, "KILL"])
+      assert.match(cliFailureLine(across), /belongs to a different container/)
+      assert.strictEqual((await runsc([...flags, "delete", "--force", app])).code, 0)
+      assert.strictEqual((await stateOf(flags, pod)).status, "running", "the pod's sandbox goes on")
+      assert.deepStrictEqual(JSON.parse((await runsc([...flags, "ps", "--format", "json", pod])).stdout), [1])
+      assert.strictEqual((await runsc([...flags, "delete", "--force", pod])).code, 0)
+    } finally {
+      await removeDir(sub.dir)
+    }
+  })
+
   it("typed CLI failures: bad bundle, start twice, delete of a running container without --force", async () => {
     const { flags } = await freshRoot()
     const bad = await create(flags, work, uniqueId("nobundle"))

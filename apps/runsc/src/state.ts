@@ -25,7 +25,9 @@ export const ContainerRecord = Schema.Struct({
   /** What the CLI last did to it: created, or started (the sandbox decides running/stopped). */
   phase: Schema.Literal("created", "started", "start-failed"),
   createdAt: Schema.String,
-  annotations: Schema.Record({ key: Schema.String, value: Schema.String })
+  annotations: Schema.Record({ key: Schema.String, value: Schema.String }),
+  /** For a sub-container: the id of the root container whose sandbox it runs in. */
+  sandboxId: Schema.optional(Schema.String)
 })
 export type ContainerRecord = typeof ContainerRecord.Type
 

@@ -93,9 +93,11 @@ const StartErrors = Schema.Union(
 
 export class SandboxRpcs extends RpcGroup.make(
   Rpc.make("StartRoot", { success: Schema.Number, error: StartErrors }),
+  // Stdio named at create is opened at once (the creating CLI may be gone by start) and held
+  // until the container starts, or is destroyed.
   Rpc.make("CreateSubcontainer", {
-    payload: { id: Schema.String },
-    error: Schema.Union(ContainerExists, InvalidContainerId)
+    payload: { id: Schema.String, stdio: Schema.optional(StdioPaths) },
+    error: Schema.Union(ContainerExists, InvalidContainerId, StdioUnavailable)
   }),
   Rpc.make("StartSubcontainer", {
     payload: { id: Schema.String, bundle: Schema.String, stdio: StdioPaths },

@@ -107,14 +107,46 @@ const withStdio = <A, E>(
     return yield* Effect.tapError(use(stdio), () => closeAll)
   })
 
-const handlers = (loader: LoaderShape) =>
-  SandboxRpcs.of({
+/** Opens stdio paths now, for a later start; the descriptions are closed if nothing takes them. */
+const openHeld = (paths: StdioPaths) => withStdio(paths, (stdio) => Effect.succeed(stdio))
+
+/** Closes what withStdio opened for a process that never took it. */
+const closeStdio = (stdio: Stdio) =>
+  Effect.forEach([stdio.stdin, stdio.stdout, stdio.stderr], (d) => (typeof d === "object" ? d.close : Effect.void), {
+    discard: true
+  })
+
+const handlers = (loader: LoaderShape) => {
+  // Stdio opened at a sub-container's create, waiting for its start (or its destroy).
+  const held = new Map<string, Stdio>()
+  const release = (id: string) =>
+    Effect.suspend(() => {
+      const stdio = held.get(id)
+      held.delete(id)
+      return stdio === undefined ? Effect.void : closeStdio(stdio)
+    })
+  return SandboxRpcs.of({
     // Lifecycle calls finish even if their client goes away (a half-done start helps nobody).
     StartRoot: () => Effect.uninterruptible(loader.startRoot),
-    CreateSubcontainer: ({ id }) => Effect.uninterruptible(loader.createSubcontainer(id)),
+    CreateSubcontainer: ({ id, stdio }) =>
+      Effect.uninterruptible(Effect.gen(function*() {
+        const opened = stdio === undefined ? undefined : yield* openHeld(stdio)
+        yield* loader.createSubcontainer(id).pipe(Effect.tapError(() => (opened === undefined ? Effect.void : closeStdio(opened))))
+        if (opened !== undefined) held.set(id, opened)
+      })),
     StartSubcontainer: ({ bundle, id, stdio }) =>
-      Effect.uninterruptible(withStdio(stdio, (opened) => loader.startSubcontainer({ containerId: id, bundle, stdio: opened }))),
-    DestroySubcontainer: ({ id }) => Effect.uninterruptible(loader.destroySubcontainer(id)),
+      Effect.uninterruptible(
+        held.has(id) && stdio.stdin === undefined && stdio.stdout === undefined && stdio.stderr === undefined
+          ? Effect.suspend(() => {
+            const opened = held.get(id)!
+            held.delete(id)
+            return loader.startSubcontainer({ containerId: id, bundle, stdio: opened }).pipe(
+              Effect.tapError(() => closeStdio(opened))
+            )
+          })
+          : withStdio(stdio, (opened) => loader.startSubcontainer({ containerId: id, bundle, stdio: opened }))
+      ),
+    DestroySubcontainer: ({ id }) => Effect.uninterruptible(Effect.zipRight(release(id), loader.destroySubcontainer(id))),
     ExecuteAsync: ({ argv, cwd, env, id, stdio, terminal, uid }) =>
       Effect.uninterruptible(
         withStdio(stdio, (opened) =>
@@ -138,6 +170,7 @@ const handlers = (loader: LoaderShape) =>
     IsPaused: () => loader.isPaused,
     RuntimeState: ({ id }) => loader.runtimeState(id)
   })
+}
 
 /**
  * Serves the Loader of this process on the Unix socket `path` for as long as the layer lives.

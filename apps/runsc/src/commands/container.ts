@@ -88,6 +88,43 @@ const spawnSandbox = (id: string, bundle: string, socket: string, args: Readonly
       done(Effect.fail(new SandboxFailed({ id, reason: `it exited (${signal ?? `code ${code}`}) before serving` }))))
   })
 
+const CONTAINER_TYPE = "io.kubernetes.cri.container-type"
+const SANDBOX_ID = "io.kubernetes.cri.sandbox-id"
+
+/**
+ * A sub-container (CRI annotations: container-type `container`, sandbox-id naming the pod's
+ * root container): registered in that sandbox, with this CLI's stdio opened by the sandbox now
+ * (this process is gone by the time it starts).
+ */
+const joinSandbox = (states: StateStore, id: string, bundle: string, annotations: Readonly<Record<string, string>>) =>
+  Effect.gen(function*() {
+    const sandboxId = annotations[SANDBOX_ID]
+    if (sandboxId === undefined) {
+      return yield* new InvalidFlag({ flag: `annotation ${SANDBOX_ID}`, reason: "a container of type container needs its sandbox's id" })
+    }
+    const sandbox = yield* states.read(sandboxId)
+    if (!isAlive(sandbox.sandboxPid)) return yield* new WrongStatus({ id: sandboxId, status: "stopped", wanted: "running" })
+    const stdio = Object.fromEntries((["stdin", "stdout", "stderr"] as const).flatMap((name, fd) => {
+      try {
+        return Fs.fstatSync(fd).isSocket() ? [] : [[name, `/proc/${process.pid}/fd/${fd}`]]
+      } catch {
+        return []
+      }
+    }))
+    yield* call(sandbox.socket, "CreateSubcontainer", (c) => c.CreateSubcontainer({ id, stdio }))
+    const record: ContainerRecord = {
+      id,
+      bundle,
+      sandboxPid: sandbox.sandboxPid,
+      socket: sandbox.socket,
+      phase: "created",
+      createdAt: new Date(yield* Clock.currentTimeMillis).toISOString(),
+      annotations,
+      sandboxId
+    }
+    return record
+  })
+
 /**
  * Creates a container: its sandbox process started detached with this process's stdio (the
  * container's), serving; its state file written; then --pid-file, last, as containerd expects.
@@ -101,8 +138,14 @@ export const createContainer = (id: string, bundle: string, pidFile: Option.Opti
     // A bad bundle is reported here, by create, before any process starts.
     const loaded = yield* loadBundle(dir)
     const socket = states.socketOf(containerId)
+    const annotations = loaded.spec.annotations ?? {}
     const record = yield* states.locked(Effect.gen(function*() {
       if ((yield* states.ids).includes(containerId)) return yield* new ContainerIdInUse({ id: containerId })
+      if (annotations[CONTAINER_TYPE] === "container") {
+        const record = yield* joinSandbox(states, containerId, dir, annotations)
+        yield* states.write(record)
+        return record
+      }
       const record: ContainerRecord = {
         id: containerId,
         bundle: dir,
@@ -110,7 +153,7 @@ export const createContainer = (id: string, bundle: string, pidFile: Option.Opti
         socket,
         phase: "created",
         createdAt: new Date(yield* Clock.currentTimeMillis).toISOString(),
-        annotations: loaded.spec.annotations ?? {}
+        annotations
       }
       yield* states.write(record)
       return record
@@ -143,7 +186,11 @@ export const startContainer = (states: StateStore, record: ContainerRecord) =>
   Effect.gen(function*() {
     const status = yield* statusOf(record)
     if (status !== "created") return yield* new WrongStatus({ id: record.id, status, wanted: "created" })
-    const started = yield* Effect.either(call(record.socket, "StartRoot", (c) => c.StartRoot()))
+    const started = yield* Effect.either(
+      record.sandboxId === undefined
+        ? call(record.socket, "StartRoot", (c) => c.StartRoot())
+        : call(record.socket, "StartSubcontainer", (c) => c.StartSubcontainer({ id: record.id, bundle: record.bundle, stdio: {} }))
+    )
     // A failed start leaves the container stopped, so that kill and delete work on it.
     yield* states.locked(states.write({ ...record, phase: started._tag === "Right" ? "started" : "start-failed" }))
     if (started._tag === "Left") return yield* Effect.fail(started.left)
@@ -227,7 +274,7 @@ export const waitForExit = (states: StateStore, record: ContainerRecord) =>
   })
 
 /** SIGKILLs a sandbox process and waits (bounded) until it is gone. */
-export const killSandbox = (record: ContainerRecord) =>
+const killSandbox = (record: ContainerRecord) =>
   Effect.gen(function*() {
     if (!isAlive(record.sandboxPid)) return
     try {
@@ -238,10 +285,18 @@ export const killSandbox = (record: ContainerRecord) =>
     yield* sandboxGone(record, 5000)
   })
 
-/** After its root exited: lets the sandbox finish its teardown (bounded), then removes every trace. */
-export const cleanUp = (states: StateStore, record: ContainerRecord) =>
+/**
+ * Ends what is left of a container and removes every trace of it. A sub-container is destroyed
+ * in its pod's sandbox, which goes on; a root container's sandbox gets `graceMs` to exit by
+ * itself (it does once its root has), then is killed.
+ */
+export const removeContainer = (states: StateStore, record: ContainerRecord, graceMs = 0) =>
   Effect.gen(function*() {
-    if (!(yield* sandboxGone(record, 5000))) yield* killSandbox(record)
+    if (record.sandboxId !== undefined) {
+      yield* Effect.ignore(call(record.socket, "DestroySubcontainer", (c) => c.DestroySubcontainer({ id: record.id })))
+    } else if (!(yield* sandboxGone(record, graceMs))) {
+      yield* killSandbox(record)
+    }
     yield* states.locked(states.remove(record.id))
   })
 
@@ -258,8 +313,7 @@ export const deleteCommand = Command.make(
       if ((status === "running" || status === "paused") && !force) {
         return yield* new WrongStatus({ id: record.id, status, wanted: "created or stopped" })
       }
-      yield* killSandbox(record)
-      yield* states.locked(states.remove(record.id))
+      yield* removeContainer(states, record)
     })
 ).pipe(Command.withDescription("delete a container and every trace of it"))
 

@@ -12,7 +12,7 @@ import { loadBundle } from "@runsc/spec"
 import { Effect, Runtime } from "effect"
 import * as Os from "node:os"
 import { setExitCode } from "../processContext.js"
-import { cleanUp, createContainer, killSandbox, startContainer, waitForExit } from "./container.js"
+import { createContainer, removeContainer, startContainer, waitForExit } from "./container.js"
 
 export const runCommand = Command.make(
   "run",
@@ -43,9 +43,7 @@ export const runCommand = Command.make(
       )
       const { record, states } = yield* createContainer(id, bundle, pidFile)
       // A start that fails leaves nothing behind: not the sandbox, not the state.
-      yield* startContainer(states, record).pipe(
-        Effect.tapError(() => Effect.zipRight(killSandbox(record), states.locked(states.remove(record.id))))
-      )
+      yield* startContainer(states, record).pipe(Effect.tapError(() => Effect.ignore(removeContainer(states, record))))
       if (detach) return
       // What a terminal generates goes to its foreground job; everything else to the init.
       const terminal = (yield* loadBundle(record.bundle)).spec.process?.terminal ?? false
@@ -54,7 +52,7 @@ export const runCommand = Command.make(
           c.Signal({ id: record.id, pid: 0, signo, mode: terminal && terminalSignals.has(signo) ? "ForegroundProcessGroup" : "Process" }))
       deliver = (signo) => void runFork(Effect.ignore(signal(signo)))
       for (const signo of early.splice(0)) deliver(signo)
-      const code = yield* waitForExit(states, record).pipe(Effect.ensuring(Effect.ignore(cleanUp(states, record))))
+      const code = yield* waitForExit(states, record).pipe(Effect.ensuring(Effect.ignore(removeContainer(states, record, 5000))))
       yield* setExitCode(code)
     }).pipe(Effect.scoped)
 ).pipe(Command.withDescription("create, start and wait for a container, attached; exit with its status"))
