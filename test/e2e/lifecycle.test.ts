@@ -262,6 +262,29 @@ describe("OCI lifecycle through the CLI", () => {
     }
   })
 
+  it("concurrent CLIs on one sandbox: an exec storm, a kill during execs, two deletes at once", async () => {
+    const { flags, root } = await freshRoot()
+    const id = uniqueId("cc")
+    assert.strictEqual((await create(flags, sleeper!.dir, id)).code, 0)
+    assert.strictEqual((await runsc([...flags, "start", id])).code, 0)
+    const codes = [3, 5, 7, 11, 13, 17, 19, 23]
+    const storm = await Promise.all(codes.map((code) => runsc([...flags, "exec", id, "/bin/exit", `${code}`])))
+    assert.deepStrictEqual(storm.map((r) => r.code), codes, storm.map(describeResult).join("\n"))
+    // A kill of the container while execs run: every exec ends (killed, or its sandbox gone), none
+    // hangs. (Three: the e2e helper runs at most four runsc at once, and kill needs one of them.)
+    const execs = [1, 2, 3].map(() => runsc([...flags, "exec", id, "/bin/sleep", "600"], { timeoutMs: 20_000 }))
+    await new Promise((r) => setTimeout(r, 300))
+    assert.strictEqual((await runsc([...flags, "kill", "--all", id, "KILL"])).code, 0)
+    for (const r of await Promise.all(execs)) {
+      assert.isFalse(r.timedOut, describeResult(r))
+      assert.include([137, 128], r.code, describeResult(r))
+    }
+    const deletes = await Promise.all([runsc([...flags, "delete", "--force", id]), runsc([...flags, "delete", "--force", id])])
+    assert.isTrue(deletes.some((r) => r.code === 0), deletes.map(describeResult).join("\n"))
+    for (const r of deletes) if (r.code !== 0) assert.match(cliFailureLine(r), /does not exist/)
+    assert.deepStrictEqual(Fs.readdirSync(root), [])
+  })
+
   it("typed CLI failures: bad bundle, start twice, delete of a running container without --force", async () => {
     const { flags } = await freshRoot()
     const bad = await create(flags, work, uniqueId("nobundle"))
