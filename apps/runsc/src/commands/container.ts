@@ -1,6 +1,6 @@
 /**
  * The OCI lifecycle commands (RUNSC.md "CLI contract"): create, start, state, kill, wait,
- * delete, list. Each is a fresh process: it finds the container's sandbox through the state
+ * delete, list, ps, pause, resume, events. Each is a fresh process: it finds the container's sandbox through the state
  * file under --root and talks to it over the control socket, one connection per call.
  */
 import { Args, Command, Options } from "@effect/cli"
@@ -63,6 +63,8 @@ export const print = (text: string) => Effect.sync(() => void Fs.writeSync(1, `$
 
 // ---- create ----------------------------------------------------------------------------------
 
+const SANDBOX_START_LIMIT = Duration.seconds(30)
+
 /** Starts `runsc boot` detached with this process's stdio; resolves once it serves (or fails). */
 const spawnSandbox = (id: string, bundle: string, socket: string, args: ReadonlyArray<string>) =>
   Effect.async<number, SandboxFailed>((resume) => {
@@ -86,7 +88,17 @@ const spawnSandbox = (id: string, bundle: string, socket: string, args: Readonly
     child.once("error", (e) => done(Effect.fail(new SandboxFailed({ id, reason: e.message }))))
     child.once("exit", (code, signal) =>
       done(Effect.fail(new SandboxFailed({ id, reason: `it exited (${signal ?? `code ${code}`}) before serving` }))))
-  })
+    // Given up on (the time limit below): the half-started sandbox must not stay behind.
+    return Effect.sync(() => {
+      child.kill("SIGKILL")
+      child.unref()
+    })
+  }).pipe(
+    Effect.timeoutFail({
+      duration: SANDBOX_START_LIMIT,
+      onTimeout: () => new SandboxFailed({ id, reason: `it did not serve within ${Duration.format(SANDBOX_START_LIMIT)}` })
+    })
+  )
 
 const CONTAINER_TYPE = "io.kubernetes.cri.container-type"
 const SANDBOX_ID = "io.kubernetes.cri.sandbox-id"
