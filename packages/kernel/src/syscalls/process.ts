@@ -160,8 +160,8 @@ const proc_join: Handler = (c) =>
 // ---- pipes and dup ----------------------------------------------------------------------------
 
 const PIPE_COMMON = Rights.FD_FDSTAT_SET_FLAGS | Rights.FD_FILESTAT_GET | Rights.POLL_FD_READWRITE
-export const PIPE_READ_RIGHTS = Rights.FD_READ | PIPE_COMMON
-export const PIPE_WRITE_RIGHTS = Rights.FD_WRITE | PIPE_COMMON
+const PIPE_READ_RIGHTS = Rights.FD_READ | PIPE_COMMON
+const PIPE_WRITE_RIGHTS = Rights.FD_WRITE | PIPE_COMMON
 
 const pipeEntries = (c: SyscallContext): { read: FdEntry; write: FdEntry } => {
   const pipe = c.services.newPipe()
