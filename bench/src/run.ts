@@ -14,6 +14,7 @@ import * as Path from "node:path"
 import { pathToFileURL } from "node:url"
 import { Worker } from "node:worker_threads"
 import type { ProbedWorkerRecord, ProbeLine, WorkerProbeLine } from "./cliProbe.js"
+import { benchCli } from "./cli.js"
 import { benchDestroy100, benchExec, benchIdleMem, benchLifecycle, benchSignal, type ContainerBenchOptions } from "./containers.js"
 import { channelFloor, floorSpinPolicy } from "./floor.js"
 import { runNodeWasi } from "./nodeWasi.js"
@@ -708,7 +709,7 @@ const main = async () => {
   ]
 
   // `node bench/dist/run.js [--only=key,key]` runs a subset: write, clock, cpu, syscall, start,
-  // spawn, sandbox, cold, split, lifecycle, exec, destroy100, idlemem, signal (the table then has
+  // spawn, sandbox, cold, split, lifecycle, exec, destroy100, idlemem, signal, cli (the table then has
   // only those rows).
   const onlyArg = process.argv.find((a) => a.startsWith("--only="))
   const only = onlyArg === undefined ? undefined : new Set(onlyArg.slice("--only=".length).split(","))
@@ -745,6 +746,7 @@ const main = async () => {
   if (want("exec")) await containerBench("8. exec from the warm pool", benchExec)
   if (want("destroy100")) await containerBench("9. destroy of a container running 100 processes", benchDestroy100)
   if (want("signal")) await containerBench("11. signal delivery to a blocked task", benchSignal)
+  if (want("cli")) await containerBench("12. CLI commands", () => benchCli(progress))
   // Last: its 50 idle worker threads would slow every benchmark after it (memory, GC). The RSS
   // growth it measures can be a little low here, where memory freed by earlier benchmarks'
   // threads is reused; `--only=idlemem` measures it in a fresh process.

@@ -161,6 +161,32 @@ describe("OCI lifecycle through the CLI", () => {
     assert.deepStrictEqual(Fs.readdirSync(root), [])
   })
 
+  it("a recorded sandbox pid now used by another host process is not the sandbox: stopped, and delete never signals it", async () => {
+    const { flags, root } = await freshRoot()
+    const bystander = spawn(process.execPath, ["-e", "setTimeout(() => {}, 60000)"], { stdio: "ignore" })
+    try {
+      const record = {
+        id: "reused",
+        bundle: sleeper!.dir,
+        sandboxPid: bystander.pid,
+        sandboxStart: "1",
+        socket: Path.join(root, "reused.sock"),
+        phase: "started",
+        createdAt: new Date(0).toISOString(),
+        annotations: {}
+      }
+      Fs.writeFileSync(Path.join(root, "reused.state.json"), JSON.stringify(record))
+      const state = await stateOf(flags, "reused")
+      assert.strictEqual(state.status, "stopped")
+      assert.strictEqual(state.pid, -1)
+      assert.strictEqual((await runsc([...flags, "delete", "reused"])).code, 0)
+      assert.isTrue(isAlive(bystander.pid!), "the bystander was not killed")
+      assert.deepStrictEqual(Fs.readdirSync(root), [])
+    } finally {
+      bystander.kill("SIGKILL")
+    }
+  })
+
   it("scenario 14: a corrupt state file of another id blocks nothing; create refuses an id in use", async () => {
     const { flags, root } = await freshRoot()
     Fs.writeFileSync(Path.join(root, "broken.state.json"), "{ not json")

@@ -20,6 +20,11 @@ export const ContainerRecord = Schema.Struct({
   bundle: Schema.String,
   /** The host pid of the sandbox process (`runsc boot`). */
   sandboxPid: Schema.Number,
+  /**
+   * When that process started (/proc stat's starttime): a pid reused by another process after
+   * the sandbox died is not the sandbox — it is never signalled as one.
+   */
+  sandboxStart: Schema.String,
   /** The sandbox's control socket. */
   socket: Schema.String,
   /** What the CLI last did to it: created, or started (the sandbox decides running/stopped). */
@@ -189,7 +194,7 @@ export class StateStore {
           }
         }
         const holder = lockHolder(lock)
-        if (holder > 0 && !isAlive(holder)) Fs.rmSync(lock, { force: true })
+        if (holder > 0 && procStat(holder) === undefined) Fs.rmSync(lock, { force: true })
         else if ((yield* Clock.currentTimeMillis) > deadline) return yield* new CannotWrite({ path: lock, reason: "lock held for too long" })
         else yield* Effect.sleep("2 millis")
       }
@@ -207,14 +212,28 @@ const lockHolder = (lock: string): number => {
   }
 }
 
-/** Whether a host process exists (signal 0 probes). */
-export const isAlive = (pid: number): boolean => {
+/** A process's state letter and start time (clock ticks since boot), from /proc; undefined when gone. */
+const procStat = (pid: number): { readonly state: string; readonly start: string } | undefined => {
   try {
-    process.kill(pid, 0)
-    return true
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === "EPERM"
+    const stat = Fs.readFileSync(`/proc/${pid}/stat`, "utf8")
+    // Fields after the command (which may contain spaces and parentheses) start after the last ")".
+    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ")
+    return { state: fields[0]!, start: fields[19]! }
+  } catch {
+    return undefined
   }
+}
+
+/** The start time of a live process, to recognize it later (see ContainerRecord.sandboxStart). */
+export const processStart = (pid: number): string => procStat(pid)?.start ?? ""
+
+/**
+ * Whether the sandbox process of a record still runs: the pid exists, is that same process (its
+ * start time matches), and is not a zombie waiting for a slow reaper.
+ */
+export const isAlive = (pid: number, start: string): boolean => {
+  const stat = procStat(pid)
+  return stat !== undefined && stat.start === start && stat.state !== "Z" && stat.state !== "X"
 }
 
 /** The id given on the command line, validated before it names any file. */

@@ -14,7 +14,7 @@ import * as Path from "node:path"
 import { CannotWrite, InvalidFlag } from "../errors.js"
 import { globalArgs, rootDirOf } from "../globals.js"
 import { rootCommand } from "../root.js"
-import { type ContainerRecord, containerIdArg, ContainerIdInUse, isAlive, StateStore } from "../state.js"
+import { type ContainerRecord, containerIdArg, ContainerIdInUse, isAlive, processStart, StateStore } from "../state.js"
 import { READY } from "./boot.js"
 
 export type Status = "created" | "running" | "paused" | "stopped"
@@ -48,7 +48,7 @@ export const findContainer = (idOrPrefix: string) =>
 /** The status, computed: the state file says what the CLI did, the sandbox what became of it. */
 const statusOf = (record: ContainerRecord): Effect.Effect<Status> =>
   Effect.gen(function*() {
-    if (!isAlive(record.sandboxPid)) return "stopped"
+    if (!isAlive(record.sandboxPid, record.sandboxStart)) return "stopped"
     if (record.phase === "created") return "created"
     if (record.phase === "start-failed") return "stopped"
     const state = yield* call(record.socket, "RuntimeState", (c) => c.RuntimeState({ id: record.id }), "10 seconds").pipe(
@@ -115,7 +115,9 @@ const joinSandbox = (states: StateStore, id: string, bundle: string, annotations
       return yield* new InvalidFlag({ flag: `annotation ${SANDBOX_ID}`, reason: "a container of type container needs its sandbox's id" })
     }
     const sandbox = yield* states.read(sandboxId)
-    if (!isAlive(sandbox.sandboxPid)) return yield* new WrongStatus({ id: sandboxId, status: "stopped", wanted: "running" })
+    if (!isAlive(sandbox.sandboxPid, sandbox.sandboxStart)) {
+      return yield* new WrongStatus({ id: sandboxId, status: "stopped", wanted: "running" })
+    }
     const stdio = Object.fromEntries((["stdin", "stdout", "stderr"] as const).flatMap((name, fd) => {
       try {
         return Fs.fstatSync(fd).isSocket() ? [] : [[name, `/proc/${process.pid}/fd/${fd}`]]
@@ -128,6 +130,7 @@ const joinSandbox = (states: StateStore, id: string, bundle: string, annotations
       id,
       bundle,
       sandboxPid: sandbox.sandboxPid,
+      sandboxStart: sandbox.sandboxStart,
       socket: sandbox.socket,
       phase: "created",
       createdAt: new Date(yield* Clock.currentTimeMillis).toISOString(),
@@ -158,10 +161,12 @@ export const createContainer = (id: string, bundle: string, pidFile: Option.Opti
         yield* states.write(record)
         return record
       }
+      const sandboxPid = yield* spawnSandbox(containerId, dir, socket, globalArgs(flags))
       const record: ContainerRecord = {
         id: containerId,
         bundle: dir,
-        sandboxPid: yield* spawnSandbox(containerId, dir, socket, globalArgs(flags)),
+        sandboxPid,
+        sandboxStart: processStart(sandboxPid),
         socket,
         phase: "created",
         createdAt: new Date(yield* Clock.currentTimeMillis).toISOString(),
@@ -264,8 +269,8 @@ export const waitCommand = Command.make("wait", { id: Args.text({ name: "contain
 /** Waits (at most `ms`) until a sandbox process is gone; whether it is. */
 const sandboxGone = (record: ContainerRecord, ms: number) =>
   Effect.gen(function*() {
-    for (let i = 0; i < ms / 10 && isAlive(record.sandboxPid); i++) yield* Effect.sleep("10 millis")
-    return !isAlive(record.sandboxPid)
+    for (let i = 0; i < ms / 10 && isAlive(record.sandboxPid, record.sandboxStart); i++) yield* Effect.sleep("10 millis")
+    return !isAlive(record.sandboxPid, record.sandboxStart)
   })
 
 /**
@@ -288,7 +293,7 @@ export const waitForExit = (states: StateStore, record: ContainerRecord) =>
 /** SIGKILLs a sandbox process and waits (bounded) until it is gone. */
 const killSandbox = (record: ContainerRecord) =>
   Effect.gen(function*() {
-    if (!isAlive(record.sandboxPid)) return
+    if (!isAlive(record.sandboxPid, record.sandboxStart)) return
     try {
       process.kill(record.sandboxPid, "SIGKILL")
     } catch {
