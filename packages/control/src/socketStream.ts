@@ -8,8 +8,8 @@
  * which the CLI sees as end of file.
  */
 import { Errno, FileType } from "@runsc/abi"
-import { type FileDescription, type Stat, SyscallError } from "@runsc/kernel"
-import { Deferred, Effect, Exit, FiberId } from "effect"
+import { Changes, type FileDescription, type Stat, SyscallError } from "@runsc/kernel"
+import { Effect } from "effect"
 import * as Net from "node:net"
 
 const fail = (errno: Errno) => Effect.fail(new SyscallError({ errno }))
@@ -29,12 +29,8 @@ const socketDescription = (socket: Net.Socket): FileDescription => {
   const chunks: Array<Uint8Array> = []
   let ended = false
   let broken = false
-  let changed = Deferred.unsafeMake<void>(FiberId.none)
-  const notify = () => {
-    const d = changed
-    changed = Deferred.unsafeMake(FiberId.none)
-    Deferred.unsafeDone(d, Exit.void)
-  }
+  const changes = new Changes()
+  const notify = () => changes.notify()
   socket.on("data", (chunk: Buffer) => {
     chunks.push(chunk)
     notify()
@@ -65,7 +61,7 @@ const socketDescription = (socket: Net.Socket): FileDescription => {
       }
       if (ended) return Effect.succeed(new Uint8Array(0))
       if (nonBlocking) return fail(Errno.AGAIN)
-      return Effect.zipRight(Deferred.await(changed), read(length, offset, nonBlocking))
+      return Effect.zipRight(changes.next, read(length, offset, nonBlocking))
     })
 
   const write = (data: Uint8Array, offset?: bigint): Effect.Effect<number, SyscallError> => {
@@ -96,7 +92,7 @@ const socketDescription = (socket: Net.Socket): FileDescription => {
     })),
     readiness: {
       ready: (event) => (event === "read" ? chunks.length > 0 || ended : !socket.writableNeedDrain),
-      changed: Effect.suspend(() => Deferred.await(changed))
+      changed: Effect.suspend(() => changes.next)
     },
     close: Effect.sync(() => {
       socket.end()

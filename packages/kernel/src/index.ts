@@ -1,3 +1,4 @@
+export { Changes } from "./changes.js"
 export * from "./errors.js"
 export { ContentCache } from "./fs/contentCache.js"
 export { DescriptionRefs, type FdEntry, FdTable } from "./fs/fdTable.js"

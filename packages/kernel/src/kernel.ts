@@ -24,6 +24,7 @@ import {
   signaled,
   SIGSYS
 } from "@runsc/abi"
+import { getEnv } from "@runsc/spec"
 import { Clock, Context, Deferred, Effect, Exit, Fiber, FiberId, FiberSet, Layer, Scope } from "effect"
 import type { ExecNotFound, InvalidModule, NotWasm, SyscallError } from "./errors.js"
 import { DescriptionRefs, type FdEntry, FdTable } from "./fs/fdTable.js"
@@ -146,10 +147,6 @@ export interface ProcessUsage {
   readonly memoryBytes: number
 }
 
-/** The last PATH of an environment. */
-const getPath = (env: ReadonlyArray<string>): string | undefined =>
-  env.findLast((e) => e.startsWith("PATH="))?.slice("PATH=".length)
-
 /** A spawn path with no slash names a file in the working directory (no PATH search). */
 const withSlash = (path: string) => (path.includes("/") ? path : `./${path}`)
 
@@ -269,7 +266,7 @@ const makeKernel = (options: KernelOptions): Effect.Effect<KernelShape, never, S
               setAttention(tg)
               // A parent joining with WAKE_STOPPED learns of it once.
               tg.unreportedStop = signo
-              tg.parent?.notifyChildEvent()
+              tg.parent?.childEvents.notify()
             }
             return Effect.void
           case "continue":
@@ -359,7 +356,7 @@ const makeKernel = (options: KernelOptions): Effect.Effect<KernelShape, never, S
           if (init !== undefined && init !== tg && init.isAlive && init.containerId === child.containerId) {
             child.parent = init
             init.children.add(child)
-            if (child.state === "exited") init.notifyChildEvent()
+            if (child.state === "exited") init.childEvents.notify()
           } else {
             child.parent = undefined
             child.autoReap = true
@@ -369,7 +366,7 @@ const makeKernel = (options: KernelOptions): Effect.Effect<KernelShape, never, S
         const parent = tg.parent
         if (parent !== undefined) {
           yield* signal(parent, SIGCHLD)
-          parent.notifyChildEvent()
+          parent.childEvents.notify()
         } else if (tg.autoReap) {
           yield* reap(tg)
         }
@@ -410,7 +407,6 @@ const makeKernel = (options: KernelOptions): Effect.Effect<KernelShape, never, S
         }
         const parent = args.parent
         if (parent === undefined) {
-          tg.ignoredSignals = new Set()
           tg.group = newGroup(tg, "new")
           if (args.terminal) {
             tg.group.session.terminal = args.terminal
@@ -497,7 +493,7 @@ const makeKernel = (options: KernelOptions): Effect.Effect<KernelShape, never, S
     const spawn = (parent: ThreadGroup, request: SpawnRequest): Effect.Effect<ThreadGroup, SyscallError> =>
       Effect.gen(function*() {
         if (rootPidNamespace.processes.length >= maxProcesses) return yield* fail(Errno.AGAIN)
-        const searchPath = request.searchPath ? getPath(request.env) ?? getPath(parent.env) : undefined
+        const searchPath = request.searchPath ? getEnv(request.env, "PATH") ?? getEnv(parent.env, "PATH") : undefined
         const found = yield* findExecutable(parent.root, parent.cwd, request.searchPath ? request.path : withSlash(request.path), searchPath)
         const program = yield* programFromBytes(
           parent.root,

@@ -273,8 +273,8 @@ const makeLoader = (args: LoaderArgs) =>
     const initOf = (container: Container) =>
       container.init ? Effect.succeed(container.init) : Effect.fail(new ContainerNotStarted({ id: container.id }))
 
-    /** Every process of the sandbox not yet reaped (zombies included), by root-namespace pid. */
-    const everyProcess = () => kernel.rootPidNamespace.processes.map(([, tg]) => tg).filter((tg) => !tg.reaped)
+    /** Every process of the sandbox not yet reaped (zombies included; reaping releases the pid). */
+    const everyProcess = () => kernel.rootPidNamespace.processes.map(([, tg]) => tg)
     /** A container's processes, including those its guests spawned; zombies included. */
     const processesOf = (container: Container) => everyProcess().filter((tg) => tg.containerId === container.id)
     const liveProcessesOf = (container: Container) => processesOf(container).filter((tg) => tg.isAlive)

@@ -9,7 +9,8 @@
  * interrupted when its task is killed.
  */
 import { Errno, FileType } from "@runsc/abi"
-import { Deferred, Effect, Exit, FiberId } from "effect"
+import { Effect } from "effect"
+import { Changes } from "../changes.js"
 import { SyscallError } from "../errors.js"
 import type { FileDescription, Stat } from "./inode.js"
 
@@ -25,18 +26,8 @@ class PipeBuffer {
   size = 0
   readers = 1
   writers = 1
-  private changed = Deferred.unsafeMake<void>(FiberId.none)
-
-  /** Resolves at the next change of contents or ends. */
-  get nextChange(): Effect.Effect<void> {
-    return Deferred.await(this.changed)
-  }
-
-  notify(): void {
-    const changed = this.changed
-    this.changed = Deferred.unsafeMake(FiberId.none)
-    Deferred.unsafeDone(changed, Exit.void)
-  }
+  /** Contents or ends changed. */
+  readonly changes = new Changes()
 
   take(max: number): Uint8Array {
     const out = new Uint8Array(Math.min(max, this.size))
@@ -50,7 +41,7 @@ class PipeBuffer {
       else this.chunks[0] = head.subarray(n)
     }
     this.size -= out.length
-    this.notify()
+    this.changes.notify()
     return out
   }
 
@@ -58,7 +49,7 @@ class PipeBuffer {
     // Copied: the caller's bytes live in the channel's data area, reused by the next syscall.
     this.chunks.push(data.slice())
     this.size += data.length
-    this.notify()
+    this.changes.notify()
   }
 }
 
@@ -89,7 +80,7 @@ export const makePipe = (ino: bigint): Pipe => {
       if (buffer.size > 0) return Effect.succeed(buffer.take(length))
       if (buffer.writers === 0) return Effect.succeed(new Uint8Array(0))
       if (nonBlocking) return fail(Errno.AGAIN)
-      return Effect.zipRight(buffer.nextChange, read(length, offset, nonBlocking))
+      return Effect.zipRight(buffer.changes.next, read(length, offset, nonBlocking))
     })
 
   /** Writes everything (waiting for room as needed) unless the read end goes away. */
@@ -106,7 +97,7 @@ export const makePipe = (ino: bigint): Pipe => {
         const fits = remaining <= PIPE_BUF ? room >= remaining : room > 0
         if (!fits) {
           if (nonBlocking) return written > 0 ? Effect.succeed(written) : fail(Errno.AGAIN)
-          return Effect.zipRight(buffer.nextChange, loop)
+          return Effect.zipRight(buffer.changes.next, loop)
         }
         const n = Math.min(room, remaining)
         buffer.put(data.subarray(written, written + n))
@@ -119,7 +110,7 @@ export const makePipe = (ino: bigint): Pipe => {
   const readiness = {
     ready: (event: "read" | "write"): boolean =>
       event === "read" ? buffer.size > 0 || buffer.writers === 0 : buffer.size < PIPE_CAPACITY || buffer.readers === 0,
-    changed: Effect.suspend(() => buffer.nextChange)
+    changed: Effect.suspend(() => buffer.changes.next)
   }
 
   const end = (side: "read" | "write"): FileDescription => ({
@@ -132,7 +123,7 @@ export const makePipe = (ino: bigint): Pipe => {
     close: Effect.sync(() => {
       if (side === "read") buffer.readers--
       else buffer.writers--
-      buffer.notify()
+      buffer.changes.notify()
     })
   })
   return { read: end("read"), write: end("write") }

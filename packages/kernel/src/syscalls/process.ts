@@ -31,16 +31,12 @@ import { blocking, fail, type Handler, pathAt, setPayloadLength, setResult, type
 
 const s32 = (c: SyscallContext, i: number): number => c.channel.words[Word.ARG0 + i]! | 0
 
-/** A process the caller can name by `pid` (in its own namespace). */
-const visible = (c: SyscallContext, pid: number): ThreadGroup | undefined => {
-  if (pid <= 0) return undefined
-  const tg = c.tg.pidNamespace.get(pid)
-  return tg !== undefined && !tg.reaped ? tg : undefined
-}
+/** A process the caller can name by `pid` (in its own namespace; a reaped one has no pid). */
+const visible = (c: SyscallContext, pid: number): ThreadGroup | undefined =>
+  pid > 0 ? c.tg.pidNamespace.get(pid) : undefined
 
 /** Every process of the caller's namespace (and the namespaces below it). */
-const everyVisible = (c: SyscallContext): ReadonlyArray<ThreadGroup> =>
-  c.tg.pidNamespace.processes.map(([, tg]) => tg).filter((tg) => !tg.reaped)
+const everyVisible = (c: SyscallContext): ReadonlyArray<ThreadGroup> => c.tg.pidNamespace.processes.map(([, tg]) => tg)
 
 /** The process group the caller names `pgid` in its session, if one exists. */
 const groupInSession = (c: SyscallContext, pgid: number): ProcessGroup<ThreadGroup> | undefined => {
@@ -84,7 +80,7 @@ const proc_signal: Handler = (c) =>
       const one = visible(c, pid)
       targets = one ? [one] : []
     } else if (pid === 0) {
-      targets = [...c.tg.group.members].filter((tg) => !tg.reaped)
+      targets = [...c.tg.group.members]
     } else if (pid === -1) {
       // Everyone the caller may signal, except itself and its namespace's init, as kill(-1) does.
       targets = everyVisible(c).filter((tg) => tg !== c.tg && tg.pidIn(ns) !== 1 && tg.containerId === c.tg.containerId)
@@ -153,7 +149,7 @@ const proc_join: Handler = (c) =>
         putJoinStatus(c, JoinStatusType.NOTHING, 0, 0)
         return
       }
-      yield* blocking(c, Deferred.await(c.tg.childEvent))
+      yield* blocking(c, c.tg.childEvents.next)
     }
   })
 

@@ -7,7 +7,8 @@
  * running guest code and the fd table has been closed.
  */
 import type { ExitStatus } from "@runsc/abi"
-import { Deferred, Exit, type Fiber, FiberId } from "effect"
+import { Deferred, type Fiber, FiberId } from "effect"
+import { Changes } from "../changes.js"
 import type { FdTable } from "../fs/fdTable.js"
 import type { Dentry } from "../fs/resolve.js"
 import type { GuestThread } from "../platform/pool.js"
@@ -59,8 +60,8 @@ export class ThreadGroup {
   autoReap = false
   /** Set once the process's pids have been released (it is gone from every listing). */
   reaped = false
-  /** Completed, then replaced, whenever a child exits or stops: what a blocked proc_join waits on. */
-  childEvent: Deferred.Deferred<void> = Deferred.unsafeMake(FiberId.none)
+  /** A child exited or stopped: what a blocked proc_join waits on. */
+  readonly childEvents = new Changes()
   /** The signal of a stop not yet reported to a proc_join with WAKE_STOPPED. */
   unreportedStop: number | undefined
   /** Assigned when the process is created. */
@@ -100,13 +101,6 @@ export class ThreadGroup {
   /** The pid of this process as seen from `ns` (0 when it has none there). */
   pidIn(ns: PidNamespace<ThreadGroup>): number {
     return this.ids.get(ns) ?? 0
-  }
-
-  /** Wakes whoever waits in proc_join for a child of this process to change state. */
-  notifyChildEvent(): void {
-    const event = this.childEvent
-    this.childEvent = Deferred.unsafeMake(FiberId.none)
-    Deferred.unsafeDone(event, Exit.void)
   }
 
   get isAlive(): boolean {
