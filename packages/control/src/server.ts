@@ -71,85 +71,80 @@ export const prepareSocketPath = (path: string): Effect.Effect<void, SocketInUse
     })
   })
 
+/** What a call opened for a process's fds 0, 1 and 2: descriptions that own their host fds. */
+interface OpenedStdio {
+  readonly stdin: FileDescription
+  readonly stdout: FileDescription
+  readonly stderr: FileDescription
+}
+
+/** Closes stdio that no process took (its fd table would have closed it otherwise). */
+const closeStdio = (stdio: OpenedStdio) =>
+  Effect.forEach([stdio.stdin, stdio.stdout, stdio.stderr], (d) => d.close, { discard: true })
+
+const openOne = (path: string | undefined, flags: string): Effect.Effect<FileDescription, StdioUnavailable> =>
+  path?.startsWith(RELAY_PREFIX)
+    ? Effect.mapError(connectRelay(path.slice(RELAY_PREFIX.length)), (e) => new StdioUnavailable({ path, reason: e.message }))
+    : Effect.try({
+      try: () => hostStream(Fs.openSync(path ?? "/dev/null", flags), { owned: true }),
+      catch: (e) => new StdioUnavailable({ path: path ?? "/dev/null", reason: (e as Error).message })
+    })
+
 /**
  * Opens the host paths a call named for a process's stdio (unset: /dev/null) as descriptions
- * that own their fds: the process's fd table closes each when its last reference goes. `use`
- * failing (the process never started) closes them at once.
+ * that own their fds: the process's fd table closes each when its last reference goes. When
+ * one fails to open, those already open are closed.
  */
-const withStdio = <A, E>(
-  paths: StdioPaths,
-  use: (stdio: Stdio) => Effect.Effect<A, E>
-): Effect.Effect<A, E | StdioUnavailable> =>
+const openStdio = (paths: StdioPaths): Effect.Effect<OpenedStdio, StdioUnavailable> =>
   Effect.gen(function*() {
-    const opened: Array<FileDescription> = []
-    const closeAll = Effect.forEach(opened, (d) => d.close, { discard: true })
-    const open = (path: string | undefined, flags: string) =>
-      (path?.startsWith(RELAY_PREFIX)
-        ? Effect.mapError(
-          connectRelay(path.slice(RELAY_PREFIX.length)),
-          (e) => new StdioUnavailable({ path, reason: e.message })
-        )
-        : Effect.try({
-          try: () => hostStream(Fs.openSync(path ?? "/dev/null", flags), { owned: true }),
-          catch: (e) => new StdioUnavailable({ path: path ?? "/dev/null", reason: (e as Error).message })
-        })).pipe(
-          Effect.map((description) => {
-            opened.push(description)
-            return description
-          }),
-          Effect.tapError(() => closeAll)
-        )
-    const stdio: Stdio = {
-      stdin: yield* open(paths.stdin, "r"),
-      stdout: yield* open(paths.stdout, "a"),
-      stderr: yield* open(paths.stderr, "a")
-    }
-    return yield* Effect.tapError(use(stdio), () => closeAll)
+    const stdin = yield* openOne(paths.stdin, "r")
+    const stdout = yield* openOne(paths.stdout, "a").pipe(Effect.tapError(() => stdin.close))
+    const stderr = yield* openOne(paths.stderr, "a").pipe(Effect.tapError(() => Effect.zipRight(stdin.close, stdout.close)))
+    return { stdin, stdout, stderr }
   })
 
-/** Opens stdio paths now, for a later start; the descriptions are closed if nothing takes them. */
-const openHeld = (paths: StdioPaths) => withStdio(paths, (stdio) => Effect.succeed(stdio))
-
-/** Closes what withStdio opened for a process that never took it. */
-const closeStdio = (stdio: Stdio) =>
-  Effect.forEach([stdio.stdin, stdio.stdout, stdio.stderr], (d) => (typeof d === "object" ? d.close : Effect.void), {
-    discard: true
-  })
+/** Runs `start` with the stdio `open` gives; a start that fails (nothing took the fds) closes them. */
+const withStdio = <A, E>(
+  open: Effect.Effect<OpenedStdio, StdioUnavailable>,
+  start: (stdio: Stdio) => Effect.Effect<A, E>
+): Effect.Effect<A, E | StdioUnavailable> =>
+  Effect.flatMap(open, (stdio) => Effect.tapError(start(stdio), () => closeStdio(stdio)))
 
 const handlers = (loader: LoaderShape) => {
   // Stdio opened at a sub-container's create, waiting for its start (or its destroy).
-  const held = new Map<string, Stdio>()
+  const held = new Map<string, OpenedStdio>()
   const release = (id: string) =>
     Effect.suspend(() => {
       const stdio = held.get(id)
       held.delete(id)
       return stdio === undefined ? Effect.void : closeStdio(stdio)
     })
+  /** A sub-container starts with the stdio held since its create, unless the start names some. */
+  const stdioAtStart = (id: string, paths: StdioPaths) =>
+    Effect.suspend(() => {
+      const opened = held.get(id)
+      held.delete(id)
+      const named = paths.stdin !== undefined || paths.stdout !== undefined || paths.stderr !== undefined
+      if (opened === undefined) return openStdio(paths)
+      return named ? Effect.zipRight(closeStdio(opened), openStdio(paths)) : Effect.succeed(opened)
+    })
   return SandboxRpcs.of({
     // Lifecycle calls finish even if their client goes away (a half-done start helps nobody).
     StartRoot: () => Effect.uninterruptible(loader.startRoot),
     CreateSubcontainer: ({ id, stdio }) =>
       Effect.uninterruptible(Effect.gen(function*() {
-        const opened = stdio === undefined ? undefined : yield* openHeld(stdio)
+        const opened = stdio === undefined ? undefined : yield* openStdio(stdio)
         yield* loader.createSubcontainer(id).pipe(Effect.tapError(() => (opened === undefined ? Effect.void : closeStdio(opened))))
         if (opened !== undefined) held.set(id, opened)
       })),
     StartSubcontainer: ({ bundle, id, stdio }) =>
       Effect.uninterruptible(
-        held.has(id) && stdio.stdin === undefined && stdio.stdout === undefined && stdio.stderr === undefined
-          ? Effect.suspend(() => {
-            const opened = held.get(id)!
-            held.delete(id)
-            return loader.startSubcontainer({ containerId: id, bundle, stdio: opened }).pipe(
-              Effect.tapError(() => closeStdio(opened))
-            )
-          })
-          : withStdio(stdio, (opened) => loader.startSubcontainer({ containerId: id, bundle, stdio: opened }))
+        withStdio(stdioAtStart(id, stdio), (opened) => loader.startSubcontainer({ containerId: id, bundle, stdio: opened }))
       ),
     DestroySubcontainer: ({ id }) => Effect.uninterruptible(Effect.zipRight(release(id), loader.destroySubcontainer(id))),
     ExecuteAsync: ({ argv, cwd, env, id, stdio, terminal, uid }) =>
       Effect.uninterruptible(
-        withStdio(stdio, (opened) =>
+        withStdio(openStdio(stdio), (opened) =>
           loader.execute({
             containerId: id,
             argv,
