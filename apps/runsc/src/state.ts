@@ -8,7 +8,6 @@
  * every other id works. The status is never trusted from the file alone: a container whose
  * sandbox process is gone is `stopped`.
  */
-import { validateContainerId } from "@runsc/spec"
 import { Clock, Effect, Schema } from "effect"
 import * as Fs from "node:fs"
 import * as Path from "node:path"
@@ -235,6 +234,3 @@ export const isAlive = (pid: number, start: string): boolean => {
   const stat = procStat(pid)
   return stat !== undefined && stat.start === start && stat.state !== "Z" && stat.state !== "X"
 }
-
-/** The id given on the command line, validated before it names any file. */
-export const containerIdArg = (id: string) => validateContainerId(id)

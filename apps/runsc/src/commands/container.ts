@@ -6,7 +6,7 @@
 import { Args, Command, Options } from "@effect/cli"
 import { parseSignal, toShellCode } from "@runsc/abi"
 import { call } from "@runsc/control"
-import { loadBundle } from "@runsc/spec"
+import { loadBundle, validateContainerId } from "@runsc/spec"
 import { Clock, Duration, Effect, Option, Schema } from "effect"
 import { spawn } from "node:child_process"
 import * as Fs from "node:fs"
@@ -14,7 +14,7 @@ import * as Path from "node:path"
 import { CannotWrite, InvalidFlag } from "../errors.js"
 import { globalArgs, rootDirOf } from "../globals.js"
 import { rootCommand } from "../root.js"
-import { type ContainerRecord, containerIdArg, ContainerIdInUse, isAlive, processStart, StateStore } from "../state.js"
+import { type ContainerRecord, ContainerIdInUse, isAlive, processStart, StateStore } from "../state.js"
 import { READY } from "./boot.js"
 
 export type Status = "created" | "running" | "paused" | "stopped"
@@ -58,6 +58,18 @@ const statusOf = (record: ContainerRecord): Effect.Effect<Status> =>
     const paused = yield* call(record.socket, "IsPaused", (c) => c.IsPaused(), "10 seconds").pipe(Effect.orElseSucceed(() => false))
     return paused ? "paused" : "running"
   })
+
+/**
+ * How a sandbox reaches this process's fd: by reopening `/proc/<pid>/fd/<fd>` (pipes, FIFOs,
+ * files, terminals); "socket" for an fd that cannot be reopened by path; undefined when closed.
+ */
+export const ownFdPath = (fd: number): string | "socket" | undefined => {
+  try {
+    return Fs.fstatSync(fd).isSocket() ? "socket" : `/proc/${process.pid}/fd/${fd}`
+  } catch {
+    return undefined
+  }
+}
 
 export const print = (text: string) => Effect.sync(() => void Fs.writeSync(1, `${text}\n`))
 
@@ -118,12 +130,10 @@ const joinSandbox = (states: StateStore, id: string, bundle: string, annotations
     if (!isAlive(sandbox.sandboxPid, sandbox.sandboxStart)) {
       return yield* new WrongStatus({ id: sandboxId, status: "stopped", wanted: "running" })
     }
+    // A socket cannot be reopened by path, and no relay outlives this CLI: not attached.
     const stdio = Object.fromEntries((["stdin", "stdout", "stderr"] as const).flatMap((name, fd) => {
-      try {
-        return Fs.fstatSync(fd).isSocket() ? [] : [[name, `/proc/${process.pid}/fd/${fd}`]]
-      } catch {
-        return []
-      }
+      const path = ownFdPath(fd)
+      return path === undefined || path === "socket" ? [] : [[name, path]]
     }))
     yield* call(sandbox.socket, "CreateSubcontainer", (c) => c.CreateSubcontainer({ id, stdio }))
     const record: ContainerRecord = {
@@ -146,7 +156,8 @@ const joinSandbox = (states: StateStore, id: string, bundle: string, annotations
  */
 export const createContainer = (id: string, bundle: string, pidFile: Option.Option<string>) =>
   Effect.gen(function*() {
-    const containerId = yield* containerIdArg(id)
+    // Validated before it names any file.
+    const containerId = yield* validateContainerId(id)
     const flags = yield* rootCommand
     const states = yield* store
     const dir = Path.resolve(bundle)

@@ -7,7 +7,7 @@
  * stdio is appended to (it is reopened, not shared); an fd that is a socket is relayed.
  */
 import { Args, Command, Options } from "@effect/cli"
-import { toShellCode } from "@runsc/abi"
+import { forwardableHostSignals, toShellCode } from "@runsc/abi"
 import { call, RELAY_PREFIX, type StdioPaths } from "@runsc/control"
 import { parseEnvAssignment } from "@runsc/spec"
 import { Deferred, Duration, Effect, Either, Exit, Option, Runtime } from "effect"
@@ -17,27 +17,19 @@ import * as Os from "node:os"
 import * as Path from "node:path"
 import { CannotWrite, InvalidFlag } from "../errors.js"
 import { setExitCode } from "../processContext.js"
-import { findContainer, print } from "./container.js"
+import { findContainer, ownFdPath, print } from "./container.js"
 
 export const execOptionsWithValue = ["--cwd", "--env", "--user", "--pid-file", "--internal-pid-file"]
 export const execFlags = ["--detach", "-d", "--tty", "-t"]
 
 /**
- * How the sandbox reaches this process's fd: by reopening `/proc/<pid>/fd/<fd>` (pipes, FIFOs,
- * files, terminals), or — for a socket, which cannot be reopened by path — through a relay
- * socket this CLI listens on and copies to and from the fd. Nothing for a closed fd.
+ * How the sandbox reaches this process's fd (`ownFdPath`); a socket through a relay socket this
+ * CLI listens on and copies to and from the fd. `done` resolves once relayed output is complete.
  */
 const ownFd = (fd: number, relayDir: string, detach: boolean) =>
   Effect.gen(function*() {
-    const st = yield* Effect.sync(() => {
-      try {
-        return Fs.fstatSync(fd)
-      } catch {
-        return undefined
-      }
-    })
-    if (st === undefined) return { path: undefined, done: Effect.void }
-    if (!st.isSocket()) return { path: `/proc/${process.pid}/fd/${fd}`, done: Effect.void }
+    const reopen = ownFdPath(fd)
+    if (reopen !== "socket") return { path: reopen, done: Effect.void }
     // A detached exec outlives this CLI, and with it the relay: that fd is not attached.
     if (detach) return { path: undefined, done: Effect.void }
     const path = Path.join(relayDir, `exec-${process.pid}-${fd}.sock`)
@@ -72,8 +64,6 @@ const ownFd = (fd: number, relayDir: string, detach: boolean) =>
 const writeFile = (path: string, text: string) =>
   Effect.try({ try: () => Fs.writeFileSync(path, text), catch: (e) => new CannotWrite({ path, reason: (e as Error).message }) })
 
-/** Signals a terminal's user sends through the CLI (^C and friends, and a window change). */
-const FORWARDED: ReadonlyArray<NodeJS.Signals> = ["SIGINT", "SIGQUIT", "SIGTSTP", "SIGTERM", "SIGHUP", "SIGWINCH"]
 
 export const execCommand = Command.make(
   "exec",
@@ -129,7 +119,7 @@ export const execCommand = Command.make(
         const forward = (signal: NodeJS.Signals) => () =>
           runFork(Effect.ignore(call(record.socket, "Signal", (c) =>
             c.Signal({ id: record.id, pid, signo: Os.constants.signals[signal], mode: "ForegroundProcessGroup" }))))
-        const listeners = FORWARDED.map((signal) => [signal, forward(signal)] as const)
+        const listeners = (forwardableHostSignals as ReadonlyArray<NodeJS.Signals>).map((signal) => [signal, forward(signal)] as const)
         yield* Effect.acquireRelease(
           Effect.sync(() => listeners.forEach(([signal, listener]) => process.on(signal, listener))),
           () => Effect.sync(() => listeners.forEach(([signal, listener]) => process.off(signal, listener)))
