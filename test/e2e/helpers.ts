@@ -277,3 +277,22 @@ export const cliFailureLine = (result: RunResult): string => {
 /** A readable summary of a result, for assertion messages. */
 export const describeResult = (r: RunResult): string =>
   `code=${r.code} signal=${r.signal} timedOut=${r.timedOut}\nstdout=${JSON.stringify(r.stdout)}\nstderr=${JSON.stringify(r.stderr)}`
+
+/**
+ * `runsc create`: its sandbox inherits create's stdio (the container's), so they go to a file in
+ * `outDir`, read back by `output`; create is done when it exits (its sandbox keeps the file open).
+ */
+export const createContainer = (
+  flags: ReadonlyArray<string>,
+  bundle: string,
+  id: string,
+  outDir: string,
+  extra: ReadonlyArray<string> = []
+) =>
+  new Promise<{ code: number | null; output: () => string }>((resolve) => {
+    const outPath = Path.join(outDir, `${id}.out`)
+    const out = Fs.openSync(outPath, "w")
+    const child = spawn(runscBin, [...flags, "create", "--bundle", bundle, ...extra, id], { stdio: ["ignore", out, out] })
+    Fs.closeSync(out)
+    child.once("exit", (code) => resolve({ code, output: () => Fs.readFileSync(outPath, "utf8") }))
+  })

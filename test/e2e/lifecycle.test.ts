@@ -8,7 +8,7 @@ import { spawn } from "node:child_process"
 import * as Fs from "node:fs"
 import * as Path from "node:path"
 import { afterAll, beforeAll } from "vitest"
-import { cliFailureLine, describeResult, lines, makeBundle, makeTempDir, removeDir, runsc, runscBin, uniqueId } from "./helpers.js"
+import { cliFailureLine, createContainer, describeResult, lines, makeBundle, makeTempDir, removeDir, runsc, startRunsc, uniqueId } from "./helpers.js"
 
 let work = ""
 let sleeper: { readonly dir: string } | undefined
@@ -42,18 +42,8 @@ const freshRoot = async () => {
   return { root, flags: ["--root", root] }
 }
 
-/**
- * `runsc create`: its sandbox inherits create's stdio (the container's), so they go to a file
- * here, and create is done when it exits (its sandbox keeps the file open).
- */
 const create = (flags: ReadonlyArray<string>, bundle: string, id: string, extra: ReadonlyArray<string> = []) =>
-  new Promise<{ code: number | null; output: () => string }>((resolve) => {
-    const outPath = Path.join(work, `${id}.out`)
-    const out = Fs.openSync(outPath, "w")
-    const child = spawn(runscBin, [...flags, "create", "--bundle", bundle, ...extra, id], { stdio: ["ignore", out, out] })
-    Fs.closeSync(out)
-    child.once("exit", (code) => resolve({ code, output: () => Fs.readFileSync(outPath, "utf8") }))
-  })
+  createContainer(flags, bundle, id, work, extra)
 
 const stateOf = async (flags: ReadonlyArray<string>, id: string) => {
   const r = await runsc([...flags, "state", id])
@@ -113,7 +103,7 @@ describe("OCI lifecycle through the CLI", () => {
     await until("the sandbox exits with its root container", async () => !isAlive(state.pid))
     const stopped = await stateOf(flags, id)
     assert.strictEqual(stopped.status, "stopped")
-    assert.strictEqual(stopped.pid, -1)
+    assert.strictEqual(stopped.pid, 0)
 
     assert.strictEqual((await runsc([...flags, "delete", id])).code, 0)
     assert.deepStrictEqual(lines((await runsc([...flags, "list", "-q"])).stdout), [])
@@ -178,7 +168,7 @@ describe("OCI lifecycle through the CLI", () => {
       Fs.writeFileSync(Path.join(root, "reused.state.json"), JSON.stringify(record))
       const state = await stateOf(flags, "reused")
       assert.strictEqual(state.status, "stopped")
-      assert.strictEqual(state.pid, -1)
+      assert.strictEqual(state.pid, 0)
       assert.strictEqual((await runsc([...flags, "delete", "reused"])).code, 0)
       assert.isTrue(isAlive(bystander.pid!), "the bystander was not killed")
       assert.deepStrictEqual(Fs.readdirSync(root), [])
@@ -214,14 +204,22 @@ describe("OCI lifecycle through the CLI", () => {
     assert.strictEqual(cat.stdout, "through stdin\n", describeResult(cat))
     const internal = Path.join(work, `${id}.internal`)
     const helper = Path.join(work, `${id}.helper`)
-    const detached = await runsc([...flags, "exec", "--detach", "--internal-pid-file", internal, "--pid-file", helper, id, "/bin/sleep", "600"])
-    assert.strictEqual(detached.code, 0, describeResult(detached))
+    // A detached process keeps the CLI's stdio, as with runc: the caller's pipes stay open (held
+    // by the relay helper) until it ends, and what it writes later still arrives.
+    const detached = await startRunsc([...flags, "exec", "--detach", "--internal-pid-file", internal, "--pid-file", helper, id, "/bin/sleep", "600"])
+    await until("the detached exec wrote its pid files", async () => Fs.existsSync(helper))
     const pid = Number(Fs.readFileSync(internal, "utf8"))
-    assert.strictEqual(detached.stdout, `${pid}\n`)
+    await detached.waitForStdout(`${pid}\n`)
     assert.isAbove(Number(Fs.readFileSync(helper, "utf8")), 0)
     assert.deepStrictEqual(JSON.parse((await runsc([...flags, "ps", "--format", "json", id])).stdout), [1, pid])
     assert.strictEqual((await runsc([...flags, "kill", "--pid", `${pid}`, id, "KILL"])).code, 0)
-    await until("the exec'd process is gone", async () =>
+    const ended = await detached.result
+    assert.strictEqual(ended.code, 0, describeResult(ended))
+    assert.deepStrictEqual(lines(ended.stdout).sort(), [`${pid}`, "sleeping"])
+    const late = await runsc([...flags, "exec", "-d", id, "echo_args", "late"])
+    assert.strictEqual(late.code, 0, describeResult(late))
+    assert.include(late.stdout, "argv[0]=echo_args\nargv[1]=late\n")
+    await until("the exec'd processes are gone", async () =>
       JSON.stringify(JSON.parse((await runsc([...flags, "ps", "--format", "json", id])).stdout)) === "[1]")
     const missing = await runsc([...flags, "exec", id, "nothing-here"])
     assert.match(cliFailureLine(missing), /nothing-here: executable file not found in \$PATH/)
@@ -254,14 +252,21 @@ describe("OCI lifecycle through the CLI", () => {
   it("scenarios 15 and 17: a sub-container joins the pod's sandbox by CRI annotations; ps per container; kill --pid across containers fails; deleting it leaves the root running", async () => {
     const { flags } = await freshRoot()
     const pod = uniqueId("pod")
-    assert.strictEqual((await create(flags, sleeper!.dir, pod)).code, 0)
-    assert.strictEqual((await runsc([...flags, "start", pod])).code, 0)
     const sub = await makeBundle(["/bin/sleep", "600"], ["sleep"])
+    const stray = await makeBundle(["/bin/sleep", "600"], ["sleep"])
+    // The pod's sandbox is confined: it may read the sub-container's bundle because it was told so.
+    assert.strictEqual((await create([...flags, "--allow-read", sub.dir], sleeper!.dir, pod)).code, 0)
+    assert.strictEqual((await runsc([...flags, "start", pod])).code, 0)
     try {
-      const configPath = Path.join(sub.dir, "config.json")
-      const config = JSON.parse(Fs.readFileSync(configPath, "utf8"))
-      config.annotations = { "io.kubernetes.cri.container-type": "container", "io.kubernetes.cri.sandbox-id": pod }
-      Fs.writeFileSync(configPath, JSON.stringify(config))
+      for (const bundle of [sub, stray]) {
+        const configPath = Path.join(bundle.dir, "config.json")
+        const config = JSON.parse(Fs.readFileSync(configPath, "utf8"))
+        config.annotations = { "io.kubernetes.cri.container-type": "container", "io.kubernetes.cri.sandbox-id": pod }
+        Fs.writeFileSync(configPath, JSON.stringify(config))
+      }
+      const refused = await create(flags, stray.dir, uniqueId("stray"))
+      assert.strictEqual(refused.code, 128)
+      assert.match(refused.output(), /^runsc: the sandbox of pod-\w+ may not read .*create that sandbox with --allow-read/)
       const app = uniqueId("app")
       const created = await create(flags, sub.dir, app)
       assert.strictEqual(created.code, 0, created.output())
@@ -285,6 +290,7 @@ describe("OCI lifecycle through the CLI", () => {
       assert.strictEqual((await runsc([...flags, "delete", "--force", pod])).code, 0)
     } finally {
       await removeDir(sub.dir)
+      await removeDir(stray.dir)
     }
   })
 

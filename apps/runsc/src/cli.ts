@@ -18,6 +18,7 @@ import { doCommand, doFlags, doOptionsWithValue } from "./commands/do.js"
 import { execCommand, execFlags, execOptionsWithValue } from "./commands/exec.js"
 import { runCommand } from "./commands/run.js"
 import { specCommand } from "./commands/spec.js"
+import { relayCommand } from "./relay.js"
 import { rootCommand } from "./root.js"
 
 export const command = rootCommand.pipe(
@@ -37,7 +38,8 @@ export const command = rootCommand.pipe(
     pauseCommand,
     resumeCommand,
     eventsCommand,
-    bootCommand
+    bootCommand,
+    relayCommand
   ])
 )
 

@@ -44,6 +44,13 @@ export const globalOptions = {
   watchdogAction: Options.choice("watchdog-action", ["log", "panic"]).pipe(
     Options.withDescription("what the watchdog does about tasks stuck in the sentry"),
     Options.withDefault("log" as const)
+  ),
+  unconfined: Options.boolean("unconfined").pipe(
+    Options.withDescription("run sandbox processes without Node's permission model: they can then read every host file you can (not recommended)")
+  ),
+  allowRead: Options.text("allow-read").pipe(
+    Options.withDescription("another host path a sandbox process may read, e.g. where a pod's other bundles live (repeatable)"),
+    Options.repeated
   )
 }
 
@@ -58,6 +65,8 @@ export interface GlobalFlags {
   readonly straceLogSize: number
   readonly panicSignal: Option.Option<string>
   readonly watchdogAction: "log" | "panic"
+  readonly unconfined: boolean
+  readonly allowRead: ReadonlyArray<string>
 }
 
 /** The fd logs and strace lines go to: the --debug-log file (appended), or stderr. */

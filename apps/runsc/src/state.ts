@@ -11,6 +11,7 @@
 import { Clock, Effect, Schema } from "effect"
 import * as Fs from "node:fs"
 import * as Path from "node:path"
+import { Confinement, type SandboxFiles } from "./confinement.js"
 import { CannotWrite } from "./errors.js"
 
 export const ContainerRecord = Schema.Struct({
@@ -31,7 +32,9 @@ export const ContainerRecord = Schema.Struct({
   createdAt: Schema.String,
   annotations: Schema.Record({ key: Schema.String, value: Schema.String }),
   /** For a sub-container: the id of the root container whose sandbox it runs in. */
-  sandboxId: Schema.optional(Schema.String)
+  sandboxId: Schema.optional(Schema.String),
+  /** What the sandbox process may touch; absent when it runs unconfined (--unconfined). */
+  confinement: Schema.optional(Confinement)
 })
 export type ContainerRecord = typeof ContainerRecord.Type
 
@@ -139,11 +142,19 @@ export class StateStore {
     return Path.join(this.root, `${id}.exit`)
   }
 
-  /** Records how the root container's init ended (the sandbox writes it before it exits). */
+  /** The files the sandbox of root container `id` writes here, and nothing else. */
+  sandboxFiles(id: string): SandboxFiles {
+    return { socket: this.socketOf(id), exit: [this.exitFileOf(id), `${this.exitFileOf(id)}.tmp`] }
+  }
+
+  /**
+   * Records how the root container's init ended (the sandbox writes it before it exits; the one
+   * writer of this file, so the name of the file aside is fixed, and can be granted).
+   */
   writeExit(id: string, code: number): Effect.Effect<void, CannotWrite> {
     return Effect.try({
       try: () => {
-        const aside = `${this.exitFileOf(id)}.${process.pid}.tmp`
+        const aside = `${this.exitFileOf(id)}.tmp`
         Fs.writeFileSync(aside, `${code}\n`, { mode: 0o600 })
         Fs.renameSync(aside, this.exitFileOf(id))
       },

@@ -92,7 +92,13 @@ const names: ReadonlyArray<string> = [
 export const errnoName = (errno: number): string =>
   errno === 0 ? "ESUCCESS" : names[errno] !== undefined ? `E${names[errno]!.toUpperCase()}` : `E?${errno}`
 
-const aliases: Record<string, Errno> = { EWOULDBLOCK: Errno.AGAIN, EOPNOTSUPP: Errno.NOTSUP, ENOTSUP: Errno.NOTSUP }
+const aliases: Record<string, Errno> = {
+  EWOULDBLOCK: Errno.AGAIN,
+  EOPNOTSUPP: Errno.NOTSUP,
+  ENOTSUP: Errno.NOTSUP,
+  // Node's permission model refusing a host path: the sentry was not granted it.
+  ERR_ACCESS_DENIED: Errno.ACCES
+}
 
 /** Maps a Node/libuv error code (`err.code`, e.g. `ENOENT`) to a WASI errno; unknown codes become EIO. */
 export const errnoFromHostCode = (code: string | undefined): Errno => {

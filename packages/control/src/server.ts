@@ -58,7 +58,15 @@ export const prepareSocketPath = (path: string): Effect.Effect<void, SocketInUse
   Effect.gen(function*() {
     const dir = Path.dirname(path)
     yield* Effect.try({
-      try: () => Fs.mkdirSync(dir, { recursive: true, mode: 0o700 }),
+      try: () => {
+        try {
+          Fs.mkdirSync(dir, { recursive: true, mode: 0o700 })
+        } catch (e) {
+          // A sandbox under Node's permission model may touch its socket only: whoever confined
+          // it made the directory (if not, listening fails with a clear error).
+          if ((e as NodeJS.ErrnoException).code !== "ERR_ACCESS_DENIED") throw e
+        }
+      },
       catch: (e) => new SocketPathInvalid({ path, reason: (e as Error).message })
     })
     const existing = yield* Effect.sync(() => Fs.lstatSync(path, { throwIfNoEntry: false }))

@@ -10,6 +10,7 @@ import { serveControl } from "@runsc/control"
 import { Loader } from "@runsc/loader"
 import { Effect, Layer, Option } from "effect"
 import * as Fs from "node:fs"
+import { ConfinementRefused, refusedGrants } from "../confinement.js"
 import { configure, rootDirOf } from "../globals.js"
 import { setExitCode, StartedThreads } from "../processContext.js"
 import { rootCommand } from "../root.js"
@@ -21,7 +22,9 @@ export const READY = "ready\n"
 export const bootCommand = Command.make(
   "boot",
   {
-    bundle: Options.directory("bundle").pipe(Options.withDescription("bundle of the root container")),
+    // Text, not a checked directory: create has checked it, and a confined sandbox need not
+    // look at the directory's own entry.
+    bundle: Options.text("bundle").pipe(Options.withDescription("bundle of the root container")),
     socket: Options.text("socket").pipe(Options.withDescription("control socket to serve")),
     syncFd: Options.integer("sync-fd").pipe(
       Options.withDescription("fd to write one line on once the control socket is served"),
@@ -31,6 +34,8 @@ export const bootCommand = Command.make(
   },
   ({ bundle, id, socket, syncFd }) =>
     Effect.gen(function*() {
+      const refused = refusedGrants(process.execArgv)
+      if (refused.length > 0) return yield* new ConfinementRefused({ paths: refused })
       const flags = yield* rootCommand
       const runtime = yield* configure(flags)
       const store = new StateStore(rootDirOf(flags))

@@ -6,13 +6,15 @@
 import { Args, Command, Options } from "@effect/cli"
 import { parseSignal, toShellCode } from "@runsc/abi"
 import { call } from "@runsc/control"
-import { loadBundle, validateContainerId } from "@runsc/spec"
+import { type Bundle, loadBundle, validateContainerId } from "@runsc/spec"
 import { Clock, Duration, Effect, Option, Schema } from "effect"
 import { spawn } from "node:child_process"
 import * as Fs from "node:fs"
 import * as Path from "node:path"
+import { ConfinementUnavailable, confinementOf, mayRead, nodeFlags, OutsideConfinement } from "../confinement.js"
 import { CannotWrite, InvalidFlag } from "../errors.js"
 import { globalArgs, rootDirOf } from "../globals.js"
+import { lendStdio } from "../relay.js"
 import { rootCommand } from "../root.js"
 import { type ContainerRecord, ContainerIdInUse, isAlive, processStart, StateStore } from "../state.js"
 import { READY } from "./boot.js"
@@ -59,28 +61,23 @@ const statusOf = (record: ContainerRecord): Effect.Effect<Status> =>
     return paused ? "paused" : "running"
   })
 
-/**
- * How a sandbox reaches this process's fd: by reopening `/proc/<pid>/fd/<fd>` (pipes, FIFOs,
- * files, terminals); "socket" for an fd that cannot be reopened by path; undefined when closed.
- */
-export const ownFdPath = (fd: number): string | "socket" | undefined => {
-  try {
-    return Fs.fstatSync(fd).isSocket() ? "socket" : `/proc/${process.pid}/fd/${fd}`
-  } catch {
-    return undefined
-  }
-}
-
 export const print = (text: string) => Effect.sync(() => void Fs.writeSync(1, `${text}\n`))
+
+const warn = (text: string) => Effect.sync(() => void Fs.writeSync(2, `runsc: warning: ${text}\n`))
 
 // ---- create ----------------------------------------------------------------------------------
 
 const SANDBOX_START_LIMIT = Duration.seconds(30)
 
-/** Starts `runsc boot` detached with this process's stdio; resolves once it serves (or fails). */
-const spawnSandbox = (id: string, bundle: string, socket: string, args: ReadonlyArray<string>) =>
+/**
+ * Starts `runsc boot` detached with this process's stdio, under `nodeArgs` (its confinement);
+ * resolves once it serves (or fails).
+ */
+const spawnSandbox = (id: string, bundle: string, socket: string, nodeArgs: ReadonlyArray<string>, args: ReadonlyArray<string>) =>
   Effect.async<number, SandboxFailed>((resume) => {
-    const child = spawn(process.execPath, [process.argv[1]!, ...args, "boot", "--bundle", bundle, "--socket", socket, "--sync-fd", "3", id], {
+    // The executable's real path: a confined Node may not look through the symlinks that led here.
+    const argv = [...nodeArgs, Fs.realpathSync(process.argv[1]!), ...args, "boot", "--bundle", bundle, "--socket", socket, "--sync-fd", "3", id]
+    const child = spawn(process.execPath, argv, {
       detached: true,
       stdio: ["inherit", "inherit", "inherit", "pipe"]
     })
@@ -117,10 +114,10 @@ const SANDBOX_ID = "io.kubernetes.cri.sandbox-id"
 
 /**
  * A sub-container (CRI annotations: container-type `container`, sandbox-id naming the pod's
- * root container): registered in that sandbox, with this CLI's stdio opened by the sandbox now
- * (this process is gone by the time it starts).
+ * root container): registered in that sandbox, with this CLI's stdio lent to it now, to outlive
+ * this process. A confined sandbox must be allowed to read the sub-container's bundle and root.
  */
-const joinSandbox = (states: StateStore, id: string, bundle: string, annotations: Readonly<Record<string, string>>) =>
+const joinSandbox = (states: StateStore, id: string, bundle: Bundle, annotations: Readonly<Record<string, string>>) =>
   Effect.gen(function*() {
     const sandboxId = annotations[SANDBOX_ID]
     if (sandboxId === undefined) {
@@ -130,25 +127,32 @@ const joinSandbox = (states: StateStore, id: string, bundle: string, annotations
     if (!isAlive(sandbox.sandboxPid, sandbox.sandboxStart)) {
       return yield* new WrongStatus({ id: sandboxId, status: "stopped", wanted: "running" })
     }
-    // A socket cannot be reopened by path, and no relay outlives this CLI: not attached.
-    const stdio = Object.fromEntries((["stdin", "stdout", "stderr"] as const).flatMap((name, fd) => {
-      const path = ownFdPath(fd)
-      return path === undefined || path === "socket" ? [] : [[name, path]]
-    }))
+    const { confinement } = sandbox
+    if (confinement !== undefined) {
+      const outside = [bundle.dir, bundle.rootPath].find((path) => !mayRead(confinement, path))
+      if (outside !== undefined) return yield* new OutsideConfinement({ sandboxId, path: outside })
+    }
+    const { stdio } = yield* lendStdio({
+      dir: states.root,
+      confined: confinement !== undefined,
+      outlivesCli: true,
+      globalArgs: globalArgs(yield* rootCommand)
+    })
     yield* call(sandbox.socket, "CreateSubcontainer", (c) => c.CreateSubcontainer({ id, stdio }))
     const record: ContainerRecord = {
       id,
-      bundle,
+      bundle: bundle.dir,
       sandboxPid: sandbox.sandboxPid,
       sandboxStart: sandbox.sandboxStart,
       socket: sandbox.socket,
       phase: "created",
       createdAt: new Date(yield* Clock.currentTimeMillis).toISOString(),
       annotations,
-      sandboxId
+      sandboxId,
+      ...(confinement !== undefined ? { confinement } : {})
     }
     return record
-  })
+  }).pipe(Effect.scoped)
 
 /**
  * Creates a container: its sandbox process started detached with this process's stdio (the
@@ -168,11 +172,22 @@ export const createContainer = (id: string, bundle: string, pidFile: Option.Opti
     const record = yield* states.locked(Effect.gen(function*() {
       if ((yield* states.ids).includes(containerId)) return yield* new ContainerIdInUse({ id: containerId })
       if (annotations[CONTAINER_TYPE] === "container") {
-        const record = yield* joinSandbox(states, containerId, dir, annotations)
+        const record = yield* joinSandbox(states, containerId, loaded, annotations)
         yield* states.write(record)
         return record
       }
-      const sandboxPid = yield* spawnSandbox(containerId, dir, socket, globalArgs(flags))
+      const confinement = flags.unconfined ? undefined : confinementOf({
+        bundle: loaded,
+        files: states.sandboxFiles(containerId),
+        logs: [flags.log, flags.debugLog].flatMap((log) => Option.isSome(log) ? [Path.resolve(log.value)] : []),
+        allowRead: flags.allowRead
+      })
+      const nodeArgs = confinement === undefined ? [] : nodeFlags(confinement)
+      if (nodeArgs === undefined) return yield* new ConfinementUnavailable({ node: process.version })
+      if (confinement === undefined) {
+        yield* warn(`the sandbox of ${containerId} runs unconfined: it can read every host file this user can`)
+      }
+      const sandboxPid = yield* spawnSandbox(containerId, dir, socket, nodeArgs, globalArgs(flags))
       const record: ContainerRecord = {
         id: containerId,
         bundle: dir,
@@ -181,7 +196,8 @@ export const createContainer = (id: string, bundle: string, pidFile: Option.Opti
         socket,
         phase: "created",
         createdAt: new Date(yield* Clock.currentTimeMillis).toISOString(),
-        annotations
+        annotations,
+        ...(confinement !== undefined ? { confinement } : {})
       }
       yield* states.write(record)
       return record
@@ -229,6 +245,9 @@ export const startCommand = Command.make("start", { id: Args.text({ name: "conta
     Command.withDescription("start a created container")
   )
 
+/** The pid `state` and `list` show: a stopped container has none, so 0, as runc prints (the OCI state schema wants pid ≥ 0). */
+const pidShown = (status: Status, record: ContainerRecord): number => (status === "stopped" ? 0 : record.sandboxPid)
+
 export const stateCommand = Command.make("state", { id: Args.text({ name: "container-id" }) }, ({ id }) =>
   Effect.gen(function*() {
     const { record } = yield* findContainer(id)
@@ -238,7 +257,7 @@ export const stateCommand = Command.make("state", { id: Args.text({ name: "conta
         ociVersion: "1.0.2",
         id: record.id,
         status,
-        pid: status === "stopped" ? -1 : record.sandboxPid,
+        pid: pidShown(status, record),
         bundle: record.bundle,
         annotations: record.annotations
       },
@@ -366,7 +385,7 @@ export const listCommand = Command.make(
         return yield* print(JSON.stringify(listed.map(({ record, status }) => ({
           ociVersion: "1.0.2",
           id: record.id,
-          pid: status === "stopped" ? -1 : record.sandboxPid,
+          pid: pidShown(status, record),
           status,
           bundle: record.bundle,
           created: record.createdAt
@@ -374,7 +393,7 @@ export const listCommand = Command.make(
       }
       yield* print(["ID", "PID", "STATUS", "BUNDLE", "CREATED"].join("\t"))
       yield* Effect.forEach(listed, ({ record, status }) =>
-        print([record.id, status === "stopped" ? -1 : record.sandboxPid, status, record.bundle, record.createdAt].join("\t")), {
+        print([record.id, pidShown(status, record), status, record.bundle, record.createdAt].join("\t")), {
         discard: true
       })
     })

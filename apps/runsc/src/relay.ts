@@ -1,0 +1,202 @@
+/**
+ * How a CLI lends its stdio to a process in a sandbox. Node cannot pass an fd over a socket, so
+ * the sandbox reaches each of this CLI's fds 0-2 one of two ways:
+ *
+ * - by reopening `/proc/<cli>/fd/<n>`: the same pipe, file or terminal, no copying. Only an
+ *   unconfined sandbox may (a confined one reads no /proc), and only for fds that are not sockets;
+ * - through a relay: a Unix socket the lender listens on and the sandbox connects to once, after
+ *   which bytes are copied between the connection and the fd.
+ *
+ * A relay lives as long as its lender. When the process outlives this CLI (a sub-container's
+ * create, a detached exec), the relays are lent by `runsc relay`, a detached helper holding
+ * copies of the fds, much as containerd's shim holds a container's stdio. It exits once every
+ * relay it serves has ended, or when the sandbox never connected.
+ */
+import { Command, Options } from "@effect/cli"
+import { RELAY_PREFIX, type StdioPaths } from "@runsc/control"
+import { Data, Deferred, Duration, Effect, Exit, Option, type Scope } from "effect"
+import { spawn } from "node:child_process"
+import * as Fs from "node:fs"
+import * as Net from "node:net"
+import * as Path from "node:path"
+
+export class RelayFailed extends Data.TaggedError("RelayFailed")<{ readonly reason: string }> {
+  override get message(): string {
+    return `cannot relay stdio to the sandbox: ${this.reason}`
+  }
+}
+
+const NAMES = ["stdin", "stdout", "stderr"] as const
+
+/** How long a relay waits for the sandbox to connect before it gives up. */
+const CONNECT_LIMIT = Duration.seconds(30)
+
+/** Whether this process's `fd` is open, and whether a path reopens it (a socket cannot be). */
+const fdKind = (fd: number): "closed" | "socket" | "reopenable" => {
+  try {
+    return Fs.fstatSync(fd).isSocket() ? "socket" : "reopenable"
+  } catch {
+    return "closed"
+  }
+}
+
+interface Relay {
+  readonly fd: number
+  /** The stdio entry that names it (`unix:<socket>`). */
+  readonly path: string
+  readonly connected: Effect.Effect<void>
+  readonly done: Effect.Effect<void>
+}
+
+/**
+ * Listens on `path` for the sandbox's connection, then copies this process's `fd` to it (fd 0) or
+ * from it (fds 1 and 2). `done` resolves once the sandbox has closed its side: every process that
+ * held the fd is done with it, and for output, everything it wrote has been written here.
+ */
+const relayFd = (fd: number, path: string): Effect.Effect<Relay, RelayFailed, Scope.Scope> =>
+  Effect.gen(function*() {
+    const connected = yield* Deferred.make<void>()
+    const ended = yield* Deferred.make<void>()
+    const end = () => Deferred.unsafeDone(ended, Exit.void)
+    yield* Effect.acquireRelease(
+      Effect.async<Net.Server, RelayFailed>((resume) => {
+        const server = Net.createServer((conn) => {
+          Deferred.unsafeDone(connected, Exit.void)
+          // One connection: the socket file has served its purpose.
+          server.close()
+          Fs.rmSync(path, { force: true })
+          conn.on("error", end)
+          conn.on("close", end)
+          if (fd === 0) {
+            Fs.createReadStream("", { fd, autoClose: false }).on("error", () => conn.end()).pipe(conn)
+          } else {
+            conn.on("data", (chunk: Buffer) => {
+              try {
+                Fs.writeSync(fd, chunk)
+              } catch {
+                // Nobody reads this fd any more: the writer in the sandbox gets EPIPE.
+                conn.destroy()
+              }
+            })
+          }
+        })
+        server.once("error", (e) => resume(Effect.fail(new RelayFailed({ reason: `${path}: ${e.message}` }))))
+        server.listen(path, () => resume(Effect.succeed(server)))
+      }),
+      (server) =>
+        Effect.sync(() => {
+          server.close()
+          Fs.rmSync(path, { force: true })
+        })
+    )
+    return { fd, path: `${RELAY_PREFIX}${path}`, connected: Deferred.await(connected), done: Deferred.await(ended) }
+  })
+
+/** This process's stdio as the sandbox reaches it, and what completes once relayed output is written. */
+export interface LentStdio {
+  readonly stdio: StdioPaths
+  readonly done: Effect.Effect<void>
+}
+
+/** Relays for `fds`, lent by this process for as long as `Scope` is open; sockets go in `dir`. */
+const relayHere = (fds: ReadonlyArray<number>, dir: string) =>
+  Effect.forEach(fds, (fd) => relayFd(fd, Path.join(dir, `relay-${process.pid}-${fd}.sock`)))
+
+/**
+ * Relays for `fds` lent by a detached `runsc relay` helper, so that they outlive this CLI. The
+ * helper is killed if the scope fails (nobody will connect); otherwise it is left to its work.
+ */
+const relayDetached = (fds: ReadonlyArray<number>, dir: string, globalArgs: ReadonlyArray<string>) =>
+  Effect.acquireRelease(
+    Effect.async<{ readonly pid: number; readonly paths: Record<string, string> }, RelayFailed>((resume) => {
+      const child = spawn(process.execPath, [process.argv[1]!, ...globalArgs, "relay", "--dir", dir, "--fds", fds.join(","), "--sync-fd", "3"], {
+        detached: true,
+        stdio: ["inherit", "inherit", "inherit", "pipe"]
+      })
+      const sync = child.stdio[3] as NodeJS.ReadableStream
+      let seen = ""
+      const done = (result: Effect.Effect<{ readonly pid: number; readonly paths: Record<string, string> }, RelayFailed>) => {
+        child.removeAllListeners("exit")
+        sync.removeAllListeners("data")
+        ;(sync as unknown as { destroy(): void }).destroy()
+        child.unref()
+        resume(result)
+      }
+      sync.on("data", (chunk) => {
+        seen += chunk.toString()
+        const line = seen.indexOf("\n")
+        if (line >= 0) done(Effect.succeed({ pid: child.pid!, paths: JSON.parse(seen.slice(0, line)) as Record<string, string> }))
+      })
+      child.once("error", (e) => done(Effect.fail(new RelayFailed({ reason: e.message }))))
+      child.once("exit", (code) => done(Effect.fail(new RelayFailed({ reason: `the relay helper exited (code ${code}) before serving` }))))
+      return Effect.sync(() => child.kill("SIGKILL"))
+    }),
+    ({ pid }, exit) =>
+      Exit.isFailure(exit)
+        ? Effect.sync(() => {
+          try {
+            process.kill(pid, "SIGKILL")
+          } catch {
+            // Gone already.
+          }
+        })
+        : Effect.void
+  ).pipe(Effect.map(({ paths }) => fds.map((fd) => ({ fd, path: paths[fd]!, done: Effect.void }))))
+
+/**
+ * This CLI's fds 0-2 for a process in a sandbox: reopened by path where the sandbox may
+ * (`confined` false, not a socket), relayed otherwise; relays are lent by this process, or by a
+ * helper when the process `outlivesCli`. A closed fd is left out (the sandbox uses /dev/null).
+ */
+export const lendStdio = (options: {
+  readonly dir: string
+  readonly confined: boolean
+  readonly outlivesCli: boolean
+  readonly globalArgs: ReadonlyArray<string>
+}): Effect.Effect<LentStdio, RelayFailed, Scope.Scope> =>
+  Effect.gen(function*() {
+    const kinds = [0, 1, 2].map(fdKind)
+    const reopened = [0, 1, 2].filter((fd) => kinds[fd] === "reopenable" && !options.confined)
+    const relayed = [0, 1, 2].filter((fd) => kinds[fd] !== "closed" && !reopened.includes(fd))
+    const relays = relayed.length === 0
+      ? []
+      : options.outlivesCli
+      ? yield* relayDetached(relayed, options.dir, options.globalArgs)
+      : yield* relayHere(relayed, options.dir)
+    const paths = [
+      ...reopened.map((fd) => [NAMES[fd]!, `/proc/${process.pid}/fd/${fd}`] as const),
+      ...relays.map(({ fd, path }) => [NAMES[fd]!, path] as const)
+    ]
+    // Output relayed here is complete once the sandbox has closed it; stdin needs no waiting.
+    const output = relays.filter(({ fd }) => fd !== 0)
+    return {
+      stdio: Object.fromEntries(paths),
+      done: Effect.forEach(output, ({ done }) => done, { discard: true })
+    }
+  })
+
+/**
+ * `runsc relay`: the helper `lendStdio` starts. It lends its inherited fds, tells its starter the
+ * relay paths as one JSON line on the sync fd, and exits once every relay has ended, or when
+ * the sandbox has not connected to one within a time limit.
+ */
+export const relayCommand = Command.make(
+  "relay",
+  {
+    dir: Options.directory("dir"),
+    fds: Options.text("fds"),
+    syncFd: Options.integer("sync-fd")
+  },
+  ({ dir, fds, syncFd }) =>
+    Effect.gen(function*() {
+      const wanted = fds.split(",").map(Number).filter((fd) => fd === 0 || fd === 1 || fd === 2)
+      const relays = yield* relayHere(wanted, dir)
+      yield* Effect.sync(() => {
+        Fs.writeSync(syncFd, `${JSON.stringify(Object.fromEntries(relays.map(({ fd, path }) => [fd, path])))}\n`)
+        Fs.closeSync(syncFd)
+      })
+      const all = (f: (relay: Relay) => Effect.Effect<void>) => Effect.forEach(relays, f, { discard: true, concurrency: "unbounded" })
+      const connected = yield* all((r) => r.connected).pipe(Effect.timeoutOption(CONNECT_LIMIT))
+      if (Option.isSome(connected)) yield* all((r) => r.done)
+    }).pipe(Effect.scoped)
+).pipe(Command.withDescription("internal: lends its stdio to a sandbox over relay sockets (started by create and exec --detach)"))

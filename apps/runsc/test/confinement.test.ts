@@ -1,0 +1,161 @@
+/**
+ * What a confined sandbox process may touch, and that Node enforces exactly that: the flags are
+ * handed to a real `node` and its permission model is asked about granted and other paths; then
+ * a real sandbox, created by the CLI, is asked by a control client to open host files.
+ */
+import { assert, describe, it } from "@effect/vitest"
+import { call, type SandboxClient } from "@runsc/control"
+import { loadBundle } from "@runsc/spec"
+import { Effect, Either } from "effect"
+import { spawnSync } from "node:child_process"
+import * as Fs from "node:fs"
+import * as Os from "node:os"
+import * as Path from "node:path"
+import { createContainer, makeBundle, makeTempDir, removeDir, runsc, uniqueId } from "../../../test/e2e/helpers.js"
+import { confinementOf, mayRead, nodeFlags } from "../src/confinement.js"
+
+const layout = () => {
+  const top = Fs.mkdtempSync(Path.join(Os.tmpdir(), "runsc-confinement-"))
+  const bundle = Path.join(top, "bundle")
+  const shared = Path.join(top, "shared")
+  const state = Path.join(top, "state")
+  for (const dir of [Path.join(bundle, "rootfs", "bin"), shared, state, Path.join(top, "outside")]) Fs.mkdirSync(dir, { recursive: true })
+  Fs.writeFileSync(Path.join(bundle, "rootfs", "bin", "app"), "\0asm")
+  Fs.writeFileSync(Path.join(shared, "data"), "shared")
+  Fs.writeFileSync(Path.join(top, "outside", "secret"), "secret")
+  Fs.writeFileSync(
+    Path.join(bundle, "config.json"),
+    JSON.stringify({
+      ociVersion: "1.0.2",
+      process: { args: ["/bin/app"], cwd: "/" },
+      root: { path: "rootfs", readonly: true },
+      mounts: [
+        { destination: "/shared", type: "bind", source: shared, options: ["rbind", "ro"] },
+        { destination: "/proc", type: "proc", source: "proc" }
+      ]
+    })
+  )
+  return { top, bundle, shared, state }
+}
+
+const confine = (l: ReturnType<typeof layout>) =>
+  Effect.map(loadBundle(l.bundle), (bundle) =>
+    confinementOf({
+      bundle,
+      files: { socket: Path.join(l.state, "c.sock"), exit: [Path.join(l.state, "c.exit"), Path.join(l.state, "c.exit.tmp")] },
+      logs: [Path.join(l.top, "runsc.log")],
+      allowRead: []
+    }))
+
+describe("confinement of the sandbox process", () => {
+  it.effect("grants the bundle (root included), bind sources, its own state files and logs; nothing twice, nothing nested", () =>
+    Effect.gen(function*() {
+      const l = layout()
+      const c = yield* confine(l)
+      for (const path of [l.bundle, l.shared, Path.join(l.state, "c.sock"), "/dev/null"]) assert.include(c.read, path)
+      assert.notInclude(c.read, Path.join(l.bundle, "rootfs"), "covered by the bundle")
+      assert.notInclude(c.read, l.state, "the state root holds other containers' records")
+      assert.deepStrictEqual(
+        [...c.write].sort(),
+        ["/dev/null", Path.join(l.top, "runsc.log"), Path.join(l.state, "c.exit"), Path.join(l.state, "c.exit.tmp"), Path.join(l.state, "c.sock")].sort()
+      )
+      for (const list of [c.read, c.write]) {
+        assert.strictEqual(new Set(list).size, list.length)
+        for (const a of list) for (const b of list) assert.isFalse(a !== b && b.startsWith(`${a}/`), `${b} inside ${a}`)
+      }
+      assert.isTrue(mayRead(c, Path.join(l.bundle, "rootfs", "bin", "app")))
+      assert.isTrue(mayRead(c, l.bundle))
+      assert.isFalse(mayRead(c, `${l.bundle}-other`))
+      assert.isFalse(mayRead(c, Path.join(l.top, "outside", "secret")))
+      Fs.rmSync(l.top, { recursive: true })
+    }))
+
+  it.effect("Node enforces the flags: granted paths readable, others not, no writes to the bundle, no child processes", () =>
+    Effect.gen(function*() {
+      const l = layout()
+      const c = yield* confine(l)
+      const flags = nodeFlags(c)
+      assert.isDefined(flags)
+      const probe = `
+        const fs = require("node:fs")
+        const report = {}
+        const attempt = (name, f) => { try { f(); report[name] = "ok" } catch (e) { report[name] = e.code } }
+        attempt("rootfs file", () => fs.readFileSync(${JSON.stringify(Path.join(l.bundle, "rootfs", "bin", "app"))}))
+        attempt("rootfs dir", () => fs.readdirSync(${JSON.stringify(Path.join(l.bundle, "rootfs"))}))
+        attempt("bind source", () => fs.readFileSync(${JSON.stringify(Path.join(l.shared, "data"))}))
+        attempt("outside", () => fs.readFileSync(${JSON.stringify(Path.join(l.top, "outside", "secret"))}))
+        attempt("passwd", () => fs.readFileSync("/etc/passwd"))
+        attempt("proc of another process", () => fs.readFileSync("/proc/1/environ"))
+        attempt("write into the bundle", () => fs.writeFileSync(${JSON.stringify(Path.join(l.bundle, "x"))}, "x"))
+        attempt("state root listing", () => fs.readdirSync(${JSON.stringify(l.state)}))
+        attempt("exit record", () => fs.writeFileSync(${JSON.stringify(Path.join(l.state, "c.exit.tmp"))}, "0"))
+        attempt("child process", () => require("node:child_process").execFileSync("/bin/true"))
+        process.stdout.write(JSON.stringify(report))
+      `
+      const run = spawnSync(process.execPath, [...flags!, "-e", probe], { encoding: "utf8" })
+      assert.strictEqual(run.status, 0, run.stderr)
+      assert.strictEqual(run.stderr, "", "the permission model's warnings are silenced")
+      assert.deepStrictEqual(JSON.parse(run.stdout), {
+        "rootfs file": "ok",
+        "rootfs dir": "ok",
+        "bind source": "ok",
+        outside: "ERR_ACCESS_DENIED",
+        passwd: "ERR_ACCESS_DENIED",
+        "proc of another process": "ERR_ACCESS_DENIED",
+        "write into the bundle": "ERR_ACCESS_DENIED",
+        "state root listing": "ERR_ACCESS_DENIED",
+        "exit record": "ok",
+        "child process": "ERR_ACCESS_DENIED"
+      })
+      Fs.rmSync(l.top, { recursive: true })
+    }))
+})
+
+
+describe("a sandbox process created by the CLI", () => {
+  it("the sandbox process is confined: host files outside its grants stay closed to it, even when its control client names them; --unconfined warns", async () => {
+    const root = await makeTempDir("runsc-e2e-confined-root-")
+    const flags = ["--root", root]
+    const sleeper = await makeBundle(["/bin/sleep", "600"], ["sleep", "cat"])
+    const secrets = await makeTempDir("runsc-e2e-secrets-")
+    const secret = Path.join(secrets, "secret")
+    Fs.writeFileSync(secret, "top secret\n")
+    // A copy of a good bundle, but where the sandbox was not told it may read.
+    const foreign = Path.join(secrets, "bundle")
+    Fs.cpSync(sleeper.dir, foreign, { recursive: true })
+    const ask = <A, E extends { readonly _tag: string }>(socket: string, f: (c: SandboxClient) => Effect.Effect<A, E>) =>
+      Effect.runPromise(Effect.either(call(socket, "test", f)))
+    try {
+      const id = uniqueId("cf")
+      assert.strictEqual((await createContainer(flags, sleeper.dir, id, secrets)).code, 0)
+      assert.strictEqual((await runsc([...flags, "start", id])).code, 0)
+      const cmdline = Fs.readFileSync(`/proc/${JSON.parse((await runsc([...flags, "state", id])).stdout).pid}/cmdline`, "utf8").split("\0")
+      assert.isTrue(cmdline.includes("--permission") || cmdline.includes("--experimental-permission"), cmdline.join(" "))
+      const socket = Path.join(root, `${id}.sock`)
+      // Stdio paths are opened by the sandbox itself, so they are held to its grants.
+      for (const stdio of [{ stdin: secret }, { stdout: secret }, { stderr: secret }]) {
+        const opened = await ask(socket, (c) => c.ExecuteAsync({ id, argv: ["cat"], stdio }))
+        assert.isTrue(Either.isLeft(opened) && opened.left._tag === "StdioUnavailable", JSON.stringify(opened))
+      }
+      assert.strictEqual(Fs.readFileSync(secret, "utf8"), "top secret\n")
+      assert.isTrue(Either.isRight(await ask(socket, (c) => c.CreateSubcontainer({ id: "foreign" }))))
+      const started = await ask(socket, (c) => c.StartSubcontainer({ id: "foreign", bundle: foreign, stdio: {} }))
+      assert.isTrue(Either.isLeft(started) && ["BundleNotFound", "InvalidSpec"].includes(started.left._tag), JSON.stringify(started))
+      assert.strictEqual((await runsc([...flags, "delete", "--force", id])).code, 0)
+
+      // The same asks succeed without confinement: the refusals above are the permission model's.
+      const open = uniqueId("cu")
+      const created = await createContainer([...flags, "--unconfined"], sleeper.dir, open, secrets)
+      assert.strictEqual(created.code, 0)
+      assert.match(created.output(), /the sandbox of cu-\w+ runs unconfined/)
+      assert.strictEqual((await runsc([...flags, "start", open])).code, 0)
+      const openSocket = Path.join(root, `${open}.sock`)
+      assert.isTrue(Either.isRight(await ask(openSocket, (c) => c.ExecuteAsync({ id: open, argv: ["cat"], stdio: { stdin: secret } }))))
+      assert.strictEqual((await runsc([...flags, "delete", "--force", open])).code, 0)
+    } finally {
+      await removeDir(secrets)
+      await removeDir(sleeper.dir)
+      await removeDir(root)
+    }
+  })
+})
