@@ -1,6 +1,7 @@
 /**
- * How a CLI lends its stdio to a process in a sandbox. Node cannot pass an fd over a socket, so
- * the sandbox reaches each of this CLI's fds 0-2 one of two ways:
+ * How a CLI lends its stdio to a process in a sandbox: its own fds 0-2, or others it holds (a
+ * console's terminal). Node cannot pass an fd over a socket, so the sandbox reaches each one
+ * of two ways:
  *
  * - by reopening `/proc/<cli>/fd/<n>`: the same pipe, file or terminal, no copying. Only an
  *   unconfined sandbox may (a confined one reads no /proc), and only for fds that are not sockets;
@@ -41,7 +42,8 @@ const fdKind = (fd: number): "closed" | "socket" | "reopenable" => {
 }
 
 interface Relay {
-  readonly fd: number
+  /** Which of the process's stdio it is: 0, 1 or 2. */
+  readonly slot: number
   /** The stdio entry that names it (`unix:<socket>`). */
   readonly path: string
   readonly connected: Effect.Effect<void>
@@ -49,11 +51,12 @@ interface Relay {
 }
 
 /**
- * Listens on `path` for the sandbox's connection, then copies this process's `fd` to it (fd 0) or
- * from it (fds 1 and 2). `done` resolves once the sandbox has closed its side: every process that
- * held the fd is done with it, and for output, everything it wrote has been written here.
+ * Listens on `path` for the sandbox's connection, then copies this process's `fd` to it (as
+ * stdin, `slot` 0) or from it (stdout and stderr). `done` resolves once the sandbox has closed
+ * its side: every process that held the fd is done with it, and for output, everything it wrote
+ * has been written here.
  */
-const relayFd = (fd: number, path: string): Effect.Effect<Relay, RelayFailed, Scope.Scope> =>
+const relayFd = (slot: number, fd: number, path: string): Effect.Effect<Relay, RelayFailed, Scope.Scope> =>
   Effect.gen(function*() {
     const connected = yield* Deferred.make<void>()
     const ended = yield* Deferred.make<void>()
@@ -67,7 +70,7 @@ const relayFd = (fd: number, path: string): Effect.Effect<Relay, RelayFailed, Sc
           Fs.rmSync(path, { force: true })
           conn.on("error", end)
           conn.on("close", end)
-          if (fd === 0) {
+          if (slot === 0) {
             Fs.createReadStream("", { fd, autoClose: false }).on("error", () => conn.end()).pipe(conn)
           } else {
             conn.on("data", (chunk: Buffer) => {
@@ -89,7 +92,7 @@ const relayFd = (fd: number, path: string): Effect.Effect<Relay, RelayFailed, Sc
           Fs.rmSync(path, { force: true })
         })
     )
-    return { fd, path: `${RELAY_PREFIX}${path}`, connected: Deferred.await(connected), done: Deferred.await(ended) }
+    return { slot, path: `${RELAY_PREFIX}${path}`, connected: Deferred.await(connected), done: Deferred.await(ended) }
   })
 
 /** This process's stdio as the sandbox reaches it, and what completes once relayed output is written. */
@@ -98,20 +101,21 @@ export interface LentStdio {
   readonly done: Effect.Effect<void>
 }
 
-/** Relays for `fds`, lent by this process for as long as `Scope` is open; sockets go in `dir`. */
-const relayHere = (fds: ReadonlyArray<number>, dir: string) =>
-  Effect.forEach(fds, (fd) => relayFd(fd, Path.join(dir, `relay-${process.pid}-${fd}.sock`)))
+/** Relays for `slots` of `fds`, lent by this process for as long as `Scope` is open; sockets go in `dir`. */
+const relayHere = (slots: ReadonlyArray<number>, fds: Stdio, dir: string) =>
+  Effect.forEach(slots, (slot) => relayFd(slot, fds[slot]!, Path.join(dir, `relay-${process.pid}-${slot}.sock`)))
 
 /**
- * Relays for `fds` lent by a detached `runsc relay` helper, so that they outlive this CLI. The
- * helper is killed if the scope fails (nobody will connect); otherwise it is left to its work.
+ * Relays for `slots` of `fds` lent by a detached `runsc relay` helper (given them as its own
+ * stdio), so that they outlive this CLI. The helper is killed if the scope fails (nobody will
+ * connect); otherwise it is left to its work.
  */
-const relayDetached = (fds: ReadonlyArray<number>, dir: string, globalArgs: ReadonlyArray<string>) =>
+const relayDetached = (slots: ReadonlyArray<number>, fds: Stdio, dir: string, globalArgs: ReadonlyArray<string>) =>
   Effect.acquireRelease(
     Effect.async<{ readonly pid: number; readonly paths: Record<string, string> }, RelayFailed>((resume) => {
-      const child = spawn(process.execPath, [process.argv[1]!, ...globalArgs, "relay", "--dir", dir, "--fds", fds.join(","), "--sync-fd", "3"], {
+      const child = spawn(process.execPath, [process.argv[1]!, ...globalArgs, "relay", "--dir", dir, "--fds", slots.join(","), "--sync-fd", "3"], {
         detached: true,
-        stdio: ["inherit", "inherit", "inherit", "pipe"]
+        stdio: [fds[0], fds[1], fds[2], "pipe"]
       })
       const sync = child.stdio[3] as NodeJS.ReadableStream
       let seen = ""
@@ -141,34 +145,41 @@ const relayDetached = (fds: ReadonlyArray<number>, dir: string, globalArgs: Read
           }
         })
         : Effect.void
-  ).pipe(Effect.map(({ paths }) => fds.map((fd) => ({ fd, path: paths[fd]!, done: Effect.void }))))
+  ).pipe(Effect.map(({ paths }) => slots.map((slot) => ({ slot, path: paths[slot]!, done: Effect.void }))))
+
+/** A process's stdio as fds of this process: its fds 0, 1 and 2, unless a console's terminal. */
+export type Stdio = readonly [number, number, number]
 
 /**
- * This CLI's fds 0-2 for a process in a sandbox: reopened by path where the sandbox may
- * (`confined` false, not a socket), relayed otherwise; relays are lent by this process, or by a
- * helper when the process `outlivesCli`. A closed fd is left out (the sandbox uses /dev/null).
+ * `fds` (default: this CLI's 0-2) as stdio of a process in a sandbox: reopened by path where the
+ * sandbox may (`confined` false, not a socket), relayed otherwise; relays are lent by this
+ * process, or by a helper when the process `outlivesCli`. A closed fd is left out (the sandbox
+ * uses /dev/null).
  */
 export const lendStdio = (options: {
   readonly dir: string
   readonly confined: boolean
   readonly outlivesCli: boolean
   readonly globalArgs: ReadonlyArray<string>
+  readonly fds?: Stdio
 }): Effect.Effect<LentStdio, RelayFailed, Scope.Scope> =>
   Effect.gen(function*() {
-    const kinds = [0, 1, 2].map(fdKind)
-    const reopened = [0, 1, 2].filter((fd) => kinds[fd] === "reopenable" && !options.confined)
-    const relayed = [0, 1, 2].filter((fd) => kinds[fd] !== "closed" && !reopened.includes(fd))
+    const fds = options.fds ?? [0, 1, 2]
+    const kinds = fds.map(fdKind)
+    const slots = [0, 1, 2]
+    const reopened = slots.filter((slot) => kinds[slot] === "reopenable" && !options.confined)
+    const relayed = slots.filter((slot) => kinds[slot] !== "closed" && !reopened.includes(slot))
     const relays = relayed.length === 0
       ? []
       : options.outlivesCli
-      ? yield* relayDetached(relayed, options.dir, options.globalArgs)
-      : yield* relayHere(relayed, options.dir)
+      ? yield* relayDetached(relayed, fds, options.dir, options.globalArgs)
+      : yield* relayHere(relayed, fds, options.dir)
     const paths = [
-      ...reopened.map((fd) => [NAMES[fd]!, `/proc/${process.pid}/fd/${fd}`] as const),
-      ...relays.map(({ fd, path }) => [NAMES[fd]!, path] as const)
+      ...reopened.map((slot) => [NAMES[slot]!, `/proc/${process.pid}/fd/${fds[slot]}`] as const),
+      ...relays.map(({ path, slot }) => [NAMES[slot]!, path] as const)
     ]
     // Output relayed here is complete once the sandbox has closed it; stdin needs no waiting.
-    const output = relays.filter(({ fd }) => fd !== 0)
+    const output = relays.filter(({ slot }) => slot !== 0)
     return {
       stdio: Object.fromEntries(paths),
       done: Effect.forEach(output, ({ done }) => done, { discard: true })
@@ -189,10 +200,10 @@ export const relayCommand = Command.make(
   },
   ({ dir, fds, syncFd }) =>
     Effect.gen(function*() {
-      const wanted = fds.split(",").map(Number).filter((fd) => fd === 0 || fd === 1 || fd === 2)
-      const relays = yield* relayHere(wanted, dir)
+      const slots = fds.split(",").map(Number).filter((slot) => slot === 0 || slot === 1 || slot === 2)
+      const relays = yield* relayHere(slots, [0, 1, 2], dir)
       yield* Effect.sync(() => {
-        Fs.writeSync(syncFd, `${JSON.stringify(Object.fromEntries(relays.map(({ fd, path }) => [fd, path])))}\n`)
+        Fs.writeSync(syncFd, `${JSON.stringify(Object.fromEntries(relays.map(({ path, slot }) => [slot, path])))}\n`)
         Fs.closeSync(syncFd)
       })
       const all = (f: (relay: Relay) => Effect.Effect<void>) => Effect.forEach(relays, f, { discard: true, concurrency: "unbounded" })

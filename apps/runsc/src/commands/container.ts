@@ -11,10 +11,11 @@ import { Clock, Duration, Effect, Option, Schema } from "effect"
 import { spawn } from "node:child_process"
 import * as Fs from "node:fs"
 import * as Path from "node:path"
+import { openConsole } from "../console.js"
 import { ConfinementUnavailable, confinementOf, mayRead, nodeFlags, OutsideConfinement } from "../confinement.js"
 import { CannotWrite, InvalidFlag } from "../errors.js"
 import { globalArgs, rootDirOf } from "../globals.js"
-import { lendStdio } from "../relay.js"
+import { lendStdio, type Stdio } from "../relay.js"
 import { rootCommand } from "../root.js"
 import { type ContainerRecord, ContainerIdInUse, isAlive, processStart, StateStore } from "../state.js"
 import { READY } from "./boot.js"
@@ -73,13 +74,20 @@ const SANDBOX_START_LIMIT = Duration.seconds(30)
  * Starts `runsc boot` detached with this process's stdio, under `nodeArgs` (its confinement);
  * resolves once it serves (or fails).
  */
-const spawnSandbox = (id: string, bundle: string, socket: string, nodeArgs: ReadonlyArray<string>, args: ReadonlyArray<string>) =>
+const spawnSandbox = (
+  id: string,
+  bundle: string,
+  socket: string,
+  nodeArgs: ReadonlyArray<string>,
+  args: ReadonlyArray<string>,
+  stdio: Stdio | undefined
+) =>
   Effect.async<number, SandboxFailed>((resume) => {
     // The executable's real path: a confined Node may not look through the symlinks that led here.
     const argv = [...nodeArgs, Fs.realpathSync(process.argv[1]!), ...args, "boot", "--bundle", bundle, "--socket", socket, "--sync-fd", "3", id]
     const child = spawn(process.execPath, argv, {
       detached: true,
-      stdio: ["inherit", "inherit", "inherit", "pipe"]
+      stdio: stdio === undefined ? ["inherit", "inherit", "inherit", "pipe"] : [...stdio, "pipe"]
     })
     const sync = child.stdio[3] as NodeJS.ReadableStream
     let seen = ""
@@ -117,7 +125,13 @@ const SANDBOX_ID = "io.kubernetes.cri.sandbox-id"
  * root container): registered in that sandbox, with this CLI's stdio lent to it now, to outlive
  * this process. A confined sandbox must be allowed to read the sub-container's bundle and root.
  */
-const joinSandbox = (states: StateStore, id: string, bundle: Bundle, annotations: Readonly<Record<string, string>>) =>
+const joinSandbox = (
+  states: StateStore,
+  id: string,
+  bundle: Bundle,
+  annotations: Readonly<Record<string, string>>,
+  stdio: Stdio | undefined
+) =>
   Effect.gen(function*() {
     const sandboxId = annotations[SANDBOX_ID]
     if (sandboxId === undefined) {
@@ -132,13 +146,14 @@ const joinSandbox = (states: StateStore, id: string, bundle: Bundle, annotations
       const outside = [bundle.dir, bundle.rootPath].find((path) => !mayRead(confinement, path))
       if (outside !== undefined) return yield* new OutsideConfinement({ sandboxId, path: outside })
     }
-    const { stdio } = yield* lendStdio({
+    const { stdio: lent } = yield* lendStdio({
       dir: states.root,
       confined: confinement !== undefined,
       outlivesCli: true,
-      globalArgs: globalArgs(yield* rootCommand)
+      globalArgs: globalArgs(yield* rootCommand),
+      ...(stdio !== undefined ? { fds: stdio } : {})
     })
-    yield* call(sandbox.socket, "CreateSubcontainer", (c) => c.CreateSubcontainer({ id, stdio }))
+    yield* call(sandbox.socket, "CreateSubcontainer", (c) => c.CreateSubcontainer({ id, stdio: lent }))
     const record: ContainerRecord = {
       id,
       bundle: bundle.dir,
@@ -156,9 +171,10 @@ const joinSandbox = (states: StateStore, id: string, bundle: Bundle, annotations
 
 /**
  * Creates a container: its sandbox process started detached with this process's stdio (the
- * container's), serving; its state file written; then --pid-file, last, as containerd expects.
+ * container's) or, with a console socket, a new terminal whose master end goes there; serving;
+ * its state file written; then --pid-file, last, as containerd expects.
  */
-export const createContainer = (id: string, bundle: string, pidFile: Option.Option<string>) =>
+export const createContainer = (id: string, bundle: string, pidFile: Option.Option<string>, consoleSocket: Option.Option<string>) =>
   Effect.gen(function*() {
     // Validated before it names any file.
     const containerId = yield* validateContainerId(id)
@@ -169,10 +185,11 @@ export const createContainer = (id: string, bundle: string, pidFile: Option.Opti
     const loaded = yield* loadBundle(dir)
     const socket = states.socketOf(containerId)
     const annotations = loaded.spec.annotations ?? {}
+    const pty = yield* consoleFor(consoleSocket, loaded.spec.process?.terminal ?? false)
     const record = yield* states.locked(Effect.gen(function*() {
       if ((yield* states.ids).includes(containerId)) return yield* new ContainerIdInUse({ id: containerId })
       if (annotations[CONTAINER_TYPE] === "container") {
-        const record = yield* joinSandbox(states, containerId, loaded, annotations)
+        const record = yield* joinSandbox(states, containerId, loaded, annotations, pty?.stdio)
         yield* states.write(record)
         return record
       }
@@ -187,7 +204,7 @@ export const createContainer = (id: string, bundle: string, pidFile: Option.Opti
       if (confinement === undefined) {
         yield* warn(`the sandbox of ${containerId} runs unconfined: it can read every host file this user can`)
       }
-      const sandboxPid = yield* spawnSandbox(containerId, dir, socket, nodeArgs, globalArgs(flags))
+      const sandboxPid = yield* spawnSandbox(containerId, dir, socket, nodeArgs, globalArgs(flags), pty?.stdio)
       const record: ContainerRecord = {
         id: containerId,
         bundle: dir,
@@ -202,6 +219,8 @@ export const createContainer = (id: string, bundle: string, pidFile: Option.Opti
       yield* states.write(record)
       return record
     }))
+    // The container has its terminal: the caller may have the other end now.
+    if (pty !== undefined) yield* pty.send.pipe(Effect.tapError(() => Effect.ignore(removeContainer(states, record))))
     yield* Option.match(pidFile, {
       onNone: () => Effect.void,
       onSome: (path) =>
@@ -211,16 +230,32 @@ export const createContainer = (id: string, bundle: string, pidFile: Option.Opti
         })
     })
     return { record, states }
+  }).pipe(Effect.scoped)
+
+/** A process's terminal from --console-socket: it must want one (`terminal`, or exec's -t). */
+export const consoleFor = (consoleSocket: Option.Option<string>, terminal: boolean) =>
+  Option.match(consoleSocket, {
+    onNone: () => Effect.succeed(undefined),
+    onSome: (path) =>
+      terminal
+        ? Effect.map(openConsole(Path.resolve(path)), ({ send, slave }) => ({ stdio: [slave, slave, slave] as Stdio, send }))
+        : Effect.fail(new InvalidFlag({ flag: "--console-socket", reason: "the process has no terminal (process.terminal, or exec -t)" }))
   })
+
+export const consoleSocketOption = Options.text("console-socket").pipe(
+  Options.withDescription("Unix socket to send the master end of the container's new terminal to (SCM_RIGHTS)"),
+  Options.optional
+)
 
 export const createCommand = Command.make(
   "create",
   {
     bundle: Options.directory("bundle").pipe(Options.withAlias("b"), Options.withDefault(".")),
     pidFile: Options.file("pid-file").pipe(Options.withDescription("write the sandbox's pid here (last)"), Options.optional),
+    consoleSocket: consoleSocketOption,
     id: Args.text({ name: "container-id" })
   },
-  ({ bundle, id, pidFile }) => Effect.asVoid(createContainer(id, bundle, pidFile))
+  ({ bundle, consoleSocket, id, pidFile }) => Effect.asVoid(createContainer(id, bundle, pidFile, consoleSocket))
 ).pipe(Command.withDescription("create a container: its sandbox process waits for start"))
 
 // ---- start, state, kill, wait, delete, list --------------------------------------------------

@@ -16,9 +16,9 @@ import { globalArgs } from "../globals.js"
 import { setExitCode } from "../processContext.js"
 import { lendStdio } from "../relay.js"
 import { rootCommand } from "../root.js"
-import { findContainer, print } from "./container.js"
+import { consoleFor, consoleSocketOption, findContainer, print } from "./container.js"
 
-export const execOptionsWithValue = ["--cwd", "--env", "--user", "--pid-file", "--internal-pid-file"]
+export const execOptionsWithValue = ["--cwd", "--env", "--user", "--pid-file", "--internal-pid-file", "--console-socket"]
 export const execFlags = ["--detach", "-d", "--tty", "-t"]
 
 const writeFile = (path: string, text: string) =>
@@ -33,6 +33,7 @@ export const execCommand = Command.make(
     user: Options.text("user").pipe(Options.withDescription("uid[:gid]"), Options.optional),
     detach: Options.boolean("detach").pipe(Options.withAlias("d")),
     tty: Options.boolean("tty").pipe(Options.withAlias("t")),
+    consoleSocket: consoleSocketOption,
     pidFile: Options.text("pid-file").pipe(Options.withDescription("this CLI's pid (it holds the process's status)"), Options.optional),
     internalPidFile: Options.text("internal-pid-file").pipe(
       Options.withDescription("the process's pid in the sandbox (as ps and kill --pid name it)"),
@@ -41,7 +42,7 @@ export const execCommand = Command.make(
     id: Args.text({ name: "container-id" }),
     argv: Args.text({ name: "command" }).pipe(Args.atLeast(1))
   },
-  ({ argv, cwd, detach, env, id, internalPidFile, pidFile, tty, user }) =>
+  ({ argv, consoleSocket, cwd, detach, env, id, internalPidFile, pidFile, tty, user }) =>
     Effect.gen(function*() {
       const assignments = yield* Effect.forEach(env, (text) =>
         Either.match(parseEnvAssignment(text), {
@@ -53,11 +54,13 @@ export const execCommand = Command.make(
         return yield* new InvalidFlag({ flag: "--user", reason: "must be uid[:gid], numeric" })
       }
       const { record, states } = yield* findContainer(id)
+      const pty = yield* consoleFor(consoleSocket, tty)
       const { done, stdio } = yield* lendStdio({
         dir: states.root,
         confined: record.confinement !== undefined,
         outlivesCli: detach,
-        globalArgs: globalArgs(yield* rootCommand)
+        globalArgs: globalArgs(yield* rootCommand),
+        ...(pty !== undefined ? { fds: pty.stdio } : {})
       })
       const pid = yield* call(record.socket, "ExecuteAsync", (c) =>
         c.ExecuteAsync({
@@ -69,6 +72,7 @@ export const execCommand = Command.make(
           ...(uid !== undefined ? { uid } : {}),
           ...(tty ? { terminal: true } : {})
         }))
+      if (pty !== undefined) yield* pty.send
       // The sandbox pid first: whoever watches --pid-file may read the other at once.
       yield* Option.match(internalPidFile, { onNone: () => Effect.void, onSome: (path) => writeFile(path, `${pid}`) })
       yield* Option.match(pidFile, { onNone: () => Effect.void, onSome: (path) => writeFile(path, `${process.pid}`) })

@@ -12,7 +12,7 @@ import { loadBundle } from "@runsc/spec"
 import { Effect, Runtime } from "effect"
 import * as Os from "node:os"
 import { setExitCode } from "../processContext.js"
-import { createContainer, removeContainer, startContainer, waitForExit } from "./container.js"
+import { consoleSocketOption, createContainer, removeContainer, startContainer, waitForExit } from "./container.js"
 
 export const runCommand = Command.make(
   "run",
@@ -24,9 +24,10 @@ export const runCommand = Command.make(
     ),
     detach: Options.boolean("detach").pipe(Options.withAlias("d"), Options.withDescription("return once the container has started")),
     pidFile: Options.file("pid-file").pipe(Options.withDescription("write the sandbox's pid here"), Options.optional),
+    consoleSocket: consoleSocketOption,
     id: Args.text({ name: "container-id" })
   },
-  ({ bundle, detach, id, pidFile }) =>
+  ({ bundle, consoleSocket, detach, id, pidFile }) =>
     Effect.gen(function*() {
       // Listening from the start: a signal that arrives before the container runs is delivered
       // once it does, rather than ending this CLI and orphaning the sandbox.
@@ -41,7 +42,7 @@ export const runCommand = Command.make(
         Effect.sync(() => listeners.forEach(({ listener, name }) => process.on(name, listener))),
         () => Effect.sync(() => listeners.forEach(({ listener, name }) => process.off(name, listener)))
       )
-      const { record, states } = yield* createContainer(id, bundle, pidFile)
+      const { record, states } = yield* createContainer(id, bundle, pidFile, consoleSocket)
       // A start that fails leaves nothing behind: not the sandbox, not the state.
       yield* startContainer(states, record).pipe(Effect.tapError(() => Effect.ignore(removeContainer(states, record))))
       if (detach) return
