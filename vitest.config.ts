@@ -4,8 +4,8 @@ import { defineConfig } from "vitest/config"
 const src = (pkg: string) => fileURLToPath(new URL(`./packages/${pkg}/src/index.ts`, import.meta.url))
 
 // Tests run against the TypeScript sources of every workspace package (one module graph, so
-// `instanceof` on tagged errors holds); worker threads load the compiled `dist/` output, which
-// `pnpm test` builds first.
+// `instanceof` on tagged errors holds); worker threads load the compiled `dist/` output (the
+// worker as one bundled file), which `pnpm test` builds first.
 export default defineConfig({
   resolve: {
     alias: {

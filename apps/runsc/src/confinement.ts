@@ -59,7 +59,7 @@ const withRealPath = (path: string): ReadonlyArray<string> => {
 
 /**
  * The runsc code a sandbox loads from files: this CLI's package (its bundle and bin), and the
- * kernel's worker scripts with the ABI package they import, wherever the install put them.
+ * kernel's (its worker scripts, each one self-contained file), wherever the install put them.
  */
 const codeDirs = (): ReadonlyArray<string> => {
   // This module's file: in the CLI's bundle, the bundle itself.
@@ -72,7 +72,7 @@ const codeDirs = (): ReadonlyArray<string> => {
   }
   return [
     packageDirOf(self),
-    ...["@runsc/kernel/worker", "@runsc/abi"].map((name) => packageDirOf(require.resolve(name)))
+    packageDirOf(require.resolve("@runsc/kernel/worker"))
   ]
 }
 
