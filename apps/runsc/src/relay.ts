@@ -16,10 +16,10 @@
 import { Command, Options } from "@effect/cli"
 import { RELAY_PREFIX, type StdioPaths } from "@runsc/control"
 import { Data, Deferred, Duration, Effect, Exit, Option, type Scope } from "effect"
-import { spawn } from "node:child_process"
 import * as Fs from "node:fs"
 import * as Net from "node:net"
 import * as Path from "node:path"
+import { spawnDetached, type Stdio } from "./detached.js"
 
 export class RelayFailed extends Data.TaggedError("RelayFailed")<{ readonly reason: string }> {
   override get message(): string {
@@ -71,7 +71,9 @@ const relayFd = (slot: number, fd: number, path: string): Effect.Effect<Relay, R
           conn.on("error", end)
           conn.on("close", end)
           if (slot === 0) {
-            Fs.createReadStream("", { fd, autoClose: false }).on("error", () => conn.end()).pipe(conn)
+            // This process's own stdin through Node's stream for it (a tty, pipe, socket or file alike).
+            const input = fd === 0 ? process.stdin : Fs.createReadStream("", { fd, autoClose: false })
+            input.on("error", () => conn.end()).pipe(conn)
           } else {
             conn.on("data", (chunk: Buffer) => {
               try {
@@ -112,29 +114,9 @@ const relayHere = (slots: ReadonlyArray<number>, fds: Stdio, dir: string) =>
  */
 const relayDetached = (slots: ReadonlyArray<number>, fds: Stdio, dir: string, globalArgs: ReadonlyArray<string>) =>
   Effect.acquireRelease(
-    Effect.async<{ readonly pid: number; readonly paths: Record<string, string> }, RelayFailed>((resume) => {
-      const child = spawn(process.execPath, [process.argv[1]!, ...globalArgs, "relay", "--dir", dir, "--fds", slots.join(","), "--sync-fd", "3"], {
-        detached: true,
-        stdio: [fds[0], fds[1], fds[2], "pipe"]
-      })
-      const sync = child.stdio[3] as NodeJS.ReadableStream
-      let seen = ""
-      const done = (result: Effect.Effect<{ readonly pid: number; readonly paths: Record<string, string> }, RelayFailed>) => {
-        child.removeAllListeners("exit")
-        sync.removeAllListeners("data")
-        ;(sync as unknown as { destroy(): void }).destroy()
-        child.unref()
-        resume(result)
-      }
-      sync.on("data", (chunk) => {
-        seen += chunk.toString()
-        const line = seen.indexOf("\n")
-        if (line >= 0) done(Effect.succeed({ pid: child.pid!, paths: JSON.parse(seen.slice(0, line)) as Record<string, string> }))
-      })
-      child.once("error", (e) => done(Effect.fail(new RelayFailed({ reason: e.message }))))
-      child.once("exit", (code) => done(Effect.fail(new RelayFailed({ reason: `the relay helper exited (code ${code}) before serving` }))))
-      return Effect.sync(() => child.kill("SIGKILL"))
-    }),
+    spawnDetached({ args: [...globalArgs, "relay", "--dir", dir, "--fds", slots.join(","), "--sync-fd", "3"], stdio: fds }).pipe(
+      Effect.mapError(({ reason }) => new RelayFailed({ reason: `the relay helper: ${reason}` }))
+    ),
     ({ pid }, exit) =>
       Exit.isFailure(exit)
         ? Effect.sync(() => {
@@ -145,10 +127,12 @@ const relayDetached = (slots: ReadonlyArray<number>, fds: Stdio, dir: string, gl
           }
         })
         : Effect.void
-  ).pipe(Effect.map(({ paths }) => slots.map((slot) => ({ slot, path: paths[slot]!, done: Effect.void }))))
-
-/** A process's stdio as fds of this process: its fds 0, 1 and 2, unless a console's terminal. */
-export type Stdio = readonly [number, number, number]
+  ).pipe(
+    Effect.map(({ line }) => {
+      const paths = JSON.parse(line) as Record<string, string>
+      return slots.map((slot) => ({ slot, path: paths[slot]!, done: Effect.void }))
+    })
+  )
 
 /**
  * `fds` (default: this CLI's 0-2) as stdio of a process in a sandbox: reopened by path where the

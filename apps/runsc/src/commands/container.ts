@@ -8,17 +8,16 @@ import { parseSignal, toShellCode } from "@runsc/abi"
 import { call } from "@runsc/control"
 import { type Bundle, loadBundle, validateContainerId } from "@runsc/spec"
 import { Clock, Duration, Effect, Option, Schema } from "effect"
-import { spawn } from "node:child_process"
 import * as Fs from "node:fs"
 import * as Path from "node:path"
 import { openConsole } from "../console.js"
+import { spawnDetached, type Stdio } from "../detached.js"
 import { ConfinementUnavailable, confinementOf, mayRead, nodeFlags, OutsideConfinement } from "../confinement.js"
 import { CannotWrite, InvalidFlag } from "../errors.js"
 import { globalArgs, rootDirOf } from "../globals.js"
-import { lendStdio, type Stdio } from "../relay.js"
+import { lendStdio } from "../relay.js"
 import { rootCommand } from "../root.js"
 import { type ContainerRecord, ContainerIdInUse, isAlive, processStart, StateStore } from "../state.js"
-import { READY } from "./boot.js"
 
 export type Status = "created" | "running" | "paused" | "stopped"
 
@@ -82,35 +81,13 @@ const spawnSandbox = (
   args: ReadonlyArray<string>,
   stdio: Stdio | undefined
 ) =>
-  Effect.async<number, SandboxFailed>((resume) => {
-    // The executable's real path: a confined Node may not look through the symlinks that led here.
-    const argv = [...nodeArgs, Fs.realpathSync(process.argv[1]!), ...args, "boot", "--bundle", bundle, "--socket", socket, "--sync-fd", "3", id]
-    const child = spawn(process.execPath, argv, {
-      detached: true,
-      stdio: stdio === undefined ? ["inherit", "inherit", "inherit", "pipe"] : [...stdio, "pipe"]
-    })
-    const sync = child.stdio[3] as NodeJS.ReadableStream
-    let seen = ""
-    const done = (result: Effect.Effect<number, SandboxFailed>) => {
-      child.removeAllListeners("exit")
-      sync.removeAllListeners("data")
-      ;(sync as unknown as { destroy(): void }).destroy()
-      child.unref()
-      resume(result)
-    }
-    sync.on("data", (chunk) => {
-      seen += chunk.toString()
-      if (seen.includes(READY)) done(Effect.succeed(child.pid!))
-    })
-    child.once("error", (e) => done(Effect.fail(new SandboxFailed({ id, reason: e.message }))))
-    child.once("exit", (code, signal) =>
-      done(Effect.fail(new SandboxFailed({ id, reason: `it exited (${signal ?? `code ${code}`}) before serving` }))))
-    // Given up on (the time limit below): the half-started sandbox must not stay behind.
-    return Effect.sync(() => {
-      child.kill("SIGKILL")
-      child.unref()
-    })
+  spawnDetached({
+    nodeArgs,
+    args: [...args, "boot", "--bundle", bundle, "--socket", socket, "--sync-fd", "3", id],
+    ...(stdio !== undefined ? { stdio } : {})
   }).pipe(
+    Effect.mapError(({ reason }) => new SandboxFailed({ id, reason })),
+    Effect.map(({ pid }) => pid),
     Effect.timeoutFail({
       duration: SANDBOX_START_LIMIT,
       onTimeout: () => new SandboxFailed({ id, reason: `it did not serve within ${Duration.format(SANDBOX_START_LIMIT)}` })
