@@ -33,6 +33,8 @@ import type { FileDescription, Inode } from "./fs/inode.js"
 import { ContentCache } from "./fs/contentCache.js"
 import { makePipe, type Pipe } from "./fs/pipe.js"
 import { procfs } from "./fs/procfs.js"
+import { devfs } from "./fs/devfs.js"
+import type { SyntheticMount } from "./fs/synthetic.js"
 import { Dentry, resolve } from "./fs/resolve.js"
 import { FAST_WRITE_FDS, KILLED, State, Word } from "./platform/channel.js"
 import { ModuleCache } from "./platform/moduleCache.js"
@@ -84,8 +86,8 @@ export interface ProcessArgs {
    */
   readonly stdio: ReadonlyArray<FileDescription | FdEntry | undefined>
   readonly pidNamespace?: PidNamespace<ThreadGroup>
-  /** Absolute paths where the process sees procfs (the spec's mounts of type "proc"). */
-  readonly procMounts?: ReadonlyArray<string>
+  /** Where the process sees procfs and devfs (from the spec's mounts). */
+  readonly syntheticMounts?: ReadonlyArray<SyntheticMount>
   readonly uid?: number
   /**
    * The process that spawned it. Without one the process is the runtime's (a container init,
@@ -397,9 +399,9 @@ const makeKernel = (options: KernelOptions): Effect.Effect<KernelShape, never, S
           fdTable,
           yield* Clock.currentTimeNanos,
           args.uid ?? args.parent?.uid ?? 0,
-          args.procMounts ?? []
+          args.syntheticMounts ?? []
         )
-        for (const path of tg.procMounts) mounts.set(path, procfs(tg))
+        for (const { fs, path } of tg.syntheticMounts) mounts.set(path, fs === "proc" ? procfs(tg) : devfs(tg))
         for (const ns of pidNamespace.lineage) {
           const pid = ns.allocate(tg)
           if (pid === undefined) return yield* Effect.dieMessage("pid namespace exhausted")
@@ -513,7 +515,7 @@ const makeKernel = (options: KernelOptions): Effect.Effect<KernelShape, never, S
           programBytes: program.bytes,
           stdio: request.stdio,
           pidNamespace: parent.pidNamespace,
-          procMounts: parent.procMounts,
+          syntheticMounts: parent.syntheticMounts,
           parent,
           group: request.group,
           resetSignals: request.resetSignals

@@ -16,6 +16,7 @@ import {
   type InvalidModule,
   Kernel,
   type PidNamespace,
+  type SyntheticMount,
   type SyscallError,
   type ThreadGroup
 } from "../src/index.js"
@@ -92,7 +93,7 @@ export interface GuestOptions {
   readonly stdin?: string | FileDescription
   readonly programPath?: string
   readonly pidNamespace?: PidNamespace<ThreadGroup>
-  readonly procMounts?: ReadonlyArray<string>
+  readonly syntheticMounts?: ReadonlyArray<SyntheticMount>
 }
 
 /**
@@ -121,7 +122,7 @@ export const startGuest = (
       programBytes: options.bytes,
       stdio: [stdin, hostStream(out.fd), hostStream(err.fd)],
       ...(options.pidNamespace ? { pidNamespace: options.pidNamespace } : {}),
-      ...(options.procMounts ? { procMounts: options.procMounts } : {})
+      ...(options.syntheticMounts ? { syntheticMounts: options.syntheticMounts } : {})
     })
     // A test that fails half-way must not leave its guest running in the shared kernel.
     yield* Effect.addFinalizer(() => kernel.signal(tg, 9).pipe(Effect.zipRight(Deferred.await(tg.exitStatus))))

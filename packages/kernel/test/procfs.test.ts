@@ -6,8 +6,10 @@ import { assert, layer } from "@effect/vitest"
 import { Effect } from "effect"
 import * as Fs from "node:fs"
 import * as Path from "node:path"
-import { Kernel, PidNamespace, type ThreadGroup } from "../src/index.js"
+import { Kernel, PidNamespace, type SyntheticMount, type ThreadGroup } from "../src/index.js"
 import { Exited, fixture, kernelLayer, rootOf, runGuest, startGuest, tempDir } from "./helpers.js"
+
+const PROC: ReadonlyArray<SyntheticMount> = [{ path: "/proc", fs: "proc" }]
 
 /** A root with a /proc directory (the mount point) and the guests under /bin. */
 const procRoot = Effect.gen(function*() {
@@ -25,7 +27,7 @@ layer(kernelLayer, { excludeTestServices: true })("procfs", (it) => {
         bytes: fixture("cat"),
         argv: ["cat", "/proc/self/cmdline", "/proc/self/status"],
         root,
-        procMounts: ["/proc"]
+        syntheticMounts: PROC
       })
       assert.deepStrictEqual(r.status, Exited(0), r.stderr)
       const pid = r.tg.pid
@@ -37,8 +39,8 @@ layer(kernelLayer, { excludeTestServices: true })("procfs", (it) => {
   it.scoped("ls /proc lists self and the namespace's live processes; the host's /proc/hidden is not there", () =>
     Effect.gen(function*() {
       const root = yield* procRoot
-      const sleeper = yield* startGuest({ bytes: fixture("sleep"), argv: ["sleep", "60"], root, procMounts: ["/proc"] })
-      const r = yield* runGuest({ bytes: fixture("ls"), argv: ["ls", "/proc"], root, procMounts: ["/proc"] })
+      const sleeper = yield* startGuest({ bytes: fixture("sleep"), argv: ["sleep", "60"], root, syntheticMounts: PROC })
+      const r = yield* runGuest({ bytes: fixture("ls"), argv: ["ls", "/proc"], root, syntheticMounts: PROC })
       assert.deepStrictEqual(r.status, Exited(0), r.stderr)
       const lines = r.stdout.trim().split("\n")
       assert.include(lines, `d ${sleeper.tg.pid}`)
@@ -51,9 +53,9 @@ layer(kernelLayer, { excludeTestServices: true })("procfs", (it) => {
     Effect.gen(function*() {
       const kernel = yield* Kernel
       const root = yield* procRoot
-      const outside = yield* startGuest({ bytes: fixture("sleep"), argv: ["sleep", "60"], root, procMounts: ["/proc"] })
+      const outside = yield* startGuest({ bytes: fixture("sleep"), argv: ["sleep", "60"], root, syntheticMounts: PROC })
       const child = new PidNamespace<ThreadGroup>(kernel.rootPidNamespace)
-      const r = yield* runGuest({ bytes: fixture("ls"), argv: ["ls", "/proc"], root, procMounts: ["/proc"], pidNamespace: child })
+      const r = yield* runGuest({ bytes: fixture("ls"), argv: ["ls", "/proc"], root, syntheticMounts: PROC, pidNamespace: child })
       assert.deepStrictEqual(r.status, Exited(0), r.stderr)
       assert.deepStrictEqual(r.stdout.trim().split("\n").sort(), ["d 1", "l self"])
       assert.notStrictEqual(outside.tg.pid, 1)
@@ -67,7 +69,7 @@ layer(kernelLayer, { excludeTestServices: true })("procfs", (it) => {
         bytes: fixture("stat"),
         argv: ["stat", "/proc", "/proc/self", "/proc/self/stat", "/proc/nope"],
         root,
-        procMounts: ["/proc"]
+        syntheticMounts: PROC
       })
       assert.deepStrictEqual(r.status, Exited(0), r.stderr)
       assert.deepStrictEqual(r.stdout.trim().split("\n"), [

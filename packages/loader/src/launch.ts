@@ -20,6 +20,7 @@ import {
   programFromBytes,
   readFile,
   resolve,
+  type SyntheticMount,
   type ThreadGroup
 } from "@runsc/kernel"
 import { getEnv, resolveEnv, type Spec } from "@runsc/spec"
@@ -64,11 +65,18 @@ export const openRoot = (rootPath: string): Effect.Effect<Dentry, InvalidRoot> =
     Effect.mapError((e) => new InvalidRoot({ path: rootPath, reason: e.message }))
   )
 
-/** Where the spec mounts procfs (its mounts of type "proc"); other mount types are not built yet. */
-export const procMountsOf = (spec: Spec): ReadonlyArray<string> =>
-  (spec.mounts ?? [])
-    .filter((m) => m.type === "proc")
-    .map((m) => Path.posix.normalize(m.destination).replace(/(.)\/$/, "$1"))
+/**
+ * The filesystems the sentry makes up, where the spec mounts them: procfs at its mounts of type
+ * "proc", devfs where it mounts a tmpfs or devtmpfs at /dev (the devices a runtime puts there).
+ * Other mount types are not built yet.
+ */
+export const syntheticMountsOf = (spec: Spec): ReadonlyArray<SyntheticMount> =>
+  (spec.mounts ?? []).flatMap((m): ReadonlyArray<SyntheticMount> => {
+    const path = Path.posix.normalize(m.destination).replace(/(.)\/$/, "$1")
+    if (m.type === "proc") return [{ path, fs: "proc" }]
+    if (path === "/dev" && (m.type === "tmpfs" || m.type === "devtmpfs")) return [{ path, fs: "dev" }]
+    return []
+  })
 
 export interface LaunchArgs {
   readonly containerId: string
@@ -78,7 +86,7 @@ export interface LaunchArgs {
   readonly cwd: string
   readonly uid: number
   readonly stdio: Stdio
-  readonly procMounts: ReadonlyArray<string>
+  readonly syntheticMounts: ReadonlyArray<SyntheticMount>
   readonly pidNamespace: PidNamespace<ThreadGroup>
   /** Run this host file instead of resolving argv[0] inside the container (`runsc do`). */
   readonly hostProgram?: string | undefined
@@ -128,7 +136,7 @@ export const launch = (kernel: KernelShape, args: LaunchArgs): Effect.Effect<Thr
       programBytes: program.bytes,
       stdio: terminal?.stdio ?? stdio,
       ...(terminal ? { terminal: terminal.control } : {}),
-      procMounts: args.procMounts,
+      syntheticMounts: args.syntheticMounts,
       pidNamespace: args.pidNamespace,
       uid: args.uid
     })

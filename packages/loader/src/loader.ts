@@ -45,7 +45,7 @@ import {
   SandboxPanicked
 } from "./errors.js"
 import { handleHostSignals } from "./hostSignals.js"
-import { launch, type LaunchError, openRoot, procMountsOf, type Stdio } from "./launch.js"
+import { launch, type LaunchError, openRoot, type Stdio, syntheticMountsOf } from "./launch.js"
 
 export interface LoaderArgs {
   /** The root container's id. */
@@ -346,7 +346,7 @@ const makeLoader = (args: LoaderArgs) =>
           cwd: process.cwd,
           uid,
           stdio,
-          procMounts: procMountsOf(spec),
+          syntheticMounts: syntheticMountsOf(spec),
           pidNamespace: namespace,
           terminal: process.terminal ?? false,
           hostProgram: root.hostProgram,
@@ -483,7 +483,7 @@ const makeLoader = (args: LoaderArgs) =>
             cwd: exec.cwd ?? process.cwd,
             uid,
             stdio: exec.stdio ?? {},
-            procMounts: procMountsOf(container.spec!),
+            syntheticMounts: syntheticMountsOf(container.spec!),
             pidNamespace: container.pidNamespace!,
             terminal: exec.terminal ?? false
           })

@@ -31,7 +31,10 @@ export interface BundleOptions {
   readonly populate?: (rootfs: string) => void
 }
 
-/** A bundle whose rootfs has every fixture under /bin, /etc/passwd and a /proc mount point. */
+/**
+ * A bundle whose rootfs has every fixture under /bin, /etc/passwd and a /proc mount point; its
+ * spec mounts procfs at /proc and a tmpfs at /dev (devfs), as the `runsc spec` template does.
+ */
 export const makeBundle = (options: BundleOptions) =>
   Effect.gen(function*() {
     const dir = yield* tempDir
@@ -49,7 +52,8 @@ export const makeBundle = (options: BundleOptions) =>
       "task_tree",
       "fork_bomb",
       "reaper",
-      "tsh"
+      "tsh",
+      "devices"
     ]) {
       Fs.copyFileSync(fixture(name), Path.join(rootfs, "bin", name))
       Fs.chmodSync(Path.join(rootfs, "bin", name), 0o755)

@@ -211,6 +211,28 @@ describe("a terminal's foreground process group", () => {
       assert.deepStrictEqual(yield* loader.waitExit, signaled(9))
     }))
 
+  it.scopedLive("/dev/tty opens the controlling terminal of a process started with one, and no other", () =>
+    Effect.gen(function*() {
+      const loader = yield* makeSandbox
+      const dir = yield* tempDir
+      Fs.writeFileSync(Path.join(dir, "input"), "typed\n")
+      const run = (id: string, terminal: boolean) =>
+        Effect.gen(function*() {
+          const bundle = yield* makeBundle({ args: ["devices"], terminal })
+          const out = yield* makeOutput
+          const stdin = yield* Effect.acquireRelease(
+            Effect.sync(() => Fs.openSync(Path.join(dir, "input"), "r")),
+            (fd) => Effect.sync(() => Fs.closeSync(fd))
+          )
+          yield* loader.createSubcontainer(id)
+          yield* loader.startSubcontainer({ containerId: id, bundle, stdio: { stdin, stdout: out.fd, stderr: out.fd } })
+          assert.deepStrictEqual(yield* loader.wait(id), exited(0))
+          return out.read()
+        })
+      assert.match(yield* run("tty", true), /^stdin typed\n(.|\n)*^tty ok$/m)
+      assert.match(yield* run("notty", false), /^tty ENXIO$/m)
+    }))
+
   it.scopedLive("ForegroundProcessGroup without a terminal is NoTerminal; with one it reaches the shell while it is in the foreground", () =>
     Effect.gen(function*() {
       const loader = yield* makeSandbox

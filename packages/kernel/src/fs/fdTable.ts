@@ -82,6 +82,34 @@ export class FdTable {
     })
   }
 
+  /**
+   * A new description of what `fd` refers to, as opening /proc/self/fd/N (or /dev/stdin) gives:
+   * reads, writes and the offset are the original's, and the original stays open until this one
+   * is closed too.
+   */
+  reopen(fd: number): Effect.Effect<FileDescription, SyscallError> {
+    return Effect.map(this.get(fd), ({ description }) => {
+      this.refs.retain(description)
+      let closed = false
+      const reopened: FileDescription = {
+        filetype: description.filetype,
+        read: (length, offset, nonBlocking) => description.read(length, offset, nonBlocking),
+        write: (data, offset, nonBlocking) => description.write(data, offset, nonBlocking),
+        seek: (delta, whence) => description.seek(delta, whence),
+        stat: description.stat,
+        close: Effect.suspend(() => {
+          if (closed) return Effect.void
+          closed = true
+          return this.refs.release(description)
+        }),
+        ...(description.readiness !== undefined ? { readiness: description.readiness } : {}),
+        ...(description.terminal !== undefined ? { terminal: description.terminal } : {}),
+        ...(description.passthroughHostFd !== undefined ? { passthroughHostFd: description.passthroughHostFd } : {})
+      }
+      return reopened
+    })
+  }
+
   /** Changes an fd's flags or rights: `entry` refers to the same description as before. */
   update(fd: number, entry: FdEntry): void {
     this.entries.set(fd, entry)

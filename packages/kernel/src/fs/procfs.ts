@@ -8,29 +8,15 @@
  * snapshots taken when opened.
  */
 import { Errno, FileType, Whence } from "@runsc/abi"
-import { Clock, Effect } from "effect"
-import { SyscallError } from "../errors.js"
+import { Effect } from "effect"
 import type { ThreadGroup } from "../task/threadGroup.js"
-import { directoryDescription } from "./directory.js"
-import type { DirEntry, FileDescription, Inode, Stat } from "./inode.js"
-
-const fail = (errno: Errno) => Effect.fail(new SyscallError({ errno }))
+import type { FileDescription, Inode, Stat } from "./inode.js"
+import { fail, notDirectory, syntheticDirectory, syntheticStat, syntheticSymlink } from "./synthetic.js"
 
 /** procfs's device number ("PROC"); inode numbers are derived from pid and file. */
 const PROC_DEV = 0x50524f43n
 
-const stat = (ino: bigint, filetype: FileType, size: bigint, mode: number): Effect.Effect<Stat> =>
-  Effect.map(Clock.currentTimeNanos, (now) => ({
-    dev: PROC_DEV,
-    ino,
-    filetype,
-    nlink: filetype === FileType.DIRECTORY ? 2n : 1n,
-    size,
-    atim: now,
-    mtim: now,
-    ctim: now,
-    mode
-  }))
+const stat = (ino: bigint, filetype: FileType, size: bigint, mode: number) => syntheticStat(PROC_DEV, ino, filetype, size, mode)
 
 /** An open read-only snapshot of generated contents. */
 const snapshotFile = (bytes: Uint8Array, info: Effect.Effect<Stat>): FileDescription => {
@@ -56,11 +42,6 @@ const snapshotFile = (bytes: Uint8Array, info: Effect.Effect<Stat>): FileDescrip
   }
 }
 
-const notDirectory: Pick<Inode, "lookup" | "readdir"> = {
-  lookup: () => fail(Errno.NOTDIR),
-  readdir: fail(Errno.NOTDIR)
-}
-
 const encoder = new TextEncoder()
 
 /** A generated read-only file; `contents` runs at each open. */
@@ -76,31 +57,9 @@ const generatedFile = (ino: bigint, contents: () => string): Inode => ({
       : Effect.sync(() => snapshotFile(encoder.encode(contents()), stat(ino, FileType.REGULAR_FILE, 0n, 0o444)))
 })
 
-const symlink = (ino: bigint, target: () => string): Inode => ({
-  filetype: FileType.SYMBOLIC_LINK,
-  stat: Effect.suspend(() => stat(ino, FileType.SYMBOLIC_LINK, BigInt(target().length), 0o777)),
-  ...notDirectory,
-  readlink: Effect.sync(target),
-  open: () => fail(Errno.LOOP)
-})
+const symlink = (ino: bigint, target: () => string) => syntheticSymlink(PROC_DEV, ino, target)
 
-const directory = (ino: bigint, entries: () => ReadonlyArray<[string, Inode]>): Inode => {
-  const inode: Inode = {
-    filetype: FileType.DIRECTORY,
-    stat: stat(ino, FileType.DIRECTORY, 0n, 0o555),
-    lookup: (name) => {
-      const found = entries().find(([n]) => n === name)
-      return found ? Effect.succeed(found[1]) : fail(Errno.NOENT)
-    },
-    readdir: Effect.flatMap(
-      Effect.sync(entries),
-      (list) => Effect.forEach(list, ([name, child]) => Effect.map(child.stat, (st): DirEntry => ({ name, ino: st.ino, filetype: child.filetype })))
-    ),
-    readlink: fail(Errno.INVAL),
-    open: (options) => (options.write ? fail(Errno.ISDIR) : Effect.succeed(directoryDescription(inode)))
-  }
-  return inode
-}
+const directory = (ino: bigint, entries: () => ReadonlyArray<readonly [string, Inode]>) => syntheticDirectory(PROC_DEV, ino, entries)
 
 const comm = (tg: ThreadGroup) => (tg.argv[0] ?? "").split("/").pop()!.slice(0, 15)
 

@@ -10,6 +10,7 @@ import type { ExitStatus } from "@runsc/abi"
 import { Deferred, type Fiber, FiberId } from "effect"
 import { Changes } from "../changes.js"
 import type { FdTable } from "../fs/fdTable.js"
+import type { SyntheticMount } from "../fs/synthetic.js"
 import type { Dentry } from "../fs/resolve.js"
 import type { GuestThread } from "../platform/pool.js"
 import type { PidNamespace } from "./pidNamespace.js"
@@ -83,7 +84,7 @@ export class ThreadGroup {
     readonly startedAt: bigint,
     readonly uid: number,
     /** Where the process sees procfs; its children see it in the same places. */
-    readonly procMounts: ReadonlyArray<string>
+    readonly syntheticMounts: ReadonlyArray<SyntheticMount>
   ) {}
 
   /** The pid in the group's own namespace (what the guest would see as its pid). */
