@@ -401,7 +401,9 @@ const makeKernel = (options: KernelOptions): Effect.Effect<KernelShape, never, S
           args.uid ?? args.parent?.uid ?? 0,
           args.syntheticMounts ?? []
         )
-        for (const { fs, path } of tg.syntheticMounts) mounts.set(path, fs === "proc" ? procfs(tg) : devfs(tg))
+        for (const mount of tg.syntheticMounts) {
+          mounts.set(mount.path, mount.fs === "tmpfs" ? mount.root : mount.fs === "proc" ? procfs(tg) : devfs(tg))
+        }
         for (const ns of pidNamespace.lineage) {
           const pid = ns.allocate(tg)
           if (pid === undefined) return yield* Effect.dieMessage("pid namespace exhausted")

@@ -4,7 +4,7 @@
  * change to them (the registry lock), so a process can never be added to a container that a
  * destroy has already emptied.
  */
-import type { Dentry, PidNamespace, ThreadGroup } from "@runsc/kernel"
+import type { Dentry, PidNamespace, SyntheticMount, ThreadGroup } from "@runsc/kernel"
 import type { Spec } from "@runsc/spec"
 import type { Scope } from "effect"
 
@@ -16,6 +16,8 @@ export class Container {
   init: ThreadGroup | undefined
   spec: Spec | undefined
   root: Dentry | undefined
+  /** The filesystems mounted in its view (its tmpfs trees live as long as the container). */
+  mounts: ReadonlyArray<SyntheticMount> = []
   pidNamespace: PidNamespace<ThreadGroup> | undefined
   /** The spec's `pid` namespace path, for later containers that join it. */
   pidNamespacePath: string | undefined

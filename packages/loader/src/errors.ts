@@ -21,6 +21,15 @@ export class ContainerAlreadyStarted extends Schema.TaggedError<ContainerAlready
   }
 }
 
+export class InvalidMount extends Schema.TaggedError<InvalidMount>()("InvalidMount", {
+  destination: Schema.String,
+  reason: Schema.String
+}) {
+  override get message(): string {
+    return `mount at ${this.destination}: ${this.reason}`
+  }
+}
+
 export class InvalidRoot extends Schema.TaggedError<InvalidRoot>()("InvalidRoot", {
   path: Schema.String,
   reason: Schema.String

@@ -21,13 +21,14 @@ import {
   readFile,
   resolve,
   type SyntheticMount,
-  type ThreadGroup
+  type ThreadGroup,
+  Tmpfs
 } from "@runsc/kernel"
 import { getEnv, resolveEnv, type Spec } from "@runsc/spec"
 import { Effect } from "effect"
 import * as FsP from "node:fs/promises"
 import * as Path from "node:path"
-import { InvalidCwd, InvalidRoot, ProgramNotReadable } from "./errors.js"
+import { InvalidCwd, InvalidMount, InvalidRoot, ProgramNotReadable } from "./errors.js"
 
 /**
  * What a process gets as its fds 0, 1, 2: a host fd (default: this process's own), or an end
@@ -66,17 +67,38 @@ export const openRoot = (rootPath: string): Effect.Effect<Dentry, InvalidRoot> =
   )
 
 /**
- * The filesystems the sentry makes up, where the spec mounts them: procfs at its mounts of type
- * "proc", devfs where it mounts a tmpfs or devtmpfs at /dev (the devices a runtime puts there).
- * Other mount types are not built yet.
+ * The filesystems the sentry serves, where the spec mounts them: procfs at its mounts of type
+ * "proc"; devfs where it mounts a tmpfs or devtmpfs at /dev (the devices a runtime puts there);
+ * a new tmpfs at its other tmpfs mounts, with `size=` (bytes, or k/m/g) as its limit and
+ * `mode=` (octal) for its root. `instance` numbers each tmpfs (its device number). Bind mounts
+ * are not built yet.
  */
-export const syntheticMountsOf = (spec: Spec): ReadonlyArray<SyntheticMount> =>
-  (spec.mounts ?? []).flatMap((m): ReadonlyArray<SyntheticMount> => {
+export const syntheticMountsOf = (spec: Spec, instance: () => number): Effect.Effect<ReadonlyArray<SyntheticMount>, InvalidMount> =>
+  Effect.forEach(spec.mounts ?? [], (m): Effect.Effect<ReadonlyArray<SyntheticMount>, InvalidMount> => {
     const path = Path.posix.normalize(m.destination).replace(/(.)\/$/, "$1")
-    if (m.type === "proc") return [{ path, fs: "proc" }]
-    if (path === "/dev" && (m.type === "tmpfs" || m.type === "devtmpfs")) return [{ path, fs: "dev" }]
-    return []
-  })
+    if (m.type === "proc") return Effect.succeed([{ path, fs: "proc" }])
+    if (path === "/dev" && (m.type === "tmpfs" || m.type === "devtmpfs")) return Effect.succeed([{ path, fs: "dev" }])
+    if (m.type !== "tmpfs") return Effect.succeed([])
+    return Effect.gen(function*() {
+      const options = new Map((m.options ?? []).map((o) => [o.split("=")[0]!, o.slice(o.indexOf("=") + 1)] as const))
+      const size = options.get("size")
+      const limit = size === undefined ? undefined : parseSize(size)
+      if (limit === null) return yield* new InvalidMount({ destination: m.destination, reason: `size=${size} is not a number of bytes (k, m or g suffixes allowed)` })
+      const modeText = options.get("mode")
+      const mode = modeText === undefined ? undefined : /^[0-7]{1,4}$/.test(modeText) ? parseInt(modeText, 8) : null
+      if (mode === null) return yield* new InvalidMount({ destination: m.destination, reason: `mode=${modeText} is not an octal mode` })
+      const root = yield* Tmpfs.make({ instance: instance(), ...(limit !== undefined ? { limit } : {}), ...(mode !== undefined ? { mode } : {}) })
+      return [{ path, fs: "tmpfs", root }] as const
+    })
+  }).pipe(Effect.map((lists) => lists.flat()))
+
+/** "65536k" → 67108864; null when not a size. */
+const parseSize = (text: string): number | null => {
+  const match = /^(\d+)([kmg]?)$/i.exec(text)
+  if (match === null) return null
+  const unit = { "": 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3 }[match[2]!.toLowerCase() as "" | "k" | "m" | "g"]
+  return Number(match[1]) * unit
+}
 
 export interface LaunchArgs {
   readonly containerId: string

@@ -36,6 +36,7 @@ import {
   ContainerStopped,
   InvalidCwd,
   InvalidPid,
+  type InvalidMount,
   type InvalidRoot,
   InvalidSignal,
   NoSuchProcess,
@@ -69,7 +70,7 @@ export interface LoaderArgs {
   readonly kernel?: KernelOptions
 }
 
-export type StartError = ContainerNotFound | ContainerAlreadyStarted | InvalidRoot | LaunchError
+export type StartError = ContainerNotFound | ContainerAlreadyStarted | InvalidRoot | InvalidMount | LaunchError
 
 export interface SubcontainerArgs {
   readonly containerId: string
@@ -253,6 +254,8 @@ const makeLoader = (args: LoaderArgs) =>
     const rootId = yield* validateContainerId(args.containerId)
     const rootBundle = typeof args.bundle === "string" ? yield* loadBundle(args.bundle) : args.bundle
     const containers = new Map<string, Container>()
+    // Numbers the sandbox's tmpfs instances (each its own device number).
+    let tmpfsInstances = 0
     const registry = yield* Effect.makeSemaphore(1)
     const locked = registry.withPermits(1)
     // Each container's scope is a child of the loader's: closed by its destroy, or with the loader.
@@ -328,6 +331,7 @@ const makeLoader = (args: LoaderArgs) =>
         const process = spec.process
         if (process === undefined) return yield* new InvalidCwd({ cwd: "", reason: "config.json has no process to run" })
         const rootDentry = yield* openRoot(rootPath)
+        const mounts = yield* syntheticMountsOf(spec, () => ++tmpfsInstances)
         // runsc's rule: no pid namespace → the root one; a path used by an earlier container →
         // join it; otherwise a new child of the root namespace.
         const wanted = pidNamespace(spec)
@@ -346,7 +350,7 @@ const makeLoader = (args: LoaderArgs) =>
           cwd: process.cwd,
           uid,
           stdio,
-          syntheticMounts: syntheticMountsOf(spec),
+          syntheticMounts: mounts,
           pidNamespace: namespace,
           terminal: process.terminal ?? false,
           hostProgram: root.hostProgram,
@@ -354,6 +358,7 @@ const makeLoader = (args: LoaderArgs) =>
         })
         container.spec = spec
         container.root = rootDentry
+        container.mounts = mounts
         container.pidNamespace = namespace
         container.pidNamespacePath = wanted._tag === "New" ? wanted.path : undefined
         container.init = tg
@@ -483,7 +488,7 @@ const makeLoader = (args: LoaderArgs) =>
             cwd: exec.cwd ?? process.cwd,
             uid,
             stdio: exec.stdio ?? {},
-            syntheticMounts: syntheticMountsOf(container.spec!),
+            syntheticMounts: container.mounts,
             pidNamespace: container.pidNamespace!,
             terminal: exec.terminal ?? false
           })

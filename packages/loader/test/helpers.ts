@@ -29,6 +29,8 @@ export interface BundleOptions {
   readonly terminal?: boolean
   /** Adds files to the rootfs. */
   readonly populate?: (rootfs: string) => void
+  /** More mounts after the template's (/proc, /dev, /tmp). */
+  readonly mounts?: Spec["mounts"]
 }
 
 /**
@@ -53,7 +55,8 @@ export const makeBundle = (options: BundleOptions) =>
       "fork_bomb",
       "reaper",
       "tsh",
-      "devices"
+      "devices",
+      "fsops"
     ]) {
       Fs.copyFileSync(fixture(name), Path.join(rootfs, "bin", name))
       Fs.chmodSync(Path.join(rootfs, "bin", name), 0o755)
@@ -63,6 +66,7 @@ export const makeBundle = (options: BundleOptions) =>
     const template = defaultSpec()
     const spec: Spec = {
       ...template,
+      mounts: [...(template.mounts ?? []), ...(options.mounts ?? [])],
       process: {
         ...template.process!,
         args: [options.args[0]!, ...options.args.slice(1)],

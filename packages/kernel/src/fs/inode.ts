@@ -31,6 +31,30 @@ export interface DirEntry {
 export interface OpenOptions {
   readonly read: boolean
   readonly write: boolean
+  /** Every write goes to the end of the file (O_APPEND). */
+  readonly append?: boolean
+}
+
+/**
+ * What a directory of a writable filesystem can change. A directory without it (the read-only
+ * gofer root, procfs, devfs) refuses every change with EROFS.
+ */
+export interface DirectoryChanges {
+  /** The filesystem the directory belongs to: a rename or link between two is EXDEV. */
+  readonly filesystem: object
+  /** A new empty regular file (EEXIST if the name is taken). */
+  create(name: string): Effect.Effect<Inode, SyscallError>
+  mkdir(name: string): Effect.Effect<void, SyscallError>
+  /** A symlink whose target is stored verbatim. */
+  symlink(name: string, target: string): Effect.Effect<void, SyscallError>
+  /** Another name for `target` (EXDEV from another filesystem, EPERM for a directory). */
+  link(name: string, target: Inode): Effect.Effect<void, SyscallError>
+  /** Removes a non-directory (EISDIR for a directory). */
+  unlink(name: string): Effect.Effect<void, SyscallError>
+  /** Removes an empty directory (ENOTDIR, ENOTEMPTY). */
+  rmdir(name: string): Effect.Effect<void, SyscallError>
+  /** Moves `name` to `to`'s `toName`, replacing what is there as rename(2) allows. */
+  rename(name: string, to: DirectoryChanges, toName: string): Effect.Effect<void, SyscallError>
 }
 
 export interface Inode {
@@ -49,6 +73,12 @@ export interface Inode {
   readonly readdir: Effect.Effect<ReadonlyArray<DirEntry>, SyscallError>
   readonly readlink: Effect.Effect<string, SyscallError>
   open(options: OpenOptions): Effect.Effect<FileDescription, SyscallError>
+  /** On a directory of a writable filesystem: what it can change. */
+  readonly changes?: DirectoryChanges
+  /** On a writable regular file: sets its size (O_TRUNC, truncate). */
+  truncate?(size: bigint): Effect.Effect<void, SyscallError>
+  /** On a writable filesystem: sets the access and/or modification time (undefined: unchanged). */
+  setTimes?(atim: bigint | undefined, mtim: bigint | undefined): Effect.Effect<void, SyscallError>
 }
 
 /** An open file: the offset lives here, so it is shared by everything that refers to it. */
@@ -79,4 +109,8 @@ export interface FileDescription {
    * worker may then write to it without a round trip, with identical results.
    */
   readonly passthroughHostFd?: number
+  /** On a writable file: fd_filestat_set_size, fd_allocate (extends, never clobbers), fd_filestat_set_times. */
+  setSize?(size: bigint): Effect.Effect<void, SyscallError>
+  allocate?(offset: bigint, length: bigint): Effect.Effect<void, SyscallError>
+  setTimes?(atim: bigint | undefined, mtim: bigint | undefined): Effect.Effect<void, SyscallError>
 }

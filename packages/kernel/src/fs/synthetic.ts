@@ -9,11 +9,14 @@ import { SyscallError } from "../errors.js"
 import { directoryDescription } from "./directory.js"
 import type { DirEntry, Inode, Stat } from "./inode.js"
 
-/** A filesystem the sentry makes up for each process, mounted at `path` of its view (/proc, /dev). */
-export interface SyntheticMount {
-  readonly path: string
-  readonly fs: "proc" | "dev"
-}
+/**
+ * A filesystem the sentry serves, mounted at `path` of a process's view: procfs and devfs are
+ * made for each process (they show the caller); a tmpfs is one tree that every process of its
+ * container shares.
+ */
+export type SyntheticMount =
+  | { readonly path: string; readonly fs: "proc" | "dev" }
+  | { readonly path: string; readonly fs: "tmpfs"; readonly root: Inode }
 
 export const fail = (errno: Errno) => Effect.fail(new SyscallError({ errno }))
 

@@ -4,8 +4,9 @@
  * here. Handlers validate in the order Linux does (fd, then rights, then path), so a guest sees
  * the errno it would see on Linux, with WASI's NOTCAPABLE where rights are missing.
  *
- * The container root is read-only in this build: every call that would change it fails with
- * EROFS after its fd has been validated, as on a read-only mount.
+ * The container root (the gofer) is read-only in this build: a call that would change it fails
+ * with EROFS once its fd and path have been checked, as on a read-only mount; tmpfs mounts take
+ * every change.
  */
 import {
   ClockId,
@@ -15,6 +16,7 @@ import {
   FdFlags,
   FILE_RIGHTS,
   FileType,
+  FstFlags,
   isValidSignal,
   signalFromWasi,
   Layout,
@@ -27,11 +29,11 @@ import {
   type SyscallName,
   syscallNames
 } from "@runsc/abi"
-import { Clock, Duration, Effect } from "effect"
+import { Clock, Duration, Effect, Either } from "effect"
 import { SyscallError } from "../errors.js"
 import type { FdEntry } from "../fs/fdTable.js"
 import type { FileDescription, Stat } from "../fs/inode.js"
-import { type Dentry, resolve } from "../fs/resolve.js"
+import { type Dentry, NAME_MAX, resolve } from "../fs/resolve.js"
 import { DATA_SIZE } from "../platform/channel.js"
 import {
   blocking,
@@ -259,15 +261,6 @@ const fd_renumber: Handler = (c) => c.tg.fdTable.renumber(u32(c, 0), u32(c, 1))
 /** Calls that only need a valid fd with a right, and have nothing to do on this filesystem. */
 const validateOnly = (rights: bigint): Handler => (c) => Effect.asVoid(entryWith(c, u32(c, 0), rights))
 
-/** Calls that would change the (read-only) filesystem through an open fd. */
-const readOnlyFd = (rights: bigint): Handler => (c) =>
-  Effect.flatMap(entryWith(c, u32(c, 0), rights), (entry) =>
-    fail(entry.description.filetype === FileType.DIRECTORY ? Errno.ISDIR : Errno.ROFS))
-
-/** Calls that would change the (read-only) filesystem at a path under a directory fd. */
-const readOnlyPath = (rights: bigint, fdArg = 0): Handler => (c) =>
-  Effect.flatMap(baseDirectory(c, u32(c, fdArg), rights), () => fail(Errno.ROFS))
-
 const WRITE_RIGHTS = Rights.FD_WRITE | Rights.FD_ALLOCATE | Rights.FD_FILESTAT_SET_SIZE | Rights.FD_DATASYNC
 
 const path_open: Handler = (c) =>
@@ -287,21 +280,32 @@ const path_open: Handler = (c) =>
     const found = yield* Effect.either(
       resolve(c.tg.root, dir.dentry, path, { followFinal: (lookupflags & LookupFlags.SYMLINK_FOLLOW) !== 0 })
     )
-    if (found._tag === "Left") {
-      // A missing file with O_CREAT would be created: not on a read-only root.
-      if (found.left.errno === Errno.NOENT && (oflags & OFlags.CREAT) !== 0) return yield* fail(Errno.ROFS)
-      return yield* found.left
+    let dentry: Dentry
+    let created = false
+    if (found._tag === "Right") {
+      dentry = found.right
+    } else {
+      if (found.left.errno !== Errno.NOENT || (oflags & OFlags.CREAT) === 0) return yield* found.left
+      // A missing last component with O_CREAT: a new file, where the directory can have one.
+      const parent = yield* parentOf(c, dir.dentry, path)
+      if (parent.trailingSlash) return yield* fail(Errno.ISDIR)
+      const changes = yield* changesOf(parent.dir)
+      dentry = parent.dir.child(parent.name, yield* changes.create(parent.name))
+      created = true
     }
-    const dentry = found.right
     const filetype = dentry.inode.filetype
-    if ((oflags & OFlags.CREAT) !== 0 && (oflags & OFlags.EXCL) !== 0) return yield* fail(Errno.EXIST)
+    if (!created && (oflags & OFlags.CREAT) !== 0 && (oflags & OFlags.EXCL) !== 0) return yield* fail(Errno.EXIST)
     if (filetype === FileType.SYMBOLIC_LINK) return yield* fail(Errno.LOOP)
     if ((oflags & OFlags.DIRECTORY) !== 0 && filetype !== FileType.DIRECTORY) return yield* fail(Errno.NOTDIR)
     const isDirectory = filetype === FileType.DIRECTORY
     const wantsWrite = (requestedBase & WRITE_RIGHTS) !== 0n || (oflags & OFlags.TRUNC) !== 0 ||
       (fdflags & FdFlags.APPEND) !== 0
     if (isDirectory && wantsWrite) return yield* fail(Errno.ISDIR)
-    const description = yield* dentry.inode.open({ read: true, write: wantsWrite })
+    if ((oflags & OFlags.TRUNC) !== 0 && filetype === FileType.REGULAR_FILE && !created) {
+      if (dentry.inode.truncate === undefined) return yield* fail(Errno.ROFS)
+      yield* dentry.inode.truncate(0n)
+    }
+    const description = yield* dentry.inode.open({ read: true, write: wantsWrite, append: (fdflags & FdFlags.APPEND) !== 0 })
     const typeRights = isDirectory ? DIRECTORY_RIGHTS : FILE_RIGHTS
     const fd = yield* c.tg.fdTable.allocate({
       description,
@@ -330,20 +334,164 @@ const path_readlink: Handler = (c) =>
     setResult(c, kept.length)
   })
 
-const path_symlink: Handler = (c) => Effect.flatMap(baseDirectory(c, u32(c, 1), Rights.PATH_SYMLINK), () => fail(Errno.ROFS))
+// ---- changes to the filesystem ---------------------------------------------------------------
+// A directory can change only where its filesystem is writable (`Inode.changes`); elsewhere
+// (the read-only gofer root, procfs, devfs) a change fails EROFS once the path has been checked.
+
+/**
+ * The directory that holds the last component of `path` (resolved from `base`, symlinks on the
+ * way followed), and that component ("" for "/"; "." and ".." as written).
+ */
+const parentOf = (c: SyscallContext, base: Dentry, path: string) =>
+  Effect.gen(function*() {
+    if (path.length === 0) return yield* fail(Errno.NOENT)
+    const trimmed = path.replace(/\/+$/, "")
+    const slash = trimmed.lastIndexOf("/")
+    const name = trimmed.slice(slash + 1)
+    if (Buffer.byteLength(name) > NAME_MAX) return yield* fail(Errno.NAMETOOLONG)
+    const dirPath = slash < 0 ? (trimmed.length === 0 ? "/" : ".") : slash === 0 ? "/" : trimmed.slice(0, slash)
+    const dir = yield* resolve(c.tg.root, base, dirPath, { followFinal: true })
+    if (dir.inode.filetype !== FileType.DIRECTORY) return yield* fail(Errno.NOTDIR)
+    return { dir, name, trailingSlash: trimmed.length < path.length }
+  })
+
+/** The changes `dir` can make, or EROFS. */
+const changesOf = (dir: Dentry) => (dir.inode.changes ? Effect.succeed(dir.inode.changes) : fail(Errno.ROFS))
+
+const pathParent = (c: SyscallContext, fd: number, rights: bigint, at: number, length: number) =>
+  Effect.gen(function*() {
+    const base = yield* baseDirectory(c, fd, rights)
+    return yield* parentOf(c, base, yield* pathAt(c, at, length))
+  })
+
+/** Whether `name` names something in `dir` (an existing name is EEXIST even on a read-only mount). */
+const exists = (dir: Dentry, name: string) => Effect.map(Effect.either(dir.lookup(name)), Either.isRight)
+
+/** The mount `dentry` lies in: the deepest mount path at or above it ("/" for the root's tree). */
+const mountOf = (dentry: Dentry): string => {
+  for (let d = dentry; !d.isRoot; d = d.parent) if (dentry.mounts.has(d.path)) return d.path
+  return "/"
+}
+
+/** Whether `dir`'s `name` is where a filesystem is mounted (it cannot be removed or renamed). */
+const isMountPoint = (dir: Dentry, name: string): boolean => dir.mounts.has(dir.isRoot ? `/${name}` : `${dir.path}/${name}`)
+
+const path_create_directory: Handler = (c) =>
+  Effect.gen(function*() {
+    const { dir, name } = yield* pathParent(c, u32(c, 0), Rights.PATH_CREATE_DIRECTORY, 0, u32(c, 1))
+    if (name === "" || name === "." || name === ".." || (yield* exists(dir, name))) return yield* fail(Errno.EXIST)
+    yield* Effect.flatMap(changesOf(dir), (changes) => changes.mkdir(name))
+  })
+
+const path_remove_directory: Handler = (c) =>
+  Effect.gen(function*() {
+    const { dir, name } = yield* pathParent(c, u32(c, 0), Rights.PATH_REMOVE_DIRECTORY, 0, u32(c, 1))
+    if (name === ".") return yield* fail(Errno.INVAL)
+    if (name === "..") return yield* fail(Errno.NOTEMPTY)
+    if (name === "") return yield* fail(Errno.BUSY)
+    const inode = yield* dir.lookup(name)
+    if (inode.filetype !== FileType.DIRECTORY) return yield* fail(Errno.NOTDIR)
+    if (isMountPoint(dir, name)) return yield* fail(Errno.BUSY)
+    yield* Effect.flatMap(changesOf(dir), (changes) => changes.rmdir(name))
+  })
+
+const path_unlink_file: Handler = (c) =>
+  Effect.gen(function*() {
+    const { dir, name, trailingSlash } = yield* pathParent(c, u32(c, 0), Rights.PATH_UNLINK_FILE, 0, u32(c, 1))
+    if (name === "" || name === "." || name === "..") return yield* fail(Errno.ISDIR)
+    const inode = yield* dir.lookup(name)
+    if (inode.filetype === FileType.DIRECTORY) return yield* fail(Errno.ISDIR)
+    // "file/" asks for a directory, which a file is not.
+    if (trailingSlash) return yield* fail(Errno.NOTDIR)
+    yield* Effect.flatMap(changesOf(dir), (changes) => changes.unlink(name))
+  })
+
+const path_symlink: Handler = (c) =>
+  Effect.gen(function*() {
+    const targetLength = u32(c, 0)
+    const target = yield* pathAt(c, 0, targetLength)
+    if (target.includes("\0")) return yield* fail(Errno.INVAL)
+    const { dir, name, trailingSlash } = yield* pathParent(c, u32(c, 1), Rights.PATH_SYMLINK, targetLength, u32(c, 2))
+    if (name === "" || name === "." || name === ".." || (yield* exists(dir, name))) return yield* fail(Errno.EXIST)
+    if (trailingSlash) return yield* fail(Errno.NOENT)
+    // The target is stored as written; it is resolved (inside the root) only when followed.
+    yield* Effect.flatMap(changesOf(dir), (changes) => changes.symlink(name, target))
+  })
 
 const path_rename: Handler = (c) =>
   Effect.gen(function*() {
-    yield* baseDirectory(c, u32(c, 0), Rights.PATH_RENAME_SOURCE)
-    yield* baseDirectory(c, u32(c, 2), Rights.PATH_RENAME_TARGET)
-    return yield* fail(Errno.ROFS)
+    const fromLength = u32(c, 1)
+    const from = yield* pathParent(c, u32(c, 0), Rights.PATH_RENAME_SOURCE, 0, fromLength)
+    const to = yield* pathParent(c, u32(c, 2), Rights.PATH_RENAME_TARGET, fromLength, u32(c, 3))
+    for (const name of [from.name, to.name]) if (name === "" || name === "." || name === "..") return yield* fail(Errno.BUSY)
+    const moving = yield* from.dir.lookup(from.name)
+    if ((from.trailingSlash || to.trailingSlash) && moving.filetype !== FileType.DIRECTORY) return yield* fail(Errno.NOTDIR)
+    if (isMountPoint(from.dir, from.name) || isMountPoint(to.dir, to.name)) return yield* fail(Errno.BUSY)
+    // Across mounts is EXDEV before anything else, read-only or not (as Linux checks).
+    if (mountOf(from.dir) !== mountOf(to.dir)) return yield* fail(Errno.XDEV)
+    const source = yield* changesOf(from.dir)
+    const target = yield* changesOf(to.dir)
+    if (source.filesystem !== target.filesystem) return yield* fail(Errno.XDEV)
+    yield* source.rename(from.name, target, to.name)
   })
 
 const path_link: Handler = (c) =>
   Effect.gen(function*() {
-    yield* baseDirectory(c, u32(c, 0), Rights.PATH_LINK_SOURCE)
-    yield* baseDirectory(c, u32(c, 3), Rights.PATH_LINK_TARGET)
-    return yield* fail(Errno.ROFS)
+    const fromLength = u32(c, 2)
+    const follow = (u32(c, 1) & LookupFlags.SYMLINK_FOLLOW) !== 0
+    const existing = yield* lookupPath(c, u32(c, 0), Rights.PATH_LINK_SOURCE, 0, fromLength, follow)
+    const to = yield* pathParent(c, u32(c, 3), Rights.PATH_LINK_TARGET, fromLength, u32(c, 4))
+    if (to.name === "" || to.name === "." || to.name === ".." || (yield* exists(to.dir, to.name))) return yield* fail(Errno.EXIST)
+    if (existing.inode.filetype === FileType.DIRECTORY) return yield* fail(Errno.PERM)
+    if (mountOf(existing.parent) !== mountOf(to.dir)) return yield* fail(Errno.XDEV)
+    yield* Effect.flatMap(changesOf(to.dir), (changes) => changes.link(to.name, existing.inode))
+  })
+
+/** The times fst_flags ask for: the one given, now, or unchanged (undefined); EINVAL for both. */
+const requestedTimes = (c: SyscallContext, flags: number) =>
+  Effect.gen(function*() {
+    if ((flags & FstFlags.ATIM) !== 0 && (flags & FstFlags.ATIM_NOW) !== 0) return yield* fail(Errno.INVAL)
+    if ((flags & FstFlags.MTIM) !== 0 && (flags & FstFlags.MTIM_NOW) !== 0) return yield* fail(Errno.INVAL)
+    const now = yield* Clock.currentTimeNanos
+    const pick = (given: number, atNow: number, value: bigint) => (flags & given) !== 0 ? value : (flags & atNow) !== 0 ? now : undefined
+    return {
+      atim: pick(FstFlags.ATIM, FstFlags.ATIM_NOW, BigInt.asUintN(64, i64(c, 0))),
+      mtim: pick(FstFlags.MTIM, FstFlags.MTIM_NOW, BigInt.asUintN(64, i64(c, 1)))
+    }
+  })
+
+const path_filestat_set_times: Handler = (c) =>
+  Effect.gen(function*() {
+    const follow = (u32(c, 1) & LookupFlags.SYMLINK_FOLLOW) !== 0
+    const dentry = yield* lookupPath(c, u32(c, 0), Rights.PATH_FILESTAT_SET_TIMES, 0, u32(c, 2), follow)
+    const { atim, mtim } = yield* requestedTimes(c, u32(c, 3))
+    if (dentry.inode.setTimes === undefined) return yield* fail(Errno.ROFS)
+    yield* dentry.inode.setTimes(atim, mtim)
+  })
+
+/** A change through an open fd: what its description offers, EISDIR on a directory, else EROFS. */
+const fdChange = <K extends "setSize" | "allocate" | "setTimes">(c: SyscallContext, rights: bigint, kind: K) =>
+  Effect.flatMap(entryWith(c, u32(c, 0), rights), (entry) => {
+    const change = entry.description[kind]
+    if (change !== undefined) return Effect.succeed(change as NonNullable<FileDescription[K]>)
+    return fail(entry.description.filetype === FileType.DIRECTORY ? Errno.ISDIR : Errno.ROFS)
+  })
+
+const fd_filestat_set_size: Handler = (c) =>
+  Effect.flatMap(fdChange(c, Rights.FD_FILESTAT_SET_SIZE, "setSize"), (setSize) => setSize(BigInt.asUintN(64, i64(c, 0))))
+
+const fd_allocate: Handler = (c) =>
+  Effect.flatMap(fdChange(c, Rights.FD_ALLOCATE, "allocate"), (allocate) => {
+    const offset = BigInt.asUintN(64, i64(c, 0))
+    const length = BigInt.asUintN(64, i64(c, 1))
+    return length === 0n ? fail(Errno.INVAL) : allocate(offset, length)
+  })
+
+const fd_filestat_set_times: Handler = (c) =>
+  Effect.gen(function*() {
+    const setTimes = yield* fdChange(c, Rights.FD_FILESTAT_SET_TIMES, "setTimes")
+    const { atim, mtim } = yield* requestedTimes(c, u32(c, 1))
+    yield* setTimes(atim, mtim)
   })
 
 // ---- poll_oneoff -----------------------------------------------------------------------------
@@ -444,15 +592,15 @@ const handlers: { readonly [K in Exclude<SyscallName, "fd_readdir">]: Handler } 
   clock_res_get: servedInWorker,
   clock_time_get: servedInWorker,
   fd_advise: (c) => Effect.flatMap(entryWith(c, u32(c, 0), Rights.FD_ADVISE), () => u32(c, 1) > 5 ? fail(Errno.INVAL) : Effect.void),
-  fd_allocate: readOnlyFd(Rights.FD_ALLOCATE),
+  fd_allocate,
   fd_close,
   fd_datasync: validateOnly(Rights.FD_DATASYNC),
   fd_fdstat_get,
   fd_fdstat_set_flags,
   fd_fdstat_set_rights,
   fd_filestat_get,
-  fd_filestat_set_size: readOnlyFd(Rights.FD_FILESTAT_SET_SIZE),
-  fd_filestat_set_times: readOnlyFd(Rights.FD_FILESTAT_SET_TIMES),
+  fd_filestat_set_size,
+  fd_filestat_set_times,
   fd_pread: read(true),
   fd_prestat_get,
   fd_prestat_dir_name,
@@ -463,16 +611,16 @@ const handlers: { readonly [K in Exclude<SyscallName, "fd_readdir">]: Handler } 
   fd_sync: validateOnly(Rights.FD_SYNC),
   fd_tell,
   fd_write,
-  path_create_directory: readOnlyPath(Rights.PATH_CREATE_DIRECTORY),
+  path_create_directory,
   path_filestat_get,
-  path_filestat_set_times: readOnlyPath(Rights.PATH_FILESTAT_SET_TIMES),
+  path_filestat_set_times,
   path_link,
   path_open,
   path_readlink,
-  path_remove_directory: readOnlyPath(Rights.PATH_REMOVE_DIRECTORY),
+  path_remove_directory,
   path_rename,
   path_symlink,
-  path_unlink_file: readOnlyPath(Rights.PATH_UNLINK_FILE),
+  path_unlink_file,
   poll_oneoff,
   proc_exit: servedInWorker,
   proc_raise,

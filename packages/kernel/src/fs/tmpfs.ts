@@ -1,0 +1,332 @@
+/**
+ * tmpfs: a filesystem that lives in the sentry's memory — directories, regular files, symlinks
+ * and hard links — for the spec's tmpfs mounts (and, later, the overlay's upper layer).
+ *
+ * Invariants: every node belongs to exactly one Tmpfs, whose byte count is the sum of its files'
+ * sizes and never exceeds its limit (`size=`): a write or truncate that would go past it fails
+ * ENOSPC and changes nothing. A directory's entries never include "." or "..". Link counts follow
+ * POSIX: a file's nlink is its number of names; a directory's is 2 + its subdirectories.
+ */
+import { Errno, FileType, Whence } from "@runsc/abi"
+import { Clock, Effect } from "effect"
+import { SyscallError } from "../errors.js"
+import { directoryDescription } from "./directory.js"
+import type { DirectoryChanges, DirEntry, FileDescription, Inode, OpenOptions, Stat } from "./inode.js"
+
+const fail = (errno: Errno) => Effect.fail(new SyscallError({ errno }))
+
+/** tmpfs device numbers start here ("TMP" << 8); each instance takes the next. */
+const TMPFS_DEV_BASE = 0x544d5000n
+
+interface Times {
+  atim: bigint
+  mtim: bigint
+  ctim: bigint
+}
+
+type Node = FileNode | DirNode | LinkNode
+
+interface Common {
+  readonly ino: bigint
+  mode: number
+  nlink: bigint
+  readonly times: Times
+}
+
+interface FileNode extends Common {
+  readonly type: typeof FileType.REGULAR_FILE
+  data: Uint8Array
+  size: number
+}
+
+interface DirNode extends Common {
+  readonly type: typeof FileType.DIRECTORY
+  readonly entries: Map<string, Node>
+}
+
+interface LinkNode extends Common {
+  readonly type: typeof FileType.SYMBOLIC_LINK
+  readonly target: string
+}
+
+/** One tmpfs instance: its device number, inode numbers and byte budget. */
+export class Tmpfs {
+  private nextIno = 1n
+  private used = 0
+  readonly dev: bigint
+
+  private constructor(readonly limit: number, dev: bigint) {
+    this.dev = dev
+  }
+
+  /** A new empty tmpfs of at most `limit` bytes of file data; its root directory's inode. */
+  static make(options: { readonly limit?: number; readonly mode?: number; readonly instance: number }): Effect.Effect<Inode> {
+    return Effect.map(Clock.currentTimeNanos, (now) => {
+      const fs = new Tmpfs(options.limit ?? Number.MAX_SAFE_INTEGER, TMPFS_DEV_BASE + BigInt(options.instance))
+      const root: DirNode = { type: FileType.DIRECTORY, ino: fs.nextIno++, mode: options.mode ?? 0o1777, nlink: 2n, times: { atim: now, mtim: now, ctim: now }, entries: new Map() }
+      return fs.inode(root)
+    })
+  }
+
+  /** Bytes of file data held now. */
+  get bytesUsed(): number {
+    return this.used
+  }
+
+  private node<T extends Node>(fields: Omit<T, "ino" | "times" | "nlink">, now: bigint): T {
+    return { ...fields, ino: this.nextIno++, nlink: fields.type === FileType.DIRECTORY ? 2n : 1n, times: { atim: now, mtim: now, ctim: now } } as T
+  }
+
+  /**
+   * Grows or shrinks `file` to `size` bytes (zero-filled), within the byte budget. The budget
+   * counts files that have a name; one unlinked while open no longer counts.
+   */
+  private resize(file: FileNode, size: number): Effect.Effect<void, SyscallError> {
+    if (size > Number.MAX_SAFE_INTEGER || size < 0) return fail(Errno.FBIG)
+    const counted = file.nlink > 0n
+    if (counted && size > file.size && this.used + (size - file.size) > this.limit) return fail(Errno.NOSPC)
+    if (counted) this.used += size - file.size
+    if (size > file.data.length) {
+      const grown = new Uint8Array(Math.max(size, Math.min(file.data.length * 2, size + (1 << 20))))
+      grown.set(file.data.subarray(0, file.size))
+      file.data = grown
+    } else if (size < file.size) {
+      file.data.fill(0, size, file.size)
+    }
+    file.size = size
+    return Effect.void
+  }
+
+  private stat(node: Node): Stat {
+    return {
+      dev: this.dev,
+      ino: node.ino,
+      filetype: node.type,
+      nlink: node.nlink,
+      size: BigInt(node.type === FileType.REGULAR_FILE ? node.size : node.type === FileType.SYMBOLIC_LINK ? Buffer.byteLength(node.target) : 0),
+      atim: node.times.atim,
+      mtim: node.times.mtim,
+      ctim: node.times.ctim,
+      mode: node.mode
+    }
+  }
+
+  private touch(node: Node, which: "m" | "c"): Effect.Effect<void> {
+    return Effect.map(Clock.currentTimeNanos, (now) => {
+      if (which === "m") node.times.mtim = now
+      node.times.ctim = now
+    })
+  }
+
+  /** The Inode view of `node` (a new object each time; identity is the node's). */
+  inode(node: Node): Inode {
+    const fs = this
+    const notDir = { lookup: () => fail(Errno.NOTDIR), readdir: fail(Errno.NOTDIR) }
+    const base = {
+      filetype: node.type,
+      stat: Effect.sync(() => fs.stat(node)),
+      tmpfs: { fs, node },
+      setTimes: (atim: bigint | undefined, mtim: bigint | undefined) =>
+        Effect.flatMap(Clock.currentTimeNanos, (now) =>
+          Effect.sync(() => {
+            if (atim !== undefined) node.times.atim = atim
+            if (mtim !== undefined) node.times.mtim = mtim
+            node.times.ctim = now
+          }))
+    }
+    if (node.type === FileType.SYMBOLIC_LINK) {
+      return { ...base, ...notDir, readlink: Effect.succeed(node.target), open: () => fail(Errno.LOOP) }
+    }
+    if (node.type === FileType.REGULAR_FILE) {
+      return {
+        ...base,
+        ...notDir,
+        readlink: fail(Errno.INVAL),
+        open: (options) => Effect.succeed(fs.fileDescription(node, options)),
+        truncate: (size: bigint) => Effect.zipRight(fs.resize(node, Number(size)), fs.touch(node, "m"))
+      }
+    }
+    const dir = node
+    const inode: Inode = {
+      ...base,
+      lookup: (name) => {
+        const child = dir.entries.get(name)
+        return child ? Effect.succeed(fs.inode(child)) : fail(Errno.NOENT)
+      },
+      readdir: Effect.sync(() => [...dir.entries].map(([name, child]): DirEntry => ({ name, ino: child.ino, filetype: child.type }))),
+      readlink: fail(Errno.INVAL),
+      open: (options) => (options.write ? fail(Errno.ISDIR) : Effect.succeed(directoryDescription(inode))),
+      changes: fs.changes(dir)
+    }
+    return inode
+  }
+
+  /** What a directory of this tmpfs can change: every call checks first, then changes all or nothing. */
+  private changes(dir: DirNode): TmpfsChanges {
+    const fs = this
+    const add = (name: string, make: (now: bigint) => Node) =>
+      Effect.flatMap(Clock.currentTimeNanos, (now) => {
+        if (dir.entries.has(name)) return fail(Errno.EXIST)
+        const node = make(now)
+        dir.entries.set(name, node)
+        if (node.type === FileType.DIRECTORY) dir.nlink++
+        dir.times.mtim = now
+        dir.times.ctim = now
+        return Effect.succeed(fs.inode(node))
+      })
+    const drop = (name: string, node: Node) =>
+      Effect.flatMap(Clock.currentTimeNanos, (now) =>
+        Effect.sync(() => {
+          dir.entries.delete(name)
+          if (node.type === FileType.DIRECTORY) {
+            dir.nlink--
+            node.nlink = 0n
+          } else {
+            node.nlink--
+            node.times.ctim = now
+            // The data goes with the last name (open descriptions keep the node, not the budget).
+            if (node.nlink === 0n && node.type === FileType.REGULAR_FILE) fs.used -= node.size
+          }
+          dir.times.mtim = now
+          dir.times.ctim = now
+        }))
+    return {
+      filesystem: fs,
+      create: (name) => add(name, (now) => fs.node<FileNode>({ type: FileType.REGULAR_FILE, mode: 0o644, data: new Uint8Array(0), size: 0 }, now)),
+      mkdir: (name) => Effect.asVoid(add(name, (now) => fs.node<DirNode>({ type: FileType.DIRECTORY, mode: 0o755, entries: new Map() }, now))),
+      symlink: (name, target) => Effect.asVoid(add(name, (now) => fs.node<LinkNode>({ type: FileType.SYMBOLIC_LINK, mode: 0o777, target }, now))),
+      link: (name, target) => {
+        const origin = (target as { readonly tmpfs?: { readonly fs: Tmpfs; readonly node: Node } }).tmpfs
+        if (origin === undefined || origin.fs !== fs) return fail(Errno.XDEV)
+        const node = origin.node
+        if (node.type === FileType.DIRECTORY) return fail(Errno.PERM)
+        return Effect.asVoid(add(name, () => {
+          node.nlink++
+          return node
+        }))
+      },
+      unlink: (name) => {
+        const node = dir.entries.get(name)
+        if (node === undefined) return fail(Errno.NOENT)
+        if (node.type === FileType.DIRECTORY) return fail(Errno.ISDIR)
+        return drop(name, node)
+      },
+      rmdir: (name) => {
+        const node = dir.entries.get(name)
+        if (node === undefined) return fail(Errno.NOENT)
+        if (node.type !== FileType.DIRECTORY) return fail(Errno.NOTDIR)
+        if (node.entries.size > 0) return fail(Errno.NOTEMPTY)
+        return drop(name, node)
+      },
+      rename: (name, to, toName) => {
+        if (to.filesystem !== fs) return fail(Errno.XDEV)
+        const target = (to as TmpfsChanges).directory
+        const node = dir.entries.get(name)
+        if (node === undefined) return fail(Errno.NOENT)
+        const replaced = target.entries.get(toName)
+        if (replaced === node) return Effect.void
+        if (node.type === FileType.DIRECTORY) {
+          // A directory cannot move under itself.
+          if (fs.contains(node, target)) return fail(Errno.INVAL)
+          if (replaced !== undefined && replaced.type !== FileType.DIRECTORY) return fail(Errno.NOTDIR)
+          if (replaced !== undefined && replaced.type === FileType.DIRECTORY && replaced.entries.size > 0) return fail(Errno.NOTEMPTY)
+        } else if (replaced?.type === FileType.DIRECTORY) {
+          return fail(Errno.ISDIR)
+        }
+        return Effect.flatMap(Clock.currentTimeNanos, (now) =>
+          Effect.sync(() => {
+            if (replaced !== undefined) {
+              if (replaced.type === FileType.DIRECTORY) target.nlink--
+              else {
+                replaced.nlink--
+                if (replaced.nlink === 0n && replaced.type === FileType.REGULAR_FILE) fs.used -= replaced.size
+              }
+            }
+            dir.entries.delete(name)
+            target.entries.set(toName, node)
+            if (node.type === FileType.DIRECTORY) {
+              dir.nlink--
+              target.nlink++
+            }
+            for (const d of [dir, target]) {
+              d.times.mtim = now
+              d.times.ctim = now
+            }
+            node.times.ctim = now
+          }))
+      },
+      directory: dir
+    }
+  }
+
+  /** Whether `dir` is `ancestor` or lies below it. */
+  private contains(ancestor: DirNode, dir: DirNode): boolean {
+    if (ancestor === dir) return true
+    for (const child of ancestor.entries.values()) {
+      if (child.type === FileType.DIRECTORY && this.contains(child, dir)) return true
+    }
+    return false
+  }
+
+  private fileDescription(file: FileNode, options: OpenOptions): FileDescription {
+    const fs = this
+    let position = 0
+    const bad = (errno: Errno) => fail(errno)
+    return {
+      filetype: FileType.REGULAR_FILE,
+      read: (length, offset) => {
+        if (!options.read) return bad(Errno.BADF)
+        return Effect.flatMap(Clock.currentTimeNanos, (now) =>
+          Effect.sync(() => {
+            const at = offset === undefined ? position : Number(offset)
+            const chunk = at >= file.size ? new Uint8Array(0) : file.data.slice(at, Math.min(file.size, at + length))
+            if (offset === undefined) position += chunk.length
+            file.times.atim = now
+            return chunk
+          }))
+      },
+      write: (data, offset) => {
+        if (!options.write) return bad(Errno.BADF)
+        return Effect.suspend(() => {
+          const at = offset !== undefined ? Number(offset) : options.append ? file.size : position
+          const end = at + data.length
+          const grow = end > file.size ? fs.resize(file, end) : Effect.void
+          return Effect.flatMap(grow, () =>
+            Effect.map(Clock.currentTimeNanos, (now) => {
+              file.data.set(data, at)
+              if (offset === undefined) position = end
+              file.times.mtim = now
+              file.times.ctim = now
+              return data.length
+            }))
+        })
+      },
+      seek: (delta, whence) => {
+        const from = whence === Whence.SET ? 0 : whence === Whence.CUR ? position : whence === Whence.END ? file.size : -1
+        const to = from + Number(delta)
+        if (from < 0 || to < 0) return bad(Errno.INVAL)
+        position = to
+        return Effect.succeed(BigInt(to))
+      },
+      stat: Effect.sync(() => fs.stat(file)),
+      close: Effect.void,
+      setSize: (size) => (options.write ? Effect.zipRight(fs.resize(file, Number(size)), fs.touch(file, "m")) : bad(Errno.BADF)),
+      allocate: (offset, length) => {
+        if (!options.write) return bad(Errno.BADF)
+        const end = Number(offset + length)
+        return end > file.size ? Effect.zipRight(fs.resize(file, end), fs.touch(file, "c")) : Effect.void
+      },
+      setTimes: (atim, mtim) =>
+        Effect.flatMap(Clock.currentTimeNanos, (now) =>
+          Effect.sync(() => {
+            if (atim !== undefined) file.times.atim = atim
+            if (mtim !== undefined) file.times.mtim = mtim
+            file.times.ctim = now
+          }))
+    }
+  }
+}
+
+interface TmpfsChanges extends DirectoryChanges {
+  readonly directory: DirNode
+}

@@ -1,0 +1,59 @@
+/**
+ * tmpfs's byte budget under random programs of creates, writes, truncates, links, unlinks and
+ * renames: what it counts is always the size of the files that have a name, never above its
+ * limit, and a refused change (ENOSPC) leaves the file as it was.
+ */
+import { assert, it } from "@effect/vitest"
+import { FileType } from "@runsc/abi"
+import { Effect, Either, FastCheck } from "effect"
+import { type FileDescription, type Inode, Tmpfs } from "../src/index.js"
+
+const LIMIT = 4096
+const names = ["a", "b", "c"] as const
+
+const op = FastCheck.oneof(
+  FastCheck.record({ kind: FastCheck.constant("write" as const), name: FastCheck.constantFrom(...names), at: FastCheck.nat(3000), length: FastCheck.nat(3000) }),
+  FastCheck.record({ kind: FastCheck.constant("truncate" as const), name: FastCheck.constantFrom(...names), size: FastCheck.nat(5000) }),
+  FastCheck.record({ kind: FastCheck.constant("link" as const), name: FastCheck.constantFrom(...names), to: FastCheck.constantFrom(...names) }),
+  FastCheck.record({ kind: FastCheck.constant("unlink" as const), name: FastCheck.constantFrom(...names) }),
+  FastCheck.record({ kind: FastCheck.constant("rename" as const), name: FastCheck.constantFrom(...names), to: FastCheck.constantFrom(...names) })
+)
+
+it.effect.prop("the budget is the sum of named files' sizes, within the limit", [FastCheck.array(op, { maxLength: 40 })], ([ops]) =>
+  Effect.gen(function*() {
+    const root = yield* Tmpfs.make({ instance: 1, limit: LIMIT })
+    const changes = root.changes!
+    const fs = changes.filesystem as Tmpfs
+    const open = (name: string) =>
+      Effect.flatMap(Effect.either(root.lookup(name)), (found): Effect.Effect<{ inode: Inode; file: FileDescription }, unknown> =>
+        Either.isRight(found)
+          ? Effect.map(found.right.open({ read: true, write: true }), (file) => ({ inode: found.right, file }))
+          : Effect.flatMap(changes.create(name), (inode) => Effect.map(inode.open({ read: true, write: true }), (file) => ({ inode, file }))))
+    for (const o of ops) {
+      if (o.kind === "write") {
+        const { file } = yield* open(o.name)
+        const before = (yield* file.stat).size
+        const result = yield* Effect.either(file.write(new Uint8Array(o.length).fill(1), BigInt(o.at)))
+        if (Either.isLeft(result)) assert.strictEqual((yield* file.stat).size, before, "a refused write changes nothing")
+      } else if (o.kind === "truncate") {
+        const { inode } = yield* open(o.name)
+        yield* Effect.either(inode.truncate!(BigInt(o.size)))
+      } else if (o.kind === "link") {
+        const source = yield* Effect.either(root.lookup(o.name))
+        if (Either.isRight(source)) yield* Effect.either(changes.link(o.to, source.right))
+      } else if (o.kind === "unlink") {
+        yield* Effect.either(changes.unlink(o.name))
+      } else {
+        yield* Effect.either(changes.rename(o.name, changes, o.to))
+      }
+      // The invariant, after every step: distinct named files (hard links count once).
+      const seen = new Map<bigint, bigint>()
+      for (const entry of yield* root.readdir) {
+        if (entry.filetype !== FileType.REGULAR_FILE) continue
+        seen.set(entry.ino, (yield* (yield* root.lookup(entry.name)).stat).size)
+      }
+      const total = [...seen.values()].reduce((a, b) => a + b, 0n)
+      assert.strictEqual(BigInt(fs.bytesUsed), total)
+      assert.isAtMost(fs.bytesUsed, LIMIT)
+    }
+  }), { fastCheck: { numRuns: 300 } })

@@ -1,0 +1,109 @@
+/**
+ * The spec's tmpfs mounts: a C guest (test/fixtures/c/fsops.c) changes them as programs do, and
+ * every change stays inside the sandbox — the read-only root refuses, other mounts are EXDEV,
+ * symlinks resolve inside the container, nothing lands on the host.
+ */
+import { assert, describe, it } from "@effect/vitest"
+import { exited } from "@runsc/abi"
+import { Effect } from "effect"
+import * as Fs from "node:fs"
+import * as Path from "node:path"
+import { makeBundle, makeOutput, makeSandbox } from "./helpers.js"
+
+const withSmall = { mounts: [{ destination: "/small", type: "tmpfs", source: "tmpfs", options: ["size=4k", "mode=755"] }] }
+
+describe("tmpfs mounts", () => {
+  it.scopedLive("files, directories, renames, links, symlinks, sizes and times as on Linux; EXDEV, EROFS and ENOSPC where due", () =>
+    Effect.gen(function*() {
+      const loader = yield* makeSandbox
+      const bundle = yield* makeBundle({ args: ["fsops"], ...withSmall })
+      const out = yield* makeOutput
+      yield* loader.createSubcontainer("fs")
+      yield* loader.startSubcontainer({ containerId: "fs", bundle, stdio: { stdout: out.fd, stderr: out.fd } })
+      assert.deepStrictEqual(yield* loader.wait("fs"), exited(0), out.read())
+      assert.deepStrictEqual(out.read().split("\n"), [
+        "create ok",
+        "read \"hello\"",
+        "excl EEXIST",
+        "append ok",
+        "size 11 nlink 1",
+        "trunc ok",
+        "read \"new\"",
+        "mkdir ok",
+        "mkdir-again EEXIST",
+        "create-in ok",
+        "rmdir-full ENOTEMPTY",
+        "unlink-dir EISDIR",
+        "rmdir-file ENOTDIR",
+        "unlink-slash ENOTDIR",
+        "unlink ok",
+        "rmdir ok",
+        "rename ok",
+        "read-old ENOENT",
+        "read-new \"new\"",
+        "rename-xdev EXDEV",
+        "rename-rofs EROFS",
+        "mkdir-subdir ok",
+        "rename-into-self EINVAL",
+        "link ok",
+        "nlink 2",
+        "unlink-b ok",
+        "read-link \"new\"",
+        "link-dir EPERM",
+        "symlink ok",
+        "readlink /etc/passwd",
+        // An absolute target starts at the container's root: its /etc/passwd, not the host's.
+        "read-abs \"root:x:0:0:root:/root:/bin/sh\"",
+        "symlink-up ok",
+        // ".." stops at the container's root: nothing of the host is reachable.
+        "read-up ENOENT",
+        "symlink-loop ok",
+        "read-loop ELOOP",
+        "unlink-loop ok",
+        // A hard link cannot bring a file of another mount (the host-backed root) in.
+        "link-xdev EXDEV",
+        "rename-to-dev EXDEV",
+        "ftruncate ok",
+        "size 10",
+        "fallocate ok",
+        "size 20",
+        "futimens ok",
+        "times 1000.5 2000.7",
+        "small-write-2k 2048",
+        "small-write-4k ENOSPC",
+        "create-rofs EROFS",
+        "mkdir-rofs EROFS",
+        "mkdir-exists-rofs EEXIST",
+        "rmdir-mountpoint EBUSY",
+        "ls . .. d2 c abs up",
+        ""
+      ])
+      // Nothing of it reached the host: the rootfs has no /tmp and no new file.
+      assert.isFalse(Fs.existsSync(Path.join(bundle.rootPath, "tmp")))
+      assert.isFalse(Fs.existsSync(Path.join(bundle.rootPath, "etc", "new")))
+    }))
+
+  it.scopedLive("a container's tmpfs is its own: shared by its processes, invisible to another container, gone with it", () =>
+    Effect.gen(function*() {
+      const loader = yield* makeSandbox
+      const first = yield* makeBundle({ args: ["sleep", "600"] })
+      const second = yield* makeBundle({ args: ["sleep", "600"] })
+      for (const [id, bundle] of [["one", first], ["two", second]] as const) {
+        yield* loader.createSubcontainer(id)
+        yield* loader.startSubcontainer({ containerId: id, bundle, stdio: {} })
+      }
+      const run = (id: string, argv: ReadonlyArray<string>) =>
+        Effect.gen(function*() {
+          const out = yield* makeOutput
+          const pid = yield* loader.execute({ containerId: id, argv, stdio: { stdout: out.fd, stderr: out.fd } })
+          const status = yield* loader.waitPid(id, pid)
+          return { status, out: out.read() }
+        })
+      // The fsops guest leaves /tmp/c behind in container one.
+      yield* run("one", ["fsops"])
+      assert.deepStrictEqual(yield* run("one", ["cat", "/tmp/c"]), { status: exited(0), out: "new\n\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0" })
+      const other = yield* run("two", ["cat", "/tmp/c"])
+      assert.notStrictEqual(other.status, exited(0))
+      assert.match(other.out, /No such file or directory/)
+    }))
+})
