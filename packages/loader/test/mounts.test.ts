@@ -106,4 +106,19 @@ describe("tmpfs mounts", () => {
       assert.notStrictEqual(other.status, exited(0))
       assert.match(other.out, /No such file or directory/)
     }))
+
+  it.scopedLive("a bad tmpfs option is a typed InvalidMount at start, naming the mount; the container can still be destroyed", () =>
+    Effect.gen(function*() {
+      const loader = yield* makeSandbox
+      for (const [option, reason] of [["size=lots", /size=lots is not a number of bytes/], ["mode=rwx", /mode=rwx is not an octal mode/]] as const) {
+        const bundle = yield* makeBundle({ args: ["exit"], mounts: [{ destination: "/scratch", type: "tmpfs", source: "tmpfs", options: [option] }] })
+        const id = `bad-${option.split("=")[0]}`
+        yield* loader.createSubcontainer(id)
+        const error = yield* Effect.flip(loader.startSubcontainer({ containerId: id, bundle, stdio: {} }))
+        assert.strictEqual(error._tag, "InvalidMount")
+        assert.match(error.message, /^mount at \/scratch: /)
+        assert.match(error.message, reason)
+        yield* loader.destroySubcontainer(id)
+      }
+    }))
 })
