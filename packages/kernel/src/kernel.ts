@@ -26,13 +26,14 @@ import {
 } from "@runsc/abi"
 import { getEnv } from "@runsc/spec"
 import { Clock, Context, Deferred, Effect, Exit, Fiber, FiberId, FiberSet, Layer, Scope } from "effect"
+import * as Os from "node:os"
 import type { ExecNotFound, InvalidModule, NotWasm, SyscallError } from "./errors.js"
 import { DescriptionRefs, type FdEntry, FdTable } from "./fs/fdTable.js"
 import { directoryDescription } from "./fs/directory.js"
 import type { FileDescription, Inode } from "./fs/inode.js"
 import { ContentCache } from "./fs/contentCache.js"
 import { makePipe, type Pipe } from "./fs/pipe.js"
-import { procfs } from "./fs/procfs.js"
+import { procfs, type SystemInfo } from "./fs/procfs.js"
 import { devfs } from "./fs/devfs.js"
 import type { SyntheticMount } from "./fs/synthetic.js"
 import { Dentry, resolve } from "./fs/resolve.js"
@@ -67,6 +68,8 @@ export interface KernelOptions {
    * fails EAGAIN, so a fork bomb exhausts the sandbox's budget and not the host's threads.
    */
   readonly maxProcesses?: number
+  /** The memory the sandbox reports as its total in /proc/meminfo (default: the host's). */
+  readonly totalMemory?: number
 }
 
 const DEFAULT_MAX_PROCESSES = 512
@@ -197,6 +200,7 @@ const makeKernel = (options: KernelOptions): Effect.Effect<KernelShape, never, S
     const descriptionRefs = new DescriptionRefs()
     const files = new ContentCache()
     const maxProcesses = options.maxProcesses ?? DEFAULT_MAX_PROCESSES
+    const system: SystemInfo = { bootTime: yield* Clock.currentTimeNanos, totalMemory: options.totalMemory ?? Os.totalmem() }
     let pipesMade = 0n
     // Runs after the task set is interrupted (finalizers run in reverse): a task interrupted
     // before it started never completed its exit status; no waiter may hang on it.
@@ -402,7 +406,7 @@ const makeKernel = (options: KernelOptions): Effect.Effect<KernelShape, never, S
           args.syntheticMounts ?? []
         )
         for (const mount of tg.syntheticMounts) {
-          mounts.set(mount.path, mount.fs === "tmpfs" ? mount.root : mount.fs === "proc" ? procfs(tg) : devfs(tg))
+          mounts.set(mount.path, mount.fs === "tmpfs" ? mount.root : mount.fs === "proc" ? procfs(tg, system) : devfs(tg))
         }
         for (const ns of pidNamespace.lineage) {
           const pid = ns.allocate(tg)

@@ -5,6 +5,7 @@
 import { assert, layer } from "@effect/vitest"
 import { Effect } from "effect"
 import * as Fs from "node:fs"
+import * as Os from "node:os"
 import * as Path from "node:path"
 import { Kernel, PidNamespace, type SyntheticMount, type ThreadGroup } from "../src/index.js"
 import { Exited, fixture, kernelLayer, rootOf, runGuest, startGuest, tempDir } from "./helpers.js"
@@ -57,7 +58,7 @@ layer(kernelLayer, { excludeTestServices: true })("procfs", (it) => {
       const child = new PidNamespace<ThreadGroup>(kernel.rootPidNamespace)
       const r = yield* runGuest({ bytes: fixture("ls"), argv: ["ls", "/proc"], root, syntheticMounts: PROC, pidNamespace: child })
       assert.deepStrictEqual(r.status, Exited(0), r.stderr)
-      assert.deepStrictEqual(r.stdout.trim().split("\n").sort(), ["d 1", "l self"])
+      assert.deepStrictEqual(r.stdout.trim().split("\n").filter((l) => !l.startsWith("f ")).sort(), ["d 1", "l self"])
       assert.notStrictEqual(outside.tg.pid, 1)
       yield* kernel.reap(r.tg)
     }))
@@ -86,5 +87,21 @@ layer(kernelLayer, { excludeTestServices: true })("procfs", (it) => {
       const r = yield* runGuest({ bytes: fixture("ls"), argv: ["ls", "/proc"], root })
       assert.deepStrictEqual(r.status, Exited(0), r.stderr)
       assert.strictEqual(r.stdout, "f hidden\n")
+    }))
+
+  it.scoped("meminfo reports the sandbox's total, cpuinfo its CPUs, uptime the time since the kernel started, mounts the caller's table", () =>
+    Effect.gen(function*() {
+      const root = yield* procRoot
+      const mounts: ReadonlyArray<SyntheticMount> = [...PROC, { path: "/dev", fs: "dev" }]
+      const r = yield* runGuest({ bytes: fixture("cat"), argv: ["cat", "/proc/meminfo", "/proc/uptime", "/proc/mounts", "/proc/cpuinfo"], root, syntheticMounts: mounts })
+      assert.deepStrictEqual(r.status, Exited(0), r.stderr)
+      const total = Math.floor(Os.totalmem() / 1024)
+      assert.match(r.stdout, new RegExp(`^MemTotal:\\s+${total} kB$`, "m"))
+      assert.match(r.stdout, /^MemAvailable:\s+\d+ kB$/m)
+      const uptime = /^(\d+\.\d\d) 0\.00$/m.exec(r.stdout)
+      assert.isNotNull(uptime)
+      assert.isAtLeast(Number(uptime![1]), 0)
+      assert.include(r.stdout, "none / 9p ro,relatime 0 0\nproc /proc proc rw,nosuid,nodev,noexec,relatime 0 0\ndevtmpfs /dev devtmpfs rw,nosuid,relatime 0 0\n")
+      assert.strictEqual(r.stdout.match(/^processor\t: \d+$/gm)?.length, Os.cpus().length)
     }))
 })

@@ -3,12 +3,15 @@
  * process table — never the host's. One procfs instance is built per process, because
  * `/proc/self` names the caller and pids are those of the caller's PID namespace.
  *
- * Contents: `self` (a symlink to the caller's pid) and, for every process of the namespace,
- * `<pid>/cmdline`, `<pid>/stat`, `<pid>/status` and `<pid>/environ`. Files are read-only
- * snapshots taken when opened.
+ * Contents: `self` (a symlink to the caller's pid); for every process of the namespace,
+ * `<pid>/cmdline`, `<pid>/stat`, `<pid>/status` and `<pid>/environ`; and the sandbox's
+ * `meminfo` (its total memory, KernelOptions.totalMemory), `cpuinfo`, `uptime` (since the
+ * kernel started) and `mounts` (the caller's mount table). Files are read-only snapshots taken
+ * when opened.
  */
 import { Errno, FileType, Whence } from "@runsc/abi"
-import { Effect } from "effect"
+import { Clock, Effect } from "effect"
+import * as Os from "node:os"
 import type { ThreadGroup } from "../task/threadGroup.js"
 import type { FileDescription, Inode, Stat } from "./inode.js"
 import { fail, notDirectory, syntheticDirectory, syntheticStat, syntheticSymlink } from "./synthetic.js"
@@ -44,8 +47,8 @@ const snapshotFile = (bytes: Uint8Array, info: Effect.Effect<Stat>): FileDescrip
 
 const encoder = new TextEncoder()
 
-/** A generated read-only file; `contents` runs at each open. */
-const generatedFile = (ino: bigint, contents: () => string): Inode => ({
+/** A generated read-only file; `contents` runs at each open (a function, or an effect that needs the clock). */
+const generatedFile = (ino: bigint, contents: (() => string) | Effect.Effect<string>): Inode => ({
   filetype: FileType.REGULAR_FILE,
   // Like Linux's procfs, files report size 0: their contents exist only once read.
   stat: stat(ino, FileType.REGULAR_FILE, 0n, 0o444),
@@ -54,7 +57,10 @@ const generatedFile = (ino: bigint, contents: () => string): Inode => ({
   open: (options) =>
     options.write
       ? fail(Errno.ACCES)
-      : Effect.sync(() => snapshotFile(encoder.encode(contents()), stat(ino, FileType.REGULAR_FILE, 0n, 0o444)))
+      : Effect.map(
+        typeof contents === "function" ? Effect.sync(contents) : contents,
+        (text) => snapshotFile(encoder.encode(text), stat(ino, FileType.REGULAR_FILE, 0n, 0o444))
+      )
 })
 
 const symlink = (ino: bigint, target: () => string) => syntheticSymlink(PROC_DEV, ino, target)
@@ -80,12 +86,61 @@ const processDirectory = (tg: ThreadGroup, pid: number): Inode => {
   return directory(base, () => files)
 }
 
-/** The /proc of `viewer`: its namespace's processes, and `self` naming `viewer`. */
-export const procfs = (viewer: ThreadGroup): Inode => {
+/** What the sandbox as a whole reports (uptime, meminfo). */
+export interface SystemInfo {
+  /** When the kernel started (ns, the sentry's clock). */
+  readonly bootTime: bigint
+  /** The memory the sandbox calls its total, in bytes. */
+  readonly totalMemory: number
+}
+
+const kB = (bytes: number) => `${Math.floor(bytes / 1024)}`.padStart(8) + " kB"
+
+/** /proc/meminfo: the sandbox's total; free is the host's free memory within it. */
+const meminfo = (system: SystemInfo) => {
+  const free = Math.min(Os.freemem(), system.totalMemory)
+  return [
+    ["MemTotal", system.totalMemory],
+    ["MemFree", free],
+    ["MemAvailable", free],
+    ["Buffers", 0],
+    ["Cached", 0],
+    ["SwapTotal", 0],
+    ["SwapFree", 0]
+  ].map(([name, bytes]) => `${`${name}:`.padEnd(16)}${kB(bytes as number)}\n`).join("")
+}
+
+/** /proc/cpuinfo: one block per CPU the host has. */
+const cpuinfo = () =>
+  Os.cpus().map((cpu, i) => `processor\t: ${i}\nmodel name\t: ${cpu.model}\ncpu MHz\t\t: ${cpu.speed}.000\n\n`).join("")
+
+/** /proc/mounts (and /proc/self/mounts): the viewer's mount table, as its paths name it. */
+const mountsOf = (viewer: ThreadGroup) =>
+  [
+    "none / 9p ro,relatime 0 0\n",
+    ...viewer.syntheticMounts.map((m) =>
+      m.fs === "proc" ? `proc ${m.path} proc rw,nosuid,nodev,noexec,relatime 0 0\n`
+      : m.fs === "dev" ? `devtmpfs ${m.path} devtmpfs rw,nosuid,relatime 0 0\n`
+      : `tmpfs ${m.path} tmpfs rw,relatime 0 0\n`)
+  ].join("")
+
+/** The /proc of `viewer`: its namespace's processes, `self` naming `viewer`, and the sandbox's own files. */
+export const procfs = (viewer: ThreadGroup, system: SystemInfo): Inode => {
   const namespace = viewer.pidNamespace
   const pidOf = (tg: ThreadGroup) => tg.ids.get(namespace)!
+  const uptime = generatedFile(
+    3n,
+    Effect.map(Clock.currentTimeNanos, (now) => `${Math.max(0, Number(now - system.bootTime) / 1e9).toFixed(2)} 0.00\n`)
+  )
+  const files: ReadonlyArray<readonly [string, Inode]> = [
+    ["cpuinfo", generatedFile(4n, cpuinfo)],
+    ["meminfo", generatedFile(5n, () => meminfo(system))],
+    ["mounts", generatedFile(6n, () => mountsOf(viewer))],
+    ["uptime", uptime]
+  ]
   return directory(1n, () => [
     ["self", symlink(2n, () => `${pidOf(viewer)}`)],
+    ...files,
     ...namespace.processes
       .filter(([, tg]) => tg.state !== "exited")
       .map(([pid, tg]): [string, Inode] => [`${pid}`, processDirectory(tg, pid)])
