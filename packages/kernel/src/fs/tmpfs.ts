@@ -111,6 +111,16 @@ export class Tmpfs {
     }
   }
 
+  /** Sets `node`'s access and/or modification time (undefined: unchanged); its ctime is now. */
+  private setTimes(node: Node) {
+    return (atim: bigint | undefined, mtim: bigint | undefined): Effect.Effect<void> =>
+      Effect.map(Clock.currentTimeNanos, (now) => {
+        if (atim !== undefined) node.times.atim = atim
+        if (mtim !== undefined) node.times.mtim = mtim
+        node.times.ctim = now
+      })
+  }
+
   private touch(node: Node, which: "m" | "c"): Effect.Effect<void> {
     return Effect.map(Clock.currentTimeNanos, (now) => {
       if (which === "m") node.times.mtim = now
@@ -126,13 +136,7 @@ export class Tmpfs {
       filetype: node.type,
       stat: Effect.sync(() => fs.stat(node)),
       tmpfs: { fs, node },
-      setTimes: (atim: bigint | undefined, mtim: bigint | undefined) =>
-        Effect.flatMap(Clock.currentTimeNanos, (now) =>
-          Effect.sync(() => {
-            if (atim !== undefined) node.times.atim = atim
-            if (mtim !== undefined) node.times.mtim = mtim
-            node.times.ctim = now
-          }))
+      setTimes: fs.setTimes(node)
     }
     if (node.type === FileType.SYMBOLIC_LINK) {
       return { ...base, ...notDir, readlink: Effect.succeed(node.target), open: () => fail(Errno.LOOP) }
@@ -271,11 +275,10 @@ export class Tmpfs {
   private fileDescription(file: FileNode, options: OpenOptions): FileDescription {
     const fs = this
     let position = 0
-    const bad = (errno: Errno) => fail(errno)
     return {
       filetype: FileType.REGULAR_FILE,
       read: (length, offset) => {
-        if (!options.read) return bad(Errno.BADF)
+        if (!options.read) return fail(Errno.BADF)
         return Effect.flatMap(Clock.currentTimeNanos, (now) =>
           Effect.sync(() => {
             const at = offset === undefined ? position : Number(offset)
@@ -286,7 +289,7 @@ export class Tmpfs {
           }))
       },
       write: (data, offset) => {
-        if (!options.write) return bad(Errno.BADF)
+        if (!options.write) return fail(Errno.BADF)
         return Effect.suspend(() => {
           const at = offset !== undefined ? Number(offset) : options.append ? file.size : position
           const end = at + data.length
@@ -304,25 +307,19 @@ export class Tmpfs {
       seek: (delta, whence) => {
         const from = whence === Whence.SET ? 0 : whence === Whence.CUR ? position : whence === Whence.END ? file.size : -1
         const to = from + Number(delta)
-        if (from < 0 || to < 0) return bad(Errno.INVAL)
+        if (from < 0 || to < 0) return fail(Errno.INVAL)
         position = to
         return Effect.succeed(BigInt(to))
       },
       stat: Effect.sync(() => fs.stat(file)),
       close: Effect.void,
-      setSize: (size) => (options.write ? Effect.zipRight(fs.resize(file, Number(size)), fs.touch(file, "m")) : bad(Errno.BADF)),
+      setSize: (size) => (options.write ? Effect.zipRight(fs.resize(file, Number(size)), fs.touch(file, "m")) : fail(Errno.BADF)),
       allocate: (offset, length) => {
-        if (!options.write) return bad(Errno.BADF)
+        if (!options.write) return fail(Errno.BADF)
         const end = Number(offset + length)
         return end > file.size ? Effect.zipRight(fs.resize(file, end), fs.touch(file, "c")) : Effect.void
       },
-      setTimes: (atim, mtim) =>
-        Effect.flatMap(Clock.currentTimeNanos, (now) =>
-          Effect.sync(() => {
-            if (atim !== undefined) file.times.atim = atim
-            if (mtim !== undefined) file.times.mtim = mtim
-            file.times.ctim = now
-          }))
+      setTimes: fs.setTimes(file)
     }
   }
 }
