@@ -77,7 +77,7 @@ const codeDirs = (): ReadonlyArray<string> => {
 }
 
 /** Host paths the spec binds into the container: read, like the root. */
-const bindSources = (bundle: Bundle): ReadonlyArray<string> =>
+export const bindSources = (bundle: Bundle): ReadonlyArray<string> =>
   (bundle.spec.mounts ?? []).flatMap((mount) =>
     mount.source !== undefined && (mount.type === "bind" || (mount.options ?? []).some((o) => o === "bind" || o === "rbind"))
       ? [Path.resolve(bundle.dir, mount.source)]

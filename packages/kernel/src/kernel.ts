@@ -89,6 +89,8 @@ export interface ProcessArgs {
    */
   readonly stdio: ReadonlyArray<FileDescription | FdEntry | undefined>
   readonly pidNamespace?: PidNamespace<ThreadGroup>
+  /** Its RLIMIT_NOFILE (default: its parent's, else 1024). */
+  readonly maxFds?: number
   /** Where the process sees procfs and devfs (from the spec's mounts). */
   readonly syntheticMounts?: ReadonlyArray<SyntheticMount>
   readonly uid?: number
@@ -384,7 +386,8 @@ const makeKernel = (options: KernelOptions): Effect.Effect<KernelShape, never, S
         const module = yield* modules.compile(args.programPath, args.programBytes)
         const pidNamespace = args.pidNamespace ?? rootPidNamespace
         const ids = new Map<PidNamespace<ThreadGroup>, number>()
-        const fdTable = new FdTable(descriptionRefs)
+        // A child keeps its parent's fd limit, as across fork and exec.
+        const fdTable = new FdTable(descriptionRefs, args.maxFds ?? args.parent?.fdTable.limit)
         // The process's own view of the container root: the same tree, with the mounts that
         // depend on who looks (procfs's `self`, its namespace's pids).
         const mounts = new Map<string, Inode>()
@@ -406,7 +409,8 @@ const makeKernel = (options: KernelOptions): Effect.Effect<KernelShape, never, S
           args.syntheticMounts ?? []
         )
         for (const mount of tg.syntheticMounts) {
-          mounts.set(mount.path, mount.fs === "tmpfs" ? mount.root : mount.fs === "proc" ? procfs(tg, system) : devfs(tg))
+          const shared = mount.fs === "tmpfs" || mount.fs === "bind"
+          mounts.set(mount.path, shared ? mount.root : mount.fs === "proc" ? procfs(tg, system) : devfs(tg))
         }
         for (const ns of pidNamespace.lineage) {
           const pid = ns.allocate(tg)

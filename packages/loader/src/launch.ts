@@ -9,6 +9,7 @@ import {
   Dentry,
   type ExecNotFound,
   type FileDescription,
+  hostMount,
   hostRoot,
   hostStream,
   type InvalidModule,
@@ -24,7 +25,7 @@ import {
   type ThreadGroup,
   Tmpfs
 } from "@runsc/kernel"
-import { getEnv, resolveEnv, type Spec } from "@runsc/spec"
+import { type Bundle, getEnv, resolveEnv, type Spec } from "@runsc/spec"
 import { Effect } from "effect"
 import * as FsP from "node:fs/promises"
 import * as Path from "node:path"
@@ -70,14 +71,23 @@ export const openRoot = (rootPath: string): Effect.Effect<Dentry, InvalidRoot> =
  * The filesystems the sentry serves, where the spec mounts them: procfs at its mounts of type
  * "proc"; devfs where it mounts a tmpfs or devtmpfs at /dev (the devices a runtime puts there);
  * a new tmpfs at its other tmpfs mounts, with `size=` (bytes, or k/m/g) as its limit and
- * `mode=` (octal) for its root. `instance` numbers each tmpfs (its device number). Bind mounts
- * are not built yet.
+ * `mode=` (octal) for its root; the host directory or file of a bind mount (source absolute or
+ * relative to the bundle), served by the gofer like the root and, like it, read-only for now.
+ * `instance` numbers each tmpfs (its device number). Other mount types are ignored.
  */
-export const syntheticMountsOf = (spec: Spec, instance: () => number): Effect.Effect<ReadonlyArray<SyntheticMount>, InvalidMount> =>
-  Effect.forEach(spec.mounts ?? [], (m): Effect.Effect<ReadonlyArray<SyntheticMount>, InvalidMount> => {
+export const syntheticMountsOf = (bundle: Bundle, instance: () => number): Effect.Effect<ReadonlyArray<SyntheticMount>, InvalidMount> =>
+  Effect.forEach(bundle.spec.mounts ?? [], (m): Effect.Effect<ReadonlyArray<SyntheticMount>, InvalidMount> => {
     const path = Path.posix.normalize(m.destination).replace(/(.)\/$/, "$1")
     if (m.type === "proc") return Effect.succeed([{ path, fs: "proc" }])
     if (path === "/dev" && (m.type === "tmpfs" || m.type === "devtmpfs")) return Effect.succeed([{ path, fs: "dev" }])
+    if (m.type === "bind" || (m.options ?? []).some((o) => o === "bind" || o === "rbind")) {
+      if (m.source === undefined) return Effect.fail(new InvalidMount({ destination: m.destination, reason: "a bind mount needs a source" }))
+      const source = Path.resolve(bundle.dir, m.source)
+      return hostMount(source).pipe(
+        Effect.map((root) => [{ path, fs: "bind", root, source }] as const),
+        Effect.mapError((e) => new InvalidMount({ destination: m.destination, reason: `${source}: ${e.message}` }))
+      )
+    }
     if (m.type !== "tmpfs") return Effect.succeed([])
     return Effect.gen(function*() {
       const options = new Map((m.options ?? []).map((o) => [o.split("=")[0]!, o.slice(o.indexOf("=") + 1)] as const))
@@ -91,6 +101,10 @@ export const syntheticMountsOf = (spec: Spec, instance: () => number): Effect.Ef
       return [{ path, fs: "tmpfs", root }] as const
     })
   }).pipe(Effect.map((lists) => lists.flat()))
+
+/** The soft RLIMIT_NOFILE the spec gives its process, if any: its fds stay below it (EMFILE). */
+export const maxFdsOf = (process: NonNullable<Spec["process"]>): number | undefined =>
+  process.rlimits?.find((r) => r.type === "RLIMIT_NOFILE")?.soft
 
 /** "65536k" → 67108864; null when not a size. */
 const parseSize = (text: string): number | null => {
@@ -109,6 +123,8 @@ export interface LaunchArgs {
   readonly uid: number
   readonly stdio: Stdio
   readonly syntheticMounts: ReadonlyArray<SyntheticMount>
+  /** The process's RLIMIT_NOFILE (see `maxFdsOf`). */
+  readonly maxFds?: number | undefined
   readonly pidNamespace: PidNamespace<ThreadGroup>
   /** Run this host file instead of resolving argv[0] inside the container (`runsc do`). */
   readonly hostProgram?: string | undefined
@@ -159,6 +175,7 @@ export const launch = (kernel: KernelShape, args: LaunchArgs): Effect.Effect<Thr
       stdio: terminal?.stdio ?? stdio,
       ...(terminal ? { terminal: terminal.control } : {}),
       syntheticMounts: args.syntheticMounts,
+      ...(args.maxFds !== undefined ? { maxFds: args.maxFds } : {}),
       pidNamespace: args.pidNamespace,
       uid: args.uid
     })

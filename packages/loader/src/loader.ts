@@ -22,7 +22,6 @@ import {
   type InvalidSpec,
   loadBundle,
   pidNamespace,
-  type Spec,
   validateContainerId
 } from "@runsc/spec"
 import { Context, Deferred, Effect, ExecutionStrategy, Exit, Layer, Scope } from "effect"
@@ -46,7 +45,7 @@ import {
   SandboxPanicked
 } from "./errors.js"
 import { handleHostSignals } from "./hostSignals.js"
-import { launch, type LaunchError, openRoot, type Stdio, syntheticMountsOf } from "./launch.js"
+import { launch, type LaunchError, maxFdsOf, openRoot, type Stdio, syntheticMountsOf } from "./launch.js"
 
 export interface LoaderArgs {
   /** The root container's id. */
@@ -321,17 +320,17 @@ const makeLoader = (args: LoaderArgs) =>
     /** Starts a created container's init (the registry lock is held). */
     const startContainer = (
       container: Container,
-      spec: Spec,
-      rootPath: string,
+      bundle: Bundle,
       stdio: Stdio,
       root: { hostProgram?: string | undefined; homeFromPasswd?: boolean | undefined } = {}
     ) =>
       Effect.gen(function*() {
         if (container.state !== "created") return yield* new ContainerAlreadyStarted({ id: container.id })
+        const { spec } = bundle
         const process = spec.process
         if (process === undefined) return yield* new InvalidCwd({ cwd: "", reason: "config.json has no process to run" })
-        const rootDentry = yield* openRoot(rootPath)
-        const mounts = yield* syntheticMountsOf(spec, () => ++tmpfsInstances)
+        const rootDentry = yield* openRoot(bundle.rootPath)
+        const mounts = yield* syntheticMountsOf(bundle, () => ++tmpfsInstances)
         // runsc's rule: no pid namespace → the root one; a path used by an earlier container →
         // join it; otherwise a new child of the root namespace.
         const wanted = pidNamespace(spec)
@@ -351,6 +350,7 @@ const makeLoader = (args: LoaderArgs) =>
           uid,
           stdio,
           syntheticMounts: mounts,
+          maxFds: maxFdsOf(process),
           pidNamespace: namespace,
           terminal: process.terminal ?? false,
           hostProgram: root.hostProgram,
@@ -398,7 +398,7 @@ const makeLoader = (args: LoaderArgs) =>
       bundle: rootBundle,
 
       startRoot: locked(
-        startContainer(rootContainer, rootBundle.spec, rootBundle.rootPath, args.stdio ?? {}, {
+        startContainer(rootContainer, rootBundle, args.stdio ?? {}, {
           hostProgram: args.hostProgram,
           homeFromPasswd: args.homeFromPasswd
         })
@@ -441,7 +441,7 @@ const makeLoader = (args: LoaderArgs) =>
           const loaded = typeof bundle === "string" ? yield* loadBundle(bundle) : bundle
           return yield* locked(Effect.flatMap(
             find(containerId),
-            (container) => startContainer(container, loaded.spec, loaded.rootPath, stdio ?? {})
+            (container) => startContainer(container, loaded, stdio ?? {})
           ))
         }),
 
@@ -489,6 +489,7 @@ const makeLoader = (args: LoaderArgs) =>
             uid,
             stdio: exec.stdio ?? {},
             syntheticMounts: container.mounts,
+            maxFds: maxFdsOf(process),
             pidNamespace: container.pidNamespace!,
             terminal: exec.terminal ?? false
           })

@@ -31,6 +31,8 @@ export interface BundleOptions {
   readonly populate?: (rootfs: string) => void
   /** More mounts after the template's (/proc, /dev, /tmp). */
   readonly mounts?: Spec["mounts"]
+  /** The process's soft and hard RLIMIT_NOFILE (the template's is 1024). */
+  readonly nofile?: number
 }
 
 /**
@@ -56,7 +58,8 @@ export const makeBundle = (options: BundleOptions) =>
       "reaper",
       "tsh",
       "devices",
-      "fsops"
+      "fsops",
+      "fd_limit"
     ]) {
       Fs.copyFileSync(fixture(name), Path.join(rootfs, "bin", name))
       Fs.chmodSync(Path.join(rootfs, "bin", name), 0o755)
@@ -71,7 +74,8 @@ export const makeBundle = (options: BundleOptions) =>
         ...template.process!,
         args: [options.args[0]!, ...options.args.slice(1)],
         env: options.env ?? ["PATH=/bin"],
-        terminal: options.terminal ?? false
+        terminal: options.terminal ?? false,
+        ...(options.nofile !== undefined ? { rlimits: [{ type: "RLIMIT_NOFILE", soft: options.nofile, hard: options.nofile }] } : {})
       },
       linux: {
         ...template.linux,

@@ -8,7 +8,7 @@ import { exited } from "@runsc/abi"
 import { Effect } from "effect"
 import * as Fs from "node:fs"
 import * as Path from "node:path"
-import { makeBundle, makeOutput, makeSandbox } from "./helpers.js"
+import { makeBundle, makeOutput, makeSandbox, tempDir } from "./helpers.js"
 
 const withSmall = { mounts: [{ destination: "/small", type: "tmpfs", source: "tmpfs", options: ["size=4k", "mode=755"] }] }
 
@@ -120,5 +120,73 @@ describe("tmpfs mounts", () => {
         assert.match(error.message, reason)
         yield* loader.destroySubcontainer(id)
       }
+    }))
+
+})
+
+describe("bind mounts", () => {
+  it.scopedLive("a host directory or file appears where the spec binds it; its symlinks and .. stay inside the container", () =>
+    Effect.gen(function*() {
+      const loader = yield* makeSandbox
+      const host = yield* tempDir
+      const shared = Path.join(host, "shared")
+      Fs.mkdirSync(shared)
+      Fs.writeFileSync(Path.join(shared, "data.txt"), "shared data\n")
+      Fs.writeFileSync(Path.join(host, "outside.txt"), "host secret next to the bind source\n")
+      Fs.writeFileSync(Path.join(host, "hosts"), "127.0.0.1 bound\n")
+      Fs.symlinkSync(Path.join(host, "outside.txt"), Path.join(shared, "escape_abs"))
+      Fs.symlinkSync("../outside.txt", Path.join(shared, "escape_rel"))
+      const bundle = yield* makeBundle({
+        args: ["sleep", "600"],
+        mounts: [
+          { destination: "/mnt", type: "bind", source: shared, options: ["rbind", "ro"] },
+          { destination: "/etc/hosts", type: "bind", source: Path.join(host, "hosts"), options: ["bind"] }
+        ]
+      })
+      yield* loader.createSubcontainer("binds")
+      yield* loader.startSubcontainer({ containerId: "binds", bundle, stdio: {} })
+      const cat = (path: string) =>
+        Effect.gen(function*() {
+          const out = yield* makeOutput
+          const pid = yield* loader.execute({ containerId: "binds", argv: ["cat", path], stdio: { stdout: out.fd, stderr: out.fd } })
+          const status = yield* loader.waitPid("binds", pid)
+          return status._tag === "Exited" && status.code === 0 ? out.read() : `failed: ${out.read()}`
+        })
+      assert.strictEqual(yield* cat("/mnt/data.txt"), "shared data\n")
+      assert.strictEqual(yield* cat("/etc/hosts"), "127.0.0.1 bound\n")
+      // An absolute target starts at the container's root, a relative one climbs to it at most.
+      for (const path of ["/mnt/escape_abs", "/mnt/escape_rel", "/mnt/../outside.txt"]) {
+        assert.match(yield* cat(path), /^failed: .*No such file or directory/, path)
+      }
+    }))
+
+  it.scopedLive("a bind mount of a missing source is a typed InvalidMount at start", () =>
+    Effect.gen(function*() {
+      const loader = yield* makeSandbox
+      const bundle = yield* makeBundle({ args: ["exit"], mounts: [{ destination: "/mnt", type: "bind", source: "/nonexistent/runsc-source", options: ["rbind"] }] })
+      yield* loader.createSubcontainer("missing")
+      const error = yield* Effect.flip(loader.startSubcontainer({ containerId: "missing", bundle, stdio: {} }))
+      assert.strictEqual(error._tag, "InvalidMount")
+      assert.match(error.message, /^mount at \/mnt: \/nonexistent\/runsc-source: /)
+    }))
+})
+
+describe("RLIMIT_NOFILE", () => {
+  it.scopedLive("the spec's soft limit bounds the fds of a container's processes, execs included (EMFILE); closing one frees it", () =>
+    Effect.gen(function*() {
+      const loader = yield* makeSandbox
+      const run = (id: string, nofile: number | undefined) =>
+        Effect.gen(function*() {
+          const bundle = yield* makeBundle({ args: ["sleep", "600"], ...(nofile !== undefined ? { nofile } : {}) })
+          yield* loader.createSubcontainer(id)
+          yield* loader.startSubcontainer({ containerId: id, bundle, stdio: {} })
+          const out = yield* makeOutput
+          const pid = yield* loader.execute({ containerId: id, argv: ["fd_limit"], stdio: { stdout: out.fd, stderr: out.fd } })
+          assert.deepStrictEqual(yield* loader.waitPid(id, pid), exited(0))
+          return out.read()
+        })
+      // fds 0-2 and the preopen 3 are taken: 12 more fit below 16.
+      assert.strictEqual(yield* run("limited", 16), "opened 12 EMFILE last 15\nagain 15\n")
+      assert.strictEqual(yield* run("default", undefined), "opened 1020 EMFILE last 1023\nagain 1023\n")
     }))
 })

@@ -12,7 +12,7 @@ import * as Fs from "node:fs"
 import * as Path from "node:path"
 import { openConsole } from "../console.js"
 import { spawnDetached, type Stdio } from "../detached.js"
-import { ConfinementUnavailable, confinementOf, mayRead, nodeFlags, OutsideConfinement } from "../confinement.js"
+import { bindSources, ConfinementUnavailable, confinementOf, mayRead, nodeFlags, OutsideConfinement } from "../confinement.js"
 import { CannotWrite, InvalidFlag } from "../errors.js"
 import { globalArgs, rootDirOf } from "../globals.js"
 import { lendStdio } from "../relay.js"
@@ -100,7 +100,7 @@ const SANDBOX_ID = "io.kubernetes.cri.sandbox-id"
 /**
  * A sub-container (CRI annotations: container-type `container`, sandbox-id naming the pod's
  * root container): registered in that sandbox, with this CLI's stdio lent to it now, to outlive
- * this process. A confined sandbox must be allowed to read the sub-container's bundle and root.
+ * this process. A confined sandbox must be allowed to read the sub-container's bundle, root and bind sources.
  */
 const joinSandbox = (
   states: StateStore,
@@ -120,7 +120,7 @@ const joinSandbox = (
     }
     const { confinement } = sandbox
     if (confinement !== undefined) {
-      const outside = [bundle.dir, bundle.rootPath].find((path) => !mayRead(confinement, path))
+      const outside = [bundle.dir, bundle.rootPath, ...bindSources(bundle)].find((path) => !mayRead(confinement, path))
       if (outside !== undefined) return yield* new OutsideConfinement({ sandboxId, path: outside })
     }
     const { stdio: lent } = yield* lendStdio({

@@ -20,6 +20,7 @@ export interface FdEntry {
   readonly dentry?: Dentry
 }
 
+/** The default fd limit (Linux's default soft RLIMIT_NOFILE). */
 export const MAX_FDS = 1024
 
 /**
@@ -48,7 +49,8 @@ export class FdTable {
   private readonly entries = new Map<number, FdEntry>()
   private onChange: (fd: number, entry: FdEntry | undefined) => void = () => {}
 
-  constructor(private readonly refs: DescriptionRefs) {}
+  /** `limit`: the process's RLIMIT_NOFILE; fds are below it, and past it allocation is EMFILE. */
+  constructor(private readonly refs: DescriptionRefs, readonly limit: number = MAX_FDS) {}
 
   /** Registers the single observer (the task's channel); it is told of the current entries. */
   observe(onChange: (fd: number, entry: FdEntry | undefined) => void): void {
@@ -118,7 +120,7 @@ export class FdTable {
 
   /** Installs `entry` at the lowest free fd (EMFILE when there is none). */
   allocate(entry: FdEntry): Effect.Effect<number, SyscallError> {
-    for (let fd = 0; fd < MAX_FDS; fd++) {
+    for (let fd = 0; fd < this.limit; fd++) {
       if (!this.entries.has(fd)) {
         this.refs.retain(entry.description)
         this.entries.set(fd, entry)

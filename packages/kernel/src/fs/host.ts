@@ -159,6 +159,13 @@ class HostFileDescription implements FileDescription {
  * be a symlink on the host (it is chosen by the operator, not the guest), so it is resolved once.
  */
 export const hostRoot = (hostRoot: string): Effect.Effect<Inode, SyscallError> =>
-  Effect.flatMap(host(() => FsP.realpath(hostRoot)), (real) =>
+  Effect.flatMap(hostMount(hostRoot), (inode) => (inode.filetype === FileType.DIRECTORY ? Effect.succeed(inode) : fail(Errno.NOTDIR)))
+
+/**
+ * The inode a bind mount of `source` shows: a host directory (confined like the root) or a
+ * single regular file. Resolved once, like the root; anything else is EINVAL.
+ */
+export const hostMount = (source: string): Effect.Effect<Inode, SyscallError> =>
+  Effect.flatMap(host(() => FsP.realpath(source)), (real) =>
     Effect.flatMap(lstat(real), (st) =>
-      st.isDirectory() ? Effect.succeed<Inode>(new HostInode(real, st)) : fail(Errno.NOTDIR)))
+      st.isDirectory() || st.isFile() ? Effect.succeed<Inode>(new HostInode(real, st)) : fail(Errno.INVAL)))
