@@ -10,7 +10,7 @@
  * file system's job, and this is the second wall behind it. Unix sockets are not checked, which
  * is what lets a confined sandbox connect to the relays through which a CLI lends it its stdio.
  */
-import type { Bundle } from "@runsc/spec"
+import { type Bundle, isBindMount } from "@runsc/spec"
 import { Schema } from "effect"
 import * as Fs from "node:fs"
 import { createRequire } from "node:module"
@@ -79,7 +79,7 @@ const codeDirs = (): ReadonlyArray<string> => {
 /** Host paths the spec binds into the container: read, like the root. */
 export const bindSources = (bundle: Bundle): ReadonlyArray<string> =>
   (bundle.spec.mounts ?? []).flatMap((mount) =>
-    mount.source !== undefined && (mount.type === "bind" || (mount.options ?? []).some((o) => o === "bind" || o === "rbind"))
+    mount.source !== undefined && isBindMount(mount)
       ? [Path.resolve(bundle.dir, mount.source)]
       : []
   )

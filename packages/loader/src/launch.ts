@@ -25,7 +25,7 @@ import {
   type ThreadGroup,
   Tmpfs
 } from "@runsc/kernel"
-import { type Bundle, getEnv, resolveEnv, type Spec } from "@runsc/spec"
+import { type Bundle, getEnv, isBindMount, resolveEnv, type Spec } from "@runsc/spec"
 import { Effect } from "effect"
 import * as FsP from "node:fs/promises"
 import * as Path from "node:path"
@@ -80,7 +80,7 @@ export const syntheticMountsOf = (bundle: Bundle, instance: () => number): Effec
     const path = Path.posix.normalize(m.destination).replace(/(.)\/$/, "$1")
     if (m.type === "proc") return Effect.succeed([{ path, fs: "proc" }])
     if (path === "/dev" && (m.type === "tmpfs" || m.type === "devtmpfs")) return Effect.succeed([{ path, fs: "dev" }])
-    if (m.type === "bind" || (m.options ?? []).some((o) => o === "bind" || o === "rbind")) {
+    if (isBindMount(m)) {
       if (m.source === undefined) return Effect.fail(new InvalidMount({ destination: m.destination, reason: "a bind mount needs a source" }))
       const source = Path.resolve(bundle.dir, m.source)
       return hostMount(source).pipe(

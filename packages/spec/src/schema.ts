@@ -116,6 +116,10 @@ export const Mount = Schema.Struct({
 }).annotations(containerOf("an object"))
 export interface Mount extends Schema.Schema.Type<typeof Mount> {}
 
+/** Whether `mount` binds a host path in (type "bind", or the "bind"/"rbind" option, as runc reads it). */
+export const isBindMount = (mount: Mount): boolean =>
+  mount.type === "bind" || (mount.options ?? []).some((o) => o === "bind" || o === "rbind")
+
 export const namespaceTypes = ["pid", "network", "mount", "ipc", "uts", "user", "cgroup", "time"] as const
 export const NamespaceType = Schema.Literal(...namespaceTypes).annotations(
   expecting(`one of ${namespaceTypes.map((t) => JSON.stringify(t)).join(", ")}`)
