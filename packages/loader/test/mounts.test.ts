@@ -60,6 +60,11 @@ describe("tmpfs mounts", () => {
         "symlink-loop ok",
         "read-loop ELOOP",
         "unlink-loop ok",
+        // O_CREAT through a dangling symlink creates its target, as on Linux; O_EXCL stops at the link.
+        "symlink-dangling ok",
+        "create-through-link ok",
+        "read-target \"via link\"",
+        "create-excl-link EEXIST",
         // A hard link cannot bring a file of another mount (the host-backed root) in.
         "link-xdev EXDEV",
         "rename-to-dev EXDEV",
@@ -75,7 +80,7 @@ describe("tmpfs mounts", () => {
         "mkdir-rofs EROFS",
         "mkdir-exists-rofs EEXIST",
         "rmdir-mountpoint EBUSY",
-        "ls . .. d2 c abs up",
+        "ls . .. d2 c abs up dangling made-through-link",
         ""
       ])
       // Nothing of it reached the host: the rootfs has no /tmp and no new file.

@@ -33,7 +33,7 @@ import { Clock, Duration, Effect, Either } from "effect"
 import { SyscallError } from "../errors.js"
 import type { FdEntry } from "../fs/fdTable.js"
 import type { FileDescription, Stat } from "../fs/inode.js"
-import { type Dentry, NAME_MAX, resolve } from "../fs/resolve.js"
+import { type Dentry, MAX_SYMLINK_TRAVERSALS, NAME_MAX, resolve } from "../fs/resolve.js"
 import { DATA_SIZE } from "../platform/channel.js"
 import {
   blocking,
@@ -286,11 +286,7 @@ const path_open: Handler = (c) =>
       dentry = found.right
     } else {
       if (found.left.errno !== Errno.NOENT || (oflags & OFlags.CREAT) === 0) return yield* found.left
-      // A missing last component with O_CREAT: a new file, where the directory can have one.
-      const parent = yield* parentOf(c, dir.dentry, path)
-      if (parent.trailingSlash) return yield* fail(Errno.ISDIR)
-      const changes = yield* changesOf(parent.dir)
-      dentry = parent.dir.child(parent.name, yield* changes.create(parent.name))
+      dentry = yield* createAt(c, dir.dentry, path, (lookupflags & LookupFlags.SYMLINK_FOLLOW) !== 0, (oflags & OFlags.EXCL) !== 0)
       created = true
     }
     const filetype = dentry.inode.filetype
@@ -353,6 +349,32 @@ const parentOf = (c: SyscallContext, base: Dentry, path: string) =>
     const dir = yield* resolve(c.tg.root, base, dirPath, { followFinal: true })
     if (dir.inode.filetype !== FileType.DIRECTORY) return yield* fail(Errno.NOTDIR)
     return { dir, name, trailingSlash: trimmed.length < path.length }
+  })
+
+/**
+ * O_CREAT of a missing `path`: a new empty file where its directory can have one. When the last
+ * component is a dangling symlink that may be followed, the file is created where it points
+ * (from the link's directory, or the root for an absolute target), as Linux does; with O_EXCL
+ * the link itself is in the way (EEXIST).
+ */
+const createAt = (c: SyscallContext, base: Dentry, path: string, follow: boolean, exclusive: boolean) =>
+  Effect.gen(function*() {
+    let from = base
+    let target = path
+    for (let hops = 0; ; hops++) {
+      const parent = yield* parentOf(c, from, target)
+      if (parent.trailingSlash) return yield* fail(Errno.ISDIR)
+      const existing = yield* Effect.either(parent.dir.lookup(parent.name))
+      if (Either.isRight(existing)) {
+        if (existing.right.filetype !== FileType.SYMBOLIC_LINK || !follow || exclusive) return yield* fail(Errno.EXIST)
+        if (hops >= MAX_SYMLINK_TRAVERSALS) return yield* fail(Errno.LOOP)
+        from = parent.dir
+        target = yield* existing.right.readlink
+        continue
+      }
+      const changes = yield* changesOf(parent.dir)
+      return parent.dir.child(parent.name, yield* changes.create(parent.name))
+    }
   })
 
 /** The changes `dir` can make, or EROFS. */
