@@ -11,6 +11,20 @@ export type Stdio = readonly [number, number, number]
 
 export class DetachedFailed extends Data.TaggedError("DetachedFailed")<{ readonly reason: string }> {}
 
+/**
+ * The started process's side of the handshake: its one line on the sync fd (no newline in
+ * `line`), and the fd closed. A starter that is gone waits for nothing, so failures are ignored.
+ */
+export const reportReady = (fd: number, line: string): Effect.Effect<void> =>
+  Effect.sync(() => {
+    try {
+      Fs.writeSync(fd, `${line}\n`)
+      Fs.closeSync(fd)
+    } catch {
+      // Nobody reads the line.
+    }
+  })
+
 /** Runs this executable with `args` (after Node's `nodeArgs`); `stdio`: its fds 0-2, else ours. */
 export const spawnDetached = (options: {
   readonly nodeArgs?: ReadonlyArray<string>

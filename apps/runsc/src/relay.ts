@@ -19,7 +19,7 @@ import { Data, Deferred, Duration, Effect, Exit, Option, type Scope } from "effe
 import * as Fs from "node:fs"
 import * as Net from "node:net"
 import * as Path from "node:path"
-import { spawnDetached, type Stdio } from "./detached.js"
+import { reportReady, spawnDetached, type Stdio } from "./detached.js"
 
 export class RelayFailed extends Data.TaggedError("RelayFailed")<{ readonly reason: string }> {
   override get message(): string {
@@ -186,10 +186,7 @@ export const relayCommand = Command.make(
     Effect.gen(function*() {
       const slots = fds.split(",").map(Number).filter((slot) => slot === 0 || slot === 1 || slot === 2)
       const relays = yield* relayHere(slots, [0, 1, 2], dir)
-      yield* Effect.sync(() => {
-        Fs.writeSync(syncFd, `${JSON.stringify(Object.fromEntries(relays.map(({ path, slot }) => [slot, path])))}\n`)
-        Fs.closeSync(syncFd)
-      })
+      yield* reportReady(syncFd, JSON.stringify(Object.fromEntries(relays.map(({ path, slot }) => [slot, path]))))
       const all = (f: (relay: Relay) => Effect.Effect<void>) => Effect.forEach(relays, f, { discard: true, concurrency: "unbounded" })
       const connected = yield* all((r) => r.connected).pipe(Effect.timeoutOption(CONNECT_LIMIT))
       if (Option.isSome(connected)) yield* all((r) => r.done)

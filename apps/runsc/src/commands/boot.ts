@@ -9,15 +9,12 @@ import { toShellCode } from "@runsc/abi"
 import { serveControl } from "@runsc/control"
 import { Loader } from "@runsc/loader"
 import { Effect, Layer, Option } from "effect"
-import * as Fs from "node:fs"
 import { ConfinementRefused, refusedGrants } from "../confinement.js"
+import { reportReady } from "../detached.js"
 import { configure, rootDirOf } from "../globals.js"
 import { setExitCode, StartedThreads } from "../processContext.js"
 import { rootCommand } from "../root.js"
 import { StateStore } from "../state.js"
-
-/** The line a sandbox writes on its sync fd once its control server accepts calls. */
-export const READY = "ready\n"
 
 export const bootCommand = Command.make(
   "boot",
@@ -59,14 +56,7 @@ export const bootCommand = Command.make(
       const status = yield* Effect.gen(function*() {
         const loader = yield* Loader
         // Serving: the creator may return (and a start may come) from here on.
-        Option.map(syncFd, (fd) => {
-          try {
-            Fs.writeSync(fd, READY)
-            Fs.closeSync(fd)
-          } catch {
-            // The creator is gone; nobody waits for the line.
-          }
-        })
+        if (Option.isSome(syncFd)) yield* reportReady(syncFd.value, "ready")
         const status = yield* loader.awaitRootExit
         // Recorded before the teardown: a `wait` that finds the sandbox going away reads it.
         yield* store.writeExit(id, toShellCode(status))
