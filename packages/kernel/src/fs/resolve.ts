@@ -48,10 +48,25 @@ export class Dentry {
   /** The inode at `name` under this directory: a filesystem mounted there, else the tree's own. */
   lookup(name: string): Effect.Effect<Inode, SyscallError> {
     if (this.mounts.size > 0) {
-      const mounted = this.mounts.get(this.isRoot ? `/${name}` : `${this.path}/${name}`)
+      const mounted = this.mounts.get(this.childPath(name))
       if (mounted) return Effect.succeed(mounted)
     }
     return this.inode.lookup(name)
+  }
+
+  /** Whether a filesystem is mounted at `name` under this directory (it cannot be removed or renamed). */
+  isMountPoint(name: string): boolean {
+    return this.mounts.has(this.childPath(name))
+  }
+
+  /** The mount this dentry lies in: the deepest mount path at or above it ("/" for the root's tree). */
+  get mount(): string {
+    for (let d: Dentry = this; !d.isRoot; d = d.parent) if (this.mounts.has(d.path)) return d.path
+    return "/"
+  }
+
+  private childPath(name: string): string {
+    return this.isRoot ? `/${name}` : `${this.path}/${name}`
   }
 
   /** The absolute path of this dentry inside its tree (for strace and errors, never the host's). */

@@ -53,18 +53,14 @@ interface LinkNode extends Common {
 export class Tmpfs {
   private nextIno = 1n
   private used = 0
-  readonly dev: bigint
 
-  private constructor(readonly limit: number, dev: bigint) {
-    this.dev = dev
-  }
+  private constructor(readonly limit: number, readonly dev: bigint) {}
 
   /** A new empty tmpfs of at most `limit` bytes of file data; its root directory's inode. */
   static make(options: { readonly limit?: number; readonly mode?: number; readonly instance: number }): Effect.Effect<Inode> {
     return Effect.map(Clock.currentTimeNanos, (now) => {
       const fs = new Tmpfs(options.limit ?? Number.MAX_SAFE_INTEGER, TMPFS_DEV_BASE + BigInt(options.instance))
-      const root: DirNode = { type: FileType.DIRECTORY, ino: fs.nextIno++, mode: options.mode ?? 0o1777, nlink: 2n, times: { atim: now, mtim: now, ctim: now }, entries: new Map() }
-      return fs.inode(root)
+      return fs.inode(fs.node<DirNode>({ type: FileType.DIRECTORY, mode: options.mode ?? 0o1777, entries: new Map() }, now))
     })
   }
 

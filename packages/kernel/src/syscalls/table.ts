@@ -389,15 +389,6 @@ const pathParent = (c: SyscallContext, fd: number, rights: bigint, at: number, l
 /** Whether `name` names something in `dir` (an existing name is EEXIST even on a read-only mount). */
 const exists = (dir: Dentry, name: string) => Effect.map(Effect.either(dir.lookup(name)), Either.isRight)
 
-/** The mount `dentry` lies in: the deepest mount path at or above it ("/" for the root's tree). */
-const mountOf = (dentry: Dentry): string => {
-  for (let d = dentry; !d.isRoot; d = d.parent) if (dentry.mounts.has(d.path)) return d.path
-  return "/"
-}
-
-/** Whether `dir`'s `name` is where a filesystem is mounted (it cannot be removed or renamed). */
-const isMountPoint = (dir: Dentry, name: string): boolean => dir.mounts.has(dir.isRoot ? `/${name}` : `${dir.path}/${name}`)
-
 const path_create_directory: Handler = (c) =>
   Effect.gen(function*() {
     const { dir, name } = yield* pathParent(c, u32(c, 0), Rights.PATH_CREATE_DIRECTORY, 0, u32(c, 1))
@@ -413,7 +404,7 @@ const path_remove_directory: Handler = (c) =>
     if (name === "") return yield* fail(Errno.BUSY)
     const inode = yield* dir.lookup(name)
     if (inode.filetype !== FileType.DIRECTORY) return yield* fail(Errno.NOTDIR)
-    if (isMountPoint(dir, name)) return yield* fail(Errno.BUSY)
+    if (dir.isMountPoint(name)) return yield* fail(Errno.BUSY)
     yield* Effect.flatMap(changesOf(dir), (changes) => changes.rmdir(name))
   })
 
@@ -448,9 +439,9 @@ const path_rename: Handler = (c) =>
     for (const name of [from.name, to.name]) if (name === "" || name === "." || name === "..") return yield* fail(Errno.BUSY)
     const moving = yield* from.dir.lookup(from.name)
     if ((from.trailingSlash || to.trailingSlash) && moving.filetype !== FileType.DIRECTORY) return yield* fail(Errno.NOTDIR)
-    if (isMountPoint(from.dir, from.name) || isMountPoint(to.dir, to.name)) return yield* fail(Errno.BUSY)
+    if (from.dir.isMountPoint(from.name) || to.dir.isMountPoint(to.name)) return yield* fail(Errno.BUSY)
     // Across mounts is EXDEV before anything else, read-only or not (as Linux checks).
-    if (mountOf(from.dir) !== mountOf(to.dir)) return yield* fail(Errno.XDEV)
+    if (from.dir.mount !== to.dir.mount) return yield* fail(Errno.XDEV)
     const source = yield* changesOf(from.dir)
     const target = yield* changesOf(to.dir)
     if (source.filesystem !== target.filesystem) return yield* fail(Errno.XDEV)
@@ -465,7 +456,7 @@ const path_link: Handler = (c) =>
     const to = yield* pathParent(c, u32(c, 3), Rights.PATH_LINK_TARGET, fromLength, u32(c, 4))
     if (to.name === "" || to.name === "." || to.name === ".." || (yield* exists(to.dir, to.name))) return yield* fail(Errno.EXIST)
     if (existing.inode.filetype === FileType.DIRECTORY) return yield* fail(Errno.PERM)
-    if (mountOf(existing.parent) !== mountOf(to.dir)) return yield* fail(Errno.XDEV)
+    if (existing.parent.mount !== to.dir.mount) return yield* fail(Errno.XDEV)
     yield* Effect.flatMap(changesOf(to.dir), (changes) => changes.link(to.name, existing.inode))
   })
 
