@@ -1,6 +1,6 @@
 /**
- * An open directory, whatever filesystem it belongs to: only its stat; reads, writes and seeks
- * fail with EISDIR. Its entries are listed through the fd's dentry (fd_readdir).
+ * An open directory, whatever filesystem it belongs to: its stat and times; reads, writes and
+ * seeks fail with EISDIR. Its entries are listed through the fd's dentry (fd_readdir).
  */
 import { Errno, FileType } from "@runsc/abi"
 import { Effect } from "effect"
@@ -15,5 +15,7 @@ export const directoryDescription = (inode: Inode): FileDescription => ({
   write: () => isDirectory,
   seek: () => isDirectory,
   stat: inode.stat,
-  close: Effect.void
+  close: Effect.void,
+  // futimens on a directory fd is allowed wherever the directory's times may change.
+  ...(inode.setTimes ? { setTimes: (atim: bigint | undefined, mtim: bigint | undefined) => inode.setTimes!(atim, mtim) } : {})
 })

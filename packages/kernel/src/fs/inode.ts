@@ -1,7 +1,7 @@
 /**
  * The filesystem objects the sentry serves: inodes (what a path names) and open file
- * descriptions (what an fd refers to). Every filesystem implementation — the host-backed gofer
- * tree today, tmpfs/devfs/overlay later — implements these; path resolution and the syscall
+ * descriptions (what an fd refers to). Every filesystem (the host-backed gofer tree, the overlay
+ * over it, tmpfs, devfs, procfs) implements these; path resolution and the syscall
  * table only ever see these interfaces, never host paths.
  */
 import { type FileType } from "@runsc/abi"
@@ -37,14 +37,15 @@ export interface OpenOptions {
 
 /**
  * What a directory of a writable filesystem can change. A directory without it (the read-only
- * gofer root, procfs, devfs) refuses every change with EROFS.
+ * gofer tree, procfs, devfs) refuses every change with EROFS.
  */
 export interface DirectoryChanges {
   /** The filesystem the directory belongs to: a rename or link between two is EXDEV. */
   readonly filesystem: object
-  /** A new empty regular file (EEXIST if the name is taken). */
-  create(name: string): Effect.Effect<Inode, SyscallError>
-  mkdir(name: string): Effect.Effect<void, SyscallError>
+  /** A new empty regular file (EEXIST if the name is taken); `mode` defaults to 0o644. */
+  create(name: string, mode?: number): Effect.Effect<Inode, SyscallError>
+  /** A new empty directory; `mode` defaults to 0o755. */
+  mkdir(name: string, mode?: number): Effect.Effect<void, SyscallError>
   /** A symlink whose target is stored verbatim. */
   symlink(name: string, target: string): Effect.Effect<void, SyscallError>
   /** Another name for `target` (EXDEV from another filesystem, EPERM for a directory). */
@@ -61,12 +62,12 @@ export interface Inode {
   readonly filetype: FileType
   readonly stat: Effect.Effect<Stat, SyscallError>
   /** What the lookup that produced this inode saw (permission bits for exec checks), if known. */
-  readonly lookupStat?: Stat
+  readonly lookupStat?: Stat | undefined
   /**
    * A key that changes whenever the file's contents may have (device, inode, size, times as
    * of the lookup), for caching what the sentry reads of it; undefined where there is none.
    */
-  readonly identity?: string
+  readonly identity?: string | undefined
   /** One path component (never "", ".", ".." or containing "/"); ENOTDIR on non-directories. */
   lookup(name: string): Effect.Effect<Inode, SyscallError>
   /** Entries other than "." and "..", in a stable order. */

@@ -9,11 +9,15 @@
  */
 import { Errno, FileType, Whence } from "@runsc/abi"
 import { Clock, Effect } from "effect"
+import { constants as BufferConstants } from "node:buffer"
 import { SyscallError } from "../errors.js"
 import { directoryDescription } from "./directory.js"
 import type { DirectoryChanges, DirEntry, FileDescription, Inode, OpenOptions, Stat } from "./inode.js"
 
 const fail = (errno: Errno) => Effect.fail(new SyscallError({ errno }))
+
+/** A file's data is one typed array, which V8 caps at this many bytes. */
+const MAX_FILE_SIZE = BufferConstants.MAX_LENGTH
 
 /** tmpfs device numbers start here ("TMP" << 8); each instance takes the next. */
 const TMPFS_DEV_BASE = 0x544d5000n
@@ -78,17 +82,23 @@ export class Tmpfs {
    * counts files that have a name; one unlinked while open no longer counts.
    */
   private resize(file: FileNode, size: number): Effect.Effect<void, SyscallError> {
-    if (size > Number.MAX_SAFE_INTEGER || size < 0) return fail(Errno.FBIG)
+    if (size > MAX_FILE_SIZE || size < 0) return fail(Errno.FBIG)
     const counted = file.nlink > 0n
     if (counted && size > file.size && this.used + (size - file.size) > this.limit) return fail(Errno.NOSPC)
-    if (counted) this.used += size - file.size
     if (size > file.data.length) {
-      const grown = new Uint8Array(Math.max(size, Math.min(file.data.length * 2, size + (1 << 20))))
+      let grown: Uint8Array
+      try {
+        grown = new Uint8Array(Math.min(MAX_FILE_SIZE, Math.max(size, Math.min(file.data.length * 2, size + (1 << 20)))))
+      } catch {
+        // The sentry's heap cannot hold it: the guest sees a full filesystem, the sentry lives on.
+        return fail(Errno.NOSPC)
+      }
       grown.set(file.data.subarray(0, file.size))
       file.data = grown
     } else if (size < file.size) {
       file.data.fill(0, size, file.size)
     }
+    if (counted) this.used += size - file.size
     file.size = size
     return Effect.void
   }
@@ -166,6 +176,8 @@ export class Tmpfs {
     const fs = this
     const add = (name: string, make: (now: bigint) => Node) =>
       Effect.flatMap(Clock.currentTimeNanos, (now) => {
+        // A removed directory (nlink 0) takes no new names, as on Linux.
+        if (dir.nlink === 0n) return fail(Errno.NOENT)
         if (dir.entries.has(name)) return fail(Errno.EXIST)
         const node = make(now)
         dir.entries.set(name, node)
@@ -192,8 +204,8 @@ export class Tmpfs {
         }))
     return {
       filesystem: fs,
-      create: (name) => add(name, (now) => fs.node<FileNode>({ type: FileType.REGULAR_FILE, mode: 0o644, data: new Uint8Array(0), size: 0 }, now)),
-      mkdir: (name) => Effect.asVoid(add(name, (now) => fs.node<DirNode>({ type: FileType.DIRECTORY, mode: 0o755, entries: new Map() }, now))),
+      create: (name, mode = 0o644) => add(name, (now) => fs.node<FileNode>({ type: FileType.REGULAR_FILE, mode, data: new Uint8Array(0), size: 0 }, now)),
+      mkdir: (name, mode = 0o755) => Effect.asVoid(add(name, (now) => fs.node<DirNode>({ type: FileType.DIRECTORY, mode, entries: new Map() }, now))),
       symlink: (name, target) => Effect.asVoid(add(name, (now) => fs.node<LinkNode>({ type: FileType.SYMBOLIC_LINK, mode: 0o777, target }, now))),
       link: (name, target) => {
         const origin = (target as { readonly tmpfs?: { readonly fs: Tmpfs; readonly node: Node } }).tmpfs
@@ -236,8 +248,10 @@ export class Tmpfs {
         return Effect.flatMap(Clock.currentTimeNanos, (now) =>
           Effect.sync(() => {
             if (replaced !== undefined) {
-              if (replaced.type === FileType.DIRECTORY) target.nlink--
-              else {
+              if (replaced.type === FileType.DIRECTORY) {
+                target.nlink--
+                replaced.nlink = 0n
+              } else {
                 replaced.nlink--
                 if (replaced.nlink === 0n && replaced.type === FileType.REGULAR_FILE) fs.used -= replaced.size
               }
