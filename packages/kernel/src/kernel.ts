@@ -110,6 +110,8 @@ export interface ProcessArgs {
 
 export interface KernelShape {
   readonly rootPidNamespace: PidNamespace<ThreadGroup>
+  /** The memory the sandbox has (/proc/meminfo's total; what its in-memory filesystems may fill). */
+  readonly totalMemory: number
   readonly modules: ModuleCache
   /** Files the sentry reads whole for itself (programs, /etc/passwd), cached by identity. */
   readonly files: ContentCache
@@ -550,6 +552,7 @@ const makeKernel = (options: KernelOptions): Effect.Effect<KernelShape, never, S
 
     return {
       rootPidNamespace,
+      totalMemory: system.totalMemory,
       modules,
       files,
       startProcess,

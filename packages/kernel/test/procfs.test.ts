@@ -58,7 +58,7 @@ layer(kernelLayer, { excludeTestServices: true })("procfs", (it) => {
       const child = new PidNamespace<ThreadGroup>(kernel.rootPidNamespace)
       const r = yield* runGuest({ bytes: fixture("ls"), argv: ["ls", "/proc"], root, syntheticMounts: PROC, pidNamespace: child })
       assert.deepStrictEqual(r.status, Exited(0), r.stderr)
-      assert.deepStrictEqual(r.stdout.trim().split("\n").filter((l) => !l.startsWith("f ")).sort(), ["d 1", "l self"])
+      assert.deepStrictEqual(r.stdout.trim().split("\n").filter((l) => !l.startsWith("f ")).sort(), ["d 1", "l mounts", "l self"])
       assert.notStrictEqual(outside.tg.pid, 1)
       yield* kernel.reap(r.tg)
     }))

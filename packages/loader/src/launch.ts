@@ -17,6 +17,7 @@ import {
   loadExecutable,
   makeTerminal,
   type NotWasm,
+  overlay,
   type PidNamespace,
   programFromBytes,
   readFile,
@@ -60,22 +61,27 @@ const homeFromPasswd = (root: Dentry, uid: number, files: ContentCache) =>
     return DEFAULT_HOME
   }).pipe(Effect.orElseSucceed(() => DEFAULT_HOME))
 
-/** The container's root filesystem. */
-export const openRoot = (rootPath: string): Effect.Effect<Dentry, InvalidRoot> =>
-  hostRoot(rootPath).pipe(
+/**
+ * The container's root filesystem: the bundle's root through the gofer, under a copy-on-write
+ * overlay that keeps the container's changes in memory (at most `memory` bytes), unless the
+ * spec asks for a read-only root. Each container gets its own, so no two see each other's changes.
+ */
+export const openRoot = (bundle: Bundle, overlayOptions: { readonly instance: number; readonly memory: number }): Effect.Effect<Dentry, InvalidRoot> =>
+  hostRoot(bundle.rootPath).pipe(
+    Effect.flatMap((lower) => bundle.spec.root?.readonly === true ? Effect.succeed(lower) : overlay(lower, { instance: overlayOptions.instance, limit: overlayOptions.memory })),
     Effect.map((inode) => Dentry.root(inode)),
-    Effect.mapError((e) => new InvalidRoot({ path: rootPath, reason: e.message }))
+    Effect.mapError((e) => new InvalidRoot({ path: bundle.rootPath, reason: e.message }))
   )
 
 /**
  * The filesystems the sentry serves, where the spec mounts them: procfs at its mounts of type
  * "proc"; devfs where it mounts a tmpfs or devtmpfs at /dev (the devices a runtime puts there);
- * a new tmpfs at its other tmpfs mounts, with `size=` (bytes, or k/m/g) as its limit and
+ * a new tmpfs at its other tmpfs mounts, with `size=` (bytes, or k/m/g; default half of `memory`) as its limit and
  * `mode=` (octal) for its root; the host directory or file of a bind mount (source absolute or
  * relative to the bundle), served by the gofer like the root and, like it, read-only for now.
  * `instance` numbers each tmpfs (its device number). Other mount types are ignored.
  */
-export const syntheticMountsOf = (bundle: Bundle, instance: () => number): Effect.Effect<ReadonlyArray<SyntheticMount>, InvalidMount> =>
+export const syntheticMountsOf = (bundle: Bundle, instance: () => number, memory: number): Effect.Effect<ReadonlyArray<SyntheticMount>, InvalidMount> =>
   Effect.forEach(bundle.spec.mounts ?? [], (m): Effect.Effect<ReadonlyArray<SyntheticMount>, InvalidMount> => {
     const path = Path.posix.normalize(m.destination).replace(/(.)\/$/, "$1")
     if (m.type === "proc") return Effect.succeed([{ path, fs: "proc" }])
@@ -97,7 +103,8 @@ export const syntheticMountsOf = (bundle: Bundle, instance: () => number): Effec
       const modeText = options.get("mode")
       const mode = modeText === undefined ? undefined : /^[0-7]{1,4}$/.test(modeText) ? parseInt(modeText, 8) : null
       if (mode === null) return yield* new InvalidMount({ destination: m.destination, reason: `mode=${modeText} is not an octal mode` })
-      const root = yield* Tmpfs.make({ instance: instance(), ...(limit !== undefined ? { limit } : {}), ...(mode !== undefined ? { mode } : {}) })
+      // Without size=, half the sandbox's memory, as Linux sizes a tmpfs by default.
+      const root = yield* Tmpfs.make({ instance: instance(), limit: limit ?? Math.floor(memory / 2), ...(mode !== undefined ? { mode } : {}) })
       return [{ path, fs: "tmpfs", root }] as const
     })
   }).pipe(Effect.map((lists) => lists.flat()))

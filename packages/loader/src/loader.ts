@@ -253,7 +253,7 @@ const makeLoader = (args: LoaderArgs) =>
     const rootId = yield* validateContainerId(args.containerId)
     const rootBundle = typeof args.bundle === "string" ? yield* loadBundle(args.bundle) : args.bundle
     const containers = new Map<string, Container>()
-    // Numbers the sandbox's tmpfs instances (each its own device number).
+    // Numbers the sandbox's tmpfs and overlay instances (each its own device number).
     let tmpfsInstances = 0
     const registry = yield* Effect.makeSemaphore(1)
     const locked = registry.withPermits(1)
@@ -329,8 +329,8 @@ const makeLoader = (args: LoaderArgs) =>
         const { spec } = bundle
         const process = spec.process
         if (process === undefined) return yield* new InvalidCwd({ cwd: "", reason: "config.json has no process to run" })
-        const rootDentry = yield* openRoot(bundle.rootPath)
-        const mounts = yield* syntheticMountsOf(bundle, () => ++tmpfsInstances)
+        const rootDentry = yield* openRoot(bundle, { instance: ++tmpfsInstances, memory: kernel.totalMemory })
+        const mounts = yield* syntheticMountsOf(bundle, () => ++tmpfsInstances, kernel.totalMemory)
         // runsc's rule: no pid namespace → the root one; a path used by an earlier container →
         // join it; otherwise a new child of the root namespace.
         const wanted = pidNamespace(spec)

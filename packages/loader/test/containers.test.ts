@@ -130,7 +130,7 @@ describe("containers", () => {
       assert.deepStrictEqual(yield* loader.wait("second"), exited(0))
       // The second container joined the first's namespace: it sees the first's init as pid 1.
       const processes = second.out.read().trim().split("\n").filter((line) => !line.startsWith("f "))
-      assert.deepStrictEqual(processes.sort(), ["d 1", "d 2", "l self"])
+      assert.deepStrictEqual(processes.sort(), ["d 1", "d 2", "l mounts", "l self"])
       assert.notStrictEqual(first.pid, second.pid)
     }))
 

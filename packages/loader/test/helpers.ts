@@ -33,6 +33,8 @@ export interface BundleOptions {
   readonly mounts?: Spec["mounts"]
   /** The process's soft and hard RLIMIT_NOFILE (the template's is 1024). */
   readonly nofile?: number
+  /** `root.readonly: false`: the root is the copy-on-write overlay. */
+  readonly writableRoot?: boolean
 }
 
 /**
@@ -59,7 +61,8 @@ export const makeBundle = (options: BundleOptions) =>
       "tsh",
       "devices",
       "fsops",
-      "fd_limit"
+      "fd_limit",
+      "overlay"
     ]) {
       Fs.copyFileSync(fixture(name), Path.join(rootfs, "bin", name))
       Fs.chmodSync(Path.join(rootfs, "bin", name), 0o755)
@@ -70,6 +73,7 @@ export const makeBundle = (options: BundleOptions) =>
     const spec: Spec = {
       ...template,
       mounts: [...(template.mounts ?? []), ...(options.mounts ?? [])],
+      ...(options.writableRoot ? { root: { path: "rootfs", readonly: false } } : {}),
       process: {
         ...template.process!,
         args: [options.args[0]!, ...options.args.slice(1)],

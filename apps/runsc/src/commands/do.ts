@@ -41,7 +41,8 @@ export const doCommand = Command.make(
       const spec: Spec = {
         ...template,
         process: { ...template.process!, args: [program, ...args], env: mergeEnv(defaults, assignments), cwd },
-        root: { path: Path.resolve(rootDir), readonly: true }
+        // Writable through the copy-on-write overlay: the host directory is never changed.
+        root: { path: Path.resolve(rootDir), readonly: false }
       }
       // A file at PROGRAM on the host is run directly; otherwise PROGRAM is looked up inside
       // the container, on its PATH.

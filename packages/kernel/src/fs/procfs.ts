@@ -4,9 +4,9 @@
  * `/proc/self` names the caller and pids are those of the caller's PID namespace.
  *
  * Contents: `self` (a symlink to the caller's pid); for every process of the namespace,
- * `<pid>/cmdline`, `<pid>/stat`, `<pid>/status` and `<pid>/environ`; and the sandbox's
- * `meminfo` (its total memory, KernelOptions.totalMemory), `cpuinfo`, `uptime` (since the
- * kernel started) and `mounts` (the caller's mount table). Files are read-only snapshots taken
+ * `<pid>/cmdline`, `<pid>/stat`, `<pid>/status`, `<pid>/environ` and `<pid>/mounts`; the
+ * sandbox's `meminfo` (its total memory, KernelOptions.totalMemory), `cpuinfo` and `uptime`
+ * (since the kernel started); and `mounts`, a symlink to the caller's `self/mounts`. Files are read-only snapshots taken
  * when opened.
  */
 import { Errno, FileType, Whence } from "@runsc/abi"
@@ -81,7 +81,8 @@ const processDirectory = (tg: ThreadGroup, pid: number): Inode => {
     ["stat", generatedFile(base | 3n, () => `${pid} (${comm(tg)}) ${stateLetter(tg)} 0 ${pid} ${pid}${" 0".repeat(45)}\n`)],
     ["status", generatedFile(base | 4n, () =>
       `Name:\t${comm(tg)}\nState:\t${stateLetter(tg)} (${tg.state})\nTgid:\t${pid}\nPid:\t${pid}\nPPid:\t0\n` +
-      `Uid:\t0\t0\t0\t0\nGid:\t0\t0\t0\t0\nThreads:\t1\n`)]
+      `Uid:\t0\t0\t0\t0\nGid:\t0\t0\t0\t0\nThreads:\t1\n`)],
+    ["mounts", generatedFile(base | 5n, () => mountsOf(tg))]
   ]
   return directory(base, () => files)
 }
@@ -114,10 +115,11 @@ const meminfo = (system: SystemInfo) => {
 const cpuinfo = () =>
   Os.cpus().map((cpu, i) => `processor\t: ${i}\nmodel name\t: ${cpu.model}\ncpu MHz\t\t: ${cpu.speed}.000\n\n`).join("")
 
-/** /proc/mounts (and /proc/self/mounts): the viewer's mount table, as its paths name it. */
+/** /proc/<pid>/mounts: that process's mount table, as its paths name it. */
 const mountsOf = (viewer: ThreadGroup) =>
   [
-    "none / 9p ro,relatime 0 0\n",
+    // A root that takes changes is the copy-on-write overlay; otherwise the gofer's tree, read-only.
+    viewer.root.inode.changes !== undefined ? "overlay / overlay rw,relatime 0 0\n" : "none / 9p ro,relatime 0 0\n",
     ...viewer.syntheticMounts.map((m) =>
       m.fs === "proc" ? `proc ${m.path} proc rw,nosuid,nodev,noexec,relatime 0 0\n`
       : m.fs === "dev" ? `devtmpfs ${m.path} devtmpfs rw,nosuid,relatime 0 0\n`
@@ -136,7 +138,8 @@ export const procfs = (viewer: ThreadGroup, system: SystemInfo): Inode => {
   const files: ReadonlyArray<readonly [string, Inode]> = [
     ["cpuinfo", generatedFile(4n, cpuinfo)],
     ["meminfo", generatedFile(5n, () => meminfo(system))],
-    ["mounts", generatedFile(6n, () => mountsOf(viewer))],
+    // As on Linux, /proc/mounts is the viewer's own table.
+    ["mounts", symlink(6n, () => "self/mounts")],
     ["uptime", uptime]
   ]
   return directory(1n, () => [

@@ -59,6 +59,14 @@ export class Dentry {
     return this.mounts.has(this.childPath(name))
   }
 
+  /** The names under this directory where a filesystem is mounted, with what is mounted there. */
+  get mountedChildren(): ReadonlyArray<readonly [string, Inode]> {
+    if (this.mounts.size === 0) return []
+    const prefix = this.isRoot ? "/" : `${this.path}/`
+    return [...this.mounts].flatMap(([path, inode]) =>
+      path.startsWith(prefix) && path.length > prefix.length && !path.includes("/", prefix.length) ? [[path.slice(prefix.length), inode] as const] : [])
+  }
+
   /** The mount this dentry lies in: the deepest mount path at or above it ("/" for the root's tree). */
   get mount(): string {
     for (let d: Dentry = this; !d.isRoot; d = d.parent) if (this.mounts.has(d.path)) return d.path

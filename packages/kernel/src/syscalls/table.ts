@@ -4,9 +4,9 @@
  * here. Handlers validate in the order Linux does (fd, then rights, then path), so a guest sees
  * the errno it would see on Linux, with WASI's NOTCAPABLE where rights are missing.
  *
- * The container root (the gofer) is read-only in this build: a call that would change it fails
- * with EROFS once its fd and path have been checked, as on a read-only mount; tmpfs mounts take
- * every change.
+ * A change lands where the directory's filesystem takes it (the overlay root, tmpfs); a
+ * read-only one (a `root.readonly` root, bind mounts, procfs, devfs) refuses with EROFS once
+ * fd and path have been checked, as a read-only mount does.
  */
 import {
   ClockId,
@@ -225,7 +225,13 @@ const readdir = (listings: WeakMap<FdEntry["description"], Listing>): Handler =>
     if (listing === undefined || cookie === 0n) {
       const self = yield* dentry.inode.stat
       const parent = yield* dentry.parent.inode.stat
-      const children = yield* dentry.inode.readdir
+      const listed = yield* dentry.inode.readdir
+      // A mount point the tree lacks (no /proc in the rootfs) is listed all the same.
+      const mountPoints = yield* Effect.forEach(
+        dentry.mountedChildren.filter(([name]) => !listed.some((e) => e.name === name)),
+        ([name, inode]) => Effect.map(inode.stat, (st) => ({ name, ino: st.ino, filetype: inode.filetype }))
+      )
+      const children = [...listed, ...mountPoints]
       listing = [
         { name: encoder.encode("."), ino: self.ino, filetype: FileType.DIRECTORY },
         { name: encoder.encode(".."), ino: parent.ino, filetype: FileType.DIRECTORY },
@@ -332,7 +338,7 @@ const path_readlink: Handler = (c) =>
 
 // ---- changes to the filesystem ---------------------------------------------------------------
 // A directory can change only where its filesystem is writable (`Inode.changes`); elsewhere
-// (the read-only gofer root, procfs, devfs) a change fails EROFS once the path has been checked.
+// (a read-only root, bind mounts, procfs, devfs) a change fails EROFS once the path has been checked.
 
 /**
  * The directory that holds the last component of `path` (resolved from `base`, symlinks on the

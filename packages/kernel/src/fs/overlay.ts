@@ -1,0 +1,387 @@
+/**
+ * The copy-on-write overlay over a container's root: the gofer's read-only host tree (lower)
+ * under an in-memory tmpfs (upper) that takes every change, as runsc's default `--overlay2
+ * root:memory` does. The host tree is never written; what the guest changes is gone with the
+ * container.
+ *
+ * Invariants:
+ * - A name is visible when the directory's upper has it, or its lower has it, it is not whited
+ *   out, and the directory has a lower at all (one made in the upper is opaque).
+ * - Every visible name this overlay has handed out is one node (the directory's `children`), so
+ *   a copy-up is seen by every fd and dentry that holds the node. Names never looked up cost
+ *   nothing.
+ * - A directory's upper exists before any of its children's does (copy-up goes top down); the
+ *   root's always does.
+ * - Changes run one at a time (one lock per overlay), because a copy-up reads the lower file
+ *   asynchronously and nothing may change the names it works on meanwhile. Lookups take no lock:
+ *   each directory counts its name changes, and a lookup that saw the count move looks again.
+ *
+ * As on Linux's overlayfs: a file's inode number changes when it is copied up; an fd opened
+ * read-only before the copy-up keeps reading the lower file; renaming a directory that has a
+ * lower layer fails EXDEV (callers such as `mv` then copy).
+ */
+import { Errno, FileType } from "@runsc/abi"
+import { Effect, Either } from "effect"
+import { SyscallError } from "../errors.js"
+import { directoryDescription } from "./directory.js"
+import type { DirectoryChanges, DirEntry, FileDescription, Inode, OpenOptions, Stat } from "./inode.js"
+import { Tmpfs } from "./tmpfs.js"
+
+const fail = (errno: Errno) => Effect.fail(new SyscallError({ errno }))
+
+/** Overlay device numbers start here ("OVL" << 8); each instance takes the next. */
+const OVERLAY_DEV_BASE = 0x4f564c00n
+/** Set in the inode number of anything served from the upper layer, so the two layers' numbers never collide. */
+const UPPER_INO = 1n << 63n
+/** Bytes a copy-up reads from the lower file at a time. */
+const COPY_CHUNK = 1 << 20
+
+export interface OverlayOptions {
+  /** Numbers the overlay (its device number). */
+  readonly instance: number
+  /** Bytes of file data the upper layer may hold (ENOSPC past it). */
+  readonly limit?: number
+}
+
+/** A writable view of `lower` (a directory), whose changes live in memory. */
+export const overlay = (lower: Inode, options: OverlayOptions): Effect.Effect<Inode, SyscallError> =>
+  Effect.gen(function*() {
+    if (lower.filetype !== FileType.DIRECTORY) return yield* fail(Errno.NOTDIR)
+    const st = yield* lower.stat
+    const upper = yield* Tmpfs.make({ instance: options.instance, mode: st.mode, ...(options.limit !== undefined ? { limit: options.limit } : {}) })
+    yield* upper.setTimes!(st.atim, st.mtim)
+    const fs = new Overlay(OVERLAY_DEV_BASE + BigInt(options.instance), yield* Effect.makeSemaphore(1))
+    return new OverlayDir(fs, undefined, "/", upper, lower)
+  })
+
+class Overlay {
+  constructor(readonly dev: bigint, private readonly semaphore: Effect.Semaphore) {}
+
+  locked<A, E>(effect: Effect.Effect<A, E>): Effect.Effect<A, E> {
+    return this.semaphore.withPermits(1)(effect)
+  }
+
+  view(st: Stat, fromUpper: boolean): Stat {
+    return { ...st, dev: this.dev, ino: fromUpper ? st.ino | UPPER_INO : st.ino }
+  }
+}
+
+abstract class OverlayNode implements Inode {
+  /** Set once the node's name is gone: it can no longer be copied up. */
+  removed = false
+  abstract readonly filetype: FileType
+  abstract readonly readdir: Effect.Effect<ReadonlyArray<DirEntry>, SyscallError>
+  abstract readonly readlink: Effect.Effect<string, SyscallError>
+  abstract lookup(name: string): Effect.Effect<OverlayNode, SyscallError>
+  abstract open(options: OpenOptions): Effect.Effect<FileDescription, SyscallError>
+
+  constructor(
+    readonly overlay: Overlay,
+    public parent: OverlayDir | undefined,
+    public name: string,
+    public upper: Inode | undefined,
+    readonly lower: Inode | undefined
+  ) {}
+
+  protected get layer(): Inode {
+    return this.upper ?? this.lower!
+  }
+
+  readonly stat: Effect.Effect<Stat, SyscallError> = Effect.suspend(() => {
+    const fromUpper = this.upper !== undefined
+    // A merged directory's subdirectories are not counted (that would take a listing of both
+    // layers): nlink 1, as Linux's overlayfs reports, tells `find` not to rely on it.
+    const merged = fromUpper && this.lower !== undefined && this.filetype === FileType.DIRECTORY
+    return Effect.map(this.layer.stat, (st) => ({ ...this.overlay.view(st, fromUpper), ...(merged ? { nlink: 1n } : {}) }))
+  })
+
+  get lookupStat(): Stat | undefined {
+    return this.upper === undefined ? this.lower!.lookupStat : undefined
+  }
+
+  /** Only a lower file is known not to change under the cache (the root is the sandbox's alone). */
+  get identity(): string | undefined {
+    return this.upper === undefined ? this.lower!.identity : undefined
+  }
+
+  setTimes(atim: bigint | undefined, mtim: bigint | undefined): Effect.Effect<void, SyscallError> {
+    return Effect.flatMap(this.overlay.locked(copyUp(this)), (upper) => upper.setTimes!(atim, mtim))
+  }
+}
+
+/**
+ * Gives `node` an upper copy (and its directories first), with the lower's mode, contents or
+ * target, and times. The caller holds the overlay's lock.
+ */
+const copyUp = (node: OverlayNode): Effect.Effect<Inode, SyscallError> =>
+  Effect.gen(function*() {
+    const chain: Array<OverlayNode> = []
+    for (let n: OverlayNode = node; n.upper === undefined; n = n.parent!) {
+      if (n.removed) return yield* fail(Errno.NOENT)
+      chain.unshift(n)
+    }
+    for (const n of chain) n.upper = yield* copyOne(n)
+    return node.upper!
+  })
+
+const copyOne = (node: OverlayNode): Effect.Effect<Inode, SyscallError> =>
+  Effect.gen(function*() {
+    const dir = node.parent!.upper!
+    const changes = dir.changes!
+    const lower = node.lower!
+    const st = yield* lower.stat
+    switch (lower.filetype) {
+      case FileType.DIRECTORY:
+        yield* changes.mkdir(node.name, st.mode)
+        break
+      case FileType.SYMBOLIC_LINK:
+        yield* changes.symlink(node.name, yield* lower.readlink)
+        break
+      case FileType.REGULAR_FILE: {
+        const file = yield* changes.create(node.name, st.mode)
+        // A copy that cannot complete (ENOSPC) leaves no half file behind.
+        yield* copyContents(lower, file).pipe(Effect.tapError(() => Effect.ignore(changes.unlink(node.name))))
+        break
+      }
+      default:
+        // Host devices, fifos and sockets are never opened, so never copied.
+        return yield* fail(Errno.ACCES)
+    }
+    const upper = yield* dir.lookup(node.name)
+    yield* upper.setTimes!(st.atim, st.mtim)
+    return upper
+  })
+
+const copyContents = (from: Inode, to: Inode): Effect.Effect<void, SyscallError> =>
+  Effect.scoped(Effect.gen(function*() {
+    const source = yield* Effect.acquireRelease(from.open({ read: true, write: false }), (d) => d.close)
+    const target = yield* Effect.acquireRelease(to.open({ read: false, write: true }), (d) => d.close)
+    for (let offset = 0n; ;) {
+      const chunk = yield* source.read(COPY_CHUNK, offset)
+      if (chunk.length === 0) return
+      yield* target.write(chunk, offset)
+      offset += BigInt(chunk.length)
+    }
+  }))
+
+/** A regular file or symlink of the overlay. */
+class OverlayFile extends OverlayNode {
+  readonly filetype: FileType = this.layer.filetype
+  readonly readdir = fail(Errno.NOTDIR)
+  readonly readlink: Effect.Effect<string, SyscallError> = Effect.suspend(() => this.layer.readlink)
+
+  lookup(): Effect.Effect<OverlayNode, SyscallError> {
+    return fail(Errno.NOTDIR)
+  }
+
+  open(options: OpenOptions): Effect.Effect<FileDescription, SyscallError> {
+    const layer = options.write ? this.overlay.locked(copyUp(this)) : Effect.succeed(this.layer)
+    return Effect.flatMap(layer, (inode) => {
+      const fromUpper = inode === this.upper
+      return Effect.map(inode.open(options), (description) => this.described(description, fromUpper))
+    })
+  }
+
+  truncate(size: bigint): Effect.Effect<void, SyscallError> {
+    if (this.filetype !== FileType.REGULAR_FILE) return fail(Errno.INVAL)
+    return Effect.flatMap(this.overlay.locked(copyUp(this)), (upper) => upper.truncate!(size))
+  }
+
+  /** `description` as the overlay shows it: its stat in the overlay's numbers; futimens copies up. */
+  private described(description: FileDescription, fromUpper: boolean): FileDescription {
+    return {
+      filetype: description.filetype,
+      read: (length, offset, nonBlocking) => description.read(length, offset, nonBlocking),
+      write: (data, offset, nonBlocking) => description.write(data, offset, nonBlocking),
+      seek: (delta, whence) => description.seek(delta, whence),
+      stat: Effect.map(description.stat, (st) => this.overlay.view(st, fromUpper)),
+      close: description.close,
+      ...(description.setSize ? { setSize: (size: bigint) => description.setSize!(size) } : {}),
+      ...(description.allocate ? { allocate: (offset: bigint, length: bigint) => description.allocate!(offset, length) } : {}),
+      setTimes: (atim, mtim) => this.setTimes(atim, mtim)
+    }
+  }
+}
+
+/** What a lookup found under a directory, before it becomes a node. */
+interface Found {
+  readonly upper?: Inode
+  readonly lower?: Inode
+}
+
+class OverlayDir extends OverlayNode {
+  readonly filetype = FileType.DIRECTORY
+  /** Lower names removed from this directory. */
+  private readonly whiteouts = new Set<string>()
+  /** The node of every visible name looked up so far. */
+  private readonly children = new Map<string, OverlayNode>()
+  /** Counts changes to this directory's names (see the lock-free lookup). */
+  private version = 0
+  readonly readlink = fail(Errno.INVAL)
+  readonly changes: OverlayChanges = this.makeChanges()
+
+  lookup(name: string): Effect.Effect<OverlayNode, SyscallError> {
+    return Effect.suspend(() => {
+      const cached = this.children.get(name)
+      if (cached !== undefined) return Effect.succeed(cached)
+      const version = this.version
+      return Effect.flatMap(Effect.either(this.find(name)), (found) => {
+        // The names changed while the layers were asked: ask again.
+        if (this.version !== version) return this.lookup(name)
+        if (Either.isLeft(found)) return Effect.fail(found.left)
+        const raced = this.children.get(name)
+        if (raced !== undefined) return Effect.succeed(raced)
+        const node = this.nodeFor(name, found.right)
+        this.children.set(name, node)
+        return Effect.succeed(node)
+      })
+    })
+  }
+
+  private find(name: string): Effect.Effect<Found, SyscallError> {
+    return Effect.gen(this, function*() {
+      if (this.upper !== undefined) {
+        const upper = yield* Effect.either(this.upper.lookup(name))
+        if (Either.isRight(upper)) return { upper: upper.right }
+        if (upper.left.errno !== Errno.NOENT) return yield* upper.left
+      }
+      if (this.lower === undefined || this.whiteouts.has(name)) return yield* fail(Errno.NOENT)
+      return { lower: yield* this.lower.lookup(name) }
+    })
+  }
+
+  private nodeFor(name: string, found: Found): OverlayNode {
+    const filetype = (found.upper ?? found.lower)!.filetype
+    return filetype === FileType.DIRECTORY
+      ? new OverlayDir(this.overlay, this, name, found.upper, found.lower)
+      : new OverlayFile(this.overlay, this, name, found.upper, found.lower)
+  }
+
+  get readdir(): Effect.Effect<ReadonlyArray<DirEntry>, SyscallError> {
+    return Effect.gen(this, function*() {
+      const upper = this.upper === undefined ? [] : yield* this.upper.readdir
+      const lower = this.lower === undefined ? [] : yield* this.lower.readdir
+      const shown = new Set(upper.map((e) => e.name))
+      return [
+        ...upper.map((e) => ({ ...e, ino: e.ino | UPPER_INO })),
+        ...lower.filter((e) => !shown.has(e.name) && !this.whiteouts.has(e.name))
+      ]
+    })
+  }
+
+  open(options: OpenOptions): Effect.Effect<FileDescription, SyscallError> {
+    return options.write ? fail(Errno.ISDIR) : Effect.succeed(directoryDescription(this))
+  }
+
+  private lowerHas(name: string): Effect.Effect<boolean> {
+    return this.lower === undefined ? Effect.succeed(false) : Effect.map(Effect.either(this.lower.lookup(name)), Either.isRight)
+  }
+
+  /** Adds a name to the upper layer with `make`, unless it is visible already. Lock held. */
+  private add(name: string, make: (upper: DirectoryChanges) => Effect.Effect<unknown, SyscallError>) {
+    return Effect.gen(this, function*() {
+      if (this.removed) return yield* fail(Errno.NOENT)
+      if (Either.isRight(yield* Effect.either(this.lookup(name)))) return yield* fail(Errno.EXIST)
+      const upper = yield* copyUp(this)
+      yield* make(upper.changes!)
+      const node = this.nodeFor(name, { upper: yield* upper.lookup(name) })
+      this.whiteouts.delete(name)
+      this.children.set(name, node)
+      this.version++
+      return node
+    })
+  }
+
+  /** Removes the visible `name` (`node`): from the upper layer, and a lower one is whited out. Lock held. */
+  private remove(name: string, node: OverlayNode, removeUpper: (upper: DirectoryChanges) => Effect.Effect<void, SyscallError>) {
+    return Effect.gen(this, function*() {
+      // The directory is copied up even when only a whiteout changes, so its times record the change.
+      const upper = yield* copyUp(this)
+      if (node.upper !== undefined) yield* removeUpper(upper.changes!)
+      if (yield* this.lowerHas(name)) this.whiteouts.add(name)
+      this.children.delete(name)
+      this.version++
+      node.removed = true
+    })
+  }
+
+  private makeChanges(): OverlayChanges {
+    const locked = <A>(effect: Effect.Effect<A, SyscallError>) => this.overlay.locked(effect)
+    return {
+      filesystem: this.overlay,
+      directory: this,
+      create: (name, mode) => locked(this.add(name, (upper) => upper.create(name, mode))),
+      mkdir: (name, mode) => locked(Effect.asVoid(this.add(name, (upper) => upper.mkdir(name, mode)))),
+      symlink: (name, target) => locked(Effect.asVoid(this.add(name, (upper) => upper.symlink(name, target)))),
+      link: (name, target) => {
+        if (!(target instanceof OverlayNode) || target.overlay !== this.overlay) return fail(Errno.XDEV)
+        if (target.filetype === FileType.DIRECTORY) return fail(Errno.PERM)
+        return locked(Effect.asVoid(this.add(name, (upper) => Effect.flatMap(copyUp(target), (file) => upper.link(name, file)))))
+      },
+      unlink: (name) =>
+        locked(Effect.gen(this, function*() {
+          const node = yield* this.lookup(name)
+          if (node.filetype === FileType.DIRECTORY) return yield* fail(Errno.ISDIR)
+          yield* this.remove(name, node, (upper) => upper.unlink(name))
+        })),
+      rmdir: (name) =>
+        locked(Effect.gen(this, function*() {
+          const node = yield* this.lookup(name)
+          if (!(node instanceof OverlayDir)) return yield* fail(Errno.NOTDIR)
+          // Empty as the guest sees it: lower names all whited out, upper empty.
+          if ((yield* node.readdir).length > 0) return yield* fail(Errno.NOTEMPTY)
+          yield* this.remove(name, node, (upper) => upper.rmdir(name))
+        })),
+      rename: (name, to, toName) =>
+        locked(Effect.gen(this, function*() {
+          if (!("directory" in to) || !(to.directory instanceof OverlayDir) || to.directory.overlay !== this.overlay) {
+            return yield* fail(Errno.XDEV)
+          }
+          yield* this.rename(name, to.directory, toName)
+        }))
+    }
+  }
+
+  /** rename(2) as the merged view sees it. Lock held. */
+  private rename(name: string, target: OverlayDir, toName: string): Effect.Effect<void, SyscallError> {
+    return Effect.gen(this, function*() {
+      const node = yield* this.lookup(name)
+      const replaced = Either.getRight(yield* Effect.either(target.lookup(toName)))
+      if (replaced._tag === "Some" && (yield* sameFile(node, replaced.value))) return
+      if (node instanceof OverlayDir) {
+        for (let d: OverlayDir | undefined = target; d !== undefined; d = d.parent) if (d === node) return yield* fail(Errno.INVAL)
+        if (replaced._tag === "Some" && !(replaced.value instanceof OverlayDir)) return yield* fail(Errno.NOTDIR)
+        if (replaced._tag === "Some" && (yield* replaced.value.readdir).length > 0) return yield* fail(Errno.NOTEMPTY)
+        // Moving a directory with a lower layer would mean copying its whole tree.
+        if (node.lower !== undefined) return yield* fail(Errno.XDEV)
+      } else if (replaced._tag === "Some" && replaced.value instanceof OverlayDir) {
+        return yield* fail(Errno.ISDIR)
+      }
+      yield* copyUp(node)
+      const targetUpper = yield* copyUp(target)
+      // A name replaced only in the lower layer is simply shadowed by the upper one moved there
+      // (a moved directory has no lower layer, so it shows nothing of the one it replaced).
+      yield* this.upper!.changes!.rename(name, targetUpper.changes!, toName)
+      if (yield* this.lowerHas(name)) this.whiteouts.add(name)
+      this.children.delete(name)
+      target.whiteouts.delete(toName)
+      if (replaced._tag === "Some") replaced.value.removed = true
+      target.children.set(toName, node)
+      node.parent = target
+      node.name = toName
+      this.version++
+      target.version++
+    })
+  }
+}
+
+/** Whether two nodes are one file: one node, or two upper names of one file (hard links). */
+const sameFile = (a: OverlayNode, b: OverlayNode): Effect.Effect<boolean, SyscallError> => {
+  if (a === b) return Effect.succeed(true)
+  if (a.upper === undefined || b.upper === undefined) return Effect.succeed(false)
+  return Effect.map(Effect.all([a.upper.stat, b.upper.stat]), ([x, y]) => x.ino === y.ino)
+}
+
+interface OverlayChanges extends DirectoryChanges {
+  readonly directory: OverlayDir
+}
