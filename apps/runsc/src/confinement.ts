@@ -2,15 +2,16 @@
  * The sandbox process's confinement: it runs under Node's permission model, our analogue of the
  * seccomp filter runsc puts on its sentry. The sentry may read only its own code, the bundle and
  * root filesystem of its root container, the host paths the spec binds in and those the user
- * granted with --allow-read; it may write only its own control socket, its exit record, its log
- * files and /dev/null. It may start worker threads (the guests), never child processes.
+ * granted with --allow-read; it may write only the sources of the spec's writable (`rw`) bind
+ * mounts, the paths granted with --allow-write, its own control socket, its exit record, its
+ * log files and /dev/null. It may start worker threads (the guests), never child processes.
  *
  * What it does not cover (Node's model, not ours): a symlink inside a granted directory is
  * followed by the OS wherever it points; confinement of guest paths to their mounts stays the
  * file system's job, and this is the second wall behind it. Unix sockets are not checked, which
  * is what lets a confined sandbox connect to the relays through which a CLI lends it its stdio.
  */
-import { type Bundle, isBindMount } from "@runsc/spec"
+import { type Bundle, isBindMount, isReadOnlyMount } from "@runsc/spec"
 import { Schema } from "effect"
 import * as Fs from "node:fs"
 import { createRequire } from "node:module"
@@ -26,10 +27,11 @@ export type Confinement = typeof Confinement.Type
 
 export class OutsideConfinement extends Schema.TaggedError<OutsideConfinement>()("OutsideConfinement", {
   sandboxId: Schema.String,
-  path: Schema.String
+  path: Schema.String,
+  access: Schema.Literal("read", "write")
 }) {
   override get message(): string {
-    return `the sandbox of ${this.sandboxId} may not read ${this.path}; create that sandbox with --allow-read covering it, or --unconfined`
+    return `the sandbox of ${this.sandboxId} may not ${this.access} ${this.path}; create that sandbox with --allow-${this.access} covering it, or --unconfined`
   }
 }
 
@@ -77,9 +79,9 @@ const codeDirs = (): ReadonlyArray<string> => {
 }
 
 /** Host paths the spec binds into the container: read, like the root. */
-export const bindSources = (bundle: Bundle): ReadonlyArray<string> =>
+export const bindSources = (bundle: Bundle, which: "all" | "writable" = "all"): ReadonlyArray<string> =>
   (bundle.spec.mounts ?? []).flatMap((mount) =>
-    mount.source !== undefined && isBindMount(mount)
+    mount.source !== undefined && isBindMount(mount) && (which === "all" || !isReadOnlyMount(mount))
       ? [Path.resolve(bundle.dir, mount.source)]
       : []
   )
@@ -90,6 +92,7 @@ export const confinementOf = (options: {
   readonly files: SandboxFiles
   readonly logs: ReadonlyArray<string>
   readonly allowRead: ReadonlyArray<string>
+  readonly allowWrite: ReadonlyArray<string>
 }): Confinement => {
   const { bundle, files } = options
   const read = [
@@ -102,7 +105,14 @@ export const confinementOf = (options: {
     ...files.exit,
     "/dev/null"
   ]
-  const write = [files.socket, ...files.exit, ...options.logs, "/dev/null"]
+  const write = [
+    ...bindSources(bundle, "writable"),
+    ...options.allowWrite.map((p) => Path.resolve(p)),
+    files.socket,
+    ...files.exit,
+    ...options.logs,
+    "/dev/null"
+  ]
   return { read: minimal(read.flatMap(withRealPath)), write: minimal(write.flatMap(withRealPath)) }
 }
 
@@ -167,6 +177,6 @@ export const nodeFlags = (confinement: Confinement): ReadonlyArray<string> | und
   ]
 }
 
-/** Whether `confinement` lets its sandbox read `path`, as Node decides: the path or a directory above it. */
-export const mayRead = (confinement: Confinement, path: string): boolean =>
-  confinement.read.some((granted) => path === granted || path.startsWith(granted.endsWith("/") ? granted : `${granted}/`))
+/** Whether `confinement` lets its sandbox read (or write) `path`, as Node decides: the path or a directory above it. */
+export const mayAccess = (confinement: Confinement, access: "read" | "write", path: string): boolean =>
+  confinement[access].some((granted) => path === granted || path.startsWith(granted.endsWith("/") ? granted : `${granted}/`))

@@ -51,6 +51,10 @@ export const globalOptions = {
   allowRead: Options.text("allow-read").pipe(
     Options.withDescription("another host path a sandbox process may read, e.g. where a pod's other bundles live (repeatable)"),
     Options.repeated
+  ),
+  allowWrite: Options.text("allow-write").pipe(
+    Options.withDescription("another host path a sandbox process may write, e.g. the rw bind sources of a pod's other containers (repeatable)"),
+    Options.repeated
   )
 }
 
@@ -67,6 +71,7 @@ export interface GlobalFlags {
   readonly watchdogAction: "log" | "panic"
   readonly unconfined: boolean
   readonly allowRead: ReadonlyArray<string>
+  readonly allowWrite: ReadonlyArray<string>
 }
 
 /** The fd logs and strace lines go to: the --debug-log file (appended), or stderr. */

@@ -12,14 +12,15 @@ import * as Fs from "node:fs"
 import * as Os from "node:os"
 import * as Path from "node:path"
 import { createContainer, makeBundle, makeTempDir, removeDir, runsc, uniqueId } from "../../../test/e2e/helpers.js"
-import { confinementOf, mayRead, nodeFlags } from "../src/confinement.js"
+import { confinementOf, mayAccess, nodeFlags } from "../src/confinement.js"
 
 const layout = () => {
   const top = Fs.mkdtempSync(Path.join(Os.tmpdir(), "runsc-confinement-"))
   const bundle = Path.join(top, "bundle")
   const shared = Path.join(top, "shared")
+  const writable = Path.join(top, "writable")
   const state = Path.join(top, "state")
-  for (const dir of [Path.join(bundle, "rootfs", "bin"), shared, state, Path.join(top, "outside")]) Fs.mkdirSync(dir, { recursive: true })
+  for (const dir of [Path.join(bundle, "rootfs", "bin"), shared, writable, state, Path.join(top, "outside")]) Fs.mkdirSync(dir, { recursive: true })
   Fs.writeFileSync(Path.join(bundle, "rootfs", "bin", "app"), "\0asm")
   Fs.writeFileSync(Path.join(shared, "data"), "shared")
   Fs.writeFileSync(Path.join(top, "outside", "secret"), "secret")
@@ -31,11 +32,12 @@ const layout = () => {
       root: { path: "rootfs", readonly: true },
       mounts: [
         { destination: "/shared", type: "bind", source: shared, options: ["rbind", "ro"] },
+        { destination: "/writable", type: "bind", source: writable, options: ["rbind", "rw"] },
         { destination: "/proc", type: "proc", source: "proc" }
       ]
     })
   )
-  return { top, bundle, shared, state }
+  return { top, bundle, shared, writable, state }
 }
 
 const confine = (l: ReturnType<typeof layout>) =>
@@ -44,11 +46,12 @@ const confine = (l: ReturnType<typeof layout>) =>
       bundle,
       files: { socket: Path.join(l.state, "c.sock"), exit: [Path.join(l.state, "c.exit"), Path.join(l.state, "c.exit.tmp")] },
       logs: [Path.join(l.top, "runsc.log")],
-      allowRead: []
+      allowRead: [],
+      allowWrite: []
     }))
 
 describe("confinement of the sandbox process", () => {
-  it.effect("grants the bundle (root included), bind sources, its own state files and logs; nothing twice, nothing nested", () =>
+  it.effect("grants the bundle (root included), bind sources (writes to rw ones), its own state files and logs; nothing twice, nothing nested", () =>
     Effect.gen(function*() {
       const l = layout()
       const c = yield* confine(l)
@@ -57,16 +60,18 @@ describe("confinement of the sandbox process", () => {
       assert.notInclude(c.read, l.state, "the state root holds other containers' records")
       assert.deepStrictEqual(
         [...c.write].sort(),
-        ["/dev/null", Path.join(l.top, "runsc.log"), Path.join(l.state, "c.exit"), Path.join(l.state, "c.exit.tmp"), Path.join(l.state, "c.sock")].sort()
+        ["/dev/null", Path.join(l.top, "runsc.log"), Path.join(l.state, "c.exit"), Path.join(l.state, "c.exit.tmp"), Path.join(l.state, "c.sock"), l.writable].sort()
       )
       for (const list of [c.read, c.write]) {
         assert.strictEqual(new Set(list).size, list.length)
         for (const a of list) for (const b of list) assert.isFalse(a !== b && b.startsWith(`${a}/`), `${b} inside ${a}`)
       }
-      assert.isTrue(mayRead(c, Path.join(l.bundle, "rootfs", "bin", "app")))
-      assert.isTrue(mayRead(c, l.bundle))
-      assert.isFalse(mayRead(c, `${l.bundle}-other`))
-      assert.isFalse(mayRead(c, Path.join(l.top, "outside", "secret")))
+      assert.isTrue(mayAccess(c, "read", Path.join(l.bundle, "rootfs", "bin", "app")))
+      assert.isTrue(mayAccess(c, "read", l.bundle))
+      assert.isFalse(mayAccess(c, "read", `${l.bundle}-other`))
+      assert.isFalse(mayAccess(c, "read", Path.join(l.top, "outside", "secret")))
+      assert.isTrue(mayAccess(c, "write", Path.join(l.writable, "new")))
+      assert.isFalse(mayAccess(c, "write", Path.join(l.shared, "data")), "an ro bind source is not writable")
       Fs.rmSync(l.top, { recursive: true })
     }))
 
@@ -86,6 +91,8 @@ describe("confinement of the sandbox process", () => {
         attempt("outside", () => fs.readFileSync(${JSON.stringify(Path.join(l.top, "outside", "secret"))}))
         attempt("passwd", () => fs.readFileSync("/etc/passwd"))
         attempt("proc of another process", () => fs.readFileSync("/proc/1/environ"))
+        attempt("write into an rw bind source", () => fs.writeFileSync(${JSON.stringify(Path.join(l.writable, "new"))}, "x"))
+        attempt("write into an ro bind source", () => fs.writeFileSync(${JSON.stringify(Path.join(l.shared, "data"))}, "x"))
         attempt("write into the bundle", () => fs.writeFileSync(${JSON.stringify(Path.join(l.bundle, "x"))}, "x"))
         attempt("state root listing", () => fs.readdirSync(${JSON.stringify(l.state)}))
         attempt("exit record", () => fs.writeFileSync(${JSON.stringify(Path.join(l.state, "c.exit.tmp"))}, "0"))
@@ -102,6 +109,8 @@ describe("confinement of the sandbox process", () => {
         outside: "ERR_ACCESS_DENIED",
         passwd: "ERR_ACCESS_DENIED",
         "proc of another process": "ERR_ACCESS_DENIED",
+        "write into an rw bind source": "ok",
+        "write into an ro bind source": "ERR_ACCESS_DENIED",
         "write into the bundle": "ERR_ACCESS_DENIED",
         "state root listing": "ERR_ACCESS_DENIED",
         "exit record": "ok",
@@ -155,6 +164,43 @@ describe("a sandbox process created by the CLI", () => {
     } finally {
       await removeDir(secrets)
       await removeDir(sleeper.dir)
+      await removeDir(root)
+    }
+  })
+
+  it("a confined sandbox writes its rw bind sources, and nothing else on the host", async () => {
+    const root = await makeTempDir("runsc-e2e-confined-root-")
+    const bundle = await makeBundle(["/bin/bindrw"], ["bindrw"])
+    const host = await makeTempDir("runsc-e2e-binds-")
+    for (const dir of ["rw/full", "ro"]) Fs.mkdirSync(Path.join(host, dir), { recursive: true })
+    Fs.writeFileSync(Path.join(host, "rw", "gone"), "x")
+    Fs.writeFileSync(Path.join(host, "rw", "full", "keep"), "x")
+    Fs.writeFileSync(Path.join(host, "ro", "data"), "read only\n")
+    Fs.writeFileSync(Path.join(host, "file.txt"), "before\n")
+    Fs.mkdirSync(Path.join(bundle.rootfs, "etc"))
+    Fs.writeFileSync(Path.join(bundle.rootfs, "etc", "passwd"), "root:x:0:0:root:/root:/bin/sh\n")
+    const configPath = Path.join(bundle.dir, "config.json")
+    const config = JSON.parse(Fs.readFileSync(configPath, "utf8"))
+    config.mounts = [
+      { destination: "/tmp", type: "tmpfs", source: "tmpfs" },
+      { destination: "/rw", type: "bind", source: Path.join(host, "rw"), options: ["rbind", "rw"] },
+      { destination: "/rw.txt", type: "bind", source: Path.join(host, "file.txt"), options: ["bind"] },
+      { destination: "/ro", type: "bind", source: Path.join(host, "ro"), options: ["rbind", "ro"] }
+    ]
+    Fs.writeFileSync(configPath, JSON.stringify(config))
+    try {
+      const r = await runsc(["--root", root, "run", "--bundle", bundle.dir, uniqueId("bindrw")])
+      assert.strictEqual(r.code, 0, r.stderr)
+      for (const line of ["create ok", "rename ok", "link ok", "fsync ok", "utimens ok", "write-file-bind ok", "create-ro EROFS", "write-ro EROFS"]) {
+        assert.include(r.stdout.split("\n"), line, r.stdout)
+      }
+      assert.strictEqual(Fs.readFileSync(Path.join(host, "rw", "dir", "moved"), "utf8"), "on")
+      assert.strictEqual(Fs.readFileSync(Path.join(host, "file.txt"), "utf8"), "file bind\n")
+      assert.deepStrictEqual(Fs.readdirSync(Path.join(host, "ro")), ["data"])
+      assert.deepStrictEqual(Fs.readdirSync(bundle.rootfs).sort(), ["bin", "etc"], "the root is read-only")
+    } finally {
+      await removeDir(host)
+      await removeDir(bundle.dir)
       await removeDir(root)
     }
   })

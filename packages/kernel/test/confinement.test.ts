@@ -10,7 +10,7 @@ import { Effect, Either, FastCheck } from "effect"
 import * as Fs from "node:fs"
 import * as Os from "node:os"
 import * as Path from "node:path"
-import { type Dentry, hostRoot, readAll, resolve, SyscallError } from "../src/index.js"
+import { type Dentry, hostMount, hostRoot, readAll, resolve, SyscallError } from "../src/index.js"
 import { Dentry as DentryClass } from "../src/index.js"
 import { Exited, fixture, kernelLayer, probe, runGuest } from "./helpers.js"
 
@@ -545,5 +545,39 @@ layer(kernelLayer, { excludeTestServices: true })("guests in the confined root",
       const out = link.stdoutBytes
       assert.strictEqual(out.subarray(0, 11).toString(), "/etc/passwd")
       assert.strictEqual(out.readBigUInt64LE(11), BigInt(PASSWD.length))
+    }))
+})
+
+describe("a writable host tree (rw bind mount)", () => {
+  it.effect("a directory the guest swapped for a symlink to the host is not followed through an inode looked up before", () =>
+    Effect.gen(function*() {
+      const dir = Fs.mkdtempSync(Path.join(Os.tmpdir(), "runsc-bind-rw-"))
+      const outside = Fs.mkdtempSync(Path.join(Os.tmpdir(), "runsc-bind-outside-"))
+      Fs.mkdirSync(Path.join(dir, "a"))
+      Fs.writeFileSync(Path.join(dir, "a", "secret"), "the container's own\n")
+      Fs.writeFileSync(Path.join(outside, "secret"), HOST_SECRET)
+      const root = yield* hostMount(dir, { writable: true })
+      const held = yield* root.lookup("a") // as a guest's cwd or directory fd holds it
+      const file = yield* held.lookup("secret")
+      // The guest moves the directory away and plants a symlink to the host in its place.
+      yield* root.changes!.rename("a", root.changes!, "b")
+      yield* root.changes!.symlink("a", outside)
+      const refused = (effect: Effect.Effect<unknown, SyscallError>) => Effect.map(Effect.either(effect), (r) => (Either.isLeft(r) ? r.left.errno : "succeeded"))
+      assert.strictEqual(yield* refused(held.lookup("secret")), Errno.NOENT)
+      assert.strictEqual(yield* refused(held.readdir), Errno.NOENT)
+      assert.strictEqual(yield* refused(held.changes!.create("planted")), Errno.NOENT)
+      assert.strictEqual(yield* refused(held.changes!.unlink("secret")), Errno.NOENT)
+      assert.strictEqual(yield* refused(held.changes!.symlink("s", "x")), Errno.NOENT)
+      assert.strictEqual(yield* refused(root.changes!.link("hard", file)), Errno.NOENT)
+      assert.strictEqual(yield* refused(file.open({ read: true, write: true })), Errno.NOENT)
+      assert.strictEqual(yield* refused(file.truncate!(0n)), Errno.NOENT)
+      assert.strictEqual(yield* refused(file.setTimes!(0n, 0n)), Errno.NOENT)
+      assert.deepStrictEqual(Fs.readdirSync(outside), ["secret"])
+      assert.strictEqual(Fs.readFileSync(Path.join(outside, "secret"), "utf8"), HOST_SECRET)
+      assert.deepStrictEqual(Fs.readdirSync(dir).sort(), ["a", "b"])
+      // Through the new path the symlink is just a symlink: resolved inside the container.
+      assert.strictEqual((yield* root.lookup("a")).filetype, FileType.SYMBOLIC_LINK)
+      Fs.rmSync(dir, { recursive: true })
+      Fs.rmSync(outside, { recursive: true })
     }))
 })

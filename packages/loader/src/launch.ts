@@ -26,7 +26,7 @@ import {
   type ThreadGroup,
   Tmpfs
 } from "@runsc/kernel"
-import { type Bundle, getEnv, isBindMount, resolveEnv, type Spec } from "@runsc/spec"
+import { type Bundle, getEnv, isBindMount, isReadOnlyMount, resolveEnv, type Spec } from "@runsc/spec"
 import { Effect } from "effect"
 import * as FsP from "node:fs/promises"
 import * as Path from "node:path"
@@ -78,7 +78,8 @@ export const openRoot = (bundle: Bundle, overlayOptions: { readonly instance: nu
  * "proc"; devfs where it mounts a tmpfs or devtmpfs at /dev (the devices a runtime puts there);
  * a new tmpfs at its other tmpfs mounts, with `size=` (bytes, or k/m/g; default half of `memory`) as its limit and
  * `mode=` (octal) for its root; the host directory or file of a bind mount (source absolute or
- * relative to the bundle), served by the gofer like the root and, like it, read-only for now.
+ * relative to the bundle), served by the gofer like the root: read-only with `ro`, else the
+ * guest's changes reach the host directory or file.
  * `instance` numbers each tmpfs (its device number). Other mount types are ignored.
  */
 export const syntheticMountsOf = (bundle: Bundle, instance: () => number, memory: number): Effect.Effect<ReadonlyArray<SyntheticMount>, InvalidMount> =>
@@ -89,8 +90,8 @@ export const syntheticMountsOf = (bundle: Bundle, instance: () => number, memory
     if (isBindMount(m)) {
       if (m.source === undefined) return Effect.fail(new InvalidMount({ destination: m.destination, reason: "a bind mount needs a source" }))
       const source = Path.resolve(bundle.dir, m.source)
-      return hostMount(source).pipe(
-        Effect.map((root) => [{ path, fs: "bind", root, source }] as const),
+      return hostMount(source, { writable: !isReadOnlyMount(m) }).pipe(
+        Effect.map((root) => [{ path, fs: "bind", root, source, readOnly: isReadOnlyMount(m) }] as const),
         Effect.mapError((e) => new InvalidMount({ destination: m.destination, reason: `${source}: ${e.message}` }))
       )
     }

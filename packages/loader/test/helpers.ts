@@ -62,7 +62,8 @@ export const makeBundle = (options: BundleOptions) =>
       "devices",
       "fsops",
       "fd_limit",
-      "overlay"
+      "overlay",
+      "bindrw"
     ]) {
       Fs.copyFileSync(fixture(name), Path.join(rootfs, "bin", name))
       Fs.chmodSync(Path.join(rootfs, "bin", name), 0o755)

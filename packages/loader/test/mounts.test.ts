@@ -165,6 +165,74 @@ describe("bind mounts", () => {
       }
     }))
 
+  it.scopedLive("an rw bind mount takes the guest's changes to the host, and nothing beyond its source; an ro one refuses (EROFS)", () =>
+    Effect.gen(function*() {
+      const loader = yield* makeSandbox
+      const host = yield* tempDir
+      const rw = Path.join(host, "rw")
+      const ro = Path.join(host, "ro")
+      Fs.mkdirSync(Path.join(rw, "full"), { recursive: true })
+      Fs.mkdirSync(ro)
+      Fs.writeFileSync(Path.join(rw, "gone"), "to be removed\n")
+      Fs.writeFileSync(Path.join(rw, "full", "keep"), "kept\n")
+      Fs.writeFileSync(Path.join(ro, "data"), "read only\n")
+      Fs.writeFileSync(Path.join(host, "file.txt"), "before\n")
+      const secret = Path.join(host, "secret")
+      Fs.writeFileSync(secret, "host secret\n")
+      Fs.symlinkSync(secret, Path.join(rw, "escape"))
+      const bundle = yield* makeBundle({
+        args: ["bindrw"],
+        mounts: [
+          { destination: "/rw", type: "bind", source: rw, options: ["rbind", "rw"] },
+          { destination: "/rw.txt", type: "bind", source: Path.join(host, "file.txt"), options: ["bind"] },
+          { destination: "/ro", type: "bind", source: ro, options: ["rbind", "ro"] }
+        ]
+      })
+      const out = yield* makeOutput
+      yield* loader.createSubcontainer("rw")
+      yield* loader.startSubcontainer({ containerId: "rw", bundle, stdio: { stdout: out.fd, stderr: out.fd } })
+      assert.deepStrictEqual(yield* loader.wait("rw"), exited(0), out.read())
+      assert.deepStrictEqual(out.read().split("\n"), [
+        "create ok",
+        "append ok",
+        "read \"one|two|\"",
+        "mkdir ok",
+        "rename ok",
+        "link ok",
+        "nlink 2",
+        "link-xdev EXDEV",
+        "rename-xdev EXDEV",
+        "unlink ok",
+        "rmdir-full ENOTEMPTY",
+        "unlink-dir EISDIR",
+        "symlink ok",
+        "via-link \"root:x:0:0:root:/root:/bin/sh|\"",
+        // /rw/escape points at the host secret's path, which the container does not have.
+        "write-via-host-symlink ENOENT",
+        "ftruncate ok",
+        "fsync ok",
+        "fdatasync ok",
+        "utimens ok",
+        "mtime 2000 size 2",
+        "write-file-bind ok",
+        "file-bind \"file bind|\"",
+        "create-ro EROFS",
+        "write-ro EROFS",
+        "mkdir-ro EROFS",
+        ""
+      ])
+      assert.deepStrictEqual(Fs.readdirSync(rw).sort(), ["dir", "escape", "full", "hard", "link"])
+      assert.strictEqual(Fs.readFileSync(Path.join(rw, "dir", "moved"), "utf8"), "on")
+      assert.strictEqual(Fs.statSync(Path.join(rw, "hard")).ino, Fs.statSync(Path.join(rw, "dir", "moved")).ino)
+      assert.strictEqual(Fs.statSync(Path.join(rw, "dir", "moved")).mtimeMs, 2_000_000)
+      assert.strictEqual(Fs.readlinkSync(Path.join(rw, "link")), "/etc/passwd", "the target is stored verbatim")
+      assert.strictEqual(Fs.readFileSync(Path.join(host, "file.txt"), "utf8"), "file bind\n")
+      assert.strictEqual(Fs.readFileSync(secret, "utf8"), "host secret\n")
+      assert.strictEqual(Fs.readFileSync(Path.join(ro, "data"), "utf8"), "read only\n")
+      assert.deepStrictEqual(Fs.readdirSync(ro), ["data"])
+      assert.deepStrictEqual(Fs.readdirSync(host).sort(), ["file.txt", "ro", "rw", "secret"])
+    }))
+
   it.scopedLive("a bind mount of a missing source is a typed InvalidMount at start", () =>
     Effect.gen(function*() {
       const loader = yield* makeSandbox

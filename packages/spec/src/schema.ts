@@ -120,6 +120,10 @@ export interface Mount extends Schema.Schema.Type<typeof Mount> {}
 export const isBindMount = (mount: Mount): boolean =>
   mount.type === "bind" || (mount.options ?? []).some((o) => o === "bind" || o === "rbind")
 
+/** Whether a mount is read-only (`ro` among its options; the last of `ro`/`rw` wins, as mount(8) reads them). */
+export const isReadOnlyMount = (mount: Mount): boolean =>
+  (mount.options ?? []).filter((o) => o === "ro" || o === "rw").at(-1) === "ro"
+
 export const namespaceTypes = ["pid", "network", "mount", "ipc", "uts", "user", "cgroup", "time"] as const
 export const NamespaceType = Schema.Literal(...namespaceTypes).annotations(
   expecting(`one of ${namespaceTypes.map((t) => JSON.stringify(t)).join(", ")}`)

@@ -12,7 +12,7 @@ import * as Fs from "node:fs"
 import * as Path from "node:path"
 import { openConsole } from "../console.js"
 import { spawnDetached, type Stdio } from "../detached.js"
-import { bindSources, ConfinementUnavailable, confinementOf, mayRead, nodeFlags, OutsideConfinement } from "../confinement.js"
+import { bindSources, ConfinementUnavailable, confinementOf, mayAccess, nodeFlags, OutsideConfinement } from "../confinement.js"
 import { CannotWrite, InvalidFlag } from "../errors.js"
 import { globalArgs, rootDirOf } from "../globals.js"
 import { lendStdio } from "../relay.js"
@@ -120,8 +120,10 @@ const joinSandbox = (
     }
     const { confinement } = sandbox
     if (confinement !== undefined) {
-      const outside = [bundle.dir, bundle.rootPath, ...bindSources(bundle)].find((path) => !mayRead(confinement, path))
-      if (outside !== undefined) return yield* new OutsideConfinement({ sandboxId, path: outside })
+      const unreadable = [bundle.dir, bundle.rootPath, ...bindSources(bundle)].find((path) => !mayAccess(confinement, "read", path))
+      if (unreadable !== undefined) return yield* new OutsideConfinement({ sandboxId, path: unreadable, access: "read" })
+      const unwritable = bindSources(bundle, "writable").find((path) => !mayAccess(confinement, "write", path))
+      if (unwritable !== undefined) return yield* new OutsideConfinement({ sandboxId, path: unwritable, access: "write" })
     }
     const { stdio: lent } = yield* lendStdio({
       dir: states.root,
@@ -174,7 +176,8 @@ export const createContainer = (id: string, bundle: string, pidFile: Option.Opti
         bundle: loaded,
         files: states.sandboxFiles(containerId),
         logs: [flags.log, flags.debugLog].flatMap((log) => Option.isSome(log) ? [Path.resolve(log.value)] : []),
-        allowRead: flags.allowRead
+        allowRead: flags.allowRead,
+        allowWrite: flags.allowWrite
       })
       const nodeArgs = confinement === undefined ? [] : nodeFlags(confinement)
       if (nodeArgs === undefined) return yield* new ConfinementUnavailable({ node: process.version })

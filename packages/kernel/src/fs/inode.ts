@@ -111,7 +111,9 @@ export interface FileDescription {
    */
   readonly passthroughHostFd?: number
   /** On a writable file: fd_filestat_set_size, fd_allocate (extends, never clobbers), fd_filestat_set_times. */
-  setSize?(size: bigint): Effect.Effect<void, SyscallError>
-  allocate?(offset: bigint, length: bigint): Effect.Effect<void, SyscallError>
-  setTimes?(atim: bigint | undefined, mtim: bigint | undefined): Effect.Effect<void, SyscallError>
+  readonly setSize?: ((size: bigint) => Effect.Effect<void, SyscallError>) | undefined
+  readonly allocate?: ((offset: bigint, length: bigint) => Effect.Effect<void, SyscallError>) | undefined
+  readonly setTimes?: ((atim: bigint | undefined, mtim: bigint | undefined) => Effect.Effect<void, SyscallError>) | undefined
+  /** On a file backed by a writable host file: fsync, or fdatasync when `dataOnly`. */
+  sync?(dataOnly: boolean): Effect.Effect<void, SyscallError>
 }

@@ -123,7 +123,7 @@ const mountsOf = (viewer: ThreadGroup) =>
     ...viewer.syntheticMounts.map((m) =>
       m.fs === "proc" ? `proc ${m.path} proc rw,nosuid,nodev,noexec,relatime 0 0\n`
       : m.fs === "dev" ? `devtmpfs ${m.path} devtmpfs rw,nosuid,relatime 0 0\n`
-      : m.fs === "bind" ? `none ${m.path} 9p ro,relatime 0 0\n`
+      : m.fs === "bind" ? `none ${m.path} 9p ${m.readOnly ? "ro" : "rw"},relatime 0 0\n`
       : `tmpfs ${m.path} tmpfs rw,relatime 0 0\n`)
   ].join("")
 

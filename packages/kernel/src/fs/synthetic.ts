@@ -17,7 +17,7 @@ import type { DirEntry, Inode, Stat } from "./inode.js"
 export type SyntheticMount =
   | { readonly path: string; readonly fs: "proc" | "dev" }
   | { readonly path: string; readonly fs: "tmpfs"; readonly root: Inode }
-  | { readonly path: string; readonly fs: "bind"; readonly root: Inode; readonly source: string }
+  | { readonly path: string; readonly fs: "bind"; readonly root: Inode; readonly source: string; readonly readOnly: boolean }
 
 export const fail = (errno: Errno) => Effect.fail(new SyscallError({ errno }))
 

@@ -264,8 +264,9 @@ const readdir = (listings: WeakMap<FdEntry["description"], Listing>): Handler =>
 
 const fd_renumber: Handler = (c) => c.tg.fdTable.renumber(u32(c, 0), u32(c, 1))
 
-/** Calls that only need a valid fd with a right, and have nothing to do on this filesystem. */
-const validateOnly = (rights: bigint): Handler => (c) => Effect.asVoid(entryWith(c, u32(c, 0), rights))
+/** fd_sync, fd_datasync: reach the host file where one backs the fd; elsewhere the data is already where it lives. */
+const sync = (rights: bigint, dataOnly: boolean): Handler => (c) =>
+  Effect.flatMap(entryWith(c, u32(c, 0), rights), (entry) => entry.description.sync?.(dataOnly) ?? Effect.void)
 
 const WRITE_RIGHTS = Rights.FD_WRITE | Rights.FD_ALLOCATE | Rights.FD_FILESTAT_SET_SIZE | Rights.FD_DATASYNC
 
@@ -613,7 +614,7 @@ const handlers: { readonly [K in Exclude<SyscallName, "fd_readdir">]: Handler } 
   fd_advise: (c) => Effect.flatMap(entryWith(c, u32(c, 0), Rights.FD_ADVISE), () => u32(c, 1) > 5 ? fail(Errno.INVAL) : Effect.void),
   fd_allocate,
   fd_close,
-  fd_datasync: validateOnly(Rights.FD_DATASYNC),
+  fd_datasync: sync(Rights.FD_DATASYNC, true),
   fd_fdstat_get,
   fd_fdstat_set_flags,
   fd_fdstat_set_rights,
@@ -627,7 +628,7 @@ const handlers: { readonly [K in Exclude<SyscallName, "fd_readdir">]: Handler } 
   fd_read: read(false),
   fd_renumber,
   fd_seek,
-  fd_sync: validateOnly(Rights.FD_SYNC),
+  fd_sync: sync(Rights.FD_SYNC, false),
   fd_tell,
   fd_write,
   path_create_directory,
