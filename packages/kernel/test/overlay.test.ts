@@ -9,7 +9,7 @@ import { Effect, Either, FastCheck } from "effect"
 import * as Fs from "node:fs"
 import * as Os from "node:os"
 import * as Path from "node:path"
-import { hostRoot, type Inode, overlay, Tmpfs } from "../src/index.js"
+import { hostRoot, type Inode, MemoryAccount, overlay, Tmpfs } from "../src/index.js"
 
 const text = (bytes: Uint8Array) => new TextDecoder().decode(bytes)
 const bytes = (s: string) => new TextEncoder().encode(s)
@@ -69,12 +69,12 @@ const hostSnapshot = (dir: string): Array<string> =>
     return st.isFile() ? `${p} ${Fs.readFileSync(full, "utf8")} ${st.mtimeMs}` : st.isSymbolicLink() ? `${p} -> ${Fs.readlinkSync(full)}` : `${p}/`
   })
 
-const withHost = <A>(f: (root: Inode, dir: string) => Effect.Effect<A, unknown>, limit?: number) =>
+const withHost = <A>(f: (root: Inode, dir: string) => Effect.Effect<A, unknown>, memory?: number) =>
   Effect.gen(function*() {
     const dir = hostTree()
     const before = hostSnapshot(dir)
     const lower = yield* hostRoot(dir)
-    const root = yield* overlay(lower, { instance: 1, ...(limit !== undefined ? { limit } : {}) })
+    const root = yield* overlay(lower, { instance: 1, ...(memory !== undefined ? { account: new MemoryAccount(memory) } : {}) })
     yield* f(root, dir)
     assert.deepStrictEqual(hostSnapshot(dir), before, "the host tree never changes")
     Fs.rmSync(dir, { recursive: true })

@@ -6,7 +6,7 @@
 import { assert, it } from "@effect/vitest"
 import { FileType } from "@runsc/abi"
 import { Effect, Either, FastCheck } from "effect"
-import { type FileDescription, type Inode, Tmpfs } from "../src/index.js"
+import { type FileDescription, type Inode, MemoryAccount, Tmpfs } from "../src/index.js"
 
 const LIMIT = 4096
 const names = ["a", "b", "c"] as const
@@ -21,7 +21,8 @@ const op = FastCheck.oneof(
 
 it.effect.prop("the budget is the sum of named files' sizes, within the limit", [FastCheck.array(op, { maxLength: 40 })], ([ops]) =>
   Effect.gen(function*() {
-    const root = yield* Tmpfs.make({ instance: 1, limit: LIMIT })
+    const account = new MemoryAccount(LIMIT * 2)
+    const root = yield* Tmpfs.make({ instance: 1, limit: LIMIT, account })
     const changes = root.changes!
     const fs = changes.filesystem as Tmpfs
     const open = (name: string) =>
@@ -55,5 +56,6 @@ it.effect.prop("the budget is the sum of named files' sizes, within the limit", 
       const total = [...seen.values()].reduce((a, b) => a + b, 0n)
       assert.strictEqual(BigInt(fs.bytesUsed), total)
       assert.isAtMost(fs.bytesUsed, LIMIT)
+      assert.strictEqual(account.used, fs.bytesUsed, "the sandbox's account counts the same bytes")
     }
   }), { fastCheck: { numRuns: 300 } })

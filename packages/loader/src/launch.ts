@@ -16,8 +16,10 @@ import {
   type KernelShape,
   loadExecutable,
   makeTerminal,
+  type MemoryAccount,
   type NotWasm,
   overlay,
+  type OverlayOptions,
   type PidNamespace,
   programFromBytes,
   readFile,
@@ -63,12 +65,12 @@ const homeFromPasswd = (root: Dentry, uid: number, files: ContentCache) =>
 
 /**
  * The container's root filesystem: the bundle's root through the gofer, under a copy-on-write
- * overlay that keeps the container's changes in memory (at most `memory` bytes), unless the
- * spec asks for a read-only root. Each container gets its own, so no two see each other's changes.
+ * overlay that keeps the container's changes in the sandbox's memory, unless the spec asks for
+ * a read-only root. Each container gets its own, so no two see each other's changes.
  */
-export const openRoot = (bundle: Bundle, overlayOptions: { readonly instance: number; readonly memory: number }): Effect.Effect<Dentry, InvalidRoot> =>
+export const openRoot = (bundle: Bundle, overlayOptions: OverlayOptions): Effect.Effect<Dentry, InvalidRoot> =>
   hostRoot(bundle.rootPath).pipe(
-    Effect.flatMap((lower) => bundle.spec.root?.readonly === true ? Effect.succeed(lower) : overlay(lower, { instance: overlayOptions.instance, limit: overlayOptions.memory })),
+    Effect.flatMap((lower) => bundle.spec.root?.readonly === true ? Effect.succeed(lower) : overlay(lower, overlayOptions)),
     Effect.map((inode) => Dentry.root(inode)),
     Effect.mapError((e) => new InvalidRoot({ path: bundle.rootPath, reason: e.message }))
   )
@@ -76,13 +78,14 @@ export const openRoot = (bundle: Bundle, overlayOptions: { readonly instance: nu
 /**
  * The filesystems the sentry serves, where the spec mounts them: procfs at its mounts of type
  * "proc"; devfs where it mounts a tmpfs or devtmpfs at /dev (the devices a runtime puts there);
- * a new tmpfs at its other tmpfs mounts, with `size=` (bytes, or k/m/g; default half of `memory`) as its limit and
+ * a new tmpfs at its other tmpfs mounts, with `size=` (bytes, or k/m/g; default half of the
+ * sandbox's memory) as its limit, and its data counted in `account`, and
  * `mode=` (octal) for its root; the host directory or file of a bind mount (source absolute or
  * relative to the bundle), served by the gofer like the root: read-only with `ro`, else the
  * guest's changes reach the host directory or file.
  * `instance` numbers each tmpfs (its device number). Other mount types are ignored.
  */
-export const syntheticMountsOf = (bundle: Bundle, instance: () => number, memory: number): Effect.Effect<ReadonlyArray<SyntheticMount>, InvalidMount> =>
+export const syntheticMountsOf = (bundle: Bundle, instance: () => number, account: MemoryAccount): Effect.Effect<ReadonlyArray<SyntheticMount>, InvalidMount> =>
   Effect.forEach(bundle.spec.mounts ?? [], (m): Effect.Effect<ReadonlyArray<SyntheticMount>, InvalidMount> => {
     const path = Path.posix.normalize(m.destination).replace(/(.)\/$/, "$1")
     if (m.type === "proc") return Effect.succeed([{ path, fs: "proc" }])
@@ -105,7 +108,7 @@ export const syntheticMountsOf = (bundle: Bundle, instance: () => number, memory
       const mode = modeText === undefined ? undefined : /^[0-7]{1,4}$/.test(modeText) ? parseInt(modeText, 8) : null
       if (mode === null) return yield* new InvalidMount({ destination: m.destination, reason: `mode=${modeText} is not an octal mode` })
       // Without size=, half the sandbox's memory, as Linux sizes a tmpfs by default.
-      const root = yield* Tmpfs.make({ instance: instance(), limit: limit ?? Math.floor(memory / 2), ...(mode !== undefined ? { mode } : {}) })
+      const root = yield* Tmpfs.make({ instance: instance(), limit: limit ?? Math.floor(account.total / 2), account, ...(mode !== undefined ? { mode } : {}) })
       return [{ path, fs: "tmpfs", root }] as const
     })
   }).pipe(Effect.map((lists) => lists.flat()))

@@ -14,17 +14,19 @@
  * container gone.
  */
 import { type ExitStatus, isValidSignal, SIGKILL, signalName } from "@runsc/abi"
-import { Kernel, type KernelOptions, PidNamespace, type Pipe, terminalSignals, type ThreadGroup } from "@runsc/kernel"
+import { Kernel, type KernelOptions, MemoryAccount, PidNamespace, type Pipe, terminalSignals, type ThreadGroup } from "@runsc/kernel"
 import {
   type Bundle,
   type BundleNotFound,
   type InvalidContainerId,
   type InvalidSpec,
   loadBundle,
+  memoryLimitOf,
   pidNamespace,
   validateContainerId
 } from "@runsc/spec"
 import { Context, Deferred, Effect, ExecutionStrategy, Exit, Layer, Scope } from "effect"
+import * as Os from "node:os"
 import { Container } from "./container.js"
 import {
   AlreadyPaused,
@@ -217,10 +219,22 @@ export interface LoaderShape {
 }
 
 export class Loader extends Context.Tag("@runsc/loader/Loader")<Loader, LoaderShape>() {
+  /**
+   * The sandbox's memory (its /proc/meminfo total, what its in-memory filesystems may fill) is
+   * the root container's `linux.resources.memory.limit` when set, capped at the host's, as runsc
+   * sizes its sandbox by the pod's cgroup; `kernel.totalMemory` overrides it.
+   */
   static layer(args: LoaderArgs): Layer.Layer<Loader, InvalidContainerId | InvalidSpec | BundleNotFound> {
-    return Layer.scoped(Loader, makeLoader(args)).pipe(
-      Layer.provide(Kernel.layer(args.kernel))
-    )
+    return Layer.unwrapEffect(Effect.map(
+      typeof args.bundle === "string" ? loadBundle(args.bundle) : Effect.succeed(args.bundle),
+      (bundle) => {
+        const limit = memoryLimitOf(bundle.spec)
+        const totalMemory = args.kernel?.totalMemory ?? (limit !== undefined ? Math.min(limit, Os.totalmem()) : undefined)
+        return Layer.scoped(Loader, makeLoader({ ...args, bundle })).pipe(
+          Layer.provide(Kernel.layer({ ...args.kernel, ...(totalMemory !== undefined ? { totalMemory } : {}) }))
+        )
+      }
+    ))
   }
 
   /** Starts the root container and waits for it: what `runsc run` does. */
@@ -247,14 +261,16 @@ const describeProcess = (root: PidNamespace<ThreadGroup>) => (tg: ThreadGroup): 
 
 const byPid = (a: ProcessInfo, b: ProcessInfo) => a.pid - b.pid
 
-const makeLoader = (args: LoaderArgs) =>
+const makeLoader = (args: LoaderArgs & { readonly bundle: Bundle }) =>
   Effect.gen(function*() {
     const kernel = yield* Kernel
     const rootId = yield* validateContainerId(args.containerId)
-    const rootBundle = typeof args.bundle === "string" ? yield* loadBundle(args.bundle) : args.bundle
+    const rootBundle = args.bundle
     const containers = new Map<string, Container>()
     // Numbers the sandbox's tmpfs and overlay instances (each its own device number).
     let tmpfsInstances = 0
+    // The file data all of them hold together, within the sandbox's memory.
+    const memory = new MemoryAccount(kernel.totalMemory)
     const registry = yield* Effect.makeSemaphore(1)
     const locked = registry.withPermits(1)
     // Each container's scope is a child of the loader's: closed by its destroy, or with the loader.
@@ -329,8 +345,8 @@ const makeLoader = (args: LoaderArgs) =>
         const { spec } = bundle
         const process = spec.process
         if (process === undefined) return yield* new InvalidCwd({ cwd: "", reason: "config.json has no process to run" })
-        const rootDentry = yield* openRoot(bundle, { instance: ++tmpfsInstances, memory: kernel.totalMemory })
-        const mounts = yield* syntheticMountsOf(bundle, () => ++tmpfsInstances, kernel.totalMemory)
+        const rootDentry = yield* openRoot(bundle, { instance: ++tmpfsInstances, account: memory })
+        const mounts = yield* syntheticMountsOf(bundle, () => ++tmpfsInstances, memory)
         // runsc's rule: no pid namespace → the root one; a path used by an earlier container →
         // join it; otherwise a new child of the root namespace.
         const wanted = pidNamespace(spec)

@@ -63,7 +63,8 @@ export const makeBundle = (options: BundleOptions) =>
       "fsops",
       "fd_limit",
       "overlay",
-      "bindrw"
+      "bindrw",
+      "fsbench"
     ]) {
       Fs.copyFileSync(fixture(name), Path.join(rootfs, "bin", name))
       Fs.chmodSync(Path.join(rootfs, "bin", name), 0o755)

@@ -5,9 +5,10 @@
  */
 import { assert, describe, it } from "@effect/vitest"
 import { exited } from "@runsc/abi"
-import { Effect } from "effect"
+import { Context, Effect, Layer } from "effect"
 import * as Fs from "node:fs"
 import * as Path from "node:path"
+import { Loader } from "../src/index.js"
 import { makeBundle, makeOutput, makeSandbox, tempDir } from "./helpers.js"
 
 const withSmall = { mounts: [{ destination: "/small", type: "tmpfs", source: "tmpfs", options: ["size=4k", "mode=755"] }] }
@@ -241,6 +242,32 @@ describe("bind mounts", () => {
       const error = yield* Effect.flip(loader.startSubcontainer({ containerId: "missing", bundle, stdio: {} }))
       assert.strictEqual(error._tag, "InvalidMount")
       assert.match(error.message, /^mount at \/mnt: \/nonexistent\/runsc-source: /)
+    }))
+})
+
+describe("the sandbox's memory", () => {
+  it.scopedLive("the root container's memory limit is /proc/meminfo's total; a tmpfs without size= holds half of it, and all in-memory files together no more (ENOSPC)", () =>
+    Effect.gen(function*() {
+      const MiB = 1024 * 1024
+      const base = yield* makeBundle({ args: ["sleep", "600"], writableRoot: true })
+      const bundle = { ...base, spec: { ...base.spec, linux: { ...base.spec.linux, resources: { memory: { limit: 8 * MiB } } } } }
+      const out = yield* makeOutput
+      const loader = yield* Effect.map(
+        Layer.build(Loader.layer({ containerId: "limited", bundle, stdio: { stdout: out.fd, stderr: out.fd } })),
+        Context.get(Loader)
+      )
+      yield* loader.startRoot
+      const run = (argv: ReadonlyArray<string>) =>
+        Effect.gen(function*() {
+          const out = yield* makeOutput
+          const pid = yield* loader.execute({ containerId: "limited", argv, stdio: { stdout: out.fd, stderr: out.fd } })
+          yield* loader.waitPid("limited", pid)
+          return out.read()
+        })
+      assert.match(yield* run(["cat", "/proc/meminfo"]), /^MemTotal: +8192 kB\n/)
+      assert.strictEqual(yield* run(["fsbench", "write", "/tmp/big", "6"]), `write ENOSPC after ${4 * MiB}\n`)
+      // The overlay root shares the sandbox's 8 MiB with /tmp's 4 MiB.
+      assert.strictEqual(yield* run(["fsbench", "write", "/big", "6"]), `write ENOSPC after ${4 * MiB}\n`)
     }))
 })
 

@@ -1,10 +1,10 @@
 /**
  * The OCI runtime-spec `config.json`, as far as runsc uses it, as Effect Schema.
  *
- * Real config.json files carry many fields we do not model (hooks, seccomp, cgroup resources, ...);
+ * Real config.json files carry many fields we do not model (hooks, seccomp, most cgroup resources, ...);
  * they must decode anyway, so decoding relies on the default `onExcessProperty: "ignore"` and
  * unknown keys are dropped. `linux` is the exception: its unmodelled fields are kept as `unknown`
- * so that later consumers (resources, sysctl) can read them without changing this schema.
+ * so that later consumers (more resources, sysctl) can read them without changing this schema.
  *
  * Every schema that can reject a value carries a `message` annotation so that the single error
  * line the CLI prints reads "expected X, got Y" instead of a TypeScript-ish type dump.
@@ -154,8 +154,21 @@ export const Namespaces = Schema.Array(Namespace).annotations(containerOf("an ar
   })
 )
 
+const Int = Schema.Int.annotations(expecting("an integer"))
+
+/** `linux.resources.memory`: `limit` in bytes (-1 or absent: none); the rest is kept unmodelled. */
+export const MemoryResources = Schema.Struct(
+  { limit: opt(Int) },
+  Schema.Record({ key: Schema.String, value: Schema.Unknown })
+).annotations(containerOf("an object"))
+
+export const Resources = Schema.Struct(
+  { memory: opt(MemoryResources) },
+  Schema.Record({ key: Schema.String, value: Schema.Unknown })
+).annotations(containerOf("an object"))
+
 export const Linux = Schema.Struct(
-  { namespaces: opt(Namespaces) },
+  { namespaces: opt(Namespaces), resources: opt(Resources) },
   Schema.Record({ key: Schema.String, value: Schema.Unknown })
 ).annotations(containerOf("an object"))
 export interface Linux extends Schema.Schema.Type<typeof Linux> {}
@@ -174,3 +187,9 @@ export const Spec = Schema.Struct({
 export interface Spec extends Schema.Schema.Type<typeof Spec> {}
 /** The JSON shape of a `Spec` (what `Schema.encode(Spec)` produces). */
 export interface SpecEncoded extends Schema.Schema.Encoded<typeof Spec> {}
+
+/** The memory limit the spec sets (`linux.resources.memory.limit`, bytes), if any. */
+export const memoryLimitOf = (spec: Spec): number | undefined => {
+  const limit = spec.linux?.resources?.memory?.limit
+  return limit !== undefined && limit > 0 ? limit : undefined
+}

@@ -25,7 +25,7 @@ import { Effect, Either } from "effect"
 import { SyscallError } from "../errors.js"
 import { directoryDescription } from "./directory.js"
 import type { DirectoryChanges, DirEntry, FileDescription, Inode, OpenOptions, Stat } from "./inode.js"
-import { Tmpfs } from "./tmpfs.js"
+import { type MemoryAccount, Tmpfs } from "./tmpfs.js"
 
 const fail = (errno: Errno) => Effect.fail(new SyscallError({ errno }))
 
@@ -39,8 +39,8 @@ const COPY_CHUNK = 1 << 20
 export interface OverlayOptions {
   /** Numbers the overlay (its device number). */
   readonly instance: number
-  /** Bytes of file data the upper layer may hold (ENOSPC past it). */
-  readonly limit?: number
+  /** The sandbox's memory, which the upper layer's file data counts against (ENOSPC past it). */
+  readonly account?: MemoryAccount
 }
 
 /** A writable view of `lower` (a directory), whose changes live in memory. */
@@ -48,7 +48,7 @@ export const overlay = (lower: Inode, options: OverlayOptions): Effect.Effect<In
   Effect.gen(function*() {
     if (lower.filetype !== FileType.DIRECTORY) return yield* fail(Errno.NOTDIR)
     const st = yield* lower.stat
-    const upper = yield* Tmpfs.make({ instance: options.instance, mode: st.mode, ...(options.limit !== undefined ? { limit: options.limit } : {}) })
+    const upper = yield* Tmpfs.make({ instance: options.instance, mode: st.mode, account: options.account })
     yield* upper.setTimes!(st.atim, st.mtim)
     const fs = new Overlay(OVERLAY_DEV_BASE + BigInt(options.instance), yield* Effect.makeSemaphore(1))
     return new OverlayDir(fs, undefined, "/", upper, lower)

@@ -1,10 +1,11 @@
 /**
  * tmpfs: a filesystem that lives in the sentry's memory — directories, regular files, symlinks
- * and hard links — for the spec's tmpfs mounts (and, later, the overlay's upper layer).
+ * and hard links — for the spec's tmpfs mounts and the overlay's upper layer.
  *
  * Invariants: every node belongs to exactly one Tmpfs, whose byte count is the sum of its files'
- * sizes and never exceeds its limit (`size=`): a write or truncate that would go past it fails
- * ENOSPC and changes nothing. A directory's entries never include "." or "..". Link counts follow
+ * sizes and never exceeds its limit (`size=`), nor the sandbox's memory account that all its
+ * in-memory filesystems share: a write or truncate that would go past either fails ENOSPC and
+ * changes nothing. A directory's entries never include "." or "..". Link counts follow
  * POSIX: a file's nlink is its number of names; a directory's is 2 + its subdirectories.
  */
 import { Errno, FileType, Whence } from "@runsc/abi"
@@ -53,17 +54,34 @@ interface LinkNode extends Common {
   readonly target: string
 }
 
+/**
+ * The file data that the in-memory filesystems of one sandbox hold together, within its memory:
+ * each tmpfs has its own limit, and all of them share this one.
+ */
+export class MemoryAccount {
+  used = 0
+  constructor(readonly total: number) {}
+}
+
 /** One tmpfs instance: its device number, inode numbers and byte budget. */
 export class Tmpfs {
   private nextIno = 1n
   private used = 0
 
-  private constructor(readonly limit: number, readonly dev: bigint) {}
+  private constructor(readonly limit: number, readonly dev: bigint, private readonly account: MemoryAccount | undefined) {}
 
-  /** A new empty tmpfs of at most `limit` bytes of file data; its root directory's inode. */
-  static make(options: { readonly limit?: number; readonly mode?: number; readonly instance: number }): Effect.Effect<Inode> {
+  /**
+   * A new empty tmpfs of at most `limit` bytes of file data (and within `account`, when given);
+   * its root directory's inode.
+   */
+  static make(options: {
+    readonly limit?: number
+    readonly mode?: number
+    readonly instance: number
+    readonly account?: MemoryAccount | undefined
+  }): Effect.Effect<Inode> {
     return Effect.map(Clock.currentTimeNanos, (now) => {
-      const fs = new Tmpfs(options.limit ?? Number.MAX_SAFE_INTEGER, TMPFS_DEV_BASE + BigInt(options.instance))
+      const fs = new Tmpfs(options.limit ?? Number.MAX_SAFE_INTEGER, TMPFS_DEV_BASE + BigInt(options.instance), options.account)
       return fs.inode(fs.node<DirNode>({ type: FileType.DIRECTORY, mode: options.mode ?? 0o1777, entries: new Map() }, now))
     })
   }
@@ -84,7 +102,10 @@ export class Tmpfs {
   private resize(file: FileNode, size: number): Effect.Effect<void, SyscallError> {
     if (size > MAX_FILE_SIZE || size < 0) return fail(Errno.FBIG)
     const counted = file.nlink > 0n
-    if (counted && size > file.size && this.used + (size - file.size) > this.limit) return fail(Errno.NOSPC)
+    const growth = size - file.size
+    if (counted && growth > 0 && (this.used + growth > this.limit || (this.account !== undefined && this.account.used + growth > this.account.total))) {
+      return fail(Errno.NOSPC)
+    }
     if (size > file.data.length) {
       let grown: Uint8Array
       try {
@@ -98,9 +119,14 @@ export class Tmpfs {
     } else if (size < file.size) {
       file.data.fill(0, size, file.size)
     }
-    if (counted) this.used += size - file.size
+    if (counted) this.count(growth)
     file.size = size
     return Effect.void
+  }
+
+  private count(bytes: number): void {
+    this.used += bytes
+    if (this.account !== undefined) this.account.used += bytes
   }
 
   private stat(node: Node): Stat {
@@ -197,7 +223,7 @@ export class Tmpfs {
             node.nlink--
             node.times.ctim = now
             // The data goes with the last name (open descriptions keep the node, not the budget).
-            if (node.nlink === 0n && node.type === FileType.REGULAR_FILE) fs.used -= node.size
+            if (node.nlink === 0n && node.type === FileType.REGULAR_FILE) fs.count(-node.size)
           }
           dir.times.mtim = now
           dir.times.ctim = now
@@ -253,7 +279,7 @@ export class Tmpfs {
                 replaced.nlink = 0n
               } else {
                 replaced.nlink--
-                if (replaced.nlink === 0n && replaced.type === FileType.REGULAR_FILE) fs.used -= replaced.size
+                if (replaced.nlink === 0n && replaced.type === FileType.REGULAR_FILE) fs.count(-replaced.size)
               }
             }
             dir.entries.delete(name)
