@@ -6,9 +6,10 @@
  * it: the sandbox is gone), ControlTimeout (it did not answer in time). Failures of the call
  * itself arrive as the Loader's own tagged errors.
  */
+import { Socket } from "@effect/platform"
 import { NodeSocket } from "@effect/platform-node"
 import { type RpcClientError, RpcClient, RpcSerialization } from "@effect/rpc"
-import { Duration, Effect, Layer, Schema, type Scope } from "effect"
+import { Duration, Effect, Layer, Option, Schema, type Scope } from "effect"
 import { SandboxRpcs } from "./protocol.js"
 import { MAX_FRAME_BYTES } from "./server.js"
 
@@ -64,6 +65,11 @@ export const call = <A, E>(
       (e): e is Extract<E | RpcClientError.RpcClientError, RpcClientError.RpcClientError> =>
         typeof e === "object" && e !== null && (e as { _tag?: unknown })._tag === "RpcClientError",
       (e) => Effect.fail(new SandboxUnreachable({ socket, reason: e.message }))
+    ),
+    // The rpc client makes a failed write of a request a defect; the socket's end closing
+    // under it (a sandbox that exits as the call goes out) is a sandbox gone, not a bug.
+    Effect.catchSomeDefect((defect) =>
+      Socket.isSocketError(defect) ? Option.some(Effect.fail(new SandboxUnreachable({ socket, reason: defect.message }))) : Option.none()
     )
   ) as Effect.Effect<A, Exclude<E, RpcClientError.RpcClientError> | SandboxUnreachable>
   return bounded

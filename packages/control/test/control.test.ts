@@ -170,4 +170,26 @@ describe("control socket", () => {
       // The server is still serving everyone else.
       assert.strictEqual(yield* call(socket, "RuntimeState", (c) => c.RuntimeState({ id: "root" })), "creating")
     }))
+
+  it.scopedLive("a sandbox that closes the connection as a call goes out is SandboxUnreachable, never a defect", () =>
+    Effect.gen(function*() {
+      const dir = yield* tempDir
+      const socket = Path.join(dir, "closing.sock")
+      // Accepts and at once destroys every connection, as a sandbox exiting under a call does.
+      const server = yield* Effect.acquireRelease(
+        Effect.async<Net.Server>((resume) => {
+          const s = Net.createServer((conn) => conn.destroy())
+          s.listen(socket, () => resume(Effect.succeed(s)))
+        }),
+        (s) => Effect.async<void>((resume) => {
+          s.close(() => resume(Effect.void))
+        })
+      )
+      assert.isTrue(server.listening)
+      for (let i = 0; i < 20; i++) {
+        const exit = yield* Effect.exit(call(socket, "Wait", (c) => c.Wait({ id: "x" }), "2 seconds"))
+        assert.isTrue(exit._tag === "Failure" && exit.cause._tag === "Fail", `call ${i}: ${String(exit)}`)
+        if (exit._tag === "Failure" && exit.cause._tag === "Fail") assert.strictEqual(exit.cause.error._tag, "SandboxUnreachable")
+      }
+    }))
 })

@@ -5,7 +5,7 @@
  * errors, so that they cross the control socket as typed values.
  */
 import { type Errno, errnoFromHostCode, errnoName } from "@runsc/abi"
-import { Data, Schema } from "effect"
+import { Data, Effect, Schema } from "effect"
 
 export class SyscallError extends Data.TaggedError("SyscallError")<{ readonly errno: Errno }> {
   override get message(): string {
@@ -13,9 +13,20 @@ export class SyscallError extends Data.TaggedError("SyscallError")<{ readonly er
   }
 }
 
+/**
+ * The SyscallError of each errno, made once: an errno is all one carries, and building an Error
+ * captures a stack trace, which costs more than many a syscall (a failed lookup is common).
+ */
+const byErrno: ReadonlyArray<SyscallError> = Array.from({ length: 77 }, (_, errno) => new SyscallError({ errno: errno as Errno }))
+
+export const syscallError = (errno: Errno): SyscallError => byErrno[errno] ?? new SyscallError({ errno })
+
+/** Fails with `errno`. */
+export const fail = (errno: Errno): Effect.Effect<never, SyscallError> => Effect.fail(syscallError(errno))
+
 /** A failed host `fs` call, as the errno it carries. */
 export const fromHostError = (error: unknown): SyscallError =>
-  new SyscallError({ errno: errnoFromHostCode((error as NodeJS.ErrnoException | undefined)?.code) })
+  syscallError(errnoFromHostCode((error as NodeJS.ErrnoException | undefined)?.code))
 
 export class NotWasm extends Schema.TaggedError<NotWasm>()("NotWasm", { path: Schema.String }) {
   override get message(): string {

@@ -4,10 +4,10 @@
  */
 import { Errno, FileType } from "@runsc/abi"
 import { Effect } from "effect"
-import { SyscallError } from "../errors.js"
+import { fail } from "../errors.js"
 import type { FileDescription, Inode } from "./inode.js"
 
-const isDirectory = Effect.fail(new SyscallError({ errno: Errno.ISDIR }))
+const isDirectory = fail(Errno.ISDIR)
 
 export const directoryDescription = (inode: Inode): FileDescription => ({
   filetype: FileType.DIRECTORY,

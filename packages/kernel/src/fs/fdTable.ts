@@ -5,7 +5,7 @@
  */
 import { Errno } from "@runsc/abi"
 import { Effect } from "effect"
-import { SyscallError } from "../errors.js"
+import { fail, type SyscallError } from "../errors.js"
 import type { FileDescription } from "./inode.js"
 import type { Dentry } from "./resolve.js"
 
@@ -60,7 +60,7 @@ export class FdTable {
 
   get(fd: number): Effect.Effect<FdEntry, SyscallError> {
     const entry = this.entries.get(fd)
-    return entry ? Effect.succeed(entry) : Effect.fail(new SyscallError({ errno: Errno.BADF }))
+    return entry ? Effect.succeed(entry) : fail(Errno.BADF)
   }
 
   /** The entry, or undefined; for the syscall fast path that must not allocate. */
@@ -128,7 +128,7 @@ export class FdTable {
         return Effect.succeed(fd)
       }
     }
-    return Effect.fail(new SyscallError({ errno: Errno.MFILE }))
+    return fail(Errno.MFILE)
   }
 
   close(fd: number): Effect.Effect<void, SyscallError> {

@@ -10,22 +10,20 @@
  *
  * Node has no openat, so calls name host paths, and a path's directories could be swapped for
  * symlinks between a lookup and a later use. In a read-only tree the guest cannot change
- * anything, so it cannot do that. In a writable tree every call runs under the tree's lock,
- * after checking that the directory it acts in is still the one looked up (same device and
- * inode, still a directory, reached without a symlink): the guest's own changes, which take the
- * same lock, cannot slip in between. A host process that swaps directories under a live sandbox
- * is out of scope until the gofer holds directory fds.
+ * anything, so it cannot do that. In a writable tree every call first checks that the directory
+ * it acts in is still the one looked up (same device and inode, reached through no symlink);
+ * check and call run in one synchronous turn, so none of the guest's own changes can come
+ * between them. A host process that swaps directories under a live sandbox is out of scope
+ * until the gofer holds directory fds.
  */
 import { Errno, FileType, Whence } from "@runsc/abi"
 import { Effect } from "effect"
 import * as Fs from "node:fs"
 import * as FsP from "node:fs/promises"
 import * as Path from "node:path"
-import { fromHostError, SyscallError } from "../errors.js"
+import { fail, fromHostError, type SyscallError } from "../errors.js"
 import { directoryDescription } from "./directory.js"
 import type { DirectoryChanges, DirEntry, FileDescription, Inode, OpenOptions, Stat } from "./inode.js"
-
-const fail = (errno: Errno) => Effect.fail(new SyscallError({ errno }))
 
 export const fileTypeOf = (st: Fs.BigIntStats | Fs.Stats): FileType =>
   st.isDirectory() ? FileType.DIRECTORY
@@ -48,12 +46,18 @@ export const toStat = (st: Fs.BigIntStats): Stat => ({
   mode: Number(st.mode & 0o7777n)
 })
 
-const host = <A>(f: () => Promise<A>) => Effect.tryPromise({ try: f, catch: fromHostError })
+/**
+ * A host call, made synchronously: on a local filesystem a call takes microseconds, and the
+ * round trip through libuv's thread pool costs 80-170 µs more than the call itself (a 64 KiB
+ * read: 10 µs sync, 170 µs async). The price: a slow host filesystem (NFS, FUSE) stalls the
+ * sentry for as long as each call takes. Streams (stdin, pipes) never come here.
+ */
+const host = <A>(f: () => A): Effect.Effect<A, SyscallError> => Effect.try({ try: f, catch: fromHostError })
 
 /**
  * pread on a host fd. The callback `fs.read` is used because it honours a bigint position;
  * FileHandle.read silently treats one as "the current position", and a number loses offsets
- * past 2^53.
+ * past 2^53. Streams use it: their reads may wait.
  */
 export const readAt = (fd: number, length: number, position: bigint | null): Effect.Effect<Uint8Array, SyscallError> =>
   Effect.async<Uint8Array, SyscallError>((resume) => {
@@ -62,34 +66,41 @@ export const readAt = (fd: number, length: number, position: bigint | null): Eff
       resume(error ? Effect.fail(fromHostError(error)) : Effect.succeed(buffer.subarray(0, bytesRead))))
   })
 
-/** pwrite on a host fd (at the end for an O_APPEND fd, as Linux does even with an offset). */
-const writeAt = (fd: number, data: Uint8Array, position: bigint | null): Effect.Effect<number, SyscallError> =>
-  Effect.async<number, SyscallError>((resume) => {
-    Fs.write(fd, data, 0, data.length, position as number | null, (error, written) =>
-      resume(error ? Effect.fail(fromHostError(error)) : Effect.succeed(written)))
-  })
-
-const lstat = (hostPath: string) => host(() => FsP.lstat(hostPath, { bigint: true }))
+const lstat = (hostPath: string) => Fs.lstatSync(hostPath, { bigint: true })
 
 /** Host times take seconds as a double: sub-microsecond precision is lost on the host. */
 const seconds = (ns: bigint) => Number(ns) / 1e9
 
-/** The lock and checks of a writable host tree (see the module's comment). */
-class HostWrites {
-  constructor(private readonly semaphore: Effect.Semaphore) {}
-
-  /** Runs `f` under the tree's lock once each of `places` is known to still be where it was looked up. */
-  in<A>(places: ReadonlyArray<HostInode>, f: () => Promise<A>): Effect.Effect<A, SyscallError> {
-    return this.semaphore.withPermits(1)(Effect.zipRight(Effect.forEach(places, check, { discard: true }), host(f)))
-  }
+/** Throws ENOENT (as a host error) unless `inode`'s host path still names it, through no symlink. */
+const check = (inode: HostInode): void => {
+  const st = lstat(inode.hostPath)
+  const same = Fs.realpathSync.native(inode.hostPath) === inode.hostPath && fileTypeOf(st) === inode.filetype &&
+    st.dev === inode.lookupStat.dev && st.ino === inode.lookupStat.ino
+  if (!same) throw Object.assign(new Error("moved"), { code: "ENOENT" })
 }
 
-/** Fails ENOENT unless `inode`'s host path still names it, through no symlink. */
-const check = (inode: HostInode): Effect.Effect<void, SyscallError> =>
-  host(async () => {
-    const [real, st] = await Promise.all([FsP.realpath(inode.hostPath), FsP.lstat(inode.hostPath, { bigint: true })])
-    return real === inode.hostPath && fileTypeOf(st) === inode.filetype && st.dev === inode.lookupStat.dev && st.ino === inode.lookupStat.ino
-  }).pipe(Effect.flatMap((same) => (same ? Effect.void : fail(Errno.NOENT))))
+/**
+ * The checks of a writable host tree (see the module's comment). Most host calls are
+ * synchronous, so a check and the call after it run in one turn of the sentry; the one that is
+ * not (opening a file to write, see `open`) holds the tree's lock, which every call takes, so
+ * no change of the guest's can come between a check and its call.
+ */
+class HostWrites {
+  constructor(private readonly lock: Effect.Semaphore) {}
+
+  /** Runs `f` once each of `places` is known to still be where it was looked up. */
+  in<A>(places: ReadonlyArray<HostInode>, f: () => A): Effect.Effect<A, SyscallError> {
+    return this.lock.withPermits(1)(host(() => {
+      places.forEach(check)
+      return f()
+    }))
+  }
+
+  /** `in` for an asynchronous call. */
+  inAsync<A>(places: ReadonlyArray<HostInode>, f: () => Promise<A>): Effect.Effect<A, SyscallError> {
+    return this.lock.withPermits(1)(Effect.zipRight(host(() => places.forEach(check)), Effect.tryPromise({ try: f, catch: fromHostError })))
+  }
+}
 
 class HostInode implements Inode {
   readonly filetype: FileType
@@ -120,43 +131,49 @@ class HostInode implements Inode {
     return this.parent ?? this
   }
 
-  /** Runs `f` on this inode's host path: in a writable tree, under the lock, in a checked directory. */
-  at<A>(f: (hostPath: string) => Promise<A>): Effect.Effect<A, SyscallError> {
+  /** Runs `f` on this inode's host path: in a writable tree, in a checked directory. */
+  at<A>(f: (hostPath: string) => A): Effect.Effect<A, SyscallError> {
     return this.writes === undefined ? host(() => f(this.hostPath)) : this.writes.in([this.place], () => f(this.hostPath))
   }
 
   /** Runs `f` on the host path of `name` in this directory, or of the directory itself (see `at`). */
-  child<A>(name: string | undefined, f: (hostPath: string) => Promise<A>): Effect.Effect<A, SyscallError> {
+  child<A>(name: string | undefined, f: (hostPath: string) => A): Effect.Effect<A, SyscallError> {
     const path = name === undefined ? this.hostPath : Path.join(this.hostPath, name)
     return this.writes === undefined ? host(() => f(path)) : this.writes.in([this], () => f(path))
   }
 
   get stat(): Effect.Effect<Stat, SyscallError> {
-    return Effect.map(this.at((p) => FsP.lstat(p, { bigint: true })), toStat)
+    return this.at((p) => toStat(lstat(p)))
   }
 
   lookup(name: string): Effect.Effect<Inode, SyscallError> {
     if (this.filetype !== FileType.DIRECTORY) return fail(Errno.NOTDIR)
-    return this.child(name, async (p) => new HostInode(p, await FsP.lstat(p, { bigint: true }), this, this.writes))
+    // A missing name is common (PATH searches, O_CREAT): asked without making Node build an error.
+    const found = this.child(name, (p) => {
+      const st = Fs.lstatSync(p, { bigint: true, throwIfNoEntry: false })
+      return st && new HostInode(p, st, this, this.writes)
+    })
+    return Effect.flatMap(found, (inode) => (inode === undefined ? fail(Errno.NOENT) : Effect.succeed(inode)))
   }
 
   get readdir(): Effect.Effect<ReadonlyArray<DirEntry>, SyscallError> {
     if (this.filetype !== FileType.DIRECTORY) return fail(Errno.NOTDIR)
     // Listing follows the path to its end: the directory itself must be checked, not only its parent.
-    return this.child(undefined, async (dir) => {
-      const names = (await FsP.readdir(dir)).sort()
-      const entries = await Promise.all(names.map(async (name): Promise<DirEntry | undefined> => {
-        // An entry removed between readdir and lstat is simply not listed.
-        const st = await FsP.lstat(Path.join(dir, name), { bigint: true }).catch(() => undefined)
-        return st && { name, ino: st.ino, filetype: fileTypeOf(st) }
+    return this.child(undefined, (dir) =>
+      Fs.readdirSync(dir).sort().flatMap((name): Array<DirEntry> => {
+        try {
+          const st = lstat(Path.join(dir, name))
+          return [{ name, ino: st.ino, filetype: fileTypeOf(st) }]
+        } catch {
+          // An entry removed between readdir and lstat is simply not listed.
+          return []
+        }
       }))
-      return entries.filter((e): e is DirEntry => e !== undefined)
-    })
   }
 
   get readlink(): Effect.Effect<string, SyscallError> {
     if (this.filetype !== FileType.SYMBOLIC_LINK) return fail(Errno.INVAL)
-    return this.at((p) => FsP.readlink(p))
+    return this.at((p) => Fs.readlinkSync(p))
   }
 
   open(options: OpenOptions): Effect.Effect<FileDescription, SyscallError> {
@@ -167,20 +184,30 @@ class HostInode implements Inode {
     if (options.write && this.writes === undefined) return fail(Errno.ROFS)
     const { O_APPEND, O_NOFOLLOW, O_RDONLY, O_RDWR, O_WRONLY } = Fs.constants
     const flags = O_NOFOLLOW | (options.write ? (options.read ? O_RDWR : O_WRONLY) | (options.append ? O_APPEND : 0) : O_RDONLY)
-    return Effect.map(this.at((p) => FsP.open(p, flags)), (handle) => new HostFileDescription(handle, this, options))
+    if (this.writes === undefined) return Effect.map(this.at((p) => Fs.openSync(p, flags)), (fd) => new HostFileDescription(fd, this, options))
+    // A FileHandle, because Node 20's permission model refuses fsync on a plain fd of a
+    // confined sandbox and allows FileHandle.sync.
+    return Effect.map(
+      this.writes.inAsync([this.place], () => FsP.open(this.hostPath, flags)),
+      (handle) => new HostFileDescription(handle.fd, this, options, handle)
+    )
   }
 
   readonly truncate = (size: bigint): Effect.Effect<void, SyscallError> =>
-    this.writes === undefined ? fail(Errno.ROFS) : this.at(async (p) => {
-      const handle = await FsP.open(p, Fs.constants.O_WRONLY | Fs.constants.O_NOFOLLOW)
-      await handle.truncate(Number(size)).finally(() => handle.close())
+    this.writes === undefined ? fail(Errno.ROFS) : this.at((p) => {
+      const fd = Fs.openSync(p, Fs.constants.O_WRONLY | Fs.constants.O_NOFOLLOW)
+      try {
+        Fs.ftruncateSync(fd, Number(size))
+      } finally {
+        Fs.closeSync(fd)
+      }
     })
 
   readonly setTimes = (atim: bigint | undefined, mtim: bigint | undefined): Effect.Effect<void, SyscallError> =>
-    this.writes === undefined ? fail(Errno.ROFS) : this.at(async (p) => {
-      const st = await FsP.lstat(p, { bigint: true })
+    this.writes === undefined ? fail(Errno.ROFS) : this.at((p) => {
+      const st = lstat(p)
       // lutimes: a symlink's own times, never its target's.
-      await FsP.lutimes(p, seconds(atim ?? st.atimeNs), seconds(mtim ?? st.mtimeNs))
+      Fs.lutimesSync(p, seconds(atim ?? st.atimeNs), seconds(mtim ?? st.mtimeNs))
     })
 }
 
@@ -190,30 +217,35 @@ const hostChanges = (dir: HostInode, writes: HostWrites): DirectoryChanges & { r
   directory: dir,
   create: (name, mode = 0o644) =>
     Effect.zipRight(
-      dir.child(name, async (p) => {
+      dir.child(name, (p) => {
         const { O_CREAT, O_EXCL, O_NOFOLLOW, O_WRONLY } = Fs.constants
-        await (await FsP.open(p, O_CREAT | O_EXCL | O_WRONLY | O_NOFOLLOW, mode)).close()
+        Fs.closeSync(Fs.openSync(p, O_CREAT | O_EXCL | O_WRONLY | O_NOFOLLOW, mode))
       }),
       dir.lookup(name)
     ),
-  mkdir: (name, mode = 0o755) => dir.child(name, (p) => FsP.mkdir(p, mode)),
-  symlink: (name, target) => dir.child(name, (p) => FsP.symlink(target, p)),
+  mkdir: (name, mode = 0o755) => dir.child(name, (p) => Fs.mkdirSync(p, mode)),
+  symlink: (name, target) =>
+    dir.child(name, (p) => Fs.symlinkSync(target, p)).pipe(
+      // Node 20's permission model refuses every symlink of a confined sandbox (it checks the
+      // target as a host path): the filesystem does not support symlinks, as Linux says it.
+      Effect.catchIf((e) => e.errno === Errno.ACCES, () => fail(Errno.PERM))
+    ),
   link: (name, target) => {
     if (!(target instanceof HostInode) || target.writes !== writes) return fail(Errno.XDEV)
     if (target.filetype === FileType.DIRECTORY) return fail(Errno.PERM)
-    // link(2) does not follow a symlink it links; both directories are checked under one lock.
-    return writes.in([target.place, dir], () => FsP.link(target.hostPath, Path.join(dir.hostPath, name)))
+    // link(2) does not follow a symlink it links; both directories are checked.
+    return writes.in([target.place, dir], () => Fs.linkSync(target.hostPath, Path.join(dir.hostPath, name)))
   },
   unlink: (name) =>
-    dir.child(name, async (p) => {
-      if ((await FsP.lstat(p)).isDirectory()) throw Object.assign(new Error("is a directory"), { code: "EISDIR" })
-      await FsP.unlink(p)
+    dir.child(name, (p) => {
+      if (lstat(p).isDirectory()) throw Object.assign(new Error("is a directory"), { code: "EISDIR" })
+      Fs.unlinkSync(p)
     }),
-  rmdir: (name) => dir.child(name, (p) => FsP.rmdir(p)),
+  rmdir: (name) => dir.child(name, (p) => Fs.rmdirSync(p)),
   rename: (name, to, toName) => {
     const target = (to as { readonly directory?: unknown }).directory
     if (to.filesystem !== writes || !(target instanceof HostInode)) return fail(Errno.XDEV)
-    return writes.in([dir, target], () => FsP.rename(Path.join(dir.hostPath, name), Path.join(target.hostPath, toName)))
+    return writes.in([dir, target], () => Fs.renameSync(Path.join(dir.hostPath, name), Path.join(target.hostPath, toName)))
   }
 })
 
@@ -221,35 +253,41 @@ const hostChanges = (dir: HostInode, writes: HostWrites): DirectoryChanges & { r
 class HostFileDescription implements FileDescription {
   readonly filetype = FileType.REGULAR_FILE
   private position = 0n
-  constructor(private readonly handle: FsP.FileHandle, private readonly inode: HostInode, private readonly options: OpenOptions) {}
+  constructor(
+    private readonly fd: number,
+    private readonly inode: HostInode,
+    private readonly options: OpenOptions,
+    /** Set for files of a writable tree: what fsync goes through. */
+    private readonly handle?: FsP.FileHandle
+  ) {}
 
   read(length: number, offset?: bigint): Effect.Effect<Uint8Array, SyscallError> {
+    const buffer = Buffer.allocUnsafe(length)
+    return Effect.map(this.readInto(buffer, offset), (n) => buffer.subarray(0, n))
+  }
+
+  readInto(target: Uint8Array, offset?: bigint): Effect.Effect<number, SyscallError> {
     if (!this.options.read) return fail(Errno.BADF)
-    const at = offset ?? this.position
-    return Effect.map(readAt(this.handle.fd, length, at), (bytes) => {
-      if (offset === undefined) this.position += BigInt(bytes.length)
-      return bytes
+    return host(() => {
+      const n = Fs.readSync(this.fd, target, 0, target.length, offset ?? this.position)
+      if (offset === undefined) this.position += BigInt(n)
+      return n
     })
   }
 
   write(data: Uint8Array, offset?: bigint): Effect.Effect<number, SyscallError> {
     if (!this.options.write) return fail(Errno.BADF)
-    if (this.options.append) {
-      return Effect.flatMap(writeAt(this.handle.fd, data, null), (written) =>
-        Effect.map(this.fdStat, (st) => {
-          if (offset === undefined) this.position = st.size
-          return written
-        }))
-    }
-    return Effect.map(writeAt(this.handle.fd, data, offset ?? this.position), (written) => {
-      if (offset === undefined) this.position += BigInt(written)
+    return host(() => {
+      // An O_APPEND fd writes at the end whatever the offset, as Linux does.
+      const written = Fs.writeSync(this.fd, data, 0, data.length, this.options.append ? null : Number(offset ?? this.position))
+      if (offset === undefined) this.position = this.options.append ? Fs.fstatSync(this.fd, { bigint: true }).size : this.position + BigInt(written)
       return written
     })
   }
 
   seek(delta: bigint, whence: number): Effect.Effect<bigint, SyscallError> {
     return Effect.flatMap(
-      whence === Whence.END ? Effect.map(this.fdStat, (s) => s.size) : Effect.succeed(whence === Whence.CUR ? this.position : 0n),
+      whence === Whence.END ? Effect.map(this.stat, (s) => s.size) : Effect.succeed(whence === Whence.CUR ? this.position : 0n),
       (base) => {
         if (whence > Whence.END) return fail(Errno.INVAL)
         const next = base + delta
@@ -261,21 +299,25 @@ class HostFileDescription implements FileDescription {
   }
 
   /** The open file's own stat (fstat): right even after the name moved. */
-  private get fdStat(): Effect.Effect<Stat, SyscallError> {
-    return Effect.map(host(() => this.handle.stat({ bigint: true })), toStat)
-  }
-
   get stat(): Effect.Effect<Stat, SyscallError> {
-    return this.fdStat
+    return host(() => toStat(Fs.fstatSync(this.fd, { bigint: true })))
   }
 
   get close(): Effect.Effect<void> {
-    return Effect.promise(() => this.handle.close().catch(() => undefined))
+    const handle = this.handle
+    if (handle !== undefined) return Effect.promise(() => handle.close().catch(() => undefined))
+    return Effect.sync(() => {
+      try {
+        Fs.closeSync(this.fd)
+      } catch {
+        // Already closed: nothing to release.
+      }
+    })
   }
 
   get setSize(): ((size: bigint) => Effect.Effect<void, SyscallError>) | undefined {
     if (this.inode.writes === undefined) return undefined
-    return (size) => (this.options.write ? host(() => this.handle.truncate(Number(size))) : fail(Errno.BADF))
+    return (size) => (this.options.write ? host(() => Fs.ftruncateSync(this.fd, Number(size))) : fail(Errno.BADF))
   }
 
   get allocate(): ((offset: bigint, length: bigint) => Effect.Effect<void, SyscallError>) | undefined {
@@ -283,19 +325,26 @@ class HostFileDescription implements FileDescription {
     // Extends (sparse) and never clobbers: Node has no posix_fallocate.
     return (offset, length) =>
       this.options.write
-        ? Effect.flatMap(this.fdStat, (st) => offset + length > st.size ? host(() => this.handle.truncate(Number(offset + length))) : Effect.void)
+        ? host(() => {
+          if (offset + length > Fs.fstatSync(this.fd, { bigint: true }).size) Fs.ftruncateSync(this.fd, Number(offset + length))
+        })
         : fail(Errno.BADF)
   }
 
   get setTimes(): ((atim: bigint | undefined, mtim: bigint | undefined) => Effect.Effect<void, SyscallError>) | undefined {
     if (this.inode.writes === undefined) return undefined
     return (atim, mtim) =>
-      Effect.flatMap(this.fdStat, (st) => host(() => this.handle.utimes(seconds(atim ?? st.atim), seconds(mtim ?? st.mtim))))
+      host(() => {
+        const st = Fs.fstatSync(this.fd, { bigint: true })
+        Fs.futimesSync(this.fd, seconds(atim ?? st.atimeNs), seconds(mtim ?? st.mtimeNs))
+      })
   }
 
-  /** fsync / fdatasync of the host file. */
-  sync(dataOnly: boolean): Effect.Effect<void, SyscallError> {
-    return host(() => (dataOnly ? this.handle.datasync() : this.handle.sync()))
+  /** fsync / fdatasync of a file of a writable tree (a read-only one has nothing to flush). */
+  get sync(): ((dataOnly: boolean) => Effect.Effect<void, SyscallError>) | undefined {
+    const handle = this.handle
+    if (handle === undefined) return undefined
+    return (dataOnly) => Effect.tryPromise({ try: () => (dataOnly ? handle.datasync() : handle.sync()), catch: fromHostError })
   }
 }
 
@@ -312,10 +361,11 @@ export const hostRoot = (hostRoot: string): Effect.Effect<Inode, SyscallError> =
  * else is EINVAL.
  */
 export const hostMount = (source: string, options: { readonly writable?: boolean } = {}): Effect.Effect<Inode, SyscallError> =>
-  Effect.gen(function*() {
-    const real = yield* host(() => FsP.realpath(source))
-    const st = yield* lstat(real)
-    if (!st.isDirectory() && !st.isFile()) return yield* fail(Errno.INVAL)
-    const writes = options.writable === true ? new HostWrites(yield* Effect.makeSemaphore(1)) : undefined
-    return new HostInode(real, st, undefined, writes)
-  })
+  Effect.flatMap(host(() => Fs.realpathSync.native(source)), (real) =>
+    Effect.flatMap(host(() => lstat(real)), (st) =>
+      st.isDirectory() || st.isFile()
+        ? Effect.map(
+          options.writable === true ? Effect.map(Effect.makeSemaphore(1), (lock) => new HostWrites(lock)) : Effect.succeed(undefined),
+          (writes): Inode => new HostInode(real, st, undefined, writes)
+        )
+        : fail(Errno.INVAL)))

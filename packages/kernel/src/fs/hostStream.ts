@@ -6,11 +6,9 @@
 import { Errno, FileType } from "@runsc/abi"
 import { Effect, Schedule } from "effect"
 import * as Fs from "node:fs"
-import { fromHostError, SyscallError } from "../errors.js"
+import { fail, fromHostError, type SyscallError } from "../errors.js"
 import { fileTypeOf, readAt, toStat } from "./host.js"
 import type { FileDescription, Stat } from "./inode.js"
-
-const fail = (errno: Errno) => Effect.fail(new SyscallError({ errno }))
 
 // A host pipe or tty opened non-blocking by someone else reports EAGAIN (nothing to read, or
 // no room to write); the sentry polls it instead of parking a libuv thread or its own thread.

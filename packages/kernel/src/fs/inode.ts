@@ -90,6 +90,8 @@ export interface FileDescription {
    * A stream with nothing to read waits, or fails EAGAIN when `nonBlocking` (O_NONBLOCK).
    */
   read(length: number, offset?: bigint, nonBlocking?: boolean): Effect.Effect<Uint8Array, SyscallError>
+  /** On regular files: `read` into `target` (never waits); the byte count. */
+  readInto?(target: Uint8Array, offset?: bigint): Effect.Effect<number, SyscallError>
   write(data: Uint8Array, offset?: bigint, nonBlocking?: boolean): Effect.Effect<number, SyscallError>
   seek(delta: bigint, whence: number): Effect.Effect<bigint, SyscallError>
   readonly stat: Effect.Effect<Stat, SyscallError>
@@ -115,5 +117,5 @@ export interface FileDescription {
   readonly allocate?: ((offset: bigint, length: bigint) => Effect.Effect<void, SyscallError>) | undefined
   readonly setTimes?: ((atim: bigint | undefined, mtim: bigint | undefined) => Effect.Effect<void, SyscallError>) | undefined
   /** On a file backed by a writable host file: fsync, or fdatasync when `dataOnly`. */
-  sync?(dataOnly: boolean): Effect.Effect<void, SyscallError>
+  readonly sync?: ((dataOnly: boolean) => Effect.Effect<void, SyscallError>) | undefined
 }

@@ -22,17 +22,17 @@
  */
 import { Errno, FileType } from "@runsc/abi"
 import { Effect, Either } from "effect"
-import { SyscallError } from "../errors.js"
+import { fail, type SyscallError } from "../errors.js"
 import { directoryDescription } from "./directory.js"
 import type { DirectoryChanges, DirEntry, FileDescription, Inode, OpenOptions, Stat } from "./inode.js"
 import { type MemoryAccount, Tmpfs } from "./tmpfs.js"
-
-const fail = (errno: Errno) => Effect.fail(new SyscallError({ errno }))
 
 /** Overlay device numbers start here ("OVL" << 8); each instance takes the next. */
 const OVERLAY_DEV_BASE = 0x4f564c00n
 /** Set in the inode number of anything served from the upper layer, so the two layers' numbers never collide. */
 const UPPER_INO = 1n << 63n
+/** Lower-layer misses a directory remembers before it starts over. */
+const MAX_REMEMBERED_MISSES = 4096
 /** Bytes a copy-up reads from the lower file at a time. */
 const COPY_CHUNK = 1 << 20
 
@@ -192,6 +192,7 @@ class OverlayFile extends OverlayNode {
     return {
       filetype: description.filetype,
       read: (length, offset, nonBlocking) => description.read(length, offset, nonBlocking),
+      ...(description.readInto ? { readInto: (target: Uint8Array, offset?: bigint) => description.readInto!(target, offset) } : {}),
       write: (data, offset, nonBlocking) => description.write(data, offset, nonBlocking),
       seek: (delta, whence) => description.seek(delta, whence),
       stat: Effect.map(description.stat, (st) => this.overlay.view(st, fromUpper)),
@@ -215,6 +216,8 @@ class OverlayDir extends OverlayNode {
   private readonly whiteouts = new Set<string>()
   /** The node of every visible name looked up so far. */
   private readonly children = new Map<string, OverlayNode>()
+  /** Names the lower directory is known not to have (see lowerLookup). */
+  private readonly absentBelow = new Set<string>()
   /** Counts changes to this directory's names (see the lock-free lookup). */
   private version = 0
   readonly readlink = fail(Errno.INVAL)
@@ -245,8 +248,9 @@ class OverlayDir extends OverlayNode {
         if (Either.isRight(upper)) return { upper: upper.right }
         if (upper.left.errno !== Errno.NOENT) return yield* upper.left
       }
-      if (this.lower === undefined || this.whiteouts.has(name)) return yield* fail(Errno.NOENT)
-      return { lower: yield* this.lower.lookup(name) }
+      if (this.whiteouts.has(name)) return yield* fail(Errno.NOENT)
+      const lower = yield* this.lowerLookup(name)
+      return lower === undefined ? yield* fail(Errno.NOENT) : { lower }
     })
   }
 
@@ -273,8 +277,22 @@ class OverlayDir extends OverlayNode {
     return options.write ? fail(Errno.ISDIR) : Effect.succeed(directoryDescription(this))
   }
 
+  /**
+   * `name` in the lower layer, if it is there. Misses are remembered (up to a bound): the lower
+   * tree is the sandbox's alone while it runs (runsc's exclusive file access for the root), so
+   * a name found missing stays missing, and creating files asks the host nothing.
+   */
+  private lowerLookup(name: string): Effect.Effect<Inode | undefined, SyscallError> {
+    if (this.lower === undefined || this.absentBelow.has(name)) return Effect.succeed(undefined)
+    return Effect.catchIf(this.lower.lookup(name), (e) => e.errno === Errno.NOENT, () => {
+      if (this.absentBelow.size >= MAX_REMEMBERED_MISSES) this.absentBelow.clear()
+      this.absentBelow.add(name)
+      return Effect.succeed(undefined)
+    })
+  }
+
   private lowerHas(name: string): Effect.Effect<boolean> {
-    return this.lower === undefined ? Effect.succeed(false) : Effect.map(Effect.either(this.lower.lookup(name)), Either.isRight)
+    return Effect.map(Effect.either(this.lowerLookup(name)), (found) => Either.isRight(found) && found.right !== undefined)
   }
 
   /** Adds a name to the upper layer with `make`, unless it is visible already. Lock held. */

@@ -11,15 +11,13 @@
 import { Errno, FileType } from "@runsc/abi"
 import { Effect } from "effect"
 import { Changes } from "../changes.js"
-import { SyscallError } from "../errors.js"
+import { fail, type SyscallError } from "../errors.js"
 import type { FileDescription, Stat } from "./inode.js"
 
 /** Linux's default pipe capacity. */
 export const PIPE_CAPACITY = 65536
 /** Writes up to this size are atomic. */
 export const PIPE_BUF = 4096
-
-const fail = (errno: Errno) => Effect.fail(new SyscallError({ errno }))
 
 class PipeBuffer {
   private chunks: Array<Uint8Array> = []

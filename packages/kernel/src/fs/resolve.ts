@@ -8,7 +8,7 @@
  */
 import { Errno, FileType } from "@runsc/abi"
 import { Effect } from "effect"
-import { SyscallError } from "../errors.js"
+import { fail, type SyscallError } from "../errors.js"
 import type { Inode } from "./inode.js"
 
 /**
@@ -89,8 +89,6 @@ export const MAX_SYMLINK_TRAVERSALS = 40
 /** Limits in bytes of UTF-8, as Linux counts them. */
 export const NAME_MAX = 255
 export const PATH_MAX = 4096
-
-const fail = (errno: Errno) => Effect.fail(new SyscallError({ errno }))
 
 export interface ResolveOptions {
   /** Follow a symlink in the last component (SYMLINK_FOLLOW / O_NOFOLLOW unset). */

@@ -5,7 +5,7 @@
  */
 import { Errno, FileType } from "@runsc/abi"
 import { Clock, Effect } from "effect"
-import { SyscallError } from "../errors.js"
+import { fail } from "../errors.js"
 import { directoryDescription } from "./directory.js"
 import type { DirEntry, Inode, Stat } from "./inode.js"
 
@@ -19,7 +19,7 @@ export type SyntheticMount =
   | { readonly path: string; readonly fs: "tmpfs"; readonly root: Inode }
   | { readonly path: string; readonly fs: "bind"; readonly root: Inode; readonly source: string; readonly readOnly: boolean }
 
-export const fail = (errno: Errno) => Effect.fail(new SyscallError({ errno }))
+export { fail }
 
 /** A stat of a synthetic file: every time is now. */
 export const syntheticStat = (dev: bigint, ino: bigint, filetype: FileType, size: bigint, mode: number): Effect.Effect<Stat> =>

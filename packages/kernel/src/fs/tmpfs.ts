@@ -11,11 +11,9 @@
 import { Errno, FileType, Whence } from "@runsc/abi"
 import { Clock, Effect } from "effect"
 import { constants as BufferConstants } from "node:buffer"
-import { SyscallError } from "../errors.js"
+import { fail, type SyscallError } from "../errors.js"
 import { directoryDescription } from "./directory.js"
 import type { DirectoryChanges, DirEntry, FileDescription, Inode, OpenOptions, Stat } from "./inode.js"
-
-const fail = (errno: Errno) => Effect.fail(new SyscallError({ errno }))
 
 /** A file's data is one typed array, which V8 caps at this many bytes. */
 const MAX_FILE_SIZE = BufferConstants.MAX_LENGTH
@@ -109,7 +107,8 @@ export class Tmpfs {
     if (size > file.data.length) {
       let grown: Uint8Array
       try {
-        grown = new Uint8Array(Math.min(MAX_FILE_SIZE, Math.max(size, Math.min(file.data.length * 2, size + (1 << 20)))))
+        // Doubling keeps a file written in small pieces from being copied over and over.
+        grown = new Uint8Array(Math.min(MAX_FILE_SIZE, Math.max(size, file.data.length * 2)))
       } catch {
         // The sentry's heap cannot hold it: the guest sees a full filesystem, the sentry lives on.
         return fail(Errno.NOSPC)
@@ -311,19 +310,25 @@ export class Tmpfs {
   private fileDescription(file: FileNode, options: OpenOptions): FileDescription {
     const fs = this
     let position = 0
+    const readInto = (target: Uint8Array, offset?: bigint): Effect.Effect<number, SyscallError> => {
+      if (!options.read) return fail(Errno.BADF)
+      return Effect.flatMap(Clock.currentTimeNanos, (now) =>
+        Effect.sync(() => {
+          const at = offset === undefined ? position : Number(offset)
+          const n = Math.max(0, Math.min(file.size - at, target.length))
+          target.set(file.data.subarray(at, at + n))
+          if (offset === undefined) position += n
+          file.times.atim = now
+          return n
+        }))
+    }
     return {
       filetype: FileType.REGULAR_FILE,
       read: (length, offset) => {
-        if (!options.read) return fail(Errno.BADF)
-        return Effect.flatMap(Clock.currentTimeNanos, (now) =>
-          Effect.sync(() => {
-            const at = offset === undefined ? position : Number(offset)
-            const chunk = at >= file.size ? new Uint8Array(0) : file.data.slice(at, Math.min(file.size, at + length))
-            if (offset === undefined) position += chunk.length
-            file.times.atim = now
-            return chunk
-          }))
+        const chunk = new Uint8Array(length)
+        return Effect.map(readInto(chunk, offset), (n) => chunk.subarray(0, n))
       },
+      readInto,
       write: (data, offset) => {
         if (!options.write) return fail(Errno.BADF)
         return Effect.suspend(() => {

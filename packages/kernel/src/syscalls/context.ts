@@ -5,7 +5,7 @@
  */
 import { Errno } from "@runsc/abi"
 import { type Deferred, Effect } from "effect"
-import { SyscallError } from "../errors.js"
+import { fail, type SyscallError } from "../errors.js"
 import { type ChannelViews, DATA_SIZE, Word } from "../platform/channel.js"
 import type { Pipe } from "../fs/pipe.js"
 import type { ProcessGroup, Session } from "../task/session.js"
@@ -51,7 +51,7 @@ export interface KernelServices {
 
 export type Handler = (c: SyscallContext) => Effect.Effect<void, SyscallError>
 
-export const fail = (errno: Errno) => Effect.fail(new SyscallError({ errno }))
+export { fail }
 
 /** Runs a wait the guest asked for (a sleep, a read of a stream): the task is blocked, not stuck. */
 export const blocking = <A, E>(c: SyscallContext, wait: Effect.Effect<A, E>): Effect.Effect<A, E> =>

@@ -121,7 +121,10 @@ const read = (positional: boolean): Handler => (c) =>
     if (positional && entry.description.filetype !== FileType.REGULAR_FILE) return yield* fail(Errno.SPIPE)
     const offset = positional ? i64(c, 0) : undefined
     if (offset !== undefined && offset < 0n) return yield* fail(Errno.INVAL)
-    const read = entry.description.read(Math.min(u32(c, 1), DATA_SIZE), offset, isNonBlocking(entry))
+    const length = Math.min(u32(c, 1), DATA_SIZE)
+    // A file that can read straight into the channel spares a buffer and a copy per call.
+    if (entry.description.readInto !== undefined) return setResult(c, yield* entry.description.readInto(c.channel.data.subarray(0, length), offset))
+    const read = entry.description.read(length, offset, isNonBlocking(entry))
     // Files answer; streams (stdin, pipes) wait for whoever writes them.
     const bytes = yield* (entry.description.filetype === FileType.REGULAR_FILE ? read : blocking(c, read))
     c.channel.data.set(bytes)
