@@ -16,6 +16,7 @@ import { Worker } from "node:worker_threads"
 import type { ProbedWorkerRecord, ProbeLine, WorkerProbeLine } from "./cliProbe.js"
 import { benchCli } from "./cli.js"
 import { benchDestroy100, benchExec, benchIdleMem, benchLifecycle, benchSignal, type ContainerBenchOptions } from "./containers.js"
+import { benchFiles } from "./files.js"
 import { channelFloor, floorSpinPolicy } from "./floor.js"
 import { runNodeWasi } from "./nodeWasi.js"
 import {
@@ -709,7 +710,7 @@ const main = async () => {
   ]
 
   // `node bench/dist/run.js [--only=key,key]` runs a subset: write, clock, cpu, syscall, start,
-  // spawn, sandbox, cold, split, lifecycle, exec, destroy100, idlemem, signal, cli (the table then has
+  // files, spawn, sandbox, cold, split, lifecycle, exec, destroy100, idlemem, signal, cli (the table then has
   // only those rows).
   const onlyArg = process.argv.find((a) => a.startsWith("--only="))
   const only = onlyArg === undefined ? undefined : new Set(onlyArg.slice("--only=".length).split(","))
@@ -722,7 +723,7 @@ const main = async () => {
     }
   }
 
-  if (["write", "clock", "cpu", "syscall", "start"].some(want)) {
+  if (["write", "clock", "cpu", "syscall", "start", "files"].some(want)) {
     const rt = makeKernelRuntime(1)
     try {
       // Bring the kernel up and let its warm worker start before anything is measured.
@@ -733,6 +734,7 @@ const main = async () => {
       if (want("cpu")) await benchCpu(rt)
       if (want("syscall")) await benchSyscallRoundTrip(rt)
       if (want("start")) await benchWarmStart(rt)
+      if (want("files")) await containerBench("13. file I/O", (options) => benchFiles(rt, options))
     } finally {
       await rt.dispose()
     }

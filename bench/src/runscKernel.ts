@@ -3,7 +3,7 @@
  * and guests started on it with `startProcess`, or a whole throw-away sandbox (Loader layer).
  */
 import { type ExitStatus } from "@runsc/abi"
-import { Dentry, hostRoot, hostStream, Kernel } from "@runsc/kernel"
+import { Dentry, hostMount, hostRoot, hostStream, Kernel, overlay } from "@runsc/kernel"
 import { Loader } from "@runsc/loader"
 import { defaultSpec } from "@runsc/spec"
 import { Deferred, Effect, ManagedRuntime } from "effect"
@@ -19,6 +19,11 @@ export interface GuestRun {
   readonly argv: ReadonlyArray<string>
   /** Host directory used as the guest's root (preopened as "/"). */
   readonly rootPath: string
+  /**
+   * How the root is served: read-only (default), writable through to the host (as an rw bind
+   * mount is), or under a fresh copy-on-write overlay (as a container's root is).
+   */
+  readonly rootMode?: "readonly" | "writable" | "overlay"
   readonly stdout: number
 }
 
@@ -35,7 +40,8 @@ export interface GuestResult {
 export const runOnKernel = (run: GuestRun): Effect.Effect<GuestResult, unknown, Kernel> =>
   Effect.gen(function*() {
     const kernel = yield* Kernel
-    const root = Dentry.root(yield* hostRoot(run.rootPath))
+    const lower = run.rootMode === "writable" ? yield* hostMount(run.rootPath, { writable: true }) : yield* hostRoot(run.rootPath)
+    const root = Dentry.root(run.rootMode === "overlay" ? yield* overlay(lower, { instance: 1 }) : lower)
     const stdio = [hostStream(0), hostStream(run.stdout), hostStream(2)] as const
     const t0 = now()
     const tg = yield* kernel.startProcess({

@@ -64,7 +64,8 @@ export const makeBundle = (options: BundleOptions) =>
       "fd_limit",
       "overlay",
       "bindrw",
-      "fsbench"
+      "fsbench",
+      "conformance"
     ]) {
       Fs.copyFileSync(fixture(name), Path.join(rootfs, "bin", name))
       Fs.chmodSync(Path.join(rootfs, "bin", name), 0o755)

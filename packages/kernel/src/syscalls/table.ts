@@ -27,6 +27,7 @@ import {
   SubclockFlags,
   SIGPIPE,
   type SyscallName,
+  Whence,
   syscallNames
 } from "@runsc/abi"
 import { Clock, Duration, Effect, Either } from "effect"
@@ -98,6 +99,10 @@ const fd_write: Handler = (c) =>
   Effect.gen(function*() {
     const entry = yield* entryWith(c, u32(c, 0), Rights.FD_WRITE)
     const length = u32(c, 1)
+    // O_APPEND may have been set after the open (fd_fdstat_set_flags): the write goes at the end.
+    if ((entry.flags & FdFlags.APPEND) !== 0 && entry.description.filetype === FileType.REGULAR_FILE) {
+      yield* entry.description.seek(0n, Whence.END)
+    }
     const write = entry.description.write(c.channel.data.subarray(0, length), undefined, isNonBlocking(entry))
     // Files answer; streams (pipes) may wait for their reader to make room.
     const written = yield* (entry.description.filetype === FileType.REGULAR_FILE ? write : blocking(c, write)).pipe(

@@ -1,0 +1,73 @@
+/**
+ * A sweep of preview1 functions through their raw calls (test/fixtures/c/conformance.c): readdir
+ * cookies across cut records, pread/pwrite and offsets, fd_fdstat_set_flags, rights that only
+ * drop and bound what a directory opens, NUL bytes and over-long names, readlink truncation,
+ * fd_renumber, poll_oneoff over pipes, files, stdin and clocks, sock_* on files, proc_raise.
+ */
+import { assert, describe, it } from "@effect/vitest"
+import { exited } from "@runsc/abi"
+import { Effect } from "effect"
+import * as Fs from "node:fs"
+import * as Path from "node:path"
+import { makeBundle, makeOutput, makeSandbox, tempDir } from "./helpers.js"
+
+describe("preview1 conformance sweep", () => {
+  it.scopedLive("each function answers as WASI and Linux define it", () =>
+    Effect.gen(function*() {
+      const loader = yield* makeSandbox
+      const bundle = yield* makeBundle({ args: ["conformance"] })
+      const dir = yield* tempDir
+      const stdinPath = Path.join(dir, "stdin")
+      Fs.writeFileSync(stdinPath, "stdin data\n")
+      const stdin = yield* Effect.acquireRelease(Effect.sync(() => Fs.openSync(stdinPath, "r")), (fd) => Effect.sync(() => Fs.closeSync(fd)))
+      const out = yield* makeOutput
+      yield* loader.createSubcontainer("sweep")
+      yield* loader.startSubcontainer({ containerId: "sweep", bundle, stdio: { stdin, stdout: out.fd, stderr: out.fd } })
+      assert.deepStrictEqual(yield* loader.wait("sweep"), exited(0), out.read())
+      assert.deepStrictEqual(out.read().split("\n"), [
+        "stdin 11 stdin data",
+        // 100 files, "." and "..": each once, through 128-byte buffers that always end with a cut record.
+        "readdir entries 102 dots 2",
+        "readdir restart .",
+        // pread and pwrite leave the offset where it was.
+        "pread 567 offset 2",
+        "pwrite offset 2",
+        "seek-end 7",
+        "seek-negative EINVAL",
+        // O_APPEND set after the open: the next write goes to the end.
+        "set-flags-append ok",
+        "append-write offset 11",
+        "set-flags-bad EINVAL",
+        "datasync ok",
+        "sync ok",
+        // Rights only drop; a directory's inheriting rights bound what it opens.
+        "drop-write ok",
+        "write-without-right ENOTCAPABLE",
+        "regain-write ENOTCAPABLE",
+        "open-beyond-inheriting ENOTCAPABLE",
+        "open-within-inheriting ok",
+        "nul-in-path EINVAL",
+        "name-too-long ENAMETOOLONG",
+        // readlink truncates to the buffer, as readlink(2).
+        "readlink-truncated 3 off",
+        "lstat-type symlink",
+        "stat-type file size 11",
+        "open-dir-for-write EISDIR",
+        "directory-flag-on-file ENOTDIR",
+        "renumber ok",
+        "renumbered reads A",
+        "old-fd-closed EBADF",
+        "renumber-bad EBADF",
+        // An empty pipe, a file, a 5 s clock: the file. Then a pipe with data and stdin: both.
+        "poll-file 1 userdata 2",
+        "poll-streams 2 mask 18",
+        "poll-clock 1 userdata 3",
+        "poll-past 1 userdata 7",
+        "accept-on-file ENOTSOCK",
+        "recv-on-file ENOTSOCK",
+        "shutdown-bad-fd EBADF",
+        "raise-ignored ok",
+        ""
+      ])
+    }))
+})
