@@ -7,9 +7,10 @@
 import { assert, describe, it } from "@effect/vitest"
 import { exited } from "@runsc/abi"
 import { Effect } from "effect"
+import { execFileSync } from "node:child_process"
 import * as Fs from "node:fs"
 import * as Path from "node:path"
-import { makeBundle, makeOutput, makeSandbox, tempDir } from "./helpers.js"
+import { makeBundle, makeOutput, makeSandbox, tempDir, waitUntil } from "./helpers.js"
 
 describe("preview1 conformance sweep", () => {
   it.scopedLive("each function answers as WASI and Linux define it", () =>
@@ -69,5 +70,23 @@ describe("preview1 conformance sweep", () => {
         "raise-ignored ok",
         ""
       ])
+    }))
+
+  it.scopedLive("poll_oneoff waits for a host pipe as stdin: a clock fires first while it is empty, then the host's bytes", () =>
+    Effect.gen(function*() {
+      const loader = yield* makeSandbox
+      const bundle = yield* makeBundle({ args: ["poll_stdin"] })
+      const dir = yield* tempDir
+      const fifo = Path.join(dir, "stdin")
+      execFileSync("mkfifo", [fifo])
+      // Read-write: opening a FIFO so never blocks, and the test writes through the same fd.
+      const stdin = yield* Effect.acquireRelease(Effect.sync(() => Fs.openSync(fifo, "r+")), (fd) => Effect.sync(() => Fs.closeSync(fd)))
+      const out = yield* makeOutput
+      yield* loader.createSubcontainer("poller")
+      yield* loader.startSubcontainer({ containerId: "poller", bundle, stdio: { stdin, stdout: out.fd, stderr: out.fd } })
+      yield* waitUntil(Effect.sync(() => out.read().includes("first")), "the first poll")
+      Fs.writeSync(stdin, "late data\n")
+      assert.deepStrictEqual(yield* loader.wait("poller"), exited(0), out.read())
+      assert.deepStrictEqual(out.read().split("\n"), ["first 1 userdata 2", "then 1 userdata 1", "read 10 late data", ""])
     }))
 })

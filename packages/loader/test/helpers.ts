@@ -65,7 +65,8 @@ export const makeBundle = (options: BundleOptions) =>
       "overlay",
       "bindrw",
       "fsbench",
-      "conformance"
+      "conformance",
+      "poll_stdin"
     ]) {
       Fs.copyFileSync(fixture(name), Path.join(rootfs, "bin", name))
       Fs.chmodSync(Path.join(rootfs, "bin", name), 0o755)

@@ -1,11 +1,13 @@
 /**
  * Host stdio passthrough: an fd of the sandbox process (stdin/stdout/stderr of `runsc run`)
  * handed to the guest as one of its fds. Writes go straight to the host fd; reads wait on the
- * host without blocking the sentry's event loop.
+ * host without blocking the sentry's event loop, and poll_oneoff waits until a stream has
+ * something to read.
  */
 import { Errno, FileType } from "@runsc/abi"
-import { Effect, Schedule } from "effect"
+import { Effect, Exit, Schedule } from "effect"
 import * as Fs from "node:fs"
+import { Changes } from "../changes.js"
 import { fail, fromHostError, type SyscallError } from "../errors.js"
 import { fileTypeOf, readAt, toStat } from "./host.js"
 import type { FileDescription, Stat } from "./inode.js"
@@ -41,10 +43,66 @@ export const hostStream = (hostFd: number, options: HostStreamOptions = {}): Fil
     if (offset === undefined) return Effect.succeed(null)
     return filetype === FileType.REGULAR_FILE ? Effect.succeed(offset) : fail(Errno.SPIPE)
   }
+  const readHost = (length: number, at: bigint | null) => Effect.retry(readAt(hostFd, length, at), retryAgain)
+  if (filetype === FileType.REGULAR_FILE) {
+    return { ...common(hostFd, filetype, positional, options), read: (length, offset) => Effect.flatMap(positional(offset), (at) => readHost(length, at)) }
+  }
+  // A stream (pipe, tty) can tell poll_oneoff when it has something to read: poll starts a read
+  // of its own, and what that read brings (data, end of file, an error) waits here for the next
+  // read. Only one host read is ever in flight, so bytes keep their order.
+  let ahead: Exit.Exit<Uint8Array, SyscallError> | undefined
+  let inFlight = false
+  const changes = new Changes()
+  const readAhead = Effect.suspend(() => {
+    if (inFlight || ahead !== undefined) return Effect.void
+    inFlight = true
+    return Effect.forkDaemon(Effect.exit(readHost(READ_AHEAD, null)).pipe(
+      Effect.map((exit) => {
+        inFlight = false
+        ahead = exit
+        changes.notify()
+      })
+    ))
+  })
+  const take = (length: number): Effect.Effect<Uint8Array, SyscallError> => {
+    const got = ahead!
+    if (Exit.isFailure(got) || got.value.length <= length) {
+      ahead = undefined
+      return got
+    }
+    ahead = Exit.succeed(got.value.subarray(length))
+    return Effect.succeed(got.value.subarray(0, length))
+  }
+  const read = (length: number): Effect.Effect<Uint8Array, SyscallError> =>
+    Effect.suspend(() => {
+      if (ahead !== undefined) return take(length)
+      // Poll's read is on its way: wait for it rather than race it.
+      if (inFlight) return Effect.zipRight(changes.next, read(length))
+      return readHost(length, null)
+    })
   return {
-    filetype,
+    ...common(hostFd, filetype, positional, options),
+    read: (length, offset) => (offset === undefined ? read(length) : fail(Errno.SPIPE)),
+    readiness: {
+      // Write readiness is not known without writing: a write waits instead (as for files).
+      ready: (event) => event === "write" || ahead !== undefined,
+      changed: Effect.zipRight(readAhead, Effect.suspend(() => changes.next))
+    }
+  }
+}
+
+/** Bytes poll's read takes from a host stream at most. */
+const READ_AHEAD = 64 * 1024
+
+/** What a host stdio description does besides reading. */
+const common = (
+  hostFd: number,
+  filetype: FileType,
+  positional: (offset: bigint | undefined) => Effect.Effect<bigint | null, SyscallError>,
+  options: HostStreamOptions
+): Omit<FileDescription, "read"> => ({
+  filetype,
     passthroughHostFd: hostFd,
-    read: (length, offset) => Effect.flatMap(positional(offset), (at) => Effect.retry(readAt(hostFd, length, at), retryAgain)),
     write: (data, offset) =>
       Effect.flatMap(positional(offset), (at) =>
         // writeSync takes only a number position (a bigint one is ignored): past 2^53 is EFBIG.
@@ -73,5 +131,4 @@ export const hostStream = (hostFd: number, options: HostStreamOptions = {}): Fil
         }
       })
       : Effect.void
-  }
-}
+})

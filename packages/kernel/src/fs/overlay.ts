@@ -12,9 +12,10 @@
  *   nothing.
  * - A directory's upper exists before any of its children's does (copy-up goes top down); the
  *   root's always does.
- * - Changes run one at a time (one lock per overlay), because a copy-up reads the lower file
- *   asynchronously and nothing may change the names it works on meanwhile. Lookups take no lock:
- *   each directory counts its name changes, and a lookup that saw the count move looks again.
+ * - Changes run one at a time (one lock per overlay): a change takes several steps (a copy-up
+ *   reads a whole lower file), other fibers run between them, and none may change the names a
+ *   change works on meanwhile. Lookups take no lock: each directory counts its name changes,
+ *   and a lookup that saw the count move looks again.
  *
  * As on Linux's overlayfs: a file's inode number changes when it is copied up; an fd opened
  * read-only before the copy-up keeps reading the lower file; renaming a directory that has a
