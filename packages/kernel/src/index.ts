@@ -8,7 +8,7 @@ export type { DirEntry, FileDescription, Inode, OpenOptions, Stat } from "./fs/i
 export { Dentry, resolve, type ResolveOptions } from "./fs/resolve.js"
 export type { SyntheticMount } from "./fs/synthetic.js"
 export { overlay, type OverlayOptions } from "./fs/overlay.js"
-export { MemoryAccount, Tmpfs } from "./fs/tmpfs.js"
+export { MemoryAccount, releaseMemory, Tmpfs } from "./fs/tmpfs.js"
 export { Kernel, type KernelOptions, type KernelShape, type ProcessArgs, type ProcessUsage } from "./kernel.js"
 export { ModuleCache } from "./platform/moduleCache.js"
 export type { WorkerPoolStats } from "./platform/pool.js"

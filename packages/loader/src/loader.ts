@@ -14,7 +14,16 @@
  * container gone.
  */
 import { type ExitStatus, isValidSignal, SIGKILL, signalName } from "@runsc/abi"
-import { Kernel, type KernelOptions, MemoryAccount, PidNamespace, type Pipe, terminalSignals, type ThreadGroup } from "@runsc/kernel"
+import {
+  Kernel,
+  type KernelOptions,
+  MemoryAccount,
+  PidNamespace,
+  type Pipe,
+  releaseMemory,
+  terminalSignals,
+  type ThreadGroup
+} from "@runsc/kernel"
 import {
   type Bundle,
   type BundleNotFound,
@@ -347,6 +356,11 @@ const makeLoader = (args: LoaderArgs & { readonly bundle: Bundle }) =>
         if (process === undefined) return yield* new InvalidCwd({ cwd: "", reason: "config.json has no process to run" })
         const rootDentry = yield* openRoot(bundle, { instance: ++tmpfsInstances, account: memory })
         const mounts = yield* syntheticMountsOf(bundle, () => ++tmpfsInstances, memory)
+        // What the container's in-memory files hold goes back to the sandbox when it is destroyed.
+        yield* Scope.addFinalizer(container.scope, Effect.sync(() => {
+          releaseMemory(rootDentry.inode)
+          for (const mount of mounts) if (mount.fs === "tmpfs") releaseMemory(mount.root)
+        }))
         // runsc's rule: no pid namespace → the root one; a path used by an earlier container →
         // join it; otherwise a new child of the root namespace.
         const wanted = pidNamespace(spec)

@@ -246,28 +246,34 @@ describe("bind mounts", () => {
 })
 
 describe("the sandbox's memory", () => {
-  it.scopedLive("the root container's memory limit is /proc/meminfo's total; a tmpfs without size= holds half of it, and all in-memory files together no more (ENOSPC)", () =>
+  it.scopedLive("the root container's memory limit is /proc/meminfo's total; a tmpfs without size= holds half of it, all in-memory files together no more (ENOSPC), and a destroyed container gives its share back", () =>
     Effect.gen(function*() {
       const MiB = 1024 * 1024
       const base = yield* makeBundle({ args: ["sleep", "600"], writableRoot: true })
-      const bundle = { ...base, spec: { ...base.spec, linux: { ...base.spec.linux, resources: { memory: { limit: 8 * MiB } } } } }
+      const limited = { ...base, spec: { ...base.spec, linux: { ...base.spec.linux, resources: { memory: { limit: 8 * MiB } } } } }
       const out = yield* makeOutput
       const loader = yield* Effect.map(
-        Layer.build(Loader.layer({ containerId: "limited", bundle, stdio: { stdout: out.fd, stderr: out.fd } })),
+        Layer.build(Loader.layer({ containerId: "limited", bundle: limited, stdio: { stdout: out.fd, stderr: out.fd } })),
         Context.get(Loader)
       )
       yield* loader.startRoot
-      const run = (argv: ReadonlyArray<string>) =>
+      const run = (id: string, argv: ReadonlyArray<string>) =>
         Effect.gen(function*() {
           const out = yield* makeOutput
-          const pid = yield* loader.execute({ containerId: "limited", argv, stdio: { stdout: out.fd, stderr: out.fd } })
-          yield* loader.waitPid("limited", pid)
+          const pid = yield* loader.execute({ containerId: id, argv, stdio: { stdout: out.fd, stderr: out.fd } })
+          yield* loader.waitPid(id, pid)
           return out.read()
         })
-      assert.match(yield* run(["cat", "/proc/meminfo"]), /^MemTotal: +8192 kB\n/)
-      assert.strictEqual(yield* run(["fsbench", "write", "/tmp/big", "6"]), `write ENOSPC after ${4 * MiB}\n`)
-      // The overlay root shares the sandbox's 8 MiB with /tmp's 4 MiB.
-      assert.strictEqual(yield* run(["fsbench", "write", "/big", "6"]), `write ENOSPC after ${4 * MiB}\n`)
+      const container = (id: string) =>
+        Effect.zipRight(loader.createSubcontainer(id), loader.startSubcontainer({ containerId: id, bundle: base, stdio: {} }))
+      assert.match(yield* run("limited", ["cat", "/proc/meminfo"]), /^MemTotal: +8192 kB\n/)
+      yield* container("filler")
+      assert.strictEqual(yield* run("filler", ["fsbench", "write", "/tmp/big", "6"]), `write ENOSPC after ${4 * MiB}\n`)
+      // The overlay roots share the sandbox's 8 MiB with /tmp's 4 MiB.
+      assert.strictEqual(yield* run("filler", ["fsbench", "write", "/big", "6"]), `write ENOSPC after ${4 * MiB}\n`)
+      assert.strictEqual(yield* run("limited", ["fsbench", "write", "/big", "1"]), "write ENOSPC after 0\n")
+      yield* loader.destroySubcontainer("filler")
+      assert.strictEqual(yield* run("limited", ["fsbench", "write", "/big", "6"]), `wrote ${6 * MiB}\n`)
     }))
 })
 

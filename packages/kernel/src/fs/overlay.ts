@@ -26,7 +26,7 @@ import { Effect, Either } from "effect"
 import { fail, type SyscallError } from "../errors.js"
 import { directoryDescription } from "./directory.js"
 import type { DirectoryChanges, DirEntry, FileDescription, Inode, OpenOptions, Stat } from "./inode.js"
-import { type MemoryAccount, Tmpfs } from "./tmpfs.js"
+import { type MemoryAccount, releaseMemory, Tmpfs } from "./tmpfs.js"
 
 /** Overlay device numbers start here ("OVL" << 8); each instance takes the next. */
 const OVERLAY_DEV_BASE = 0x4f564c00n
@@ -51,12 +51,17 @@ export const overlay = (lower: Inode, options: OverlayOptions): Effect.Effect<In
     const st = yield* lower.stat
     const upper = yield* Tmpfs.make({ instance: options.instance, mode: st.mode, account: options.account })
     yield* upper.setTimes!(st.atim, st.mtim)
-    const fs = new Overlay(OVERLAY_DEV_BASE + BigInt(options.instance), yield* Effect.makeSemaphore(1))
+    const fs = new Overlay(OVERLAY_DEV_BASE + BigInt(options.instance), yield* Effect.makeSemaphore(1), upper)
     return new OverlayDir(fs, undefined, "/", upper, lower)
   })
 
 class Overlay {
-  constructor(readonly dev: bigint, private readonly semaphore: Effect.Semaphore) {}
+  constructor(readonly dev: bigint, private readonly semaphore: Effect.Semaphore, private readonly upper: Inode) {}
+
+  /** Gives the upper layer's bytes back to the sandbox's account (see releaseMemory). */
+  detach(): void {
+    releaseMemory(this.upper)
+  }
 
   locked<A, E>(effect: Effect.Effect<A, E>): Effect.Effect<A, E> {
     return this.semaphore.withPermits(1)(effect)

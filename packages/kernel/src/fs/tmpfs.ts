@@ -61,12 +61,21 @@ export class MemoryAccount {
   constructor(readonly total: number) {}
 }
 
+/**
+ * Gives back to the sandbox's memory account what the in-memory filesystem rooted at `root`
+ * holds (a tmpfs mount or an overlay root of a container that is gone); nothing for others.
+ */
+export const releaseMemory = (root: Inode): void => {
+  const filesystem = root.changes?.filesystem as { readonly detach?: () => void } | undefined
+  filesystem?.detach?.()
+}
+
 /** One tmpfs instance: its device number, inode numbers and byte budget. */
 export class Tmpfs {
   private nextIno = 1n
   private used = 0
 
-  private constructor(readonly limit: number, readonly dev: bigint, private readonly account: MemoryAccount | undefined) {}
+  private constructor(readonly limit: number, readonly dev: bigint, private account: MemoryAccount | undefined) {}
 
   /**
    * A new empty tmpfs of at most `limit` bytes of file data (and within `account`, when given);
@@ -121,6 +130,12 @@ export class Tmpfs {
     if (counted) this.count(growth)
     file.size = size
     return Effect.void
+  }
+
+  /** Gives this filesystem's bytes back to the sandbox's account (its container is gone). */
+  detach(): void {
+    if (this.account !== undefined) this.account.used -= this.used
+    this.account = undefined
   }
 
   private count(bytes: number): void {
