@@ -20,7 +20,8 @@ const walk = (root: Inode, path: string): Effect.Effect<Inode, unknown> =>
 
 const parentOf = (root: Inode, path: string) => {
   const slash = path.lastIndexOf("/")
-  return Effect.map(walk(root, slash < 0 ? "" : path.slice(0, slash)), (dir) => ({ changes: dir.changes!, name: path.slice(slash + 1) }))
+  return Effect.flatMap(walk(root, slash < 0 ? "" : path.slice(0, slash)), (dir) =>
+    dir.changes === undefined ? Effect.fail({ errno: Errno.NOTDIR }) : Effect.succeed({ changes: dir.changes, name: path.slice(slash + 1) }))
 }
 
 const readAll = (inode: Inode) =>

@@ -59,3 +59,38 @@ it.effect.prop("the budget is the sum of named files' sizes, within the limit", 
       assert.strictEqual(account.used, fs.bytesUsed, "the sandbox's account counts the same bytes")
     }
   }), { fastCheck: { numRuns: 300 } })
+
+// A file's bytes against a plain array: writes and truncates across its 64 KiB pages, holes
+// read as zeros, a shrink forgets what lay beyond.
+const KiB = 1024
+const fileOp = FastCheck.oneof(
+  FastCheck.record({ kind: FastCheck.constant("write" as const), at: FastCheck.nat(200 * KiB), length: FastCheck.nat(140 * KiB), byte: FastCheck.integer({ min: 1, max: 255 }) }),
+  FastCheck.record({ kind: FastCheck.constant("truncate" as const), size: FastCheck.nat(260 * KiB) })
+)
+
+it.effect.prop("a file reads back what was written, across pages and holes", [FastCheck.array(fileOp, { maxLength: 12 })], ([ops]) =>
+  Effect.gen(function*() {
+    const root = yield* Tmpfs.make({ instance: 2 })
+    const file = yield* (yield* root.changes!.create("f")).open({ read: true, write: true })
+    let model = new Uint8Array(0)
+    for (const o of ops) {
+      if (o.kind === "write") {
+        yield* file.write(new Uint8Array(o.length).fill(o.byte), BigInt(o.at))
+        if (o.length > 0) {
+          const grown = new Uint8Array(Math.max(model.length, o.at + o.length))
+          grown.set(model)
+          grown.fill(o.byte, o.at, o.at + o.length)
+          model = grown
+        }
+      } else {
+        yield* file.setSize!(BigInt(o.size))
+        const resized = new Uint8Array(o.size)
+        resized.set(model.subarray(0, o.size))
+        model = resized
+      }
+      assert.strictEqual((yield* file.stat).size, BigInt(model.length))
+    }
+    const back = yield* file.read(model.length + 10, 0n)
+    assert.strictEqual(back.length, model.length)
+    assert.isTrue(Buffer.from(back).equals(Buffer.from(model)), "the bytes read back are the bytes written")
+  }), { fastCheck: { numRuns: 100 } })

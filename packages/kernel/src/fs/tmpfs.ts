@@ -10,13 +10,61 @@
  */
 import { Errno, FileType, Whence } from "@runsc/abi"
 import { Clock, Effect } from "effect"
-import { constants as BufferConstants } from "node:buffer"
 import { fail, type SyscallError } from "../errors.js"
 import { directoryDescription } from "./directory.js"
 import type { DirectoryChanges, DirEntry, FileDescription, Inode, OpenOptions, Stat } from "./inode.js"
 
-/** A file's data is one typed array, which V8 caps at this many bytes. */
-const MAX_FILE_SIZE = BufferConstants.MAX_LENGTH
+/** Past this a file is EFBIG (128 TiB: far beyond any sandbox's memory, which refuses first). */
+const MAX_FILE_SIZE = 2 ** 47
+/** A file's data lives in pages of this many bytes. */
+const PAGE = 64 * 1024
+
+/**
+ * File data in fixed pages, each allocated when first written: growing a file copies nothing
+ * (one growing array copied a 64 MiB file's bytes 2 GiB over), and a hole costs no memory.
+ */
+class Pages {
+  private readonly pages: Array<Uint8Array | undefined> = []
+
+  /** Copies `data` in at `at`, all or nothing; false when the sentry's heap has no room for a page. */
+  write(data: Uint8Array, at: number): boolean {
+    const first = Math.floor(at / PAGE)
+    const last = Math.floor((at + data.length - 1) / PAGE)
+    try {
+      for (let p = first; p <= last; p++) this.pages[p] ??= new Uint8Array(PAGE)
+    } catch {
+      return false
+    }
+    for (let done = 0; done < data.length;) {
+      const position = at + done
+      const offset = position % PAGE
+      const take = Math.min(PAGE - offset, data.length - done)
+      this.pages[Math.floor(position / PAGE)]!.set(data.subarray(done, done + take), offset)
+      done += take
+    }
+    return true
+  }
+
+  /** Fills `target` from `at` (a hole reads as zeros). */
+  read(target: Uint8Array, at: number): void {
+    for (let done = 0; done < target.length;) {
+      const position = at + done
+      const offset = position % PAGE
+      const take = Math.min(PAGE - offset, target.length - done)
+      const page = this.pages[Math.floor(position / PAGE)]
+      if (page === undefined) target.fill(0, done, done + take)
+      else target.set(page.subarray(offset, offset + take), done)
+      done += take
+    }
+  }
+
+  /** Forgets every byte from `size` on, so that growing the file again reads zeros there. */
+  truncate(size: number): void {
+    const kept = Math.ceil(size / PAGE)
+    if (this.pages.length > kept) this.pages.length = kept
+    if (size % PAGE !== 0) this.pages[kept - 1]?.fill(0, size % PAGE)
+  }
+}
 
 /** tmpfs device numbers start here ("TMP" << 8); each instance takes the next. */
 const TMPFS_DEV_BASE = 0x544d5000n
@@ -38,7 +86,7 @@ interface Common {
 
 interface FileNode extends Common {
   readonly type: typeof FileType.REGULAR_FILE
-  data: Uint8Array
+  readonly data: Pages
   size: number
 }
 
@@ -113,20 +161,7 @@ export class Tmpfs {
     if (counted && growth > 0 && (this.used + growth > this.limit || (this.account !== undefined && this.account.used + growth > this.account.total))) {
       return fail(Errno.NOSPC)
     }
-    if (size > file.data.length) {
-      let grown: Uint8Array
-      try {
-        // Doubling keeps a file written in small pieces from being copied over and over.
-        grown = new Uint8Array(Math.min(MAX_FILE_SIZE, Math.max(size, file.data.length * 2)))
-      } catch {
-        // The sentry's heap cannot hold it: the guest sees a full filesystem, the sentry lives on.
-        return fail(Errno.NOSPC)
-      }
-      grown.set(file.data.subarray(0, file.size))
-      file.data = grown
-    } else if (size < file.size) {
-      file.data.fill(0, size, file.size)
-    }
+    if (size < file.size) file.data.truncate(size)
     if (counted) this.count(growth)
     file.size = size
     return Effect.void
@@ -244,7 +279,7 @@ export class Tmpfs {
         }))
     return {
       filesystem: fs,
-      create: (name, mode = 0o644) => add(name, (now) => fs.node<FileNode>({ type: FileType.REGULAR_FILE, mode, data: new Uint8Array(0), size: 0 }, now)),
+      create: (name, mode = 0o644) => add(name, (now) => fs.node<FileNode>({ type: FileType.REGULAR_FILE, mode, data: new Pages(), size: 0 }, now)),
       mkdir: (name, mode = 0o755) => Effect.asVoid(add(name, (now) => fs.node<DirNode>({ type: FileType.DIRECTORY, mode, entries: new Map() }, now))),
       symlink: (name, target) => Effect.asVoid(add(name, (now) => fs.node<LinkNode>({ type: FileType.SYMBOLIC_LINK, mode: 0o777, target }, now))),
       link: (name, target) => {
@@ -331,7 +366,7 @@ export class Tmpfs {
         Effect.sync(() => {
           const at = offset === undefined ? position : Number(offset)
           const n = Math.max(0, Math.min(file.size - at, target.length))
-          target.set(file.data.subarray(at, at + n))
+          file.data.read(target.subarray(0, n), at)
           if (offset === undefined) position += n
           file.times.atim = now
           return n
@@ -349,14 +384,18 @@ export class Tmpfs {
         return Effect.suspend(() => {
           const at = offset !== undefined ? Number(offset) : options.append ? file.size : position
           const end = at + data.length
-          const grow = end > file.size ? fs.resize(file, end) : Effect.void
+          // Writing nothing changes nothing, past the end of the file included.
+          if (data.length === 0) return Effect.succeed(0)
+          const size = file.size
+          const grow = end > size ? fs.resize(file, end) : Effect.void
           return Effect.flatMap(grow, () =>
-            Effect.map(Clock.currentTimeNanos, (now) => {
-              file.data.set(data, at)
+            Effect.flatMap(Clock.currentTimeNanos, (now) => {
+              // The sentry's heap cannot hold it: the guest sees a full filesystem, the sentry lives on.
+              if (!file.data.write(data, at)) return Effect.zipRight(fs.resize(file, size), fail(Errno.NOSPC))
               if (offset === undefined) position = end
               file.times.mtim = now
               file.times.ctim = now
-              return data.length
+              return Effect.succeed(data.length)
             }))
         })
       },
