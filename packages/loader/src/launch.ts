@@ -79,8 +79,8 @@ export const openRoot = (bundle: Bundle, overlayOptions: OverlayOptions): Effect
  * The filesystems the sentry serves, where the spec mounts them: procfs at its mounts of type
  * "proc"; devfs where it mounts a tmpfs or devtmpfs at /dev (the devices a runtime puts there);
  * a new tmpfs at its other tmpfs mounts, with `size=` (bytes, or k/m/g; default half of the
- * sandbox's memory) as its limit, and its data counted in `account`, and
- * `mode=` (octal) for its root; the host directory or file of a bind mount (source absolute or
+ * sandbox's memory) as its limit, `mode=` (octal) for its root, and its data counted in the
+ * sandbox's `account`; the host directory or file of a bind mount (source absolute or
  * relative to the bundle), served by the gofer like the root: read-only with `ro`, else the
  * guest's changes reach the host directory or file.
  * `instance` numbers each tmpfs (its device number). Other mount types are ignored.

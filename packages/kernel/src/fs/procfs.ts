@@ -6,8 +6,8 @@
  * Contents: `self` (a symlink to the caller's pid); for every process of the namespace,
  * `<pid>/cmdline`, `<pid>/stat`, `<pid>/status`, `<pid>/environ` and `<pid>/mounts`; the
  * sandbox's `meminfo` (its total memory, KernelOptions.totalMemory), `cpuinfo` and `uptime`
- * (since the kernel started); and `mounts`, a symlink to the caller's `self/mounts`. Files are read-only snapshots taken
- * when opened.
+ * (since the kernel started); and `mounts`, a symlink to the caller's `self/mounts`. Files are
+ * read-only snapshots taken when opened.
  */
 import { Errno, FileType, Whence } from "@runsc/abi"
 import { Clock, Effect } from "effect"

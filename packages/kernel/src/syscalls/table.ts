@@ -5,7 +5,7 @@
  * the errno it would see on Linux, with WASI's NOTCAPABLE where rights are missing.
  *
  * A change lands where the directory's filesystem takes it (the overlay root, tmpfs); a
- * read-only one (a `root.readonly` root, bind mounts, procfs, devfs) refuses with EROFS once
+ * read-only one (a `root.readonly` root, `ro` bind mounts, procfs, devfs) refuses with EROFS once
  * fd and path have been checked, as a read-only mount does.
  */
 import {
@@ -347,7 +347,7 @@ const path_readlink: Handler = (c) =>
 
 // ---- changes to the filesystem ---------------------------------------------------------------
 // A directory can change only where its filesystem is writable (`Inode.changes`); elsewhere
-// (a read-only root, bind mounts, procfs, devfs) a change fails EROFS once the path has been checked.
+// (a read-only root, `ro` bind mounts, procfs, devfs) a change fails EROFS once the path has been checked.
 
 /**
  * The directory that holds the last component of `path` (resolved from `base`, symlinks on the
