@@ -292,15 +292,35 @@ const makeKernel = (options: KernelOptions): Effect.Effect<KernelShape, never, S
         }
       })
 
-    /** Publishes which guest fds the worker may write to directly (host stdio passthrough). */
-    const attachFastWrites = (tg: ThreadGroup, worker: GuestThread) => {
-      const table = worker.channel.fastWrite
-      table.fill(0)
+    /**
+     * Publishes which guest fds the worker may serve itself: writes to host stdio, and reads of a
+     * read-only host file while that fd alone refers to its description (the worker then owns
+     * the offset, in the channel; a dup, an inheriting child or a change of the fd takes it back).
+     */
+    const attachFastPaths = (tg: ThreadGroup, worker: GuestThread) => {
+      const { fastRead, fastReadPosition, fastWrite } = worker.channel
+      fastWrite.fill(0)
+      fastRead.fill(0)
       if (!fastPaths) return
+      const lent: Array<{ readonly description: FileDescription; readonly watch: { readonly cancel: () => void } } | undefined> = []
+      const takeBack = (fd: number) => {
+        const loan = lent[fd]
+        if (loan === undefined) return
+        lent[fd] = undefined
+        fastRead[fd] = 0
+        loan.watch.cancel()
+        loan.description.workerReadable!.unshare()
+      }
       tg.fdTable.observe((fd, entry) => {
         if (fd >= FAST_WRITE_FDS) return
         const hostFd = entry?.description.passthroughHostFd
-        table[fd] = hostFd !== undefined && (entry!.rightsBase & Rights.FD_WRITE) !== 0n ? hostFd + 1 : 0
+        fastWrite[fd] = hostFd !== undefined && (entry!.rightsBase & Rights.FD_WRITE) !== 0n ? hostFd + 1 : 0
+        takeBack(fd)
+        const readable = entry?.description.workerReadable
+        if (readable === undefined || (entry!.rightsBase & Rights.FD_READ) === 0n || !descriptionRefs.exclusive(entry!.description)) return
+        readable.share(fastReadPosition, fd)
+        fastRead[fd] = readable.hostFd + 1
+        lent[fd] = { description: entry!.description, watch: descriptionRefs.whenShared(entry!.description, () => takeBack(fd)) }
       })
     }
 
@@ -313,7 +333,7 @@ const makeKernel = (options: KernelOptions): Effect.Effect<KernelShape, never, S
           tg.worker = worker
           tg.cpuAtStart = worker.lastCpuTime
           setAttention(tg)
-          attachFastWrites(tg, worker)
+          attachFastPaths(tg, worker)
           const context: SyscallContext = {
             tg,
             channel: worker.channel,

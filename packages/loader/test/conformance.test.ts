@@ -2,7 +2,8 @@
  * A sweep of preview1 functions through their raw calls (test/fixtures/c/conformance.c): readdir
  * cookies across cut records, pread/pwrite and offsets, fd_fdstat_set_flags, rights that only
  * drop and bound what a directory opens, NUL bytes and over-long names, readlink truncation,
- * fd_renumber, poll_oneoff over pipes, files, stdin and clocks, sock_* on files, proc_raise.
+ * fd_renumber, poll_oneoff over pipes, files, stdin and clocks, sock_* on files, proc_raise, and
+ * the offset of a host file the worker reads itself, through lseek, pread and a dup.
  */
 import { assert, describe, it } from "@effect/vitest"
 import { exited } from "@runsc/abi"
@@ -67,6 +68,10 @@ describe("preview1 conformance sweep", () => {
         "accept-on-file ENOTSOCK",
         "recv-on-file ENOTSOCK",
         "shutdown-bad-fd EBADF",
+        // A rootfs file read by the worker itself, its offset seen by lseek; dup shares it.
+        "host-read root: 5 x:0: ot: root offset 5",
+        "host-dup x: 0: offset 9",
+        "host-after-close 0: offset 11",
         "raise-ignored ok",
         ""
       ])

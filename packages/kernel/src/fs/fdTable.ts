@@ -29,9 +29,28 @@ export const MAX_FDS = 1024
  */
 export class DescriptionRefs {
   private readonly counts = new Map<FileDescription, number>()
+  /** What to do when a description one entry alone referred to gets a second (see `whenShared`). */
+  private readonly onShared = new Map<FileDescription, () => void>()
 
   retain(description: FileDescription): void {
-    this.counts.set(description, (this.counts.get(description) ?? 0) + 1)
+    const n = (this.counts.get(description) ?? 0) + 1
+    this.counts.set(description, n)
+    if (n === 2) {
+      const unshare = this.onShared.get(description)
+      this.onShared.delete(description)
+      unshare?.()
+    }
+  }
+
+  /** Whether exactly one entry (of any table) refers to `description`. */
+  exclusive(description: FileDescription): boolean {
+    return this.counts.get(description) === 1
+  }
+
+  /** Runs `f` once, when a second entry comes to refer to `description` (or not at all); `cancel` forgets it. */
+  whenShared(description: FileDescription, f: () => void): { readonly cancel: () => void } {
+    this.onShared.set(description, f)
+    return { cancel: () => this.onShared.get(description) === f && this.onShared.delete(description) }
   }
 
   release(description: FileDescription): Effect.Effect<void> {
@@ -41,6 +60,7 @@ export class DescriptionRefs {
       return Effect.void
     }
     this.counts.delete(description)
+    this.onShared.delete(description)
     return description.close
   }
 }

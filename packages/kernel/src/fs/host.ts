@@ -252,14 +252,41 @@ const hostChanges = (dir: HostInode, writes: HostWrites): DirectoryChanges & { r
 /** A regular host file, read and written through its own host fd. */
 class HostFileDescription implements FileDescription {
   readonly filetype = FileType.REGULAR_FILE
-  private position = 0n
+  private ownPosition = 0n
+  /** Where the offset lives while the guest's worker reads the file itself. */
+  private shared: { readonly position: BigInt64Array; readonly index: number } | undefined
+  readonly workerReadable: FileDescription["workerReadable"]
   constructor(
     private readonly fd: number,
     private readonly inode: HostInode,
     private readonly options: OpenOptions,
     /** Set for files of a writable tree: what fsync goes through. */
     private readonly handle?: FsP.FileHandle
-  ) {}
+  ) {
+    // Only a file of a read-only tree: what the worker reads cannot change under the sentry.
+    this.workerReadable = inode.writes === undefined && options.read && !options.write
+      ? {
+        hostFd: fd,
+        share: (position, index) => {
+          position[index] = this.ownPosition
+          this.shared = { position, index }
+        },
+        unshare: () => {
+          if (this.shared !== undefined) this.ownPosition = this.shared.position[this.shared.index]!
+          this.shared = undefined
+        }
+      }
+      : undefined
+  }
+
+  private get position(): bigint {
+    return this.shared === undefined ? this.ownPosition : this.shared.position[this.shared.index]!
+  }
+
+  private set position(value: bigint) {
+    if (this.shared === undefined) this.ownPosition = value
+    else this.shared.position[this.shared.index] = value
+  }
 
   read(length: number, offset?: bigint): Effect.Effect<Uint8Array, SyscallError> {
     const buffer = Buffer.allocUnsafe(length)

@@ -116,6 +116,16 @@ export interface FileDescription {
   readonly setSize?: ((size: bigint) => Effect.Effect<void, SyscallError>) | undefined
   readonly allocate?: ((offset: bigint, length: bigint) => Effect.Effect<void, SyscallError>) | undefined
   readonly setTimes?: ((atim: bigint | undefined, mtim: bigint | undefined) => Effect.Effect<void, SyscallError>) | undefined
+  /**
+   * A host file the guest's worker may read itself while one fd alone refers to this
+   * description: its offset moves to `position[index]` (shared memory the worker updates) until
+   * `unshare` brings it back.
+   */
+  readonly workerReadable?: {
+    readonly hostFd: number
+    share(position: BigInt64Array, index: number): void
+    unshare(): void
+  } | undefined
   /** On a file backed by a writable host file: fsync, or fdatasync when `dataOnly`. */
   readonly sync?: ((dataOnly: boolean) => Effect.Effect<void, SyscallError>) | undefined
 }

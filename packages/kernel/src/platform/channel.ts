@@ -43,7 +43,11 @@ export const I64_SLOT_COUNT = 8
 export const FAST_WRITE_OFFSET = I64_SLOT_OFFSET + I64_SLOT_COUNT * 8
 /** Guest fds below this may take the in-worker write path to a host fd. */
 export const FAST_WRITE_FDS = 32
-export const DATA_OFFSET = 512
+/** Per guest fd below FAST_WRITE_FDS: a host file the worker may read itself (hostFd + 1, or 0). */
+export const FAST_READ_OFFSET = FAST_WRITE_OFFSET + FAST_WRITE_FDS * 4
+/** Per guest fd below FAST_WRITE_FDS: that file's offset, which the worker owns while it reads it. */
+export const FAST_READ_POSITION_OFFSET = FAST_READ_OFFSET + FAST_WRITE_FDS * 4
+export const DATA_OFFSET = 1024
 /** Payload capacity; larger reads and writes are split into several requests by the worker. */
 export const DATA_SIZE = 256 * 1024
 export const CHANNEL_BYTES = DATA_OFFSET + DATA_SIZE
@@ -61,6 +65,8 @@ export class ChannelViews {
   readonly words: Int32Array
   readonly i64: BigInt64Array
   readonly fastWrite: Int32Array
+  readonly fastRead: Int32Array
+  readonly fastReadPosition: BigInt64Array
   readonly data: Uint8Array
   readonly dataView: DataView
 
@@ -68,6 +74,8 @@ export class ChannelViews {
     this.words = new Int32Array(buffer, 0, WORD_COUNT)
     this.i64 = new BigInt64Array(buffer, I64_SLOT_OFFSET, I64_SLOT_COUNT)
     this.fastWrite = new Int32Array(buffer, FAST_WRITE_OFFSET, FAST_WRITE_FDS)
+    this.fastRead = new Int32Array(buffer, FAST_READ_OFFSET, FAST_WRITE_FDS)
+    this.fastReadPosition = new BigInt64Array(buffer, FAST_READ_POSITION_OFFSET, FAST_WRITE_FDS)
     this.data = new Uint8Array(buffer, DATA_OFFSET, DATA_SIZE)
     this.dataView = new DataView(buffer, DATA_OFFSET, DATA_SIZE)
   }
