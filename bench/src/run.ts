@@ -6,6 +6,7 @@
  * bench/results.md.
  */
 import type { ExitStatus } from "@runsc/abi"
+import { CHANNEL_BYTES } from "@runsc/kernel"
 import { spawnSync } from "node:child_process"
 import * as Fs from "node:fs"
 import { createRequire } from "node:module"
@@ -350,8 +351,8 @@ const benchWorkerSpawn = async () => {
     } catch {
       guestWorker = new URL("./platform/worker.js", import.meta.resolve("@runsc/kernel"))
     }
-    // Any SharedArrayBuffer of the channel's size (packages/kernel/src/platform/channel.ts: CHANNEL_BYTES).
-    const channelBytes = 512 + 256 * 1024 // DATA_OFFSET + DATA_SIZE
+    // Any SharedArrayBuffer of the channel's size.
+    const channelBytes = CHANNEL_BYTES
     const ctor: Array<number> = []
     const spawn = (make: () => Worker, record = false) =>
       new Promise<number>((resolve, reject) => {

@@ -10,6 +10,8 @@ export type { SyntheticMount } from "./fs/synthetic.js"
 export { overlay, type OverlayOptions } from "./fs/overlay.js"
 export { MemoryAccount, releaseMemory, Tmpfs } from "./fs/tmpfs.js"
 export { Kernel, type KernelOptions, type KernelShape, type ProcessArgs, type ProcessUsage } from "./kernel.js"
+/** Bytes of one task's syscall channel (a SharedArrayBuffer a guest worker is started with). */
+export { CHANNEL_BYTES } from "./platform/channel.js"
 export { ModuleCache } from "./platform/moduleCache.js"
 export type { WorkerPoolStats } from "./platform/pool.js"
 export type { GuestPlatform, GuestThread, SpawnedThread } from "./platform/pool.js"
