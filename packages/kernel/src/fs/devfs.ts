@@ -14,10 +14,10 @@
 import { Errno, FileType, Whence } from "@runsc/abi"
 import { Effect } from "effect"
 import { randomFillSync } from "node:crypto"
-import type { SyscallError } from "../errors.js"
+import { fail, type SyscallError } from "../errors.js"
 import type { ThreadGroup } from "../task/threadGroup.js"
 import type { FileDescription, Inode, Stat } from "./inode.js"
-import { fail, notDirectory, syntheticDirectory, syntheticStat } from "./synthetic.js"
+import { notDirectory, syntheticDirectory, syntheticStat } from "./synthetic.js"
 
 /** devfs's device number ("DEVF"). */
 const DEV_DEV = 0x44455646n

@@ -6,6 +6,7 @@
 import { Errno } from "@runsc/abi"
 import { Effect } from "effect"
 import { fail, type SyscallError } from "../errors.js"
+import { forwarding } from "./forwarding.js"
 import type { FileDescription } from "./inode.js"
 import type { Dentry } from "./resolve.js"
 
@@ -113,22 +114,13 @@ export class FdTable {
     return Effect.map(this.get(fd), ({ description }) => {
       this.refs.retain(description)
       let closed = false
-      const reopened: FileDescription = {
-        filetype: description.filetype,
-        read: (length, offset, nonBlocking) => description.read(length, offset, nonBlocking),
-        write: (data, offset, nonBlocking) => description.write(data, offset, nonBlocking),
-        seek: (delta, whence) => description.seek(delta, whence),
-        stat: description.stat,
+      return forwarding(description, {
         close: Effect.suspend(() => {
           if (closed) return Effect.void
           closed = true
           return this.refs.release(description)
-        }),
-        ...(description.readiness !== undefined ? { readiness: description.readiness } : {}),
-        ...(description.terminal !== undefined ? { terminal: description.terminal } : {}),
-        ...(description.passthroughHostFd !== undefined ? { passthroughHostFd: description.passthroughHostFd } : {})
-      }
-      return reopened
+        })
+      })
     })
   }
 

@@ -54,18 +54,6 @@ export const toStat = (st: Fs.BigIntStats): Stat => ({
  */
 const host = <A>(f: () => A): Effect.Effect<A, SyscallError> => Effect.try({ try: f, catch: fromHostError })
 
-/**
- * pread on a host fd. The callback `fs.read` is used because it honours a bigint position;
- * FileHandle.read silently treats one as "the current position", and a number loses offsets
- * past 2^53. Streams use it: their reads may wait.
- */
-export const readAt = (fd: number, length: number, position: bigint | null): Effect.Effect<Uint8Array, SyscallError> =>
-  Effect.async<Uint8Array, SyscallError>((resume) => {
-    const buffer = Buffer.allocUnsafe(length)
-    Fs.read(fd, buffer, 0, length, position as number | null, (error, bytesRead) =>
-      resume(error ? Effect.fail(fromHostError(error)) : Effect.succeed(buffer.subarray(0, bytesRead))))
-  })
-
 const lstat = (hostPath: string) => Fs.lstatSync(hostPath, { bigint: true })
 
 /** Host times take seconds as a double: sub-microsecond precision is lost on the host. */

@@ -9,8 +9,20 @@ import { Effect, Exit, Schedule } from "effect"
 import * as Fs from "node:fs"
 import { Changes } from "../changes.js"
 import { fail, fromHostError, type SyscallError } from "../errors.js"
-import { fileTypeOf, readAt, toStat } from "./host.js"
+import { fileTypeOf, toStat } from "./host.js"
 import type { FileDescription, Stat } from "./inode.js"
+
+/**
+ * pread on a host fd. The callback `fs.read` is used because it honours a bigint position;
+ * FileHandle.read silently treats one as "the current position", and a number loses offsets
+ * past 2^53. Asynchronous, because a stream's read may wait.
+ */
+const readAt = (fd: number, length: number, position: bigint | null): Effect.Effect<Uint8Array, SyscallError> =>
+  Effect.async<Uint8Array, SyscallError>((resume) => {
+    const buffer = Buffer.allocUnsafe(length)
+    Fs.read(fd, buffer, 0, length, position as number | null, (error, bytesRead) =>
+      resume(error ? Effect.fail(fromHostError(error)) : Effect.succeed(buffer.subarray(0, bytesRead))))
+  })
 
 // A host pipe or tty opened non-blocking by someone else reports EAGAIN (nothing to read, or
 // no room to write); the sentry polls it instead of parking a libuv thread or its own thread.

@@ -25,6 +25,7 @@ import { Errno, FileType } from "@runsc/abi"
 import { Effect, Either } from "effect"
 import { fail, type SyscallError } from "../errors.js"
 import { directoryDescription } from "./directory.js"
+import { forwarding } from "./forwarding.js"
 import type { DirectoryChanges, DirEntry, FileDescription, Inode, OpenOptions, Stat } from "./inode.js"
 import { type MemoryAccount, releaseMemory, Tmpfs } from "./tmpfs.js"
 
@@ -193,20 +194,16 @@ class OverlayFile extends OverlayNode {
     return Effect.flatMap(this.overlay.locked(copyUp(this)), (upper) => upper.truncate!(size))
   }
 
-  /** `description` as the overlay shows it: its stat in the overlay's numbers; futimens copies up. */
+  /**
+   * `description` as the overlay shows it: its stat in the overlay's numbers; futimens copies up.
+   * The layer's description has no user but this one, so a rootfs file can be lent to a worker.
+   */
   private described(description: FileDescription, fromUpper: boolean): FileDescription {
-    return {
-      filetype: description.filetype,
-      read: (length, offset, nonBlocking) => description.read(length, offset, nonBlocking),
-      ...(description.readInto ? { readInto: (target: Uint8Array, offset?: bigint) => description.readInto!(target, offset) } : {}),
-      write: (data, offset, nonBlocking) => description.write(data, offset, nonBlocking),
-      seek: (delta, whence) => description.seek(delta, whence),
+    return forwarding(description, {
       stat: Effect.map(description.stat, (st) => this.overlay.view(st, fromUpper)),
-      close: description.close,
-      ...(description.setSize ? { setSize: (size: bigint) => description.setSize!(size) } : {}),
-      ...(description.allocate ? { allocate: (offset: bigint, length: bigint) => description.allocate!(offset, length) } : {}),
-      setTimes: (atim, mtim) => this.setTimes(atim, mtim)
-    }
+      setTimes: (atim, mtim) => this.setTimes(atim, mtim),
+      workerReadable: description.workerReadable
+    })
   }
 }
 

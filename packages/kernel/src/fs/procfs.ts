@@ -12,9 +12,10 @@
 import { Errno, FileType, Whence } from "@runsc/abi"
 import { Clock, Effect } from "effect"
 import * as Os from "node:os"
+import { fail } from "../errors.js"
 import type { ThreadGroup } from "../task/threadGroup.js"
 import type { FileDescription, Inode, Stat } from "./inode.js"
-import { fail, notDirectory, syntheticDirectory, syntheticStat, syntheticSymlink } from "./synthetic.js"
+import { notDirectory, syntheticDirectory, syntheticStat, syntheticSymlink } from "./synthetic.js"
 
 /** procfs's device number ("PROC"); inode numbers are derived from pid and file. */
 const PROC_DEV = 0x50524f43n

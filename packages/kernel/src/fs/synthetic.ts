@@ -19,7 +19,6 @@ export type SyntheticMount =
   | { readonly path: string; readonly fs: "tmpfs"; readonly root: Inode }
   | { readonly path: string; readonly fs: "bind"; readonly root: Inode; readonly source: string; readonly readOnly: boolean }
 
-export { fail }
 
 /** A stat of a synthetic file: every time is now. */
 export const syntheticStat = (dev: bigint, ino: bigint, filetype: FileType, size: bigint, mode: number): Effect.Effect<Stat> =>

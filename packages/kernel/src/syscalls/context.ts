@@ -51,7 +51,6 @@ export interface KernelServices {
 
 export type Handler = (c: SyscallContext) => Effect.Effect<void, SyscallError>
 
-export { fail }
 
 /** Runs a wait the guest asked for (a sleep, a read of a stream): the task is blocked, not stuck. */
 export const blocking = <A, E>(c: SyscallContext, wait: Effect.Effect<A, E>): Effect.Effect<A, E> =>

@@ -22,12 +22,12 @@ import {
   SpawnFlags
 } from "@runsc/abi"
 import { Deferred, Effect } from "effect"
-import type { SyscallError } from "../errors.js"
+import { fail, type SyscallError } from "../errors.js"
 import type { FdEntry } from "../fs/fdTable.js"
 import { Word } from "../platform/channel.js"
 import type { ProcessGroup } from "../task/session.js"
 import type { ThreadGroup } from "../task/threadGroup.js"
-import { blocking, fail, type Handler, pathAt, setPayloadLength, setResult, type SyscallContext, u32 } from "./context.js"
+import { blocking, type Handler, pathAt, setPayloadLength, setResult, type SyscallContext, u32 } from "./context.js"
 
 const s32 = (c: SyscallContext, i: number): number => c.channel.words[Word.ARG0 + i]! | 0
 

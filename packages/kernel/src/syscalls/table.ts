@@ -31,14 +31,13 @@ import {
   syscallNames
 } from "@runsc/abi"
 import { Clock, Duration, Effect, Either } from "effect"
-import { SyscallError } from "../errors.js"
+import { fail, type SyscallError } from "../errors.js"
 import type { FdEntry } from "../fs/fdTable.js"
 import type { FileDescription, Stat } from "../fs/inode.js"
 import { type Dentry, MAX_SYMLINK_TRAVERSALS, NAME_MAX, resolve } from "../fs/resolve.js"
 import { DATA_SIZE } from "../platform/channel.js"
 import {
   blocking,
-  fail,
   type Handler,
   i64,
   pathAt,
