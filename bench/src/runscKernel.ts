@@ -38,6 +38,7 @@ export interface GuestResult {
  * clock starts; the measured span is `startProcess` → exit status (worker back in the pool).
  */
 export const runOnKernel = (run: GuestRun): Effect.Effect<GuestResult, unknown, Kernel> =>
+  Effect.scoped(
   Effect.gen(function*() {
     const kernel = yield* Kernel
     const lower = run.rootMode === "writable" ? yield* hostMount(run.rootPath, { writable: true }) : yield* hostRoot(run.rootPath)
@@ -58,7 +59,7 @@ export const runOnKernel = (run: GuestRun): Effect.Effect<GuestResult, unknown, 
     const ms = now() - t0
     yield* kernel.reap(tg)
     return { status, ms }
-  })
+  }))
 
 /**
  * A whole throw-away sandbox, as `runsc do` builds it but without the CLI: Loader layer (kernel,

@@ -4,7 +4,8 @@
  * root filesystem of its root container, the host paths the spec binds in and those the user
  * granted with --allow-read; it may write only the sources of the spec's writable (`rw`) bind
  * mounts, the paths granted with --allow-write, its own control socket, its exit record, its
- * log files and /dev/null. It may start worker threads (the guests), never child processes.
+ * log files and /dev/null. It may start worker threads (the guests) and load runsc's own gofer
+ * addon, never child processes.
  *
  * What it does not cover (Node's model, not ours): a symlink inside a granted directory is
  * followed by the OS wherever it points; confinement of guest paths to their mounts stays the
@@ -170,6 +171,8 @@ export const nodeFlags = (confinement: Confinement): ReadonlyArray<string> | und
   return [
     model,
     "--allow-worker",
+    // The gofer's native core: host files are reached only through it (descriptors, never names).
+    "--allow-addons",
     ...(supported.has("--disable-warning") ? ["--disable-warning=ExperimentalWarning", "--disable-warning=SecurityWarning"] : []),
     // One flag per path: Node 20.20 reads a comma in the value as part of the path.
     ...confinement.read.map((path) => `--allow-fs-read=${path}`),

@@ -28,6 +28,13 @@ export const fail = (errno: Errno): Effect.Effect<never, SyscallError> => Effect
 export const fromHostError = (error: unknown): SyscallError =>
   syscallError(errnoFromHostCode((error as NodeJS.ErrnoException | undefined)?.code))
 
+/** The gofer's native core (built at install with the system C compiler) could not be loaded. */
+export class GoferUnavailable extends Schema.TaggedError<GoferUnavailable>()("GoferUnavailable", { reason: Schema.String }) {
+  override get message(): string {
+    return `the gofer's native core is not built, so no host directory can be mounted (reinstall with a C compiler and Node's headers, e.g. apt-get install gcc): ${this.reason}`
+  }
+}
+
 export class NotWasm extends Schema.TaggedError<NotWasm>()("NotWasm", { path: Schema.String }) {
   override get message(): string {
     return `${this.path}: not a WebAssembly module (no \\0asm header)`

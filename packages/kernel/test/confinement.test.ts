@@ -92,7 +92,7 @@ const contentOf = (d: Dentry) =>
   Effect.map(readAll(d.inode.open({ read: true, write: false })), (b) => new TextDecoder().decode(b))
 
 describe("resolve()", () => {
-  it.live("`..` stops at the root", () =>
+  it.scopedLive("`..` stops at the root", () =>
     Effect.gen(function*() {
       for (const p of ["..", "../..", "../../../../../../..", "/..", "sub/../../..", "./../."]) {
         const r = yield* resolveFrom(p)
@@ -104,7 +104,7 @@ describe("resolve()", () => {
       assert.strictEqual(yield* contentOf(passwd), PASSWD)
     }))
 
-  it.live("absolute paths start at the container root, from any directory", () =>
+  it.scopedLive("absolute paths start at the container root, from any directory", () =>
     Effect.gen(function*() {
       const d = Either.getOrThrow(yield* resolveFrom("/etc/passwd", { from: "sub/deeper" }))
       assert.strictEqual(d.path, "/etc/passwd")
@@ -113,7 +113,7 @@ describe("resolve()", () => {
       assert.strictEqual(rel.path, "/sub/inner.txt")
     }))
 
-  it.live("relative symlinks resolve inside the root; a final symlink is kept without follow", () =>
+  it.scopedLive("relative symlinks resolve inside the root; a final symlink is kept without follow", () =>
     Effect.gen(function*() {
       const followed = Either.getOrThrow(yield* resolveFrom("sub/rel"))
       assert.strictEqual(followed.path, "/hello.txt")
@@ -128,7 +128,7 @@ describe("resolve()", () => {
       assert.strictEqual(Either.getOrThrow(yield* resolveFrom("parentlink/parentlink/etc")).path, "/etc")
     }))
 
-  it.live("an absolute symlink target names that path inside the root, never the host's", () =>
+  it.scopedLive("an absolute symlink target names that path inside the root, never the host's", () =>
     Effect.gen(function*() {
       const evil = Either.getOrThrow(yield* resolveFrom("etc/evil"))
       assert.strictEqual(evil.path, "/etc/passwd")
@@ -141,7 +141,7 @@ describe("resolve()", () => {
       assert.strictEqual(yield* contentOf(mirror), MIRROR)
     }))
 
-  it.live("symlinks planted to reach host files outside the root find nothing there", () =>
+  it.scopedLive("symlinks planted to reach host files outside the root find nothing there", () =>
     Effect.gen(function*() {
       for (const p of ["escape", "escape2", "escapedir/secret2.txt", "hostdir/secretdir/secret2.txt", "sub/up/secret.txt"]) {
         assert.strictEqual(errnoOf(yield* resolveFrom(p)), Errno.NOENT, p)
@@ -152,7 +152,7 @@ describe("resolve()", () => {
       assert.isFalse(secretInos.has((yield* dir.inode.stat).ino))
     }))
 
-  it.live("symlink loops give ELOOP; a final loop without follow is the link itself", () =>
+  it.scopedLive("symlink loops give ELOOP; a final loop without follow is the link itself", () =>
     Effect.gen(function*() {
       for (const p of ["loop1", "loop2", "selfloop", "loop1/x", "selfloop/"]) {
         assert.strictEqual(errnoOf(yield* resolveFrom(p)), Errno.LOOP, p)
@@ -164,7 +164,7 @@ describe("resolve()", () => {
       assert.strictEqual(Either.getOrThrow(yield* resolveFrom("dangling", { follow: false })).path, "/dangling")
     }))
 
-  it.live("ENAMETOOLONG for a component over 255 bytes or a path over PATH_MAX; EINVAL for NUL; ENOENT for ''", () =>
+  it.scopedLive("ENAMETOOLONG for a component over 255 bytes or a path over PATH_MAX; EINVAL for NUL; ENOENT for ''", () =>
     Effect.gen(function*() {
       assert.strictEqual(errnoOf(yield* resolveFrom("a".repeat(256))), Errno.NAMETOOLONG)
       assert.strictEqual(errnoOf(yield* resolveFrom("a".repeat(255))), Errno.NOENT)
@@ -176,7 +176,7 @@ describe("resolve()", () => {
       assert.strictEqual(errnoOf(yield* resolveFrom("")), Errno.NOENT)
     }))
 
-  it.live("name and path limits are in bytes (UTF-8), as on Linux", () =>
+  it.scopedLive("name and path limits are in bytes (UTF-8), as on Linux", () =>
     Effect.gen(function*() {
       // 128 two-byte characters: 256 bytes.
       assert.strictEqual(errnoOf(yield* resolveFrom("é".repeat(128))), Errno.NAMETOOLONG)
@@ -186,7 +186,7 @@ describe("resolve()", () => {
       assert.strictEqual(errnoOf(yield* resolveFrom(longInBytes)), Errno.NAMETOOLONG)
     }))
 
-  it.live("a trailing slash or a path through a file gives ENOTDIR", () =>
+  it.scopedLive("a trailing slash or a path through a file gives ENOTDIR", () =>
     Effect.gen(function*() {
       for (const p of ["hello.txt/", "hello.txt/.", "hello.txt/..", "hello.txt/x", "sub/rel/"]) {
         assert.strictEqual(errnoOf(yield* resolveFrom(p)), Errno.NOTDIR, p)
@@ -217,7 +217,7 @@ describe("resolve()", () => {
         assert.strictEqual(st.ino, atPath.ino, `${path} -> ${d.path} is not the file at that path in the root`)
         assert.strictEqual(st.dev, atPath.dev)
         assert.isFalse(secretInos.has(st.ino), `${path} reached a host secret`)
-      }),
+      }).pipe(Effect.scoped),
     { fastCheck: { numRuns: 300 } }
   )
 })
@@ -317,7 +317,7 @@ const parseDirents = (bytes: Buffer): { entries: Array<Dirent>; truncated: boole
 const runProbe = (bytes: Uint8Array) => Effect.flatMap(rootDentry, (root) => runGuest({ bytes, root }))
 
 layer(kernelLayer, { excludeTestServices: true })("guests in the confined root", (it) => {
-  it.effect("cat reads files of the root by absolute and relative paths, through symlinks", () =>
+  it.scoped("cat reads files of the root by absolute and relative paths, through symlinks", () =>
     Effect.gen(function*() {
       const r = yield* run("cat", ["/etc/passwd", "etc/evil", "/sub/rel", "/dirlink/inner.txt", "/sub/up/hello.txt", "/hostabs"])
       assert.deepStrictEqual(r.status, Exited(0), r.stderr)
@@ -325,7 +325,7 @@ layer(kernelLayer, { excludeTestServices: true })("guests in the confined root",
       if (hostPasswd !== undefined) assert.notInclude(r.stdout, hostPasswd)
     }))
 
-  it.effect("cat never yields a host secret through any planted path", () =>
+  it.scoped("cat never yields a host secret through any planted path", () =>
     Effect.gen(function*() {
       const attempts = [
         "../../../../../secret.txt",
@@ -348,7 +348,7 @@ layer(kernelLayer, { excludeTestServices: true })("guests in the confined root",
       assert.strictEqual(r.stdout, MIRROR)
     }))
 
-  it.effect("stat (lstat) sees links as links, loops as ELOOP, and sizes from the root", () =>
+  it.scoped("stat (lstat) sees links as links, loops as ELOOP, and sizes from the root", () =>
     Effect.gen(function*() {
       const r = yield* run("stat", ["/hello.txt", "/etc/evil", "/sub", "/loop1", "/loop1/x", "/dangling", "/nonexistent", "/escape", "/sub/up/etc/passwd"])
       assert.deepStrictEqual(r.status, Exited(0))
@@ -364,7 +364,7 @@ layer(kernelLayer, { excludeTestServices: true })("guests in the confined root",
       assert.strictEqual(lines[8], `/sub/up/etc/passwd file ${PASSWD.length}`)
     }))
 
-  it.effect("ls lists the root, and `..`-escaping symlinked directories list the root again", () =>
+  it.scoped("ls lists the root, and `..`-escaping symlinked directories list the root again", () =>
     Effect.gen(function*() {
       const typeOf = (name: string) => {
         const st = Fs.lstatSync(Path.join(rootHost, name))
@@ -380,14 +380,14 @@ layer(kernelLayer, { excludeTestServices: true })("guests in the confined root",
       assert.strictEqual(sub.stdout, "d deeper\nf inner.txt\nl rel\nl up\n")
     }))
 
-  it.effect("ls of a directory larger than one readdir buffer lists every entry once", () =>
+  it.scoped("ls of a directory larger than one readdir buffer lists every entry once", () =>
     Effect.gen(function*() {
       const r = yield* run("ls", ["/big"])
       assert.deepStrictEqual(r.status, Exited(0))
       assert.strictEqual(r.stdout, Fs.readdirSync(Path.join(rootHost, "big")).sort().map((n) => `f ${n}\n`).join(""))
     }))
 
-  it.effect("fd_readdir lists `.`, `..` and every entry with its inode, type and next cookie", () =>
+  it.scoped("fd_readdir lists `.`, `..` and every entry with its inode, type and next cookie", () =>
     Effect.gen(function*() {
       const r = yield* runProbe(yield* readdirGuest({ len: 8192 }))
       assert.deepStrictEqual(r.status, Exited(0))
@@ -406,7 +406,7 @@ layer(kernelLayer, { excludeTestServices: true })("guests in the confined root",
       }
     }))
 
-  it.effect("fd_readdir of a subdirectory: `..` is its parent; cookies resume; a short buffer is filled and cut", () =>
+  it.scoped("fd_readdir of a subdirectory: `..` is its parent; cookies resume; a short buffer is filled and cut", () =>
     Effect.gen(function*() {
       const sub = yield* runProbe(yield* readdirGuest({ len: 8192, dir: "sub" }))
       assert.deepStrictEqual(sub.status, Exited(0))
@@ -429,7 +429,7 @@ layer(kernelLayer, { excludeTestServices: true })("guests in the confined root",
       assert.strictEqual(past.stdout, "")
     }))
 
-  it.effect("fd_readdir into a buffer larger than the channel's data area returns every entry once", () =>
+  it.scoped("fd_readdir into a buffer larger than the channel's data area returns every entry once", () =>
     Effect.gen(function*() {
       // /huge holds 2200 × 144-byte records (~310 KiB); the guest asks with a 600 KiB buffer.
       const r = yield* runProbe(yield* readdirGuest({ len: 600 * 1024, dir: "huge", pages: 12 }))
@@ -441,7 +441,7 @@ layer(kernelLayer, { excludeTestServices: true })("guests in the confined root",
       assert.strictEqual(r.stdoutBytes.length, entries.reduce((n, e) => n + 24 + Buffer.byteLength(e.name), 0))
     }))
 
-  it.effect("path_open confines `..`, absolute paths and symlinks to the root", () =>
+  it.scoped("path_open confines `..`, absolute paths and symlinks to the root", () =>
     Effect.gen(function*() {
       const cases: Array<[string, string]> = [
         ["hello.txt", HELLO],
@@ -459,7 +459,7 @@ layer(kernelLayer, { excludeTestServices: true })("guests in the confined root",
       }
     }))
 
-  it.effect("path_open errors: ENOENT for escapes, ELOOP, ENAMETOOLONG, EINVAL, ENOTDIR, EILSEQ", () =>
+  it.scoped("path_open errors: ENOENT for escapes, ELOOP, ENAMETOOLONG, EINVAL, ENOTDIR, EILSEQ", () =>
     Effect.gen(function*() {
       const cases: Array<[string | Uint8Array, number, Parameters<typeof openGuest>[1]?]> = [
         ["escape", Errno.NOENT],
@@ -484,7 +484,7 @@ layer(kernelLayer, { excludeTestServices: true })("guests in the confined root",
       }
     }))
 
-  it.effect("nothing can be written: O_CREAT, O_TRUNC, write rights, mkdir, unlink, rmdir, symlink, rename give EROFS", () =>
+  it.scoped("nothing can be written: O_CREAT, O_TRUNC, write rights, mkdir, unlink, rmdir, symlink, rename give EROFS", () =>
     Effect.gen(function*() {
       const FD_WRITE = 0x40n
       const openCases: Array<[string, number, Parameters<typeof openGuest>[1]]> = [
@@ -521,7 +521,7 @@ layer(kernelLayer, { excludeTestServices: true })("guests in the confined root",
       assert.isTrue(Fs.existsSync(Path.join(rootHost, "sub", "deeper")))
     }))
 
-  it.effect("path_filestat_get and path_readlink see the link, never its host target", () =>
+  it.scoped("path_filestat_get and path_readlink see the link, never its host target", () =>
     Effect.gen(function*() {
       // readlink of /etc/evil returns the stored target text; following it stats the root's passwd.
       const link = yield* runProbe(yield* probe({
@@ -549,7 +549,7 @@ layer(kernelLayer, { excludeTestServices: true })("guests in the confined root",
 })
 
 describe("a writable host tree (rw bind mount)", () => {
-  it.effect("a directory the guest swapped for a symlink to the host is not followed through an inode looked up before", () =>
+  it.scoped("a directory the guest swapped for a symlink to the host is not followed through an inode looked up before", () =>
     Effect.gen(function*() {
       const dir = Fs.mkdtempSync(Path.join(Os.tmpdir(), "runsc-bind-rw-"))
       const outside = Fs.mkdtempSync(Path.join(Os.tmpdir(), "runsc-bind-outside-"))

@@ -17,6 +17,7 @@ import {
   Kernel,
   type PidNamespace,
   type SyntheticMount,
+  type GoferUnavailable,
   type SyscallError,
   type ThreadGroup
 } from "../src/index.js"
@@ -62,7 +63,7 @@ export const tempDir = (prefix = "runsc-kernel-test-"): Effect.Effect<string, ne
   )
 
 /** The root dentry of a host directory served as a container root. */
-export const rootOf = (dir: string): Effect.Effect<Dentry, SyscallError> => Effect.map(hostRoot(dir), Dentry.root)
+export const rootOf = (dir: string): Effect.Effect<Dentry, SyscallError | GoferUnavailable, Scope.Scope> => Effect.map(hostRoot(dir), Dentry.root)
 
 /** A host fd opened on a temp file, closed with the scope; `read` returns the whole file. */
 export const captureFile = (dir: string, name: string, content?: string) =>
@@ -102,7 +103,7 @@ export interface GuestOptions {
  */
 export const startGuest = (
   options: GuestOptions
-): Effect.Effect<GuestRun, InvalidModule | SyscallError, Kernel | Scope.Scope> =>
+): Effect.Effect<GuestRun, InvalidModule | SyscallError | GoferUnavailable, Kernel | Scope.Scope> =>
   Effect.gen(function*() {
     const kernel = yield* Kernel
     const io = yield* tempDir("runsc-io-")
@@ -141,7 +142,7 @@ export interface GuestResult {
 export const runGuest = (
   options: GuestOptions,
   timeout: Duration.DurationInput = "20 seconds"
-): Effect.Effect<GuestResult, InvalidModule | SyscallError, Kernel> =>
+): Effect.Effect<GuestResult, InvalidModule | SyscallError | GoferUnavailable, Kernel> =>
   Effect.scoped(
     Effect.gen(function*() {
       const run = yield* startGuest(options)

@@ -82,7 +82,7 @@ const withHost = <A>(f: (root: Inode, dir: string) => Effect.Effect<A, unknown>,
   })
 
 describe("overlay over a host tree", () => {
-  it.effect("reads the host; a write copies the file up, keeps its mode, and every holder sees it", () =>
+  it.scoped("reads the host; a write copies the file up, keeps its mode, and every holder sees it", () =>
     withHost((root) =>
       Effect.gen(function*() {
         const file = yield* root.lookup("greeting")
@@ -100,7 +100,7 @@ describe("overlay over a host tree", () => {
         yield* fd.close
       })))
 
-  it.effect("a copy-up of a deep file copies its directories, which keep their other entries", () =>
+  it.scoped("a copy-up of a deep file copies its directories, which keep their other entries", () =>
     withHost((root) =>
       Effect.gen(function*() {
         const leaf = yield* walk(root, "etc/deep/leaf")
@@ -110,7 +110,7 @@ describe("overlay over a host tree", () => {
         assert.strictEqual(yield* readAll(yield* walk(root, "etc/config")), "a=1\n")
       })))
 
-  it.effect("unlink whites out a host file; a new one of that name starts empty", () =>
+  it.scoped("unlink whites out a host file; a new one of that name starts empty", () =>
     withHost((root) =>
       Effect.gen(function*() {
         yield* root.changes!.unlink("greeting")
@@ -121,7 +121,7 @@ describe("overlay over a host tree", () => {
         assert.include((yield* root.readdir).map((e) => e.name), "greeting")
       })))
 
-  it.effect("rmdir needs the merged directory empty; a directory made again shows nothing of the host's", () =>
+  it.scoped("rmdir needs the merged directory empty; a directory made again shows nothing of the host's", () =>
     withHost((root) =>
       Effect.gen(function*() {
         assert.strictEqual(yield* errnoOf(root.changes!.rmdir("etc")), Errno.NOTEMPTY)
@@ -137,7 +137,7 @@ describe("overlay over a host tree", () => {
         assert.deepStrictEqual(yield* (yield* root.lookup("etc")).readdir, [], "opaque: the host's entries stay hidden")
       })))
 
-  it.effect("rename moves a host file (copied up) and whites out its old name; a host directory is EXDEV", () =>
+  it.scoped("rename moves a host file (copied up) and whites out its old name; a host directory is EXDEV", () =>
     withHost((root) =>
       Effect.gen(function*() {
         const etc = yield* root.lookup("etc")
@@ -153,7 +153,7 @@ describe("overlay over a host tree", () => {
         assert.strictEqual(yield* errnoOf(root.changes!.rename("empty", etc.changes!, "x")), Errno.SUCCESS, "a directory made in memory moves")
       })))
 
-  it.effect("a hard link to a host file is one file under two names", () =>
+  it.scoped("a hard link to a host file is one file under two names", () =>
     withHost((root) =>
       Effect.gen(function*() {
         yield* root.changes!.link("second", yield* root.lookup("greeting"))
@@ -164,7 +164,7 @@ describe("overlay over a host tree", () => {
         assert.strictEqual(a!.nlink, 2n)
       })))
 
-  it.effect("times of a host symlink and directory change in memory", () =>
+  it.scoped("times of a host symlink and directory change in memory", () =>
     withHost((root) =>
       Effect.gen(function*() {
         const link = yield* root.lookup("link")
@@ -177,7 +177,7 @@ describe("overlay over a host tree", () => {
         assert.strictEqual((yield* fd.stat).mtim, 9_000_000_000n)
       })))
 
-  it.effect("a copy-up past the memory limit fails ENOSPC and leaves no half file", () =>
+  it.scoped("a copy-up past the memory limit fails ENOSPC and leaves no half file", () =>
     withHost((root) =>
       Effect.gen(function*() {
         assert.strictEqual(yield* errnoOf(writeAt(yield* root.lookup("greeting"), "x")), Errno.NOSPC)
@@ -185,7 +185,7 @@ describe("overlay over a host tree", () => {
         assert.strictEqual(yield* errnoOf(writeAt(yield* root.lookup("link"), "x")), Errno.LOOP)
       }), 8))
 
-  it.effect("concurrent writers of one host file copy it up once", () =>
+  it.scoped("concurrent writers of one host file copy it up once", () =>
     withHost((root) =>
       Effect.gen(function*() {
         const file = yield* root.lookup("greeting")

@@ -29,7 +29,7 @@ import {
   Tmpfs
 } from "@runsc/kernel"
 import { type Bundle, getEnv, isBindMount, isReadOnlyMount, resolveEnv, type Spec } from "@runsc/spec"
-import { Effect } from "effect"
+import { Effect, type Scope } from "effect"
 import * as FsP from "node:fs/promises"
 import * as Path from "node:path"
 import { InvalidCwd, InvalidMount, InvalidRoot, ProgramNotReadable } from "./errors.js"
@@ -68,7 +68,7 @@ const homeFromPasswd = (root: Dentry, uid: number, files: ContentCache) =>
  * overlay that keeps the container's changes in the sandbox's memory, unless the spec asks for
  * a read-only root. Each container gets its own, so no two see each other's changes.
  */
-export const openRoot = (bundle: Bundle, overlayOptions: OverlayOptions): Effect.Effect<Dentry, InvalidRoot> =>
+export const openRoot = (bundle: Bundle, overlayOptions: OverlayOptions): Effect.Effect<Dentry, InvalidRoot, Scope.Scope> =>
   hostRoot(bundle.rootPath).pipe(
     Effect.flatMap((lower) => bundle.spec.root?.readonly === true ? Effect.succeed(lower) : overlay(lower, overlayOptions)),
     Effect.map((inode) => Dentry.root(inode)),
@@ -85,8 +85,12 @@ export const openRoot = (bundle: Bundle, overlayOptions: OverlayOptions): Effect
  * guest's changes reach the host directory or file.
  * `instance` numbers each tmpfs (its device number). Other mount types are ignored.
  */
-export const syntheticMountsOf = (bundle: Bundle, instance: () => number, account: MemoryAccount): Effect.Effect<ReadonlyArray<SyntheticMount>, InvalidMount> =>
-  Effect.forEach(bundle.spec.mounts ?? [], (m): Effect.Effect<ReadonlyArray<SyntheticMount>, InvalidMount> => {
+export const syntheticMountsOf = (
+  bundle: Bundle,
+  instance: () => number,
+  account: MemoryAccount
+): Effect.Effect<ReadonlyArray<SyntheticMount>, InvalidMount, Scope.Scope> =>
+  Effect.forEach(bundle.spec.mounts ?? [], (m): Effect.Effect<ReadonlyArray<SyntheticMount>, InvalidMount, Scope.Scope> => {
     const path = Path.posix.normalize(m.destination).replace(/(.)\/$/, "$1")
     if (m.type === "proc") return Effect.succeed([{ path, fs: "proc" }])
     if (path === "/dev" && (m.type === "tmpfs" || m.type === "devtmpfs")) return Effect.succeed([{ path, fs: "dev" }])

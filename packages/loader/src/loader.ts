@@ -354,8 +354,9 @@ const makeLoader = (args: LoaderArgs & { readonly bundle: Bundle }) =>
         const { spec } = bundle
         const process = spec.process
         if (process === undefined) return yield* new InvalidCwd({ cwd: "", reason: "config.json has no process to run" })
-        const rootDentry = yield* openRoot(bundle, { instance: ++tmpfsInstances, account: memory })
-        const mounts = yield* syntheticMountsOf(bundle, () => ++tmpfsInstances, memory)
+        // The host trees' descriptors are the container's: closed with its scope.
+        const rootDentry = yield* openRoot(bundle, { instance: ++tmpfsInstances, account: memory }).pipe(Scope.extend(container.scope))
+        const mounts = yield* syntheticMountsOf(bundle, () => ++tmpfsInstances, memory).pipe(Scope.extend(container.scope))
         // What the container's in-memory files hold goes back to the sandbox when it is destroyed.
         yield* Scope.addFinalizer(container.scope, Effect.sync(() => {
           releaseMemory(rootDentry.inode)

@@ -1,30 +1,36 @@
 /**
- * The gofer: a host directory tree served to the sandbox, read-only (the root under its
- * overlay, `ro` bind mounts) or writable (`rw` bind mounts: the guest's changes reach the host).
+ * The gofer: a host directory tree, or a single host file, served to the sandbox, read-only (the
+ * root under its overlay, `ro` bind mounts) or writable (`rw` bind mounts: the guest's changes
+ * reach the host).
  *
- * Confinement: an inode is only ever created by `lookup` of one validated component under a
- * directory inode, starting from the tree's root, and each is examined with lstat, so a host
- * symlink is an inode of type symlink (resolved by the sentry inside the container root), never
- * followed by the host. Files are opened with O_NOFOLLOW, and every call that names a path acts
- * on its last component without following it.
+ * Confinement is the native core's (goferCore.ts, native/gofer.c). A tree is a descriptor opened
+ * when it is mounted and closed with the mount's scope. Every host call walks down from it, one
+ * component at a time and following no host symlink, to the directory the call acts in; checks
+ * that this is still the directory the sentry looked up (device and inode); and acts on one
+ * entry of it, unfollowed. No call names a host path. So a guest that renames directories or
+ * plants symlinks through another mount of the same host tree (or another sandbox, through its
+ * own mounts) cannot make a call reach outside the tree. A directory that moved or was replaced
+ * under an inode the sentry holds is ENOENT below it; a file that was replaced is ENOENT to open.
  *
- * Node has no openat, so calls name host paths, and a path's directories could be swapped for
- * symlinks between a lookup and a later use. In a read-only tree the guest cannot change
- * anything, so it cannot do that. In a writable tree every call first checks that the directory
- * it acts in is still the one looked up (same device and inode, reached through no symlink);
- * check and call run in one synchronous turn, so none of the guest's own changes can come
- * between them. A host process that swaps directories under a live sandbox is out of scope
- * until the gofer holds directory fds.
+ * A host symlink is an inode of type symlink, resolved by the sentry inside the container root.
+ * Devices, FIFOs and sockets of the host tree are never opened: they could block the sentry or
+ * reach host resources.
+ *
+ * Host calls are synchronous: on a local filesystem one takes microseconds, and a round trip
+ * through libuv's thread pool costs 80-170 µs more. The price: a slow host filesystem (NFS,
+ * FUSE) stalls the sentry for as long as each call takes. Each call runs to its end before the
+ * sentry does anything else, so no guest's change comes between its steps.
  */
 import { Errno, FileType, Whence } from "@runsc/abi"
-import { Effect } from "effect"
+import { Effect, type Scope } from "effect"
 import * as Fs from "node:fs"
-import * as FsP from "node:fs/promises"
-import * as Path from "node:path"
-import { fail, fromHostError, type SyscallError } from "../errors.js"
+import * as Os from "node:os"
+import { fail, fromHostError, type GoferUnavailable, type SyscallError } from "../errors.js"
 import { directoryDescription } from "./directory.js"
+import { coreError, failed, fileTypeOfMode, goferCore, readStat, statBuffer } from "./goferCore.js"
 import type { DirectoryChanges, DirEntry, FileDescription, Inode, OpenOptions, Stat } from "./inode.js"
 
+/** Node's stat of a host fd as a FileType (host stdio, which the sandbox process was given). */
 export const fileTypeOf = (st: Fs.BigIntStats | Fs.Stats): FileType =>
   st.isDirectory() ? FileType.DIRECTORY
   : st.isFile() ? FileType.REGULAR_FILE
@@ -46,194 +52,188 @@ export const toStat = (st: Fs.BigIntStats): Stat => ({
   mode: Number(st.mode & 0o7777n)
 })
 
+type Core = Effect.Effect.Success<typeof goferCore>
+
+/** A core call's result as an Effect: made when the effect runs, failed with its errno. */
+const call = <A>(f: () => A | number): Effect.Effect<A, SyscallError> =>
+  Effect.suspend(() => {
+    const result = f()
+    return failed(result) ? Effect.fail(coreError(result)) : Effect.succeed(result as A)
+  })
+
 /**
- * A host call, made synchronously: on a local filesystem a call takes microseconds, and the
- * round trip through libuv's thread pool costs 80-170 µs more than the call itself (a 64 KiB
- * read: 10 µs sync, 170 µs async). The price: a slow host filesystem (NFS, FUSE) stalls the
- * sentry for as long as each call takes. Streams (stdin, pipes) never come here.
+ * The stat a core call filled `statBuffer` with: read in the same synchronous step as the call,
+ * since the buffer is shared and the fiber may yield between two steps.
  */
+const withStat = (result: number): Stat | number => (failed(result) ? result : readStat())
+
+/** A Node fd call (reads, writes, truncation on an fd the core opened). */
 const host = <A>(f: () => A): Effect.Effect<A, SyscallError> => Effect.try({ try: f, catch: fromHostError })
 
-const lstat = (hostPath: string) => Fs.lstatSync(hostPath, { bigint: true })
+/** "Leave this time as it is", to the core. */
+const OMIT = -1n
+const ENOENT = -Os.constants.errno.ENOENT
 
-/** Host times take seconds as a double: sub-microsecond precision is lost on the host. */
-const seconds = (ns: bigint) => Number(ns) / 1e9
+const { O_APPEND, O_CREAT, O_EXCL, O_RDONLY, O_RDWR, O_WRONLY } = Fs.constants
 
-/** Throws ENOENT (as a host error) unless `inode`'s host path still names it, through no symlink. */
-const check = (inode: HostInode): void => {
-  const st = lstat(inode.hostPath)
-  const same = Fs.realpathSync.native(inode.hostPath) === inode.hostPath && fileTypeOf(st) === inode.filetype &&
-    st.dev === inode.lookupStat.dev && st.ino === inode.lookupStat.ino
-  if (!same) throw Object.assign(new Error("moved"), { code: "ENOENT" })
-}
+/** A mounted host tree: the descriptor every call starts from, held until the mount's scope closes. */
+class HostTree {
+  constructor(readonly core: Core, private descriptor: number, readonly writable: boolean) {}
 
-/**
- * The checks of a writable host tree (see the module's comment). Most host calls are
- * synchronous, so a check and the call after it run in one turn of the sentry; the one that is
- * not (opening a file to write, see `open`) holds the tree's lock, which every call takes, so
- * no change of the guest's can come between a check and its call.
- */
-class HostWrites {
-  constructor(private readonly lock: Effect.Semaphore) {}
-
-  /** Runs `f` once each of `places` is known to still be where it was looked up. */
-  in<A>(places: ReadonlyArray<HostInode>, f: () => A): Effect.Effect<A, SyscallError> {
-    return this.lock.withPermits(1)(host(() => {
-      places.forEach(check)
-      return f()
-    }))
+  /** -1 once closed, which every call then fails with EBADF: a closed number may be reused by another file. */
+  get fd(): number {
+    return this.descriptor
   }
 
-  /** `in` for an asynchronous call. */
-  inAsync<A>(places: ReadonlyArray<HostInode>, f: () => Promise<A>): Effect.Effect<A, SyscallError> {
-    return this.lock.withPermits(1)(Effect.zipRight(host(() => places.forEach(check)), Effect.tryPromise({ try: f, catch: fromHostError })))
+  close(): void {
+    if (this.descriptor >= 0) this.core.close(this.descriptor)
+    this.descriptor = -1
   }
 }
 
 class HostInode implements Inode {
   readonly filetype: FileType
-  readonly lookupStat: Stat
   readonly identity: string | undefined
   readonly changes?: DirectoryChanges
+  /** Below the tree's root ("" for the root itself): where the core walks to when this is a directory. */
+  readonly path: string
 
   constructor(
-    readonly hostPath: string,
-    st: Fs.BigIntStats,
+    readonly tree: HostTree,
     /** The directory it was looked up in (undefined for the tree's root). */
     private readonly parent: HostInode | undefined,
-    /** Set for a writable tree. */
-    readonly writes: HostWrites | undefined
+    /** Its name in `parent`. */
+    readonly name: string,
+    readonly lookupStat: Stat
   ) {
-    this.filetype = fileTypeOf(st)
-    this.lookupStat = toStat(st)
+    this.filetype = lookupStat.filetype
+    this.path = parent === undefined ? "" : parent.path === "" ? name : `${parent.path}/${name}`
     // What the guest may change cannot be cached by what it was at lookup.
-    this.identity = writes === undefined ? `${st.dev}:${st.ino}:${st.size}:${st.mtimeNs}:${st.ctimeNs}` : undefined
-    if (writes !== undefined && this.filetype === FileType.DIRECTORY) this.changes = hostChanges(this, writes)
+    this.identity = tree.writable ? undefined : `${lookupStat.dev}:${lookupStat.ino}:${lookupStat.size}:${lookupStat.mtim}:${lookupStat.ctim}`
+    if (tree.writable && this.filetype === FileType.DIRECTORY) this.changes = hostChanges(this)
+  }
+
+  /** The core's arguments naming this directory: the tree, the path below it, and what it was looked up as. */
+  dirCall<A>(f: (core: Core, root: number, dir: string, dev: bigint, ino: bigint) => A | number): Effect.Effect<A, SyscallError> {
+    return call(() => f(this.tree.core, this.tree.fd, this.path, this.lookupStat.dev, this.lookupStat.ino))
   }
 
   /**
-   * The inode whose host path must be checked before this one's is used: its directory (calls
-   * act on the last component unfollowed), or itself for the tree's root.
+   * A core call on this inode itself: made in its directory on its name, or, for the tree's root,
+   * on the root directory itself (name ""). A tree whose root is a file has no directory: see `isFileRoot`.
    */
-  get place(): HostInode {
-    return this.parent ?? this
+  selfCall<A>(f: (core: Core, root: number, dir: string, dev: bigint, ino: bigint, name: string) => A | number): Effect.Effect<A, SyscallError> {
+    const at = this.parent ?? this
+    return at.dirCall((core, root, dir, dev, ino) => f(core, root, dir, dev, ino, this.parent === undefined ? "" : this.name))
   }
 
-  /** Runs `f` on this inode's host path: in a writable tree, in a checked directory. */
-  at<A>(f: (hostPath: string) => A): Effect.Effect<A, SyscallError> {
-    return this.writes === undefined ? host(() => f(this.hostPath)) : this.writes.in([this.place], () => f(this.hostPath))
-  }
-
-  /** Runs `f` on the host path of `name` in this directory, or of the directory itself (see `at`). */
-  child<A>(name: string | undefined, f: (hostPath: string) => A): Effect.Effect<A, SyscallError> {
-    const path = name === undefined ? this.hostPath : Path.join(this.hostPath, name)
-    return this.writes === undefined ? host(() => f(path)) : this.writes.in([this], () => f(path))
+  /** A bind mount of a single file: its tree's descriptor is the file itself. */
+  private get isFileRoot(): boolean {
+    return this.parent === undefined && this.filetype !== FileType.DIRECTORY
   }
 
   get stat(): Effect.Effect<Stat, SyscallError> {
-    return this.at((p) => toStat(lstat(p)))
+    if (this.isFileRoot) return call(() => withStat(this.tree.core.fstat(this.tree.fd, statBuffer)))
+    return this.selfCall((core, root, dir, dev, ino, name) => withStat(core.stat(root, dir, dev, ino, name, statBuffer)))
   }
 
   lookup(name: string): Effect.Effect<Inode, SyscallError> {
     if (this.filetype !== FileType.DIRECTORY) return fail(Errno.NOTDIR)
-    // A missing name is common (PATH searches, O_CREAT): asked without making Node build an error.
-    const found = this.child(name, (p) => {
-      const st = Fs.lstatSync(p, { bigint: true, throwIfNoEntry: false })
-      return st && new HostInode(p, st, this, this.writes)
-    })
-    return Effect.flatMap(found, (inode) => (inode === undefined ? fail(Errno.NOENT) : Effect.succeed(inode)))
+    // A missing name is common (PATH searches, O_CREAT): the core answers it without an exception.
+    return this.dirCall((core, root, dir, dev, ino) => withStat(core.stat(root, dir, dev, ino, name, statBuffer))).pipe(
+      Effect.map((st): Inode => new HostInode(this.tree, this, name, st))
+    )
   }
 
   get readdir(): Effect.Effect<ReadonlyArray<DirEntry>, SyscallError> {
     if (this.filetype !== FileType.DIRECTORY) return fail(Errno.NOTDIR)
-    // Listing follows the path to its end: the directory itself must be checked, not only its parent.
-    return this.child(undefined, (dir) =>
-      Fs.readdirSync(dir).sort().flatMap((name): Array<DirEntry> => {
-        try {
-          const st = lstat(Path.join(dir, name))
-          return [{ name, ino: st.ino, filetype: fileTypeOf(st) }]
-        } catch {
-          // An entry removed between readdir and lstat is simply not listed.
-          return []
-        }
-      }))
+    return this.dirCall((core, root, dir, dev, ino) => core.readdir(root, dir, dev, ino)).pipe(
+      Effect.map(([names, inos, modes]) =>
+        names.map((name, i): DirEntry => ({ name, ino: inos[i]!, filetype: fileTypeOfMode(modes[i]!) })).sort(byName)
+      )
+    )
   }
 
   get readlink(): Effect.Effect<string, SyscallError> {
     if (this.filetype !== FileType.SYMBOLIC_LINK) return fail(Errno.INVAL)
-    return this.at((p) => Fs.readlinkSync(p))
+    return this.selfCall((core, root, dir, dev, ino, name) => core.readlink(root, dir, dev, ino, name))
+  }
+
+  /** A host fd of this regular file, opened with `flags`, checked to be the file looked up. */
+  private openHost(flags: number): Effect.Effect<number, SyscallError> {
+    const checked = (core: Core, fd: number): number => {
+      if (failed(fd) || (statBuffer[0] === BigInt.asIntN(64, this.lookupStat.dev) && statBuffer[1] === BigInt.asIntN(64, this.lookupStat.ino))) return fd
+      // Another file has taken the name since the lookup.
+      core.close(fd)
+      return -ENOENT
+    }
+    return this.isFileRoot
+      ? call(() => checked(this.tree.core, this.tree.core.reopen(this.tree.fd, flags, statBuffer)))
+      : this.selfCall((core, root, dir, dev, ino, name) => checked(core, core.open(root, dir, dev, ino, name, flags, 0, statBuffer)))
   }
 
   open(options: OpenOptions): Effect.Effect<FileDescription, SyscallError> {
     if (this.filetype === FileType.DIRECTORY) return options.write ? fail(Errno.ISDIR) : Effect.succeed(directoryDescription(this))
-    // Devices, sockets and fifos of the host tree are not opened: they could block the sentry
-    // or reach host resources.
     if (this.filetype !== FileType.REGULAR_FILE) return fail(Errno.ACCES)
-    if (options.write && this.writes === undefined) return fail(Errno.ROFS)
-    const { O_APPEND, O_NOFOLLOW, O_RDONLY, O_RDWR, O_WRONLY } = Fs.constants
-    const flags = O_NOFOLLOW | (options.write ? (options.read ? O_RDWR : O_WRONLY) | (options.append ? O_APPEND : 0) : O_RDONLY)
-    if (this.writes === undefined) return Effect.map(this.at((p) => Fs.openSync(p, flags)), (fd) => new HostFileDescription(fd, this, options))
-    // A FileHandle, because Node 20's permission model refuses fsync on a plain fd of a
-    // confined sandbox and allows FileHandle.sync.
-    return Effect.map(
-      this.writes.inAsync([this.place], () => FsP.open(this.hostPath, flags)),
-      (handle) => new HostFileDescription(handle.fd, this, options, handle)
-    )
+    if (options.write && !this.tree.writable) return fail(Errno.ROFS)
+    const flags = options.write ? (options.read ? O_RDWR : O_WRONLY) | (options.append ? O_APPEND : 0) : O_RDONLY
+    return Effect.map(this.openHost(flags), (fd) => new HostFileDescription(fd, this, options))
   }
 
   readonly truncate = (size: bigint): Effect.Effect<void, SyscallError> =>
-    this.writes === undefined ? fail(Errno.ROFS) : this.at((p) => {
-      const fd = Fs.openSync(p, Fs.constants.O_WRONLY | Fs.constants.O_NOFOLLOW)
-      try {
-        Fs.ftruncateSync(fd, Number(size))
-      } finally {
-        Fs.closeSync(fd)
-      }
-    })
+    !this.tree.writable ? fail(Errno.ROFS) : Effect.flatMap(this.openHost(O_WRONLY), (fd) =>
+      host(() => {
+        try {
+          Fs.ftruncateSync(fd, Number(size))
+        } finally {
+          Fs.closeSync(fd)
+        }
+      }))
 
-  readonly setTimes = (atim: bigint | undefined, mtim: bigint | undefined): Effect.Effect<void, SyscallError> =>
-    this.writes === undefined ? fail(Errno.ROFS) : this.at((p) => {
-      const st = lstat(p)
-      // lutimes: a symlink's own times, never its target's.
-      Fs.lutimesSync(p, seconds(atim ?? st.atimeNs), seconds(mtim ?? st.mtimeNs))
-    })
+  readonly setTimes = (atim: bigint | undefined, mtim: bigint | undefined): Effect.Effect<void, SyscallError> => {
+    if (!this.tree.writable) return fail(Errno.ROFS)
+    if (this.isFileRoot) {
+      return Effect.flatMap(this.openHost(O_RDONLY), (fd) =>
+        call(() => {
+          const result = this.tree.core.futimens(fd, atim ?? OMIT, mtim ?? OMIT)
+          this.tree.core.close(fd)
+          return result
+        }))
+    }
+    // A symlink's own times, never its target's.
+    return this.selfCall((core, root, dir, dev, ino, name) => core.utimens(root, dir, dev, ino, name, atim ?? OMIT, mtim ?? OMIT))
+  }
 }
 
-/** The changes of a directory of a writable host tree: each a host call on its last component, unfollowed. */
-const hostChanges = (dir: HostInode, writes: HostWrites): DirectoryChanges & { readonly directory: HostInode } => ({
-  filesystem: writes,
+const byName = (a: DirEntry, b: DirEntry) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0)
+
+/** The changes of a directory of a writable host tree: each one core call on one entry, unfollowed. */
+const hostChanges = (dir: HostInode): DirectoryChanges & { readonly directory: HostInode } => ({
+  filesystem: dir.tree,
   directory: dir,
   create: (name, mode = 0o644) =>
-    Effect.zipRight(
-      dir.child(name, (p) => {
-        const { O_CREAT, O_EXCL, O_NOFOLLOW, O_WRONLY } = Fs.constants
-        Fs.closeSync(Fs.openSync(p, O_CREAT | O_EXCL | O_WRONLY | O_NOFOLLOW, mode))
-      }),
-      dir.lookup(name)
-    ),
-  mkdir: (name, mode = 0o755) => dir.child(name, (p) => Fs.mkdirSync(p, mode)),
-  symlink: (name, target) =>
-    dir.child(name, (p) => Fs.symlinkSync(target, p)).pipe(
-      // Node 20's permission model refuses every symlink of a confined sandbox (it checks the
-      // target as a host path): the filesystem does not support symlinks, as Linux says it.
-      Effect.catchIf((e) => e.errno === Errno.ACCES, () => fail(Errno.PERM))
-    ),
+    dir.dirCall((core, root, path, dev, ino) => {
+      const fd = core.open(root, path, dev, ino, name, O_CREAT | O_EXCL | O_WRONLY, mode, statBuffer)
+      if (failed(fd)) return fd
+      core.close(fd)
+      return readStat()
+    }).pipe(Effect.map((st): Inode => new HostInode(dir.tree, dir, name, st))),
+  mkdir: (name, mode = 0o755) => dir.dirCall((core, root, path, dev, ino) => core.mkdir(root, path, dev, ino, name, mode)),
+  symlink: (name, target) => dir.dirCall((core, root, path, dev, ino) => core.symlink(target, root, path, dev, ino, name)),
   link: (name, target) => {
-    if (!(target instanceof HostInode) || target.writes !== writes) return fail(Errno.XDEV)
+    if (!(target instanceof HostInode) || target.tree !== dir.tree) return fail(Errno.XDEV)
     if (target.filetype === FileType.DIRECTORY) return fail(Errno.PERM)
-    // link(2) does not follow a symlink it links; both directories are checked.
-    return writes.in([target.place, dir], () => Fs.linkSync(target.hostPath, Path.join(dir.hostPath, name)))
+    // The file's own directory and name, and the file it must still be there.
+    return target.selfCall((core, root, fromDir, fromDev, fromIno, fromName) =>
+      core.link(root, fromDir, fromDev, fromIno, fromName, target.lookupStat.ino, root, dir.path, dir.lookupStat.dev, dir.lookupStat.ino, name))
   },
-  unlink: (name) =>
-    dir.child(name, (p) => {
-      if (lstat(p).isDirectory()) throw Object.assign(new Error("is a directory"), { code: "EISDIR" })
-      Fs.unlinkSync(p)
-    }),
-  rmdir: (name) => dir.child(name, (p) => Fs.rmdirSync(p)),
+  unlink: (name) => dir.dirCall((core, root, path, dev, ino) => core.unlink(root, path, dev, ino, name, false)),
+  rmdir: (name) => dir.dirCall((core, root, path, dev, ino) => core.unlink(root, path, dev, ino, name, true)),
   rename: (name, to, toName) => {
     const target = (to as { readonly directory?: unknown }).directory
-    if (to.filesystem !== writes || !(target instanceof HostInode)) return fail(Errno.XDEV)
-    return writes.in([dir, target], () => Fs.renameSync(Path.join(dir.hostPath, name), Path.join(target.hostPath, toName)))
+    if (to.filesystem !== dir.tree || !(target instanceof HostInode)) return fail(Errno.XDEV)
+    return dir.dirCall((core, root, path, dev, ino) =>
+      core.rename(root, path, dev, ino, name, root, target.path, target.lookupStat.dev, target.lookupStat.ino, toName))
   }
 })
 
@@ -247,12 +247,10 @@ class HostFileDescription implements FileDescription {
   constructor(
     private readonly fd: number,
     private readonly inode: HostInode,
-    private readonly options: OpenOptions,
-    /** Set for files of a writable tree: what fsync goes through. */
-    private readonly handle?: FsP.FileHandle
+    private readonly options: OpenOptions
   ) {
     // Only a file of a read-only tree: what the worker reads cannot change under the sentry.
-    this.workerReadable = inode.writes === undefined && options.read && !options.write
+    this.workerReadable = !inode.tree.writable && options.read && !options.write
       ? {
         hostFd: fd,
         share: (position, index) => {
@@ -315,28 +313,22 @@ class HostFileDescription implements FileDescription {
 
   /** The open file's own stat (fstat): right even after the name moved. */
   get stat(): Effect.Effect<Stat, SyscallError> {
-    return host(() => toStat(Fs.fstatSync(this.fd, { bigint: true })))
+    return call(() => withStat(this.inode.tree.core.fstat(this.fd, statBuffer)))
   }
 
   get close(): Effect.Effect<void> {
-    const handle = this.handle
-    if (handle !== undefined) return Effect.promise(() => handle.close().catch(() => undefined))
     return Effect.sync(() => {
-      try {
-        Fs.closeSync(this.fd)
-      } catch {
-        // Already closed: nothing to release.
-      }
+      this.inode.tree.core.close(this.fd)
     })
   }
 
   get setSize(): ((size: bigint) => Effect.Effect<void, SyscallError>) | undefined {
-    if (this.inode.writes === undefined) return undefined
+    if (!this.inode.tree.writable) return undefined
     return (size) => (this.options.write ? host(() => Fs.ftruncateSync(this.fd, Number(size))) : fail(Errno.BADF))
   }
 
   get allocate(): ((offset: bigint, length: bigint) => Effect.Effect<void, SyscallError>) | undefined {
-    if (this.inode.writes === undefined) return undefined
+    if (!this.inode.tree.writable) return undefined
     // Extends (sparse) and never clobbers: Node has no posix_fallocate.
     return (offset, length) =>
       this.options.write
@@ -347,40 +339,38 @@ class HostFileDescription implements FileDescription {
   }
 
   get setTimes(): ((atim: bigint | undefined, mtim: bigint | undefined) => Effect.Effect<void, SyscallError>) | undefined {
-    if (this.inode.writes === undefined) return undefined
-    return (atim, mtim) =>
-      host(() => {
-        const st = Fs.fstatSync(this.fd, { bigint: true })
-        Fs.futimesSync(this.fd, seconds(atim ?? st.atimeNs), seconds(mtim ?? st.mtimeNs))
-      })
+    if (!this.inode.tree.writable) return undefined
+    return (atim, mtim) => call(() => this.inode.tree.core.futimens(this.fd, atim ?? OMIT, mtim ?? OMIT))
   }
 
   /** fsync / fdatasync of a file of a writable tree (a read-only one has nothing to flush). */
   get sync(): ((dataOnly: boolean) => Effect.Effect<void, SyscallError>) | undefined {
-    const handle = this.handle
-    if (handle === undefined) return undefined
-    return (dataOnly) => Effect.tryPromise({ try: () => (dataOnly ? handle.datasync() : handle.sync()), catch: fromHostError })
+    if (!this.inode.tree.writable) return undefined
+    return (dataOnly) => call(() => this.inode.tree.core.fsync(this.fd, dataOnly))
   }
 }
 
 /**
- * The root inode of a host tree. Fails when `hostRoot` is not a directory; the root itself may
- * be a symlink on the host (it is chosen by the operator, not the guest), so it is resolved once.
+ * The inode a bind mount of `source` shows: a host directory or a single regular file,
+ * read-only unless `writable`; anything else is EINVAL. `source` is the operator's choice, so
+ * symlinks in it are followed, once, here; below it none ever is. The tree's descriptor is
+ * closed when the scope closes, after which every call on its inodes fails EBADF.
  */
-export const hostRoot = (hostRoot: string): Effect.Effect<Inode, SyscallError> =>
-  Effect.flatMap(hostMount(hostRoot), (inode) => (inode.filetype === FileType.DIRECTORY ? Effect.succeed(inode) : fail(Errno.NOTDIR)))
+export const hostMount = (
+  source: string,
+  options: { readonly writable?: boolean } = {}
+): Effect.Effect<Inode, SyscallError | GoferUnavailable, Scope.Scope> =>
+  Effect.gen(function*() {
+    const core = yield* goferCore
+    const tree = yield* Effect.acquireRelease(
+      Effect.map(call(() => core.openRoot(source)), (fd) => new HostTree(core, fd, options.writable === true)),
+      (tree) => Effect.sync(() => tree.close())
+    )
+    const st = yield* call(() => withStat(core.fstat(tree.fd, statBuffer)))
+    if (st.filetype !== FileType.DIRECTORY && st.filetype !== FileType.REGULAR_FILE) return yield* fail(Errno.INVAL)
+    return new HostInode(tree, undefined, "", st)
+  })
 
-/**
- * The inode a bind mount of `source` shows: a host directory (confined like the root) or a
- * single regular file, read-only unless `writable`. Resolved once, like the root; anything
- * else is EINVAL.
- */
-export const hostMount = (source: string, options: { readonly writable?: boolean } = {}): Effect.Effect<Inode, SyscallError> =>
-  Effect.flatMap(host(() => Fs.realpathSync.native(source)), (real) =>
-    Effect.flatMap(host(() => lstat(real)), (st) =>
-      st.isDirectory() || st.isFile()
-        ? Effect.map(
-          options.writable === true ? Effect.map(Effect.makeSemaphore(1), (lock) => new HostWrites(lock)) : Effect.succeed(undefined),
-          (writes): Inode => new HostInode(real, st, undefined, writes)
-        )
-        : fail(Errno.INVAL)))
+/** The root inode of a host directory tree (see `hostMount`); ENOTDIR when `hostRoot` is not a directory. */
+export const hostRoot = (hostRoot: string): Effect.Effect<Inode, SyscallError | GoferUnavailable, Scope.Scope> =>
+  Effect.flatMap(hostMount(hostRoot), (inode) => (inode.filetype === FileType.DIRECTORY ? Effect.succeed(inode) : fail(Errno.NOTDIR)))

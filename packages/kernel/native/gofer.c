@@ -1,0 +1,562 @@
+/*
+ * The gofer's core: every host file operation of a mounted host tree, made relative to a
+ * directory descriptor, never by a host path name. Node has no openat, so this addon does it.
+ *
+ * A tree is a descriptor opened once, when the tree is mounted (openRoot). Every operation
+ * names a directory of the tree by its path below that descriptor ("" for the tree's root,
+ * "a/b" otherwise) together with the device and inode number the sentry looked it up as, and
+ * at most one entry of it by name. The directory is opened beneath the tree's descriptor with
+ * no host symlink followed anywhere (openat2 with RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS, or
+ * openat with O_NOFOLLOW one component at a time where the kernel lacks openat2), checked to
+ * still be the directory the sentry looked up, and the operation is then made on the entry
+ * relative to it (fstatat, openat, mkdirat, unlinkat, renameat, linkat, symlinkat, readlinkat,
+ * utimensat), never following a symlink in the entry either.
+ *
+ * So whatever a guest renames or swaps through another mount of the same host tree, or another
+ * sandbox through its own, no operation can reach a file outside the tree: a path is only ever
+ * walked downwards from the tree's descriptor, and a symlink anywhere on it is a failure. What
+ * changed under a directory the sentry holds is ENOENT, as when the directory was removed.
+ *
+ * Conventions: functions return a result or -errno (a number), never throw; every descriptor
+ * this addon makes is close-on-exec; names are single components ("" for the directory itself
+ * where a function allows it), and a path with "", "." or ".." components is EINVAL.
+ *
+ *   openRoot(path)                                  -> fd        a tree's descriptor (O_PATH)
+ *   close(fd)                                       -> 0
+ *   stat(root, dir, dev, ino, name, out)            -> 0         lstat of name ("" the dir) into out
+ *   fstat(fd, out)                                  -> 0
+ *   open(root, dir, dev, ino, name, flags, mode, out) -> fd      a regular file or directory; its stat in out
+ *   reopen(fd, flags, out)                          -> fd        a tree whose root is a file: the file, opened
+ *   readdir(root, dir, dev, ino)                    -> [names, inos, types]
+ *   readlink(root, dir, dev, ino, name)             -> string
+ *   mkdir(root, dir, dev, ino, name, mode)          -> 0
+ *   unlink(root, dir, dev, ino, name, isDir)        -> 0
+ *   symlink(target, root, dir, dev, ino, name)      -> 0
+ *   rename(root, dir, dev, ino, name, root2, dir2, dev2, ino2, name2) -> 0
+ *   link(root, dir, dev, ino, name, fileIno, root2, dir2, dev2, ino2, name2) -> 0
+ *   utimens(root, dir, dev, ino, name, atime, mtime) -> 0        nanoseconds; -1n leaves one as it is
+ *   futimens(fd, atime, mtime)                      -> 0
+ *   fsync(fd, dataOnly)                             -> 0
+ *
+ * stat's `out` is a BigInt64Array of 8: dev, ino, mode (st_mode, type included), nlink, size,
+ * atime, mtime, ctime (nanoseconds).
+ */
+#define _GNU_SOURCE
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/openat2.h>
+#include <node_api.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#define PATH_BYTES 4097
+#define NAME_BYTES 1024
+
+/* Whether openat2 is known to be missing (ENOSYS, or refused by a seccomp filter). */
+static int no_openat2 = 0;
+
+/* ---- arguments and results ---------------------------------------------------------------- */
+
+static napi_value number(napi_env env, int64_t value) {
+  napi_value v;
+  napi_create_int64(env, value, &v);
+  return v;
+}
+
+static napi_value errno_result(napi_env env, int err) {
+  return number(env, -(int64_t)err);
+}
+
+static int arg_int(napi_env env, napi_value value, int *out) {
+  return napi_get_value_int32(env, value, out) == napi_ok ? 0 : -1;
+}
+
+static int arg_u64(napi_env env, napi_value value, uint64_t *out) {
+  bool lossless;
+  return napi_get_value_bigint_uint64(env, value, out, &lossless) == napi_ok ? 0 : -1;
+}
+
+static int arg_i64(napi_env env, napi_value value, int64_t *out) {
+  bool lossless;
+  return napi_get_value_bigint_int64(env, value, out, &lossless) == napi_ok ? 0 : -1;
+}
+
+static int arg_string(napi_env env, napi_value value, char *buf, size_t size) {
+  size_t len = 0;
+  if (napi_get_value_string_utf8(env, value, buf, size, &len) != napi_ok || len >= size - 1) return -1;
+  /* A NUL inside would cut the name short: refuse it rather than act on another name. */
+  return strlen(buf) == len ? 0 : -1;
+}
+
+static int arg_out(napi_env env, napi_value value, int64_t **out) {
+  napi_typedarray_type type;
+  size_t length;
+  void *data;
+  if (napi_get_typedarray_info(env, value, &type, &length, &data, NULL, NULL) != napi_ok) return -1;
+  if (type != napi_bigint64_array || length < 8) return -1;
+  *out = data;
+  return 0;
+}
+
+static void fill_stat(const struct stat *st, int64_t *out) {
+  out[0] = (int64_t)st->st_dev;
+  out[1] = (int64_t)st->st_ino;
+  out[2] = (int64_t)st->st_mode;
+  out[3] = (int64_t)st->st_nlink;
+  out[4] = (int64_t)st->st_size;
+  out[5] = (int64_t)st->st_atim.tv_sec * 1000000000 + st->st_atim.tv_nsec;
+  out[6] = (int64_t)st->st_mtim.tv_sec * 1000000000 + st->st_mtim.tv_nsec;
+  out[7] = (int64_t)st->st_ctim.tv_sec * 1000000000 + st->st_ctim.tv_nsec;
+}
+
+/* A single path component: not empty, not "." or "..", no "/". */
+static int valid_name(const char *name) {
+  return name[0] != '\0' && strcmp(name, ".") != 0 && strcmp(name, "..") != 0 && strchr(name, '/') == NULL;
+}
+
+/* ---- directories beneath a tree ------------------------------------------------------------- */
+
+static int path_is_valid(const char *path) {
+  const char *start = path;
+  for (const char *p = path;; p++) {
+    if (*p == '/' || *p == '\0') {
+      size_t len = (size_t)(p - start);
+      if (len == 0 || (len == 1 && start[0] == '.') || (len == 2 && start[0] == '.' && start[1] == '.')) return 0;
+      if (*p == '\0') return 1;
+      start = p + 1;
+    }
+  }
+}
+
+/* The directory at `path` (valid, not empty) below `root`, one component at a time, following no symlink. */
+static int walk_beneath(int root, const char *path) {
+  char copy[PATH_BYTES];
+  strcpy(copy, path);
+  int current = root;
+  char *save = NULL;
+  for (char *name = strtok_r(copy, "/", &save); name != NULL; name = strtok_r(NULL, "/", &save)) {
+    int next = openat(current, name, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    int err = errno;
+    if (current != root) close(current);
+    if (next < 0) return -err;
+    current = next;
+  }
+  return current;
+}
+
+/* The directory at `path` (valid, not empty) below `root`: openat2 confined beneath it, else the walk. */
+static int open_beneath(int root, const char *path) {
+  if (!no_openat2) {
+    struct open_how how = {
+      .flags = O_PATH | O_DIRECTORY | O_CLOEXEC,
+      .resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS,
+    };
+    int fd = -1;
+    /* EAGAIN: a rename raced the lookup somewhere on the host, and the kernel asks for a retry. */
+    for (int tries = 0; tries < 4 && fd < 0; tries++) {
+      fd = (int)syscall(SYS_openat2, root, path, &how, sizeof how);
+      if (fd < 0 && errno != EAGAIN) break;
+    }
+    if (fd >= 0) return fd;
+    /* ENOSYS: an older kernel; EPERM: a seccomp filter that does not know openat2. */
+    if (errno == ENOSYS || errno == EPERM) no_openat2 = 1;
+    else if (errno != EAGAIN) return -errno;
+  }
+  return walk_beneath(root, path);
+}
+
+/*
+ * The directory `path` below `root` (O_PATH), checked to be the one looked up as (dev, ino).
+ * Returns a descriptor the caller closes, or -errno. A directory that is no longer there, or is
+ * something else now (another directory, or a symlink: ELOOP, ENOTDIR), is ENOENT.
+ */
+static int open_dir(int root, const char *path, uint64_t dev, uint64_t ino) {
+  int fd;
+  if (path[0] == '\0') {
+    fd = fcntl(root, F_DUPFD_CLOEXEC, 0);
+    if (fd < 0) return -errno;
+  } else if (!path_is_valid(path)) return -EINVAL;
+  else fd = open_beneath(root, path);
+  if (fd == -ELOOP || fd == -ENOTDIR) return -ENOENT;
+  if (fd < 0) return fd;
+  struct stat st;
+  if (fstat(fd, &st) != 0) {
+    int err = errno;
+    close(fd);
+    return -err;
+  }
+  if (!S_ISDIR(st.st_mode) || (uint64_t)st.st_dev != dev || (uint64_t)st.st_ino != ino) {
+    close(fd);
+    return -ENOENT;
+  }
+  return fd;
+}
+
+/* The arguments (root, dir, dev, ino) at argv[first..first+3]: the checked directory, or -errno. */
+static int dir_arg(napi_env env, napi_value *argv, int first) {
+  int root;
+  char dir[PATH_BYTES];
+  uint64_t dev, ino;
+  if (arg_int(env, argv[first], &root) || arg_string(env, argv[first + 1], dir, sizeof dir) ||
+      arg_u64(env, argv[first + 2], &dev) || arg_u64(env, argv[first + 3], &ino))
+    return -EINVAL;
+  return open_dir(root, dir, dev, ino);
+}
+
+/* The entry name at argv[i]: a valid component, or "" where `empty_ok`. */
+static int name_arg(napi_env env, napi_value value, char *name, int empty_ok) {
+  if (arg_string(env, value, name, NAME_BYTES)) return -EINVAL;
+  if (name[0] == '\0') return empty_ok ? 0 : -EINVAL;
+  return valid_name(name) ? 0 : -EINVAL;
+}
+
+#define ARGS(n)                                                                    \
+  size_t argc = n;                                                                 \
+  napi_value argv[n];                                                              \
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < n) \
+    return errno_result(env, EINVAL);
+
+/* ---- operations ------------------------------------------------------------------------------- */
+
+static napi_value open_root(napi_env env, napi_callback_info info) {
+  ARGS(1)
+  char path[PATH_BYTES];
+  if (arg_string(env, argv[0], path, sizeof path)) return errno_result(env, EINVAL);
+  /* The tree's own path is the operator's choice: symlinks in it are followed, once, here. */
+  int fd = open(path, O_PATH | O_CLOEXEC);
+  return fd < 0 ? errno_result(env, errno) : number(env, fd);
+}
+
+static napi_value close_fd(napi_env env, napi_callback_info info) {
+  ARGS(1)
+  int fd;
+  if (arg_int(env, argv[0], &fd)) return errno_result(env, EINVAL);
+  return number(env, close(fd) == 0 ? 0 : -errno);
+}
+
+static napi_value stat_at(napi_env env, napi_callback_info info) {
+  ARGS(6)
+  char name[NAME_BYTES];
+  int64_t *out;
+  int err = name_arg(env, argv[4], name, 1);
+  if (err != 0 || arg_out(env, argv[5], &out)) return errno_result(env, EINVAL);
+  int dir = dir_arg(env, argv, 0);
+  if (dir < 0) return number(env, dir);
+  struct stat st;
+  int rc = fstatat(dir, name, &st, name[0] == '\0' ? AT_EMPTY_PATH : AT_SYMLINK_NOFOLLOW);
+  err = errno;
+  close(dir);
+  if (rc != 0) return errno_result(env, err);
+  fill_stat(&st, out);
+  return number(env, 0);
+}
+
+static napi_value fstat_fd(napi_env env, napi_callback_info info) {
+  ARGS(2)
+  int fd;
+  int64_t *out;
+  if (arg_int(env, argv[0], &fd) || arg_out(env, argv[1], &out)) return errno_result(env, EINVAL);
+  struct stat st;
+  if (fstat(fd, &st) != 0) return errno_result(env, errno);
+  fill_stat(&st, out);
+  return number(env, 0);
+}
+
+/*
+ * What an open may give the sentry: a regular file, or a directory when O_DIRECTORY asked for
+ * one. O_NONBLOCK while opening, so that a FIFO swapped in for a file cannot block the sentry
+ * before it is refused; cleared again on what is kept.
+ */
+static int finish_open(int fd, int flags, int64_t *out) {
+  struct stat st;
+  if (fstat(fd, &st) != 0) {
+    int err = errno;
+    close(fd);
+    return -err;
+  }
+  int wanted = (flags & O_DIRECTORY) ? S_ISDIR(st.st_mode) : S_ISREG(st.st_mode);
+  if (!wanted) {
+    close(fd);
+    return (flags & O_DIRECTORY) ? -ENOTDIR : S_ISDIR(st.st_mode) ? -EISDIR : -EACCES;
+  }
+  if (!(flags & O_NONBLOCK)) fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
+  fill_stat(&st, out);
+  return fd;
+}
+
+/* Flags a caller may ask for; the rest (O_NOFOLLOW, O_CLOEXEC, O_NOCTTY, O_NONBLOCK) are always set. */
+#define OPEN_FLAGS (O_ACCMODE | O_APPEND | O_CREAT | O_EXCL | O_TRUNC | O_DIRECTORY)
+
+static napi_value open_at(napi_env env, napi_callback_info info) {
+  ARGS(8)
+  char name[NAME_BYTES];
+  int flags, mode;
+  int64_t *out;
+  int err = name_arg(env, argv[4], name, 1);
+  if (err != 0 || arg_int(env, argv[5], &flags) || arg_int(env, argv[6], &mode) || arg_out(env, argv[7], &out))
+    return errno_result(env, EINVAL);
+  flags &= OPEN_FLAGS;
+  int dir = dir_arg(env, argv, 0);
+  if (dir < 0) return number(env, dir);
+  /* "" is the directory itself, which an O_PATH descriptor cannot read: reopen it through ".". */
+  const char *entry = name[0] == '\0' ? "." : name;
+  if (name[0] == '\0' && (flags & O_CREAT)) {
+    close(dir);
+    return errno_result(env, EINVAL);
+  }
+  int fd = openat(dir, entry, flags | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY | O_NONBLOCK, (mode_t)mode);
+  err = errno;
+  close(dir);
+  if (fd < 0) return errno_result(env, err);
+  return number(env, finish_open(fd, flags, out));
+}
+
+static napi_value reopen_fd(napi_env env, napi_callback_info info) {
+  ARGS(3)
+  int fd, flags;
+  int64_t *out;
+  if (arg_int(env, argv[0], &fd) || arg_int(env, argv[1], &flags) || arg_out(env, argv[2], &out)) return errno_result(env, EINVAL);
+  flags &= O_ACCMODE | O_APPEND;
+  /* An O_PATH descriptor is reopened through its /proc/self/fd link, the one way Linux offers. */
+  char link[64];
+  snprintf(link, sizeof link, "/proc/self/fd/%d", fd);
+  int opened = open(link, flags | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+  if (opened < 0) return errno_result(env, errno);
+  struct stat before, after;
+  if (fstat(fd, &before) != 0 || fstat(opened, &after) != 0 || before.st_dev != after.st_dev || before.st_ino != after.st_ino) {
+    close(opened);
+    return errno_result(env, ENOENT);
+  }
+  return number(env, finish_open(opened, flags, out));
+}
+
+static napi_value readdir_at(napi_env env, napi_callback_info info) {
+  ARGS(4)
+  int dir = dir_arg(env, argv, 0);
+  if (dir < 0) return number(env, dir);
+  int fd = openat(dir, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  int err = errno;
+  close(dir);
+  if (fd < 0) return errno_result(env, err);
+  DIR *d = fdopendir(fd);
+  if (d == NULL) {
+    err = errno;
+    close(fd);
+    return errno_result(env, err);
+  }
+  napi_value names, inos, types, result;
+  napi_create_array(env, &names);
+  napi_create_array(env, &inos);
+  napi_create_array(env, &types);
+  uint32_t count = 0;
+  for (;;) {
+    errno = 0;
+    struct dirent *entry = readdir(d);
+    if (entry == NULL) break;
+    if (strcmp(entry->d_name, ".") == 0 || strcmp(entry->d_name, "..") == 0) continue;
+    /* The inode number and type lstat gives (a directory's d_ino can differ on overlayfs). */
+    struct stat st;
+    if (fstatat(dirfd(d), entry->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0) continue; /* removed since: not listed */
+    napi_value name, ino, mode;
+    napi_create_string_utf8(env, entry->d_name, NAPI_AUTO_LENGTH, &name);
+    napi_create_bigint_uint64(env, (uint64_t)st.st_ino, &ino);
+    napi_create_uint32(env, st.st_mode, &mode);
+    napi_set_element(env, names, count, name);
+    napi_set_element(env, inos, count, ino);
+    napi_set_element(env, types, count, mode);
+    count++;
+  }
+  err = errno;
+  closedir(d);
+  if (err != 0) return errno_result(env, err);
+  napi_create_array_with_length(env, 3, &result);
+  napi_set_element(env, result, 0, names);
+  napi_set_element(env, result, 1, inos);
+  napi_set_element(env, result, 2, types);
+  return result;
+}
+
+static napi_value readlink_at(napi_env env, napi_callback_info info) {
+  ARGS(5)
+  char name[NAME_BYTES];
+  if (name_arg(env, argv[4], name, 0)) return errno_result(env, EINVAL);
+  int dir = dir_arg(env, argv, 0);
+  if (dir < 0) return number(env, dir);
+  char target[PATH_BYTES];
+  ssize_t n = readlinkat(dir, name, target, sizeof target);
+  int err = errno;
+  close(dir);
+  if (n < 0) return errno_result(env, err);
+  if ((size_t)n >= sizeof target) return errno_result(env, ENAMETOOLONG);
+  napi_value result;
+  napi_create_string_utf8(env, target, (size_t)n, &result);
+  return result;
+}
+
+static napi_value mkdir_at(napi_env env, napi_callback_info info) {
+  ARGS(6)
+  char name[NAME_BYTES];
+  int mode;
+  if (name_arg(env, argv[4], name, 0) || arg_int(env, argv[5], &mode)) return errno_result(env, EINVAL);
+  int dir = dir_arg(env, argv, 0);
+  if (dir < 0) return number(env, dir);
+  int rc = mkdirat(dir, name, (mode_t)mode);
+  int err = errno;
+  close(dir);
+  return number(env, rc == 0 ? 0 : -err);
+}
+
+static napi_value unlink_at(napi_env env, napi_callback_info info) {
+  ARGS(6)
+  char name[NAME_BYTES];
+  bool is_dir;
+  if (name_arg(env, argv[4], name, 0) || napi_get_value_bool(env, argv[5], &is_dir) != napi_ok) return errno_result(env, EINVAL);
+  int dir = dir_arg(env, argv, 0);
+  if (dir < 0) return number(env, dir);
+  int rc = unlinkat(dir, name, is_dir ? AT_REMOVEDIR : 0);
+  int err = errno;
+  close(dir);
+  return number(env, rc == 0 ? 0 : -err);
+}
+
+static napi_value symlink_at(napi_env env, napi_callback_info info) {
+  ARGS(6)
+  char target[PATH_BYTES], name[NAME_BYTES];
+  if (arg_string(env, argv[0], target, sizeof target) || name_arg(env, argv[5], name, 0)) return errno_result(env, EINVAL);
+  int dir = dir_arg(env, argv, 1);
+  if (dir < 0) return number(env, dir);
+  /* The target is stored verbatim: the gofer never follows it, the sentry resolves it inside the container. */
+  int rc = symlinkat(target, dir, name);
+  int err = errno;
+  close(dir);
+  return number(env, rc == 0 ? 0 : -err);
+}
+
+static napi_value rename_at(napi_env env, napi_callback_info info) {
+  ARGS(10)
+  char from[NAME_BYTES], to[NAME_BYTES];
+  if (name_arg(env, argv[4], from, 0) || name_arg(env, argv[9], to, 0)) return errno_result(env, EINVAL);
+  int dir = dir_arg(env, argv, 0);
+  if (dir < 0) return number(env, dir);
+  int dir2 = dir_arg(env, argv, 5);
+  if (dir2 < 0) {
+    close(dir);
+    return number(env, dir2);
+  }
+  int rc = renameat(dir, from, dir2, to);
+  int err = errno;
+  close(dir);
+  close(dir2);
+  return number(env, rc == 0 ? 0 : -err);
+}
+
+static napi_value link_at(napi_env env, napi_callback_info info) {
+  ARGS(11)
+  char from[NAME_BYTES], to[NAME_BYTES];
+  uint64_t file_ino;
+  if (name_arg(env, argv[4], from, 0) || arg_u64(env, argv[5], &file_ino) || name_arg(env, argv[10], to, 0))
+    return errno_result(env, EINVAL);
+  int dir = dir_arg(env, argv, 0);
+  if (dir < 0) return number(env, dir);
+  int dir2 = dir_arg(env, argv, 6);
+  if (dir2 < 0) {
+    close(dir);
+    return number(env, dir2);
+  }
+  /* Only the file the sentry looked up gets the new name (linkat never follows a symlink it links). */
+  struct stat st;
+  int rc = fstatat(dir, from, &st, AT_SYMLINK_NOFOLLOW);
+  if (rc == 0 && (uint64_t)st.st_ino != file_ino) rc = -1, errno = ENOENT;
+  if (rc == 0) rc = linkat(dir, from, dir2, to, 0);
+  int err = errno;
+  close(dir);
+  close(dir2);
+  return number(env, rc == 0 ? 0 : -err);
+}
+
+static void to_timespec(int64_t ns, struct timespec *ts) {
+  if (ns < 0) {
+    ts->tv_sec = 0;
+    ts->tv_nsec = UTIME_OMIT;
+  } else {
+    ts->tv_sec = ns / 1000000000;
+    ts->tv_nsec = ns % 1000000000;
+  }
+}
+
+static napi_value utimens_at(napi_env env, napi_callback_info info) {
+  ARGS(7)
+  char name[NAME_BYTES];
+  int64_t atime, mtime;
+  if (name_arg(env, argv[4], name, 1) || arg_i64(env, argv[5], &atime) || arg_i64(env, argv[6], &mtime))
+    return errno_result(env, EINVAL);
+  int dir = dir_arg(env, argv, 0);
+  if (dir < 0) return number(env, dir);
+  struct timespec times[2];
+  to_timespec(atime, &times[0]);
+  to_timespec(mtime, &times[1]);
+  /* A symlink's own times, never its target's; "" is the directory itself. */
+  int rc = name[0] == '\0' ? futimens(dir, times) : utimensat(dir, name, times, AT_SYMLINK_NOFOLLOW);
+  int err = errno;
+  if (rc != 0 && name[0] == '\0' && err == EBADF) {
+    /* An O_PATH descriptor takes no futimens: the directory, reopened. */
+    int fd = openat(dir, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    rc = fd < 0 ? -1 : futimens(fd, times);
+    err = errno;
+    if (fd >= 0) close(fd);
+  }
+  close(dir);
+  return number(env, rc == 0 ? 0 : -err);
+}
+
+static napi_value futimens_fd(napi_env env, napi_callback_info info) {
+  ARGS(3)
+  int fd;
+  int64_t atime, mtime;
+  if (arg_int(env, argv[0], &fd) || arg_i64(env, argv[1], &atime) || arg_i64(env, argv[2], &mtime)) return errno_result(env, EINVAL);
+  struct timespec times[2];
+  to_timespec(atime, &times[0]);
+  to_timespec(mtime, &times[1]);
+  return number(env, futimens(fd, times) == 0 ? 0 : -errno);
+}
+
+static napi_value fsync_fd(napi_env env, napi_callback_info info) {
+  ARGS(2)
+  int fd;
+  bool data_only;
+  if (arg_int(env, argv[0], &fd) || napi_get_value_bool(env, argv[1], &data_only) != napi_ok) return errno_result(env, EINVAL);
+  return number(env, (data_only ? fdatasync(fd) : fsync(fd)) == 0 ? 0 : -errno);
+}
+
+/* ---- module ------------------------------------------------------------------------------------ */
+
+static napi_value init(napi_env env, napi_value exports) {
+  napi_property_descriptor functions[] = {
+    {"openRoot", NULL, open_root, NULL, NULL, NULL, napi_enumerable, NULL},
+    {"close", NULL, close_fd, NULL, NULL, NULL, napi_enumerable, NULL},
+    {"stat", NULL, stat_at, NULL, NULL, NULL, napi_enumerable, NULL},
+    {"fstat", NULL, fstat_fd, NULL, NULL, NULL, napi_enumerable, NULL},
+    {"open", NULL, open_at, NULL, NULL, NULL, napi_enumerable, NULL},
+    {"reopen", NULL, reopen_fd, NULL, NULL, NULL, napi_enumerable, NULL},
+    {"readdir", NULL, readdir_at, NULL, NULL, NULL, napi_enumerable, NULL},
+    {"readlink", NULL, readlink_at, NULL, NULL, NULL, napi_enumerable, NULL},
+    {"mkdir", NULL, mkdir_at, NULL, NULL, NULL, napi_enumerable, NULL},
+    {"unlink", NULL, unlink_at, NULL, NULL, NULL, napi_enumerable, NULL},
+    {"symlink", NULL, symlink_at, NULL, NULL, NULL, napi_enumerable, NULL},
+    {"rename", NULL, rename_at, NULL, NULL, NULL, napi_enumerable, NULL},
+    {"link", NULL, link_at, NULL, NULL, NULL, napi_enumerable, NULL},
+    {"utimens", NULL, utimens_at, NULL, NULL, NULL, napi_enumerable, NULL},
+    {"futimens", NULL, futimens_fd, NULL, NULL, NULL, napi_enumerable, NULL},
+    {"fsync", NULL, fsync_fd, NULL, NULL, NULL, napi_enumerable, NULL},
+  };
+  napi_define_properties(env, exports, sizeof functions / sizeof functions[0], functions);
+  return exports;
+}
+
+NAPI_MODULE(NODE_GYP_MODULE_NAME, init)

@@ -1,0 +1,102 @@
+/**
+ * The gofer's native core (native/gofer.c, built at install as dist/gofer.node): host file
+ * operations made relative to a tree's directory descriptor, one component at a time, never
+ * following a host symlink. This module loads it once and gives its calls TypeScript types;
+ * what the calls guarantee is said in the C file's header.
+ *
+ * There is no fallback: without the addon no host tree can be mounted (GoferUnavailable), since
+ * resolving host paths by name is exactly what lets a guest that renames directories through
+ * one mount reach files outside another.
+ */
+import { type Errno, errnoFromHostCode, FileType } from "@runsc/abi"
+import { Effect } from "effect"
+import { createRequire } from "node:module"
+import * as Os from "node:os"
+import { GoferUnavailable, syscallError, type SyscallError } from "../errors.js"
+import type { Stat } from "./inode.js"
+
+/** A result of the core: a value, or a negative Linux errno. */
+type Result<A> = A | number
+
+interface Addon {
+  openRoot(path: string): number
+  close(fd: number): number
+  stat(root: number, dir: string, dev: bigint, ino: bigint, name: string, out: BigInt64Array): number
+  fstat(fd: number, out: BigInt64Array): number
+  open(root: number, dir: string, dev: bigint, ino: bigint, name: string, flags: number, mode: number, out: BigInt64Array): number
+  reopen(fd: number, flags: number, out: BigInt64Array): number
+  readdir(root: number, dir: string, dev: bigint, ino: bigint): Result<[Array<string>, Array<bigint>, Array<number>]>
+  readlink(root: number, dir: string, dev: bigint, ino: bigint, name: string): Result<string>
+  mkdir(root: number, dir: string, dev: bigint, ino: bigint, name: string, mode: number): number
+  unlink(root: number, dir: string, dev: bigint, ino: bigint, name: string, isDir: boolean): number
+  symlink(target: string, root: number, dir: string, dev: bigint, ino: bigint, name: string): number
+  rename(root: number, dir: string, dev: bigint, ino: bigint, name: string, root2: number, dir2: string, dev2: bigint, ino2: bigint, name2: string): number
+  link(root: number, dir: string, dev: bigint, ino: bigint, name: string, fileIno: bigint, root2: number, dir2: string, dev2: bigint, ino2: bigint, name2: string): number
+  utimens(root: number, dir: string, dev: bigint, ino: bigint, name: string, atime: bigint, mtime: bigint): number
+  futimens(fd: number, atime: bigint, mtime: bigint): number
+  fsync(fd: number, dataOnly: boolean): number
+}
+
+let loaded: Addon | GoferUnavailable | undefined
+
+/** The core, loaded at first use. */
+export const goferCore: Effect.Effect<Addon, GoferUnavailable> = Effect.suspend(() => {
+  if (loaded === undefined) {
+    try {
+      loaded = createRequire(import.meta.url)("@runsc/kernel/gofer") as Addon
+    } catch (e) {
+      loaded = new GoferUnavailable({ reason: (e as Error).message.split("\n")[0]! })
+    }
+  }
+  return loaded instanceof GoferUnavailable ? Effect.fail(loaded) : Effect.succeed(loaded)
+})
+
+/** Linux errno numbers (as the core returns them, negated) to WASI's. */
+const wasiErrno: ReadonlyMap<number, Errno> = new Map(
+  Object.entries(Os.constants.errno).map(([name, linux]) => [linux, errnoFromHostCode(name)])
+)
+
+/** The SyscallError of the core's result `-linuxErrno`. */
+export const coreError = (result: number): SyscallError => syscallError(wasiErrno.get(-result) ?? errnoFromHostCode(undefined))
+
+/** Whether `result` is the core's failure (a negative errno) rather than a value. */
+export const failed = (result: unknown): result is number => typeof result === "number" && result < 0
+
+/** One stat buffer: every core call runs to completion on the sentry's thread before the next. */
+export const statBuffer = new BigInt64Array(8)
+
+const S_IFMT = 0o170000
+export const fileTypeOfMode = (mode: number): FileType => {
+  switch (mode & S_IFMT) {
+    case 0o040000:
+      return FileType.DIRECTORY
+    case 0o100000:
+      return FileType.REGULAR_FILE
+    case 0o120000:
+      return FileType.SYMBOLIC_LINK
+    case 0o020000:
+      return FileType.CHARACTER_DEVICE
+    case 0o060000:
+      return FileType.BLOCK_DEVICE
+    case 0o140000:
+      return FileType.SOCKET_STREAM
+    default:
+      return FileType.UNKNOWN
+  }
+}
+
+/** The Stat in `statBuffer`, as the last core call that filled it left it. */
+export const readStat = (): Stat => {
+  const mode = Number(statBuffer[2]!)
+  return {
+    dev: BigInt.asUintN(64, statBuffer[0]!),
+    ino: BigInt.asUintN(64, statBuffer[1]!),
+    filetype: fileTypeOfMode(mode),
+    nlink: statBuffer[3]!,
+    size: statBuffer[4]!,
+    atim: statBuffer[5]!,
+    mtim: statBuffer[6]!,
+    ctim: statBuffer[7]!,
+    mode: mode & 0o7777
+  }
+}
