@@ -37,6 +37,7 @@
  *   utimens(root, dir, dev, ino, name, atime, mtime) -> 0        nanoseconds; -1n leaves one as it is
  *   futimens(fd, atime, mtime)                      -> 0
  *   fsync(fd, dataOnly)                             -> 0
+ *   useOpenat2(enabled)                             -> whether it was in use   (tests: the walk without it)
  *
  * stat's `out` is a BigInt64Array of 8: dev, ino, mode (st_mode, type included), nlink, size,
  * atime, mtime, ctime (nanoseconds).
@@ -534,6 +535,16 @@ static napi_value fsync_fd(napi_env env, napi_callback_info info) {
   return number(env, (data_only ? fdatasync(fd) : fsync(fd)) == 0 ? 0 : -errno);
 }
 
+static napi_value use_openat2(napi_env env, napi_callback_info info) {
+  ARGS(1)
+  bool enabled;
+  if (napi_get_value_bool(env, argv[0], &enabled) != napi_ok) return errno_result(env, EINVAL);
+  napi_value was;
+  napi_get_boolean(env, !no_openat2, &was);
+  no_openat2 = !enabled;
+  return was;
+}
+
 /* ---- module ------------------------------------------------------------------------------------ */
 
 static napi_value init(napi_env env, napi_value exports) {
@@ -554,6 +565,7 @@ static napi_value init(napi_env env, napi_value exports) {
     {"utimens", NULL, utimens_at, NULL, NULL, NULL, napi_enumerable, NULL},
     {"futimens", NULL, futimens_fd, NULL, NULL, NULL, napi_enumerable, NULL},
     {"fsync", NULL, fsync_fd, NULL, NULL, NULL, napi_enumerable, NULL},
+    {"useOpenat2", NULL, use_openat2, NULL, NULL, NULL, napi_enumerable, NULL},
   };
   napi_define_properties(env, exports, sizeof functions / sizeof functions[0], functions);
   return exports;

@@ -17,7 +17,8 @@ import { spawnSync } from "node:child_process"
 import * as Fs from "node:fs"
 import * as Os from "node:os"
 import * as Path from "node:path"
-import { hostMount, type Inode, readAll, SyscallError } from "../src/index.js"
+import { goferCore } from "../src/fs/goferCore.js"
+import { hostMount, type Inode, readAll, type SyscallError } from "../src/index.js"
 
 const SECRET = "OUTSIDE-SECRET-5d1c"
 
@@ -99,127 +100,134 @@ const op: FastCheck.Arbitrary<Op> = FastCheck.oneof(
 
 const attempt = <A>(effect: Effect.Effect<A, SyscallError>) => Effect.either(effect)
 
-describe("the gofer across overlapping mounts", () => {
-  it.scoped.prop(
-    "no sequence of operations through any mount reads, writes or creates a host file outside the mounted trees",
-    [FastCheck.array(op, { minLength: 1, maxLength: 60 })],
-    ([ops]) =>
-      Effect.gen(function*() {
-        const { top, tree, outside } = layout()
-        yield* Effect.addFinalizer(() => Effect.sync(() => Fs.rmSync(top, { recursive: true, force: true })))
-        const before = snapshot(outside)
-        const outsideInodes = inodesOf(outside)
-        const mounts: Array<Inode> = [
-          yield* hostMount(tree, { writable: true }),
-          yield* hostMount(tree, { writable: true }),
-          yield* hostMount(tree),
-          yield* hostMount(Path.join(tree, "a")),
-          yield* hostMount(Path.join(tree, "a", "b"), { writable: true })
-        ]
-        // Inodes the "guest" holds: mount roots, then whatever lookups found (as fds and cwds hold them).
-        const inodes: Array<Inode> = [...mounts]
-        const pick = (i: number) => (i < 0 ? mounts[-1 - i]! : inodes[i % inodes.length]!)
-        const noSecret = (text: string, what: string) => assert.notInclude(text, SECRET, `${what} read a file outside the tree`)
+/** Runs with directories resolved by the one-component walk instead of openat2 (kernels without it). */
+const withWalk = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
+  Effect.flatMap(goferCore, (core) =>
+    Effect.acquireUseRelease(Effect.sync(() => core.useOpenat2(false)), () => effect, (was) => Effect.sync(() => core.useOpenat2(was))))
 
-        for (const step of ops) {
-          const at = pick(step.at)
-          const changes = at.changes
-          switch (step.op) {
-            case "hold": {
-              let current: Inode = at
-              for (const component of step.path) {
-                const found = yield* attempt(current.lookup(component))
-                if (Either.isLeft(found)) break
-                current = found.right
-                inodes.push(current)
+describe("the gofer across overlapping mounts", () => {
+  for (const resolution of ["openat2", "walk"] as const) {
+    it.scoped.prop(
+      `no sequence of operations through any mount reads, writes or creates a host file outside the mounted trees (${resolution})`,
+      [FastCheck.array(op, { minLength: 1, maxLength: 60 })],
+      ([ops]) =>
+        Effect.gen(function*() {
+          const { top, tree, outside } = layout()
+          yield* Effect.addFinalizer(() => Effect.sync(() => Fs.rmSync(top, { recursive: true, force: true })))
+          const before = snapshot(outside)
+          const outsideInodes = inodesOf(outside)
+          const mounts: Array<Inode> = [
+            yield* hostMount(tree, { writable: true }),
+            yield* hostMount(tree, { writable: true }),
+            yield* hostMount(tree),
+            yield* hostMount(Path.join(tree, "a")),
+            yield* hostMount(Path.join(tree, "a", "b"), { writable: true })
+          ]
+          // Inodes the "guest" holds: mount roots, then whatever lookups found (as fds and cwds hold them).
+          const inodes: Array<Inode> = [...mounts]
+          const pick = (i: number) => (i < 0 ? mounts[-1 - i]! : inodes[i % inodes.length]!)
+          const noSecret = (text: string, what: string) => assert.notInclude(text, SECRET, `${what} read a file outside the tree`)
+
+          for (const step of ops) {
+            const at = pick(step.at)
+            const changes = at.changes
+            switch (step.op) {
+              case "hold": {
+                let current: Inode = at
+                for (const component of step.path) {
+                  const found = yield* attempt(current.lookup(component))
+                  if (Either.isLeft(found)) break
+                  current = found.right
+                  inodes.push(current)
+                }
+                break
               }
-              break
-            }
-            case "swap":
-              if (changes) {
-                yield* attempt(changes.rename(step.dir, changes, `${step.dir}.aside`))
-                yield* attempt(changes.rename(step.link, changes, step.dir))
+              case "swap":
+                if (changes) {
+                  yield* attempt(changes.rename(step.dir, changes, `${step.dir}.aside`))
+                  yield* attempt(changes.rename(step.link, changes, step.dir))
+                }
+                break
+              case "lookup": {
+                const found = yield* attempt(at.lookup(step.name))
+                if (Either.isRight(found)) {
+                  inodes.push(found.right)
+                  const st = yield* attempt(found.right.stat)
+                  if (Either.isRight(st)) assert.isFalse(outsideInodes.has(st.right.ino), "a lookup reached the outside")
+                }
+                break
               }
-              break
-            case "lookup": {
-              const found = yield* attempt(at.lookup(step.name))
-              if (Either.isRight(found)) {
-                inodes.push(found.right)
-                const st = yield* attempt(found.right.stat)
-                if (Either.isRight(st)) assert.isFalse(outsideInodes.has(st.right.ino), "a lookup reached the outside")
+              case "stat": {
+                const st = yield* attempt(at.stat)
+                if (Either.isRight(st)) assert.isFalse(outsideInodes.has(st.right.ino), "a stat reached the outside")
+                break
               }
-              break
-            }
-            case "stat": {
-              const st = yield* attempt(at.stat)
-              if (Either.isRight(st)) assert.isFalse(outsideInodes.has(st.right.ino), "a stat reached the outside")
-              break
-            }
-            case "readdir": {
-              const entries = yield* attempt(at.readdir)
-              if (Either.isRight(entries)) {
-                for (const entry of entries.right) assert.isFalse(outsideInodes.has(entry.ino), `readdir listed ${entry.name} of the outside`)
+              case "readdir": {
+                const entries = yield* attempt(at.readdir)
+                if (Either.isRight(entries)) {
+                  for (const entry of entries.right) assert.isFalse(outsideInodes.has(entry.ino), `readdir listed ${entry.name} of the outside`)
+                }
+                break
               }
-              break
-            }
-            case "read": {
-              if (at.filetype !== FileType.REGULAR_FILE) break
-              const bytes = yield* attempt(readAll(at.open({ read: true, write: false })))
-              if (Either.isRight(bytes)) noSecret(new TextDecoder().decode(bytes.right), "a read")
-              break
-            }
-            case "write": {
-              if (at.filetype !== FileType.REGULAR_FILE) break
-              const file = yield* attempt(at.open({ read: true, write: true }))
-              if (Either.isRight(file)) {
-                const content = yield* attempt(file.right.read(4096, 0n))
-                if (Either.isRight(content)) noSecret(new TextDecoder().decode(content.right), "a read-write open")
-                yield* attempt(file.right.write(new TextEncoder().encode("written by the guest\n"), 0n))
-                yield* file.right.close
+              case "read": {
+                if (at.filetype !== FileType.REGULAR_FILE) break
+                const bytes = yield* attempt(readAll(at.open({ read: true, write: false })))
+                if (Either.isRight(bytes)) noSecret(new TextDecoder().decode(bytes.right), "a read")
+                break
               }
-              break
-            }
-            case "truncate":
-              if (at.truncate) yield* attempt(at.truncate(0n))
-              break
-            case "times":
-              if (at.setTimes) yield* attempt(at.setTimes(1_000_000_000n, 2_000_000_000n))
-              break
-            case "create":
-              if (changes) {
-                const made = yield* attempt(changes.create(step.name))
-                if (Either.isRight(made)) inodes.push(made.right)
+              case "write": {
+                if (at.filetype !== FileType.REGULAR_FILE) break
+                const file = yield* attempt(at.open({ read: true, write: true }))
+                if (Either.isRight(file)) {
+                  const content = yield* attempt(file.right.read(4096, 0n))
+                  if (Either.isRight(content)) noSecret(new TextDecoder().decode(content.right), "a read-write open")
+                  yield* attempt(file.right.write(new TextEncoder().encode("written by the guest\n"), 0n))
+                  yield* file.right.close
+                }
+                break
               }
-              break
-            case "mkdir":
-              if (changes) yield* attempt(changes.mkdir(step.name))
-              break
-            case "unlink":
-              if (changes) yield* attempt(changes.unlink(step.name))
-              break
-            case "rmdir":
-              if (changes) yield* attempt(changes.rmdir(step.name))
-              break
-            case "symlink":
-              if (changes) yield* attempt(changes.symlink(step.name, step.target === "up" ? outside : step.target))
-              break
-            case "rename": {
-              const to = pick(step.to).changes
-              if (changes && to) yield* attempt(changes.rename(step.name, to, step.toName))
-              break
-            }
-            case "link": {
-              const target = pick(step.to)
-              if (changes) yield* attempt(changes.link(step.toName, target))
-              break
+              case "truncate":
+                if (at.truncate) yield* attempt(at.truncate(0n))
+                break
+              case "times":
+                if (at.setTimes) yield* attempt(at.setTimes(1_000_000_000n, 2_000_000_000n))
+                break
+              case "create":
+                if (changes) {
+                  const made = yield* attempt(changes.create(step.name))
+                  if (Either.isRight(made)) inodes.push(made.right)
+                }
+                break
+              case "mkdir":
+                if (changes) yield* attempt(changes.mkdir(step.name))
+                break
+              case "unlink":
+                if (changes) yield* attempt(changes.unlink(step.name))
+                break
+              case "rmdir":
+                if (changes) yield* attempt(changes.rmdir(step.name))
+                break
+              case "symlink":
+                if (changes) yield* attempt(changes.symlink(step.name, step.target === "up" ? outside : step.target))
+                break
+              case "rename": {
+                const to = pick(step.to).changes
+                if (changes && to) yield* attempt(changes.rename(step.name, to, step.toName))
+                break
+              }
+              case "link": {
+                const target = pick(step.to)
+                if (changes) yield* attempt(changes.link(step.toName, target))
+                break
+              }
             }
           }
-        }
-        assert.deepStrictEqual(snapshot(outside), before, "the outside changed")
-        assert.deepStrictEqual(Fs.readdirSync(top).sort(), ["outside", "tree"], "something was created beside the tree")
-      }),
-    { fastCheck: { numRuns: Number(process.env["RUNSC_PROPERTY_RUNS"] ?? 300) } }
-  )
+          assert.deepStrictEqual(snapshot(outside), before, "the outside changed")
+          assert.deepStrictEqual(Fs.readdirSync(top).sort(), ["outside", "tree"], "something was created beside the tree")
+        }).pipe(resolution === "walk" ? withWalk : (effect) => effect),
+      { fastCheck: { numRuns: Number(process.env["RUNSC_PROPERTY_RUNS"] ?? (resolution === "walk" ? 150 : 300)) } }
+    )
+  }
 
   it.scoped("an inode held under a read-only mount stays the directory it was, whatever takes its name through a writable mount of the same tree", () =>
     Effect.gen(function*() {
