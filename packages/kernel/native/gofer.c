@@ -37,6 +37,7 @@
  *   utimens(root, dir, dev, ino, name, atime, mtime) -> 0        nanoseconds; -1n leaves one as it is
  *   futimens(fd, atime, mtime)                      -> 0
  *   fsync(fd, dataOnly)                             -> 0
+ *   fdLimit()                                       -> n         RLIMIT_NOFILE, its soft limit raised to the hard one
  *   useOpenat2(enabled)                             -> whether it was in use   (tests: the walk without it)
  *
  * stat's `out` is a BigInt64Array of 8: dev, ino, mode (st_mode, type included), nlink, size,
@@ -52,6 +53,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -535,6 +537,18 @@ static napi_value fsync_fd(napi_env env, napi_callback_info info) {
   return number(env, (data_only ? fdatasync(fd) : fsync(fd)) == 0 ? 0 : -errno);
 }
 
+static napi_value fd_limit(napi_env env, napi_callback_info info) {
+  (void)info;
+  struct rlimit limit;
+  if (getrlimit(RLIMIT_NOFILE, &limit) != 0) return errno_result(env, errno);
+  /* As runsc (and Go programs) do: the soft limit is a default for programs that select(2). */
+  if (limit.rlim_cur < limit.rlim_max) {
+    struct rlimit raised = {limit.rlim_max, limit.rlim_max};
+    if (setrlimit(RLIMIT_NOFILE, &raised) == 0) limit = raised;
+  }
+  return number(env, limit.rlim_cur > INT32_MAX ? INT32_MAX : (int64_t)limit.rlim_cur);
+}
+
 static napi_value use_openat2(napi_env env, napi_callback_info info) {
   ARGS(1)
   bool enabled;
@@ -565,6 +579,7 @@ static napi_value init(napi_env env, napi_value exports) {
     {"utimens", NULL, utimens_at, NULL, NULL, NULL, napi_enumerable, NULL},
     {"futimens", NULL, futimens_fd, NULL, NULL, NULL, napi_enumerable, NULL},
     {"fsync", NULL, fsync_fd, NULL, NULL, NULL, napi_enumerable, NULL},
+    {"fdLimit", NULL, fd_limit, NULL, NULL, NULL, napi_enumerable, NULL},
     {"useOpenat2", NULL, use_openat2, NULL, NULL, NULL, napi_enumerable, NULL},
   };
   napi_define_properties(env, exports, sizeof functions / sizeof functions[0], functions);

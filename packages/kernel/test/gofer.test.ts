@@ -18,7 +18,7 @@ import * as Fs from "node:fs"
 import * as Os from "node:os"
 import * as Path from "node:path"
 import { goferCore } from "../src/fs/goferCore.js"
-import { hostMount, type Inode, readAll, type SyscallError } from "../src/index.js"
+import { HostFdBudget, hostMount, type Inode, readAll, type SyscallError } from "../src/index.js"
 
 const SECRET = "OUTSIDE-SECRET-5d1c"
 
@@ -280,5 +280,29 @@ describe("the gofer across overlapping mounts", () => {
       const fresh = yield* root.lookup("f")
       const refused = yield* Effect.either(fresh.open({ read: true, write: false }))
       assert.isTrue(Either.isLeft(refused) && refused.left.errno === Errno.ACCES)
+    }))
+
+  it.scoped("host descriptors held for guests stop at the sandbox's budget (ENFILE); the sentry's own reads and closed files do not count", () =>
+    Effect.gen(function*() {
+      const { top, tree } = layout()
+      yield* Effect.addFinalizer(() => Effect.sync(() => Fs.rmSync(top, { recursive: true, force: true })))
+      const fds = new HostFdBudget(4)
+      const root = yield* hostMount(tree, { writable: true, fds })
+      const file = yield* root.lookup("f")
+      const open = () => file.open({ read: true, write: false })
+      const held = [yield* open(), yield* open(), yield* open()]
+      assert.strictEqual(fds.inUse, 4, "the tree's own descriptor and three files")
+      const refused = yield* Effect.either(open())
+      assert.isTrue(Either.isLeft(refused) && refused.left.errno === Errno.NFILE)
+      // A new mount needs a descriptor too.
+      const mount = yield* Effect.either(hostMount(tree, { fds }))
+      assert.isTrue(Either.isLeft(mount) && mount.left._tag === "SyscallError" && mount.left.errno === Errno.NFILE)
+      // The sentry's own read of a whole file is not held for a guest.
+      assert.strictEqual(new TextDecoder().decode(yield* readAll(file.open({ read: true, write: false, transient: true }))), "tree f\n")
+      yield* held[0]!.close
+      const again = yield* open()
+      yield* again.close
+      for (const d of held.slice(1)) yield* d.close
+      assert.strictEqual(fds.inUse, 1)
     }))
 })

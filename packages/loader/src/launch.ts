@@ -9,6 +9,7 @@ import {
   Dentry,
   type ExecNotFound,
   type FileDescription,
+  type HostFdBudget,
   hostMount,
   hostRoot,
   hostStream,
@@ -68,8 +69,8 @@ const homeFromPasswd = (root: Dentry, uid: number, files: ContentCache) =>
  * overlay that keeps the container's changes in the sandbox's memory, unless the spec asks for
  * a read-only root. Each container gets its own, so no two see each other's changes.
  */
-export const openRoot = (bundle: Bundle, overlayOptions: OverlayOptions): Effect.Effect<Dentry, InvalidRoot, Scope.Scope> =>
-  hostRoot(bundle.rootPath).pipe(
+export const openRoot = (bundle: Bundle, overlayOptions: OverlayOptions, hostFds: HostFdBudget): Effect.Effect<Dentry, InvalidRoot, Scope.Scope> =>
+  hostRoot(bundle.rootPath, { fds: hostFds }).pipe(
     Effect.flatMap((lower) => bundle.spec.root?.readonly === true ? Effect.succeed(lower) : overlay(lower, overlayOptions)),
     Effect.map((inode) => Dentry.root(inode)),
     Effect.mapError((e) => new InvalidRoot({ path: bundle.rootPath, reason: e.message }))
@@ -88,7 +89,8 @@ export const openRoot = (bundle: Bundle, overlayOptions: OverlayOptions): Effect
 export const syntheticMountsOf = (
   bundle: Bundle,
   instance: () => number,
-  account: MemoryAccount
+  account: MemoryAccount,
+  hostFds: HostFdBudget
 ): Effect.Effect<ReadonlyArray<SyntheticMount>, InvalidMount, Scope.Scope> =>
   Effect.forEach(bundle.spec.mounts ?? [], (m): Effect.Effect<ReadonlyArray<SyntheticMount>, InvalidMount, Scope.Scope> => {
     const path = Path.posix.normalize(m.destination).replace(/(.)\/$/, "$1")
@@ -97,7 +99,7 @@ export const syntheticMountsOf = (
     if (isBindMount(m)) {
       if (m.source === undefined) return Effect.fail(new InvalidMount({ destination: m.destination, reason: "a bind mount needs a source" }))
       const source = Path.resolve(bundle.dir, m.source)
-      return hostMount(source, { writable: !isReadOnlyMount(m) }).pipe(
+      return hostMount(source, { writable: !isReadOnlyMount(m), fds: hostFds }).pipe(
         Effect.map((root) => [{ path, fs: "bind", root, source, readOnly: isReadOnlyMount(m) }] as const),
         Effect.mapError((e) => new InvalidMount({ destination: m.destination, reason: `${source}: ${e.message}` }))
       )

@@ -15,6 +15,7 @@
  */
 import { type ExitStatus, isValidSignal, SIGKILL, signalName } from "@runsc/abi"
 import {
+  HostFdBudget,
   Kernel,
   type KernelOptions,
   MemoryAccount,
@@ -280,6 +281,8 @@ const makeLoader = (args: LoaderArgs & { readonly bundle: Bundle }) =>
     let tmpfsInstances = 0
     // The file data all of them hold together, within the sandbox's memory.
     const memory = new MemoryAccount(kernel.totalMemory)
+    // The host descriptors all of them hold for guests, within what the sandbox process may have.
+    const hostFds = yield* HostFdBudget.ofProcess
     const registry = yield* Effect.makeSemaphore(1)
     const locked = registry.withPermits(1)
     // Each container's scope is a child of the loader's: closed by its destroy, or with the loader.
@@ -355,8 +358,8 @@ const makeLoader = (args: LoaderArgs & { readonly bundle: Bundle }) =>
         const process = spec.process
         if (process === undefined) return yield* new InvalidCwd({ cwd: "", reason: "config.json has no process to run" })
         // The host trees' descriptors are the container's: closed with its scope.
-        const rootDentry = yield* openRoot(bundle, { instance: ++tmpfsInstances, account: memory }).pipe(Scope.extend(container.scope))
-        const mounts = yield* syntheticMountsOf(bundle, () => ++tmpfsInstances, memory).pipe(Scope.extend(container.scope))
+        const rootDentry = yield* openRoot(bundle, { instance: ++tmpfsInstances, account: memory }, hostFds).pipe(Scope.extend(container.scope))
+        const mounts = yield* syntheticMountsOf(bundle, () => ++tmpfsInstances, memory, hostFds).pipe(Scope.extend(container.scope))
         // What the container's in-memory files hold goes back to the sandbox when it is destroyed.
         yield* Scope.addFinalizer(container.scope, Effect.sync(() => {
           releaseMemory(rootDentry.inode)

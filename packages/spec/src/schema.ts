@@ -82,11 +82,17 @@ export const Capabilities = Schema.Struct({
 }).annotations(containerOf("an object"))
 export interface Capabilities extends Schema.Schema.Type<typeof Capabilities> {}
 
+/** The most RLIMIT_NOFILE Linux allows unless fs.nr_open is raised: setrlimit refuses more, so runc does. */
+export const NOFILE_MAX = 1_048_576
+
 export const Rlimit = Schema.Struct({
   type: Str,
   hard: Uint,
   soft: Uint
-}).annotations(containerOf("an object"))
+}).annotations(containerOf("an object")).pipe(
+  Schema.filter((r) => r.soft <= r.hard || `the soft limit ${r.soft} is above the hard limit ${r.hard}`),
+  Schema.filter((r) => r.type !== "RLIMIT_NOFILE" || r.hard <= NOFILE_MAX || `RLIMIT_NOFILE ${r.hard} is above ${NOFILE_MAX}, the most Linux allows (fs.nr_open)`)
+)
 export interface Rlimit extends Schema.Schema.Type<typeof Rlimit> {}
 
 export const Process = Schema.Struct({

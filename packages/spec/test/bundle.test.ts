@@ -89,6 +89,16 @@ describe("loadBundle", () => {
       assert.strictEqual(e.message, "invalid config.json: process.args: required field is missing")
     }))
 
+  it.scoped("process.rlimits: RLIMIT_NOFILE above what Linux allows, a soft limit above its hard one", () =>
+    Effect.gen(function*() {
+      const huge = yield* invalid(withProcess({ ...good.process, rlimits: [{ type: "RLIMIT_NOFILE", hard: 4_000_000, soft: 4_000_000 }] }))
+      assert.strictEqual(huge.path, "process.rlimits[0]")
+      assert.match(huge.message, /RLIMIT_NOFILE 4000000 is above 1048576/)
+      const inverted = yield* invalid(withProcess({ ...good.process, rlimits: [{ type: "RLIMIT_NOFILE", hard: 10, soft: 20 }] }))
+      assert.strictEqual(inverted.path, "process.rlimits[0]")
+      assert.match(inverted.message, /soft limit 20 is above the hard limit 10/)
+    }))
+
   it.scoped("process.args empty", () =>
     Effect.gen(function*() {
       const e = yield* invalid(withProcess({ ...good.process, args: [] }))

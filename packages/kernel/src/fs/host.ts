@@ -28,6 +28,7 @@ import * as Os from "node:os"
 import { fail, fromHostError, type GoferUnavailable, type SyscallError } from "../errors.js"
 import { directoryDescription } from "./directory.js"
 import { coreError, failed, fileTypeOfMode, goferCore, readStat, statBuffer } from "./goferCore.js"
+import { HostFdBudget } from "./hostFds.js"
 import type { DirectoryChanges, DirEntry, FileDescription, Inode, OpenOptions, Stat } from "./inode.js"
 
 /** Node's stat of a host fd as a FileType (host stdio, which the sandbox process was given). */
@@ -78,7 +79,13 @@ const { O_APPEND, O_CREAT, O_EXCL, O_RDONLY, O_RDWR, O_WRONLY } = Fs.constants
 
 /** A mounted host tree: the descriptor every call starts from, held until the mount's scope closes. */
 class HostTree {
-  constructor(readonly core: Core, private descriptor: number, readonly writable: boolean) {}
+  constructor(
+    readonly core: Core,
+    private descriptor: number,
+    readonly writable: boolean,
+    /** What counts the descriptors the tree holds for guests: its own and its open files'. */
+    readonly fds: HostFdBudget
+  ) {}
 
   /** -1 once closed, which every call then fails with EBADF: a closed number may be reused by another file. */
   get fd(): number {
@@ -86,7 +93,9 @@ class HostTree {
   }
 
   close(): void {
-    if (this.descriptor >= 0) this.core.close(this.descriptor)
+    if (this.descriptor < 0) return
+    this.core.close(this.descriptor)
+    this.fds.give()
     this.descriptor = -1
   }
 }
@@ -177,7 +186,13 @@ class HostInode implements Inode {
     if (this.filetype !== FileType.REGULAR_FILE) return fail(Errno.ACCES)
     if (options.write && !this.tree.writable) return fail(Errno.ROFS)
     const flags = options.write ? (options.read ? O_RDWR : O_WRONLY) | (options.append ? O_APPEND : 0) : O_RDONLY
-    return Effect.map(this.openHost(flags), (fd) => new HostFileDescription(fd, this, options))
+    const fds = this.tree.fds
+    const counted = options.transient !== true
+    if (counted && !fds.take()) return fail(Errno.NFILE)
+    return this.openHost(flags).pipe(
+      Effect.map((fd): FileDescription => new HostFileDescription(fd, this, options, counted)),
+      Effect.tapError(() => Effect.sync(() => counted && fds.give()))
+    )
   }
 
   readonly truncate = (size: bigint): Effect.Effect<void, SyscallError> =>
@@ -247,7 +262,9 @@ class HostFileDescription implements FileDescription {
   constructor(
     private readonly fd: number,
     private readonly inode: HostInode,
-    private readonly options: OpenOptions
+    private readonly options: OpenOptions,
+    /** Whether its descriptor counts in the sandbox's budget (see OpenOptions.transient). */
+    private readonly counted: boolean
   ) {
     // Only a file of a read-only tree: what the worker reads cannot change under the sentry.
     this.workerReadable = !inode.tree.writable && options.read && !options.write
@@ -319,6 +336,7 @@ class HostFileDescription implements FileDescription {
   get close(): Effect.Effect<void> {
     return Effect.sync(() => {
       this.inode.tree.core.close(this.fd)
+      if (this.counted) this.inode.tree.fds.give()
     })
   }
 
@@ -350,20 +368,30 @@ class HostFileDescription implements FileDescription {
   }
 }
 
+export interface HostMountOptions {
+  readonly writable?: boolean
+  /** The sandbox's budget of host descriptors (ENFILE past it); by default one of this mount's own. */
+  readonly fds?: HostFdBudget
+}
+
 /**
  * The inode a bind mount of `source` shows: a host directory or a single regular file,
  * read-only unless `writable`; anything else is EINVAL. `source` is the operator's choice, so
  * symlinks in it are followed, once, here; below it none ever is. The tree's descriptor is
  * closed when the scope closes, after which every call on its inodes fails EBADF.
  */
-export const hostMount = (
-  source: string,
-  options: { readonly writable?: boolean } = {}
-): Effect.Effect<Inode, SyscallError | GoferUnavailable, Scope.Scope> =>
+export const hostMount = (source: string, options: HostMountOptions = {}): Effect.Effect<Inode, SyscallError | GoferUnavailable, Scope.Scope> =>
   Effect.gen(function*() {
     const core = yield* goferCore
+    const fds = options.fds ?? (yield* HostFdBudget.ofProcess)
     const tree = yield* Effect.acquireRelease(
-      Effect.map(call(() => core.openRoot(source)), (fd) => new HostTree(core, fd, options.writable === true)),
+      Effect.suspend(() => {
+        if (!fds.take()) return fail(Errno.NFILE)
+        const fd = core.openRoot(source)
+        if (!failed(fd)) return Effect.succeed(new HostTree(core, fd, options.writable === true, fds))
+        fds.give()
+        return Effect.fail(coreError(fd))
+      }),
       (tree) => Effect.sync(() => tree.close())
     )
     const st = yield* call(() => withStat(core.fstat(tree.fd, statBuffer)))
@@ -372,5 +400,5 @@ export const hostMount = (
   })
 
 /** The root inode of a host directory tree (see `hostMount`); ENOTDIR when `hostRoot` is not a directory. */
-export const hostRoot = (hostRoot: string): Effect.Effect<Inode, SyscallError | GoferUnavailable, Scope.Scope> =>
-  Effect.flatMap(hostMount(hostRoot), (inode) => (inode.filetype === FileType.DIRECTORY ? Effect.succeed(inode) : fail(Errno.NOTDIR)))
+export const hostRoot = (hostRoot: string, options: Pick<HostMountOptions, "fds"> = {}): Effect.Effect<Inode, SyscallError | GoferUnavailable, Scope.Scope> =>
+  Effect.flatMap(hostMount(hostRoot, options), (inode) => (inode.filetype === FileType.DIRECTORY ? Effect.succeed(inode) : fail(Errno.NOTDIR)))

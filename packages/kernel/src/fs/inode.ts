@@ -33,6 +33,11 @@ export interface OpenOptions {
   readonly write: boolean
   /** Every write goes to the end of the file (O_APPEND). */
   readonly append?: boolean
+  /**
+   * The sentry's own use, closed before the operation that opened it ends (a program's bytes,
+   * /etc/passwd, a copy-up's source): not counted among the host descriptors held for guests.
+   */
+  readonly transient?: boolean
 }
 
 /**

@@ -161,8 +161,8 @@ const copyOne = (node: OverlayNode): Effect.Effect<Inode, SyscallError> =>
 
 const copyContents = (from: Inode, to: Inode): Effect.Effect<void, SyscallError> =>
   Effect.scoped(Effect.gen(function*() {
-    const source = yield* Effect.acquireRelease(from.open({ read: true, write: false }), (d) => d.close)
-    const target = yield* Effect.acquireRelease(to.open({ read: false, write: true }), (d) => d.close)
+    const source = yield* Effect.acquireRelease(from.open({ read: true, write: false, transient: true }), (d) => d.close)
+    const target = yield* Effect.acquireRelease(to.open({ read: false, write: true, transient: true }), (d) => d.close)
     for (let offset = 0n; ;) {
       const chunk = yield* source.read(COPY_CHUNK, offset)
       if (chunk.length === 0) return

@@ -144,7 +144,7 @@ export const programFromBytes = (
 
 /** A whole file of the container, through `files` when given (programs, /etc/passwd). */
 export const readFile = (dentry: Dentry, files?: ContentCache): Effect.Effect<Uint8Array, SyscallError> => {
-  const read = readAll(dentry.inode.open({ read: true, write: false }))
+  const read = readAll(dentry.inode.open({ read: true, write: false, transient: true }))
   return files ? files.read(dentry.inode, read) : read
 }
 
