@@ -23,6 +23,9 @@ import * as Path from "node:path"
 import { RELAY_PREFIX, SandboxRpcs, StdioUnavailable, type StdioPaths } from "./protocol.js"
 import { connectRelay } from "./socketStream.js"
 
+/** The longest path a Unix socket may be bound to (sun_path, less its NUL). */
+export const MAX_SOCKET_PATH = 107
+
 /** Largest frame a client may send (a spec path, an argv, an env: far below this). */
 export const MAX_FRAME_BYTES = 1024 * 1024
 
@@ -56,6 +59,10 @@ const isServing = (path: string): Effect.Effect<boolean> =>
 /** Makes `path` free for a new socket: its directory exists (0700 if made here), no stale socket. */
 export const prepareSocketPath = (path: string): Effect.Effect<void, SocketInUse | SocketPathInvalid> =>
   Effect.gen(function*() {
+    // Longer paths do not fit a socket address: the socket would be bound under a name cut short.
+    if (Buffer.byteLength(path) > MAX_SOCKET_PATH) {
+      return yield* new SocketPathInvalid({ path, reason: `longer than ${MAX_SOCKET_PATH} bytes, the most a Unix socket's path may have` })
+    }
     const dir = Path.dirname(path)
     yield* Effect.try({
       try: () => {
@@ -136,9 +143,19 @@ const handlers = (loader: LoaderShape) => {
       if (opened === undefined) return openStdio(paths)
       return named ? Effect.zipRight(closeStdio(opened), openStdio(paths)) : Effect.succeed(opened)
     })
+  // Containers whose start failed: stopped, as runc reports them (the Loader keeps them
+  // created, and the CLI writes nothing after a start: this is where the outcome is kept).
+  const failedStarts = new Set<string>()
+  const startOutcome = <A, E>(id: string, start: Effect.Effect<A, E>) =>
+    start.pipe(
+      Effect.tapBoth({
+        onFailure: () => Effect.sync(() => failedStarts.add(id)),
+        onSuccess: () => Effect.sync(() => failedStarts.delete(id))
+      })
+    )
   return SandboxRpcs.of({
     // Lifecycle calls finish even if their client goes away (a half-done start helps nobody).
-    StartRoot: () => Effect.uninterruptible(loader.startRoot),
+    StartRoot: () => Effect.uninterruptible(startOutcome(loader.containerId, loader.startRoot)),
     CreateSubcontainer: ({ id, stdio }) =>
       Effect.uninterruptible(Effect.gen(function*() {
         const opened = stdio === undefined ? undefined : yield* openStdio(stdio)
@@ -147,9 +164,12 @@ const handlers = (loader: LoaderShape) => {
       })),
     StartSubcontainer: ({ bundle, id, stdio }) =>
       Effect.uninterruptible(
-        withStdio(stdioAtStart(id, stdio), (opened) => loader.startSubcontainer({ containerId: id, bundle, stdio: opened }))
+        startOutcome(id, withStdio(stdioAtStart(id, stdio), (opened) => loader.startSubcontainer({ containerId: id, bundle, stdio: opened })))
       ),
-    DestroySubcontainer: ({ id }) => Effect.uninterruptible(Effect.zipRight(release(id), loader.destroySubcontainer(id))),
+    DestroySubcontainer: ({ id }) =>
+      Effect.uninterruptible(
+        Effect.zipRight(release(id), loader.destroySubcontainer(id)).pipe(Effect.ensuring(Effect.sync(() => failedStarts.delete(id))))
+      ),
     ExecuteAsync: ({ argv, cwd, env, id, stdio, terminal, uid }) =>
       Effect.uninterruptible(
         withStdio(openStdio(stdio), (opened) =>
@@ -171,7 +191,7 @@ const handlers = (loader: LoaderShape) => {
     Pause: () => Effect.uninterruptible(loader.pause),
     Resume: () => Effect.uninterruptible(loader.resume),
     IsPaused: () => loader.isPaused,
-    RuntimeState: ({ id }) => loader.runtimeState(id)
+    RuntimeState: ({ id }) => Effect.map(loader.runtimeState(id), (state) => (failedStarts.has(id) ? "stopped" : state))
   })
 }
 
@@ -181,18 +201,36 @@ const handlers = (loader: LoaderShape) => {
  */
 export const serveControl = (
   path: string
-): Layer.Layer<never, SocketInUse | SocketPathInvalid | SocketServerError, Loader> =>
-  RpcServer.layer(SandboxRpcs).pipe(
+): Layer.Layer<never, SocketInUse | SocketPathInvalid | SocketServerError, Loader> => {
+  // The socket file this server listens on, once it does.
+  let served: Fs.Stats | undefined
+  return RpcServer.layer(SandboxRpcs).pipe(
     Layer.provide(SandboxRpcs.toLayer(Effect.map(Loader, handlers))),
     Layer.provide(RpcServer.layerProtocolSocketServer),
     Layer.provide(
       Layer.scopedDiscard(
-        Effect.acquireRelease(Effect.void, () => Effect.sync(() => Fs.rmSync(path, { force: true })))
+        Effect.acquireRelease(Effect.void, () => Effect.sync(() => removeIfOurs(path, served)))
       )
     ),
     Layer.provide(
       Layer.unwrapEffect(Effect.as(prepareSocketPath(path), NodeSocketServer.layer({ path })))
     ),
     Layer.provide(RpcSerialization.layerNdjsonWith({ maxBufferSize: MAX_FRAME_BYTES })),
-    Layer.tap(() => Effect.sync(() => Fs.chmodSync(path, 0o600)))
+    Layer.tap(() =>
+      Effect.sync(() => {
+        Fs.chmodSync(path, 0o600)
+        served = Fs.lstatSync(path)
+      })
+    )
   )
+}
+
+/**
+ * Removes the socket file at `path` if it is still the one this server made (`served`): once
+ * this server has stopped listening, another sandbox of the same id may have found the file
+ * stale and put its own there.
+ */
+const removeIfOurs = (path: string, served: Fs.Stats | undefined) => {
+  const now = Fs.lstatSync(path, { throwIfNoEntry: false })
+  if (served !== undefined && now !== undefined && now.ino === served.ino && now.dev === served.dev) Fs.rmSync(path, { force: true })
+}
