@@ -281,6 +281,27 @@ describe("a full state directory", () => {
     }
   })
 
+  it("with no inode left and a stale lock: delete still removes the container, create fails at once", async () => {
+    const root = await tmpfs("size=4m,nr_inodes=64")
+    const flags = ["--root", root]
+    assert.strictEqual((await create(flags, sleeper!.dir, "stuck")).code, 0)
+    const { pid } = await statusOf(flags, "stuck")
+    const dead = spawn(process.execPath, ["-e", "0"])
+    await new Promise((r) => dead.once("exit", r))
+    Fs.symlinkSync(`runsc-lock:${dead.pid}:1`, Path.join(root, "stuck.lock"))
+    fillInodes(root, 0)
+    const deleted = await runsc([...flags, "delete", "--force", "stuck"])
+    assert.strictEqual(deleted.code, 0, describeResult(deleted))
+    assert.isTrue(procInfo(pid) === undefined || procInfo(pid)!.state === "Z", "its sandbox is gone")
+    assert.deepStrictEqual(leftovers(root, isFiller), [])
+    const refused = await runsc([...flags, "create", "--bundle", sleeper!.dir, "other"], { timeoutMs: 20_000 })
+    assert.match(cliFailureLine(refused), /no space left/i)
+    unfill(root)
+    assert.strictEqual((await create(flags, sleeper!.dir, "other")).code, 0)
+    assert.strictEqual((await runsc([...flags, "delete", "other"])).code, 0)
+    assert.deepStrictEqual(leftovers(root), [])
+  })
+
   it("start on a full disk starts the container and says so; delete works once there is room", async () => {
     const root = await tmpfs("size=256k")
     const flags = ["--root", root]

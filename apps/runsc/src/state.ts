@@ -217,9 +217,14 @@ export class StateStore {
    * record or its lock. Such an id is taken to be meant as it is, never as an abbreviation.
    */
   hasTraces(id: string): boolean {
-    return [this.fileOf(id), this.socketOf(id), this.exitFileOf(id), this.lockOf(id)].some((path) =>
-      Fs.lstatSync(path, { throwIfNoEntry: false }) !== undefined
-    )
+    return [this.fileOf(id), this.socketOf(id), this.exitFileOf(id), this.lockOf(id)].some((path) => {
+      try {
+        return Fs.lstatSync(path, { throwIfNoEntry: false }) !== undefined
+      } catch {
+        // A name too long to exist.
+        return false
+      }
+    })
   }
 
   /**
@@ -375,8 +380,15 @@ export class StateStore {
    * reservation, whose create then finds it gone and undoes itself.
    */
   lockedRemoval<E, R>(id: string, removal: Effect.Effect<void, E, R>): Effect.Effect<void, E | LockUnavailable, R> {
+    const lock = this.lockOf(id)
     return this.locked(id, removal).pipe(
-      Effect.catchIf((e): e is LockUnavailable => e instanceof LockUnavailable && !e.held, () => removal)
+      Effect.catchIf(
+        (e): e is LockUnavailable => e instanceof LockUnavailable && !e.held,
+        // A stale lock that could not be broken the safe way goes with the rest.
+        () => Effect.zipRight(removal, Effect.flatMap(Clock.currentTimeMillis, (now) => Effect.sync(() => {
+          if (isStaleLock(lock, now)) Fs.rmSync(lock, { force: true })
+        })))
+      )
     )
   }
 
@@ -409,8 +421,9 @@ export class StateStore {
         if (taken !== "held") return yield* new LockUnavailable({ path: lock, reason: taken.message, held: false })
         const now = yield* Clock.currentTimeMillis
         if (isStaleLock(lock, now)) {
-          breakStaleLock(lock, me, now)
-          continue
+          const broken = breakStaleLock(lock, me, now)
+          if (broken === true) continue
+          if (broken !== "busy") return yield* new LockUnavailable({ path: lock, reason: `stale, and cannot be broken: ${broken.message}`, held: false })
         }
         if (now > deadline) {
           const holder = lockHolder(lock)
@@ -467,16 +480,21 @@ const isStaleLock = (lock: string, now: number): boolean => {
   return now - stat.mtimeMs > UNKNOWN_LOCK_AGE_MS
 }
 
-/** Removes the stale `lock` under its breaker's lock (the second check is made holding it). */
-const breakStaleLock = (lock: string, me: ProcessIdentity, now: number) => {
+/**
+ * Removes the stale `lock` under its breaker's lock (the second check is made holding it): true
+ * when it is gone, "busy" when another CLI is breaking it, or why the breaker cannot be made.
+ */
+const breakStaleLock = (lock: string, me: ProcessIdentity, now: number): true | "busy" | Error => {
   const breaker = `${lock}.break`
-  if (tryLock(breaker, me) !== true) {
+  const taken = tryLock(breaker, me)
+  if (taken !== true) {
     // Held for a few system calls at most: one still there was left by a breaker that died.
-    if (isStaleLock(breaker, now)) Fs.rmSync(breaker, { force: true })
-    return
+    if (taken === "held" && isStaleLock(breaker, now)) Fs.rmSync(breaker, { force: true })
+    return taken === "held" ? "busy" : taken
   }
   try {
     if (isStaleLock(lock, now)) Fs.rmSync(lock, { force: true })
+    return true
   } finally {
     unlock(breaker, me)
   }
