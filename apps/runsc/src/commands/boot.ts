@@ -10,7 +10,7 @@ import { toShellCode } from "@runsc/abi"
 import { serveControl } from "@runsc/control"
 import { Loader } from "@runsc/loader"
 import { validateContainerId } from "@runsc/spec"
-import { Effect, Layer, Option } from "effect"
+import { Effect, Fiber, Layer, Option } from "effect"
 import { ConfinementRefused, refusedGrants } from "../confinement.js"
 import { awaitConfirmation, reportReady } from "../detached.js"
 import { configure, rootDirOf } from "../globals.js"
@@ -60,16 +60,18 @@ export const bootCommand = Command.make(
           })
         )
       )
-      const status = yield* Effect.gen(function*() {
+      // The creator's answer, watched from the start: a creator that goes away without
+      // confirming (killed at any point of the boot) ends this sandbox, which nobody knows of.
+      const confirmation = Option.isSome(syncFd) ? yield* Effect.fork(awaitConfirmation(syncFd.value)) : undefined
+      const abandoned = confirmation === undefined
+        ? Effect.never
+        : Effect.flatMap(Fiber.join(confirmation), (confirmed) => (confirmed ? Effect.never : Effect.void))
+      const serve = Effect.gen(function*() {
         const loader = yield* Loader
-        if (Option.isSome(syncFd)) {
-          // Serving: the creator registers the container, then confirms; a start may come from
-          // then on. A creator that went away without confirming left a sandbox nobody knows of.
+        if (Option.isSome(syncFd) && confirmation !== undefined) {
+          // Serving: the creator registers the container, then confirms; a start may come from then on.
           yield* reportReady(syncFd.value, "ready", { close: false })
-          if (!(yield* awaitConfirmation(syncFd.value))) {
-            yield* Effect.logDebug(`container ${containerId}: its create ended before registering it; the sandbox exits`)
-            return undefined
-          }
+          if (!(yield* Fiber.join(confirmation))) return undefined
         }
         const status = yield* loader.awaitRootExit
         // Recorded before the teardown: a `wait` that finds the sandbox going away reads it. A
@@ -79,6 +81,12 @@ export const bootCommand = Command.make(
         )
         return status
       }).pipe(Effect.provide(sandbox), Effect.provide(runtime.logger))
+      const status = yield* Effect.raceFirst(serve, Effect.as(abandoned, undefined))
+      if (status === undefined) {
+        yield* Effect.logDebug(`container ${containerId}: its create ended before registering it; the sandbox exits`).pipe(
+          Effect.provide(runtime.logger)
+        )
+      }
       yield* setExitCode(status === undefined ? ABANDONED : toShellCode(status))
     }).pipe(Effect.scoped)
 ).pipe(Command.withDescription("internal: the sandbox process that `create` starts"))
