@@ -5,7 +5,10 @@
  *   could reach), created with mode 0600 in a directory the server makes 0700 when it creates it.
  * - A socket file left by a killed sandbox is stale: nobody accepts on it. The server removes it
  *   only after a connection attempt is refused; a live server's socket is never taken over
- *   (SocketInUse), and a path that is not a socket is never removed.
+ *   (SocketInUse), and a path that is not a socket is never removed. On its way out a server
+ *   removes its socket file only if it is still the one it bound (another sandbox of the same
+ *   id may have taken the path since). A path too long for a socket address is refused.
+ * - A container whose start failed is `stopped` to RuntimeState (the Loader keeps it created).
  * - Calls that change the sandbox (start, create, destroy, exec, signal, pause, resume) run to
  *   the end even when their client disconnects; waits and queries stop with their client.
  * - Frames are newline-delimited JSON of bounded size: a malformed or oversized frame fails that
