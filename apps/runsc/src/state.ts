@@ -11,6 +11,8 @@
  * - A create first reserves its id (a record in phase `creating` naming the creating CLI), boots
  *   the sandbox holding no lock, then commits. A reservation whose creator is gone is stale: it
  *   names no container, and whoever finds it removes it.
+ * - A socket file is removed only once its sandbox is gone (a sandbox removes its own by name as
+ *   it exits; one left by a killed sandbox is replaced by the next sandbox of that id).
  * - Every path built here is made from a valid container id (a defect otherwise), and a record
  *   is only believed for the id its file is named after.
  * - The status is never trusted from the file alone: a container whose sandbox process is gone
@@ -269,7 +271,8 @@ export class StateStore {
     return this.lockedRemoval(
       id,
       Effect.flatMap(Effect.either(this.readFile(id)), (current) =>
-        current._tag === "Right" && isStaleReservation(current.right) ? this.remove(id) : Effect.void)
+        // Its sandbox may still be on its way out: its socket is its own to remove.
+        current._tag === "Right" && isStaleReservation(current.right) ? this.remove(id, { socket: false }) : Effect.void)
     )
   }
 
@@ -307,7 +310,9 @@ export class StateStore {
         if (current._tag === "Right" && !isStaleReservation(current.right)) return yield* new ContainerIdInUse({ id })
         // A corrupt record is still somebody's container: only `delete` removes it.
         if (current._tag === "Left" && current.left._tag === "StateCorrupt") return yield* current.left
-        yield* this.remove(id)
+        // A socket here belongs to a sandbox that may still listen (the new one replaces it only
+        // if nobody does); what else is here is a gone container's.
+        yield* this.remove(id, { socket: false })
         yield* this.write(record)
       })
     )
@@ -335,7 +340,7 @@ export class StateStore {
     return this.lockedRemoval(
       id,
       Effect.flatMap(Effect.either(this.readFile(id)), (current) =>
-        current._tag === "Right" && sameProcess(current.right.createdBy, creator) ? this.remove(id) : Effect.void)
+        current._tag === "Right" && sameProcess(current.right.createdBy, creator) ? this.remove(id, { socket: true }) : Effect.void)
     )
   }
 
@@ -392,12 +397,15 @@ export class StateStore {
     )
   }
 
-  /** Every trace of a container: its state, its socket, its recorded exit. */
-  remove(id: string): Effect.Effect<void> {
+  /**
+   * Every trace of a container: its state, its recorded exit and, with `socket`, its socket —
+   * only once its sandbox is gone: a listening sandbox removes its socket file by name as it
+   * exits, so a path taken from a live one would be taken from its successor too.
+   */
+  remove(id: string, options: { readonly socket: boolean }): Effect.Effect<void> {
     return Effect.sync(() => {
-      for (const path of [this.fileOf(id), this.socketOf(id), this.exitFileOf(id), `${this.exitFileOf(id)}.tmp`]) {
-        Fs.rmSync(path, { force: true })
-      }
+      const paths = [this.fileOf(id), this.exitFileOf(id), `${this.exitFileOf(id)}.tmp`, ...(options.socket ? [this.socketOf(id)] : [])]
+      for (const path of paths) Fs.rmSync(path, { force: true })
     })
   }
 

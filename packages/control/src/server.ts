@@ -6,8 +6,9 @@
  * - A socket file left by a killed sandbox is stale: nobody accepts on it. The server removes it
  *   only after a connection attempt is refused; a live server's socket is never taken over
  *   (SocketInUse), and a path that is not a socket is never removed. On its way out a server
- *   removes its socket file only if it is still the one it bound (another sandbox of the same
- *   id may have taken the path since). A path too long for a socket address is refused.
+ *   removes its socket file by name (libuv does so as it closes a listening socket): whoever
+ *   manages these paths must never take the path of a server that still listens. A path too
+ *   long for a socket address is refused (Node would bind it under a name cut short).
  * - A container whose start failed is `stopped` to RuntimeState (the Loader keeps it created).
  * - Calls that change the sandbox (start, create, destroy, exec, signal, pause, resume) run to
  *   the end even when their client disconnects; waits and queries stop with their client.
@@ -204,36 +205,18 @@ const handlers = (loader: LoaderShape) => {
  */
 export const serveControl = (
   path: string
-): Layer.Layer<never, SocketInUse | SocketPathInvalid | SocketServerError, Loader> => {
-  // The socket file this server listens on, once it does.
-  let served: Fs.Stats | undefined
-  return RpcServer.layer(SandboxRpcs).pipe(
+): Layer.Layer<never, SocketInUse | SocketPathInvalid | SocketServerError, Loader> =>
+  RpcServer.layer(SandboxRpcs).pipe(
     Layer.provide(SandboxRpcs.toLayer(Effect.map(Loader, handlers))),
     Layer.provide(RpcServer.layerProtocolSocketServer),
     Layer.provide(
       Layer.scopedDiscard(
-        Effect.acquireRelease(Effect.void, () => Effect.sync(() => removeIfOurs(path, served)))
+        Effect.acquireRelease(Effect.void, () => Effect.sync(() => Fs.rmSync(path, { force: true })))
       )
     ),
     Layer.provide(
       Layer.unwrapEffect(Effect.as(prepareSocketPath(path), NodeSocketServer.layer({ path })))
     ),
     Layer.provide(RpcSerialization.layerNdjsonWith({ maxBufferSize: MAX_FRAME_BYTES })),
-    Layer.tap(() =>
-      Effect.sync(() => {
-        Fs.chmodSync(path, 0o600)
-        served = Fs.lstatSync(path)
-      })
-    )
+    Layer.tap(() => Effect.sync(() => Fs.chmodSync(path, 0o600)))
   )
-}
-
-/**
- * Removes the socket file at `path` if it is still the one this server made (`served`): once
- * this server has stopped listening, another sandbox of the same id may have found the file
- * stale and put its own there.
- */
-const removeIfOurs = (path: string, served: Fs.Stats | undefined) => {
-  const now = Fs.lstatSync(path, { throwIfNoEntry: false })
-  if (served !== undefined && now !== undefined && now.ino === served.ino && now.dev === served.dev) Fs.rmSync(path, { force: true })
-}

@@ -471,7 +471,8 @@ export const removeContainer = (states: StateStore, record: ContainerRecord, gra
     } else if (!(yield* sandboxGone(record, graceMs))) {
       yield* killSandbox(record)
     }
-    yield* states.lockedRemoval(record.id, states.remove(record.id))
+    // A reservation's socket is its live create's business (its sandbox may be serving).
+    yield* states.lockedRemoval(record.id, states.remove(record.id, { socket: record.phase !== "creating" }))
   })
 
 export const deleteCommand = Command.make(
