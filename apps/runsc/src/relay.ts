@@ -14,7 +14,7 @@
  * relay it serves has ended, or when the sandbox never connected.
  */
 import { Command, Options } from "@effect/cli"
-import { RELAY_PREFIX, type StdioPaths } from "@runsc/control"
+import { MAX_SOCKET_PATH, RELAY_PREFIX, type StdioPaths } from "@runsc/control"
 import { Data, Deferred, Duration, Effect, Exit, Option, type Scope } from "effect"
 import * as Fs from "node:fs"
 import * as Net from "node:net"
@@ -58,6 +58,10 @@ interface Relay {
  */
 const relayFd = (slot: number, fd: number, path: string): Effect.Effect<Relay, RelayFailed, Scope.Scope> =>
   Effect.gen(function*() {
+    // Node binds a longer path under a name cut short, where the sandbox would never find it.
+    if (Buffer.byteLength(path) > MAX_SOCKET_PATH) {
+      return yield* new RelayFailed({ reason: `${path}: longer than ${MAX_SOCKET_PATH} bytes, the most a Unix socket's path may have` })
+    }
     const connected = yield* Deferred.make<void>()
     const ended = yield* Deferred.make<void>()
     const end = () => Deferred.unsafeDone(ended, Exit.void)
@@ -113,21 +117,8 @@ const relayHere = (slots: ReadonlyArray<number>, fds: Stdio, dir: string) =>
  * connect); otherwise it is left to its work.
  */
 const relayDetached = (slots: ReadonlyArray<number>, fds: Stdio, dir: string, globalArgs: ReadonlyArray<string>) =>
-  Effect.acquireRelease(
-    spawnDetached({ args: [...globalArgs, "relay", "--dir", dir, "--fds", slots.join(","), "--sync-fd", "3"], stdio: fds }).pipe(
-      Effect.mapError(({ reason }) => new RelayFailed({ reason: `the relay helper: ${reason}` }))
-    ),
-    ({ pid }, exit) =>
-      Exit.isFailure(exit)
-        ? Effect.sync(() => {
-          try {
-            process.kill(pid, "SIGKILL")
-          } catch {
-            // Gone already.
-          }
-        })
-        : Effect.void
-  ).pipe(
+  spawnDetached({ args: [...globalArgs, "relay", "--dir", dir, "--fds", slots.join(","), "--sync-fd", "3"], stdio: fds }).pipe(
+    Effect.mapError(({ reason }) => new RelayFailed({ reason: `the relay helper: ${reason}` })),
     Effect.map(({ line }) => {
       const paths = JSON.parse(line) as Record<string, string>
       return slots.map((slot) => ({ slot, path: paths[slot]!, done: Effect.void }))

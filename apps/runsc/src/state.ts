@@ -2,23 +2,39 @@
  * The CLI's state: one JSON file per container under `--root`, which is how a stateless
  * `runsc <cmd>` finds the sandbox process and control socket of a container.
  *
- * Invariants: a file is replaced atomically (written aside, then renamed), and every
- * read-modify-write of the root holds its lock (a lock file created exclusively), so concurrent
- * CLIs neither corrupt nor lose updates. A corrupt file of one id is reported for that id only;
- * every other id works. The status is never trusted from the file alone: a container whose
- * sandbox process is gone is `stopped`.
+ * Invariants:
+ * - A file is replaced atomically (written aside, then renamed; the file aside is removed when
+ *   the write fails), so a reader sees the old record or the new one, never half.
+ * - Every read-modify-write of one container's files holds that container's lock (see `locked`);
+ *   there is no lock of the whole root, and no lock is held while a sandbox boots. A lock left
+ *   by a CLI that died is broken by the next one that wants it.
+ * - A create first reserves its id (a record in phase `creating` naming the creating CLI), boots
+ *   the sandbox holding no lock, then commits. A reservation whose creator is gone is stale: it
+ *   names no container, and whoever finds it removes it.
+ * - A socket file is removed only once its sandbox is gone (a sandbox removes its own by name as
+ *   it exits; one left by a killed sandbox is replaced by the next sandbox of that id).
+ * - Every path built here is made from a valid container id (a defect otherwise), and a record
+ *   is only believed for the id its file is named after.
+ * - The status is never trusted from the file alone: a container whose sandbox process is gone
+ *   is `stopped`.
  */
+import { MAX_SOCKET_PATH } from "@runsc/control"
+import { isValidContainerId } from "@runsc/spec"
 import { Clock, Effect, Schema } from "effect"
 import * as Fs from "node:fs"
 import * as Path from "node:path"
 import { Confinement, type SandboxFiles } from "./confinement.js"
 import { CannotWrite } from "./errors.js"
 
+/** A process as it can be recognized later: its pid and its start time (a pid is reused, the pair never). */
+export const ProcessIdentity = Schema.Struct({ pid: Schema.Number, start: Schema.String })
+export type ProcessIdentity = typeof ProcessIdentity.Type
+
 export const ContainerRecord = Schema.Struct({
   id: Schema.String,
   /** The bundle directory (absolute). */
   bundle: Schema.String,
-  /** The host pid of the sandbox process (`runsc boot`). */
+  /** The host pid of the sandbox process (`runsc boot`); 0 while `creating`. */
   sandboxPid: Schema.Number,
   /**
    * When that process started (/proc stat's starttime): a pid reused by another process after
@@ -27,8 +43,14 @@ export const ContainerRecord = Schema.Struct({
   sandboxStart: Schema.String,
   /** The sandbox's control socket. */
   socket: Schema.String,
-  /** What the CLI last did to it: created, or started (the sandbox decides running/stopped). */
-  phase: Schema.Literal("created", "started", "start-failed"),
+  /**
+   * What the CLI did: `creating` (the id is reserved by `createdBy`, which is booting the
+   * sandbox), `created` (registered; from here the sandbox says what became of it). `started`
+   * and `start-failed` were written by earlier versions, whose sandboxes may still run.
+   */
+  phase: Schema.Literal("creating", "created", "started", "start-failed"),
+  /** The `create` that made this record (absent in records of earlier versions). */
+  createdBy: Schema.optional(ProcessIdentity),
   createdAt: Schema.String,
   annotations: Schema.Record({ key: Schema.String, value: Schema.String }),
   /** For a sub-container: the id of the root container whose sandbox it runs in. */
@@ -65,21 +87,108 @@ export class ContainerIdInUse extends Schema.TaggedError<ContainerIdInUse>()("Co
   }
 }
 
+export class ContainerIdTooLong extends Schema.TaggedError<ContainerIdTooLong>()("ContainerIdTooLong", {
+  id: Schema.String,
+  root: Schema.String,
+  max: Schema.Number
+}) {
+  override get message(): string {
+    return `container id ${JSON.stringify(this.id)} is too long for the state root ${this.root}: at most ${this.max} characters fit ` +
+      `(a file name is at most 255 bytes, a control socket's path at most ${MAX_SOCKET_PATH} bytes)`
+  }
+}
+
+/**
+ * A container's lock could not be taken: another CLI `held` it for too long, or the lock
+ * itself could not be made (a full disk).
+ */
+export class LockUnavailable extends Schema.TaggedError<LockUnavailable>()("LockUnavailable", {
+  path: Schema.String,
+  reason: Schema.String,
+  held: Schema.Boolean
+}) {
+  override get message(): string {
+    return `${this.path}: ${this.reason}`
+  }
+}
+
+/** A create found, when it came to register its container, that its reservation had been deleted. */
+export class CreateAbandoned extends Schema.TaggedError<CreateAbandoned>()("CreateAbandoned", { id: Schema.String }) {
+  override get message(): string {
+    return `container ${JSON.stringify(this.id)} was deleted while it was being created`
+  }
+}
+
 const SUFFIX = ".state.json"
+/** The longest name made here from an id: its record's file aside (the pid has at most 7 digits). */
+const LONGEST_SUFFIX = `${SUFFIX}.4194304.tmp`.length
+/** How long a CLI waits for a container's lock (each holder keeps it for milliseconds). */
 const LOCK_WAIT_MS = 10_000
+/** A lock whose holder cannot be told (not one this CLI makes) is stale once this old. */
+const UNKNOWN_LOCK_AGE_MS = 2_000
 
 const decode = Schema.decodeUnknownEither(Schema.parseJson(ContainerRecord))
+
+/**
+ * Reads a file that should be a small regular file, without ever blocking: a FIFO or device put
+ * in its place is refused, not waited on. Undefined when it is missing or not regular.
+ */
+export const readRegularFile = (path: string): string | undefined => {
+  let fd: number
+  try {
+    fd = Fs.openSync(path, Fs.constants.O_RDONLY | Fs.constants.O_NONBLOCK | Fs.constants.O_NOFOLLOW)
+  } catch {
+    return undefined
+  }
+  try {
+    return Fs.fstatSync(fd).isFile() ? Fs.readFileSync(fd, "utf8") : undefined
+  } catch {
+    return undefined
+  } finally {
+    Fs.closeSync(fd)
+  }
+}
+
+/** The identity of this process. */
+export const thisProcess = (): ProcessIdentity => ({ pid: process.pid, start: processStart(process.pid) })
+
+const sameProcess = (a: ProcessIdentity | undefined, b: ProcessIdentity) => a !== undefined && a.pid === b.pid && a.start === b.start
 
 export class StateStore {
   constructor(readonly root: string) {}
 
+  /** A path for one of container `id`'s files: never built from anything but a valid id. */
+  private pathOf(id: string, suffix: string): string {
+    if (!isValidContainerId(id)) throw new Error(`BUG: invalid container id ${JSON.stringify(id)} reached the state root`)
+    return Path.join(this.root, `${id}${suffix}`)
+  }
+
   /** The control socket of the sandbox whose root container is `id`. */
   socketOf(id: string): string {
-    return Path.join(this.root, `${id}.sock`)
+    return this.pathOf(id, ".sock")
   }
 
   private fileOf(id: string): string {
-    return Path.join(this.root, `${id}${SUFFIX}`)
+    return this.pathOf(id, SUFFIX)
+  }
+
+  private exitFileOf(id: string): string {
+    return this.pathOf(id, ".exit")
+  }
+
+  private lockOf(id: string): string {
+    return this.pathOf(id, ".lock")
+  }
+
+  /**
+   * Fails unless every file of `id` can be made here under its full name: a file name has at
+   * most 255 bytes, and a sandbox's socket path (`ownSocket`: a root container's) at most 107.
+   */
+  fits(id: string, ownSocket: boolean): Effect.Effect<void, ContainerIdTooLong> {
+    const byName = 255 - LONGEST_SUFFIX
+    const bySocket = MAX_SOCKET_PATH - Buffer.byteLength(Path.join(this.root, ".sock"))
+    const max = ownSocket ? Math.min(byName, bySocket) : byName
+    return Buffer.byteLength(id) <= max ? Effect.void : Effect.fail(new ContainerIdTooLong({ id, root: this.root, max: Math.max(0, max) }))
   }
 
   /** Makes the root directory (0700) if needed. */
@@ -94,17 +203,39 @@ export class StateStore {
   get ids(): Effect.Effect<ReadonlyArray<string>> {
     return Effect.sync(() => {
       try {
-        return Fs.readdirSync(this.root).filter((f) => f.endsWith(SUFFIX)).map((f) => f.slice(0, -SUFFIX.length)).sort()
+        return Fs.readdirSync(this.root)
+          .filter((f) => f.endsWith(SUFFIX))
+          .map((f) => f.slice(0, -SUFFIX.length))
+          .filter(isValidContainerId)
+          .sort()
       } catch {
         return []
       }
     })
   }
 
-  /** The full id for `idOrPrefix`: an exact id, or the only id it starts. */
-  resolve(idOrPrefix: string): Effect.Effect<string, ContainerUnknown | ContainerIdAmbiguous> {
+  /**
+   * Whether anything of `id` is here: its record (even a reservation), its socket, its exit
+   * record or its lock. Such an id is taken to be meant as it is, never as an abbreviation.
+   */
+  hasTraces(id: string): boolean {
+    return [this.fileOf(id), this.socketOf(id), this.exitFileOf(id), this.lockOf(id)].some((path) => {
+      try {
+        return Fs.lstatSync(path, { throwIfNoEntry: false }) !== undefined
+      } catch {
+        // A name too long to exist.
+        return false
+      }
+    })
+  }
+
+  /**
+   * The full id that `idOrPrefix` names: itself when anything of it exists here; with
+   * `abbreviated`, else the only id it starts (see README, "Container ids").
+   */
+  resolve(idOrPrefix: string, abbreviated: boolean): Effect.Effect<string, ContainerUnknown | ContainerIdAmbiguous> {
     return Effect.flatMap(this.ids, (ids): Effect.Effect<string, ContainerUnknown | ContainerIdAmbiguous> => {
-      if (ids.includes(idOrPrefix)) return Effect.succeed(idOrPrefix)
+      if (ids.includes(idOrPrefix) || !abbreviated || this.hasTraces(idOrPrefix)) return Effect.succeed(idOrPrefix)
       const matches = idOrPrefix.length === 0 ? [] : ids.filter((id) => id.startsWith(idOrPrefix))
       if (matches.length === 1) return Effect.succeed(matches[0]!)
       if (matches.length > 1) return Effect.fail(new ContainerIdAmbiguous({ prefix: idOrPrefix, matches }))
@@ -112,34 +243,105 @@ export class StateStore {
     })
   }
 
-  read(id: string): Effect.Effect<ContainerRecord, ContainerUnknown | StateCorrupt> {
+  /** The record of `id` as its file says, stale reservations included. */
+  private readFile(id: string): Effect.Effect<ContainerRecord, ContainerUnknown | StateCorrupt> {
     return Effect.suspend((): Effect.Effect<ContainerRecord, ContainerUnknown | StateCorrupt> => {
-      let text: string
-      try {
-        text = Fs.readFileSync(this.fileOf(id), "utf8")
-      } catch {
-        return Effect.fail(new ContainerUnknown({ id }))
-      }
+      const text = readRegularFile(this.fileOf(id))
+      if (text === undefined) return Effect.fail(new ContainerUnknown({ id }))
       const record = decode(text)
-      return record._tag === "Right" ? Effect.succeed(record.right) : Effect.fail(new StateCorrupt({ id, reason: "not a state record" }))
+      if (record._tag === "Left") return Effect.fail(new StateCorrupt({ id, reason: "not a state record" }))
+      if (record.right.id !== id) return Effect.fail(new StateCorrupt({ id, reason: `it is the record of ${JSON.stringify(record.right.id)}` }))
+      return Effect.succeed(record.right)
     })
+  }
+
+  /**
+   * The record of container `id`. A stale reservation (its create died) names no container:
+   * it is removed, and the container does not exist.
+   */
+  read(id: string): Effect.Effect<ContainerRecord, ContainerUnknown | StateCorrupt | LockUnavailable> {
+    return Effect.flatMap(this.readFile(id), (record) =>
+      isStaleReservation(record)
+        ? Effect.zipRight(this.reclaim(id), Effect.fail(new ContainerUnknown({ id })))
+        : Effect.succeed(record))
+  }
+
+  /** Removes the traces of `id` if its record is (still) a stale reservation. */
+  private reclaim(id: string): Effect.Effect<void, LockUnavailable> {
+    return this.lockedRemoval(
+      id,
+      Effect.flatMap(Effect.either(this.readFile(id)), (current) =>
+        // Its sandbox may still be on its way out: its socket is its own to remove.
+        current._tag === "Right" && isStaleReservation(current.right) ? this.remove(id, { socket: false }) : Effect.void)
+    )
   }
 
   /** Writes `record` atomically: another reader sees the old file or the new one, never half. */
   write(record: ContainerRecord): Effect.Effect<void, CannotWrite> {
-    return Effect.try({
-      try: () => {
-        const file = this.fileOf(record.id)
-        const aside = `${file}.${process.pid}.tmp`
-        Fs.writeFileSync(aside, JSON.stringify(record), { mode: 0o600 })
-        Fs.renameSync(aside, file)
-      },
-      catch: (e) => new CannotWrite({ path: this.fileOf(record.id), reason: (e as Error).message })
+    return Effect.suspend(() => {
+      const file = this.fileOf(record.id)
+      const aside = `${file}.${process.pid}.tmp`
+      return Effect.try({
+        try: () => {
+          try {
+            Fs.writeFileSync(aside, JSON.stringify(record), { mode: 0o600, flag: "wx" })
+            Fs.renameSync(aside, file)
+          } catch (e) {
+            Fs.rmSync(aside, { force: true })
+            throw e
+          }
+        },
+        catch: (e) => new CannotWrite({ path: file, reason: (e as Error).message })
+      })
     })
   }
 
-  private exitFileOf(id: string): string {
-    return Path.join(this.root, `${id}.exit`)
+  /**
+   * Reserves `record.id` for the create `record.createdBy` (phase `creating`): fails
+   * ContainerIdInUse when a container has it; a stale reservation and the leftovers of a
+   * container gone without a record (an exit record) are cleared first.
+   */
+  reserve(record: ContainerRecord): Effect.Effect<void, ContainerIdInUse | StateCorrupt | CannotWrite | LockUnavailable> {
+    const { id } = record
+    return this.locked(
+      id,
+      Effect.gen(this, function*() {
+        const current = yield* Effect.either(this.readFile(id))
+        if (current._tag === "Right" && !isStaleReservation(current.right)) return yield* new ContainerIdInUse({ id })
+        // A corrupt record is still somebody's container: only `delete` removes it.
+        if (current._tag === "Left" && current.left._tag === "StateCorrupt") return yield* current.left
+        // A socket here belongs to a sandbox that may still listen (the new one replaces it only
+        // if nobody does); what else is here is a gone container's.
+        yield* this.remove(id, { socket: false })
+        yield* this.write(record)
+      })
+    )
+  }
+
+  /**
+   * Replaces the reservation `record.createdBy` made with `record`: fails CreateAbandoned
+   * when the reservation is no longer there (a `delete --force` of the id while it was created).
+   */
+  commit(record: ContainerRecord): Effect.Effect<void, CreateAbandoned | CannotWrite | LockUnavailable> {
+    return this.locked(
+      record.id,
+      Effect.gen(this, function*() {
+        const current = yield* Effect.either(this.readFile(record.id))
+        const mine = current._tag === "Right" && current.right.phase === "creating" &&
+          sameProcess(current.right.createdBy, record.createdBy!)
+        if (!mine) return yield* new CreateAbandoned({ id: record.id })
+        yield* this.write(record)
+      })
+    )
+  }
+
+  /** Undoes a create of `id` by `creator` that failed: removes its record, if it is still its own. */
+  abandon(id: string, creator: ProcessIdentity): Effect.Effect<void, LockUnavailable> {
+    return this.lockedRemoval(
+      id,
+      Effect.flatMap(Effect.either(this.readFile(id)), (current) =>
+        current._tag === "Right" && sameProcess(current.right.createdBy, creator) ? this.remove(id, { socket: true }) : Effect.void)
+    )
   }
 
   /** The files the sandbox of root container `id` writes here, and nothing else. */
@@ -155,8 +357,13 @@ export class StateStore {
     return Effect.try({
       try: () => {
         const aside = `${this.exitFileOf(id)}.tmp`
-        Fs.writeFileSync(aside, `${code}\n`, { mode: 0o600 })
-        Fs.renameSync(aside, this.exitFileOf(id))
+        try {
+          Fs.writeFileSync(aside, `${code}\n`, { mode: 0o600 })
+          Fs.renameSync(aside, this.exitFileOf(id))
+        } catch (e) {
+          Fs.rmSync(aside, { force: true })
+          throw e
+        }
       },
       catch: (e) => new CannotWrite({ path: this.exitFileOf(id), reason: (e as Error).message })
     })
@@ -165,65 +372,145 @@ export class StateStore {
   /** The exit code a sandbox recorded for its root container, if it did. */
   readExit(id: string): Effect.Effect<number | undefined> {
     return Effect.sync(() => {
-      try {
-        const code = Number(Fs.readFileSync(this.exitFileOf(id), "utf8"))
-        return Number.isInteger(code) ? code : undefined
-      } catch {
-        return undefined
-      }
-    })
-  }
-
-  /** Every trace of a container: its state, its socket, its recorded exit. */
-  remove(id: string): Effect.Effect<void> {
-    return Effect.sync(() => {
-      Fs.rmSync(this.fileOf(id), { force: true })
-      Fs.rmSync(this.socketOf(id), { force: true })
-      Fs.rmSync(this.exitFileOf(id), { force: true })
+      const text = readRegularFile(this.exitFileOf(id))
+      const code = text === undefined ? NaN : Number(text)
+      return Number.isInteger(code) ? code : undefined
     })
   }
 
   /**
-   * Runs `f` holding the root's lock: an exclusively created lock file, taken by polling (a
-   * CLI holds it for milliseconds). A lock left by a CLI that died is broken once its pid is gone.
+   * Runs `removal` (which only removes files of `id`) holding `id`'s lock — or without it when
+   * the lock itself cannot be made (a full disk): what frees the disk must not need room on it.
+   * Nobody else can take a lock then, and a removal racing one already held at worst removes a
+   * reservation, whose create then finds it gone and undoes itself.
    */
-  locked<A, E, R>(f: Effect.Effect<A, E, R>): Effect.Effect<A, E | CannotWrite, R> {
-    const lock = Path.join(this.root, ".lock")
-    const take: Effect.Effect<void, CannotWrite> = Effect.gen(this, function*() {
-      yield* this.ensureRoot
+  lockedRemoval<E, R>(id: string, removal: Effect.Effect<void, E, R>): Effect.Effect<void, E | LockUnavailable, R> {
+    const lock = this.lockOf(id)
+    return this.locked(id, removal).pipe(
+      Effect.catchIf(
+        (e): e is LockUnavailable => e instanceof LockUnavailable && !e.held,
+        // A stale lock that could not be broken the safe way goes with the rest.
+        () => Effect.zipRight(removal, Effect.flatMap(Clock.currentTimeMillis, (now) => Effect.sync(() => {
+          if (isStaleLock(lock, now)) Fs.rmSync(lock, { force: true })
+        })))
+      )
+    )
+  }
+
+  /**
+   * Every trace of a container: its state, its recorded exit and, with `socket`, its socket —
+   * only once its sandbox is gone: a listening sandbox removes its socket file by name as it
+   * exits, so a path taken from a live one would be taken from its successor too.
+   */
+  remove(id: string, options: { readonly socket: boolean }): Effect.Effect<void> {
+    return Effect.sync(() => {
+      const paths = [this.fileOf(id), this.exitFileOf(id), `${this.exitFileOf(id)}.tmp`, ...(options.socket ? [this.socketOf(id)] : [])]
+      for (const path of paths) Fs.rmSync(path, { force: true })
+    })
+  }
+
+  /**
+   * Runs `f` holding container `id`'s lock (`<id>.lock`). A lock is a symbolic link whose target
+   * names its holder (pid and start time): made in one atomic, exclusive step, it is never seen
+   * without its holder, and takes no data block on a full disk. A lock whose holder is gone is
+   * stale; so is anything else found at that path (an empty file left by an earlier version)
+   * once it is older than a holder ever keeps one. Stale locks are broken under a second lock,
+   * `<id>.lock.break`, so that two CLIs never both break one and then take the lock together.
+   */
+  locked<A, E, R>(id: string, f: Effect.Effect<A, E, R>): Effect.Effect<A, E | LockUnavailable, R> {
+    const lock = this.lockOf(id)
+    const me = thisProcess()
+    const take: Effect.Effect<void, LockUnavailable> = Effect.gen(this, function*() {
+      yield* Effect.mapError(this.ensureRoot, ({ path, reason }) => new LockUnavailable({ path, reason, held: false }))
       const deadline = (yield* Clock.currentTimeMillis) + LOCK_WAIT_MS
-      for (;;) {
-        try {
-          const fd = Fs.openSync(lock, "wx", 0o600)
-          Fs.writeSync(fd, `${process.pid}`)
-          Fs.closeSync(fd)
-          return
-        } catch (e) {
-          if ((e as NodeJS.ErrnoException).code !== "EEXIST") {
-            return yield* new CannotWrite({ path: lock, reason: (e as Error).message })
-          }
+      for (let wait = 1;; wait = Math.min(wait * 2, 20)) {
+        const taken = tryLock(lock, me)
+        if (taken === true) return
+        if (taken !== "held") return yield* new LockUnavailable({ path: lock, reason: taken.message, held: false })
+        const now = yield* Clock.currentTimeMillis
+        if (isStaleLock(lock, now)) {
+          const broken = breakStaleLock(lock, me, now)
+          if (broken === true) continue
+          if (broken !== "busy") return yield* new LockUnavailable({ path: lock, reason: `stale, and cannot be broken: ${broken.message}`, held: false })
         }
-        const holder = lockHolder(lock)
-        if (holder > 0 && procStat(holder) === undefined) Fs.rmSync(lock, { force: true })
-        else if ((yield* Clock.currentTimeMillis) > deadline) return yield* new CannotWrite({ path: lock, reason: "lock held for too long" })
-        else yield* Effect.sleep("2 millis")
+        if (now > deadline) {
+          const holder = lockHolder(lock)
+          return yield* new LockUnavailable({ path: lock, reason: `held for too long${holder ? ` by pid ${holder.pid}` : ""}`, held: true })
+        }
+        yield* Effect.sleep(wait)
       }
     })
-    return Effect.acquireUseRelease(take, () => f, () => Effect.sync(() => Fs.rmSync(lock, { force: true })))
+    return Effect.acquireUseRelease(take, () => f, () => Effect.sync(() => unlock(lock, me)))
   }
 }
 
-/** The pid written in a lock file (0: unknown, or the file is gone already). */
-const lockHolder = (lock: string): number => {
+/** A reservation whose create is gone: no container will come of it. */
+export const isStaleReservation = (record: ContainerRecord): boolean =>
+  record.phase === "creating" && (record.createdBy === undefined || !isAlive(record.createdBy.pid, record.createdBy.start))
+
+const lockTarget = (holder: ProcessIdentity) => `runsc-lock:${holder.pid}:${holder.start}`
+
+/** Takes `lock` for `holder`: true, "held" (by someone), or why it cannot be taken. */
+const tryLock = (lock: string, holder: ProcessIdentity): true | "held" | Error => {
   try {
-    return Number(Fs.readFileSync(lock, "utf8")) || 0
+    Fs.symlinkSync(lockTarget(holder), lock)
+    return true
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === "EEXIST" ? "held" : (e as Error)
+  }
+}
+
+/** Releases `lock` if `holder` holds it. */
+const unlock = (lock: string, holder: ProcessIdentity) => {
+  try {
+    if (Fs.readlinkSync(lock) === lockTarget(holder)) Fs.rmSync(lock, { force: true })
   } catch {
-    return 0
+    // Gone already.
+  }
+}
+
+/** Who holds `lock`, when it is a lock made here. */
+const lockHolder = (lock: string): ProcessIdentity | undefined => {
+  try {
+    const match = /^runsc-lock:(\d+):(\d*)$/.exec(Fs.readlinkSync(lock))
+    return match === null ? undefined : { pid: Number(match[1]), start: match[2]! }
+  } catch {
+    return undefined
+  }
+}
+
+/** Whether what is at `lock` is a lock nobody holds any more (false when nothing is there). */
+const isStaleLock = (lock: string, now: number): boolean => {
+  const stat = Fs.lstatSync(lock, { throwIfNoEntry: false })
+  if (stat === undefined) return false
+  const holder = lockHolder(lock)
+  if (holder !== undefined) return !(holder.start === "" ? procStat(holder.pid) !== undefined : isAlive(holder.pid, holder.start))
+  return now - stat.mtimeMs > UNKNOWN_LOCK_AGE_MS
+}
+
+/**
+ * Removes the stale `lock` under its breaker's lock (the second check is made holding it): true
+ * when it is gone, "busy" when another CLI is breaking it, or why the breaker cannot be made.
+ */
+const breakStaleLock = (lock: string, me: ProcessIdentity, now: number): true | "busy" | Error => {
+  const breaker = `${lock}.break`
+  const taken = tryLock(breaker, me)
+  if (taken !== true) {
+    // Held for a few system calls at most: one still there was left by a breaker that died.
+    if (taken === "held" && isStaleLock(breaker, now)) Fs.rmSync(breaker, { force: true })
+    return taken === "held" ? "busy" : taken
+  }
+  try {
+    if (isStaleLock(lock, now)) Fs.rmSync(lock, { force: true })
+    return true
+  } finally {
+    unlock(breaker, me)
   }
 }
 
 /** A process's state letter and start time (clock ticks since boot), from /proc; undefined when gone. */
 const procStat = (pid: number): { readonly state: string; readonly start: string } | undefined => {
+  if (!Number.isInteger(pid) || pid <= 0) return undefined
   try {
     const stat = Fs.readFileSync(`/proc/${pid}/stat`, "utf8")
     // Fields after the command (which may contain spaces and parentheses) start after the last ")".

@@ -5,7 +5,11 @@
  *   could reach), created with mode 0600 in a directory the server makes 0700 when it creates it.
  * - A socket file left by a killed sandbox is stale: nobody accepts on it. The server removes it
  *   only after a connection attempt is refused; a live server's socket is never taken over
- *   (SocketInUse), and a path that is not a socket is never removed.
+ *   (SocketInUse), and a path that is not a socket is never removed. On its way out a server
+ *   removes its socket file by name (libuv does so as it closes a listening socket): whoever
+ *   manages these paths must never take the path of a server that still listens. A path too
+ *   long for a socket address is refused (Node would bind it under a name cut short).
+ * - A container whose start failed is `stopped` to RuntimeState (the Loader keeps it created).
  * - Calls that change the sandbox (start, create, destroy, exec, signal, pause, resume) run to
  *   the end even when their client disconnects; waits and queries stop with their client.
  * - Frames are newline-delimited JSON of bounded size: a malformed or oversized frame fails that
@@ -22,6 +26,9 @@ import * as Net from "node:net"
 import * as Path from "node:path"
 import { RELAY_PREFIX, SandboxRpcs, StdioUnavailable, type StdioPaths } from "./protocol.js"
 import { connectRelay } from "./socketStream.js"
+
+/** The longest path a Unix socket may be bound to (sun_path, less its NUL). */
+export const MAX_SOCKET_PATH = 107
 
 /** Largest frame a client may send (a spec path, an argv, an env: far below this). */
 export const MAX_FRAME_BYTES = 1024 * 1024
@@ -56,6 +63,10 @@ const isServing = (path: string): Effect.Effect<boolean> =>
 /** Makes `path` free for a new socket: its directory exists (0700 if made here), no stale socket. */
 export const prepareSocketPath = (path: string): Effect.Effect<void, SocketInUse | SocketPathInvalid> =>
   Effect.gen(function*() {
+    // Longer paths do not fit a socket address: the socket would be bound under a name cut short.
+    if (Buffer.byteLength(path) > MAX_SOCKET_PATH) {
+      return yield* new SocketPathInvalid({ path, reason: `longer than ${MAX_SOCKET_PATH} bytes, the most a Unix socket's path may have` })
+    }
     const dir = Path.dirname(path)
     yield* Effect.try({
       try: () => {
@@ -136,9 +147,19 @@ const handlers = (loader: LoaderShape) => {
       if (opened === undefined) return openStdio(paths)
       return named ? Effect.zipRight(closeStdio(opened), openStdio(paths)) : Effect.succeed(opened)
     })
+  // Containers whose start failed: stopped, as runc reports them (the Loader keeps them
+  // created, and the CLI writes nothing after a start: this is where the outcome is kept).
+  const failedStarts = new Set<string>()
+  const startOutcome = <A, E>(id: string, start: Effect.Effect<A, E>) =>
+    start.pipe(
+      Effect.tapBoth({
+        onFailure: () => Effect.sync(() => failedStarts.add(id)),
+        onSuccess: () => Effect.sync(() => failedStarts.delete(id))
+      })
+    )
   return SandboxRpcs.of({
     // Lifecycle calls finish even if their client goes away (a half-done start helps nobody).
-    StartRoot: () => Effect.uninterruptible(loader.startRoot),
+    StartRoot: () => Effect.uninterruptible(startOutcome(loader.containerId, loader.startRoot)),
     CreateSubcontainer: ({ id, stdio }) =>
       Effect.uninterruptible(Effect.gen(function*() {
         const opened = stdio === undefined ? undefined : yield* openStdio(stdio)
@@ -147,9 +168,12 @@ const handlers = (loader: LoaderShape) => {
       })),
     StartSubcontainer: ({ bundle, id, stdio }) =>
       Effect.uninterruptible(
-        withStdio(stdioAtStart(id, stdio), (opened) => loader.startSubcontainer({ containerId: id, bundle, stdio: opened }))
+        startOutcome(id, withStdio(stdioAtStart(id, stdio), (opened) => loader.startSubcontainer({ containerId: id, bundle, stdio: opened })))
       ),
-    DestroySubcontainer: ({ id }) => Effect.uninterruptible(Effect.zipRight(release(id), loader.destroySubcontainer(id))),
+    DestroySubcontainer: ({ id }) =>
+      Effect.uninterruptible(
+        Effect.zipRight(release(id), loader.destroySubcontainer(id)).pipe(Effect.ensuring(Effect.sync(() => failedStarts.delete(id))))
+      ),
     ExecuteAsync: ({ argv, cwd, env, id, stdio, terminal, uid }) =>
       Effect.uninterruptible(
         withStdio(openStdio(stdio), (opened) =>
@@ -171,7 +195,7 @@ const handlers = (loader: LoaderShape) => {
     Pause: () => Effect.uninterruptible(loader.pause),
     Resume: () => Effect.uninterruptible(loader.resume),
     IsPaused: () => loader.isPaused,
-    RuntimeState: ({ id }) => loader.runtimeState(id)
+    RuntimeState: ({ id }) => Effect.map(loader.runtimeState(id), (state) => (failedStarts.has(id) ? "stopped" : state))
   })
 }
 

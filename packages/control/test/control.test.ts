@@ -14,7 +14,7 @@ import * as Net from "node:net"
 import * as Os from "node:os"
 import * as Path from "node:path"
 import { fileURLToPath } from "node:url"
-import { call, serveControl } from "../src/index.js"
+import { call, prepareSocketPath, serveControl } from "../src/index.js"
 
 const repo = fileURLToPath(new URL("../../../", import.meta.url))
 
@@ -146,6 +146,26 @@ describe("control socket", () => {
       ))
       assert.strictEqual(refused._tag, "SocketPathInvalid")
       assert.strictEqual(Fs.readFileSync(plain, "utf8"), "not a socket")
+    }))
+
+  it.scopedLive("a path too long for a socket address is refused, never bound under a name cut short", () =>
+    Effect.gen(function*() {
+      const dir = yield* tempDir
+      const tooLong = yield* Effect.flip(prepareSocketPath(Path.join(dir, `${"x".repeat(120)}.sock`)))
+      assert.strictEqual(tooLong._tag, "SocketPathInvalid")
+      assert.deepStrictEqual(Fs.readdirSync(dir), [])
+    }))
+
+  it.scopedLive("a root container whose start failed is stopped to RuntimeState", () =>
+    Effect.gen(function*() {
+      const dir = yield* tempDir
+      const socket = Path.join(dir, "run", "sandbox.sock")
+      const bundle = writeBundle(Path.join(dir, "root"), ["not-there"])
+      yield* Layer.build(serveControl(socket).pipe(Layer.provide(Loader.layer({ containerId: "root", bundle }))))
+      assert.strictEqual(yield* call(socket, "RuntimeState", (c) => c.RuntimeState({ id: "root" })), "creating")
+      const failed = yield* Effect.flip(call(socket, "StartRoot", (c) => c.StartRoot()))
+      assert.strictEqual(failed._tag, "ExecNotFound")
+      assert.strictEqual(yield* call(socket, "RuntimeState", (c) => c.RuntimeState({ id: "root" })), "stopped")
     }))
 
   it.scopedLive("no sandbox: SandboxUnreachable at once; garbage and oversized frames fail only their own connection", () =>

@@ -4,6 +4,7 @@
  * because the CLI reports exactly one line and a user fixes one field at a time.
  */
 import { Effect, ParseResult, Schema } from "effect"
+import { constants as fsConstants } from "node:fs"
 import * as fs from "node:fs/promises"
 import * as path from "node:path"
 import { BundleNotFound, InvalidSpec } from "./errors.js"
@@ -60,9 +61,26 @@ export const parseSpec = (text: string): Effect.Effect<Spec, InvalidSpec> =>
 const errnoCode = (e: unknown): string | undefined =>
   typeof e === "object" && e !== null && "code" in e && typeof e.code === "string" ? e.code : undefined
 
+/** config.json is something other than a regular file (a FIFO, a device, a directory). */
+class NotRegular extends Error {}
+
+/**
+ * The text of `<dir>/config.json`. Opened without blocking (O_NONBLOCK) and read only if it is a
+ * regular file: a FIFO or a device in its place is refused at once, never waited on.
+ */
+const readRegular = async (file: string): Promise<string> => {
+  const handle = await fs.open(file, fsConstants.O_RDONLY | fsConstants.O_NONBLOCK)
+  try {
+    if (!(await handle.stat()).isFile()) throw new NotRegular(`${file} is not a regular file`)
+    return await handle.readFile("utf8")
+  } finally {
+    await handle.close()
+  }
+}
+
 const readConfig = (dir: string): Effect.Effect<string, InvalidSpec | BundleNotFound> =>
   Effect.tryPromise({
-    try: () => fs.readFile(path.join(dir, "config.json"), "utf8"),
+    try: () => readRegular(path.join(dir, "config.json")),
     catch: (e): InvalidSpec | BundleNotFound => {
       const code = errnoCode(e)
       if (code === "ENOENT" || code === "ENOTDIR") return new BundleNotFound({ bundle: dir })

@@ -1,5 +1,6 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Effect } from "effect"
+import { execFileSync } from "node:child_process"
 import * as fs from "node:fs/promises"
 import * as os from "node:os"
 import * as path from "node:path"
@@ -172,6 +173,23 @@ describe("loadBundle", () => {
       assert.include(e.message, "config.json")
       const gone = yield* Effect.flip(loadBundle(path.join(dir, "no-such-dir")))
       assert.strictEqual(gone._tag, "BundleNotFound")
+    }))
+
+  it.scoped("a config.json that is not a regular file (a FIFO, a directory) is refused at once, never waited on", () =>
+    Effect.gen(function*() {
+      const dir = yield* writeBundle(good)
+      const config = path.join(dir, "config.json")
+      yield* Effect.promise(() => fs.rm(config))
+      execFileSync("mkfifo", [config])
+      const fifo = yield* Effect.flip(loadBundle(dir).pipe(Effect.timeout("10 seconds")))
+      assert.strictEqual(fifo._tag, "InvalidSpec")
+      assert.include(fifo.message, "not a regular file")
+      yield* Effect.promise(async () => {
+        await fs.rm(config)
+        await fs.mkdir(config)
+      })
+      const directory = yield* Effect.flip(loadBundle(dir))
+      assert.strictEqual(directory._tag, "InvalidSpec")
     }))
 })
 

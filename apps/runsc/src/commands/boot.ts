@@ -1,20 +1,25 @@
 /**
  * `runsc boot`: the sandbox process (started by `create`, not by hand). It hosts the Loader and
  * serves it on the control socket; once serving it tells its creator so on the sync fd (the
- * start-sync handshake), then lives until the root container's init has exited, records that
- * exit for `wait`, and exits with it.
+ * start-sync handshake) and waits for its creator's confirmation that the container is
+ * registered (without it, it exits at once: see detached.ts); then lives until the root
+ * container's init has exited, records that exit for `wait`, and exits with it.
  */
 import { Args, Command, Options } from "@effect/cli"
 import { toShellCode } from "@runsc/abi"
 import { serveControl } from "@runsc/control"
 import { Loader } from "@runsc/loader"
-import { Effect, Layer, Option } from "effect"
+import { validateContainerId } from "@runsc/spec"
+import { Effect, Fiber, Layer, Option } from "effect"
 import { ConfinementRefused, refusedGrants } from "../confinement.js"
-import { reportReady } from "../detached.js"
+import { awaitConfirmation, reportReady } from "../detached.js"
 import { configure, rootDirOf } from "../globals.js"
 import { setExitCode, StartedThreads } from "../processContext.js"
 import { rootCommand } from "../root.js"
 import { StateStore } from "../state.js"
+
+/** The status of a sandbox whose creator never confirmed it (nobody waits for it). */
+const ABANDONED = 128
 
 export const bootCommand = Command.make(
   "boot",
@@ -33,6 +38,8 @@ export const bootCommand = Command.make(
     Effect.gen(function*() {
       const refused = refusedGrants(process.execArgv)
       if (refused.length > 0) return yield* new ConfinementRefused({ paths: refused })
+      // It names files under the state root.
+      const containerId = yield* validateContainerId(id)
       const flags = yield* rootCommand
       const runtime = yield* configure(flags)
       const store = new StateStore(rootDirOf(flags))
@@ -40,7 +47,7 @@ export const bootCommand = Command.make(
       const sandbox = serveControl(socket).pipe(
         Layer.provideMerge(
           Loader.layer({
-            containerId: id,
+            containerId,
             bundle,
             forwardSignals: true,
             ...(runtime.panicSignal !== undefined ? { panicSignal: runtime.panicSignal } : {}),
@@ -53,15 +60,33 @@ export const bootCommand = Command.make(
           })
         )
       )
-      const status = yield* Effect.gen(function*() {
+      // The creator's answer, watched from the start: a creator that goes away without
+      // confirming (killed at any point of the boot) ends this sandbox, which nobody knows of.
+      const confirmation = Option.isSome(syncFd) ? yield* Effect.fork(awaitConfirmation(syncFd.value)) : undefined
+      const abandoned = confirmation === undefined
+        ? Effect.never
+        : Effect.flatMap(Fiber.join(confirmation), (confirmed) => (confirmed ? Effect.never : Effect.void))
+      const serve = Effect.gen(function*() {
         const loader = yield* Loader
-        // Serving: the creator may return (and a start may come) from here on.
-        if (Option.isSome(syncFd)) yield* reportReady(syncFd.value, "ready")
+        if (Option.isSome(syncFd) && confirmation !== undefined) {
+          // Serving: the creator registers the container, then confirms; a start may come from then on.
+          yield* reportReady(syncFd.value, "ready", { close: false })
+          if (!(yield* Fiber.join(confirmation))) return undefined
+        }
         const status = yield* loader.awaitRootExit
-        // Recorded before the teardown: a `wait` that finds the sandbox going away reads it.
-        yield* store.writeExit(id, toShellCode(status))
+        // Recorded before the teardown: a `wait` that finds the sandbox going away reads it. A
+        // record that cannot be written (a full disk) leaves waiters with the live answer only.
+        yield* store.writeExit(containerId, toShellCode(status)).pipe(
+          Effect.catchAll((e) => Effect.logWarning(`cannot record the exit status of ${containerId}: ${e.message}`))
+        )
         return status
       }).pipe(Effect.provide(sandbox), Effect.provide(runtime.logger))
-      yield* setExitCode(toShellCode(status))
+      const status = yield* Effect.raceFirst(serve, Effect.as(abandoned, undefined))
+      if (status === undefined) {
+        yield* Effect.logDebug(`container ${containerId}: its create ended before registering it; the sandbox exits`).pipe(
+          Effect.provide(runtime.logger)
+        )
+      }
+      yield* setExitCode(status === undefined ? ABANDONED : toShellCode(status))
     }).pipe(Effect.scoped)
 ).pipe(Command.withDescription("internal: the sandbox process that `create` starts"))

@@ -1,25 +1,29 @@
 /**
  * The OCI lifecycle commands (RUNSC.md "CLI contract"): create, start, state, kill, wait,
- * delete, list, ps, pause, resume, events. Each is a fresh process: it finds the container's sandbox through the state
- * file under --root and talks to it over the control socket, one connection per call.
+ * delete, list, ps, pause, resume, events. Each is a fresh process: it finds the container's
+ * sandbox through the state file under --root and talks to it over the control socket, one
+ * connection per call. What it cannot know it does not claim: a sandbox that is gone makes a
+ * stopped container, one that lives but does not answer is reported as such and left alone.
  */
 import { Args, Command, Options } from "@effect/cli"
 import { parseSignal, toShellCode } from "@runsc/abi"
-import { call } from "@runsc/control"
+import { call, ControlTimeout, type SandboxClient, SandboxUnreachable } from "@runsc/control"
+import type { RpcClientError } from "@effect/rpc"
 import { type Bundle, loadBundle, validateContainerId } from "@runsc/spec"
-import { Clock, Duration, Effect, Option, Schema } from "effect"
+import { Clock, Duration, Effect, Exit, Option, Schema } from "effect"
 import * as Fs from "node:fs"
 import * as Path from "node:path"
 import { openConsole } from "../console.js"
 import { spawnDetached, type Stdio } from "../detached.js"
 import { bindSources, ConfinementUnavailable, confinementOf, mayAccess, nodeFlags, OutsideConfinement } from "../confinement.js"
-import { CannotWrite, InvalidFlag } from "../errors.js"
+import { InvalidFlag } from "../errors.js"
 import { globalArgs, rootDirOf } from "../globals.js"
+import { preparePidFile } from "../pidFile.js"
 import { lendStdio } from "../relay.js"
 import { rootCommand } from "../root.js"
-import { type ContainerRecord, ContainerIdInUse, isAlive, processStart, StateStore } from "../state.js"
+import { type ContainerRecord, isAlive, processStart, StateStore, thisProcess } from "../state.js"
 
-export type Status = "created" | "running" | "paused" | "stopped"
+export type Status = "creating" | "created" | "running" | "paused" | "stopped"
 
 export class SandboxFailed extends Schema.TaggedError<SandboxFailed>()("SandboxFailed", { id: Schema.String, reason: Schema.String }) {
   override get message(): string {
@@ -37,27 +41,98 @@ export class WrongStatus extends Schema.TaggedError<WrongStatus>()("WrongStatus"
   }
 }
 
+/**
+ * The sandbox process of a container exists but does not answer on its control socket (it may
+ * be out of file descriptors, stopped, or overloaded). The CLI cannot tell what became of the
+ * container, so it does not say: it neither calls it stopped nor destroys it.
+ */
+export class SandboxNotAnswering extends Schema.TaggedError<SandboxNotAnswering>()("SandboxNotAnswering", {
+  id: Schema.String,
+  pid: Schema.Number,
+  reason: Schema.String
+}) {
+  override get message(): string {
+    return `the sandbox of container ${this.id} (pid ${this.pid}) is alive but not answering (${this.reason}); it is left as it is (delete --force kills it)`
+  }
+}
+
 const store = Effect.map(rootCommand, (flags) => new StateStore(rootDirOf(flags)))
 
-/** The record of the container named by an id or an unambiguous prefix of one. */
-export const findContainer = (idOrPrefix: string) =>
+/**
+ * The record of the container named by `id`. Only the commands that merely look (state, ps,
+ * events) accept an abbreviation, and only when nothing of `id` itself exists: every command
+ * that changes or waits on a container needs its full id (README, "Container ids").
+ */
+export const findContainer = (id: string, options: { readonly abbreviated: boolean } = { abbreviated: false }) =>
   Effect.gen(function*() {
     const states = yield* store
-    const id = yield* states.resolve(idOrPrefix)
-    return { states, record: yield* states.read(id) }
+    // Validated before it names any file.
+    const given = yield* validateContainerId(id)
+    const resolved = yield* states.resolve(given, options.abbreviated)
+    return { states, record: yield* states.read(resolved) }
   })
 
-/** The status, computed: the state file says what the CLI did, the sandbox what became of it. */
-const statusOf = (record: ContainerRecord): Effect.Effect<Status> =>
+/** Waits (at most `ms`) until a sandbox process is gone; whether it is. */
+const sandboxGone = (record: ContainerRecord, ms: number) =>
   Effect.gen(function*() {
+    for (let i = 0; i < ms / 10 && isAlive(record.sandboxPid, record.sandboxStart); i++) yield* Effect.sleep("10 millis")
+    return !isAlive(record.sandboxPid, record.sandboxStart)
+  })
+
+/**
+ * What a control call that got no answer means: the container is stopped if its sandbox is gone
+ * (a sandbox that has just closed its socket gets a moment to finish exiting), and otherwise
+ * the sandbox is alive and not answering.
+ */
+const unanswered = (record: ContainerRecord, reason: string, wanted: string, graceMs: number) =>
+  Effect.flatMap(sandboxGone(record, graceMs), (gone): Effect.Effect<never, WrongStatus | SandboxNotAnswering> =>
+    gone
+      ? Effect.fail(new WrongStatus({ id: record.id, status: "stopped", wanted }))
+      : Effect.fail(new SandboxNotAnswering({ id: record.id, pid: record.sandboxPid, reason })))
+
+/**
+ * One control call to a container's sandbox; a call that is not answered fails WrongStatus
+ * (stopped; `wanted` says what the command needed) or SandboxNotAnswering, never "unreachable".
+ */
+export const callSandbox = <A, E>(
+  record: ContainerRecord,
+  method: string,
+  f: (client: SandboxClient) => Effect.Effect<A, E | RpcClientError.RpcClientError>,
+  options: { readonly timeout?: Duration.DurationInput; readonly wanted?: string } = {}
+): Effect.Effect<A, Exclude<E, RpcClientError.RpcClientError> | WrongStatus | SandboxNotAnswering> =>
+  call(record.socket, method, f, options.timeout).pipe(
+    Effect.catchAll((e): Effect.Effect<never, Exclude<E, RpcClientError.RpcClientError> | WrongStatus | SandboxNotAnswering> =>
+      e instanceof SandboxUnreachable ? unanswered(record, e.reason, options.wanted ?? "running", 2000)
+      : e instanceof ControlTimeout ? unanswered(record, `no answer to ${method} within ${e.millis} ms`, options.wanted ?? "running", 0)
+      : Effect.fail(e as Exclude<E, RpcClientError.RpcClientError>)
+    )
+  )
+
+/**
+ * How long a sandbox may take to answer a status query before it is reported as not answering:
+ * as long as any other call, since a sandbox starved of CPU (hundreds booting at once on two
+ * cores) answers late but is not hung.
+ */
+const STATUS_LIMIT = Duration.seconds(30)
+
+/**
+ * The status, computed: the state file says what the CLI did, the sandbox what became of it.
+ * SandboxNotAnswering when the sandbox lives but does not say.
+ */
+export const statusOf = (record: ContainerRecord): Effect.Effect<Status, SandboxNotAnswering> =>
+  Effect.gen(function*() {
+    // A reservation read here is a live create's (a stale one was removed by the read).
+    if (record.phase === "creating") return "creating"
     if (!isAlive(record.sandboxPid, record.sandboxStart)) return "stopped"
-    if (record.phase === "created") return "created"
     if (record.phase === "start-failed") return "stopped"
-    const state = yield* call(record.socket, "RuntimeState", (c) => c.RuntimeState({ id: record.id }), "10 seconds").pipe(
-      Effect.orElseSucceed(() => "stopped" as const)
+    const stopped = () => Effect.succeed("stopped" as const)
+    const state = yield* callSandbox(record, "RuntimeState", (c) => c.RuntimeState({ id: record.id }), { timeout: STATUS_LIMIT }).pipe(
+      Effect.catchTags({ WrongStatus: stopped, ContainerNotFound: stopped })
     )
     if (state !== "running") return state === "creating" ? "created" : "stopped"
-    const paused = yield* call(record.socket, "IsPaused", (c) => c.IsPaused(), "10 seconds").pipe(Effect.orElseSucceed(() => false))
+    const paused = yield* callSandbox(record, "IsPaused", (c) => c.IsPaused(), { timeout: STATUS_LIMIT }).pipe(
+      Effect.catchTag("WrongStatus", () => Effect.succeed(false))
+    )
     return paused ? "paused" : "running"
   })
 
@@ -67,11 +142,16 @@ const warn = (text: string) => Effect.sync(() => void Fs.writeSync(2, `runsc: wa
 
 // ---- create ----------------------------------------------------------------------------------
 
-const SANDBOX_START_LIMIT = Duration.seconds(30)
+/**
+ * How long a sandbox may take to serve. Generous: under load (hundreds of creates at once on
+ * two cores) a boot takes many times its usual half second.
+ */
+const SANDBOX_START_LIMIT = Duration.seconds(120)
 
 /**
  * Starts `runsc boot` detached with this process's stdio, under `nodeArgs` (its confinement);
- * resolves once it serves (or fails).
+ * resolves once it serves (or fails). The sandbox is confirmed when the enclosing scope
+ * succeeds and killed when it fails (see detached.ts).
  */
 const spawnSandbox = (
   id: string,
@@ -97,24 +177,38 @@ const spawnSandbox = (
 const CONTAINER_TYPE = "io.kubernetes.cri.container-type"
 const SANDBOX_ID = "io.kubernetes.cri.sandbox-id"
 
+/** The pod's root container that a sub-container's annotations name: a valid id, or an error. */
+const sandboxIdOf = (annotations: Readonly<Record<string, string>>) => {
+  const sandboxId = annotations[SANDBOX_ID]
+  if (sandboxId === undefined) {
+    return Effect.fail(new InvalidFlag({ flag: `annotation ${SANDBOX_ID}`, reason: "a container of type container needs its sandbox's id" }))
+  }
+  // It names files under the state root: never a path.
+  return Effect.mapError(
+    validateContainerId(sandboxId),
+    () => new InvalidFlag({ flag: `annotation ${SANDBOX_ID}`, reason: `${JSON.stringify(sandboxId)} is not a container id` })
+  )
+}
+
 /**
  * A sub-container (CRI annotations: container-type `container`, sandbox-id naming the pod's
  * root container): registered in that sandbox, with this CLI's stdio lent to it now, to outlive
- * this process. A confined sandbox must be allowed to read the sub-container's bundle, root and bind sources.
+ * this process. A confined sandbox must be allowed to read the sub-container's bundle, root and
+ * bind sources. Registered for the enclosing scope: destroyed in the sandbox if it fails.
  */
 const joinSandbox = (
   states: StateStore,
-  id: string,
+  reservation: ContainerRecord,
+  sandboxId: string,
   bundle: Bundle,
-  annotations: Readonly<Record<string, string>>,
   stdio: Stdio | undefined
 ) =>
   Effect.gen(function*() {
-    const sandboxId = annotations[SANDBOX_ID]
-    if (sandboxId === undefined) {
-      return yield* new InvalidFlag({ flag: `annotation ${SANDBOX_ID}`, reason: "a container of type container needs its sandbox's id" })
-    }
+    const { id } = reservation
     const sandbox = yield* states.read(sandboxId)
+    if (sandbox.sandboxId !== undefined || sandbox.phase === "creating") {
+      return yield* new InvalidFlag({ flag: `annotation ${SANDBOX_ID}`, reason: `${sandboxId} is not the root container of a sandbox` })
+    }
     if (!isAlive(sandbox.sandboxPid, sandbox.sandboxStart)) {
       return yield* new WrongStatus({ id: sandboxId, status: "stopped", wanted: "running" })
     }
@@ -132,83 +226,96 @@ const joinSandbox = (
       globalArgs: globalArgs(yield* rootCommand),
       ...(stdio !== undefined ? { fds: stdio } : {})
     })
-    yield* call(sandbox.socket, "CreateSubcontainer", (c) => c.CreateSubcontainer({ id, stdio: lent }))
+    yield* Effect.acquireRelease(
+      callSandbox(sandbox, "CreateSubcontainer", (c) => c.CreateSubcontainer({ id, stdio: lent })),
+      (_, exit) =>
+        Exit.isFailure(exit) ? Effect.ignore(call(sandbox.socket, "DestroySubcontainer", (c) => c.DestroySubcontainer({ id }))) : Effect.void
+    )
     const record: ContainerRecord = {
-      id,
-      bundle: bundle.dir,
+      ...reservation,
       sandboxPid: sandbox.sandboxPid,
       sandboxStart: sandbox.sandboxStart,
       socket: sandbox.socket,
       phase: "created",
-      createdAt: new Date(yield* Clock.currentTimeMillis).toISOString(),
-      annotations,
       sandboxId,
       ...(confinement !== undefined ? { confinement } : {})
     }
     return record
-  }).pipe(Effect.scoped)
+  })
+
+/** A root container's own sandbox, started for the enclosing scope (killed if it fails). */
+const bootSandbox = (states: StateStore, reservation: ContainerRecord, bundle: Bundle, stdio: Stdio | undefined) =>
+  Effect.gen(function*() {
+    const flags = yield* rootCommand
+    const { id } = reservation
+    const confinement = flags.unconfined ? undefined : confinementOf({
+      bundle,
+      files: states.sandboxFiles(id),
+      logs: [flags.log, flags.debugLog].flatMap((log) => Option.isSome(log) ? [Path.resolve(log.value)] : []),
+      allowRead: flags.allowRead,
+      allowWrite: flags.allowWrite
+    })
+    const nodeArgs = confinement === undefined ? [] : nodeFlags(confinement)
+    if (nodeArgs === undefined) return yield* new ConfinementUnavailable({ node: process.version })
+    if (confinement === undefined) {
+      yield* warn(`the sandbox of ${id} runs unconfined: it can read every host file this user can`)
+    }
+    const sandboxPid = yield* spawnSandbox(id, bundle.dir, reservation.socket, nodeArgs, globalArgs(flags), stdio)
+    const record: ContainerRecord = {
+      ...reservation,
+      sandboxPid,
+      sandboxStart: processStart(sandboxPid),
+      phase: "created",
+      ...(confinement !== undefined ? { confinement } : {})
+    }
+    return record
+  })
 
 /**
- * Creates a container: its sandbox process started detached with this process's stdio (the
- * container's) or, with a console socket, a new terminal whose master end goes there; serving;
- * its state file written; then --pid-file, last, as containerd expects.
+ * Creates a container: its id reserved; its sandbox process started detached with this
+ * process's stdio (the container's) or, with a console socket, a new terminal whose master end
+ * goes there; serving; its state file written; then --pid-file, last, as containerd expects;
+ * and only then is the sandbox told it is registered. Every step is undone when a later one
+ * fails or the create is interrupted: no sandbox, state, socket or file aside is left behind.
  */
 export const createContainer = (id: string, bundle: string, pidFile: Option.Option<string>, consoleSocket: Option.Option<string>) =>
   Effect.gen(function*() {
     // Validated before it names any file.
     const containerId = yield* validateContainerId(id)
-    const flags = yield* rootCommand
     const states = yield* store
     const dir = Path.resolve(bundle)
     // A bad bundle is reported here, by create, before any process starts.
     const loaded = yield* loadBundle(dir)
-    const socket = states.socketOf(containerId)
     const annotations = loaded.spec.annotations ?? {}
+    const sandboxId = annotations[CONTAINER_TYPE] === "container" ? yield* sandboxIdOf(annotations) : undefined
+    // Every file of the id can be made under its full name (a socket path is cut short otherwise).
+    yield* states.fits(containerId, sandboxId === undefined)
     const pty = yield* consoleFor(consoleSocket, loaded.spec.process?.terminal ?? false)
-    const record = yield* states.locked(Effect.gen(function*() {
-      if ((yield* states.ids).includes(containerId)) return yield* new ContainerIdInUse({ id: containerId })
-      if (annotations[CONTAINER_TYPE] === "container") {
-        const record = yield* joinSandbox(states, containerId, loaded, annotations, pty?.stdio)
-        yield* states.write(record)
-        return record
-      }
-      const confinement = flags.unconfined ? undefined : confinementOf({
-        bundle: loaded,
-        files: states.sandboxFiles(containerId),
-        logs: [flags.log, flags.debugLog].flatMap((log) => Option.isSome(log) ? [Path.resolve(log.value)] : []),
-        allowRead: flags.allowRead,
-        allowWrite: flags.allowWrite
-      })
-      const nodeArgs = confinement === undefined ? [] : nodeFlags(confinement)
-      if (nodeArgs === undefined) return yield* new ConfinementUnavailable({ node: process.version })
-      if (confinement === undefined) {
-        yield* warn(`the sandbox of ${containerId} runs unconfined: it can read every host file this user can`)
-      }
-      const sandboxPid = yield* spawnSandbox(containerId, dir, socket, nodeArgs, globalArgs(flags), pty?.stdio)
-      const record: ContainerRecord = {
-        id: containerId,
-        bundle: dir,
-        sandboxPid,
-        sandboxStart: processStart(sandboxPid),
-        socket,
-        phase: "created",
-        createdAt: new Date(yield* Clock.currentTimeMillis).toISOString(),
-        annotations,
-        ...(confinement !== undefined ? { confinement } : {})
-      }
-      yield* states.write(record)
-      return record
-    }))
+    // A --pid-file that cannot be written is found before anything starts.
+    const pidFileAside = yield* Option.match(pidFile, { onNone: () => Effect.succeed(undefined), onSome: preparePidFile })
+    const me = thisProcess()
+    const reservation: ContainerRecord = {
+      id: containerId,
+      bundle: dir,
+      sandboxPid: 0,
+      sandboxStart: "",
+      socket: states.socketOf(containerId),
+      phase: "creating",
+      createdBy: me,
+      createdAt: new Date(yield* Clock.currentTimeMillis).toISOString(),
+      annotations
+    }
+    yield* Effect.acquireRelease(
+      states.reserve(reservation),
+      (_, exit) => (Exit.isFailure(exit) ? Effect.ignore(states.abandon(containerId, me)) : Effect.void)
+    )
+    const record = sandboxId !== undefined
+      ? yield* joinSandbox(states, reservation, sandboxId, loaded, pty?.stdio)
+      : yield* bootSandbox(states, reservation, loaded, pty?.stdio)
+    yield* states.commit(record)
     // The container has its terminal: the caller may have the other end now.
-    if (pty !== undefined) yield* pty.send.pipe(Effect.tapError(() => Effect.ignore(removeContainer(states, record))))
-    yield* Option.match(pidFile, {
-      onNone: () => Effect.void,
-      onSome: (path) =>
-        Effect.try({
-          try: () => Fs.writeFileSync(path, `${record.sandboxPid}`),
-          catch: (e) => new CannotWrite({ path, reason: (e as Error).message })
-        })
-    })
+    if (pty !== undefined) yield* pty.send
+    if (pidFileAside !== undefined) yield* pidFileAside.write(`${record.sandboxPid}`)
     return { record, states }
   }).pipe(Effect.scoped)
 
@@ -231,7 +338,7 @@ export const createCommand = Command.make(
   "create",
   {
     bundle: Options.directory("bundle").pipe(Options.withAlias("b"), Options.withDefault(".")),
-    pidFile: Options.file("pid-file").pipe(Options.withDescription("write the sandbox's pid here (last)"), Options.optional),
+    pidFile: Options.text("pid-file").pipe(Options.withDescription("write the sandbox's pid here (last)"), Options.optional),
     consoleSocket: consoleSocketOption,
     id: Args.text({ name: "container-id" })
   },
@@ -240,32 +347,35 @@ export const createCommand = Command.make(
 
 // ---- start, state, kill, wait, delete, list --------------------------------------------------
 
-/** Starts a created container's root (StartRoot) and records how that went. */
-export const startContainer = (states: StateStore, record: ContainerRecord) =>
+/**
+ * Starts a created container's root (StartRoot) or sub-container. Nothing is written here: the
+ * sandbox keeps the outcome (a container whose start failed is stopped), so that a start that
+ * succeeded is never reported otherwise because a state file could not be written.
+ */
+export const startContainer = (record: ContainerRecord, options: { readonly justCreated: boolean } = { justCreated: false }) =>
   Effect.gen(function*() {
-    const status = yield* statusOf(record)
+    // A container this CLI has just created is created: no need to ask.
+    const status = options.justCreated ? "created" : yield* statusOf(record)
     if (status !== "created") return yield* new WrongStatus({ id: record.id, status, wanted: "created" })
-    const started = yield* Effect.either(
-      record.sandboxId === undefined
-        ? call(record.socket, "StartRoot", (c) => c.StartRoot())
-        : call(record.socket, "StartSubcontainer", (c) => c.StartSubcontainer({ id: record.id, bundle: record.bundle, stdio: {} }))
-    )
-    // A failed start leaves the container stopped, so that kill and delete work on it.
-    yield* states.locked(states.write({ ...record, phase: started._tag === "Right" ? "started" : "start-failed" }))
-    if (started._tag === "Left") return yield* Effect.fail(started.left)
+    yield* record.sandboxId === undefined
+      ? callSandbox(record, "StartRoot", (c) => c.StartRoot(), { wanted: "created" })
+      : callSandbox(record, "StartSubcontainer", (c) => c.StartSubcontainer({ id: record.id, bundle: record.bundle, stdio: {} }), {
+        wanted: "created"
+      })
   })
 
 export const startCommand = Command.make("start", { id: Args.text({ name: "container-id" }) }, ({ id }) =>
-  Effect.flatMap(findContainer(id), ({ record, states }) => startContainer(states, record))).pipe(
+  Effect.flatMap(findContainer(id), ({ record }) => startContainer(record))).pipe(
     Command.withDescription("start a created container")
   )
 
 /** The pid `state` and `list` show: a stopped container has none, so 0, as runc prints (the OCI state schema wants pid ≥ 0). */
-const pidShown = (status: Status, record: ContainerRecord): number => (status === "stopped" ? 0 : record.sandboxPid)
+const pidShown = (status: Status | "unknown", record: ContainerRecord): number =>
+  (status === "stopped" || status === "creating" ? 0 : record.sandboxPid)
 
 export const stateCommand = Command.make("state", { id: Args.text({ name: "container-id" }) }, ({ id }) =>
   Effect.gen(function*() {
-    const { record } = yield* findContainer(id)
+    const { record } = yield* findContainer(id, { abbreviated: true })
     const status = yield* statusOf(record)
     yield* print(JSON.stringify(
       {
@@ -299,8 +409,11 @@ export const killCommand = Command.make(
       // Stopped: --all has nothing left to clean; anything else is an error, as in runsc.
       if (status === "stopped" && all) return
       if (status !== "running" && status !== "paused") return yield* new WrongStatus({ id: record.id, status, wanted: "running" })
-      yield* call(record.socket, "Signal", (c) =>
-        c.Signal({ id: record.id, pid: Option.getOrElse(pid, () => 0), signo, mode: all ? "AllProcesses" : "Process" }))
+      yield* callSandbox(record, "Signal", (c) =>
+        c.Signal({ id: record.id, pid: Option.getOrElse(pid, () => 0), signo, mode: all ? "AllProcesses" : "Process" })).pipe(
+          // Stopped between the two calls: --all still has nothing to clean.
+          Effect.catchIf((e) => all && e._tag === "WrongStatus", () => Effect.void)
+        )
     })
 ).pipe(Command.withDescription("send a signal to a container's init, one of its processes, or all"))
 
@@ -311,22 +424,16 @@ export const waitCommand = Command.make("wait", { id: Args.text({ name: "contain
     yield* print(JSON.stringify({ id: record.id, exitStatus: code }))
   })).pipe(Command.withDescription("wait for a container's init and print its exit status"))
 
-/** Waits (at most `ms`) until a sandbox process is gone; whether it is. */
-const sandboxGone = (record: ContainerRecord, ms: number) =>
-  Effect.gen(function*() {
-    for (let i = 0; i < ms / 10 && isAlive(record.sandboxPid, record.sandboxStart); i++) yield* Effect.sleep("10 millis")
-    return !isAlive(record.sandboxPid, record.sandboxStart)
-  })
-
 /**
  * The exit code of a container's init: from the sandbox while it answers, else from the record
  * it leaves when its root ends (written before its teardown; read once the process is gone).
  */
 export const waitForExit = (states: StateStore, record: ContainerRecord) =>
   Effect.gen(function*() {
-    const live = yield* call(record.socket, "Wait", (c) => c.Wait({ id: record.id }), Duration.infinity).pipe(
+    if (record.phase === "creating") return yield* new WrongStatus({ id: record.id, status: "creating", wanted: "created or running" })
+    const live = yield* callSandbox(record, "Wait", (c) => c.Wait({ id: record.id }), { timeout: Duration.infinity }).pipe(
       Effect.map(toShellCode),
-      Effect.catchTag("SandboxUnreachable", () => Effect.succeed(undefined))
+      Effect.catchTag("WrongStatus", () => Effect.succeed(undefined))
     )
     if (live !== undefined) return live
     const recorded = (yield* states.readExit(record.id)) ??
@@ -338,7 +445,7 @@ export const waitForExit = (states: StateStore, record: ContainerRecord) =>
 /** SIGKILLs a sandbox process and waits (bounded) until it is gone. */
 const killSandbox = (record: ContainerRecord) =>
   Effect.gen(function*() {
-    if (!isAlive(record.sandboxPid, record.sandboxStart)) return
+    if (record.sandboxPid <= 0 || !isAlive(record.sandboxPid, record.sandboxStart)) return
     try {
       process.kill(record.sandboxPid, "SIGKILL")
     } catch {
@@ -349,17 +456,23 @@ const killSandbox = (record: ContainerRecord) =>
 
 /**
  * Ends what is left of a container and removes every trace of it. A sub-container is destroyed
- * in its pod's sandbox, which goes on; a root container's sandbox gets `graceMs` to exit by
- * itself (it does once its root has), then is killed.
+ * in its pod's sandbox, which goes on (and must answer: a sub-container is never forgotten
+ * while it may still run); a root container's sandbox gets `graceMs` to exit by itself (it does
+ * once its root has), then is killed.
  */
 export const removeContainer = (states: StateStore, record: ContainerRecord, graceMs = 0) =>
   Effect.gen(function*() {
-    if (record.sandboxId !== undefined) {
-      yield* Effect.ignore(call(record.socket, "DestroySubcontainer", (c) => c.DestroySubcontainer({ id: record.id })))
+    if (record.phase === "creating") {
+      // Nothing runs yet: its create finds the reservation gone and kills what it started.
+    } else if (record.sandboxId !== undefined) {
+      yield* callSandbox(record, "DestroySubcontainer", (c) => c.DestroySubcontainer({ id: record.id })).pipe(
+        Effect.catchTag("WrongStatus", () => Effect.void)
+      )
     } else if (!(yield* sandboxGone(record, graceMs))) {
       yield* killSandbox(record)
     }
-    yield* states.locked(states.remove(record.id))
+    // A reservation's socket is its live create's business (its sandbox may be serving).
+    yield* states.lockedRemoval(record.id, states.remove(record.id, { socket: record.phase !== "creating" }))
   })
 
 export const deleteCommand = Command.make(
@@ -371,8 +484,9 @@ export const deleteCommand = Command.make(
   ({ force, id }) =>
     Effect.gen(function*() {
       const { record, states } = yield* findContainer(id)
-      const status = yield* statusOf(record)
-      if ((status === "running" || status === "paused") && !force) {
+      // With --force, a sandbox that does not answer is killed like a running one.
+      const status = yield* force ? statusOf(record).pipe(Effect.orElseSucceed(() => "running" as const)) : statusOf(record)
+      if ((status === "running" || status === "paused" || status === "creating") && !force) {
         return yield* new WrongStatus({ id: record.id, status, wanted: "created or stopped" })
       }
       yield* removeContainer(states, record)
@@ -390,7 +504,13 @@ export const listCommand = Command.make(
       const states = yield* store
       const rows = yield* Effect.forEach(yield* states.ids, (id) =>
         states.read(id).pipe(
-          Effect.flatMap((record) => Effect.map(statusOf(record), (status) => ({ record, status }))),
+          Effect.flatMap((record) =>
+            Effect.map(
+              // A sandbox that does not answer is listed, as what the CLI knows of it.
+              statusOf(record).pipe(Effect.orElseSucceed((): Status | "unknown" => "unknown")),
+              (status) => ({ record, status })
+            )
+          ),
           // A corrupt or vanishing file of one id hides that id, nothing else.
           Effect.option
         ))
@@ -428,8 +548,8 @@ export const psCommand = Command.make(
   },
   ({ format, id }) =>
     Effect.gen(function*() {
-      const { record } = yield* findContainer(id)
-      const processes = yield* call(record.socket, "Processes", (c) => c.Processes({ id: record.id }))
+      const { record } = yield* findContainer(id, { abbreviated: true })
+      const processes = yield* callSandbox(record, "Processes", (c) => c.Processes({ id: record.id }))
       if (format === "json") return yield* print(JSON.stringify(processes.map((p) => p.pid)))
       yield* print(["UID", "PID", "PPID", "STIME", "CMD"].join("\t"))
       yield* Effect.forEach(processes, (p) =>
@@ -447,7 +567,9 @@ const pauseOrResume = (name: "pause" | "resume") =>
       const wanted = name === "pause" ? "running" : "paused"
       if (status !== wanted) return yield* new WrongStatus({ id: record.id, status, wanted })
       // The whole sandbox: every container in it stops (or goes on) with its root.
-      yield* name === "pause" ? call(record.socket, "Pause", (c) => c.Pause()) : call(record.socket, "Resume", (c) => c.Resume())
+      yield* name === "pause"
+        ? callSandbox(record, "Pause", (c) => c.Pause(), { wanted })
+        : callSandbox(record, "Resume", (c) => c.Resume(), { wanted })
     })).pipe(Command.withDescription(name === "pause" ? "stop every process of the sandbox" : "let a paused sandbox go on"))
 
 export const pauseCommand = pauseOrResume("pause")
@@ -462,8 +584,8 @@ export const eventsCommand = Command.make(
   },
   ({ id, interval, stats }) =>
     Effect.gen(function*() {
-      const { record } = yield* findContainer(id)
-      const once = Effect.flatMap(call(record.socket, "Event", (c) => c.Event({ id: record.id })), (data) =>
+      const { record } = yield* findContainer(id, { abbreviated: true })
+      const once = Effect.flatMap(callSandbox(record, "Event", (c) => c.Event({ id: record.id })), (data) =>
         print(JSON.stringify({
           type: "stats",
           id: record.id,

@@ -8,21 +8,20 @@ import { Args, Command, Options } from "@effect/cli"
 import { forwardableHostSignals, toShellCode } from "@runsc/abi"
 import { call } from "@runsc/control"
 import { parseEnvAssignment } from "@runsc/spec"
-import { Duration, Effect, Either, Option, Runtime } from "effect"
-import * as Fs from "node:fs"
+import { Duration, Effect, Either, Exit, Option, Runtime } from "effect"
 import * as Os from "node:os"
-import { CannotWrite, InvalidFlag } from "../errors.js"
+import { InvalidFlag } from "../errors.js"
 import { globalArgs } from "../globals.js"
+import { preparePidFile } from "../pidFile.js"
 import { setExitCode } from "../processContext.js"
 import { lendStdio } from "../relay.js"
 import { rootCommand } from "../root.js"
-import { consoleFor, consoleSocketOption, findContainer, print } from "./container.js"
+import { callSandbox, consoleFor, consoleSocketOption, findContainer, print, statusOf, WrongStatus } from "./container.js"
 
 export const execOptionsWithValue = ["--cwd", "--env", "--user", "--pid-file", "--internal-pid-file", "--console-socket"]
 export const execFlags = ["--detach", "-d", "--tty", "-t"]
 
-const writeFile = (path: string, text: string) =>
-  Effect.try({ try: () => Fs.writeFileSync(path, text), catch: (e) => new CannotWrite({ path, reason: (e as Error).message }) })
+const SIGKILL = Os.constants.signals.SIGKILL
 
 
 export const execCommand = Command.make(
@@ -54,6 +53,13 @@ export const execCommand = Command.make(
         return yield* new InvalidFlag({ flag: "--user", reason: "must be uid[:gid], numeric" })
       }
       const { record, states } = yield* findContainer(id)
+      const status = yield* statusOf(record)
+      if (status !== "running" && status !== "paused") return yield* new WrongStatus({ id: record.id, status, wanted: "running" })
+      // Pid files that cannot be written are found before the process starts.
+      const prepare = (path: Option.Option<string>) =>
+        Option.match(path, { onNone: () => Effect.succeed(undefined), onSome: preparePidFile })
+      const internalAside = yield* prepare(internalPidFile)
+      const helperAside = yield* prepare(pidFile)
       const pty = yield* consoleFor(consoleSocket, tty)
       const { done, stdio } = yield* lendStdio({
         dir: states.root,
@@ -62,20 +68,28 @@ export const execCommand = Command.make(
         globalArgs: globalArgs(yield* rootCommand),
         ...(pty !== undefined ? { fds: pty.stdio } : {})
       })
-      const pid = yield* call(record.socket, "ExecuteAsync", (c) =>
-        c.ExecuteAsync({
-          id: record.id,
-          argv,
-          stdio,
-          ...(assignments.length > 0 ? { env: assignments } : {}),
-          ...(Option.isSome(cwd) ? { cwd: cwd.value } : {}),
-          ...(uid !== undefined ? { uid } : {}),
-          ...(tty ? { terminal: true } : {})
-        }))
+      const pid = yield* Effect.acquireRelease(
+        callSandbox(record, "ExecuteAsync", (c) =>
+          c.ExecuteAsync({
+            id: record.id,
+            argv,
+            stdio,
+            ...(assignments.length > 0 ? { env: assignments } : {}),
+            ...(Option.isSome(cwd) ? { cwd: cwd.value } : {}),
+            ...(uid !== undefined ? { uid } : {}),
+            ...(tty ? { terminal: true } : {})
+          })),
+        // This command failing after the process started (its pid files, its terminal) leaves
+        // no process that nobody knows of.
+        (pid, exit) =>
+          Exit.isFailure(exit) && !Exit.isInterrupted(exit)
+            ? Effect.ignore(call(record.socket, "Signal", (c) => c.Signal({ id: record.id, pid, signo: SIGKILL, mode: "Process" })))
+            : Effect.void
+      )
       if (pty !== undefined) yield* pty.send
       // The sandbox pid first: whoever watches --pid-file may read the other at once.
-      yield* Option.match(internalPidFile, { onNone: () => Effect.void, onSome: (path) => writeFile(path, `${pid}`) })
-      yield* Option.match(pidFile, { onNone: () => Effect.void, onSome: (path) => writeFile(path, `${process.pid}`) })
+      if (internalAside !== undefined) yield* internalAside.write(`${pid}`)
+      if (helperAside !== undefined) yield* helperAside.write(`${process.pid}`)
       if (detach) return yield* print(`${pid}`)
       if (tty) {
         const runFork = Runtime.runFork(yield* Effect.runtime<never>())
@@ -88,10 +102,10 @@ export const execCommand = Command.make(
           () => Effect.sync(() => listeners.forEach(([signal, listener]) => process.off(signal, listener)))
         )
       }
-      const status = yield* call(record.socket, "WaitPid", (c) => c.WaitPid({ id: record.id, pid }), Duration.infinity)
+      const exited = yield* callSandbox(record, "WaitPid", (c) => c.WaitPid({ id: record.id, pid }), { timeout: Duration.infinity })
       // Relayed output still in flight is written before this CLI exits (bounded: a child the
       // process left behind may hold the stream open).
       yield* done.pipe(Effect.timeout("2 seconds"), Effect.ignore)
-      yield* setExitCode(toShellCode(status))
+      yield* setExitCode(toShellCode(exited))
     }).pipe(Effect.scoped)
 ).pipe(Command.withDescription("run a process in a running container, attached to this CLI's stdio"))

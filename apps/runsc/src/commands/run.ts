@@ -3,16 +3,23 @@
  * process (listed, reachable by exec, kill, ps while it runs), attached to this CLI's stdio.
  * Signals this CLI receives go to the container's init; it exits with the init's status and
  * removes the container. With --detach it returns once the container has started.
+ *
+ * Before the container runs, SIGINT, SIGTERM, SIGHUP and SIGQUIT stop the run: what it did so far
+ * is undone (sandbox, state) and it exits 128 + the signal; any other signal is delivered to
+ * the init once it runs.
  */
 import { Args, Command, Options } from "@effect/cli"
 import { forwardableHostSignals } from "@runsc/abi"
 import { call } from "@runsc/control"
 import { terminalSignals } from "@runsc/kernel"
 import { loadBundle } from "@runsc/spec"
-import { Effect, Runtime } from "effect"
+import { Deferred, Effect, Option, Runtime } from "effect"
 import * as Os from "node:os"
 import { setExitCode } from "../processContext.js"
 import { consoleSocketOption, createContainer, removeContainer, startContainer, waitForExit } from "./container.js"
+
+/** Signals that stop a run whose container has not started yet. */
+const stopping: ReadonlySet<string> = new Set(["SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT"])
 
 export const runCommand = Command.make(
   "run",
@@ -23,28 +30,43 @@ export const runCommand = Command.make(
       Options.withDefault(".")
     ),
     detach: Options.boolean("detach").pipe(Options.withAlias("d"), Options.withDescription("return once the container has started")),
-    pidFile: Options.file("pid-file").pipe(Options.withDescription("write the sandbox's pid here"), Options.optional),
+    pidFile: Options.text("pid-file").pipe(Options.withDescription("write the sandbox's pid here"), Options.optional),
     consoleSocket: consoleSocketOption,
     id: Args.text({ name: "container-id" })
   },
   ({ bundle, consoleSocket, detach, id, pidFile }) =>
     Effect.gen(function*() {
-      // Listening from the start: a signal that arrives before the container runs is delivered
-      // once it does, rather than ending this CLI and orphaning the sandbox.
+      // Listening from the start: a signal that arrives before the container runs either stops
+      // the run (undoing it) or is delivered once it does, rather than ending this CLI and
+      // orphaning the sandbox.
       const runFork = Runtime.runFork(yield* Effect.runtime<never>())
+      const stop = yield* Deferred.make<number>()
       const early: Array<number> = []
-      let deliver = (signo: number) => void early.push(signo)
+      // Every signal is kept for the init (in case the container starts all the same); the
+      // first stopping one also stops the run.
+      let deliver = (signo: number, name: string) => {
+        early.push(signo)
+        if (stopping.has(name)) Deferred.unsafeDone(stop, Effect.succeed(signo))
+      }
       const listeners = forwardableHostSignals.map((name) => {
         const signo = Os.constants.signals[name as keyof typeof Os.constants.signals]
-        return { name: name as NodeJS.Signals, listener: () => deliver(signo) }
+        return { name: name as NodeJS.Signals, listener: () => deliver(signo, name) }
       })
       yield* Effect.acquireRelease(
         Effect.sync(() => listeners.forEach(({ listener, name }) => process.on(name, listener))),
         () => Effect.sync(() => listeners.forEach(({ listener, name }) => process.off(name, listener)))
       )
-      const { record, states } = yield* createContainer(id, bundle, pidFile, consoleSocket)
-      // A start that fails leaves nothing behind: not the sandbox, not the state.
-      yield* startContainer(states, record).pipe(Effect.tapError(() => Effect.ignore(removeContainer(states, record))))
+      const started = yield* Effect.gen(function*() {
+        const { record, states } = yield* createContainer(id, bundle, pidFile, consoleSocket)
+        // A start that fails, or is stopped, leaves nothing behind: not the sandbox, not the state.
+        yield* startContainer(record, { justCreated: true }).pipe(Effect.onError(() => Effect.ignore(removeContainer(states, record))))
+        return { record, states }
+      }).pipe(
+        Effect.asSome,
+        Effect.raceFirst(Effect.as(Deferred.await(stop), Option.none()))
+      )
+      if (Option.isNone(started)) return yield* setExitCode(128 + (yield* Deferred.await(stop)))
+      const { record, states } = started.value
       if (detach) return
       // What a terminal generates goes to its foreground job; everything else to the init.
       const terminal = (yield* loadBundle(record.bundle)).spec.process?.terminal ?? false
@@ -52,7 +74,7 @@ export const runCommand = Command.make(
         call(record.socket, "Signal", (c) =>
           c.Signal({ id: record.id, pid: 0, signo, mode: terminal && terminalSignals.has(signo) ? "ForegroundProcessGroup" : "Process" }))
       deliver = (signo) => void runFork(Effect.ignore(signal(signo)))
-      for (const signo of early.splice(0)) deliver(signo)
+      for (const signo of early.splice(0)) deliver(signo, "")
       const code = yield* waitForExit(states, record).pipe(Effect.ensuring(Effect.ignore(removeContainer(states, record, 5000))))
       yield* setExitCode(code)
     }).pipe(Effect.scoped)
