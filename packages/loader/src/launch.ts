@@ -17,7 +17,7 @@ import {
   loadExecutable,
   makeTerminal,
   type MemoryAccount,
-  type NotWasm,
+  NotWasm,
   overlay,
   type OverlayOptions,
   type PidNamespace,
@@ -30,6 +30,7 @@ import {
 } from "@runsc/kernel"
 import { type Bundle, getEnv, isBindMount, isReadOnlyMount, resolveEnv, type Spec } from "@runsc/spec"
 import { Effect } from "effect"
+import * as Fs from "node:fs"
 import * as FsP from "node:fs/promises"
 import * as Path from "node:path"
 import { InvalidCwd, InvalidMount, InvalidRoot, ProgramNotReadable } from "./errors.js"
@@ -125,6 +126,31 @@ const parseSize = (text: string): number | null => {
   return Number(match[1]) * unit
 }
 
+/** A host file run as a container's program (`runsc do`), and the name the guest knows it by. */
+export interface HostProgram {
+  readonly hostPath: string
+  /** Its argv[0]: see `guestPathOf`. */
+  readonly guestPath: string
+}
+
+/**
+ * Where the guest can see the host file `hostPath`: its path inside the container when it lies
+ * in the root directory `rootPath` and no mount hides it, else its bare file name (no path in
+ * the container leads to it, and the host's path is none of the guest's business).
+ */
+export const guestPathOf = (hostPath: string, rootPath: string, mountPoints: ReadonlyArray<string>): string => {
+  const name = Path.basename(hostPath)
+  let relative: string
+  try {
+    relative = Path.relative(Fs.realpathSync(rootPath), Fs.realpathSync(hostPath))
+  } catch {
+    return name
+  }
+  if (relative === "" || relative === ".." || relative.startsWith(`..${Path.sep}`) || Path.isAbsolute(relative)) return name
+  const inside = `/${relative.split(Path.sep).join("/")}`
+  return mountPoints.some((m) => m === "/" || inside === m || inside.startsWith(`${m}/`)) ? name : inside
+}
+
 export interface LaunchArgs {
   readonly containerId: string
   readonly root: Dentry
@@ -137,8 +163,8 @@ export interface LaunchArgs {
   /** The process's RLIMIT_NOFILE (see `maxFdsOf`). */
   readonly maxFds?: number | undefined
   readonly pidNamespace: PidNamespace<ThreadGroup>
-  /** Run this host file instead of resolving argv[0] inside the container (`runsc do`). */
-  readonly hostProgram?: string | undefined
+  /** Run this host file instead of resolving argv[0] inside the container (`runsc do`); argv[0] becomes its guest path. */
+  readonly hostProgram?: HostProgram | undefined
   /** Fill HOME from /etc/passwd when unset (default true). */
   readonly homeFromPasswd?: boolean | undefined
   /** The stdio fds are a terminal the process's session controls (job control). */
@@ -160,13 +186,17 @@ export const launch = (kernel: KernelShape, args: LaunchArgs): Effect.Effect<Thr
       ? yield* programFromBytes(
         root,
         cwd,
-        hostProgram,
+        // A `#!` interpreter is given this path to open: the one inside the container.
+        hostProgram.guestPath,
         yield* Effect.tryPromise({
-          try: () => FsP.readFile(hostProgram),
-          catch: (e) => new ProgramNotReadable({ path: hostProgram, reason: (e as Error).message })
+          try: () => FsP.readFile(hostProgram.hostPath),
+          catch: (e) => new ProgramNotReadable({ path: hostProgram.hostPath, reason: (e as Error).message })
         }),
-        args.argv,
+        [hostProgram.guestPath, ...args.argv.slice(1)],
         kernel.files
+      ).pipe(
+        // The user named the file by its host path: so do errors about it.
+        Effect.mapError((e) => e._tag === "NotWasm" && e.path === hostProgram.guestPath ? new NotWasm({ path: hostProgram.hostPath }) : e)
       )
       : yield* loadExecutable(root, cwd, args.argv, getEnv(env, "PATH"), kernel.files)
     const stdio = [

@@ -56,7 +56,7 @@ import {
   SandboxPanicked
 } from "./errors.js"
 import { handleHostSignals } from "./hostSignals.js"
-import { launch, type LaunchError, maxFdsOf, openRoot, type Stdio, syntheticMountsOf } from "./launch.js"
+import { guestPathOf, launch, type LaunchError, maxFdsOf, openRoot, type Stdio, syntheticMountsOf } from "./launch.js"
 
 export interface LoaderArgs {
   /** The root container's id. */
@@ -65,7 +65,9 @@ export interface LoaderArgs {
   readonly bundle: string | Bundle
   /**
    * Run this host file as the root program (`runsc do`), instead of resolving
-   * `process.args[0]` inside the container. The guest still sees `process.args`.
+   * `process.args[0]` inside the container. The guest sees `process.args` with argv[0] where it
+   * can see the file: its path inside the container when it lies in the root directory and no
+   * mount hides it, else its file name.
    */
   readonly hostProgram?: string
   /** Host fds given to the root init as its fds 0, 1, 2 (default: this process's stdio). */
@@ -148,6 +150,11 @@ export interface LoaderShape {
    * call), then for its init to exit: what a sandbox process lives for.
    */
   readonly awaitRootExit: Effect.Effect<ExitStatus, SandboxPanicked>
+  /**
+   * What ended the root init, when a fault did: a wasm trap in words ("wasm trap: call stack
+   * exhausted"). Undefined while it runs, and when it exited or a signal from outside ended it.
+   */
+  readonly rootFault: Effect.Effect<string | undefined>
   /** Sends a signal to the root init (runsc's Process mode with pid 0). */
   readonly signal: (signo: number) => Effect.Effect<void, ContainerNotStarted | InvalidSignal | NoSuchProcess>
 
@@ -383,7 +390,10 @@ const makeLoader = (args: LoaderArgs & { readonly bundle: Bundle }) =>
           maxFds: maxFdsOf(process),
           pidNamespace: namespace,
           terminal: process.terminal ?? false,
-          hostProgram: root.hostProgram,
+          hostProgram: root.hostProgram === undefined ? undefined : {
+            hostPath: root.hostProgram,
+            guestPath: guestPathOf(root.hostProgram, bundle.rootPath, mounts.map((m) => m.path))
+          },
           homeFromPasswd: root.homeFromPasswd
         })
         container.spec = spec
@@ -452,6 +462,8 @@ const makeLoader = (args: LoaderArgs & { readonly bundle: Bundle }) =>
         // Started: waitExit cannot fail ContainerNotStarted any more.
         Effect.catchTag("ContainerNotStarted", () => Effect.dieMessage("root container started without an init"))
       ),
+
+      rootFault: Effect.sync(() => rootContainer.init?.fault),
 
       signal: (signo) =>
         Effect.gen(function*() {
