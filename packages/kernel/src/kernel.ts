@@ -170,7 +170,7 @@ const SEEKABLE_RIGHTS = Rights.FD_SEEK | Rights.FD_TELL
 const faultOf = (outcome: RunOutcome, killedBy: number | undefined): string | undefined => {
   if (killedBy !== undefined || outcome._tag !== "Guest") return undefined
   const end = outcome.end
-  if (end._tag === "Crash") return `the instance could not run: ${end.message}`
+  if (end._tag === "Crash") return `instance failed: ${end.message}`
   if (end._tag !== "Trap") return undefined
   // V8 says "Maximum call stack size exceeded" and "unreachable"; say what happened in wasm terms.
   const reason = end.kind === "stack" ? "call stack exhausted" : end.kind === "unreachable" ? "unreachable instruction executed" : end.message

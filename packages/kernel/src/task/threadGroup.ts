@@ -23,8 +23,9 @@ export class ThreadGroup {
   /** The signal that is ending this group, once one is. */
   killedBy: number | undefined
   /**
-   * Why the guest faulted, when a fault ended it (a wasm trap, or an instance that could not
-   * run), in words: "wasm trap: call stack exhausted". Set with the exit status.
+   * Why the guest faulted, when a fault ended it (a wasm trap, or an exception out of its
+   * instance that is not one), in words: "wasm trap: call stack exhausted". Set with the exit
+   * status.
    */
   fault: string | undefined
   worker: GuestThread | undefined
