@@ -84,7 +84,10 @@ export const openRoot = (bundle: Bundle, overlayOptions: OverlayOptions): Effect
  * sandbox's `account`; the host directory or file of a bind mount (source absolute or
  * relative to the bundle), served by the gofer like the root: read-only with `ro`, else the
  * guest's changes reach the host directory or file.
- * `instance` numbers each tmpfs (its device number). Other mount types are ignored.
+ * `instance` numbers each tmpfs (its device number). The pseudo-filesystems runc's and
+ * containerd's specs mount for Linux programs (sysfs, devpts, mqueue, cgroup) are left out: no
+ * WASI guest can use them. Any other type (nfs, ext4, overlay, …) is an InvalidMount: the
+ * sandbox cannot serve it, and a container that counts on it must not start without it.
  */
 export const syntheticMountsOf = (bundle: Bundle, instance: () => number, account: MemoryAccount): Effect.Effect<ReadonlyArray<SyntheticMount>, InvalidMount> =>
   Effect.forEach(bundle.spec.mounts ?? [], (m): Effect.Effect<ReadonlyArray<SyntheticMount>, InvalidMount> => {
@@ -99,12 +102,19 @@ export const syntheticMountsOf = (bundle: Bundle, instance: () => number, accoun
         Effect.mapError((e) => new InvalidMount({ destination: m.destination, reason: `${source}: ${e.message}` }))
       )
     }
-    if (m.type !== "tmpfs") return Effect.succeed([])
+    if (m.type !== undefined && linuxOnlyFilesystems.has(m.type)) {
+      return Effect.as(Effect.logDebug(`mount at ${m.destination} (${m.type}) left out: no WASI guest can use it`), [])
+    }
+    if (m.type !== "tmpfs") {
+      const reason = m.type === undefined ? "a mount needs a type (or the bind option)" : `type ${m.type} cannot be served by the sandbox`
+      return Effect.fail(new InvalidMount({ destination: m.destination, reason }))
+    }
     return Effect.gen(function*() {
       const options = new Map((m.options ?? []).map((o) => [o.split("=")[0]!, o.slice(o.indexOf("=") + 1)] as const))
       const size = options.get("size")
       const limit = size === undefined ? undefined : parseSize(size)
       if (limit === null) return yield* new InvalidMount({ destination: m.destination, reason: `size=${size} is not a number of bytes (k, m or g suffixes allowed)` })
+      if (limit === "too large") return yield* new InvalidMount({ destination: m.destination, reason: `size=${size} is beyond any size the sandbox can count` })
       const modeText = options.get("mode")
       const mode = modeText === undefined ? undefined : /^[0-7]{1,4}$/.test(modeText) ? parseInt(modeText, 8) : null
       if (mode === null) return yield* new InvalidMount({ destination: m.destination, reason: `mode=${modeText} is not an octal mode` })
@@ -118,12 +128,19 @@ export const syntheticMountsOf = (bundle: Bundle, instance: () => number, accoun
 export const maxFdsOf = (process: NonNullable<Spec["process"]>): number | undefined =>
   process.rlimits?.find((r) => r.type === "RLIMIT_NOFILE")?.soft
 
-/** "65536k" → 67108864; null when not a size. */
-const parseSize = (text: string): number | null => {
+/** Mount types of Linux's own that no WASI guest can use: left out of the container. */
+const linuxOnlyFilesystems: ReadonlySet<string> = new Set(["sysfs", "devpts", "mqueue", "cgroup", "cgroup2"])
+
+/**
+ * "65536k" → 67108864; null when not a size; "too large" past what a number counts exactly
+ * (2^53 bytes), where the limit would silently be some other number.
+ */
+const parseSize = (text: string): number | null | "too large" => {
   const match = /^(\d+)([kmg]?)$/i.exec(text)
   if (match === null) return null
-  const unit = { "": 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3 }[match[2]!.toLowerCase() as "" | "k" | "m" | "g"]
-  return Number(match[1]) * unit
+  const unit = { "": 1n, k: 1024n, m: 1024n ** 2n, g: 1024n ** 3n }[match[2]!.toLowerCase() as "" | "k" | "m" | "g"]
+  const bytes = BigInt(match[1]!) * unit
+  return bytes > BigInt(Number.MAX_SAFE_INTEGER) ? "too large" : Number(bytes)
 }
 
 /** A host file run as a container's program (`runsc do`), and the name the guest knows it by. */

@@ -28,7 +28,7 @@ import {
   type Bundle,
   type BundleNotFound,
   type InvalidContainerId,
-  type InvalidSpec,
+  InvalidSpec,
   loadBundle,
   memoryLimitOf,
   pidNamespace,
@@ -44,7 +44,6 @@ import {
   ContainerNotFound,
   ContainerNotStarted,
   ContainerStopped,
-  InvalidCwd,
   InvalidPid,
   type InvalidMount,
   type InvalidRoot,
@@ -82,7 +81,7 @@ export interface LoaderArgs {
   readonly kernel?: KernelOptions
 }
 
-export type StartError = ContainerNotFound | ContainerAlreadyStarted | InvalidRoot | InvalidMount | LaunchError
+export type StartError = ContainerNotFound | ContainerAlreadyStarted | InvalidRoot | InvalidMount | InvalidSpec | LaunchError
 
 export interface SubcontainerArgs {
   readonly containerId: string
@@ -360,7 +359,8 @@ const makeLoader = (args: LoaderArgs & { readonly bundle: Bundle }) =>
         if (container.state !== "created") return yield* new ContainerAlreadyStarted({ id: container.id })
         const { spec } = bundle
         const process = spec.process
-        if (process === undefined) return yield* new InvalidCwd({ cwd: "", reason: "config.json has no process to run" })
+        // loadBundle refuses such a spec; one given in memory is refused here, as runc does.
+        if (process === undefined) return yield* new InvalidSpec({ path: "process", reason: "required field is missing" })
         const rootDentry = yield* openRoot(bundle, { instance: ++tmpfsInstances, account: memory })
         const mounts = yield* syntheticMountsOf(bundle, () => ++tmpfsInstances, memory)
         // What the container's in-memory files hold goes back to the sandbox when it is destroyed.

@@ -118,9 +118,17 @@ describe("tmpfs mounts", () => {
   it.scopedLive("a bad tmpfs option is a typed InvalidMount at start, naming the mount; the container can still be destroyed", () =>
     Effect.gen(function*() {
       const loader = yield* makeSandbox
-      for (const [option, reason] of [["size=lots", /size=lots is not a number of bytes/], ["mode=rwx", /mode=rwx is not an octal mode/]] as const) {
+      for (
+        const [option, reason] of [
+          ["size=lots", /size=lots is not a number of bytes/],
+          ["mode=rwx", /mode=rwx is not an octal mode/],
+          // Beyond any size a number of bytes can hold exactly.
+          ["size=99999999999999999999g", /size=99999999999999999999g is beyond any size/],
+          ["size=9007199254740992", /size=9007199254740992 is beyond any size/]
+        ] as const
+      ) {
         const bundle = yield* makeBundle({ args: ["exit"], mounts: [{ destination: "/scratch", type: "tmpfs", source: "tmpfs", options: [option] }] })
-        const id = `bad-${option.split("=")[0]}`
+        const id = `bad-${option.split("=")[0]}-${option.length}`
         yield* loader.createSubcontainer(id)
         const error = yield* Effect.flip(loader.startSubcontainer({ containerId: id, bundle, stdio: {} }))
         assert.strictEqual(error._tag, "InvalidMount")
@@ -128,6 +136,35 @@ describe("tmpfs mounts", () => {
         assert.match(error.message, reason)
         yield* loader.destroySubcontainer(id)
       }
+    }))
+
+  it.scopedLive("a mount of a type the sandbox cannot serve (nfs, ext4, …) is a typed InvalidMount; Linux's own pseudo-filesystems are left out", () =>
+    Effect.gen(function*() {
+      const loader = yield* makeSandbox
+      for (const type of ["nfs", "ext4", "overlay", "fuse.sshfs"]) {
+        const bundle = yield* makeBundle({ args: ["exit"], mounts: [{ destination: "/data/remote", type, source: "server:/export" }] })
+        const id = `type-${type.replace(".", "-")}`
+        yield* loader.createSubcontainer(id)
+        const error = yield* Effect.flip(loader.startSubcontainer({ containerId: id, bundle, stdio: {} }))
+        assert.strictEqual(error._tag, "InvalidMount", type)
+        assert.strictEqual(error.message, `mount at /data/remote: type ${type} cannot be served by the sandbox`)
+        yield* loader.destroySubcontainer(id)
+      }
+      // What runc's and containerd's default specs mount for Linux programs starts all the same.
+      const defaults = yield* makeBundle({
+        args: ["exit", "0"],
+        mounts: [
+          { destination: "/dev/pts", type: "devpts", source: "devpts", options: ["nosuid", "noexec", "newinstance"] },
+          { destination: "/dev/shm", type: "tmpfs", source: "shm", options: ["nosuid", "size=65536k"] },
+          { destination: "/dev/mqueue", type: "mqueue", source: "mqueue" },
+          { destination: "/sys", type: "sysfs", source: "sysfs", options: ["ro"] },
+          { destination: "/sys/fs/cgroup", type: "cgroup", source: "cgroup", options: ["ro"] },
+          { destination: "/run", type: "tmpfs", source: "tmpfs" }
+        ]
+      })
+      yield* loader.createSubcontainer("defaults")
+      yield* loader.startSubcontainer({ containerId: "defaults", bundle: defaults, stdio: {} })
+      assert.deepStrictEqual(yield* loader.wait("defaults"), exited(0))
     }))
 
 })
