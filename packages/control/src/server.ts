@@ -8,12 +8,12 @@
  *   (SocketInUse), and a path that is not a socket is never removed.
  * - Calls that change the sandbox (start, create, destroy, exec, signal, pause, resume) run to
  *   the end even when their client disconnects; waits and queries stop with their client.
- * - Frames are newline-delimited JSON of bounded size: a malformed or oversized frame fails that
- *   connection only.
+ * - Frames are newline-delimited JSON of bounded size (framing.ts): a malformed or oversized
+ *   frame closes that connection, and only it.
  */
 import type { SocketServerError } from "@effect/platform/SocketServer"
 import { NodeSocketServer } from "@effect/platform-node"
-import { RpcSerialization, RpcServer } from "@effect/rpc"
+import { RpcServer } from "@effect/rpc"
 import { type FileDescription, hostStream } from "@runsc/kernel"
 import { Loader, type LoaderShape, type Stdio } from "@runsc/loader"
 import { Effect, Layer, Schema } from "effect"
@@ -21,6 +21,7 @@ import * as Fs from "node:fs"
 import * as Net from "node:net"
 import * as Path from "node:path"
 import { RELAY_PREFIX, SandboxRpcs, StdioUnavailable, type StdioPaths } from "./protocol.js"
+import { framing } from "./framing.js"
 import { connectRelay } from "./socketStream.js"
 
 /** Largest frame a client may send (a spec path, an argv, an env: far below this). */
@@ -193,6 +194,6 @@ export const serveControl = (
     Layer.provide(
       Layer.unwrapEffect(Effect.as(prepareSocketPath(path), NodeSocketServer.layer({ path })))
     ),
-    Layer.provide(RpcSerialization.layerNdjsonWith({ maxBufferSize: MAX_FRAME_BYTES })),
+    Layer.provide(framing(MAX_FRAME_BYTES)),
     Layer.tap(() => Effect.sync(() => Fs.chmodSync(path, 0o600)))
   )
