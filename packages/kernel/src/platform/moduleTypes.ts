@@ -22,6 +22,8 @@ export const describeFunctionType = (type: FunctionType): string =>
 
 class Unreadable extends Error {}
 
+const utf8 = new TextDecoder()
+
 const VALUE_TYPES: { readonly [code: number]: string } = {
   0x7f: "i32",
   0x7e: "i64",
@@ -65,7 +67,7 @@ class Reader {
     const length = this.leb()
     const start = this.at
     this.skip(length)
-    return new TextDecoder().decode(this.bytes.subarray(start, start + length))
+    return utf8.decode(this.bytes.subarray(start, start + length))
   }
 
   valueType(): string {
@@ -120,7 +122,7 @@ export const functionTypes = (
       if (id === SECTION.type) {
         for (let n = s.leb(); n > 0; n--) {
           // Only plain function types are expected from a WASI command; anything else (a
-          // recursive group, a struct) leaves its index unknown and stops the reading.
+          // recursive group, a struct) stops the reading: the answer is "cannot tell".
           if (s.byte() !== 0x60) throw new Unreadable("a type that is not a plain function type")
           const params = Array.from({ length: s.leb() }, () => s.valueType())
           const results = Array.from({ length: s.leb() }, () => s.valueType())
