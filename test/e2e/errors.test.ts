@@ -134,6 +134,18 @@ describe.concurrent("runsc do: programs that cannot run", () => {
     assert.include(cliFailureLine(env), "--env")
     assert.include(cliFailureLine(panic), "--panic-signal")
   })
+
+  it("bad --user of exec: past 32 bits, empty, or a gid that is not a number (checked before the container is looked up)", async () => {
+    const state = await makeTempDir("runsc-e2e-state-")
+    try {
+      for (const user of ["4294967296", "", ":5", "0:abc", "0:4294967296", "1.5", " 7"]) {
+        const r = await runsc(["--root", state, "exec", "--user", user, "nonexistent", "/bin/exit"])
+        assert.include(cliFailureLine(r), "--user", JSON.stringify(user))
+      }
+    } finally {
+      await removeDir(state)
+    }
+  })
 })
 
 describe.concurrent("runsc run: bad bundles", () => {
@@ -179,6 +191,21 @@ describe.concurrent("runsc run: bad bundles", () => {
     const dir = await bundleWithConfig(validConfig({ cwd: "tmp" }))
     const line = cliFailureLine(await runsc(["run", "--bundle", dir, uniqueId("e2e-bad")]))
     assert.include(line, "process.cwd")
+  })
+
+  it("no process: names process (runc requires one too)", async () => {
+    const dir = await bundleWithConfig(JSON.stringify({ ociVersion: "1.0.2", root: { path: "rootfs" } }))
+    const line = cliFailureLine(await runsc(["run", "--bundle", dir, uniqueId("e2e-bad")]))
+    assert.strictEqual(line, "runsc: invalid config.json: process: required field is missing")
+  })
+
+  it("a uid past 32 bits, a memory limit of -1: names the field", async () => {
+    const uid = await bundleWithConfig(validConfig({ user: { uid: 2 ** 32, gid: 0 } }))
+    assert.include(cliFailureLine(await runsc(["run", "--bundle", uid, uniqueId("e2e-bad")])), "process.user.uid")
+    const memory = await bundleWithConfig(
+      JSON.stringify({ ...JSON.parse(validConfig({})), linux: { resources: { memory: { limit: -1 } } } })
+    )
+    assert.include(cliFailureLine(await runsc(["run", "--bundle", memory, uniqueId("e2e-bad")])), "linux.resources.memory.limit")
   })
 
   it("missing config.json: names config.json", async () => {

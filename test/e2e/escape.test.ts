@@ -44,6 +44,7 @@ const writerWat = (path: string) => `
 `
 
 const WASI_ENOENT = 44
+const WASI_ENOTCAPABLE = 76
 
 describe.concurrent("escape attempts", () => {
   let secretDir = ""
@@ -212,21 +213,21 @@ describe.concurrent("escape attempts", () => {
     })
   }
 
-  // The secret's host path, however it is reached (a host symlink planted in the root, "..",
-  // or the absolute path), names a directory the container does not have: ENOENT, and the
-  // file is never created. Files the root does have, or could hold, are written in `do`'s
+  // The secret's host path, however it is reached (a host symlink planted in the root, ".."),
+  // names a directory the container does not have: ENOENT, and the file is never created; given
+  // to path_open as an absolute path, it is refused before any lookup (WASI: NOTCAPABLE). Files the root does have, or could hold, are written in `do`'s
   // copy-on-write overlay (the guest's write succeeds: exit 100) and never on the host.
   const WRITTEN_IN_OVERLAY = 100
   const writes: ReadonlyArray<readonly [string, string, number]> = [
     ["w_escape_abs", "/escape_abs (symlink to the host secret)", WASI_ENOENT],
     ["w_escape_rel", "/escape_rel", WASI_ENOENT],
     ["w_dotdot", "../../..<secret>", WASI_ENOENT],
-    ["w_absolute", "<absolute host path of the secret>", WASI_ENOENT],
+    ["w_absolute", "<absolute host path of the secret>", WASI_ENOTCAPABLE],
     ["w_motd", "/etc/motd (exists in the root)", WRITTEN_IN_OVERLAY],
     ["w_new", "/newfile", WRITTEN_IN_OVERLAY]
   ]
   for (const [name, what, code] of writes) {
-    it(`open(O_CREAT|O_TRUNC) + write of ${what} ${code === WASI_ENOENT ? "fails (ENOENT)" : "lands in the overlay"} and changes nothing on the host`, async () => {
+    it(`open(O_CREAT|O_TRUNC) + write of ${what} ${code === WASI_ENOENT ? "fails (ENOENT)" : code === WASI_ENOTCAPABLE ? "fails (ENOTCAPABLE)" : "lands in the overlay"} and changes nothing on the host`, async () => {
       const r = await runsc(["do", "--root-dir", root, Path.join(writers, `${name}.wasm`)], { cwd: root })
       assert.strictEqual(r.code, code, describeResult(r))
       assert.strictEqual(Fs.readFileSync(secret, "utf8"), SECRET, "the host secret was modified")
@@ -241,6 +242,7 @@ describe.concurrent("escape attempts", () => {
     assert.strictEqual(r.code, 0, describeResult(r))
     assertNoSecret(r)
     assert.deepStrictEqual(r.stdout.split("\n"), [
+      "symlink-absolute EPERM",
       "symlink-to-host ok",
       "write-via-symlink ENOENT",
       "copy-up-host-symlink ok",

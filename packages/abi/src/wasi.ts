@@ -189,3 +189,84 @@ export const importModules: { readonly [module: string]: ReadonlyArray<SyscallNa
 export const syscallNumber: { readonly [K in SyscallName]: number } = Object.fromEntries(
   syscallNames.map((name, i) => [name, i])
 ) as { [K in SyscallName]: number }
+
+/** A function's wasm type: its parameter and result value types ("i32", "i64"). */
+export interface WasmSignature {
+  readonly params: ReadonlyArray<string>
+  readonly results: ReadonlyArray<string>
+}
+
+/** "i32 i64 i32" → a signature returning `results` (default: an errno, i32). */
+const sig = (params: string, results = "i32"): WasmSignature => ({
+  params: params.length === 0 ? [] : params.split(" "),
+  results: results.length === 0 ? [] : results.split(" ")
+})
+
+/**
+ * The wasm type of each import a guest may use, as the witx lowers preview1 (every 64-bit
+ * value an i64, every pointer, length, fd and flag set an i32, the errno the result) and as
+ * docs/process-api.md declares ours. A module importing one with another type is refused at
+ * load, as wasmtime refuses it: a JS host function would take any type and misread it.
+ */
+export const importSignatures: { readonly [K in SyscallName]: WasmSignature } = {
+  args_get: sig("i32 i32"),
+  args_sizes_get: sig("i32 i32"),
+  environ_get: sig("i32 i32"),
+  environ_sizes_get: sig("i32 i32"),
+  clock_res_get: sig("i32 i32"),
+  clock_time_get: sig("i32 i64 i32"),
+  fd_advise: sig("i32 i64 i64 i32"),
+  fd_allocate: sig("i32 i64 i64"),
+  fd_close: sig("i32"),
+  fd_datasync: sig("i32"),
+  fd_fdstat_get: sig("i32 i32"),
+  fd_fdstat_set_flags: sig("i32 i32"),
+  fd_fdstat_set_rights: sig("i32 i64 i64"),
+  fd_filestat_get: sig("i32 i32"),
+  fd_filestat_set_size: sig("i32 i64"),
+  fd_filestat_set_times: sig("i32 i64 i64 i32"),
+  fd_pread: sig("i32 i32 i32 i64 i32"),
+  fd_prestat_get: sig("i32 i32"),
+  fd_prestat_dir_name: sig("i32 i32 i32"),
+  fd_pwrite: sig("i32 i32 i32 i64 i32"),
+  fd_read: sig("i32 i32 i32 i32"),
+  fd_readdir: sig("i32 i32 i32 i64 i32"),
+  fd_renumber: sig("i32 i32"),
+  fd_seek: sig("i32 i64 i32 i32"),
+  fd_sync: sig("i32"),
+  fd_tell: sig("i32 i32"),
+  fd_write: sig("i32 i32 i32 i32"),
+  path_create_directory: sig("i32 i32 i32"),
+  path_filestat_get: sig("i32 i32 i32 i32 i32"),
+  path_filestat_set_times: sig("i32 i32 i32 i32 i64 i64 i32"),
+  path_link: sig("i32 i32 i32 i32 i32 i32 i32"),
+  path_open: sig("i32 i32 i32 i32 i32 i64 i64 i32 i32"),
+  path_readlink: sig("i32 i32 i32 i32 i32 i32"),
+  path_remove_directory: sig("i32 i32 i32"),
+  path_rename: sig("i32 i32 i32 i32 i32 i32"),
+  path_symlink: sig("i32 i32 i32 i32 i32"),
+  path_unlink_file: sig("i32 i32 i32"),
+  poll_oneoff: sig("i32 i32 i32 i32"),
+  proc_exit: sig("i32", ""),
+  proc_raise: sig("i32"),
+  sched_yield: sig(""),
+  random_get: sig("i32 i32"),
+  sock_accept: sig("i32 i32 i32"),
+  sock_recv: sig("i32 i32 i32 i32 i32 i32"),
+  sock_send: sig("i32 i32 i32 i32 i32"),
+  sock_shutdown: sig("i32 i32"),
+  proc_id: sig("i32"),
+  proc_parent: sig("i32 i32"),
+  proc_signal: sig("i32 i32"),
+  proc_join: sig("i32 i32 i32"),
+  fd_pipe: sig("i32 i32"),
+  fd_dup: sig("i32 i32"),
+  proc_spawn: sig("i32 i32 i32 i32 i32 i32 i32 i32 i32 i32 i32"),
+  proc_setpgid: sig("i32 i32"),
+  proc_getpgid: sig("i32 i32"),
+  proc_setsid: sig("i32"),
+  proc_getsid: sig("i32 i32"),
+  tty_getpgrp: sig("i32 i32"),
+  tty_setpgrp: sig("i32 i32"),
+  proc_sigignore: sig("i32 i32")
+}

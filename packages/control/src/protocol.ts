@@ -85,6 +85,7 @@ const StartErrors = Schema.Union(
   ContainerAlreadyStarted,
   InvalidRoot,
   InvalidMount,
+  InvalidSpec,
   InvalidCwd,
   ExecNotFound,
   NotWasm,

@@ -12,12 +12,12 @@
  * - A container whose start failed is `stopped` to RuntimeState (the Loader keeps it created).
  * - Calls that change the sandbox (start, create, destroy, exec, signal, pause, resume) run to
  *   the end even when their client disconnects; waits and queries stop with their client.
- * - Frames are newline-delimited JSON of bounded size: a malformed or oversized frame fails that
- *   connection only.
+ * - Frames are newline-delimited JSON of bounded size (framing.ts): a malformed or oversized
+ *   frame closes that connection, and only it.
  */
 import type { SocketServerError } from "@effect/platform/SocketServer"
 import { NodeSocketServer } from "@effect/platform-node"
-import { RpcSerialization, RpcServer } from "@effect/rpc"
+import { RpcServer } from "@effect/rpc"
 import { type FileDescription, hostStream } from "@runsc/kernel"
 import { Loader, type LoaderShape, type Stdio } from "@runsc/loader"
 import { Effect, Layer, Schema } from "effect"
@@ -25,6 +25,7 @@ import * as Fs from "node:fs"
 import * as Net from "node:net"
 import * as Path from "node:path"
 import { RELAY_PREFIX, SandboxRpcs, StdioUnavailable, type StdioPaths } from "./protocol.js"
+import { framing } from "./framing.js"
 import { connectRelay } from "./socketStream.js"
 
 /** The longest path a Unix socket may be bound to (sun_path, less its NUL). */
@@ -217,6 +218,6 @@ export const serveControl = (
     Layer.provide(
       Layer.unwrapEffect(Effect.as(prepareSocketPath(path), NodeSocketServer.layer({ path })))
     ),
-    Layer.provide(RpcSerialization.layerNdjsonWith({ maxBufferSize: MAX_FRAME_BYTES })),
+    Layer.provide(framing(MAX_FRAME_BYTES)),
     Layer.tap(() => Effect.sync(() => Fs.chmodSync(path, 0o600)))
   )

@@ -191,6 +191,49 @@ describe("control socket", () => {
       assert.strictEqual(yield* call(socket, "RuntimeState", (c) => c.RuntimeState({ id: "root" })), "creating")
     }))
 
+  it.scopedLive("a frame that is not a request fails its connection: answered or closed, never left hanging; the server serves on", () =>
+    Effect.gen(function*() {
+      const { socket } = yield* servedSandbox
+      const request = (id: string) => `${JSON.stringify({ _tag: "Request", id, tag: "RuntimeState", payload: { id: "root" }, headers: [] })}\n`
+      /**
+       * Sends `first`, then a valid request on the same connection; resolves with what came back
+       * once the connection closes or answers that request (bounded: "did not hang" only).
+       */
+      const session = (first: string) =>
+        Effect.async<{ readonly reply: string; readonly closed: boolean }>((resume) => {
+          const conn = Net.createConnection({ path: socket })
+          let reply = ""
+          let settled = false
+          const settle = (closed: boolean) => {
+            if (settled) return
+            settled = true
+            conn.destroy()
+            resume(Effect.succeed({ reply, closed }))
+          }
+          conn.on("data", (d) => {
+            reply += d.toString()
+            if (reply.includes("\"requestId\":\"2\"")) settle(false)
+          })
+          conn.on("error", () => settle(true))
+          conn.on("close", () => settle(true))
+          conn.write(first)
+          const later = setTimeout(() => conn.writable && conn.write(request("2")), 100)
+          const bound = setTimeout(() => settle(false), 20_000)
+          return Effect.sync(() => {
+            clearTimeout(later)
+            clearTimeout(bound)
+            conn.destroy()
+          })
+        })
+      for (const frame of ["this is not json\n", "null\n", "42\n", "[]\n", "{}\n", "{\"_tag\":\"Request\"}\n"]) {
+        const { closed, reply } = yield* session(frame)
+        const answered = reply.includes("\"requestId\":\"2\"")
+        assert.isTrue(closed || answered, `${JSON.stringify(frame)}: the connection neither closed nor answered the next request: ${reply}`)
+        // The server is still serving everyone else.
+        assert.strictEqual(yield* call(socket, "RuntimeState", (c) => c.RuntimeState({ id: "root" })), "creating", JSON.stringify(frame))
+      }
+    }))
+
   it.scopedLive("a sandbox that closes the connection as a call goes out is SandboxUnreachable, never a defect", () =>
     Effect.gen(function*() {
       const dir = yield* tempDir

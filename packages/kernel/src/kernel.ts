@@ -166,6 +166,17 @@ const STDIO_RIGHTS = Rights.FD_READ | Rights.FD_WRITE | Rights.FD_FDSTAT_SET_FLA
   Rights.POLL_FD_READWRITE | Rights.FD_SYNC | Rights.FD_DATASYNC | Rights.FD_ADVISE
 const SEEKABLE_RIGHTS = Rights.FD_SEEK | Rights.FD_TELL
 
+/** The fault behind a trap's (or a crash's) signal, in words; undefined for other ends. */
+const faultOf = (outcome: RunOutcome, killedBy: number | undefined): string | undefined => {
+  if (killedBy !== undefined || outcome._tag !== "Guest") return undefined
+  const end = outcome.end
+  if (end._tag === "Crash") return `instance failed: ${end.message}`
+  if (end._tag !== "Trap") return undefined
+  // V8 says "Maximum call stack size exceeded" and "unreachable"; say what happened in wasm terms.
+  const reason = end.kind === "stack" ? "call stack exhausted" : end.kind === "unreachable" ? "unreachable instruction executed" : end.message
+  return `wasm trap: ${reason}`
+}
+
 const exitStatusOf = (outcome: RunOutcome, killedBy: number | undefined): ExitStatus => {
   if (killedBy !== undefined) return signaled(killedBy)
   if (outcome._tag === "WorkerDied") return signaled(SIGKILL)
@@ -353,6 +364,7 @@ const makeKernel = (options: KernelOptions): Effect.Effect<KernelShape, never, S
           // From here the status is decided and the worker no longer belongs to this process: a
           // signal arriving now must neither rewrite the status nor reach the worker's next guest.
           const status = exitStatusOf(outcome, tg.killedBy)
+          tg.fault = faultOf(outcome, tg.killedBy)
           // A killed worker's thread may be gone from /proc already: its time then counts as 0.
           const cpu = worker.cpuTime - tg.cpuAtStart
           tg.cpuUsed = cpu > 0n ? cpu : 0n

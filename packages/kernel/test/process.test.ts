@@ -123,6 +123,16 @@ describe("ModuleCache", () => {
       const unknownWasi = yield* wat(`(module (import "wasi_snapshot_preview1" "path_chmod" (func)) (memory (export "memory") 1) (func (export "_start")))`)
       const noStart = yield* wat(`(module (memory (export "memory") 1))`)
       const noMemory = yield* wat(`(module (func (export "_start")))`)
+      // A command's entry point takes and returns nothing; the engine would call anything.
+      const startWithParam = yield* wat(`(module (memory (export "memory") 1) (func (export "_start") (param i32)))`)
+      const startWithResult = yield* wat(`(module (memory (export "memory") 1) (func (export "_start") (result i32) (i32.const 7)))`)
+      const startImported = yield* wat(`(module (import "wasi_snapshot_preview1" "sched_yield" (func $y (result i32)))
+        (memory (export "memory") 1) (export "_start" (func $y)))`)
+      // An import of a syscall with another type than the one declared would misread its arguments.
+      const wrongImport = yield* wat(`(module (import "wasi_snapshot_preview1" "fd_write" (func (param i64 i32) (result i32)))
+        (memory (export "memory") 1) (func (export "_start")))`)
+      const procExitResult = yield* wat(`(module (import "wasi_snapshot_preview1" "proc_exit" (func (param i32) (result i32)))
+        (memory (export "memory") 1) (func (export "_start")))`)
       const cases: Array<[string, Uint8Array, RegExp]> = [
         ["garbage", garbage, /./],
         ["elf", new Uint8Array([0x7f, 0x45, 0x4c, 0x46, 2, 1, 1, 0]), /./],
@@ -130,7 +140,12 @@ describe("ModuleCache", () => {
         ["memory import", memoryImport, /memory/],
         ["unknown wasi function", unknownWasi, /path_chmod/],
         ["no _start", noStart, /_start/],
-        ["no memory", noMemory, /memory/]
+        ["no memory", noMemory, /memory/],
+        ["_start (param i32)", startWithParam, /_start.*\(param i32\)/],
+        ["_start (result i32)", startWithResult, /_start.*\(result i32\)/],
+        ["_start an import (result i32)", startImported, /_start.*\(result i32\)/],
+        ["fd_write (param i64 i32)", wrongImport, /fd_write as \(param i64 i32\) \(result i32\), not \(param i32 i32 i32 i32\) \(result i32\)/],
+        ["proc_exit (result i32)", procExitResult, /proc_exit/]
       ]
       for (const [name, bytes, reason] of cases) {
         const error = yield* failureOf(cache.compile(`/${name}`, bytes))
@@ -140,6 +155,11 @@ describe("ModuleCache", () => {
       }
       // Failures are not cached.
       assert.strictEqual(cache.size, 0)
+      // Entry points that take and return nothing pass, whatever else the module declares.
+      const fine = yield* wat(`(module (type (func (param i64) (result f32))) (import "wasi_snapshot_preview1" "proc_exit" (func (param i32)))
+        (memory (export "memory") 1) (func $other (param f64) (result i64) (i64.const 1)) (func (export "_start")) (export "other" (func $other)))`)
+      yield* cache.compile("/fine", fine)
+      yield* cache.compile("/exit", fixture("exit"))
     }))
 })
 

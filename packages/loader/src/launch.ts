@@ -18,7 +18,7 @@ import {
   loadExecutable,
   makeTerminal,
   type MemoryAccount,
-  type NotWasm,
+  NotWasm,
   overlay,
   type OverlayOptions,
   type PidNamespace,
@@ -31,6 +31,7 @@ import {
 } from "@runsc/kernel"
 import { type Bundle, getEnv, isBindMount, isReadOnlyMount, resolveEnv, type Spec } from "@runsc/spec"
 import { Effect, type Scope } from "effect"
+import * as Fs from "node:fs"
 import * as FsP from "node:fs/promises"
 import * as Path from "node:path"
 import { InvalidCwd, InvalidMount, InvalidRoot, ProgramNotReadable } from "./errors.js"
@@ -84,7 +85,10 @@ export const openRoot = (bundle: Bundle, overlayOptions: OverlayOptions, hostFds
  * sandbox's `account`; the host directory or file of a bind mount (source absolute or
  * relative to the bundle), served by the gofer like the root: read-only with `ro`, else the
  * guest's changes reach the host directory or file.
- * `instance` numbers each tmpfs (its device number). Other mount types are ignored.
+ * `instance` numbers each tmpfs (its device number). The pseudo-filesystems runc's and
+ * containerd's specs mount for Linux programs (sysfs, devpts, mqueue, cgroup) are left out: no
+ * WASI guest can use them. Any other type (nfs, ext4, overlay, …) is an InvalidMount: the
+ * sandbox cannot serve it, and a container that counts on it must not start without it.
  */
 export const syntheticMountsOf = (
   bundle: Bundle,
@@ -104,12 +108,19 @@ export const syntheticMountsOf = (
         Effect.mapError((e) => new InvalidMount({ destination: m.destination, reason: `${source}: ${e.message}` }))
       )
     }
-    if (m.type !== "tmpfs") return Effect.succeed([])
+    if (m.type !== undefined && linuxOnlyFilesystems.has(m.type)) {
+      return Effect.as(Effect.logDebug(`mount at ${m.destination} (${m.type}) left out: no WASI guest can use it`), [])
+    }
+    if (m.type !== "tmpfs") {
+      const reason = m.type === undefined ? "a mount needs a type (or the bind option)" : `type ${m.type} cannot be served by the sandbox`
+      return Effect.fail(new InvalidMount({ destination: m.destination, reason }))
+    }
     return Effect.gen(function*() {
       const options = new Map((m.options ?? []).map((o) => [o.split("=")[0]!, o.slice(o.indexOf("=") + 1)] as const))
       const size = options.get("size")
       const limit = size === undefined ? undefined : parseSize(size)
       if (limit === null) return yield* new InvalidMount({ destination: m.destination, reason: `size=${size} is not a number of bytes (k, m or g suffixes allowed)` })
+      if (limit === "too large") return yield* new InvalidMount({ destination: m.destination, reason: `size=${size} is beyond any size the sandbox can count` })
       const modeText = options.get("mode")
       const mode = modeText === undefined ? undefined : /^[0-7]{1,4}$/.test(modeText) ? parseInt(modeText, 8) : null
       if (mode === null) return yield* new InvalidMount({ destination: m.destination, reason: `mode=${modeText} is not an octal mode` })
@@ -123,12 +134,44 @@ export const syntheticMountsOf = (
 export const maxFdsOf = (process: NonNullable<Spec["process"]>): number | undefined =>
   process.rlimits?.find((r) => r.type === "RLIMIT_NOFILE")?.soft
 
-/** "65536k" → 67108864; null when not a size. */
-const parseSize = (text: string): number | null => {
+/** Mount types of Linux's own that no WASI guest can use: left out of the container. */
+const linuxOnlyFilesystems: ReadonlySet<string> = new Set(["sysfs", "devpts", "mqueue", "cgroup", "cgroup2"])
+
+/**
+ * "65536k" → 67108864; null when not a size; "too large" past what a number counts exactly
+ * (2^53 bytes), where the limit would silently be some other number.
+ */
+const parseSize = (text: string): number | null | "too large" => {
   const match = /^(\d+)([kmg]?)$/i.exec(text)
   if (match === null) return null
-  const unit = { "": 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3 }[match[2]!.toLowerCase() as "" | "k" | "m" | "g"]
-  return Number(match[1]) * unit
+  const unit = { "": 1n, k: 1024n, m: 1024n ** 2n, g: 1024n ** 3n }[match[2]!.toLowerCase() as "" | "k" | "m" | "g"]
+  const bytes = BigInt(match[1]!) * unit
+  return bytes > BigInt(Number.MAX_SAFE_INTEGER) ? "too large" : Number(bytes)
+}
+
+/** A host file run as a container's program (`runsc do`), and the name the guest knows it by. */
+export interface HostProgram {
+  readonly hostPath: string
+  /** Its argv[0]: see `guestPathOf`. */
+  readonly guestPath: string
+}
+
+/**
+ * Where the guest can see the host file `hostPath`: its path inside the container when it lies
+ * in the root directory `rootPath` and no mount hides it, else its bare file name (no path in
+ * the container leads to it, and the host's path is none of the guest's business).
+ */
+export const guestPathOf = (hostPath: string, rootPath: string, mountPoints: ReadonlyArray<string>): string => {
+  const name = Path.basename(hostPath)
+  let relative: string
+  try {
+    relative = Path.relative(Fs.realpathSync(rootPath), Fs.realpathSync(hostPath))
+  } catch {
+    return name
+  }
+  if (relative === "" || relative === ".." || relative.startsWith(`..${Path.sep}`) || Path.isAbsolute(relative)) return name
+  const inside = `/${relative.split(Path.sep).join("/")}`
+  return mountPoints.some((m) => m === "/" || inside === m || inside.startsWith(`${m}/`)) ? name : inside
 }
 
 export interface LaunchArgs {
@@ -143,8 +186,8 @@ export interface LaunchArgs {
   /** The process's RLIMIT_NOFILE (see `maxFdsOf`). */
   readonly maxFds?: number | undefined
   readonly pidNamespace: PidNamespace<ThreadGroup>
-  /** Run this host file instead of resolving argv[0] inside the container (`runsc do`). */
-  readonly hostProgram?: string | undefined
+  /** Run this host file instead of resolving argv[0] inside the container (`runsc do`); argv[0] becomes its guest path. */
+  readonly hostProgram?: HostProgram | undefined
   /** Fill HOME from /etc/passwd when unset (default true). */
   readonly homeFromPasswd?: boolean | undefined
   /** The stdio fds are a terminal the process's session controls (job control). */
@@ -166,13 +209,17 @@ export const launch = (kernel: KernelShape, args: LaunchArgs): Effect.Effect<Thr
       ? yield* programFromBytes(
         root,
         cwd,
-        hostProgram,
+        // A `#!` interpreter is given this path to open: the one inside the container.
+        hostProgram.guestPath,
         yield* Effect.tryPromise({
-          try: () => FsP.readFile(hostProgram),
-          catch: (e) => new ProgramNotReadable({ path: hostProgram, reason: (e as Error).message })
+          try: () => FsP.readFile(hostProgram.hostPath),
+          catch: (e) => new ProgramNotReadable({ path: hostProgram.hostPath, reason: (e as Error).message })
         }),
-        args.argv,
+        [hostProgram.guestPath, ...args.argv.slice(1)],
         kernel.files
+      ).pipe(
+        // The user named the file by its host path: so do errors about it.
+        Effect.mapError((e) => e._tag === "NotWasm" && e.path === hostProgram.guestPath ? new NotWasm({ path: hostProgram.hostPath }) : e)
       )
       : yield* loadExecutable(root, cwd, args.argv, getEnv(env, "PATH"), kernel.files)
     const stdio = [

@@ -29,7 +29,7 @@ import {
   type Bundle,
   type BundleNotFound,
   type InvalidContainerId,
-  type InvalidSpec,
+  InvalidSpec,
   loadBundle,
   memoryLimitOf,
   pidNamespace,
@@ -45,7 +45,6 @@ import {
   ContainerNotFound,
   ContainerNotStarted,
   ContainerStopped,
-  InvalidCwd,
   InvalidPid,
   type InvalidMount,
   type InvalidRoot,
@@ -57,7 +56,7 @@ import {
   SandboxPanicked
 } from "./errors.js"
 import { handleHostSignals } from "./hostSignals.js"
-import { launch, type LaunchError, maxFdsOf, openRoot, type Stdio, syntheticMountsOf } from "./launch.js"
+import { guestPathOf, launch, type LaunchError, maxFdsOf, openRoot, type Stdio, syntheticMountsOf } from "./launch.js"
 
 export interface LoaderArgs {
   /** The root container's id. */
@@ -66,7 +65,9 @@ export interface LoaderArgs {
   readonly bundle: string | Bundle
   /**
    * Run this host file as the root program (`runsc do`), instead of resolving
-   * `process.args[0]` inside the container. The guest still sees `process.args`.
+   * `process.args[0]` inside the container. The guest sees `process.args` with argv[0] where it
+   * can see the file: its path inside the container when it lies in the root directory and no
+   * mount hides it, else its file name.
    */
   readonly hostProgram?: string
   /** Host fds given to the root init as its fds 0, 1, 2 (default: this process's stdio). */
@@ -81,7 +82,7 @@ export interface LoaderArgs {
   readonly kernel?: KernelOptions
 }
 
-export type StartError = ContainerNotFound | ContainerAlreadyStarted | InvalidRoot | InvalidMount | LaunchError
+export type StartError = ContainerNotFound | ContainerAlreadyStarted | InvalidRoot | InvalidMount | InvalidSpec | LaunchError
 
 export interface SubcontainerArgs {
   readonly containerId: string
@@ -149,6 +150,11 @@ export interface LoaderShape {
    * call), then for its init to exit: what a sandbox process lives for.
    */
   readonly awaitRootExit: Effect.Effect<ExitStatus, SandboxPanicked>
+  /**
+   * What ended the root init, when a fault did: a wasm trap in words ("wasm trap: call stack
+   * exhausted"). Undefined while it runs, and when it exited or a signal from outside ended it.
+   */
+  readonly rootFault: Effect.Effect<string | undefined>
   /** Sends a signal to the root init (runsc's Process mode with pid 0). */
   readonly signal: (signo: number) => Effect.Effect<void, ContainerNotStarted | InvalidSignal | NoSuchProcess>
 
@@ -356,7 +362,8 @@ const makeLoader = (args: LoaderArgs & { readonly bundle: Bundle }) =>
         if (container.state !== "created") return yield* new ContainerAlreadyStarted({ id: container.id })
         const { spec } = bundle
         const process = spec.process
-        if (process === undefined) return yield* new InvalidCwd({ cwd: "", reason: "config.json has no process to run" })
+        // loadBundle refuses such a spec; one given in memory is refused here, as runc does.
+        if (process === undefined) return yield* new InvalidSpec({ path: "process", reason: "required field is missing" })
         // The host trees' descriptors are the container's: closed with its scope.
         const rootDentry = yield* openRoot(bundle, { instance: ++tmpfsInstances, account: memory }, hostFds).pipe(Scope.extend(container.scope))
         const mounts = yield* syntheticMountsOf(bundle, () => ++tmpfsInstances, memory, hostFds).pipe(Scope.extend(container.scope))
@@ -387,7 +394,10 @@ const makeLoader = (args: LoaderArgs & { readonly bundle: Bundle }) =>
           maxFds: maxFdsOf(process),
           pidNamespace: namespace,
           terminal: process.terminal ?? false,
-          hostProgram: root.hostProgram,
+          hostProgram: root.hostProgram === undefined ? undefined : {
+            hostPath: root.hostProgram,
+            guestPath: guestPathOf(root.hostProgram, bundle.rootPath, mounts.map((m) => m.path))
+          },
           homeFromPasswd: root.homeFromPasswd
         })
         container.spec = spec
@@ -456,6 +466,8 @@ const makeLoader = (args: LoaderArgs & { readonly bundle: Bundle }) =>
         // Started: waitExit cannot fail ContainerNotStarted any more.
         Effect.catchTag("ContainerNotStarted", () => Effect.dieMessage("root container started without an init"))
       ),
+
+      rootFault: Effect.sync(() => rootContainer.init?.fault),
 
       signal: (signo) =>
         Effect.gen(function*() {

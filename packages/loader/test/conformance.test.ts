@@ -17,7 +17,8 @@ describe("preview1 conformance sweep", () => {
   it.scopedLive("each function answers as WASI and Linux define it", () =>
     Effect.gen(function*() {
       const loader = yield* makeSandbox
-      const bundle = yield* makeBundle({ args: ["conformance"] })
+      // The rootfs's own symlink with an absolute target (a guest cannot make one).
+      const bundle = yield* makeBundle({ args: ["conformance"], populate: (rootfs) => Fs.symlinkSync("/etc/passwd", Path.join(rootfs, "data/abs")) })
       const dir = yield* tempDir
       const stdinPath = Path.join(dir, "stdin")
       Fs.writeFileSync(stdinPath, "stdin data\n")
@@ -56,6 +57,33 @@ describe("preview1 conformance sweep", () => {
         "stat-type file size 11",
         "open-dir-for-write EISDIR",
         "directory-flag-on-file ENOTDIR",
+        // WASI, not Linux: beneath the directory fd, never above it or absolute.
+        "abs-open ENOTCAPABLE",
+        "abs-open-root ENOTCAPABLE",
+        "abs-stat ENOTCAPABLE",
+        "abs-mkdir ENOTCAPABLE",
+        "abs-unlink ENOTCAPABLE",
+        "abs-link-target ENOTCAPABLE",
+        "dotdot-above-fd ENOTCAPABLE",
+        "dotdot-above-and-back ENOTCAPABLE",
+        "dotdot-as-name ENOTCAPABLE",
+        "dotdot-within ok",
+        // `..` of the container's root is the root, as on Linux (and node:wasi's "/" preopen).
+        "dotdot-of-root ok",
+        "symlink-leaves-fd ENOTCAPABLE",
+        "symlink-stays-in-fd ok",
+        "abs-target-from-root ok",
+        "abs-target-from-dir ENOTCAPABLE",
+        "symlink-absolute EPERM",
+        "symlink-relative-up ok",
+        "trunc-without-right ENOTCAPABLE",
+        "untruncated file",
+        "link-trailing-slash ENOENT",
+        "link-dir-trailing-slash ENOENT",
+        "link-existing-trailing-slash EEXIST",
+        // pwrite on an APPEND fd appends (as Linux); once APPEND is cleared, writes go to the offset.
+        "clear-append ok",
+        "after-clear 0XY3456P offset 3",
         "renumber ok",
         "renumbered reads A",
         "old-fd-closed EBADF",

@@ -111,6 +111,15 @@ describe("Loader", () => {
       assert.strictEqual((yield* start(["nothere"]))._tag, "ExecNotFound")
       assert.strictEqual((yield* start(["/bin/script"]))._tag, "NotWasm")
       assert.strictEqual((yield* start(["/bin/script"], "/nope"))._tag, "InvalidCwd")
+      // A spec without a process (the OCI schema allows one) names what is missing.
+      const base = loaderArgs(root, ["exit"], out.fd)
+      const { process: _, ...noProcess } = (base.bundle as Exclude<LoaderArgs["bundle"], string>).spec
+      const missing = yield* Effect.flip(Effect.scoped(Effect.flatMap(
+        buildLoader({ ...base, bundle: { ...(base.bundle as Exclude<LoaderArgs["bundle"], string>), spec: noProcess } }),
+        (l) => l.startRoot
+      )))
+      assert.strictEqual(missing._tag, "InvalidSpec")
+      assert.strictEqual(missing.message, "invalid config.json: process: required field is missing")
     }))
 
   it.scopedLive("HOME comes from the container's /etc/passwd when the spec has none", () =>

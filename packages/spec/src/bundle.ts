@@ -93,11 +93,13 @@ const readConfig = (dir: string): Effect.Effect<string, InvalidSpec | BundleNotF
     }
   })
 
-/** Reads `<dir>/config.json`; `dir` may be relative to the process cwd. */
+/** Reads `<dir>/config.json` of a container to run (it must have a process); `dir` may be relative to the process cwd. */
 export const loadBundle = (dir: string): Effect.Effect<Bundle, InvalidSpec | BundleNotFound> =>
   Effect.gen(function*() {
     const abs = path.resolve(dir)
     const text = yield* readConfig(abs)
     const spec = yield* parseSpec(text)
+    // Optional in the OCI schema, but a container is run for its process (runc refuses too).
+    if (spec.process === undefined) return yield* new InvalidSpec({ path: "process", reason: "required field is missing" })
     return { dir: abs, spec, rootPath: path.resolve(abs, spec.root?.path ?? defaultRootPath) }
   })

@@ -51,6 +51,8 @@ const opt = <S extends Schema.Schema.All>(schema: S) => Schema.optionalWith(sche
 const Str = Schema.String.annotations(expecting("string"))
 const Bool = Schema.Boolean.annotations(expecting("boolean"))
 const Uint = Schema.NonNegativeInt.annotations(expecting("a non-negative integer"))
+/** A user or group id: Linux's are 32-bit (uid_t), so 2^32 names nobody. */
+const Id = Schema.NonNegativeInt.pipe(Schema.lessThanOrEqualTo(0xffffffff)).annotations(expecting("a 32-bit id (0 to 4294967295)"))
 const Strings = Schema.Array(Str).annotations(containerOf("an array of strings"))
 
 /** An absolute path inside the container: the guest has no cwd to resolve a relative one against. */
@@ -66,9 +68,9 @@ export const Args = Strings.pipe(
 )
 
 export const User = Schema.Struct({
-  uid: Uint,
-  gid: Uint,
-  additionalGids: opt(Schema.Array(Uint).annotations(containerOf("an array of non-negative integers"))),
+  uid: Id,
+  gid: Id,
+  additionalGids: opt(Schema.Array(Id).annotations(containerOf("an array of 32-bit ids"))),
   umask: opt(Uint)
 }).annotations(containerOf("an object"))
 export interface User extends Schema.Schema.Type<typeof User> {}
@@ -160,11 +162,13 @@ export const Namespaces = Schema.Array(Namespace).annotations(containerOf("an ar
   })
 )
 
-const Int = Schema.Int.annotations(expecting("an integer"))
-
-/** `linux.resources.memory`: `limit` in bytes (-1 or absent: none); the rest is kept unmodelled. */
+/**
+ * `linux.resources.memory`: `limit` in bytes, absent for none; the rest is kept unmodelled.
+ * A limit is a positive number of bytes: -1 (cgroup v1's "unlimited") and 0 would leave the
+ * sandbox with no memory of its own to bound, so they are refused rather than read as none.
+ */
 export const MemoryResources = Schema.Struct(
-  { limit: opt(Int) },
+  { limit: opt(Schema.Int.pipe(Schema.positive()).annotations(expecting("a positive number of bytes"))) },
   Schema.Record({ key: Schema.String, value: Schema.Unknown })
 ).annotations(containerOf("an object"))
 
@@ -195,7 +199,4 @@ export interface Spec extends Schema.Schema.Type<typeof Spec> {}
 export interface SpecEncoded extends Schema.Schema.Encoded<typeof Spec> {}
 
 /** The memory limit the spec sets (`linux.resources.memory.limit`, bytes), if any. */
-export const memoryLimitOf = (spec: Spec): number | undefined => {
-  const limit = spec.linux?.resources?.memory?.limit
-  return limit !== undefined && limit > 0 ? limit : undefined
-}
+export const memoryLimitOf = (spec: Spec): number | undefined => spec.linux?.resources?.memory?.limit

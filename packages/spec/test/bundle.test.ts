@@ -100,6 +100,38 @@ describe("loadBundle", () => {
       assert.match(inverted.message, /soft limit 20 is above the hard limit 10/)
     }))
 
+  it.scoped("process missing: a container needs a process to run, as runc requires one", () =>
+    Effect.gen(function*() {
+      const { process: _, ...noProcess } = good
+      const e = yield* invalid(noProcess)
+      assert.strictEqual(e.path, "process")
+      assert.strictEqual(e.message, "invalid config.json: process: required field is missing")
+    }))
+
+  it.scoped("memory limits that are not a positive number of bytes (-1, 0)", () =>
+    Effect.gen(function*() {
+      for (const limit of [-1, 0, -4096]) {
+        const e = yield* invalid({ ...good, linux: { resources: { memory: { limit } } } })
+        assert.strictEqual(e.path, "linux.resources.memory.limit", String(limit))
+        assert.strictEqual(e.reason, `expected a positive number of bytes, got ${limit}`)
+      }
+    }))
+
+  it.scoped("user and group ids beyond 32 bits", () =>
+    Effect.gen(function*() {
+      const user = good.process.user
+      const uid = yield* invalid(withProcess({ ...good.process, user: { ...user, uid: 2 ** 32 } }))
+      assert.strictEqual(uid.path, "process.user.uid")
+      assert.strictEqual(uid.reason, "expected a 32-bit id (0 to 4294967295), got 4294967296")
+      const gid = yield* invalid(withProcess({ ...good.process, user: { ...user, gid: 2 ** 40 } }))
+      assert.strictEqual(gid.path, "process.user.gid")
+      const extra = yield* invalid(withProcess({ ...good.process, user: { ...user, additionalGids: [1, 2 ** 32] } }))
+      assert.strictEqual(extra.path, "process.user.additionalGids[1]")
+      // The largest id is still one.
+      const dir = yield* writeBundle(withProcess({ ...good.process, user: { ...user, uid: 2 ** 32 - 1 } }))
+      assert.strictEqual((yield* loadBundle(dir)).spec.process?.user?.uid, 2 ** 32 - 1)
+    }))
+
   it.scoped("process.args empty", () =>
     Effect.gen(function*() {
       const e = yield* invalid(withProcess({ ...good.process, args: [] }))

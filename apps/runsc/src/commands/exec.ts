@@ -48,10 +48,12 @@ export const execCommand = Command.make(
           onLeft: (reason) => Effect.fail(new InvalidFlag({ flag: "--env", reason })),
           onRight: ({ key, value }) => Effect.succeed(`${key}=${value}`)
         }))
-      const uid = Option.isSome(user) ? Number(user.value.split(":")[0]) : undefined
-      if (uid !== undefined && !(Number.isInteger(uid) && uid >= 0)) {
-        return yield* new InvalidFlag({ flag: "--user", reason: "must be uid[:gid], numeric" })
+      // uid[:gid], each a 32-bit id as Linux's uid_t and gid_t ("" is not uid 0).
+      const ids = Option.isSome(user) ? /^(\d+)(?::(\d+))?$/.exec(user.value) : undefined
+      if (ids === null || (ids !== undefined && ids.slice(1).some((id) => id !== undefined && Number(id) > 0xffffffff))) {
+        return yield* new InvalidFlag({ flag: "--user", reason: "must be uid[:gid], each a number from 0 to 4294967295" })
       }
+      const uid = ids === undefined ? undefined : Number(ids[1])
       const { record, states } = yield* findContainer(id)
       const status = yield* statusOf(record)
       if (status !== "running" && status !== "paused") return yield* new WrongStatus({ id: record.id, status, wanted: "running" })

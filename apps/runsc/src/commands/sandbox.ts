@@ -2,10 +2,13 @@
  * Running a throw-away sandbox in this process (do): the Loader built from the global flags,
  * the root container started attached to this process's stdio, and the CLI's exit status set
  * to the guest's. The layer's scope closes (SIGKILL, wait, release) before the status is set.
+ * A guest that a fault killed (a wasm trap) gets one stderr line saying so, as a shell reports
+ * a signal death: `/bin/prog: killed by SIGSEGV (wasm trap: call stack exhausted)`.
  */
-import { toShellCode } from "@runsc/abi"
+import { signalName, toShellCode } from "@runsc/abi"
 import { Loader, type LoaderArgs } from "@runsc/loader"
 import { Effect } from "effect"
+import * as Fs from "node:fs"
 import { setExitCode, StartedThreads } from "../processContext.js"
 import { configure } from "../globals.js"
 import { rootCommand } from "../root.js"
@@ -29,8 +32,17 @@ export const runSandbox = (args: Omit<LoaderArgs, "kernel" | "panicSignal" | "fo
       },
       ...(runtime.panicSignal !== undefined ? { panicSignal: runtime.panicSignal } : {})
     }
-    const status = yield* Loader.run.pipe(
-      Effect.tap((status) => Effect.logDebug(`container ${args.containerId} ended: ${JSON.stringify(status)}`)),
+    const status = yield* Effect.gen(function*() {
+      const status = yield* Loader.run
+      yield* Effect.logDebug(`container ${args.containerId} ended: ${JSON.stringify(status)}`)
+      const fault = yield* Effect.flatMap(Loader, (loader) => loader.rootFault)
+      if (status._tag === "Signaled" && fault !== undefined) {
+        // The command as the user gave it, as a shell names it.
+        const program = typeof args.bundle === "string" ? "guest" : args.bundle.spec.process?.args[0] ?? "guest"
+        yield* Effect.try(() => Fs.writeSync(2, `${program}: killed by ${signalName(status.signal)} (${fault})\n`)).pipe(Effect.ignore)
+      }
+      return status
+    }).pipe(
       Effect.provide(Loader.layer(loaderArgs)),
       // Outside: the Loader's construction (and the fibers it forks) log through it too.
       Effect.provide(runtime.logger)

@@ -31,7 +31,10 @@ export interface DirEntry {
 export interface OpenOptions {
   readonly read: boolean
   readonly write: boolean
-  /** Every write goes to the end of the file (O_APPEND). */
+  /**
+   * Every write goes to the end of the file (O_APPEND). path_open does not ask for it: there
+   * APPEND is the fd's flag, acted on by fd_write, so that fd_fdstat_set_flags can clear it.
+   */
   readonly append?: boolean
   /**
    * The sentry's own use, closed before the operation that opened it ends (a program's bytes,

@@ -5,6 +5,12 @@
  * by `Inode.lookup` or to a parent recorded in the dentry chain, so no path — absolute, full of
  * "..", or through symlinks whose targets point anywhere — can name something outside the
  * root: ".." of the root is the root, and an absolute symlink target restarts at the root.
+ *
+ * WASI's `path_*` calls resolve further confined (`beneath`): within the subtree of their
+ * directory fd, as wasmtime and uvwasi do. A ".." above that directory, or an absolute symlink
+ * target (which would restart at the root), is NOTCAPABLE — except when that directory is the
+ * container's root, whose subtree is everything: there ".." of the root stays the root and
+ * absolute targets restart at it, as on Linux.
  */
 import { Errno, FileType } from "@runsc/abi"
 import { Effect } from "effect"
@@ -93,12 +99,18 @@ export const PATH_MAX = 4096
 export interface ResolveOptions {
   /** Follow a symlink in the last component (SYMLINK_FOLLOW / O_NOFOLLOW unset). */
   readonly followFinal: boolean
+  /**
+   * Confine every step to this directory's subtree (a WASI directory fd; `start` lies in it):
+   * a ".." above it or an absolute path or symlink target fails NOTCAPABLE, unless it is the
+   * root (whose ".." is itself, and from which absolute paths start anyway).
+   */
+  readonly beneath?: Dentry | undefined
 }
 
 /**
  * Resolves `path` from `start` (absolute paths from `root`). A trailing slash requires the
  * result to be a directory. Errors: ENOENT (missing, or empty path), ENOTDIR, ELOOP,
- * ENAMETOOLONG, EINVAL (NUL in the path).
+ * ENAMETOOLONG, EINVAL (NUL in the path), NOTCAPABLE (a step out of `beneath`).
  */
 export const resolve = (
   root: Dentry,
@@ -111,8 +123,11 @@ export const resolve = (
     if (Buffer.byteLength(path) > PATH_MAX) return yield* fail(Errno.NAMETOOLONG)
     if (path.includes("\0")) return yield* fail(Errno.INVAL)
 
+    const beneath = options.beneath
+    // Only the root's subtree holds the root: from anywhere else "/" is out of reach.
+    const restartAtRoot = beneath === undefined || beneath.isRoot ? Effect.succeed(root) : fail(Errno.NOTCAPABLE)
     let traversals = 0
-    let current = path.startsWith("/") ? root : start
+    let current = path.startsWith("/") ? yield* restartAtRoot : start
     // Components still to walk, in order; a followed symlink splices its target in front.
     const pending = path.split("/").filter((c) => c.length > 0)
     let mustBeDirectory = path.endsWith("/")
@@ -122,6 +137,7 @@ export const resolve = (
       if (current.inode.filetype !== FileType.DIRECTORY) return yield* fail(Errno.NOTDIR)
       if (name === ".") continue
       if (name === "..") {
+        if (current === beneath && !current.isRoot) return yield* fail(Errno.NOTCAPABLE)
         current = current.parent
         continue
       }
@@ -132,7 +148,7 @@ export const resolve = (
         if (++traversals > MAX_SYMLINK_TRAVERSALS) return yield* fail(Errno.LOOP)
         const target = yield* inode.readlink
         if (target.length === 0) return yield* fail(Errno.NOENT)
-        if (target.startsWith("/")) current = root
+        if (target.startsWith("/")) current = yield* restartAtRoot
         if (isLast && target.endsWith("/")) mustBeDirectory = true
         pending.unshift(...target.split("/").filter((c) => c.length > 0))
         continue

@@ -4,6 +4,11 @@
  * here. Handlers validate in the order Linux does (fd, then rights, then path), so a guest sees
  * the errno it would see on Linux, with WASI's NOTCAPABLE where rights are missing.
  *
+ * Paths given to `path_*` calls are WASI's, not Linux's: relative to their directory fd and
+ * resolved beneath it (`guestPath`, `resolve`'s `beneath`), so an absolute path or a step above
+ * the fd is NOTCAPABLE, as wasmtime and uvwasi answer; only the container's root, whose `..` is
+ * itself, behaves as Linux's `/` does.
+ *
  * A change lands where the directory's filesystem takes it (the overlay root, tmpfs); a
  * read-only one (a `root.readonly` root, `ro` bind mounts, procfs, devfs) refuses with EROFS once
  * fd and path have been checked, as a read-only mount does.
@@ -64,11 +69,18 @@ const entryWith = (c: SyscallContext, fd: number, rights: bigint): Effect.Effect
 const baseDirectory = (c: SyscallContext, fd: number, rights: bigint): Effect.Effect<Dentry, SyscallError> =>
   Effect.flatMap(entryWith(c, fd, rights), (entry) => entry.dentry ? Effect.succeed(entry.dentry) : fail(Errno.NOTDIR))
 
+/**
+ * A path argument of a `path_*` call: relative to its directory fd, as WASI has it (wasi-libc
+ * turns "/etc/passwd" into the preopen "/" and "etc/passwd"); an absolute one is NOTCAPABLE.
+ */
+const guestPath = (c: SyscallContext, at: number, length: number): Effect.Effect<string, SyscallError> =>
+  Effect.flatMap(pathAt(c, at, length), (path) => path.startsWith("/") ? fail(Errno.NOTCAPABLE) : Effect.succeed(path))
+
 const lookupPath = (c: SyscallContext, fd: number, rights: bigint, at: number, length: number, follow: boolean) =>
   Effect.gen(function*() {
     const base = yield* baseDirectory(c, fd, rights)
-    const path = yield* pathAt(c, at, length)
-    return yield* resolve(c.tg.root, base, path, { followFinal: follow })
+    const path = yield* guestPath(c, at, length)
+    return yield* resolve(c.tg.root, base, path, { followFinal: follow, beneath: base })
   })
 
 // ---- struct encoders (into the data area) ---------------------------------------------------
@@ -115,7 +127,9 @@ const fd_pwrite: Handler = (c) =>
   Effect.gen(function*() {
     const entry = yield* entryWith(c, u32(c, 0), Rights.FD_WRITE | Rights.FD_SEEK)
     if (entry.description.filetype !== FileType.REGULAR_FILE) return yield* fail(Errno.SPIPE)
-    setResult(c, yield* entry.description.write(c.channel.data.subarray(0, u32(c, 1)), i64(c, 0)))
+    // On an APPEND fd Linux's pwrite appends all the same (pwrite(2), BUGS), and so does node:wasi.
+    const at = (entry.flags & FdFlags.APPEND) !== 0 ? (yield* entry.description.stat).size : i64(c, 0)
+    setResult(c, yield* entry.description.write(c.channel.data.subarray(0, u32(c, 1)), at))
   })
 
 const read = (positional: boolean): Handler => (c) =>
@@ -290,9 +304,11 @@ const path_open: Handler = (c) =>
     if (dir.dentry === undefined) return yield* fail(Errno.NOTDIR)
     if ((requestedBase & ~dir.rightsInheriting) !== 0n) return yield* fail(Errno.NOTCAPABLE)
     if ((oflags & OFlags.CREAT) !== 0 && (dir.rightsBase & Rights.PATH_CREATE_FILE) === 0n) return yield* fail(Errno.NOTCAPABLE)
-    const path = yield* pathAt(c, 0, pathLength)
+    // Truncating through a path is the directory's right, as WASI defines O_TRUNC.
+    if ((oflags & OFlags.TRUNC) !== 0 && (dir.rightsBase & Rights.PATH_FILESTAT_SET_SIZE) === 0n) return yield* fail(Errno.NOTCAPABLE)
+    const path = yield* guestPath(c, 0, pathLength)
     const found = yield* Effect.either(
-      resolve(c.tg.root, dir.dentry, path, { followFinal: (lookupflags & LookupFlags.SYMLINK_FOLLOW) !== 0 })
+      resolve(c.tg.root, dir.dentry, path, { followFinal: (lookupflags & LookupFlags.SYMLINK_FOLLOW) !== 0, beneath: dir.dentry })
     )
     let dentry: Dentry
     let created = false
@@ -315,7 +331,9 @@ const path_open: Handler = (c) =>
       if (dentry.inode.truncate === undefined) return yield* fail(Errno.ROFS)
       yield* dentry.inode.truncate(0n)
     }
-    const description = yield* dentry.inode.open({ read: true, write: wantsWrite, append: (fdflags & FdFlags.APPEND) !== 0 })
+    // APPEND stays a flag of the fd, which fd_write acts on, so that fd_fdstat_set_flags can
+    // clear it again; the description itself writes where it is told.
+    const description = yield* dentry.inode.open({ read: true, write: wantsWrite })
     const typeRights = isDirectory ? DIRECTORY_RIGHTS : FILE_RIGHTS
     const fd = yield* c.tg.fdTable.allocate({
       description,
@@ -350,9 +368,10 @@ const path_readlink: Handler = (c) =>
 
 /**
  * The directory that holds the last component of `path` (resolved from `base`, symlinks on the
- * way followed), and that component ("" for "/"; "." and ".." as written).
+ * way followed, never leaving `beneath`'s subtree), and that component ("" for "/"; "." and ".."
+ * as written, ".." NOTCAPABLE where it would name the parent of `beneath`).
  */
-const parentOf = (c: SyscallContext, base: Dentry, path: string) =>
+const parentOf = (c: SyscallContext, base: Dentry, path: string, beneath: Dentry = base) =>
   Effect.gen(function*() {
     if (path.length === 0) return yield* fail(Errno.NOENT)
     const trimmed = path.replace(/\/+$/, "")
@@ -360,23 +379,24 @@ const parentOf = (c: SyscallContext, base: Dentry, path: string) =>
     const name = trimmed.slice(slash + 1)
     if (Buffer.byteLength(name) > NAME_MAX) return yield* fail(Errno.NAMETOOLONG)
     const dirPath = slash < 0 ? (trimmed.length === 0 ? "/" : ".") : slash === 0 ? "/" : trimmed.slice(0, slash)
-    const dir = yield* resolve(c.tg.root, base, dirPath, { followFinal: true })
+    const dir = yield* resolve(c.tg.root, base, dirPath, { followFinal: true, beneath })
     if (dir.inode.filetype !== FileType.DIRECTORY) return yield* fail(Errno.NOTDIR)
+    if (name === ".." && dir === beneath && !dir.isRoot) return yield* fail(Errno.NOTCAPABLE)
     return { dir, name, trailingSlash: trimmed.length < path.length }
   })
 
 /**
  * O_CREAT of a missing `path`: a new empty file where its directory can have one. When the last
  * component is a dangling symlink that may be followed, the file is created where it points
- * (from the link's directory, or the root for an absolute target), as Linux does; with O_EXCL
- * the link itself is in the way (EEXIST).
+ * (from the link's directory, or the root for an absolute target), as Linux does, never out of
+ * `base`'s subtree; with O_EXCL the link itself is in the way (EEXIST).
  */
 const createAt = (c: SyscallContext, base: Dentry, path: string, follow: boolean, exclusive: boolean) =>
   Effect.gen(function*() {
     let from = base
     let target = path
     for (let hops = 0; ; hops++) {
-      const parent = yield* parentOf(c, from, target)
+      const parent = yield* parentOf(c, from, target, base)
       if (parent.trailingSlash) return yield* fail(Errno.ISDIR)
       const existing = yield* Effect.either(parent.dir.lookup(parent.name))
       if (Either.isRight(existing)) {
@@ -397,7 +417,7 @@ const changesOf = (dir: Dentry) => (dir.inode.changes ? Effect.succeed(dir.inode
 const pathParent = (c: SyscallContext, fd: number, rights: bigint, at: number, length: number) =>
   Effect.gen(function*() {
     const base = yield* baseDirectory(c, fd, rights)
-    return yield* parentOf(c, base, yield* pathAt(c, at, length))
+    return yield* parentOf(c, base, yield* guestPath(c, at, length))
   })
 
 /** Whether `name` names something in `dir` (an existing name is EEXIST even on a read-only mount). */
@@ -438,7 +458,11 @@ const path_symlink: Handler = (c) =>
     const targetLength = u32(c, 0)
     const target = yield* pathAt(c, 0, targetLength)
     if (target.includes("\0")) return yield* fail(Errno.INVAL)
-    const { dir, name, trailingSlash } = yield* pathParent(c, u32(c, 1), Rights.PATH_SYMLINK, targetLength, u32(c, 2))
+    const base = yield* baseDirectory(c, u32(c, 1), Rights.PATH_SYMLINK)
+    // A link that would lead out of every directory fd to the root is refused (EPERM, as
+    // wasmtime and uvwasi do); a relative one is stored, and confined when followed.
+    if (target.startsWith("/")) return yield* fail(Errno.PERM)
+    const { dir, name, trailingSlash } = yield* parentOf(c, base, yield* guestPath(c, targetLength, u32(c, 2)))
     if (name === "" || name === "." || name === ".." || (yield* exists(dir, name))) return yield* fail(Errno.EXIST)
     if (trailingSlash) return yield* fail(Errno.NOENT)
     // The target is stored as written; it is resolved (inside the root) only when followed.
@@ -469,6 +493,8 @@ const path_link: Handler = (c) =>
     const existing = yield* lookupPath(c, u32(c, 0), Rights.PATH_LINK_SOURCE, 0, fromLength, follow)
     const to = yield* pathParent(c, u32(c, 3), Rights.PATH_LINK_TARGET, fromLength, u32(c, 4))
     if (to.name === "" || to.name === "." || to.name === ".." || (yield* exists(to.dir, to.name))) return yield* fail(Errno.EXIST)
+    // A new name with a trailing slash names a directory that does not exist, as link(2) finds.
+    if (to.trailingSlash) return yield* fail(Errno.NOENT)
     if (existing.inode.filetype === FileType.DIRECTORY) return yield* fail(Errno.PERM)
     if (existing.parent.mount !== to.dir.mount) return yield* fail(Errno.XDEV)
     yield* Effect.flatMap(changesOf(to.dir), (changes) => changes.link(to.name, existing.inode))

@@ -22,6 +22,12 @@ export class ThreadGroup {
   state: ProcessState = "running"
   /** The signal that is ending this group, once one is. */
   killedBy: number | undefined
+  /**
+   * Why the guest faulted, when a fault ended it (a wasm trap, or an exception out of its
+   * instance that is not one), in words: "wasm trap: call stack exhausted". Set with the exit
+   * status.
+   */
+  fault: string | undefined
   worker: GuestThread | undefined
   /** The fiber serving the task's syscalls, while it runs. */
   server: Fiber.RuntimeFiber<never> | undefined
