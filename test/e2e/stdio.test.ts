@@ -172,6 +172,20 @@ describe.concurrent("writes to a host pipe or socket", { timeout: TEST_LIMIT_MS 
   })
 })
 
+describe.concurrent("writes relayed to `runsc exec`'s stdout", { timeout: TEST_LIMIT_MS }, () => {
+  it("a blocking write of 64 MiB to exec's stdout, a pipe read slowly, arrives in whole", async () => {
+    const r = await shell(`"$RUNSC" --root "$STATE" exec "$ID" pipewrite block ${BIG} | (sleep 1; cat); exit "\${PIPESTATUS[0]}"`)
+    assert.strictEqual(r.code, 0, show(r))
+    assert.include(r.stderr, `wrote ${BIG} of ${BIG}`)
+    assert.isTrue(r.stdout.equals(pattern(BIG)), `stdout differs (${r.stdout.length} bytes)`)
+  })
+
+  it("a guest writing to it after its reader has gone dies of SIGPIPE", async () => {
+    const r = await shell(`"$RUNSC" --root "$STATE" exec "$ID" pipewrite yes | head -c 10 > /dev/null; echo "\${PIPESTATUS[0]}"`)
+    assert.strictEqual(r.stdout.toString(), "141\n", show(r))
+  })
+})
+
 describe.concurrent("isatty: only a terminal is one", { timeout: TEST_LIMIT_MS }, () => {
   it("/dev/null as stdin and stdout is not a terminal", async () => {
     const report = Path.join(work, "devnull.txt")
