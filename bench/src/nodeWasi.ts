@@ -18,6 +18,8 @@ const { WASI } = createRequire(import.meta.url)("node:wasi") as typeof import("n
 export interface NodeWasiRun {
   readonly module: WebAssembly.Module
   readonly args: ReadonlyArray<string>
+  /** The guest's stdin (default: this process's). */
+  readonly stdin?: number
   readonly stdout: number
   readonly preopens?: Record<string, string>
 }
@@ -35,6 +37,7 @@ export const runNodeWasi = (run: NodeWasiRun): NodeWasiResult => {
     version: "preview1",
     args: [...run.args],
     env: {},
+    ...(run.stdin !== undefined ? { stdin: run.stdin } : {}),
     stdout: run.stdout,
     returnOnExit: true,
     ...(run.preopens ? { preopens: run.preopens } : {})

@@ -24,6 +24,8 @@ export interface GuestRun {
    * mount is), or under a fresh copy-on-write overlay (as a container's root is).
    */
   readonly rootMode?: "readonly" | "writable" | "overlay"
+  /** The guest's stdin (default: this process's). */
+  readonly stdin?: number
   readonly stdout: number
 }
 
@@ -43,7 +45,7 @@ export const runOnKernel = (run: GuestRun): Effect.Effect<GuestResult, unknown, 
     const kernel = yield* Kernel
     const lower = run.rootMode === "writable" ? yield* hostMount(run.rootPath, { writable: true }) : yield* hostRoot(run.rootPath)
     const root = Dentry.root(run.rootMode === "overlay" ? yield* overlay(lower, { instance: 1 }) : lower)
-    const stdio = [hostStream(0), hostStream(run.stdout), hostStream(2)] as const
+    const stdio = [hostStream(run.stdin ?? 0), hostStream(run.stdout), hostStream(2)] as const
     const t0 = now()
     const tg = yield* kernel.startProcess({
       containerId: "bench",

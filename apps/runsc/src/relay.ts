@@ -15,7 +15,7 @@
  */
 import { Command, Options } from "@effect/cli"
 import { MAX_SOCKET_PATH, RELAY_PREFIX, type StdioPaths } from "@runsc/control"
-import { Data, Deferred, Duration, Effect, Exit, Option, type Scope } from "effect"
+import { Data, Deferred, Duration, Effect, Exit, Option, Queue, Schedule, type Scope } from "effect"
 import * as Fs from "node:fs"
 import * as Net from "node:net"
 import * as Path from "node:path"
@@ -65,6 +65,20 @@ const relayFd = (slot: number, fd: number, path: string): Effect.Effect<Relay, R
     const connected = yield* Deferred.make<void>()
     const ended = yield* Deferred.make<void>()
     const end = () => Deferred.unsafeDone(ended, Exit.void)
+    // Output: what the sandbox sent, in order, with the connection paused while a chunk goes out
+    // (so a slow reader of `fd` slows the writer in the sandbox, whose writes then wait); the
+    // relay has ended once the connection has and everything before its end is written.
+    const output = yield* Queue.unbounded<{ readonly chunk: Buffer; readonly conn: Net.Socket } | "end">()
+    yield* Effect.forkScoped(
+      Effect.forever(Effect.flatMap(Queue.take(output), (next) =>
+        next === "end" ? Effect.sync(end) : writeInWhole(fd, next.chunk).pipe(
+          Effect.match({
+            // Nobody reads this fd any more: the writer in the sandbox gets EPIPE.
+            onFailure: () => next.conn.destroy(),
+            onSuccess: () => next.conn.resume()
+          })
+        )))
+    )
     yield* Effect.acquireRelease(
       Effect.async<Net.Server, RelayFailed>((resume) => {
         const server = Net.createServer((conn) => {
@@ -72,20 +86,19 @@ const relayFd = (slot: number, fd: number, path: string): Effect.Effect<Relay, R
           // One connection: the socket file has served its purpose.
           server.close()
           Fs.rmSync(path, { force: true })
-          conn.on("error", end)
-          conn.on("close", end)
           if (slot === 0) {
+            conn.on("error", end)
+            conn.on("close", end)
             // This process's own stdin through Node's stream for it (a tty, pipe, socket or file alike).
             const input = fd === 0 ? process.stdin : Fs.createReadStream("", { fd, autoClose: false })
             input.on("error", () => conn.end()).pipe(conn)
           } else {
+            const ending = () => Queue.unsafeOffer(output, "end")
+            conn.on("error", ending)
+            conn.on("close", ending)
             conn.on("data", (chunk: Buffer) => {
-              try {
-                Fs.writeSync(fd, chunk)
-              } catch {
-                // Nobody reads this fd any more: the writer in the sandbox gets EPIPE.
-                conn.destroy()
-              }
+              conn.pause()
+              Queue.unsafeOffer(output, { chunk, conn })
             })
           }
         })
@@ -100,6 +113,27 @@ const relayFd = (slot: number, fd: number, path: string): Effect.Effect<Relay, R
     )
     return { slot, path: `${RELAY_PREFIX}${path}`, connected: Deferred.await(connected), done: Deferred.await(ended) }
   })
+
+/**
+ * Writes all of `chunk` to `fd`, on libuv's pool: a blocking fd waits there for room, and one
+ * that is non-blocking (Node makes its own stdout so once it is used) says EAGAIN, after which
+ * the write is tried again a little later. A write that is short goes on with the rest.
+ */
+const writeInWhole = (fd: number, chunk: Buffer): Effect.Effect<void, NodeJS.ErrnoException> => {
+  const once = (from: number) =>
+    Effect.async<number, NodeJS.ErrnoException>((resume) =>
+      Fs.write(fd, chunk, from, chunk.length - from, null, (error, written) => resume(error ? Effect.fail(error) : Effect.succeed(written)))
+    ).pipe(Effect.retry(retryAgain))
+  const from = (at: number): Effect.Effect<void, NodeJS.ErrnoException> =>
+    at >= chunk.length ? Effect.void : Effect.flatMap(once(at), (written) => from(at + written))
+  return from(0)
+}
+
+/** Attempts on a full non-blocking fd: 1 ms apart at first, doubling to 20 ms. */
+const retryAgain = Schedule.exponential(Duration.millis(1), 2).pipe(
+  Schedule.union(Schedule.spaced(Duration.millis(20))),
+  Schedule.whileInput((e: NodeJS.ErrnoException) => e.code === "EAGAIN")
+)
 
 /** This process's stdio as the sandbox reaches it, and what completes once relayed output is written. */
 export interface LentStdio {

@@ -13,6 +13,7 @@ import {
   Errno,
   type ExitStatus,
   exited,
+  FdFlags,
   FileType,
   Rights,
   SIGFPE,
@@ -37,7 +38,7 @@ import { procfs, type SystemInfo } from "./fs/procfs.js"
 import { devfs } from "./fs/devfs.js"
 import type { SyntheticMount } from "./fs/synthetic.js"
 import { Dentry, resolve } from "./fs/resolve.js"
-import { FAST_WRITE_FDS, KILLED, State, Word } from "./platform/channel.js"
+import { FAST_WRITE_FDS, FAST_NONBLOCK, KILLED, State, Word } from "./platform/channel.js"
 import { ModuleCache } from "./platform/moduleCache.js"
 import { type GuestPlatform, type GuestThread, makeWorkerPool, type RunOutcome, type WorkerPoolStats } from "./platform/pool.js"
 import type { StartingThread } from "./platform/startThread.js"
@@ -325,12 +326,13 @@ const makeKernel = (options: KernelOptions): Effect.Effect<KernelShape, never, S
       tg.fdTable.observe((fd, entry) => {
         if (fd >= FAST_WRITE_FDS) return
         const hostFd = entry?.description.passthroughHostFd
-        fastWrite[fd] = hostFd !== undefined && (entry!.rightsBase & Rights.FD_WRITE) !== 0n ? hostFd + 1 : 0
+        fastWrite[fd] = hostFd === undefined || (entry!.rightsBase & Rights.FD_WRITE) === 0n ? 0
+          : (hostFd + 1) | ((entry!.flags & FdFlags.NONBLOCK) !== 0 ? FAST_NONBLOCK : 0)
         takeBack(fd)
         const readable = entry?.description.workerReadable
         if (readable === undefined || (entry!.rightsBase & Rights.FD_READ) === 0n || !descriptionRefs.exclusive(entry!.description)) return
         readable.share(fastReadPosition, fd)
-        fastRead[fd] = readable.hostFd + 1
+        fastRead[fd] = (readable.hostFd + 1) | ((entry!.flags & FdFlags.NONBLOCK) !== 0 ? FAST_NONBLOCK : 0)
         lent[fd] = { description: entry!.description, watch: descriptionRefs.whenShared(entry!.description, () => takeBack(fd)) }
       })
     }
@@ -472,7 +474,11 @@ const makeKernel = (options: KernelOptions): Effect.Effect<KernelShape, never, S
             yield* fdTable.set(fd, stdio)
             continue
           }
-          const seekable = stdio.filetype === FileType.REGULAR_FILE ? SEEKABLE_RIGHTS : 0n
+          // As lseek works on Linux: files and devices (/dev/null), not pipes, sockets or terminals.
+          const seekable = stdio.filetype === FileType.REGULAR_FILE ||
+              (stdio.filetype === FileType.CHARACTER_DEVICE && stdio.isTerminal !== true)
+            ? SEEKABLE_RIGHTS
+            : 0n
           yield* fdTable.set(fd, { description: stdio, rightsBase: STDIO_RIGHTS | seekable, rightsInheriting: 0n, flags: 0 })
         }
         yield* fdTable.set(3, {

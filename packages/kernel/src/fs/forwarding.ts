@@ -9,7 +9,7 @@
 import type { FileDescription } from "./inode.js"
 
 export const forwarding = (description: FileDescription, overrides: Partial<FileDescription> = {}): FileDescription => {
-  const { allocate, passthroughHostFd, readiness, setSize, setTimes, sync, terminal } = description
+  const { allocate, isTerminal, passthroughHostFd, readiness, setSize, setTimes, sync, terminal } = description
   return {
     filetype: description.filetype,
     read: (length, offset, nonBlocking) => description.read(length, offset, nonBlocking),
@@ -20,6 +20,7 @@ export const forwarding = (description: FileDescription, overrides: Partial<File
     ...(description.readInto !== undefined ? { readInto: (target: Uint8Array, offset?: bigint) => description.readInto!(target, offset) } : {}),
     ...(readiness !== undefined ? { readiness } : {}),
     ...(terminal !== undefined ? { terminal } : {}),
+    ...(isTerminal !== undefined ? { isTerminal } : {}),
     ...(passthroughHostFd !== undefined ? { passthroughHostFd } : {}),
     ...(setSize !== undefined ? { setSize } : {}),
     ...(allocate !== undefined ? { allocate } : {}),

@@ -116,6 +116,12 @@ export interface FileDescription {
   /** Set on the descriptions of a terminal: what job control (tcsetpgrp, ^C) acts on. */
   readonly terminal?: ControllingTerminal<any>
   /**
+   * A terminal: a host tty, or the terminal the sandbox gives a process. isatty() is true of it
+   * and nothing else (wasi-libc asks for a character device without FD_SEEK and FD_TELL), and
+   * it cannot seek, as on Linux.
+   */
+  readonly isTerminal?: boolean
+  /**
    * A host fd this description writes straight to with no other state (host stdio): the guest
    * worker may then write to it without a round trip, with identical results.
    */

@@ -10,7 +10,8 @@
  *   0    i32 words (see Word)                          ┐ control
  *   128  i64 slots: request i64 args, response i64     ┘
  *   192  fast-write table: guest fd → host fd + 1 (0 = go through the sentry)
- *   512  data area: request payloads (paths, iovec bytes, subscriptions) and response payloads
+ *   320  fast-read table: guest fd → host fd + 1; 448: the offset each is read at
+ *   1024 data area: request payloads (paths, iovec bytes, subscriptions) and response payloads
  */
 
 export const Word = {
@@ -43,10 +44,27 @@ export const I64_SLOT_COUNT = 8
 export const FAST_WRITE_OFFSET = I64_SLOT_OFFSET + I64_SLOT_COUNT * 8
 /** Guest fds below this may take the in-worker write path to a host fd. */
 export const FAST_WRITE_FDS = 32
+/**
+ * Set in a fast-write or fast-read entry (besides hostFd + 1) when the guest's fd is
+ * O_NONBLOCK: a write is one attempt, short or EAGAIN, instead of going in whole; a read of an
+ * empty stream fails EAGAIN at once.
+ */
+export const FAST_NONBLOCK = 1 << 30
 /** Per guest fd below FAST_WRITE_FDS: a host file the worker may read itself (hostFd + 1, or 0). */
 export const FAST_READ_OFFSET = FAST_WRITE_OFFSET + FAST_WRITE_FDS * 4
-/** Per guest fd below FAST_WRITE_FDS: that file's offset, which the worker owns while it reads it. */
+/**
+ * Per guest fd below FAST_WRITE_FDS: that file's offset, which the worker owns while it reads
+ * it; or one of the two marks below.
+ */
 export const FAST_READ_POSITION_OFFSET = FAST_READ_OFFSET + FAST_WRITE_FDS * 4
+/**
+ * The worker reads at the host fd's own offset (host stdio: a regular file whose offset other
+ * host processes may share, or a pipe or terminal the sentry opened non-blocking, which fails
+ * EAGAIN instead of waiting; then the call goes to the sentry, which waits).
+ */
+export const READ_AT_HOST_OFFSET = -1n
+/** The worker reads through the sentry for now (bytes the sentry holds for the next reader). */
+export const READ_VIA_SENTRY = -2n
 export const DATA_OFFSET = 1024
 /** Payload capacity; larger reads and writes are split into several requests by the worker. */
 export const DATA_SIZE = 256 * 1024

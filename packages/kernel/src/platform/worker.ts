@@ -19,9 +19,12 @@ import {
   ChannelViews,
   DATA_SIZE,
   FAST_WRITE_FDS,
+  FAST_NONBLOCK,
   type FromWorker,
   KILLED,
   type GuestEnd,
+  READ_AT_HOST_OFFSET,
+  READ_VIA_SENTRY,
   State,
   type ToWorker,
   type TrapKind,
@@ -207,58 +210,97 @@ const clockNow = (id: number): bigint | undefined => {
 
 // ---- writes straight to a host fd (served in the worker) -------------------------------------
 
+/** What a host call made here returns when the sentry must do it instead (not an errno). */
+const VIA_SENTRY = -0x10000
+
 const parkFor = new Int32Array(new SharedArrayBuffer(4))
 
 /**
- * A write to a host fd, retrying EAGAIN (a non-blocking pipe that is full) after 1 ms. Returns
- * the bytes written, or -errno.
+ * Waits before another attempt on a host fd that said EAGAIN (a full pipe whose fd is
+ * non-blocking): 50 µs at first, doubling to 2 ms, since a pipe's reader usually makes room
+ * soon. A parked guest is still a guest at a syscall: it stops here when asked to (checkpoint),
+ * and a kill ends it here (terminate wakes Atomics.wait).
  */
-const hostWrite = (write: () => number): number => {
-  for (;;) {
+const parkBeforeRetry = (attempt: number): void => {
+  Atomics.wait(parkFor, 0, 0, Math.min(0.05 * 2 ** attempt, 2))
+  checkpoint()
+}
+
+/**
+ * Writes `chunks` (views of guest memory) to a host fd: all of them, as a blocking write to a
+ * pipe does on Linux, however often the pipe fills; with O_NONBLOCK, what goes in at once (a
+ * short count, or EAGAIN). The bytes written; -errno when nothing was; VIA_SENTRY when the
+ * reader has gone (EPIPE), so that the sentry makes the write again and raises SIGPIPE.
+ */
+const writeToHost = (hostFd: number, chunks: Array<Uint8Array>, nonBlocking: boolean): number => {
+  let total = 0
+  let attempt = 0
+  let first = 0
+  while (first < chunks.length) {
+    let n: number
     try {
-      return write()
+      n = chunks.length - first === 1 ? Fs.writeSync(hostFd, chunks[first]!) : Fs.writevSync(hostFd, first === 0 ? chunks : chunks.slice(first))
     } catch (e) {
       const code = (e as NodeJS.ErrnoException).code
-      if (code === "EAGAIN") {
-        Atomics.wait(parkFor, 0, 0, 1)
+      if (code === "EAGAIN" && !nonBlocking) {
+        parkBeforeRetry(attempt++)
         continue
       }
-      return -errnoFromHostCode(code)
+      if (total > 0) return total
+      return code === "EPIPE" ? VIA_SENTRY : -errnoFromHostCode(code)
     }
+    total += n
+    attempt = 0
+    // Drop what went in: whole chunks, then the written part of the next.
+    while (first < chunks.length && n >= chunks[first]!.length) n -= chunks[first++]!.length
+    if (n > 0) chunks[first] = chunks[first]!.subarray(n)
+    if (nonBlocking) break
   }
+  return total
 }
 
 // The hottest call of write-heavy guests: written out without the `syscall` wrapper, and with
-// no allocation for the common single-iovec case.
+// no allocation when one iovec goes in at the first attempt.
 const fdWrite = (fd: number, iovs: number, iovsLen: number, nwrittenPtr: number): number => {
   refresh()
-  const hostFd = fastPaths && fd >>> 0 < FAST_WRITE_FDS ? fastWrite[fd]! - 1 : -1
-  if (hostFd < 0 || Atomics.load(words, Word.ATTENTION) !== 0) {
-    return syscall(() => writeThroughSentry(N.fd_write, fd, readIovecs(iovs, iovsLen), undefined, nwrittenPtr))()
-  }
+  const lent = fastPaths && fd >>> 0 < FAST_WRITE_FDS ? fastWrite[fd]! : 0
+  if (lent === 0 || Atomics.load(words, Word.ATTENTION) !== 0) return writeViaSentry(fd, iovs, iovsLen, nwrittenPtr)
+  const hostFd = (lent & ~FAST_NONBLOCK) - 1
+  const nonBlocking = (lent & FAST_NONBLOCK) !== 0
   iovs >>>= 0
   iovsLen >>>= 0
   if (!inBounds(iovs, iovsLen * Layout.iovec.sizeOf) || !inBounds(nwrittenPtr, 4)) return Errno.FAULT
-  let n: number
+  let first = 0
+  let chunks: Array<Uint8Array> | undefined
   if (iovsLen === 1) {
     const ptr = memView.getUint32(iovs + Layout.iovec.buf, true)
     const len = memView.getUint32(iovs + Layout.iovec.bufLen, true)
     if (!inBounds(ptr, len)) return Errno.FAULT
-    n = len === 0 ? 0 : hostWrite(() => Fs.writeSync(hostFd, mem8, ptr, len))
+    if (len > 0) {
+      try {
+        first = Fs.writeSync(hostFd, mem8, ptr, len)
+      } catch {
+        // Made again below, where each failure is told apart.
+      }
+      if (first < len && !(nonBlocking && first > 0)) chunks = [mem8.subarray(ptr + first, ptr + len)]
+    }
   } else {
-    const chunks: Array<Uint8Array> = []
+    chunks = []
     for (let i = 0; i < iovsLen; i++) {
       const ptr = memView.getUint32(iovs + i * Layout.iovec.sizeOf + Layout.iovec.buf, true)
       const len = memView.getUint32(iovs + i * Layout.iovec.sizeOf + Layout.iovec.bufLen, true)
       if (!inBounds(ptr, len)) return Errno.FAULT
-      chunks.push(mem8.subarray(ptr, ptr + len))
+      if (len > 0) chunks.push(mem8.subarray(ptr, ptr + len))
     }
-    n = chunks.length === 0 ? 0 : hostWrite(() => Fs.writevSync(hostFd, chunks))
   }
-  if (n < 0) return -n
-  putU32(nwrittenPtr, n)
+  const rest = chunks === undefined || chunks.length === 0 ? 0 : writeToHost(hostFd, chunks, nonBlocking)
+  if (rest < 0 && first === 0) return rest === VIA_SENTRY ? writeViaSentry(fd, iovs, iovsLen, nwrittenPtr) : -rest
+  putU32(nwrittenPtr, first + Math.max(rest, 0))
   return Errno.SUCCESS
 }
+
+const writeViaSentry = (fd: number, iovs: number, iovsLen: number, nwrittenPtr: number): number =>
+  syscall(() => writeThroughSentry(N.fd_write, fd, readIovecs(iovs, iovsLen), undefined, nwrittenPtr))()
 
 /**
  * Gathers iovecs into the data area, in DATA_SIZE chunks when larger. A later chunk's error or
@@ -334,12 +376,18 @@ const readThroughSentry = (
 /**
  * fd_read of a host file the sentry lent this worker (see the kernel's attachFastPaths): read
  * straight into guest memory at the offset kept in the channel, which the sentry reads back
- * when it takes the file back. What a pread returns on the host is what the sentry would have.
- * The bytes read, or -errno.
+ * when it takes the file back; or, for host stdio, at the host fd's own offset (a regular file)
+ * or from a pipe or terminal the sentry opened non-blocking. What a read returns here is what
+ * the sentry would have returned. The bytes read, -errno, or VIA_SENTRY when the sentry must
+ * read instead: it holds bytes for the next reader, or a stream has nothing yet (the sentry
+ * then waits for it, which this thread must not do: a guest blocked in a host call could not be
+ * killed).
  */
-const readHostFile = (fd: number, hostFd: number, ptr: number, length: number): number => {
+const readHostFile = (fd: number, hostFd: number, ptr: number, length: number, nonBlocking: boolean): number => {
   if (length === 0) return 0
   const position = fastReadPosition[fd]!
+  if (position === READ_VIA_SENTRY) return VIA_SENTRY
+  if (position === READ_AT_HOST_OFFSET) return readHostStream(hostFd, ptr, length, nonBlocking)
   let n: number
   try {
     // A number position spares Node a bigint conversion per read; past 2^53 the bigint goes as is.
@@ -350,6 +398,28 @@ const readHostFile = (fd: number, hostFd: number, ptr: number, length: number): 
   fastReadPosition[fd] = position + BigInt(n)
   return n
 }
+
+/**
+ * A read at the host fd's own offset: a regular file, or a pipe or terminal the sentry opened
+ * non-blocking. A pipe that is empty now is often refilled within microseconds by a writer that
+ * is a little slower than this guest: unless the guest's fd is O_NONBLOCK (then it is EAGAIN at
+ * once: the sentry holds no bytes, or this read would not have been lent), it is tried again
+ * after short parks (STREAM_PARKS of ~50 µs, during which the writer has the CPU) before the
+ * sentry is asked to wait for it, which costs a host read on libuv's pool (~0.1 ms or more).
+ */
+const readHostStream = (hostFd: number, ptr: number, length: number, nonBlocking: boolean): number => {
+  for (let parks = 0;; parks++) {
+    try {
+      return Fs.readSync(hostFd, mem8, ptr, length, null)
+    } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code
+      if (code !== "EAGAIN" || nonBlocking) return -errnoFromHostCode(code)
+      if (parks === STREAM_PARKS) return VIA_SENTRY
+      Atomics.wait(parkFor, 0, 0, 0.02)
+    }
+  }
+}
+const STREAM_PARKS = 8
 
 const MAX_SAFE = BigInt(Number.MAX_SAFE_INTEGER)
 
@@ -486,24 +556,27 @@ const wasiImports = {
     return writeThroughSentry(N.fd_pwrite, fd, vecs, offset, out)
   }),
   fd_read: syscall((fd: number, iovs: number, len: number, out: number) => {
-    const hostFd = fastPaths && fd >>> 0 < FAST_WRITE_FDS ? fastRead[fd]! - 1 : -1
-    if (hostFd < 0 || Atomics.load(words, Word.ATTENTION) !== 0) return readThroughSentry(N.fd_read, fd, iovs, len, undefined, out)
+    const lent = fastPaths && fd >>> 0 < FAST_WRITE_FDS ? fastRead[fd]! : 0
+    if (lent === 0 || Atomics.load(words, Word.ATTENTION) !== 0) return readThroughSentry(N.fd_read, fd, iovs, len, undefined, out)
+    const hostFd = (lent & ~FAST_NONBLOCK) - 1
+    const nonBlocking = (lent & FAST_NONBLOCK) !== 0
     if (!inBounds(out >>> 0, 4)) return Errno.FAULT
     // One iovec (what read(2) makes) needs no list.
     if (len === 1 && inBounds(iovs >>> 0, Layout.iovec.sizeOf)) {
       const ptr = memView.getUint32((iovs >>> 0) + Layout.iovec.buf, true)
       const bufLen = memView.getUint32((iovs >>> 0) + Layout.iovec.bufLen, true)
       if (!inBounds(ptr, bufLen)) return Errno.FAULT
-      const n = readHostFile(fd, hostFd, ptr, bufLen)
+      const n = readHostFile(fd, hostFd, ptr, bufLen, nonBlocking)
+      if (n === VIA_SENTRY) return readThroughSentry(N.fd_read, fd, iovs, len, undefined, out)
       if (n < 0) return -n
       putU32(out, n)
       return Errno.SUCCESS
     }
     let total = 0
     for (const [ptr, bufLen] of readIovecs(iovs, len)) {
-      const n = readHostFile(fd, hostFd, ptr, bufLen)
+      const n = readHostFile(fd, hostFd, ptr, bufLen, nonBlocking)
       if (n < 0) {
-        if (total === 0) return -n
+        if (total === 0) return n === VIA_SENTRY ? readThroughSentry(N.fd_read, fd, iovs, len, undefined, out) : -n
         break
       }
       total += n

@@ -338,7 +338,8 @@ const path_open: Handler = (c) =>
     const fd = yield* c.tg.fdTable.allocate({
       description,
       ...(isDirectory ? { dentry } : {}),
-      rightsBase: requestedBase & typeRights & dir.rightsInheriting,
+      // A terminal (/dev/tty, /dev/stdout on one) cannot seek: isatty() looks for exactly that.
+      rightsBase: requestedBase & typeRights & dir.rightsInheriting & (description.isTerminal === true ? ~(Rights.FD_SEEK | Rights.FD_TELL) : ~0n),
       rightsInheriting: isDirectory ? requestedInheriting & dir.rightsInheriting : 0n,
       flags: fdflags & (FdFlags.APPEND | FdFlags.NONBLOCK | FdFlags.SYNC | FdFlags.DSYNC | FdFlags.RSYNC)
     }).pipe(Effect.tapError(() => description.close))

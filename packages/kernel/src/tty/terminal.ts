@@ -26,8 +26,8 @@ export interface Terminal {
 
 /**
  * A terminal over the given descriptions (the host fds a process would have had as its stdio).
- * They read and write as before; they present as a character device, which is what isatty()
- * looks for, and carry the terminal for job control.
+ * They read and write as before; they present as a terminal (a character device that cannot
+ * seek, which is what isatty() looks for), and carry the terminal for job control.
  */
 export const makeTerminal = (stdio: ReadonlyArray<FileDescription>): Terminal => {
   const control: ControllingTerminal<ThreadGroup> = { foreground: undefined }
@@ -37,6 +37,7 @@ export const makeTerminal = (stdio: ReadonlyArray<FileDescription>): Terminal =>
       ...description,
       filetype: FileType.CHARACTER_DEVICE,
       stat: Effect.map(description.stat, (stat) => ({ ...stat, filetype: FileType.CHARACTER_DEVICE })),
+      isTerminal: true,
       terminal: control
     }))
   }
