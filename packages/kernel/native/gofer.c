@@ -37,6 +37,7 @@
  *   utimens(root, dir, dev, ino, name, atime, mtime) -> 0        nanoseconds; -1n leaves one as it is
  *   futimens(fd, atime, mtime)                      -> 0
  *   fsync(fd, dataOnly)                             -> 0
+ *   appendWrite(fd, bytes)                          -> n         one write at the end of the file, as O_APPEND
  *   fdLimit()                                       -> n         RLIMIT_NOFILE, its soft limit raised to the hard one
  *   useOpenat2(enabled)                             -> whether it was in use   (tests: the walk without it)
  *
@@ -56,6 +57,7 @@
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #define PATH_BYTES 4097
@@ -537,6 +539,33 @@ static napi_value fsync_fd(napi_env env, napi_callback_info info) {
   return number(env, (data_only ? fdatasync(fd) : fsync(fd)) == 0 ? 0 : -errno);
 }
 
+/*
+ * A write at the end of the file, atomic against every other writer as O_APPEND makes it (the
+ * host's processes may append to the same file): pwritev2 with RWF_APPEND, or where the kernel
+ * lacks it (before 4.16), the descriptor's own O_APPEND set around the write. Descriptors the
+ * gofer opens are its own, so their flags are no one else's.
+ */
+static napi_value append_write(napi_env env, napi_callback_info info) {
+  ARGS(2)
+  int fd;
+  napi_typedarray_type type;
+  size_t length;
+  void *data;
+  if (arg_int(env, argv[0], &fd) || napi_get_typedarray_info(env, argv[1], &type, &length, &data, NULL, NULL) != napi_ok || type != napi_uint8_array)
+    return errno_result(env, EINVAL);
+  struct iovec iov = {data, length};
+  ssize_t n = pwritev2(fd, &iov, 1, -1, RWF_APPEND);
+  if (n < 0 && (errno == EOPNOTSUPP || errno == ENOSYS || errno == EINVAL)) {
+    int flags = fcntl(fd, F_GETFL);
+    if (flags < 0 || fcntl(fd, F_SETFL, flags | O_APPEND) != 0) return errno_result(env, errno);
+    n = write(fd, data, length);
+    int err = errno;
+    fcntl(fd, F_SETFL, flags);
+    errno = err;
+  }
+  return n < 0 ? errno_result(env, errno) : number(env, n);
+}
+
 static napi_value fd_limit(napi_env env, napi_callback_info info) {
   (void)info;
   struct rlimit limit;
@@ -579,6 +608,7 @@ static napi_value init(napi_env env, napi_value exports) {
     {"utimens", NULL, utimens_at, NULL, NULL, NULL, napi_enumerable, NULL},
     {"futimens", NULL, futimens_fd, NULL, NULL, NULL, napi_enumerable, NULL},
     {"fsync", NULL, fsync_fd, NULL, NULL, NULL, napi_enumerable, NULL},
+    {"appendWrite", NULL, append_write, NULL, NULL, NULL, napi_enumerable, NULL},
     {"fdLimit", NULL, fd_limit, NULL, NULL, NULL, napi_enumerable, NULL},
     {"useOpenat2", NULL, use_openat2, NULL, NULL, NULL, napi_enumerable, NULL},
   };

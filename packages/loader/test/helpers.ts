@@ -66,7 +66,8 @@ export const makeBundle = (options: BundleOptions) =>
       "bindrw",
       "fsbench",
       "conformance",
-      "poll_stdin"
+      "poll_stdin",
+      "append_many"
     ]) {
       Fs.copyFileSync(fixture(name), Path.join(rootfs, "bin", name))
       Fs.chmodSync(Path.join(rootfs, "bin", name), 0o755)

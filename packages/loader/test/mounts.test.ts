@@ -6,6 +6,7 @@
 import { assert, describe, it } from "@effect/vitest"
 import { exited } from "@runsc/abi"
 import { Context, Effect, Layer } from "effect"
+import { spawn } from "node:child_process"
 import * as Fs from "node:fs"
 import * as Path from "node:path"
 import { Loader } from "../src/index.js"
@@ -170,6 +171,38 @@ describe("tmpfs mounts", () => {
 })
 
 describe("bind mounts", () => {
+  it.scopedLive("appends to a host file in an rw bind mount are O_APPEND writes: none overwrites what a host process appends meanwhile", () =>
+    Effect.gen(function*() {
+      const loader = yield* makeSandbox
+      const host = yield* tempDir
+      const log = Path.join(host, "log")
+      Fs.writeFileSync(log, "")
+      const rounds = 20_000
+      const bundle = yield* makeBundle({
+        args: ["append_many", "/rw/log", String(rounds), "g"],
+        mounts: [{ destination: "/rw", type: "bind", source: host, options: ["rbind", "rw"] }]
+      })
+      const out = yield* makeOutput
+      // A host process appending to the same file all the while the guest runs (until told to
+      // stop), one O_APPEND write(2) per byte, as fast as the guest; perl is essential on Debian.
+      const stop = Path.join(host, "stop")
+      const hostCount = yield* Effect.sync(() => {
+        const writer = spawn("perl", ["-e", `open(my $f, ">>", $ARGV[0]) or die; my $n = 0; my $t = time; until (-e $ARGV[1] || time - $t > 60) { syswrite($f, "h") for 1..100; $n += 100 } print $n`, log, stop])
+        let said = ""
+        writer.stdout.on("data", (chunk) => (said += chunk))
+        return new Promise<number>((resolve) => writer.once("close", () => resolve(Number(said))))
+      })
+      yield* loader.createSubcontainer("appender")
+      yield* loader.startSubcontainer({ containerId: "appender", bundle, stdio: { stdout: out.fd, stderr: out.fd } })
+      assert.deepStrictEqual(yield* loader.wait("appender"), exited(0), out.read())
+      Fs.writeFileSync(stop, "")
+      const hostWrites = yield* Effect.promise(() => hostCount)
+      assert.strictEqual(out.read(), `appended ${rounds}\n`)
+      const text = Fs.readFileSync(log, "utf8")
+      assert.strictEqual(text.replace(/h/g, "").length, rounds, "the guest's bytes")
+      assert.strictEqual(text.replace(/g/g, "").length, hostWrites, "the host's bytes")
+    }))
+
   it.scopedLive("a host directory or file appears where the spec binds it; its symlinks and .. stay inside the container", () =>
     Effect.gen(function*() {
       const loader = yield* makeSandbox

@@ -9,7 +9,7 @@
 import type { FileDescription } from "./inode.js"
 
 export const forwarding = (description: FileDescription, overrides: Partial<FileDescription> = {}): FileDescription => {
-  const { allocate, isTerminal, passthroughHostFd, readiness, setSize, setTimes, sync, terminal } = description
+  const { allocate, append, isTerminal, passthroughHostFd, readiness, setSize, setTimes, sync, terminal } = description
   return {
     filetype: description.filetype,
     read: (length, offset, nonBlocking) => description.read(length, offset, nonBlocking),
@@ -26,6 +26,7 @@ export const forwarding = (description: FileDescription, overrides: Partial<File
     ...(allocate !== undefined ? { allocate } : {}),
     ...(setTimes !== undefined ? { setTimes } : {}),
     ...(sync !== undefined ? { sync } : {}),
+    ...(append !== undefined ? { append } : {}),
     ...overrides
   }
 }

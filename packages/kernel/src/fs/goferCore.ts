@@ -35,6 +35,7 @@ interface Addon {
   utimens(root: number, dir: string, dev: bigint, ino: bigint, name: string, atime: bigint, mtime: bigint): number
   futimens(fd: number, atime: bigint, mtime: bigint): number
   fsync(fd: number, dataOnly: boolean): number
+  appendWrite(fd: number, bytes: Uint8Array): number
   /** The process's RLIMIT_NOFILE, its soft limit first raised to the hard one. */
   fdLimit(): number
   /** Whether directories are resolved with openat2 (the default where the kernel has it) or by the walk; returns the previous setting. */

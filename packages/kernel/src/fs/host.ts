@@ -75,7 +75,7 @@ const host = <A>(f: () => A): Effect.Effect<A, SyscallError> => Effect.try({ try
 const OMIT = -1n
 const ENOENT = -Os.constants.errno.ENOENT
 
-const { O_APPEND, O_CREAT, O_EXCL, O_RDONLY, O_RDWR, O_WRONLY } = Fs.constants
+const { O_CREAT, O_EXCL, O_RDONLY, O_RDWR, O_WRONLY } = Fs.constants
 
 /** A mounted host tree: the descriptor every call starts from, held until the mount's scope closes. */
 class HostTree {
@@ -185,7 +185,7 @@ class HostInode implements Inode {
     if (this.filetype === FileType.DIRECTORY) return options.write ? fail(Errno.ISDIR) : Effect.succeed(directoryDescription(this))
     if (this.filetype !== FileType.REGULAR_FILE) return fail(Errno.ACCES)
     if (options.write && !this.tree.writable) return fail(Errno.ROFS)
-    const flags = options.write ? (options.read ? O_RDWR : O_WRONLY) | (options.append ? O_APPEND : 0) : O_RDONLY
+    const flags = options.write ? (options.read ? O_RDWR : O_WRONLY) : O_RDONLY
     const fds = this.tree.fds
     const counted = options.transient !== true
     if (counted && !fds.take()) return fail(Errno.NFILE)
@@ -308,11 +308,22 @@ class HostFileDescription implements FileDescription {
   write(data: Uint8Array, offset?: bigint): Effect.Effect<number, SyscallError> {
     if (!this.options.write) return fail(Errno.BADF)
     return host(() => {
-      // An O_APPEND fd writes at the end whatever the offset, as Linux does.
-      const written = Fs.writeSync(this.fd, data, 0, data.length, this.options.append ? null : Number(offset ?? this.position))
-      if (offset === undefined) this.position = this.options.append ? Fs.fstatSync(this.fd, { bigint: true }).size : this.position + BigInt(written)
+      const written = Fs.writeSync(this.fd, data, 0, data.length, Number(offset ?? this.position))
+      if (offset === undefined) this.position += BigInt(written)
       return written
     })
+  }
+
+  get append(): ((data: Uint8Array) => Effect.Effect<number, SyscallError>) | undefined {
+    if (!this.inode.tree.writable) return undefined
+    return (data) =>
+      this.options.write
+        ? call(() => {
+          const written = this.inode.tree.core.appendWrite(this.fd, data)
+          if (!failed(written)) this.position = Fs.fstatSync(this.fd, { bigint: true }).size
+          return written
+        })
+        : fail(Errno.BADF)
   }
 
   seek(delta: bigint, whence: number): Effect.Effect<bigint, SyscallError> {

@@ -32,11 +32,6 @@ export interface OpenOptions {
   readonly read: boolean
   readonly write: boolean
   /**
-   * Every write goes to the end of the file (O_APPEND). path_open does not ask for it: there
-   * APPEND is the fd's flag, acted on by fd_write, so that fd_fdstat_set_flags can clear it.
-   */
-  readonly append?: boolean
-  /**
    * The sentry's own use, closed before the operation that opened it ends (a program's bytes,
    * /etc/passwd, a copy-up's source): not counted among the host descriptors held for guests.
    */
@@ -101,6 +96,12 @@ export interface FileDescription {
   /** On regular files: `read` into `target` (never waits); the byte count. */
   readInto?(target: Uint8Array, offset?: bigint): Effect.Effect<number, SyscallError>
   write(data: Uint8Array, offset?: bigint, nonBlocking?: boolean): Effect.Effect<number, SyscallError>
+  /**
+   * On a host file: writes `data` at the end of the file in one O_APPEND write, atomic against
+   * the host's other writers, and moves the offset there. Elsewhere an append is a seek to the
+   * end and a write, which the sentry makes in one step.
+   */
+  readonly append?: ((data: Uint8Array) => Effect.Effect<number, SyscallError>) | undefined
   seek(delta: bigint, whence: number): Effect.Effect<bigint, SyscallError>
   readonly stat: Effect.Effect<Stat, SyscallError>
   readonly close: Effect.Effect<void>

@@ -382,7 +382,7 @@ export class Tmpfs {
       write: (data, offset) => {
         if (!options.write) return fail(Errno.BADF)
         return Effect.suspend(() => {
-          const at = offset !== undefined ? Number(offset) : options.append ? file.size : position
+          const at = offset !== undefined ? Number(offset) : position
           const end = at + data.length
           // Writing nothing changes nothing, past the end of the file included.
           if (data.length === 0) return Effect.succeed(0)

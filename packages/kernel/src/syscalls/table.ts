@@ -110,11 +110,14 @@ const fd_write: Handler = (c) =>
   Effect.gen(function*() {
     const entry = yield* entryWith(c, u32(c, 0), Rights.FD_WRITE)
     const length = u32(c, 1)
-    // O_APPEND may have been set after the open (fd_fdstat_set_flags): the write goes at the end.
+    const data = c.channel.data.subarray(0, length)
+    // APPEND (set at the open or later): the write goes at the end, in one O_APPEND write where
+    // the host's other writers could come between a seek and a write.
     if ((entry.flags & FdFlags.APPEND) !== 0 && entry.description.filetype === FileType.REGULAR_FILE) {
+      if (entry.description.append !== undefined) return setResult(c, yield* entry.description.append(data))
       yield* entry.description.seek(0n, Whence.END)
     }
-    const write = entry.description.write(c.channel.data.subarray(0, length), undefined, isNonBlocking(entry))
+    const write = entry.description.write(data, undefined, isNonBlocking(entry))
     // Files answer; streams (pipes) may wait for their reader to make room.
     const written = yield* (entry.description.filetype === FileType.REGULAR_FILE ? write : blocking(c, write)).pipe(
       // A write with no reader left raises SIGPIPE (whose default action ends the writer).
@@ -127,9 +130,15 @@ const fd_pwrite: Handler = (c) =>
   Effect.gen(function*() {
     const entry = yield* entryWith(c, u32(c, 0), Rights.FD_WRITE | Rights.FD_SEEK)
     if (entry.description.filetype !== FileType.REGULAR_FILE) return yield* fail(Errno.SPIPE)
-    // On an APPEND fd Linux's pwrite appends all the same (pwrite(2), BUGS), and so does node:wasi.
-    const at = (entry.flags & FdFlags.APPEND) !== 0 ? (yield* entry.description.stat).size : i64(c, 0)
-    setResult(c, yield* entry.description.write(c.channel.data.subarray(0, u32(c, 1)), at))
+    const data = c.channel.data.subarray(0, u32(c, 1))
+    // On an APPEND fd Linux's pwrite appends all the same (pwrite(2), BUGS), and so does node:wasi;
+    // the fd's offset stays where it was.
+    if ((entry.flags & FdFlags.APPEND) === 0) return setResult(c, yield* entry.description.write(data, i64(c, 0)))
+    if (entry.description.append === undefined) return setResult(c, yield* entry.description.write(data, (yield* entry.description.stat).size))
+    const offset = yield* entry.description.seek(0n, Whence.CUR)
+    const written = yield* entry.description.append(data)
+    yield* entry.description.seek(offset, Whence.SET)
+    setResult(c, written)
   })
 
 const read = (positional: boolean): Handler => (c) =>
