@@ -172,11 +172,18 @@ const runscProc = [
 ] as const
 
 /**
- * Every syscall a guest can make: the `wasi_snapshot_preview1` functions, then the process calls
- * of docs/process-api.md. The index is the syscall number on the channel between a guest worker
- * and the sentry.
+ * Calls that only the sentry's own worker code makes, never a guest (no import module has them):
+ * `memory_grow(current, pages)` asks the sentry for `pages` more pages of guest memory before an
+ * instrumented guest's memory.grow (ENOMEM: the grow returns -1).
  */
-export const syscallNames = [...preview1, ...wasix, ...runscProc] as const
+const sentryCalls = ["memory_grow"] as const
+
+/**
+ * Every syscall on the channel: the `wasi_snapshot_preview1` functions, then the process calls of
+ * docs/process-api.md, then the sentry's own. The index is the syscall number on the channel
+ * between a guest worker and the sentry.
+ */
+export const syscallNames = [...preview1, ...wasix, ...runscProc, ...sentryCalls] as const
 export type SyscallName = (typeof syscallNames)[number]
 
 /** The import modules a guest may use, and the syscalls each provides. */

@@ -18,6 +18,7 @@ import {
   makeTerminal,
   type MemoryAccount,
   type NotWasm,
+  type SandboxOutOfMemory,
   overlay,
   type OverlayOptions,
   type PidNamespace,
@@ -47,7 +48,7 @@ export interface Stdio {
 const stdioDescription = (given: number | FileDescription | undefined, hostFd: number): FileDescription =>
   typeof given === "object" ? given : hostStream(given ?? hostFd)
 
-export type LaunchError = InvalidCwd | ExecNotFound | NotWasm | InvalidModule | ProgramNotReadable
+export type LaunchError = InvalidCwd | ExecNotFound | NotWasm | InvalidModule | ProgramNotReadable | SandboxOutOfMemory
 
 const DEFAULT_HOME = "/"
 

@@ -47,6 +47,11 @@ export interface KernelServices {
   readonly newPipe: () => Pipe
   /** A new process group led by `leader`, in `session` or in a new session it leads. */
   readonly newGroup: (leader: ThreadGroup, session: Session<ThreadGroup> | "new") => ProcessGroup<ThreadGroup>
+  /**
+   * Charges the sandbox's memory for `tg`'s guest memory to grow from `current` pages by `pages`;
+   * false (nothing charged) past the guest's maximum or the sandbox's memory (memory_grow).
+   */
+  readonly growMemory: (tg: ThreadGroup, current: number, pages: number) => boolean
 }
 
 export type Handler = (c: SyscallContext) => Effect.Effect<void, SyscallError>
