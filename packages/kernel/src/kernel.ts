@@ -203,6 +203,9 @@ const STDIO_RIGHTS = Rights.FD_READ | Rights.FD_WRITE | Rights.FD_FDSTAT_SET_FLA
   Rights.POLL_FD_READWRITE | Rights.FD_SYNC | Rights.FD_DATASYNC | Rights.FD_ADVISE
 const SEEKABLE_RIGHTS = Rights.FD_SEEK | Rights.FD_TELL
 
+/** The observer of an ended task's fd table. */
+const ignoreFdChanges = (): void => {}
+
 const exitStatusOf = (outcome: RunOutcome, killedBy: number | undefined): ExitStatus => {
   if (killedBy !== undefined) return signaled(killedBy)
   if (outcome._tag === "WorkerDied") return signaled(SIGKILL)
@@ -415,7 +418,9 @@ const makeKernel = (options: KernelOptions): Effect.Effect<KernelShape, never, S
           tg.server = undefined
           yield* Fiber.interrupt(server)
           yield* releaseChannel(words)
-          tg.fdTable.observe(() => {})
+          // A function from outside this scope: a closure made here would keep the whole task
+          // (its module, its worker) alive for as long as the process is a zombie.
+          tg.fdTable.observe(ignoreFdChanges)
           // A dead thread is gone before the exit is reported; a guest that ended (even unwound
           // by a kill) leaves a healthy worker, which goes back to the pool.
           if (outcome._tag === "WorkerDied") yield* worker.terminate
