@@ -32,7 +32,7 @@ import { DescriptionRefs, type FdEntry, FdTable } from "./fs/fdTable.js"
 import { directoryDescription } from "./fs/directory.js"
 import type { FileDescription, Inode } from "./fs/inode.js"
 import { ContentCache } from "./fs/contentCache.js"
-import { makePipe, type Pipe } from "./fs/pipe.js"
+import { makePipe, type Pipe, PIPE_CAPACITY } from "./fs/pipe.js"
 import { procfs, type SystemInfo } from "./fs/procfs.js"
 import { devfs } from "./fs/devfs.js"
 import type { SyntheticMount } from "./fs/synthetic.js"
@@ -657,7 +657,10 @@ const makeKernel = (options: KernelOptions): Effect.Effect<KernelShape, never, S
       signal,
       reap,
       newGroup,
-      newPipe: () => makePipe(++pipesMade),
+      newPipe: () => {
+        if (!memory.charge(PIPE_CAPACITY)) return undefined
+        return makePipe(++pipesMade, () => memory.release(PIPE_CAPACITY))
+      },
       growMemory
     }
 

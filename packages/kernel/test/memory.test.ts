@@ -1,15 +1,16 @@
 /**
  * The sandbox's memory account from the guest's side: memory.grow returns -1 past the sandbox's
  * memory or the module's maximum, a process that cannot fit does not start (SandboxOutOfMemory,
- * proc_spawn ENOMEM), tables count, the process limit follows the memory (EAGAIN), everything
- * goes back at exit; and SIGKILL ends a guest growing its memory page by page.
+ * proc_spawn ENOMEM), tables and pipe buffers count (fd_pipe ENFILE), the process limit follows
+ * the memory (EAGAIN), everything goes back at exit; and SIGKILL ends a guest growing its memory
+ * page by page.
  */
 import { Errno, SIGKILL } from "@runsc/abi"
 import { assert, layer } from "@effect/vitest"
 import { Duration, Effect } from "effect"
 import * as Fs from "node:fs"
 import * as Path from "node:path"
-import { Kernel, PROCESS_BUDGET, PROCESS_MEMORY, SandboxOutOfMemory } from "../src/index.js"
+import { Kernel, PIPE_CAPACITY, PROCESS_BUDGET, PROCESS_MEMORY, SandboxOutOfMemory } from "../src/index.js"
 import { eventually, Exited, failureOf, fixture, probe, rootOf, runGuest, Signaled, startGuest, tempDir, timed, wat } from "./helpers.js"
 
 const MiB = 1024 * 1024
@@ -93,6 +94,42 @@ layer(Kernel.layer({ warmWorkers: 1, totalMemory: TOTAL }), { excludeTestService
         })
       })
       assert.deepStrictEqual(r.status, Exited(Errno.NOMEM))
+    }))
+
+  it.effect("fd_pipe fails ENFILE once the sandbox's memory cannot hold another pipe's buffer; closing a pipe gives it back", () =>
+    Effect.gen(function*() {
+      const kernel = yield* Kernel
+      const r = yield* runGuest({
+        bytes: yield* wat(`
+          (module
+            (import "wasix_32v1" "fd_pipe" (func $fd_pipe (param i32 i32) (result i32)))
+            (import "wasi_snapshot_preview1" "fd_close" (func $fd_close (param i32) (result i32)))
+            (import "wasi_snapshot_preview1" "fd_write" (func $fd_write (param i32 i32 i32 i32) (result i32)))
+            (memory (export "memory") 1)
+            (func (export "_start") (local $n i32) (local $e i32)
+              (block $done (loop $more
+                (local.set $e (call $fd_pipe (i32.const 0) (i32.const 4)))
+                (br_if $done (local.get $e))
+                (local.set $n (i32.add (local.get $n) (i32.const 1)))
+                (br $more)))
+              ;; the last pipe made is still at 0 and 4
+              (drop (call $fd_close (i32.load (i32.const 0))))
+              (drop (call $fd_close (i32.load (i32.const 4))))
+              (i32.store (i32.const 16) (local.get $n))
+              (i32.store (i32.const 20) (local.get $e))
+              (i32.store (i32.const 24) (call $fd_pipe (i32.const 0) (i32.const 4)))
+              (i32.store (i32.const 32) (i32.const 16))
+              (i32.store (i32.const 36) (i32.const 12))
+              (drop (call $fd_write (i32.const 1) (i32.const 32) (i32.const 1) (i32.const 40)))))`)
+      })
+      assert.deepStrictEqual(r.status, Exited(0))
+      const out = r.stdoutBytes
+      // Each pipe holds PIPE_CAPACITY of the sandbox's memory, past the process's share and page.
+      assert.strictEqual(out.readInt32LE(0), Math.floor((TOTAL - PROCESS_MEMORY - PAGE) / PIPE_CAPACITY))
+      assert.strictEqual(out.readInt32LE(4), Errno.NFILE)
+      assert.strictEqual(out.readInt32LE(8), Errno.SUCCESS)
+      // The process's fds were closed at its exit: every pipe went back.
+      assert.strictEqual(kernel.memory.used, 0)
     }))
 
   it.scoped("the process limit follows the memory: past TOTAL / PROCESS_BUDGET processes proc_spawn fails EAGAIN", () =>
