@@ -65,7 +65,7 @@ const malformed = (what: string): never => {
 }
 
 class Reader {
-  constructor(readonly bytes: Uint8Array, public at: number, readonly end: number) {}
+  constructor(readonly bytes: Uint8Array, public at: number, public end: number) {}
 
   get done(): boolean {
     return this.at >= this.end
@@ -83,6 +83,12 @@ class Reader {
 
   /** An unsigned LEB128 of at most 32 bits. */
   u32(): number {
+    // Most are one byte.
+    const first = this.bytes[this.at]!
+    if (first < 0x80 && this.at < this.end) {
+      this.at++
+      return first
+    }
     let result = 0
     for (let shift = 0; shift < 35; shift += 7) {
       const b = this.byte()
@@ -99,6 +105,11 @@ class Reader {
   leb(): void {
     for (let i = 0; i < 10; i++) if ((this.byte() & 0x80) === 0) return
     malformed("integer too long")
+  }
+
+  /** A table index, which must be below `tables`. */
+  table(tables: number): void {
+    if (this.u32() >= tables) malformed("table index out of range")
   }
 
   skip(n: number): void {
@@ -125,19 +136,60 @@ const leb = (value: number): Array<number> => {
   return out
 }
 
-const concat = (parts: ReadonlyArray<Uint8Array | ReadonlyArray<number>>): Uint8Array => {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0))
-  let at = 0
-  for (const p of parts) {
-    out.set(p, at)
-    at += p.length
-  }
-  return out
-}
+/** Bytes appended to a buffer that doubles as needed. */
+class Writer {
+  private buffer: Uint8Array
+  length = 0
 
-const nameBytes = (name: string): Uint8Array => {
-  const utf8 = Buffer.from(name, "utf8")
-  return concat([leb(utf8.length), utf8])
+  constructor(capacity: number) {
+    this.buffer = new Uint8Array(Math.max(capacity, 64))
+  }
+
+  private room(n: number): void {
+    if (this.length + n <= this.buffer.length) return
+    const bigger = new Uint8Array(Math.max(this.buffer.length * 2, this.length + n))
+    bigger.set(this.buffer.subarray(0, this.length))
+    this.buffer = bigger
+  }
+
+  bytes(data: Uint8Array): this {
+    this.room(data.length)
+    this.buffer.set(data, this.length)
+    this.length += data.length
+    return this
+  }
+
+  byte(value: number): this {
+    this.room(1)
+    this.buffer[this.length++] = value
+    return this
+  }
+
+  leb(value: number): this {
+    this.room(5)
+    do {
+      let b = value & 0x7f
+      value = Math.floor(value / 128)
+      if (value !== 0) b |= 0x80
+      this.buffer[this.length++] = b
+    } while (value !== 0)
+    return this
+  }
+
+  name(name: string): this {
+    const utf8 = Buffer.from(name, "utf8")
+    return this.leb(utf8.length).bytes(utf8)
+  }
+
+  /** The bytes written (a view of the buffer). */
+  get result(): Uint8Array {
+    return this.buffer.subarray(0, this.length)
+  }
+
+  /** The bytes written, in an array of their own (whose `buffer` holds nothing else). */
+  get finished(): Uint8Array {
+    return this.length === this.buffer.length ? this.buffer : this.buffer.slice(0, this.length)
+  }
 }
 
 // ---- types ---------------------------------------------------------------------------------
@@ -236,106 +288,140 @@ const memoryIndex = (r: Reader): void => {
   if (r.u32() !== 0) malformed("more than one memory")
 }
 
+/** How the decoder's fast path reads an opcode's immediates (SPECIAL: the switch in `instruction`). */
+const NO_IMMEDIATE = 0
+const ONE_LEB = 1
+const MEMARG = 2
+const SPECIAL = 3
+
+const IMMEDIATES = (() => {
+  const kinds = new Uint8Array(256).fill(SPECIAL)
+  for (let op = 0x45; op <= 0xc4; op++) kinds[op] = NO_IMMEDIATE // numeric
+  for (let op = 0x28; op <= 0x3e; op++) kinds[op] = MEMARG // loads and stores
+  for (const op of [0x00, 0x01, 0x05, 0x0a, 0x0f, 0x19, 0x1a, 0x1b, 0xd1, 0xd3, 0xd4]) kinds[op] = NO_IMMEDIATE
+  // branches, calls, locals, globals, constants (their LEB's value does not matter here)
+  for (const op of [0x07, 0x08, 0x09, 0x0c, 0x0d, 0x10, 0x12, 0x14, 0x15, 0x20, 0x21, 0x22, 0x23, 0x24, 0x41, 0x42, 0xd0, 0xd2, 0xd5, 0xd6]) {
+    kinds[op] = ONE_LEB
+  }
+  return kinds
+})()
+
 /**
  * Decodes one function body's (or constant expression's) instructions up to `r.end`, or up to
- * the `end` closing the outermost block when `constant`; calls `grow` with the offset of each
- * `memory.grow` opcode; fails on a table index at or past `tables`.
+ * the `end` closing the outermost block when `constant`; appends to `grows` where each
+ * `memory.grow` begins and ends; fails on a table index at or past `tables`. The common opcodes
+ * take a fast path over the bytes; the others go through `instruction`.
  */
-const decodeInstructions = (r: Reader, tables: number, grow: (at: number, end: number) => void, constant = false): void => {
-  const table = () => {
-    if (r.u32() >= tables) malformed("table index out of range")
-  }
-  let depth = 0
-  while (constant || !r.done) {
-    const at = r.at
-    const op = r.byte()
-    if (op >= 0x45 && op <= 0xc4) continue // numeric: no immediates
-    if (op >= 0x28 && op <= 0x3e) {
-      skipMemarg(r)
-      continue
+const decodeInstructions = (r: Reader, tables: number, grows: Array<number>, constant = false): void => {
+  const bytes = r.bytes
+  const end = r.end
+  const depth = { value: 0 }
+  let at = r.at
+  while (constant || at < end) {
+    const op = bytes[at++]!
+    const kind = IMMEDIATES[op]
+    if (kind === ONE_LEB) {
+      while (bytes[at++]! & 0x80) if (at >= end) malformed("unexpected end of section")
+    } else if (kind === MEMARG) {
+      // Alignment (one byte unless it carries a memory index), then the offset.
+      if (bytes[at]! < 0x40) at++
+      else {
+        r.at = at
+        skipMemarg(r)
+        at = r.at
+        continue
+      }
+      while (bytes[at++]! & 0x80) if (at >= end) malformed("unexpected end of section")
+    } else if (kind === SPECIAL) {
+      r.at = at
+      if (instruction(r, op, at - 1, tables, grows, depth, constant)) return
+      at = r.at
     }
-    switch (op) {
-      case 0x00: case 0x01: case 0x05: case 0x0a: case 0x0f: case 0x19: case 0x1a: case 0x1b:
-      case 0xd1: case 0xd3: case 0xd4:
-        break
-      case 0x02: case 0x03: case 0x04: case 0x06:
-        skipBlockType(r)
-        depth++
-        break
-      case 0x1f: // try_table
-        skipBlockType(r)
-        for (let n = r.u32(); n > 0; n--) {
-          const kind = r.byte()
-          if (kind > 3) malformed("unknown catch clause")
-          if (kind < 2) r.u32()
-          r.u32()
-        }
-        depth++
-        break
-      case 0x0b:
-        if (constant && depth === 0) return
-        depth--
-        break
-      case 0x18: // delegate ends a try
-        r.u32()
-        depth--
-        break
-      case 0x07: case 0x08: case 0x09: case 0x0c: case 0x0d: case 0x10: case 0x12: case 0x14: case 0x15:
-      case 0x20: case 0x21: case 0x22: case 0x23: case 0x24: case 0xd2: case 0xd5: case 0xd6:
-        r.u32()
-        break
-      case 0x0e:
-        for (let n = r.u32(); n >= 0; n--) r.u32()
-        break
-      case 0x11: case 0x13:
-        r.u32()
-        table()
-        break
-      case 0x1c:
-        for (let n = r.u32(); n > 0; n--) skipValueType(r)
-        break
-      case 0x25: case 0x26:
-        table()
-        break
-      case 0x3f:
-        memoryIndex(r)
-        break
-      case 0x40:
-        memoryIndex(r)
-        grow(at, r.at)
-        break
-      case 0x41: case 0x42:
-        r.leb()
-        break
-      case 0x43:
-        r.skip(4)
-        break
-      case 0x44:
-        r.skip(8)
-        break
-      case 0xd0:
-        r.leb()
-        break
-      case 0xfb:
-        skipGc(r)
-        break
-      case 0xfc:
-        skipMisc(r, table)
-        break
-      case 0xfd:
-        skipSimd(r)
-        break
-      case 0xfe:
-        skipAtomic(r)
-        break
-      default:
-        malformed(`unknown opcode 0x${op.toString(16)}`)
-    }
+    if (at > end) malformed("unexpected end of section")
   }
-  if (depth !== -1) malformed("function body ends inside a block")
+  if (depth.value !== -1) malformed("function body ends inside a block")
 }
 
-const skipMisc = (r: Reader, table: () => void): void => {
+/**
+ * The opcodes off the fast path, with `r` after the opcode (at `start`); true at the `end` of a
+ * constant expression.
+ */
+const instruction = (
+  r: Reader,
+  op: number,
+  start: number,
+  tables: number,
+  grows: Array<number>,
+  depth: { value: number },
+  constant: boolean
+): boolean => {
+  switch (op) {
+    case 0x02: case 0x03: case 0x04: case 0x06:
+      skipBlockType(r)
+      depth.value++
+      return false
+    case 0x1f: // try_table
+      skipBlockType(r)
+      for (let n = r.u32(); n > 0; n--) {
+        const kind = r.byte()
+        if (kind > 3) malformed("unknown catch clause")
+        if (kind < 2) r.u32()
+        r.u32()
+      }
+      depth.value++
+      return false
+    case 0x0b:
+      if (constant && depth.value === 0) return true
+      depth.value--
+      return false
+    case 0x18: // delegate ends a try
+      r.u32()
+      depth.value--
+      return false
+    case 0x0e:
+      for (let n = r.u32(); n >= 0; n--) r.u32()
+      return false
+    case 0x11: case 0x13:
+      r.u32()
+      r.table(tables)
+      return false
+    case 0x1c:
+      for (let n = r.u32(); n > 0; n--) skipValueType(r)
+      return false
+    case 0x25: case 0x26:
+      r.table(tables)
+      return false
+    case 0x3f:
+      memoryIndex(r)
+      return false
+    case 0x40:
+      memoryIndex(r)
+      grows.push(start, r.at)
+      return false
+    case 0x43:
+      r.skip(4)
+      return false
+    case 0x44:
+      r.skip(8)
+      return false
+    case 0xfb:
+      skipGc(r)
+      return false
+    case 0xfc:
+      skipMisc(r, tables)
+      return false
+    case 0xfd:
+      skipSimd(r)
+      return false
+    case 0xfe:
+      skipAtomic(r)
+      return false
+    default:
+      return malformed(`unknown opcode 0x${op.toString(16)}`)
+  }
+}
+
+const skipMisc = (r: Reader, tables: number): void => {
   const op = r.u32()
   if (op <= 7) return
   switch (op) {
@@ -356,14 +442,14 @@ const skipMisc = (r: Reader, table: () => void): void => {
       return
     case 12: // table.init elem table
       r.u32()
-      table()
+      r.table(tables)
       return
     case 14: // table.copy
-      table()
-      table()
+      r.table(tables)
+      r.table(tables)
       return
     case 15: case 16: case 17: // table.grow, table.size, table.fill
-      table()
+      r.table(tables)
       return
     default:
       malformed(`unknown opcode 0xfc ${op}`)
@@ -414,7 +500,11 @@ const skipGc = (r: Reader): void => {
   }
 }
 
-const skipConstExpr = (r: Reader, tables: number): void => decodeInstructions(r, tables, () => malformed("memory.grow in a constant"), true)
+const skipConstExpr = (r: Reader, tables: number): void => {
+  const grows: Array<number> = []
+  decodeInstructions(r, tables, grows, true)
+  if (grows.length > 0) malformed("memory.grow in a constant")
+}
 
 // ---- the rewrite ---------------------------------------------------------------------------
 
@@ -487,7 +577,7 @@ export const instrument = (bytes: Uint8Array): InstrumentedModule => {
   let definedTables = 0
   let tableEntries = 0
   const tableSection = find(Section.table)
-  const tableParts: Array<Uint8Array | ReadonlyArray<number>> = []
+  const tablesOut = new Writer(tableSection ? tableSection.end - tableSection.start + 16 : 16)
   if (tableSection) {
     const r = reader(tableSection)
     for (let n = r.u32(); n > 0; n--, definedTables++) {
@@ -502,10 +592,10 @@ export const instrument = (bytes: Uint8Array): InstrumentedModule => {
       if (limits.flags & 4) malformed("a 64-bit table")
       const maximum = Math.min(limits.max ?? Infinity, limits.min + MAX_TABLE_GROWTH)
       tableEntries += maximum
-      tableParts.push(bytes.subarray(entry, limitsAt), [limits.flags | 1, ...leb(limits.min), ...leb(maximum)])
+      tablesOut.bytes(bytes.subarray(entry, limitsAt)).byte(limits.flags | 1).leb(limits.min).leb(maximum)
       const rest = r.at
       if (bytes[entry] === 0x40) skipConstExpr(r, importedTables + definedTables)
-      tableParts.push(bytes.subarray(rest, r.at))
+      tablesOut.bytes(bytes.subarray(rest, r.at))
     }
   }
   const tables = importedTables + definedTables
@@ -522,10 +612,9 @@ export const instrument = (bytes: Uint8Array): InstrumentedModule => {
   if (memory !== undefined && memory.flags & 4) malformed("a 64-bit memory")
 
   const exportSection = find(Section.export)
-  let exports = 0
   if (exportSection) {
     const r = reader(exportSection)
-    for (let n = r.u32(); n > 0; n--, exports++) {
+    for (let n = r.u32(); n > 0; n--) {
       const name = r.name()
       if (name === GROW_TABLE_EXPORT || name === START_EXPORT) malformed(`exports ${name}, a name the sandbox reserves`)
       const kind = r.byte()
@@ -563,72 +652,77 @@ export const instrument = (bytes: Uint8Array): InstrumentedModule => {
   // The rewritten code section: bodies with memory.grow re-encoded, the others copied.
   const growType = types
   const growTable = tables
-  const growCall = [0x41, 0x00, 0x11, ...leb(growType), ...leb(growTable)]
+  const growCall = new Uint8Array([0x41, 0x00, 0x11, ...leb(growType), ...leb(growTable)])
   const codeSection = find(Section.code)
   let code: Uint8Array | undefined
   if (codeSection) {
     const r = reader(codeSection)
-    const parts: Array<Uint8Array | ReadonlyArray<number>> = []
+    const out = new Writer(codeSection.end - codeSection.start + 1024)
     const count = r.u32()
-    parts.push(leb(count))
+    out.leb(count)
+    const grows: Array<number> = []
+    const body = new Reader(bytes, 0, 0)
+    // Bodies without memory.grow are copied as they are, a run of them at a time.
+    let unchangedFrom = r.at
     for (let n = count; n > 0; n--) {
       const entry = r.at
       const size = r.u32()
       const bodyStart = r.at
       r.skip(size)
-      const body = new Reader(bytes, bodyStart, bodyStart + size)
+      body.at = bodyStart
+      body.end = bodyStart + size
       for (let locals = body.u32(); locals > 0; locals--) {
         body.u32()
         skipValueType(body)
       }
-      const grows: Array<readonly [number, number]> = []
-      decodeInstructions(body, tables, (at, end) => grows.push([at, end]))
-      if (grows.length === 0) {
-        parts.push(bytes.subarray(entry, r.at))
-        continue
-      }
-      const pieces: Array<Uint8Array | ReadonlyArray<number>> = []
+      grows.length = 0
+      decodeInstructions(body, tables, grows)
+      if (grows.length === 0) continue
+      out.bytes(bytes.subarray(unchangedFrom, entry))
+      unchangedFrom = r.at
+      let newSize = size
+      for (let i = 0; i < grows.length; i += 2) newSize += growCall.length - (grows[i + 1]! - grows[i]!)
+      out.leb(newSize)
       let from = bodyStart
-      for (const [at, end] of grows) {
-        pieces.push(bytes.subarray(from, at), growCall)
-        from = end
+      for (let i = 0; i < grows.length; i += 2) {
+        out.bytes(bytes.subarray(from, grows[i]!)).bytes(growCall)
+        from = grows[i + 1]!
       }
-      pieces.push(bytes.subarray(from, bodyStart + size))
-      const newBody = concat(pieces)
-      parts.push(leb(newBody.length), newBody)
+      out.bytes(bytes.subarray(from, bodyStart + size))
     }
     if (!r.done) malformed("code section too long")
-    code = concat(parts)
+    out.bytes(bytes.subarray(unchangedFrom, r.at))
+    code = out.result
   }
 
   const replaced = new Map<number, Uint8Array | undefined>()
-  const growFunctionType = [0x60, 0x01, 0x7f, 0x01, 0x7f]
-  if (typeSection === undefined) replaced.set(Section.type, concat([[1], growFunctionType]))
+  const growFunctionType = new Uint8Array([0x60, 0x01, 0x7f, 0x01, 0x7f])
+  if (typeSection === undefined) replaced.set(Section.type, new Writer(8).leb(1).bytes(growFunctionType).result)
   else {
     const r = reader(typeSection)
     const entries = r.u32()
-    replaced.set(Section.type, concat([leb(entries + 1), bytes.subarray(r.at, typeSection.end), growFunctionType]))
+    replaced.set(Section.type, new Writer(typeSection.end - r.at + 16).leb(entries + 1).bytes(bytes.subarray(r.at, typeSection.end)).bytes(growFunctionType).result)
   }
-  tableParts.push([0x70, 0x00, 0x01])
-  replaced.set(Section.table, concat([leb(definedTables + 1), ...tableParts]))
-  const newExports = [concat([nameBytes(GROW_TABLE_EXPORT), [0x01], leb(growTable)])]
-  if (start !== undefined) newExports.push(concat([nameBytes(START_EXPORT), [0x00], leb(start)]))
-  replaced.set(
-    Section.export,
-    exportSection === undefined
-      ? concat([leb(newExports.length), ...newExports])
-      : (() => {
-        const r = reader(exportSection)
-        const n = r.u32()
-        return concat([leb(n + newExports.length), bytes.subarray(r.at, exportSection.end), ...newExports])
-      })()
-  )
+  tablesOut.byte(0x70).byte(0x00).byte(0x01)
+  replaced.set(Section.table, new Writer(tablesOut.length + 8).leb(definedTables + 1).bytes(tablesOut.result).result)
+  const exportsOut = new Writer(exportSection ? exportSection.end - exportSection.start + 64 : 64)
+  let exportCount = start === undefined ? 1 : 2
+  let previousExports: Uint8Array = new Uint8Array(0)
+  if (exportSection) {
+    const r = reader(exportSection)
+    exportCount += r.u32()
+    previousExports = bytes.subarray(r.at, exportSection.end)
+  }
+  exportsOut.leb(exportCount).bytes(previousExports).name(GROW_TABLE_EXPORT).byte(0x01).leb(growTable)
+  if (start !== undefined) exportsOut.name(START_EXPORT).byte(0x00).leb(start)
+  replaced.set(Section.export, exportsOut.result)
   replaced.set(Section.start, undefined)
   if (code !== undefined) replaced.set(Section.code, code)
 
   // Reassemble: sections in their order, the added ones where their kind belongs.
-  const out: Array<Uint8Array | ReadonlyArray<number>> = [bytes.subarray(0, 8)]
-  const emit = (id: number, payload: Uint8Array) => out.push([id], leb(payload.length), payload)
+  const out = new Writer(bytes.length + (code?.length ?? 0) - (codeSection ? codeSection.end - codeSection.start : 0) + 256)
+  out.bytes(bytes.subarray(0, 8))
+  const emit = (id: number, payload: Uint8Array) => out.byte(id).leb(payload.length).bytes(payload)
   const pending = new Set<number>([Section.type, Section.table, Section.export].filter((id) => find(id) === undefined))
   const flushBefore = (id: number) => {
     for (const missing of [...pending]) {
@@ -645,12 +739,12 @@ export const instrument = (bytes: Uint8Array): InstrumentedModule => {
       if (payload !== undefined) emit(s.id, payload)
       continue
     }
-    out.push(bytes.subarray(s.header, s.end))
+    out.bytes(bytes.subarray(s.header, s.end))
   }
   for (const missing of SECTION_ORDER.filter((id) => pending.has(id))) emit(missing, replaced.get(missing)!)
 
   return {
-    bytes: concat(out),
+    bytes: out.finished,
     memory: {
       initialPages: memory?.min ?? 0,
       maximumPages: Math.min(memory?.max ?? MAX_MEMORY_PAGES, MAX_MEMORY_PAGES),
