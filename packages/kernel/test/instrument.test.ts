@@ -6,7 +6,7 @@
  * instruction family whose immediates can hold memory.grow's bytes).
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Effect } from "effect"
+import { Effect, FastCheck } from "effect"
 import * as Fs from "node:fs"
 import * as Path from "node:path"
 import { fileURLToPath } from "node:url"
@@ -183,6 +183,62 @@ describe("instrument", () => {
         (plain as unknown as { memory: WebAssembly.Memory }).memory.buffer.byteLength
       )
     }))
+
+  // Random function bodies mixing memory.grow (live, dead, nested) with every immediate that
+  // can hold its bytes: wabt finds no memory.grow left and one call per grow, and the module
+  // computes the same memory as the original.
+  const statement: FastCheck.Arbitrary<string> = FastCheck.letrec<{ statement: string; block: string }>((tie) => ({
+    statement: FastCheck.oneof(
+      { depthSize: "small", withCrossShrink: true },
+      FastCheck.integer({ min: 0, max: 2 }).map((k) => `(drop (memory.grow (i32.const ${k})))`),
+      FastCheck.integer().map((n) => `(drop (i32.const ${n}))`),
+      FastCheck.bigInt({ min: -(1n << 63n), max: (1n << 63n) - 1n }).map((n) => `(drop (i64.const ${n}))`),
+      FastCheck.constantFrom("2.0", "0x1p-128", "-0x1p-149", "1.5", "64").map((x) => `(drop (f32.const ${x})) (drop (f64.const ${x}))`),
+      FastCheck.tuple(FastCheck.integer({ min: 0, max: 70 }), FastCheck.integer()).map(([l, n]) => `(local.set ${l} (i32.const ${n}))`),
+      FastCheck.tuple(FastCheck.constantFrom(0, 1, 63, 64, 65, 128, 16384), FastCheck.integer({ min: 0, max: 70 }))
+        .map(([o, l]) => `(i32.store offset=${o} (i32.const 0) (local.get ${l}))`),
+      FastCheck.constantFrom(0, 64, 0x40, 1024).map((o) => `(drop (i32.load8_u offset=${o} (i32.const 0)))`),
+      FastCheck.tuple(FastCheck.integer({ min: 0, max: 3 }), FastCheck.array(FastCheck.integer(), { minLength: 4, maxLength: 4 }))
+        .map(([lane, v]) => `(drop (i32x4.extract_lane ${lane} (v128.const i32x4 ${v.join(" ")})))`),
+      FastCheck.integer({ min: 0, max: 3 }).map((n) => `(block (block (br_table 0 1 0 (i32.const ${n}))))`),
+      FastCheck.integer({ min: 0, max: 70 }).map((l) => `(block (br 0) (drop (local.get ${l})) (drop (memory.grow (i32.const 1))) (unreachable))`),
+      tie("block")
+    ),
+    block: FastCheck.tuple(
+      FastCheck.constantFrom("block", "loop", "if"),
+      FastCheck.integer({ min: 0, max: 1 }),
+      FastCheck.array(tie("statement"), { maxLength: 4 }),
+      FastCheck.array(tie("statement"), { maxLength: 4 })
+    ).map(([kind, cond, body, other]) =>
+      kind === "if" ? `(if (i32.const ${cond}) (then ${body.join(" ")}) (else ${other.join(" ")}))` : `(${kind} ${body.join(" ")})`
+    )
+  })).statement
+
+  it.effect.prop(
+    "random bodies: no memory.grow is left, each became one call, and the module computes the same memory",
+    [FastCheck.array(statement, { minLength: 1, maxLength: 40 })],
+    ([statements]) =>
+      Effect.gen(function*() {
+        const original = yield* assemble(`
+          (module
+            (memory (export "memory") 1 1000)
+            (func (export "_start") (local ${"i32 ".repeat(71)})
+              ${statements.join("\n              ")}))`)
+        const before = yield* disassemble(original)
+        const { bytes } = instrument(original)
+        const after = yield* disassemble(bytes)
+        assert.strictEqual(occurrences(after, GROW), 0)
+        assert.strictEqual(occurrences(after, CALL_INDIRECT), occurrences(before, GROW))
+        const plain = new WebAssembly.Instance(new WebAssembly.Module(original as Uint8Array<ArrayBuffer>), {})
+        ;(plain.exports["_start"] as () => void)()
+        const { instance } = instantiate(bytes)
+        ;(instance.exports["_start"] as () => void)()
+        const memoryOf = (i: WebAssembly.Instance) => new Uint8Array((i.exports["memory"] as WebAssembly.Memory).buffer)
+        assert.strictEqual(memoryOf(instance).length, memoryOf(plain).length)
+        assert.deepStrictEqual(memoryOf(instance).subarray(0, 20000), memoryOf(plain).subarray(0, 20000))
+      }),
+    { fastCheck: { numRuns: 100 } }
+  )
 
   it.effect("a start function runs when the worker calls it, after the hook is in place, not during instantiation", () =>
     Effect.gen(function*() {
