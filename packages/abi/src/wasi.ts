@@ -172,12 +172,21 @@ const runscProc = [
 ] as const
 
 /**
- * Every syscall a guest can make: the `wasi_snapshot_preview1` functions, then the process calls
- * of docs/process-api.md. The index is the syscall number on the channel between a guest worker
- * and the sentry.
+ * Calls that only the sentry's own worker code makes, never a guest (no import module has them):
+ * `memory_grow(current, pages)` asks the sentry for `pages` more pages of guest memory before an
+ * instrumented guest's memory.grow (ENOMEM: the grow returns -1).
  */
-export const syscallNames = [...preview1, ...wasix, ...runscProc] as const
+const sentryCalls = ["memory_grow"] as const
+
+/**
+ * Every syscall on the channel: the `wasi_snapshot_preview1` functions, then the process calls of
+ * docs/process-api.md, then the sentry's own. The index is the syscall number on the channel
+ * between a guest worker and the sentry.
+ */
+export const syscallNames = [...preview1, ...wasix, ...runscProc, ...sentryCalls] as const
 export type SyscallName = (typeof syscallNames)[number]
+/** The syscalls a guest may import (every one but the sentry's own). */
+export type ImportableSyscall = Exclude<SyscallName, (typeof sentryCalls)[number]>
 
 /** The import modules a guest may use, and the syscalls each provides. */
 export const importModules: { readonly [module: string]: ReadonlyArray<SyscallName> } = {
@@ -208,7 +217,7 @@ const sig = (params: string, results = "i32"): WasmSignature => ({
  * docs/process-api.md declares ours. A module importing one with another type is refused at
  * load, as wasmtime refuses it: a JS host function would take any type and misread it.
  */
-export const importSignatures: { readonly [K in SyscallName]: WasmSignature } = {
+export const importSignatures: { readonly [K in ImportableSyscall]: WasmSignature } = {
   args_get: sig("i32 i32"),
   args_sizes_get: sig("i32 i32"),
   environ_get: sig("i32 i32"),

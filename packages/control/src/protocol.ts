@@ -29,7 +29,7 @@ import {
   ProgramNotReadable,
   SandboxPanicked
 } from "@runsc/loader"
-import { ExecNotFound, InvalidModule, NotWasm } from "@runsc/kernel"
+import { ExecNotFound, InvalidModule, NotWasm, SandboxOutOfMemory } from "@runsc/kernel"
 import { BundleNotFound, InvalidContainerId, InvalidSpec } from "@runsc/spec"
 import { Schema } from "effect"
 
@@ -90,6 +90,7 @@ const StartErrors = Schema.Union(
   ExecNotFound,
   NotWasm,
   InvalidModule,
+  SandboxOutOfMemory,
   ProgramNotReadable,
   StdioUnavailable
 )

@@ -60,3 +60,18 @@ export class ExecNotFound extends Schema.TaggedError<ExecNotFound>()("ExecNotFou
     return `${this.name}: ${this.reason}`
   }
 }
+
+/** A process could not start: the sandbox's memory cannot hold it (what proc_spawn reports as ENOMEM). */
+export class SandboxOutOfMemory extends Schema.TaggedError<SandboxOutOfMemory>()("SandboxOutOfMemory", {
+  path: Schema.String,
+  /** Bytes the process needs to start: its worker's share and its initial guest memory. */
+  needed: Schema.Number,
+  /** Bytes the sandbox had free, and its total. */
+  free: Schema.Number,
+  total: Schema.Number
+}) {
+  override get message(): string {
+    const mib = (bytes: number) => `${(bytes / 1048576).toFixed(1)} MiB`
+    return `${this.path}: the sandbox's memory is full (the process needs ${mib(this.needed)}; ${mib(this.free)} of ${mib(this.total)} free)`
+  }
+}

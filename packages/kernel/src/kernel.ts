@@ -28,18 +28,20 @@ import {
 import { getEnv } from "@runsc/spec"
 import { Clock, Context, Deferred, Effect, Exit, Fiber, FiberId, FiberSet, Layer, Scope } from "effect"
 import * as Os from "node:os"
-import { type ExecNotFound, fail, type InvalidModule, type NotWasm, type SyscallError } from "./errors.js"
+import { type ExecNotFound, fail, type InvalidModule, type NotWasm, SandboxOutOfMemory, type SyscallError } from "./errors.js"
 import { DescriptionRefs, type FdEntry, FdTable } from "./fs/fdTable.js"
 import { directoryDescription } from "./fs/directory.js"
 import type { FileDescription, Inode } from "./fs/inode.js"
 import { ContentCache } from "./fs/contentCache.js"
-import { makePipe, type Pipe } from "./fs/pipe.js"
+import { makePipe, type Pipe, PIPE_CAPACITY } from "./fs/pipe.js"
 import { procfs, type SystemInfo } from "./fs/procfs.js"
 import { devfs } from "./fs/devfs.js"
 import type { SyntheticMount } from "./fs/synthetic.js"
 import { Dentry, resolve } from "./fs/resolve.js"
-import { FAST_WRITE_FDS, FAST_NONBLOCK, KILLED, State, Word } from "./platform/channel.js"
-import { ModuleCache } from "./platform/moduleCache.js"
+import { FAST_NONBLOCK, FAST_WRITE_FDS, KILLED, State, Word } from "./platform/channel.js"
+import { MemoryAccount, PROCESS_MEMORY } from "./memoryAccount.js"
+import { TABLE_ENTRY_BYTES } from "./platform/instrument.js"
+import { type CachedModule, ModuleCache } from "./platform/moduleCache.js"
 import { type GuestPlatform, type GuestThread, makeWorkerPool, type RunOutcome, type WorkerPoolStats } from "./platform/pool.js"
 import type { StartingThread } from "./platform/startThread.js"
 import type { KernelServices, SpawnRequest, SyscallContext } from "./syscalls/context.js"
@@ -65,15 +67,42 @@ export interface KernelOptions {
   readonly watchdog?: Omit<WatchdogOptions, "onPanic">
   readonly strace?: StraceOptions
   /**
-   * Processes the sandbox may hold at once, zombies included (default 512): past it proc_spawn
-   * fails EAGAIN, so a fork bomb exhausts the sandbox's budget and not the host's threads.
+   * Processes the sandbox may hold at once, zombies included (default 512, and never more than
+   * its memory holds of small processes: totalMemory / PROCESS_BUDGET): past it proc_spawn fails
+   * EAGAIN, so a fork bomb exhausts the sandbox's budget and not the host's threads or memory.
    */
   readonly maxProcesses?: number
-  /** The memory the sandbox reports as its total in /proc/meminfo (default: the host's). */
+  /**
+   * The sandbox's memory, in bytes: the ceiling of its memory account (guest memory, in-memory
+   * files, a share per process; see MemoryAccount) and /proc/meminfo's total. Default: half the
+   * host's memory (defaultTotalMemory).
+   */
   readonly totalMemory?: number
+  /** Bytes of compiled modules no process uses that the module cache keeps (default 128 MiB). */
+  readonly moduleCacheBytes?: number
 }
 
 const DEFAULT_MAX_PROCESSES = 512
+
+/**
+ * What the process limit counts per process: its share (PROCESS_MEMORY) and a small guest's
+ * memory (a C program starts with well under 1 MiB), so that a fork bomb of small processes meets
+ * the process limit (EAGAIN) a little before the sandbox's memory is full (which is ENOMEM).
+ */
+export const PROCESS_BUDGET = PROCESS_MEMORY + 1024 * 1024
+
+/**
+ * The sandbox's memory when nobody sized it (no memory limit in the spec): half the host's.
+ * Not all of it, since the host needs memory of its own and the sandbox process holds more
+ * than what it charges (its own heap, compiled code); a fixed half, not what is free at boot, so
+ * that the same bundle gets the same sandbox on a busy machine and on an idle one. The same
+ * fraction Linux gives a tmpfs by default, but here for everything the sandbox's guests hold
+ * together: every tmpfs, overlay, guest memory and process.
+ */
+export const defaultTotalMemory = (): number => Math.floor(Os.totalmem() / 2)
+
+/** Bytes in a page of wasm memory. */
+const WASM_PAGE = 65536
 
 export interface ProcessArgs {
   readonly containerId: string
@@ -111,13 +140,21 @@ export interface ProcessArgs {
 
 export interface KernelShape {
   readonly rootPidNamespace: PidNamespace<ThreadGroup>
-  /** The memory the sandbox has (/proc/meminfo's total; what its in-memory filesystems may fill). */
+  /** The memory the sandbox has (/proc/meminfo's total; the ceiling of `memory`). */
   readonly totalMemory: number
+  /**
+   * What the sandbox's guests hold of its memory: the processes' guest memory and share, and the
+   * file data of every in-memory filesystem made with it (tmpfs mounts, overlay upper layers).
+   */
+  readonly memory: MemoryAccount
   readonly modules: ModuleCache
   /** Files the sentry reads whole for itself (programs, /etc/passwd), cached by identity. */
   readonly files: ContentCache
-  /** Creates a process and starts its task; returns once it is running. */
-  readonly startProcess: (args: ProcessArgs) => Effect.Effect<ThreadGroup, InvalidModule>
+  /**
+   * Creates a process and starts its task; returns once it is running. SandboxOutOfMemory when
+   * the sandbox's memory cannot hold its worker's share and its initial guest memory.
+   */
+  readonly startProcess: (args: ProcessArgs) => Effect.Effect<ThreadGroup, InvalidModule | SandboxOutOfMemory>
   /** Delivers a signal with its default action (WASI guests install no handlers). */
   readonly signal: (tg: ThreadGroup, signo: number) => Effect.Effect<void>
   /** Every process not yet reaped, by root-namespace pid. */
@@ -178,6 +215,9 @@ const faultOf = (outcome: RunOutcome, killedBy: number | undefined): string | un
   return `wasm trap: ${reason}`
 }
 
+/** The observer of an ended task's fd table. */
+const ignoreFdChanges = (): void => {}
+
 const exitStatusOf = (outcome: RunOutcome, killedBy: number | undefined): ExitStatus => {
   if (killedBy !== undefined) return signaled(killedBy)
   if (outcome._tag === "WorkerDied") return signaled(SIGKILL)
@@ -211,12 +251,13 @@ const makeKernel = (options: KernelOptions): Effect.Effect<KernelShape, never, S
       ...(options.startedThreads ? { adopt: options.startedThreads } : {}),
       ...(options.platform ? { platform: options.platform } : {})
     })
-    const modules = new ModuleCache()
+    const modules = new ModuleCache(options.moduleCacheBytes)
     const rootPidNamespace = new PidNamespace<ThreadGroup>(undefined)
     const descriptionRefs = new DescriptionRefs()
     const files = new ContentCache()
-    const maxProcesses = options.maxProcesses ?? DEFAULT_MAX_PROCESSES
-    const system: SystemInfo = { bootTime: yield* Clock.currentTimeNanos, totalMemory: options.totalMemory ?? Os.totalmem() }
+    const memory = new MemoryAccount(options.totalMemory ?? defaultTotalMemory())
+    const maxProcesses = Math.min(options.maxProcesses ?? DEFAULT_MAX_PROCESSES, Math.floor(memory.total / PROCESS_BUDGET))
+    const system: SystemInfo = { bootTime: yield* Clock.currentTimeNanos, memory }
     let pipesMade = 0n
     // Runs after the task set is interrupted (finalizers run in reverse): a task interrupted
     // before it started never completed its exit status; no waiter may hang on it.
@@ -337,7 +378,23 @@ const makeKernel = (options: KernelOptions): Effect.Effect<KernelShape, never, S
       })
     }
 
-    const runTask = (tg: ThreadGroup, module: WebAssembly.Module): Effect.Effect<void> =>
+    /** What a process holds of the sandbox's memory from its start to its exit. */
+    const processCharge = (tg: ThreadGroup) => tg.memoryShare + tg.memoryPages * WASM_PAGE
+
+    /** memory_grow: the guest's memory grows from `current` pages by `pages` if the sandbox's memory holds them. */
+    const growMemory = (tg: ThreadGroup, current: number, pages: number): boolean => {
+      const wanted = current + pages
+      if (wanted > tg.maximumMemoryPages) return false
+      // Relative to what is charged, not to `current`: a grow granted earlier that V8 then
+      // could not make is charged until the next one.
+      const change = (wanted - tg.memoryPages) * WASM_PAGE
+      if (change > 0 && !memory.charge(change)) return false
+      if (change < 0) memory.release(-change)
+      tg.memoryPages = wanted
+      return true
+    }
+
+    const runTask = (tg: ThreadGroup, program: CachedModule): Effect.Effect<void> =>
       Effect.uninterruptibleMask((restore) =>
         Effect.gen(function*() {
           const worker = yield* pool.acquire
@@ -359,7 +416,7 @@ const makeKernel = (options: KernelOptions): Effect.Effect<KernelShape, never, S
           tg.server = server
           const started = tg.killedBy === undefined
           const waited = started
-            ? yield* Effect.exit(restore(Effect.flatten(worker.run({ _tag: "Run", module, args: tg.argv, env: tg.env, fastPaths }))))
+            ? yield* Effect.exit(restore(Effect.flatten(worker.run({ _tag: "Run", module: program.module, args: tg.argv, env: tg.env, fastPaths }))))
             : Exit.succeed<RunOutcome>({ _tag: "WorkerDied", reason: "killed before it ran" })
           // Interrupted while the guest ran: the kernel is shutting down; the worker must not outlive the task.
           const outcome: RunOutcome = Exit.isSuccess(waited) ? waited.value : { _tag: "WorkerDied", reason: "kernel shut down" }
@@ -375,11 +432,18 @@ const makeKernel = (options: KernelOptions): Effect.Effect<KernelShape, never, S
           tg.server = undefined
           yield* Fiber.interrupt(server)
           yield* releaseChannel(words)
-          tg.fdTable.observe(() => {})
+          // A function from outside this scope: a closure made here would keep the whole task
+          // (its module, its worker) alive for as long as the process is a zombie.
+          tg.fdTable.observe(ignoreFdChanges)
           // A dead thread is gone before the exit is reported; a guest that ended (even unwound
           // by a kill) leaves a healthy worker, which goes back to the pool.
           if (outcome._tag === "WorkerDied") yield* worker.terminate
           yield* pool.release(worker)
+          // The guest no longer runs: its memory, its worker's share and its module go back.
+          memory.release(processCharge(tg))
+          tg.memoryPages = 0
+          tg.memoryShare = 0
+          program.release()
           yield* tg.fdTable.closeAll
           tg.state = "exited"
           yield* Deferred.succeed(tg.exitStatus, status)
@@ -416,10 +480,36 @@ const makeKernel = (options: KernelOptions): Effect.Effect<KernelShape, never, S
         }
       })
 
-    const startProcess = (args: ProcessArgs): Effect.Effect<ThreadGroup, InvalidModule> =>
+    const startProcess = (args: ProcessArgs): Effect.Effect<ThreadGroup, InvalidModule | SandboxOutOfMemory> =>
+      // Uninterruptible between the steps, so that the module and the memory charged are always
+      // either given back here or owned by the task (runTask gives them back at its end).
+      Effect.uninterruptibleMask((restore) =>
+        Effect.gen(function*() {
+          if (shutDown) return yield* Effect.dieMessage("startProcess on a kernel that has shut down")
+          const program = yield* restore(modules.acquire(args.programPath, args.programBytes))
+          const share = PROCESS_MEMORY + program.memory.tableEntries * TABLE_ENTRY_BYTES
+          const needed = share + program.memory.initialPages * WASM_PAGE
+          if (!memory.charge(needed)) {
+            program.release()
+            return yield* new SandboxOutOfMemory({ path: args.programPath, needed, free: memory.free, total: memory.total })
+          }
+          const tg = yield* Effect.onError(restore(createProcess(args, program, share)), () =>
+            Effect.sync(() => {
+              memory.release(needed)
+              program.release()
+            }))
+          // The task fiber is owned by the kernel, not by the caller: it outlives this call.
+          // runTask is uninterruptible, so an interrupt of the set after it started still
+          // terminates the worker and completes the exit status; forked from this uninterruptible
+          // region it would inherit that, and its wait for the guest must stay interruptible.
+          yield* FiberSet.run(tasks, Effect.interruptible(runTask(tg, program)))
+          return tg
+        })
+      )
+
+    /** A new process, with its pids, place in the process tree and fds; its task is not started. */
+    const createProcess = (args: ProcessArgs, program: CachedModule, share: number): Effect.Effect<ThreadGroup> =>
       Effect.gen(function*() {
-        if (shutDown) return yield* Effect.dieMessage("startProcess on a kernel that has shut down")
-        const module = yield* modules.compile(args.programPath, args.programBytes)
         const pidNamespace = args.pidNamespace ?? rootPidNamespace
         const ids = new Map<PidNamespace<ThreadGroup>, number>()
         // A child keeps its parent's fd limit, as across fork and exec.
@@ -444,6 +534,9 @@ const makeKernel = (options: KernelOptions): Effect.Effect<KernelShape, never, S
           args.uid ?? args.parent?.uid ?? 0,
           args.syntheticMounts ?? []
         )
+        tg.memoryShare = share
+        tg.memoryPages = program.memory.initialPages
+        tg.maximumMemoryPages = program.memory.maximumPages
         for (const mount of tg.syntheticMounts) {
           const shared = mount.fs === "tmpfs" || mount.fs === "bind"
           mounts.set(mount.path, shared ? mount.root : mount.fs === "proc" ? procfs(tg, system) : devfs(tg))
@@ -489,10 +582,6 @@ const makeKernel = (options: KernelOptions): Effect.Effect<KernelShape, never, S
           rightsInheriting: ALL_RIGHTS,
           flags: 0
         })
-        // The task fiber is owned by the kernel, not by the caller: it outlives this call.
-        // runTask is uninterruptible, so an interrupt of the set after it started still
-        // terminates the worker and completes the exit status.
-        yield* FiberSet.run(tasks, runTask(tg, module))
         return tg
       })
 
@@ -577,7 +666,8 @@ const makeKernel = (options: KernelOptions): Effect.Effect<KernelShape, never, S
       }).pipe(Effect.catchTags({
         ExecNotFound: (e) => fail(spawnErrno(e)),
         NotWasm: (e) => fail(spawnErrno(e)),
-        InvalidModule: (e) => fail(spawnErrno(e))
+        InvalidModule: (e) => fail(spawnErrno(e)),
+        SandboxOutOfMemory: () => fail(Errno.NOMEM)
       }))
 
     const services: KernelServices = {
@@ -585,12 +675,17 @@ const makeKernel = (options: KernelOptions): Effect.Effect<KernelShape, never, S
       signal,
       reap,
       newGroup,
-      newPipe: () => makePipe(++pipesMade)
+      newPipe: () => {
+        if (!memory.charge(PIPE_CAPACITY)) return undefined
+        return makePipe(++pipesMade, () => memory.release(PIPE_CAPACITY))
+      },
+      growMemory
     }
 
     return {
       rootPidNamespace,
-      totalMemory: system.totalMemory,
+      totalMemory: memory.total,
+      memory,
       modules,
       files,
       startProcess,
@@ -609,7 +704,7 @@ const makeKernel = (options: KernelOptions): Effect.Effect<KernelShape, never, S
           const worker = tg.worker
           if (worker === undefined) return { cpuNs: tg.cpuUsed ?? 0n, memoryBytes: 0 }
           const cpu = worker.cpuTime - tg.cpuAtStart
-          return { cpuNs: cpu > 0n ? cpu : 0n, memoryBytes: Atomics.load(worker.channel.words, Word.MEMORY_PAGES) * 65536 }
+          return { cpuNs: cpu > 0n ? cpu : 0n, memoryBytes: tg.memoryPages * WASM_PAGE }
         })
     }
   })

@@ -14,6 +14,7 @@ import {
   hostRoot,
   hostStream,
   type InvalidModule,
+  type SandboxOutOfMemory,
   Kernel,
   type PidNamespace,
   type SyntheticMount,
@@ -103,7 +104,7 @@ export interface GuestOptions {
  */
 export const startGuest = (
   options: GuestOptions
-): Effect.Effect<GuestRun, InvalidModule | SyscallError | GoferUnavailable, Kernel | Scope.Scope> =>
+): Effect.Effect<GuestRun, InvalidModule | SandboxOutOfMemory | SyscallError | GoferUnavailable, Kernel | Scope.Scope> =>
   Effect.gen(function*() {
     const kernel = yield* Kernel
     const io = yield* tempDir("runsc-io-")
@@ -142,7 +143,7 @@ export interface GuestResult {
 export const runGuest = (
   options: GuestOptions,
   timeout: Duration.DurationInput = "20 seconds"
-): Effect.Effect<GuestResult, InvalidModule | SyscallError | GoferUnavailable, Kernel> =>
+): Effect.Effect<GuestResult, InvalidModule | SandboxOutOfMemory | SyscallError | GoferUnavailable, Kernel> =>
   Effect.scoped(
     Effect.gen(function*() {
       const run = yield* startGuest(options)

@@ -19,6 +19,7 @@ import {
   makeTerminal,
   type MemoryAccount,
   NotWasm,
+  type SandboxOutOfMemory,
   overlay,
   type OverlayOptions,
   type PidNamespace,
@@ -49,7 +50,7 @@ export interface Stdio {
 const stdioDescription = (given: number | FileDescription | undefined, hostFd: number): FileDescription =>
   typeof given === "object" ? given : hostStream(given ?? hostFd)
 
-export type LaunchError = InvalidCwd | ExecNotFound | NotWasm | InvalidModule | ProgramNotReadable
+export type LaunchError = InvalidCwd | ExecNotFound | NotWasm | InvalidModule | ProgramNotReadable | SandboxOutOfMemory
 
 const DEFAULT_HOME = "/"
 

@@ -18,7 +18,7 @@ import {
   HostFdBudget,
   Kernel,
   type KernelOptions,
-  MemoryAccount,
+  type ModuleCacheStats,
   PidNamespace,
   type Pipe,
   releaseMemory,
@@ -223,6 +223,10 @@ export interface LoaderShape {
     readonly unreaped: number
     readonly workerThreads: number
     readonly idleWorkers: number
+    /** The sandbox's memory (bytes) and what its guests hold of it (see KernelShape.memory). */
+    readonly memory: { readonly total: number; readonly used: number }
+    /** The compiled-module cache: modules, their bytes, how many a live process uses. */
+    readonly modules: ModuleCacheStats
   }>
   /**
    * A pipe inside the sandbox: give its ends as `stdio` to started processes (`a | b` between
@@ -236,9 +240,10 @@ export interface LoaderShape {
 
 export class Loader extends Context.Tag("@runsc/loader/Loader")<Loader, LoaderShape>() {
   /**
-   * The sandbox's memory (its /proc/meminfo total, what its in-memory filesystems may fill) is
-   * the root container's `linux.resources.memory.limit` when set, capped at the host's, as runsc
-   * sizes its sandbox by the pod's cgroup; `kernel.totalMemory` overrides it.
+   * The sandbox's memory (its /proc/meminfo total, the ceiling of what its guests hold: guest
+   * memory, a share per process, in-memory files) is the root container's
+   * `linux.resources.memory.limit` when set, capped at the host's, as runsc sizes its sandbox by
+   * the pod's cgroup; else half the host's (defaultTotalMemory); `kernel.totalMemory` overrides it.
    */
   static layer(args: LoaderArgs): Layer.Layer<Loader, InvalidContainerId | InvalidSpec | BundleNotFound> {
     return Layer.unwrapEffect(Effect.map(
@@ -285,8 +290,8 @@ const makeLoader = (args: LoaderArgs & { readonly bundle: Bundle }) =>
     const containers = new Map<string, Container>()
     // Numbers the sandbox's tmpfs and overlay instances (each its own device number).
     let tmpfsInstances = 0
-    // The file data all of them hold together, within the sandbox's memory.
-    const memory = new MemoryAccount(kernel.totalMemory)
+    // The file data all of them hold together counts against the sandbox's memory.
+    const memory = kernel.memory
     // The host descriptors all of them hold for guests, within what the sandbox process may have.
     const hostFds = yield* HostFdBudget.ofProcess
     const registry = yield* Effect.makeSemaphore(1)
@@ -627,7 +632,9 @@ const makeLoader = (args: LoaderArgs & { readonly bundle: Bundle }) =>
         processes: everyProcess().filter((tg) => tg.isAlive).length,
         unreaped: everyProcess().filter((tg) => !tg.isAlive).length,
         workerThreads: workers.threads,
-        idleWorkers: workers.idle
+        idleWorkers: workers.idle,
+        memory: { total: kernel.memory.total, used: kernel.memory.used },
+        modules: kernel.modules.stats
       })),
 
       pipe: kernel.makePipe,

@@ -9,6 +9,7 @@ import { Context, Effect, Layer } from "effect"
 import { spawn } from "node:child_process"
 import * as Fs from "node:fs"
 import * as Path from "node:path"
+import { PROCESS_MEMORY } from "@runsc/kernel"
 import { Loader } from "../src/index.js"
 import { makeBundle, makeOutput, makeSandbox, tempDir } from "./helpers.js"
 
@@ -319,11 +320,11 @@ describe("bind mounts", () => {
 })
 
 describe("the sandbox's memory", () => {
-  it.scopedLive("the root container's memory limit is /proc/meminfo's total; a tmpfs without size= holds half of it, all in-memory files together no more (ENOSPC), and a destroyed container gives its share back", () =>
+  it.scopedLive("the root container's memory limit is /proc/meminfo's total; a tmpfs without size= holds half of it, all in-memory files together no more than the processes leave (ENOSPC), and a destroyed container gives its share back", () =>
     Effect.gen(function*() {
       const MiB = 1024 * 1024
       const base = yield* makeBundle({ args: ["sleep", "600"], writableRoot: true })
-      const limited = { ...base, spec: { ...base.spec, linux: { ...base.spec.linux, resources: { memory: { limit: 8 * MiB } } } } }
+      const limited = { ...base, spec: { ...base.spec, linux: { ...base.spec.linux, resources: { memory: { limit: 128 * MiB } } } } }
       const out = yield* makeOutput
       const loader = yield* Effect.map(
         Layer.build(Loader.layer({ containerId: "limited", bundle: limited, stdio: { stdout: out.fd, stderr: out.fd } })),
@@ -339,11 +340,17 @@ describe("the sandbox's memory", () => {
         })
       const container = (id: string) =>
         Effect.zipRight(loader.createSubcontainer(id), loader.startSubcontainer({ containerId: id, bundle: base, stdio: {} }))
-      assert.match(yield* run("limited", ["cat", "/proc/meminfo"]), /^MemTotal: +8192 kB\n/)
+      assert.match(yield* run("limited", ["cat", "/proc/meminfo"]), /^MemTotal: +131072 kB\n/)
       yield* container("filler")
-      assert.strictEqual(yield* run("filler", ["fsbench", "write", "/tmp/big", "6"]), `write ENOSPC after ${4 * MiB}\n`)
-      // The overlay roots share the sandbox's 8 MiB with /tmp's 4 MiB.
-      assert.strictEqual(yield* run("filler", ["fsbench", "write", "/big", "6"]), `write ENOSPC after ${4 * MiB}\n`)
+      assert.strictEqual(yield* run("filler", ["fsbench", "write", "/tmp/big", "100"]), `write ENOSPC after ${64 * MiB}\n`)
+      // The overlay roots share with /tmp's 64 MiB what the processes leave of the sandbox's
+      // memory: the two sleepers' shares, and that of the fsbench writing (its share and first pages).
+      const { memory } = yield* loader.sandboxStats
+      assert.strictEqual(memory.total, 128 * MiB)
+      const left = memory.total - memory.used - PROCESS_MEMORY
+      const written = Number(/^write ENOSPC after (\d+)\n$/.exec(yield* run("filler", ["fsbench", "write", "/big", "100"]))?.[1])
+      assert.isAtMost(written, left)
+      assert.isAbove(written, left - MiB)
       assert.strictEqual(yield* run("limited", ["fsbench", "write", "/big", "1"]), "write ENOSPC after 0\n")
       yield* loader.destroySubcontainer("filler")
       assert.strictEqual(yield* run("limited", ["fsbench", "write", "/big", "6"]), `wrote ${6 * MiB}\n`)

@@ -27,7 +27,8 @@ import { fail, type SyscallError } from "../errors.js"
 import { directoryDescription } from "./directory.js"
 import { forwarding } from "./forwarding.js"
 import type { DirectoryChanges, DirEntry, FileDescription, Inode, OpenOptions, Stat } from "./inode.js"
-import { type MemoryAccount, releaseMemory, Tmpfs } from "./tmpfs.js"
+import type { MemoryAccount } from "../memoryAccount.js"
+import { releaseMemory, Tmpfs } from "./tmpfs.js"
 
 /** Overlay device numbers start here ("OVL" << 8); each instance takes the next. */
 const OVERLAY_DEV_BASE = 0x4f564c00n

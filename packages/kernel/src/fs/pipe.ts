@@ -56,8 +56,11 @@ export interface Pipe {
   readonly write: FileDescription
 }
 
-/** A new pipe; `ino` identifies it in fstat (unique within the kernel). */
-export const makePipe = (ino: bigint): Pipe => {
+/**
+ * A new pipe; `ino` identifies it in fstat (unique within the kernel). `closed` runs once both
+ * ends are closed (the sandbox's memory then takes back the pipe's buffer).
+ */
+export const makePipe = (ino: bigint, closed?: () => void): Pipe => {
   const buffer = new PipeBuffer()
   const stat = Effect.sync((): Stat => ({
     dev: 0n,
@@ -122,6 +125,7 @@ export const makePipe = (ino: bigint): Pipe => {
       if (side === "read") buffer.readers--
       else buffer.writers--
       buffer.changes.notify()
+      if (buffer.readers === 0 && buffer.writers === 0) closed?.()
     })
   })
   return { read: end("read"), write: end("write") }

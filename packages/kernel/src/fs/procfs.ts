@@ -13,6 +13,7 @@ import { Errno, FileType, Whence } from "@runsc/abi"
 import { Clock, Effect } from "effect"
 import * as Os from "node:os"
 import { fail } from "../errors.js"
+import type { MemoryAccount } from "../memoryAccount.js"
 import type { ThreadGroup } from "../task/threadGroup.js"
 import type { FileDescription, Inode, Stat } from "./inode.js"
 import { notDirectory, syntheticDirectory, syntheticStat, syntheticSymlink } from "./synthetic.js"
@@ -92,17 +93,17 @@ const processDirectory = (tg: ThreadGroup, pid: number): Inode => {
 export interface SystemInfo {
   /** When the kernel started (ns, the sentry's clock). */
   readonly bootTime: bigint
-  /** The memory the sandbox calls its total, in bytes. */
-  readonly totalMemory: number
+  /** The sandbox's memory: its total, and what its guests hold of it. */
+  readonly memory: MemoryAccount
 }
 
 const kB = (bytes: number) => `${Math.floor(bytes / 1024)}`.padStart(8) + " kB"
 
-/** /proc/meminfo: the sandbox's total; free is the host's free memory within it. */
+/** /proc/meminfo: the sandbox's total; free is what its guests do not hold, within the host's free memory. */
 const meminfo = (system: SystemInfo) => {
-  const free = Math.min(Os.freemem(), system.totalMemory)
+  const free = Math.min(Os.freemem(), system.memory.free)
   return [
-    ["MemTotal", system.totalMemory],
+    ["MemTotal", system.memory.total],
     ["MemFree", free],
     ["MemAvailable", free],
     ["Buffers", 0],

@@ -11,6 +11,7 @@
 import { Errno, FileType, Whence } from "@runsc/abi"
 import { Clock, Effect } from "effect"
 import { fail, type SyscallError } from "../errors.js"
+import type { MemoryAccount } from "../memoryAccount.js"
 import { directoryDescription } from "./directory.js"
 import type { DirectoryChanges, DirEntry, FileDescription, Inode, OpenOptions, Stat } from "./inode.js"
 
@@ -101,15 +102,6 @@ interface LinkNode extends Common {
 }
 
 /**
- * The file data that the in-memory filesystems of one sandbox hold together, within its memory:
- * each tmpfs has its own limit, and all of them share this one.
- */
-export class MemoryAccount {
-  used = 0
-  constructor(readonly total: number) {}
-}
-
-/**
  * Gives back to the sandbox's memory account what the in-memory filesystem rooted at `root`
  * holds (a tmpfs mount or an overlay root of a container that is gone); nothing for others.
  */
@@ -158,24 +150,25 @@ export class Tmpfs {
     if (size > MAX_FILE_SIZE || size < 0) return fail(Errno.FBIG)
     const counted = file.nlink > 0n
     const growth = size - file.size
-    if (counted && growth > 0 && (this.used + growth > this.limit || (this.account !== undefined && this.account.used + growth > this.account.total))) {
+    if (counted && growth > 0 && (this.used + growth > this.limit || (this.account !== undefined && !this.account.charge(growth)))) {
       return fail(Errno.NOSPC)
     }
     if (size < file.size) file.data.truncate(size)
-    if (counted) this.count(growth)
+    if (counted) this.count(growth, growth > 0)
     file.size = size
     return Effect.void
   }
 
   /** Gives this filesystem's bytes back to the sandbox's account (its container is gone). */
   detach(): void {
-    if (this.account !== undefined) this.account.used -= this.used
+    this.account?.release(this.used)
     this.account = undefined
   }
 
-  private count(bytes: number): void {
+  /** Counts `bytes` (negative: given back) in this filesystem and, unless `charged` already, its account. */
+  private count(bytes: number, charged = false): void {
     this.used += bytes
-    if (this.account !== undefined) this.account.used += bytes
+    if (!charged) this.account?.release(-bytes)
   }
 
   private stat(node: Node): Stat {

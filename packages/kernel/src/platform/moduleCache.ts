@@ -1,12 +1,18 @@
 /**
- * Compiled modules, once per sandbox: keyed by the SHA-256 of the module bytes, compiled once
- * (concurrent requests share one compilation) and handed to workers as `WebAssembly.Module`,
- * which V8 shares between threads instead of recompiling.
+ * Compiled modules, once per sandbox: keyed by the SHA-256 of the module bytes, instrumented
+ * (instrument.ts) and compiled once (concurrent requests share one compilation) and handed to
+ * workers as `WebAssembly.Module`, which V8 shares between threads instead of recompiling.
+ *
+ * Invariants: a module is held for each process that uses it (`acquire` … `release`) and is never
+ * evicted while one does. Modules no process uses stay cached while the cache holds at most
+ * `maxBytes` (each module counted by its size in bytes, a proxy for the wire bytes and code V8
+ * keeps for it); past that the least recently used of them are evicted.
  */
-import { importModules, importSignatures, type SyscallName } from "@runsc/abi"
-import { Deferred, Effect, FiberId } from "effect"
+import { type ImportableSyscall, importModules, importSignatures } from "@runsc/abi"
+import { Deferred, Effect, Exit, FiberId } from "effect"
 import { createHash } from "node:crypto"
 import { InvalidModule } from "../errors.js"
+import { type GuestMemory, instrument, type InstrumentedModule, UninstrumentableModule } from "./instrument.js"
 import { describeFunctionType, functionTypes, sameFunctionType } from "./moduleTypes.js"
 
 const provided = new Set(Object.entries(importModules).flatMap(([module, names]) => names.map((name) => `${module}.${name}`)))
@@ -14,6 +20,7 @@ const provided = new Set(Object.entries(importModules).flatMap(([module, names])
 /**
  * Checks what the sandbox can run: a WASI command (`_start: () -> ()`, a memory) that imports
  * only functions we provide (importModules), each with its declared type (importSignatures).
+ * `bytes` are the module as its author gave it.
  */
 const checkInterface = (module: WebAssembly.Module, bytes: Uint8Array): string | undefined => {
   for (const imp of WebAssembly.Module.imports(module)) {
@@ -27,7 +34,7 @@ const checkInterface = (module: WebAssembly.Module, bytes: Uint8Array): string |
   const types = functionTypes(bytes)
   if (types === undefined) return undefined
   for (const imp of types.imports) {
-    const declared = importSignatures[imp.name as SyscallName]
+    const declared = importSignatures[imp.name as ImportableSyscall]
     if (!sameFunctionType(imp.type, declared)) {
       return `imports ${imp.module}.${imp.name} as ${describeFunctionType(imp.type)}, not ${describeFunctionType(declared)}`
     }
@@ -39,39 +46,153 @@ const checkInterface = (module: WebAssembly.Module, bytes: Uint8Array): string |
   return undefined
 }
 
+/** What a failed compilation says: V8's complaint about the module as given, else the instrumentation's. */
+const reasonOf = (error: unknown) => (error instanceof Error ? error.message : String(error))
+
+/**
+ * Instruments and compiles `bytes`. Whatever is wrong with the module as its author gave it is
+ * reported as V8 says it; a module V8 accepts but the sandbox cannot instrument is refused.
+ */
+const compileGuest = (path: string, bytes: Uint8Array): Effect.Effect<CompiledGuest, InvalidModule> =>
+  Effect.gen(function*() {
+    const original = bytes as Uint8Array<ArrayBuffer>
+    let instrumented: InstrumentedModule
+    try {
+      instrumented = instrument(bytes)
+    } catch (error) {
+      if (!(error instanceof UninstrumentableModule)) throw error
+      // Malformed modules get V8's message; well-formed ones the instrumentation cannot read, its own.
+      yield* Effect.tryPromise({ try: () => WebAssembly.compile(original), catch: (e) => new InvalidModule({ path, reason: reasonOf(e) }) })
+      return yield* new InvalidModule({ path, reason: `the sandbox cannot account for its memory: ${error.message}` })
+    }
+    const module = yield* Effect.tryPromise({
+      try: () => WebAssembly.compile(instrumented.bytes as Uint8Array<ArrayBuffer>),
+      catch: (e) => e
+    }).pipe(Effect.catchAll((e) =>
+      // The rewrite keeps a valid module valid: the original is at fault, in its own words.
+      Effect.flatMap(
+        Effect.tryPromise({ try: () => WebAssembly.compile(original), catch: (e) => new InvalidModule({ path, reason: reasonOf(e) }) }),
+        () => Effect.dieMessage(`instrumenting ${path} made an invalid module: ${reasonOf(e)}`)
+      )
+    ))
+    const problem = checkInterface(module, bytes)
+    if (problem !== undefined) return yield* new InvalidModule({ path, reason: problem })
+    return { module, memory: instrumented.memory, size: bytes.length }
+  })
+
+interface CompiledGuest {
+  readonly module: WebAssembly.Module
+  readonly memory: GuestMemory
+  readonly size: number
+}
+
+/** A compiled program, held for one process until `release`. */
+export interface CachedModule {
+  readonly module: WebAssembly.Module
+  readonly memory: GuestMemory
+  /** Lets the cache evict the module once no process uses it (idempotent). */
+  readonly release: () => void
+}
+
+export interface ModuleCacheStats {
+  /** Modules cached (compiled or being compiled). */
+  readonly modules: number
+  /** Their sizes together, in bytes. */
+  readonly bytes: number
+  /** How many of them a live process uses. */
+  readonly inUse: number
+}
+
+interface Entry {
+  readonly key: string
+  readonly compiled: Deferred.Deferred<CompiledGuest, InvalidModule>
+  /** Whether a compilation was started (its result goes to `compiled`). */
+  started: boolean
+  /** Its size once compiled (0 before). */
+  size: number
+  /** Processes (and acquires waiting for the compilation) that hold it. */
+  users: number
+}
+
+/** Bytes of modules no process uses that the cache keeps by default. */
+export const DEFAULT_MODULE_CACHE_BYTES = 128 * 1024 * 1024
+
 export class ModuleCache {
-  private readonly compiled = new Map<string, Deferred.Deferred<WebAssembly.Module, InvalidModule>>()
+  /** In order of last use, least recent first (an entry moves to the end when acquired). */
+  private readonly entries = new Map<string, Entry>()
+  private bytes = 0
   /** Digests of byte arrays already seen (the content cache hands out the same array again). */
   private readonly digests = new WeakMap<Uint8Array, string>()
 
-  /** `path` only names the module in errors. */
-  compile(path: string, bytes: Uint8Array): Effect.Effect<WebAssembly.Module, InvalidModule> {
+  constructor(private readonly maxBytes = DEFAULT_MODULE_CACHE_BYTES) {}
+
+  /** The compiled module of `bytes`, held until its `release`; `path` only names it in errors. */
+  acquire(path: string, bytes: Uint8Array): Effect.Effect<CachedModule, InvalidModule> {
     return Effect.suspend(() => {
-      let key = this.digests.get(bytes)
-      if (key === undefined) {
-        key = createHash("sha256").update(bytes).digest("hex")
-        this.digests.set(bytes, key)
+      const entry = this.touch(this.keyOf(bytes))
+      entry.users++
+      let released = false
+      const release = () => {
+        if (released) return
+        released = true
+        entry.users--
+        this.evict()
       }
-      const existing = this.compiled.get(key)
-      if (existing) return Deferred.await(existing)
-      const slot = Deferred.unsafeMake<WebAssembly.Module, InvalidModule>(FiberId.none)
-      this.compiled.set(key, slot)
-      const compile = Effect.tryPromise({
-        try: () => WebAssembly.compile(bytes as Uint8Array<ArrayBuffer>),
-        catch: (e) => new InvalidModule({ path, reason: e instanceof Error ? e.message : String(e) })
-      }).pipe(
-        Effect.flatMap((m) => {
-          const problem = checkInterface(m, bytes)
-          return problem === undefined ? Effect.succeed(m) : Effect.fail(new InvalidModule({ path, reason: problem }))
-        }),
-        // A failed compilation is not cached: the next attempt may bring different bytes for the same path.
-        Effect.tapError(() => Effect.sync(() => this.compiled.delete(key)))
+      const compiled = entry.started ? Deferred.await(entry.compiled) : this.compile(entry, path, bytes)
+      return compiled.pipe(
+        Effect.onExit((exit) => (Exit.isSuccess(exit) ? Effect.void : Effect.sync(release))),
+        Effect.map((guest): CachedModule => ({ module: guest.module, memory: guest.memory, release }))
       )
-      return Effect.flatMap(Deferred.complete(slot, compile), () => Deferred.await(slot))
     })
   }
 
-  get size(): number {
-    return this.compiled.size
+  get stats(): ModuleCacheStats {
+    let inUse = 0
+    for (const entry of this.entries.values()) if (entry.users > 0) inUse++
+    return { modules: this.entries.size, bytes: this.bytes, inUse }
+  }
+
+  private keyOf(bytes: Uint8Array): string {
+    let key = this.digests.get(bytes)
+    if (key === undefined) {
+      key = createHash("sha256").update(bytes).digest("hex")
+      this.digests.set(bytes, key)
+    }
+    return key
+  }
+
+  /** The entry of `key` (a new one if none), now the most recently used. */
+  private touch(key: string): Entry {
+    const entry = this.entries.get(key) ?? { key, compiled: Deferred.unsafeMake(FiberId.none), started: false, size: 0, users: 0 }
+    this.entries.delete(key)
+    this.entries.set(key, entry)
+    return entry
+  }
+
+  private compile(entry: Entry, path: string, bytes: Uint8Array): Effect.Effect<CompiledGuest, InvalidModule> {
+    entry.started = true
+    const compilation = compileGuest(path, bytes).pipe(
+      Effect.tap((guest) =>
+        Effect.sync(() => {
+          entry.size = guest.size
+          this.bytes += guest.size
+          this.evict()
+        })
+      ),
+      // A failed compilation is not cached: each attempt reports its own failure.
+      Effect.tapErrorCause(() => Effect.sync(() => this.entries.get(entry.key) === entry && this.entries.delete(entry.key)))
+    )
+    // Uninterruptible: other acquires wait for this compilation's result.
+    return Effect.zipRight(Effect.uninterruptible(Deferred.complete(entry.compiled, compilation)), Deferred.await(entry.compiled))
+  }
+
+  /** Evicts least recently used modules no process holds until the cache is within its bytes. */
+  private evict(): void {
+    for (const entry of this.entries.values()) {
+      if (this.bytes <= this.maxBytes) return
+      if (entry.users > 0 || entry.size === 0) continue
+      this.entries.delete(entry.key)
+      this.bytes -= entry.size
+    }
   }
 }

@@ -30,6 +30,7 @@ import {
   type TrapKind,
   Word
 } from "./channel.js"
+import { GROW_HOOK_MODULE, GROW_TABLE_EXPORT, START_EXPORT } from "./guestHooks.js"
 
 const port = parentPort!
 const channel = new ChannelViews(workerData.buffer as SharedArrayBuffer)
@@ -157,6 +158,28 @@ const syscall = <A extends Array<any>>(f: (...args: A) => number) => (...args: A
     throw e
   }
 }
+
+/**
+ * memory.grow of the guest (instrumented to call this, see instrument.ts): the sentry charges the
+ * pages to the sandbox's memory first, and a refusal is the guest's -1. Being a syscall, it is
+ * also where a guest growing in a loop stops or dies like any other.
+ */
+const growMemory = (pages: number): number => {
+  const current = memory!.buffer.byteLength / 65536
+  if (pages === 0) return current
+  if (call(N.memory_grow, current, pages >>> 0) !== Errno.SUCCESS) return -1
+  try {
+    memory!.grow(pages >>> 0)
+  } catch {
+    // Charged and not grown (V8 found no memory): the sentry settles it at the next grow.
+    return -1
+  }
+  refresh()
+  return current
+}
+
+/** growMemory as a wasm function, which the instrumented module's table can hold. */
+const growHook = new WebAssembly.Instance(new WebAssembly.Module(GROW_HOOK_MODULE), { runsc: { grow: growMemory } }).exports["grow"]!
 
 // ---- per-run state ---------------------------------------------------------------------------
 
@@ -793,6 +816,8 @@ const run = (message: ToWorker): GuestEnd => {
     })
     memory = instance.exports["memory"] as WebAssembly.Memory
     refresh()
+    ;(instance.exports[GROW_TABLE_EXPORT] as WebAssembly.Table).set(0, growHook)
+    ;(instance.exports[START_EXPORT] as (() => void) | undefined)?.()
     ;(instance.exports["_start"] as () => void)()
     return { _tag: "Returned" }
   } catch (error) {

@@ -44,9 +44,18 @@ export interface KernelServices {
   readonly signal: (tg: ThreadGroup, signo: number) => Effect.Effect<void>
   /** Releases an exited process (proc_join). */
   readonly reap: (tg: ThreadGroup) => Effect.Effect<void>
-  readonly newPipe: () => Pipe
+  /**
+   * A pipe for a guest, whose buffer the sandbox's memory holds until both ends are closed;
+   * undefined when it cannot (ENFILE, as when Linux's limit on pipe memory is reached).
+   */
+  readonly newPipe: () => Pipe | undefined
   /** A new process group led by `leader`, in `session` or in a new session it leads. */
   readonly newGroup: (leader: ThreadGroup, session: Session<ThreadGroup> | "new") => ProcessGroup<ThreadGroup>
+  /**
+   * Charges the sandbox's memory for `tg`'s guest memory to grow from `current` pages by `pages`;
+   * false (nothing charged) past the guest's maximum or the sandbox's memory (memory_grow).
+   */
+  readonly growMemory: (tg: ThreadGroup, current: number, pages: number) => boolean
 }
 
 export type Handler = (c: SyscallContext) => Effect.Effect<void, SyscallError>

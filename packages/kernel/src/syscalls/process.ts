@@ -159,17 +159,18 @@ const PIPE_COMMON = Rights.FD_FDSTAT_SET_FLAGS | Rights.FD_FILESTAT_GET | Rights
 const PIPE_READ_RIGHTS = Rights.FD_READ | PIPE_COMMON
 const PIPE_WRITE_RIGHTS = Rights.FD_WRITE | PIPE_COMMON
 
-const pipeEntries = (c: SyscallContext): { read: FdEntry; write: FdEntry } => {
+const pipeEntries = (c: SyscallContext): Effect.Effect<{ read: FdEntry; write: FdEntry }, SyscallError> => {
   const pipe = c.services.newPipe()
-  return {
+  if (pipe === undefined) return fail(Errno.NFILE)
+  return Effect.succeed({
     read: { description: pipe.read, rightsBase: PIPE_READ_RIGHTS, rightsInheriting: 0n, flags: 0 },
     write: { description: pipe.write, rightsBase: PIPE_WRITE_RIGHTS, rightsInheriting: 0n, flags: 0 }
-  }
+  })
 }
 
 const fd_pipe: Handler = (c) =>
   Effect.gen(function*() {
-    const { read, write } = pipeEntries(c)
+    const { read, write } = yield* pipeEntries(c)
     const fds = c.tg.fdTable
     const readFd = yield* fds.allocate(read).pipe(Effect.tapError(() => Effect.zipRight(read.description.close, write.description.close)))
     const writeFd = yield* fds.allocate(write).pipe(
@@ -246,15 +247,22 @@ const proc_spawn: Handler = (c) =>
       }
     }
     // New pipes: the child's end goes into its stdio, the caller's end into the caller's table.
+    // A failure closes every end made so far (a pipe's buffer is the sandbox's memory until both
+    // of its ends are closed).
     const callerEnds: Array<number> = []
-    const closeCallerEnds = Effect.forEach(callerEnds, (fd) => Effect.ignore(c.tg.fdTable.close(fd)), { discard: true })
+    const childEnds: Array<FdEntry> = []
+    const closeNewEnds = Effect.zipRight(
+      Effect.forEach(callerEnds, (fd) => Effect.ignore(c.tg.fdTable.close(fd)), { discard: true }),
+      Effect.forEach(childEnds, (entry) => entry.description.close, { discard: true })
+    )
     const answer = [...wanted]
     for (let i = 0; i < nfds; i++) {
       if (wanted[i] !== SpawnFd.PIPE) continue
-      const { read, write } = pipeEntries(c)
+      const { read, write } = yield* pipeEntries(c).pipe(Effect.tapError(() => closeNewEnds))
       const [childEnd, callerEnd] = i === 0 ? [read, write] : [write, read]
+      childEnds.push(childEnd)
       const fd = yield* c.tg.fdTable.allocate(callerEnd).pipe(
-        Effect.tapError(() => Effect.zipRight(closeCallerEnds, Effect.zipRight(childEnd.description.close, callerEnd.description.close)))
+        Effect.tapError(() => Effect.zipRight(closeNewEnds, callerEnd.description.close))
       )
       callerEnds.push(fd)
       stdio[i] = childEnd
@@ -270,14 +278,7 @@ const proc_spawn: Handler = (c) =>
       group
     }).pipe(
       // Had the child been created, its table would hold the child's ends of new pipes.
-      Effect.tapError(() =>
-        Effect.zipRight(
-          closeCallerEnds,
-          Effect.forEach(stdio, (entry, i) => wanted[i] === SpawnFd.PIPE ? entry!.description.close : Effect.void, {
-            discard: true
-          })
-        )
-      )
+      Effect.tapError(() => closeNewEnds)
     )
     setResult(c, child.pidIn(c.tg.pidNamespace))
     for (let i = 0; i < nfds; i++) c.channel.dataView.setInt32(i * 4, answer[i]!, true)

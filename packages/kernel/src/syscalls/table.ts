@@ -53,6 +53,7 @@ import {
   type SyscallContext,
   u32
 } from "./context.js"
+import { memory_grow } from "./memory.js"
 import { processHandlers } from "./process.js"
 
 // ---- fd and rights checks --------------------------------------------------------------------
@@ -646,7 +647,7 @@ const notSocket: Handler = (c) => Effect.flatMap(entryWith(c, u32(c, 0), 0n), ()
 /** Served in the worker; reaching the sentry means a worker shim without its fast path. */
 const servedInWorker: Handler = () => fail(Errno.NOSYS)
 
-const handlers: { readonly [K in Exclude<SyscallName, "fd_readdir">]: Handler } = {
+const handlers: { readonly [K in Exclude<SyscallName, "fd_readdir" | "memory_grow">]: Handler } = {
   ...processHandlers,
   args_get: servedInWorker,
   args_sizes_get: servedInWorker,
@@ -698,6 +699,6 @@ const handlers: { readonly [K in Exclude<SyscallName, "fd_readdir">]: Handler } 
 
 /** A kernel's syscall table: handlers by syscall number. */
 export const makeSyscallTable = (): ReadonlyArray<Handler> => {
-  const all: { readonly [K in SyscallName]: Handler } = { ...handlers, fd_readdir: readdir(new WeakMap()) }
+  const all: { readonly [K in SyscallName]: Handler } = { ...handlers, fd_readdir: readdir(new WeakMap()), memory_grow }
   return syscallNames.map((name) => all[name])
 }

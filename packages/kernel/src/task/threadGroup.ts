@@ -50,6 +50,12 @@ export class ThreadGroup {
    * tasks running in the kernel.
    */
   syscallBlocked = false
+  /** Pages of guest memory charged to the sandbox's memory for this process (its memory's size). */
+  memoryPages = 0
+  /** Bytes charged to the sandbox's memory for the rest of the process: its worker's share, its tables. */
+  memoryShare = 0
+  /** Pages its memory may grow to (the module's declared maximum). */
+  maximumMemoryPages = 0
   /** CPU time (ns) the group's worker thread had used when the task started on it. */
   cpuAtStart = 0n
   /** CPU time (ns) the task used, once it has ended. */

@@ -1,0 +1,47 @@
+/**
+ * The sandbox's memory account: what its guests make the sandbox process hold, against one
+ * ceiling (the root container's memory limit, else a share of the host's memory; see
+ * KernelOptions.totalMemory). Three kinds of charges share it:
+ *   - file data of the in-memory filesystems (tmpfs mounts, overlay upper layers);
+ *   - guest linear memory: a process's initial pages when it starts, each memory.grow before
+ *     it happens (a grow past the ceiling returns -1);
+ *   - a fixed charge per process for what its worker thread costs the host (PROCESS_MEMORY).
+ *
+ * Invariant: `used` is the sum of what was charged and not released, and never exceeds `total`:
+ * a charge that would pass it is refused whole and changes nothing. Only the sentry's thread
+ * charges and releases (workers ask through a syscall), so no atomics are needed.
+ */
+
+/**
+ * What a process costs the host beyond its guest memory: a worker thread with its own V8
+ * isolate and Node environment, measured at 8-9 MiB each (an idle one, with its stack).
+ */
+export const PROCESS_MEMORY = 8 * 1024 * 1024
+
+export class MemoryAccount {
+  private charged = 0
+
+  constructor(readonly total: number) {}
+
+  /** Bytes charged now. */
+  get used(): number {
+    return this.charged
+  }
+
+  /** Bytes that may still be charged. */
+  get free(): number {
+    return this.total - this.charged
+  }
+
+  /** Charges `bytes` if they fit under the total; false (and nothing charged) when not. */
+  charge(bytes: number): boolean {
+    if (bytes > this.total - this.charged) return false
+    this.charged += bytes
+    return true
+  }
+
+  /** Gives back `bytes` charged earlier. */
+  release(bytes: number): void {
+    this.charged -= bytes
+  }
+}

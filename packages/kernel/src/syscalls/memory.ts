@@ -1,0 +1,14 @@
+/**
+ * memory_grow: what the worker of an instrumented guest asks before its memory.grow (see
+ * platform/instrument.ts). The sentry charges the pages to the sandbox's memory account; a grow
+ * past the guest's declared maximum or the sandbox's memory fails ENOMEM, which the worker
+ * turns into memory.grow's -1 (so malloc returns NULL).
+ */
+import { Errno } from "@runsc/abi"
+import { Effect } from "effect"
+import { fail } from "../errors.js"
+import { type Handler, u32 } from "./context.js"
+
+/** memory_grow(current pages, pages wanted). */
+export const memory_grow: Handler = (c) =>
+  Effect.suspend(() => (c.services.growMemory(c.tg, u32(c, 0), u32(c, 1)) ? Effect.void : fail(Errno.NOMEM)))
