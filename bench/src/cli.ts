@@ -11,7 +11,7 @@ import { spawnSync } from "node:child_process"
 import * as Fs from "node:fs"
 import * as Os from "node:os"
 import * as Path from "node:path"
-import type { BenchRow } from "./containers.js"
+import type { BenchRow } from "./row.js"
 import { fixture, runscBin } from "./paths.js"
 import { fmtMs, median, now } from "./stats.js"
 

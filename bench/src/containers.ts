@@ -20,20 +20,8 @@ import * as Os from "node:os"
 import * as Path from "node:path"
 import { runNodeWasi } from "./nodeWasi.js"
 import { fixture, helloRoot, repoRoot } from "./paths.js"
+import { type BenchOptions, type BenchRow } from "./row.js"
 import { fmtMs, median, now, percentile } from "./stats.js"
-
-export interface BenchRow {
-  readonly name: string
-  readonly runsc: string
-  readonly baseline: string
-  readonly ratio: string
-  readonly aim: string
-}
-
-export interface ContainerBenchOptions {
-  readonly progress: (text: string) => void
-  readonly verbose: (label: string, samples: Record<string, ReadonlyArray<number>>) => void
-}
 
 // ---- configuration -----------------------------------------------------------------------------
 
@@ -187,7 +175,7 @@ const met = (ok: boolean) => (ok ? "met" : "missed")
 
 // ---- 7. lifecycle ------------------------------------------------------------------------------
 
-export const benchLifecycle = async ({ progress, verbose }: ContainerBenchOptions): Promise<Array<BenchRow>> => {
+export const benchLifecycle = async ({ progress, verbose }: BenchOptions): Promise<Array<BenchRow>> => {
   const name = `7. container lifecycle: createSubcontainer + startSubcontainer + wait + destroySubcontainer of examples/hello`
   progress(name)
   return limited(
@@ -289,7 +277,7 @@ export const benchLifecycle = async ({ progress, verbose }: ContainerBenchOption
 
 // ---- 8. exec -----------------------------------------------------------------------------------
 
-export const benchExec = async ({ progress, verbose }: ContainerBenchOptions): Promise<Array<BenchRow>> => {
+export const benchExec = async ({ progress, verbose }: BenchOptions): Promise<Array<BenchRow>> => {
   const name = `8. exec from the warm pool: execute(["exit"]) into a running container → waitPid returns`
   progress(name)
   return limited(
@@ -342,7 +330,7 @@ export const benchExec = async ({ progress, verbose }: ContainerBenchOptions): P
 
 // ---- 9. destroy of a container running 100 processes -------------------------------------------
 
-export const benchDestroy100 = async ({ progress, verbose }: ContainerBenchOptions): Promise<Array<BenchRow>> => {
+export const benchDestroy100 = async ({ progress, verbose }: BenchOptions): Promise<Array<BenchRow>> => {
   const name = `9. destroy of a container running ${DESTROY_PROCESSES} processes (init sleep 600 + ${DESTROY_PROCESSES - 1} exec'd sleep 600, all blocked in poll_oneoff): destroySubcontainer → returns`
   progress(name)
   return limited(
@@ -397,7 +385,7 @@ export const benchDestroy100 = async ({ progress, verbose }: ContainerBenchOptio
 
 const gc = (globalThis as { gc?: () => void }).gc
 
-export const benchIdleMem = async ({ progress }: ContainerBenchOptions): Promise<Array<BenchRow>> => {
+export const benchIdleMem = async ({ progress }: BenchOptions): Promise<Array<BenchRow>> => {
   const name = `10. idle memory per container: ${IDLE_CONTAINERS} containers running sleep 600 (each init a worker thread), process RSS growth / ${IDLE_CONTAINERS}`
   progress(name)
   return limited(
@@ -447,7 +435,7 @@ export const benchIdleMem = async ({ progress }: ContainerBenchOptions): Promise
 
 // ---- 11. signal delivery to a blocked task -----------------------------------------------------
 
-export const benchSignal = async ({ progress, verbose }: ContainerBenchOptions): Promise<Array<BenchRow>> => {
+export const benchSignal = async ({ progress, verbose }: BenchOptions): Promise<Array<BenchRow>> => {
   const name = `11. signal delivery to a blocked task: signalContainer(id, 0, SIGTERM, "Process") to an init sleeping in poll_oneoff → wait(id) returns Signaled(15)`
   progress(name)
   return limited(

@@ -10,26 +10,14 @@ import * as Path from "node:path"
 import { runNodeWasi } from "./nodeWasi.js"
 import { fixture } from "./paths.js"
 import { type GuestRun, type KernelRuntime, runOnKernel } from "./runscKernel.js"
+import { type BenchOptions, type BenchRow, mibPerSecond } from "./row.js"
 import { fmtRatio, median } from "./stats.js"
 
 const MIB = 64
 const SMALL_FILES = 2000
 const RUNS = 5
 
-export interface FileRow {
-  readonly name: string
-  readonly runsc: string
-  readonly baseline: string
-  readonly ratio: string
-  readonly aim: string
-}
-
-interface Options {
-  readonly progress: (text: string) => void
-  readonly verbose: (label: string, samples: Record<string, ReadonlyArray<number>>) => void
-}
-
-const mibPerSecond = (ms: number) => `${((MIB * 1000) / ms).toFixed(0)} MiB/s (${ms.toFixed(0)} ms)`
+const throughput = (ms: number) => mibPerSecond(MIB, ms)
 const opsPerSecond = (ms: number) => `${((SMALL_FILES * 1000) / ms).toFixed(0)} files/s (${ms.toFixed(0)} ms)`
 
 /** The guest's run on the kernel and under node:wasi, `runs` times each after a warm-up, interleaved; ms. */
@@ -81,11 +69,11 @@ const paired = async (
   return { runsc, baseline }
 }
 
-export const benchFiles = async (rt: KernelRuntime, options: Options): Promise<ReadonlyArray<FileRow>> => {
+export const benchFiles = async (rt: KernelRuntime, options: BenchOptions): Promise<ReadonlyArray<BenchRow>> => {
   const bytes = Fs.readFileSync(fixture("fsbench"))
   const module = await WebAssembly.compile(bytes as Uint8Array<ArrayBuffer>)
   const dir = Fs.mkdtempSync(Path.join(Os.tmpdir(), "runsc-bench-files-"))
-  const rows: Array<FileRow> = []
+  const rows: Array<BenchRow> = []
   const removeBig = () => Fs.rmSync(Path.join(dir, "big"), { force: true })
   const row = (name: string, t: { runsc: Array<number>; baseline: Array<number> }, show: (ms: number) => string, aim: number | undefined) => {
     options.verbose(name, t)
@@ -108,13 +96,13 @@ export const benchFiles = async (rt: KernelRuntime, options: Options): Promise<R
     row(
       `13. large-file write: ${MIB} MiB in 64 KiB writes → host file (an rw bind mount) (throughput, median of ${RUNS})`,
       await paired(rt, module, bytes, dir, write, "writable", wrote, removeBig),
-      mibPerSecond,
+      throughput,
       undefined
     )
     row(
       `13b. large-file write: ${MIB} MiB → the overlay root (memory; node:wasi writes the host file) (throughput, median of ${RUNS})`,
       await paired(rt, module, bytes, dir, write, "overlay", wrote, removeBig),
-      mibPerSecond,
+      throughput,
       undefined
     )
     options.progress(`14. large-file read, ${MIB} MiB`)
@@ -122,7 +110,7 @@ export const benchFiles = async (rt: KernelRuntime, options: Options): Promise<R
     row(
       `14. large-file read: ${MIB} MiB in 64 KiB reads ← host file (the gofer root) (throughput, median of ${RUNS})`,
       await paired(rt, module, bytes, dir, ["fsbench", "read", "/big"], "readonly", `read ${MIB * 1024 * 1024}\n`, () => undefined),
-      mibPerSecond,
+      throughput,
       0.8
     )
     removeBig()

@@ -16,7 +16,8 @@ import { pathToFileURL } from "node:url"
 import { Worker } from "node:worker_threads"
 import type { ProbedWorkerRecord, ProbeLine, WorkerProbeLine } from "./cliProbe.js"
 import { benchCli } from "./cli.js"
-import { benchDestroy100, benchExec, benchIdleMem, benchLifecycle, benchSignal, type ContainerBenchOptions } from "./containers.js"
+import { benchDestroy100, benchExec, benchIdleMem, benchLifecycle, benchSignal } from "./containers.js"
+import { type BenchOptions, type BenchRow } from "./row.js"
 import { benchFiles } from "./files.js"
 import { benchStdin } from "./stdin.js"
 import { channelFloor, floorSpinPolicy } from "./floor.js"
@@ -54,14 +55,7 @@ const SPAWN_RUNS = 10 // worker spawn
 
 // ---- output ------------------------------------------------------------------------------------
 
-interface Row {
-  readonly name: string
-  readonly runsc: string
-  readonly baseline: string
-  readonly ratio: string
-  readonly aim: string
-}
-const rows: Array<Row> = []
+const rows: Array<BenchRow> = []
 const splitRows: Array<{ phase: string; value: string; note: string }> = []
 const notes: Array<string> = []
 
@@ -75,7 +69,7 @@ const verbose = (label: string, samples: Record<string, ReadonlyArray<number>>) 
 
 const ratioAim = (ratio: number, limit: number) => (Number.isFinite(ratio) ? `≤ ${limit}× (${ratio <= limit ? "met" : "missed"})` : `≤ ${limit}×`)
 
-const failedRow = (name: string, error: unknown): Row => ({
+const failedRow = (name: string, error: unknown): BenchRow => ({
   name,
   runsc: `failed: ${error instanceof Error ? error.message : String(error)}`.slice(0, 120),
   baseline: "",
@@ -131,13 +125,13 @@ const throughput = async (
   return result
 }
 
-const perCallRow = (name: string, t: Throughput, calls: number, limit: number): Row => {
+const perCallRow = (name: string, t: Throughput, calls: number, limit: number): BenchRow => {
   const r = median(t.runsc.map((ms) => (ms * 1e6) / calls))
   const b = median(t.baseline.map((ms) => (ms * 1e6) / calls))
   return { name, runsc: fmtNs(r), baseline: fmtNs(b), ratio: fmtRatio(r / b), aim: ratioAim(r / b, limit) }
 }
 
-const wallRow = (name: string, runsc: Array<number>, baseline: Array<number>, aim: string | number): Row => {
+const wallRow = (name: string, runsc: Array<number>, baseline: Array<number>, aim: string | number): BenchRow => {
   const r = median(runsc)
   const b = median(baseline)
   return { name, runsc: fmtMs(r), baseline: fmtMs(b), ratio: fmtRatio(r / b), aim: typeof aim === "number" ? ratioAim(r / b, aim) : aim }
@@ -681,7 +675,7 @@ const benchColdSplit = () => {
 
 const table = (): string => {
   const header = "| benchmark | runsc | baseline (node:wasi, same guest, same run) | ratio (runsc/baseline) | aim |\n|---|---:|---:|---:|---|"
-  const key = (r: Row) => {
+  const key = (r: BenchRow) => {
     const m = /^(\d+)([a-z]?)/.exec(r.name)
     return m ? Number(m[1]) * 100 + (m[2] ? m[2].charCodeAt(0) - 96 : 0) : 10_000
   }
@@ -717,7 +711,7 @@ const main = async () => {
   const onlyArg = process.argv.find((a) => a.startsWith("--only="))
   const only = onlyArg === undefined ? undefined : new Set(onlyArg.slice("--only=".length).split(","))
   const want = (key: string) => only === undefined || only.has(key)
-  const containerBench = async (name: string, f: (options: ContainerBenchOptions) => Promise<ReadonlyArray<Row>>) => {
+  const containerBench = async (name: string, f: (options: BenchOptions) => Promise<ReadonlyArray<BenchRow>>) => {
     try {
       rows.push(...(await f({ progress, verbose })))
     } catch (e) {

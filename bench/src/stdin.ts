@@ -11,25 +11,13 @@ import * as Path from "node:path"
 import { runNodeWasi } from "./nodeWasi.js"
 import { fixture, fixturesDir } from "./paths.js"
 import { type KernelRuntime, runOnKernel } from "./runscKernel.js"
+import { type BenchOptions, type BenchRow, mibPerSecond } from "./row.js"
 import { fmtRatio, median } from "./stats.js"
 
 const MIB = 64
 const RUNS = 5
 
-export interface StdinRow {
-  readonly name: string
-  readonly runsc: string
-  readonly baseline: string
-  readonly ratio: string
-  readonly aim: string
-}
-
-interface Options {
-  readonly progress: (text: string) => void
-  readonly verbose: (label: string, samples: Record<string, ReadonlyArray<number>>) => void
-}
-
-const mibPerSecond = (ms: number) => `${((MIB * 1000) / ms).toFixed(0)} MiB/s (${ms.toFixed(0)} ms)`
+const throughput = (ms: number) => mibPerSecond(MIB, ms)
 
 /**
  * Runs `read` with the read end of a FIFO that a new `head -c` writes MIB MiB of zeros into;
@@ -48,7 +36,7 @@ const withFilledPipe = async (fifo: string, read: (fd: number) => Promise<number
   }
 }
 
-export const benchStdin = async (rt: KernelRuntime, devNull: number, options: Options): Promise<ReadonlyArray<StdinRow>> => {
+export const benchStdin = async (rt: KernelRuntime, devNull: number, options: BenchOptions): Promise<ReadonlyArray<BenchRow>> => {
   const bytes = Fs.readFileSync(fixture("cat"))
   const module = await WebAssembly.compile(bytes as Uint8Array<ArrayBuffer>)
   const dir = Fs.mkdtempSync(Path.join(Os.tmpdir(), "runsc-bench-stdin-"))
@@ -72,7 +60,7 @@ export const benchStdin = async (rt: KernelRuntime, devNull: number, options: Op
     options.verbose(name, { runsc, baseline })
     const r = median(runsc)
     const b = median(baseline)
-    return [{ name, runsc: mibPerSecond(r), baseline: mibPerSecond(b), ratio: fmtRatio(b / r), aim: "—" }]
+    return [{ name, runsc: throughput(r), baseline: throughput(b), ratio: fmtRatio(b / r), aim: "—" }]
   } finally {
     Fs.rmSync(dir, { recursive: true, force: true })
   }

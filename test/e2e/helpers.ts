@@ -203,6 +203,22 @@ export const makeTempDir = (prefix = "runsc-e2e-"): Promise<string> => Fs.promis
 
 export const removeDir = (dir: string): Promise<void> => Fs.promises.rm(dir, { recursive: true, force: true })
 
+/**
+ * SIGKILLs the sandbox of every state record under `work`'s `root-*` state directories: a test
+ * that failed half-way may have left one behind, and none may outlive the suite.
+ */
+export const killSandboxesUnder = (work: string): void => {
+  for (const dir of Fs.readdirSync(work).filter((d) => d.startsWith("root-"))) {
+    for (const file of Fs.readdirSync(Path.join(work, dir)).filter((f) => f.endsWith(".state.json"))) {
+      try {
+        process.kill(JSON.parse(Fs.readFileSync(Path.join(work, dir, file), "utf8")).sandboxPid, "SIGKILL")
+      } catch {
+        // Gone already, or not a state record.
+      }
+    }
+  }
+}
+
 /** Writes an executable file (mode 0755) at `rel` inside `root`, creating parent directories. */
 export const putExecutable = async (root: string, rel: string, bytes: Uint8Array | string): Promise<string> => {
   const target = Path.join(root, rel)

@@ -16,6 +16,7 @@ import {
   installFixtures,
   lines,
   makeBundle,
+  killSandboxesUnder,
   makeTempDir,
   putExecutable,
   removeDir,
@@ -35,15 +36,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   // A test that failed half-way may have left a sandbox behind: none may outlive the suite.
-  for (const dir of Fs.readdirSync(work).filter((d) => d.startsWith("root-"))) {
-    for (const file of Fs.readdirSync(Path.join(work, dir)).filter((f) => f.endsWith(".state.json"))) {
-      try {
-        process.kill(JSON.parse(Fs.readFileSync(Path.join(work, dir, file), "utf8")).sandboxPid, "SIGKILL")
-      } catch {
-        // Gone already, or not a state record.
-      }
-    }
-  }
+  killSandboxesUnder(work)
   await removeDir(work)
   for (const dir of bundles) await removeDir(dir)
 })

@@ -8,7 +8,7 @@ import { spawn } from "node:child_process"
 import * as Fs from "node:fs"
 import * as Path from "node:path"
 import { afterAll, beforeAll } from "vitest"
-import { cliFailureLine, createContainer, describeResult, lines, makeBundle, makeTempDir, removeDir, runsc, startRunsc, uniqueId } from "./helpers.js"
+import { cliFailureLine, createContainer, describeResult, killSandboxesUnder, lines, makeBundle, makeTempDir, removeDir, runsc, startRunsc, uniqueId } from "./helpers.js"
 
 let work = ""
 let sleeper: { readonly dir: string } | undefined
@@ -22,15 +22,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   // A test that failed half-way may have left a sandbox process behind: none may outlive the suite.
-  for (const dir of Fs.readdirSync(work).filter((d) => d.startsWith("root-"))) {
-    for (const file of Fs.readdirSync(Path.join(work, dir)).filter((f) => f.endsWith(".state.json"))) {
-      try {
-        process.kill(JSON.parse(Fs.readFileSync(Path.join(work, dir, file), "utf8")).sandboxPid, "SIGKILL")
-      } catch {
-        // Gone already, or not a state record.
-      }
-    }
-  }
+  killSandboxesUnder(work)
   await removeDir(work)
   if (sleeper) await removeDir(sleeper.dir)
   if (exiter) await removeDir(exiter.dir)
