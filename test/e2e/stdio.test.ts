@@ -232,3 +232,25 @@ describe.concurrent("reads of host stdin", { timeout: TEST_LIMIT_MS }, () => {
     assert.strictEqual(r.stdout.toString(), "EAGAIN\nthen: late\n", show(r))
   })
 })
+
+describe("a confined sandbox's stdio (create, start)", { timeout: TEST_LIMIT_MS }, () => {
+  it("a guest blocked writing to a full pipe that is blocking on the host dies at once of SIGKILL", async () => {
+    const writer = (await makeBundle(["/bin/pipewrite", "yes"], ["pipewrite"])).dir
+    try {
+      // The container's stdout is a FIFO a reader holds open and never reads: after 64 KiB every
+      // write waits. The FIFO's host descriptor is blocking.
+      const r = await shell(`
+        W="$(mktemp -d)"; mkfifo "$W/p"
+        sleep 600 < "$W/p" & SLEEPER=$!
+        "$RUNSC" --root "$W/s" create --bundle "${writer}" full > "$W/p"
+        "$RUNSC" --root "$W/s" start full
+        sleep 1
+        "$RUNSC" --root "$W/s" kill full KILL
+        timeout 10 "$RUNSC" --root "$W/s" wait full; echo "wait $?"
+        "$RUNSC" --root "$W/s" delete --force full; kill $SLEEPER; rm -rf "$W"`)
+      assert.strictEqual(r.stdout.toString(), `{"id":"full","exitStatus":137}\nwait 0\n`, show(r))
+    } finally {
+      await removeDir(writer)
+    }
+  })
+})

@@ -38,6 +38,7 @@
  *   futimens(fd, atime, mtime)                      -> 0
  *   fsync(fd, dataOnly)                             -> 0
  *   appendWrite(fd, bytes)                          -> n         one write at the end of the file, as O_APPEND
+ *   reopenStream(fd)                                -> [fd, access]  the same pipe or terminal, a description of our own
  *   fdLimit()                                       -> n         RLIMIT_NOFILE, its soft limit raised to the hard one
  *   useOpenat2(enabled)                             -> whether it was in use   (tests: the walk without it)
  *
@@ -566,6 +567,39 @@ static napi_value append_write(napi_env env, napi_callback_info info) {
   return n < 0 ? errno_result(env, errno) : number(env, n);
 }
 
+/*
+ * A description of the sandbox's own of the pipe or terminal `fd` refers to (its stdio, shared
+ * with other host processes), opened through /proc/self/fd with `fd`'s access mode — a pipe must
+ * get no end it did not have, or an extra write end would keep its readers from ever seeing end
+ * of file — non-blocking (so the sentry and the guest's worker never wait in a host call, and a
+ * kill always lands), and O_NOCTTY (a terminal must not become the sandbox's controlling one).
+ * Only FIFOs and character devices; checked to be the same file.
+ */
+static napi_value reopen_stream(napi_env env, napi_callback_info info) {
+  ARGS(1)
+  int fd;
+  if (arg_int(env, argv[0], &fd)) return errno_result(env, EINVAL);
+  struct stat before;
+  if (fstat(fd, &before) != 0) return errno_result(env, errno);
+  if (!S_ISFIFO(before.st_mode) && !S_ISCHR(before.st_mode)) return errno_result(env, EINVAL);
+  int flags = fcntl(fd, F_GETFL);
+  if (flags < 0) return errno_result(env, errno);
+  char link[64];
+  snprintf(link, sizeof link, "/proc/self/fd/%d", fd);
+  int opened = open(link, (flags & O_ACCMODE) | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
+  if (opened < 0) return errno_result(env, errno);
+  struct stat after;
+  if (fstat(opened, &after) != 0 || after.st_dev != before.st_dev || after.st_ino != before.st_ino || after.st_rdev != before.st_rdev) {
+    close(opened);
+    return errno_result(env, ENOENT);
+  }
+  napi_value result;
+  napi_create_array_with_length(env, 2, &result);
+  napi_set_element(env, result, 0, number(env, opened));
+  napi_set_element(env, result, 1, number(env, flags & O_ACCMODE));
+  return result;
+}
+
 static napi_value fd_limit(napi_env env, napi_callback_info info) {
   (void)info;
   struct rlimit limit;
@@ -609,6 +643,7 @@ static napi_value init(napi_env env, napi_value exports) {
     {"futimens", NULL, futimens_fd, NULL, NULL, NULL, napi_enumerable, NULL},
     {"fsync", NULL, fsync_fd, NULL, NULL, NULL, napi_enumerable, NULL},
     {"appendWrite", NULL, append_write, NULL, NULL, NULL, napi_enumerable, NULL},
+    {"reopenStream", NULL, reopen_stream, NULL, NULL, NULL, napi_enumerable, NULL},
     {"fdLimit", NULL, fd_limit, NULL, NULL, NULL, napi_enumerable, NULL},
     {"useOpenat2", NULL, use_openat2, NULL, NULL, NULL, napi_enumerable, NULL},
   };

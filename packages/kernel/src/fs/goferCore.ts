@@ -36,6 +36,8 @@ interface Addon {
   futimens(fd: number, atime: bigint, mtime: bigint): number
   fsync(fd: number, dataOnly: boolean): number
   appendWrite(fd: number, bytes: Uint8Array): number
+  /** A non-blocking description of the sandbox's own of the pipe or terminal `fd`, and its access mode (O_RDONLY, O_WRONLY, O_RDWR). */
+  reopenStream(fd: number): Result<[number, number]>
   /** The process's RLIMIT_NOFILE, its soft limit first raised to the hard one. */
   fdLimit(): number
   /** Whether directories are resolved with openat2 (the default where the kernel has it) or by the walk; returns the previous setting. */
@@ -44,8 +46,8 @@ interface Addon {
 
 let loaded: Addon | GoferUnavailable | undefined
 
-/** The core, loaded at first use. */
-export const goferCore: Effect.Effect<Addon, GoferUnavailable> = Effect.suspend(() => {
+/** The core, or why it cannot be had; loaded at first use. */
+export const loadGoferCore = (): Addon | GoferUnavailable => {
   if (loaded === undefined) {
     try {
       loaded = createRequire(import.meta.url)("@runsc/kernel/gofer") as Addon
@@ -53,7 +55,12 @@ export const goferCore: Effect.Effect<Addon, GoferUnavailable> = Effect.suspend(
       loaded = new GoferUnavailable({ reason: (e as Error).message.split("\n")[0]! })
     }
   }
-  return loaded instanceof GoferUnavailable ? Effect.fail(loaded) : Effect.succeed(loaded)
+  return loaded
+}
+
+export const goferCore: Effect.Effect<Addon, GoferUnavailable> = Effect.suspend(() => {
+  const core = loadGoferCore()
+  return core instanceof GoferUnavailable ? Effect.fail(core) : Effect.succeed(core)
 })
 
 /** Linux errno numbers (as the core returns them, negated) to WASI's. */

@@ -7,13 +7,14 @@
  * they are read and written with synchronous calls. Pipes, terminals and sockets can wait (a
  * read of an empty pipe, a write to a full one), and the sentry's thread must never wait on the
  * host. The host fd's own description is usually shared with other host processes (a shell's
- * pipe, the user's terminal), so its O_NONBLOCK flag is not ours to change: where the sandbox
- * process may open /proc/self/fd, it opens a description of its own of the same pipe or
- * terminal, non-blocking, and tries each read and write there first. What would wait then waits
+ * pipe, the user's terminal), so its O_NONBLOCK flag is not ours to change: the sandbox opens a
+ * description of its own of the same pipe or terminal (through /proc/self/fd, by the gofer's
+ * core, so under Node's permission model too), non-blocking, and tries each read and write
+ * there first. What would wait then waits
  * without holding the sentry: a read as one host read on libuv's pool, whose bytes wait here for
  * the next reader if the one that asked has gone; a write as attempts spaced in time. Without a
- * description of its own (a socket, which cannot be reopened; a sandbox under Node's permission
- * model), every read and write goes through libuv's pool.
+ * description of its own (a socket, which cannot be reopened), every read and write goes through
+ * libuv's pool.
  *
  * Semantics are Linux's: a blocking write goes in whole, an O_NONBLOCK one is short or fails
  * EAGAIN, as does an O_NONBLOCK read with nothing to read (where the description of our own
@@ -25,8 +26,9 @@ import { Duration, Effect, Exit, Schedule } from "effect"
 import * as Fs from "node:fs"
 import * as Tty from "node:tty"
 import { Changes } from "../changes.js"
-import { fail, fromHostError, type SyscallError } from "../errors.js"
+import { fail, fromHostError, GoferUnavailable, type SyscallError } from "../errors.js"
 import { READ_AT_HOST_OFFSET, READ_VIA_SENTRY } from "../platform/channel.js"
+import { failed, loadGoferCore } from "./goferCore.js"
 import { toStat } from "./host.js"
 import type { FileDescription, Stat } from "./inode.js"
 
@@ -111,37 +113,18 @@ interface OwnDescription {
 }
 
 /**
- * Reopens a pipe or terminal through /proc/self/fd, non-blocking, with the host fd's own access
- * mode (read from /proc/self/fdinfo): a pipe must get no end it did not have, or an extra write
- * end would keep its readers from ever seeing end of file. O_NOCTTY: a terminal opened here
- * must not become the sandbox's controlling terminal. Undefined where /proc cannot be read
- * (Node's permission model) or the fd cannot be reopened (a FIFO without a reader).
+ * Reopens a pipe or terminal as a description of the sandbox's own, non-blocking, through the
+ * gofer's core (goferCore.ts: /proc/self/fd, with the host fd's own access mode, O_NOCTTY), which
+ * works under Node's permission model too. Undefined where it cannot be reopened (a FIFO without
+ * a reader, no core).
  */
-const reopenNonBlocking = (hostFd: number, st: Fs.Stats): OwnDescription | undefined => {
-  let access: number
-  try {
-    const flags = /^flags:\s*([0-7]+)$/m.exec(Fs.readFileSync(`/proc/self/fdinfo/${hostFd}`, "utf8"))
-    if (flags === null) return undefined
-    access = parseInt(flags[1]!, 8) & 3
-  } catch {
-    return undefined
-  }
-  const { O_NOCTTY, O_NONBLOCK, O_RDONLY, O_RDWR, O_WRONLY } = Fs.constants
-  if (access !== O_RDONLY && access !== O_WRONLY && access !== O_RDWR) return undefined
-  let fd: number
-  try {
-    fd = Fs.openSync(`/proc/self/fd/${hostFd}`, access | O_NONBLOCK | O_NOCTTY)
-  } catch {
-    return undefined
-  }
-  try {
-    const again = Fs.fstatSync(fd)
-    if (again.dev === st.dev && again.ino === st.ino) return { fd, readable: access !== O_WRONLY, writable: access !== O_RDONLY }
-  } catch {
-    // Not what we asked for: closed below.
-  }
-  Fs.closeSync(fd)
-  return undefined
+const reopenNonBlocking = (hostFd: number): OwnDescription | undefined => {
+  const core = loadGoferCore()
+  if (core instanceof GoferUnavailable) return undefined
+  const reopened = core.reopenStream(hostFd)
+  if (failed(reopened)) return undefined
+  const [fd, access] = reopened
+  return { fd, readable: access !== Fs.constants.O_WRONLY, writable: access !== Fs.constants.O_RDONLY }
 }
 
 /** Bytes poll's read takes from a host stream at most. */
@@ -178,7 +161,7 @@ const hostStreamOf = (hostFd: number, st: Fs.Stats | undefined, options: HostStr
   const filetype = st?.isCharacterDevice() ? FileType.CHARACTER_DEVICE : FileType.UNKNOWN
   const isTerminal = Tty.isatty(hostFd)
   const memoryDevice = st !== undefined && isMemoryDevice(st)
-  const own = st !== undefined && !memoryDevice && (st.isFIFO() || isTerminal) ? reopenNonBlocking(hostFd, st) : undefined
+  const own = st !== undefined && !memoryDevice && (st.isFIFO() || isTerminal) ? reopenNonBlocking(hostFd) : undefined
   /** Where a read or write is tried without waiting: undefined when only the pool can do it. */
   const readNow = memoryDevice ? hostFd : own?.readable ? own.fd : undefined
   const writeNow = memoryDevice ? hostFd : own?.writable ? own.fd : undefined
