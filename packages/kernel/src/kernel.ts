@@ -26,7 +26,7 @@ import {
   SIGSYS
 } from "@runsc/abi"
 import { getEnv } from "@runsc/spec"
-import { Clock, Context, Deferred, Effect, Exit, Fiber, FiberId, FiberSet, Layer, Scope } from "effect"
+import { Cause, Clock, Context, Deferred, Effect, Exit, Fiber, FiberId, FiberSet, Layer, Scope } from "effect"
 import * as Os from "node:os"
 import { type ExecNotFound, fail, type InvalidModule, type NotWasm, SandboxOutOfMemory, type SyscallError } from "./errors.js"
 import { DescriptionRefs, type FdEntry, FdTable } from "./fs/fdTable.js"
@@ -397,7 +397,17 @@ const makeKernel = (options: KernelOptions): Effect.Effect<KernelShape, never, S
     const runTask = (tg: ThreadGroup, program: CachedModule): Effect.Effect<void> =>
       Effect.uninterruptibleMask((restore) =>
         Effect.gen(function*() {
-          const worker = yield* pool.acquire
+          const acquired = yield* Effect.exit(pool.acquire)
+          if (Exit.isFailure(acquired)) {
+            // No thread to run it on: the kernel is shutting down, or a worker's script cannot
+            // load (a broken install), which no retry cures. The process dies as killed and says why.
+            const why = Cause.squash(acquired.cause)
+            tg.fault = Cause.isInterruptedOnly(acquired.cause) ? undefined : `no worker thread: ${why instanceof Error ? why.message : String(why)}`
+            if (tg.fault !== undefined) yield* Effect.logError(`pid ${tg.rootPid}: ${tg.fault}`)
+            tg.state = "exiting"
+            return yield* releaseTask(tg, program, signaled(SIGKILL))
+          }
+          const worker = acquired.value
           const words = worker.channel.words
           Atomics.store(words, Word.STATE, State.IDLE)
           tg.worker = worker
@@ -439,17 +449,22 @@ const makeKernel = (options: KernelOptions): Effect.Effect<KernelShape, never, S
           // by a kill) leaves a healthy worker, which goes back to the pool.
           if (outcome._tag === "WorkerDied") yield* worker.terminate
           yield* pool.release(worker)
-          // The guest no longer runs: its memory, its worker's share and its module go back.
-          memory.release(processCharge(tg))
-          tg.memoryPages = 0
-          tg.memoryShare = 0
-          program.release()
-          yield* tg.fdTable.closeAll
-          tg.state = "exited"
-          yield* Deferred.succeed(tg.exitStatus, status)
-          yield* leaveProcessTree(tg)
+          yield* releaseTask(tg, program, status)
         })
       )
+
+    /** The end of a task whose guest no longer runs: its memory, its worker's share, its module and its fds go back; its status is final. */
+    const releaseTask = (tg: ThreadGroup, program: CachedModule, status: ExitStatus): Effect.Effect<void> =>
+      Effect.gen(function*() {
+        memory.release(processCharge(tg))
+        tg.memoryPages = 0
+        tg.memoryShare = 0
+        program.release()
+        yield* tg.fdTable.closeAll
+        tg.state = "exited"
+        yield* Deferred.succeed(tg.exitStatus, status)
+        yield* leaveProcessTree(tg)
+      })
 
     /**
      * After a process has exited: its children go to the init of their namespace when that init

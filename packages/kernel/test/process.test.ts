@@ -10,6 +10,7 @@ import {
   Kernel,
   ModuleCache,
   PidNamespace,
+  type GuestPlatform,
   scriptedPlatform,
   type ThreadGroup
 } from "../src/index.js"
@@ -432,5 +433,32 @@ describe("kernel scope", () => {
       yield* Scope.close(scope, Exit.void).pipe(
         Effect.timeoutFail({ duration: "1 second", onTimeout: () => new Error("teardown waited for the retirement") })
       )
+    }))
+
+  // A worker whose script cannot load (a broken install) used to make every process start wait
+  // forever: the pool took the failed start for a terminated one and started another.
+  it.scopedLive("a worker thread that cannot start ends the process as killed, saying why, instead of a start that never ends", () =>
+    Effect.gen(function*() {
+      const scope = yield* Scope.make()
+      const broken: GuestPlatform = { spawn: () => ({ ready: Effect.dieMessage("its script threw"), kill: Effect.void }) }
+      const context = yield* Layer.buildWithScope(Kernel.layer({ warmWorkers: 0, prestartWorkers: 0, platform: broken }), scope)
+      const kernel = Context.get(context, Kernel)
+      const root = yield* rootOf(yield* tempDir())
+      const tg = yield* kernel.startProcess({
+        containerId: "t",
+        argv: ["exit", "0"],
+        env: [],
+        root,
+        cwd: root,
+        programPath: "/exit",
+        programBytes: fixture("exit"),
+        stdio: []
+      })
+      const status = yield* Deferred.await(tg.exitStatus).pipe(
+        Effect.timeoutFail({ duration: "5 seconds", onTimeout: () => new Error("the process never ended") })
+      )
+      assert.deepStrictEqual(status, Signaled(9))
+      assert.match(tg.fault ?? "", /no worker thread: .*its script threw/)
+      yield* Scope.close(scope, Exit.void)
     }))
 })

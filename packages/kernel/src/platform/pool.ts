@@ -13,7 +13,7 @@ import { Deferred, Effect, Exit, FiberId, FiberSet, Scope } from "effect"
 import { readFileSync } from "node:fs"
 import type { Worker } from "node:worker_threads"
 import type { ChannelViews, FromWorker, GuestEnd, ToWorker } from "./channel.js"
-import { type StartingThread, startGuestThread } from "./startThread.js"
+import { type StartingThread, startGuestThread, ThreadExited } from "./startThread.js"
 
 /** How a run ended: the guest's own end, or the thread died (terminated or crashed). */
 export type RunOutcome = { readonly _tag: "Guest"; readonly end: GuestEnd } | { readonly _tag: "WorkerDied"; readonly reason: string }
@@ -123,11 +123,20 @@ export class GuestWorker implements GuestThread {
   }
 }
 
-/** A worker thread being started (by the pool, or before it by the CLI's executable). */
+/**
+ * A worker thread being started (by the pool, or before it by the CLI's executable). One that
+ * was terminated first is an interruption; one whose script failed is a defect of the install,
+ * which no retry would cure: every process start fails with it instead of waiting forever.
+ */
 const spawnedWorker = (starting: StartingThread): SpawnedThread => ({
   ready: Effect.flatMap(
-    Effect.promise(() => starting.ready.then((tid) => tid, () => undefined)),
-    (tid) => (tid === undefined ? Effect.interrupt : Effect.succeed(new GuestWorker(starting.thread, starting.channel, tid)))
+    Effect.promise(() => starting.ready.then((tid) => tid, (error: unknown) => (error instanceof ThreadExited ? undefined : error as Error))),
+    (tid) =>
+      tid === undefined
+        ? Effect.interrupt
+        : typeof tid === "number"
+        ? Effect.succeed(new GuestWorker(starting.thread, starting.channel, tid))
+        : Effect.dieMessage(`a guest worker thread failed to start: ${tid.message}`)
   ),
   kill: Effect.promise(() => starting.thread.terminate().then(() => undefined, () => undefined))
 })

@@ -17,9 +17,16 @@ const workerScript = pathToFileURL(createRequire(import.meta.url).resolve("@runs
 export interface StartingThread {
   readonly thread: Worker
   readonly channel: ChannelViews
-  /** Resolves with the thread's Linux tid (0 if unknown) when it is ready to run guests; rejects if it died first. */
+  /**
+   * Resolves with the thread's Linux tid (0 if unknown) when it is ready to run guests. If it
+   * died first: rejects with the error its script threw (runsc's install is broken), or with a
+   * ThreadExited when it exited (it was terminated).
+   */
   readonly ready: Promise<number>
 }
+
+/** A thread that exited before it was ready (terminated), as opposed to one whose script failed. */
+export class ThreadExited extends Error {}
 
 export const startGuestThread = (): StartingThread => {
   const channel = ChannelViews.allocate()
@@ -27,7 +34,7 @@ export const startGuestThread = (): StartingThread => {
   const ready = new Promise<number>((resolve, reject) => {
     thread.once("message", (m: FromWorker) => m._tag === "Ready" && resolve(m.tid))
     thread.once("error", reject)
-    thread.once("exit", (code) => reject(new Error(`guest worker exited (${code}) before it was ready`)))
+    thread.once("exit", (code) => reject(new ThreadExited(`guest worker exited (${code}) before it was ready`)))
   })
   // Whoever adopts the thread observes `ready`; a thread nobody adopted must not turn into an
   // unhandled rejection.
