@@ -17,6 +17,10 @@
  * walked downwards from the tree's descriptor, and a symlink anywhere on it is a failure. What
  * changed under a directory the sentry holds is ENOENT, as when the directory was removed.
  *
+ * Besides, the few calls on descriptors the sandbox already holds that Node lacks: an append
+ * that is one O_APPEND write, a non-blocking description of the sandbox's own of a pipe or
+ * terminal it was given as stdio, and its RLIMIT_NOFILE.
+ *
  * Conventions: functions return a result or -errno (a number), never throw; every descriptor
  * this addon makes is close-on-exec; names are single components ("" for the directory itself
  * where a function allows it), and a path with "", "." or ".." components is EINVAL.

@@ -1,8 +1,10 @@
 /**
  * The gofer's native core (native/gofer.c, built at install as dist/gofer.node): host file
  * operations made relative to a tree's directory descriptor, one component at a time, never
- * following a host symlink. This module loads it once and gives its calls TypeScript types;
- * what the calls guarantee is said in the C file's header.
+ * following a host symlink; and the few calls on descriptors the sandbox already holds that Node
+ * lacks (an O_APPEND write, a non-blocking description of its own stdio, its descriptor limit).
+ * This module loads it once and gives its calls TypeScript types; what the calls guarantee is
+ * said in the C file's header.
  *
  * There is no fallback: without the addon no host tree can be mounted (GoferUnavailable), since
  * resolving host paths by name is exactly what lets a guest that renames directories through
