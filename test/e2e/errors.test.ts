@@ -4,6 +4,7 @@
  * says what is wrong (a full cause only with --debug).
  */
 import { assert, describe, it } from "@effect/vitest"
+import { spawn } from "node:child_process"
 import * as Fs from "node:fs"
 import * as Path from "node:path"
 import { afterAll, beforeAll } from "vitest"
@@ -12,6 +13,7 @@ import {
   cFixture,
   cliFailureLine,
   describeResult,
+  helloBundle,
   installFixtures,
   lines,
   makeBundle,
@@ -19,6 +21,7 @@ import {
   putExecutable,
   putFile,
   removeDir,
+  repoRoot,
   runsc,
   uniqueId
 } from "./helpers.js"
@@ -108,6 +111,20 @@ describe.concurrent("runsc do: programs that cannot run", () => {
       assert.include(line, "invalid WebAssembly module")
       assert.include(line, "no_such_syscall")
     }
+  })
+
+  it("without the gofer's native core (addons refused, as when no C compiler built it): a typed error that says so, never a fallback", async () => {
+    const r = await new Promise<{ code: number | null; stderr: string }>((resolve) => {
+      const rootfs = Path.join(helloBundle, "rootfs")
+      const args = ["--no-addons", Path.join(repoRoot, "apps/runsc/bin/runsc.js"), "do", "--root-dir", rootfs, Path.join(rootfs, "bin/hello")]
+      const child = spawn(process.execPath, args, { stdio: ["ignore", "ignore", "pipe"] })
+      let stderr = ""
+      child.stderr!.on("data", (chunk: Buffer) => (stderr += chunk.toString()))
+      child.once("close", (code) => resolve({ code, stderr }))
+    })
+    assert.strictEqual(r.code, 128, r.stderr)
+    assert.match(r.stderr, /^runsc: root filesystem .*: the gofer's native core is not built, so no host directory can be mounted \(reinstall with a C compiler/)
+    assert.lengthOf(lines(r.stderr), 1)
   })
 
   it("a directory as program: refused with one line", async () => {
