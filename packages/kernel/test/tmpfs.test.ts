@@ -1,7 +1,8 @@
 /**
- * tmpfs's byte budget under random programs of creates, writes, truncates, links, unlinks and
- * renames: what it counts is always the size of the files that have a name, never above its
- * limit, and a refused change (ENOSPC) leaves the file as it was.
+ * tmpfs's byte budget under random programs of creates, writes, truncates, links, unlinks,
+ * renames and descriptions held open: what it counts is always the size of the files that have
+ * a name or an open description (an unlinked file open somewhere keeps its data, as on Linux),
+ * never above its limit, and a refused change (ENOSPC) leaves the file as it was.
  */
 import { assert, it } from "@effect/vitest"
 import { FileType } from "@runsc/abi"
@@ -16,10 +17,12 @@ const op = FastCheck.oneof(
   FastCheck.record({ kind: FastCheck.constant("truncate" as const), name: FastCheck.constantFrom(...names), size: FastCheck.nat(5000) }),
   FastCheck.record({ kind: FastCheck.constant("link" as const), name: FastCheck.constantFrom(...names), to: FastCheck.constantFrom(...names) }),
   FastCheck.record({ kind: FastCheck.constant("unlink" as const), name: FastCheck.constantFrom(...names) }),
-  FastCheck.record({ kind: FastCheck.constant("rename" as const), name: FastCheck.constantFrom(...names), to: FastCheck.constantFrom(...names) })
+  FastCheck.record({ kind: FastCheck.constant("rename" as const), name: FastCheck.constantFrom(...names), to: FastCheck.constantFrom(...names) }),
+  FastCheck.record({ kind: FastCheck.constant("hold" as const), name: FastCheck.constantFrom(...names) }),
+  FastCheck.record({ kind: FastCheck.constant("release" as const), which: FastCheck.nat(5) })
 )
 
-it.effect.prop("the budget is the sum of named files' sizes, within the limit", [FastCheck.array(op, { maxLength: 40 })], ([ops]) =>
+it.effect.prop("the budget is the sum of the sizes of files named or held open, within the limit", [FastCheck.array(op, { maxLength: 40 })], ([ops]) =>
   Effect.gen(function*() {
     const account = new MemoryAccount(LIMIT * 2)
     const root = yield* Tmpfs.make({ instance: 1, limit: LIMIT, account })
@@ -30,15 +33,23 @@ it.effect.prop("the budget is the sum of named files' sizes, within the limit", 
         Either.isRight(found)
           ? Effect.map(found.right.open({ read: true, write: true }), (file) => ({ inode: found.right, file }))
           : Effect.flatMap(changes.create(name), (inode) => Effect.map(inode.open({ read: true, write: true }), (file) => ({ inode, file }))))
+    // Descriptions the program keeps open (written through too, whether named or not).
+    const held: Array<FileDescription> = []
     for (const o of ops) {
       if (o.kind === "write") {
-        const { file } = yield* open(o.name)
-        const before = (yield* file.stat).size
-        const result = yield* Effect.either(file.write(new Uint8Array(o.length).fill(1), BigInt(o.at)))
-        if (Either.isLeft(result)) assert.strictEqual((yield* file.stat).size, before, "a refused write changes nothing")
+        const target = held.length > 0 && o.at % 3 === 0 ? held[o.at % held.length]! : (yield* open(o.name)).file
+        const before = (yield* target.stat).size
+        const result = yield* Effect.either(target.write(new Uint8Array(o.length).fill(1), BigInt(o.at)))
+        if (Either.isLeft(result)) assert.strictEqual((yield* target.stat).size, before, "a refused write changes nothing")
+        if (!held.includes(target)) yield* target.close
       } else if (o.kind === "truncate") {
-        const { inode } = yield* open(o.name)
+        const { inode, file } = yield* open(o.name)
+        yield* file.close
         yield* Effect.either(inode.truncate!(BigInt(o.size)))
+      } else if (o.kind === "hold") {
+        held.push((yield* open(o.name)).file)
+      } else if (o.kind === "release") {
+        if (held.length > 0) yield* held.splice(o.which % held.length, 1)[0]!.close
       } else if (o.kind === "link") {
         const source = yield* Effect.either(root.lookup(o.name))
         if (Either.isRight(source)) yield* Effect.either(changes.link(o.to, source.right))
@@ -47,17 +58,26 @@ it.effect.prop("the budget is the sum of named files' sizes, within the limit", 
       } else {
         yield* Effect.either(changes.rename(o.name, changes, o.to))
       }
-      // The invariant, after every step: distinct named files (hard links count once).
+      // The invariant, after every step: distinct files named or held (hard links count once).
       const seen = new Map<bigint, bigint>()
       for (const entry of yield* root.readdir) {
         if (entry.filetype !== FileType.REGULAR_FILE) continue
         seen.set(entry.ino, (yield* (yield* root.lookup(entry.name)).stat).size)
+      }
+      for (const file of held) {
+        const st = yield* file.stat
+        seen.set(st.ino, st.size)
       }
       const total = [...seen.values()].reduce((a, b) => a + b, 0n)
       assert.strictEqual(BigInt(fs.bytesUsed), total)
       assert.isAtMost(fs.bytesUsed, LIMIT)
       assert.strictEqual(account.used, fs.bytesUsed, "the sandbox's account counts the same bytes")
     }
+    // Once nothing holds them, the data of unlinked files is gone and counted no more.
+    for (const file of held.splice(0)) yield* file.close
+    for (const name of names) yield* Effect.either(changes.unlink(name))
+    assert.strictEqual(fs.bytesUsed, 0)
+    assert.strictEqual(account.used, 0)
   }), { fastCheck: { numRuns: 300 } })
 
 // A file's bytes against a plain array: writes and truncates across its 64 KiB pages, holes

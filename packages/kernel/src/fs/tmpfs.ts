@@ -2,8 +2,9 @@
  * tmpfs: a filesystem that lives in the sentry's memory — directories, regular files, symlinks
  * and hard links — for the spec's tmpfs mounts and the overlay's upper layer.
  *
- * Invariants: every node belongs to exactly one Tmpfs, whose byte count is the sum of its files'
- * sizes and never exceeds its limit (`size=`), nor the sandbox's memory account that all its
+ * Invariants: every node belongs to exactly one Tmpfs, whose byte count is the sum of the sizes
+ * of its files that have a name or an open description (an unlinked file's data lives until its
+ * last close, as on Linux, and counts until then) and never exceeds its limit (`size=`), nor the sandbox's memory account that all its
  * in-memory filesystems share: a write or truncate that would go past either fails ENOSPC and
  * changes nothing. A directory's entries never include "." or "..". Link counts follow
  * POSIX: a file's nlink is its number of names; a directory's is 2 + its subdirectories.
@@ -14,6 +15,9 @@ import { fail, type SyscallError } from "../errors.js"
 import type { MemoryAccount } from "../memoryAccount.js"
 import { directoryDescription } from "./directory.js"
 import type { DirectoryChanges, DirEntry, FileDescription, Inode, OpenOptions, Stat } from "./inode.js"
+
+/** Whether `file`'s data must be kept (and counted): it has a name, or an open description. */
+const isHeld = (file: FileNode): boolean => file.nlink > 0n || file.opens > 0
 
 /** Past this a file is EFBIG (128 TiB: far beyond any sandbox's memory, which refuses first). */
 const MAX_FILE_SIZE = 2 ** 47
@@ -89,6 +93,8 @@ interface FileNode extends Common {
   readonly type: typeof FileType.REGULAR_FILE
   readonly data: Pages
   size: number
+  /** Open descriptions of it: with its names, what keeps its data (and its bytes counted). */
+  opens: number
 }
 
 interface DirNode extends Common {
@@ -143,12 +149,12 @@ export class Tmpfs {
   }
 
   /**
-   * Grows or shrinks `file` to `size` bytes (zero-filled), within the byte budget. The budget
-   * counts files that have a name; one unlinked while open no longer counts.
+   * Grows or shrinks `file` to `size` bytes (zero-filled), within the byte budget, which counts
+   * every file that has a name or an open description.
    */
   private resize(file: FileNode, size: number): Effect.Effect<void, SyscallError> {
     if (size > MAX_FILE_SIZE || size < 0) return fail(Errno.FBIG)
-    const counted = file.nlink > 0n
+    const counted = isHeld(file)
     const growth = size - file.size
     if (counted && growth > 0 && (this.used + growth > this.limit || (this.account !== undefined && !this.account.charge(growth)))) {
       return fail(Errno.NOSPC)
@@ -157,6 +163,14 @@ export class Tmpfs {
     if (counted) this.count(growth, growth > 0)
     file.size = size
     return Effect.void
+  }
+
+  /** `file` has lost its last name or its last open description: if both, its data goes, and its bytes with it. */
+  private letGo(file: FileNode): void {
+    if (isHeld(file)) return
+    this.count(-file.size)
+    file.data.truncate(0)
+    file.size = 0
   }
 
   /** Gives this filesystem's bytes back to the sandbox's account (its container is gone). */
@@ -264,15 +278,15 @@ export class Tmpfs {
           } else {
             node.nlink--
             node.times.ctim = now
-            // The data goes with the last name (open descriptions keep the node, not the budget).
-            if (node.nlink === 0n && node.type === FileType.REGULAR_FILE) fs.count(-node.size)
+            // The data goes with the last name, unless a description still has it open.
+            if (node.type === FileType.REGULAR_FILE) fs.letGo(node)
           }
           dir.times.mtim = now
           dir.times.ctim = now
         }))
     return {
       filesystem: fs,
-      create: (name, mode = 0o644) => add(name, (now) => fs.node<FileNode>({ type: FileType.REGULAR_FILE, mode, data: new Pages(), size: 0 }, now)),
+      create: (name, mode = 0o644) => add(name, (now) => fs.node<FileNode>({ type: FileType.REGULAR_FILE, mode, data: new Pages(), size: 0, opens: 0 }, now)),
       mkdir: (name, mode = 0o755) => Effect.asVoid(add(name, (now) => fs.node<DirNode>({ type: FileType.DIRECTORY, mode, entries: new Map() }, now))),
       symlink: (name, target) => Effect.asVoid(add(name, (now) => fs.node<LinkNode>({ type: FileType.SYMBOLIC_LINK, mode: 0o777, target }, now))),
       link: (name, target) => {
@@ -321,7 +335,7 @@ export class Tmpfs {
                 replaced.nlink = 0n
               } else {
                 replaced.nlink--
-                if (replaced.nlink === 0n && replaced.type === FileType.REGULAR_FILE) fs.count(-replaced.size)
+                if (replaced.type === FileType.REGULAR_FILE) fs.letGo(replaced)
               }
             }
             dir.entries.delete(name)
@@ -353,6 +367,8 @@ export class Tmpfs {
   private fileDescription(file: FileNode, options: OpenOptions): FileDescription {
     const fs = this
     let position = 0
+    let closed = false
+    file.opens++
     const readInto = (target: Uint8Array, offset?: bigint): Effect.Effect<number, SyscallError> => {
       if (!options.read) return fail(Errno.BADF)
       return Effect.flatMap(Clock.currentTimeNanos, (now) =>
@@ -400,7 +416,12 @@ export class Tmpfs {
         return Effect.succeed(BigInt(to))
       },
       stat: Effect.sync(() => fs.stat(file)),
-      close: Effect.void,
+      close: Effect.sync(() => {
+        if (closed) return
+        closed = true
+        file.opens--
+        fs.letGo(file)
+      }),
       setSize: (size) => (options.write ? Effect.zipRight(fs.resize(file, Number(size)), fs.touch(file, "m")) : fail(Errno.BADF)),
       allocate: (offset, length) => {
         if (!options.write) return fail(Errno.BADF)
