@@ -1,7 +1,8 @@
 /**
  * Host descriptors under attack: a guest that opens files until it cannot takes at most the
- * sandbox's budget of host descriptors (half of the sandbox process's RLIMIT_NOFILE), and the
- * control plane keeps the rest: state, exec, ps, kill, wait and delete all still work.
+ * sandbox's budget of host descriptors (half of the sandbox process's RLIMIT_NOFILE), a fork
+ * bomb at most the worker threads the rest holds beside the control plane's reserve, and the
+ * control plane keeps working: state, exec, ps, kill, wait and delete.
  */
 import { assert, describe, it } from "@effect/vitest"
 import { spawn } from "node:child_process"
@@ -84,6 +85,40 @@ describe("host descriptors", () => {
       assert.strictEqual(kill.code, 0, describeResult(kill))
       const wait = await runsc(["--root", root, "wait", id])
       assert.strictEqual(JSON.parse(lines(wait.stdout)[0]!).exitStatus, 137, describeResult(wait))
+    } finally {
+      const deleted = await runsc(["--root", root, "delete", "--force", id])
+      assert.strictEqual(deleted.code, 0, describeResult(deleted))
+    }
+  }, 120_000)
+
+  it("a fork bomb stops where the sandbox's descriptors still hold its workers and its control plane (EAGAIN), and state, exec and ps keep working", async () => {
+    const dir = await makeTempDir("runsc-e2e-hostfds-bomb-")
+    cleanup.push(dir)
+    const root = Path.join(dir, "state")
+    const bundle = Path.join(dir, "bundle")
+    await installFixtures(Path.join(bundle, "rootfs"), ["fork_bomb", "exit"])
+    Fs.writeFileSync(Path.join(bundle, "config.json"), JSON.stringify({
+      ociVersion: "1.0.2",
+      process: { user: { uid: 0, gid: 0 }, args: ["fork_bomb"], env: [`PATH=${DEFAULT_GUEST_PATH}`], cwd: "/" },
+      root: { path: "rootfs", readonly: true }
+    }))
+    const id = uniqueId("bomb")
+    const out = Path.join(dir, "out")
+    // 512 descriptors: 256 for guests' files, 128 for the control plane, the rest (128) holds 16 workers of 8.
+    assert.strictEqual(await runscTo(out, ["--root", root, "create", "--bundle", bundle, id], 512), 0, Fs.readFileSync(out, "utf8"))
+    try {
+      assert.strictEqual((await runsc(["--root", root, "start", id])).code, 0)
+      const bombs = () => lines(Fs.readFileSync(out, "utf8")).filter((l) => l.startsWith("bomb ")).length
+      await poll(() => bombs() >= 16, "the bombs to fill the sandbox", 60_000)
+      await new Promise((r) => setTimeout(r, 1500))
+      assert.strictEqual(bombs(), 16, Fs.readFileSync(out, "utf8"))
+      assert.notMatch(Fs.readFileSync(out, "utf8"), /fork_bomb: spawn:/, "every failed spawn is EAGAIN")
+      const state = await runsc(["--root", root, "state", id])
+      assert.strictEqual(JSON.parse(state.stdout).status, "running", describeResult(state))
+      const exec = await runsc(["--root", root, "exec", id, "exit", "7"])
+      assert.strictEqual(exec.code, 7, describeResult(exec))
+      const ps = await runsc(["--root", root, "ps", "--format", "json", id])
+      assert.lengthOf(JSON.parse(ps.stdout), 16, describeResult(ps))
     } finally {
       const deleted = await runsc(["--root", root, "delete", "--force", id])
       assert.strictEqual(deleted.code, 0, describeResult(deleted))

@@ -33,6 +33,7 @@ import { DescriptionRefs, type FdEntry, FdTable } from "./fs/fdTable.js"
 import { directoryDescription } from "./fs/directory.js"
 import type { FileDescription, Inode } from "./fs/inode.js"
 import { ContentCache } from "./fs/contentCache.js"
+import { HostFdBudget } from "./fs/hostFds.js"
 import { makePipe, type Pipe, PIPE_CAPACITY } from "./fs/pipe.js"
 import { procfs, type SystemInfo } from "./fs/procfs.js"
 import { devfs } from "./fs/devfs.js"
@@ -68,8 +69,10 @@ export interface KernelOptions {
   readonly strace?: StraceOptions
   /**
    * Processes the sandbox may hold at once, zombies included (default 512, and never more than
-   * its memory holds of small processes: totalMemory / PROCESS_BUDGET): past it proc_spawn fails
-   * EAGAIN, so a fork bomb exhausts the sandbox's budget and not the host's threads or memory.
+   * its memory holds of small processes, totalMemory / PROCESS_BUDGET, nor than the worker
+   * threads its host descriptors hold beside the guests' files and the control plane's reserve,
+   * HostFdBudget.workerThreads): past it proc_spawn fails EAGAIN, so a fork bomb exhausts the
+   * sandbox's budget and not the host's threads, memory or the control plane's descriptors.
    */
   readonly maxProcesses?: number
   /**
@@ -80,6 +83,8 @@ export interface KernelOptions {
   readonly totalMemory?: number
   /** Bytes of compiled modules no process uses that the module cache keeps (default 128 MiB). */
   readonly moduleCacheBytes?: number
+  /** The host descriptors guests may hold (default: HostFdBudget.ofProcess, half the process's RLIMIT_NOFILE). */
+  readonly hostFds?: HostFdBudget
 }
 
 const DEFAULT_MAX_PROCESSES = 512
@@ -147,6 +152,8 @@ export interface KernelShape {
    * file data of every in-memory filesystem made with it (tmpfs mounts, overlay upper layers).
    */
   readonly memory: MemoryAccount
+  /** The host descriptors the sandbox's guests may hold (the gofer's files and trees; ENFILE past it). */
+  readonly hostFds: HostFdBudget
   readonly modules: ModuleCache
   /** Files the sentry reads whole for itself (programs, /etc/passwd), cached by identity. */
   readonly files: ContentCache
@@ -256,7 +263,11 @@ const makeKernel = (options: KernelOptions): Effect.Effect<KernelShape, never, S
     const descriptionRefs = new DescriptionRefs()
     const files = new ContentCache()
     const memory = new MemoryAccount(options.totalMemory ?? defaultTotalMemory())
-    const maxProcesses = Math.min(options.maxProcesses ?? DEFAULT_MAX_PROCESSES, Math.floor(memory.total / PROCESS_BUDGET))
+    const hostFds = options.hostFds ?? (yield* HostFdBudget.ofProcess)
+    const maxProcesses = Math.min(options.maxProcesses ?? DEFAULT_MAX_PROCESSES, Math.floor(memory.total / PROCESS_BUDGET), hostFds.workerThreads)
+    // Spawns past the limit check and not yet in the process table (loading their program):
+    // counted with the table, so that concurrent spawns cannot pass the limit together.
+    let spawning = 0
     const system: SystemInfo = { bootTime: yield* Clock.currentTimeNanos, memory }
     let pipesMade = 0n
     // Runs after the task set is interrupted (finalizers run in reverse): a task interrupted
@@ -648,7 +659,9 @@ const makeKernel = (options: KernelOptions): Effect.Effect<KernelShape, never, S
     /** proc_spawn: finds and loads the program as execve would, then starts it as a child of `parent`. */
     const spawn = (parent: ThreadGroup, request: SpawnRequest): Effect.Effect<ThreadGroup, SyscallError> =>
       Effect.gen(function*() {
-        if (rootPidNamespace.processes.length >= maxProcesses) return yield* fail(Errno.AGAIN)
+        if (rootPidNamespace.processes.length + spawning >= maxProcesses) return yield* fail(Errno.AGAIN)
+        spawning++
+        yield* Effect.addFinalizer(() => Effect.sync(() => spawning--))
         const searchPath = request.searchPath ? getEnv(request.env, "PATH") ?? getEnv(parent.env, "PATH") : undefined
         const found = yield* findExecutable(parent.root, parent.cwd, request.searchPath ? request.path : withSlash(request.path), searchPath)
         const program = yield* programFromBytes(
@@ -678,7 +691,7 @@ const makeKernel = (options: KernelOptions): Effect.Effect<KernelShape, never, S
         // so that nothing outlives a kill of every process that existed when it was sent.
         if (parent.killedBy !== undefined) yield* kill(child, SIGKILL)
         return child
-      }).pipe(Effect.catchTags({
+      }).pipe(Effect.scoped, Effect.catchTags({
         ExecNotFound: (e) => fail(spawnErrno(e)),
         NotWasm: (e) => fail(spawnErrno(e)),
         InvalidModule: (e) => fail(spawnErrno(e)),
@@ -701,6 +714,7 @@ const makeKernel = (options: KernelOptions): Effect.Effect<KernelShape, never, S
       rootPidNamespace,
       totalMemory: memory.total,
       memory,
+      hostFds,
       modules,
       files,
       startProcess,

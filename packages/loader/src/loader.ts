@@ -15,7 +15,6 @@
  */
 import { type ExitStatus, isValidSignal, SIGKILL, signalName } from "@runsc/abi"
 import {
-  HostFdBudget,
   Kernel,
   type KernelOptions,
   type ModuleCacheStats,
@@ -293,7 +292,7 @@ const makeLoader = (args: LoaderArgs & { readonly bundle: Bundle }) =>
     // The file data all of them hold together counts against the sandbox's memory.
     const memory = kernel.memory
     // The host descriptors all of them hold for guests, within what the sandbox process may have.
-    const hostFds = yield* HostFdBudget.ofProcess
+    const hostFds = kernel.hostFds
     const registry = yield* Effect.makeSemaphore(1)
     const locked = registry.withPermits(1)
     // Each container's scope is a child of the loader's: closed by its destroy, or with the loader.

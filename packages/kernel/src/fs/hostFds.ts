@@ -12,13 +12,31 @@
 import { Effect } from "effect"
 import { goferCore } from "./goferCore.js"
 
+/** Descriptors a guest process's worker thread holds (4 measured: its event loop's), doubled for margin. */
+export const FDS_PER_WORKER = 8
+/** Descriptors kept for the control plane: the control socket, its connections, relays, logs, the heartbeat. */
+export const CONTROL_RESERVE = 128
+
 export class HostFdBudget {
   private held = 0
 
-  constructor(readonly limit: number) {}
+  /**
+   * `limit`: host descriptors guests may hold as files; `processLimit`: the sandbox process's own
+   * RLIMIT_NOFILE, of which the rest is the sandbox's.
+   */
+  constructor(readonly limit: number, readonly processLimit: number = limit * 2) {}
 
   get inUse(): number {
     return this.held
+  }
+
+  /**
+   * Worker threads (one per guest process) the rest of the process's descriptors hold, after the
+   * control plane's reserve: the sandbox's process limit must stay below it, or a fork bomb would
+   * take the descriptors the control plane needs.
+   */
+  get workerThreads(): number {
+    return Math.max(1, Math.floor((this.processLimit - this.limit - CONTROL_RESERVE) / FDS_PER_WORKER))
   }
 
   /** Counts one more held descriptor; false (nothing counted) when the budget is spent. */
@@ -42,6 +60,6 @@ export class HostFdBudget {
     Effect.map((core) => core.fdLimit()),
     Effect.orElseSucceed(() => -1),
     Effect.map((limit) => (limit > 0 ? limit : 1024)),
-    Effect.map((limit) => new HostFdBudget(Math.max(16, Math.floor(limit / 2))))
+    Effect.map((limit) => new HostFdBudget(Math.max(16, Math.floor(limit / 2)), limit))
   )
 }
