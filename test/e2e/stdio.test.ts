@@ -64,7 +64,19 @@ const shell = (
       } catch {
         // Nothing left.
       }
-      resolve({ code, stdout: Buffer.concat(out), stderr, timedOut })
+      // "exit" may come before the last of stdout has been read (a loaded machine shows it):
+      // the result is what the pipes held once they end, or what they held after a grace
+      // period if something outside the group still has them open.
+      const done = () => resolve({ code, stdout: Buffer.concat(out), stderr, timedOut })
+      const grace = setTimeout(() => {
+        child.stdout!.destroy()
+        child.stderr!.destroy()
+        done()
+      }, 5_000)
+      child.on("close", () => {
+        clearTimeout(grace)
+        done()
+      })
     })
   })
 
