@@ -105,7 +105,7 @@ const container = uniqueId("stdio")
 beforeAll(async () => {
   root = await makeTempDir("runsc-e2e-stdio-")
   work = await makeTempDir("runsc-e2e-stdio-work-")
-  await installFixtures(root, ["pipewrite", "isatty", "stdinread", "cat"])
+  await installFixtures(root, ["pipewrite", "isatty", "stdinread", "cat", "poll_stdin"])
   // A container to exec into: exec's stdio is relayed over sockets by the CLI (the sandbox is
   // confined), a path of its own to the same host pipes.
   bundle = (await makeBundle(["/bin/sleep", "600"], ["sleep", "pipewrite"])).dir
@@ -240,8 +240,95 @@ describe.concurrent("reads of host stdin", { timeout: TEST_LIMIT_MS }, () => {
   })
 
   it("with O_NONBLOCK, a read of an empty pipe fails EAGAIN; a blocking read then waits for the data", async () => {
-    const r = await shell(`(sleep 2; echo late) | ${DO} "$ROOT/bin/stdinread" nonblock`)
+    // The writer writes once the guest has said what its first read got.
+    const r = await shell(`
+      W="$(mktemp -d)"; mkfifo "$W/in"
+      (exec 3> "$W/in"; until grep -q EAGAIN "$W/out" 2> /dev/null; do sleep 0.05; done; echo late >&3) &
+      ${DO} "$ROOT/bin/stdinread" nonblock < "$W/in" > "$W/out"; cat "$W/out"; rm -rf "$W"`)
     assert.strictEqual(r.stdout.toString(), "EAGAIN\nthen: late\n", show(r))
+  })
+})
+
+/**
+ * \`runsc do\` with the guest at `args` and stdio that Node's child_process gives: sockets, which
+ * cannot be reopened as the sandbox's own, so the sandbox sends and receives on them without
+ * waiting.
+ */
+const doOnSockets = (args: ReadonlyArray<string>) => {
+  const child = spawn(runscBin, ["do", "--root-dir", root, ...args], { stdio: ["pipe", "pipe", "pipe"] })
+  let stdout = ""
+  let stderr = ""
+  child.stdout!.on("data", (chunk) => (stdout += chunk))
+  child.stderr!.on("data", (chunk) => (stderr += chunk))
+  const closed = new Promise<number>((resolve) => child.once("close", (code) => resolve(code ?? 128)))
+  return { child, closed, stdout: () => stdout, stderr: () => stderr }
+}
+
+/** How `child` ends: its exit code (128 when a signal ended it), or "still running" after 15 s. */
+const exitOf = (child: ReturnType<typeof spawn>) =>
+  Promise.race([
+    new Promise<number>((resolve) => child.once("exit", (code) => resolve(code ?? 128))),
+    new Promise<string>((resolve) => setTimeout(() => resolve("still running"), 15_000))
+  ])
+
+const until = async (check: () => boolean, what: string) => {
+  for (let waited = 0; !check(); waited += 50) {
+    if (waited > SHELL_LIMIT_MS) throw new Error(`timed out waiting for ${what}`)
+    await new Promise((resolve) => setTimeout(resolve, 50))
+  }
+}
+
+describe.concurrent("host stdio that is a socket", { timeout: TEST_LIMIT_MS }, () => {
+  it("poll_oneoff on it fires its clock while it is empty, then wakes for the host's bytes, which the read gets", async () => {
+    const run = doOnSockets([Path.join(root, "bin", "poll_stdin")])
+    try {
+      await until(() => run.stdout().includes("first"), "the first poll")
+      run.child.stdin!.write("late data\n")
+      assert.strictEqual(await run.closed, 0, run.stderr())
+      assert.deepStrictEqual(run.stdout().split("\n"), ["first 1 userdata 2", "then 1 userdata 1", "read 10 late data", ""])
+    } finally {
+      run.child.kill("SIGKILL")
+    }
+  })
+
+  it("a guest blocked writing to it, full, dies of SIGTERM, and runsc exits 143", async () => {
+    const run = doOnSockets([Path.join(root, "bin", "pipewrite"), "yes"])
+    try {
+      // Once the guest writes, nothing reads its stdout any more: the socket fills and every
+      // write would wait.
+      await until(() => run.stdout().length > 0, "the guest's first write")
+      run.child.stdout!.pause()
+      await new Promise((resolve) => setTimeout(resolve, 1_000))
+      run.child.kill("SIGTERM")
+      assert.strictEqual(await exitOf(run.child), 143, run.stderr())
+    } finally {
+      run.child.kill("SIGKILL")
+    }
+  })
+
+  it("a guest blocked reading it dies of SIGTERM, and runsc exits 143", async () => {
+    const run = doOnSockets([Path.join(root, "bin", "cat")])
+    try {
+      run.child.stdin!.write("ping\n")
+      await until(() => run.stdout() === "ping\n", "the guest's echo")
+      // The guest's next read has nothing to read, for good.
+      await new Promise((resolve) => setTimeout(resolve, 500))
+      run.child.kill("SIGTERM")
+      assert.strictEqual(await exitOf(run.child), 143, run.stderr())
+    } finally {
+      run.child.kill("SIGKILL")
+    }
+  })
+})
+
+describe.concurrent("writes to a host file", { timeout: TEST_LIMIT_MS }, () => {
+  it("after fcntl(O_APPEND) on stdout, a write goes at the file's end, not at the shared offset", async () => {
+    const file = Path.join(work, "append.txt")
+    Fs.writeFileSync(file, "0123456789")
+    // 1<>: read-write at offset 0, not truncated and not O_APPEND on the host.
+    const r = await shell(`${DO} "$ROOT/bin/pipewrite" append 5 1<> "${file}"`)
+    assert.strictEqual(r.code, 0, show(r))
+    assert.strictEqual(Fs.readFileSync(file, "utf8"), "0123456789abcde", show(r))
   })
 })
 

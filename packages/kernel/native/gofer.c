@@ -19,7 +19,9 @@
  *
  * Besides, the few calls on descriptors the sandbox already holds that Node lacks: an append
  * that is one O_APPEND write, a non-blocking description of the sandbox's own of a pipe or
- * terminal it was given as stdio, and its RLIMIT_NOFILE.
+ * terminal it was given as stdio, a send or receive on a socket it was given that does not wait
+ * (the socket's description is shared, so its O_NONBLOCK flag is not ours to set), whether a
+ * read would wait (poll), and its RLIMIT_NOFILE.
  *
  * Conventions: functions return a result or -errno (a number), never throw; every descriptor
  * this addon makes is close-on-exec; names are single components ("" for the directory itself
@@ -41,8 +43,12 @@
  *   utimens(root, dir, dev, ino, name, atime, mtime) -> 0        nanoseconds; -1n leaves one as it is
  *   futimens(fd, atime, mtime)                      -> 0
  *   fsync(fd, dataOnly)                             -> 0
- *   appendWrite(fd, bytes)                          -> n         one write at the end of the file, as O_APPEND
+ *   appendWrite(fd, bytes, out)                     -> n         one write at the end of the file, as O_APPEND;
+ *                                                                  the descriptor's offset after it in out[0]
  *   reopenStream(fd)                                -> [fd, access]  the same pipe or terminal, a description of our own
+ *   sendNow(fd, bytes)                              -> n         a socket send that does not wait (-EAGAIN), no SIGPIPE
+ *   receiveNow(fd, bytes)                           -> n         a socket receive that does not wait (-EAGAIN)
+ *   readable(fd)                                    -> 0 or 1    whether a read would not wait: data, end of file or an error
  *   fdLimit()                                       -> n         RLIMIT_NOFILE, its soft limit raised to the hard one
  *   useOpenat2(enabled)                             -> whether it was in use   (tests: the walk without it)
  *
@@ -55,11 +61,13 @@
 #include <fcntl.h>
 #include <linux/openat2.h>
 #include <node_api.h>
+#include <poll.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/uio.h>
@@ -551,14 +559,17 @@ static napi_value fsync_fd(napi_env env, napi_callback_info info) {
  * gofer opens are its own, so their flags are no one else's.
  */
 static napi_value append_write(napi_env env, napi_callback_info info) {
-  ARGS(2)
+  ARGS(3)
   int fd;
   napi_typedarray_type type;
   size_t length;
   void *data;
-  if (arg_int(env, argv[0], &fd) || napi_get_typedarray_info(env, argv[1], &type, &length, &data, NULL, NULL) != napi_ok || type != napi_uint8_array)
+  int64_t *out;
+  if (arg_int(env, argv[0], &fd) || napi_get_typedarray_info(env, argv[1], &type, &length, &data, NULL, NULL) != napi_ok || type != napi_uint8_array ||
+      arg_out(env, argv[2], &out))
     return errno_result(env, EINVAL);
   struct iovec iov = {data, length};
+  /* Offset -1: the descriptor's own, which the write moves to its end, as write(2) on O_APPEND. */
   ssize_t n = pwritev2(fd, &iov, 1, -1, RWF_APPEND);
   if (n < 0 && (errno == EOPNOTSUPP || errno == ENOSYS || errno == EINVAL)) {
     int flags = fcntl(fd, F_GETFL);
@@ -568,7 +579,11 @@ static napi_value append_write(napi_env env, napi_callback_info info) {
     fcntl(fd, F_SETFL, flags);
     errno = err;
   }
-  return n < 0 ? errno_result(env, errno) : number(env, n);
+  if (n < 0) return errno_result(env, errno);
+  off_t offset = lseek(fd, 0, SEEK_CUR);
+  if (offset < 0) return errno_result(env, errno);
+  out[0] = offset;
+  return number(env, n);
 }
 
 /*
@@ -602,6 +617,42 @@ static napi_value reopen_stream(napi_env env, napi_callback_info info) {
   napi_set_element(env, result, 0, number(env, opened));
   napi_set_element(env, result, 1, number(env, flags & O_ACCMODE));
   return result;
+}
+
+static int arg_bytes(napi_env env, napi_value value, void **data, size_t *length) {
+  napi_typedarray_type type;
+  return napi_get_typedarray_info(env, value, &type, length, data, NULL, NULL) == napi_ok && type == napi_uint8_array ? 0 : -1;
+}
+
+static napi_value send_now(napi_env env, napi_callback_info info) {
+  ARGS(2)
+  int fd;
+  void *data;
+  size_t length;
+  if (arg_int(env, argv[0], &fd) || arg_bytes(env, argv[1], &data, &length)) return errno_result(env, EINVAL);
+  /* MSG_NOSIGNAL: a peer that has gone is EPIPE here; the guest gets its SIGPIPE from the sentry. */
+  ssize_t n = send(fd, data, length, MSG_DONTWAIT | MSG_NOSIGNAL);
+  return n < 0 ? errno_result(env, errno) : number(env, n);
+}
+
+static napi_value receive_now(napi_env env, napi_callback_info info) {
+  ARGS(2)
+  int fd;
+  void *data;
+  size_t length;
+  if (arg_int(env, argv[0], &fd) || arg_bytes(env, argv[1], &data, &length)) return errno_result(env, EINVAL);
+  ssize_t n = recv(fd, data, length, MSG_DONTWAIT);
+  return n < 0 ? errno_result(env, errno) : number(env, n);
+}
+
+static napi_value readable(napi_env env, napi_callback_info info) {
+  ARGS(1)
+  int fd;
+  if (arg_int(env, argv[0], &fd)) return errno_result(env, EINVAL);
+  struct pollfd one = {fd, POLLIN, 0};
+  int ready = poll(&one, 1, 0);
+  if (ready < 0) return errno_result(env, errno);
+  return number(env, ready > 0 && (one.revents & (POLLIN | POLLHUP | POLLERR | POLLNVAL)) != 0);
 }
 
 static napi_value fd_limit(napi_env env, napi_callback_info info) {
@@ -648,6 +699,9 @@ static napi_value init(napi_env env, napi_value exports) {
     {"fsync", NULL, fsync_fd, NULL, NULL, NULL, napi_enumerable, NULL},
     {"appendWrite", NULL, append_write, NULL, NULL, NULL, napi_enumerable, NULL},
     {"reopenStream", NULL, reopen_stream, NULL, NULL, NULL, napi_enumerable, NULL},
+    {"sendNow", NULL, send_now, NULL, NULL, NULL, napi_enumerable, NULL},
+    {"receiveNow", NULL, receive_now, NULL, NULL, NULL, napi_enumerable, NULL},
+    {"readable", NULL, readable, NULL, NULL, NULL, napi_enumerable, NULL},
     {"fdLimit", NULL, fd_limit, NULL, NULL, NULL, napi_enumerable, NULL},
     {"useOpenat2", NULL, use_openat2, NULL, NULL, NULL, napi_enumerable, NULL},
   };

@@ -378,7 +378,8 @@ const makeKernel = (options: KernelOptions): Effect.Effect<KernelShape, never, S
       tg.fdTable.observe((fd, entry) => {
         if (fd >= FAST_WRITE_FDS) return
         const hostFd = entry?.description.passthroughHostFd
-        fastWrite[fd] = hostFd === undefined || (entry!.rightsBase & Rights.FD_WRITE) === 0n ? 0
+        // An APPEND fd writes through the sentry, which appends (the host fd may not be O_APPEND).
+        fastWrite[fd] = hostFd === undefined || (entry!.rightsBase & Rights.FD_WRITE) === 0n || (entry!.flags & FdFlags.APPEND) !== 0 ? 0
           : (hostFd + 1) | ((entry!.flags & FdFlags.NONBLOCK) !== 0 ? FAST_NONBLOCK : 0)
         takeBack(fd)
         const readable = entry?.description.workerReadable

@@ -2,7 +2,8 @@
  * The gofer's native core (native/gofer.c, built at install as dist/gofer.node): host file
  * operations made relative to a tree's directory descriptor, one component at a time, never
  * following a host symlink; and the few calls on descriptors the sandbox already holds that Node
- * lacks (an O_APPEND write, a non-blocking description of its own stdio, its descriptor limit).
+ * lacks (an O_APPEND write, a non-blocking description of its own stdio, sends and receives on a
+ * socket that do not wait, poll, its descriptor limit).
  * This module loads it once and gives its calls TypeScript types; what the calls guarantee is
  * said in the C file's header.
  *
@@ -37,9 +38,16 @@ interface Addon {
   utimens(root: number, dir: string, dev: bigint, ino: bigint, name: string, atime: bigint, mtime: bigint): number
   futimens(fd: number, atime: bigint, mtime: bigint): number
   fsync(fd: number, dataOnly: boolean): number
-  appendWrite(fd: number, bytes: Uint8Array): number
+  /** One write at the end of the file; the descriptor's offset after it in `out[0]`. */
+  appendWrite(fd: number, bytes: Uint8Array, out: BigInt64Array): number
   /** A non-blocking description of the sandbox's own of the pipe or terminal `fd`, and its access mode (O_RDONLY, O_WRONLY, O_RDWR). */
   reopenStream(fd: number): Result<[number, number]>
+  /** A send on the socket `fd` that does not wait (-EAGAIN) and raises no SIGPIPE (-EPIPE). */
+  sendNow(fd: number, bytes: Uint8Array): number
+  /** A receive on the socket `fd` that does not wait (-EAGAIN). */
+  receiveNow(fd: number, bytes: Uint8Array): number
+  /** 1 when a read of `fd` would not wait (data, end of file or an error), else 0. */
+  readable(fd: number): number
   /** The process's RLIMIT_NOFILE, its soft limit first raised to the hard one. */
   fdLimit(): number
   /** Whether directories are resolved with openat2 (the default where the kernel has it) or by the walk; returns the previous setting. */

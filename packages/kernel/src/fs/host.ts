@@ -319,8 +319,9 @@ class HostFileDescription implements FileDescription {
     return (data) =>
       this.options.write
         ? call(() => {
-          const written = this.inode.tree.core.appendWrite(this.fd, data)
-          if (!failed(written)) this.position = Fs.fstatSync(this.fd, { bigint: true }).size
+          const written = this.inode.tree.core.appendWrite(this.fd, data, statBuffer)
+          // Where this write ended, not the file's size now: another writer may follow at once.
+          if (!failed(written)) this.position = statBuffer[0]!
           return written
         })
         : fail(Errno.BADF)

@@ -26,9 +26,9 @@ import { Duration, Effect, Exit, Schedule } from "effect"
 import * as Fs from "node:fs"
 import * as Tty from "node:tty"
 import { Changes } from "../changes.js"
-import { fail, fromHostError, GoferUnavailable, type SyscallError } from "../errors.js"
-import { READ_AT_HOST_OFFSET, READ_VIA_SENTRY } from "../platform/channel.js"
-import { failed, loadGoferCore } from "./goferCore.js"
+import { fail, fromHostError, GoferUnavailable, syscallError, type SyscallError } from "../errors.js"
+import { READ_AT_HOST_OFFSET } from "../platform/channel.js"
+import { coreError, failed, goferCore, loadGoferCore, statBuffer } from "./goferCore.js"
 import { toStat } from "./host.js"
 import type { FileDescription, Stat } from "./inode.js"
 
@@ -79,6 +79,12 @@ const hostFile = (hostFd: number, options: HostStreamOptions): FileDescription =
         try: () => Fs.writeSync(hostFd, data, 0, data.length, offset === undefined ? null : Number(offset)),
         catch: fromHostError
       }),
+    // APPEND set by the guest (the host description may not have O_APPEND): one write at the end.
+    append: (data) =>
+      Effect.flatMap(goferCore, (core) => {
+        const written = core.appendWrite(hostFd, data, statBuffer)
+        return failed(written) ? Effect.fail(coreError(written)) : Effect.succeed(written)
+      }).pipe(Effect.catchTag("GoferUnavailable", () => fail(Errno.NOSYS))),
     workerReadable: {
       hostFd,
       share: (position, index) => {
@@ -105,30 +111,182 @@ const isMemoryDevice = (st: Fs.Stats): boolean => {
   return major === 1 && [3, 5, 7, 8, 9].includes(minor)
 }
 
-/** A description of the sandbox's own, opened non-blocking, of what a host fd refers to. */
-interface OwnDescription {
-  readonly fd: number
-  readonly readable: boolean
-  readonly writable: boolean
+/**
+ * A host stream read and written without ever waiting in a host call: each call either does
+ * what it can at once or throws EAGAIN (a SyscallError). `readable` says whether a read would
+ * not wait. `workerFd`: a descriptor whose reads and writes never wait, which the guest's worker
+ * may then use itself.
+ */
+interface NonWaiting {
+  readonly read?: ((into: Uint8Array) => number) | undefined
+  readonly write?: ((from: Uint8Array) => number) | undefined
+  readonly readable: () => boolean
+  readonly workerFd?: number | undefined
+  /** Descriptors of the sandbox's own, closed with the description. */
+  readonly owns: ReadonlyArray<number>
+}
+
+const readSync = (fd: number) => (into: Uint8Array) => {
+  try {
+    return Fs.readSync(fd, into, 0, into.length, null)
+  } catch (e) {
+    throw fromHostError(e)
+  }
+}
+
+const writeSync = (fd: number) => (from: Uint8Array) => {
+  try {
+    return Fs.writeSync(fd, from, 0, from.length)
+  } catch (e) {
+    throw fromHostError(e)
+  }
+}
+
+const coreCall = (result: number) => {
+  if (failed(result)) throw coreError(result)
+  return result
 }
 
 /**
- * Reopens a pipe or terminal as a description of the sandbox's own, non-blocking, through the
- * gofer's core (goferCore.ts: /proc/self/fd, with the host fd's own access mode, O_NOCTTY), which
- * works under Node's permission model too. Undefined where it cannot be reopened (a FIFO without
- * a reader, no core).
+ * How `hostFd` is used without waiting, or undefined where it cannot be (no gofer core, a FIFO
+ * without a reader, a device other than the memory ones): then only libuv's pool can.
+ * - a memory device never makes a call wait: the host fd itself;
+ * - a pipe or terminal: a description of the sandbox's own of it, non-blocking, opened through
+ *   the gofer's core (/proc/self/fd, with the host fd's own access mode, O_NOCTTY), which works
+ *   under Node's permission model too;
+ * - a socket cannot be reopened: sends and receives with MSG_DONTWAIT on the host fd itself.
  */
-const reopenNonBlocking = (hostFd: number): OwnDescription | undefined => {
+const nonWaiting = (hostFd: number, st: Fs.Stats | undefined): NonWaiting | undefined => {
+  if (st === undefined) return undefined
+  if (isMemoryDevice(st)) return { read: readSync(hostFd), write: writeSync(hostFd), readable: () => true, workerFd: hostFd, owns: [] }
   const core = loadGoferCore()
   if (core instanceof GoferUnavailable) return undefined
+  if (st.isSocket()) {
+    return {
+      read: (into) => coreCall(core.receiveNow(hostFd, into)),
+      write: (from) => coreCall(core.sendNow(hostFd, from)),
+      readable: () => core.readable(hostFd) !== 0,
+      owns: []
+    }
+  }
+  if (!st.isFIFO() && !Tty.isatty(hostFd)) return undefined
   const reopened = core.reopenStream(hostFd)
   if (failed(reopened)) return undefined
   const [fd, access] = reopened
-  return { fd, readable: access !== Fs.constants.O_WRONLY, writable: access !== Fs.constants.O_RDONLY }
+  return {
+    read: access !== Fs.constants.O_WRONLY ? readSync(fd) : undefined,
+    write: access !== Fs.constants.O_RDONLY ? writeSync(fd) : undefined,
+    readable: () => core.readable(fd) !== 0,
+    workerFd: fd,
+    owns: [fd]
+  }
 }
 
-/** Bytes poll's read takes from a host stream at most. */
-const READ_AHEAD = 64 * 1024
+/**
+ * Between attempts on a stream that said EAGAIN: soon at first (1 ms, doubling to 4 ms), since a
+ * pipe's reader usually makes room or a writer sends more within milliseconds; after a second of
+ * that, every 20 ms, so that a long wait (a reader paused, a quiet terminal) costs little.
+ * Waiting so, rather than in a host call, keeps every wait interruptible: a kill always lands.
+ */
+const retryAgain = Schedule.exponential(Duration.millis(1), 2).pipe(
+  Schedule.union(Schedule.spaced(Duration.millis(4))),
+  Schedule.upTo(Duration.seconds(1)),
+  Schedule.andThen(Schedule.spaced(Duration.millis(20))),
+  Schedule.whileInput((e: SyscallError) => e.errno === Errno.AGAIN)
+)
+
+/** `attempt` until it does not fail EAGAIN, spaced by retryAgain. */
+const again = <A>(attempt: () => A): Effect.Effect<A, SyscallError> =>
+  Effect.retry(Effect.try({ try: attempt, catch: (e) => e as SyscallError }), retryAgain)
+
+const hostStreamOf = (hostFd: number, st: Fs.Stats | undefined, options: HostStreamOptions): FileDescription => {
+  const filetype = st?.isCharacterDevice() ? FileType.CHARACTER_DEVICE : st?.isSocket() ? FileType.SOCKET_STREAM : FileType.UNKNOWN
+  const isTerminal = Tty.isatty(hostFd)
+  const memoryDevice = st !== undefined && isMemoryDevice(st)
+  const now = nonWaiting(hostFd, st)
+  const closeAll = () => {
+    for (const fd of now?.owns ?? []) closeFd(fd)
+    if (options.owned) closeFd(hostFd)
+  }
+  const common = {
+    filetype,
+    ...(isTerminal ? { isTerminal } : {}),
+    // A memory device's offset is always 0, as Linux's are; nothing else here can seek.
+    seek: (_delta: bigint, whence: number) =>
+      !memoryDevice ? fail(Errno.SPIPE)
+      : whence === Whence.SET || whence === Whence.CUR || whence === Whence.END ? Effect.succeed(0n)
+      : fail(Errno.INVAL),
+    stat: statOf(hostFd, filetype)
+  }
+  const pooled = pooledStream(hostFd, closeAll)
+  const reads = now?.read !== undefined ? nonWaitingReads(now.read, now.readable, now.workerFd) : pooled.reads
+  return {
+    ...common,
+    ...reads,
+    // Where the guest's worker writes itself: only a descriptor whose writes never wait (a
+    // worker waiting in a host call could not be killed).
+    ...(now?.write !== undefined && now.workerFd !== undefined ? { passthroughHostFd: now.workerFd } : {}),
+    write: (data, offset, nonBlocking) => {
+      if (offset !== undefined) return fail(Errno.SPIPE)
+      return now?.write !== undefined ? writeInWhole(now.write, data, nonBlocking ?? false) : pooled.write(data)
+    },
+    close: Effect.sync(() => {
+      if (now?.read === undefined) pooled.close()
+      else closeAll()
+    })
+  }
+}
+
+type Reads = Pick<FileDescription, "read" | "readiness" | "workerReadable">
+
+/** Reads of a stream that never wait in a host call; a blocking read waits between attempts. */
+const nonWaitingReads = (read: (into: Uint8Array) => number, readable: () => boolean, workerFd: number | undefined): Reads => ({
+  read: (length, offset, nonBlocking) => {
+    if (offset !== undefined) return fail(Errno.SPIPE)
+    const buffer = Buffer.allocUnsafe(length)
+    const attempt = () => buffer.subarray(0, read(buffer))
+    return nonBlocking || length === 0 ? Effect.try({ try: attempt, catch: (e) => e as SyscallError }) : again(attempt)
+  },
+  readiness: {
+    ready: (event) => event === "write" || readable(),
+    changed: Effect.ignore(again(() => {
+      if (!readable()) throw syscallError(Errno.AGAIN)
+    }))
+  },
+  // Nothing is ever held here for the next reader: the worker may always read itself.
+  ...(workerFd !== undefined
+    ? {
+      workerReadable: {
+        hostFd: workerFd,
+        share: (position: BigInt64Array, index: number) => {
+          position[index] = READ_AT_HOST_OFFSET
+        },
+        unshare: () => {}
+      }
+    }
+    : {})
+})
+
+/**
+ * All of `data` through a write that never waits (O_NONBLOCK: what fits at once), waiting
+ * between attempts. What went in before a failure is what the write did (the next one fails
+ * again).
+ */
+const writeInWhole = (write: (from: Uint8Array) => number, data: Uint8Array, nonBlocking: boolean): Effect.Effect<number, SyscallError> => {
+  let written = 0
+  const attempt: Effect.Effect<number, SyscallError> = Effect.suspend(() => {
+    try {
+      do written += write(data.subarray(written))
+      while (written < data.length && !nonBlocking)
+      return Effect.succeed(written)
+    } catch (e) {
+      const error = e as SyscallError
+      if (written > 0 && (nonBlocking || error.errno !== Errno.AGAIN)) return Effect.succeed(written)
+      return Effect.fail(error)
+    }
+  })
+  return nonBlocking ? attempt : Effect.retry(attempt, retryAgain)
+}
 
 /** A host read that may wait, on libuv's pool. */
 const readOnPool = (fd: number, length: number): Effect.Effect<Uint8Array, SyscallError> =>
@@ -144,59 +302,27 @@ const writeOnPool = (fd: number, data: Uint8Array): Effect.Effect<number, Syscal
     Fs.write(fd, data, 0, data.length, null, (error, written) => resume(error ? Effect.fail(fromHostError(error)) : Effect.succeed(written)))
   })
 
+/** Bytes poll's read takes from a stream only the pool can read, at most. */
+const READ_AHEAD = 64 * 1024
+
 /**
- * Between attempts on a host fd that is non-blocking (ours, or one someone else made so) and
- * said EAGAIN: soon at first (1 ms, doubling to 4 ms), since a pipe's reader usually makes room
- * or a writer sends more within milliseconds; after a second of that, every 20 ms, so that a
- * long wait (a reader paused, a quiet terminal) costs little.
+ * A stream only libuv's pool can use without holding the sentry (no gofer core, or a stream it
+ * cannot make non-blocking): a read waits there as one host read, and since it cannot be called
+ * back, its bytes (or failure, or end of file) wait here for the next reader if the one that
+ * asked has gone. Bytes keep their order because only one host read is ever in flight, and what
+ * it brings is taken before anything is read again. An O_NONBLOCK read cannot be told from one
+ * that would wait, so it waits too unless a read is already on its way.
  */
-const retryAgain = Schedule.exponential(Duration.millis(1), 2).pipe(
-  Schedule.union(Schedule.spaced(Duration.millis(4))),
-  Schedule.upTo(Duration.seconds(1)),
-  Schedule.andThen(Schedule.spaced(Duration.millis(20))),
-  Schedule.whileInput((e: SyscallError) => e.errno === Errno.AGAIN)
-)
-
-const hostStreamOf = (hostFd: number, st: Fs.Stats | undefined, options: HostStreamOptions): FileDescription => {
-  const filetype = st?.isCharacterDevice() ? FileType.CHARACTER_DEVICE : FileType.UNKNOWN
-  const isTerminal = Tty.isatty(hostFd)
-  const memoryDevice = st !== undefined && isMemoryDevice(st)
-  const own = st !== undefined && !memoryDevice && (st.isFIFO() || isTerminal) ? reopenNonBlocking(hostFd) : undefined
-  /** Where a read or write is tried without waiting: undefined when only the pool can do it. */
-  const readNow = memoryDevice ? hostFd : own?.readable ? own.fd : undefined
-  const writeNow = memoryDevice ? hostFd : own?.writable ? own.fd : undefined
-
-  // ---- reads: bytes keep their order because only one host read is ever in flight, and the
-  // bytes it brings (or its failure, or end of file) are taken before anything is read again.
+const pooledStream = (hostFd: number, closeAll: () => void) => {
   let ahead: Exit.Exit<Uint8Array, SyscallError> | undefined
   let inFlight = false
-  const changes = new Changes()
-  /** Where the guest's worker learns whether it may read `readNow` itself, while it is lent. */
-  let lent: { readonly position: BigInt64Array; readonly index: number } | undefined
-  const publish = () => {
-    if (lent !== undefined) lent.position[lent.index] = ahead !== undefined || inFlight ? READ_VIA_SENTRY : READ_AT_HOST_OFFSET
-  }
   let closed = false
+  const changes = new Changes()
 
-  /** A read that does not wait: its result, or undefined when it would have to. */
-  const tryRead = (length: number): Exit.Exit<Uint8Array, SyscallError> | undefined => {
-    if (readNow === undefined) return undefined
-    const buffer = Buffer.allocUnsafe(length)
-    try {
-      return Exit.succeed(buffer.subarray(0, Fs.readSync(readNow, buffer, 0, length, null)))
-    } catch (e) {
-      const error = fromHostError(e)
-      return error.errno === Errno.AGAIN ? undefined : Exit.fail(error)
-    }
-  }
-
-  /** Starts a host read that may wait; what it brings waits in `ahead` for the next reader. */
   const readAhead = (length: number): Effect.Effect<void> =>
     Effect.suspend(() => {
       if (inFlight || ahead !== undefined) return Effect.void
       inFlight = true
-      publish()
-      // The host fd itself, usually blocking: the read waits on the pool, not in a loop here.
       return Effect.forkDaemon(Effect.exit(Effect.retry(readOnPool(hostFd, length), retryAgain)).pipe(
         Effect.map((exit) => {
           inFlight = false
@@ -211,7 +337,6 @@ const hostStreamOf = (hostFd: number, st: Fs.Stats | undefined, options: HostStr
     const got = ahead!
     if (Exit.isFailure(got) || got.value.length <= length) {
       ahead = undefined
-      publish()
       return got
     }
     ahead = Exit.succeed(got.value.subarray(length))
@@ -222,38 +347,13 @@ const hostStreamOf = (hostFd: number, st: Fs.Stats | undefined, options: HostStr
     Effect.suspend(() => {
       if (ahead !== undefined) return take(length)
       if (length === 0) return Effect.succeed(new Uint8Array(0))
-      if (!inFlight) {
-        const now = tryRead(length)
-        if (now !== undefined) return now
-      }
-      // Nothing to read now. Without a description of our own there is no asking without waiting.
-      if (nonBlocking && (inFlight || readNow !== undefined)) return fail(Errno.AGAIN)
+      if (nonBlocking && inFlight) return fail(Errno.AGAIN)
       // Wait for the read on its way (poll's), or for one started now, rather than race it.
       return Effect.zipRight(readAhead(length), Effect.suspend(() => changes.next)).pipe(Effect.zipRight(read(length, nonBlocking)))
     })
 
-  // ---- writes
-
-  /** All of `data` (O_NONBLOCK: what fits at once), through a non-blocking fd, waiting in between. */
-  const writeWithout = (fd: number, data: Uint8Array, nonBlocking: boolean): Effect.Effect<number, SyscallError> => {
-    let written = 0
-    const attempt: Effect.Effect<number, SyscallError> = Effect.suspend(() => {
-      try {
-        do written += Fs.writeSync(fd, data, written, data.length - written)
-        while (written < data.length && !nonBlocking)
-        return Effect.succeed(written)
-      } catch (e) {
-        const error = fromHostError(e)
-        // What went in before a failure is what the write did (the next one fails again).
-        if (written > 0 && (nonBlocking || error.errno !== Errno.AGAIN)) return Effect.succeed(written)
-        return Effect.fail(error)
-      }
-    })
-    return nonBlocking ? attempt : Effect.retry(attempt, retryAgain)
-  }
-
-  /** All of `data`, through libuv's pool (the host fd may be blocking, or not: then EAGAIN is waited out). */
-  const writeOnPoolInWhole = (data: Uint8Array): Effect.Effect<number, SyscallError> => {
+  /** All of `data`; the host fd may be blocking, or not: then EAGAIN is waited out. */
+  const write = (data: Uint8Array): Effect.Effect<number, SyscallError> => {
     // Copied: the caller's bytes live in the channel, which a killed task's next guest reuses
     // while this write may still be on the pool.
     const bytes = Buffer.from(data)
@@ -272,58 +372,22 @@ const hostStreamOf = (hostFd: number, st: Fs.Stats | undefined, options: HostStr
     return rest
   }
 
-  /** Our own description always; the host fd only if owned (else it is the sandbox's stdio). */
-  const closeAll = () => {
-    if (own !== undefined) closeFd(own.fd)
-    if (options.owned) closeFd(hostFd)
-  }
-
-  return {
-    filetype,
-    ...(isTerminal ? { isTerminal } : {}),
-    // What the guest's worker writes to itself: never blocking where we have a fd that is not.
-    passthroughHostFd: writeNow ?? hostFd,
+  const reads: Reads = {
     read: (length, offset, nonBlocking) => (offset === undefined ? read(length, nonBlocking ?? false) : fail(Errno.SPIPE)),
-    write: (data, offset, nonBlocking) => {
-      if (offset !== undefined) return fail(Errno.SPIPE)
-      return writeNow !== undefined ? writeWithout(writeNow, data, nonBlocking ?? false) : writeOnPoolInWhole(data)
-    },
-    ...(readNow !== undefined
-      ? {
-        workerReadable: {
-          hostFd: readNow,
-          share: (position: BigInt64Array, index: number) => {
-            lent = { position, index }
-            publish()
-          },
-          unshare: () => {
-            lent = undefined
-          }
-        }
-      }
-      : {}),
     readiness: {
-      // Write readiness is not known without writing: a write waits instead (as for files).
-      ready: (event) => {
-        if (event === "write" || ahead !== undefined) return true
-        if (inFlight) return false
-        ahead = tryRead(READ_AHEAD)
-        publish()
-        return ahead !== undefined
-      },
+      // Readiness is not known without reading: poll starts the read that tells.
+      ready: (event) => event === "write" || ahead !== undefined,
       changed: Effect.zipRight(readAhead(READ_AHEAD), Effect.suspend(() => changes.next))
-    },
-    // A memory device's offset is always 0, as Linux's are; nothing else here can seek.
-    seek: (_delta, whence) =>
-      !memoryDevice ? fail(Errno.SPIPE)
-      : whence === Whence.SET || whence === Whence.CUR || whence === Whence.END ? Effect.succeed(0n)
-      : fail(Errno.INVAL),
-    stat: statOf(hostFd, filetype),
-    close: Effect.sync(() => {
+    }
+  }
+  return {
+    reads,
+    write,
+    close: () => {
       closed = true
       // A read still on the pool has the host fd: it is closed once that read is back.
       if (!inFlight) closeAll()
-    })
+    }
   }
 }
 

@@ -54,7 +54,7 @@ export const FAST_NONBLOCK = 1 << 30
 export const FAST_READ_OFFSET = FAST_WRITE_OFFSET + FAST_WRITE_FDS * 4
 /**
  * Per guest fd below FAST_WRITE_FDS: that file's offset, which the worker owns while it reads
- * it; or one of the two marks below.
+ * it; or the mark below.
  */
 export const FAST_READ_POSITION_OFFSET = FAST_READ_OFFSET + FAST_WRITE_FDS * 4
 /**
@@ -63,8 +63,6 @@ export const FAST_READ_POSITION_OFFSET = FAST_READ_OFFSET + FAST_WRITE_FDS * 4
  * EAGAIN instead of waiting; then the call goes to the sentry, which waits).
  */
 export const READ_AT_HOST_OFFSET = -1n
-/** The worker reads through the sentry for now (bytes the sentry holds for the next reader). */
-export const READ_VIA_SENTRY = -2n
 export const DATA_OFFSET = 1024
 /** Payload capacity; larger reads and writes are split into several requests by the worker. */
 export const DATA_SIZE = 256 * 1024

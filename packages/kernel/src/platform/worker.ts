@@ -24,7 +24,6 @@ import {
   KILLED,
   type GuestEnd,
   READ_AT_HOST_OFFSET,
-  READ_VIA_SENTRY,
   State,
   type ToWorker,
   type TrapKind,
@@ -401,15 +400,13 @@ const readThroughSentry = (
  * straight into guest memory at the offset kept in the channel, which the sentry reads back
  * when it takes the file back; or, for host stdio, at the host fd's own offset (a regular file)
  * or from a pipe or terminal the sentry opened non-blocking. What a read returns here is what
- * the sentry would have returned. The bytes read, -errno, or VIA_SENTRY when the sentry must
- * read instead: it holds bytes for the next reader, or a stream has nothing yet (the sentry
- * then waits for it, which this thread must not do: a guest blocked in a host call could not be
- * killed).
+ * the sentry would have returned. The bytes read, -errno, or VIA_SENTRY when a stream has
+ * nothing yet: the sentry then waits for it, which this thread must not do (a guest blocked in a
+ * host call could not be killed).
  */
 const readHostFile = (fd: number, hostFd: number, ptr: number, length: number, nonBlocking: boolean): number => {
   if (length === 0) return 0
   const position = fastReadPosition[fd]!
-  if (position === READ_VIA_SENTRY) return VIA_SENTRY
   if (position === READ_AT_HOST_OFFSET) return readHostStream(hostFd, ptr, length, nonBlocking)
   let n: number
   try {
@@ -426,9 +423,8 @@ const readHostFile = (fd: number, hostFd: number, ptr: number, length: number, n
  * A read at the host fd's own offset: a regular file, or a pipe or terminal the sentry opened
  * non-blocking. A pipe that is empty now is often refilled within microseconds by a writer that
  * is a little slower than this guest: unless the guest's fd is O_NONBLOCK (then it is EAGAIN at
- * once: the sentry holds no bytes, or this read would not have been lent), it is tried again
- * after short parks (STREAM_PARKS of ~50 µs, during which the writer has the CPU) before the
- * sentry is asked to wait for it, which costs a host read on libuv's pool (~0.1 ms or more).
+ * once, as the sentry's would be), it is tried again after short parks (STREAM_PARKS of 20 µs,
+ * during which the writer has the CPU) before the sentry is asked to wait for it.
  */
 const readHostStream = (hostFd: number, ptr: number, length: number, nonBlocking: boolean): number => {
   for (let parks = 0;; parks++) {
