@@ -593,7 +593,8 @@ const wasiImports = {
     }
     let total = 0
     for (const [ptr, bufLen] of readIovecs(iovs, len)) {
-      const n = readHostFile(fd, hostFd, ptr, bufLen, nonBlocking)
+      // Once some bytes are in, a stream with no more ends the read (as readv's would) at once.
+      const n = readHostFile(fd, hostFd, ptr, bufLen, nonBlocking || total > 0)
       if (n < 0) {
         if (total === 0) return n === VIA_SENTRY ? readThroughSentry(N.fd_read, fd, iovs, len, undefined, out) : -n
         break
