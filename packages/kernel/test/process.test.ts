@@ -3,7 +3,7 @@
  * signals, argv/environ, the module cache, malformed modules, worker reuse, pid namespaces.
  */
 import { assert, describe, it, layer } from "@effect/vitest"
-import { Context, Deferred, Effect, Exit, Layer, Scope } from "effect"
+import { Context, Deferred, Effect, Exit, Fiber, Layer, Scope } from "effect"
 import {
   type GuestThread,
   InvalidModule,
@@ -138,6 +138,24 @@ describe("ModuleCache", () => {
       // m0 came in as the most recent, m4 was the least recently used: out.
       assert.strictEqual(yield* again(3), compiled[3])
       assert.notStrictEqual(yield* again(4), compiled[4])
+    }))
+
+  it.live("an acquirer interrupted at any point leaves no compilation half-started: later acquires get the module, and nothing stays held", () =>
+    Effect.gen(function*() {
+      for (let round = 0; round < 60; round++) {
+        const cache = new ModuleCache()
+        const bytes = yield* sized(1000 + round, 64)
+        const first = yield* Effect.fork(cache.acquire("/first", bytes))
+        // Interrupted after `round % 30` scheduler turns: before, during or after its compilation.
+        for (let i = 0; i < round % 30; i++) yield* Effect.yieldNow()
+        yield* Fiber.interrupt(first)
+        const later = yield* cache.acquire("/later", bytes).pipe(
+          Effect.timeoutFail({ duration: "10 seconds", onTimeout: () => new Error(`round ${round}: the module never came`) })
+        )
+        later.release()
+        assert.strictEqual(cache.stats.inUse, 0, `round ${round}`)
+        assert.strictEqual(cache.stats.modules, 1, `round ${round}`)
+      }
     }))
 
   it.live("never evicts a module a process holds, however old; a release is counted once", () =>

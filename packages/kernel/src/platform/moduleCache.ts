@@ -128,22 +128,26 @@ export class ModuleCache {
 
   /** The compiled module of `bytes`, held until its `release`; `path` only names it in errors. */
   acquire(path: string, bytes: Uint8Array): Effect.Effect<CachedModule, InvalidModule> {
-    return Effect.suspend(() => {
-      const entry = this.touch(this.keyOf(bytes))
-      entry.users++
-      let released = false
-      const release = () => {
-        if (released) return
-        released = true
-        entry.users--
-        this.evict()
-      }
-      const compiled = entry.started ? Deferred.await(entry.compiled) : this.compile(entry, path, bytes)
-      return compiled.pipe(
-        Effect.onExit((exit) => (Exit.isSuccess(exit) ? Effect.void : Effect.sync(release))),
-        Effect.map((guest): CachedModule => ({ module: guest.module, memory: guest.memory, release }))
-      )
-    })
+    // Uninterruptible up to the wait: an acquirer interrupted at any point has either not
+    // counted itself, or counted itself and started (or found) the compilation, and releases.
+    return Effect.uninterruptibleMask((restore) =>
+      Effect.suspend(() => {
+        const entry = this.touch(this.keyOf(bytes))
+        entry.users++
+        let released = false
+        const release = () => {
+          if (released) return
+          released = true
+          entry.users--
+          this.evict()
+        }
+        const started = entry.started ? Effect.void : this.compile(entry, path, bytes)
+        return Effect.zipRight(started, restore(Deferred.await(entry.compiled))).pipe(
+          Effect.onExit((exit) => (Exit.isSuccess(exit) ? Effect.void : Effect.sync(release))),
+          Effect.map((guest): CachedModule => ({ module: guest.module, memory: guest.memory, release }))
+        )
+      })
+    )
   }
 
   get stats(): ModuleCacheStats {
@@ -169,7 +173,12 @@ export class ModuleCache {
     return entry
   }
 
-  private compile(entry: Entry, path: string, bytes: Uint8Array): Effect.Effect<CompiledGuest, InvalidModule> {
+  /**
+   * Starts compiling `bytes` into `entry` (run uninterruptibly). The compilation is the cache's, not its first
+   * acquirer's: it runs to its end whoever stops waiting for it, so that it is never left half
+   * done, or cached as an interruption, for those who wait.
+   */
+  private compile(entry: Entry, path: string, bytes: Uint8Array): Effect.Effect<void> {
     entry.started = true
     const compilation = compileGuest(path, bytes).pipe(
       Effect.tap((guest) =>
@@ -182,8 +191,7 @@ export class ModuleCache {
       // A failed compilation is not cached: each attempt reports its own failure.
       Effect.tapErrorCause(() => Effect.sync(() => this.entries.get(entry.key) === entry && this.entries.delete(entry.key)))
     )
-    // Uninterruptible: other acquires wait for this compilation's result.
-    return Effect.zipRight(Effect.uninterruptible(Deferred.complete(entry.compiled, compilation)), Deferred.await(entry.compiled))
+    return Effect.asVoid(Effect.forkDaemon(Deferred.complete(entry.compiled, compilation)))
   }
 
   /** Evicts least recently used modules no process holds until the cache is within its bytes. */
