@@ -40,8 +40,8 @@ interface Addon {
   appendWrite(fd: number, bytes: Uint8Array): number
   /** A non-blocking description of the sandbox's own of the pipe or terminal `fd`, and its access mode (O_RDONLY, O_WRONLY, O_RDWR). */
   reopenStream(fd: number): Result<[number, number]>
-  /** The process's RLIMIT_NOFILE, its soft limit first raised to the hard one. */
-  fdLimit(): number
+  /** Raises the process's RLIMIT_NOFILE soft limit to its hard limit; returns the soft limit then. */
+  raiseFdLimit(): number
   /** Whether directories are resolved with openat2 (the default where the kernel has it) or by the walk; returns the previous setting. */
   useOpenat2(enabled: boolean): boolean
 }
