@@ -28,7 +28,7 @@ import * as Os from "node:os"
 import { fail, fromHostError, type GoferUnavailable, type SyscallError } from "../errors.js"
 import { directoryDescription } from "./directory.js"
 import { coreError, failed, fileTypeOfMode, goferCore, readStat, statBuffer } from "./goferCore.js"
-import { HostFdBudget } from "./hostFds.js"
+import type { HostFdBudget } from "./hostFds.js"
 import type { DirectoryChanges, DirEntry, FileDescription, Inode, OpenOptions, Stat } from "./inode.js"
 
 /** Node's stat of a host fd as a FileType (host stdio, which the sandbox process was given). */
@@ -381,8 +381,11 @@ class HostFileDescription implements FileDescription {
 
 export interface HostMountOptions {
   readonly writable?: boolean
-  /** The sandbox's budget of host descriptors (ENFILE past it); by default one of this mount's own. */
-  readonly fds?: HostFdBudget
+  /**
+   * The sandbox's budget of host descriptors (ENFILE past it): the kernel's (`Kernel.hostFds`),
+   * which all of a sandbox's mounts share, so that together they leave the sandbox its own.
+   */
+  readonly fds: HostFdBudget
 }
 
 /**
@@ -391,10 +394,10 @@ export interface HostMountOptions {
  * symlinks in it are followed, once, here; below it none ever is. The tree's descriptor is
  * closed when the scope closes, after which every call on its inodes fails EBADF.
  */
-export const hostMount = (source: string, options: HostMountOptions = {}): Effect.Effect<Inode, SyscallError | GoferUnavailable, Scope.Scope> =>
+export const hostMount = (source: string, options: HostMountOptions): Effect.Effect<Inode, SyscallError | GoferUnavailable, Scope.Scope> =>
   Effect.gen(function*() {
     const core = yield* goferCore
-    const fds = options.fds ?? (yield* HostFdBudget.ofProcess)
+    const fds = options.fds
     const tree = yield* Effect.acquireRelease(
       Effect.suspend(() => {
         if (!fds.take()) return fail(Errno.NFILE)
@@ -411,5 +414,5 @@ export const hostMount = (source: string, options: HostMountOptions = {}): Effec
   })
 
 /** The root inode of a host directory tree (see `hostMount`); ENOTDIR when `hostRoot` is not a directory. */
-export const hostRoot = (hostRoot: string, options: Pick<HostMountOptions, "fds"> = {}): Effect.Effect<Inode, SyscallError | GoferUnavailable, Scope.Scope> =>
+export const hostRoot = (hostRoot: string, options: Pick<HostMountOptions, "fds">): Effect.Effect<Inode, SyscallError | GoferUnavailable, Scope.Scope> =>
   Effect.flatMap(hostMount(hostRoot, options), (inode) => (inode.filetype === FileType.DIRECTORY ? Effect.succeed(inode) : fail(Errno.NOTDIR)))
