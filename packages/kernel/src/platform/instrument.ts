@@ -57,6 +57,11 @@ export interface GuestMemory {
    * sandbox process, so tables are bounded and charged whole when the process starts.
    */
   readonly tableEntries: number
+  /**
+   * What V8 may hold for those entries (tableEntries × TABLE_ENTRY_BYTES): the tables' part of
+   * the memory a process of this module is charged, beside its linear memory.
+   */
+  readonly tableBytes: number
 }
 
 export interface InstrumentedModule {
@@ -529,7 +534,8 @@ const rewrite = (bytes: Uint8Array): InstrumentedModule => {
     memory: {
       initialPages: memory?.min ?? 0,
       maximumPages: Math.min(memory?.max ?? MAX_MEMORY_PAGES, MAX_MEMORY_PAGES),
-      tableEntries
+      tableEntries,
+      tableBytes: tableEntries * TABLE_ENTRY_BYTES
     }
   }
 }
