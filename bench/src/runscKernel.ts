@@ -43,7 +43,8 @@ export const runOnKernel = (run: GuestRun): Effect.Effect<GuestResult, unknown, 
   Effect.scoped(
   Effect.gen(function*() {
     const kernel = yield* Kernel
-    const lower = run.rootMode === "writable" ? yield* hostMount(run.rootPath, { writable: true }) : yield* hostRoot(run.rootPath)
+    const fds = kernel.hostFds
+    const lower = run.rootMode === "writable" ? yield* hostMount(run.rootPath, { writable: true, fds }) : yield* hostRoot(run.rootPath, { fds })
     const root = Dentry.root(run.rootMode === "overlay" ? yield* overlay(lower, { instance: 1 }) : lower)
     const stdio = [hostStream(run.stdin ?? 0), hostStream(run.stdout), hostStream(2)] as const
     const t0 = now()

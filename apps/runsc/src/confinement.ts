@@ -11,6 +11,19 @@
  * followed by the OS wherever it points; confinement of guest paths to their mounts stays the
  * file system's job, and this is the second wall behind it. Unix sockets are not checked, which
  * is what lets a confined sandbox connect to the relays through which a CLI lends it its stdio.
+ *
+ * Addons: Node's only grant for them, `--allow-addons` (which the gofer needs), lets the process
+ * load ANY native addon, from any path, its read grants notwithstanding (a `process.dlopen` of a
+ * file it may not read succeeds), and an addon's code runs outside the model altogether. That is
+ * acceptable because what the sandbox loads is decided by its own code alone: it loads only the
+ * gofer it ships (`@runsc/kernel/gofer`, beside its code), and guests cannot load anything —
+ * they are wasm modules, with no `require` or `dlopen`, reaching the host only through the
+ * syscalls the sentry serves, none of which loads code. The grant matters only to an attacker
+ * who already runs JavaScript in the sandbox process, to whom it is a door through this wall
+ * (a guest can write a file into an `rw` bind mount, and that file could then be loaded).
+ * Stronger would be what Node's model cannot express, its grants being all-or-nothing and fixed
+ * at startup: addons allowed only from runsc's own code directory (which guests cannot write),
+ * or the right given up once the gofer is loaded.
  */
 import { type Bundle, isBindMount, isReadOnlyMount } from "@runsc/spec"
 import { Schema } from "effect"
@@ -172,6 +185,7 @@ export const nodeFlags = (confinement: Confinement): ReadonlyArray<string> | und
     model,
     "--allow-worker",
     // The gofer's native core: host files are reached only through it (descriptors, never names).
+    // Node grants any addon with it, not only ours (see the header).
     "--allow-addons",
     ...(supported.has("--disable-warning") ? ["--disable-warning=ExperimentalWarning", "--disable-warning=SecurityWarning"] : []),
     // One flag per path: Node 20.20 reads a comma in the value as part of the path.

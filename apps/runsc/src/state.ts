@@ -19,7 +19,7 @@
  *   is `stopped`.
  */
 import { MAX_SOCKET_PATH } from "@runsc/control"
-import { isValidContainerId } from "@runsc/spec"
+import { isValidContainerId, readRegularFile } from "@runsc/spec"
 import { Clock, Effect, Schema } from "effect"
 import * as Fs from "node:fs"
 import * as Path from "node:path"
@@ -130,24 +130,12 @@ const UNKNOWN_LOCK_AGE_MS = 2_000
 const decode = Schema.decodeUnknownEither(Schema.parseJson(ContainerRecord))
 
 /**
- * Reads a file that should be a small regular file, without ever blocking: a FIFO or device put
- * in its place is refused, not waited on. Undefined when it is missing or not regular.
+ * The text of one of this CLI's own files under the state root: only ever a regular file made
+ * here, so a symlink in its place is not followed (someone planted it) and, like a FIFO or a
+ * device, makes the file unreadable. Undefined when it is missing or unreadable.
  */
-export const readRegularFile = (path: string): string | undefined => {
-  let fd: number
-  try {
-    fd = Fs.openSync(path, Fs.constants.O_RDONLY | Fs.constants.O_NONBLOCK | Fs.constants.O_NOFOLLOW)
-  } catch {
-    return undefined
-  }
-  try {
-    return Fs.fstatSync(fd).isFile() ? Fs.readFileSync(fd, "utf8") : undefined
-  } catch {
-    return undefined
-  } finally {
-    Fs.closeSync(fd)
-  }
-}
+const readStateFile = (path: string): Effect.Effect<string | undefined> =>
+  readRegularFile(path, { followSymlinks: false }).pipe(Effect.orElseSucceed(() => undefined))
 
 /** The identity of this process. */
 export const thisProcess = (): ProcessIdentity => ({ pid: process.pid, start: processStart(process.pid) })
@@ -245,13 +233,13 @@ export class StateStore {
 
   /** The record of `id` as its file says, stale reservations included. */
   private readFile(id: string): Effect.Effect<ContainerRecord, ContainerUnknown | StateCorrupt> {
-    return Effect.suspend((): Effect.Effect<ContainerRecord, ContainerUnknown | StateCorrupt> => {
-      const text = readRegularFile(this.fileOf(id))
-      if (text === undefined) return Effect.fail(new ContainerUnknown({ id }))
+    return Effect.gen(this, function*() {
+      const text = yield* readStateFile(this.fileOf(id))
+      if (text === undefined) return yield* new ContainerUnknown({ id })
       const record = decode(text)
-      if (record._tag === "Left") return Effect.fail(new StateCorrupt({ id, reason: "not a state record" }))
-      if (record.right.id !== id) return Effect.fail(new StateCorrupt({ id, reason: `it is the record of ${JSON.stringify(record.right.id)}` }))
-      return Effect.succeed(record.right)
+      if (record._tag === "Left") return yield* new StateCorrupt({ id, reason: "not a state record" })
+      if (record.right.id !== id) return yield* new StateCorrupt({ id, reason: `it is the record of ${JSON.stringify(record.right.id)}` })
+      return record.right
     })
   }
 
@@ -371,8 +359,8 @@ export class StateStore {
 
   /** The exit code a sandbox recorded for its root container, if it did. */
   readExit(id: string): Effect.Effect<number | undefined> {
-    return Effect.sync(() => {
-      const text = readRegularFile(this.exitFileOf(id))
+    return Effect.gen(this, function*() {
+      const text = yield* readStateFile(this.exitFileOf(id))
       const code = text === undefined ? NaN : Number(text)
       return Number.isInteger(code) ? code : undefined
     })

@@ -14,9 +14,12 @@ import { RpcSerialization } from "@effect/rpc"
 import { Data, Layer } from "effect"
 
 /**
- * A frame that is not a message. Tagged as @effect/rpc's serialization errors are: the socket
- * protocol closes the connection on that tag (and answers other throws with a defect, leaving
- * the connection open).
+ * A frame that is not a message. Its tag is borrowed: "RpcSerializationError" is the `_tag` of
+ * @effect/rpc's own `RpcSerializationError` (an oversized frame), and @effect/rpc's socket server
+ * closes a connection whose decoder throws anything with that tag (it tests the tag, not the
+ * class); any other throw is answered with a defect and the connection stays open. So this is
+ * not an `RpcSerializationError` (`instanceof` says no, and its fields differ); it only shares
+ * the tag, to get the close.
  */
 export class MalformedFrame extends Data.TaggedError("RpcSerializationError")<{ readonly reason: string }> {
   override get message(): string {

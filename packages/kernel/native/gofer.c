@@ -21,7 +21,7 @@
  * that is one O_APPEND write, a non-blocking description of the sandbox's own of a pipe or
  * terminal it was given as stdio, a send or receive on a socket it was given that does not wait
  * (the socket's description is shared, so its O_NONBLOCK flag is not ours to set), whether a
- * read would wait (poll), and its RLIMIT_NOFILE.
+ * read would wait (poll), and raising its RLIMIT_NOFILE.
  *
  * Conventions: functions return a result or -errno (a number), never throw; every descriptor
  * this addon makes is close-on-exec; names are single components ("" for the directory itself
@@ -49,7 +49,7 @@
  *   sendNow(fd, bytes)                              -> n         a socket send that does not wait (-EAGAIN), no SIGPIPE
  *   receiveNow(fd, bytes)                           -> n         a socket receive that does not wait (-EAGAIN)
  *   readable(fd)                                    -> 0 or 1    whether a read would not wait: data, end of file or an error
- *   fdLimit()                                       -> n         RLIMIT_NOFILE, its soft limit raised to the hard one
+ *   raiseFdLimit()                                  -> n         raises RLIMIT_NOFILE's soft limit to the hard one; returns the soft limit then
  *   useOpenat2(enabled)                             -> whether it was in use   (tests: the walk without it)
  *
  * stat's `out` is a BigInt64Array of 8: dev, ino, mode (st_mode, type included), nlink, size,
@@ -288,8 +288,9 @@ static napi_value fstat_fd(napi_env env, napi_callback_info info) {
 
 /*
  * What an open may give the sentry: a regular file, or a directory when O_DIRECTORY asked for
- * one. O_NONBLOCK while opening, so that a FIFO swapped in for a file cannot block the sentry
- * before it is refused; cleared again on what is kept.
+ * one. Always opened O_NONBLOCK, so that a FIFO swapped in for a file cannot block the sentry
+ * before it is refused; cleared again on what is kept (callers never pass O_NONBLOCK in `flags`:
+ * their masks drop it).
  */
 static int finish_open(int fd, int flags, int64_t *out) {
   struct stat st;
@@ -303,7 +304,7 @@ static int finish_open(int fd, int flags, int64_t *out) {
     close(fd);
     return (flags & O_DIRECTORY) ? -ENOTDIR : S_ISDIR(st.st_mode) ? -EISDIR : -EACCES;
   }
-  if (!(flags & O_NONBLOCK)) fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
+  fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
   fill_stat(&st, out);
   return fd;
 }
@@ -655,7 +656,7 @@ static napi_value readable(napi_env env, napi_callback_info info) {
   return number(env, ready > 0 && (one.revents & (POLLIN | POLLHUP | POLLERR | POLLNVAL)) != 0);
 }
 
-static napi_value fd_limit(napi_env env, napi_callback_info info) {
+static napi_value raise_fd_limit(napi_env env, napi_callback_info info) {
   (void)info;
   struct rlimit limit;
   if (getrlimit(RLIMIT_NOFILE, &limit) != 0) return errno_result(env, errno);
@@ -702,7 +703,7 @@ static napi_value init(napi_env env, napi_value exports) {
     {"sendNow", NULL, send_now, NULL, NULL, NULL, napi_enumerable, NULL},
     {"receiveNow", NULL, receive_now, NULL, NULL, NULL, napi_enumerable, NULL},
     {"readable", NULL, readable, NULL, NULL, NULL, napi_enumerable, NULL},
-    {"fdLimit", NULL, fd_limit, NULL, NULL, NULL, napi_enumerable, NULL},
+    {"raiseFdLimit", NULL, raise_fd_limit, NULL, NULL, NULL, napi_enumerable, NULL},
     {"useOpenat2", NULL, use_openat2, NULL, NULL, NULL, napi_enumerable, NULL},
   };
   napi_define_properties(env, exports, sizeof functions / sizeof functions[0], functions);

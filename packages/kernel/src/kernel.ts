@@ -41,7 +41,6 @@ import type { SyntheticMount } from "./fs/synthetic.js"
 import { Dentry, resolve } from "./fs/resolve.js"
 import { FAST_NONBLOCK, FAST_WRITE_FDS, KILLED, State, Word } from "./platform/channel.js"
 import { MemoryAccount, PROCESS_MEMORY } from "./memoryAccount.js"
-import { TABLE_ENTRY_BYTES } from "./platform/instrument.js"
 import { type CachedModule, ModuleCache } from "./platform/moduleCache.js"
 import { type GuestPlatform, type GuestThread, makeWorkerPool, type RunOutcome, type WorkerPoolStats } from "./platform/pool.js"
 import type { StartingThread } from "./platform/startThread.js"
@@ -514,7 +513,7 @@ const makeKernel = (options: KernelOptions): Effect.Effect<KernelShape, never, S
         Effect.gen(function*() {
           if (shutDown) return yield* Effect.dieMessage("startProcess on a kernel that has shut down")
           const program = yield* restore(modules.acquire(args.programPath, args.programBytes))
-          const share = PROCESS_MEMORY + program.memory.tableEntries * TABLE_ENTRY_BYTES
+          const share = PROCESS_MEMORY + program.memory.tableBytes
           const needed = share + program.memory.initialPages * WASM_PAGE
           if (!memory.charge(needed)) {
             program.release()

@@ -10,7 +10,7 @@ import { Effect, Either, FastCheck } from "effect"
 import * as Fs from "node:fs"
 import * as Os from "node:os"
 import * as Path from "node:path"
-import { type Dentry, hostMount, hostRoot, readAll, resolve, SyscallError } from "../src/index.js"
+import { type Dentry, HostFdBudget, hostMount, hostRoot, readAll, resolve, SyscallError } from "../src/index.js"
 import { Dentry as DentryClass } from "../src/index.js"
 import { Exited, fixture, kernelLayer, probe, runGuest } from "./helpers.js"
 
@@ -77,7 +77,7 @@ const hostPasswd = (() => {
 
 // ---- direct resolution ------------------------------------------------------------------------
 
-const rootDentry = Effect.map(hostRoot(rootHost), DentryClass.root)
+const rootDentry = Effect.map(Effect.flatMap(HostFdBudget.ofProcess, (fds) => hostRoot(rootHost, { fds })), DentryClass.root)
 
 const errnoOf = (e: Either.Either<Dentry, SyscallError>) => (Either.isLeft(e) ? e.left.errno : 0)
 
@@ -558,7 +558,7 @@ describe("a writable host tree (rw bind mount)", () => {
       Fs.mkdirSync(Path.join(dir, "a"))
       Fs.writeFileSync(Path.join(dir, "a", "secret"), "the container's own\n")
       Fs.writeFileSync(Path.join(outside, "secret"), HOST_SECRET)
-      const root = yield* hostMount(dir, { writable: true })
+      const root = yield* hostMount(dir, { writable: true, fds: yield* HostFdBudget.ofProcess })
       const held = yield* root.lookup("a") // as a guest's cwd or directory fd holds it
       const file = yield* held.lookup("secret")
       // The guest moves the directory away and plants a symlink to the host in its place.

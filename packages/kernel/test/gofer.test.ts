@@ -116,12 +116,13 @@ describe("the gofer across overlapping mounts", () => {
           yield* Effect.addFinalizer(() => Effect.sync(() => Fs.rmSync(top, { recursive: true, force: true })))
           const before = snapshot(outside)
           const outsideInodes = inodesOf(outside)
+          const fds = yield* HostFdBudget.ofProcess
           const mounts: Array<Inode> = [
-            yield* hostMount(tree, { writable: true }),
-            yield* hostMount(tree, { writable: true }),
-            yield* hostMount(tree),
-            yield* hostMount(Path.join(tree, "a")),
-            yield* hostMount(Path.join(tree, "a", "b"), { writable: true })
+            yield* hostMount(tree, { writable: true, fds }),
+            yield* hostMount(tree, { writable: true, fds }),
+            yield* hostMount(tree, { fds }),
+            yield* hostMount(Path.join(tree, "a"), { fds }),
+            yield* hostMount(Path.join(tree, "a", "b"), { writable: true, fds })
           ]
           // Inodes the "guest" holds: mount roots, then whatever lookups found (as fds and cwds hold them).
           const inodes: Array<Inode> = [...mounts]
@@ -233,8 +234,9 @@ describe("the gofer across overlapping mounts", () => {
     Effect.gen(function*() {
       const { top, tree, outside } = layout()
       yield* Effect.addFinalizer(() => Effect.sync(() => Fs.rmSync(top, { recursive: true, force: true })))
-      const rw = yield* hostMount(tree, { writable: true })
-      const ro = yield* hostMount(Path.join(tree, "a"))
+      const fds = yield* HostFdBudget.ofProcess
+      const rw = yield* hostMount(tree, { writable: true, fds })
+      const ro = yield* hostMount(Path.join(tree, "a"), { fds })
       const held = yield* ro.lookup("b")
       // The read-only mount's root and a directory under it are replaced by host symlinks to the outside.
       yield* rw.changes!.rename("a", rw.changes!, "a.old")
@@ -258,7 +260,7 @@ describe("the gofer across overlapping mounts", () => {
     Effect.gen(function*() {
       const { top, tree } = layout()
       yield* Effect.addFinalizer(() => Effect.sync(() => Fs.rmSync(top, { recursive: true, force: true })))
-      const root = yield* Effect.scoped(hostMount(tree, { writable: true }))
+      const root = yield* Effect.scoped(hostMount(tree, { writable: true, fds: yield* HostFdBudget.ofProcess }))
       for (const effect of [root.lookup("f"), root.readdir, root.changes!.create("new")] as const) {
         const result = yield* Effect.either(effect as Effect.Effect<unknown, SyscallError>)
         assert.isTrue(Either.isLeft(result) && result.left.errno === Errno.BADF)
@@ -270,7 +272,7 @@ describe("the gofer across overlapping mounts", () => {
     Effect.gen(function*() {
       const { top, tree } = layout()
       yield* Effect.addFinalizer(() => Effect.sync(() => Fs.rmSync(top, { recursive: true, force: true })))
-      const root = yield* hostMount(tree, { writable: true })
+      const root = yield* hostMount(tree, { writable: true, fds: yield* HostFdBudget.ofProcess })
       const file = yield* root.lookup("f")
       Fs.rmSync(Path.join(tree, "f"))
       // mkfifo: a FIFO opened for reading would wait for a writer forever.

@@ -11,6 +11,7 @@ import { fileURLToPath } from "node:url"
 import {
   Dentry,
   type FileDescription,
+  HostFdBudget,
   hostRoot,
   hostStream,
   type InvalidModule,
@@ -64,7 +65,8 @@ export const tempDir = (prefix = "runsc-kernel-test-"): Effect.Effect<string, ne
   )
 
 /** The root dentry of a host directory served as a container root. */
-export const rootOf = (dir: string): Effect.Effect<Dentry, SyscallError | GoferUnavailable, Scope.Scope> => Effect.map(hostRoot(dir), Dentry.root)
+export const rootOf = (dir: string): Effect.Effect<Dentry, SyscallError | GoferUnavailable, Scope.Scope> =>
+  Effect.map(Effect.flatMap(HostFdBudget.ofProcess, (fds) => hostRoot(dir, { fds })), Dentry.root)
 
 /** A host fd opened on a temp file, closed with the scope; `read` returns the whole file. */
 export const captureFile = (dir: string, name: string, content?: string) =>

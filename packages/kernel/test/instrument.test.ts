@@ -11,7 +11,7 @@ import * as Fs from "node:fs"
 import * as Path from "node:path"
 import { fileURLToPath } from "node:url"
 import { GROW_HOOK_MODULE, GROW_TABLE_EXPORT, START_EXPORT } from "../src/platform/guestHooks.js"
-import { instrument, MAX_MEMORY_PAGES, MAX_TABLE_GROWTH, UninstrumentableModule } from "../src/platform/instrument.js"
+import { instrument, MAX_MEMORY_PAGES, MAX_TABLE_GROWTH, TABLE_ENTRY_BYTES, UninstrumentableModule } from "../src/platform/instrument.js"
 
 const features = {
   simd: true,
@@ -157,7 +157,12 @@ describe("instrument", () => {
     Effect.gen(function*() {
       const original = yield* assemble(everyFamily)
       const { bytes, memory } = instrument(original)
-      assert.deepStrictEqual(memory, { initialPages: 1, maximumPages: 100, tableEntries: 2 + MAX_TABLE_GROWTH })
+      assert.deepStrictEqual(memory, {
+        initialPages: 1,
+        maximumPages: 100,
+        tableEntries: 2 + MAX_TABLE_GROWTH,
+        tableBytes: (2 + MAX_TABLE_GROWTH) * TABLE_ENTRY_BYTES
+      })
       const text = yield* disassemble(bytes)
       assert.strictEqual(occurrences(text, GROW), 0)
 

@@ -9,7 +9,7 @@ import { Effect, Either, FastCheck } from "effect"
 import * as Fs from "node:fs"
 import * as Os from "node:os"
 import * as Path from "node:path"
-import { hostRoot, type Inode, MemoryAccount, overlay, Tmpfs } from "../src/index.js"
+import { HostFdBudget, hostRoot, type Inode, MemoryAccount, overlay, Tmpfs } from "../src/index.js"
 
 const text = (bytes: Uint8Array) => new TextDecoder().decode(bytes)
 const bytes = (s: string) => new TextEncoder().encode(s)
@@ -74,7 +74,7 @@ const withHost = <A>(f: (root: Inode, dir: string) => Effect.Effect<A, unknown>,
   Effect.gen(function*() {
     const dir = hostTree()
     const before = hostSnapshot(dir)
-    const lower = yield* hostRoot(dir)
+    const lower = yield* hostRoot(dir, { fds: yield* HostFdBudget.ofProcess })
     const root = yield* overlay(lower, { instance: 1, ...(memory !== undefined ? { account: new MemoryAccount(memory) } : {}) })
     yield* f(root, dir)
     assert.deepStrictEqual(hostSnapshot(dir), before, "the host tree never changes")

@@ -4,10 +4,9 @@
  * because the CLI reports exactly one line and a user fixes one field at a time.
  */
 import { Effect, ParseResult, Schema } from "effect"
-import { constants as fsConstants } from "node:fs"
-import * as fs from "node:fs/promises"
 import * as path from "node:path"
 import { BundleNotFound, InvalidSpec } from "./errors.js"
+import { readRegularFile } from "./regularFile.js"
 import { Spec } from "./schema.js"
 
 export interface Bundle {
@@ -58,40 +57,19 @@ export const parseSpec = (text: string): Effect.Effect<Spec, InvalidSpec> =>
     catch: (e) => new InvalidSpec({ path: "", reason: `malformed JSON: ${e instanceof Error ? e.message : String(e)}` })
   }).pipe(Effect.flatMap(decodeSpec))
 
-const errnoCode = (e: unknown): string | undefined =>
-  typeof e === "object" && e !== null && "code" in e && typeof e.code === "string" ? e.code : undefined
-
-/** config.json is something other than a regular file (a FIFO, a device, a directory). */
-class NotRegular extends Error {}
-
 /**
- * The text of `<dir>/config.json`. Opened without blocking (O_NONBLOCK) and read only if it is a
- * regular file: a FIFO or a device in its place is refused at once, never waited on.
+ * The text of `<dir>/config.json`, which the user may have made a symlink (runc follows it too);
+ * a FIFO or a device in its place is refused at once, never waited on.
  */
-const readRegular = async (file: string): Promise<string> => {
-  const handle = await fs.open(file, fsConstants.O_RDONLY | fsConstants.O_NONBLOCK)
-  try {
-    if (!(await handle.stat()).isFile()) throw new NotRegular(`${file} is not a regular file`)
-    return await handle.readFile("utf8")
-  } finally {
-    await handle.close()
-  }
-}
-
 const readConfig = (dir: string): Effect.Effect<string, InvalidSpec | BundleNotFound> =>
-  Effect.tryPromise({
-    try: () => readRegular(path.join(dir, "config.json")),
-    catch: (e): InvalidSpec | BundleNotFound => {
-      const code = errnoCode(e)
-      if (code === "ENOENT" || code === "ENOTDIR") return new BundleNotFound({ bundle: dir })
-      // Present but unreadable (EACCES, EISDIR, ...): the user must fix the file, so it is a spec
-      // problem they can act on rather than a defect.
-      return new InvalidSpec({
-        path: "",
-        reason: `cannot read config.json: ${e instanceof Error ? e.message : String(e)}`
-      })
-    }
-  })
+  readRegularFile(path.join(dir, "config.json"), { followSymlinks: true }).pipe(
+    Effect.mapError((e): InvalidSpec | BundleNotFound => {
+      if (e.code === "ENOENT" || e.code === "ENOTDIR") return new BundleNotFound({ bundle: dir })
+      // Present but unreadable (EACCES, not a regular file, ...): the user must fix the file, so
+      // it is a spec problem they can act on rather than a defect.
+      return new InvalidSpec({ path: "", reason: `cannot read config.json: ${e.reason}` })
+    })
+  )
 
 /** Reads `<dir>/config.json` of a container to run (it must have a process); `dir` may be relative to the process cwd. */
 export const loadBundle = (dir: string): Effect.Effect<Bundle, InvalidSpec | BundleNotFound> =>

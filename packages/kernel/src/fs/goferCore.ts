@@ -48,8 +48,8 @@ interface Addon {
   receiveNow(fd: number, bytes: Uint8Array): number
   /** 1 when a read of `fd` would not wait (data, end of file or an error), else 0. */
   readable(fd: number): number
-  /** The process's RLIMIT_NOFILE, its soft limit first raised to the hard one. */
-  fdLimit(): number
+  /** Raises the process's RLIMIT_NOFILE soft limit to its hard limit; returns the soft limit then. */
+  raiseFdLimit(): number
   /** Whether directories are resolved with openat2 (the default where the kernel has it) or by the walk; returns the previous setting. */
   useOpenat2(enabled: boolean): boolean
 }

@@ -3,18 +3,24 @@
  * root under its overlay, `ro` bind mounts) or writable (`rw` bind mounts: the guest's changes
  * reach the host).
  *
- * Confinement is the native core's (goferCore.ts, native/gofer.c). A tree is a descriptor opened
- * when it is mounted and closed with the mount's scope. Every host call walks down from it, one
- * component at a time and following no host symlink, to the directory the call acts in; checks
- * that this is still the directory the sentry looked up (device and inode); and acts on one
- * entry of it, unfollowed. No call names a host path. So a guest that renames directories or
- * plants symlinks through another mount of the same host tree (or another sandbox, through its
- * own mounts) cannot make a call reach outside the tree. A directory that moved or was replaced
- * under an inode the sentry holds is ENOENT below it; a file that was replaced is ENOENT to open.
+ * Confinement is the native core's (goferCore.ts, native/gofer.c). A tree is a descriptor
+ * (O_PATH) of the mount's source, which the core opens by its path when the tree is mounted and
+ * closes with the mount's scope. Every later host call resolves down from that descriptor,
+ * following no host symlink (openat2 with RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS, or openat with
+ * O_NOFOLLOW one component at a time), to the directory the call acts in; checks that this is
+ * still the directory the sentry looked up (device and inode); and acts on one entry of it,
+ * relative to it and unfollowed. No call after the mount names a host path. So a guest that
+ * renames directories or plants symlinks through another mount of the same host tree (or another
+ * sandbox, through its own mounts) cannot make a call reach outside the tree. A directory that
+ * moved or was replaced under an inode the sentry holds is ENOENT below it; a file that was
+ * replaced is ENOENT to open.
  *
  * A host symlink is an inode of type symlink, resolved by the sentry inside the container root.
- * Devices, FIFOs and sockets of the host tree are never opened: they could block the sentry or
- * reach host resources.
+ * Devices, FIFOs and sockets of the host tree are never read or written, and never handed to a
+ * guest: they could block the sentry or reach host resources. One the sentry looked up as such
+ * is refused without a host call (EACCES); one swapped in for a file after the lookup is at most
+ * opened by the core, non-blocking and O_NOCTTY, found by fstat not to be a regular file and
+ * closed at once (refused too), so it cannot block the sentry either.
  *
  * Host calls are synchronous: on a local filesystem one takes microseconds, and a round trip
  * through libuv's thread pool costs 80-170 µs more. The price: a slow host filesystem (NFS,
@@ -28,7 +34,7 @@ import * as Os from "node:os"
 import { fail, fromHostError, type GoferUnavailable, type SyscallError } from "../errors.js"
 import { directoryDescription } from "./directory.js"
 import { coreError, failed, fileTypeOfMode, goferCore, readStat, statBuffer } from "./goferCore.js"
-import { HostFdBudget } from "./hostFds.js"
+import type { HostFdBudget } from "./hostFds.js"
 import type { DirectoryChanges, DirEntry, FileDescription, Inode, OpenOptions, Stat } from "./inode.js"
 
 /** Node's stat of a host fd as a FileType (host stdio, which the sandbox process was given). */
@@ -382,8 +388,11 @@ class HostFileDescription implements FileDescription {
 
 export interface HostMountOptions {
   readonly writable?: boolean
-  /** The sandbox's budget of host descriptors (ENFILE past it); by default one of this mount's own. */
-  readonly fds?: HostFdBudget
+  /**
+   * The sandbox's budget of host descriptors (ENFILE past it): the kernel's (`Kernel.hostFds`),
+   * which all of a sandbox's mounts share, so that together they leave the sandbox its own.
+   */
+  readonly fds: HostFdBudget
 }
 
 /**
@@ -392,10 +401,10 @@ export interface HostMountOptions {
  * symlinks in it are followed, once, here; below it none ever is. The tree's descriptor is
  * closed when the scope closes, after which every call on its inodes fails EBADF.
  */
-export const hostMount = (source: string, options: HostMountOptions = {}): Effect.Effect<Inode, SyscallError | GoferUnavailable, Scope.Scope> =>
+export const hostMount = (source: string, options: HostMountOptions): Effect.Effect<Inode, SyscallError | GoferUnavailable, Scope.Scope> =>
   Effect.gen(function*() {
     const core = yield* goferCore
-    const fds = options.fds ?? (yield* HostFdBudget.ofProcess)
+    const fds = options.fds
     const tree = yield* Effect.acquireRelease(
       Effect.suspend(() => {
         if (!fds.take()) return fail(Errno.NFILE)
@@ -412,5 +421,5 @@ export const hostMount = (source: string, options: HostMountOptions = {}): Effec
   })
 
 /** The root inode of a host directory tree (see `hostMount`); ENOTDIR when `hostRoot` is not a directory. */
-export const hostRoot = (hostRoot: string, options: Pick<HostMountOptions, "fds"> = {}): Effect.Effect<Inode, SyscallError | GoferUnavailable, Scope.Scope> =>
+export const hostRoot = (hostRoot: string, options: Pick<HostMountOptions, "fds">): Effect.Effect<Inode, SyscallError | GoferUnavailable, Scope.Scope> =>
   Effect.flatMap(hostMount(hostRoot, options), (inode) => (inode.filetype === FileType.DIRECTORY ? Effect.succeed(inode) : fail(Errno.NOTDIR)))

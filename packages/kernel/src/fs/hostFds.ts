@@ -57,7 +57,7 @@ export class HostFdBudget {
    * Without the gofer's core no host file can be opened anyway; the budget is then nominal.
    */
   static readonly ofProcess: Effect.Effect<HostFdBudget> = goferCore.pipe(
-    Effect.map((core) => core.fdLimit()),
+    Effect.map((core) => core.raiseFdLimit()),
     Effect.orElseSucceed(() => -1),
     Effect.map((limit) => (limit > 0 ? limit : 1024)),
     Effect.map((limit) => new HostFdBudget(Math.max(16, Math.floor(limit / 2)), limit))

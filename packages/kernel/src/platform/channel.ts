@@ -31,9 +31,7 @@ export const Word = {
   /** Bytes of response payload in the data area. */
   RESULT_LENGTH: 7,
   /** First of ARG_COUNT i32 request args. */
-  ARG0: 8,
-  /** Published by the worker: the guest's memory size in 64 KiB pages (0 between guests). */
-  MEMORY_PAGES: 16
+  ARG0: 8
 } as const
 
 export const WORD_COUNT = 32

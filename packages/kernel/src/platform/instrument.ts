@@ -20,8 +20,29 @@
  * exception handling, tail calls, typed function references, GC). A module this decoder cannot
  * read is refused (UninstrumentableModule), never run uninstrumented. A module that uses more than
  * one memory, or a 64-bit one, is refused too: the sandbox accounts for one 32-bit memory.
+ * Sections, types, imports and exports are read (and the result encoded) with wasmBinary.ts;
+ * instructions are decoded here.
  */
 import { GROW_TABLE_EXPORT, START_EXPORT } from "./guestHooks.js"
+import {
+  encodeLeb,
+  ExternalKind,
+  type Limits,
+  malformed,
+  MalformedWasm,
+  Reader,
+  readerOf,
+  readExportSection,
+  readImportSection,
+  readLimits,
+  readTypeSection,
+  type Section,
+  SECTION_ORDER,
+  SectionId,
+  sectionsOf,
+  valueType,
+  Writer
+} from "./wasmBinary.js"
 
 /** What the sandbox needs to know of a guest's memory. */
 export interface GuestMemory {
@@ -36,6 +57,11 @@ export interface GuestMemory {
    * sandbox process, so tables are bounded and charged whole when the process starts.
    */
   readonly tableEntries: number
+  /**
+   * What V8 may hold for those entries (tableEntries × TABLE_ENTRY_BYTES): the tables' part of
+   * the memory a process of this module is charged, beside its linear memory.
+   */
+  readonly tableBytes: number
 }
 
 export interface InstrumentedModule {
@@ -55,223 +81,21 @@ export const MAX_TABLE_GROWTH = 65536
 /** What V8 holds for a table entry (measured: 10 million entries took ~500 MiB). */
 export const TABLE_ENTRY_BYTES = 64
 
-const Section = { custom: 0, type: 1, import: 2, function: 3, table: 4, memory: 5, global: 6, export: 7, start: 8, element: 9, code: 10, data: 11, dataCount: 12, tag: 13 } as const
-
-/** The order non-custom sections must appear in. */
-const SECTION_ORDER: ReadonlyArray<number> = [1, 2, 3, 4, 5, 13, 6, 7, 8, 9, 12, 10, 11]
-
-const malformed = (what: string): never => {
+/** A module the sandbox will not run, though it may be valid (see the header). */
+const refuse = (what: string): never => {
   throw new UninstrumentableModule(what)
 }
 
-class Reader {
-  constructor(readonly bytes: Uint8Array, public at: number, public end: number) {}
-
-  get done(): boolean {
-    return this.at >= this.end
-  }
-
-  byte(): number {
-    if (this.at >= this.end) malformed("unexpected end of section")
-    return this.bytes[this.at++]!
-  }
-
-  peek(): number {
-    if (this.at >= this.end) malformed("unexpected end of section")
-    return this.bytes[this.at]!
-  }
-
-  /** An unsigned LEB128 of at most 32 bits. */
-  u32(): number {
-    // Most are one byte.
-    const first = this.bytes[this.at]!
-    if (first < 0x80 && this.at < this.end) {
-      this.at++
-      return first
-    }
-    let result = 0
-    for (let shift = 0; shift < 35; shift += 7) {
-      const b = this.byte()
-      result += (b & 0x7f) * 2 ** shift
-      if ((b & 0x80) === 0) {
-        if (result > 0xffffffff) malformed("integer too large")
-        return result
-      }
-    }
-    return malformed("integer too long")
-  }
-
-  /** Skips a LEB128 of up to 64 bits (signed or not). */
-  leb(): void {
-    for (let i = 0; i < 10; i++) if ((this.byte() & 0x80) === 0) return
-    malformed("integer too long")
-  }
-
-  /** A table index, which must be below `tables`. */
-  table(tables: number): void {
-    if (this.u32() >= tables) malformed("table index out of range")
-  }
-
-  skip(n: number): void {
-    if (n > this.end - this.at) malformed("unexpected end of section")
-    this.at += n
-  }
-
-  name(): string {
-    const length = this.u32()
-    const start = this.at
-    this.skip(length)
-    return Buffer.from(this.bytes.buffer, this.bytes.byteOffset + start, length).toString("utf8")
-  }
-}
-
-const leb = (value: number): Array<number> => {
-  const out: Array<number> = []
-  do {
-    let b = value & 0x7f
-    value = Math.floor(value / 128)
-    if (value !== 0) b |= 0x80
-    out.push(b)
-  } while (value !== 0)
-  return out
-}
-
-/** Bytes appended to a buffer that doubles as needed. */
-class Writer {
-  private buffer: Uint8Array
-  length = 0
-
-  constructor(capacity: number) {
-    this.buffer = new Uint8Array(Math.max(capacity, 64))
-  }
-
-  private room(n: number): void {
-    if (this.length + n <= this.buffer.length) return
-    const bigger = new Uint8Array(Math.max(this.buffer.length * 2, this.length + n))
-    bigger.set(this.buffer.subarray(0, this.length))
-    this.buffer = bigger
-  }
-
-  bytes(data: Uint8Array): this {
-    this.room(data.length)
-    this.buffer.set(data, this.length)
-    this.length += data.length
-    return this
-  }
-
-  byte(value: number): this {
-    this.room(1)
-    this.buffer[this.length++] = value
-    return this
-  }
-
-  leb(value: number): this {
-    this.room(5)
-    do {
-      let b = value & 0x7f
-      value = Math.floor(value / 128)
-      if (value !== 0) b |= 0x80
-      this.buffer[this.length++] = b
-    } while (value !== 0)
-    return this
-  }
-
-  name(name: string): this {
-    const utf8 = Buffer.from(name, "utf8")
-    return this.leb(utf8.length).bytes(utf8)
-  }
-
-  /** The bytes written (a view of the buffer). */
-  get result(): Uint8Array {
-    return this.buffer.subarray(0, this.length)
-  }
-
-  /** The bytes written, in an array of their own (whose `buffer` holds nothing else). */
-  get finished(): Uint8Array {
-    return this.length === this.buffer.length ? this.buffer : this.buffer.slice(0, this.length)
-  }
-}
-
-// ---- types ---------------------------------------------------------------------------------
-
-/** A reference type's heap type, or a value type (one byte, or ref/ref null + heap type). */
-const skipValueType = (r: Reader): void => {
-  const b = r.byte()
-  if (b === 0x63 || b === 0x64) r.leb()
-}
-
-const skipFieldType = (r: Reader): void => {
-  skipValueType(r) // the packed types i8 (0x78) and i16 (0x77) are one byte too
-  r.byte()
-}
-
-const skipCompositeType = (r: Reader): void => {
-  switch (r.byte()) {
-    case 0x60:
-      for (let n = r.u32(); n > 0; n--) skipValueType(r)
-      for (let n = r.u32(); n > 0; n--) skipValueType(r)
-      return
-    case 0x5f:
-      for (let n = r.u32(); n > 0; n--) skipFieldType(r)
-      return
-    case 0x5e:
-      skipFieldType(r)
-      return
-    default:
-      malformed("unknown type form")
-  }
-}
-
-const skipSubType = (r: Reader): void => {
-  const b = r.peek()
-  if (b === 0x50 || b === 0x4f) {
-    r.byte()
-    for (let n = r.u32(); n > 0; n--) r.u32()
-  }
-  skipCompositeType(r)
-}
-
-/** The number of types the type section defines (a recursion group defines several). */
-const countTypes = (r: Reader): number => {
-  let types = 0
-  for (let n = r.u32(); n > 0; n--) {
-    if (r.peek() === 0x4e) {
-      r.byte()
-      for (let k = r.u32(); k > 0; k--, types++) skipSubType(r)
-    } else {
-      skipSubType(r)
-      types++
-    }
-  }
-  return types
-}
-
-interface Limits {
-  readonly flags: number
-  readonly min: number
-  readonly max: number | undefined
-}
-
-const readLimits = (r: Reader): Limits => {
-  const flags = r.byte()
-  if (flags > 7) malformed("unknown limits")
-  // 64-bit limits may not fit a u32; they are refused by the caller.
-  const read = () => (flags & 4 ? (r.leb(), 0) : r.u32())
-  const min = read()
-  const max = flags & 1 ? read() : undefined
-  return { flags, min, max }
-}
-
-const skipTableType = (r: Reader): void => {
-  skipValueType(r)
-  readLimits(r)
+/** A table index, which must be below `tables`. */
+const tableIndex = (r: Reader, tables: number): void => {
+  if (r.u32() >= tables) malformed("table index out of range")
 }
 
 // ---- instructions --------------------------------------------------------------------------
 
 const skipBlockType = (r: Reader): void => {
   const b = r.peek()
-  if (b === 0x63 || b === 0x64) skipValueType(r)
+  if (b === 0x63 || b === 0x64) valueType(r)
   else r.leb() // 0x40 (empty), a one-byte value type, or a type index (s33)
 }
 
@@ -279,13 +103,13 @@ const skipMemarg = (r: Reader): void => {
   const align = r.u32()
   // Bit 6 of the alignment says a memory index follows (multi-memory).
   if (align & 0x40) {
-    if (r.u32() !== 0) malformed("more than one memory")
+    if (r.u32() !== 0) refuse("more than one memory")
   }
   r.leb()
 }
 
 const memoryIndex = (r: Reader): void => {
-  if (r.u32() !== 0) malformed("more than one memory")
+  if (r.u32() !== 0) refuse("more than one memory")
 }
 
 /** How the decoder's fast path reads an opcode's immediates (SPECIAL: the switch in `instruction`). */
@@ -383,13 +207,13 @@ const instruction = (
       return false
     case 0x11: case 0x13:
       r.u32()
-      r.table(tables)
+      tableIndex(r, tables)
       return false
     case 0x1c:
-      for (let n = r.u32(); n > 0; n--) skipValueType(r)
+      for (let n = r.u32(); n > 0; n--) valueType(r)
       return false
     case 0x25: case 0x26:
-      r.table(tables)
+      tableIndex(r, tables)
       return false
     case 0x3f:
       memoryIndex(r)
@@ -442,14 +266,14 @@ const skipMisc = (r: Reader, tables: number): void => {
       return
     case 12: // table.init elem table
       r.u32()
-      r.table(tables)
+      tableIndex(r, tables)
       return
     case 14: // table.copy
-      r.table(tables)
-      r.table(tables)
+      tableIndex(r, tables)
+      tableIndex(r, tables)
       return
     case 15: case 16: case 17: // table.grow, table.size, table.fill
-      r.table(tables)
+      tableIndex(r, tables)
       return
     default:
       malformed(`unknown opcode 0xfc ${op}`)
@@ -508,75 +332,43 @@ const skipConstExpr = (r: Reader, tables: number): void => {
 
 // ---- the rewrite ---------------------------------------------------------------------------
 
-interface RawSection {
-  readonly id: number
-  /** Where the section begins (its id byte); its size may be a padded LEB128. */
-  readonly header: number
-  /** Its payload. */
-  readonly start: number
-  readonly end: number
-}
-
-const sectionsOf = (bytes: Uint8Array): Array<RawSection> => {
-  if (bytes.length < 8 || bytes[0] !== 0 || bytes[1] !== 0x61 || bytes[2] !== 0x73 || bytes[3] !== 0x6d) malformed("no \\0asm header")
-  if (bytes[4] !== 1 || bytes[5] !== 0 || bytes[6] !== 0 || bytes[7] !== 0) malformed("unknown binary version")
-  const r = new Reader(bytes, 8, bytes.length)
-  const sections: Array<RawSection> = []
-  while (!r.done) {
-    const header = r.at
-    const id = r.byte()
-    const size = r.u32()
-    const start = r.at
-    r.skip(size)
-    sections.push({ id, header, start, end: start + size })
-  }
-  return sections
-}
-
 /**
  * The module with every `memory.grow` routed through its worker (see the header), and what
  * the sandbox must know of its memory. Throws UninstrumentableModule.
  */
 export const instrument = (bytes: Uint8Array): InstrumentedModule => {
+  try {
+    return rewrite(bytes)
+  } catch (e) {
+    if (e instanceof MalformedWasm) throw new UninstrumentableModule(e.message)
+    throw e
+  }
+}
+
+const rewrite = (bytes: Uint8Array): InstrumentedModule => {
   const sections = sectionsOf(bytes)
-  const reader = (s: RawSection) => new Reader(bytes, s.start, s.end)
+  const reader = (s: Section) => readerOf(bytes, s)
   const find = (id: number) => sections.find((s) => s.id === id)
 
-  let types = 0
-  const typeSection = find(Section.type)
-  if (typeSection) types = countTypes(reader(typeSection))
+  const typeSection = find(SectionId.type)
+  const types = typeSection ? readTypeSection(reader(typeSection)).length : 0
 
   let importedTables = 0
   let memories = 0
   let memory: Limits | undefined
-  const importSection = find(Section.import)
-  if (importSection) {
-    const r = reader(importSection)
-    for (let n = r.u32(); n > 0; n--) {
-      r.name()
-      r.name()
-      const kind = r.byte()
-      if (kind === 0) r.u32()
-      else if (kind === 1) {
-        skipTableType(r)
-        importedTables++
-      } else if (kind === 2) {
-        memory = readLimits(r)
-        memories++
-      } else if (kind === 3) {
-        skipValueType(r)
-        r.byte()
-      } else if (kind === 4) {
-        r.byte()
-        r.u32()
-      } else malformed("unknown import kind")
+  const importSection = find(SectionId.import)
+  for (const imported of importSection ? readImportSection(reader(importSection)) : []) {
+    if (imported.kind === ExternalKind.table) importedTables++
+    else if (imported.kind === ExternalKind.memory) {
+      memory = imported.limits
+      memories++
     }
   }
 
   // Each table's limits are rewritten so that it can grow by at most MAX_TABLE_GROWTH entries.
   let definedTables = 0
   let tableEntries = 0
-  const tableSection = find(Section.table)
+  const tableSection = find(SectionId.table)
   const tablesOut = new Writer(tableSection ? tableSection.end - tableSection.start + 16 : 16)
   if (tableSection) {
     const r = reader(tableSection)
@@ -586,10 +378,10 @@ export const instrument = (bytes: Uint8Array): InstrumentedModule => {
         r.byte()
         r.byte()
       }
-      skipValueType(r)
+      valueType(r)
       const limitsAt = r.at
       const limits = readLimits(r)
-      if (limits.flags & 4) malformed("a 64-bit table")
+      if (limits.flags & 4) refuse("a 64-bit table")
       const maximum = Math.min(limits.max ?? Infinity, limits.min + MAX_TABLE_GROWTH)
       tableEntries += maximum
       tablesOut.bytes(bytes.subarray(entry, limitsAt)).byte(limits.flags | 1).leb(limits.min).leb(maximum)
@@ -600,7 +392,7 @@ export const instrument = (bytes: Uint8Array): InstrumentedModule => {
   }
   const tables = importedTables + definedTables
 
-  const memorySection = find(Section.memory)
+  const memorySection = find(SectionId.memory)
   if (memorySection) {
     const r = reader(memorySection)
     for (let n = r.u32(); n > 0; n--) {
@@ -608,22 +400,16 @@ export const instrument = (bytes: Uint8Array): InstrumentedModule => {
       memories++
     }
   }
-  if (memories > 1) malformed("more than one memory")
-  if (memory !== undefined && memory.flags & 4) malformed("a 64-bit memory")
+  if (memories > 1) refuse("more than one memory")
+  if (memory !== undefined && memory.flags & 4) refuse("a 64-bit memory")
 
-  const exportSection = find(Section.export)
-  if (exportSection) {
-    const r = reader(exportSection)
-    for (let n = r.u32(); n > 0; n--) {
-      const name = r.name()
-      if (name === GROW_TABLE_EXPORT || name === START_EXPORT) malformed(`exports ${name}, a name the sandbox reserves`)
-      const kind = r.byte()
-      const index = r.u32()
-      if (kind === 1 && index >= tables) malformed("table index out of range")
-    }
+  const exportSection = find(SectionId.export)
+  for (const { name, kind, index } of exportSection ? readExportSection(reader(exportSection)) : []) {
+    if (name === GROW_TABLE_EXPORT || name === START_EXPORT) refuse(`exports ${name}, a name the sandbox reserves`)
+    if (kind === ExternalKind.table && index >= tables) malformed("table index out of range")
   }
 
-  const elementSection = find(Section.element)
+  const elementSection = find(SectionId.element)
   if (elementSection) {
     const r = reader(elementSection)
     for (let n = r.u32(); n > 0; n--) {
@@ -635,7 +421,7 @@ export const instrument = (bytes: Uint8Array): InstrumentedModule => {
       if ((flags & 1) === 0) skipConstExpr(r, tables)
       const expressions = (flags & 4) !== 0
       if (flags & 3) {
-        if (expressions) skipValueType(r)
+        if (expressions) valueType(r)
         else r.byte()
       }
       for (let k = r.u32(); k > 0; k--) {
@@ -646,14 +432,14 @@ export const instrument = (bytes: Uint8Array): InstrumentedModule => {
   }
 
   let start: number | undefined
-  const startSection = find(Section.start)
+  const startSection = find(SectionId.start)
   if (startSection) start = reader(startSection).u32()
 
   // The rewritten code section: bodies with memory.grow re-encoded, the others copied.
   const growType = types
   const growTable = tables
-  const growCall = new Uint8Array([0x41, 0x00, 0x11, ...leb(growType), ...leb(growTable)])
-  const codeSection = find(Section.code)
+  const growCall = new Uint8Array([0x41, 0x00, 0x11, ...encodeLeb(growType), ...encodeLeb(growTable)])
+  const codeSection = find(SectionId.code)
   let code: Uint8Array | undefined
   if (codeSection) {
     const r = reader(codeSection)
@@ -673,7 +459,7 @@ export const instrument = (bytes: Uint8Array): InstrumentedModule => {
       body.end = bodyStart + size
       for (let locals = body.u32(); locals > 0; locals--) {
         body.u32()
-        skipValueType(body)
+        valueType(body)
       }
       grows.length = 0
       decodeInstructions(body, tables, grows)
@@ -697,14 +483,14 @@ export const instrument = (bytes: Uint8Array): InstrumentedModule => {
 
   const replaced = new Map<number, Uint8Array | undefined>()
   const growFunctionType = new Uint8Array([0x60, 0x01, 0x7f, 0x01, 0x7f])
-  if (typeSection === undefined) replaced.set(Section.type, new Writer(8).leb(1).bytes(growFunctionType).result)
+  if (typeSection === undefined) replaced.set(SectionId.type, new Writer(8).leb(1).bytes(growFunctionType).result)
   else {
     const r = reader(typeSection)
     const entries = r.u32()
-    replaced.set(Section.type, new Writer(typeSection.end - r.at + 16).leb(entries + 1).bytes(bytes.subarray(r.at, typeSection.end)).bytes(growFunctionType).result)
+    replaced.set(SectionId.type, new Writer(typeSection.end - r.at + 16).leb(entries + 1).bytes(bytes.subarray(r.at, typeSection.end)).bytes(growFunctionType).result)
   }
   tablesOut.byte(0x70).byte(0x00).byte(0x01)
-  replaced.set(Section.table, new Writer(tablesOut.length + 8).leb(definedTables + 1).bytes(tablesOut.result).result)
+  replaced.set(SectionId.table, new Writer(tablesOut.length + 8).leb(definedTables + 1).bytes(tablesOut.result).result)
   const exportsOut = new Writer(exportSection ? exportSection.end - exportSection.start + 64 : 64)
   let exportCount = start === undefined ? 1 : 2
   let previousExports: Uint8Array = new Uint8Array(0)
@@ -715,15 +501,15 @@ export const instrument = (bytes: Uint8Array): InstrumentedModule => {
   }
   exportsOut.leb(exportCount).bytes(previousExports).name(GROW_TABLE_EXPORT).byte(0x01).leb(growTable)
   if (start !== undefined) exportsOut.name(START_EXPORT).byte(0x00).leb(start)
-  replaced.set(Section.export, exportsOut.result)
-  replaced.set(Section.start, undefined)
-  if (code !== undefined) replaced.set(Section.code, code)
+  replaced.set(SectionId.export, exportsOut.result)
+  replaced.set(SectionId.start, undefined)
+  if (code !== undefined) replaced.set(SectionId.code, code)
 
   // Reassemble: sections in their order, the added ones where their kind belongs.
   const out = new Writer(bytes.length + (code?.length ?? 0) - (codeSection ? codeSection.end - codeSection.start : 0) + 256)
   out.bytes(bytes.subarray(0, 8))
   const emit = (id: number, payload: Uint8Array) => out.byte(id).leb(payload.length).bytes(payload)
-  const pending = new Set<number>([Section.type, Section.table, Section.export].filter((id) => find(id) === undefined))
+  const pending = new Set<number>([SectionId.type, SectionId.table, SectionId.export].filter((id) => find(id) === undefined))
   const flushBefore = (id: number) => {
     for (const missing of [...pending]) {
       if (SECTION_ORDER.indexOf(missing) < SECTION_ORDER.indexOf(id)) {
@@ -733,8 +519,8 @@ export const instrument = (bytes: Uint8Array): InstrumentedModule => {
     }
   }
   for (const s of sections) {
-    if (s.id !== Section.custom) flushBefore(s.id)
-    if (s.id !== Section.custom && replaced.has(s.id)) {
+    if (s.id !== SectionId.custom) flushBefore(s.id)
+    if (s.id !== SectionId.custom && replaced.has(s.id)) {
       const payload = replaced.get(s.id)
       if (payload !== undefined) emit(s.id, payload)
       continue
@@ -748,7 +534,8 @@ export const instrument = (bytes: Uint8Array): InstrumentedModule => {
     memory: {
       initialPages: memory?.min ?? 0,
       maximumPages: Math.min(memory?.max ?? MAX_MEMORY_PAGES, MAX_MEMORY_PAGES),
-      tableEntries
+      tableEntries,
+      tableBytes: tableEntries * TABLE_ENTRY_BYTES
     }
   }
 }

@@ -88,8 +88,6 @@ const refresh = (): void => {
     memBuffer = buffer
     mem8 = new Uint8Array(buffer)
     memView = new DataView(buffer)
-    // The sentry's view of the guest's memory (container stats), as of its last syscall.
-    Atomics.store(words, Word.MEMORY_PAGES, buffer.byteLength / 65536)
   }
 }
 
@@ -830,7 +828,6 @@ const run = (message: ToWorker): GuestEnd => {
     memBuffer = new ArrayBuffer(0)
     mem8 = new Uint8Array(memBuffer)
     memView = new DataView(memBuffer)
-    Atomics.store(words, Word.MEMORY_PAGES, 0)
     argBlobs = []
     envBlobs = []
   }
