@@ -9,7 +9,8 @@
  *   removes its socket file by name (libuv does so as it closes a listening socket): whoever
  *   manages these paths must never take the path of a server that still listens. A path too
  *   long for a socket address is refused (Node would bind it under a name cut short).
- * - A container whose start failed is `stopped` to RuntimeState (the Loader keeps it created).
+ * - The host files a call names for a process's stdio are opened without ever blocking the
+ *   sentry (a FIFO nobody has open at its other end would hold it in open(2)).
  * - Calls that change the sandbox (start, create, destroy, exec, signal, pause, resume) run to
  *   the end even when their client disconnects; waits and queries stop with their client.
  * - Frames are newline-delimited JSON of bounded size (framing.ts): a malformed or oversized
@@ -201,19 +202,9 @@ const handlers = (loader: LoaderShape) => {
       if (opened === undefined) return openStdio(paths)
       return named ? Effect.zipRight(closeStdio(opened), openStdio(paths)) : Effect.succeed(opened)
     })
-  // Containers whose start failed: stopped, as runc reports them (the Loader keeps them
-  // created, and the CLI writes nothing after a start: this is where the outcome is kept).
-  const failedStarts = new Set<string>()
-  const startOutcome = <A, E>(id: string, start: Effect.Effect<A, E>) =>
-    start.pipe(
-      Effect.tapBoth({
-        onFailure: () => Effect.sync(() => failedStarts.add(id)),
-        onSuccess: () => Effect.sync(() => failedStarts.delete(id))
-      })
-    )
   return SandboxRpcs.of({
     // Lifecycle calls finish even if their client goes away (a half-done start helps nobody).
-    StartRoot: () => Effect.uninterruptible(startOutcome(loader.containerId, loader.startRoot)),
+    StartRoot: () => Effect.uninterruptible(loader.startRoot),
     CreateSubcontainer: ({ id, stdio }) =>
       Effect.uninterruptible(Effect.gen(function*() {
         const opened = stdio === undefined ? undefined : yield* openStdio(stdio)
@@ -222,12 +213,10 @@ const handlers = (loader: LoaderShape) => {
       })),
     StartSubcontainer: ({ bundle, id, stdio }) =>
       Effect.uninterruptible(
-        startOutcome(id, withStdio(stdioAtStart(id, stdio), (opened) => loader.startSubcontainer({ containerId: id, bundle, stdio: opened })))
+        withStdio(stdioAtStart(id, stdio), (opened) => loader.startSubcontainer({ containerId: id, bundle, stdio: opened }))
       ),
     DestroySubcontainer: ({ id }) =>
-      Effect.uninterruptible(
-        Effect.zipRight(release(id), loader.destroySubcontainer(id)).pipe(Effect.ensuring(Effect.sync(() => failedStarts.delete(id))))
-      ),
+      Effect.uninterruptible(Effect.zipRight(release(id), loader.destroySubcontainer(id))),
     ExecuteAsync: ({ argv, cwd, env, id, stdio, terminal, uid }) =>
       Effect.uninterruptible(
         withStdio(openStdio(stdio), (opened) =>
@@ -249,7 +238,7 @@ const handlers = (loader: LoaderShape) => {
     Pause: () => Effect.uninterruptible(loader.pause),
     Resume: () => Effect.uninterruptible(loader.resume),
     IsPaused: () => loader.isPaused,
-    RuntimeState: ({ id }) => Effect.map(loader.runtimeState(id), (state) => (failedStarts.has(id) ? "stopped" : state))
+    RuntimeState: ({ id }) => loader.runtimeState(id)
   })
 }
 
