@@ -9,7 +9,8 @@
  *   removes its socket file by name (libuv does so as it closes a listening socket): whoever
  *   manages these paths must never take the path of a server that still listens. A path too
  *   long for a socket address is refused (Node would bind it under a name cut short).
- * - A container whose start failed is `stopped` to RuntimeState (the Loader keeps it created).
+ * - The host files a call names for a process's stdio are opened without ever blocking the
+ *   sentry (a FIFO nobody has open at its other end would hold it in open(2)).
  * - Calls that change the sandbox (start, create, destroy, exec, signal, pause, resume) run to
  *   the end even when their client disconnects; waits and queries stop with their client.
  * - Frames are newline-delimited JSON of bounded size (framing.ts): a malformed or oversized
@@ -20,7 +21,7 @@ import { NodeSocketServer } from "@effect/platform-node"
 import { RpcServer } from "@effect/rpc"
 import { type FileDescription, hostStream } from "@runsc/kernel"
 import { Loader, type LoaderShape, type Stdio } from "@runsc/loader"
-import { Effect, Layer, Schema } from "effect"
+import { Duration, Effect, Layer, Schedule, Schema } from "effect"
 import * as Fs from "node:fs"
 import * as Net from "node:net"
 import * as Path from "node:path"
@@ -102,13 +103,66 @@ interface OpenedStdio {
 const closeStdio = (stdio: OpenedStdio) =>
   Effect.forEach([stdio.stdin, stdio.stdout, stdio.stderr], (d) => d.close, { discard: true })
 
-const openOne = (path: string | undefined, flags: string): Effect.Effect<FileDescription, StdioUnavailable> =>
+/**
+ * How long an open for writing waits for a FIFO's reader: a FIFO whose reader is about to come
+ * (a reader between two opens) is written to, as a blocking open would; one nobody reads fails
+ * the call rather than hold it for ever.
+ */
+const FIFO_READER_WAIT = Duration.seconds(10)
+
+/** Between attempts to open a FIFO that has no reader yet. */
+const readerPoll = Schedule.spaced(Duration.millis(50)).pipe(Schedule.upTo(FIFO_READER_WAIT))
+
+type Slot = "stdin" | "stdout" | "stderr"
+
+/**
+ * Never blocking (O_NONBLOCK): an open of a FIFO waits for its other end, and would hold the
+ * sentry's one thread — every container of the sandbox, and the control plane — for as long.
+ * O_NOCTTY: a terminal must not become the sandbox's controlling one. The descriptor stays
+ * non-blocking: hostStream waits out EAGAIN on it (and reads and writes through a description of
+ * its own besides).
+ */
+const openFlags: Record<Slot, number> = {
+  stdin: Fs.constants.O_RDONLY | Fs.constants.O_NONBLOCK | Fs.constants.O_NOCTTY,
+  stdout: Fs.constants.O_WRONLY | Fs.constants.O_APPEND | Fs.constants.O_CREAT | Fs.constants.O_NONBLOCK | Fs.constants.O_NOCTTY,
+  stderr: Fs.constants.O_WRONLY | Fs.constants.O_APPEND | Fs.constants.O_CREAT | Fs.constants.O_NONBLOCK | Fs.constants.O_NOCTTY
+}
+
+const isFifo = (path: string) => {
+  try {
+    return Fs.statSync(path).isFIFO()
+  } catch {
+    return false
+  }
+}
+
+/**
+ * Opens the host file at `path` as `slot`. A FIFO without a writer opens at once for reading (its
+ * reads see end of file until a writer comes, as on Linux); one without a reader cannot be opened
+ * for writing (ENXIO): attempts go on, off the sentry's thread, for FIFO_READER_WAIT.
+ */
+const openHost = (path: string, slot: Slot): Effect.Effect<number, StdioUnavailable> => {
+  const noReader = (e: NodeJS.ErrnoException) => e.code === "ENXIO" && isFifo(path)
+  return Effect.try({
+    try: () => Fs.openSync(path, openFlags[slot], 0o666),
+    catch: (e) => e as NodeJS.ErrnoException
+  }).pipe(
+    Effect.retry({ schedule: readerPoll, while: noReader }),
+    Effect.mapError((e) =>
+      new StdioUnavailable({
+        path,
+        reason: noReader(e)
+          ? `${slot} is a FIFO that no process has open for reading (none came within ${Duration.format(FIFO_READER_WAIT)})`
+          : `${slot}: ${e.message}`
+      })
+    )
+  )
+}
+
+const openOne = (path: string | undefined, slot: Slot): Effect.Effect<FileDescription, StdioUnavailable> =>
   path?.startsWith(RELAY_PREFIX)
     ? Effect.mapError(connectRelay(path.slice(RELAY_PREFIX.length)), (e) => new StdioUnavailable({ path, reason: e.message }))
-    : Effect.try({
-      try: () => hostStream(Fs.openSync(path ?? "/dev/null", flags), { owned: true }),
-      catch: (e) => new StdioUnavailable({ path: path ?? "/dev/null", reason: (e as Error).message })
-    })
+    : Effect.map(openHost(path ?? "/dev/null", slot), (fd) => hostStream(fd, { owned: true }))
 
 /**
  * Opens the host paths a call named for a process's stdio (unset: /dev/null) as descriptions
@@ -117,9 +171,9 @@ const openOne = (path: string | undefined, flags: string): Effect.Effect<FileDes
  */
 const openStdio = (paths: StdioPaths): Effect.Effect<OpenedStdio, StdioUnavailable> =>
   Effect.gen(function*() {
-    const stdin = yield* openOne(paths.stdin, "r")
-    const stdout = yield* openOne(paths.stdout, "a").pipe(Effect.tapError(() => stdin.close))
-    const stderr = yield* openOne(paths.stderr, "a").pipe(Effect.tapError(() => Effect.zipRight(stdin.close, stdout.close)))
+    const stdin = yield* openOne(paths.stdin, "stdin")
+    const stdout = yield* openOne(paths.stdout, "stdout").pipe(Effect.tapError(() => stdin.close))
+    const stderr = yield* openOne(paths.stderr, "stderr").pipe(Effect.tapError(() => Effect.zipRight(stdin.close, stdout.close)))
     return { stdin, stdout, stderr }
   })
 
@@ -148,19 +202,9 @@ const handlers = (loader: LoaderShape) => {
       if (opened === undefined) return openStdio(paths)
       return named ? Effect.zipRight(closeStdio(opened), openStdio(paths)) : Effect.succeed(opened)
     })
-  // Containers whose start failed: stopped, as runc reports them (the Loader keeps them
-  // created, and the CLI writes nothing after a start: this is where the outcome is kept).
-  const failedStarts = new Set<string>()
-  const startOutcome = <A, E>(id: string, start: Effect.Effect<A, E>) =>
-    start.pipe(
-      Effect.tapBoth({
-        onFailure: () => Effect.sync(() => failedStarts.add(id)),
-        onSuccess: () => Effect.sync(() => failedStarts.delete(id))
-      })
-    )
   return SandboxRpcs.of({
     // Lifecycle calls finish even if their client goes away (a half-done start helps nobody).
-    StartRoot: () => Effect.uninterruptible(startOutcome(loader.containerId, loader.startRoot)),
+    StartRoot: () => Effect.uninterruptible(loader.startRoot),
     CreateSubcontainer: ({ id, stdio }) =>
       Effect.uninterruptible(Effect.gen(function*() {
         const opened = stdio === undefined ? undefined : yield* openStdio(stdio)
@@ -169,12 +213,10 @@ const handlers = (loader: LoaderShape) => {
       })),
     StartSubcontainer: ({ bundle, id, stdio }) =>
       Effect.uninterruptible(
-        startOutcome(id, withStdio(stdioAtStart(id, stdio), (opened) => loader.startSubcontainer({ containerId: id, bundle, stdio: opened })))
+        withStdio(stdioAtStart(id, stdio), (opened) => loader.startSubcontainer({ containerId: id, bundle, stdio: opened }))
       ),
     DestroySubcontainer: ({ id }) =>
-      Effect.uninterruptible(
-        Effect.zipRight(release(id), loader.destroySubcontainer(id)).pipe(Effect.ensuring(Effect.sync(() => failedStarts.delete(id))))
-      ),
+      Effect.uninterruptible(Effect.zipRight(release(id), loader.destroySubcontainer(id))),
     ExecuteAsync: ({ argv, cwd, env, id, stdio, terminal, uid }) =>
       Effect.uninterruptible(
         withStdio(openStdio(stdio), (opened) =>
@@ -196,7 +238,7 @@ const handlers = (loader: LoaderShape) => {
     Pause: () => Effect.uninterruptible(loader.pause),
     Resume: () => Effect.uninterruptible(loader.resume),
     IsPaused: () => loader.isPaused,
-    RuntimeState: ({ id }) => Effect.map(loader.runtimeState(id), (state) => (failedStarts.has(id) ? "stopped" : state))
+    RuntimeState: ({ id }) => loader.runtimeState(id)
   })
 }
 

@@ -8,7 +8,7 @@ import type { Dentry, PidNamespace, SyntheticMount, ThreadGroup } from "@runsc/k
 import type { Spec } from "@runsc/spec"
 import type { Scope } from "effect"
 
-/** `created`: registered, not started; `running`: its init runs; `stopped`: its init has exited. */
+/** `created`: registered, not started; `running`: its init runs; `stopped`: its init has exited, or its start failed. */
 export type ContainerState = "created" | "running" | "stopped"
 
 export class Container {

@@ -140,7 +140,10 @@ export interface LoaderShape {
   /** The root container. */
   readonly containerId: string
   readonly bundle: Bundle
-  /** Runs the root container's init; fails if it was already started. Returns its pid. */
+  /**
+   * Runs the root container's init; fails if it was already started. Returns its pid. A start
+   * that fails leaves the container stopped (so do startSubcontainer's).
+   */
   readonly startRoot: Effect.Effect<number, StartError>
   /** Waits for the root init to exit; repeatable, any number of waiters get the same status. */
   readonly waitExit: Effect.Effect<ExitStatus, ContainerNotStarted | SandboxPanicked>
@@ -355,7 +358,10 @@ const makeLoader = (args: LoaderArgs & { readonly bundle: Bundle }) =>
         }))
       })
 
-    /** Starts a created container's init (the registry lock is held). */
+    /**
+     * Starts a created container's init (the registry lock is held). A start that fails leaves
+     * the container stopped, as runc does, having given back all it took.
+     */
     const startContainer = (
       container: Container,
       bundle: Bundle,
@@ -364,15 +370,38 @@ const makeLoader = (args: LoaderArgs & { readonly bundle: Bundle }) =>
     ) =>
       Effect.gen(function*() {
         if (container.state !== "created") return yield* new ContainerAlreadyStarted({ id: container.id })
+        // What the start takes (its trees' host descriptors, their memory) is held in a scope
+        // of its own within the container's: closed with the container, or at once if the start fails.
+        const started = yield* Scope.fork(container.scope, ExecutionStrategy.sequential)
+        return yield* launchInit(container, bundle, stdio, root, started).pipe(
+          Effect.onError((cause) =>
+            Effect.zipRight(
+              Scope.close(started, Exit.failCause(cause)),
+              Effect.sync(() => {
+                container.state = "stopped"
+              })
+            )
+          )
+        )
+      })
+
+    /** What startContainer does once the container is known to be created; `started` holds what it takes. */
+    const launchInit = (
+      container: Container,
+      bundle: Bundle,
+      stdio: Stdio,
+      root: { hostProgram?: string | undefined; homeFromPasswd?: boolean | undefined },
+      started: Scope.Scope
+    ) =>
+      Effect.gen(function*() {
         const { spec } = bundle
         const process = spec.process
         // loadBundle refuses such a spec; one given in memory is refused here, as runc does.
         if (process === undefined) return yield* new InvalidSpec({ path: "process", reason: "required field is missing" })
-        // The host trees' descriptors are the container's: closed with its scope.
-        const rootDentry = yield* openRoot(bundle, { instance: ++tmpfsInstances, account: memory }, hostFds).pipe(Scope.extend(container.scope))
-        const mounts = yield* syntheticMountsOf(bundle, () => ++tmpfsInstances, memory, hostFds).pipe(Scope.extend(container.scope))
+        const rootDentry = yield* openRoot(bundle, { instance: ++tmpfsInstances, account: memory }, hostFds).pipe(Scope.extend(started))
+        const mounts = yield* syntheticMountsOf(bundle, () => ++tmpfsInstances, memory, hostFds).pipe(Scope.extend(started))
         // What the container's in-memory files hold goes back to the sandbox when it is destroyed.
-        yield* Scope.addFinalizer(container.scope, Effect.sync(() => {
+        yield* Scope.addFinalizer(started, Effect.sync(() => {
           releaseMemory(rootDentry.inode)
           for (const mount of mounts) if (mount.fs === "tmpfs") releaseMemory(mount.root)
         }))
@@ -488,7 +517,12 @@ const makeLoader = (args: LoaderArgs & { readonly bundle: Bundle }) =>
 
       startSubcontainer: ({ bundle, containerId, stdio }) =>
         Effect.gen(function*() {
-          const loaded = typeof bundle === "string" ? yield* loadBundle(bundle) : bundle
+          // A bundle that cannot be loaded fails the start too: a created container is then stopped.
+          const stopIfCreated = locked(Effect.sync(() => {
+            const container = containers.get(containerId)
+            if (container?.state === "created") container.state = "stopped"
+          }))
+          const loaded = typeof bundle === "string" ? yield* Effect.tapError(loadBundle(bundle), () => stopIfCreated) : bundle
           return yield* locked(Effect.flatMap(
             find(containerId),
             (container) => startContainer(container, loaded, stdio ?? {})
