@@ -24,6 +24,11 @@ export class Container {
   /** Processes started by execute, by root-namespace pid, until waitPid consumes them. */
   readonly execs = new Map<number, ThreadGroup>()
 
-  /** `scope` owns what lives and dies with the container; destroy closes it last. */
-  constructor(readonly id: string, readonly scope: Scope.CloseableScope) {}
+  /**
+   * `scope` is the container: closing it (destroy, or the sandbox's teardown) first kills every
+   * process of the container and waits for each to exit, and only then closes `resources`, its
+   * child holding what those processes used (its trees and mounts, their host descriptors and
+   * memory). The order comes from the scopes' structure, not from the steps of a destroy.
+   */
+  constructor(readonly id: string, readonly scope: Scope.CloseableScope, readonly resources: Scope.Scope) {}
 }

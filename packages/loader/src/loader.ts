@@ -5,8 +5,10 @@
  *
  * Lifetime: the sandbox lives as long as the root container's init. When it exits, every other
  * process is killed. Closing the layer's scope is the teardown — SIGKILL every process, wait
- * until each has exited, then release the kernel (workers, pool, fds) — and the finalizer order
- * guarantees that nothing is released while a task still runs.
+ * until each has exited, close every container (the root last), then release the kernel
+ * (workers, pool, fds) — and the scopes' structure guarantees that nothing is released while a
+ * task still runs: a container's scope kills and waits for its processes before it releases
+ * what they used (newContainer).
  *
  * Every change to the container registry (create, start, exec, destroy, signals to all
  * processes) holds the registry lock, so a destroy's SIGKILL of "every process of the
@@ -298,10 +300,35 @@ const makeLoader = (args: LoaderArgs & { readonly bundle: Bundle }) =>
     const hostFds = kernel.hostFds
     const registry = yield* Effect.makeSemaphore(1)
     const locked = registry.withPermits(1)
-    // Each container's scope is a child of the loader's: closed by its destroy, or with the loader.
-    const loaderScope = yield* Effect.scope
+    // Every container's scope is a child of this one, forked before the sandbox's own
+    // kill-and-wait finalizer below is added: finalizers run in reverse, so at teardown every
+    // process is dead before any container releases what its processes used. Containers close
+    // in reverse order of creation: the root last.
+    const containersScope = yield* Scope.fork(yield* Effect.scope, ExecutionStrategy.sequential)
     const newContainer = (id: string) =>
-      Effect.map(Scope.fork(loaderScope, ExecutionStrategy.sequential), (scope) => new Container(id, scope))
+      Effect.gen(function*() {
+        const scope = yield* Scope.fork(containersScope, ExecutionStrategy.sequential)
+        // Forked first, so closed last: what the container's processes use.
+        const resources = yield* Scope.fork(scope, ExecutionStrategy.sequential)
+        const container = new Container(id, scope, resources)
+        // Added after, so run first: closing the container kills its processes and waits for them.
+        yield* Scope.addFinalizer(scope, killAndReap(container))
+        return container
+      })
+
+    /**
+     * SIGKILL every process of `container` and wait until each has exited (and any child one
+     * spawned before it died), releasing their pids.
+     */
+    const killAndReap = (container: Container) =>
+      Effect.gen(function*() {
+        for (let all = processesOf(container); all.length > 0; all = processesOf(container)) {
+          yield* Effect.forEach(all, (tg) => Effect.zipRight(kernel.signal(tg, SIGKILL), Deferred.await(tg.exitStatus)), {
+            discard: true
+          })
+          yield* Effect.forEach(all, (tg) => kernel.reap(tg), { discard: true })
+        }
+      })
 
     const rootContainer = yield* newContainer(rootId)
     containers.set(rootId, rootContainer)
@@ -372,7 +399,7 @@ const makeLoader = (args: LoaderArgs & { readonly bundle: Bundle }) =>
         if (container.state !== "created") return yield* new ContainerAlreadyStarted({ id: container.id })
         // What the start takes (its trees' host descriptors, their memory) is held in a scope
         // of its own within the container's: closed with the container, or at once if the start fails.
-        const started = yield* Scope.fork(container.scope, ExecutionStrategy.sequential)
+        const started = yield* Scope.fork(container.resources, ExecutionStrategy.sequential)
         return yield* launchInit(container, bundle, stdio, root, started).pipe(
           Effect.onError((cause) =>
             Effect.zipRight(
@@ -404,6 +431,12 @@ const makeLoader = (args: LoaderArgs & { readonly bundle: Bundle }) =>
         yield* Scope.addFinalizer(started, Effect.sync(() => {
           releaseMemory(rootDentry.inode)
           for (const mount of mounts) if (mount.fs === "tmpfs") releaseMemory(mount.root)
+        }))
+        // Run before the above: the container's structure (newContainer) has every process of it
+        // dead by now. Should one live, it is a sentry bug, said loudly.
+        yield* Scope.addFinalizer(started, Effect.suspend(() => {
+          const alive = liveProcessesOf(container).length
+          return alive === 0 ? Effect.void : Effect.logError(`sentry bug: container ${container.id} releases its filesystems under ${alive} live process(es)`)
         }))
         // runsc's rule: no pid namespace → the root one; a path used by an earlier container →
         // join it; otherwise a new child of the root namespace.
@@ -529,8 +562,9 @@ const makeLoader = (args: LoaderArgs & { readonly bundle: Bundle }) =>
           ))
         }),
 
+      // Uninterruptible: once begun, a destroy completes (an interrupted caller waits for it).
       destroySubcontainer: (id) =>
-        Effect.gen(function*() {
+        Effect.uninterruptible(Effect.gen(function*() {
           // Under the lock: forget the container and SIGKILL all of its processes, so that no
           // start or exec can add one after the kill (a child its guests spawn meanwhile dies
           // with its killed parent).
@@ -542,18 +576,10 @@ const makeLoader = (args: LoaderArgs & { readonly bundle: Bundle }) =>
             return found
           }))
           if (container === undefined) return
-          // Then wait for every one to exit (and for any child spawned before its parent died),
-          // and release their pids.
-          for (let all = processesOf(container); all.length > 0; all = processesOf(container)) {
-            yield* Effect.forEach(all, (tg) => Effect.zipRight(kernel.signal(tg, SIGKILL), Deferred.await(tg.exitStatus)), {
-              discard: true
-            })
-            yield* Effect.forEach(all, (tg) => kernel.reap(tg), { discard: true })
-          }
           container.state = "stopped"
-          // Last, what the container owned (its init's watcher; its mounts, once it has some).
+          // Closing its scope waits for every process to exit, then releases what they used.
           yield* Scope.close(container.scope, Exit.void)
-        }),
+        })),
 
       execute: (exec) =>
         locked(Effect.gen(function*() {
