@@ -64,6 +64,8 @@ export interface DirectoryChanges {
 export interface Inode {
   readonly filetype: FileType
   readonly stat: Effect.Effect<Stat, SyscallError>
+  /** `stat`, settled where it can be (as FileDescription's). */
+  readonly statNow?: (() => Effect.Effect<Stat, SyscallError>) | undefined
   /** What the lookup that produced this inode saw (permission bits for exec checks), if known. */
   readonly lookupStat?: Stat | undefined
   /**
@@ -154,5 +156,5 @@ export interface FileDescription {
   readonly sync?: ((dataOnly: boolean) => Effect.Effect<void, SyscallError>) | undefined
 }
 
-/** A description's stat, settled where it can be (`statNow`). */
-export const statOf = (description: FileDescription): Effect.Effect<Stat, SyscallError> => description.statNow?.() ?? description.stat
+/** An inode's or description's stat, settled where it can be (`statNow`). */
+export const statOf = (of: Inode | FileDescription): Effect.Effect<Stat, SyscallError> => of.statNow?.() ?? of.stat

@@ -39,7 +39,7 @@ import { Clock, Duration, Effect, Either } from "effect"
 import { fail, type SyscallError } from "../errors.js"
 import type { FdEntry } from "../fs/fdTable.js"
 import { type FileDescription, type Stat, statOf } from "../fs/inode.js"
-import { type Dentry, MAX_SYMLINK_TRAVERSALS, NAME_MAX, resolve } from "../fs/resolve.js"
+import { type Dentry, MAX_SYMLINK_TRAVERSALS, NAME_MAX, resolveNow } from "../fs/resolve.js"
 import { DATA_SIZE } from "../platform/channel.js"
 import {
   blocking,
@@ -82,7 +82,7 @@ const lookupPath = (c: SyscallContext, fd: number, rights: bigint, at: number, l
   genNow(function*() {
     const base = yield* baseDirectory(c, fd, rights)
     const path = yield* guestPath(c, at, length)
-    return yield* resolve(c.tg.root, base, path, { followFinal: follow, beneath: base })
+    return yield* resolveNow(c.tg.root, base, path, { followFinal: follow, beneath: base })
   })
 
 // ---- struct encoders (into the data area) ---------------------------------------------------
@@ -255,13 +255,13 @@ const readdir = (listings: WeakMap<FdEntry["description"], Listing>): Handler =>
     const cookie = BigInt.asUintN(64, i64(c, 0))
     let listing = listings.get(entry.description)
     if (listing === undefined || cookie === 0n) {
-      const self = yield* dentry.inode.stat
-      const parent = yield* dentry.parent.inode.stat
+      const self = yield* statOf(dentry.inode)
+      const parent = yield* statOf(dentry.parent.inode)
       const listed = yield* dentry.inode.readdir
       // A mount point the tree lacks (no /proc in the rootfs) is listed all the same.
       const mountPoints: Array<{ readonly name: string; readonly ino: bigint; readonly filetype: FileType }> = []
       for (const [name, inode] of dentry.mountedChildren) {
-        if (!listed.some((e) => e.name === name)) mountPoints.push({ name, ino: (yield* inode.stat).ino, filetype: inode.filetype })
+        if (!listed.some((e) => e.name === name)) mountPoints.push({ name, ino: (yield* statOf(inode)).ino, filetype: inode.filetype })
       }
       const children = [...listed, ...mountPoints]
       listing = [
@@ -319,7 +319,7 @@ const path_open: Handler = (c) =>
     if ((oflags & OFlags.TRUNC) !== 0 && (dir.rightsBase & Rights.PATH_FILESTAT_SET_SIZE) === 0n) return yield* fail(Errno.NOTCAPABLE)
     const path = yield* guestPath(c, 0, pathLength)
     const found = yield* eitherNow(
-      resolve(c.tg.root, dir.dentry, path, { followFinal: (lookupflags & LookupFlags.SYMLINK_FOLLOW) !== 0, beneath: dir.dentry })
+      resolveNow(c.tg.root, dir.dentry, path, { followFinal: (lookupflags & LookupFlags.SYMLINK_FOLLOW) !== 0, beneath: dir.dentry })
     )
     let dentry: Dentry
     let created = false
@@ -365,7 +365,7 @@ const path_filestat_get: Handler = (c) =>
   genNow(function*() {
     const follow = (u32(c, 1) & LookupFlags.SYMLINK_FOLLOW) !== 0
     const dentry = yield* lookupPath(c, u32(c, 0), Rights.PATH_FILESTAT_GET, 0, u32(c, 2), follow)
-    putFilestat(c, yield* dentry.inode.stat)
+    putFilestat(c, yield* statOf(dentry.inode))
   })
 
 const path_readlink: Handler = (c) =>
@@ -395,7 +395,7 @@ const parentOf = (c: SyscallContext, base: Dentry, path: string, beneath: Dentry
     const name = trimmed.slice(slash + 1)
     if (Buffer.byteLength(name) > NAME_MAX) return yield* fail(Errno.NAMETOOLONG)
     const dirPath = slash < 0 ? (trimmed.length === 0 ? "/" : ".") : slash === 0 ? "/" : trimmed.slice(0, slash)
-    const dir = yield* resolve(c.tg.root, base, dirPath, { followFinal: true, beneath })
+    const dir = yield* resolveNow(c.tg.root, base, dirPath, { followFinal: true, beneath })
     if (dir.inode.filetype !== FileType.DIRECTORY) return yield* fail(Errno.NOTDIR)
     if (name === ".." && dir === beneath && !dir.isRoot) return yield* fail(Errno.NOTCAPABLE)
     return { dir, name, trailingSlash: trimmed.length < path.length }
