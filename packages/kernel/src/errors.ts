@@ -5,7 +5,7 @@
  * errors, so that they cross the control socket as typed values.
  */
 import { type Errno, errnoFromHostCode, errnoName } from "@runsc/abi"
-import { Data, Effect, Schema } from "effect"
+import { Data, type Effect, Exit, Schema } from "effect"
 
 export class SyscallError extends Data.TaggedError("SyscallError")<{ readonly errno: Errno }> {
   override get message(): string {
@@ -21,8 +21,8 @@ const byErrno: ReadonlyArray<SyscallError> = Array.from({ length: 77 }, (_, errn
 
 export const syscallError = (errno: Errno): SyscallError => byErrno[errno] ?? new SyscallError({ errno })
 
-/** Fails with `errno`. */
-export const fail = (errno: Errno): Effect.Effect<never, SyscallError> => Effect.fail(syscallError(errno))
+/** Fails with `errno`: a settled failure (an Exit), which the syscall server reads without a fiber step. */
+export const fail = (errno: Errno): Effect.Effect<never, SyscallError> => Exit.fail(syscallError(errno))
 
 /** A failed host `fs` call, as the errno it carries. */
 export const fromHostError = (error: unknown): SyscallError =>

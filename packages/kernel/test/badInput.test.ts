@@ -250,6 +250,37 @@ layer(kernelLayer, { excludeTestServices: true })("a defect in a handler", (it) 
     }))
 })
 
+layer(kernelLayer, { excludeTestServices: true })("a handler that throws (a sentry bug on the synchronous path)", (it) => {
+  it.effect("is logged as a sentry bug, the guest sees EIO, and the sentry keeps serving the same guest", () =>
+    Effect.gen(function*() {
+      const lines: Array<string> = []
+      const throwing: FileDescription = {
+        filetype: FileType.REGULAR_FILE,
+        read: () => Effect.succeed(new Uint8Array(0)),
+        write: () => Effect.succeed(0),
+        seek: () => {
+          throw new Error("boom")
+        },
+        stat: Effect.die(new Error("unused")),
+        statNow: () => {
+          throw new Error("boom")
+        },
+        close: Effect.void
+      }
+      // fd_seek, then fd_filestat_get: each answers EIO; then fd_fdstat_get still answers (0).
+      const bytes = yield* probe({
+        body: `(i32.add (i32.add
+          (i32.mul (call $fd_seek (i32.const 0) (i64.const 0) (i32.const 0) (i32.const 16)) (i32.const 100))
+          (i32.mul (call $fd_filestat_get (i32.const 0) (i32.const 64)) (i32.const 10)))
+          (call $fd_fdstat_get (i32.const 0) (i32.const 200)))`
+      })
+      const r = yield* runGuest({ bytes, stdin: throwing }).pipe(Effect.provide(captureLogsInto(lines)))
+      assert.deepStrictEqual(r.status, Exited((Errno.IO * 100 + Errno.IO * 10) & 0xff))
+      assert.strictEqual(lines.filter((l) => /sentry bug in fd_seek/.test(l)).length, 1, lines.join("\n"))
+      assert.strictEqual(lines.filter((l) => /sentry bug in fd_filestat_get/.test(l)).length, 1, lines.join("\n"))
+    }))
+})
+
 describe("probe text", () => {
   it("imports every function with a signature", () => {
     assert.strictEqual(Object.keys(wasiSignatures).length, 46)

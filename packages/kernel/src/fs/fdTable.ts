@@ -62,7 +62,7 @@ export class DescriptionRefs {
     }
     this.counts.delete(description)
     this.onShared.delete(description)
-    return description.close
+    return description.closeNow?.() ?? description.close
   }
 }
 
@@ -143,12 +143,13 @@ export class FdTable {
     return fail(Errno.MFILE)
   }
 
+  /** Acts when called (settled where the description closes at once, see settled.ts). */
   close(fd: number): Effect.Effect<void, SyscallError> {
-    return Effect.flatMap(this.get(fd), (entry) => {
-      this.entries.delete(fd)
-      this.onChange(fd, undefined)
-      return this.refs.release(entry.description)
-    })
+    const entry = this.entries.get(fd)
+    if (entry === undefined) return fail(Errno.BADF)
+    this.entries.delete(fd)
+    this.onChange(fd, undefined)
+    return this.refs.release(entry.description)
   }
 
   /** fd_renumber: `from` replaces `to` (which must be open), and `from` is closed. */

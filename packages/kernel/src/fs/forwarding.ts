@@ -17,6 +17,9 @@ export const forwarding = (description: FileDescription, overrides: Partial<File
     seek: (delta, whence) => description.seek(delta, whence),
     stat: description.stat,
     close: description.close,
+    // The settled forms go with what they stand for: not forwarded where that is overridden.
+    ...(description.statNow !== undefined && overrides.stat === undefined ? { statNow: () => description.statNow!() } : {}),
+    ...(description.closeNow !== undefined && overrides.close === undefined ? { closeNow: () => description.closeNow!() } : {}),
     ...(description.readInto !== undefined ? { readInto: (target: Uint8Array, offset?: bigint) => description.readInto!(target, offset) } : {}),
     ...(readiness !== undefined ? { readiness } : {}),
     ...(terminal !== undefined ? { terminal } : {}),

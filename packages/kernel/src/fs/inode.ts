@@ -64,6 +64,8 @@ export interface DirectoryChanges {
 export interface Inode {
   readonly filetype: FileType
   readonly stat: Effect.Effect<Stat, SyscallError>
+  /** `stat`, settled where it can be (as FileDescription's). */
+  readonly statNow?: (() => Effect.Effect<Stat, SyscallError>) | undefined
   /** What the lookup that produced this inode saw (permission bits for exec checks), if known. */
   readonly lookupStat?: Stat | undefined
   /**
@@ -85,7 +87,14 @@ export interface Inode {
   setTimes?(atim: bigint | undefined, mtim: bigint | undefined): Effect.Effect<void, SyscallError>
 }
 
-/** An open file: the offset lives here, so it is shared by everything that refers to it. */
+/**
+ * An open file: the offset lives here, so it is shared by everything that refers to it.
+ *
+ * Sync-first (see settled.ts): a method that does not wait may act when called and answer
+ * settled (`Effect.succeed`, `fail`), which the syscall server reads without a fiber step;
+ * `statNow` and `closeNow`, where present, are `stat` and `close` done that way (and `stat`
+ * and `close` are then those, suspended).
+ */
 export interface FileDescription {
   readonly filetype: FileType
   /**
@@ -104,7 +113,9 @@ export interface FileDescription {
   readonly append?: ((data: Uint8Array) => Effect.Effect<number, SyscallError>) | undefined
   seek(delta: bigint, whence: number): Effect.Effect<bigint, SyscallError>
   readonly stat: Effect.Effect<Stat, SyscallError>
+  readonly statNow?: (() => Effect.Effect<Stat, SyscallError>) | undefined
   readonly close: Effect.Effect<void>
+  readonly closeNow?: (() => Effect.Effect<void>) | undefined
   /**
    * For descriptions that can make a reader or writer wait (pipes): whether a read or a write
    * would not wait now (data, room, or the other end gone), and an effect that resolves at the
@@ -144,3 +155,6 @@ export interface FileDescription {
   /** On a file backed by a writable host file: fsync, or fdatasync when `dataOnly`. */
   readonly sync?: ((dataOnly: boolean) => Effect.Effect<void, SyscallError>) | undefined
 }
+
+/** An inode's or description's stat, settled where it can be (`statNow`). */
+export const statOf = (of: Inode | FileDescription): Effect.Effect<Stat, SyscallError> => of.statNow?.() ?? of.stat

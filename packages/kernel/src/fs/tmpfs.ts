@@ -10,9 +10,10 @@
  * POSIX: a file's nlink is its number of names; a directory's is 2 + its subdirectories.
  */
 import { Errno, FileType, Whence } from "@runsc/abi"
-import { Clock, Effect } from "effect"
+import { type Clock, Effect, Exit } from "effect"
 import { fail, type SyscallError } from "../errors.js"
 import type { MemoryAccount } from "../memoryAccount.js"
+import { mapNow } from "../settled.js"
 import { directoryDescription } from "./directory.js"
 import type { DirectoryChanges, DirEntry, FileDescription, Inode, OpenOptions, Stat } from "./inode.js"
 
@@ -121,7 +122,13 @@ export class Tmpfs {
   private nextIno = 1n
   private used = 0
 
-  private constructor(readonly limit: number, readonly dev: bigint, private account: MemoryAccount | undefined) {}
+  private constructor(
+    readonly limit: number,
+    readonly dev: bigint,
+    private account: MemoryAccount | undefined,
+    /** Read synchronously, so that a file's reads and writes answer settled (see settled.ts). */
+    private readonly clock: Clock.Clock
+  ) {}
 
   /**
    * A new empty tmpfs of at most `limit` bytes of file data (and within `account`, when given);
@@ -133,10 +140,15 @@ export class Tmpfs {
     readonly instance: number
     readonly account?: MemoryAccount | undefined
   }): Effect.Effect<Inode> {
-    return Effect.map(Clock.currentTimeNanos, (now) => {
-      const fs = new Tmpfs(options.limit ?? Number.MAX_SAFE_INTEGER, TMPFS_DEV_BASE + BigInt(options.instance), options.account)
-      return fs.inode(fs.node<DirNode>({ type: FileType.DIRECTORY, mode: options.mode ?? 0o1777, entries: new Map() }, now))
-    })
+    return Effect.clockWith((clock) =>
+      Effect.sync(() => {
+        const fs = new Tmpfs(options.limit ?? Number.MAX_SAFE_INTEGER, TMPFS_DEV_BASE + BigInt(options.instance), options.account, clock)
+        return fs.inode(fs.node<DirNode>({ type: FileType.DIRECTORY, mode: options.mode ?? 0o1777, entries: new Map() }, fs.now()))
+      }))
+  }
+
+  private now(): bigint {
+    return this.clock.unsafeCurrentTimeNanos()
   }
 
   /** Bytes of file data held now. */
@@ -153,16 +165,22 @@ export class Tmpfs {
    * every file that has a name or an open description.
    */
   private resize(file: FileNode, size: number): Effect.Effect<void, SyscallError> {
-    if (size > MAX_FILE_SIZE || size < 0) return fail(Errno.FBIG)
+    const refused = this.resizeNow(file, size)
+    return refused === undefined ? Effect.void : fail(refused)
+  }
+
+  /** `resize`, done at once: the errno when it is refused. */
+  private resizeNow(file: FileNode, size: number): Errno | undefined {
+    if (size > MAX_FILE_SIZE || size < 0) return Errno.FBIG
     const counted = isHeld(file)
     const growth = size - file.size
     if (counted && growth > 0 && (this.used + growth > this.limit || (this.account !== undefined && !this.account.charge(growth)))) {
-      return fail(Errno.NOSPC)
+      return Errno.NOSPC
     }
     if (size < file.size) file.data.truncate(size)
     if (counted) this.count(growth, growth > 0)
     file.size = size
-    return Effect.void
+    return undefined
   }
 
   /** `file` has lost its last name or its last open description: if both, its data goes, and its bytes with it. */
@@ -202,7 +220,8 @@ export class Tmpfs {
   /** Sets `node`'s access and/or modification time (undefined: unchanged); its ctime is now. */
   private setTimes(node: Node) {
     return (atim: bigint | undefined, mtim: bigint | undefined): Effect.Effect<void> =>
-      Effect.map(Clock.currentTimeNanos, (now) => {
+      Effect.sync(() => {
+        const now = this.now()
         if (atim !== undefined) node.times.atim = atim
         if (mtim !== undefined) node.times.mtim = mtim
         node.times.ctim = now
@@ -210,7 +229,8 @@ export class Tmpfs {
   }
 
   private touch(node: Node, which: "m" | "c"): Effect.Effect<void> {
-    return Effect.map(Clock.currentTimeNanos, (now) => {
+    return Effect.sync(() => {
+      const now = this.now()
       if (which === "m") node.times.mtim = now
       node.times.ctim = now
     })
@@ -223,6 +243,7 @@ export class Tmpfs {
     const base = {
       filetype: node.type,
       stat: Effect.sync(() => fs.stat(node)),
+      statNow: () => Exit.succeed(fs.stat(node)),
       tmpfs: { fs, node },
       setTimes: fs.setTimes(node)
     }
@@ -257,7 +278,8 @@ export class Tmpfs {
   private changes(dir: DirNode): TmpfsChanges {
     const fs = this
     const add = (name: string, make: (now: bigint) => Node) =>
-      Effect.flatMap(Clock.currentTimeNanos, (now) => {
+      Effect.suspend(() => {
+        const now = fs.now()
         // A removed directory (nlink 0) takes no new names, as on Linux.
         if (dir.nlink === 0n) return fail(Errno.NOENT)
         if (dir.entries.has(name)) return fail(Errno.EXIST)
@@ -269,8 +291,8 @@ export class Tmpfs {
         return Effect.succeed(fs.inode(node))
       })
     const drop = (name: string, node: Node) =>
-      Effect.flatMap(Clock.currentTimeNanos, (now) =>
-        Effect.sync(() => {
+      Effect.sync(() => {
+          const now = fs.now()
           dir.entries.delete(name)
           if (node.type === FileType.DIRECTORY) {
             dir.nlink--
@@ -283,7 +305,7 @@ export class Tmpfs {
           }
           dir.times.mtim = now
           dir.times.ctim = now
-        }))
+        })
     return {
       filesystem: fs,
       create: (name, mode = 0o644) => add(name, (now) => fs.node<FileNode>({ type: FileType.REGULAR_FILE, mode, data: new Pages(), size: 0, opens: 0 }, now)),
@@ -327,8 +349,8 @@ export class Tmpfs {
         } else if (replaced?.type === FileType.DIRECTORY) {
           return fail(Errno.ISDIR)
         }
-        return Effect.flatMap(Clock.currentTimeNanos, (now) =>
-          Effect.sync(() => {
+        return Effect.sync(() => {
+            const now = fs.now()
             if (replaced !== undefined) {
               if (replaced.type === FileType.DIRECTORY) {
                 target.nlink--
@@ -349,7 +371,7 @@ export class Tmpfs {
               d.times.ctim = now
             }
             node.times.ctim = now
-          }))
+          })
       },
       directory: dir
     }
@@ -369,44 +391,48 @@ export class Tmpfs {
     let position = 0
     let closed = false
     file.opens++
+    // Reads, writes, seeks, stat and close act when called and answer settled (see inode.ts).
     const readInto = (target: Uint8Array, offset?: bigint): Effect.Effect<number, SyscallError> => {
       if (!options.read) return fail(Errno.BADF)
-      return Effect.flatMap(Clock.currentTimeNanos, (now) =>
-        Effect.sync(() => {
-          const at = offset === undefined ? position : Number(offset)
-          const n = Math.max(0, Math.min(file.size - at, target.length))
-          file.data.read(target.subarray(0, n), at)
-          if (offset === undefined) position += n
-          file.times.atim = now
-          return n
-        }))
+      const at = offset === undefined ? position : Number(offset)
+      const n = Math.max(0, Math.min(file.size - at, target.length))
+      file.data.read(target.subarray(0, n), at)
+      if (offset === undefined) position += n
+      file.times.atim = fs.now()
+      return Effect.succeed(n)
+    }
+    const close = () => {
+      if (closed) return
+      closed = true
+      file.opens--
+      fs.letGo(file)
     }
     return {
       filetype: FileType.REGULAR_FILE,
       read: (length, offset) => {
         const chunk = new Uint8Array(length)
-        return Effect.map(readInto(chunk, offset), (n) => chunk.subarray(0, n))
+        return mapNow(readInto(chunk, offset), (n) => chunk.subarray(0, n))
       },
       readInto,
       write: (data, offset) => {
         if (!options.write) return fail(Errno.BADF)
-        return Effect.suspend(() => {
-          const at = offset !== undefined ? Number(offset) : position
-          const end = at + data.length
-          // Writing nothing changes nothing, past the end of the file included.
-          if (data.length === 0) return Effect.succeed(0)
-          const size = file.size
-          const grow = end > size ? fs.resize(file, end) : Effect.void
-          return Effect.flatMap(grow, () =>
-            Effect.flatMap(Clock.currentTimeNanos, (now) => {
-              // The sentry's heap cannot hold it: the guest sees a full filesystem, the sentry lives on.
-              if (!file.data.write(data, at)) return Effect.zipRight(fs.resize(file, size), fail(Errno.NOSPC))
-              if (offset === undefined) position = end
-              file.times.mtim = now
-              file.times.ctim = now
-              return Effect.succeed(data.length)
-            }))
-        })
+        const at = offset !== undefined ? Number(offset) : position
+        const end = at + data.length
+        // Writing nothing changes nothing, past the end of the file included.
+        if (data.length === 0) return Effect.succeed(0)
+        const size = file.size
+        const refused = end > size ? fs.resizeNow(file, end) : undefined
+        if (refused !== undefined) return fail(refused)
+        // The sentry's heap cannot hold it: the guest sees a full filesystem, the sentry lives on.
+        if (!file.data.write(data, at)) {
+          fs.resizeNow(file, size)
+          return fail(Errno.NOSPC)
+        }
+        if (offset === undefined) position = end
+        const now = fs.now()
+        file.times.mtim = now
+        file.times.ctim = now
+        return Effect.succeed(data.length)
       },
       seek: (delta, whence) => {
         const from = whence === Whence.SET ? 0 : whence === Whence.CUR ? position : whence === Whence.END ? file.size : -1
@@ -416,12 +442,12 @@ export class Tmpfs {
         return Effect.succeed(BigInt(to))
       },
       stat: Effect.sync(() => fs.stat(file)),
-      close: Effect.sync(() => {
-        if (closed) return
-        closed = true
-        file.opens--
-        fs.letGo(file)
-      }),
+      statNow: () => Exit.succeed(fs.stat(file)),
+      close: Effect.sync(close),
+      closeNow: () => {
+        close()
+        return Effect.void
+      },
       setSize: (size) => (options.write ? Effect.zipRight(fs.resize(file, Number(size)), fs.touch(file, "m")) : fail(Errno.BADF)),
       allocate: (offset, length) => {
         if (!options.write) return fail(Errno.BADF)

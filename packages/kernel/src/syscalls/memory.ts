@@ -10,5 +10,4 @@ import { fail } from "../errors.js"
 import { type Handler, u32 } from "./context.js"
 
 /** memory_grow(current pages, pages wanted). */
-export const memory_grow: Handler = (c) =>
-  Effect.suspend(() => (c.services.growMemory(c.tg, u32(c, 0), u32(c, 1)) ? Effect.void : fail(Errno.NOMEM)))
+export const memory_grow: Handler = (c) => (c.services.growMemory(c.tg, u32(c, 0), u32(c, 1)) ? Effect.void : fail(Errno.NOMEM))

@@ -38,8 +38,8 @@ import {
 import { Clock, Duration, Effect, Either } from "effect"
 import { fail, type SyscallError } from "../errors.js"
 import type { FdEntry } from "../fs/fdTable.js"
-import type { FileDescription, Stat } from "../fs/inode.js"
-import { type Dentry, MAX_SYMLINK_TRAVERSALS, NAME_MAX, resolve } from "../fs/resolve.js"
+import { type FileDescription, type Stat, statOf } from "../fs/inode.js"
+import { type Dentry, MAX_SYMLINK_TRAVERSALS, NAME_MAX, resolveNow } from "../fs/resolve.js"
 import { DATA_SIZE } from "../platform/channel.js"
 import {
   blocking,
@@ -54,6 +54,7 @@ import {
   u32
 } from "./context.js"
 import { memory_grow } from "./memory.js"
+import { eitherNow, flatMapNow, genNow, mapNow } from "../settled.js"
 import { processHandlers } from "./process.js"
 
 // ---- fd and rights checks --------------------------------------------------------------------
@@ -68,20 +69,20 @@ const entryWith = (c: SyscallContext, fd: number, rights: bigint): Effect.Effect
 
 /** A directory fd usable as the base of a path lookup. */
 const baseDirectory = (c: SyscallContext, fd: number, rights: bigint): Effect.Effect<Dentry, SyscallError> =>
-  Effect.flatMap(entryWith(c, fd, rights), (entry) => entry.dentry ? Effect.succeed(entry.dentry) : fail(Errno.NOTDIR))
+  flatMapNow(entryWith(c, fd, rights), (entry) => entry.dentry ? Effect.succeed(entry.dentry) : fail(Errno.NOTDIR))
 
 /**
  * A path argument of a `path_*` call: relative to its directory fd, as WASI has it (wasi-libc
  * turns "/etc/passwd" into the preopen "/" and "etc/passwd"); an absolute one is NOTCAPABLE.
  */
 const guestPath = (c: SyscallContext, at: number, length: number): Effect.Effect<string, SyscallError> =>
-  Effect.flatMap(pathAt(c, at, length), (path) => path.startsWith("/") ? fail(Errno.NOTCAPABLE) : Effect.succeed(path))
+  flatMapNow(pathAt(c, at, length), (path) => path.startsWith("/") ? fail(Errno.NOTCAPABLE) : Effect.succeed(path))
 
 const lookupPath = (c: SyscallContext, fd: number, rights: bigint, at: number, length: number, follow: boolean) =>
-  Effect.gen(function*() {
+  genNow(function*() {
     const base = yield* baseDirectory(c, fd, rights)
     const path = yield* guestPath(c, at, length)
-    return yield* resolve(c.tg.root, base, path, { followFinal: follow, beneath: base })
+    return yield* resolveNow(c.tg.root, base, path, { followFinal: follow, beneath: base })
   })
 
 // ---- struct encoders (into the data area) ---------------------------------------------------
@@ -108,7 +109,7 @@ const encoder = new TextEncoder()
 const isNonBlocking = (entry: FdEntry) => (entry.flags & FdFlags.NONBLOCK) !== 0
 
 const fd_write: Handler = (c) =>
-  Effect.gen(function*() {
+  genNow(function*() {
     const entry = yield* entryWith(c, u32(c, 0), Rights.FD_WRITE)
     const length = u32(c, 1)
     const data = c.channel.data.subarray(0, length)
@@ -120,22 +121,22 @@ const fd_write: Handler = (c) =>
     }
     const write = entry.description.write(data, undefined, isNonBlocking(entry))
     // Files answer; streams (pipes) may wait for their reader to make room.
-    const written = yield* (entry.description.filetype === FileType.REGULAR_FILE ? write : blocking(c, write)).pipe(
-      // A write with no reader left raises SIGPIPE (whose default action ends the writer).
-      Effect.tapError((e) => e.errno === Errno.PIPE ? c.raise(SIGPIPE) : Effect.void)
-    )
-    setResult(c, written)
+    const written = yield* eitherNow(entry.description.filetype === FileType.REGULAR_FILE ? write : blocking(c, write))
+    if (Either.isRight(written)) return setResult(c, written.right)
+    // A write with no reader left raises SIGPIPE (whose default action ends the writer).
+    if (written.left.errno === Errno.PIPE) yield* c.raise(SIGPIPE)
+    return yield* fail(written.left.errno)
   })
 
 const fd_pwrite: Handler = (c) =>
-  Effect.gen(function*() {
+  genNow(function*() {
     const entry = yield* entryWith(c, u32(c, 0), Rights.FD_WRITE | Rights.FD_SEEK)
     if (entry.description.filetype !== FileType.REGULAR_FILE) return yield* fail(Errno.SPIPE)
     const data = c.channel.data.subarray(0, u32(c, 1))
     // On an APPEND fd Linux's pwrite appends all the same (pwrite(2), BUGS), and so does node:wasi;
     // the fd's offset stays where it was.
     if ((entry.flags & FdFlags.APPEND) === 0) return setResult(c, yield* entry.description.write(data, i64(c, 0)))
-    if (entry.description.append === undefined) return setResult(c, yield* entry.description.write(data, (yield* entry.description.stat).size))
+    if (entry.description.append === undefined) return setResult(c, yield* entry.description.write(data, (yield* statOf(entry.description)).size))
     const offset = yield* entry.description.seek(0n, Whence.CUR)
     const written = yield* entry.description.append(data)
     yield* entry.description.seek(offset, Whence.SET)
@@ -143,7 +144,7 @@ const fd_pwrite: Handler = (c) =>
   })
 
 const read = (positional: boolean): Handler => (c) =>
-  Effect.gen(function*() {
+  genNow(function*() {
     const rights = positional ? Rights.FD_READ | Rights.FD_SEEK : Rights.FD_READ
     const entry = yield* entryWith(c, u32(c, 0), rights)
     if (positional && entry.description.filetype !== FileType.REGULAR_FILE) return yield* fail(Errno.SPIPE)
@@ -162,7 +163,7 @@ const read = (positional: boolean): Handler => (c) =>
 const fd_close: Handler = (c) => c.tg.fdTable.close(u32(c, 0))
 
 const fd_seek: Handler = (c) =>
-  Effect.gen(function*() {
+  genNow(function*() {
     const whence = u32(c, 1)
     const delta = i64(c, 0)
     // lseek(fd, 0, SEEK_CUR) is how fd_tell is spelled in C; it needs only FD_TELL.
@@ -172,13 +173,13 @@ const fd_seek: Handler = (c) =>
   })
 
 const fd_tell: Handler = (c) =>
-  Effect.gen(function*() {
+  genNow(function*() {
     const entry = yield* entryWith(c, u32(c, 0), Rights.FD_TELL)
     setResult64(c, yield* entry.description.seek(0n, 1))
   })
 
 const fd_fdstat_get: Handler = (c) =>
-  Effect.gen(function*() {
+  genNow(function*() {
     const entry = yield* entryWith(c, u32(c, 0), 0n)
     const v = c.channel.dataView
     const L = Layout.fdstat
@@ -191,7 +192,7 @@ const fd_fdstat_get: Handler = (c) =>
   })
 
 const fd_fdstat_set_flags: Handler = (c) =>
-  Effect.gen(function*() {
+  genNow(function*() {
     const fd = u32(c, 0)
     const flags = u32(c, 1)
     const entry = yield* entryWith(c, fd, Rights.FD_FDSTAT_SET_FLAGS)
@@ -202,7 +203,7 @@ const fd_fdstat_set_flags: Handler = (c) =>
   })
 
 const fd_fdstat_set_rights: Handler = (c) =>
-  Effect.gen(function*() {
+  genNow(function*() {
     const fd = u32(c, 0)
     const base = BigInt.asUintN(64, i64(c, 0))
     const inheriting = BigInt.asUintN(64, i64(c, 1))
@@ -215,13 +216,13 @@ const fd_fdstat_set_rights: Handler = (c) =>
   })
 
 const fd_filestat_get: Handler = (c) =>
-  Effect.gen(function*() {
+  genNow(function*() {
     const entry = yield* entryWith(c, u32(c, 0), Rights.FD_FILESTAT_GET)
-    putFilestat(c, yield* entry.description.stat)
+    putFilestat(c, yield* statOf(entry.description))
   })
 
 const fd_prestat_get: Handler = (c) =>
-  Effect.gen(function*() {
+  genNow(function*() {
     const entry = yield* entryWith(c, u32(c, 0), 0n)
     if (entry.preopen === undefined) return yield* fail(Errno.BADF)
     const v = c.channel.dataView
@@ -232,7 +233,7 @@ const fd_prestat_get: Handler = (c) =>
   })
 
 const fd_prestat_dir_name: Handler = (c) =>
-  Effect.gen(function*() {
+  genNow(function*() {
     const entry = yield* entryWith(c, u32(c, 0), 0n)
     if (entry.preopen === undefined) return yield* fail(Errno.BADF)
     const name = encoder.encode(entry.preopen)
@@ -247,21 +248,21 @@ type Listing = ReadonlyArray<{ readonly name: Uint8Array; readonly ino: bigint; 
  * kernel), so that cookies stay stable between calls; cookie 0 takes a fresh listing.
  */
 const readdir = (listings: WeakMap<FdEntry["description"], Listing>): Handler => (c) =>
-  Effect.gen(function*() {
+  genNow(function*() {
     const entry = yield* entryWith(c, u32(c, 0), Rights.FD_READDIR)
     const dentry = entry.dentry
     if (dentry === undefined) return yield* fail(Errno.NOTDIR)
     const cookie = BigInt.asUintN(64, i64(c, 0))
     let listing = listings.get(entry.description)
     if (listing === undefined || cookie === 0n) {
-      const self = yield* dentry.inode.stat
-      const parent = yield* dentry.parent.inode.stat
+      const self = yield* statOf(dentry.inode)
+      const parent = yield* statOf(dentry.parent.inode)
       const listed = yield* dentry.inode.readdir
       // A mount point the tree lacks (no /proc in the rootfs) is listed all the same.
-      const mountPoints = yield* Effect.forEach(
-        dentry.mountedChildren.filter(([name]) => !listed.some((e) => e.name === name)),
-        ([name, inode]) => Effect.map(inode.stat, (st) => ({ name, ino: st.ino, filetype: inode.filetype }))
-      )
+      const mountPoints: Array<{ readonly name: string; readonly ino: bigint; readonly filetype: FileType }> = []
+      for (const [name, inode] of dentry.mountedChildren) {
+        if (!listed.some((e) => e.name === name)) mountPoints.push({ name, ino: (yield* statOf(inode)).ino, filetype: inode.filetype })
+      }
       const children = [...listed, ...mountPoints]
       listing = [
         { name: encoder.encode("."), ino: self.ino, filetype: FileType.DIRECTORY },
@@ -297,12 +298,12 @@ const fd_renumber: Handler = (c) => c.tg.fdTable.renumber(u32(c, 0), u32(c, 1))
 
 /** fd_sync, fd_datasync: reach the host file where one backs the fd; elsewhere the data is already where it lives. */
 const sync = (rights: bigint, dataOnly: boolean): Handler => (c) =>
-  Effect.flatMap(entryWith(c, u32(c, 0), rights), (entry) => entry.description.sync?.(dataOnly) ?? Effect.void)
+  flatMapNow(entryWith(c, u32(c, 0), rights), (entry) => entry.description.sync?.(dataOnly) ?? Effect.void)
 
 const WRITE_RIGHTS = Rights.FD_WRITE | Rights.FD_ALLOCATE | Rights.FD_FILESTAT_SET_SIZE | Rights.FD_DATASYNC
 
 const path_open: Handler = (c) =>
-  Effect.gen(function*() {
+  genNow(function*() {
     const dirfd = u32(c, 0)
     const lookupflags = u32(c, 1)
     const pathLength = u32(c, 2)
@@ -317,15 +318,15 @@ const path_open: Handler = (c) =>
     // Truncating through a path is the directory's right, as WASI defines O_TRUNC.
     if ((oflags & OFlags.TRUNC) !== 0 && (dir.rightsBase & Rights.PATH_FILESTAT_SET_SIZE) === 0n) return yield* fail(Errno.NOTCAPABLE)
     const path = yield* guestPath(c, 0, pathLength)
-    const found = yield* Effect.either(
-      resolve(c.tg.root, dir.dentry, path, { followFinal: (lookupflags & LookupFlags.SYMLINK_FOLLOW) !== 0, beneath: dir.dentry })
+    const found = yield* eitherNow(
+      resolveNow(c.tg.root, dir.dentry, path, { followFinal: (lookupflags & LookupFlags.SYMLINK_FOLLOW) !== 0, beneath: dir.dentry })
     )
     let dentry: Dentry
     let created = false
     if (found._tag === "Right") {
       dentry = found.right
     } else {
-      if (found.left.errno !== Errno.NOENT || (oflags & OFlags.CREAT) === 0) return yield* found.left
+      if (found.left.errno !== Errno.NOENT || (oflags & OFlags.CREAT) === 0) return yield* fail(found.left.errno)
       dentry = yield* createAt(c, dir.dentry, path, (lookupflags & LookupFlags.SYMLINK_FOLLOW) !== 0, (oflags & OFlags.EXCL) !== 0)
       created = true
     }
@@ -345,26 +346,30 @@ const path_open: Handler = (c) =>
     // clear it again; the description itself writes where it is told.
     const description = yield* dentry.inode.open({ read: true, write: wantsWrite })
     const typeRights = isDirectory ? DIRECTORY_RIGHTS : FILE_RIGHTS
-    const fd = yield* c.tg.fdTable.allocate({
+    const fd = yield* eitherNow(c.tg.fdTable.allocate({
       description,
       ...(isDirectory ? { dentry } : {}),
       // A terminal (/dev/tty, /dev/stdout on one) cannot seek: isatty() looks for exactly that.
       rightsBase: requestedBase & typeRights & dir.rightsInheriting & (description.isTerminal === true ? ~(Rights.FD_SEEK | Rights.FD_TELL) : ~0n),
       rightsInheriting: isDirectory ? requestedInheriting & dir.rightsInheriting : 0n,
       flags: fdflags & (FdFlags.APPEND | FdFlags.NONBLOCK | FdFlags.SYNC | FdFlags.DSYNC | FdFlags.RSYNC)
-    }).pipe(Effect.tapError(() => description.close))
-    setResult(c, fd)
+    }))
+    if (Either.isLeft(fd)) {
+      yield* description.close
+      return yield* fail(fd.left.errno)
+    }
+    setResult(c, fd.right)
   })
 
 const path_filestat_get: Handler = (c) =>
-  Effect.gen(function*() {
+  genNow(function*() {
     const follow = (u32(c, 1) & LookupFlags.SYMLINK_FOLLOW) !== 0
     const dentry = yield* lookupPath(c, u32(c, 0), Rights.PATH_FILESTAT_GET, 0, u32(c, 2), follow)
-    putFilestat(c, yield* dentry.inode.stat)
+    putFilestat(c, yield* statOf(dentry.inode))
   })
 
 const path_readlink: Handler = (c) =>
-  Effect.gen(function*() {
+  genNow(function*() {
     const dentry = yield* lookupPath(c, u32(c, 0), Rights.PATH_READLINK, 0, u32(c, 1), false)
     const target = encoder.encode(yield* dentry.inode.readlink)
     // Truncated to the guest's buffer, as readlink(2) does.
@@ -383,14 +388,14 @@ const path_readlink: Handler = (c) =>
  * as written, ".." NOTCAPABLE where it would name the parent of `beneath`).
  */
 const parentOf = (c: SyscallContext, base: Dentry, path: string, beneath: Dentry = base) =>
-  Effect.gen(function*() {
+  genNow(function*() {
     if (path.length === 0) return yield* fail(Errno.NOENT)
     const trimmed = path.replace(/\/+$/, "")
     const slash = trimmed.lastIndexOf("/")
     const name = trimmed.slice(slash + 1)
     if (Buffer.byteLength(name) > NAME_MAX) return yield* fail(Errno.NAMETOOLONG)
     const dirPath = slash < 0 ? (trimmed.length === 0 ? "/" : ".") : slash === 0 ? "/" : trimmed.slice(0, slash)
-    const dir = yield* resolve(c.tg.root, base, dirPath, { followFinal: true, beneath })
+    const dir = yield* resolveNow(c.tg.root, base, dirPath, { followFinal: true, beneath })
     if (dir.inode.filetype !== FileType.DIRECTORY) return yield* fail(Errno.NOTDIR)
     if (name === ".." && dir === beneath && !dir.isRoot) return yield* fail(Errno.NOTCAPABLE)
     return { dir, name, trailingSlash: trimmed.length < path.length }
@@ -403,13 +408,13 @@ const parentOf = (c: SyscallContext, base: Dentry, path: string, beneath: Dentry
  * `base`'s subtree; with O_EXCL the link itself is in the way (EEXIST).
  */
 const createAt = (c: SyscallContext, base: Dentry, path: string, follow: boolean, exclusive: boolean) =>
-  Effect.gen(function*() {
+  genNow(function*() {
     let from = base
     let target = path
     for (let hops = 0; ; hops++) {
       const parent = yield* parentOf(c, from, target, base)
       if (parent.trailingSlash) return yield* fail(Errno.ISDIR)
-      const existing = yield* Effect.either(parent.dir.lookup(parent.name))
+      const existing = yield* eitherNow(parent.dir.lookup(parent.name))
       if (Either.isRight(existing)) {
         if (existing.right.filetype !== FileType.SYMBOLIC_LINK || !follow || exclusive) return yield* fail(Errno.EXIST)
         if (hops >= MAX_SYMLINK_TRAVERSALS) return yield* fail(Errno.LOOP)
@@ -426,23 +431,23 @@ const createAt = (c: SyscallContext, base: Dentry, path: string, follow: boolean
 const changesOf = (dir: Dentry) => (dir.inode.changes ? Effect.succeed(dir.inode.changes) : fail(Errno.ROFS))
 
 const pathParent = (c: SyscallContext, fd: number, rights: bigint, at: number, length: number) =>
-  Effect.gen(function*() {
+  genNow(function*() {
     const base = yield* baseDirectory(c, fd, rights)
     return yield* parentOf(c, base, yield* guestPath(c, at, length))
   })
 
 /** Whether `name` names something in `dir` (an existing name is EEXIST even on a read-only mount). */
-const exists = (dir: Dentry, name: string) => Effect.map(Effect.either(dir.lookup(name)), Either.isRight)
+const exists = (dir: Dentry, name: string) => mapNow(eitherNow(dir.lookup(name)), Either.isRight)
 
 const path_create_directory: Handler = (c) =>
-  Effect.gen(function*() {
+  genNow(function*() {
     const { dir, name } = yield* pathParent(c, u32(c, 0), Rights.PATH_CREATE_DIRECTORY, 0, u32(c, 1))
     if (name === "" || name === "." || name === ".." || (yield* exists(dir, name))) return yield* fail(Errno.EXIST)
-    yield* Effect.flatMap(changesOf(dir), (changes) => changes.mkdir(name))
+    yield* flatMapNow(changesOf(dir), (changes) => changes.mkdir(name))
   })
 
 const path_remove_directory: Handler = (c) =>
-  Effect.gen(function*() {
+  genNow(function*() {
     const { dir, name } = yield* pathParent(c, u32(c, 0), Rights.PATH_REMOVE_DIRECTORY, 0, u32(c, 1))
     if (name === ".") return yield* fail(Errno.INVAL)
     if (name === "..") return yield* fail(Errno.NOTEMPTY)
@@ -450,22 +455,22 @@ const path_remove_directory: Handler = (c) =>
     const inode = yield* dir.lookup(name)
     if (inode.filetype !== FileType.DIRECTORY) return yield* fail(Errno.NOTDIR)
     if (dir.isMountPoint(name)) return yield* fail(Errno.BUSY)
-    yield* Effect.flatMap(changesOf(dir), (changes) => changes.rmdir(name))
+    yield* flatMapNow(changesOf(dir), (changes) => changes.rmdir(name))
   })
 
 const path_unlink_file: Handler = (c) =>
-  Effect.gen(function*() {
+  genNow(function*() {
     const { dir, name, trailingSlash } = yield* pathParent(c, u32(c, 0), Rights.PATH_UNLINK_FILE, 0, u32(c, 1))
     if (name === "" || name === "." || name === "..") return yield* fail(Errno.ISDIR)
     const inode = yield* dir.lookup(name)
     if (inode.filetype === FileType.DIRECTORY) return yield* fail(Errno.ISDIR)
     // "file/" asks for a directory, which a file is not.
     if (trailingSlash) return yield* fail(Errno.NOTDIR)
-    yield* Effect.flatMap(changesOf(dir), (changes) => changes.unlink(name))
+    yield* flatMapNow(changesOf(dir), (changes) => changes.unlink(name))
   })
 
 const path_symlink: Handler = (c) =>
-  Effect.gen(function*() {
+  genNow(function*() {
     const targetLength = u32(c, 0)
     const target = yield* pathAt(c, 0, targetLength)
     if (target.includes("\0")) return yield* fail(Errno.INVAL)
@@ -477,11 +482,11 @@ const path_symlink: Handler = (c) =>
     if (name === "" || name === "." || name === ".." || (yield* exists(dir, name))) return yield* fail(Errno.EXIST)
     if (trailingSlash) return yield* fail(Errno.NOENT)
     // The target is stored as written; it is resolved (inside the root) only when followed.
-    yield* Effect.flatMap(changesOf(dir), (changes) => changes.symlink(name, target))
+    yield* flatMapNow(changesOf(dir), (changes) => changes.symlink(name, target))
   })
 
 const path_rename: Handler = (c) =>
-  Effect.gen(function*() {
+  genNow(function*() {
     const fromLength = u32(c, 1)
     const from = yield* pathParent(c, u32(c, 0), Rights.PATH_RENAME_SOURCE, 0, fromLength)
     const to = yield* pathParent(c, u32(c, 2), Rights.PATH_RENAME_TARGET, fromLength, u32(c, 3))
@@ -498,7 +503,7 @@ const path_rename: Handler = (c) =>
   })
 
 const path_link: Handler = (c) =>
-  Effect.gen(function*() {
+  genNow(function*() {
     const fromLength = u32(c, 2)
     const follow = (u32(c, 1) & LookupFlags.SYMLINK_FOLLOW) !== 0
     const existing = yield* lookupPath(c, u32(c, 0), Rights.PATH_LINK_SOURCE, 0, fromLength, follow)
@@ -508,12 +513,12 @@ const path_link: Handler = (c) =>
     if (to.trailingSlash) return yield* fail(Errno.NOENT)
     if (existing.inode.filetype === FileType.DIRECTORY) return yield* fail(Errno.PERM)
     if (existing.parent.mount !== to.dir.mount) return yield* fail(Errno.XDEV)
-    yield* Effect.flatMap(changesOf(to.dir), (changes) => changes.link(to.name, existing.inode))
+    yield* flatMapNow(changesOf(to.dir), (changes) => changes.link(to.name, existing.inode))
   })
 
 /** The times fst_flags ask for: the one given, now, or unchanged (undefined); EINVAL for both. */
 const requestedTimes = (c: SyscallContext, flags: number) =>
-  Effect.gen(function*() {
+  genNow(function*() {
     if ((flags & FstFlags.ATIM) !== 0 && (flags & FstFlags.ATIM_NOW) !== 0) return yield* fail(Errno.INVAL)
     if ((flags & FstFlags.MTIM) !== 0 && (flags & FstFlags.MTIM_NOW) !== 0) return yield* fail(Errno.INVAL)
     const now = yield* Clock.currentTimeNanos
@@ -525,7 +530,7 @@ const requestedTimes = (c: SyscallContext, flags: number) =>
   })
 
 const path_filestat_set_times: Handler = (c) =>
-  Effect.gen(function*() {
+  genNow(function*() {
     const follow = (u32(c, 1) & LookupFlags.SYMLINK_FOLLOW) !== 0
     const dentry = yield* lookupPath(c, u32(c, 0), Rights.PATH_FILESTAT_SET_TIMES, 0, u32(c, 2), follow)
     const { atim, mtim } = yield* requestedTimes(c, u32(c, 3))
@@ -535,24 +540,24 @@ const path_filestat_set_times: Handler = (c) =>
 
 /** A change through an open fd: what its description offers, EISDIR on a directory, else EROFS. */
 const fdChange = <K extends "setSize" | "allocate" | "setTimes">(c: SyscallContext, rights: bigint, kind: K) =>
-  Effect.flatMap(entryWith(c, u32(c, 0), rights), (entry) => {
+  flatMapNow(entryWith(c, u32(c, 0), rights), (entry) => {
     const change = entry.description[kind]
     if (change !== undefined) return Effect.succeed(change as NonNullable<FileDescription[K]>)
     return fail(entry.description.filetype === FileType.DIRECTORY ? Errno.ISDIR : Errno.ROFS)
   })
 
 const fd_filestat_set_size: Handler = (c) =>
-  Effect.flatMap(fdChange(c, Rights.FD_FILESTAT_SET_SIZE, "setSize"), (setSize) => setSize(BigInt.asUintN(64, i64(c, 0))))
+  flatMapNow(fdChange(c, Rights.FD_FILESTAT_SET_SIZE, "setSize"), (setSize) => setSize(BigInt.asUintN(64, i64(c, 0))))
 
 const fd_allocate: Handler = (c) =>
-  Effect.flatMap(fdChange(c, Rights.FD_ALLOCATE, "allocate"), (allocate) => {
+  flatMapNow(fdChange(c, Rights.FD_ALLOCATE, "allocate"), (allocate) => {
     const offset = BigInt.asUintN(64, i64(c, 0))
     const length = BigInt.asUintN(64, i64(c, 1))
     return length === 0n ? fail(Errno.INVAL) : allocate(offset, length)
   })
 
 const fd_filestat_set_times: Handler = (c) =>
-  Effect.gen(function*() {
+  genNow(function*() {
     const setTimes = yield* fdChange(c, Rights.FD_FILESTAT_SET_TIMES, "setTimes")
     const { atim, mtim } = yield* requestedTimes(c, u32(c, 1))
     yield* setTimes(atim, mtim)
@@ -561,7 +566,7 @@ const fd_filestat_set_times: Handler = (c) =>
 // ---- poll_oneoff -----------------------------------------------------------------------------
 
 const poll_oneoff: Handler = (c) =>
-  Effect.gen(function*() {
+  genNow(function*() {
     const nsubs = u32(c, 0)
     if (nsubs === 0) return yield* fail(Errno.INVAL)
     const view = c.channel.dataView
@@ -642,7 +647,7 @@ const proc_raise: Handler = (c) => {
 }
 
 /** No socket can exist yet (preview1 cannot create one and none are pre-opened). */
-const notSocket: Handler = (c) => Effect.flatMap(entryWith(c, u32(c, 0), 0n), () => fail(Errno.NOTSOCK))
+const notSocket: Handler = (c) => flatMapNow(entryWith(c, u32(c, 0), 0n), () => fail(Errno.NOTSOCK))
 
 /** Served in the worker; reaching the sentry means a worker shim without its fast path. */
 const servedInWorker: Handler = () => fail(Errno.NOSYS)
@@ -655,7 +660,7 @@ const handlers: { readonly [K in Exclude<SyscallName, "fd_readdir" | "memory_gro
   environ_sizes_get: servedInWorker,
   clock_res_get: servedInWorker,
   clock_time_get: servedInWorker,
-  fd_advise: (c) => Effect.flatMap(entryWith(c, u32(c, 0), Rights.FD_ADVISE), () => u32(c, 1) > 5 ? fail(Errno.INVAL) : Effect.void),
+  fd_advise: (c) => flatMapNow(entryWith(c, u32(c, 0), Rights.FD_ADVISE), () => u32(c, 1) > 5 ? fail(Errno.INVAL) : Effect.void),
   fd_allocate,
   fd_close,
   fd_datasync: sync(Rights.FD_DATASYNC, true),
