@@ -3,22 +3,28 @@
  * concurrent operations over several containers of one sandbox — create, start, exec, signals
  * in every mode (Process, AllProcesses, ProcessGroup, ForegroundProcessGroup: even-numbered
  * containers' inits have a terminal), wait, waitPid, pause/resume, destroy, and guests that spawn
- * trees of children (task_tree) — run all at once, then
- * checked against DESIGN.md's invariants:
+ * children (task_tree: a tree of sleepers; orphans: sleepers it leaves behind when it exits) —
+ * run all at once, then checked against DESIGN.md's invariants:
  *   1. a start that loses to a destroy fails typed; nothing of the container is left;
- *   2. when destroy returns, no process of the container is alive (spawned ones included),
- *      and (after every run) no worker thread beyond the sandbox's own is left and no exited
- *      process is left unreaped;
+ *   2. when destroy returns, no process of the container is alive (spawned ones included), none
+ *      of them is alive after any later step either, and (after every run) no worker thread
+ *      beyond the sandbox's own is left and no exited process is left unreaped;
  *   3. every waiter of one process gets the same status, and statuses are the ones the model
  *      allows (the program's exit code, or a signal we sent);
+ *   4. once a container's init has exited, every other process of its PID namespace (execs,
+ *      spawned children) is killed — checked after every step and once all steps are done; and,
+ *      with a sandbox per run, once the root container's init has exited no process of the
+ *      sandbox is left, nor can one be started;
  *   no operation hangs: everything ends within a bound once the containers are destroyed.
- * The sandbox is shared by all runs (its root container sleeps), so leaks would accumulate.
+ * Each kind of operation must take effect in a minimum share of runs, so that a generator or
+ * product change that quietly stops exercising one fails the suite instead of passing it.
+ * The shared sandbox serves all runs (its root container sleeps), so leaks would accumulate.
  * A failure prints fast-check's seed and path; replay with `fastCheck: { seed, path }`.
  */
 import { afterAll, assert, layer } from "@effect/vitest"
 import { type ExitStatus } from "@runsc/abi"
 import { type Bundle, defaultSpec } from "@runsc/spec"
-import { Duration, Effect, Either, FastCheck, Fiber } from "effect"
+import { Clock, Duration, Effect, Either, FastCheck, Fiber } from "effect"
 import * as Fs from "node:fs"
 import * as Os from "node:os"
 import * as Path from "node:path"
@@ -31,7 +37,7 @@ const repo = fileURLToPath(new URL("../../../", import.meta.url))
 // One rootfs for every container of every run: programs differ only by their args.
 const rootfs = Fs.mkdtempSync(Path.join(Os.tmpdir(), "runsc-property-"))
 Fs.mkdirSync(Path.join(rootfs, "bin"))
-for (const name of ["exit", "sleep", "spin", "task_tree"]) {
+for (const name of ["exit", "sleep", "spin", "task_tree", "orphans"]) {
   Fs.copyFileSync(Path.join(repo, "test/fixtures/c", `${name}.wasm`), Path.join(rootfs, "bin", name))
   Fs.chmodSync(Path.join(rootfs, "bin", name), 0o755)
 }
@@ -60,20 +66,31 @@ type Program =
   | { readonly kind: "spin" }
   /** Spawns a tree of depth × width sleeping children (never exits by itself). */
   | { readonly kind: "tree"; readonly depth: number; readonly width: number }
+  /**
+   * Spawns `count` sleepers and exits `code` at once, leaving them running (on the scripted
+   * platform it runs until killed, spawning nothing).
+   */
+  | { readonly kind: "orphans"; readonly count: number; readonly code: number }
 const argvOf = (p: Program): ReadonlyArray<string> =>
   p.kind === "exit" ? ["exit", `${p.code}`]
   : p.kind === "sleep" ? ["sleep", "600"]
   : p.kind === "spin" ? ["spin"]
-  : ["task_tree", `${p.depth}`, `${p.width}`, "600"]
+  : p.kind === "tree" ? ["task_tree", `${p.depth}`, `${p.width}`, "600"]
+  : ["orphans", `${p.count}`, `${p.code}`]
+/** The code a program exits with by itself, if it does. */
+const exitCodeOf = (p: Program): number | undefined => p.kind === "exit" || p.kind === "orphans" ? p.code : undefined
 
 type Op =
   | { readonly op: "create"; readonly c: number }
   | { readonly op: "start"; readonly c: number; readonly program: Program }
-  | { readonly op: "exec"; readonly c: number; readonly program: Program }
+  /** `waitPid`: a waiter on the exec'd process is forked as soon as its pid is known. */
+  | { readonly op: "exec"; readonly c: number; readonly program: Program; readonly waitPid: boolean }
   | { readonly op: "signal"; readonly c: number; readonly mode: SignalMode; readonly signo: number }
   | { readonly op: "wait"; readonly c: number }
-  | { readonly op: "waitPid"; readonly c: number }
-  | { readonly op: "pause" }
+  /** Waits for `pid`, else for the container's latest exec'd process when there is one. */
+  | { readonly op: "waitPid"; readonly c: number; readonly pid?: number }
+  /** Pauses the sandbox and resumes it `for` ms later (a resume that finds it running is refused). */
+  | { readonly op: "pause"; readonly for: number }
   | { readonly op: "resume" }
   | { readonly op: "destroy"; readonly c: number }
 
@@ -90,15 +107,23 @@ const program = FastCheck.oneof(
     kind: FastCheck.constant("tree" as const),
     depth: FastCheck.integer({ min: 1, max: 2 }),
     width: FastCheck.integer({ min: 1, max: 2 })
+  }),
+  FastCheck.record({
+    kind: FastCheck.constant("orphans" as const),
+    count: FastCheck.integer({ min: 1, max: 2 }),
+    code: FastCheck.integer({ min: 0, max: 3 })
   })
 )
 const container = FastCheck.integer({ min: 0, max: CONTAINERS - 1 })
 const op: FastCheck.Arbitrary<Op> = FastCheck.oneof(
   { weight: 3, arbitrary: FastCheck.record({ op: FastCheck.constant("create" as const), c: container }) },
   { weight: 3, arbitrary: FastCheck.record({ op: FastCheck.constant("start" as const), c: container, program }) },
-  { weight: 2, arbitrary: FastCheck.record({ op: FastCheck.constant("exec" as const), c: container, program }) },
   {
-    weight: 2,
+    weight: 3,
+    arbitrary: FastCheck.record({ op: FastCheck.constant("exec" as const), c: container, program, waitPid: FastCheck.boolean() })
+  },
+  {
+    weight: 4,
     arbitrary: FastCheck.record({
       op: FastCheck.constant("signal" as const),
       c: container,
@@ -108,7 +133,7 @@ const op: FastCheck.Arbitrary<Op> = FastCheck.oneof(
   },
   { weight: 2, arbitrary: FastCheck.record({ op: FastCheck.constant("wait" as const), c: container }) },
   { weight: 1, arbitrary: FastCheck.record({ op: FastCheck.constant("waitPid" as const), c: container }) },
-  { weight: 1, arbitrary: FastCheck.constant({ op: "pause" as const }) },
+  { weight: 1, arbitrary: FastCheck.record({ op: FastCheck.constant("pause" as const), for: FastCheck.integer({ min: 0, max: 20 }) }) },
   { weight: 1, arbitrary: FastCheck.constant({ op: "resume" as const }) },
   { weight: 2, arbitrary: FastCheck.record({ op: FastCheck.constant("destroy" as const), c: container }) }
 )
@@ -117,26 +142,63 @@ const op: FastCheck.Arbitrary<Op> = FastCheck.oneof(
 const SETTLE = Duration.seconds(10)
 
 let run = 0
-/** What the runs exercised, so a suite that ran nothing interesting shows it. */
-const coverage = {
-  starts: 0,
-  execs: 0,
-  statuses: 0,
-  destroyedRunning: 0,
-  spawnedKilledByDestroy: 0,
-  /** Signals delivered (not refused) per mode. */
-  delivered: { Process: 0, AllProcesses: 0, ProcessGroup: 0, ForegroundProcessGroup: 0 } as Record<SignalMode, number>
+
+/**
+ * What the runs of one property exercised: per kind of event, in how many runs it happened at
+ * least once. An event is an operation that took effect (not one refused for the state it met)
+ * or an invariant check that had something to check.
+ */
+class Coverage<Event extends string> {
+  runs = 0
+  private readonly runsWith = new Map<Event, number>()
+  record(events: ReadonlySet<Event>): void {
+    this.runs++
+    for (const e of events) this.runsWith.set(e, (this.runsWith.get(e) ?? 0) + 1)
+  }
+  share(e: Event): number {
+    return this.runs === 0 ? 0 : (this.runsWith.get(e) ?? 0) / this.runs
+  }
+  /** Each event's share, with the minimum it must reach, as one readable line per event. */
+  report(minimum: Readonly<Record<Event, number>>): string {
+    return (Object.keys(minimum) as Array<Event>)
+      .map((e) => `${e}: ${(this.share(e) * 100).toFixed(1)}% of ${this.runs} runs (minimum ${(minimum[e] * 100).toFixed(1)}%)`)
+      .join("\n")
+  }
 }
-afterAll(() => {
-  console.log(`lifecycle property coverage: ${JSON.stringify(coverage)}`)
-})
+
+/**
+ * Below this many runs shares say little (RUNSC_PROPERTY_RUNS=1 to replay one case, a seed
+ * replay): their minimums are not asserted then.
+ */
+const MIN_RUNS_FOR_SHARES = 20
+
+/** Asserts that every event reached its minimum share of the runs. */
+const assertShares = <Event extends string>(coverage: Coverage<Event>, minimum: Readonly<Record<Event, number>>) => {
+  if (coverage.runs < MIN_RUNS_FOR_SHARES) return
+  const short = (Object.keys(minimum) as Array<Event>).filter((e) => coverage.share(e) < minimum[e])
+  assert.deepStrictEqual(short, [], `events below their minimum share:\n${coverage.report(minimum)}`)
+}
+
+/**
+ * Polls `done` until it holds or `bound` has passed; true when it held. The bound only says
+ * "did not hang": it is far beyond what the condition takes.
+ */
+const waitUntil = (done: Effect.Effect<boolean>, bound: Duration.Duration) =>
+  Effect.gen(function*() {
+    const deadline = (yield* Clock.currentTimeMillis) + Duration.toMillis(bound)
+    for (;;) {
+      if (yield* done) return true
+      if ((yield* Clock.currentTimeMillis) > deadline) return false
+      yield* Effect.sleep("5 millis")
+    }
+  })
 
 /** An operation and when it starts (ms into the run): overlapping, in every order. */
 interface Timed {
   readonly at: number
   readonly op: Op
 }
-const timed: FastCheck.Arbitrary<Timed> = FastCheck.record({ at: FastCheck.integer({ min: 0, max: 60 }), op })
+const timed: FastCheck.Arbitrary<Timed> = FastCheck.record({ at: FastCheck.integer({ min: 0, max: 80 }), op })
 
 /**
  * A run: each container is created and started at random moments (the start usually after
@@ -151,7 +213,7 @@ const lifecycleProgram: FastCheck.Arbitrary<ReadonlyArray<Timed>> = FastCheck.tu
     }),
     { minLength: CONTAINERS, maxLength: CONTAINERS }
   ),
-  FastCheck.array(timed, { maxLength: 12 })
+  FastCheck.array(timed, { minLength: 4, maxLength: 16 })
 ).map(([lifecycles, extra]) => [
   ...lifecycles.flatMap(({ createAt, program, startDelay }, c): Array<Timed> => [
     { at: createAt, op: { op: "create", c } },
@@ -160,12 +222,45 @@ const lifecycleProgram: FastCheck.Arbitrary<ReadonlyArray<Timed>> = FastCheck.tu
   ...extra
 ])
 
+/** What a run of the shared-sandbox property can exercise (see Coverage). */
+type LifecycleEvent =
+  | "start"
+  | "exec"
+  | "wait status"
+  | "waitPid status"
+  | "signal"
+  | `signal ${SignalMode}`
+  | "pause"
+  | "resume"
+  | "destroy of a running container"
+  | "destroy killed a spawned process"
+  | "init died with others in its namespace"
+  | "namespace emptied after its init died"
+
+/** A started container as the run knows it, for invariant 4. */
+interface Incarnation {
+  readonly c: number
+  /** Destroys of `c` begun before its start (see `quiet`). */
+  readonly epoch: number
+  readonly init: number
+  /** Seen with processes other than its init while the init lived. */
+  crowded: boolean
+  /** Its init has exited and its namespace was seen empty afterwards. */
+  done: boolean
+}
+
 /** `timeScale` shrinks the moments of a run (scripted guests end within a turn, not a few ms). */
-const runProgram = (loader: LoaderShape, program: ReadonlyArray<Timed>, timeScale: number) =>
+const runProgram = (
+  loader: LoaderShape,
+  program: ReadonlyArray<Timed>,
+  timeScale: number,
+  coverage: Coverage<LifecycleEvent>
+) =>
   Effect.gen(function*() {
     const prefix = `p${run++}`
     const id = (c: number) => `${prefix}-${c}`
     const violations: Array<string> = []
+    const events = new Set<LifecycleEvent>()
     // What the model allows each container's processes to end with.
     const programs = new Map<number, Array<Program>>()
     const execPids = new Map<number, Array<number>>()
@@ -174,23 +269,92 @@ const runProgram = (loader: LoaderShape, program: ReadonlyArray<Timed>, timeScal
     const remember = (c: number, pid: number) => known.set(c, (known.get(c) ?? new Set()).add(pid))
     const waiters: Array<{ readonly c: number; readonly pid: number | undefined; readonly fiber: Fiber.RuntimeFiber<Either.Either<ExitStatus, unknown>> }> = []
 
+    // Which container an id names changes only through a destroy (and a create after it): these
+    // counters let a check know that the container it looks at is the one it started.
+    const destroysBegun = new Map<number, number>()
+    const destroysRunning = new Map<number, number>()
+    const createsBegun = new Map<number, number>()
+    const createsRunning = new Map<number, number>()
+    const bump = (counter: Map<number, number>, c: number, by: number) => counter.set(c, (counter.get(c) ?? 0) + by)
+    /** No destroy of `c` has begun since `epoch` was read, and none runs: its id names the same container. */
+    const quiet = (c: number, epoch: number) => (destroysBegun.get(c) ?? 0) === epoch && (destroysRunning.get(c) ?? 0) === 0
+    // Pids a destroy that returned has killed: none may ever be alive again (pids are not
+    // reused within the suite: the root namespace allocates upwards to PID_MAX).
+    const buried = new Set<number>()
+    const incarnations: Array<Incarnation> = []
+
     const allowed = (status: ExitStatus, c: number) =>
       status._tag === "Signaled"
         ? KILLING.has(status.signal)
-        : (programs.get(c) ?? []).some((p) => p.kind === "exit" && p.code === status.code)
+        : (programs.get(c) ?? []).some((p) => exitCodeOf(p) === status.code)
+
+    const liveOf = (c: number) => Effect.map(loader.allProcesses, (all) => all.filter((p) => p.containerId === id(c)))
+
+    /**
+     * Invariant 4 for one started container whose init has exited: every other process of its
+     * PID namespace dies. Waits for that unless a destroy (which kills them by invariant 2) or
+     * a pause (under which nothing runs; the last check comes after the resume) takes over.
+     */
+    const namespaceEmpties = (inc: Incarnation) =>
+      Effect.gen(function*() {
+        let left: ReadonlyArray<{ readonly pid: number }> = []
+        const settled = yield* waitUntil(
+          Effect.gen(function*() {
+            if (!quiet(inc.c, inc.epoch) || (yield* loader.isPaused)) return true
+            left = yield* liveOf(inc.c)
+            return left.length === 0
+          }),
+          SETTLE
+        )
+        if (!settled) {
+          violations.push(`init ${inc.init} of ${id(inc.c)} exited, yet pids ${left.map((p) => p.pid).join(",")} of its namespace live on`)
+          inc.done = true
+        } else if (quiet(inc.c, inc.epoch) && left.length === 0) {
+          inc.done = true
+          events.add("namespace emptied after its init died")
+        }
+      })
+
+    /** Invariants 2 and 4 as they stand now: run after every step, and once all steps are done. */
+    const checkInvariants = Effect.gen(function*() {
+      // The started containers first: each init in this list was running before the snapshot.
+      const started = incarnations.slice()
+      const alive = yield* loader.allProcesses
+      const risen = alive.filter((p) => buried.has(p.pid))
+      if (risen.length > 0) violations.push(`pids ${risen.map((p) => p.pid).join(",")} alive after the destroy that killed them`)
+      for (const inc of started) {
+        if (inc.done || !quiet(inc.c, inc.epoch)) continue
+        const others = alive.filter((p) => p.containerId === id(inc.c) && p.pid !== inc.init)
+        if (alive.some((p) => p.pid === inc.init)) {
+          if (others.length > 0) inc.crowded = true
+          continue
+        }
+        if (inc.crowded || others.length > 0) events.add("init died with others in its namespace")
+        yield* namespaceEmpties(inc)
+      }
+    })
 
     const step = (o: Op): Effect.Effect<void> => {
       switch (o.op) {
         case "create":
-          return Effect.ignore(loader.createSubcontainer(id(o.c)))
+          return Effect.gen(function*() {
+            bump(createsBegun, o.c, 1)
+            bump(createsRunning, o.c, 1)
+            yield* Effect.ignore(loader.createSubcontainer(id(o.c)))
+            bump(createsRunning, o.c, -1)
+          })
         case "start":
           return Effect.gen(function*() {
+            const epoch = destroysBegun.get(o.c) ?? 0
+            const wasQuiet = quiet(o.c, epoch)
             const bundle = bundleFor(argvOf(o.program), o.c % 2 === 0)
             const started = yield* Effect.either(loader.startSubcontainer({ containerId: id(o.c), bundle, stdio: { stdout: devNull, stderr: devNull } }))
             if (Either.isRight(started)) {
-              coverage.starts++
+              events.add("start")
               remember(o.c, started.right)
               programs.set(o.c, [...(programs.get(o.c) ?? []), o.program])
+              // Only a start no destroy overlapped is known to have started the container the id names.
+              if (wasQuiet && quiet(o.c, epoch)) incarnations.push({ c: o.c, epoch, init: started.right, crowded: false, done: false })
             }
             else if (!["ContainerNotFound", "ContainerAlreadyStarted"].includes(started.left._tag)) {
               violations.push(`start ${id(o.c)} failed with ${started.left._tag}`)
@@ -202,9 +366,10 @@ const runProgram = (loader: LoaderShape, program: ReadonlyArray<Timed>, timeScal
             programs.set(o.c, [...(programs.get(o.c) ?? []), o.program])
             const pid = yield* Effect.either(loader.execute({ containerId: id(o.c), argv: argvOf(o.program), stdio: { stdout: devNull, stderr: devNull } }))
             if (Either.isRight(pid)) {
-              coverage.execs++
+              events.add("exec")
               remember(o.c, pid.right)
               execPids.set(o.c, [...(execPids.get(o.c) ?? []), pid.right])
+              if (o.waitPid) yield* step({ op: "waitPid", c: o.c, pid: pid.right })
             }
           })
         case "signal":
@@ -214,46 +379,69 @@ const runProgram = (loader: LoaderShape, program: ReadonlyArray<Timed>, timeScal
               ? (yield* Effect.orElseSucceed(loader.processes(id(o.c)), () => [])).at(-1)?.pid ?? 0
               : 0
             yield* loader.signalContainer(id(o.c), pid, o.signo, o.mode)
-            coverage.delivered[o.mode]++
+            events.add("signal")
+            events.add(`signal ${o.mode}`)
           }).pipe(Effect.ignore)
         case "wait":
           return Effect.map(Effect.fork(Effect.either(loader.wait(id(o.c)))), (fiber) => void waiters.push({ c: o.c, pid: undefined, fiber }))
         case "waitPid": {
-          const pid = execPids.get(o.c)?.at(-1)
+          const pid = o.pid ?? execPids.get(o.c)?.at(-1)
           if (pid === undefined) return Effect.void
           return Effect.map(Effect.fork(Effect.either(loader.waitPid(id(o.c), pid))), (fiber) => void waiters.push({ c: o.c, pid, fiber }))
         }
         case "pause":
-          return Effect.ignore(loader.pause)
+          return Effect.gen(function*() {
+            yield* Effect.ignore(Effect.tap(loader.pause, () => events.add("pause")))
+            // How long the sandbox stays paused is the thing under test here, not a wait for a state.
+            yield* Effect.sleep(Duration.millis(o.for * timeScale))
+            yield* step({ op: "resume" })
+          })
         case "resume":
-          return Effect.ignore(loader.resume)
+          return Effect.ignore(Effect.tap(loader.resume, () => events.add("resume")))
         case "destroy":
           return Effect.gen(function*() {
+            bump(destroysBegun, o.c, 1)
+            bump(destroysRunning, o.c, 1)
+            const noCreate = (createsRunning.get(o.c) ?? 0) === 0
+            const creates = createsBegun.get(o.c) ?? 0
             // Every process started before the destroy began must be dead when it returns. (The
             // id may be created and started again meanwhile: those processes are a new container.)
             const before = new Set(known.get(o.c))
-            const running = (yield* loader.allProcesses).filter((p) => p.containerId === id(o.c))
-            if (running.length > 0) coverage.destroyedRunning++
+            const running = yield* liveOf(o.c)
+            if (running.length > 0) events.add("destroy of a running container")
             // The container's guests' children too (ppid ≠ 0: spawned inside the sandbox).
             for (const p of running) before.add(p.pid)
-            coverage.spawnedKilledByDestroy += running.filter((p) => p.ppid !== 0).length
+            if (running.some((p) => p.ppid !== 0)) events.add("destroy killed a spawned process")
             yield* loader.destroySubcontainer(id(o.c))
+            bump(destroysRunning, o.c, -1)
             const left = (yield* loader.allProcesses).filter((p) => before.has(p.pid))
             if (left.length > 0) violations.push(`after destroy ${id(o.c)}: pids ${left.map((p) => p.pid).join(",")} still alive`)
+            // No create overlapped the destroy: the id names no container now, so no process may
+            // bear it (a child spawned after the snapshot above included).
+            if (noCreate && creates === (createsBegun.get(o.c) ?? 0)) {
+              const stray = yield* liveOf(o.c)
+              if (stray.length > 0) violations.push(`after destroy ${id(o.c)}: its pids ${stray.map((p) => p.pid).join(",")} alive`)
+            }
+            for (const pid of before) buried.add(pid)
           })
       }
     }
 
     // All operations concurrently, each from its own moment: the interleavings are the point.
-    yield* Effect.forEach(program, ({ at, op }) => Effect.zipRight(Effect.sleep(Duration.millis(at * timeScale)), step(op)), {
-      concurrency: "unbounded",
-      discard: true
-    })
+    yield* Effect.forEach(
+      program,
+      ({ at, op }) => Effect.sleep(Duration.millis(at * timeScale)).pipe(Effect.zipRight(step(op)), Effect.zipRight(checkInvariants)),
+      { concurrency: "unbounded", discard: true }
+    )
     yield* Effect.ignore(loader.resume)
-    yield* Effect.forEach(Array.from({ length: CONTAINERS }, (_, c) => c), (c) => loader.destroySubcontainer(id(c)), {
+    // Every step done and nothing paused: each init that has exited has emptied its namespace.
+    yield* checkInvariants
+    // Then every container is destroyed, checked as any destroy is.
+    yield* Effect.forEach(Array.from({ length: CONTAINERS }, (_, c) => c), (c) => step({ op: "destroy", c }), {
       concurrency: "unbounded",
       discard: true
     })
+    yield* checkInvariants
 
     // No hang: every waiter returns once the containers are gone.
     const results = yield* Effect.forEach(waiters, (w) => Effect.map(Fiber.join(w.fiber), (r) => ({ ...w, r }))).pipe(
@@ -262,7 +450,7 @@ const runProgram = (loader: LoaderShape, program: ReadonlyArray<Timed>, timeScal
     const initStatuses = new Map<number, ExitStatus>()
     for (const { c, pid, r } of results) {
       if (Either.isLeft(r)) continue
-      coverage.statuses++
+      events.add(pid === undefined ? "wait status" : "waitPid status")
       if (!allowed(r.right, c)) violations.push(`${id(c)}${pid ? ` pid ${pid}` : ""} ended ${JSON.stringify(r.right)}, not allowed by the model`)
       if (pid === undefined) {
         const first = initStatuses.get(c)
@@ -274,15 +462,16 @@ const runProgram = (loader: LoaderShape, program: ReadonlyArray<Timed>, timeScal
     // Nothing left: only the root container's process, and no worker thread but its own and
     // the pool's idle ones (surplus idle ones retire after a while); a terminated thread exits
     // shortly after.
-    for (let i = 0; ; i++) {
-      const stats = yield* loader.sandboxStats
-      if (stats.processes === 1 && stats.unreaped === 0 && stats.workerThreads <= stats.processes + stats.idleWorkers) break
-      if (i === 100) {
-        violations.push(`left behind: ${JSON.stringify(stats)}`)
-        break
-      }
-      yield* Effect.sleep("20 millis")
-    }
+    let stats = yield* loader.sandboxStats
+    const clean = yield* waitUntil(
+      Effect.map(loader.sandboxStats, (now) => {
+        stats = now
+        return now.processes === 1 && now.unreaped === 0 && now.workerThreads <= now.processes + now.idleWorkers
+      }),
+      SETTLE
+    )
+    if (!clean) violations.push(`left behind: ${JSON.stringify(stats)}`)
+    coverage.record(events)
     assert.deepStrictEqual(violations, [], `${violations.join("; ")} — program: ${JSON.stringify(program)}`)
   })
 
@@ -292,7 +481,13 @@ const replay = process.env["RUNSC_PROPERTY_SEED"]
   : {}
 
 /** The property, on one sandbox whose guest threads come from `platform`. */
-const property = (name: string, platform: GuestPlatform | undefined, numRuns: number, timeScale: number) =>
+const property = (
+  name: string,
+  platform: GuestPlatform | undefined,
+  numRuns: number,
+  timeScale: number,
+  minimum: Readonly<Record<LifecycleEvent, number>>
+) =>
   layer(
     Loader.layer({
       containerId: "root",
@@ -302,17 +497,61 @@ const property = (name: string, platform: GuestPlatform | undefined, numRuns: nu
     }),
     { excludeTestServices: true, timeout: "30 seconds" }
   )(name, (it) => {
+    const coverage = new Coverage<LifecycleEvent>()
+
     it.effect("the root container runs", () => Effect.flatMap(Loader, (loader) => loader.startRoot))
 
     it.effect.prop(
       "random concurrent lifecycle programs keep DESIGN.md's invariants",
       [lifecycleProgram],
-      ([program]) => Effect.flatMap(Loader, (loader) => runProgram(loader, program, timeScale)),
+      ([program]) => Effect.flatMap(Loader, (loader) => runProgram(loader, program, timeScale, coverage)),
       { timeout: 300_000, fastCheck: { numRuns, ...replay } }
     )
+
+    it.effect("each kind of operation took effect in a minimum share of the runs", () =>
+      Effect.sync(() => {
+        console.log(`${name}:\n${coverage.report(minimum)}`)
+        assertShares(coverage, minimum)
+      }))
   })
 
+// Minimum shares: about half of what the generator reaches (measured over several seeds),
+// below the 1-in-a-million lower tail of each count, so they fail only when something stops
+// being exercised.
 // The same kernel and loader code with guests that run no wasm: thousands of interleavings.
-property("lifecycle races (scripted platform)", scriptedPlatform, runs(20) * 50, 0.1)
-// Real worker threads running the fixture programs.
-property("lifecycle races (real workers)", undefined, runs(50), 1)
+property("lifecycle races (scripted platform)", scriptedPlatform, runs(20) * 50, 0.1, {
+  start: 0.9,
+  exec: 0.35,
+  signal: 0.45,
+  "wait status": 0.35,
+  "waitPid status": 0.2,
+  "signal Process": 0.12,
+  "signal AllProcesses": 0.15,
+  "signal ProcessGroup": 0.12,
+  "signal ForegroundProcessGroup": 0.07,
+  pause: 0.25,
+  resume: 0.25,
+  "destroy of a running container": 0.85,
+  "destroy killed a spawned process": 0.25,
+  // Scripted guests die only when killed, so only a signal to the init alone gets here.
+  "init died with others in its namespace": 0.015,
+  "namespace emptied after its init died": 0.45
+})
+// Real worker threads running the fixture programs (fewer runs: shares are looser).
+property("lifecycle races (real workers)", undefined, runs(100), 1, {
+  start: 0.9,
+  exec: 0.2,
+  signal: 0.25,
+  "wait status": 0.15,
+  "waitPid status": 0.1,
+  "signal Process": 0.03,
+  "signal AllProcesses": 0.03,
+  "signal ProcessGroup": 0.01,
+  "signal ForegroundProcessGroup": 0.01,
+  pause: 0.12,
+  resume: 0.12,
+  "destroy of a running container": 0.7,
+  "destroy killed a spawned process": 0.04,
+  "init died with others in its namespace": 0.01,
+  "namespace emptied after its init died": 0.3
+})
