@@ -97,7 +97,7 @@ layer(kernelLayer, { excludeTestServices: true })("Kernel.signal", (it) => {
       const kernel = yield* Kernel
       const run = yield* startGuest({ bytes: fixture("sleep"), argv: ["sleep", "1"] })
       yield* eventually(() => run.stdout() === "sleeping\n", "sleep started")
-      yield* Effect.sleep("200 millis") // inside nanosleep's poll_oneoff
+      yield* eventually(() => run.tg.currentSyscall >= 0, "inside nanosleep's poll_oneoff")
       yield* kernel.signal(run.tg, 19)
       assert.strictEqual(run.tg.state, "stopped")
       // The sleep ends at 1 s; the "woke" write must wait for SIGCONT.

@@ -8,6 +8,7 @@ import * as Os from "node:os"
 import * as Path from "node:path"
 import { fileURLToPath } from "node:url"
 import { Loader, type LoaderArgs } from "../src/index.js"
+import { waitUntil } from "./helpers.js"
 
 const repo = fileURLToPath(new URL("../../../", import.meta.url))
 const fixture = (name: string) => Path.join(repo, "test/fixtures/c", name)
@@ -139,7 +140,7 @@ describe("Loader", () => {
       const out = yield* makeOutput
       const loader = yield* buildLoader(loaderArgs(root, ["sleep", "60"], out.fd))
       yield* loader.startRoot
-      yield* Effect.sleep("200 millis")
+      yield* waitUntil(Effect.sync(() => Fs.readFileSync(out.path, "utf8") === "sleeping\n"), "the init sleeps")
       yield* loader.signal(15)
       assert.deepStrictEqual(yield* loader.waitExit, signaled(15))
     }))
@@ -152,7 +153,7 @@ describe("Loader", () => {
       const loader = yield* buildLoader(loaderArgs(root, ["spin"], out.fd)).pipe(Scope.extend(sandbox))
       yield* loader.startRoot
       const waiting = yield* Effect.fork(loader.waitExit)
-      yield* Effect.sleep("200 millis")
+      yield* waitUntil(Effect.map(loader.event("test"), (e) => e.cpu.usage.total > 0n), "the guest spins")
       assert.deepStrictEqual((yield* loader.processes("test")).map((p) => p.state), ["running"])
       yield* Scope.close(sandbox, Exit.void)
       // The scope has closed: the guest was SIGKILLed and had exited before the kernel was released.
