@@ -83,6 +83,7 @@ export class StdioUnavailable extends Schema.TaggedError<StdioUnavailable>()("St
 const StartErrors = Schema.Union(
   ContainerNotFound,
   ContainerAlreadyStarted,
+  ContainerStopped,
   InvalidRoot,
   InvalidMount,
   InvalidSpec,

@@ -75,3 +75,17 @@ export class SandboxOutOfMemory extends Schema.TaggedError<SandboxOutOfMemory>()
     return `${this.path}: the sandbox's memory is full (the process needs ${mib(this.needed)}; ${mib(this.free)} of ${mib(this.total)} free)`
   }
 }
+
+/**
+ * A process was not created: the set it would join is being killed (its container's kill of all
+ * its processes, or its destroy), its PID namespace's init has died, or its parent was killed.
+ * What proc_spawn reports as EAGAIN.
+ */
+export class ProcessCreationRefused extends Schema.TaggedError<ProcessCreationRefused>()("ProcessCreationRefused", {
+  path: Schema.String,
+  reason: Schema.String
+}) {
+  override get message(): string {
+    return `${this.path}: no new process may start: ${this.reason}`
+  }
+}

@@ -28,7 +28,15 @@ import {
 import { getEnv } from "@runsc/spec"
 import { Cause, Clock, Context, Deferred, Effect, Exit, Fiber, FiberId, FiberSet, Layer, Scope } from "effect"
 import * as Os from "node:os"
-import { type ExecNotFound, fail, type InvalidModule, type NotWasm, SandboxOutOfMemory, type SyscallError } from "./errors.js"
+import {
+  type ExecNotFound,
+  fail,
+  type InvalidModule,
+  type NotWasm,
+  ProcessCreationRefused,
+  SandboxOutOfMemory,
+  type SyscallError
+} from "./errors.js"
 import { DescriptionRefs, type FdEntry, FdTable } from "./fs/fdTable.js"
 import { directoryDescription } from "./fs/directory.js"
 import type { FileDescription, Inode } from "./fs/inode.js"
@@ -49,6 +57,7 @@ import { releaseChannel, serveSyscalls } from "./syscalls/serve.js"
 import type { StraceOptions } from "./syscalls/strace.js"
 import { makeSyscallTable } from "./syscalls/table.js"
 import { findExecutable, programFromBytes, readProgram } from "./task/exec.js"
+import type { Admission } from "./task/admission.js"
 import { PidNamespace } from "./task/pidNamespace.js"
 import { type ControllingTerminal, ProcessGroup, Session } from "./task/session.js"
 import { makeWatchdog, type WatchdogOptions } from "./watchdog/watchdog.js"
@@ -139,6 +148,11 @@ export interface ProcessArgs {
   readonly resetSignals?: boolean
   /** A terminal the process gets as its session's controlling terminal (runtime processes only). */
   readonly terminal?: ControllingTerminal<ThreadGroup>
+  /**
+   * The admission of the process's container (default: its parent's), consulted when the
+   * process is registered: closed, the process is refused (ProcessCreationRefused).
+   */
+  readonly admission?: Admission
 }
 
 
@@ -158,9 +172,11 @@ export interface KernelShape {
   readonly files: ContentCache
   /**
    * Creates a process and starts its task; returns once it is running. SandboxOutOfMemory when
-   * the sandbox's memory cannot hold its worker's share and its initial guest memory.
+   * the sandbox's memory cannot hold its worker's share and its initial guest memory;
+   * ProcessCreationRefused when its container's admission is closed, its PID namespace refuses
+   * new processes or its parent has been killed (checked as it is registered: see Admission).
    */
-  readonly startProcess: (args: ProcessArgs) => Effect.Effect<ThreadGroup, InvalidModule | SandboxOutOfMemory>
+  readonly startProcess: (args: ProcessArgs) => Effect.Effect<ThreadGroup, InvalidModule | SandboxOutOfMemory | ProcessCreationRefused>
   /** Delivers a signal with its default action (WASI guests install no handlers). */
   readonly signal: (tg: ThreadGroup, signo: number) => Effect.Effect<void>
   /** Every process not yet reaped, by root-namespace pid. */
@@ -506,7 +522,7 @@ const makeKernel = (options: KernelOptions): Effect.Effect<KernelShape, never, S
         }
       })
 
-    const startProcess = (args: ProcessArgs): Effect.Effect<ThreadGroup, InvalidModule | SandboxOutOfMemory> =>
+    const startProcess = (args: ProcessArgs): Effect.Effect<ThreadGroup, InvalidModule | SandboxOutOfMemory | ProcessCreationRefused> =>
       // Uninterruptible between the steps, so that the module and the memory charged are always
       // either given back here or owned by the task (runTask gives them back at its end).
       Effect.uninterruptibleMask((restore) =>
@@ -519,7 +535,8 @@ const makeKernel = (options: KernelOptions): Effect.Effect<KernelShape, never, S
             program.release()
             return yield* new SandboxOutOfMemory({ path: args.programPath, needed, free: memory.free, total: memory.total })
           }
-          const tg = yield* Effect.onError(restore(createProcess(args, program, share)), () =>
+          // Not interruptible: once it has registered the process, only its task ends it.
+          const tg = yield* Effect.onError(createProcess(args, program, share), () =>
             Effect.sync(() => {
               memory.release(needed)
               program.release()
@@ -529,12 +546,17 @@ const makeKernel = (options: KernelOptions): Effect.Effect<KernelShape, never, S
           // terminates the worker and completes the exit status; forked from this uninterruptible
           // region it would inherit that, and its wait for the guest must stay interruptible.
           yield* FiberSet.run(tasks, Effect.interruptible(runTask(tg, program)))
+          // A parent killed since the child was registered (a kill of it alone racing this spawn)
+          // takes its new child along: nothing outlives a kill of every process that existed
+          // when it was sent. Here, not in spawn, so that the interrupt of the killed parent's
+          // syscall cannot skip it.
+          if (args.parent?.killedBy !== undefined) yield* kill(tg, SIGKILL)
           return tg
         })
       )
 
     /** A new process, with its pids, place in the process tree and fds; its task is not started. */
-    const createProcess = (args: ProcessArgs, program: CachedModule, share: number): Effect.Effect<ThreadGroup> =>
+    const createProcess = (args: ProcessArgs, program: CachedModule, share: number): Effect.Effect<ThreadGroup, ProcessCreationRefused> =>
       Effect.gen(function*() {
         const pidNamespace = args.pidNamespace ?? rootPidNamespace
         const ids = new Map<PidNamespace<ThreadGroup>, number>()
@@ -567,6 +589,16 @@ const makeKernel = (options: KernelOptions): Effect.Effect<KernelShape, never, S
           const shared = mount.fs === "tmpfs" || mount.fs === "bind"
           mounts.set(mount.path, shared ? mount.root : mount.fs === "proc" ? procfs(tg, system) : devfs(tg))
         }
+        // Invariant 5: checked in the same synchronous step as the pids are allocated, so that a
+        // kill of every process of the container (which closes its admission before it
+        // enumerates them) either finds this process registered and kills it, or refuses it.
+        const admission = args.admission ?? args.parent?.admission
+        const refused = admission !== undefined && !admission.isOpen ? "its container is being killed"
+          : !pidNamespace.acceptsNew ? "the init of its PID namespace has died"
+          : args.parent !== undefined && !args.parent.isAlive ? "its parent has been killed"
+          : undefined
+        if (refused !== undefined) return yield* new ProcessCreationRefused({ path: args.programPath, reason: refused })
+        tg.admission = admission
         for (const ns of pidNamespace.lineage) {
           const pid = ns.allocate(tg)
           if (pid === undefined) return yield* Effect.dieMessage("pid namespace exhausted")
@@ -672,7 +704,7 @@ const makeKernel = (options: KernelOptions): Effect.Effect<KernelShape, never, S
           request.argv,
           files
         )
-        const child = yield* startProcess({
+        return yield* startProcess({
           containerId: parent.containerId,
           argv: program.argv,
           env: request.env,
@@ -687,15 +719,12 @@ const makeKernel = (options: KernelOptions): Effect.Effect<KernelShape, never, S
           group: request.group,
           resetSignals: request.resetSignals
         })
-        // A parent being killed (a destroy's SIGKILL racing this spawn) takes its new child along,
-        // so that nothing outlives a kill of every process that existed when it was sent.
-        if (parent.killedBy !== undefined) yield* kill(child, SIGKILL)
-        return child
       }).pipe(Effect.scoped, Effect.catchTags({
         ExecNotFound: (e) => fail(spawnErrno(e)),
         NotWasm: (e) => fail(spawnErrno(e)),
         InvalidModule: (e) => fail(spawnErrno(e)),
-        SandboxOutOfMemory: () => fail(Errno.NOMEM)
+        SandboxOutOfMemory: () => fail(Errno.NOMEM),
+        ProcessCreationRefused: () => fail(Errno.AGAIN)
       }))
 
     const services: KernelServices = {

@@ -15,6 +15,7 @@ import {
   hostRoot,
   hostStream,
   type InvalidModule,
+  type ProcessCreationRefused,
   type SandboxOutOfMemory,
   Kernel,
   type PidNamespace,
@@ -106,7 +107,7 @@ export interface GuestOptions {
  */
 export const startGuest = (
   options: GuestOptions
-): Effect.Effect<GuestRun, InvalidModule | SandboxOutOfMemory | SyscallError | GoferUnavailable, Kernel | Scope.Scope> =>
+): Effect.Effect<GuestRun, InvalidModule | SandboxOutOfMemory | ProcessCreationRefused | SyscallError | GoferUnavailable, Kernel | Scope.Scope> =>
   Effect.gen(function*() {
     const kernel = yield* Kernel
     const io = yield* tempDir("runsc-io-")
@@ -145,7 +146,7 @@ export interface GuestResult {
 export const runGuest = (
   options: GuestOptions,
   timeout: Duration.DurationInput = "20 seconds"
-): Effect.Effect<GuestResult, InvalidModule | SandboxOutOfMemory | SyscallError | GoferUnavailable, Kernel> =>
+): Effect.Effect<GuestResult, InvalidModule | SandboxOutOfMemory | ProcessCreationRefused | SyscallError | GoferUnavailable, Kernel> =>
   Effect.scoped(
     Effect.gen(function*() {
       const run = yield* startGuest(options)

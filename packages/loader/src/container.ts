@@ -1,10 +1,11 @@
 /**
  * A container of the sandbox: its state, its root filesystem, its PID namespace, its init and
- * the processes exec'd into it (the kernel knows every process of it, by container id). The Loader's registry owns containers and serializes every
- * change to them (the registry lock), so a process can never be added to a container that a
- * destroy has already emptied.
+ * the processes exec'd into it (the kernel knows every process of it, by container id). The
+ * Loader's registry owns containers and serializes every change to them (the registry lock);
+ * a process can never be added to a container that a kill of all its processes is emptying or
+ * has emptied: the container's admission refuses it (the kernel checks it as it registers one).
  */
-import type { Dentry, PidNamespace, SyntheticMount, ThreadGroup } from "@runsc/kernel"
+import { Admission, type Dentry, type PidNamespace, type SyntheticMount, type ThreadGroup } from "@runsc/kernel"
 import type { Spec } from "@runsc/spec"
 import type { Scope } from "effect"
 
@@ -23,6 +24,11 @@ export class Container {
   pidNamespacePath: string | undefined
   /** Processes started by execute, by root-namespace pid, until waitPid consumes them. */
   readonly execs = new Map<number, ThreadGroup>()
+  /**
+   * Whether a new process may join the container (an exec, a child a guest spawns): held closed
+   * while a kill of all of its processes runs, closed for good once it is being destroyed.
+   */
+  readonly admission = new Admission()
 
   /**
    * `scope` is the container: closing it (destroy, or the sandbox's teardown) first kills every

@@ -5,9 +5,11 @@
  * fds (a terminal when asked for), procfs where the spec mounts it.
  */
 import {
+  type Admission,
   type ContentCache,
   Dentry,
   type ExecNotFound,
+  type Executable,
   type FileDescription,
   type HostFdBudget,
   hostMount,
@@ -19,6 +21,7 @@ import {
   makeTerminal,
   type MemoryAccount,
   NotWasm,
+  type ProcessCreationRefused,
   type SandboxOutOfMemory,
   overlay,
   type OverlayOptions,
@@ -193,9 +196,24 @@ export interface LaunchArgs {
   readonly homeFromPasswd?: boolean | undefined
   /** The stdio fds are a terminal the process's session controls (job control). */
   readonly terminal?: boolean | undefined
+  /** The container's admission of new processes (see Admission). */
+  readonly admission: Admission
 }
 
-export const launch = (kernel: KernelShape, args: LaunchArgs): Effect.Effect<ThreadGroup, LaunchError> =>
+/** A process ready to start: its program found, read and compiled (held until the scope closes), its cwd and env. */
+export interface PreparedLaunch {
+  readonly args: LaunchArgs
+  readonly cwd: Dentry
+  readonly env: ReadonlyArray<string>
+  readonly program: Executable
+}
+
+/**
+ * What precedes a start and takes time, none of which changes the sandbox: the working
+ * directory, HOME, the program found and read, and its module compiled into the kernel's cache,
+ * held there until the scope closes, so that the start (`startPrepared`) finds it compiled.
+ */
+export const prepareLaunch = (kernel: KernelShape, args: LaunchArgs): Effect.Effect<PreparedLaunch, LaunchError, Scope.Scope> =>
   Effect.gen(function*() {
     const { root } = args
     const cwd = yield* resolve(root, root, args.cwd, { followFinal: true }).pipe(
@@ -223,17 +241,27 @@ export const launch = (kernel: KernelShape, args: LaunchArgs): Effect.Effect<Thr
         Effect.mapError((e) => e._tag === "NotWasm" && e.path === hostProgram.guestPath ? new NotWasm({ path: hostProgram.hostPath }) : e)
       )
       : yield* loadExecutable(root, cwd, args.argv, getEnv(env, "PATH"), kernel.files)
+    yield* Effect.acquireRelease(kernel.modules.acquire(program.path, program.bytes), (module) => Effect.sync(module.release))
+    return { args, cwd, env, program }
+  })
+
+/** Starts a prepared process: its stdio (a terminal when asked for), then the kernel's process. */
+export const startPrepared = (
+  kernel: KernelShape,
+  { args, cwd, env, program }: PreparedLaunch
+): Effect.Effect<ThreadGroup, InvalidModule | SandboxOutOfMemory | ProcessCreationRefused> =>
+  Effect.suspend(() => {
     const stdio = [
       stdioDescription(args.stdio.stdin, 0),
       stdioDescription(args.stdio.stdout, 1),
       stdioDescription(args.stdio.stderr, 2)
     ]
     const terminal = args.terminal ? makeTerminal(stdio) : undefined
-    return yield* kernel.startProcess({
+    return kernel.startProcess({
       containerId: args.containerId,
       argv: program.argv,
       env,
-      root,
+      root: args.root,
       cwd,
       programPath: program.path,
       programBytes: program.bytes,
@@ -242,6 +270,7 @@ export const launch = (kernel: KernelShape, args: LaunchArgs): Effect.Effect<Thr
       syntheticMounts: args.syntheticMounts,
       ...(args.maxFds !== undefined ? { maxFds: args.maxFds } : {}),
       pidNamespace: args.pidNamespace,
-      uid: args.uid
+      uid: args.uid,
+      admission: args.admission
     })
   })

@@ -11,9 +11,11 @@
  * what they used (newContainer).
  *
  * Every change to the container registry (create, start, exec, destroy, signals to all
- * processes) holds the registry lock, so a destroy's SIGKILL of "every process of the
- * container" cannot miss one started concurrently: a start that loses the race finds the
- * container gone.
+ * processes) holds the registry lock; nothing slow runs under it (an exec finds, reads and
+ * compiles its program before it takes the lock). A kill of every process of a container
+ * (destroy, kill --all, the death of its namespace's init) closes the container's admission
+ * (or its namespace's) before it enumerates them, so a process created concurrently, by a guest
+ * or a client, is either killed by it or refused (invariant 5).
  */
 import { type ExitStatus, isValidSignal, SIGKILL, signalName } from "@runsc/abi"
 import {
@@ -57,7 +59,17 @@ import {
   SandboxPanicked
 } from "./errors.js"
 import { handleHostSignals } from "./hostSignals.js"
-import { guestPathOf, launch, type LaunchError, maxFdsOf, openRoot, type Stdio, syntheticMountsOf } from "./launch.js"
+import {
+  guestPathOf,
+  type LaunchArgs,
+  type LaunchError,
+  maxFdsOf,
+  openRoot,
+  prepareLaunch,
+  type Stdio,
+  startPrepared,
+  syntheticMountsOf
+} from "./launch.js"
 
 export interface LoaderArgs {
   /** The root container's id. */
@@ -83,7 +95,8 @@ export interface LoaderArgs {
   readonly kernel?: KernelOptions
 }
 
-export type StartError = ContainerNotFound | ContainerAlreadyStarted | InvalidRoot | InvalidMount | InvalidSpec | LaunchError
+/** ContainerStopped: its init could not join its PID namespace, whose init has died (or the sandbox is ending). */
+export type StartError = ContainerNotFound | ContainerAlreadyStarted | ContainerStopped | InvalidRoot | InvalidMount | InvalidSpec | LaunchError
 
 export interface SubcontainerArgs {
   readonly containerId: string
@@ -322,6 +335,7 @@ const makeLoader = (args: LoaderArgs & { readonly bundle: Bundle }) =>
      */
     const killAndReap = (container: Container) =>
       Effect.gen(function*() {
+        container.admission.close()
         for (let all = processesOf(container); all.length > 0; all = processesOf(container)) {
           yield* Effect.forEach(all, (tg) => Effect.zipRight(kernel.signal(tg, SIGKILL), Deferred.await(tg.exitStatus)), {
             discard: true
@@ -340,6 +354,20 @@ const makeLoader = (args: LoaderArgs & { readonly bundle: Bundle }) =>
         return container ? Effect.succeed(container) : Effect.fail(new ContainerNotFound({ id }))
       })
 
+    /**
+     * Whether a process may be exec'd into `container`: still registered (not destroyed),
+     * started, its init alive, and no kill of all its processes under way.
+     */
+    const runnable = (container: Container): Effect.Effect<void, ContainerNotFound | ContainerNotStarted | ContainerStopped> =>
+      Effect.suspend((): Effect.Effect<void, ContainerNotFound | ContainerNotStarted | ContainerStopped> => {
+        if (containers.get(container.id) !== container) return Effect.fail(new ContainerNotFound({ id: container.id }))
+        if (container.state === "created") return Effect.fail(new ContainerNotStarted({ id: container.id }))
+        if (container.state === "stopped" || !container.init?.isAlive || !container.admission.isOpen) {
+          return Effect.fail(new ContainerStopped({ id: container.id }))
+        }
+        return Effect.void
+      })
+
     const initOf = (container: Container) =>
       container.init ? Effect.succeed(container.init) : Effect.fail(new ContainerNotStarted({ id: container.id }))
 
@@ -349,8 +377,11 @@ const makeLoader = (args: LoaderArgs & { readonly bundle: Bundle }) =>
     const processesOf = (container: Container) => everyProcess().filter((tg) => tg.containerId === container.id)
     const liveProcessesOf = (container: Container) => processesOf(container).filter((tg) => tg.isAlive)
 
-    const killAll = Effect.flatMap(kernel.processes, (all) =>
-      Effect.forEach(all, (tg) => kernel.signal(tg, SIGKILL), { discard: true }))
+    /** The sandbox ends: no process may start any more, and every one is killed. */
+    const killAll = Effect.suspend(() => {
+      kernel.rootPidNamespace.refuseNew()
+      return Effect.flatMap(kernel.processes, (all) => Effect.forEach(all, (tg) => kernel.signal(tg, SIGKILL), { discard: true }))
+    })
 
     const awaitAll = Effect.flatMap(kernel.processes, (all) =>
       Effect.forEach(all, (tg) => Deferred.await(tg.exitStatus), { discard: true }))
@@ -380,6 +411,8 @@ const makeLoader = (args: LoaderArgs & { readonly bundle: Bundle }) =>
             // The sandbox lives exactly as long as its root init.
             yield* killAll
           } else if (ns !== undefined && ns !== kernel.rootPidNamespace && ns.get(init.pid) === init) {
+            // As Linux: once the init of a namespace has died, no process may join it.
+            ns.refuseNew()
             yield* Effect.forEach(ns.processes, ([, tg]) => kernel.signal(tg, SIGKILL), { discard: true })
           }
         }))
@@ -448,7 +481,7 @@ const makeLoader = (args: LoaderArgs & { readonly bundle: Bundle }) =>
           ? kernel.rootPidNamespace
           : joined ?? new PidNamespace<ThreadGroup>(kernel.rootPidNamespace)
         const uid = process.user?.uid ?? 0
-        const tg = yield* launch(kernel, {
+        const launchArgs: LaunchArgs = {
           containerId: container.id,
           root: rootDentry,
           argv: process.args,
@@ -464,8 +497,12 @@ const makeLoader = (args: LoaderArgs & { readonly bundle: Bundle }) =>
             hostPath: root.hostProgram,
             guestPath: guestPathOf(root.hostProgram, bundle.rootPath, mounts.map((m) => m.path))
           },
-          homeFromPasswd: root.homeFromPasswd
-        })
+          homeFromPasswd: root.homeFromPasswd,
+          admission: container.admission
+        }
+        const tg = yield* Effect.scoped(Effect.flatMap(prepareLaunch(kernel, launchArgs), (prepared) => startPrepared(kernel, prepared))).pipe(
+          Effect.catchTag("ProcessCreationRefused", () => new ContainerStopped({ id: container.id }))
+        )
         container.spec = spec
         container.root = rootDentry
         container.mounts = mounts
@@ -565,13 +602,14 @@ const makeLoader = (args: LoaderArgs & { readonly bundle: Bundle }) =>
       // Uninterruptible: once begun, a destroy completes (an interrupted caller waits for it).
       destroySubcontainer: (id) =>
         Effect.uninterruptible(Effect.gen(function*() {
-          // Under the lock: forget the container and SIGKILL all of its processes, so that no
-          // start or exec can add one after the kill (a child its guests spawn meanwhile dies
-          // with its killed parent).
+          // Under the lock: forget the container, close its admission and SIGKILL all of its
+          // processes, so that no start or exec can add one after the kill, nor a guest spawn one
+          // (refused, or registered before and killed).
           const container = yield* locked(Effect.gen(function*() {
             const found = containers.get(id)
             if (found === undefined) return undefined
             containers.delete(id)
+            found.admission.close()
             yield* Effect.forEach(liveProcessesOf(found), (tg) => kernel.signal(tg, SIGKILL), { discard: true })
             return found
           }))
@@ -581,30 +619,40 @@ const makeLoader = (args: LoaderArgs & { readonly bundle: Bundle }) =>
           yield* Scope.close(container.scope, Exit.void)
         })),
 
+      // The program is found, read and compiled before the registry lock is taken (a compile
+      // takes long, and would stall every container's lifecycle); under the lock the container
+      // is checked again and the process started, its module found in the cache.
       execute: (exec) =>
-        locked(Effect.gen(function*() {
+        Effect.scoped(Effect.gen(function*() {
           const container = yield* find(exec.containerId)
-          if (container.state === "created") return yield* new ContainerNotStarted({ id: container.id })
-          if (container.state === "stopped" || !container.init?.isAlive) {
-            return yield* new ContainerStopped({ id: container.id })
-          }
+          yield* runnable(container)
           const process = container.spec!.process!
-          const uid = exec.uid ?? process.user?.uid ?? 0
-          const tg = yield* launch(kernel, {
+          const launchArgs: LaunchArgs = {
             containerId: container.id,
             root: container.root!,
             argv: exec.argv,
             env: exec.env ?? process.env ?? [],
             cwd: exec.cwd ?? process.cwd,
-            uid,
+            uid: exec.uid ?? process.user?.uid ?? 0,
             stdio: exec.stdio ?? {},
             syntheticMounts: container.mounts,
             maxFds: maxFdsOf(process),
             pidNamespace: container.pidNamespace!,
-            terminal: exec.terminal ?? false
-          })
-          container.execs.set(tg.rootPid, tg)
-          return tg.rootPid
+            terminal: exec.terminal ?? false,
+            admission: container.admission
+          }
+          const prepared = yield* prepareLaunch(kernel, launchArgs).pipe(
+            // A destroy meanwhile closes the trees the preparation reads: what failed is the container.
+            Effect.tapError(() => runnable(container))
+          )
+          return yield* locked(Effect.gen(function*() {
+            yield* runnable(container)
+            const tg = yield* startPrepared(kernel, prepared).pipe(
+              Effect.catchTag("ProcessCreationRefused", () => new ContainerStopped({ id: container.id }))
+            )
+            container.execs.set(tg.rootPid, tg)
+            return tg.rootPid
+          }))
         })),
 
       wait: (id) =>
@@ -638,9 +686,21 @@ const makeLoader = (args: LoaderArgs & { readonly bundle: Bundle }) =>
               return yield* signalProcess(pid === 0 ? init : yield* processOf(container, pid), signo)
             case "AllProcesses":
               if (pid !== 0) return yield* new InvalidPid({ pid, reason: "AllProcesses takes pid 0" })
-              // Under the lock: no process of the container can start while the group is signalled.
-              return yield* locked(
-                Effect.forEach(liveProcessesOf(container), (tg) => kernel.signal(tg, signo), { discard: true })
+              // The container's admission is held closed while every process is signalled, and
+              // for SIGKILL until each has exited: a process created meanwhile (a guest's spawn,
+              // an exec) is registered before the sweep enumerates the container, and signalled
+              // with it, or refused.
+              return yield* Effect.acquireUseRelease(
+                locked(Effect.sync(() => {
+                  const release = container.admission.hold()
+                  return { release, signalled: liveProcessesOf(container) }
+                })),
+                ({ signalled }) =>
+                  Effect.zipRight(
+                    Effect.forEach(signalled, (tg) => kernel.signal(tg, signo), { discard: true }),
+                    signo === SIGKILL ? Effect.forEach(signalled, (tg) => Deferred.await(tg.exitStatus), { discard: true }) : Effect.void
+                  ),
+                ({ release }) => Effect.sync(release)
               )
             case "ProcessGroup": {
               // The whole group the process belongs to, as kill(-pgid) would reach it.

@@ -12,7 +12,23 @@ export class PidNamespace<P = unknown> {
   /** Pids no process has any more that still name a process group or session: not reallocated. */
   private readonly held = new Map<number, number>()
 
+  private closed = false
+
   constructor(readonly parent: PidNamespace<P> | undefined) {}
+
+  /**
+   * No new process may join the namespace any more: its init has died and its processes are
+   * being killed (Linux disables pid allocation then; fork fails).
+   */
+  refuseNew(): void {
+    this.closed = true
+  }
+
+  /** Whether a new process may join this namespace (and so every namespace it is nested in). */
+  get acceptsNew(): boolean {
+    for (let ns: PidNamespace<P> | undefined = this; ns; ns = ns.parent) if (ns.closed) return false
+    return true
+  }
 
   /** Allocates the lowest free pid above the last one allocated, wrapping at PID_MAX. */
   allocate(process: P): number | undefined {

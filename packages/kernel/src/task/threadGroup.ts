@@ -13,6 +13,7 @@ import type { FdTable } from "../fs/fdTable.js"
 import type { SyntheticMount } from "../fs/synthetic.js"
 import type { Dentry } from "../fs/resolve.js"
 import type { GuestThread } from "../platform/pool.js"
+import type { Admission } from "./admission.js"
 import type { PidNamespace } from "./pidNamespace.js"
 import type { ProcessGroup } from "./session.js"
 
@@ -79,6 +80,8 @@ export class ThreadGroup {
   unreportedStop: number | undefined
   /** Assigned when the process is created. */
   group!: ProcessGroup<ThreadGroup>
+  /** The admission its children are created under (its container's; see Admission). */
+  admission: Admission | undefined
   /** Signals whose disposition is "ignore" (proc_sigignore): discarded when sent. */
   ignoredSignals: ReadonlySet<number> = new Set()
 
