@@ -81,3 +81,27 @@ describe("teardown", () => {
       assert.strictEqual(budget.inUse, rootOnly)
     }))
 })
+
+describe("a sandbox whose root init has exited", () => {
+  it.scopedLive("starts no container any more, in the root's PID namespace or a new one: ContainerStopped names the root", () =>
+    Effect.gen(function*() {
+      const scope = yield* Scope.make()
+      yield* Effect.addFinalizer(() => Scope.close(scope, Exit.void))
+      const bundle = yield* makeBundle({ args: ["exit", "0"] })
+      const out = yield* makeOutput
+      const loader = yield* Effect.map(
+        Layer.buildWithScope(Loader.layer({ containerId: "root", bundle, stdio: { stdout: out.fd, stderr: out.fd } }), scope),
+        Context.get(Loader)
+      )
+      yield* loader.startRoot
+      yield* loader.waitExit
+      for (const [id, pidNamespace] of [["shared", undefined], ["own", {}]] as const) {
+        const sub = yield* makeBundle({ args: ["sleep", "600"], ...(pidNamespace ? { pidNamespace } : {}) })
+        yield* loader.createSubcontainer(id)
+        const failed = yield* Effect.flip(loader.startSubcontainer({ containerId: id, bundle: sub }))
+        assert.strictEqual(failed._tag, "ContainerStopped", id)
+        assert.strictEqual(yield* loader.runtimeState(id), "stopped")
+      }
+      assert.strictEqual((yield* loader.sandboxStats).processes, 0)
+    }))
+})
