@@ -298,7 +298,8 @@ describe("OCI lifecycle through the CLI", () => {
     // hangs. (Three: the e2e helper runs at most four runsc at once, and kill needs one of them.)
     const execs = [1, 2, 3].map(() => runsc([...flags, "exec", id, "/bin/sleep", "600"], { timeoutMs: 20_000 }))
     await new Promise((r) => setTimeout(r, 300))
-    assert.strictEqual((await runsc([...flags, "kill", "--all", id, "KILL"])).code, 0)
+    const killed = await runsc([...flags, "kill", "--all", id, "KILL"])
+    assert.strictEqual(killed.code, 0, describeResult(killed))
     for (const r of await Promise.all(execs)) {
       assert.isFalse(r.timedOut, describeResult(r))
       assert.include([137, 128], r.code, describeResult(r))

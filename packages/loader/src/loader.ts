@@ -689,18 +689,22 @@ const makeLoader = (args: LoaderArgs & { readonly bundle: Bundle }) =>
               // The container's admission is held closed while every process is signalled, and
               // for SIGKILL until each has exited: a process created meanwhile (a guest's spawn,
               // an exec) is registered before the sweep enumerates the container, and signalled
-              // with it, or refused.
-              return yield* Effect.acquireUseRelease(
-                locked(Effect.sync(() => {
-                  const release = container.admission.hold()
-                  return { release, signalled: liveProcessesOf(container) }
-                })),
-                ({ signalled }) =>
-                  Effect.zipRight(
-                    Effect.forEach(signalled, (tg) => kernel.signal(tg, signo), { discard: true }),
-                    signo === SIGKILL ? Effect.forEach(signalled, (tg) => Deferred.await(tg.exitStatus), { discard: true }) : Effect.void
-                  ),
-                ({ release }) => Effect.sync(release)
+              // with it, or refused. The call returns once the signals are sent, as runc's kill
+              // does: the wait for the exits is the container's (its scope), not the caller's,
+              // whose answer would otherwise be cut off when the root's exit ends the sandbox.
+              return yield* Effect.uninterruptibleMask((restore) =>
+                Effect.gen(function*() {
+                  const { release, signalled } = yield* locked(Effect.sync(() => ({
+                    release: container.admission.hold(),
+                    signalled: liveProcessesOf(container)
+                  })))
+                  yield* restore(Effect.forEach(signalled, (tg) => kernel.signal(tg, signo), { discard: true })).pipe(
+                    Effect.onError(() => Effect.sync(release))
+                  )
+                  if (signo !== SIGKILL) return release()
+                  const exited = Effect.forEach(signalled, (tg) => Deferred.await(tg.exitStatus), { discard: true })
+                  yield* Effect.forkIn(Effect.ensuring(exited, Effect.sync(release)), container.scope)
+                })
               )
             case "ProcessGroup": {
               // The whole group the process belongs to, as kill(-pgid) would reach it.

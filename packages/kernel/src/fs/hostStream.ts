@@ -230,10 +230,8 @@ const hostStreamOf = (hostFd: number, st: Fs.Stats | undefined, options: HostStr
       if (offset !== undefined) return fail(Errno.SPIPE)
       return now?.write !== undefined ? writeInWhole(now.write, data, nonBlocking ?? false) : pooled.write(data)
     },
-    close: Effect.sync(() => {
-      if (now?.read === undefined) pooled.close()
-      else closeAll()
-    })
+    // Closed at once, unless a read on libuv's pool still has the host fd (then once it is back).
+    close: Effect.sync(pooled.close)
   }
 }
 
