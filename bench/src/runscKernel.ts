@@ -49,7 +49,6 @@ export const runOnKernel = (run: GuestRun): Effect.Effect<GuestResult, unknown, 
     const stdio = [hostStream(run.stdin ?? 0), hostStream(run.stdout), hostStream(2)] as const
     const t0 = now()
     const tg = yield* kernel.startProcess({
-      containerId: "bench",
       argv: run.argv,
       env: [],
       root,

@@ -57,7 +57,7 @@ import { releaseChannel, serveSyscalls } from "./syscalls/serve.js"
 import type { StraceOptions } from "./syscalls/strace.js"
 import { makeSyscallTable } from "./syscalls/table.js"
 import { findExecutable, programFromBytes, readProgram } from "./task/exec.js"
-import type { Admission } from "./task/admission.js"
+import { TaskSet } from "./task/taskSet.js"
 import { PidNamespace } from "./task/pidNamespace.js"
 import { type ControllingTerminal, ProcessGroup, Session } from "./task/session.js"
 import { makeWatchdog, type WatchdogOptions } from "./watchdog/watchdog.js"
@@ -118,7 +118,6 @@ export const defaultTotalMemory = (): number => Math.floor(Os.totalmem() / 2)
 const WASM_PAGE = 65536
 
 export interface ProcessArgs {
-  readonly containerId: string
   readonly argv: ReadonlyArray<string>
   readonly env: ReadonlyArray<string>
   readonly root: Dentry
@@ -149,10 +148,11 @@ export interface ProcessArgs {
   /** A terminal the process gets as its session's controlling terminal (runtime processes only). */
   readonly terminal?: ControllingTerminal<ThreadGroup>
   /**
-   * The admission of the process's container (default: its parent's), consulted when the
-   * process is registered: closed, the process is refused (ProcessCreationRefused).
+   * The processes of its container (default: its parent's, else the kernel's own set), which it
+   * joins as it is registered; while the set's admission is closed it is refused
+   * (ProcessCreationRefused).
    */
-  readonly admission?: Admission
+  readonly tasks?: TaskSet
 }
 
 
@@ -174,9 +174,15 @@ export interface KernelShape {
    * Creates a process and starts its task; returns once it is running. SandboxOutOfMemory when
    * the sandbox's memory cannot hold its worker's share and its initial guest memory;
    * ProcessCreationRefused when its container's admission is closed, its PID namespace refuses
-   * new processes or its parent has been killed (checked as it is registered: see Admission).
+   * new processes or its parent has been killed (checked as it is registered: see TaskSet).
    */
   readonly startProcess: (args: ProcessArgs) => Effect.Effect<ThreadGroup, InvalidModule | SandboxOutOfMemory | ProcessCreationRefused>
+  /**
+   * A set for the processes of one container. Closing the scope it is made in SIGKILLs every
+   * process of the set, waits for each to exit (children they spawn included) and reaps them;
+   * only then does that scope release what it acquired before the set.
+   */
+  readonly taskSet: (containerId: string) => Effect.Effect<TaskSet, never, Scope.Scope>
   /** Delivers a signal with its default action (WASI guests install no handlers). */
   readonly signal: (tg: ThreadGroup, signo: number) => Effect.Effect<void>
   /** Every process not yet reaped, by root-namespace pid. */
@@ -292,7 +298,11 @@ const makeKernel = (options: KernelOptions): Effect.Effect<KernelShape, never, S
         discard: true
       })
     )
+    // The fibers that end killed tasks (endTask).
     const tasks = yield* FiberSet.make()
+    // The processes of no container (a kernel used without a Loader): killed and waited for
+    // at teardown, after new processes are refused (the finalizer below runs first).
+    const ownTasks = yield* taskSet("")
     // Runs first at teardown: from then on no process may start (its task could never run).
     let shutDown = false
     yield* Effect.addFinalizer(() => Effect.sync(() => (shutDown = true)))
@@ -500,10 +510,17 @@ const makeKernel = (options: KernelOptions): Effect.Effect<KernelShape, never, S
      */
     const leaveProcessTree = (tg: ThreadGroup): Effect.Effect<void> =>
       Effect.gen(function*() {
+        // As on Linux, the death of a PID namespace's init (of a namespace below the root's)
+        // ends the namespace: no process may join it any more, and every process in it is killed.
+        const ns = tg.pidNamespace
+        if (ns.parent !== undefined && ns.get(1) === tg) {
+          ns.refuseNew()
+          yield* Effect.forEach(ns.processes, ([, member]) => kill(member, SIGKILL), { discard: true })
+        }
         for (const child of tg.children) {
           tg.children.delete(child)
           const init = child.pidNamespace.get(1)
-          if (init !== undefined && init !== tg && init.isAlive && init.containerId === child.containerId) {
+          if (init !== undefined && init !== tg && init.isAlive && init.tasks === child.tasks) {
             child.parent = init
             init.children.add(child)
             if (child.state === "exited") init.childEvents.notify()
@@ -545,7 +562,7 @@ const makeKernel = (options: KernelOptions): Effect.Effect<KernelShape, never, S
           // runTask is uninterruptible, so an interrupt of the set after it started still
           // terminates the worker and completes the exit status; forked from this uninterruptible
           // region it would inherit that, and its wait for the guest must stay interruptible.
-          yield* FiberSet.run(tasks, Effect.interruptible(runTask(tg, program)))
+          yield* FiberSet.run(tg.tasks.fibers, Effect.interruptible(runTask(tg, program)))
           // A parent killed since the child was registered (a kill of it alone racing this spawn)
           // takes its new child along: nothing outlives a kill of every process that existed
           // when it was sent. Here, not in spawn, so that the interrupt of the killed parent's
@@ -569,10 +586,11 @@ const makeKernel = (options: KernelOptions): Effect.Effect<KernelShape, never, S
         const cwd = args.cwd.isRoot ? root : yield* resolve(root, root, args.cwd.path, { followFinal: true }).pipe(
           Effect.orElseSucceed(() => root)
         )
+        const taskSet = args.tasks ?? args.parent?.tasks ?? ownTasks
         const tg = new ThreadGroup(
           ids,
           pidNamespace,
-          args.containerId,
+          taskSet,
           args.argv,
           args.env,
           root,
@@ -592,18 +610,17 @@ const makeKernel = (options: KernelOptions): Effect.Effect<KernelShape, never, S
         // Invariant 5: checked in the same synchronous step as the pids are allocated, so that a
         // kill of every process of the container (which closes its admission before it
         // enumerates them) either finds this process registered and kills it, or refuses it.
-        const admission = args.admission ?? args.parent?.admission
-        const refused = admission !== undefined && !admission.isOpen ? "its container is being killed"
+        const refused = !taskSet.isOpen ? "its container is being killed"
           : !pidNamespace.acceptsNew ? "the init of its PID namespace has died"
           : args.parent !== undefined && !args.parent.isAlive ? "its parent has been killed"
           : undefined
         if (refused !== undefined) return yield* new ProcessCreationRefused({ path: args.programPath, reason: refused })
-        tg.admission = admission
         for (const ns of pidNamespace.lineage) {
           const pid = ns.allocate(tg)
           if (pid === undefined) return yield* Effect.dieMessage("pid namespace exhausted")
           ids.set(ns, pid)
         }
+        taskSet.add(tg)
         const parent = args.parent
         if (parent === undefined) {
           tg.group = newGroup(tg, "new")
@@ -680,10 +697,30 @@ const makeKernel = (options: KernelOptions): Effect.Effect<KernelShape, never, S
       Effect.sync(() => {
         if (tg.reaped) return
         tg.reaped = true
+        tg.tasks.remove(tg)
         for (const [ns, pid] of tg.ids) if (ns.get(pid) === tg) ns.release(pid)
         tg.parent?.children.delete(tg)
         tg.group.remove(tg)
       })
+
+    /** SIGKILLs every process of `set` and waits for each to exit, until none is left; reaps them. */
+    const killAndReap = (set: TaskSet): Effect.Effect<void> =>
+      Effect.gen(function*() {
+        set.close()
+        for (let all = set.processes; all.length > 0; all = set.processes) {
+          yield* Effect.forEach(all, (tg) => Effect.zipRight(kill(tg, SIGKILL), Deferred.await(tg.exitStatus)), { discard: true })
+          yield* Effect.forEach(all, reap, { discard: true })
+        }
+      })
+
+    function taskSet(containerId: string): Effect.Effect<TaskSet, never, Scope.Scope> {
+      return Effect.gen(function*() {
+        // Made first, so interrupted last: by then the finalizer below has ended every task.
+        const set = new TaskSet(containerId, yield* FiberSet.make())
+        yield* Effect.addFinalizer(() => killAndReap(set))
+        return set
+      })
+    }
 
     const newGroup = (leader: ThreadGroup, session: Session<ThreadGroup> | "new"): ProcessGroup<ThreadGroup> =>
       new ProcessGroup<ThreadGroup>(leader, session === "new" ? new Session<ThreadGroup>(leader) : session)
@@ -705,7 +742,6 @@ const makeKernel = (options: KernelOptions): Effect.Effect<KernelShape, never, S
           files
         )
         return yield* startProcess({
-          containerId: parent.containerId,
           argv: program.argv,
           env: request.env,
           root: parent.root,
@@ -747,6 +783,7 @@ const makeKernel = (options: KernelOptions): Effect.Effect<KernelShape, never, S
       modules,
       files,
       startProcess,
+      taskSet,
       signal,
       processes,
       reap,

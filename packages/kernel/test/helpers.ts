@@ -118,7 +118,6 @@ export const startGuest = (
     const out = yield* captureFile(io, "stdout")
     const err = yield* captureFile(io, "stderr")
     const tg = yield* kernel.startProcess({
-      containerId: "t",
       argv: options.argv ?? ["guest"],
       env: options.env ?? [],
       root,

@@ -435,7 +435,6 @@ describe("kernel scope", () => {
       const io = yield* tempDir()
       const root = yield* rootOf(io)
       const tg = yield* kernel.startProcess({
-        containerId: "t",
         argv: ["exit", "0"],
         env: [],
         root,
@@ -463,7 +462,6 @@ describe("kernel scope", () => {
       const kernel = Context.get(context, Kernel)
       const root = yield* rootOf(yield* tempDir())
       const tg = yield* kernel.startProcess({
-        containerId: "t",
         argv: ["exit", "0"],
         env: [],
         root,

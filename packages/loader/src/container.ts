@@ -5,7 +5,7 @@
  * a process can never be added to a container that a kill of all its processes is emptying or
  * has emptied: the container's admission refuses it (the kernel checks it as it registers one).
  */
-import { Admission, type Dentry, type PidNamespace, type SyntheticMount, type ThreadGroup } from "@runsc/kernel"
+import type { Dentry, PidNamespace, SyntheticMount, TaskSet, ThreadGroup } from "@runsc/kernel"
 import type { Spec } from "@runsc/spec"
 import type { Scope } from "effect"
 
@@ -24,11 +24,6 @@ export class Container {
   pidNamespacePath: string | undefined
   /** Processes started by execute, by root-namespace pid, until waitPid consumes them. */
   readonly execs = new Map<number, ThreadGroup>()
-  /**
-   * Whether a new process may join the container (an exec, a child a guest spawns): held closed
-   * while a kill of all of its processes runs, closed for good once it is being destroyed.
-   */
-  readonly admission = new Admission()
 
   /**
    * `scope` is the container: closing it (destroy, or the sandbox's teardown) first kills every
@@ -36,5 +31,14 @@ export class Container {
    * child holding what those processes used (its trees and mounts, their host descriptors and
    * memory). The order comes from the scopes' structure, not from the steps of a destroy.
    */
-  constructor(readonly id: string, readonly scope: Scope.CloseableScope, readonly resources: Scope.Scope) {}
+  constructor(
+    readonly id: string,
+    readonly scope: Scope.CloseableScope,
+    readonly resources: Scope.Scope,
+    /**
+     * Its processes (a child a guest spawns joins its parent's). Its admission is held closed
+     * while a kill of all of them runs, closed for good once the container is being destroyed.
+     */
+    readonly tasks: TaskSet
+  ) {}
 }

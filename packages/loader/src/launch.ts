@@ -5,7 +5,6 @@
  * fds (a terminal when asked for), procfs where the spec mounts it.
  */
 import {
-  type Admission,
   type ContentCache,
   Dentry,
   type ExecNotFound,
@@ -30,6 +29,7 @@ import {
   readFile,
   resolve,
   type SyntheticMount,
+  type TaskSet,
   type ThreadGroup,
   Tmpfs
 } from "@runsc/kernel"
@@ -179,7 +179,6 @@ export const guestPathOf = (hostPath: string, rootPath: string, mountPoints: Rea
 }
 
 export interface LaunchArgs {
-  readonly containerId: string
   readonly root: Dentry
   readonly argv: ReadonlyArray<string>
   readonly env: ReadonlyArray<string>
@@ -196,8 +195,8 @@ export interface LaunchArgs {
   readonly homeFromPasswd?: boolean | undefined
   /** The stdio fds are a terminal the process's session controls (job control). */
   readonly terminal?: boolean | undefined
-  /** The container's admission of new processes (see Admission). */
-  readonly admission: Admission
+  /** The processes of the container, which the process joins (see TaskSet). */
+  readonly tasks: TaskSet
 }
 
 /** A process ready to start: its program found, read and compiled (held until the scope closes), its cwd and env. */
@@ -258,7 +257,6 @@ export const startPrepared = (
     ]
     const terminal = args.terminal ? makeTerminal(stdio) : undefined
     return kernel.startProcess({
-      containerId: args.containerId,
       argv: program.argv,
       env,
       root: args.root,
@@ -271,6 +269,6 @@ export const startPrepared = (
       ...(args.maxFds !== undefined ? { maxFds: args.maxFds } : {}),
       pidNamespace: args.pidNamespace,
       uid: args.uid,
-      admission: args.admission
+      tasks: args.tasks
     })
   })

@@ -323,25 +323,9 @@ const makeLoader = (args: LoaderArgs & { readonly bundle: Bundle }) =>
         const scope = yield* Scope.fork(containersScope, ExecutionStrategy.sequential)
         // Forked first, so closed last: what the container's processes use.
         const resources = yield* Scope.fork(scope, ExecutionStrategy.sequential)
-        const container = new Container(id, scope, resources)
-        // Added after, so run first: closing the container kills its processes and waits for them.
-        yield* Scope.addFinalizer(scope, killAndReap(container))
-        return container
-      })
-
-    /**
-     * SIGKILL every process of `container` and wait until each has exited (and any child one
-     * spawned before it died), releasing their pids.
-     */
-    const killAndReap = (container: Container) =>
-      Effect.gen(function*() {
-        container.admission.close()
-        for (let all = processesOf(container); all.length > 0; all = processesOf(container)) {
-          yield* Effect.forEach(all, (tg) => Effect.zipRight(kernel.signal(tg, SIGKILL), Deferred.await(tg.exitStatus)), {
-            discard: true
-          })
-          yield* Effect.forEach(all, (tg) => kernel.reap(tg), { discard: true })
-        }
+        // Made after, so released first: closing the container kills its processes and waits for them.
+        const tasks = yield* kernel.taskSet(id).pipe(Scope.extend(scope))
+        return new Container(id, scope, resources, tasks)
       })
 
     const rootContainer = yield* newContainer(rootId)
@@ -362,7 +346,7 @@ const makeLoader = (args: LoaderArgs & { readonly bundle: Bundle }) =>
       Effect.suspend((): Effect.Effect<void, ContainerNotFound | ContainerNotStarted | ContainerStopped> => {
         if (containers.get(container.id) !== container) return Effect.fail(new ContainerNotFound({ id: container.id }))
         if (container.state === "created") return Effect.fail(new ContainerNotStarted({ id: container.id }))
-        if (container.state === "stopped" || !container.init?.isAlive || !container.admission.isOpen) {
+        if (container.state === "stopped" || !container.init?.isAlive || !container.tasks.isOpen) {
           return Effect.fail(new ContainerStopped({ id: container.id }))
         }
         return Effect.void
@@ -374,8 +358,8 @@ const makeLoader = (args: LoaderArgs & { readonly bundle: Bundle }) =>
     /** Every process of the sandbox not yet reaped (zombies included; reaping releases the pid). */
     const everyProcess = () => kernel.rootPidNamespace.processes.map(([, tg]) => tg)
     /** A container's processes, including those its guests spawned; zombies included. */
-    const processesOf = (container: Container) => everyProcess().filter((tg) => tg.containerId === container.id)
-    const liveProcessesOf = (container: Container) => processesOf(container).filter((tg) => tg.isAlive)
+    const processesOf = (container: Container) => container.tasks.processes
+    const liveProcessesOf = (container: Container) => container.tasks.live
 
     /** The sandbox ends: no process may start any more, and every one is killed. */
     const killAll = Effect.suspend(() => {
@@ -400,21 +384,17 @@ const makeLoader = (args: LoaderArgs & { readonly bundle: Bundle }) =>
     // layer) is released only after this finalizer has returned.
     yield* Effect.addFinalizer(() => Effect.zipRight(killAll, awaitAll))
 
-    /** The init of `container` has exited: the container stops, and its own namespace dies with it. */
+    /**
+     * The init of `container` has exited: the container stops (its own PID namespace dies with
+     * it, as the kernel ends a namespace whose init dies); the root's ends the sandbox.
+     */
     const onInitExit = (container: Container, init: ThreadGroup) =>
       Effect.gen(function*() {
         yield* Deferred.await(init.exitStatus)
         yield* locked(Effect.gen(function*() {
           container.state = "stopped"
-          const ns = container.pidNamespace
-          if (container === rootContainer) {
-            // The sandbox lives exactly as long as its root init.
-            yield* killAll
-          } else if (ns !== undefined && ns !== kernel.rootPidNamespace && ns.get(init.pid) === init) {
-            // As Linux: once the init of a namespace has died, no process may join it.
-            ns.refuseNew()
-            yield* Effect.forEach(ns.processes, ([, tg]) => kernel.signal(tg, SIGKILL), { discard: true })
-          }
+          // The sandbox lives exactly as long as its root init.
+          if (container === rootContainer) yield* killAll
         }))
       })
 
@@ -482,7 +462,6 @@ const makeLoader = (args: LoaderArgs & { readonly bundle: Bundle }) =>
           : joined ?? new PidNamespace<ThreadGroup>(kernel.rootPidNamespace)
         const uid = process.user?.uid ?? 0
         const launchArgs: LaunchArgs = {
-          containerId: container.id,
           root: rootDentry,
           argv: process.args,
           env: process.env ?? [],
@@ -498,7 +477,7 @@ const makeLoader = (args: LoaderArgs & { readonly bundle: Bundle }) =>
             guestPath: guestPathOf(root.hostProgram, bundle.rootPath, mounts.map((m) => m.path))
           },
           homeFromPasswd: root.homeFromPasswd,
-          admission: container.admission
+          tasks: container.tasks
         }
         const tg = yield* Effect.scoped(Effect.flatMap(prepareLaunch(kernel, launchArgs), (prepared) => startPrepared(kernel, prepared))).pipe(
           Effect.catchTag("ProcessCreationRefused", () => new ContainerStopped({ id: container.id }))
@@ -534,7 +513,7 @@ const makeLoader = (args: LoaderArgs & { readonly bundle: Bundle }) =>
       Effect.suspend((): Effect.Effect<ThreadGroup, NoSuchProcess | ProcessInOtherContainer> => {
         const tg = kernel.rootPidNamespace.get(pid)
         if (tg === undefined) return Effect.fail(new NoSuchProcess({ pid }))
-        if (tg.containerId !== container.id) {
+        if (!container.tasks.has(tg)) {
           return Effect.fail(new ProcessInOtherContainer({ pid, id: container.id, owner: tg.containerId }))
         }
         return Effect.succeed(tg)
@@ -609,7 +588,7 @@ const makeLoader = (args: LoaderArgs & { readonly bundle: Bundle }) =>
             const found = containers.get(id)
             if (found === undefined) return undefined
             containers.delete(id)
-            found.admission.close()
+            found.tasks.close()
             yield* Effect.forEach(liveProcessesOf(found), (tg) => kernel.signal(tg, SIGKILL), { discard: true })
             return found
           }))
@@ -628,7 +607,6 @@ const makeLoader = (args: LoaderArgs & { readonly bundle: Bundle }) =>
           yield* runnable(container)
           const process = container.spec!.process!
           const launchArgs: LaunchArgs = {
-            containerId: container.id,
             root: container.root!,
             argv: exec.argv,
             env: exec.env ?? process.env ?? [],
@@ -639,7 +617,7 @@ const makeLoader = (args: LoaderArgs & { readonly bundle: Bundle }) =>
             maxFds: maxFdsOf(process),
             pidNamespace: container.pidNamespace!,
             terminal: exec.terminal ?? false,
-            admission: container.admission
+            tasks: container.tasks
           }
           const prepared = yield* prepareLaunch(kernel, launchArgs).pipe(
             // A destroy meanwhile closes the trees the preparation reads: what failed is the container.
@@ -695,7 +673,7 @@ const makeLoader = (args: LoaderArgs & { readonly bundle: Bundle }) =>
               return yield* Effect.uninterruptibleMask((restore) =>
                 Effect.gen(function*() {
                   const { release, signalled } = yield* locked(Effect.sync(() => ({
-                    release: container.admission.hold(),
+                    release: container.tasks.hold(),
                     signalled: liveProcessesOf(container)
                   })))
                   yield* restore(Effect.forEach(signalled, (tg) => kernel.signal(tg, signo), { discard: true })).pipe(

@@ -83,12 +83,12 @@ const proc_signal: Handler = (c) =>
       targets = [...c.tg.group.members]
     } else if (pid === -1) {
       // Everyone the caller may signal, except itself and its namespace's init, as kill(-1) does.
-      targets = everyVisible(c).filter((tg) => tg !== c.tg && tg.pidIn(ns) !== 1 && tg.containerId === c.tg.containerId)
+      targets = everyVisible(c).filter((tg) => tg !== c.tg && tg.pidIn(ns) !== 1 && tg.tasks === c.tg.tasks)
     } else {
       targets = everyVisible(c).filter((tg) => tg.group.idIn(ns) === -pid)
     }
     if (targets.length === 0) return yield* fail(Errno.SRCH)
-    const allowed = targets.filter((tg) => tg.containerId === c.tg.containerId)
+    const allowed = targets.filter((tg) => tg.tasks === c.tg.tasks)
     if (allowed.length === 0) return yield* fail(Errno.PERM)
     if (signo === 0) return
     yield* Effect.forEach(allowed, (tg) => c.services.signal(tg, signo), { discard: true })

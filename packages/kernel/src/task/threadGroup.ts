@@ -13,9 +13,9 @@ import type { FdTable } from "../fs/fdTable.js"
 import type { SyntheticMount } from "../fs/synthetic.js"
 import type { Dentry } from "../fs/resolve.js"
 import type { GuestThread } from "../platform/pool.js"
-import type { Admission } from "./admission.js"
 import type { PidNamespace } from "./pidNamespace.js"
 import type { ProcessGroup } from "./session.js"
+import type { TaskSet } from "./taskSet.js"
 
 export type ProcessState = "running" | "stopped" | "exiting" | "exited"
 
@@ -80,8 +80,6 @@ export class ThreadGroup {
   unreportedStop: number | undefined
   /** Assigned when the process is created. */
   group!: ProcessGroup<ThreadGroup>
-  /** The admission its children are created under (its container's; see Admission). */
-  admission: Admission | undefined
   /** Signals whose disposition is "ignore" (proc_sigignore): discarded when sent. */
   ignoredSignals: ReadonlySet<number> = new Set()
 
@@ -89,7 +87,8 @@ export class ThreadGroup {
     /** Pid in each namespace of the lineage, innermost first. */
     readonly ids: ReadonlyMap<PidNamespace<ThreadGroup>, number>,
     readonly pidNamespace: PidNamespace<ThreadGroup>,
-    readonly containerId: string,
+    /** The processes of its container, its children's too. */
+    readonly tasks: TaskSet,
     readonly argv: ReadonlyArray<string>,
     readonly env: ReadonlyArray<string>,
     readonly root: Dentry,
@@ -101,6 +100,10 @@ export class ThreadGroup {
     /** Where the process sees procfs; its children see it in the same places. */
     readonly syntheticMounts: ReadonlyArray<SyntheticMount>
   ) {}
+
+  get containerId(): string {
+    return this.tasks.containerId
+  }
 
   /** The pid in the group's own namespace (what the guest would see as its pid). */
   get pid(): number {

@@ -1,0 +1,72 @@
+/**
+ * The processes of one container: membership is structural (a process joins its container's
+ * set when the kernel registers it, a child joins its parent's, and it leaves when it is
+ * reaped), never a filter on a name. The set's fibers run its processes' tasks, and closing the
+ * scope that made it is SIGKILL, then a wait for every exit, then the release of every task:
+ * whatever that scope acquired before the set is released only after no process of it lives.
+ *
+ * It is also what makes a kill of the whole set atomic with respect to process creation
+ * (invariant 5): whoever kills every process of the set holds its admission closed first; the
+ * kernel consults it in the same step as it registers a new process, so a process is either
+ * registered before the kill enumerates the set, and killed with it, or refused.
+ */
+import type { FiberSet } from "effect"
+import type { ThreadGroup } from "./threadGroup.js"
+
+export class TaskSet {
+  private readonly members = new Set<ThreadGroup>()
+  private holds = 0
+  private closedForGood = false
+
+  constructor(
+    /** The container's id (state dumps, errors). */
+    readonly containerId: string,
+    /** Where the tasks of its processes run; interrupted when the set's scope closes. */
+    readonly fibers: FiberSet.FiberSet
+  ) {}
+
+  /** Every process of the set not yet reaped (zombies included), oldest first. */
+  get processes(): ReadonlyArray<ThreadGroup> {
+    return [...this.members]
+  }
+
+  /** The processes of the set that are running or stopped. */
+  get live(): ReadonlyArray<ThreadGroup> {
+    return this.processes.filter((tg) => tg.isAlive)
+  }
+
+  has(tg: ThreadGroup): boolean {
+    return this.members.has(tg)
+  }
+
+  /** Whether a new process may join now. */
+  get isOpen(): boolean {
+    return this.holds === 0 && !this.closedForGood
+  }
+
+  /** Refuses new processes until the returned function is called (idempotent): a kill in progress. */
+  hold(): () => void {
+    this.holds++
+    let released = false
+    return () => {
+      if (released) return
+      released = true
+      this.holds--
+    }
+  }
+
+  /** Refuses new processes from now on: the set is being destroyed. */
+  close(): void {
+    this.closedForGood = true
+  }
+
+  /** The kernel registers a process (in the step that allocates its pids, after checking `isOpen`). */
+  add(tg: ThreadGroup): void {
+    this.members.add(tg)
+  }
+
+  /** The kernel reaps a process. */
+  remove(tg: ThreadGroup): void {
+    this.members.delete(tg)
+  }
+}
