@@ -269,6 +269,17 @@ export const makeBundle = async (
 }
 
 /** A container id unlikely to collide with another test's. */
+/**
+ * How many connections the server listening on the Unix socket `path` has accepted and not yet
+ * closed (from /proc/net/unix: an accepted socket carries its listener's path, in state 03,
+ * connected): how a test sees that a CLI is waiting on a sandbox's control socket.
+ */
+export const connectionsTo = (path: string): number =>
+  Fs.readFileSync("/proc/net/unix", "utf8").split("\n").filter((line) => {
+    const fields = line.trim().split(/\s+/)
+    return fields[7] === path && fields[5] === "03"
+  }).length
+
 export const uniqueId = (prefix: string): string => `${prefix}-${randomBytes(4).toString("hex")}`
 
 /**

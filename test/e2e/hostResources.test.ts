@@ -135,16 +135,24 @@ describe("SIGKILL", () => {
           (import "wasi_snapshot_preview1" "fd_write" (func $fd_write (param i32 i32 i32 i32) (result i32)))
           (memory (export "memory") 1)
           (data (i32.const 16) "growing\\n")
+          (data (i32.const 32) "256 MiB\\n")
           (func (export "_start")
             (i32.store (i32.const 0) (i32.const 16))
             (i32.store (i32.const 4) (i32.const 8))
             (drop (call $fd_write (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 8)))
-            (loop $forever (drop (memory.grow (i32.const 1))) (br $forever))))`)
+            (loop $forever
+              ;; Says so once it has 256 MiB (4096 pages).
+              (if (i32.eq (memory.grow (i32.const 1)) (i32.const 4095))
+                (then
+                  (i32.store (i32.const 0) (i32.const 32))
+                  (i32.store (i32.const 4) (i32.const 8))
+                  (drop (call $fd_write (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 8)))))
+              (br $forever))))`)
     )
     const { flags, id, output } = await started(bundle.dir)
-    await until("the guest grows", () => output() === "growing\n")
-    // Well into its growth: past 2 GiB V8 slows each grow, and a kill used to wait for 4 GiB.
-    await new Promise((r) => setTimeout(r, 1500))
+    // Well into its growth (each grow slows as the memory gets larger), where a kill used to wait
+    // until the guest had grown to 4 GiB.
+    await until("the guest has grown to 256 MiB", () => output() === "growing\n256 MiB\n", 40_000)
     const waiting = startRunsc([...flags, "wait", id], { timeoutMs: 20_000 })
     assert.strictEqual((await runsc([...flags, "kill", id, "KILL"])).code, 0)
     const waited = await (await waiting).result

@@ -8,7 +8,7 @@ import { spawn } from "node:child_process"
 import * as Fs from "node:fs"
 import * as Path from "node:path"
 import { afterAll, beforeAll } from "vitest"
-import { cliFailureLine, createContainer, describeResult, killSandboxesUnder, lines, makeBundle, makeTempDir, removeDir, runsc, startRunsc, uniqueId } from "./helpers.js"
+import { cliFailureLine, connectionsTo, createContainer, describeResult, killSandboxesUnder, lines, makeBundle, makeTempDir, removeDir, runsc, startRunsc, uniqueId } from "./helpers.js"
 
 let work = ""
 let sleeper: { readonly dir: string } | undefined
@@ -86,7 +86,8 @@ describe("OCI lifecycle through the CLI", () => {
     assert.match(table[1]!, /^0\t1\t0\t\d\d:\d\d\t\/bin\/sleep 600$/)
 
     const waiting = runsc([...flags, "wait", id])
-    await new Promise((r) => setTimeout(r, 300))
+    // The kill comes while `wait` waits on the sandbox (not after, when it would read the record).
+    await until("wait is connected to the sandbox", async () => connectionsTo(Path.join(root, `${id}.sock`)) > 0, 20_000)
     const kill = await runsc([...flags, "kill", id, "TERM"])
     assert.strictEqual(kill.code, 0, describeResult(kill))
     const waited = await waiting
@@ -296,8 +297,12 @@ describe("OCI lifecycle through the CLI", () => {
     assert.deepStrictEqual(storm.map((r) => r.code), codes, storm.map(describeResult).join("\n"))
     // A kill of the container while execs run: every exec ends (killed, or its sandbox gone), none
     // hangs. (Three: the e2e helper runs at most four runsc at once, and kill needs one of them.)
-    const execs = [1, 2, 3].map(() => runsc([...flags, "exec", id, "/bin/sleep", "600"], { timeoutMs: 20_000 }))
-    await new Promise((r) => setTimeout(r, 300))
+    const execs = [1, 2, 3].map(() => runsc([...flags, "exec", id, "/bin/sleep", "600"], { timeoutMs: 60_000 }))
+    // The kill comes once every exec runs: ps shows the init and the three.
+    await until("the three execs run", async () => {
+      const ps = await runsc([...flags, "ps", "--format", "json", id])
+      return ps.code === 0 && (JSON.parse(ps.stdout) as Array<number>).length === 4
+    }, 40_000)
     const killed = await runsc([...flags, "kill", "--all", id, "KILL"])
     assert.strictEqual(killed.code, 0, describeResult(killed))
     for (const r of await Promise.all(execs)) {
@@ -308,7 +313,7 @@ describe("OCI lifecycle through the CLI", () => {
     assert.isTrue(deletes.some((r) => r.code === 0), deletes.map(describeResult).join("\n"))
     for (const r of deletes) if (r.code !== 0) assert.match(cliFailureLine(r), /does not exist/)
     assert.deepStrictEqual(Fs.readdirSync(root), [])
-  })
+  }, 120_000)
 
   it("typed CLI failures: bad bundle, start twice, delete of a running container without --force", async () => {
     const { flags } = await freshRoot()

@@ -19,7 +19,9 @@ import { execCommand, execFlags, execOptionsWithValue } from "./commands/exec.js
 import { runCommand } from "./commands/run.js"
 import { specCommand } from "./commands/spec.js"
 import { relayCommand } from "./relay.js"
+import { rootDirOf } from "./globals.js"
 import { rootCommand } from "./root.js"
+import { StateStore } from "./state.js"
 
 export const command = rootCommand.pipe(
   Command.withSubcommands([
@@ -40,7 +42,9 @@ export const command = rootCommand.pipe(
     eventsCommand,
     bootCommand,
     relayCommand
-  ])
+  ]),
+  // The state root the global flags name, for every command.
+  Command.provide((flags) => StateStore.layer(rootDirOf(flags)))
 )
 
 export const cli = Command.run(command, { name: "runsc", version: "0.1.0" })

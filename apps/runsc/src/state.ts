@@ -1,13 +1,15 @@
 /**
  * The CLI's state: one JSON file per container under `--root`, which is how a stateless
- * `runsc <cmd>` finds the sandbox process and control socket of a container.
+ * `runsc <cmd>` finds the sandbox process and control socket of a container. A service
+ * (`StateStore`) whose every file operation goes through @effect/platform's FileSystem: the CLI
+ * provides Node's, a test may provide its own.
  *
  * Invariants:
  * - A file is replaced atomically (written aside, then renamed; the file aside is removed when
  *   the write fails), so a reader sees the old record or the new one, never half.
- * - Every read-modify-write of one container's files holds that container's lock (see `locked`);
- *   there is no lock of the whole root, and no lock is held while a sandbox boots. A lock left
- *   by a CLI that died is broken by the next one that wants it.
+ * - Every read-modify-write of one container's files holds that container's lock (see
+ *   containerLock.ts); there is no lock of the whole root, and no lock is held while a sandbox
+ *   boots. A lock left by a CLI that died is broken by the next one that wants it.
  * - A create first reserves its id (a record in phase `creating` naming the creating CLI), boots
  *   the sandbox holding no lock, then commits. A reservation whose creator is gone is stale: it
  *   names no container, and whoever finds it removes it.
@@ -18,17 +20,17 @@
  * - The status is never trusted from the file alone: a container whose sandbox process is gone
  *   is `stopped`.
  */
+import { FileSystem } from "@effect/platform"
 import { MAX_SOCKET_PATH } from "@runsc/control"
-import { isValidContainerId, readRegularFile } from "@runsc/spec"
-import { Clock, Effect, Schema } from "effect"
-import * as Fs from "node:fs"
+import { isValidContainerId } from "@runsc/spec"
+import { Context, Effect, Either, Layer, Schema } from "effect"
 import * as Path from "node:path"
 import { Confinement, type SandboxFiles } from "./confinement.js"
+import { LockUnavailable, reasonOf, removeIfStale, withLock } from "./containerLock.js"
 import { CannotWrite } from "./errors.js"
+import { isAlive, ProcessIdentity, sameProcess } from "./hostProcess.js"
 
-/** A process as it can be recognized later: its pid and its start time (a pid is reused, the pair never). */
-export const ProcessIdentity = Schema.Struct({ pid: Schema.Number, start: Schema.String })
-export type ProcessIdentity = typeof ProcessIdentity.Type
+export { LockUnavailable } from "./containerLock.js"
 
 export const ContainerRecord = Schema.Struct({
   id: Schema.String,
@@ -98,20 +100,6 @@ export class ContainerIdTooLong extends Schema.TaggedError<ContainerIdTooLong>()
   }
 }
 
-/**
- * A container's lock could not be taken: another CLI `held` it for too long, or the lock
- * itself could not be made (a full disk).
- */
-export class LockUnavailable extends Schema.TaggedError<LockUnavailable>()("LockUnavailable", {
-  path: Schema.String,
-  reason: Schema.String,
-  held: Schema.Boolean
-}) {
-  override get message(): string {
-    return `${this.path}: ${this.reason}`
-  }
-}
-
 /** A create found, when it came to register its container, that its reservation had been deleted. */
 export class CreateAbandoned extends Schema.TaggedError<CreateAbandoned>()("CreateAbandoned", { id: Schema.String }) {
   override get message(): string {
@@ -122,28 +110,12 @@ export class CreateAbandoned extends Schema.TaggedError<CreateAbandoned>()("Crea
 const SUFFIX = ".state.json"
 /** The longest name made here from an id: its record's file aside (the pid has at most 7 digits). */
 const LONGEST_SUFFIX = `${SUFFIX}.4194304.tmp`.length
-/** How long a CLI waits for a container's lock (each holder keeps it for milliseconds). */
-const LOCK_WAIT_MS = 10_000
-/** A lock whose holder cannot be told (not one this CLI makes) is stale once this old. */
-const UNKNOWN_LOCK_AGE_MS = 2_000
 
 const decode = Schema.decodeUnknownEither(Schema.parseJson(ContainerRecord))
 
-/**
- * The text of one of this CLI's own files under the state root: only ever a regular file made
- * here, so a symlink in its place is not followed (someone planted it) and, like a FIFO or a
- * device, makes the file unreadable. Undefined when it is missing or unreadable.
- */
-const readStateFile = (path: string): Effect.Effect<string | undefined> =>
-  readRegularFile(path, { followSymlinks: false }).pipe(Effect.orElseSucceed(() => undefined))
-
-/** The identity of this process. */
-export const thisProcess = (): ProcessIdentity => ({ pid: process.pid, start: processStart(process.pid) })
-
-const sameProcess = (a: ProcessIdentity | undefined, b: ProcessIdentity) => a !== undefined && a.pid === b.pid && a.start === b.start
-
-export class StateStore {
-  constructor(readonly root: string) {}
+/** The state root of the CLI's containers: what `StateStore` provides. */
+export class StateDirectory {
+  constructor(readonly root: string, private readonly fs: FileSystem.FileSystem) {}
 
   /** A path for one of container `id`'s files: never built from anything but a valid id. */
   private pathOf(id: string, suffix: string): string {
@@ -169,6 +141,31 @@ export class StateStore {
   }
 
   /**
+   * The text of one of this CLI's own files under the state root: only ever a regular file made
+   * here, so a symlink in its place is not followed (someone planted it) and, like a FIFO (whose
+   * reader would wait for a writer) or a device, makes the file unreadable. Undefined when it is
+   * missing or unreadable. (The checks precede the read: the root is its owner's alone, 0700, so
+   * only its owner could swap a file between them.)
+   */
+  private readStateFile(path: string): Effect.Effect<string | undefined> {
+    const fs = this.fs
+    return Effect.gen(function*() {
+      if (Either.isRight(yield* Effect.either(fs.readLink(path)))) return undefined
+      if ((yield* fs.stat(path)).type !== "File") return undefined
+      return yield* fs.readFileString(path)
+    }).pipe(Effect.orElseSucceed(() => undefined))
+  }
+
+  /** Whether anything (a symlink to nowhere included) is at `path`. */
+  private isThere(path: string): Effect.Effect<boolean> {
+    return Effect.either(this.fs.readLink(path)).pipe(
+      Effect.flatMap((link) => (Either.isRight(link) ? Effect.succeed(true) : this.fs.exists(path))),
+      // A name too long to exist.
+      Effect.orElseSucceed(() => false)
+    )
+  }
+
+  /**
    * Fails unless every file of `id` can be made here under its full name: a file name has at
    * most 255 bytes, and a sandbox's socket path (`ownSocket`: a root container's) at most 107.
    */
@@ -181,40 +178,31 @@ export class StateStore {
 
   /** Makes the root directory (0700) if needed. */
   get ensureRoot(): Effect.Effect<void, CannotWrite> {
-    return Effect.try({
-      try: () => void Fs.mkdirSync(this.root, { recursive: true, mode: 0o700 }),
-      catch: (e) => new CannotWrite({ path: this.root, reason: (e as Error).message })
-    })
+    return this.fs.makeDirectory(this.root, { recursive: true, mode: 0o700 }).pipe(
+      Effect.mapError((e) => new CannotWrite({ path: this.root, reason: reasonOf(e) }))
+    )
   }
 
   /** Every container id with a state file. */
   get ids(): Effect.Effect<ReadonlyArray<string>> {
-    return Effect.sync(() => {
-      try {
-        return Fs.readdirSync(this.root)
+    return this.fs.readDirectory(this.root).pipe(
+      Effect.map((names) =>
+        names
           .filter((f) => f.endsWith(SUFFIX))
           .map((f) => f.slice(0, -SUFFIX.length))
           .filter(isValidContainerId)
           .sort()
-      } catch {
-        return []
-      }
-    })
+      ),
+      Effect.orElseSucceed(() => [])
+    )
   }
 
   /**
    * Whether anything of `id` is here: its record (even a reservation), its socket, its exit
    * record or its lock. Such an id is taken to be meant as it is, never as an abbreviation.
    */
-  hasTraces(id: string): boolean {
-    return [this.fileOf(id), this.socketOf(id), this.exitFileOf(id), this.lockOf(id)].some((path) => {
-      try {
-        return Fs.lstatSync(path, { throwIfNoEntry: false }) !== undefined
-      } catch {
-        // A name too long to exist.
-        return false
-      }
-    })
+  hasTraces(id: string): Effect.Effect<boolean> {
+    return Effect.exists([this.fileOf(id), this.socketOf(id), this.exitFileOf(id), this.lockOf(id)], (path) => this.isThere(path))
   }
 
   /**
@@ -222,19 +210,20 @@ export class StateStore {
    * `abbreviated`, else the only id it starts (see README, "Container ids").
    */
   resolve(idOrPrefix: string, abbreviated: boolean): Effect.Effect<string, ContainerUnknown | ContainerIdAmbiguous> {
-    return Effect.flatMap(this.ids, (ids): Effect.Effect<string, ContainerUnknown | ContainerIdAmbiguous> => {
-      if (ids.includes(idOrPrefix) || !abbreviated || this.hasTraces(idOrPrefix)) return Effect.succeed(idOrPrefix)
+    return Effect.gen(this, function*() {
+      const ids = yield* this.ids
+      if (ids.includes(idOrPrefix) || !abbreviated || (yield* this.hasTraces(idOrPrefix))) return idOrPrefix
       const matches = idOrPrefix.length === 0 ? [] : ids.filter((id) => id.startsWith(idOrPrefix))
-      if (matches.length === 1) return Effect.succeed(matches[0]!)
-      if (matches.length > 1) return Effect.fail(new ContainerIdAmbiguous({ prefix: idOrPrefix, matches }))
-      return Effect.fail(new ContainerUnknown({ id: idOrPrefix }))
+      if (matches.length === 1) return matches[0]!
+      if (matches.length > 1) return yield* new ContainerIdAmbiguous({ prefix: idOrPrefix, matches })
+      return yield* new ContainerUnknown({ id: idOrPrefix })
     })
   }
 
   /** The record of `id` as its file says, stale reservations included. */
   private readFile(id: string): Effect.Effect<ContainerRecord, ContainerUnknown | StateCorrupt> {
     return Effect.gen(this, function*() {
-      const text = yield* readStateFile(this.fileOf(id))
+      const text = yield* this.readStateFile(this.fileOf(id))
       if (text === undefined) return yield* new ContainerUnknown({ id })
       const record = decode(text)
       if (record._tag === "Left") return yield* new StateCorrupt({ id, reason: "not a state record" })
@@ -264,23 +253,25 @@ export class StateStore {
     )
   }
 
+  /**
+   * Writes `text` to `file` atomically: written to `aside` (which `exclusive` says must not
+   * exist yet), then renamed over it; the file aside is removed when that fails. Not
+   * interruptible half-way: an interruption never leaves the file aside behind.
+   */
+  private replace(file: string, aside: string, text: string, exclusive: boolean): Effect.Effect<void, CannotWrite> {
+    return this.fs.writeFileString(aside, text, { mode: 0o600, flag: exclusive ? "wx" : "w" }).pipe(
+      Effect.zipRight(this.fs.rename(aside, file)),
+      Effect.tapError(() => Effect.ignore(this.fs.remove(aside, { force: true }))),
+      Effect.mapError((e) => new CannotWrite({ path: file, reason: reasonOf(e) })),
+      Effect.uninterruptible
+    )
+  }
+
   /** Writes `record` atomically: another reader sees the old file or the new one, never half. */
   write(record: ContainerRecord): Effect.Effect<void, CannotWrite> {
     return Effect.suspend(() => {
       const file = this.fileOf(record.id)
-      const aside = `${file}.${process.pid}.tmp`
-      return Effect.try({
-        try: () => {
-          try {
-            Fs.writeFileSync(aside, JSON.stringify(record), { mode: 0o600, flag: "wx" })
-            Fs.renameSync(aside, file)
-          } catch (e) {
-            Fs.rmSync(aside, { force: true })
-            throw e
-          }
-        },
-        catch: (e) => new CannotWrite({ path: file, reason: (e as Error).message })
-      })
+      return this.replace(file, `${file}.${process.pid}.tmp`, JSON.stringify(record), true)
     })
   }
 
@@ -342,25 +333,13 @@ export class StateStore {
    * writer of this file, so the name of the file aside is fixed, and can be granted).
    */
   writeExit(id: string, code: number): Effect.Effect<void, CannotWrite> {
-    return Effect.try({
-      try: () => {
-        const aside = `${this.exitFileOf(id)}.tmp`
-        try {
-          Fs.writeFileSync(aside, `${code}\n`, { mode: 0o600 })
-          Fs.renameSync(aside, this.exitFileOf(id))
-        } catch (e) {
-          Fs.rmSync(aside, { force: true })
-          throw e
-        }
-      },
-      catch: (e) => new CannotWrite({ path: this.exitFileOf(id), reason: (e as Error).message })
-    })
+    return Effect.suspend(() => this.replace(this.exitFileOf(id), `${this.exitFileOf(id)}.tmp`, `${code}\n`, false))
   }
 
   /** The exit code a sandbox recorded for its root container, if it did. */
   readExit(id: string): Effect.Effect<number | undefined> {
     return Effect.gen(this, function*() {
-      const text = yield* readStateFile(this.exitFileOf(id))
+      const text = yield* this.readStateFile(this.exitFileOf(id))
       const code = text === undefined ? NaN : Number(text)
       return Number.isInteger(code) ? code : undefined
     })
@@ -373,14 +352,11 @@ export class StateStore {
    * reservation, whose create then finds it gone and undoes itself.
    */
   lockedRemoval<E, R>(id: string, removal: Effect.Effect<void, E, R>): Effect.Effect<void, E | LockUnavailable, R> {
-    const lock = this.lockOf(id)
     return this.locked(id, removal).pipe(
       Effect.catchIf(
         (e): e is LockUnavailable => e instanceof LockUnavailable && !e.held,
         // A stale lock that could not be broken the safe way goes with the rest.
-        () => Effect.zipRight(removal, Effect.flatMap(Clock.currentTimeMillis, (now) => Effect.sync(() => {
-          if (isStaleLock(lock, now)) Fs.rmSync(lock, { force: true })
-        })))
+        () => Effect.zipRight(removal, removeIfStale(this.fs, this.lockOf(id)))
       )
     )
   }
@@ -391,132 +367,27 @@ export class StateStore {
    * exits, so a path taken from a live one would be taken from its successor too.
    */
   remove(id: string, options: { readonly socket: boolean }): Effect.Effect<void> {
-    return Effect.sync(() => {
+    return Effect.suspend(() => {
       const paths = [this.fileOf(id), this.exitFileOf(id), `${this.exitFileOf(id)}.tmp`, ...(options.socket ? [this.socketOf(id)] : [])]
-      for (const path of paths) Fs.rmSync(path, { force: true })
-    })
+      return Effect.forEach(paths, (path) => Effect.ignore(this.fs.remove(path, { force: true })), { discard: true })
+    }).pipe(Effect.uninterruptible)
   }
 
-  /**
-   * Runs `f` holding container `id`'s lock (`<id>.lock`). A lock is a symbolic link whose target
-   * names its holder (pid and start time): made in one atomic, exclusive step, it is never seen
-   * without its holder, and takes no data block on a full disk. A lock whose holder is gone is
-   * stale; so is anything else found at that path (an empty file left by an earlier version)
-   * once it is older than a holder ever keeps one. Stale locks are broken under a second lock,
-   * `<id>.lock.break`, so that two CLIs never both break one and then take the lock together.
-   */
+  /** Runs `f` holding container `id`'s lock, `<id>.lock` (see containerLock.ts). */
   locked<A, E, R>(id: string, f: Effect.Effect<A, E, R>): Effect.Effect<A, E | LockUnavailable, R> {
-    const lock = this.lockOf(id)
-    const me = thisProcess()
-    const take: Effect.Effect<void, LockUnavailable> = Effect.gen(this, function*() {
-      yield* Effect.mapError(this.ensureRoot, ({ path, reason }) => new LockUnavailable({ path, reason, held: false }))
-      const deadline = (yield* Clock.currentTimeMillis) + LOCK_WAIT_MS
-      for (let wait = 1;; wait = Math.min(wait * 2, 20)) {
-        const taken = tryLock(lock, me)
-        if (taken === true) return
-        if (taken !== "held") return yield* new LockUnavailable({ path: lock, reason: taken.message, held: false })
-        const now = yield* Clock.currentTimeMillis
-        if (isStaleLock(lock, now)) {
-          const broken = breakStaleLock(lock, me, now)
-          if (broken === true) continue
-          if (broken !== "busy") return yield* new LockUnavailable({ path: lock, reason: `stale, and cannot be broken: ${broken.message}`, held: false })
-        }
-        if (now > deadline) {
-          const holder = lockHolder(lock)
-          return yield* new LockUnavailable({ path: lock, reason: `held for too long${holder ? ` by pid ${holder.pid}` : ""}`, held: true })
-        }
-        yield* Effect.sleep(wait)
-      }
-    })
-    return Effect.acquireUseRelease(take, () => f, () => Effect.sync(() => unlock(lock, me)))
+    return Effect.zipRight(
+      Effect.mapError(this.ensureRoot, ({ path, reason }) => new LockUnavailable({ path, reason, held: false })),
+      withLock(this.fs, this.lockOf(id), f)
+    )
   }
+}
+
+/** The CLI's state root, as a service: made by `StateStore.layer(root)` on the FileSystem provided. */
+export class StateStore extends Context.Tag("runsc/StateStore")<StateStore, StateDirectory>() {
+  static readonly layer = (root: string): Layer.Layer<StateStore, never, FileSystem.FileSystem> =>
+    Layer.effect(StateStore, Effect.map(FileSystem.FileSystem, (fs) => new StateDirectory(root, fs)))
 }
 
 /** A reservation whose create is gone: no container will come of it. */
 export const isStaleReservation = (record: ContainerRecord): boolean =>
   record.phase === "creating" && (record.createdBy === undefined || !isAlive(record.createdBy.pid, record.createdBy.start))
-
-const lockTarget = (holder: ProcessIdentity) => `runsc-lock:${holder.pid}:${holder.start}`
-
-/** Takes `lock` for `holder`: true, "held" (by someone), or why it cannot be taken. */
-const tryLock = (lock: string, holder: ProcessIdentity): true | "held" | Error => {
-  try {
-    Fs.symlinkSync(lockTarget(holder), lock)
-    return true
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === "EEXIST" ? "held" : (e as Error)
-  }
-}
-
-/** Releases `lock` if `holder` holds it. */
-const unlock = (lock: string, holder: ProcessIdentity) => {
-  try {
-    if (Fs.readlinkSync(lock) === lockTarget(holder)) Fs.rmSync(lock, { force: true })
-  } catch {
-    // Gone already.
-  }
-}
-
-/** Who holds `lock`, when it is a lock made here. */
-const lockHolder = (lock: string): ProcessIdentity | undefined => {
-  try {
-    const match = /^runsc-lock:(\d+):(\d*)$/.exec(Fs.readlinkSync(lock))
-    return match === null ? undefined : { pid: Number(match[1]), start: match[2]! }
-  } catch {
-    return undefined
-  }
-}
-
-/** Whether what is at `lock` is a lock nobody holds any more (false when nothing is there). */
-const isStaleLock = (lock: string, now: number): boolean => {
-  const stat = Fs.lstatSync(lock, { throwIfNoEntry: false })
-  if (stat === undefined) return false
-  const holder = lockHolder(lock)
-  if (holder !== undefined) return !(holder.start === "" ? procStat(holder.pid) !== undefined : isAlive(holder.pid, holder.start))
-  return now - stat.mtimeMs > UNKNOWN_LOCK_AGE_MS
-}
-
-/**
- * Removes the stale `lock` under its breaker's lock (the second check is made holding it): true
- * when it is gone, "busy" when another CLI is breaking it, or why the breaker cannot be made.
- */
-const breakStaleLock = (lock: string, me: ProcessIdentity, now: number): true | "busy" | Error => {
-  const breaker = `${lock}.break`
-  const taken = tryLock(breaker, me)
-  if (taken !== true) {
-    // Held for a few system calls at most: one still there was left by a breaker that died.
-    if (taken === "held" && isStaleLock(breaker, now)) Fs.rmSync(breaker, { force: true })
-    return taken === "held" ? "busy" : taken
-  }
-  try {
-    if (isStaleLock(lock, now)) Fs.rmSync(lock, { force: true })
-    return true
-  } finally {
-    unlock(breaker, me)
-  }
-}
-
-/** A process's state letter and start time (clock ticks since boot), from /proc; undefined when gone. */
-const procStat = (pid: number): { readonly state: string; readonly start: string } | undefined => {
-  if (!Number.isInteger(pid) || pid <= 0) return undefined
-  try {
-    const stat = Fs.readFileSync(`/proc/${pid}/stat`, "utf8")
-    // Fields after the command (which may contain spaces and parentheses) start after the last ")".
-    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ")
-    return { state: fields[0]!, start: fields[19]! }
-  } catch {
-    return undefined
-  }
-}
-
-/** The start time of a live process, to recognize it later (see ContainerRecord.sandboxStart). */
-export const processStart = (pid: number): string => procStat(pid)?.start ?? ""
-
-/**
- * Whether the sandbox process of a record still runs: the pid exists, is that same process (its
- * start time matches), and is not a zombie waiting for a slow reaper.
- */
-export const isAlive = (pid: number, start: string): boolean => {
-  const stat = procStat(pid)
-  return stat !== undefined && stat.start === start && stat.state !== "Z" && stat.state !== "X"
-}

@@ -13,18 +13,21 @@
  *      allows (the program's exit code, or a signal we sent);
  *   4. once a container's init has exited, every other process of its PID namespace (execs,
  *      spawned children) is killed — checked after every step and once all steps are done; and,
- *      with a sandbox per run, once the root container's init has exited no process of the
- *      sandbox is left, nor can one be started;
+ *      with a sandbox per run (the second property), once the root container's init has exited
+ *      no process of the sandbox is left (sub-containers in the root's PID namespace and in
+ *      their own, execs, spawned children), nor can one be started or exec'd;
  *   no operation hangs: everything ends within a bound once the containers are destroyed.
  * Each kind of operation must take effect in a minimum share of runs, so that a generator or
  * product change that quietly stops exercising one fails the suite instead of passing it.
- * The shared sandbox serves all runs (its root container sleeps), so leaks would accumulate.
+ * The first property's shared sandbox serves all its runs (its root container sleeps), so leaks
+ * would accumulate; the second builds a sandbox per run, whose root init ends in every run (by
+ * itself, or killed).
  * A failure prints fast-check's seed and path; replay with `fastCheck: { seed, path }`.
  */
-import { afterAll, assert, layer } from "@effect/vitest"
+import { afterAll, assert, describe, it, layer } from "@effect/vitest"
 import { type ExitStatus } from "@runsc/abi"
 import { type Bundle, defaultSpec } from "@runsc/spec"
-import { Clock, Duration, Effect, Either, FastCheck, Fiber } from "effect"
+import { Clock, Context, Duration, Effect, Either, Exit, FastCheck, Fiber, Layer, Scope } from "effect"
 import * as Fs from "node:fs"
 import * as Os from "node:os"
 import * as Path from "node:path"
@@ -47,7 +50,8 @@ afterAll(() => {
   Fs.rmSync(rootfs, { recursive: true, force: true })
 })
 
-const bundleFor = (args: ReadonlyArray<string>, terminal = false): Bundle => {
+/** A bundle running `args`; with `sharedPidNamespace`, in the sandbox's root PID namespace. */
+const bundleFor = (args: ReadonlyArray<string>, terminal = false, sharedPidNamespace = false): Bundle => {
   const template = defaultSpec()
   return {
     dir: rootfs,
@@ -55,7 +59,10 @@ const bundleFor = (args: ReadonlyArray<string>, terminal = false): Bundle => {
     spec: {
       ...template,
       process: { ...template.process!, args: [args[0]!, ...args.slice(1)], env: ["PATH=/bin"], terminal },
-      mounts: []
+      mounts: [],
+      ...(sharedPidNamespace
+        ? { linux: { ...template.linux, namespaces: (template.linux?.namespaces ?? []).filter((ns) => ns.type !== "pid") } }
+        : {})
     }
   }
 }
@@ -567,4 +574,227 @@ property("lifecycle races (real workers)", undefined, runs(100), 1, {
   "destroy killed a spawned process": 0.04,
   "init died with others in its namespace": 0.01,
   "namespace emptied after its init died": 0.3
+})
+
+// ---- invariant 4, the root container's half: a sandbox per run ---------------------------------
+
+/** What a run of a sandbox of its own does to it, besides ending its root init at `endAt`. */
+type RootOp =
+  | { readonly op: "create"; readonly c: number }
+  /** Odd-numbered containers join the root's PID namespace, even ones get their own. */
+  | { readonly op: "start"; readonly c: number; readonly program: Program }
+  /** An exec into the root container (c undefined) or a sub-container. */
+  | { readonly op: "exec"; readonly c: number | undefined; readonly program: Program }
+  | { readonly op: "signal"; readonly c: number | undefined; readonly signo: number }
+
+interface RootRun {
+  /** The root init's program; one that does not end by itself (on the platform) is SIGKILLed at `endAt`. */
+  readonly root: Program
+  readonly endAt: number
+  readonly ops: ReadonlyArray<{ readonly at: number; readonly op: RootOp }>
+}
+
+const subContainer = FastCheck.integer({ min: 0, max: CONTAINERS - 1 })
+const someContainer = FastCheck.option(subContainer, { nil: undefined, freq: 3 })
+const rootOp: FastCheck.Arbitrary<RootOp> = FastCheck.oneof(
+  { weight: 2, arbitrary: FastCheck.record({ op: FastCheck.constant("create" as const), c: subContainer }) },
+  { weight: 3, arbitrary: FastCheck.record({ op: FastCheck.constant("start" as const), c: subContainer, program }) },
+  { weight: 3, arbitrary: FastCheck.record({ op: FastCheck.constant("exec" as const), c: someContainer, program }) },
+  {
+    weight: 1,
+    arbitrary: FastCheck.record({ op: FastCheck.constant("signal" as const), c: someContainer, signo: FastCheck.constantFrom(0, 9, 15, 19, 18) })
+  }
+)
+const rootRun: FastCheck.Arbitrary<RootRun> = FastCheck.record({
+  root: program,
+  endAt: FastCheck.integer({ min: 0, max: 80 }),
+  // Each sub-container is usually created early and started after: the root then dies crowded.
+  ops: FastCheck.tuple(
+    FastCheck.array(FastCheck.record({ at: FastCheck.integer({ min: 0, max: 30 }), c: subContainer, program }), { minLength: 1, maxLength: CONTAINERS }),
+    FastCheck.array(FastCheck.record({ at: FastCheck.integer({ min: 0, max: 100 }), op: rootOp }), { minLength: 2, maxLength: 10 })
+  ).map(([subs, extra]) => [
+    ...subs.flatMap(({ at, c, program }) => [{ at, op: { op: "create" as const, c } }, { at: at + 1, op: { op: "start" as const, c, program } }]),
+    ...extra
+  ])
+})
+
+type RootEvent =
+  | "root init exited by itself"
+  | "root init killed"
+  | "root init died with others in the sandbox"
+  | "root init died with a sub-container in its namespace running"
+  | "root init died with a sub-container in its own namespace running"
+  | "sandbox emptied after its root init died"
+  | "start refused after the root init died"
+  | "exec refused after the root init died"
+
+const ROOT_ID = "root"
+
+/**
+ * A run on a sandbox of its own: its root init runs `run.root`, sub-containers are created,
+ * started and exec'd into around it, and the init ends (by itself, by a signal of the run, or
+ * SIGKILLed at `endAt`). Once it has: no process of the sandbox is left, and no start or exec
+ * that begins afterwards runs anything.
+ */
+const runRootProgram = (platform: GuestPlatform | undefined, run: RootRun, timeScale: number, coverage: Coverage<RootEvent>) =>
+  Effect.gen(function*() {
+    const violations: Array<string> = []
+    const events = new Set<RootEvent>()
+    const scope = yield* Scope.make()
+    const loader = yield* Effect.map(
+      Layer.buildWithScope(
+        Loader.layer({
+          containerId: ROOT_ID,
+          bundle: bundleFor(argvOf(run.root)),
+          stdio: { stdout: devNull, stderr: devNull },
+          ...(platform ? { kernel: { platform } } : {})
+        }),
+        scope
+      ),
+      Context.get(Loader)
+    )
+    const id = (c: number | undefined) => (c === undefined ? ROOT_ID : `sub-${c}`)
+    const rootPid = yield* loader.startRoot
+    // Set once the root init's exit is known: a start or exec begun after it must not run.
+    let rootDied = false
+    // What lived beside the root init, last seen while it lived.
+    let lastSeenAlive: ReadonlyArray<{ readonly pid: number; readonly containerId: string }> = []
+    const sharedNamespace = (c: number) => c % 2 === 1
+    // `wait`, not `waitExit` (which ends the sandbox itself when it returns): the sandbox must end
+    // by itself with its root init.
+    const rootExit = yield* Effect.fork(Effect.either(loader.wait(ROOT_ID)).pipe(Effect.tap(() => Effect.sync(() => void (rootDied = true)))))
+    const look = Effect.gen(function*() {
+      const all = yield* loader.allProcesses
+      if (!rootDied && all.some((p) => p.pid === rootPid)) lastSeenAlive = all.filter((p) => p.pid !== rootPid)
+    })
+
+    const step = (o: RootOp): Effect.Effect<void> => {
+      const late = rootDied
+      switch (o.op) {
+        case "create":
+          return Effect.ignore(loader.createSubcontainer(id(o.c)))
+        case "start":
+          return Effect.gen(function*() {
+            const bundle = bundleFor(argvOf(o.program), false, sharedNamespace(o.c))
+            const started = yield* Effect.either(loader.startSubcontainer({ containerId: id(o.c), bundle, stdio: { stdout: devNull, stderr: devNull } }))
+            if (Either.isRight(started) && late) violations.push(`start of ${id(o.c)} ran pid ${started.right} after the root init had died`)
+          })
+        case "exec":
+          return Effect.gen(function*() {
+            const pid = yield* Effect.either(loader.execute({ containerId: id(o.c), argv: argvOf(o.program), stdio: { stdout: devNull, stderr: devNull } }))
+            if (Either.isRight(pid) && late) violations.push(`exec into ${id(o.c)} ran pid ${pid.right} after the root init had died`)
+          })
+        case "signal":
+          return Effect.ignore(loader.signalContainer(id(o.c), 0, o.signo, "Process"))
+      }
+    }
+    const endRoot = Effect.ignore(loader.signal(9))
+
+    // A scripted `orphans` runs until it is killed.
+    const endsByItself = exitCodeOf(run.root) !== undefined && (platform === undefined || run.root.kind === "exit")
+    yield* Effect.forEach(
+      [...run.ops, ...(endsByItself ? [] : [{ at: run.endAt, op: undefined }])],
+      ({ at, op }) =>
+        Effect.sleep(Duration.millis(at * timeScale)).pipe(
+          Effect.zipRight(look),
+          Effect.zipRight(op === undefined ? endRoot : step(op)),
+          Effect.zipRight(look)
+        ),
+      { concurrency: "unbounded", discard: true }
+    )
+    // Every run's root init ends: by itself (continued, if the run stopped it), by a signal of
+    // the run, or killed now. The bounds only say "did not hang".
+    yield* Effect.ignore(loader.signal(18))
+    const ended = yield* Fiber.join(rootExit).pipe(Effect.timeout(SETTLE), Effect.option)
+    if (ended._tag === "None") yield* endRoot
+    const status = yield* Fiber.join(rootExit).pipe(
+      Effect.timeoutFail({ duration: SETTLE, onTimeout: () => new Error(`the root init did not end within ${Duration.format(SETTLE)} of a SIGKILL`) })
+    )
+    if (Either.isRight(status)) events.add(status.right._tag === "Exited" ? "root init exited by itself" : "root init killed")
+    if (lastSeenAlive.length > 0) events.add("root init died with others in the sandbox")
+    if (lastSeenAlive.some((p) => p.containerId !== ROOT_ID && sharedNamespace(Number(p.containerId.slice("sub-".length))))) {
+      events.add("root init died with a sub-container in its namespace running")
+    }
+    if (lastSeenAlive.some((p) => p.containerId !== ROOT_ID && !sharedNamespace(Number(p.containerId.slice("sub-".length))))) {
+      events.add("root init died with a sub-container in its own namespace running")
+    }
+
+    // The sandbox ends with its root init: every process of every container dies.
+    let left: ReadonlyArray<{ readonly pid: number; readonly containerId: string }> = []
+    const emptied = yield* waitUntil(Effect.map(loader.allProcesses, (all) => (left = all).length === 0), SETTLE)
+    if (emptied) events.add("sandbox emptied after its root init died")
+    else violations.push(`the root init died, yet ${left.map((p) => `pid ${p.pid} of ${p.containerId}`).join(", ")} live on`)
+
+    // Nor can anything start in it any more: a new container, in either kind of namespace, or an
+    // exec into the root or a container of the run.
+    for (const [c, shared] of [[CONTAINERS, true], [CONTAINERS + 1, false]] as const) {
+      yield* Effect.ignore(loader.createSubcontainer(id(c)))
+      const started = yield* Effect.either(
+        loader.startSubcontainer({ containerId: id(c), bundle: bundleFor(["sleep", "600"], false, shared), stdio: { stdout: devNull, stderr: devNull } })
+      )
+      if (Either.isRight(started)) violations.push(`a start after the root init died ran pid ${started.right}`)
+      else if (started.left._tag === "ContainerStopped") events.add("start refused after the root init died")
+      else violations.push(`a start after the root init died failed ${started.left._tag}, not ContainerStopped`)
+    }
+    for (const c of [undefined, 0]) {
+      const pid = yield* Effect.either(loader.execute({ containerId: id(c), argv: ["sleep", "600"], stdio: { stdout: devNull, stderr: devNull } }))
+      if (Either.isRight(pid)) violations.push(`an exec into ${id(c)} after the root init died ran pid ${pid.right}`)
+      else events.add("exec refused after the root init died")
+    }
+    const after = yield* loader.allProcesses
+    if (after.length > 0) violations.push(`after the refused starts: pids ${after.map((p) => p.pid).join(",")} live`)
+
+    // The teardown of an ended sandbox does not hang.
+    yield* Scope.close(scope, Exit.void).pipe(
+      Effect.timeoutFail({ duration: SETTLE, onTimeout: () => new Error(`the sandbox's teardown did not end within ${Duration.format(SETTLE)}`) })
+    )
+    coverage.record(events)
+    assert.deepStrictEqual(violations, [], `${violations.join("; ")} — run: ${JSON.stringify(run)}`)
+  })
+
+const rootProperty = (
+  name: string,
+  platform: GuestPlatform | undefined,
+  numRuns: number,
+  timeScale: number,
+  minimum: Readonly<Record<RootEvent, number>>
+) =>
+  describe(name, () => {
+    const coverage = new Coverage<RootEvent>()
+
+    it.live.prop(
+      "once the root container's init has exited, no process of the sandbox is left, and none starts",
+      [rootRun],
+      ([run]) => runRootProgram(platform, run, timeScale, coverage),
+      { timeout: 300_000, fastCheck: { numRuns, ...replay } }
+    )
+
+    it.effect("each kind of ending took effect in a minimum share of the runs", () =>
+      Effect.sync(() => {
+        console.log(`${name}:\n${coverage.report(minimum)}`)
+        assertShares(coverage, minimum)
+      }))
+  })
+
+// Minimum shares: well under what the generator reaches (scripted: exited 15%, killed 85%,
+// crowded 40%, a sub-container of either kind running 7-17%), as for the property above.
+rootProperty("the root container's end (scripted platform)", scriptedPlatform, runs(20) * 10, 0.1, {
+  "root init exited by itself": 0.07,
+  "root init killed": 0.3,
+  "root init died with others in the sandbox": 0.2,
+  "root init died with a sub-container in its namespace running": 0.02,
+  "root init died with a sub-container in its own namespace running": 0.02,
+  "sandbox emptied after its root init died": 0.99,
+  "start refused after the root init died": 0.99,
+  "exec refused after the root init died": 0.99
+})
+rootProperty("the root container's end (real workers)", undefined, runs(20), 1, {
+  "root init exited by itself": 0.05,
+  "root init killed": 0.1,
+  "root init died with others in the sandbox": 0.1,
+  "root init died with a sub-container in its namespace running": 0.05,
+  "root init died with a sub-container in its own namespace running": 0.05,
+  "sandbox emptied after its root init died": 0.99,
+  "start refused after the root init died": 0.99,
+  "exec refused after the root init died": 0.99
 })

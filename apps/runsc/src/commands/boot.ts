@@ -13,7 +13,7 @@ import { validateContainerId } from "@runsc/spec"
 import { Effect, Fiber, Layer, Option } from "effect"
 import { ConfinementRefused, refusedGrants } from "../confinement.js"
 import { awaitConfirmation, reportReady } from "../detached.js"
-import { configure, rootDirOf } from "../globals.js"
+import { configure } from "../globals.js"
 import { setExitCode, StartedThreads } from "../processContext.js"
 import { rootCommand } from "../root.js"
 import { StateStore } from "../state.js"
@@ -42,7 +42,7 @@ export const bootCommand = Command.make(
       const containerId = yield* validateContainerId(id)
       const flags = yield* rootCommand
       const runtime = yield* configure(flags)
-      const store = new StateStore(rootDirOf(flags))
+      const store = yield* StateStore
       const startedThreads = yield* StartedThreads
       const sandbox = serveControl(socket).pipe(
         Layer.provideMerge(

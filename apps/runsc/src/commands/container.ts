@@ -17,11 +17,12 @@ import { openConsole } from "../console.js"
 import { spawnDetached, type Stdio } from "../detached.js"
 import { bindSources, ConfinementUnavailable, confinementOf, mayAccess, nodeFlags, OutsideConfinement } from "../confinement.js"
 import { InvalidFlag } from "../errors.js"
-import { globalArgs, rootDirOf } from "../globals.js"
+import { globalArgs } from "../globals.js"
 import { preparePidFile } from "../pidFile.js"
 import { lendStdio } from "../relay.js"
 import { rootCommand } from "../root.js"
-import { type ContainerRecord, isAlive, processStart, StateStore, thisProcess } from "../state.js"
+import { isAlive, processStart, thisProcess } from "../hostProcess.js"
+import { type ContainerRecord, type StateDirectory, StateStore } from "../state.js"
 
 export type Status = "creating" | "created" | "running" | "paused" | "stopped"
 
@@ -56,8 +57,6 @@ export class SandboxNotAnswering extends Schema.TaggedError<SandboxNotAnswering>
   }
 }
 
-const store = Effect.map(rootCommand, (flags) => new StateStore(rootDirOf(flags)))
-
 /**
  * The record of the container named by `id`. Only the commands that merely look (state, ps,
  * events) accept an abbreviation, and only when nothing of `id` itself exists: every command
@@ -65,7 +64,7 @@ const store = Effect.map(rootCommand, (flags) => new StateStore(rootDirOf(flags)
  */
 export const findContainer = (id: string, options: { readonly abbreviated: boolean } = { abbreviated: false }) =>
   Effect.gen(function*() {
-    const states = yield* store
+    const states = yield* StateStore
     // Validated before it names any file.
     const given = yield* validateContainerId(id)
     const resolved = yield* states.resolve(given, options.abbreviated)
@@ -197,7 +196,7 @@ const sandboxIdOf = (annotations: Readonly<Record<string, string>>) => {
  * bind sources. Registered for the enclosing scope: destroyed in the sandbox if it fails.
  */
 const joinSandbox = (
-  states: StateStore,
+  states: StateDirectory,
   reservation: ContainerRecord,
   sandboxId: string,
   bundle: Bundle,
@@ -244,7 +243,7 @@ const joinSandbox = (
   })
 
 /** A root container's own sandbox, started for the enclosing scope (killed if it fails). */
-const bootSandbox = (states: StateStore, reservation: ContainerRecord, bundle: Bundle, stdio: Stdio | undefined) =>
+const bootSandbox = (states: StateDirectory, reservation: ContainerRecord, bundle: Bundle, stdio: Stdio | undefined) =>
   Effect.gen(function*() {
     const flags = yield* rootCommand
     const { id } = reservation
@@ -282,7 +281,7 @@ export const createContainer = (id: string, bundle: string, pidFile: Option.Opti
   Effect.gen(function*() {
     // Validated before it names any file.
     const containerId = yield* validateContainerId(id)
-    const states = yield* store
+    const states = yield* StateStore
     const dir = Path.resolve(bundle)
     // A bad bundle is reported here, by create, before any process starts.
     const loaded = yield* loadBundle(dir)
@@ -428,7 +427,7 @@ export const waitCommand = Command.make("wait", { id: Args.text({ name: "contain
  * The exit code of a container's init: from the sandbox while it answers, else from the record
  * it leaves when its root ends (written before its teardown; read once the process is gone).
  */
-export const waitForExit = (states: StateStore, record: ContainerRecord) =>
+export const waitForExit = (states: StateDirectory, record: ContainerRecord) =>
   Effect.gen(function*() {
     if (record.phase === "creating") return yield* new WrongStatus({ id: record.id, status: "creating", wanted: "created or running" })
     const live = yield* callSandbox(record, "Wait", (c) => c.Wait({ id: record.id }), { timeout: Duration.infinity }).pipe(
@@ -460,7 +459,7 @@ const killSandbox = (record: ContainerRecord) =>
  * while it may still run); a root container's sandbox gets `graceMs` to exit by itself (it does
  * once its root has), then is killed.
  */
-export const removeContainer = (states: StateStore, record: ContainerRecord, graceMs = 0) =>
+export const removeContainer = (states: StateDirectory, record: ContainerRecord, graceMs = 0) =>
   Effect.gen(function*() {
     if (record.phase === "creating") {
       // Nothing runs yet: its create finds the reservation gone and kills what it started.
@@ -501,7 +500,7 @@ export const listCommand = Command.make(
   },
   ({ format, quiet }) =>
     Effect.gen(function*() {
-      const states = yield* store
+      const states = yield* StateStore
       const rows = yield* Effect.forEach(yield* states.ids, (id) =>
         states.read(id).pipe(
           Effect.flatMap((record) =>
