@@ -14,7 +14,7 @@
  * running guest code and the fd table has been closed.
  */
 import { type ExitStatus, SIGKILL, signaled } from "@runsc/abi"
-import { Deferred, Exit, type Fiber, FiberId } from "effect"
+import { Deferred, Exit, type Fiber, FiberId, type FiberSet } from "effect"
 import { Changes } from "../changes.js"
 import type { FdTable } from "../fs/fdTable.js"
 import { WASM_PAGE } from "../memoryAccount.js"
@@ -23,9 +23,24 @@ import type { Dentry } from "../fs/resolve.js"
 import type { GuestThread } from "../platform/pool.js"
 import type { PidNamespace } from "./pidNamespace.js"
 import type { ProcessGroup } from "./session.js"
-import type { TaskSet } from "./taskSet.js"
 
 export type ProcessState = "running" | "stopped" | "exiting" | "exited"
+
+/**
+ * What a process and the kernel need of the task set of its container (a TaskSet, which
+ * implements it): declared here, with the member, so that the set can name its members and a
+ * member its set without the two modules importing each other.
+ */
+export interface Membership {
+  /** The container's id (state dumps, errors). */
+  readonly containerId: string
+  /** Where the tasks of its processes run. */
+  readonly fibers: FiberSet.FiberSet
+  /** Whether a new process may join now (invariant 5). */
+  readonly isOpen: boolean
+  add(tg: ThreadGroup): void
+  remove(tg: ThreadGroup): void
+}
 
 /** Where a new process stands in the process tree and its job control, and what it inherits. */
 export interface Placement {
@@ -94,7 +109,7 @@ export class ThreadGroup {
     readonly ids: ReadonlyMap<PidNamespace<ThreadGroup>, number>,
     readonly pidNamespace: PidNamespace<ThreadGroup>,
     /** The processes of its container, its children's too. */
-    readonly tasks: TaskSet,
+    readonly tasks: Membership,
     readonly argv: ReadonlyArray<string>,
     readonly env: ReadonlyArray<string>,
     readonly root: Dentry,
