@@ -18,6 +18,7 @@ import type { InvalidModule, ProcessCreationRefused, SandboxOutOfMemory } from "
 import { ContentCache } from "./fs/contentCache.js"
 import { DescriptionRefs } from "./fs/fdTable.js"
 import { HostFdBudget } from "./fs/hostFds.js"
+import { type MakeMountNamespace, makeMountNamespaces } from "./fs/mountNamespace.js"
 import { makePipe, type Pipe, PIPE_CAPACITY } from "./fs/pipe.js"
 import type { SystemInfo } from "./fs/procfs.js"
 import { defaultTotalMemory, MemoryAccount, PROCESS_BUDGET, WASM_PAGE } from "./memoryAccount.js"
@@ -91,6 +92,11 @@ export interface KernelShape {
   readonly modules: ModuleCache
   /** Files the sentry reads whole for itself (programs, /etc/passwd), cached by identity. */
   readonly files: ContentCache
+  /**
+   * A container's root filesystem and mounts, built from its spec (see fs/mountNamespace.ts):
+   * held, with the host descriptors and the sandbox's memory they use, until the scope closes.
+   */
+  readonly mountNamespace: MakeMountNamespace
   /**
    * Creates a process and starts its task; returns once it is running. SandboxOutOfMemory when
    * the sandbox's memory cannot hold its worker's share and its initial guest memory;
@@ -224,6 +230,7 @@ const makeKernel = (options: KernelOptions): Effect.Effect<KernelShape, never, S
       hostFds,
       modules,
       files,
+      mountNamespace: makeMountNamespaces(memory, hostFds),
       startProcess,
       taskSet: tree.taskSet,
       signal,
