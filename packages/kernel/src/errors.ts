@@ -89,3 +89,23 @@ export class ProcessCreationRefused extends Schema.TaggedError<ProcessCreationRe
     return `${this.path}: no new process may start: ${this.reason}`
   }
 }
+
+/** A container's root filesystem cannot be served (missing, not a directory, no gofer). */
+export class InvalidRoot extends Schema.TaggedError<InvalidRoot>()("InvalidRoot", {
+  path: Schema.String,
+  reason: Schema.String
+}) {
+  override get message(): string {
+    return `root filesystem ${this.path}: ${this.reason}`
+  }
+}
+
+/** A mount of the spec cannot be served by the sandbox (a type it has no filesystem for, a bad option, a missing source). */
+export class InvalidMount extends Schema.TaggedError<InvalidMount>()("InvalidMount", {
+  destination: Schema.String,
+  reason: Schema.String
+}) {
+  override get message(): string {
+    return `mount at ${this.destination}: ${this.reason}`
+  }
+}

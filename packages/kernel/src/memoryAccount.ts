@@ -11,12 +11,33 @@
  * a charge that would pass it is refused whole and changes nothing. Only the sentry's thread
  * charges and releases (workers ask through a syscall), so no atomics are needed.
  */
+import * as Os from "node:os"
 
 /**
  * What a process costs the host beyond its guest memory: a worker thread with its own V8
  * isolate and Node environment, measured at 8-9 MiB each (an idle one, with its stack).
  */
 export const PROCESS_MEMORY = 8 * 1024 * 1024
+
+/** Bytes in a page of wasm memory. */
+export const WASM_PAGE = 65536
+
+/**
+ * What the process limit counts per process: its share (PROCESS_MEMORY) and a small guest's
+ * memory (a C program starts with well under 1 MiB), so that a fork bomb of small processes meets
+ * the process limit (EAGAIN) a little before the sandbox's memory is full (which is ENOMEM).
+ */
+export const PROCESS_BUDGET = PROCESS_MEMORY + 1024 * 1024
+
+/**
+ * The sandbox's memory when nobody sized it (no memory limit in the spec): half the host's.
+ * Not all of it, since the host needs memory of its own and the sandbox process holds more
+ * than what it charges (its own heap, compiled code); a fixed half, not what is free at boot, so
+ * that the same bundle gets the same sandbox on a busy machine and on an idle one. The same
+ * fraction Linux gives a tmpfs by default, but here for everything the sandbox's guests hold
+ * together: every tmpfs, overlay, guest memory and process.
+ */
+export const defaultTotalMemory = (): number => Math.floor(Os.totalmem() / 2)
 
 export class MemoryAccount {
   private charged = 0

@@ -10,35 +10,28 @@ import {
   type ExecNotFound,
   type Executable,
   type FileDescription,
-  type HostFdBudget,
-  hostMount,
-  hostRoot,
   hostStream,
   type InvalidModule,
   type KernelShape,
   loadExecutable,
   makeTerminal,
-  type MemoryAccount,
   NotWasm,
   type ProcessCreationRefused,
   type SandboxOutOfMemory,
-  overlay,
-  type OverlayOptions,
   type PidNamespace,
   programFromBytes,
   readFile,
   resolve,
   type SyntheticMount,
   type TaskSet,
-  type ThreadGroup,
-  Tmpfs
+  type ThreadGroup
 } from "@runsc/kernel"
-import { type Bundle, getEnv, isBindMount, isReadOnlyMount, resolveEnv, type Spec } from "@runsc/spec"
+import { getEnv, resolveEnv, type Spec } from "@runsc/spec"
 import { Effect, type Scope } from "effect"
 import * as Fs from "node:fs"
 import * as FsP from "node:fs/promises"
 import * as Path from "node:path"
-import { InvalidCwd, InvalidMount, InvalidRoot, ProgramNotReadable } from "./errors.js"
+import { InvalidCwd, ProgramNotReadable } from "./errors.js"
 
 /**
  * What a process gets as its fds 0, 1, 2: a host fd (default: this process's own), or an end
@@ -69,89 +62,9 @@ const homeFromPasswd = (root: Dentry, uid: number, files: ContentCache) =>
     return DEFAULT_HOME
   }).pipe(Effect.orElseSucceed(() => DEFAULT_HOME))
 
-/**
- * The container's root filesystem: the bundle's root through the gofer, under a copy-on-write
- * overlay that keeps the container's changes in the sandbox's memory, unless the spec asks for
- * a read-only root. Each container gets its own, so no two see each other's changes.
- */
-export const openRoot = (bundle: Bundle, overlayOptions: OverlayOptions, hostFds: HostFdBudget): Effect.Effect<Dentry, InvalidRoot, Scope.Scope> =>
-  hostRoot(bundle.rootPath, { fds: hostFds }).pipe(
-    Effect.flatMap((lower) => bundle.spec.root?.readonly === true ? Effect.succeed(lower) : overlay(lower, overlayOptions)),
-    Effect.map((inode) => Dentry.root(inode)),
-    Effect.mapError((e) => new InvalidRoot({ path: bundle.rootPath, reason: e.message }))
-  )
-
-/**
- * The filesystems the sentry serves, where the spec mounts them: procfs at its mounts of type
- * "proc"; devfs where it mounts a tmpfs or devtmpfs at /dev (the devices a runtime puts there);
- * a new tmpfs at its other tmpfs mounts, with `size=` (bytes, or k/m/g; default half of the
- * sandbox's memory) as its limit, `mode=` (octal) for its root, and its data counted in the
- * sandbox's `account`; the host directory or file of a bind mount (source absolute or
- * relative to the bundle), served by the gofer like the root: read-only with `ro`, else the
- * guest's changes reach the host directory or file.
- * `instance` numbers each tmpfs (its device number). The pseudo-filesystems runc's and
- * containerd's specs mount for Linux programs (sysfs, devpts, mqueue, cgroup) are left out: no
- * WASI guest can use them. Any other type (nfs, ext4, overlay, …) is an InvalidMount: the
- * sandbox cannot serve it, and a container that counts on it must not start without it.
- */
-export const syntheticMountsOf = (
-  bundle: Bundle,
-  instance: () => number,
-  account: MemoryAccount,
-  hostFds: HostFdBudget
-): Effect.Effect<ReadonlyArray<SyntheticMount>, InvalidMount, Scope.Scope> =>
-  Effect.forEach(bundle.spec.mounts ?? [], (m): Effect.Effect<ReadonlyArray<SyntheticMount>, InvalidMount, Scope.Scope> => {
-    const path = Path.posix.normalize(m.destination).replace(/(.)\/$/, "$1")
-    if (m.type === "proc") return Effect.succeed([{ path, fs: "proc" }])
-    if (path === "/dev" && (m.type === "tmpfs" || m.type === "devtmpfs")) return Effect.succeed([{ path, fs: "dev" }])
-    if (isBindMount(m)) {
-      if (m.source === undefined) return Effect.fail(new InvalidMount({ destination: m.destination, reason: "a bind mount needs a source" }))
-      const source = Path.resolve(bundle.dir, m.source)
-      return hostMount(source, { writable: !isReadOnlyMount(m), fds: hostFds }).pipe(
-        Effect.map((root) => [{ path, fs: "bind", root, source, readOnly: isReadOnlyMount(m) }] as const),
-        Effect.mapError((e) => new InvalidMount({ destination: m.destination, reason: `${source}: ${e.message}` }))
-      )
-    }
-    if (m.type !== undefined && linuxOnlyFilesystems.has(m.type)) {
-      return Effect.as(Effect.logDebug(`mount at ${m.destination} (${m.type}) left out: no WASI guest can use it`), [])
-    }
-    if (m.type !== "tmpfs") {
-      const reason = m.type === undefined ? "a mount needs a type (or the bind option)" : `type ${m.type} cannot be served by the sandbox`
-      return Effect.fail(new InvalidMount({ destination: m.destination, reason }))
-    }
-    return Effect.gen(function*() {
-      const options = new Map((m.options ?? []).map((o) => [o.split("=")[0]!, o.slice(o.indexOf("=") + 1)] as const))
-      const size = options.get("size")
-      const limit = size === undefined ? undefined : parseSize(size)
-      if (limit === null) return yield* new InvalidMount({ destination: m.destination, reason: `size=${size} is not a number of bytes (k, m or g suffixes allowed)` })
-      if (limit === "too large") return yield* new InvalidMount({ destination: m.destination, reason: `size=${size} is beyond any size the sandbox can count` })
-      const modeText = options.get("mode")
-      const mode = modeText === undefined ? undefined : /^[0-7]{1,4}$/.test(modeText) ? parseInt(modeText, 8) : null
-      if (mode === null) return yield* new InvalidMount({ destination: m.destination, reason: `mode=${modeText} is not an octal mode` })
-      // Without size=, half the sandbox's memory, as Linux sizes a tmpfs by default.
-      const root = yield* Tmpfs.make({ instance: instance(), limit: limit ?? Math.floor(account.total / 2), account, ...(mode !== undefined ? { mode } : {}) })
-      return [{ path, fs: "tmpfs", root }] as const
-    })
-  }).pipe(Effect.map((lists) => lists.flat()))
-
 /** The soft RLIMIT_NOFILE the spec gives its process, if any: its fds stay below it (EMFILE). */
 export const maxFdsOf = (process: NonNullable<Spec["process"]>): number | undefined =>
   process.rlimits?.find((r) => r.type === "RLIMIT_NOFILE")?.soft
-
-/** Mount types of Linux's own that no WASI guest can use: left out of the container. */
-const linuxOnlyFilesystems: ReadonlySet<string> = new Set(["sysfs", "devpts", "mqueue", "cgroup", "cgroup2"])
-
-/**
- * "65536k" → 67108864; null when not a size; "too large" past what a number counts exactly
- * (2^53 bytes), where the limit would silently be some other number.
- */
-const parseSize = (text: string): number | null | "too large" => {
-  const match = /^(\d+)([kmg]?)$/i.exec(text)
-  if (match === null) return null
-  const unit = { "": 1n, k: 1024n, m: 1024n ** 2n, g: 1024n ** 3n }[match[2]!.toLowerCase() as "" | "k" | "m" | "g"]
-  const bytes = BigInt(match[1]!) * unit
-  return bytes > BigInt(Number.MAX_SAFE_INTEGER) ? "too large" : Number(bytes)
-}
 
 /** A host file run as a container's program (`runsc do`), and the name the guest knows it by. */
 export interface HostProgram {

@@ -24,7 +24,6 @@ import {
   type ModuleCacheStats,
   PidNamespace,
   type Pipe,
-  releaseMemory,
   terminalSignals,
   type ThreadGroup
 } from "@runsc/kernel"
@@ -49,8 +48,8 @@ import {
   ContainerNotStarted,
   ContainerStopped,
   InvalidPid,
-  type InvalidMount,
-  type InvalidRoot,
+  InvalidMount,
+  InvalidRoot,
   InvalidSignal,
   NoSuchProcess,
   NoTerminal,
@@ -64,11 +63,9 @@ import {
   type LaunchArgs,
   type LaunchError,
   maxFdsOf,
-  openRoot,
   prepareLaunch,
   type Stdio,
-  startPrepared,
-  syntheticMountsOf
+  startPrepared
 } from "./launch.js"
 
 export interface LoaderArgs {
@@ -305,12 +302,6 @@ const makeLoader = (args: LoaderArgs & { readonly bundle: Bundle }) =>
     const rootId = yield* validateContainerId(args.containerId)
     const rootBundle = args.bundle
     const containers = new Map<string, Container>()
-    // Numbers the sandbox's tmpfs and overlay instances (each its own device number).
-    let tmpfsInstances = 0
-    // The file data all of them hold together counts against the sandbox's memory.
-    const memory = kernel.memory
-    // The host descriptors all of them hold for guests, within what the sandbox process may have.
-    const hostFds = kernel.hostFds
     const registry = yield* Effect.makeSemaphore(1)
     const locked = registry.withPermits(1)
     // Every container's scope is a child of this one, forked before the sandbox's own
@@ -438,13 +429,15 @@ const makeLoader = (args: LoaderArgs & { readonly bundle: Bundle }) =>
         const process = spec.process
         // loadBundle refuses such a spec; one given in memory is refused here, as runc does.
         if (process === undefined) return yield* new InvalidSpec({ path: "process", reason: "required field is missing" })
-        const rootDentry = yield* openRoot(bundle, { instance: ++tmpfsInstances, account: memory }, hostFds).pipe(Scope.extend(started))
-        const mounts = yield* syntheticMountsOf(bundle, () => ++tmpfsInstances, memory, hostFds).pipe(Scope.extend(started))
-        // What the container's in-memory files hold goes back to the sandbox when it is destroyed.
-        yield* Scope.addFinalizer(started, Effect.sync(() => {
-          releaseMemory(rootDentry.inode)
-          for (const mount of mounts) if (mount.fs === "tmpfs") releaseMemory(mount.root)
-        }))
+        // What it holds (host trees, in-memory files) goes back when the container is destroyed.
+        const { root: rootDentry, mounts } = yield* kernel.mountNamespace({ spec, bundleDir: bundle.dir, rootPath: bundle.rootPath }).pipe(
+          Scope.extend(started),
+          Effect.mapError((e) =>
+            e._tag === "InvalidRoot"
+              ? new InvalidRoot({ path: e.path, reason: e.reason })
+              : new InvalidMount({ destination: e.destination, reason: e.reason })
+          )
+        )
         // Run before the above: the container's structure (newContainer) has every process of it
         // dead by now. Should one live, it is a sentry bug, said loudly.
         yield* Scope.addFinalizer(started, Effect.suspend(() => {

@@ -3,7 +3,7 @@
  * (/dev/stdin). It does what the other does, members bound to it, except what `overrides` says.
  *
  * `workerReadable` is never forwarded: lending a file to a guest's worker counts the fds of
- * the description itself (see the kernel's attachFastPaths), so only a wrapper that is that
+ * the description itself (see platform/lendFastPaths.ts), so only a wrapper that is that
  * description's sole user may pass it on, explicitly.
  */
 import type { FileDescription } from "./inode.js"

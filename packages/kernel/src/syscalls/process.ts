@@ -47,14 +47,6 @@ const groupInSession = (c: SyscallContext, pgid: number): ProcessGroup<ThreadGro
   return undefined
 }
 
-const moveToGroup = (tg: ThreadGroup, group: ProcessGroup<ThreadGroup>) => {
-  if (tg.group === group) return
-  const old = tg.group
-  group.add(tg)
-  tg.group = group
-  old.remove(tg)
-}
-
 // ---- identity ---------------------------------------------------------------------------------
 
 const proc_id: Handler = (c) => Effect.sync(() => setResult(c, c.tg.pid))
@@ -139,8 +131,7 @@ const proc_join: Handler = (c) =>
         const stopped = candidates.find((child) => child.unreportedStop !== undefined && child.state === "stopped")
         if (stopped !== undefined) {
           setResult(c, stopped.pidIn(ns))
-          putJoinStatus(c, JoinStatusType.STOPPED, 0, signalToWasi(stopped.unreportedStop!))
-          stopped.unreportedStop = undefined
+          putJoinStatus(c, JoinStatusType.STOPPED, 0, signalToWasi(stopped.takeUnreportedStop()!))
           return
         }
       }
@@ -306,12 +297,12 @@ const proc_setpgid: Handler = (c) =>
     const targetPid = target.pidIn(c.tg.pidNamespace)
     const wanted = pgid === 0 ? targetPid : pgid
     if (wanted === targetPid) {
-      if (target.group.leader !== target) moveToGroup(target, c.services.newGroup(target, session))
+      if (target.group.leader !== target) target.moveToGroup(c.services.newGroup(target, session))
       return Effect.void
     }
     const group = groupInSession(c, wanted)
     if (group === undefined) return fail(Errno.PERM)
-    moveToGroup(target, group)
+    target.moveToGroup(group)
     return Effect.void
   })
 
@@ -329,7 +320,7 @@ const proc_getpgid: Handler = (c) =>
 const proc_setsid: Handler = (c) =>
   Effect.suspend(() => {
     if (c.tg.group.leader === c.tg) return fail(Errno.PERM)
-    moveToGroup(c.tg, c.services.newGroup(c.tg, "new"))
+    c.tg.moveToGroup(c.services.newGroup(c.tg, "new"))
     setResult(c, c.tg.pid)
     return Effect.void
   })
@@ -371,10 +362,7 @@ const proc_sigignore: Handler = (c) =>
   Effect.suspend(() => {
     const signo = signalFromWasi(u32(c, 0))
     if (signo === undefined || !isValidSignal(signo) || signo === SIGKILL || signo === SIGSTOP) return fail(Errno.INVAL)
-    const ignored = new Set(c.tg.ignoredSignals)
-    if (u32(c, 1) !== 0) ignored.add(signo)
-    else ignored.delete(signo)
-    c.tg.ignoredSignals = ignored
+    c.tg.setIgnored(signo, u32(c, 1) !== 0)
     return Effect.void
   })
 

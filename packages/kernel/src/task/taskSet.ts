@@ -11,9 +11,9 @@
  * registered before the kill enumerates the set, and killed with it, or refused.
  */
 import type { FiberSet } from "effect"
-import type { ThreadGroup } from "./threadGroup.js"
+import type { Membership, ThreadGroup } from "./threadGroup.js"
 
-export class TaskSet {
+export class TaskSet implements Membership {
   private readonly members = new Set<ThreadGroup>()
   private holds = 0
   private closedForGood = false
