@@ -110,6 +110,11 @@ export interface KernelShape {
    * only then does that scope release what it acquired before the set.
    */
   readonly taskSet: (containerId: string) => Effect.Effect<TaskSet, never, Scope.Scope>
+  /**
+   * SIGKILLs every process of `members` as one step: each is marked killed before anything else
+   * runs (nothing it does meanwhile changes how it ends). Returns once the kills are sent.
+   */
+  readonly killAll: (members: Iterable<ThreadGroup>) => Effect.Effect<void>
   /** Delivers a signal with its default action (WASI guests install no handlers). */
   readonly signal: (tg: ThreadGroup, signo: number) => Effect.Effect<void>
   /** Every process not yet reaped, by root-namespace pid. */
@@ -233,6 +238,7 @@ const makeKernel = (options: KernelOptions): Effect.Effect<KernelShape, never, S
       mountNamespace: makeMountNamespaces(memory, hostFds),
       startProcess,
       taskSet: tree.taskSet,
+      killAll: kill.all,
       signal,
       processes,
       reap: tree.reap,

@@ -22,6 +22,7 @@ import {
   type SyntheticMount,
   type GoferUnavailable,
   type SyscallError,
+  type TaskSet,
   type ThreadGroup
 } from "../src/index.js"
 
@@ -99,6 +100,8 @@ export interface GuestOptions {
   readonly programPath?: string
   readonly pidNamespace?: PidNamespace<ThreadGroup>
   readonly syntheticMounts?: ReadonlyArray<SyntheticMount>
+  /** The set (container) the process joins (default: the kernel's own). */
+  readonly tasks?: TaskSet
 }
 
 /**
@@ -126,7 +129,8 @@ export const startGuest = (
       programBytes: options.bytes,
       stdio: [stdin, hostStream(out.fd), hostStream(err.fd)],
       ...(options.pidNamespace ? { pidNamespace: options.pidNamespace } : {}),
-      ...(options.syntheticMounts ? { syntheticMounts: options.syntheticMounts } : {})
+      ...(options.syntheticMounts ? { syntheticMounts: options.syntheticMounts } : {}),
+      ...(options.tasks ? { tasks: options.tasks } : {})
     })
     // A test that fails half-way must not leave its guest running in the shared kernel.
     yield* Effect.addFinalizer(() => kernel.signal(tg, 9).pipe(Effect.zipRight(Deferred.await(tg.exitStatus))))

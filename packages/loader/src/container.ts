@@ -1,44 +1,413 @@
 /**
- * A container of the sandbox: its state, its root filesystem, its PID namespace, its init and
- * the processes exec'd into it (the kernel knows every process of it, by container id). The
- * Loader's registry owns containers and serializes every change to them (the registry lock);
- * a process can never be added to a container that a kill of all its processes is emptying or
- * has emptied: the container's admission refuses it (the kernel checks it as it registers one).
+ * A container of the sandbox, as an actor: one fiber takes its lifecycle requests (start, exec,
+ * a signal to all of its processes, its init's exit, destroy) from a mailbox, one at a time, and
+ * is the only writer of its state. So the requests of one container are serialized by that
+ * container alone: a slow start stalls no other container, and nothing sandbox-wide is locked.
+ * Waits need no turn: they wait on the init's or a process's exit status.
+ *
+ * The container owns a Scope that owns everything of it, acquired in the order that makes
+ * release right by construction: `resources` (its root filesystem, its mounts, their host
+ * descriptors and memory) first, its TaskSet (its processes) last; closing the scope SIGKILLs
+ * every process, waits for each to exit, and only then releases the filesystems. Closing the
+ * scope is the destroy; the actor runs it uninterruptibly, and answers every later request with
+ * ContainerNotFound.
+ *
+ * Invariant 5: a kill of all its processes holds the TaskSet's admission closed while it runs (a
+ * guest's spawn meanwhile is refused, or registered before and killed), and an exec starts its
+ * process in the actor's turn, never between the kill's steps.
  */
-import type { Dentry, PidNamespace, SyntheticMount, TaskSet, ThreadGroup } from "@runsc/kernel"
-import type { Spec } from "@runsc/spec"
-import type { Scope } from "effect"
+import { SIGKILL } from "@runsc/abi"
+import {
+  type Dentry,
+  type InvalidModule,
+  type KernelShape,
+  PidNamespace,
+  type SandboxOutOfMemory,
+  type SyntheticMount,
+  type TaskSet,
+  type ThreadGroup
+} from "@runsc/kernel"
+import { type Bundle, type BundleNotFound, InvalidSpec, pidNamespace, type Spec } from "@runsc/spec"
+import { Deferred, Effect, ExecutionStrategy, Exit, FiberId, FiberSet, Queue, Scope } from "effect"
+import { ContainerAlreadyStarted, ContainerNotFound, ContainerNotStarted, ContainerStopped, InvalidMount, InvalidRoot } from "./errors.js"
+import {
+  guestPathOf,
+  type LaunchArgs,
+  maxFdsOf,
+  prepareLaunch,
+  type PreparedLaunch,
+  type Stdio,
+  startPrepared
+} from "./launch.js"
+import type { StartError } from "./loader.js"
 
 /** `created`: registered, not started; `running`: its init runs; `stopped`: its init has exited, or its start failed. */
 export type ContainerState = "created" | "running" | "stopped"
 
+/** How the root container's program is found and its HOME set (`runsc do`; see LoaderArgs). */
+export interface InitOptions {
+  readonly hostProgram?: string | undefined
+  readonly homeFromPasswd?: boolean | undefined
+}
+
+/** What a container needs of the sandbox around it. */
+export interface Sandbox {
+  readonly kernel: KernelShape
+  /** The PID namespace an earlier container made for the spec's namespace `path`. */
+  readonly namespaceAt: (path: string) => Effect.Effect<PidNamespace<ThreadGroup> | undefined>
+  /** Its init has started. */
+  readonly started: (container: Container) => Effect.Effect<void>
+  /** Its init has exited (the container has stopped). */
+  readonly stopped: (container: Container) => Effect.Effect<void>
+  /** The container has been destroyed: forget it. */
+  readonly destroyed: (container: Container) => Effect.Effect<void>
+}
+
+/** A start's failures, reading its bundle's included. */
+type InitError = StartError | BundleNotFound
+
+type ExecError = ContainerNotFound | ContainerNotStarted | ContainerStopped | InvalidModule | SandboxOutOfMemory
+
+type Request =
+  | {
+    readonly _tag: "Start"
+    readonly bundle: Effect.Effect<Bundle, InitError>
+    readonly stdio: Stdio
+    readonly options: InitOptions
+    readonly reply: Deferred.Deferred<number, InitError | ContainerNotFound>
+  }
+  | {
+    readonly _tag: "Exec"
+    readonly prepared: PreparedLaunch
+    readonly reply: Deferred.Deferred<number, ExecError>
+  }
+  | { readonly _tag: "SignalAll"; readonly signo: number; readonly reply: Deferred.Deferred<void, ContainerNotFound> }
+  | { readonly _tag: "InitExited" }
+  | { readonly _tag: "Destroy"; readonly reply: Deferred.Deferred<void, ContainerNotFound> }
+
 export class Container {
-  state: ContainerState = "created"
-  init: ThreadGroup | undefined
-  spec: Spec | undefined
-  root: Dentry | undefined
-  /** The filesystems mounted in its view (its tmpfs trees live as long as the container). */
-  mounts: ReadonlyArray<SyntheticMount> = []
-  pidNamespace: PidNamespace<ThreadGroup> | undefined
-  /** The spec's `pid` namespace path, for later containers that join it. */
-  pidNamespacePath: string | undefined
-  /** Processes started by execute, by root-namespace pid, until waitPid consumes them. */
+  // Written by the actor only.
+  private current: ContainerState = "created"
+  private initProcess: ThreadGroup | undefined
+  private started: {
+    readonly spec: Spec
+    readonly root: Dentry
+    /** The filesystems mounted in its view (its tmpfs trees live as long as the container). */
+    readonly mounts: ReadonlyArray<SyntheticMount>
+    readonly pidNamespace: PidNamespace<ThreadGroup>
+    /** The spec's `pid` namespace path, for later containers that join it. */
+    readonly pidNamespacePath: string | undefined
+  } | undefined
+  private destroyed = false
+  /** Processes started by exec, by root-namespace pid, until waitPid consumes them. */
   readonly execs = new Map<number, ThreadGroup>()
 
-  /**
-   * `scope` is the container: closing it (destroy, or the sandbox's teardown) first kills every
-   * process of the container and waits for each to exit, and only then closes `resources`, its
-   * child holding what those processes used (its trees and mounts, their host descriptors and
-   * memory). The order comes from the scopes' structure, not from the steps of a destroy.
-   */
-  constructor(
+  private constructor(
     readonly id: string,
-    readonly scope: Scope.CloseableScope,
-    readonly resources: Scope.Scope,
-    /**
-     * Its processes (a child a guest spawns joins its parent's). Its admission is held closed
-     * while a kill of all of them runs, closed for good once the container is being destroyed.
-     */
-    readonly tasks: TaskSet
+    private readonly sandbox: Sandbox,
+    /** The container: closing it is its destroy. */
+    private readonly scope: Scope.CloseableScope,
+    /** What its processes use; closed after every one of them has exited. */
+    private readonly resources: Scope.Scope,
+    /** Its processes (a child a guest spawns joins its parent's). */
+    readonly tasks: TaskSet,
+    private readonly mailbox: Queue.Queue<Request>,
+    /** Completed when the actor has ended (after a destroy, or at the sandbox's teardown). */
+    private readonly ended: Deferred.Deferred<void>
   ) {}
+
+  /**
+   * A created container: its scope a child of `parent`, its actor a fiber of `actors` (run
+   * outside the container's scope, which the actor itself closes).
+   */
+  static make(id: string, sandbox: Sandbox, parent: Scope.Scope, actors: FiberSet.FiberSet): Effect.Effect<Container> {
+    return Effect.gen(function*() {
+      const scope = yield* Scope.fork(parent, ExecutionStrategy.sequential)
+      // Forked first, so closed last: what the container's processes use.
+      const resources = yield* Scope.fork(scope, ExecutionStrategy.sequential)
+      // Made after, so released first: closing the container kills its processes and waits for them.
+      const tasks = yield* sandbox.kernel.taskSet(id).pipe(Scope.extend(scope))
+      const mailbox = yield* Queue.unbounded<Request>()
+      const ended = yield* Deferred.make<void>()
+      const container = new Container(id, sandbox, scope, resources, tasks, mailbox, ended)
+      yield* FiberSet.run(actors, container.serve)
+      return container
+    })
+  }
+
+  get state(): ContainerState {
+    return this.current
+  }
+
+  get init(): ThreadGroup | undefined {
+    return this.initProcess
+  }
+
+  get spec(): Spec | undefined {
+    return this.started?.spec
+  }
+
+  get pidNamespace(): PidNamespace<ThreadGroup> | undefined {
+    return this.started?.pidNamespace
+  }
+
+  get pidNamespacePath(): string | undefined {
+    return this.started?.pidNamespacePath
+  }
+
+  /** Whether it has been destroyed (a holder of it from before then finds nothing). */
+  get isDestroyed(): boolean {
+    return this.destroyed
+  }
+
+  // ---- requests -------------------------------------------------------------------------------
+
+  /** Starts its init (the bundle read in the actor's turn); returns the init's root-namespace pid. */
+  start(bundle: Effect.Effect<Bundle, InitError>, stdio: Stdio, options: InitOptions = {}): Effect.Effect<number, InitError> {
+    return this.ask<number, InitError>((reply) => ({ _tag: "Start", bundle, stdio, options, reply }))
+  }
+
+  /**
+   * What an exec needs to prepare its process outside the actor (its program found and
+   * compiled, which takes long): the container's root, mounts, namespace and spec, while it runs.
+   */
+  get execBase(): Effect.Effect<Omit<LaunchArgs, "argv" | "env" | "cwd" | "uid" | "stdio" | "terminal"> & { readonly spec: Spec }, ContainerNotFound | ContainerNotStarted | ContainerStopped> {
+    return Effect.suspend(() => {
+      const refused = this.refusesExec()
+      if (refused !== undefined) return Effect.fail(refused)
+      const started = this.started!
+      return Effect.succeed({
+        spec: started.spec,
+        root: started.root,
+        syntheticMounts: started.mounts,
+        maxFds: maxFdsOf(started.spec.process!),
+        pidNamespace: started.pidNamespace,
+        tasks: this.tasks
+      })
+    })
+  }
+
+  /** Starts a prepared process in it (in the actor's turn); returns its root-namespace pid. */
+  exec(prepared: PreparedLaunch): Effect.Effect<number, ExecError> {
+    return this.ask<number, ExecError>((reply) => ({ _tag: "Exec", prepared, reply }))
+  }
+
+  /**
+   * Signals every live process. For SIGKILL the container's admission stays closed until each
+   * has exited (a wait of the container's, not the caller's: the call returns once the signals
+   * are sent, as runc's kill does).
+   */
+  signalAll(signo: number): Effect.Effect<void, ContainerNotFound> {
+    return this.ask<void, never>((reply) => ({ _tag: "SignalAll", signo, reply }))
+  }
+
+  /**
+   * Kills every process, waits for each to exit, releases everything, and forgets the container;
+   * idempotent: a destroy sent while one runs, or after, returns once that one has completed.
+   */
+  get destroy(): Effect.Effect<void> {
+    return Effect.catchTag(this.ask<void, never>((reply) => ({ _tag: "Destroy", reply })), "ContainerNotFound", () => Deferred.await(this.ended))
+  }
+
+  /**
+   * Sends a request and waits for its answer. The request is carried out even if the caller is
+   * interrupted meanwhile. Once the container is destroyed (or the sandbox ends), a request is
+   * answered ContainerNotFound, whether sent before or after: the check and the send are one
+   * synchronous step, and the actor answers every request left when it ends.
+   */
+  private ask<A, E>(request: (reply: Deferred.Deferred<A, E | ContainerNotFound>) => Request): Effect.Effect<A, E | ContainerNotFound> {
+    return Effect.suspend(() => {
+      if (this.destroyed) return Effect.fail(new ContainerNotFound({ id: this.id }))
+      const reply = Deferred.unsafeMake<A, E | ContainerNotFound>(FiberId.none)
+      Queue.unsafeOffer(this.mailbox, request(reply))
+      return Deferred.await(reply)
+    })
+  }
+
+  // ---- the actor --------------------------------------------------------------------------------
+
+  /**
+   * Takes requests until the container is destroyed. When it ends (so, also when the sandbox's
+   * teardown interrupts it), the request it was serving and every one still queued are
+   * answered ContainerNotFound: no sender waits forever.
+   */
+  private get serve(): Effect.Effect<void> {
+    let serving: Request | undefined
+    const loop = Effect.gen(this, function*() {
+      while (!this.destroyed) {
+        const request = yield* Queue.take(this.mailbox)
+        serving = request
+        switch (request._tag) {
+          case "Start":
+            yield* Deferred.complete(request.reply, this.startInit(request.bundle, request.stdio, request.options))
+            break
+          case "Exec":
+            yield* Deferred.complete(request.reply, this.startExec(request.prepared))
+            break
+          case "SignalAll":
+            yield* Deferred.complete(request.reply, this.signalEvery(request.signo))
+            break
+          case "InitExited":
+            this.current = "stopped"
+            yield* this.sandbox.stopped(this)
+            break
+          case "Destroy":
+            yield* Deferred.complete(request.reply, this.close)
+            break
+        }
+        serving = undefined
+      }
+    })
+    const end = Effect.gen(this, function*() {
+      this.destroyed = true
+      const left = [...(serving ? [serving] : []), ...(yield* Queue.takeAll(this.mailbox))]
+      const gone = new ContainerNotFound({ id: this.id })
+      for (const request of left) {
+        // Each reply's own type (every one has room for ContainerNotFound).
+        switch (request._tag) {
+          case "Start":
+            Deferred.unsafeDone(request.reply, Exit.fail(gone))
+            break
+          case "Exec":
+            Deferred.unsafeDone(request.reply, Exit.fail(gone))
+            break
+          case "SignalAll":
+          case "Destroy":
+            Deferred.unsafeDone(request.reply, Exit.fail(gone))
+            break
+        }
+      }
+      yield* Queue.shutdown(this.mailbox)
+      yield* Deferred.succeed(this.ended, undefined)
+    })
+    return Effect.ensuring(loop, end)
+  }
+
+  private refusesExec(): ContainerNotFound | ContainerNotStarted | ContainerStopped | undefined {
+    if (this.destroyed) return new ContainerNotFound({ id: this.id })
+    if (this.current === "created") return new ContainerNotStarted({ id: this.id })
+    if (this.current === "stopped" || !this.initProcess?.isAlive || !this.tasks.isOpen) return new ContainerStopped({ id: this.id })
+    return undefined
+  }
+
+  private startExec(prepared: PreparedLaunch): Effect.Effect<number, ExecError> {
+    return Effect.gen(this, function*() {
+      const refused = this.refusesExec()
+      if (refused !== undefined) return yield* refused
+      const tg = yield* startPrepared(this.sandbox.kernel, prepared).pipe(
+        Effect.catchTag("ProcessCreationRefused", () => new ContainerStopped({ id: this.id }))
+      )
+      this.execs.set(tg.rootPid, tg)
+      return tg.rootPid
+    })
+  }
+
+  private signalEvery(signo: number): Effect.Effect<void> {
+    return Effect.uninterruptible(Effect.gen(this, function*() {
+      const release = this.tasks.hold()
+      const signalled = this.tasks.live
+      const { kernel } = this.sandbox
+      yield* signo === SIGKILL ? kernel.killAll(signalled) : Effect.forEach(signalled, (tg) => kernel.signal(tg, signo), { discard: true })
+      if (signo !== SIGKILL) return release()
+      const exited = Effect.forEach(signalled, (tg) => Deferred.await(tg.exitStatus), { discard: true })
+      yield* Effect.forkIn(Effect.ensuring(exited, Effect.sync(release)), this.scope)
+    }))
+  }
+
+  /**
+   * The destroy: its scope closed (kill, wait, release), then the container forgotten. Until
+   * then its id stays taken, and a concurrent destroy returns only when this one has completed.
+   */
+  private get close(): Effect.Effect<void> {
+    return Effect.uninterruptible(Effect.gen(this, function*() {
+      this.destroyed = true
+      this.current = "stopped"
+      yield* Scope.close(this.scope, Exit.void)
+      yield* this.sandbox.destroyed(this)
+    }))
+  }
+
+  /** A start that fails leaves the container stopped, as runc does, having given back all it took. */
+  private startInit(bundle: Effect.Effect<Bundle, InitError>, stdio: Stdio, options: InitOptions): Effect.Effect<number, InitError> {
+    return Effect.gen(this, function*() {
+      if (this.current !== "created") return yield* new ContainerAlreadyStarted({ id: this.id })
+      // What the start takes is held in a scope of its own within `resources`: closed with the
+      // container, or at once if the start fails.
+      const started = yield* Scope.fork(this.resources, ExecutionStrategy.sequential)
+      return yield* Effect.flatMap(bundle, (loaded) => this.launchInit(loaded, stdio, options, started)).pipe(
+        Effect.onError((cause) =>
+          Effect.zipRight(Scope.close(started, Exit.failCause(cause)), Effect.sync(() => (this.current = "stopped")))
+        )
+      )
+    })
+  }
+
+  private launchInit(bundle: Bundle, stdio: Stdio, options: InitOptions, started: Scope.Scope): Effect.Effect<number, InitError> {
+    return Effect.gen(this, function*() {
+      const { kernel } = this.sandbox
+      const { spec } = bundle
+      const process = spec.process
+      // loadBundle refuses such a spec; one given in memory is refused here, as runc does.
+      if (process === undefined) return yield* new InvalidSpec({ path: "process", reason: "required field is missing" })
+      // What it holds (host trees, in-memory files) goes back when the container is destroyed.
+      const { root, mounts } = yield* kernel.mountNamespace({ spec, bundleDir: bundle.dir, rootPath: bundle.rootPath }).pipe(
+        Scope.extend(started),
+        Effect.mapError((e) =>
+          e._tag === "InvalidRoot"
+            ? new InvalidRoot({ path: e.path, reason: e.reason })
+            : new InvalidMount({ destination: e.destination, reason: e.reason })
+        )
+      )
+      // Run before the above: the container's structure has every process of it dead by now.
+      // Should one live, it is a sentry bug, said loudly.
+      yield* Scope.addFinalizer(started, Effect.suspend(() => {
+        const alive = this.tasks.live.length
+        return alive === 0 ? Effect.void : Effect.logError(`sentry bug: container ${this.id} releases its filesystems under ${alive} live process(es)`)
+      }))
+      // runsc's rule: no pid namespace → the root one; a path used by an earlier container →
+      // join it; otherwise a new child of the root namespace.
+      const wanted = pidNamespace(spec)
+      const joined = wanted._tag === "New" && wanted.path !== undefined ? yield* this.sandbox.namespaceAt(wanted.path) : undefined
+      const namespace = wanted._tag === "Shared"
+        ? kernel.rootPidNamespace
+        : joined ?? new PidNamespace<ThreadGroup>(kernel.rootPidNamespace)
+      const launchArgs: LaunchArgs = {
+        root,
+        argv: process.args,
+        env: process.env ?? [],
+        cwd: process.cwd,
+        uid: process.user?.uid ?? 0,
+        stdio,
+        syntheticMounts: mounts,
+        maxFds: maxFdsOf(process),
+        pidNamespace: namespace,
+        terminal: process.terminal ?? false,
+        hostProgram: options.hostProgram === undefined ? undefined : {
+          hostPath: options.hostProgram,
+          guestPath: guestPathOf(options.hostProgram, bundle.rootPath, mounts.map((m) => m.path))
+        },
+        homeFromPasswd: options.homeFromPasswd,
+        tasks: this.tasks
+      }
+      const tg = yield* Effect.scoped(Effect.flatMap(prepareLaunch(kernel, launchArgs), (prepared) => startPrepared(kernel, prepared))).pipe(
+        Effect.catchTag("ProcessCreationRefused", () => new ContainerStopped({ id: this.id }))
+      )
+      this.started = {
+        spec,
+        root,
+        mounts,
+        pidNamespace: namespace,
+        pidNamespacePath: wanted._tag === "New" ? wanted.path : undefined
+      }
+      this.initProcess = tg
+      this.current = "running"
+      yield* this.sandbox.started(this)
+      // The init's exit is a request like any other: the actor records it in its turn.
+      yield* Effect.forkIn(
+        Effect.zipRight(Deferred.await(tg.exitStatus), Queue.offer(this.mailbox, { _tag: "InitExited" })),
+        this.scope
+      )
+      return tg.rootPid
+    })
+  }
 }

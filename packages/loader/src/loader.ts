@@ -17,7 +17,7 @@
  * (or its namespace's) before it enumerates them, so a process created concurrently, by a guest
  * or a client, is either killed by it or refused (invariant 5).
  */
-import { type ExitStatus, isValidSignal, SIGKILL, signalName } from "@runsc/abi"
+import { type ExitStatus, isValidSignal, signalName } from "@runsc/abi"
 import {
   Kernel,
   type KernelOptions,
@@ -34,12 +34,11 @@ import {
   InvalidSpec,
   loadBundle,
   memoryLimitOf,
-  pidNamespace,
   validateContainerId
 } from "@runsc/spec"
-import { Context, Deferred, Effect, ExecutionStrategy, Exit, Layer, Scope } from "effect"
+import { Context, Deferred, Effect, ExecutionStrategy, FiberSet, Layer, Scope, SynchronizedRef } from "effect"
 import * as Os from "node:os"
-import { Container } from "./container.js"
+import { Container, type Sandbox } from "./container.js"
 import {
   AlreadyPaused,
   ContainerAlreadyStarted,
@@ -48,8 +47,8 @@ import {
   ContainerNotStarted,
   ContainerStopped,
   InvalidPid,
-  InvalidMount,
-  InvalidRoot,
+  type InvalidMount,
+  type InvalidRoot,
   InvalidSignal,
   NoSuchProcess,
   NoTerminal,
@@ -58,15 +57,7 @@ import {
   SandboxPanicked
 } from "./errors.js"
 import { handleHostSignals } from "./hostSignals.js"
-import {
-  guestPathOf,
-  type LaunchArgs,
-  type LaunchError,
-  maxFdsOf,
-  prepareLaunch,
-  type Stdio,
-  startPrepared
-} from "./launch.js"
+import { type LaunchError, prepareLaunch, type Stdio } from "./launch.js"
 
 export interface LoaderArgs {
   /** The root container's id. */
@@ -301,46 +292,43 @@ const makeLoader = (args: LoaderArgs & { readonly bundle: Bundle }) =>
     const kernel = yield* Kernel
     const rootId = yield* validateContainerId(args.containerId)
     const rootBundle = args.bundle
-    const containers = new Map<string, Container>()
-    const registry = yield* Effect.makeSemaphore(1)
-    const locked = registry.withPermits(1)
+    // The registry: a lookup reads it, with no lock; creating an id and forgetting a destroyed
+    // container are its only changes. Everything else of a container is its actor's.
+    const registry = yield* SynchronizedRef.make<ReadonlyMap<string, Container>>(new Map())
     // Every container's scope is a child of this one, forked before the sandbox's own
     // kill-and-wait finalizer below is added: finalizers run in reverse, so at teardown every
     // process is dead before any container releases what its processes used. Containers close
     // in reverse order of creation: the root last.
     const containersScope = yield* Scope.fork(yield* Effect.scope, ExecutionStrategy.sequential)
-    const newContainer = (id: string) =>
-      Effect.gen(function*() {
-        const scope = yield* Scope.fork(containersScope, ExecutionStrategy.sequential)
-        // Forked first, so closed last: what the container's processes use.
-        const resources = yield* Scope.fork(scope, ExecutionStrategy.sequential)
-        // Made after, so released first: closing the container kills its processes and waits for them.
-        const tasks = yield* kernel.taskSet(id).pipe(Scope.extend(scope))
-        return new Container(id, scope, resources, tasks)
-      })
-
-    const rootContainer = yield* newContainer(rootId)
-    containers.set(rootId, rootContainer)
+    // The containers' actors: made after, so interrupted before the containers close.
+    const actors = yield* FiberSet.make()
     const rootStarted = yield* Deferred.make<void>()
 
-    const find = (id: string) =>
-      Effect.suspend(() => {
-        const container = containers.get(id)
-        return container ? Effect.succeed(container) : Effect.fail(new ContainerNotFound({ id }))
-      })
+    const sandbox: Sandbox = {
+      kernel,
+      namespaceAt: (path) =>
+        Effect.map(SynchronizedRef.get(registry), (map) => [...map.values()].find((c) => c.pidNamespacePath === path)?.pidNamespace),
+      started: (container) => container === rootContainer ? Deferred.succeed(rootStarted, undefined) : Effect.void,
+      // The sandbox lives exactly as long as its root init.
+      stopped: (container) => container === rootContainer ? killAll : Effect.void,
+      destroyed: (container) =>
+        SynchronizedRef.update(registry, (map) => {
+          if (map.get(container.id) !== container) return map
+          const rest = new Map(map)
+          rest.delete(container.id)
+          return rest
+        })
+    }
 
-    /**
-     * Whether a process may be exec'd into `container`: still registered (not destroyed),
-     * started, its init alive, and no kill of all its processes under way.
-     */
-    const runnable = (container: Container): Effect.Effect<void, ContainerNotFound | ContainerNotStarted | ContainerStopped> =>
-      Effect.suspend((): Effect.Effect<void, ContainerNotFound | ContainerNotStarted | ContainerStopped> => {
-        if (containers.get(container.id) !== container) return Effect.fail(new ContainerNotFound({ id: container.id }))
-        if (container.state === "created") return Effect.fail(new ContainerNotStarted({ id: container.id }))
-        if (container.state === "stopped" || !container.init?.isAlive || !container.tasks.isOpen) {
-          return Effect.fail(new ContainerStopped({ id: container.id }))
-        }
-        return Effect.void
+    const newContainer = (id: string) => Container.make(id, sandbox, containersScope, actors)
+
+    const rootContainer = yield* newContainer(rootId)
+    yield* SynchronizedRef.set(registry, new Map([[rootId, rootContainer]]))
+
+    const find = (id: string) =>
+      Effect.flatMap(SynchronizedRef.get(registry), (map) => {
+        const container = map.get(id)
+        return container ? Effect.succeed(container) : Effect.fail(new ContainerNotFound({ id }))
       })
 
     const initOf = (container: Container) =>
@@ -348,144 +336,32 @@ const makeLoader = (args: LoaderArgs & { readonly bundle: Bundle }) =>
 
     /** Every process of the sandbox not yet reaped (zombies included; reaping releases the pid). */
     const everyProcess = () => kernel.rootPidNamespace.processes.map(([, tg]) => tg)
-    /** A container's processes, including those its guests spawned; zombies included. */
-    const processesOf = (container: Container) => container.tasks.processes
-    const liveProcessesOf = (container: Container) => container.tasks.live
 
     /** The sandbox ends: no process may start any more, and every one is killed. */
     const killAll = Effect.suspend(() => {
       kernel.rootPidNamespace.refuseNew()
-      return Effect.flatMap(kernel.processes, (all) => Effect.forEach(all, (tg) => kernel.signal(tg, SIGKILL), { discard: true }))
+      return Effect.flatMap(kernel.processes, kernel.killAll)
     })
 
     const awaitAll = Effect.flatMap(kernel.processes, (all) =>
       Effect.forEach(all, (tg) => Deferred.await(tg.exitStatus), { discard: true }))
 
-    const dumpState = Effect.map(kernel.processes, (all) =>
-      [
-        `sandbox ${rootId}: ${containers.size} container(s), ${all.length} process(es)`,
-        ...[...containers.values()].map((c) => `  container ${c.id}: ${c.state}`),
+    const dumpState = Effect.gen(function*() {
+      const all = yield* kernel.processes
+      const containers = [...(yield* SynchronizedRef.get(registry)).values()]
+      return [
+        `sandbox ${rootId}: ${containers.length} container(s), ${all.length} process(es)`,
+        ...containers.map((c) => `  container ${c.id}: ${c.state}`),
         ...all.map((tg) =>
           `  pid ${tg.rootPid} [${tg.containerId}] ${tg.state}${tg.killedBy ? ` (${signalName(tg.killedBy)})` : ""} ` +
           `syscalls=${tg.syscalls} argv=${JSON.stringify(tg.argv)}`
         )
-      ].join("\n"))
+      ].join("\n")
+    })
 
     // Teardown: SIGKILL, wait for every process to exit; the kernel (provided below this
     // layer) is released only after this finalizer has returned.
     yield* Effect.addFinalizer(() => Effect.zipRight(killAll, awaitAll))
-
-    /**
-     * The init of `container` has exited: the container stops (its own PID namespace dies with
-     * it, as the kernel ends a namespace whose init dies); the root's ends the sandbox.
-     */
-    const onInitExit = (container: Container, init: ThreadGroup) =>
-      Effect.gen(function*() {
-        yield* Deferred.await(init.exitStatus)
-        yield* locked(Effect.gen(function*() {
-          container.state = "stopped"
-          // The sandbox lives exactly as long as its root init.
-          if (container === rootContainer) yield* killAll
-        }))
-      })
-
-    /**
-     * Starts a created container's init (the registry lock is held). A start that fails leaves
-     * the container stopped, as runc does, having given back all it took.
-     */
-    const startContainer = (
-      container: Container,
-      bundle: Bundle,
-      stdio: Stdio,
-      root: { hostProgram?: string | undefined; homeFromPasswd?: boolean | undefined } = {}
-    ) =>
-      Effect.gen(function*() {
-        if (container.state !== "created") return yield* new ContainerAlreadyStarted({ id: container.id })
-        // What the start takes (its trees' host descriptors, their memory) is held in a scope
-        // of its own within the container's: closed with the container, or at once if the start fails.
-        const started = yield* Scope.fork(container.resources, ExecutionStrategy.sequential)
-        return yield* launchInit(container, bundle, stdio, root, started).pipe(
-          Effect.onError((cause) =>
-            Effect.zipRight(
-              Scope.close(started, Exit.failCause(cause)),
-              Effect.sync(() => {
-                container.state = "stopped"
-              })
-            )
-          )
-        )
-      })
-
-    /** What startContainer does once the container is known to be created; `started` holds what it takes. */
-    const launchInit = (
-      container: Container,
-      bundle: Bundle,
-      stdio: Stdio,
-      root: { hostProgram?: string | undefined; homeFromPasswd?: boolean | undefined },
-      started: Scope.Scope
-    ) =>
-      Effect.gen(function*() {
-        const { spec } = bundle
-        const process = spec.process
-        // loadBundle refuses such a spec; one given in memory is refused here, as runc does.
-        if (process === undefined) return yield* new InvalidSpec({ path: "process", reason: "required field is missing" })
-        // What it holds (host trees, in-memory files) goes back when the container is destroyed.
-        const { root: rootDentry, mounts } = yield* kernel.mountNamespace({ spec, bundleDir: bundle.dir, rootPath: bundle.rootPath }).pipe(
-          Scope.extend(started),
-          Effect.mapError((e) =>
-            e._tag === "InvalidRoot"
-              ? new InvalidRoot({ path: e.path, reason: e.reason })
-              : new InvalidMount({ destination: e.destination, reason: e.reason })
-          )
-        )
-        // Run before the above: the container's structure (newContainer) has every process of it
-        // dead by now. Should one live, it is a sentry bug, said loudly.
-        yield* Scope.addFinalizer(started, Effect.suspend(() => {
-          const alive = liveProcessesOf(container).length
-          return alive === 0 ? Effect.void : Effect.logError(`sentry bug: container ${container.id} releases its filesystems under ${alive} live process(es)`)
-        }))
-        // runsc's rule: no pid namespace → the root one; a path used by an earlier container →
-        // join it; otherwise a new child of the root namespace.
-        const wanted = pidNamespace(spec)
-        const joined = wanted._tag === "New" && wanted.path !== undefined
-          ? [...containers.values()].find((c) => c.pidNamespacePath === wanted.path)?.pidNamespace
-          : undefined
-        const namespace = wanted._tag === "Shared"
-          ? kernel.rootPidNamespace
-          : joined ?? new PidNamespace<ThreadGroup>(kernel.rootPidNamespace)
-        const uid = process.user?.uid ?? 0
-        const launchArgs: LaunchArgs = {
-          root: rootDentry,
-          argv: process.args,
-          env: process.env ?? [],
-          cwd: process.cwd,
-          uid,
-          stdio,
-          syntheticMounts: mounts,
-          maxFds: maxFdsOf(process),
-          pidNamespace: namespace,
-          terminal: process.terminal ?? false,
-          hostProgram: root.hostProgram === undefined ? undefined : {
-            hostPath: root.hostProgram,
-            guestPath: guestPathOf(root.hostProgram, bundle.rootPath, mounts.map((m) => m.path))
-          },
-          homeFromPasswd: root.homeFromPasswd,
-          tasks: container.tasks
-        }
-        const tg = yield* Effect.scoped(Effect.flatMap(prepareLaunch(kernel, launchArgs), (prepared) => startPrepared(kernel, prepared))).pipe(
-          Effect.catchTag("ProcessCreationRefused", () => new ContainerStopped({ id: container.id }))
-        )
-        container.spec = spec
-        container.root = rootDentry
-        container.mounts = mounts
-        container.pidNamespace = namespace
-        container.pidNamespacePath = wanted._tag === "New" ? wanted.path : undefined
-        container.init = tg
-        container.state = "running"
-        if (container === rootContainer) yield* Deferred.succeed(rootStarted, undefined)
-        yield* Effect.forkIn(onInitExit(container, tg), container.scope)
-        return tg.rootPid
-      })
 
     const signalProcess = (tg: ThreadGroup, signo: number) =>
       tg.isAlive ? kernel.signal(tg, signo) : Effect.fail(new NoSuchProcess({ pid: tg.rootPid }))
@@ -516,11 +392,12 @@ const makeLoader = (args: LoaderArgs & { readonly bundle: Bundle }) =>
       containerId: rootId,
       bundle: rootBundle,
 
-      startRoot: locked(
-        startContainer(rootContainer, rootBundle, args.stdio ?? {}, {
-          hostProgram: args.hostProgram,
-          homeFromPasswd: args.homeFromPasswd
-        })
+      startRoot: rootContainer.start(Effect.succeed(rootBundle), args.stdio ?? {}, {
+        hostProgram: args.hostProgram,
+        homeFromPasswd: args.homeFromPasswd
+      }).pipe(
+        // Its bundle was loaded with the layer.
+        Effect.catchTag("BundleNotFound", (e) => Effect.die(e))
       ),
 
       waitExit: Effect.gen(function*() {
@@ -550,80 +427,49 @@ const makeLoader = (args: LoaderArgs & { readonly bundle: Bundle }) =>
           yield* signalProcess(yield* initOf(rootContainer), signo)
         }),
 
+      // The registry's one sandbox-wide step: making the container's scope, task set and actor.
       createSubcontainer: (id) =>
         Effect.flatMap(validateContainerId(id), (id) =>
-          locked(Effect.gen(function*() {
-            if (containers.has(id)) return yield* new ContainerExists({ id })
-            containers.set(id, yield* newContainer(id))
-          }))),
+          SynchronizedRef.updateEffect(registry, (map) =>
+            map.has(id)
+              ? Effect.fail(new ContainerExists({ id }))
+              : Effect.map(newContainer(id), (container) => new Map([...map, [id, container]])))),
 
+      // The bundle is read in the container's turn: one that cannot be loaded fails the start,
+      // and a created container is then stopped.
       startSubcontainer: ({ bundle, containerId, stdio }) =>
-        Effect.gen(function*() {
-          // A bundle that cannot be loaded fails the start too: a created container is then stopped.
-          const stopIfCreated = locked(Effect.sync(() => {
-            const container = containers.get(containerId)
-            if (container?.state === "created") container.state = "stopped"
-          }))
-          const loaded = typeof bundle === "string" ? yield* Effect.tapError(loadBundle(bundle), () => stopIfCreated) : bundle
-          return yield* locked(Effect.flatMap(
-            find(containerId),
-            (container) => startContainer(container, loaded, stdio ?? {})
-          ))
-        }),
+        Effect.flatMap(
+          find(containerId),
+          (container) => container.start(typeof bundle === "string" ? loadBundle(bundle) : Effect.succeed(bundle), stdio ?? {})
+        ),
 
-      // Uninterruptible: once begun, a destroy completes (an interrupted caller waits for it).
+      // Uninterruptible: once sent, a destroy completes, and its caller returns when it has.
       destroySubcontainer: (id) =>
-        Effect.uninterruptible(Effect.gen(function*() {
-          // Under the lock: forget the container, close its admission and SIGKILL all of its
-          // processes, so that no start or exec can add one after the kill, nor a guest spawn one
-          // (refused, or registered before and killed).
-          const container = yield* locked(Effect.gen(function*() {
-            const found = containers.get(id)
-            if (found === undefined) return undefined
-            containers.delete(id)
-            found.tasks.close()
-            yield* Effect.forEach(liveProcessesOf(found), (tg) => kernel.signal(tg, SIGKILL), { discard: true })
-            return found
-          }))
-          if (container === undefined) return
-          container.state = "stopped"
-          // Closing its scope waits for every process to exit, then releases what they used.
-          yield* Scope.close(container.scope, Exit.void)
-        })),
+        Effect.uninterruptible(Effect.flatMap(find(id), (container) => container.destroy)).pipe(
+          Effect.catchTag("ContainerNotFound", () => Effect.void)
+        ),
 
-      // The program is found, read and compiled before the registry lock is taken (a compile
-      // takes long, and would stall every container's lifecycle); under the lock the container
-      // is checked again and the process started, its module found in the cache.
+      // The program is found, read and compiled outside the container's turn (a compile takes
+      // long); in its turn the container is checked again and the process started, its module
+      // found in the cache.
       execute: (exec) =>
         Effect.scoped(Effect.gen(function*() {
           const container = yield* find(exec.containerId)
-          yield* runnable(container)
-          const process = container.spec!.process!
-          const launchArgs: LaunchArgs = {
-            root: container.root!,
+          const base = yield* container.execBase
+          const process = base.spec.process!
+          const prepared = yield* prepareLaunch(kernel, {
+            ...base,
             argv: exec.argv,
             env: exec.env ?? process.env ?? [],
             cwd: exec.cwd ?? process.cwd,
             uid: exec.uid ?? process.user?.uid ?? 0,
             stdio: exec.stdio ?? {},
-            syntheticMounts: container.mounts,
-            maxFds: maxFdsOf(process),
-            pidNamespace: container.pidNamespace!,
-            terminal: exec.terminal ?? false,
-            tasks: container.tasks
-          }
-          const prepared = yield* prepareLaunch(kernel, launchArgs).pipe(
+            terminal: exec.terminal ?? false
+          }).pipe(
             // A destroy meanwhile closes the trees the preparation reads: what failed is the container.
-            Effect.tapError(() => runnable(container))
+            Effect.tapError(() => container.execBase)
           )
-          return yield* locked(Effect.gen(function*() {
-            yield* runnable(container)
-            const tg = yield* startPrepared(kernel, prepared).pipe(
-              Effect.catchTag("ProcessCreationRefused", () => new ContainerStopped({ id: container.id }))
-            )
-            container.execs.set(tg.rootPid, tg)
-            return tg.rootPid
-          }))
+          return yield* container.exec(prepared)
         })),
 
       wait: (id) =>
@@ -657,26 +503,9 @@ const makeLoader = (args: LoaderArgs & { readonly bundle: Bundle }) =>
               return yield* signalProcess(pid === 0 ? init : yield* processOf(container, pid), signo)
             case "AllProcesses":
               if (pid !== 0) return yield* new InvalidPid({ pid, reason: "AllProcesses takes pid 0" })
-              // The container's admission is held closed while every process is signalled, and
-              // for SIGKILL until each has exited: a process created meanwhile (a guest's spawn,
-              // an exec) is registered before the sweep enumerates the container, and signalled
-              // with it, or refused. The call returns once the signals are sent, as runc's kill
-              // does: the wait for the exits is the container's (its scope), not the caller's,
-              // whose answer would otherwise be cut off when the root's exit ends the sandbox.
-              return yield* Effect.uninterruptibleMask((restore) =>
-                Effect.gen(function*() {
-                  const { release, signalled } = yield* locked(Effect.sync(() => ({
-                    release: container.tasks.hold(),
-                    signalled: liveProcessesOf(container)
-                  })))
-                  yield* restore(Effect.forEach(signalled, (tg) => kernel.signal(tg, signo), { discard: true })).pipe(
-                    Effect.onError(() => Effect.sync(release))
-                  )
-                  if (signo !== SIGKILL) return release()
-                  const exited = Effect.forEach(signalled, (tg) => Deferred.await(tg.exitStatus), { discard: true })
-                  yield* Effect.forkIn(Effect.ensuring(exited, Effect.sync(release)), container.scope)
-                })
-              )
+              // A process created meanwhile (a guest's spawn, an exec) is signalled with the rest
+              // or refused (Container.signalAll).
+              return yield* container.signalAll(signo)
             case "ProcessGroup": {
               // The whole group the process belongs to, as kill(-pgid) would reach it.
               const member = yield* processOf(container, pid)
@@ -696,7 +525,7 @@ const makeLoader = (args: LoaderArgs & { readonly bundle: Bundle }) =>
         }),
 
       processes: (id) =>
-        Effect.map(find(id), (container) => liveProcessesOf(container).map(describeProcess(kernel.rootPidNamespace)).sort(byPid)),
+        Effect.map(find(id), (container) => container.tasks.live.map(describeProcess(kernel.rootPidNamespace)).sort(byPid)),
 
       allProcesses: Effect.sync(() =>
         everyProcess().filter((tg) => tg.isAlive).map(describeProcess(kernel.rootPidNamespace)).sort(byPid)
@@ -711,11 +540,11 @@ const makeLoader = (args: LoaderArgs & { readonly bundle: Bundle }) =>
       event: (id) =>
         Effect.gen(function*() {
           const container = yield* find(id)
-          const usages = yield* Effect.forEach(processesOf(container), (tg) => kernel.usage(tg))
+          const usages = yield* Effect.forEach(container.tasks.processes, (tg) => kernel.usage(tg))
           return {
             cpu: { usage: { total: usages.reduce((sum, u) => sum + u.cpuNs, 0n) } },
             memory: { usage: { usage: usages.reduce((sum, u) => sum + u.memoryBytes, 0) } },
-            pids: { current: liveProcessesOf(container).length }
+            pids: { current: container.tasks.live.length }
           }
         }),
 

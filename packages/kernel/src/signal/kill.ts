@@ -3,6 +3,7 @@
  * in the background; the task's own fiber (task/runTask.ts) completes the exit status, which is
  * what waiters wait for, once the guest has stopped running.
  */
+import { SIGKILL } from "@runsc/abi"
 import { Effect, Fiber, FiberSet } from "effect"
 import { KILLED, State, Word } from "../platform/channel.js"
 import type { GuestThread } from "../platform/pool.js"
@@ -11,8 +12,16 @@ import type { ThreadGroup } from "../task/threadGroup.js"
 /** How long a guest answered KILLED has to end before its thread is terminated. */
 const KILL_GRACE = "100 millis"
 
-/** Kills a process with `signo` as its status (nothing when it is exiting or exited already). */
-export type Kill = (tg: ThreadGroup, signo: number) => Effect.Effect<void>
+export interface Kill {
+  /** Kills a process with `signo` as its status (nothing when it is exiting or exited already). */
+  (tg: ThreadGroup, signo: number): Effect.Effect<void>
+  /**
+   * SIGKILLs every process of `members` as one step: each is marked killed before the fiber
+   * can yield, so none of them can see an effect of the kill (a spawn refused by a namespace
+   * closed with it) and still end some other way.
+   */
+  readonly all: (members: Iterable<ThreadGroup>) => Effect.Effect<void>
+}
 
 /**
  * Ends a killed task. One parked in a syscall (the worker waits in Atomics.wait for the
@@ -41,10 +50,16 @@ const endTask = (tg: ThreadGroup, worker: GuestThread): Effect.Effect<void> =>
   })
 
 /** `kill`, whose task-ending fibers run in `fibers` (the kernel's: they outlive the caller). */
-export const makeKill = (fibers: FiberSet.FiberSet): Kill => (tg, signo) =>
-  Effect.suspend(() => {
-    if (!tg.markKilled(signo)) return Effect.void
-    // Starts ending the task and returns: the task's own fiber completes the exit status,
-    // which is what waiters wait for, once the guest has stopped running.
-    return tg.worker ? Effect.asVoid(FiberSet.run(fibers, endTask(tg, tg.worker))) : Effect.void
-  })
+export const makeKill = (fibers: FiberSet.FiberSet): Kill => {
+  // Starts ending the task and returns: the task's own fiber completes the exit status, which
+  // is what waiters wait for, once the guest has stopped running.
+  const end = (tg: ThreadGroup): Effect.Effect<void> =>
+    tg.worker ? Effect.asVoid(FiberSet.run(fibers, endTask(tg, tg.worker))) : Effect.void
+  const kill = (tg: ThreadGroup, signo: number) => Effect.suspend(() => (tg.markKilled(signo) ? end(tg) : Effect.void))
+  const all = (members: Iterable<ThreadGroup>) =>
+    Effect.suspend(() => {
+      const killed = [...members].filter((tg) => tg.markKilled(SIGKILL))
+      return Effect.forEach(killed, end, { discard: true })
+    })
+  return Object.assign(kill, { all })
+}

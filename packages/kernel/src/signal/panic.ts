@@ -2,7 +2,6 @@
  * A kernel panic (a watchdog's "panic" action, a panic signal): every process of the sandbox
  * is SIGKILLed and the reason recorded, for whoever waits on the sandbox to report it.
  */
-import { SIGKILL } from "@runsc/abi"
 import { Deferred, Effect } from "effect"
 import type { PidNamespace } from "../task/pidNamespace.js"
 import type { ThreadGroup } from "../task/threadGroup.js"
@@ -20,7 +19,7 @@ export const makePanic = (processes: PidNamespace<ThreadGroup>, kill: Kill): Eff
     panic: (why) =>
       Effect.zipRight(
         Deferred.succeed(reason, why),
-        Effect.forEach(processes.processes, ([, tg]) => kill(tg, SIGKILL), { discard: true })
+        kill.all(processes.processes.map(([, tg]) => tg))
       ),
     panicked: Deferred.await(reason)
   }))

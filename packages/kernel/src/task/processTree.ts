@@ -4,7 +4,7 @@
  * which ends in reaping its processes, and the death of a PID namespace's init, which ends
  * its namespace (Linux's rule, kept here next to the namespace and the tree).
  */
-import { SIGCHLD, SIGKILL } from "@runsc/abi"
+import { SIGCHLD } from "@runsc/abi"
 import { Deferred, Effect, FiberSet, type Scope } from "effect"
 import type { Kill } from "../signal/kill.js"
 import type { Signal } from "../signal/deliver.js"
@@ -48,7 +48,7 @@ export const makeProcessTree = (kill: Kill, signal: Signal): ProcessTree => {
       const ns = tg.pidNamespace
       if (ns.parent !== undefined && ns.get(1) === tg) {
         ns.refuseNew()
-        yield* Effect.forEach(ns.processes, ([, member]) => kill(member, SIGKILL), { discard: true })
+        yield* kill.all(ns.processes.map(([, member]) => member))
       }
       for (const child of [...tg.children]) {
         const init = child.pidNamespace.get(1)
@@ -73,7 +73,8 @@ export const makeProcessTree = (kill: Kill, signal: Signal): ProcessTree => {
     Effect.gen(function*() {
       set.close()
       for (let all = set.processes; all.length > 0; all = set.processes) {
-        yield* Effect.forEach(all, (tg) => Effect.zipRight(kill(tg, SIGKILL), Deferred.await(tg.exitStatus)), { discard: true })
+        yield* kill.all(all)
+        yield* Effect.forEach(all, (tg) => Deferred.await(tg.exitStatus), { discard: true })
         yield* Effect.forEach(all, reap, { discard: true })
       }
     })
