@@ -7,7 +7,10 @@
 import { Errno } from "@runsc/abi"
 import { Effect } from "effect"
 import { fail } from "../errors.js"
-import { type Handler, u32 } from "./context.js"
+import { args } from "../platform/syscallAbi.js"
+import type { Handler } from "./context.js"
+
+const Grow = args.memory_grow
 
 /** memory_grow(current pages, pages wanted). */
-export const memory_grow: Handler = (c) => (c.services.growMemory(c.tg, u32(c, 0), u32(c, 1)) ? Effect.void : fail(Errno.NOMEM))
+export const memory_grow: Handler = (c) => (c.services.growMemory(c.tg, Grow.current(c), Grow.pages(c)) ? Effect.void : fail(Errno.NOMEM))

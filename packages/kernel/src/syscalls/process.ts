@@ -24,12 +24,10 @@ import {
 import { Deferred, Effect } from "effect"
 import { fail, type SyscallError } from "../errors.js"
 import type { FdEntry } from "../fs/fdTable.js"
-import { Word } from "../platform/channel.js"
+import { args, type BytesArg, results } from "../platform/syscallAbi.js"
 import type { ProcessGroup } from "../task/session.js"
 import type { ThreadGroup } from "../task/threadGroup.js"
-import { blocking, type Handler, pathAt, setPayloadLength, setResult, type SyscallContext, u32 } from "./context.js"
-
-const s32 = (c: SyscallContext, i: number): number => c.channel.words[Word.ARG0 + i]! | 0
+import { blocking, type Handler, pathArg, setPayloadLength, type SyscallContext } from "./context.js"
 
 /** A process the caller can name by `pid` (in its own namespace; a reaped one has no pid). */
 const visible = (c: SyscallContext, pid: number): ThreadGroup | undefined =>
@@ -57,13 +55,13 @@ const moveToGroup = (tg: ThreadGroup, group: ProcessGroup<ThreadGroup>) => {
 
 // ---- identity ---------------------------------------------------------------------------------
 
-const proc_id: Handler = (c) => Effect.sync(() => setResult(c, c.tg.pid))
+const proc_id: Handler = (c) => Effect.sync(() => results.proc_id.pid(c, c.tg.pid))
 
 const proc_parent: Handler = (c) =>
   Effect.suspend(() => {
-    const target = visible(c, u32(c, 0))
+    const target = visible(c, args.proc_parent.pid(c))
     if (target === undefined) return fail(Errno.SRCH)
-    setResult(c, target.parent?.pidIn(c.tg.pidNamespace) ?? 0)
+    results.proc_parent.parent(c, target.parent?.pidIn(c.tg.pidNamespace) ?? 0)
     return Effect.void
   })
 
@@ -71,8 +69,8 @@ const proc_parent: Handler = (c) =>
 
 const proc_signal: Handler = (c) =>
   Effect.gen(function*() {
-    const pid = s32(c, 0)
-    const signo = signalFromWasi(u32(c, 1))
+    const pid = args.proc_signal.pid(c)
+    const signo = signalFromWasi(args.proc_signal.signal(c))
     if (signo === undefined || (signo !== 0 && !isValidSignal(signo))) return yield* fail(Errno.INVAL)
     const ns = c.tg.pidNamespace
     let targets: ReadonlyArray<ThreadGroup>
@@ -111,11 +109,13 @@ const putJoinStatus = (c: SyscallContext, type: number, code: number, signal: nu
  * proc_join(option_pid, flags): args are the option's tag and pid, then the flags. Answers the
  * joined child's pid (0 for none) and the join_status payload.
  */
+const joined = results.proc_join.pid
+
 const proc_join: Handler = (c) =>
   Effect.gen(function*() {
-    const tag = u32(c, 0)
-    const pid = u32(c, 1)
-    const flags = u32(c, 2)
+    const tag = args.proc_join.tag(c)
+    const pid = args.proc_join.pid(c)
+    const flags = args.proc_join.flags(c)
     if (tag > 1 || (flags & ~(JoinFlags.NON_BLOCKING | JoinFlags.WAKE_STOPPED)) !== 0) return yield* fail(Errno.INVAL)
     const ns = c.tg.pidNamespace
     for (;;) {
@@ -129,7 +129,7 @@ const proc_join: Handler = (c) =>
       const zombie = candidates.find((child) => child.state === "exited")
       if (zombie !== undefined) {
         const status = yield* Deferred.await(zombie.exitStatus)
-        setResult(c, zombie.pidIn(ns))
+        joined(c, zombie.pidIn(ns))
         yield* c.services.reap(zombie)
         if (status._tag === "Exited") putJoinStatus(c, JoinStatusType.EXIT_NORMAL, status.code, 0)
         else putJoinStatus(c, JoinStatusType.EXIT_SIGNAL, 0, signalToWasi(status.signal))
@@ -138,14 +138,14 @@ const proc_join: Handler = (c) =>
       if ((flags & JoinFlags.WAKE_STOPPED) !== 0) {
         const stopped = candidates.find((child) => child.unreportedStop !== undefined && child.state === "stopped")
         if (stopped !== undefined) {
-          setResult(c, stopped.pidIn(ns))
+          joined(c, stopped.pidIn(ns))
           putJoinStatus(c, JoinStatusType.STOPPED, 0, signalToWasi(stopped.unreportedStop!))
           stopped.unreportedStop = undefined
           return
         }
       }
       if ((flags & JoinFlags.NON_BLOCKING) !== 0) {
-        setResult(c, 0)
+        joined(c, 0)
         putJoinStatus(c, JoinStatusType.NOTHING, 0, 0)
         return
       }
@@ -176,16 +176,16 @@ const fd_pipe: Handler = (c) =>
     const writeFd = yield* fds.allocate(write).pipe(
       Effect.tapError(() => Effect.zipRight(fds.close(readFd).pipe(Effect.ignore), write.description.close))
     )
-    setResult(c, readFd)
-    c.channel.words[Word.RESULT1] = writeFd
+    results.fd_pipe.readFd(c, readFd)
+    results.fd_pipe.writeFd(c, writeFd)
   })
 
 const fd_dup: Handler = (c) =>
   Effect.gen(function*() {
-    const entry = yield* c.tg.fdTable.get(u32(c, 0))
+    const entry = yield* c.tg.fdTable.get(args.fd_dup.fd(c))
     // The copy shares the description (offset, status flags) but is not a preopen.
     const { preopen: _, ...copy } = entry
-    setResult(c, yield* c.tg.fdTable.allocate(copy))
+    results.fd_dup.copy(c, yield* c.tg.fdTable.allocate(copy))
   })
 
 // ---- spawning ---------------------------------------------------------------------------------
@@ -204,31 +204,34 @@ const stringsAt = (c: SyscallContext, at: number, length: number): Effect.Effect
   }
 }
 
+/** A declared `bytes` argument as packed NUL-terminated strings. */
+const stringsArg = (c: SyscallContext, field: BytesArg) => stringsAt(c, field.at(c), field.length(c))
+
+const Spawn = args.proc_spawn
+const spawnFds = [Spawn.fd0, Spawn.fd1, Spawn.fd2] as const
+
 /**
- * proc_spawn: args are the byte lengths of path, argv and envp (packed one after another in
- * the data area), nfds, pgid and flags; the fds entries are in i64 slots 0..2. Answers the
- * child's pid and, as payload, the fds entries with each RUNSC_FD_PIPE replaced by the fd of the
- * caller's end.
+ * proc_spawn: path, argv and envp are packed one after another in the data area, then nfds,
+ * pgid and flags; the fds entries are in three u64 arguments. Answers the child's pid and, as
+ * payload, the fds entries with each RUNSC_FD_PIPE replaced by the fd of the caller's end.
  */
 const proc_spawn: Handler = (c) =>
   Effect.gen(function*() {
-    const pathLength = u32(c, 0)
-    const argvLength = u32(c, 1)
-    const envLength = u32(c, 2)
-    const nfds = u32(c, 3)
-    const pgid = s32(c, 4)
-    const flags = u32(c, 5)
+    const pathLength = Spawn.path.length(c)
+    const nfds = Spawn.nfds(c)
+    const pgid = Spawn.pgid(c)
+    const flags = Spawn.flags(c)
     if (nfds > 3 || pgid < -1 || (flags & ~(SpawnFlags.SEARCH_PATH | SpawnFlags.RESET_SIGNALS)) !== 0) {
       return yield* fail(Errno.INVAL)
     }
-    const path = yield* pathAt(c, 0, pathLength)
-    const argv = yield* stringsAt(c, pathLength, argvLength)
-    const env = yield* stringsAt(c, pathLength + argvLength, envLength)
+    const path = yield* pathArg(c, Spawn.path)
+    const argv = yield* stringsArg(c, Spawn.argv)
+    const env = yield* stringsArg(c, Spawn.envp)
     if (argv.length === 0 || path.length === 0) return yield* fail(pathLength === 0 ? Errno.NOENT : Errno.INVAL)
     const group = pgid === -1 ? c.tg.group : pgid === 0 ? "new" as const : groupInSession(c, pgid)
     if (group === undefined) return yield* fail(Errno.PERM)
     // Checked before anything is created, so that a bad entry leaves the caller's table as it was.
-    const wanted = [0, 1, 2].map((i) => i < nfds ? Number(c.channel.i64[i]!) : i)
+    const wanted = [0, 1, 2].map((i) => i < nfds ? Number(spawnFds[i]!(c)) : i)
     const stdio: Array<FdEntry | undefined> = []
     for (let i = 0; i < 3; i++) {
       const fd = wanted[i]!
@@ -280,7 +283,7 @@ const proc_spawn: Handler = (c) =>
       // Had the child been created, its table would hold the child's ends of new pipes.
       Effect.tapError(() => closeNewEnds)
     )
-    setResult(c, child.pidIn(c.tg.pidNamespace))
+    results.proc_spawn.pid(c, child.pidIn(c.tg.pidNamespace))
     for (let i = 0; i < nfds; i++) c.channel.dataView.setInt32(i * 4, answer[i]!, true)
     setPayloadLength(c, nfds * 4)
   })
@@ -296,8 +299,8 @@ const selfOrChild = (c: SyscallContext, pid: number): ThreadGroup | undefined =>
 
 const proc_setpgid: Handler = (c) =>
   Effect.suspend(() => {
-    const pid = s32(c, 0)
-    const pgid = s32(c, 1)
+    const pid = args.proc_setpgid.pid(c)
+    const pgid = args.proc_setpgid.pgid(c)
     if (pid < 0 || pgid < 0) return fail(Errno.INVAL)
     const target = selfOrChild(c, pid)
     if (target === undefined) return fail(Errno.SRCH)
@@ -320,9 +323,9 @@ const selfOr = (c: SyscallContext, pid: number): ThreadGroup | undefined => pid 
 
 const proc_getpgid: Handler = (c) =>
   Effect.suspend(() => {
-    const target = selfOr(c, s32(c, 0))
+    const target = selfOr(c, args.proc_getpgid.pid(c))
     if (target === undefined) return fail(Errno.SRCH)
-    setResult(c, target.group.idIn(c.tg.pidNamespace))
+    results.proc_getpgid.pgid(c, target.group.idIn(c.tg.pidNamespace))
     return Effect.void
   })
 
@@ -330,15 +333,15 @@ const proc_setsid: Handler = (c) =>
   Effect.suspend(() => {
     if (c.tg.group.leader === c.tg) return fail(Errno.PERM)
     moveToGroup(c.tg, c.services.newGroup(c.tg, "new"))
-    setResult(c, c.tg.pid)
+    results.proc_setsid.sid(c, c.tg.pid)
     return Effect.void
   })
 
 const proc_getsid: Handler = (c) =>
   Effect.suspend(() => {
-    const target = selfOr(c, s32(c, 0))
+    const target = selfOr(c, args.proc_getsid.pid(c))
     if (target === undefined) return fail(Errno.SRCH)
-    setResult(c, target.group.session.idIn(c.tg.pidNamespace))
+    results.proc_getsid.sid(c, target.group.session.idIn(c.tg.pidNamespace))
     return Effect.void
   })
 
@@ -352,12 +355,15 @@ const controllingTerminal = (c: SyscallContext, fd: number) =>
   })
 
 const tty_getpgrp: Handler = (c) =>
-  Effect.map(controllingTerminal(c, u32(c, 0)), (terminal) => setResult(c, terminal.foreground?.idIn(c.tg.pidNamespace) ?? 0))
+  Effect.map(
+    controllingTerminal(c, args.tty_getpgrp.fd(c)),
+    (terminal) => results.tty_getpgrp.pgid(c, terminal.foreground?.idIn(c.tg.pidNamespace) ?? 0)
+  )
 
 const tty_setpgrp: Handler = (c) =>
   Effect.gen(function*() {
-    const terminal = yield* controllingTerminal(c, u32(c, 0))
-    const pgid = s32(c, 1)
+    const terminal = yield* controllingTerminal(c, args.tty_setpgrp.fd(c))
+    const pgid = args.tty_setpgrp.pgid(c)
     if (pgid < 0) return yield* fail(Errno.INVAL)
     const group = groupInSession(c, pgid)
     if (group === undefined) return yield* fail(Errno.PERM)
@@ -369,16 +375,25 @@ const tty_setpgrp: Handler = (c) =>
 /** proc_sigignore(signal, ignore): sets a signal's disposition to ignore, or back to its default. */
 const proc_sigignore: Handler = (c) =>
   Effect.suspend(() => {
-    const signo = signalFromWasi(u32(c, 0))
+    const signo = signalFromWasi(args.proc_sigignore.signal(c))
     if (signo === undefined || !isValidSignal(signo) || signo === SIGKILL || signo === SIGSTOP) return fail(Errno.INVAL)
     const ignored = new Set(c.tg.ignoredSignals)
-    if (u32(c, 1) !== 0) ignored.add(signo)
+    if (args.proc_sigignore.ignore(c) !== 0) ignored.add(signo)
     else ignored.delete(signo)
     c.tg.ignoredSignals = ignored
     return Effect.void
   })
 
+// ---- signals to oneself ---------------------------------------------------------------------
+
+/** proc_raise numbers signals as WASI's enum does (not as Linux does from 16 on). */
+const proc_raise: Handler = (c) => {
+  const signo = signalFromWasi(args.proc_raise.signal(c))
+  return signo !== undefined && isValidSignal(signo) ? c.raise(signo) : fail(Errno.INVAL)
+}
+
 export const processHandlers = {
+  proc_raise,
   proc_id,
   proc_parent,
   proc_signal,
