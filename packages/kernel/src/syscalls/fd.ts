@@ -16,18 +16,47 @@ import { blocking, type Handler, setPayload, setPayloadLength, type SyscallConte
 import { putFilestat, requestedTimes } from "./filestat.js"
 import { entryWith } from "./lookup.js"
 
+// Each call's accessors, looked up once (see platform/syscallAbi.ts).
+const FdWriteArgs = args.fd_write
+const FdWriteResults = results.fd_write
+const FdPwriteArgs = args.fd_pwrite
+const FdPwriteResults = results.fd_pwrite
+const FdPreadArgs = args.fd_pread
+const FdReadArgs = args.fd_read
+const FdPreadResults = results.fd_pread
+const FdReadResults = results.fd_read
+const FdCloseArgs = args.fd_close
+const FdSeekArgs = args.fd_seek
+const FdSeekResults = results.fd_seek
+const FdTellArgs = args.fd_tell
+const FdTellResults = results.fd_tell
+const FdFdstatGetArgs = args.fd_fdstat_get
+const FdFdstatSetFlagsArgs = args.fd_fdstat_set_flags
+const FdFdstatSetRightsArgs = args.fd_fdstat_set_rights
+const FdFilestatGetArgs = args.fd_filestat_get
+const FdPrestatGetArgs = args.fd_prestat_get
+const FdPrestatDirNameArgs = args.fd_prestat_dir_name
+const FdReaddirArgs = args.fd_readdir
+const FdReaddirResults = results.fd_readdir
+const FdRenumberArgs = args.fd_renumber
+const FdDatasyncArgs = args.fd_datasync
+const FdSyncArgs = args.fd_sync
+const FdFilestatSetSizeArgs = args.fd_filestat_set_size
+const FdAllocateArgs = args.fd_allocate
+const FdFilestatSetTimesArgs = args.fd_filestat_set_times
+const FdAdviseArgs = args.fd_advise
+
 const encoder = new TextEncoder()
 
 const isNonBlocking = (entry: FdEntry) => (entry.flags & FdFlags.NONBLOCK) !== 0
 
-const Write = args.fd_write
-const written = results.fd_write.nwritten
+const written = FdWriteResults.nwritten
 
 const fd_write: Handler = (c) =>
   genNow(function*() {
-    const entry = yield* entryWith(c, Write.fd(c), Rights.FD_WRITE)
+    const entry = yield* entryWith(c, FdWriteArgs.fd(c), Rights.FD_WRITE)
     // Gathered iovecs are at the start of the data area (iovecsIn).
-    const data = c.channel.data.subarray(0, Write.iovs.length(c))
+    const data = c.channel.data.subarray(0, FdWriteArgs.iovs.length(c))
     // APPEND (set at the open or later): the write goes at the end, in one O_APPEND write where
     // the host's other writers could come between a seek and a write.
     if ((entry.flags & FdFlags.APPEND) !== 0 && entry.description.filetype === FileType.REGULAR_FILE) {
@@ -43,17 +72,16 @@ const fd_write: Handler = (c) =>
     return yield* fail(outcome.left.errno)
   })
 
-const Pwrite = args.fd_pwrite
-const pwritten = results.fd_pwrite.nwritten
+const pwritten = FdPwriteResults.nwritten
 
 const fd_pwrite: Handler = (c) =>
   genNow(function*() {
-    const entry = yield* entryWith(c, Pwrite.fd(c), Rights.FD_WRITE | Rights.FD_SEEK)
+    const entry = yield* entryWith(c, FdPwriteArgs.fd(c), Rights.FD_WRITE | Rights.FD_SEEK)
     if (entry.description.filetype !== FileType.REGULAR_FILE) return yield* fail(Errno.SPIPE)
-    const data = c.channel.data.subarray(0, Pwrite.iovs.length(c))
+    const data = c.channel.data.subarray(0, FdPwriteArgs.iovs.length(c))
     // On an APPEND fd Linux's pwrite appends all the same (pwrite(2), BUGS), and so does node:wasi;
     // the fd's offset stays where it was.
-    if ((entry.flags & FdFlags.APPEND) === 0) return pwritten(c, yield* entry.description.write(data, Pwrite.offset(c)))
+    if ((entry.flags & FdFlags.APPEND) === 0) return pwritten(c, yield* entry.description.write(data, FdPwriteArgs.offset(c)))
     if (entry.description.append === undefined) return pwritten(c, yield* entry.description.write(data, (yield* statOf(entry.description)).size))
     const offset = yield* entry.description.seek(0n, Whence.CUR)
     const written = yield* entry.description.append(data)
@@ -63,14 +91,14 @@ const fd_pwrite: Handler = (c) =>
 
 /** fd_read, or fd_pread (`positional`: the offset is an argument, the fd's own stays). */
 const read = (positional: boolean): Handler => {
-  const Read = positional ? args.fd_pread : args.fd_read
-  const nread = positional ? results.fd_pread.nread : results.fd_read.nread
+  const Read = positional ? FdPreadArgs : FdReadArgs
+  const nread = positional ? FdPreadResults.nread : FdReadResults.nread
   return (c) =>
   genNow(function*() {
     const rights = positional ? Rights.FD_READ | Rights.FD_SEEK : Rights.FD_READ
     const entry = yield* entryWith(c, Read.fd(c), rights)
     if (positional && entry.description.filetype !== FileType.REGULAR_FILE) return yield* fail(Errno.SPIPE)
-    const offset = positional ? args.fd_pread.offset(c) : undefined
+    const offset = positional ? FdPreadArgs.offset(c) : undefined
     if (offset !== undefined && offset < 0n) return yield* fail(Errno.INVAL)
     const length = Math.min(Read.iovs(c), DATA_SIZE)
     // A file that can read straight into the channel spares a buffer and a copy per call.
@@ -83,32 +111,29 @@ const read = (positional: boolean): Handler => {
   })
 }
 
-const fd_close: Handler = (c) => c.tg.fdTable.close(args.fd_close.fd(c))
+const fd_close: Handler = (c) => c.tg.fdTable.close(FdCloseArgs.fd(c))
 
-const Seek = args.fd_seek
-const newOffset = results.fd_seek.newOffset
+const newOffset = FdSeekResults.newOffset
 
 const fd_seek: Handler = (c) =>
   genNow(function*() {
-    const whence = Seek.whence(c)
-    const delta = Seek.offset(c)
+    const whence = FdSeekArgs.whence(c)
+    const delta = FdSeekArgs.offset(c)
     // lseek(fd, 0, SEEK_CUR) is how fd_tell is spelled in C; it needs only FD_TELL.
     const rights = delta === 0n && whence === 1 ? Rights.FD_TELL : Rights.FD_SEEK
-    const entry = yield* entryWith(c, Seek.fd(c), rights)
+    const entry = yield* entryWith(c, FdSeekArgs.fd(c), rights)
     newOffset(c, yield* entry.description.seek(delta, whence))
   })
 
 const fd_tell: Handler = (c) =>
   genNow(function*() {
-    const entry = yield* entryWith(c, args.fd_tell.fd(c), Rights.FD_TELL)
-    results.fd_tell.offset(c, yield* entry.description.seek(0n, 1))
+    const entry = yield* entryWith(c, FdTellArgs.fd(c), Rights.FD_TELL)
+    FdTellResults.offset(c, yield* entry.description.seek(0n, 1))
   })
-
-const FdstatGet = args.fd_fdstat_get
 
 const fd_fdstat_get: Handler = (c) =>
   genNow(function*() {
-    const entry = yield* entryWith(c, FdstatGet.fd(c), 0n)
+    const entry = yield* entryWith(c, FdFdstatGetArgs.fd(c), 0n)
     const v = c.channel.dataView
     const L = Layout.fdstat
     v.setBigUint64(0, 0n, true)
@@ -121,8 +146,8 @@ const fd_fdstat_get: Handler = (c) =>
 
 const fd_fdstat_set_flags: Handler = (c) =>
   genNow(function*() {
-    const fd = args.fd_fdstat_set_flags.fd(c)
-    const flags = args.fd_fdstat_set_flags.flags(c)
+    const fd = FdFdstatSetFlagsArgs.fd(c)
+    const flags = FdFdstatSetFlagsArgs.flags(c)
     const entry = yield* entryWith(c, fd, Rights.FD_FDSTAT_SET_FLAGS)
     if ((flags & ~(FdFlags.APPEND | FdFlags.DSYNC | FdFlags.NONBLOCK | FdFlags.RSYNC | FdFlags.SYNC)) !== 0) {
       return yield* fail(Errno.INVAL)
@@ -132,7 +157,7 @@ const fd_fdstat_set_flags: Handler = (c) =>
 
 const fd_fdstat_set_rights: Handler = (c) =>
   genNow(function*() {
-    const SetRights = args.fd_fdstat_set_rights
+    const SetRights = FdFdstatSetRightsArgs
     const fd = SetRights.fd(c)
     const base = BigInt.asUintN(64, SetRights.rightsBase(c))
     const inheriting = BigInt.asUintN(64, SetRights.rightsInheriting(c))
@@ -146,13 +171,13 @@ const fd_fdstat_set_rights: Handler = (c) =>
 
 const fd_filestat_get: Handler = (c) =>
   genNow(function*() {
-    const entry = yield* entryWith(c, args.fd_filestat_get.fd(c), Rights.FD_FILESTAT_GET)
+    const entry = yield* entryWith(c, FdFilestatGetArgs.fd(c), Rights.FD_FILESTAT_GET)
     putFilestat(c, yield* statOf(entry.description))
   })
 
 const fd_prestat_get: Handler = (c) =>
   genNow(function*() {
-    const entry = yield* entryWith(c, args.fd_prestat_get.fd(c), 0n)
+    const entry = yield* entryWith(c, FdPrestatGetArgs.fd(c), 0n)
     if (entry.preopen === undefined) return yield* fail(Errno.BADF)
     const v = c.channel.dataView
     v.setUint32(0, 0, true)
@@ -163,10 +188,10 @@ const fd_prestat_get: Handler = (c) =>
 
 const fd_prestat_dir_name: Handler = (c) =>
   genNow(function*() {
-    const entry = yield* entryWith(c, args.fd_prestat_dir_name.fd(c), 0n)
+    const entry = yield* entryWith(c, FdPrestatDirNameArgs.fd(c), 0n)
     if (entry.preopen === undefined) return yield* fail(Errno.BADF)
     const name = encoder.encode(entry.preopen)
-    if (args.fd_prestat_dir_name.name(c) < name.length) return yield* fail(Errno.NAMETOOLONG)
+    if (FdPrestatDirNameArgs.name(c) < name.length) return yield* fail(Errno.NAMETOOLONG)
     setPayload(c, name)
   })
 
@@ -178,10 +203,10 @@ type Listing = ReadonlyArray<{ readonly name: Uint8Array; readonly ino: bigint; 
  */
 const readdir = (listings: WeakMap<FdEntry["description"], Listing>): Handler => (c) =>
   genNow(function*() {
-    const entry = yield* entryWith(c, args.fd_readdir.fd(c), Rights.FD_READDIR)
+    const entry = yield* entryWith(c, FdReaddirArgs.fd(c), Rights.FD_READDIR)
     const dentry = entry.dentry
     if (dentry === undefined) return yield* fail(Errno.NOTDIR)
-    const cookie = BigInt.asUintN(64, args.fd_readdir.cookie(c))
+    const cookie = BigInt.asUintN(64, FdReaddirArgs.cookie(c))
     let listing = listings.get(entry.description)
     if (listing === undefined || cookie === 0n) {
       const self = yield* statOf(dentry.inode)
@@ -200,7 +225,7 @@ const readdir = (listings: WeakMap<FdEntry["description"], Listing>): Handler =>
       ]
       listings.set(entry.description, listing)
     }
-    const capacity = Math.min(args.fd_readdir.buf(c), DATA_SIZE)
+    const capacity = Math.min(FdReaddirArgs.buf(c), DATA_SIZE)
     const record = new Uint8Array(Layout.dirent.sizeOf + 256)
     const rv = new DataView(record.buffer)
     let used = 0
@@ -220,14 +245,14 @@ const readdir = (listings: WeakMap<FdEntry["description"], Listing>): Handler =>
       c.channel.data.set(bytes.subarray(0, take), used)
       used += take
     }
-    results.fd_readdir.bufused(c, used)
+    FdReaddirResults.bufused(c, used)
   })
 
-const fd_renumber: Handler = (c) => c.tg.fdTable.renumber(args.fd_renumber.fd(c), args.fd_renumber.to(c))
+const fd_renumber: Handler = (c) => c.tg.fdTable.renumber(FdRenumberArgs.fd(c), FdRenumberArgs.to(c))
 
 /** fd_sync, fd_datasync: reach the host file where one backs the fd; elsewhere the data is already where it lives. */
 const sync = (rights: bigint, dataOnly: boolean): Handler => {
-  const fd = dataOnly ? args.fd_datasync.fd : args.fd_sync.fd
+  const fd = dataOnly ? FdDatasyncArgs.fd : FdSyncArgs.fd
   return (c) => flatMapNow(entryWith(c, fd(c), rights), (entry) => entry.description.sync?.(dataOnly) ?? Effect.void)
 }
 
@@ -241,20 +266,20 @@ const fdChange = <K extends "setSize" | "allocate" | "setTimes">(c: SyscallConte
 
 const fd_filestat_set_size: Handler = (c) =>
   flatMapNow(
-    fdChange(c, args.fd_filestat_set_size.fd(c), Rights.FD_FILESTAT_SET_SIZE, "setSize"),
-    (setSize) => setSize(BigInt.asUintN(64, args.fd_filestat_set_size.size(c)))
+    fdChange(c, FdFilestatSetSizeArgs.fd(c), Rights.FD_FILESTAT_SET_SIZE, "setSize"),
+    (setSize) => setSize(BigInt.asUintN(64, FdFilestatSetSizeArgs.size(c)))
   )
 
 const fd_allocate: Handler = (c) =>
-  flatMapNow(fdChange(c, args.fd_allocate.fd(c), Rights.FD_ALLOCATE, "allocate"), (allocate) => {
-    const offset = BigInt.asUintN(64, args.fd_allocate.offset(c))
-    const length = BigInt.asUintN(64, args.fd_allocate.length(c))
+  flatMapNow(fdChange(c, FdAllocateArgs.fd(c), Rights.FD_ALLOCATE, "allocate"), (allocate) => {
+    const offset = BigInt.asUintN(64, FdAllocateArgs.offset(c))
+    const length = BigInt.asUintN(64, FdAllocateArgs.length(c))
     return length === 0n ? fail(Errno.INVAL) : allocate(offset, length)
   })
 
 const fd_filestat_set_times: Handler = (c) =>
   genNow(function*() {
-    const SetTimes = args.fd_filestat_set_times
+    const SetTimes = FdFilestatSetTimesArgs
     const setTimes = yield* fdChange(c, SetTimes.fd(c), Rights.FD_FILESTAT_SET_TIMES, "setTimes")
     const { atim, mtim } = yield* requestedTimes(SetTimes.fstFlags(c), SetTimes.atim(c), SetTimes.mtim(c))
     yield* setTimes(atim, mtim)
@@ -263,7 +288,7 @@ const fd_filestat_set_times: Handler = (c) =>
 /** The fd family's handlers (fd_readdir's is made per kernel, see `makeReaddir`). */
 export const fdHandlers = {
   fd_advise: (c) => {
-    const Advise = args.fd_advise
+    const Advise = FdAdviseArgs
     return flatMapNow(entryWith(c, Advise.fd(c), Rights.FD_ADVISE), () => Advise.advice(c) > 5 ? fail(Errno.INVAL) : Effect.void)
   },
   fd_allocate,

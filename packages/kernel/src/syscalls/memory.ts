@@ -10,7 +10,8 @@ import { fail } from "../errors.js"
 import { args } from "../platform/syscallAbi.js"
 import type { Handler } from "./context.js"
 
-const Grow = args.memory_grow
+// Each call's accessors, looked up once (see platform/syscallAbi.ts).
+const MemoryGrowArgs = args.memory_grow
 
 /** memory_grow(current pages, pages wanted). */
-export const memory_grow: Handler = (c) => (c.services.growMemory(c.tg, Grow.current(c), Grow.pages(c)) ? Effect.void : fail(Errno.NOMEM))
+export const memory_grow: Handler = (c) => (c.services.growMemory(c.tg, MemoryGrowArgs.current(c), MemoryGrowArgs.pages(c)) ? Effect.void : fail(Errno.NOMEM))

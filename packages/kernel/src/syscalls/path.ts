@@ -18,27 +18,39 @@ import { type Handler, pathArg, setPayload, type SyscallContext } from "./contex
 import { putFilestat, requestedTimes } from "./filestat.js"
 import { baseDirectory, changesOf, entryWith, guestPath, lookupPath } from "./lookup.js"
 
+// Each call's accessors, looked up once (see platform/syscallAbi.ts).
+const PathOpenArgs = args.path_open
+const PathOpenResults = results.path_open
+const PathFilestatGetArgs = args.path_filestat_get
+const PathReadlinkArgs = args.path_readlink
+const PathReadlinkResults = results.path_readlink
+const PathCreateDirectoryArgs = args.path_create_directory
+const PathRemoveDirectoryArgs = args.path_remove_directory
+const PathUnlinkFileArgs = args.path_unlink_file
+const PathSymlinkArgs = args.path_symlink
+const PathRenameArgs = args.path_rename
+const PathLinkArgs = args.path_link
+const PathFilestatSetTimesArgs = args.path_filestat_set_times
+
 const encoder = new TextEncoder()
 
 const WRITE_RIGHTS = Rights.FD_WRITE | Rights.FD_ALLOCATE | Rights.FD_FILESTAT_SET_SIZE | Rights.FD_DATASYNC
 
-const Open = args.path_open
-
 const path_open: Handler = (c) =>
   genNow(function*() {
-    const dirfd = Open.fd(c)
-    const lookupflags = Open.dirflags(c)
-    const oflags = Open.oflags(c)
-    const fdflags = Open.fdflags(c)
-    const requestedBase = BigInt.asUintN(64, Open.rightsBase(c))
-    const requestedInheriting = BigInt.asUintN(64, Open.rightsInheriting(c))
+    const dirfd = PathOpenArgs.fd(c)
+    const lookupflags = PathOpenArgs.dirflags(c)
+    const oflags = PathOpenArgs.oflags(c)
+    const fdflags = PathOpenArgs.fdflags(c)
+    const requestedBase = BigInt.asUintN(64, PathOpenArgs.rightsBase(c))
+    const requestedInheriting = BigInt.asUintN(64, PathOpenArgs.rightsInheriting(c))
     const dir = yield* entryWith(c, dirfd, Rights.PATH_OPEN)
     if (dir.dentry === undefined) return yield* fail(Errno.NOTDIR)
     if ((requestedBase & ~dir.rightsInheriting) !== 0n) return yield* fail(Errno.NOTCAPABLE)
     if ((oflags & OFlags.CREAT) !== 0 && (dir.rightsBase & Rights.PATH_CREATE_FILE) === 0n) return yield* fail(Errno.NOTCAPABLE)
     // Truncating through a path is the directory's right, as WASI defines O_TRUNC.
     if ((oflags & OFlags.TRUNC) !== 0 && (dir.rightsBase & Rights.PATH_FILESTAT_SET_SIZE) === 0n) return yield* fail(Errno.NOTCAPABLE)
-    const path = yield* guestPath(c, Open.path)
+    const path = yield* guestPath(c, PathOpenArgs.path)
     const found = yield* eitherNow(
       resolveNow(c.tg.root, dir.dentry, path, { followFinal: (lookupflags & LookupFlags.SYMLINK_FOLLOW) !== 0, beneath: dir.dentry })
     )
@@ -79,12 +91,12 @@ const path_open: Handler = (c) =>
       yield* description.close
       return yield* fail(fd.left.errno)
     }
-    results.path_open.opened(c, fd.right)
+    PathOpenResults.opened(c, fd.right)
   })
 
 const path_filestat_get: Handler = (c) =>
   genNow(function*() {
-    const Stat = args.path_filestat_get
+    const Stat = PathFilestatGetArgs
     const follow = (Stat.flags(c) & LookupFlags.SYMLINK_FOLLOW) !== 0
     const dentry = yield* lookupPath(c, Stat.fd(c), Rights.PATH_FILESTAT_GET, Stat.path, follow)
     putFilestat(c, yield* statOf(dentry.inode))
@@ -92,13 +104,13 @@ const path_filestat_get: Handler = (c) =>
 
 const path_readlink: Handler = (c) =>
   genNow(function*() {
-    const Readlink = args.path_readlink
+    const Readlink = PathReadlinkArgs
     const dentry = yield* lookupPath(c, Readlink.fd(c), Rights.PATH_READLINK, Readlink.path, false)
     const target = encoder.encode(yield* dentry.inode.readlink)
     // Truncated to the guest's buffer, as readlink(2) does.
     const kept = target.subarray(0, Math.min(target.length, Readlink.buf(c)))
     setPayload(c, kept)
-    results.path_readlink.bufused(c, kept.length)
+    PathReadlinkResults.bufused(c, kept.length)
   })
 
 // ---- changes to the filesystem ---------------------------------------------------------------
@@ -162,7 +174,7 @@ const exists = (dir: Dentry, name: string) => mapNow(eitherNow(dir.lookup(name))
 
 const path_create_directory: Handler = (c) =>
   genNow(function*() {
-    const { fd, path } = args.path_create_directory
+    const { fd, path } = PathCreateDirectoryArgs
     const { dir, name } = yield* pathParent(c, fd(c), Rights.PATH_CREATE_DIRECTORY, path)
     if (name === "" || name === "." || name === ".." || (yield* exists(dir, name))) return yield* fail(Errno.EXIST)
     yield* flatMapNow(changesOf(dir), (changes) => changes.mkdir(name))
@@ -170,7 +182,7 @@ const path_create_directory: Handler = (c) =>
 
 const path_remove_directory: Handler = (c) =>
   genNow(function*() {
-    const { fd, path } = args.path_remove_directory
+    const { fd, path } = PathRemoveDirectoryArgs
     const { dir, name } = yield* pathParent(c, fd(c), Rights.PATH_REMOVE_DIRECTORY, path)
     if (name === ".") return yield* fail(Errno.INVAL)
     if (name === "..") return yield* fail(Errno.NOTEMPTY)
@@ -183,7 +195,7 @@ const path_remove_directory: Handler = (c) =>
 
 const path_unlink_file: Handler = (c) =>
   genNow(function*() {
-    const { fd, path } = args.path_unlink_file
+    const { fd, path } = PathUnlinkFileArgs
     const { dir, name, trailingSlash } = yield* pathParent(c, fd(c), Rights.PATH_UNLINK_FILE, path)
     if (name === "" || name === "." || name === "..") return yield* fail(Errno.ISDIR)
     const inode = yield* dir.lookup(name)
@@ -195,7 +207,7 @@ const path_unlink_file: Handler = (c) =>
 
 const path_symlink: Handler = (c) =>
   genNow(function*() {
-    const Symlink = args.path_symlink
+    const Symlink = PathSymlinkArgs
     const target = yield* pathArg(c, Symlink.oldPath)
     if (target.includes("\0")) return yield* fail(Errno.INVAL)
     const base = yield* baseDirectory(c, Symlink.fd(c), Rights.PATH_SYMLINK)
@@ -211,7 +223,7 @@ const path_symlink: Handler = (c) =>
 
 const path_rename: Handler = (c) =>
   genNow(function*() {
-    const Rename = args.path_rename
+    const Rename = PathRenameArgs
     const from = yield* pathParent(c, Rename.fd(c), Rights.PATH_RENAME_SOURCE, Rename.oldPath)
     const to = yield* pathParent(c, Rename.newFd(c), Rights.PATH_RENAME_TARGET, Rename.newPath)
     for (const name of [from.name, to.name]) if (name === "" || name === "." || name === "..") return yield* fail(Errno.BUSY)
@@ -228,7 +240,7 @@ const path_rename: Handler = (c) =>
 
 const path_link: Handler = (c) =>
   genNow(function*() {
-    const Link = args.path_link
+    const Link = PathLinkArgs
     const follow = (Link.oldFlags(c) & LookupFlags.SYMLINK_FOLLOW) !== 0
     const existing = yield* lookupPath(c, Link.oldFd(c), Rights.PATH_LINK_SOURCE, Link.oldPath, follow)
     const to = yield* pathParent(c, Link.newFd(c), Rights.PATH_LINK_TARGET, Link.newPath)
@@ -243,7 +255,7 @@ const path_link: Handler = (c) =>
 
 const path_filestat_set_times: Handler = (c) =>
   genNow(function*() {
-    const SetTimes = args.path_filestat_set_times
+    const SetTimes = PathFilestatSetTimesArgs
     const follow = (SetTimes.flags(c) & LookupFlags.SYMLINK_FOLLOW) !== 0
     const dentry = yield* lookupPath(c, SetTimes.fd(c), Rights.PATH_FILESTAT_SET_TIMES, SetTimes.path, follow)
     const { atim, mtim } = yield* requestedTimes(SetTimes.fstFlags(c), SetTimes.atim(c), SetTimes.mtim(c))

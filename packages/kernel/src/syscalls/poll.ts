@@ -10,12 +10,16 @@ import { args, results } from "../platform/syscallAbi.js"
 import { genNow } from "../settled.js"
 import { blocking, type Handler, setPayloadLength } from "./context.js"
 
+// Each call's accessors, looked up once (see platform/syscallAbi.ts).
+const PollOneoffArgs = args.poll_oneoff
+const PollOneoffResults = results.poll_oneoff
+
 const poll_oneoff: Handler = (c) =>
   genNow(function*() {
-    const nsubs = args.poll_oneoff.nsubs(c)
+    const nsubs = PollOneoffArgs.nsubs(c)
     if (nsubs === 0) return yield* fail(Errno.INVAL)
     const view = c.channel.dataView
-    const at = args.poll_oneoff.subscriptions.at(c)
+    const at = PollOneoffArgs.subscriptions.at(c)
     const S = Layout.subscription
     const nowRealtime = yield* Clock.currentTimeNanos
     const nowMonotonic = process.hrtime.bigint() // the same clock the worker serves as MONOTONIC
@@ -83,7 +87,7 @@ const poll_oneoff: Handler = (c) =>
       view.setUint8(base + E.type, event.type)
     })
     setPayloadLength(c, fired.length * E.sizeOf)
-    results.poll_oneoff.nevents(c, fired.length)
+    PollOneoffResults.nevents(c, fired.length)
   })
 
 export const pollHandlers = { poll_oneoff } as const satisfies Record<string, Handler>

@@ -29,6 +29,30 @@ import type { ProcessGroup } from "../task/session.js"
 import type { ThreadGroup } from "../task/threadGroup.js"
 import { blocking, type Handler, pathArg, setPayloadLength, type SyscallContext } from "./context.js"
 
+// Each call's accessors, looked up once (see platform/syscallAbi.ts).
+const ProcIdResults = results.proc_id
+const ProcParentArgs = args.proc_parent
+const ProcParentResults = results.proc_parent
+const ProcSignalArgs = args.proc_signal
+const ProcJoinResults = results.proc_join
+const ProcJoinArgs = args.proc_join
+const FdPipeResults = results.fd_pipe
+const FdDupArgs = args.fd_dup
+const FdDupResults = results.fd_dup
+const ProcSpawnArgs = args.proc_spawn
+const ProcSpawnResults = results.proc_spawn
+const ProcSetpgidArgs = args.proc_setpgid
+const ProcGetpgidArgs = args.proc_getpgid
+const ProcGetpgidResults = results.proc_getpgid
+const ProcSetsidResults = results.proc_setsid
+const ProcGetsidArgs = args.proc_getsid
+const ProcGetsidResults = results.proc_getsid
+const TtyGetpgrpArgs = args.tty_getpgrp
+const TtyGetpgrpResults = results.tty_getpgrp
+const TtySetpgrpArgs = args.tty_setpgrp
+const ProcSigignoreArgs = args.proc_sigignore
+const ProcRaiseArgs = args.proc_raise
+
 /** A process the caller can name by `pid` (in its own namespace; a reaped one has no pid). */
 const visible = (c: SyscallContext, pid: number): ThreadGroup | undefined =>
   pid > 0 ? c.tg.pidNamespace.get(pid) : undefined
@@ -55,13 +79,13 @@ const moveToGroup = (tg: ThreadGroup, group: ProcessGroup<ThreadGroup>) => {
 
 // ---- identity ---------------------------------------------------------------------------------
 
-const proc_id: Handler = (c) => Effect.sync(() => results.proc_id.pid(c, c.tg.pid))
+const proc_id: Handler = (c) => Effect.sync(() => ProcIdResults.pid(c, c.tg.pid))
 
 const proc_parent: Handler = (c) =>
   Effect.suspend(() => {
-    const target = visible(c, args.proc_parent.pid(c))
+    const target = visible(c, ProcParentArgs.pid(c))
     if (target === undefined) return fail(Errno.SRCH)
-    results.proc_parent.parent(c, target.parent?.pidIn(c.tg.pidNamespace) ?? 0)
+    ProcParentResults.parent(c, target.parent?.pidIn(c.tg.pidNamespace) ?? 0)
     return Effect.void
   })
 
@@ -69,8 +93,8 @@ const proc_parent: Handler = (c) =>
 
 const proc_signal: Handler = (c) =>
   Effect.gen(function*() {
-    const pid = args.proc_signal.pid(c)
-    const signo = signalFromWasi(args.proc_signal.signal(c))
+    const pid = ProcSignalArgs.pid(c)
+    const signo = signalFromWasi(ProcSignalArgs.signal(c))
     if (signo === undefined || (signo !== 0 && !isValidSignal(signo))) return yield* fail(Errno.INVAL)
     const ns = c.tg.pidNamespace
     let targets: ReadonlyArray<ThreadGroup>
@@ -109,13 +133,13 @@ const putJoinStatus = (c: SyscallContext, type: number, code: number, signal: nu
  * proc_join(option_pid, flags): args are the option's tag and pid, then the flags. Answers the
  * joined child's pid (0 for none) and the join_status payload.
  */
-const joined = results.proc_join.pid
+const joined = ProcJoinResults.pid
 
 const proc_join: Handler = (c) =>
   Effect.gen(function*() {
-    const tag = args.proc_join.tag(c)
-    const pid = args.proc_join.pid(c)
-    const flags = args.proc_join.flags(c)
+    const tag = ProcJoinArgs.tag(c)
+    const pid = ProcJoinArgs.pid(c)
+    const flags = ProcJoinArgs.flags(c)
     if (tag > 1 || (flags & ~(JoinFlags.NON_BLOCKING | JoinFlags.WAKE_STOPPED)) !== 0) return yield* fail(Errno.INVAL)
     const ns = c.tg.pidNamespace
     for (;;) {
@@ -176,16 +200,16 @@ const fd_pipe: Handler = (c) =>
     const writeFd = yield* fds.allocate(write).pipe(
       Effect.tapError(() => Effect.zipRight(fds.close(readFd).pipe(Effect.ignore), write.description.close))
     )
-    results.fd_pipe.readFd(c, readFd)
-    results.fd_pipe.writeFd(c, writeFd)
+    FdPipeResults.readFd(c, readFd)
+    FdPipeResults.writeFd(c, writeFd)
   })
 
 const fd_dup: Handler = (c) =>
   Effect.gen(function*() {
-    const entry = yield* c.tg.fdTable.get(args.fd_dup.fd(c))
+    const entry = yield* c.tg.fdTable.get(FdDupArgs.fd(c))
     // The copy shares the description (offset, status flags) but is not a preopen.
     const { preopen: _, ...copy } = entry
-    results.fd_dup.copy(c, yield* c.tg.fdTable.allocate(copy))
+    FdDupResults.copy(c, yield* c.tg.fdTable.allocate(copy))
   })
 
 // ---- spawning ---------------------------------------------------------------------------------
@@ -207,8 +231,7 @@ const stringsAt = (c: SyscallContext, at: number, length: number): Effect.Effect
 /** A declared `bytes` argument as packed NUL-terminated strings. */
 const stringsArg = (c: SyscallContext, field: BytesArg) => stringsAt(c, field.at(c), field.length(c))
 
-const Spawn = args.proc_spawn
-const spawnFds = [Spawn.fd0, Spawn.fd1, Spawn.fd2] as const
+const spawnFds = [ProcSpawnArgs.fd0, ProcSpawnArgs.fd1, ProcSpawnArgs.fd2] as const
 
 /**
  * proc_spawn: path, argv and envp are packed one after another in the data area, then nfds,
@@ -217,16 +240,16 @@ const spawnFds = [Spawn.fd0, Spawn.fd1, Spawn.fd2] as const
  */
 const proc_spawn: Handler = (c) =>
   Effect.gen(function*() {
-    const pathLength = Spawn.path.length(c)
-    const nfds = Spawn.nfds(c)
-    const pgid = Spawn.pgid(c)
-    const flags = Spawn.flags(c)
+    const pathLength = ProcSpawnArgs.path.length(c)
+    const nfds = ProcSpawnArgs.nfds(c)
+    const pgid = ProcSpawnArgs.pgid(c)
+    const flags = ProcSpawnArgs.flags(c)
     if (nfds > 3 || pgid < -1 || (flags & ~(SpawnFlags.SEARCH_PATH | SpawnFlags.RESET_SIGNALS)) !== 0) {
       return yield* fail(Errno.INVAL)
     }
-    const path = yield* pathArg(c, Spawn.path)
-    const argv = yield* stringsArg(c, Spawn.argv)
-    const env = yield* stringsArg(c, Spawn.envp)
+    const path = yield* pathArg(c, ProcSpawnArgs.path)
+    const argv = yield* stringsArg(c, ProcSpawnArgs.argv)
+    const env = yield* stringsArg(c, ProcSpawnArgs.envp)
     if (argv.length === 0 || path.length === 0) return yield* fail(pathLength === 0 ? Errno.NOENT : Errno.INVAL)
     const group = pgid === -1 ? c.tg.group : pgid === 0 ? "new" as const : groupInSession(c, pgid)
     if (group === undefined) return yield* fail(Errno.PERM)
@@ -283,7 +306,7 @@ const proc_spawn: Handler = (c) =>
       // Had the child been created, its table would hold the child's ends of new pipes.
       Effect.tapError(() => closeNewEnds)
     )
-    results.proc_spawn.pid(c, child.pidIn(c.tg.pidNamespace))
+    ProcSpawnResults.pid(c, child.pidIn(c.tg.pidNamespace))
     for (let i = 0; i < nfds; i++) c.channel.dataView.setInt32(i * 4, answer[i]!, true)
     setPayloadLength(c, nfds * 4)
   })
@@ -299,8 +322,8 @@ const selfOrChild = (c: SyscallContext, pid: number): ThreadGroup | undefined =>
 
 const proc_setpgid: Handler = (c) =>
   Effect.suspend(() => {
-    const pid = args.proc_setpgid.pid(c)
-    const pgid = args.proc_setpgid.pgid(c)
+    const pid = ProcSetpgidArgs.pid(c)
+    const pgid = ProcSetpgidArgs.pgid(c)
     if (pid < 0 || pgid < 0) return fail(Errno.INVAL)
     const target = selfOrChild(c, pid)
     if (target === undefined) return fail(Errno.SRCH)
@@ -323,9 +346,9 @@ const selfOr = (c: SyscallContext, pid: number): ThreadGroup | undefined => pid 
 
 const proc_getpgid: Handler = (c) =>
   Effect.suspend(() => {
-    const target = selfOr(c, args.proc_getpgid.pid(c))
+    const target = selfOr(c, ProcGetpgidArgs.pid(c))
     if (target === undefined) return fail(Errno.SRCH)
-    results.proc_getpgid.pgid(c, target.group.idIn(c.tg.pidNamespace))
+    ProcGetpgidResults.pgid(c, target.group.idIn(c.tg.pidNamespace))
     return Effect.void
   })
 
@@ -333,15 +356,15 @@ const proc_setsid: Handler = (c) =>
   Effect.suspend(() => {
     if (c.tg.group.leader === c.tg) return fail(Errno.PERM)
     moveToGroup(c.tg, c.services.newGroup(c.tg, "new"))
-    results.proc_setsid.sid(c, c.tg.pid)
+    ProcSetsidResults.sid(c, c.tg.pid)
     return Effect.void
   })
 
 const proc_getsid: Handler = (c) =>
   Effect.suspend(() => {
-    const target = selfOr(c, args.proc_getsid.pid(c))
+    const target = selfOr(c, ProcGetsidArgs.pid(c))
     if (target === undefined) return fail(Errno.SRCH)
-    results.proc_getsid.sid(c, target.group.session.idIn(c.tg.pidNamespace))
+    ProcGetsidResults.sid(c, target.group.session.idIn(c.tg.pidNamespace))
     return Effect.void
   })
 
@@ -356,14 +379,14 @@ const controllingTerminal = (c: SyscallContext, fd: number) =>
 
 const tty_getpgrp: Handler = (c) =>
   Effect.map(
-    controllingTerminal(c, args.tty_getpgrp.fd(c)),
-    (terminal) => results.tty_getpgrp.pgid(c, terminal.foreground?.idIn(c.tg.pidNamespace) ?? 0)
+    controllingTerminal(c, TtyGetpgrpArgs.fd(c)),
+    (terminal) => TtyGetpgrpResults.pgid(c, terminal.foreground?.idIn(c.tg.pidNamespace) ?? 0)
   )
 
 const tty_setpgrp: Handler = (c) =>
   Effect.gen(function*() {
-    const terminal = yield* controllingTerminal(c, args.tty_setpgrp.fd(c))
-    const pgid = args.tty_setpgrp.pgid(c)
+    const terminal = yield* controllingTerminal(c, TtySetpgrpArgs.fd(c))
+    const pgid = TtySetpgrpArgs.pgid(c)
     if (pgid < 0) return yield* fail(Errno.INVAL)
     const group = groupInSession(c, pgid)
     if (group === undefined) return yield* fail(Errno.PERM)
@@ -375,10 +398,10 @@ const tty_setpgrp: Handler = (c) =>
 /** proc_sigignore(signal, ignore): sets a signal's disposition to ignore, or back to its default. */
 const proc_sigignore: Handler = (c) =>
   Effect.suspend(() => {
-    const signo = signalFromWasi(args.proc_sigignore.signal(c))
+    const signo = signalFromWasi(ProcSigignoreArgs.signal(c))
     if (signo === undefined || !isValidSignal(signo) || signo === SIGKILL || signo === SIGSTOP) return fail(Errno.INVAL)
     const ignored = new Set(c.tg.ignoredSignals)
-    if (args.proc_sigignore.ignore(c) !== 0) ignored.add(signo)
+    if (ProcSigignoreArgs.ignore(c) !== 0) ignored.add(signo)
     else ignored.delete(signo)
     c.tg.ignoredSignals = ignored
     return Effect.void
@@ -388,7 +411,7 @@ const proc_sigignore: Handler = (c) =>
 
 /** proc_raise numbers signals as WASI's enum does (not as Linux does from 16 on). */
 const proc_raise: Handler = (c) => {
-  const signo = signalFromWasi(args.proc_raise.signal(c))
+  const signo = signalFromWasi(ProcRaiseArgs.signal(c))
   return signo !== undefined && isValidSignal(signo) ? c.raise(signo) : fail(Errno.INVAL)
 }
 

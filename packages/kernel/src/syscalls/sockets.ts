@@ -11,11 +11,17 @@ import { flatMapNow } from "../settled.js"
 import type { Handler, SyscallContext } from "./context.js"
 import { entryWith } from "./lookup.js"
 
+// Each call's accessors, looked up once (see platform/syscallAbi.ts).
+const SockAcceptArgs = args.sock_accept
+const SockRecvArgs = args.sock_recv
+const SockSendArgs = args.sock_send
+const SockShutdownArgs = args.sock_shutdown
+
 const notSocket = (fd: (c: SyscallContext) => number): Handler => (c) => flatMapNow(entryWith(c, fd(c), 0n), () => fail(Errno.NOTSOCK))
 
 export const socketHandlers = {
-  sock_accept: notSocket(args.sock_accept.fd),
-  sock_recv: notSocket(args.sock_recv.fd),
-  sock_send: notSocket(args.sock_send.fd),
-  sock_shutdown: notSocket(args.sock_shutdown.fd)
+  sock_accept: notSocket(SockAcceptArgs.fd),
+  sock_recv: notSocket(SockRecvArgs.fd),
+  sock_send: notSocket(SockSendArgs.fd),
+  sock_shutdown: notSocket(SockShutdownArgs.fd)
 } as const satisfies Record<string, Handler>
