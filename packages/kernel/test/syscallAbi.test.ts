@@ -10,9 +10,9 @@ import { ChannelViews, DATA_SIZE, Word } from "../src/platform/channel.js"
 import {
   argPlace,
   args,
-  copyGuestResults,
+  compileGuestStub,
   declarations,
-  encodeGuestCall,
+  type GuestSide,
   guestImports,
   I64_RESULT_SLOT,
   plan,
@@ -131,12 +131,27 @@ describe("the declared syscall ABI", () => {
         for (const d of drawn) if (d.kind === "bytes") mem.set(d.content, d.ptr)
         const params = paramsOf(drawn)
         const c = { channel }
+        let served = 0
+        const side: GuestSide = {
+          channel,
+          enter: () => {},
+          refresh: () => {},
+          memory: () => mem,
+          view: () => view,
+          roundTrip: (n) => {
+            served++
+            assert.strictEqual(n, p.number)
+            serve()
+            return Errno.SUCCESS
+          }
+        }
+        // The guest's side: the stub compiled from the declaration, as the worker compiles it.
+        const stub = compileGuestStub(p, side)
+        assert.strictEqual(stub.length, params.length)
 
-        // The guest's side: the generic stub's encoder.
-        assert.strictEqual(encodeGuestCall(p, channel, mem, params), Errno.SUCCESS)
+        // The sentry's side: the declared accessors decode the request, then answer it.
+        const serve = () => {
         assert.strictEqual(channel.words[Word.NARGS], p.nargs)
-
-        // The sentry's side: the declared accessors.
         const decode = args[p.name] as Record<string, unknown>
         p.fields.forEach((f, i) => {
           const d = drawn[i]!
@@ -165,7 +180,9 @@ describe("the declared syscall ABI", () => {
             channel.words[Word.RESULT_LENGTH] = payload.length
           }
         })
-        copyGuestResults(p, channel, mem, view, params)
+        }
+        assert.strictEqual(stub(...params), Errno.SUCCESS)
+        assert.strictEqual(served, 1)
         p.fields.forEach((f, i) => {
           const d = drawn[i]!
           if (f.kind === "u32Out") assert.strictEqual(view.getUint32(d.kind === "out" ? d.ptr : -1, true), Number((d as { answer: number }).answer) >>> 0, f.name)
@@ -206,16 +223,30 @@ describe("the declared syscall ABI", () => {
     assert.deepStrictEqual([args.proc_spawn.path.at(c), args.proc_spawn.argv.at(c), args.proc_spawn.envp.at(c)], [0, 3, 8])
   })
 
-  it("a generic stub answers EFAULT for a pointer outside guest memory and ENAMETOOLONG past the data area, as the shims did", () => {
+  it("a generic stub answers EFAULT for a pointer outside guest memory and ENAMETOOLONG past the data area (without a request), as the shims did", () => {
     const channel = ChannelViews.allocate()
-    const mem = new Uint8Array(MEMORY)
-    assert.strictEqual(encodeGuestCall(plan("fd_fdstat_get"), channel, mem, [1, MEMORY - 8]), Errno.FAULT)
-    assert.strictEqual(encodeGuestCall(plan("fd_fdstat_get"), channel, mem, [1, -1]), Errno.FAULT)
-    assert.strictEqual(encodeGuestCall(plan("fd_fdstat_get"), channel, mem, [1, MEMORY - 24]), Errno.SUCCESS)
-    assert.strictEqual(encodeGuestCall(plan("path_unlink_file"), channel, mem, [3, MEMORY - 4, 5]), Errno.FAULT)
-    const big = new Uint8Array(DATA_SIZE + 2)
-    assert.strictEqual(encodeGuestCall(plan("path_unlink_file"), channel, big, [3, 0, DATA_SIZE + 1]), Errno.NAMETOOLONG)
-    assert.strictEqual(encodeGuestCall(plan("fd_tell"), channel, mem, [3, MEMORY - 4]), Errno.FAULT)
+    let mem = new Uint8Array(MEMORY)
+    let requests = 0
+    const side: GuestSide = {
+      channel,
+      enter: () => {},
+      refresh: () => {},
+      memory: () => mem,
+      view: () => new DataView(mem.buffer),
+      roundTrip: () => (requests++, Errno.SUCCESS)
+    }
+    const stub = (name: SyscallName) => compileGuestStub(plan(name), side)
+    assert.strictEqual(stub("fd_fdstat_get")(1, MEMORY - 8), Errno.FAULT)
+    assert.strictEqual(stub("fd_fdstat_get")(1, -1), Errno.FAULT)
+    assert.strictEqual(stub("path_unlink_file")(3, MEMORY - 4, 5), Errno.FAULT)
+    assert.strictEqual(stub("fd_tell")(3, MEMORY - 4), Errno.FAULT)
+    assert.strictEqual(stub("path_readlink")(3, 0, 1, MEMORY - 2, 4, 0), Errno.FAULT)
+    assert.strictEqual(requests, 0)
+    assert.strictEqual(stub("fd_fdstat_get")(1, MEMORY - 24), Errno.SUCCESS)
+    assert.strictEqual(requests, 1)
+    mem = new Uint8Array(DATA_SIZE + 2)
+    assert.strictEqual(stub("path_unlink_file")(3, 0, DATA_SIZE + 1), Errno.NAMETOOLONG)
+    assert.strictEqual(requests, 1)
   })
 })
 

@@ -441,107 +441,118 @@ export const u64Result = (channel: ChannelViews): bigint => channel.i64[I64_RESU
 
 // ---- the guest's side: the generic stub ---------------------------------------------------------
 
-/**
- * Fills the request of a `generic` syscall from the guest's parameters (wasm values, in
- * import order): checks every pointer against guest memory `mem`, copies `bytes` fields into
- * the data area, sets words and slots. Errno.SUCCESS, Errno.FAULT, or Errno.NAMETOOLONG (a
- * bytes field past the data area); fields are handled in parameter order, so the first bad one
- * decides. Plain JS, no allocation.
- */
-export const encodeGuestCall = (
-  p: SyscallPlan,
-  channel: ChannelViews,
-  mem: Uint8Array,
-  params: ArrayLike<number | bigint>
-): number => {
-  const { kinds, place } = p
-  const words = channel.words
-  const size = mem.length
-  let at = 0
-  let arg = 0
-  for (let i = 0; i < kinds.length; i++) {
-    switch (kinds[i]) {
-      case K.u32:
-      case K.s32:
-        words[place[i]!] = params[arg++] as number
-        break
-      case K.u64:
-        channel.i64[place[i]!] = params[arg++] as bigint
-        break
-      case K.bytes: {
-        const ptr = (params[arg++] as number) >>> 0
-        const len = (params[arg++] as number) >>> 0
-        if (ptr + len > size) return Errno.FAULT
-        if (at + len > DATA_SIZE) return Errno.NAMETOOLONG
-        channel.data.set(mem.subarray(ptr, ptr + len), at)
-        at += len
-        words[place[i]!] = len
-        break
-      }
-      case K.capacity: {
-        const ptr = (params[arg++] as number) >>> 0
-        const len = (params[arg++] as number) >>> 0
-        if (ptr + len > size) return Errno.FAULT
-        words[place[i]!] = Math.min(len, DATA_SIZE)
-        break
-      }
-      case K.ignored:
-        arg++
-        break
-      case K.u32Out:
-        if (((params[arg++] as number) >>> 0) + 4 > size) return Errno.FAULT
-        break
-      case K.u64Out:
-        if (((params[arg++] as number) >>> 0) + 8 > size) return Errno.FAULT
-        break
-      case K.structOut:
-        if (((params[arg++] as number) >>> 0) + place[i]! > size) return Errno.FAULT
-        break
-    }
-  }
-  words[Word.NARGS] = p.nargs
-  return Errno.SUCCESS
+/** What a generic stub needs of the worker it runs in. */
+export interface GuestSide {
+  readonly channel: ChannelViews
+  /** A syscall boundary (a pending stop enters the sentry here), then the memory views' refresh. */
+  readonly enter: () => void
+  /** Refreshes the memory views (memory.grow may have replaced the buffer). */
+  readonly refresh: () => void
+  /** Guest memory, as of the last refresh. */
+  readonly memory: () => Uint8Array
+  readonly view: () => DataView
+  /** Publishes the request of syscall `n`, waits for the answer; its errno. */
+  readonly roundTrip: (n: number) => number
 }
 
 /**
- * Copies a successful answer of a `generic` syscall to the guest's out-pointers (checked by
- * encodeGuestCall, against the same memory): u32/u64 results, and the payload of a capacity or
- * structOut field.
+ * The source of a `generic` syscall's stub: straight-line JS written from the declaration
+ * (no loop over fields, no array of arguments), taking the guest's wasm values in import order.
+ * Fields are handled in parameter order, so the first bad one decides: a pointer outside guest
+ * memory is EFAULT, a `bytes` field past the data area ENAMETOOLONG. After a successful call
+ * the answer is copied to the guest's pointers: u32/u64 results, and the payload of a
+ * capacity or structOut field.
  */
-export const copyGuestResults = (
-  p: SyscallPlan,
-  channel: ChannelViews,
-  mem: Uint8Array,
-  view: DataView,
-  params: ArrayLike<number | bigint>
-): void => {
-  const { kinds, place } = p
-  let arg = 0
-  for (let i = 0; i < kinds.length; i++) {
-    switch (kinds[i]) {
-      case K.bytes:
-        arg += 2
+export const stubSource = (p: SyscallPlan): string => {
+  const params: Array<string> = []
+  const encode: Array<string> = []
+  const copy: Array<string> = []
+  let packed = false
+  p.fields.forEach((f, i) => {
+    const where = p.place[i]!
+    const a = `a${params.length}`
+    switch (f.kind) {
+      case "u32":
+      case "s32":
+        params.push(a)
+        encode.push(`words[${where}] = ${a}`)
         break
-      case K.capacity: {
-        const ptr = (params[arg] as number) >>> 0
-        arg += 2
-        mem.set(channel.data.subarray(0, channel.words[Word.RESULT_LENGTH]!), ptr)
+      case "u64":
+        params.push(a)
+        encode.push(`i64[${where}] = ${a}`)
+        break
+      case "ignored":
+        params.push(a)
+        break
+      case "bytes": {
+        const b = `a${params.length + 1}`
+        params.push(a, b)
+        packed = true
+        encode.push(
+          `{ const ptr = ${a} >>> 0, len = ${b} >>> 0`,
+          `  if (ptr + len > size) return ${Errno.FAULT}`,
+          `  if (at + len > ${DATA_SIZE}) return ${Errno.NAMETOOLONG}`,
+          `  data.set(mem.subarray(ptr, ptr + len), at)`,
+          `  at += len`,
+          `  words[${where}] = len }`
+        )
         break
       }
-      case K.u32Out:
-        view.setUint32((params[arg++] as number) >>> 0, channel.words[place[i]!]! >>> 0, true)
+      case "capacity": {
+        const b = `a${params.length + 1}`
+        params.push(a, b)
+        encode.push(
+          `{ const ptr = ${a} >>> 0, len = ${b} >>> 0`,
+          `  if (ptr + len > size) return ${Errno.FAULT}`,
+          `  words[${where}] = len < ${DATA_SIZE} ? len : ${DATA_SIZE} }`
+        )
+        copy.push(`side.memory().set(data.subarray(0, words[${Word.RESULT_LENGTH}]), ${a} >>> 0)`)
         break
-      case K.u64Out:
-        view.setBigUint64((params[arg++] as number) >>> 0, BigInt.asUintN(64, channel.i64[place[i]!]!), true)
+      }
+      case "u32Out":
+        params.push(a)
+        encode.push(`if ((${a} >>> 0) + 4 > size) return ${Errno.FAULT}`)
+        copy.push(`side.view().setUint32(${a} >>> 0, words[${where}] >>> 0, true)`)
         break
-      case K.structOut:
-        mem.set(channel.data.subarray(0, channel.words[Word.RESULT_LENGTH]!), (params[arg++] as number) >>> 0)
+      case "u64Out":
+        params.push(a)
+        encode.push(`if ((${a} >>> 0) + 8 > size) return ${Errno.FAULT}`)
+        copy.push(`side.view().setBigUint64(${a} >>> 0, BigInt.asUintN(64, i64[${where}]), true)`)
+        break
+      case "structOut":
+        params.push(a)
+        encode.push(`if ((${a} >>> 0) + ${f.size} > size) return ${Errno.FAULT}`)
+        copy.push(`side.memory().set(data.subarray(0, words[${Word.RESULT_LENGTH}]), ${a} >>> 0)`)
         break
       default:
-        arg++
-        break
+        throw new Error(`syscall ABI: ${p.name}: ${f.kind} in a generic stub`)
     }
-  }
+  })
+  return [
+    `return function ${p.name}(${params.join(", ")}) {`,
+    `  side.enter()`,
+    `  const mem = side.memory()`,
+    `  const size = mem.length`,
+    ...(packed ? [`  let at = 0`] : []),
+    ...encode.map((line) => `  ${line}`),
+    `  words[${Word.NARGS}] = ${p.nargs}`,
+    `  const errno = side.roundTrip(${p.number})`,
+    `  if (errno !== ${Errno.SUCCESS}) return errno`,
+    ...(copy.length > 0 ? [`  side.refresh()`, ...copy.map((line) => `  ${line}`)] : []),
+    `  return ${Errno.SUCCESS}`,
+    `}`
+  ].join("\n")
+}
+
+/**
+ * The stub of a `generic` syscall, compiled once (at worker start) from `stubSource`: the
+ * declaration is the stub, written out as the plain JS a hand-written one would be.
+ */
+export const compileGuestStub = (p: SyscallPlan, side: GuestSide): (...params: Array<number | bigint>) => number => {
+  const { words, i64, data } = side.channel
+  // The source is made from the declaration alone (numbers and fixed text), never from input.
+  // eslint-disable-next-line @typescript-eslint/no-implied-eval
+  return new Function("side", "words", "i64", "data", stubSource(p))(side, words, i64, data)
 }
 
 /**

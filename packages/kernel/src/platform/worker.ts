@@ -32,8 +32,8 @@ import {
 import { GROW_HOOK_MODULE, GROW_TABLE_EXPORT, START_EXPORT } from "./guestHooks.js"
 import {
   argPlace,
-  copyGuestResults,
-  encodeGuestCall,
+  compileGuestStub,
+  type GuestSide,
   guestImports,
   plan,
   resultPlace,
@@ -558,24 +558,17 @@ const readdir = syscall((fd: number, buf: number, bufLen: number, cookie: bigint
 
 // ---- the import object -----------------------------------------------------------------------
 
-/**
- * The stub of a `generic` syscall, made from its declaration (syscallAbi.ts): the guest's
- * arguments are checked and copied onto the channel, the answer copied back to its pointers.
- */
-const genericStub = (p: SyscallPlan) => {
-  const n = p.number
-  return (...params: Array<number | bigint>): number => {
+/** What the generic stubs (compiled from their declarations, see syscallAbi.ts) use of this worker. */
+const guestSide: GuestSide = {
+  channel,
+  enter: () => {
     checkpoint()
     refresh()
-    const bad = encodeGuestCall(p, channel, mem8, params)
-    if (bad !== Errno.SUCCESS) return bad
-    const errno = roundTrip(n)
-    if (errno === Errno.SUCCESS) {
-      refresh()
-      copyGuestResults(p, channel, mem8, memView, params)
-    }
-    return errno
-  }
+  },
+  refresh,
+  memory: () => mem8,
+  view: () => memView,
+  roundTrip
 }
 
 const POLL = {
@@ -752,7 +745,7 @@ const writtenStubs = {
   }),
 }
 
-const imports = guestImports(genericStub, writtenStubs)
+const imports = guestImports((p) => compileGuestStub(p, guestSide), writtenStubs)
 
 // ---- running a guest -------------------------------------------------------------------------
 
