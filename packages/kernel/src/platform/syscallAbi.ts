@@ -2,8 +2,9 @@
  * The syscall ABI of the channel, declared once: for every syscall, what crosses the channel
  * and where it sits. Both ends are derived from this module, so they cannot disagree:
  *
- * - the guest worker's stub: a `generic` declaration IS the stub (`encodeGuestCall` copies the
- *   guest's arguments in, `copyGuestResults` copies the answer out); a `worker` stub is written
+ * - the guest worker's stub: a `generic` declaration IS the stub (`compileGuestStub` writes it
+ *   out once, at worker start, as straight-line JS that checks the guest's pointers, copies its
+ *   arguments in and the answer out); a `worker` stub is written
  *   by hand in the worker (iovec chunking, readdir's cookie loop, the fast paths) and sets the
  *   words this module names (`plan(name).at`);
  * - the sentry's decoder: `args[name]` and `results[name]` hold, per syscall, one accessor per
