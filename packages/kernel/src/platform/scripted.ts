@@ -14,10 +14,11 @@
  * task_tree's spawns, scripted guests make no syscalls, so stops and pauses (which act at
  * syscall boundaries) do not reach them — the same as a compute-bound wasm guest.
  */
-import { Errno, syscallNumber } from "@runsc/abi"
+import { Errno } from "@runsc/abi"
 import { Deferred, Effect, Exit, FiberId } from "effect"
 import { ChannelViews, KILLED, State, type ToWorker, Word } from "./channel.js"
 import type { GuestPlatform, GuestThread, RunOutcome } from "./pool.js"
+import { argPlace, plan, type SyscallPlan } from "./syscallAbi.js"
 
 const encoder = new TextEncoder()
 
@@ -25,12 +26,12 @@ const encoder = new TextEncoder()
  * One syscall from the guest's side of the channel, without blocking the thread (the sentry
  * runs on the same one): publish the request, wait asynchronously for the response.
  */
-const channelCall = (channel: ChannelViews, n: number, args: ReadonlyArray<number>): Effect.Effect<number> =>
+const channelCall = (channel: ChannelViews, p: SyscallPlan, args: ReadonlyArray<readonly [place: number, value: number]>): Effect.Effect<number> =>
   Effect.suspend(() => {
     const words = channel.words
-    args.forEach((a, i) => (words[Word.ARG0 + i] = a))
-    words[Word.NARGS] = args.length
-    words[Word.SYSCALL] = n
+    for (const [place, value] of args) words[place] = value
+    words[Word.NARGS] = p.nargs
+    words[Word.SYSCALL] = p.number
     Atomics.store(words, Word.STATE, State.REQUEST)
     Atomics.notify(words, Word.STATE)
     const response: Effect.Effect<number> = Effect.suspend(() => {
@@ -56,7 +57,14 @@ const spawnChild = (channel: ChannelViews, argv: ReadonlyArray<string>): Effect.
     channel.data.set(path, 0)
     channel.data.set(args, path.length)
     channel.data.set(env, path.length + args.length)
-    return channelCall(channel, syscallNumber.proc_spawn, [path.length, args.length, env.length, 0, -1, 1])
+    return channelCall(channel, plan("proc_spawn"), [
+      [argPlace("proc_spawn", "path"), path.length],
+      [argPlace("proc_spawn", "argv"), args.length],
+      [argPlace("proc_spawn", "envp"), env.length],
+      [argPlace("proc_spawn", "nfds"), 0],
+      [argPlace("proc_spawn", "pgid"), -1],
+      [argPlace("proc_spawn", "flags"), 1]
+    ])
   })
 
 class ScriptedThread implements GuestThread {

@@ -10,7 +10,7 @@
  * After a guest ends, the worker reports how and waits for the next `Run`, so the sentry can
  * reuse it for another process. It never keeps guest state across runs.
  */
-import { Errno, errnoFromHostCode, Layout, syscallNumber as N } from "@runsc/abi"
+import { Errno, errnoFromHostCode, Layout } from "@runsc/abi"
 import { randomFillSync } from "node:crypto"
 import * as Fs from "node:fs"
 import { parentPort, workerData } from "node:worker_threads"
@@ -30,6 +30,15 @@ import {
   Word
 } from "./channel.js"
 import { GROW_HOOK_MODULE, GROW_TABLE_EXPORT, START_EXPORT } from "./guestHooks.js"
+import {
+  argPlace,
+  compileGuestStub,
+  type GuestSide,
+  guestImports,
+  plan,
+  resultPlace,
+  type SyscallPlan
+} from "./syscallAbi.js"
 
 const port = parentPort!
 const channel = new ChannelViews(workerData.buffer as SharedArrayBuffer)
@@ -65,14 +74,19 @@ const roundTrip = (syscall: number): number => {
  * pending stop), each first enters the sentry, which holds it until it may go on.
  */
 const checkpoint = (): void => {
-  if (Atomics.load(words, Word.ATTENTION) !== 0) call(N.sched_yield)
+  if (Atomics.load(words, Word.ATTENTION) !== 0) request(SCHED_YIELD)
 }
 
-const call = (syscall: number, ...args: ReadonlyArray<number>): number => {
-  for (let i = 0; i < args.length; i++) words[Word.ARG0 + i] = args[i]!
-  words[Word.NARGS] = args.length
-  return roundTrip(syscall)
+/**
+ * Sends the request of a hand-written stub, which has set the words and slots its declaration
+ * places (syscallAbi.ts); the errno.
+ */
+const request = (p: SyscallPlan): number => {
+  words[Word.NARGS] = p.nargs
+  return roundTrip(p.number)
 }
+
+const SCHED_YIELD = plan("sched_yield")
 
 // ---- guest memory --------------------------------------------------------------------------
 
@@ -164,7 +178,9 @@ const syscall = <A extends Array<any>>(f: (...args: A) => number) => (...args: A
 const growMemory = (pages: number): number => {
   const current = memory!.buffer.byteLength / 65536
   if (pages === 0) return current
-  if (call(N.memory_grow, current, pages >>> 0) !== Errno.SUCCESS) return -1
+  words[GROW.current] = current
+  words[GROW.pages] = pages >>> 0
+  if (request(GROW.plan) !== Errno.SUCCESS) return -1
   try {
     memory!.grow(pages >>> 0)
   } catch {
@@ -174,6 +190,8 @@ const growMemory = (pages: number): number => {
   refresh()
   return current
 }
+
+const GROW = { plan: plan("memory_grow"), current: argPlace("memory_grow", "current"), pages: argPlace("memory_grow", "pages") }
 
 /** growMemory as a wasm function, which the instrumented module's table can hold. */
 const growHook = new WebAssembly.Instance(new WebAssembly.Module(GROW_HOOK_MODULE), { runsc: { grow: growMemory } }).exports["grow"]!
@@ -320,14 +338,55 @@ const fdWrite = (fd: number, iovs: number, iovsLen: number, nwrittenPtr: number)
 }
 
 const writeViaSentry = (fd: number, iovs: number, iovsLen: number, nwrittenPtr: number): number =>
-  syscall(() => writeThroughSentry(N.fd_write, fd, readIovecs(iovs, iovsLen), undefined, nwrittenPtr))()
+  syscall(() => writeThroughSentry(WRITE, fd, readIovecs(iovs, iovsLen), undefined, nwrittenPtr))()
+
+/** Where fd_read, fd_pread, fd_write and fd_pwrite place their fd, byte count, offset and answer. */
+interface Transfer {
+  readonly plan: SyscallPlan
+  readonly fd: number
+  /** The word of the byte count: gathered (writes) or wanted (reads). */
+  readonly length: number
+  /** The i64 slot of the offset (positional calls; -1 otherwise). */
+  readonly offset: number
+  /** The result word of the bytes transferred. */
+  readonly done: number
+}
+
+const WRITE: Transfer = {
+  plan: plan("fd_write"),
+  fd: argPlace("fd_write", "fd"),
+  length: argPlace("fd_write", "iovs"),
+  offset: -1,
+  done: resultPlace("fd_write", "nwritten")
+}
+const PWRITE: Transfer = {
+  plan: plan("fd_pwrite"),
+  fd: argPlace("fd_pwrite", "fd"),
+  length: argPlace("fd_pwrite", "iovs"),
+  offset: argPlace("fd_pwrite", "offset"),
+  done: resultPlace("fd_pwrite", "nwritten")
+}
+const READ: Transfer = {
+  plan: plan("fd_read"),
+  fd: argPlace("fd_read", "fd"),
+  length: argPlace("fd_read", "iovs"),
+  offset: -1,
+  done: resultPlace("fd_read", "nread")
+}
+const PREAD: Transfer = {
+  plan: plan("fd_pread"),
+  fd: argPlace("fd_pread", "fd"),
+  length: argPlace("fd_pread", "iovs"),
+  offset: argPlace("fd_pread", "offset"),
+  done: resultPlace("fd_pread", "nread")
+}
 
 /**
  * Gathers iovecs into the data area, in DATA_SIZE chunks when larger. A later chunk's error or
  * short write ends the loop and reports what was written so far, as a short writev would.
  */
 const writeThroughSentry = (
-  n: number,
+  t: Transfer,
   fd: number,
   vecs: Array<[number, number]>,
   offset: bigint | undefined,
@@ -351,13 +410,15 @@ const writeThroughSentry = (
         vo = 0
       }
     }
-    if (offset !== undefined) i64[0] = offset + BigInt(total)
-    const errno = call(n, fd, pending)
+    words[t.fd] = fd
+    words[t.length] = pending
+    if (offset !== undefined) i64[t.offset] = offset + BigInt(total)
+    const errno = request(t.plan)
     if (errno !== Errno.SUCCESS) {
       if (total === 0) return errno
       break
     }
-    const written = words[Word.RESULT0]!
+    const written = words[t.done]!
     total += written
     if (written < pending || vi >= vecs.length) break
   }
@@ -367,7 +428,7 @@ const writeThroughSentry = (
 }
 
 const readThroughSentry = (
-  n: number,
+  t: Transfer,
   fd: number,
   iovs: number,
   iovsLen: number,
@@ -377,10 +438,12 @@ const readThroughSentry = (
   const vecs = readIovecs(iovs, iovsLen)
   if (!inBounds(nreadPtr, 4)) return Errno.FAULT
   const want = Math.min(DATA_SIZE, vecs.reduce((s, [, l]) => s + l, 0))
-  if (offset !== undefined) i64[0] = offset
-  const errno = call(n, fd, want)
+  words[t.fd] = fd
+  words[t.length] = want
+  if (offset !== undefined) i64[t.offset] = offset
+  const errno = request(t.plan)
   if (errno !== Errno.SUCCESS) return errno
-  const got = words[Word.RESULT0]!
+  const got = words[t.done]!
   refresh()
   let at = 0
   for (const [ptr, len] of vecs) {
@@ -440,34 +503,12 @@ const STREAM_PARKS = 8
 
 const MAX_SAFE = BigInt(Number.MAX_SAFE_INTEGER)
 
-/** A call whose only output is a fixed-size struct copied from the data area to `outPtr`. */
-const withStructOut = (n: number, outPtr: number, size: number, ...args: Array<number>): number => {
-  if (!inBounds(outPtr, size)) return Errno.FAULT
-  const errno = call(n, ...args)
-  if (errno === Errno.SUCCESS) copyOut(outPtr)
-  return errno
-}
-
-/** A call whose only output is one u32 (RESULT0) stored at `outPtr`. */
-const withU32Out = (n: number, outPtr: number, ...args: Array<number>): number => {
-  if (!inBounds(outPtr, 4)) return Errno.FAULT
-  const errno = call(n, ...args)
-  if (errno === Errno.SUCCESS) {
-    refresh()
-    putU32(outPtr, words[Word.RESULT0]!)
-  }
-  return errno
-}
-
-/** A call whose only output is one u64 (i64 slot 4) stored at `outPtr`. */
-const withU64Out = (n: number, outPtr: number, ...args: Array<number>): number => {
-  if (!inBounds(outPtr, 8)) return Errno.FAULT
-  const errno = call(n, ...args)
-  if (errno === Errno.SUCCESS) {
-    refresh()
-    putU64(outPtr, i64[4]!)
-  }
-  return errno
+const READDIR = {
+  plan: plan("fd_readdir"),
+  fd: argPlace("fd_readdir", "fd"),
+  capacity: argPlace("fd_readdir", "buf"),
+  cookie: argPlace("fd_readdir", "cookie"),
+  bufused: resultPlace("fd_readdir", "bufused")
 }
 
 const readdir = syscall((fd: number, buf: number, bufLen: number, cookie: bigint, bufusedPtr: number): number => {
@@ -480,13 +521,15 @@ const readdir = syscall((fd: number, buf: number, bufLen: number, cookie: bigint
   let next = cookie
   for (;;) {
     const want = Math.min(DATA_SIZE, bufLen - used)
-    i64[0] = next
-    const errno = call(N.fd_readdir, fd, want)
+    words[READDIR.fd] = fd
+    words[READDIR.capacity] = want
+    i64[READDIR.cookie] = next
+    const errno = request(READDIR.plan)
     if (errno !== Errno.SUCCESS) {
       if (used === 0) return errno
       break
     }
-    const got = words[Word.RESULT0]!
+    const got = words[READDIR.bufused]!
     refresh()
     mem8.set(data.subarray(0, got), buf + used)
     if (got < want || used + got >= bufLen) {
@@ -515,17 +558,54 @@ const readdir = syscall((fd: number, buf: number, bufLen: number, cookie: bigint
 
 // ---- the import object -----------------------------------------------------------------------
 
-const scalar = (n: number) => syscall((...args: Array<number | bigint>): number => {
-  let slot = 0
-  const ints: Array<number> = []
-  for (const a of args) {
-    if (typeof a === "bigint") i64[slot++] = a
-    else ints.push(a)
-  }
-  return call(n, ...ints)
-})
+/** What the generic stubs (compiled from their declarations, see syscallAbi.ts) use of this worker. */
+const guestSide: GuestSide = {
+  channel,
+  enter: () => {
+    checkpoint()
+    refresh()
+  },
+  refresh,
+  memory: () => mem8,
+  view: () => memView,
+  roundTrip
+}
 
-const wasiImports = {
+const POLL = {
+  plan: plan("poll_oneoff"),
+  nsubs: argPlace("poll_oneoff", "nsubs"),
+  nevents: resultPlace("poll_oneoff", "nevents")
+}
+
+const JOIN = {
+  plan: plan("proc_join"),
+  tag: argPlace("proc_join", "tag"),
+  pid: argPlace("proc_join", "pid"),
+  flags: argPlace("proc_join", "flags"),
+  joined: resultPlace("proc_join", "pid")
+}
+
+const SPAWN = {
+  plan: plan("proc_spawn"),
+  path: argPlace("proc_spawn", "path"),
+  argv: argPlace("proc_spawn", "argv"),
+  envp: argPlace("proc_spawn", "envp"),
+  fds: [argPlace("proc_spawn", "fd0"), argPlace("proc_spawn", "fd1"), argPlace("proc_spawn", "fd2")],
+  nfds: argPlace("proc_spawn", "nfds"),
+  pgid: argPlace("proc_spawn", "pgid"),
+  flags: argPlace("proc_spawn", "flags"),
+  pid: resultPlace("proc_spawn", "pid")
+}
+
+const OptionPid = Layout.optionPid
+const JoinStatus = Layout.joinStatus
+
+/**
+ * The stubs written here: the calls declared `served` (answered in this worker) and `worker`
+ * (their guest side is more than a copy: iovecs, readdir's loop, the fast paths). Every other
+ * import is a generic stub; `guestImports` checks that this table holds exactly the declared ones.
+ */
+const writtenStubs = {
   args_get: syscall((ptrs: number, buf: number) => stringsGet(argBlobs)(ptrs, buf)),
   args_sizes_get: syscall((c: number, s: number) => sizesGet(argBlobs)(c, s)),
   environ_get: syscall((ptrs: number, buf: number) => stringsGet(envBlobs)(ptrs, buf)),
@@ -545,36 +625,16 @@ const wasiImports = {
     memView.setBigUint64(out >>> 0, now, true)
     return Errno.SUCCESS
   },
-  fd_advise: scalar(N.fd_advise),
-  fd_allocate: scalar(N.fd_allocate),
-  fd_close: scalar(N.fd_close),
-  fd_datasync: scalar(N.fd_datasync),
-  fd_fdstat_get: syscall((fd: number, out: number) =>
-    withStructOut(N.fd_fdstat_get, out, Layout.fdstat.sizeOf, fd)),
-  fd_fdstat_set_flags: scalar(N.fd_fdstat_set_flags),
-  fd_fdstat_set_rights: scalar(N.fd_fdstat_set_rights),
-  fd_filestat_get: syscall((fd: number, out: number) =>
-    withStructOut(N.fd_filestat_get, out, Layout.filestat.sizeOf, fd)),
-  fd_filestat_set_size: scalar(N.fd_filestat_set_size),
-  fd_filestat_set_times: scalar(N.fd_filestat_set_times),
   fd_pread: syscall((fd: number, iovs: number, len: number, offset: bigint, out: number) =>
-    readThroughSentry(N.fd_pread, fd, iovs, len, offset, out)),
-  fd_prestat_get: syscall((fd: number, out: number) =>
-    withStructOut(N.fd_prestat_get, out, Layout.prestat.sizeOf, fd)),
-  fd_prestat_dir_name: syscall((fd: number, buf: number, len: number): number => {
-    if (!inBounds(buf, len)) return Errno.FAULT
-    const errno = call(N.fd_prestat_dir_name, fd, Math.min(len >>> 0, DATA_SIZE))
-    if (errno === Errno.SUCCESS) copyOut(buf)
-    return errno
-  }),
+    readThroughSentry(PREAD, fd, iovs, len, offset, out)),
   fd_pwrite: syscall((fd: number, iovs: number, len: number, offset: bigint, out: number): number => {
     const vecs = readIovecs(iovs, len)
     if (!inBounds(out, 4)) return Errno.FAULT
-    return writeThroughSentry(N.fd_pwrite, fd, vecs, offset, out)
+    return writeThroughSentry(PWRITE, fd, vecs, offset, out)
   }),
   fd_read: syscall((fd: number, iovs: number, len: number, out: number) => {
     const lent = fastPaths && fd >>> 0 < FAST_WRITE_FDS ? fastRead[fd]! : 0
-    if (lent === 0 || Atomics.load(words, Word.ATTENTION) !== 0) return readThroughSentry(N.fd_read, fd, iovs, len, undefined, out)
+    if (lent === 0 || Atomics.load(words, Word.ATTENTION) !== 0) return readThroughSentry(READ, fd, iovs, len, undefined, out)
     const hostFd = (lent & ~FAST_NONBLOCK) - 1
     const nonBlocking = (lent & FAST_NONBLOCK) !== 0
     if (!inBounds(out >>> 0, 4)) return Errno.FAULT
@@ -584,7 +644,7 @@ const wasiImports = {
       const bufLen = memView.getUint32((iovs >>> 0) + Layout.iovec.bufLen, true)
       if (!inBounds(ptr, bufLen)) return Errno.FAULT
       const n = readHostFile(fd, hostFd, ptr, bufLen, nonBlocking)
-      if (n === VIA_SENTRY) return readThroughSentry(N.fd_read, fd, iovs, len, undefined, out)
+      if (n === VIA_SENTRY) return readThroughSentry(READ, fd, iovs, len, undefined, out)
       if (n < 0) return -n
       putU32(out, n)
       return Errno.SUCCESS
@@ -594,7 +654,7 @@ const wasiImports = {
       // Once some bytes are in, a stream with no more ends the read (as readv's would) at once.
       const n = readHostFile(fd, hostFd, ptr, bufLen, nonBlocking || total > 0)
       if (n < 0) {
-        if (total === 0) return n === VIA_SENTRY ? readThroughSentry(N.fd_read, fd, iovs, len, undefined, out) : -n
+        if (total === 0) return n === VIA_SENTRY ? readThroughSentry(READ, fd, iovs, len, undefined, out) : -n
         break
       }
       total += n
@@ -604,90 +664,18 @@ const wasiImports = {
     return Errno.SUCCESS
   }),
   fd_readdir: readdir,
-  fd_renumber: scalar(N.fd_renumber),
-  fd_seek: syscall((fd: number, delta: bigint, whence: number, out: number): number => {
-    i64[0] = delta
-    return withU64Out(N.fd_seek, out, fd, whence)
-  }),
-  fd_sync: scalar(N.fd_sync),
-  fd_tell: syscall((fd: number, out: number) => withU64Out(N.fd_tell, out, fd)),
   fd_write: fdWrite,
-  path_create_directory: syscall((fd: number, path: number, len: number) => {
-    putGuestBytes(path, len, 0)
-    return call(N.path_create_directory, fd, len)
-  }),
-  path_filestat_get: syscall((fd: number, flags: number, path: number, len: number, out: number) => {
-    putGuestBytes(path, len, 0)
-    return withStructOut(N.path_filestat_get, out, Layout.filestat.sizeOf, fd, flags, len)
-  }),
-  path_filestat_set_times: syscall(
-    (fd: number, flags: number, path: number, len: number, atim: bigint, mtim: bigint, fst: number) => {
-      putGuestBytes(path, len, 0)
-      i64[0] = atim
-      i64[1] = mtim
-      return call(N.path_filestat_set_times, fd, flags, len, fst)
-    }
-  ),
-  path_link: syscall(
-    (oldFd: number, oldFlags: number, oldPath: number, oldLen: number, newFd: number, newPath: number, newLen: number) => {
-      putGuestBytes(newPath, newLen, putGuestBytes(oldPath, oldLen, 0))
-      return call(N.path_link, oldFd, oldFlags, oldLen, newFd, newLen)
-    }
-  ),
-  path_open: syscall(
-    (
-      dirfd: number,
-      dirflags: number,
-      path: number,
-      len: number,
-      oflags: number,
-      base: bigint,
-      inheriting: bigint,
-      fdflags: number,
-      out: number
-    ) => {
-      putGuestBytes(path, len, 0)
-      i64[0] = base
-      i64[1] = inheriting
-      return withU32Out(N.path_open, out, dirfd, dirflags, len, oflags, fdflags)
-    }
-  ),
-  path_readlink: syscall((fd: number, path: number, len: number, buf: number, bufLen: number, out: number) => {
-    if (!inBounds(buf, bufLen) || !inBounds(out, 4)) return Errno.FAULT
-    putGuestBytes(path, len, 0)
-    const errno = call(N.path_readlink, fd, len, Math.min(bufLen >>> 0, DATA_SIZE))
-    if (errno === Errno.SUCCESS) {
-      copyOut(buf)
-      putU32(out, words[Word.RESULT0]!)
-    }
-    return errno
-  }),
-  path_remove_directory: syscall((fd: number, path: number, len: number) => {
-    putGuestBytes(path, len, 0)
-    return call(N.path_remove_directory, fd, len)
-  }),
-  path_rename: syscall((fd: number, oldPath: number, oldLen: number, newFd: number, newPath: number, newLen: number) => {
-    putGuestBytes(newPath, newLen, putGuestBytes(oldPath, oldLen, 0))
-    return call(N.path_rename, fd, oldLen, newFd, newLen)
-  }),
-  path_symlink: syscall((oldPath: number, oldLen: number, fd: number, newPath: number, newLen: number) => {
-    putGuestBytes(newPath, newLen, putGuestBytes(oldPath, oldLen, 0))
-    return call(N.path_symlink, oldLen, fd, newLen)
-  }),
-  path_unlink_file: syscall((fd: number, path: number, len: number) => {
-    putGuestBytes(path, len, 0)
-    return call(N.path_unlink_file, fd, len)
-  }),
   poll_oneoff: syscall((inPtr: number, outPtr: number, nsubs: number, neventsPtr: number): number => {
     nsubs >>>= 0
     const inBytes = nsubs * Layout.subscription.sizeOf
     if (!inBounds(outPtr, nsubs * Layout.event.sizeOf) || !inBounds(neventsPtr, 4)) return Errno.FAULT
     if (inBytes > DATA_SIZE) return Errno.INVAL
     putGuestBytes(inPtr, inBytes, 0)
-    const errno = call(N.poll_oneoff, nsubs)
+    words[POLL.nsubs] = nsubs
+    const errno = request(POLL.plan)
     if (errno === Errno.SUCCESS) {
       copyOut(outPtr)
-      putU32(neventsPtr, words[Word.RESULT0]!)
+      putU32(neventsPtr, words[POLL.nevents]!)
     }
     return errno
   }),
@@ -695,7 +683,6 @@ const wasiImports = {
     checkpoint()
     throw new ProcExit(code >>> 0)
   },
-  proc_raise: scalar(N.proc_raise),
   sched_yield: () => {
     checkpoint()
     return Errno.SUCCESS
@@ -705,51 +692,23 @@ const wasiImports = {
     randomFillSync(mem8, buf >>> 0, len >>> 0)
     return Errno.SUCCESS
   }),
-  sock_accept: syscall((fd: number, flags: number, out: number) => withU32Out(N.sock_accept, out, fd, flags)),
-  sock_recv: syscall((fd: number) => call(N.sock_recv, fd)),
-  sock_send: syscall((fd: number) => call(N.sock_send, fd)),
-  sock_shutdown: scalar(N.sock_shutdown)
-}
-
-// ---- process calls (docs/process-api.md) --------------------------------------------------------
-
-/** Two u32 results (RESULT0, RESULT1) stored at two guest pointers. */
-const withTwoU32Out = (n: number, out0: number, out1: number): number => {
-  if (!inBounds(out0, 4) || !inBounds(out1, 4)) return Errno.FAULT
-  const errno = call(n)
-  if (errno === Errno.SUCCESS) {
-    refresh()
-    putU32(out0, words[Word.RESULT0]!)
-    putU32(out1, words[Word.RESULT1]!)
-  }
-  return errno
-}
-
-const OptionPid = Layout.optionPid
-const JoinStatus = Layout.joinStatus
-
-const wasixImports = {
-  proc_id: syscall((out: number) => withU32Out(N.proc_id, out)),
-  proc_parent: syscall((pid: number, out: number) => withU32Out(N.proc_parent, out, pid)),
-  proc_signal: scalar(N.proc_signal),
+  // ---- process calls (docs/process-api.md)
   proc_join: syscall((pidPtr: number, flags: number, statusPtr: number): number => {
     if (!inBounds(pidPtr, OptionPid.sizeOf) || !inBounds(statusPtr, JoinStatus.sizeOf)) return Errno.FAULT
     const base = pidPtr >>> 0
-    const errno = call(N.proc_join, memView.getUint8(base + OptionPid.tag), memView.getUint32(base + OptionPid.pid, true), flags)
+    words[JOIN.tag] = memView.getUint8(base + OptionPid.tag)
+    words[JOIN.pid] = memView.getUint32(base + OptionPid.pid, true)
+    words[JOIN.flags] = flags
+    const errno = request(JOIN.plan)
     // ECHILD still reports "nothing": the sentry wrote that status too.
     if (errno !== Errno.SUCCESS && errno !== Errno.CHILD) return errno
     refresh()
-    const pid = words[Word.RESULT0]!
+    const pid = words[JOIN.joined]!
     memView.setUint8(base + OptionPid.tag, pid === 0 || errno !== Errno.SUCCESS ? 0 : 1)
     memView.setUint32(base + OptionPid.pid, errno === Errno.SUCCESS ? pid : 0, true)
     mem8.set(data.subarray(0, JoinStatus.sizeOf), statusPtr >>> 0)
     return errno
   }),
-  fd_pipe: syscall((readOut: number, writeOut: number) => withTwoU32Out(N.fd_pipe, readOut, writeOut)),
-  fd_dup: syscall((fd: number, out: number) => withU32Out(N.fd_dup, out, fd))
-}
-
-const procImports = {
   proc_spawn: syscall((
     path: number,
     pathLen: number,
@@ -768,24 +727,25 @@ const procImports = {
     if (!inBounds(fds, nfds * 4) || !inBounds(out, 4)) return Errno.FAULT
     if ((pathLen >>> 0) + (argvLen >>> 0) + (envpLen >>> 0) > DATA_SIZE) return Errno.TOOBIG
     putGuestBytes(envp, envpLen, putGuestBytes(argv, argvLen, putGuestBytes(path, pathLen, 0)))
-    for (let i = 0; i < nfds; i++) i64[i] = BigInt(memView.getInt32((fds >>> 0) + i * 4, true))
-    const errno = call(N.proc_spawn, pathLen, argvLen, envpLen, nfds, pgid, flags)
+    for (let i = 0; i < nfds; i++) i64[SPAWN.fds[i]!] = BigInt(memView.getInt32((fds >>> 0) + i * 4, true))
+    words[SPAWN.path] = pathLen
+    words[SPAWN.argv] = argvLen
+    words[SPAWN.envp] = envpLen
+    words[SPAWN.nfds] = nfds
+    words[SPAWN.pgid] = pgid
+    words[SPAWN.flags] = flags
+    const errno = request(SPAWN.plan)
     if (errno === Errno.SUCCESS) {
       refresh()
       // The fds entries come back with each new pipe replaced by the caller's end of it.
       mem8.set(data.subarray(0, nfds * 4), fds >>> 0)
-      putU32(out, words[Word.RESULT0]!)
+      putU32(out, words[SPAWN.pid]!)
     }
     return errno
   }),
-  proc_setpgid: scalar(N.proc_setpgid),
-  proc_getpgid: syscall((pid: number, out: number) => withU32Out(N.proc_getpgid, out, pid)),
-  proc_setsid: syscall((out: number) => withU32Out(N.proc_setsid, out)),
-  proc_getsid: syscall((pid: number, out: number) => withU32Out(N.proc_getsid, out, pid)),
-  tty_getpgrp: syscall((fd: number, out: number) => withU32Out(N.tty_getpgrp, out, fd)),
-  tty_setpgrp: scalar(N.tty_setpgrp),
-  proc_sigignore: scalar(N.proc_sigignore)
 }
+
+const imports = guestImports((p) => compileGuestStub(p, guestSide), writtenStubs)
 
 // ---- running a guest -------------------------------------------------------------------------
 
@@ -804,11 +764,7 @@ const run = (message: ToWorker): GuestEnd => {
   fastPaths = message.fastPaths
   spin.reset()
   try {
-    const instance = new WebAssembly.Instance(message.module, {
-      wasi_snapshot_preview1: wasiImports,
-      wasix_32v1: wasixImports,
-      runsc_proc_v1: procImports
-    })
+    const instance = new WebAssembly.Instance(message.module, imports as WebAssembly.Imports)
     memory = instance.exports["memory"] as WebAssembly.Memory
     refresh()
     ;(instance.exports[GROW_TABLE_EXPORT] as WebAssembly.Table).set(0, growHook)

@@ -1,12 +1,14 @@
 /**
  * What a syscall handler sees: the calling thread group and its channel. Arguments are read
- * from the channel words, results written back to it; handlers never touch guest memory (the
- * worker copies payloads in and out).
+ * from the channel and results written back to it through the call's declaration
+ * (platform/syscallAbi.ts: `args`, `results`); handlers never touch guest memory (the worker
+ * copies payloads in and out).
  */
 import { Errno } from "@runsc/abi"
 import { type Deferred, Effect } from "effect"
 import { fail, type SyscallError } from "../errors.js"
 import { type ChannelViews, DATA_SIZE, Word } from "../platform/channel.js"
+import type { BytesArg } from "../platform/syscallAbi.js"
 import type { Pipe } from "../fs/pipe.js"
 import type { ProcessGroup, Session } from "../task/session.js"
 import type { ThreadGroup } from "../task/threadGroup.js"
@@ -68,9 +70,6 @@ export const blocking = <A, E>(c: SyscallContext, wait: Effect.Effect<A, E>): Ef
     return Effect.ensuring(wait, Effect.sync(() => (c.tg.syscallBlocked = false)))
   })
 
-export const u32 = (c: SyscallContext, i: number): number => c.channel.words[Word.ARG0 + i]! >>> 0
-export const i64 = (c: SyscallContext, i: number): bigint => c.channel.i64[i]!
-
 const utf8 = new TextDecoder("utf-8", { fatal: true })
 
 /** The request path stored in the data area at [at, at + length). EILSEQ if not UTF-8. */
@@ -83,13 +82,8 @@ export const pathAt = (c: SyscallContext, at: number, length: number): Effect.Ef
   }
 }
 
-export const setResult = (c: SyscallContext, value: number): void => {
-  c.channel.words[Word.RESULT0] = value
-}
-
-export const setResult64 = (c: SyscallContext, value: bigint): void => {
-  c.channel.i64[4] = value
-}
+/** A declared `bytes` argument as a path. EILSEQ if not UTF-8. */
+export const pathArg = (c: SyscallContext, path: BytesArg): Effect.Effect<string, SyscallError> => pathAt(c, path.at(c), path.length(c))
 
 /** Places a response payload at the start of the data area. */
 export const setPayload = (c: SyscallContext, bytes: Uint8Array): void => {

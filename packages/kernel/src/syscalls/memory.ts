@@ -7,7 +7,11 @@
 import { Errno } from "@runsc/abi"
 import { Effect } from "effect"
 import { fail } from "../errors.js"
-import { type Handler, u32 } from "./context.js"
+import { args } from "../platform/syscallAbi.js"
+import type { Handler } from "./context.js"
+
+// Each call's accessors, looked up once (see platform/syscallAbi.ts).
+const MemoryGrowArgs = args.memory_grow
 
 /** memory_grow(current pages, pages wanted). */
-export const memory_grow: Handler = (c) => (c.services.growMemory(c.tg, u32(c, 0), u32(c, 1)) ? Effect.void : fail(Errno.NOMEM))
+export const memory_grow: Handler = (c) => (c.services.growMemory(c.tg, MemoryGrowArgs.current(c), MemoryGrowArgs.pages(c)) ? Effect.void : fail(Errno.NOMEM))

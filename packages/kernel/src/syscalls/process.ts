@@ -24,12 +24,34 @@ import {
 import { Deferred, Effect } from "effect"
 import { fail, type SyscallError } from "../errors.js"
 import type { FdEntry } from "../fs/fdTable.js"
-import { Word } from "../platform/channel.js"
+import { args, type BytesArg, results } from "../platform/syscallAbi.js"
 import type { ProcessGroup } from "../task/session.js"
 import type { ThreadGroup } from "../task/threadGroup.js"
-import { blocking, type Handler, pathAt, setPayloadLength, setResult, type SyscallContext, u32 } from "./context.js"
+import { blocking, type Handler, pathArg, setPayloadLength, type SyscallContext } from "./context.js"
 
-const s32 = (c: SyscallContext, i: number): number => c.channel.words[Word.ARG0 + i]! | 0
+// Each call's accessors, looked up once (see platform/syscallAbi.ts).
+const ProcIdResults = results.proc_id
+const ProcParentArgs = args.proc_parent
+const ProcParentResults = results.proc_parent
+const ProcSignalArgs = args.proc_signal
+const ProcJoinResults = results.proc_join
+const ProcJoinArgs = args.proc_join
+const FdPipeResults = results.fd_pipe
+const FdDupArgs = args.fd_dup
+const FdDupResults = results.fd_dup
+const ProcSpawnArgs = args.proc_spawn
+const ProcSpawnResults = results.proc_spawn
+const ProcSetpgidArgs = args.proc_setpgid
+const ProcGetpgidArgs = args.proc_getpgid
+const ProcGetpgidResults = results.proc_getpgid
+const ProcSetsidResults = results.proc_setsid
+const ProcGetsidArgs = args.proc_getsid
+const ProcGetsidResults = results.proc_getsid
+const TtyGetpgrpArgs = args.tty_getpgrp
+const TtyGetpgrpResults = results.tty_getpgrp
+const TtySetpgrpArgs = args.tty_setpgrp
+const ProcSigignoreArgs = args.proc_sigignore
+const ProcRaiseArgs = args.proc_raise
 
 /** A process the caller can name by `pid` (in its own namespace; a reaped one has no pid). */
 const visible = (c: SyscallContext, pid: number): ThreadGroup | undefined =>
@@ -49,13 +71,13 @@ const groupInSession = (c: SyscallContext, pgid: number): ProcessGroup<ThreadGro
 
 // ---- identity ---------------------------------------------------------------------------------
 
-const proc_id: Handler = (c) => Effect.sync(() => setResult(c, c.tg.pid))
+const proc_id: Handler = (c) => Effect.sync(() => ProcIdResults.pid(c, c.tg.pid))
 
 const proc_parent: Handler = (c) =>
   Effect.suspend(() => {
-    const target = visible(c, u32(c, 0))
+    const target = visible(c, ProcParentArgs.pid(c))
     if (target === undefined) return fail(Errno.SRCH)
-    setResult(c, target.parent?.pidIn(c.tg.pidNamespace) ?? 0)
+    ProcParentResults.parent(c, target.parent?.pidIn(c.tg.pidNamespace) ?? 0)
     return Effect.void
   })
 
@@ -63,8 +85,8 @@ const proc_parent: Handler = (c) =>
 
 const proc_signal: Handler = (c) =>
   Effect.gen(function*() {
-    const pid = s32(c, 0)
-    const signo = signalFromWasi(u32(c, 1))
+    const pid = ProcSignalArgs.pid(c)
+    const signo = signalFromWasi(ProcSignalArgs.signal(c))
     if (signo === undefined || (signo !== 0 && !isValidSignal(signo))) return yield* fail(Errno.INVAL)
     const ns = c.tg.pidNamespace
     let targets: ReadonlyArray<ThreadGroup>
@@ -103,11 +125,13 @@ const putJoinStatus = (c: SyscallContext, type: number, code: number, signal: nu
  * proc_join(option_pid, flags): args are the option's tag and pid, then the flags. Answers the
  * joined child's pid (0 for none) and the join_status payload.
  */
+const joined = ProcJoinResults.pid
+
 const proc_join: Handler = (c) =>
   Effect.gen(function*() {
-    const tag = u32(c, 0)
-    const pid = u32(c, 1)
-    const flags = u32(c, 2)
+    const tag = ProcJoinArgs.tag(c)
+    const pid = ProcJoinArgs.pid(c)
+    const flags = ProcJoinArgs.flags(c)
     if (tag > 1 || (flags & ~(JoinFlags.NON_BLOCKING | JoinFlags.WAKE_STOPPED)) !== 0) return yield* fail(Errno.INVAL)
     const ns = c.tg.pidNamespace
     for (;;) {
@@ -121,7 +145,7 @@ const proc_join: Handler = (c) =>
       const zombie = candidates.find((child) => child.state === "exited")
       if (zombie !== undefined) {
         const status = yield* Deferred.await(zombie.exitStatus)
-        setResult(c, zombie.pidIn(ns))
+        joined(c, zombie.pidIn(ns))
         yield* c.services.reap(zombie)
         if (status._tag === "Exited") putJoinStatus(c, JoinStatusType.EXIT_NORMAL, status.code, 0)
         else putJoinStatus(c, JoinStatusType.EXIT_SIGNAL, 0, signalToWasi(status.signal))
@@ -130,13 +154,13 @@ const proc_join: Handler = (c) =>
       if ((flags & JoinFlags.WAKE_STOPPED) !== 0) {
         const stopped = candidates.find((child) => child.unreportedStop !== undefined && child.state === "stopped")
         if (stopped !== undefined) {
-          setResult(c, stopped.pidIn(ns))
+          joined(c, stopped.pidIn(ns))
           putJoinStatus(c, JoinStatusType.STOPPED, 0, signalToWasi(stopped.takeUnreportedStop()!))
           return
         }
       }
       if ((flags & JoinFlags.NON_BLOCKING) !== 0) {
-        setResult(c, 0)
+        joined(c, 0)
         putJoinStatus(c, JoinStatusType.NOTHING, 0, 0)
         return
       }
@@ -167,16 +191,16 @@ const fd_pipe: Handler = (c) =>
     const writeFd = yield* fds.allocate(write).pipe(
       Effect.tapError(() => Effect.zipRight(fds.close(readFd).pipe(Effect.ignore), write.description.close))
     )
-    setResult(c, readFd)
-    c.channel.words[Word.RESULT1] = writeFd
+    FdPipeResults.readFd(c, readFd)
+    FdPipeResults.writeFd(c, writeFd)
   })
 
 const fd_dup: Handler = (c) =>
   Effect.gen(function*() {
-    const entry = yield* c.tg.fdTable.get(u32(c, 0))
+    const entry = yield* c.tg.fdTable.get(FdDupArgs.fd(c))
     // The copy shares the description (offset, status flags) but is not a preopen.
     const { preopen: _, ...copy } = entry
-    setResult(c, yield* c.tg.fdTable.allocate(copy))
+    FdDupResults.copy(c, yield* c.tg.fdTable.allocate(copy))
   })
 
 // ---- spawning ---------------------------------------------------------------------------------
@@ -195,31 +219,33 @@ const stringsAt = (c: SyscallContext, at: number, length: number): Effect.Effect
   }
 }
 
+/** A declared `bytes` argument as packed NUL-terminated strings. */
+const stringsArg = (c: SyscallContext, field: BytesArg) => stringsAt(c, field.at(c), field.length(c))
+
+const spawnFds = [ProcSpawnArgs.fd0, ProcSpawnArgs.fd1, ProcSpawnArgs.fd2] as const
+
 /**
- * proc_spawn: args are the byte lengths of path, argv and envp (packed one after another in
- * the data area), nfds, pgid and flags; the fds entries are in i64 slots 0..2. Answers the
- * child's pid and, as payload, the fds entries with each RUNSC_FD_PIPE replaced by the fd of the
- * caller's end.
+ * proc_spawn: path, argv and envp are packed one after another in the data area, then nfds,
+ * pgid and flags; the fds entries are in three u64 arguments. Answers the child's pid and, as
+ * payload, the fds entries with each RUNSC_FD_PIPE replaced by the fd of the caller's end.
  */
 const proc_spawn: Handler = (c) =>
   Effect.gen(function*() {
-    const pathLength = u32(c, 0)
-    const argvLength = u32(c, 1)
-    const envLength = u32(c, 2)
-    const nfds = u32(c, 3)
-    const pgid = s32(c, 4)
-    const flags = u32(c, 5)
+    const pathLength = ProcSpawnArgs.path.length(c)
+    const nfds = ProcSpawnArgs.nfds(c)
+    const pgid = ProcSpawnArgs.pgid(c)
+    const flags = ProcSpawnArgs.flags(c)
     if (nfds > 3 || pgid < -1 || (flags & ~(SpawnFlags.SEARCH_PATH | SpawnFlags.RESET_SIGNALS)) !== 0) {
       return yield* fail(Errno.INVAL)
     }
-    const path = yield* pathAt(c, 0, pathLength)
-    const argv = yield* stringsAt(c, pathLength, argvLength)
-    const env = yield* stringsAt(c, pathLength + argvLength, envLength)
+    const path = yield* pathArg(c, ProcSpawnArgs.path)
+    const argv = yield* stringsArg(c, ProcSpawnArgs.argv)
+    const env = yield* stringsArg(c, ProcSpawnArgs.envp)
     if (argv.length === 0 || path.length === 0) return yield* fail(pathLength === 0 ? Errno.NOENT : Errno.INVAL)
     const group = pgid === -1 ? c.tg.group : pgid === 0 ? "new" as const : groupInSession(c, pgid)
     if (group === undefined) return yield* fail(Errno.PERM)
     // Checked before anything is created, so that a bad entry leaves the caller's table as it was.
-    const wanted = [0, 1, 2].map((i) => i < nfds ? Number(c.channel.i64[i]!) : i)
+    const wanted = [0, 1, 2].map((i) => i < nfds ? Number(spawnFds[i]!(c)) : i)
     const stdio: Array<FdEntry | undefined> = []
     for (let i = 0; i < 3; i++) {
       const fd = wanted[i]!
@@ -271,7 +297,7 @@ const proc_spawn: Handler = (c) =>
       // Had the child been created, its table would hold the child's ends of new pipes.
       Effect.tapError(() => closeNewEnds)
     )
-    setResult(c, child.pidIn(c.tg.pidNamespace))
+    ProcSpawnResults.pid(c, child.pidIn(c.tg.pidNamespace))
     for (let i = 0; i < nfds; i++) c.channel.dataView.setInt32(i * 4, answer[i]!, true)
     setPayloadLength(c, nfds * 4)
   })
@@ -287,8 +313,8 @@ const selfOrChild = (c: SyscallContext, pid: number): ThreadGroup | undefined =>
 
 const proc_setpgid: Handler = (c) =>
   Effect.suspend(() => {
-    const pid = s32(c, 0)
-    const pgid = s32(c, 1)
+    const pid = ProcSetpgidArgs.pid(c)
+    const pgid = ProcSetpgidArgs.pgid(c)
     if (pid < 0 || pgid < 0) return fail(Errno.INVAL)
     const target = selfOrChild(c, pid)
     if (target === undefined) return fail(Errno.SRCH)
@@ -311,9 +337,9 @@ const selfOr = (c: SyscallContext, pid: number): ThreadGroup | undefined => pid 
 
 const proc_getpgid: Handler = (c) =>
   Effect.suspend(() => {
-    const target = selfOr(c, s32(c, 0))
+    const target = selfOr(c, ProcGetpgidArgs.pid(c))
     if (target === undefined) return fail(Errno.SRCH)
-    setResult(c, target.group.idIn(c.tg.pidNamespace))
+    ProcGetpgidResults.pgid(c, target.group.idIn(c.tg.pidNamespace))
     return Effect.void
   })
 
@@ -321,15 +347,15 @@ const proc_setsid: Handler = (c) =>
   Effect.suspend(() => {
     if (c.tg.group.leader === c.tg) return fail(Errno.PERM)
     c.tg.moveToGroup(c.services.newGroup(c.tg, "new"))
-    setResult(c, c.tg.pid)
+    ProcSetsidResults.sid(c, c.tg.pid)
     return Effect.void
   })
 
 const proc_getsid: Handler = (c) =>
   Effect.suspend(() => {
-    const target = selfOr(c, s32(c, 0))
+    const target = selfOr(c, ProcGetsidArgs.pid(c))
     if (target === undefined) return fail(Errno.SRCH)
-    setResult(c, target.group.session.idIn(c.tg.pidNamespace))
+    ProcGetsidResults.sid(c, target.group.session.idIn(c.tg.pidNamespace))
     return Effect.void
   })
 
@@ -343,12 +369,15 @@ const controllingTerminal = (c: SyscallContext, fd: number) =>
   })
 
 const tty_getpgrp: Handler = (c) =>
-  Effect.map(controllingTerminal(c, u32(c, 0)), (terminal) => setResult(c, terminal.foreground?.idIn(c.tg.pidNamespace) ?? 0))
+  Effect.map(
+    controllingTerminal(c, TtyGetpgrpArgs.fd(c)),
+    (terminal) => TtyGetpgrpResults.pgid(c, terminal.foreground?.idIn(c.tg.pidNamespace) ?? 0)
+  )
 
 const tty_setpgrp: Handler = (c) =>
   Effect.gen(function*() {
-    const terminal = yield* controllingTerminal(c, u32(c, 0))
-    const pgid = s32(c, 1)
+    const terminal = yield* controllingTerminal(c, TtySetpgrpArgs.fd(c))
+    const pgid = TtySetpgrpArgs.pgid(c)
     if (pgid < 0) return yield* fail(Errno.INVAL)
     const group = groupInSession(c, pgid)
     if (group === undefined) return yield* fail(Errno.PERM)
@@ -360,13 +389,22 @@ const tty_setpgrp: Handler = (c) =>
 /** proc_sigignore(signal, ignore): sets a signal's disposition to ignore, or back to its default. */
 const proc_sigignore: Handler = (c) =>
   Effect.suspend(() => {
-    const signo = signalFromWasi(u32(c, 0))
+    const signo = signalFromWasi(ProcSigignoreArgs.signal(c))
     if (signo === undefined || !isValidSignal(signo) || signo === SIGKILL || signo === SIGSTOP) return fail(Errno.INVAL)
-    c.tg.setIgnored(signo, u32(c, 1) !== 0)
+    c.tg.setIgnored(signo, ProcSigignoreArgs.ignore(c) !== 0)
     return Effect.void
   })
 
+// ---- signals to oneself ---------------------------------------------------------------------
+
+/** proc_raise numbers signals as WASI's enum does (not as Linux does from 16 on). */
+const proc_raise: Handler = (c) => {
+  const signo = signalFromWasi(ProcRaiseArgs.signal(c))
+  return signo !== undefined && isValidSignal(signo) ? c.raise(signo) : fail(Errno.INVAL)
+}
+
 export const processHandlers = {
+  proc_raise,
   proc_id,
   proc_parent,
   proc_signal,

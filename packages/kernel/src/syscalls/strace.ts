@@ -6,8 +6,8 @@
  */
 import { Errno, errnoName, type SyscallName } from "@runsc/abi"
 import { Word } from "../platform/channel.js"
+import { args, type BytesArg, u64Result } from "../platform/syscallAbi.js"
 import type { SyscallContext } from "./context.js"
-import { u32 } from "./context.js"
 
 export interface StraceOptions {
   /** Only these syscalls are logged; all when undefined. */
@@ -37,54 +37,66 @@ const fdName = (c: SyscallContext, fd: number): string => {
   return `${fd}`
 }
 
-const path = (c: SyscallContext, at: number, length: number): string =>
-  JSON.stringify(utf8.decode(c.channel.data.subarray(at, at + length)))
+const path = (c: SyscallContext, field: BytesArg): string => {
+  const at = field.at(c)
+  return JSON.stringify(utf8.decode(c.channel.data.subarray(at, at + field.length(c))))
+}
 
 const hex = (n: number) => `0x${(n >>> 0).toString(16)}`
 
 /** Decodes the request now in the channel; called before the handler overwrites the data area. */
 const formatArgs = (name: SyscallName, c: SyscallContext, logSize: number): string => {
-  const a = (i: number) => u32(c, i)
-  const w = c.channel.i64
   switch (name) {
     case "fd_write":
-      return `${fdName(c, a(0))}, ${escape(c.channel.data.subarray(0, a(1)), logSize)}, ${a(1)}`
-    case "fd_pwrite":
-      return `${fdName(c, a(0))}, ${escape(c.channel.data.subarray(0, a(1)), logSize)}, ${a(1)}, ${w[0]}`
+    case "fd_pwrite": {
+      const A = args[name]
+      const bytes = c.channel.data.subarray(0, A.iovs.length(c))
+      const offset = name === "fd_pwrite" ? `, ${args.fd_pwrite.offset(c)}` : ""
+      return `${fdName(c, A.fd(c))}, ${escape(bytes, logSize)}, ${bytes.length}${offset}`
+    }
     case "fd_read":
-      return `${fdName(c, a(0))}, ${a(1)}`
+      return `${fdName(c, args.fd_read.fd(c))}, ${args.fd_read.iovs(c)}`
     case "fd_pread":
-      return `${fdName(c, a(0))}, ${a(1)}, ${w[0]}`
+      return `${fdName(c, args.fd_pread.fd(c))}, ${args.fd_pread.iovs(c)}, ${args.fd_pread.offset(c)}`
     case "fd_seek":
-      return `${fdName(c, a(0))}, ${w[0]}, ${a(1)}`
+      return `${fdName(c, args.fd_seek.fd(c))}, ${args.fd_seek.offset(c)}, ${args.fd_seek.whence(c)}`
     case "fd_readdir":
-      return `${fdName(c, a(0))}, ${a(1)}, cookie ${w[0]}`
-    case "path_open":
-      return `${fdName(c, a(0))}, ${path(c, 0, a(2))}, lookup ${hex(a(1))}, oflags ${hex(a(3))}, fdflags ${hex(a(4))}, rights ${hex(Number(w[0]! & 0xffffffffn))}`
+      return `${fdName(c, args.fd_readdir.fd(c))}, ${args.fd_readdir.buf(c)}, cookie ${args.fd_readdir.cookie(c)}`
+    case "path_open": {
+      const A = args.path_open
+      return `${fdName(c, A.fd(c))}, ${path(c, A.path)}, lookup ${hex(A.dirflags(c))}, oflags ${hex(A.oflags(c))}, fdflags ${hex(A.fdflags(c))}, rights ${hex(Number(A.rightsBase(c) & 0xffffffffn))}`
+    }
     case "path_filestat_get":
-      return `${fdName(c, a(0))}, ${path(c, 0, a(2))}, lookup ${hex(a(1))}`
+      return `${fdName(c, args[name].fd(c))}, ${path(c, args[name].path)}, lookup ${hex(args[name].flags(c))}`
     case "path_filestat_set_times":
-      return `${fdName(c, a(0))}, ${path(c, 0, a(2))}`
     case "path_readlink":
     case "path_create_directory":
     case "path_remove_directory":
     case "path_unlink_file":
-      return `${fdName(c, a(0))}, ${path(c, 0, a(1))}`
-    case "path_rename":
-      return `${fdName(c, a(0))}, ${path(c, 0, a(1))}, ${fdName(c, a(2))}, ${path(c, a(1), a(3))}`
-    case "path_link":
-      return `${fdName(c, a(0))}, ${path(c, 0, a(2))}, ${fdName(c, a(3))}, ${path(c, a(2), a(4))}`
-    case "path_symlink":
-      return `${path(c, 0, a(0))}, ${fdName(c, a(1))}, ${path(c, a(0), a(2))}`
+      return `${fdName(c, args[name].fd(c))}, ${path(c, args[name].path)}`
+    case "path_rename": {
+      const A = args.path_rename
+      return `${fdName(c, A.fd(c))}, ${path(c, A.oldPath)}, ${fdName(c, A.newFd(c))}, ${path(c, A.newPath)}`
+    }
+    case "path_link": {
+      const A = args.path_link
+      return `${fdName(c, A.oldFd(c))}, ${path(c, A.oldPath)}, ${fdName(c, A.newFd(c))}, ${path(c, A.newPath)}`
+    }
+    case "path_symlink": {
+      const A = args.path_symlink
+      return `${path(c, A.oldPath)}, ${fdName(c, A.fd(c))}, ${path(c, A.newPath)}`
+    }
     case "poll_oneoff":
-      return `nsubs ${a(0)}`
+      return `nsubs ${args.poll_oneoff.nsubs(c)}`
     case "proc_spawn": {
-      const argv = c.channel.data.subarray(a(0), a(0) + a(1))
-      return `${path(c, 0, a(0))}, [${[...utf8.decode(argv).split("\0").slice(0, -1)].map((s) => JSON.stringify(s)).join(", ")}], nfds ${a(3)}, pgid ${arg32(c, 4)}, flags ${hex(a(5))}`
+      const A = args.proc_spawn
+      const argvAt = A.argv.at(c)
+      const argv = c.channel.data.subarray(argvAt, argvAt + A.argv.length(c))
+      return `${path(c, A.path)}, [${[...utf8.decode(argv).split("\0").slice(0, -1)].map((s) => JSON.stringify(s)).join(", ")}], nfds ${A.nfds(c)}, pgid ${A.pgid(c)}, flags ${hex(A.flags(c))}`
     }
     default: {
       const n = c.channel.words[Word.NARGS]!
-      const ints = Array.from({ length: n }, (_, i) => (i === 0 && name.startsWith("fd_") ? fdName(c, a(0)) : `${arg32(c, i)}`))
+      const ints = Array.from({ length: n }, (_, i) => (i === 0 && name.startsWith("fd_") ? fdName(c, arg32(c, 0) >>> 0) : `${arg32(c, i)}`))
       return ints.join(", ")
     }
   }
@@ -109,7 +121,7 @@ const formatResult = (name: SyscallName, c: SyscallContext, errno: number, logSi
       return `${c.channel.words[Word.RESULT0]}`
     case "fd_seek":
     case "fd_tell":
-      return `${c.channel.i64[4]}`
+      return `${u64Result(c.channel)}`
     case "proc_spawn":
     case "proc_join":
     case "proc_id":
