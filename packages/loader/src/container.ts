@@ -130,7 +130,9 @@ export class Container {
       const mailbox = yield* Queue.unbounded<Request>()
       const ended = yield* Deferred.make<void>()
       const container = new Container(id, sandbox, scope, resources, tasks, mailbox, ended)
-      yield* FiberSet.run(actors, container.serve)
+      // Interruptible whoever creates it (a control call runs uninterruptibly): the sandbox's
+      // teardown interrupts the actor.
+      yield* FiberSet.run(actors, Effect.interruptible(container.serve))
       return container
     })
   }
@@ -310,7 +312,7 @@ export class Container {
       yield* signo === SIGKILL ? kernel.killAll(signalled) : Effect.forEach(signalled, (tg) => kernel.signal(tg, signo), { discard: true })
       if (signo !== SIGKILL) return release()
       const exited = Effect.forEach(signalled, (tg) => Deferred.await(tg.exitStatus), { discard: true })
-      yield* Effect.forkIn(Effect.ensuring(exited, Effect.sync(release)), this.scope)
+      yield* Effect.forkIn(Effect.interruptible(Effect.ensuring(exited, Effect.sync(release))), this.scope)
     }))
   }
 
@@ -404,7 +406,7 @@ export class Container {
       yield* this.sandbox.started(this)
       // The init's exit is a request like any other: the actor records it in its turn.
       yield* Effect.forkIn(
-        Effect.zipRight(Deferred.await(tg.exitStatus), Queue.offer(this.mailbox, { _tag: "InitExited" })),
+        Effect.interruptible(Effect.zipRight(Deferred.await(tg.exitStatus), Queue.offer(this.mailbox, { _tag: "InitExited" }))),
         this.scope
       )
       return tg.rootPid

@@ -457,7 +457,7 @@ const readThroughSentry = (
 }
 
 /**
- * fd_read of a host file the sentry lent this worker (see the kernel's attachFastPaths): read
+ * fd_read of a host file the sentry lent this worker (see platform/lendFastPaths.ts): read
  * straight into guest memory at the offset kept in the channel, which the sentry reads back
  * when it takes the file back; or, for host stdio, at the host fd's own offset (a regular file)
  * or from a pipe or terminal the sentry opened non-blocking. What a read returns here is what
