@@ -24,9 +24,10 @@
 import { Errno, FileType } from "@runsc/abi"
 import { Effect, Either } from "effect"
 import { fail, type SyscallError } from "../errors.js"
+import { mapNow } from "../settled.js"
 import { directoryDescription } from "./directory.js"
 import { forwarding } from "./forwarding.js"
-import type { DirectoryChanges, DirEntry, FileDescription, Inode, OpenOptions, Stat } from "./inode.js"
+import { type DirectoryChanges, type DirEntry, type FileDescription, type Inode, type OpenOptions, type Stat, statOf } from "./inode.js"
 import type { MemoryAccount } from "../memoryAccount.js"
 import { releaseMemory, Tmpfs } from "./tmpfs.js"
 
@@ -202,6 +203,7 @@ class OverlayFile extends OverlayNode {
   private described(description: FileDescription, fromUpper: boolean): FileDescription {
     return forwarding(description, {
       stat: Effect.map(description.stat, (st) => this.overlay.view(st, fromUpper)),
+      statNow: () => mapNow(statOf(description), (st) => this.overlay.view(st, fromUpper)),
       setTimes: (atim, mtim) => this.setTimes(atim, mtim),
       workerReadable: description.workerReadable
     })
