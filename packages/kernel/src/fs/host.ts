@@ -318,7 +318,7 @@ class HostFileDescription implements FileDescription {
 
   read(length: number, offset?: bigint): Effect.Effect<Uint8Array, SyscallError> {
     const buffer = Buffer.allocUnsafe(length)
-    return Effect.map(this.readInto(buffer, offset), (n) => buffer.subarray(0, n))
+    return mapNow(this.readInto(buffer, offset), (n) => buffer.subarray(0, n))
   }
 
   readInto(target: Uint8Array, offset?: bigint): Effect.Effect<number, SyscallError> {
