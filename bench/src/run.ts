@@ -18,7 +18,7 @@ import type { ProbedWorkerRecord, ProbeLine, WorkerProbeLine } from "./cliProbe.
 import { benchCli } from "./cli.js"
 import { benchDestroy100, benchExec, benchIdleMem, benchLifecycle, benchSignal } from "./containers.js"
 import { type BenchOptions, type BenchRow } from "./row.js"
-import { benchFiles } from "./files.js"
+import { benchFiles, benchPages } from "./files.js"
 import { benchStdin } from "./stdin.js"
 import { channelFloor, floorSpinPolicy } from "./floor.js"
 import { runNodeWasi } from "./nodeWasi.js"
@@ -706,7 +706,7 @@ const main = async () => {
   ]
 
   // `node bench/dist/run.js [--only=key,key]` runs a subset: write, clock, cpu, syscall, start,
-  // files, stdin, spawn, sandbox, cold, split, lifecycle, exec, destroy100, idlemem, signal, cli (the table then has
+  // files, pages, stdin, spawn, sandbox, cold, split, lifecycle, exec, destroy100, idlemem, signal, cli (the table then has
   // only those rows).
   const onlyArg = process.argv.find((a) => a.startsWith("--only="))
   const only = onlyArg === undefined ? undefined : new Set(onlyArg.slice("--only=".length).split(","))
@@ -719,7 +719,7 @@ const main = async () => {
     }
   }
 
-  if (["write", "clock", "cpu", "syscall", "start", "files", "stdin"].some(want)) {
+  if (["write", "clock", "cpu", "syscall", "start", "files", "pages", "stdin"].some(want)) {
     const rt = makeKernelRuntime(1)
     try {
       // Bring the kernel up and let its warm worker start before anything is measured.
@@ -731,6 +731,7 @@ const main = async () => {
       if (want("syscall")) await benchSyscallRoundTrip(rt)
       if (want("start")) await benchWarmStart(rt)
       if (want("files")) await containerBench("13. file I/O", (options) => benchFiles(rt, options))
+      if (want("pages")) await containerBench("17. SQLite-like file traffic", (options) => benchPages(rt, options))
       if (want("stdin")) await containerBench("16. stdin", (options) => benchStdin(rt, devNull, options))
     } finally {
       await rt.dispose()

@@ -56,3 +56,8 @@ export const eitherNow = <A, E, R>(self: Effect.Effect<A, E, R>): Effect.Effect<
   const failure = self.cause._tag === "Fail" ? self.cause.error : undefined
   return failure === undefined ? Effect.either(self) : Exit.succeed(Either.left(failure))
 }
+
+const toVoid = (): void => undefined
+
+/** `Effect.asVoid` that stays settled on a settled effect. */
+export const asVoidNow = <A, E, R>(self: Effect.Effect<A, E, R>): Effect.Effect<void, E, R> => mapNow(self, toVoid)

@@ -15,6 +15,7 @@ export const directoryDescription = (inode: Inode): FileDescription => ({
   write: () => isDirectory,
   seek: () => isDirectory,
   stat: inode.stat,
+  ...(inode.statNow !== undefined ? { statNow: () => inode.statNow!() } : {}),
   close: Effect.void,
   // futimens on a directory fd is allowed wherever the directory's times may change.
   ...(inode.setTimes ? { setTimes: (atim: bigint | undefined, mtim: bigint | undefined) => inode.setTimes!(atim, mtim) } : {})

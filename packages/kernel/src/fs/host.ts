@@ -28,10 +28,11 @@
  * sentry does anything else, so no guest's change comes between its steps.
  */
 import { Errno, FileType, Whence } from "@runsc/abi"
-import { Effect, type Scope } from "effect"
+import { Effect, Exit, type Scope } from "effect"
 import * as Fs from "node:fs"
 import * as Os from "node:os"
 import { fail, fromHostError, type GoferUnavailable, type SyscallError } from "../errors.js"
+import { flatMapNow, mapNow } from "../settled.js"
 import { directoryDescription } from "./directory.js"
 import { coreError, failed, fileTypeOfMode, goferCore, readStat, statBuffer } from "./goferCore.js"
 import type { HostFdBudget } from "./hostFds.js"
@@ -61,12 +62,15 @@ export const toStat = (st: Fs.BigIntStats): Stat => ({
 
 type Core = Effect.Effect.Success<typeof goferCore>
 
-/** A core call's result as an Effect: made when the effect runs, failed with its errno. */
-const call = <A>(f: () => A | number): Effect.Effect<A, SyscallError> =>
-  Effect.suspend(() => {
-    const result = f()
-    return failed(result) ? Effect.fail(coreError(result)) : Effect.succeed(result as A)
-  })
+/**
+ * A core call's result, settled (see settled.ts): the call is made now, when `call` is called,
+ * and its errno is the failure. Host calls on this tree never wait for another party (only
+ * directories and regular files are ever opened), so they run on the sentry's thread.
+ */
+const call = <A>(f: () => A | number): Effect.Effect<A, SyscallError> => {
+  const result = f()
+  return failed(result) ? Exit.fail(coreError(result)) : Exit.succeed(result as A)
+}
 
 /**
  * The stat a core call filled `statBuffer` with: read in the same synchronous step as the call,
@@ -74,8 +78,14 @@ const call = <A>(f: () => A | number): Effect.Effect<A, SyscallError> =>
  */
 const withStat = (result: number): Stat | number => (failed(result) ? result : readStat())
 
-/** A Node fd call (reads, writes, truncation on an fd the core opened). */
-const host = <A>(f: () => A): Effect.Effect<A, SyscallError> => Effect.try({ try: f, catch: fromHostError })
+/** A Node fd call (reads, writes, truncation on a regular file the core opened), made now; settled. */
+const host = <A>(f: () => A): Effect.Effect<A, SyscallError> => {
+  try {
+    return Exit.succeed(f())
+  } catch (error) {
+    return Exit.fail(fromHostError(error))
+  }
+}
 
 /** "Leave this time as it is", to the core. */
 const OMIT = -1n
@@ -147,7 +157,13 @@ class HostInode implements Inode {
     return this.parent === undefined && this.filetype !== FileType.DIRECTORY
   }
 
+  // stat, readdir and readlink are effects that may be kept and run later (an open
+  // directory's stat): they call the core when run. `statNow` calls it at once.
   get stat(): Effect.Effect<Stat, SyscallError> {
+    return Effect.suspend(() => this.statNow())
+  }
+
+  statNow(): Effect.Effect<Stat, SyscallError> {
     if (this.isFileRoot) return call(() => withStat(this.tree.core.fstat(this.tree.fd, statBuffer)))
     return this.selfCall((core, root, dir, dev, ino, name) => withStat(core.stat(root, dir, dev, ino, name, statBuffer)))
   }
@@ -155,23 +171,24 @@ class HostInode implements Inode {
   lookup(name: string): Effect.Effect<Inode, SyscallError> {
     if (this.filetype !== FileType.DIRECTORY) return fail(Errno.NOTDIR)
     // A missing name is common (PATH searches, O_CREAT): the core answers it without an exception.
-    return this.dirCall((core, root, dir, dev, ino) => withStat(core.stat(root, dir, dev, ino, name, statBuffer))).pipe(
-      Effect.map((st): Inode => new HostInode(this.tree, this, name, st))
+    return mapNow(
+      this.dirCall((core, root, dir, dev, ino) => withStat(core.stat(root, dir, dev, ino, name, statBuffer))),
+      (st): Inode => new HostInode(this.tree, this, name, st)
     )
   }
 
   get readdir(): Effect.Effect<ReadonlyArray<DirEntry>, SyscallError> {
     if (this.filetype !== FileType.DIRECTORY) return fail(Errno.NOTDIR)
-    return this.dirCall((core, root, dir, dev, ino) => core.readdir(root, dir, dev, ino)).pipe(
-      Effect.map(([names, inos, modes]) =>
-        names.map((name, i): DirEntry => ({ name, ino: inos[i]!, filetype: fileTypeOfMode(modes[i]!) })).sort(byName)
-      )
-    )
+    return Effect.suspend(() =>
+      mapNow(
+        this.dirCall((core, root, dir, dev, ino) => core.readdir(root, dir, dev, ino)),
+        ([names, inos, modes]) => names.map((name, i): DirEntry => ({ name, ino: inos[i]!, filetype: fileTypeOfMode(modes[i]!) })).sort(byName)
+      ))
   }
 
   get readlink(): Effect.Effect<string, SyscallError> {
     if (this.filetype !== FileType.SYMBOLIC_LINK) return fail(Errno.INVAL)
-    return this.selfCall((core, root, dir, dev, ino, name) => core.readlink(root, dir, dev, ino, name))
+    return Effect.suspend(() => this.selfCall((core, root, dir, dev, ino, name) => core.readlink(root, dir, dev, ino, name)))
   }
 
   /** A host fd of this regular file, opened with `flags`, checked to be the file looked up. */
@@ -195,14 +212,13 @@ class HostInode implements Inode {
     const fds = this.tree.fds
     const counted = options.transient !== true
     if (counted && !fds.take()) return fail(Errno.NFILE)
-    return this.openHost(flags).pipe(
-      Effect.map((fd): FileDescription => new HostFileDescription(fd, this, options, counted)),
-      Effect.tapError(() => Effect.sync(() => counted && fds.give()))
-    )
+    const opened = this.openHost(flags)
+    if (Exit.isExit(opened) && Exit.isFailure(opened) && counted) fds.give()
+    return mapNow(opened, (fd): FileDescription => new HostFileDescription(fd, this, options, counted))
   }
 
   readonly truncate = (size: bigint): Effect.Effect<void, SyscallError> =>
-    !this.tree.writable ? fail(Errno.ROFS) : Effect.flatMap(this.openHost(O_WRONLY), (fd) =>
+    !this.tree.writable ? fail(Errno.ROFS) : flatMapNow(this.openHost(O_WRONLY), (fd) =>
       host(() => {
         try {
           Fs.ftruncateSync(fd, Number(size))
@@ -214,7 +230,7 @@ class HostInode implements Inode {
   readonly setTimes = (atim: bigint | undefined, mtim: bigint | undefined): Effect.Effect<void, SyscallError> => {
     if (!this.tree.writable) return fail(Errno.ROFS)
     if (this.isFileRoot) {
-      return Effect.flatMap(this.openHost(O_RDONLY), (fd) =>
+      return flatMapNow(this.openHost(O_RDONLY), (fd) =>
         call(() => {
           const result = this.tree.core.futimens(fd, atim ?? OMIT, mtim ?? OMIT)
           this.tree.core.close(fd)
@@ -233,12 +249,15 @@ const hostChanges = (dir: HostInode): DirectoryChanges & { readonly directory: H
   filesystem: dir.tree,
   directory: dir,
   create: (name, mode = 0o644) =>
-    dir.dirCall((core, root, path, dev, ino) => {
-      const fd = core.open(root, path, dev, ino, name, O_CREAT | O_EXCL | O_WRONLY, mode, statBuffer)
-      if (failed(fd)) return fd
-      core.close(fd)
-      return readStat()
-    }).pipe(Effect.map((st): Inode => new HostInode(dir.tree, dir, name, st))),
+    mapNow(
+      dir.dirCall((core, root, path, dev, ino) => {
+        const fd = core.open(root, path, dev, ino, name, O_CREAT | O_EXCL | O_WRONLY, mode, statBuffer)
+        if (failed(fd)) return fd
+        core.close(fd)
+        return readStat()
+      }),
+      (st): Inode => new HostInode(dir.tree, dir, name, st)
+    ),
   mkdir: (name, mode = 0o755) => dir.dirCall((core, root, path, dev, ino) => core.mkdir(root, path, dev, ino, name, mode)),
   symlink: (name, target) => dir.dirCall((core, root, path, dev, ino) => core.symlink(target, root, path, dev, ino, name)),
   link: (name, target) => {
@@ -299,7 +318,7 @@ class HostFileDescription implements FileDescription {
 
   read(length: number, offset?: bigint): Effect.Effect<Uint8Array, SyscallError> {
     const buffer = Buffer.allocUnsafe(length)
-    return Effect.map(this.readInto(buffer, offset), (n) => buffer.subarray(0, n))
+    return mapNow(this.readInto(buffer, offset), (n) => buffer.subarray(0, n))
   }
 
   readInto(target: Uint8Array, offset?: bigint): Effect.Effect<number, SyscallError> {
@@ -334,8 +353,8 @@ class HostFileDescription implements FileDescription {
   }
 
   seek(delta: bigint, whence: number): Effect.Effect<bigint, SyscallError> {
-    return Effect.flatMap(
-      whence === Whence.END ? Effect.map(this.stat, (s) => s.size) : Effect.succeed(whence === Whence.CUR ? this.position : 0n),
+    return flatMapNow(
+      whence === Whence.END ? mapNow(this.statNow(), (s) => s.size) : Effect.succeed(whence === Whence.CUR ? this.position : 0n),
       (base) => {
         if (whence > Whence.END) return fail(Errno.INVAL)
         const next = base + delta
@@ -348,14 +367,25 @@ class HostFileDescription implements FileDescription {
 
   /** The open file's own stat (fstat): right even after the name moved. */
   get stat(): Effect.Effect<Stat, SyscallError> {
+    return Effect.suspend(() => this.statNow())
+  }
+
+  statNow(): Effect.Effect<Stat, SyscallError> {
     return call(() => withStat(this.inode.tree.core.fstat(this.fd, statBuffer)))
   }
 
   get close(): Effect.Effect<void> {
-    return Effect.sync(() => {
-      this.inode.tree.core.close(this.fd)
-      if (this.counted) this.inode.tree.fds.give()
-    })
+    return Effect.sync(() => this.closeHost())
+  }
+
+  closeNow(): Effect.Effect<void> {
+    this.closeHost()
+    return Effect.void
+  }
+
+  private closeHost(): void {
+    this.inode.tree.core.close(this.fd)
+    if (this.counted) this.inode.tree.fds.give()
   }
 
   get setSize(): ((size: bigint) => Effect.Effect<void, SyscallError>) | undefined {

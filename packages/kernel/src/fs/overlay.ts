@@ -22,11 +22,13 @@
  * lower layer fails EXDEV (callers such as `mv` then copy).
  */
 import { Errno, FileType } from "@runsc/abi"
-import { Effect, Either } from "effect"
+import { Effect, Either, Exit } from "effect"
 import { fail, type SyscallError } from "../errors.js"
+import { asVoidNow, eitherNow, flatMapNow, genNow, isSettled, mapNow } from "../settled.js"
+import { ChangeLock } from "./changeLock.js"
 import { directoryDescription } from "./directory.js"
 import { forwarding } from "./forwarding.js"
-import type { DirectoryChanges, DirEntry, FileDescription, Inode, OpenOptions, Stat } from "./inode.js"
+import { type DirectoryChanges, type DirEntry, type FileDescription, type Inode, type OpenOptions, type Stat, statOf } from "./inode.js"
 import type { MemoryAccount } from "../memoryAccount.js"
 import { releaseMemory, Tmpfs } from "./tmpfs.js"
 
@@ -53,20 +55,23 @@ export const overlay = (lower: Inode, options: OverlayOptions): Effect.Effect<In
     const st = yield* lower.stat
     const upper = yield* Tmpfs.make({ instance: options.instance, mode: st.mode, account: options.account })
     yield* upper.setTimes!(st.atim, st.mtim)
-    const fs = new Overlay(OVERLAY_DEV_BASE + BigInt(options.instance), yield* Effect.makeSemaphore(1), upper)
+    const fs = new Overlay(OVERLAY_DEV_BASE + BigInt(options.instance), upper)
     return new OverlayDir(fs, undefined, "/", upper, lower)
   })
 
 class Overlay {
-  constructor(readonly dev: bigint, private readonly semaphore: Effect.Semaphore, private readonly upper: Inode) {}
+  private readonly lock = new ChangeLock()
+
+  constructor(readonly dev: bigint, private readonly upper: Inode) {}
 
   /** Gives the upper layer's bytes back to the sandbox's account (see releaseMemory). */
   detach(): void {
     releaseMemory(this.upper)
   }
 
-  locked<A, E>(effect: Effect.Effect<A, E>): Effect.Effect<A, E> {
-    return this.semaphore.withPermits(1)(effect)
+  /** Makes `change` under the overlay's lock: at once when no other change runs (see ChangeLock). */
+  locked<A, E>(change: () => Effect.Effect<A, E>): Effect.Effect<A, E> {
+    return this.lock.run(change)
   }
 
   view(st: Stat, fromUpper: boolean): Stat {
@@ -95,13 +100,15 @@ abstract class OverlayNode implements Inode {
     return this.upper ?? this.lower!
   }
 
-  readonly stat: Effect.Effect<Stat, SyscallError> = Effect.suspend(() => {
+  readonly stat: Effect.Effect<Stat, SyscallError> = Effect.suspend(() => this.statNow())
+
+  statNow(): Effect.Effect<Stat, SyscallError> {
     const fromUpper = this.upper !== undefined
     // A merged directory's subdirectories are not counted (that would take a listing of both
     // layers): nlink 1, as Linux's overlayfs reports, tells `find` not to rely on it.
     const merged = fromUpper && this.lower !== undefined && this.filetype === FileType.DIRECTORY
-    return Effect.map(this.layer.stat, (st) => ({ ...this.overlay.view(st, fromUpper), ...(merged ? { nlink: 1n } : {}) }))
-  })
+    return mapNow(statOf(this.layer), (st) => ({ ...this.overlay.view(st, fromUpper), ...(merged ? { nlink: 1n } : {}) }))
+  }
 
   get lookupStat(): Stat | undefined {
     return this.upper === undefined ? this.lower!.lookupStat : undefined
@@ -113,16 +120,20 @@ abstract class OverlayNode implements Inode {
   }
 
   setTimes(atim: bigint | undefined, mtim: bigint | undefined): Effect.Effect<void, SyscallError> {
-    return Effect.flatMap(this.overlay.locked(copyUp(this)), (upper) => upper.setTimes!(atim, mtim))
+    return flatMapNow(upperOf(this), (upper) => upper.setTimes!(atim, mtim))
   }
 }
 
+/** `node`'s upper copy: the one it has (no lock needed: it never goes), or one made under the overlay's lock. */
+const upperOf = (node: OverlayNode): Effect.Effect<Inode, SyscallError> =>
+  node.upper !== undefined ? Effect.succeed(node.upper) : node.overlay.locked(() => copyUp(node))
+
 /**
  * Gives `node` an upper copy (and its directories first), with the lower's mode, contents or
- * target, and times. The caller holds the overlay's lock.
+ * target, and times. The caller holds the overlay's lock. Made when called (see settled.ts).
  */
 const copyUp = (node: OverlayNode): Effect.Effect<Inode, SyscallError> =>
-  Effect.gen(function*() {
+  genNow(function*() {
     const chain: Array<OverlayNode> = []
     for (let n: OverlayNode = node; n.upper === undefined; n = n.parent!) {
       if (n.removed) return yield* fail(Errno.NOENT)
@@ -133,11 +144,11 @@ const copyUp = (node: OverlayNode): Effect.Effect<Inode, SyscallError> =>
   })
 
 const copyOne = (node: OverlayNode): Effect.Effect<Inode, SyscallError> =>
-  Effect.gen(function*() {
+  genNow(function*() {
     const dir = node.parent!.upper!
     const changes = dir.changes!
     const lower = node.lower!
-    const st = yield* lower.stat
+    const st = yield* statOf(lower)
     switch (lower.filetype) {
       case FileType.DIRECTORY:
         yield* changes.mkdir(node.name, st.mode)
@@ -148,7 +159,11 @@ const copyOne = (node: OverlayNode): Effect.Effect<Inode, SyscallError> =>
       case FileType.REGULAR_FILE: {
         const file = yield* changes.create(node.name, st.mode)
         // A copy that cannot complete (ENOSPC) leaves no half file behind.
-        yield* copyContents(lower, file).pipe(Effect.tapError(() => Effect.ignore(changes.unlink(node.name))))
+        const copied = yield* eitherNow(copyContents(lower, file))
+        if (Either.isLeft(copied)) {
+          yield* eitherNow(changes.unlink(node.name))
+          return yield* Exit.fail(copied.left)
+        }
         break
       }
       default:
@@ -161,16 +176,22 @@ const copyOne = (node: OverlayNode): Effect.Effect<Inode, SyscallError> =>
   })
 
 const copyContents = (from: Inode, to: Inode): Effect.Effect<void, SyscallError> =>
-  Effect.scoped(Effect.gen(function*() {
-    const source = yield* Effect.acquireRelease(from.open({ read: true, write: false, transient: true }), (d) => d.close)
-    const target = yield* Effect.acquireRelease(to.open({ read: false, write: true, transient: true }), (d) => d.close)
+  flatMapNow(from.open({ read: true, write: false, transient: true }), (source) =>
+    closingAfter(source, flatMapNow(to.open({ read: false, write: true, transient: true }), (target) => closingAfter(target, copyAll(source, target)))))
+
+const copyAll = (source: FileDescription, target: FileDescription): Effect.Effect<void, SyscallError> =>
+  genNow(function*() {
     for (let offset = 0n; ;) {
       const chunk = yield* source.read(COPY_CHUNK, offset)
       if (chunk.length === 0) return
       yield* target.write(chunk, offset)
       offset += BigInt(chunk.length)
     }
-  }))
+  })
+
+/** `effect`'s outcome, with `description` closed after it whatever that is: at once when it is settled. */
+const closingAfter = <A, E>(description: FileDescription, effect: Effect.Effect<A, E>): Effect.Effect<A, E> =>
+  isSettled(effect) ? flatMapNow(description.closeNow?.() ?? description.close, () => effect) : Effect.ensuring(effect, description.close)
 
 /** A regular file or symlink of the overlay. */
 class OverlayFile extends OverlayNode {
@@ -183,16 +204,16 @@ class OverlayFile extends OverlayNode {
   }
 
   open(options: OpenOptions): Effect.Effect<FileDescription, SyscallError> {
-    const layer = options.write ? this.overlay.locked(copyUp(this)) : Effect.succeed(this.layer)
-    return Effect.flatMap(layer, (inode) => {
+    const layer = options.write ? upperOf(this) : Effect.succeed(this.layer)
+    return flatMapNow(layer, (inode) => {
       const fromUpper = inode === this.upper
-      return Effect.map(inode.open(options), (description) => this.described(description, fromUpper))
+      return mapNow(inode.open(options), (description) => this.described(description, fromUpper))
     })
   }
 
   truncate(size: bigint): Effect.Effect<void, SyscallError> {
     if (this.filetype !== FileType.REGULAR_FILE) return fail(Errno.INVAL)
-    return Effect.flatMap(this.overlay.locked(copyUp(this)), (upper) => upper.truncate!(size))
+    return flatMapNow(upperOf(this), (upper) => upper.truncate!(size))
   }
 
   /**
@@ -202,6 +223,7 @@ class OverlayFile extends OverlayNode {
   private described(description: FileDescription, fromUpper: boolean): FileDescription {
     return forwarding(description, {
       stat: Effect.map(description.stat, (st) => this.overlay.view(st, fromUpper)),
+      statNow: () => mapNow(statOf(description), (st) => this.overlay.view(st, fromUpper)),
       setTimes: (atim, mtim) => this.setTimes(atim, mtim),
       workerReadable: description.workerReadable
     })
@@ -227,33 +249,33 @@ class OverlayDir extends OverlayNode {
   readonly readlink = fail(Errno.INVAL)
   readonly changes: OverlayChanges = this.makeChanges()
 
+  /** Looks when called (settled where both layers answer so). */
   lookup(name: string): Effect.Effect<OverlayNode, SyscallError> {
-    return Effect.suspend(() => {
-      const cached = this.children.get(name)
-      if (cached !== undefined) return Effect.succeed(cached)
-      const version = this.version
-      return Effect.flatMap(Effect.either(this.find(name)), (found) => {
-        // The names changed while the layers were asked: ask again.
-        if (this.version !== version) return this.lookup(name)
-        if (Either.isLeft(found)) return Effect.fail(found.left)
-        const raced = this.children.get(name)
-        if (raced !== undefined) return Effect.succeed(raced)
-        const node = this.nodeFor(name, found.right)
-        this.children.set(name, node)
-        return Effect.succeed(node)
-      })
+    const cached = this.children.get(name)
+    if (cached !== undefined) return Effect.succeed(cached)
+    const version = this.version
+    return flatMapNow(eitherNow(this.find(name)), (found) => {
+      // The names changed while the layers were asked: ask again.
+      if (this.version !== version) return this.lookup(name)
+      if (Either.isLeft(found)) return Exit.fail(found.left)
+      const raced = this.children.get(name)
+      if (raced !== undefined) return Effect.succeed(raced)
+      const node = this.nodeFor(name, found.right)
+      this.children.set(name, node)
+      return Effect.succeed(node)
     })
   }
 
   private find(name: string): Effect.Effect<Found, SyscallError> {
-    return Effect.gen(this, function*() {
-      if (this.upper !== undefined) {
-        const upper = yield* Effect.either(this.upper.lookup(name))
+    const self = this
+    return genNow(function*() {
+      if (self.upper !== undefined) {
+        const upper = yield* eitherNow(self.upper.lookup(name))
         if (Either.isRight(upper)) return { upper: upper.right }
-        if (upper.left.errno !== Errno.NOENT) return yield* upper.left
+        if (upper.left.errno !== Errno.NOENT) return yield* Exit.fail(upper.left)
       }
-      if (this.whiteouts.has(name)) return yield* fail(Errno.NOENT)
-      const lower = yield* this.lowerLookup(name)
+      if (self.whiteouts.has(name)) return yield* fail(Errno.NOENT)
+      const lower = yield* self.lowerLookup(name)
       return lower === undefined ? yield* fail(Errno.NOENT) : { lower }
     })
   }
@@ -288,7 +310,9 @@ class OverlayDir extends OverlayNode {
    */
   private lowerLookup(name: string): Effect.Effect<Inode | undefined, SyscallError> {
     if (this.lower === undefined || this.absentBelow.has(name)) return Effect.succeed(undefined)
-    return Effect.catchIf(this.lower.lookup(name), (e) => e.errno === Errno.NOENT, () => {
+    return flatMapNow(eitherNow(this.lower.lookup(name)), (found): Effect.Effect<Inode | undefined, SyscallError> => {
+      if (Either.isRight(found)) return Effect.succeed(found.right)
+      if (found.left.errno !== Errno.NOENT) return Exit.fail(found.left)
       if (this.absentBelow.size >= MAX_REMEMBERED_MISSES) this.absentBelow.clear()
       this.absentBelow.add(name)
       return Effect.succeed(undefined)
@@ -296,79 +320,88 @@ class OverlayDir extends OverlayNode {
   }
 
   private lowerHas(name: string): Effect.Effect<boolean> {
-    return Effect.map(Effect.either(this.lowerLookup(name)), (found) => Either.isRight(found) && found.right !== undefined)
+    return mapNow(eitherNow(this.lowerLookup(name)), (found) => Either.isRight(found) && found.right !== undefined)
   }
 
   /** Adds a name to the upper layer with `make`, unless it is visible already. Lock held. */
   private add(name: string, make: (upper: DirectoryChanges) => Effect.Effect<unknown, SyscallError>) {
-    return Effect.gen(this, function*() {
-      if (this.removed) return yield* fail(Errno.NOENT)
-      if (Either.isRight(yield* Effect.either(this.lookup(name)))) return yield* fail(Errno.EXIST)
-      const upper = yield* copyUp(this)
+    const self = this
+    return genNow(function*() {
+      if (self.removed) return yield* fail(Errno.NOENT)
+      if (Either.isRight(yield* eitherNow(self.lookup(name)))) return yield* fail(Errno.EXIST)
+      const upper = yield* copyUp(self)
       yield* make(upper.changes!)
-      const node = this.nodeFor(name, { upper: yield* upper.lookup(name) })
-      this.whiteouts.delete(name)
-      this.children.set(name, node)
-      this.version++
+      const node = self.nodeFor(name, { upper: yield* upper.lookup(name) })
+      self.whiteouts.delete(name)
+      self.children.set(name, node)
+      self.version++
       return node
     })
   }
 
   /** Removes the visible `name` (`node`): from the upper layer, and a lower one is whited out. Lock held. */
   private remove(name: string, node: OverlayNode, removeUpper: (upper: DirectoryChanges) => Effect.Effect<void, SyscallError>) {
-    return Effect.gen(this, function*() {
+    const self = this
+    return genNow(function*() {
       // The directory is copied up even when only a whiteout changes, so its times record the change.
-      const upper = yield* copyUp(this)
+      const upper = yield* copyUp(self)
       if (node.upper !== undefined) yield* removeUpper(upper.changes!)
-      if (yield* this.lowerHas(name)) this.whiteouts.add(name)
-      this.children.delete(name)
-      this.version++
+      if (yield* self.lowerHas(name)) self.whiteouts.add(name)
+      self.children.delete(name)
+      self.version++
       node.removed = true
     })
   }
 
   private makeChanges(): OverlayChanges {
-    const locked = <A>(effect: Effect.Effect<A, SyscallError>) => this.overlay.locked(effect)
+    // Each change is made under the overlay's lock, at once when no other change runs.
+    const locked = <A>(change: () => Effect.Effect<A, SyscallError>) => this.overlay.locked(change)
+    const self = this
     return {
       filesystem: this.overlay,
       directory: this,
-      create: (name, mode) => locked(this.add(name, (upper) => upper.create(name, mode))),
-      mkdir: (name, mode) => locked(Effect.asVoid(this.add(name, (upper) => upper.mkdir(name, mode)))),
-      symlink: (name, target) => locked(Effect.asVoid(this.add(name, (upper) => upper.symlink(name, target)))),
+      create: (name, mode) => locked(() => this.add(name, (upper) => upper.create(name, mode))),
+      mkdir: (name, mode) => locked(() => asVoidNow(this.add(name, (upper) => upper.mkdir(name, mode)))),
+      symlink: (name, target) => locked(() => asVoidNow(this.add(name, (upper) => upper.symlink(name, target)))),
       link: (name, target) => {
         if (!(target instanceof OverlayNode) || target.overlay !== this.overlay) return fail(Errno.XDEV)
         if (target.filetype === FileType.DIRECTORY) return fail(Errno.PERM)
-        return locked(Effect.asVoid(this.add(name, (upper) => Effect.flatMap(copyUp(target), (file) => upper.link(name, file)))))
+        return locked(() => asVoidNow(this.add(name, (upper) => flatMapNow(copyUp(target), (file) => upper.link(name, file)))))
       },
       unlink: (name) =>
-        locked(Effect.gen(this, function*() {
-          const node = yield* this.lookup(name)
-          if (node.filetype === FileType.DIRECTORY) return yield* fail(Errno.ISDIR)
-          yield* this.remove(name, node, (upper) => upper.unlink(name))
-        })),
+        locked(() =>
+          genNow(function*() {
+            const node = yield* self.lookup(name)
+            if (node.filetype === FileType.DIRECTORY) return yield* fail(Errno.ISDIR)
+            yield* self.remove(name, node, (upper) => upper.unlink(name))
+          })
+        ),
       rmdir: (name) =>
-        locked(Effect.gen(this, function*() {
-          const node = yield* this.lookup(name)
-          if (!(node instanceof OverlayDir)) return yield* fail(Errno.NOTDIR)
-          // Empty as the guest sees it: lower names all whited out, upper empty.
-          if ((yield* node.readdir).length > 0) return yield* fail(Errno.NOTEMPTY)
-          yield* this.remove(name, node, (upper) => upper.rmdir(name))
-        })),
+        locked(() =>
+          genNow(function*() {
+            const node = yield* self.lookup(name)
+            if (!(node instanceof OverlayDir)) return yield* fail(Errno.NOTDIR)
+            // Empty as the guest sees it: lower names all whited out, upper empty.
+            if ((yield* node.readdir).length > 0) return yield* fail(Errno.NOTEMPTY)
+            yield* self.remove(name, node, (upper) => upper.rmdir(name))
+          })
+        ),
       rename: (name, to, toName) =>
-        locked(Effect.gen(this, function*() {
+        locked(() => {
           if (!("directory" in to) || !(to.directory instanceof OverlayDir) || to.directory.overlay !== this.overlay) {
-            return yield* fail(Errno.XDEV)
+            return fail(Errno.XDEV)
           }
-          yield* this.rename(name, to.directory, toName)
-        }))
+          return this.rename(name, to.directory, toName)
+        })
     }
   }
 
   /** rename(2) as the merged view sees it. Lock held. */
   private rename(name: string, target: OverlayDir, toName: string): Effect.Effect<void, SyscallError> {
-    return Effect.gen(this, function*() {
-      const node = yield* this.lookup(name)
-      const replaced = Either.getRight(yield* Effect.either(target.lookup(toName)))
+    const self = this
+    return genNow(function*() {
+      const node = yield* self.lookup(name)
+      const replaced = Either.getRight(yield* eitherNow(target.lookup(toName)))
       if (replaced._tag === "Some" && (yield* sameFile(node, replaced.value))) return
       if (node instanceof OverlayDir) {
         for (let d: OverlayDir | undefined = target; d !== undefined; d = d.parent) if (d === node) return yield* fail(Errno.INVAL)
@@ -383,15 +416,15 @@ class OverlayDir extends OverlayNode {
       const targetUpper = yield* copyUp(target)
       // A name replaced only in the lower layer is simply shadowed by the upper one moved there
       // (a moved directory has no lower layer, so it shows nothing of the one it replaced).
-      yield* this.upper!.changes!.rename(name, targetUpper.changes!, toName)
-      if (yield* this.lowerHas(name)) this.whiteouts.add(name)
-      this.children.delete(name)
+      yield* self.upper!.changes!.rename(name, targetUpper.changes!, toName)
+      if (yield* self.lowerHas(name)) self.whiteouts.add(name)
+      self.children.delete(name)
       target.whiteouts.delete(toName)
       if (replaced._tag === "Some") replaced.value.removed = true
       target.children.set(toName, node)
       node.parent = target
       node.name = toName
-      this.version++
+      self.version++
       target.version++
     })
   }
@@ -401,7 +434,8 @@ class OverlayDir extends OverlayNode {
 const sameFile = (a: OverlayNode, b: OverlayNode): Effect.Effect<boolean, SyscallError> => {
   if (a === b) return Effect.succeed(true)
   if (a.upper === undefined || b.upper === undefined) return Effect.succeed(false)
-  return Effect.map(Effect.all([a.upper.stat, b.upper.stat]), ([x, y]) => x.ino === y.ino)
+  const second = b.upper
+  return flatMapNow(statOf(a.upper), (x) => mapNow(statOf(second), (y) => x.ino === y.ino))
 }
 
 interface OverlayChanges extends DirectoryChanges {

@@ -13,7 +13,7 @@ import { Errno, FileType, Whence } from "@runsc/abi"
 import { type Clock, Effect, Exit } from "effect"
 import { fail, type SyscallError } from "../errors.js"
 import type { MemoryAccount } from "../memoryAccount.js"
-import { mapNow } from "../settled.js"
+import { asVoidNow, mapNow } from "../settled.js"
 import { directoryDescription } from "./directory.js"
 import type { DirectoryChanges, DirEntry, FileDescription, Inode, OpenOptions, Stat } from "./inode.js"
 
@@ -162,14 +162,8 @@ export class Tmpfs {
 
   /**
    * Grows or shrinks `file` to `size` bytes (zero-filled), within the byte budget, which counts
-   * every file that has a name or an open description.
+   * every file that has a name or an open description; the errno when that is refused.
    */
-  private resize(file: FileNode, size: number): Effect.Effect<void, SyscallError> {
-    const refused = this.resizeNow(file, size)
-    return refused === undefined ? Effect.void : fail(refused)
-  }
-
-  /** `resize`, done at once: the errno when it is refused. */
   private resizeNow(file: FileNode, size: number): Errno | undefined {
     if (size > MAX_FILE_SIZE || size < 0) return Errno.FBIG
     const counted = isHeld(file)
@@ -217,23 +211,31 @@ export class Tmpfs {
     }
   }
 
-  /** Sets `node`'s access and/or modification time (undefined: unchanged); its ctime is now. */
+  /**
+   * Sets `node`'s access and/or modification time (undefined: unchanged); its ctime is now.
+   * Like every change here, done when called, and answered settled (see settled.ts).
+   */
   private setTimes(node: Node) {
-    return (atim: bigint | undefined, mtim: bigint | undefined): Effect.Effect<void> =>
-      Effect.sync(() => {
-        const now = this.now()
-        if (atim !== undefined) node.times.atim = atim
-        if (mtim !== undefined) node.times.mtim = mtim
-        node.times.ctim = now
-      })
+    return (atim: bigint | undefined, mtim: bigint | undefined): Effect.Effect<void> => {
+      const now = this.now()
+      if (atim !== undefined) node.times.atim = atim
+      if (mtim !== undefined) node.times.mtim = mtim
+      node.times.ctim = now
+      return Effect.void
+    }
   }
 
   private touch(node: Node, which: "m" | "c"): Effect.Effect<void> {
-    return Effect.sync(() => {
-      const now = this.now()
-      if (which === "m") node.times.mtim = now
-      node.times.ctim = now
-    })
+    const now = this.now()
+    if (which === "m") node.times.mtim = now
+    node.times.ctim = now
+    return Effect.void
+  }
+
+  /** Sets `file`'s size and touches it (`which` time) when that is allowed; settled. */
+  private resizeTouching(file: FileNode, size: number, which: "m" | "c"): Effect.Effect<void, SyscallError> {
+    const refused = this.resizeNow(file, size)
+    return refused === undefined ? this.touch(file, which) : fail(refused)
   }
 
   /** The Inode view of `node` (a new object each time; identity is the node's). */
@@ -256,7 +258,7 @@ export class Tmpfs {
         ...notDir,
         readlink: fail(Errno.INVAL),
         open: (options) => Effect.succeed(fs.fileDescription(node, options)),
-        truncate: (size: bigint) => Effect.zipRight(fs.resize(node, Number(size)), fs.touch(node, "m"))
+        truncate: (size: bigint) => fs.resizeTouching(node, Number(size), "m")
       }
     }
     const dir = node
@@ -277,46 +279,46 @@ export class Tmpfs {
   /** What a directory of this tmpfs can change: every call checks first, then changes all or nothing. */
   private changes(dir: DirNode): TmpfsChanges {
     const fs = this
-    const add = (name: string, make: (now: bigint) => Node) =>
-      Effect.suspend(() => {
-        const now = fs.now()
-        // A removed directory (nlink 0) takes no new names, as on Linux.
-        if (dir.nlink === 0n) return fail(Errno.NOENT)
-        if (dir.entries.has(name)) return fail(Errno.EXIST)
-        const node = make(now)
-        dir.entries.set(name, node)
-        if (node.type === FileType.DIRECTORY) dir.nlink++
-        dir.times.mtim = now
-        dir.times.ctim = now
-        return Effect.succeed(fs.inode(node))
-      })
-    const drop = (name: string, node: Node) =>
-      Effect.sync(() => {
-          const now = fs.now()
-          dir.entries.delete(name)
-          if (node.type === FileType.DIRECTORY) {
-            dir.nlink--
-            node.nlink = 0n
-          } else {
-            node.nlink--
-            node.times.ctim = now
-            // The data goes with the last name, unless a description still has it open.
-            if (node.type === FileType.REGULAR_FILE) fs.letGo(node)
-          }
-          dir.times.mtim = now
-          dir.times.ctim = now
-        })
+    // Each change is made when called, checks first, and answers settled.
+    const add = (name: string, make: (now: bigint) => Node): Effect.Effect<Inode, SyscallError> => {
+      const now = fs.now()
+      // A removed directory (nlink 0) takes no new names, as on Linux.
+      if (dir.nlink === 0n) return fail(Errno.NOENT)
+      if (dir.entries.has(name)) return fail(Errno.EXIST)
+      const node = make(now)
+      dir.entries.set(name, node)
+      if (node.type === FileType.DIRECTORY) dir.nlink++
+      dir.times.mtim = now
+      dir.times.ctim = now
+      return Effect.succeed(fs.inode(node))
+    }
+    const drop = (name: string, node: Node): Effect.Effect<void> => {
+      const now = fs.now()
+      dir.entries.delete(name)
+      if (node.type === FileType.DIRECTORY) {
+        dir.nlink--
+        node.nlink = 0n
+      } else {
+        node.nlink--
+        node.times.ctim = now
+        // The data goes with the last name, unless a description still has it open.
+        if (node.type === FileType.REGULAR_FILE) fs.letGo(node)
+      }
+      dir.times.mtim = now
+      dir.times.ctim = now
+      return Effect.void
+    }
     return {
       filesystem: fs,
       create: (name, mode = 0o644) => add(name, (now) => fs.node<FileNode>({ type: FileType.REGULAR_FILE, mode, data: new Pages(), size: 0, opens: 0 }, now)),
-      mkdir: (name, mode = 0o755) => Effect.asVoid(add(name, (now) => fs.node<DirNode>({ type: FileType.DIRECTORY, mode, entries: new Map() }, now))),
-      symlink: (name, target) => Effect.asVoid(add(name, (now) => fs.node<LinkNode>({ type: FileType.SYMBOLIC_LINK, mode: 0o777, target }, now))),
+      mkdir: (name, mode = 0o755) => asVoidNow(add(name, (now) => fs.node<DirNode>({ type: FileType.DIRECTORY, mode, entries: new Map() }, now))),
+      symlink: (name, target) => asVoidNow(add(name, (now) => fs.node<LinkNode>({ type: FileType.SYMBOLIC_LINK, mode: 0o777, target }, now))),
       link: (name, target) => {
         const origin = (target as { readonly tmpfs?: { readonly fs: Tmpfs; readonly node: Node } }).tmpfs
         if (origin === undefined || origin.fs !== fs) return fail(Errno.XDEV)
         const node = origin.node
         if (node.type === FileType.DIRECTORY) return fail(Errno.PERM)
-        return Effect.asVoid(add(name, () => {
+        return asVoidNow(add(name, () => {
           node.nlink++
           return node
         }))
@@ -349,29 +351,28 @@ export class Tmpfs {
         } else if (replaced?.type === FileType.DIRECTORY) {
           return fail(Errno.ISDIR)
         }
-        return Effect.sync(() => {
-            const now = fs.now()
-            if (replaced !== undefined) {
-              if (replaced.type === FileType.DIRECTORY) {
-                target.nlink--
-                replaced.nlink = 0n
-              } else {
-                replaced.nlink--
-                if (replaced.type === FileType.REGULAR_FILE) fs.letGo(replaced)
-              }
-            }
-            dir.entries.delete(name)
-            target.entries.set(toName, node)
-            if (node.type === FileType.DIRECTORY) {
-              dir.nlink--
-              target.nlink++
-            }
-            for (const d of [dir, target]) {
-              d.times.mtim = now
-              d.times.ctim = now
-            }
-            node.times.ctim = now
-          })
+        const now = fs.now()
+        if (replaced !== undefined) {
+          if (replaced.type === FileType.DIRECTORY) {
+            target.nlink--
+            replaced.nlink = 0n
+          } else {
+            replaced.nlink--
+            if (replaced.type === FileType.REGULAR_FILE) fs.letGo(replaced)
+          }
+        }
+        dir.entries.delete(name)
+        target.entries.set(toName, node)
+        if (node.type === FileType.DIRECTORY) {
+          dir.nlink--
+          target.nlink++
+        }
+        for (const d of [dir, target]) {
+          d.times.mtim = now
+          d.times.ctim = now
+        }
+        node.times.ctim = now
+        return Effect.void
       },
       directory: dir
     }
@@ -448,11 +449,11 @@ export class Tmpfs {
         close()
         return Effect.void
       },
-      setSize: (size) => (options.write ? Effect.zipRight(fs.resize(file, Number(size)), fs.touch(file, "m")) : fail(Errno.BADF)),
+      setSize: (size) => (options.write ? fs.resizeTouching(file, Number(size), "m") : fail(Errno.BADF)),
       allocate: (offset, length) => {
         if (!options.write) return fail(Errno.BADF)
         const end = Number(offset + length)
-        return end > file.size ? Effect.zipRight(fs.resize(file, end), fs.touch(file, "c")) : Effect.void
+        return end > file.size ? fs.resizeTouching(file, end, "c") : Effect.void
       },
       setTimes: fs.setTimes(file)
     }
