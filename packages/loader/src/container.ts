@@ -35,11 +35,11 @@ import {
   type LaunchArgs,
   maxFdsOf,
   prepareLaunch,
+  type LaunchError,
   type PreparedLaunch,
   type Stdio,
   startPrepared
 } from "./launch.js"
-import type { StartError } from "./loader.js"
 
 /** `created`: registered, not started; `running`: its init runs; `stopped`: its init has exited, or its start failed. */
 export type ContainerState = "created" | "running" | "stopped"
@@ -62,6 +62,9 @@ export interface Sandbox {
   /** The container has been destroyed: forget it. */
   readonly destroyed: (container: Container) => Effect.Effect<void>
 }
+
+/** ContainerStopped: its init could not join its PID namespace, whose init has died (or the sandbox is ending). */
+export type StartError = ContainerNotFound | ContainerAlreadyStarted | ContainerStopped | InvalidRoot | InvalidMount | InvalidSpec | LaunchError
 
 /** A start's failures, reading its bundle's included. */
 type InitError = StartError | BundleNotFound

@@ -5,17 +5,18 @@
  *
  * Lifetime: the sandbox lives as long as the root container's init. When it exits, every other
  * process is killed. Closing the layer's scope is the teardown — SIGKILL every process, wait
- * until each has exited, close every container (the root last), then release the kernel
- * (workers, pool, fds) — and the scopes' structure guarantees that nothing is released while a
- * task still runs: a container's scope kills and waits for its processes before it releases
- * what they used (newContainer).
+ * until each has exited, stop the container actors, close every container (the root last), then
+ * release the kernel (workers, pool, fds) — and the scopes' structure guarantees that nothing is
+ * released while a task still runs: a container's scope kills and waits for its processes
+ * before it releases what they used (Container.make).
  *
- * Every change to the container registry (create, start, exec, destroy, signals to all
- * processes) holds the registry lock; nothing slow runs under it (an exec finds, reads and
- * compiles its program before it takes the lock). A kill of every process of a container
- * (destroy, kill --all, the death of its namespace's init) closes the container's admission
- * (or its namespace's) before it enumerates them, so a process created concurrently, by a guest
- * or a client, is either killed by it or refused (invariant 5).
+ * Each container is an actor (container.ts) that serializes its own lifecycle requests; the
+ * registry of actors is read without a lock and changes only when a container is created or a
+ * destroyed one forgotten, so no container's start, exec or destroy waits for another's. A kill
+ * of every process of a container (destroy, kill --all, the death of its namespace's init)
+ * closes the container's admission (or its namespace's) and marks them all killed in one step,
+ * so a process created concurrently, by a guest or a client, is either killed by it or refused
+ * (invariant 5).
  */
 import { type ExitStatus, isValidSignal, signalName } from "@runsc/abi"
 import {
@@ -38,17 +39,16 @@ import {
 } from "@runsc/spec"
 import { Context, Deferred, Effect, ExecutionStrategy, FiberSet, Layer, Scope, SynchronizedRef } from "effect"
 import * as Os from "node:os"
-import { Container, type Sandbox } from "./container.js"
+import { Container, type Sandbox, type StartError } from "./container.js"
+
+export type { StartError }
 import {
   AlreadyPaused,
-  ContainerAlreadyStarted,
   ContainerExists,
   ContainerNotFound,
   ContainerNotStarted,
   ContainerStopped,
   InvalidPid,
-  type InvalidMount,
-  type InvalidRoot,
   InvalidSignal,
   NoSuchProcess,
   NoTerminal,
@@ -83,8 +83,6 @@ export interface LoaderArgs {
   readonly kernel?: KernelOptions
 }
 
-/** ContainerStopped: its init could not join its PID namespace, whose init has died (or the sandbox is ending). */
-export type StartError = ContainerNotFound | ContainerAlreadyStarted | ContainerStopped | InvalidRoot | InvalidMount | InvalidSpec | LaunchError
 
 export interface SubcontainerArgs {
   readonly containerId: string
