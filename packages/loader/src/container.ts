@@ -148,21 +148,12 @@ export class Container {
     return this.initProcess
   }
 
-  get spec(): Spec | undefined {
-    return this.started?.spec
-  }
-
   get pidNamespace(): PidNamespace<ThreadGroup> | undefined {
     return this.started?.pidNamespace
   }
 
   get pidNamespacePath(): string | undefined {
     return this.started?.pidNamespacePath
-  }
-
-  /** Whether it has been destroyed (a holder of it from before then finds nothing). */
-  get isDestroyed(): boolean {
-    return this.destroyed
   }
 
   // ---- requests -------------------------------------------------------------------------------
