@@ -274,7 +274,7 @@ const describeProcess = (root: PidNamespace<ThreadGroup>) => (tg: ThreadGroup): 
   pid: tg.rootPid,
   ppid: tg.parent?.rootPid ?? 0,
   pgid: tg.group.idIn(root),
-  tpgid: tg.group.session.terminal?.foreground?.idIn(root) ?? -1,
+  tpgid: tg.terminal?.foreground?.idIn(root) ?? -1,
   uid: tg.uid,
   containerId: tg.containerId,
   state: tg.state,
@@ -331,9 +331,6 @@ const makeLoader = (args: LoaderArgs & { readonly bundle: Bundle }) =>
 
     const initOf = (container: Container) =>
       container.init ? Effect.succeed(container.init) : Effect.fail(new ContainerNotStarted({ id: container.id }))
-
-    /** Every process of the sandbox not yet reaped (zombies included; reaping releases the pid). */
-    const everyProcess = () => kernel.rootPidNamespace.processes.map(([, tg]) => tg)
 
     /** The sandbox ends: no process may start any more, and every one is killed. */
     const killAll = Effect.suspend(() => {
@@ -512,7 +509,7 @@ const makeLoader = (args: LoaderArgs & { readonly bundle: Bundle }) =>
             case "ForegroundProcessGroup": {
               // The foreground group of the terminal the process's session controls.
               const member = pid === 0 ? init : yield* processOf(container, pid)
-              const terminal = member.group.session.terminal
+              const terminal = member.terminal
               if (terminal === undefined) return yield* new NoTerminal({ id, pid })
               const foreground = terminal.foreground
               // No foreground group (it has ended): the signal reaches nobody, as on Linux.
@@ -525,9 +522,7 @@ const makeLoader = (args: LoaderArgs & { readonly bundle: Bundle }) =>
       processes: (id) =>
         Effect.map(find(id), (container) => container.tasks.live.map(describeProcess(kernel.rootPidNamespace)).sort(byPid)),
 
-      allProcesses: Effect.sync(() =>
-        everyProcess().filter((tg) => tg.isAlive).map(describeProcess(kernel.rootPidNamespace)).sort(byPid)
-      ),
+      allProcesses: Effect.map(kernel.processes, (all) => all.filter((tg) => tg.isAlive).map(describeProcess(kernel.rootPidNamespace))),
 
       runtimeState: (id) =>
         Effect.map(find(id), (container) =>
@@ -549,9 +544,9 @@ const makeLoader = (args: LoaderArgs & { readonly bundle: Bundle }) =>
       pause: Effect.flatMap(kernel.pause, (done) => (done ? Effect.void : Effect.fail(new AlreadyPaused({ id: rootId })))),
       resume: Effect.flatMap(kernel.resume, (done) => (done ? Effect.void : Effect.fail(new NotPaused({ id: rootId })))),
       isPaused: kernel.isPaused,
-      sandboxStats: Effect.map(kernel.workerStats, (workers) => ({
-        processes: everyProcess().filter((tg) => tg.isAlive).length,
-        unreaped: everyProcess().filter((tg) => !tg.isAlive).length,
+      sandboxStats: Effect.zipWith(kernel.workerStats, kernel.processes, (workers, all) => ({
+        processes: all.filter((tg) => tg.isAlive).length,
+        unreaped: all.filter((tg) => !tg.isAlive).length,
         workerThreads: workers.threads,
         idleWorkers: workers.idle,
         memory: { total: kernel.memory.total, used: kernel.memory.used },
@@ -569,7 +564,7 @@ const makeLoader = (args: LoaderArgs & { readonly bundle: Bundle }) =>
         const init = rootContainer.init
         if (init === undefined) return Effect.void
         // What a host terminal generates (^C, ^Z, ...) is for the job in its foreground.
-        const foreground = init.group.session.terminal?.foreground
+        const foreground = init.terminal?.foreground
         if (foreground !== undefined && terminalSignals.has(signo)) {
           return Effect.forEach(foreground.members, (tg) => kernel.signal(tg, signo), { discard: true })
         }

@@ -22,7 +22,7 @@ import type { SyntheticMount } from "../fs/synthetic.js"
 import type { Dentry } from "../fs/resolve.js"
 import type { GuestThread } from "../platform/pool.js"
 import type { PidNamespace } from "./pidNamespace.js"
-import type { ProcessGroup } from "./session.js"
+import type { ControllingTerminal, ProcessGroup } from "./session.js"
 
 export type ProcessState = "running" | "stopped" | "exiting" | "exited"
 
@@ -237,6 +237,11 @@ export class ThreadGroup {
   /** Its process group (assigned when the process is placed, see `place`). */
   get group(): ProcessGroup<ThreadGroup> {
     return this._group
+  }
+
+  /** The terminal its session controls, if any (job control: its foreground group). */
+  get terminal(): ControllingTerminal<ThreadGroup> | undefined {
+    return this._group.session.terminal
   }
 
   /** Signals whose disposition is "ignore" (proc_sigignore): discarded when sent. */
