@@ -194,23 +194,6 @@ type FieldsOf<N extends SyscallName> = Declarations[N]["fields"][number]
 
 // ---- plans: the declaration with channel places assigned --------------------------------------
 
-/** Field kinds as small integers, for the generic stub's loop. */
-export const K = {
-  u32: 0,
-  s32: 1,
-  u64: 2,
-  bytes: 3,
-  capacity: 4,
-  ignored: 5,
-  iovecsIn: 6,
-  iovecsOut: 7,
-  data: 8,
-  u32Out: 9,
-  u64Out: 10,
-  structOut: 11,
-  payloadOut: 12
-} as const satisfies { readonly [Kind in FieldKind]: number }
-
 export interface SyscallPlan {
   readonly name: SyscallName
   readonly number: number
@@ -218,8 +201,6 @@ export interface SyscallPlan {
   readonly fields: ReadonlyArray<Field>
   /** Request words in use (NARGS). */
   readonly nargs: number
-  /** Per field: its kind (K). */
-  readonly kinds: Uint8Array
   /**
    * Per field, its channel place: the word (an absolute index into `words`: request words,
    * length words of bytes/capacity/iovecs, RESULT0/1 of u32Out), the i64 slot (u64, u64Out),
@@ -251,7 +232,6 @@ const guestParams: { readonly [Kind in FieldKind]: ReadonlyArray<"i32" | "i64"> 
 
 const makePlan = (name: SyscallName, declaration: Declaration): SyscallPlan => {
   const fields = declaration.fields
-  const kinds = new Uint8Array(fields.length)
   const place = new Int32Array(fields.length).fill(-1)
   const before: Array<ReadonlyArray<number>> = []
   const at: Record<string, number> = {}
@@ -265,7 +245,6 @@ const makePlan = (name: SyscallName, declaration: Declaration): SyscallPlan => {
     throw new Error(`syscall ABI: ${name}: ${why}`)
   }
   fields.forEach((f, i) => {
-    kinds[i] = K[f.kind]
     before.push([...packed])
     switch (f.kind) {
       case "u32":
@@ -320,7 +299,7 @@ const makePlan = (name: SyscallName, declaration: Declaration): SyscallPlan => {
     if (fields.some((f) => guestParams[f.kind].length === 0)) fail("a generic stub with a worker-only field")
     if (wanted!.join(" ") !== given.join(" ")) fail(`guest parameters (${given.join(" ")}) are not its import's (${wanted!.join(" ")})`)
   }
-  return { name, number: syscallNumber[name], stub: declaration.stub, fields, nargs: word, kinds, place, before, at, resultAt }
+  return { name, number: syscallNumber[name], stub: declaration.stub, fields, nargs: word, place, before, at, resultAt }
 }
 
 /** Every syscall's plan, by syscall number; checked at module load (a bad declaration throws). */
