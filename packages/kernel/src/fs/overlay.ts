@@ -24,7 +24,7 @@
 import { Errno, FileType } from "@runsc/abi"
 import { Effect, Either, Exit } from "effect"
 import { fail, type SyscallError } from "../errors.js"
-import { asVoidNow, eitherNow, flatMapNow, genNow, isSettled, mapNow } from "../settled.js"
+import { asVoidNow, eitherNow, flatMapNow, fnNow, isSettled, mapNow } from "../settled.js"
 import { ChangeLock } from "./changeLock.js"
 import { directoryDescription } from "./directory.js"
 import { forwarding } from "./forwarding.js"
@@ -132,62 +132,59 @@ const upperOf = (node: OverlayNode): Effect.Effect<Inode, SyscallError> =>
  * Gives `node` an upper copy (and its directories first), with the lower's mode, contents or
  * target, and times. The caller holds the overlay's lock. Made when called (see settled.ts).
  */
-const copyUp = (node: OverlayNode): Effect.Effect<Inode, SyscallError> =>
-  genNow(function*() {
-    const chain: Array<OverlayNode> = []
-    for (let n: OverlayNode = node; n.upper === undefined; n = n.parent!) {
-      if (n.removed) return yield* fail(Errno.NOENT)
-      chain.unshift(n)
-    }
-    for (const n of chain) n.upper = yield* copyOne(n)
-    return node.upper!
-  })
+const copyUp = fnNow(function*(node: OverlayNode) {
+  const chain: Array<OverlayNode> = []
+  for (let n: OverlayNode = node; n.upper === undefined; n = n.parent!) {
+    if (n.removed) return yield* fail(Errno.NOENT)
+    chain.unshift(n)
+  }
+  for (const n of chain) n.upper = yield* copyOne(n)
+  return node.upper!
+})
 
-const copyOne = (node: OverlayNode): Effect.Effect<Inode, SyscallError> =>
-  genNow(function*() {
-    const dir = node.parent!.upper!
-    const changes = dir.changes!
-    const lower = node.lower!
-    const st = yield* statOf(lower)
-    switch (lower.filetype) {
-      case FileType.DIRECTORY:
-        yield* changes.mkdir(node.name, st.mode)
-        break
-      case FileType.SYMBOLIC_LINK:
-        yield* changes.symlink(node.name, yield* lower.readlink)
-        break
-      case FileType.REGULAR_FILE: {
-        const file = yield* changes.create(node.name, st.mode)
-        // A copy that cannot complete (ENOSPC) leaves no half file behind.
-        const copied = yield* eitherNow(copyContents(lower, file))
-        if (Either.isLeft(copied)) {
-          yield* eitherNow(changes.unlink(node.name))
-          return yield* Exit.fail(copied.left)
-        }
-        break
+const copyOne = fnNow(function*(node: OverlayNode) {
+  const dir = node.parent!.upper!
+  const changes = dir.changes!
+  const lower = node.lower!
+  const st = yield* statOf(lower)
+  switch (lower.filetype) {
+    case FileType.DIRECTORY:
+      yield* changes.mkdir(node.name, st.mode)
+      break
+    case FileType.SYMBOLIC_LINK:
+      yield* changes.symlink(node.name, yield* lower.readlink)
+      break
+    case FileType.REGULAR_FILE: {
+      const file = yield* changes.create(node.name, st.mode)
+      // A copy that cannot complete (ENOSPC) leaves no half file behind.
+      const copied = yield* eitherNow(copyContents(lower, file))
+      if (Either.isLeft(copied)) {
+        yield* eitherNow(changes.unlink(node.name))
+        return yield* Exit.fail(copied.left)
       }
-      default:
-        // Host devices, fifos and sockets are never opened, so never copied.
-        return yield* fail(Errno.ACCES)
+      break
     }
-    const upper = yield* dir.lookup(node.name)
-    yield* upper.setTimes!(st.atim, st.mtim)
-    return upper
-  })
+    default:
+      // Host devices, fifos and sockets are never opened, so never copied.
+      return yield* fail(Errno.ACCES)
+  }
+  const upper = yield* dir.lookup(node.name)
+  yield* upper.setTimes!(st.atim, st.mtim)
+  return upper
+})
 
 const copyContents = (from: Inode, to: Inode): Effect.Effect<void, SyscallError> =>
   flatMapNow(from.open({ read: true, write: false, transient: true }), (source) =>
     closingAfter(source, flatMapNow(to.open({ read: false, write: true, transient: true }), (target) => closingAfter(target, copyAll(source, target)))))
 
-const copyAll = (source: FileDescription, target: FileDescription): Effect.Effect<void, SyscallError> =>
-  genNow(function*() {
-    for (let offset = 0n; ;) {
-      const chunk = yield* source.read(COPY_CHUNK, offset)
-      if (chunk.length === 0) return
-      yield* target.write(chunk, offset)
-      offset += BigInt(chunk.length)
-    }
-  })
+const copyAll = fnNow(function*(source: FileDescription, target: FileDescription) {
+  for (let offset = 0n; ;) {
+    const chunk = yield* source.read(COPY_CHUNK, offset)
+    if (chunk.length === 0) return
+    yield* target.write(chunk, offset)
+    offset += BigInt(chunk.length)
+  }
+})
 
 /** `effect`'s outcome, with `description` closed after it whatever that is: at once when it is settled. */
 const closingAfter = <A, E>(description: FileDescription, effect: Effect.Effect<A, E>): Effect.Effect<A, E> =>
@@ -267,18 +264,19 @@ class OverlayDir extends OverlayNode {
   }
 
   private find(name: string): Effect.Effect<Found, SyscallError> {
-    const self = this
-    return genNow(function*() {
-      if (self.upper !== undefined) {
-        const upper = yield* eitherNow(self.upper.lookup(name))
-        if (Either.isRight(upper)) return { upper: upper.right }
-        if (upper.left.errno !== Errno.NOENT) return yield* Exit.fail(upper.left)
-      }
-      if (self.whiteouts.has(name)) return yield* fail(Errno.NOENT)
-      const lower = yield* self.lowerLookup(name)
-      return lower === undefined ? yield* fail(Errno.NOENT) : { lower }
-    })
+    return OverlayDir.find(this, name)
   }
+
+  private static readonly find = fnNow(function*(self: OverlayDir, name: string) {
+    if (self.upper !== undefined) {
+      const upper = yield* eitherNow(self.upper.lookup(name))
+      if (Either.isRight(upper)) return { upper: upper.right }
+      if (upper.left.errno !== Errno.NOENT) return yield* Exit.fail(upper.left)
+    }
+    if (self.whiteouts.has(name)) return yield* fail(Errno.NOENT)
+    const lower = yield* self.lowerLookup(name)
+    return lower === undefined ? yield* fail(Errno.NOENT) : { lower }
+  })
 
   private nodeFor(name: string, found: Found): OverlayNode {
     const filetype = (found.upper ?? found.lower)!.filetype
@@ -325,38 +323,53 @@ class OverlayDir extends OverlayNode {
 
   /** Adds a name to the upper layer with `make`, unless it is visible already. Lock held. */
   private add(name: string, make: (upper: DirectoryChanges) => Effect.Effect<unknown, SyscallError>) {
-    const self = this
-    return genNow(function*() {
-      if (self.removed) return yield* fail(Errno.NOENT)
-      if (Either.isRight(yield* eitherNow(self.lookup(name)))) return yield* fail(Errno.EXIST)
-      const upper = yield* copyUp(self)
-      yield* make(upper.changes!)
-      const node = self.nodeFor(name, { upper: yield* upper.lookup(name) })
-      self.whiteouts.delete(name)
-      self.children.set(name, node)
-      self.version++
-      return node
-    })
+    return OverlayDir.add(this, name, make)
   }
+
+  private static readonly add = fnNow(function*(self: OverlayDir, name: string, make: (upper: DirectoryChanges) => Effect.Effect<unknown, SyscallError>) {
+    if (self.removed) return yield* fail(Errno.NOENT)
+    if (Either.isRight(yield* eitherNow(self.lookup(name)))) return yield* fail(Errno.EXIST)
+    const upper = yield* copyUp(self)
+    yield* make(upper.changes!)
+    const node = self.nodeFor(name, { upper: yield* upper.lookup(name) })
+    self.whiteouts.delete(name)
+    self.children.set(name, node)
+    self.version++
+    return node
+  })
 
   /** Removes the visible `name` (`node`): from the upper layer, and a lower one is whited out. Lock held. */
   private remove(name: string, node: OverlayNode, removeUpper: (upper: DirectoryChanges) => Effect.Effect<void, SyscallError>) {
-    const self = this
-    return genNow(function*() {
-      // The directory is copied up even when only a whiteout changes, so its times record the change.
-      const upper = yield* copyUp(self)
-      if (node.upper !== undefined) yield* removeUpper(upper.changes!)
-      if (yield* self.lowerHas(name)) self.whiteouts.add(name)
-      self.children.delete(name)
-      self.version++
-      node.removed = true
-    })
+    return OverlayDir.remove(this, name, node, removeUpper)
   }
+
+  private static readonly remove = fnNow(function*(self: OverlayDir, name: string, node: OverlayNode, removeUpper: (upper: DirectoryChanges) => Effect.Effect<void, SyscallError>) {
+    // The directory is copied up even when only a whiteout changes, so its times record the change.
+    const upper = yield* copyUp(self)
+    if (node.upper !== undefined) yield* removeUpper(upper.changes!)
+    if (yield* self.lowerHas(name)) self.whiteouts.add(name)
+    self.children.delete(name)
+    self.version++
+    node.removed = true
+  })
+
+  private static readonly unlink = fnNow(function*(self: OverlayDir, name: string) {
+    const node = yield* self.lookup(name)
+    if (node.filetype === FileType.DIRECTORY) return yield* fail(Errno.ISDIR)
+    yield* self.remove(name, node, (upper) => upper.unlink(name))
+  })
+
+  private static readonly rmdir = fnNow(function*(self: OverlayDir, name: string) {
+    const node = yield* self.lookup(name)
+    if (!(node instanceof OverlayDir)) return yield* fail(Errno.NOTDIR)
+    // Empty as the guest sees it: lower names all whited out, upper empty.
+    if ((yield* node.readdir).length > 0) return yield* fail(Errno.NOTEMPTY)
+    yield* self.remove(name, node, (upper) => upper.rmdir(name))
+  })
 
   private makeChanges(): OverlayChanges {
     // Each change is made under the overlay's lock, at once when no other change runs.
     const locked = <A>(change: () => Effect.Effect<A, SyscallError>) => this.overlay.locked(change)
-    const self = this
     return {
       filesystem: this.overlay,
       directory: this,
@@ -368,24 +381,8 @@ class OverlayDir extends OverlayNode {
         if (target.filetype === FileType.DIRECTORY) return fail(Errno.PERM)
         return locked(() => asVoidNow(this.add(name, (upper) => flatMapNow(copyUp(target), (file) => upper.link(name, file)))))
       },
-      unlink: (name) =>
-        locked(() =>
-          genNow(function*() {
-            const node = yield* self.lookup(name)
-            if (node.filetype === FileType.DIRECTORY) return yield* fail(Errno.ISDIR)
-            yield* self.remove(name, node, (upper) => upper.unlink(name))
-          })
-        ),
-      rmdir: (name) =>
-        locked(() =>
-          genNow(function*() {
-            const node = yield* self.lookup(name)
-            if (!(node instanceof OverlayDir)) return yield* fail(Errno.NOTDIR)
-            // Empty as the guest sees it: lower names all whited out, upper empty.
-            if ((yield* node.readdir).length > 0) return yield* fail(Errno.NOTEMPTY)
-            yield* self.remove(name, node, (upper) => upper.rmdir(name))
-          })
-        ),
+      unlink: (name) => locked(() => OverlayDir.unlink(this, name)),
+      rmdir: (name) => locked(() => OverlayDir.rmdir(this, name)),
       rename: (name, to, toName) =>
         locked(() => {
           if (!("directory" in to) || !(to.directory instanceof OverlayDir) || to.directory.overlay !== this.overlay) {
@@ -398,36 +395,37 @@ class OverlayDir extends OverlayNode {
 
   /** rename(2) as the merged view sees it. Lock held. */
   private rename(name: string, target: OverlayDir, toName: string): Effect.Effect<void, SyscallError> {
-    const self = this
-    return genNow(function*() {
-      const node = yield* self.lookup(name)
-      const replaced = Either.getRight(yield* eitherNow(target.lookup(toName)))
-      if (replaced._tag === "Some" && (yield* sameFile(node, replaced.value))) return
-      if (node instanceof OverlayDir) {
-        for (let d: OverlayDir | undefined = target; d !== undefined; d = d.parent) if (d === node) return yield* fail(Errno.INVAL)
-        if (replaced._tag === "Some" && !(replaced.value instanceof OverlayDir)) return yield* fail(Errno.NOTDIR)
-        if (replaced._tag === "Some" && (yield* replaced.value.readdir).length > 0) return yield* fail(Errno.NOTEMPTY)
-        // Moving a directory with a lower layer would mean copying its whole tree.
-        if (node.lower !== undefined) return yield* fail(Errno.XDEV)
-      } else if (replaced._tag === "Some" && replaced.value instanceof OverlayDir) {
-        return yield* fail(Errno.ISDIR)
-      }
-      yield* copyUp(node)
-      const targetUpper = yield* copyUp(target)
-      // A name replaced only in the lower layer is simply shadowed by the upper one moved there
-      // (a moved directory has no lower layer, so it shows nothing of the one it replaced).
-      yield* self.upper!.changes!.rename(name, targetUpper.changes!, toName)
-      if (yield* self.lowerHas(name)) self.whiteouts.add(name)
-      self.children.delete(name)
-      target.whiteouts.delete(toName)
-      if (replaced._tag === "Some") replaced.value.removed = true
-      target.children.set(toName, node)
-      node.parent = target
-      node.name = toName
-      self.version++
-      target.version++
-    })
+    return OverlayDir.rename(this, name, target, toName)
   }
+
+  private static readonly rename = fnNow(function*(self: OverlayDir, name: string, target: OverlayDir, toName: string) {
+    const node = yield* self.lookup(name)
+    const replaced = Either.getRight(yield* eitherNow(target.lookup(toName)))
+    if (replaced._tag === "Some" && (yield* sameFile(node, replaced.value))) return
+    if (node instanceof OverlayDir) {
+      for (let d: OverlayDir | undefined = target; d !== undefined; d = d.parent) if (d === node) return yield* fail(Errno.INVAL)
+      if (replaced._tag === "Some" && !(replaced.value instanceof OverlayDir)) return yield* fail(Errno.NOTDIR)
+      if (replaced._tag === "Some" && (yield* replaced.value.readdir).length > 0) return yield* fail(Errno.NOTEMPTY)
+      // Moving a directory with a lower layer would mean copying its whole tree.
+      if (node.lower !== undefined) return yield* fail(Errno.XDEV)
+    } else if (replaced._tag === "Some" && replaced.value instanceof OverlayDir) {
+      return yield* fail(Errno.ISDIR)
+    }
+    yield* copyUp(node)
+    const targetUpper = yield* copyUp(target)
+    // A name replaced only in the lower layer is simply shadowed by the upper one moved there
+    // (a moved directory has no lower layer, so it shows nothing of the one it replaced).
+    yield* self.upper!.changes!.rename(name, targetUpper.changes!, toName)
+    if (yield* self.lowerHas(name)) self.whiteouts.add(name)
+    self.children.delete(name)
+    target.whiteouts.delete(toName)
+    if (replaced._tag === "Some") replaced.value.removed = true
+    target.children.set(toName, node)
+    node.parent = target
+    node.name = toName
+    self.version++
+    target.version++
+  })
 }
 
 /** Whether two nodes are one file: one node, or two upper names of one file (hard links). */

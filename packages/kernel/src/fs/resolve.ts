@@ -16,7 +16,7 @@ import { Errno, FileType } from "@runsc/abi"
 import { Effect } from "effect"
 import { fail, type SyscallError } from "../errors.js"
 import type { Inode } from "./inode.js"
-import { genNow } from "../settled.js"
+import { fnNow } from "../settled.js"
 
 /**
  * Filesystems mounted over paths of a tree, by absolute path ("/proc"). A mounted inode hides
@@ -120,13 +120,8 @@ export const resolve = (root: Dentry, start: Dentry, path: string, options: Reso
  * `resolve`, walking when called rather than when run: settled where every lookup on the way
  * is (see settled.ts), so that a syscall handler resolving a path needs no fiber step.
  */
-export const resolveNow = (
-  root: Dentry,
-  start: Dentry,
-  path: string,
-  options: ResolveOptions
-): Effect.Effect<Dentry, SyscallError> =>
-  genNow(function*() {
+export const resolveNow: (root: Dentry, start: Dentry, path: string, options: ResolveOptions) => Effect.Effect<Dentry, SyscallError> =
+  fnNow(function*(root: Dentry, start: Dentry, path: string, options: ResolveOptions) {
     if (path.length === 0) return yield* fail(Errno.NOENT)
     if (Buffer.byteLength(path) > PATH_MAX) return yield* fail(Errno.NAMETOOLONG)
     if (path.includes("\0")) return yield* fail(Errno.INVAL)

@@ -11,7 +11,7 @@ import type { FdEntry } from "../fs/fdTable.js"
 import { type FileDescription, statOf } from "../fs/inode.js"
 import { DATA_SIZE } from "../platform/channel.js"
 import { args, results } from "../platform/syscallAbi.js"
-import { eitherNow, flatMapNow, genNow } from "../settled.js"
+import { eitherNow, flatMapNow, fnNow } from "../settled.js"
 import { blocking, type Handler, setPayload, setPayloadLength, type SyscallContext } from "./context.js"
 import { putFilestat, requestedTimes } from "./filestat.js"
 import { entryWith } from "./lookup.js"
@@ -52,49 +52,46 @@ const isNonBlocking = (entry: FdEntry) => (entry.flags & FdFlags.NONBLOCK) !== 0
 
 const written = FdWriteResults.nwritten
 
-const fd_write: Handler = (c) =>
-  genNow(function*() {
-    const entry = yield* entryWith(c, FdWriteArgs.fd(c), Rights.FD_WRITE)
-    // Gathered iovecs are at the start of the data area (iovecsIn).
-    const data = c.channel.data.subarray(0, FdWriteArgs.iovs.length(c))
-    // APPEND (set at the open or later): the write goes at the end, in one O_APPEND write where
-    // the host's other writers could come between a seek and a write.
-    if ((entry.flags & FdFlags.APPEND) !== 0 && entry.description.filetype === FileType.REGULAR_FILE) {
-      if (entry.description.append !== undefined) return written(c, yield* entry.description.append(data))
-      yield* entry.description.seek(0n, Whence.END)
-    }
-    const write = entry.description.write(data, undefined, isNonBlocking(entry))
-    // Files answer; streams (pipes) may wait for their reader to make room.
-    const outcome = yield* eitherNow(entry.description.filetype === FileType.REGULAR_FILE ? write : blocking(c, write))
-    if (Either.isRight(outcome)) return written(c, outcome.right)
-    // A write with no reader left raises SIGPIPE (whose default action ends the writer).
-    if (outcome.left.errno === Errno.PIPE) yield* c.raise(SIGPIPE)
-    return yield* fail(outcome.left.errno)
-  })
+const fd_write: Handler = fnNow(function*(c: SyscallContext) {
+  const entry = yield* entryWith(c, FdWriteArgs.fd(c), Rights.FD_WRITE)
+  // Gathered iovecs are at the start of the data area (iovecsIn).
+  const data = c.channel.data.subarray(0, FdWriteArgs.iovs.length(c))
+  // APPEND (set at the open or later): the write goes at the end, in one O_APPEND write where
+  // the host's other writers could come between a seek and a write.
+  if ((entry.flags & FdFlags.APPEND) !== 0 && entry.description.filetype === FileType.REGULAR_FILE) {
+    if (entry.description.append !== undefined) return written(c, yield* entry.description.append(data))
+    yield* entry.description.seek(0n, Whence.END)
+  }
+  const write = entry.description.write(data, undefined, isNonBlocking(entry))
+  // Files answer; streams (pipes) may wait for their reader to make room.
+  const outcome = yield* eitherNow(entry.description.filetype === FileType.REGULAR_FILE ? write : blocking(c, write))
+  if (Either.isRight(outcome)) return written(c, outcome.right)
+  // A write with no reader left raises SIGPIPE (whose default action ends the writer).
+  if (outcome.left.errno === Errno.PIPE) yield* c.raise(SIGPIPE)
+  return yield* fail(outcome.left.errno)
+})
 
 const pwritten = FdPwriteResults.nwritten
 
-const fd_pwrite: Handler = (c) =>
-  genNow(function*() {
-    const entry = yield* entryWith(c, FdPwriteArgs.fd(c), Rights.FD_WRITE | Rights.FD_SEEK)
-    if (entry.description.filetype !== FileType.REGULAR_FILE) return yield* fail(Errno.SPIPE)
-    const data = c.channel.data.subarray(0, FdPwriteArgs.iovs.length(c))
-    // On an APPEND fd Linux's pwrite appends all the same (pwrite(2), BUGS), and so does node:wasi;
-    // the fd's offset stays where it was.
-    if ((entry.flags & FdFlags.APPEND) === 0) return pwritten(c, yield* entry.description.write(data, FdPwriteArgs.offset(c)))
-    if (entry.description.append === undefined) return pwritten(c, yield* entry.description.write(data, (yield* statOf(entry.description)).size))
-    const offset = yield* entry.description.seek(0n, Whence.CUR)
-    const written = yield* entry.description.append(data)
-    yield* entry.description.seek(offset, Whence.SET)
-    pwritten(c, written)
-  })
+const fd_pwrite: Handler = fnNow(function*(c: SyscallContext) {
+  const entry = yield* entryWith(c, FdPwriteArgs.fd(c), Rights.FD_WRITE | Rights.FD_SEEK)
+  if (entry.description.filetype !== FileType.REGULAR_FILE) return yield* fail(Errno.SPIPE)
+  const data = c.channel.data.subarray(0, FdPwriteArgs.iovs.length(c))
+  // On an APPEND fd Linux's pwrite appends all the same (pwrite(2), BUGS), and so does node:wasi;
+  // the fd's offset stays where it was.
+  if ((entry.flags & FdFlags.APPEND) === 0) return pwritten(c, yield* entry.description.write(data, FdPwriteArgs.offset(c)))
+  if (entry.description.append === undefined) return pwritten(c, yield* entry.description.write(data, (yield* statOf(entry.description)).size))
+  const offset = yield* entry.description.seek(0n, Whence.CUR)
+  const written = yield* entry.description.append(data)
+  yield* entry.description.seek(offset, Whence.SET)
+  pwritten(c, written)
+})
 
 /** fd_read, or fd_pread (`positional`: the offset is an argument, the fd's own stays). */
 const read = (positional: boolean): Handler => {
   const Read = positional ? FdPreadArgs : FdReadArgs
   const nread = positional ? FdPreadResults.nread : FdReadResults.nread
-  return (c) =>
-  genNow(function*() {
+  return fnNow(function*(c: SyscallContext) {
     const rights = positional ? Rights.FD_READ | Rights.FD_SEEK : Rights.FD_READ
     const entry = yield* entryWith(c, Read.fd(c), rights)
     if (positional && entry.description.filetype !== FileType.REGULAR_FILE) return yield* fail(Errno.SPIPE)
@@ -115,85 +112,77 @@ const fd_close: Handler = (c) => c.tg.fdTable.close(FdCloseArgs.fd(c))
 
 const newOffset = FdSeekResults.newOffset
 
-const fd_seek: Handler = (c) =>
-  genNow(function*() {
-    const whence = FdSeekArgs.whence(c)
-    const delta = FdSeekArgs.offset(c)
-    // lseek(fd, 0, SEEK_CUR) is how fd_tell is spelled in C; it needs only FD_TELL.
-    const rights = delta === 0n && whence === 1 ? Rights.FD_TELL : Rights.FD_SEEK
-    const entry = yield* entryWith(c, FdSeekArgs.fd(c), rights)
-    newOffset(c, yield* entry.description.seek(delta, whence))
-  })
+const fd_seek: Handler = fnNow(function*(c: SyscallContext) {
+  const whence = FdSeekArgs.whence(c)
+  const delta = FdSeekArgs.offset(c)
+  // lseek(fd, 0, SEEK_CUR) is how fd_tell is spelled in C; it needs only FD_TELL.
+  const rights = delta === 0n && whence === 1 ? Rights.FD_TELL : Rights.FD_SEEK
+  const entry = yield* entryWith(c, FdSeekArgs.fd(c), rights)
+  newOffset(c, yield* entry.description.seek(delta, whence))
+})
 
-const fd_tell: Handler = (c) =>
-  genNow(function*() {
-    const entry = yield* entryWith(c, FdTellArgs.fd(c), Rights.FD_TELL)
-    FdTellResults.offset(c, yield* entry.description.seek(0n, 1))
-  })
+const fd_tell: Handler = fnNow(function*(c: SyscallContext) {
+  const entry = yield* entryWith(c, FdTellArgs.fd(c), Rights.FD_TELL)
+  FdTellResults.offset(c, yield* entry.description.seek(0n, 1))
+})
 
-const fd_fdstat_get: Handler = (c) =>
-  genNow(function*() {
-    const entry = yield* entryWith(c, FdFdstatGetArgs.fd(c), 0n)
-    const v = c.channel.dataView
-    const L = Layout.fdstat
-    v.setBigUint64(0, 0n, true)
-    v.setUint8(L.filetype, entry.description.filetype)
-    v.setUint16(L.flags, entry.flags, true)
-    v.setBigUint64(L.rightsBase, entry.rightsBase, true)
-    v.setBigUint64(L.rightsInheriting, entry.rightsInheriting, true)
-    setPayloadLength(c, L.sizeOf)
-  })
+const fd_fdstat_get: Handler = fnNow(function*(c: SyscallContext) {
+  const entry = yield* entryWith(c, FdFdstatGetArgs.fd(c), 0n)
+  const v = c.channel.dataView
+  const L = Layout.fdstat
+  v.setBigUint64(0, 0n, true)
+  v.setUint8(L.filetype, entry.description.filetype)
+  v.setUint16(L.flags, entry.flags, true)
+  v.setBigUint64(L.rightsBase, entry.rightsBase, true)
+  v.setBigUint64(L.rightsInheriting, entry.rightsInheriting, true)
+  setPayloadLength(c, L.sizeOf)
+})
 
-const fd_fdstat_set_flags: Handler = (c) =>
-  genNow(function*() {
-    const fd = FdFdstatSetFlagsArgs.fd(c)
-    const flags = FdFdstatSetFlagsArgs.flags(c)
-    const entry = yield* entryWith(c, fd, Rights.FD_FDSTAT_SET_FLAGS)
-    if ((flags & ~(FdFlags.APPEND | FdFlags.DSYNC | FdFlags.NONBLOCK | FdFlags.RSYNC | FdFlags.SYNC)) !== 0) {
-      return yield* fail(Errno.INVAL)
-    }
-    c.tg.fdTable.update(fd, { ...entry, flags })
-  })
+const fd_fdstat_set_flags: Handler = fnNow(function*(c: SyscallContext) {
+  const fd = FdFdstatSetFlagsArgs.fd(c)
+  const flags = FdFdstatSetFlagsArgs.flags(c)
+  const entry = yield* entryWith(c, fd, Rights.FD_FDSTAT_SET_FLAGS)
+  if ((flags & ~(FdFlags.APPEND | FdFlags.DSYNC | FdFlags.NONBLOCK | FdFlags.RSYNC | FdFlags.SYNC)) !== 0) {
+    return yield* fail(Errno.INVAL)
+  }
+  c.tg.fdTable.update(fd, { ...entry, flags })
+})
 
-const fd_fdstat_set_rights: Handler = (c) =>
-  genNow(function*() {
-    const SetRights = FdFdstatSetRightsArgs
-    const fd = SetRights.fd(c)
-    const base = BigInt.asUintN(64, SetRights.rightsBase(c))
-    const inheriting = BigInt.asUintN(64, SetRights.rightsInheriting(c))
-    const entry = yield* entryWith(c, fd, 0n)
-    // Rights can only be dropped.
-    if ((base & ~entry.rightsBase) !== 0n || (inheriting & ~entry.rightsInheriting) !== 0n) {
-      return yield* fail(Errno.NOTCAPABLE)
-    }
-    c.tg.fdTable.update(fd, { ...entry, rightsBase: base, rightsInheriting: inheriting })
-  })
+const fd_fdstat_set_rights: Handler = fnNow(function*(c: SyscallContext) {
+  const SetRights = FdFdstatSetRightsArgs
+  const fd = SetRights.fd(c)
+  const base = BigInt.asUintN(64, SetRights.rightsBase(c))
+  const inheriting = BigInt.asUintN(64, SetRights.rightsInheriting(c))
+  const entry = yield* entryWith(c, fd, 0n)
+  // Rights can only be dropped.
+  if ((base & ~entry.rightsBase) !== 0n || (inheriting & ~entry.rightsInheriting) !== 0n) {
+    return yield* fail(Errno.NOTCAPABLE)
+  }
+  c.tg.fdTable.update(fd, { ...entry, rightsBase: base, rightsInheriting: inheriting })
+})
 
-const fd_filestat_get: Handler = (c) =>
-  genNow(function*() {
-    const entry = yield* entryWith(c, FdFilestatGetArgs.fd(c), Rights.FD_FILESTAT_GET)
-    putFilestat(c, yield* statOf(entry.description))
-  })
+const fd_filestat_get: Handler = fnNow(function*(c: SyscallContext) {
+  const entry = yield* entryWith(c, FdFilestatGetArgs.fd(c), Rights.FD_FILESTAT_GET)
+  putFilestat(c, yield* statOf(entry.description))
+})
 
-const fd_prestat_get: Handler = (c) =>
-  genNow(function*() {
-    const entry = yield* entryWith(c, FdPrestatGetArgs.fd(c), 0n)
-    if (entry.preopen === undefined) return yield* fail(Errno.BADF)
-    const v = c.channel.dataView
-    v.setUint32(0, 0, true)
-    v.setUint8(Layout.prestat.tag, PreopenType.DIR)
-    v.setUint32(Layout.prestat.nameLen, encoder.encode(entry.preopen).length, true)
-    setPayloadLength(c, Layout.prestat.sizeOf)
-  })
+const fd_prestat_get: Handler = fnNow(function*(c: SyscallContext) {
+  const entry = yield* entryWith(c, FdPrestatGetArgs.fd(c), 0n)
+  if (entry.preopen === undefined) return yield* fail(Errno.BADF)
+  const v = c.channel.dataView
+  v.setUint32(0, 0, true)
+  v.setUint8(Layout.prestat.tag, PreopenType.DIR)
+  v.setUint32(Layout.prestat.nameLen, encoder.encode(entry.preopen).length, true)
+  setPayloadLength(c, Layout.prestat.sizeOf)
+})
 
-const fd_prestat_dir_name: Handler = (c) =>
-  genNow(function*() {
-    const entry = yield* entryWith(c, FdPrestatDirNameArgs.fd(c), 0n)
-    if (entry.preopen === undefined) return yield* fail(Errno.BADF)
-    const name = encoder.encode(entry.preopen)
-    if (FdPrestatDirNameArgs.name(c) < name.length) return yield* fail(Errno.NAMETOOLONG)
-    setPayload(c, name)
-  })
+const fd_prestat_dir_name: Handler = fnNow(function*(c: SyscallContext) {
+  const entry = yield* entryWith(c, FdPrestatDirNameArgs.fd(c), 0n)
+  if (entry.preopen === undefined) return yield* fail(Errno.BADF)
+  const name = encoder.encode(entry.preopen)
+  if (FdPrestatDirNameArgs.name(c) < name.length) return yield* fail(Errno.NAMETOOLONG)
+  setPayload(c, name)
+})
 
 type Listing = ReadonlyArray<{ readonly name: Uint8Array; readonly ino: bigint; readonly filetype: number }>
 
@@ -201,8 +190,8 @@ type Listing = ReadonlyArray<{ readonly name: Uint8Array; readonly ino: bigint; 
  * fd_readdir. `listings` holds the listing of each open directory description (one table per
  * kernel), so that cookies stay stable between calls; cookie 0 takes a fresh listing.
  */
-const readdir = (listings: WeakMap<FdEntry["description"], Listing>): Handler => (c) =>
-  genNow(function*() {
+const readdir = (listings: WeakMap<FdEntry["description"], Listing>): Handler =>
+  fnNow(function*(c: SyscallContext) {
     const entry = yield* entryWith(c, FdReaddirArgs.fd(c), Rights.FD_READDIR)
     const dentry = entry.dentry
     if (dentry === undefined) return yield* fail(Errno.NOTDIR)
@@ -277,13 +266,12 @@ const fd_allocate: Handler = (c) =>
     return length === 0n ? fail(Errno.INVAL) : allocate(offset, length)
   })
 
-const fd_filestat_set_times: Handler = (c) =>
-  genNow(function*() {
-    const SetTimes = FdFilestatSetTimesArgs
-    const setTimes = yield* fdChange(c, SetTimes.fd(c), Rights.FD_FILESTAT_SET_TIMES, "setTimes")
-    const { atim, mtim } = yield* requestedTimes(SetTimes.fstFlags(c), SetTimes.atim(c), SetTimes.mtim(c))
-    yield* setTimes(atim, mtim)
-  })
+const fd_filestat_set_times: Handler = fnNow(function*(c: SyscallContext) {
+  const SetTimes = FdFilestatSetTimesArgs
+  const setTimes = yield* fdChange(c, SetTimes.fd(c), Rights.FD_FILESTAT_SET_TIMES, "setTimes")
+  const { atim, mtim } = yield* requestedTimes(SetTimes.fstFlags(c), SetTimes.atim(c), SetTimes.mtim(c))
+  yield* setTimes(atim, mtim)
+})
 
 /** The fd family's handlers (fd_readdir's is made per kernel, see `makeReaddir`). */
 export const fdHandlers = {

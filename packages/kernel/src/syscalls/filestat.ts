@@ -6,7 +6,7 @@ import { Errno, FstFlags, Layout } from "@runsc/abi"
 import { Clock } from "effect"
 import { fail } from "../errors.js"
 import type { Stat } from "../fs/inode.js"
-import { genNow } from "../settled.js"
+import { fnNow } from "../settled.js"
 import { setPayloadLength, type SyscallContext } from "./context.js"
 
 /** Writes `st` as the response's filestat payload. */
@@ -29,14 +29,13 @@ export const putFilestat = (c: SyscallContext, st: Stat): void => {
  * The times fst_flags ask for: the one given (`atim`, `mtim`, as the guest's u64s), now, or
  * unchanged (undefined); EINVAL for both.
  */
-export const requestedTimes = (flags: number, atim: bigint, mtim: bigint) =>
-  genNow(function*() {
-    if ((flags & FstFlags.ATIM) !== 0 && (flags & FstFlags.ATIM_NOW) !== 0) return yield* fail(Errno.INVAL)
-    if ((flags & FstFlags.MTIM) !== 0 && (flags & FstFlags.MTIM_NOW) !== 0) return yield* fail(Errno.INVAL)
-    const now = yield* Clock.currentTimeNanos
-    const pick = (given: number, atNow: number, value: bigint) => (flags & given) !== 0 ? value : (flags & atNow) !== 0 ? now : undefined
-    return {
-      atim: pick(FstFlags.ATIM, FstFlags.ATIM_NOW, BigInt.asUintN(64, atim)),
-      mtim: pick(FstFlags.MTIM, FstFlags.MTIM_NOW, BigInt.asUintN(64, mtim))
-    }
-  })
+export const requestedTimes = fnNow(function*(flags: number, atim: bigint, mtim: bigint) {
+  if ((flags & FstFlags.ATIM) !== 0 && (flags & FstFlags.ATIM_NOW) !== 0) return yield* fail(Errno.INVAL)
+  if ((flags & FstFlags.MTIM) !== 0 && (flags & FstFlags.MTIM_NOW) !== 0) return yield* fail(Errno.INVAL)
+  const now = yield* Clock.currentTimeNanos
+  const pick = (given: number, atNow: number, value: bigint) => (flags & given) !== 0 ? value : (flags & atNow) !== 0 ? now : undefined
+  return {
+    atim: pick(FstFlags.ATIM, FstFlags.ATIM_NOW, BigInt.asUintN(64, atim)),
+    mtim: pick(FstFlags.MTIM, FstFlags.MTIM_NOW, BigInt.asUintN(64, mtim))
+  }
+})

@@ -14,7 +14,7 @@ import { fail, type SyscallError } from "../errors.js"
 import type { FdEntry } from "../fs/fdTable.js"
 import { type Dentry, resolveNow } from "../fs/resolve.js"
 import type { BytesArg } from "../platform/syscallAbi.js"
-import { flatMapNow, genNow } from "../settled.js"
+import { flatMapNow, fnNow } from "../settled.js"
 import { pathArg, type SyscallContext } from "./context.js"
 
 /** The entry for `fd`, which must carry every right in `rights` (BADF, then NOTCAPABLE). */
@@ -36,12 +36,11 @@ export const baseDirectory = (c: SyscallContext, fd: number, rights: bigint): Ef
 export const guestPath = (c: SyscallContext, path: BytesArg): Effect.Effect<string, SyscallError> =>
   flatMapNow(pathArg(c, path), (path) => path.startsWith("/") ? fail(Errno.NOTCAPABLE) : Effect.succeed(path))
 
-export const lookupPath = (c: SyscallContext, fd: number, rights: bigint, pathField: BytesArg, follow: boolean) =>
-  genNow(function*() {
-    const base = yield* baseDirectory(c, fd, rights)
-    const path = yield* guestPath(c, pathField)
-    return yield* resolveNow(c.tg.root, base, path, { followFinal: follow, beneath: base })
-  })
+export const lookupPath = fnNow(function*(c: SyscallContext, fd: number, rights: bigint, pathField: BytesArg, follow: boolean) {
+  const base = yield* baseDirectory(c, fd, rights)
+  const path = yield* guestPath(c, pathField)
+  return yield* resolveNow(c.tg.root, base, path, { followFinal: follow, beneath: base })
+})
 
 /** The changes `dir` can make, or EROFS. */
 export const changesOf = (dir: Dentry) => (dir.inode.changes ? Effect.succeed(dir.inode.changes) : fail(Errno.ROFS))

@@ -13,7 +13,7 @@ import { fail } from "../errors.js"
 import { statOf } from "../fs/inode.js"
 import { type Dentry, MAX_SYMLINK_TRAVERSALS, NAME_MAX, resolveNow } from "../fs/resolve.js"
 import { args, type BytesArg, results } from "../platform/syscallAbi.js"
-import { eitherNow, flatMapNow, genNow, mapNow } from "../settled.js"
+import { eitherNow, flatMapNow, fnNow, mapNow } from "../settled.js"
 import { type Handler, pathArg, setPayload, type SyscallContext } from "./context.js"
 import { putFilestat, requestedTimes } from "./filestat.js"
 import { baseDirectory, changesOf, entryWith, guestPath, lookupPath } from "./lookup.js"
@@ -36,82 +36,79 @@ const encoder = new TextEncoder()
 
 const WRITE_RIGHTS = Rights.FD_WRITE | Rights.FD_ALLOCATE | Rights.FD_FILESTAT_SET_SIZE | Rights.FD_DATASYNC
 
-const path_open: Handler = (c) =>
-  genNow(function*() {
-    const dirfd = PathOpenArgs.fd(c)
-    const lookupflags = PathOpenArgs.dirflags(c)
-    const oflags = PathOpenArgs.oflags(c)
-    const fdflags = PathOpenArgs.fdflags(c)
-    const requestedBase = BigInt.asUintN(64, PathOpenArgs.rightsBase(c))
-    const requestedInheriting = BigInt.asUintN(64, PathOpenArgs.rightsInheriting(c))
-    const dir = yield* entryWith(c, dirfd, Rights.PATH_OPEN)
-    if (dir.dentry === undefined) return yield* fail(Errno.NOTDIR)
-    if ((requestedBase & ~dir.rightsInheriting) !== 0n) return yield* fail(Errno.NOTCAPABLE)
-    if ((oflags & OFlags.CREAT) !== 0 && (dir.rightsBase & Rights.PATH_CREATE_FILE) === 0n) return yield* fail(Errno.NOTCAPABLE)
-    // Truncating through a path is the directory's right, as WASI defines O_TRUNC.
-    if ((oflags & OFlags.TRUNC) !== 0 && (dir.rightsBase & Rights.PATH_FILESTAT_SET_SIZE) === 0n) return yield* fail(Errno.NOTCAPABLE)
-    const path = yield* guestPath(c, PathOpenArgs.path)
-    const found = yield* eitherNow(
-      resolveNow(c.tg.root, dir.dentry, path, { followFinal: (lookupflags & LookupFlags.SYMLINK_FOLLOW) !== 0, beneath: dir.dentry })
-    )
-    let dentry: Dentry
-    let created = false
-    if (found._tag === "Right") {
-      dentry = found.right
-    } else {
-      if (found.left.errno !== Errno.NOENT || (oflags & OFlags.CREAT) === 0) return yield* fail(found.left.errno)
-      dentry = yield* createAt(c, dir.dentry, path, (lookupflags & LookupFlags.SYMLINK_FOLLOW) !== 0, (oflags & OFlags.EXCL) !== 0)
-      created = true
-    }
-    const filetype = dentry.inode.filetype
-    if (!created && (oflags & OFlags.CREAT) !== 0 && (oflags & OFlags.EXCL) !== 0) return yield* fail(Errno.EXIST)
-    if (filetype === FileType.SYMBOLIC_LINK) return yield* fail(Errno.LOOP)
-    if ((oflags & OFlags.DIRECTORY) !== 0 && filetype !== FileType.DIRECTORY) return yield* fail(Errno.NOTDIR)
-    const isDirectory = filetype === FileType.DIRECTORY
-    const wantsWrite = (requestedBase & WRITE_RIGHTS) !== 0n || (oflags & OFlags.TRUNC) !== 0 ||
-      (fdflags & FdFlags.APPEND) !== 0
-    if (isDirectory && wantsWrite) return yield* fail(Errno.ISDIR)
-    if ((oflags & OFlags.TRUNC) !== 0 && filetype === FileType.REGULAR_FILE && !created) {
-      if (dentry.inode.truncate === undefined) return yield* fail(Errno.ROFS)
-      yield* dentry.inode.truncate(0n)
-    }
-    // APPEND stays a flag of the fd, which fd_write acts on, so that fd_fdstat_set_flags can
-    // clear it again; the description itself writes where it is told.
-    const description = yield* dentry.inode.open({ read: true, write: wantsWrite })
-    const typeRights = isDirectory ? DIRECTORY_RIGHTS : FILE_RIGHTS
-    const fd = yield* eitherNow(c.tg.fdTable.allocate({
-      description,
-      ...(isDirectory ? { dentry } : {}),
-      // A terminal (/dev/tty, /dev/stdout on one) cannot seek: isatty() looks for exactly that.
-      rightsBase: requestedBase & typeRights & dir.rightsInheriting & (description.isTerminal === true ? ~(Rights.FD_SEEK | Rights.FD_TELL) : ~0n),
-      rightsInheriting: isDirectory ? requestedInheriting & dir.rightsInheriting : 0n,
-      flags: fdflags & (FdFlags.APPEND | FdFlags.NONBLOCK | FdFlags.SYNC | FdFlags.DSYNC | FdFlags.RSYNC)
-    }))
-    if (Either.isLeft(fd)) {
-      yield* description.close
-      return yield* fail(fd.left.errno)
-    }
-    PathOpenResults.opened(c, fd.right)
-  })
+const path_open: Handler = fnNow(function*(c: SyscallContext) {
+  const dirfd = PathOpenArgs.fd(c)
+  const lookupflags = PathOpenArgs.dirflags(c)
+  const oflags = PathOpenArgs.oflags(c)
+  const fdflags = PathOpenArgs.fdflags(c)
+  const requestedBase = BigInt.asUintN(64, PathOpenArgs.rightsBase(c))
+  const requestedInheriting = BigInt.asUintN(64, PathOpenArgs.rightsInheriting(c))
+  const dir = yield* entryWith(c, dirfd, Rights.PATH_OPEN)
+  if (dir.dentry === undefined) return yield* fail(Errno.NOTDIR)
+  if ((requestedBase & ~dir.rightsInheriting) !== 0n) return yield* fail(Errno.NOTCAPABLE)
+  if ((oflags & OFlags.CREAT) !== 0 && (dir.rightsBase & Rights.PATH_CREATE_FILE) === 0n) return yield* fail(Errno.NOTCAPABLE)
+  // Truncating through a path is the directory's right, as WASI defines O_TRUNC.
+  if ((oflags & OFlags.TRUNC) !== 0 && (dir.rightsBase & Rights.PATH_FILESTAT_SET_SIZE) === 0n) return yield* fail(Errno.NOTCAPABLE)
+  const path = yield* guestPath(c, PathOpenArgs.path)
+  const found = yield* eitherNow(
+    resolveNow(c.tg.root, dir.dentry, path, { followFinal: (lookupflags & LookupFlags.SYMLINK_FOLLOW) !== 0, beneath: dir.dentry })
+  )
+  let dentry: Dentry
+  let created = false
+  if (found._tag === "Right") {
+    dentry = found.right
+  } else {
+    if (found.left.errno !== Errno.NOENT || (oflags & OFlags.CREAT) === 0) return yield* fail(found.left.errno)
+    dentry = yield* createAt(c, dir.dentry, path, (lookupflags & LookupFlags.SYMLINK_FOLLOW) !== 0, (oflags & OFlags.EXCL) !== 0)
+    created = true
+  }
+  const filetype = dentry.inode.filetype
+  if (!created && (oflags & OFlags.CREAT) !== 0 && (oflags & OFlags.EXCL) !== 0) return yield* fail(Errno.EXIST)
+  if (filetype === FileType.SYMBOLIC_LINK) return yield* fail(Errno.LOOP)
+  if ((oflags & OFlags.DIRECTORY) !== 0 && filetype !== FileType.DIRECTORY) return yield* fail(Errno.NOTDIR)
+  const isDirectory = filetype === FileType.DIRECTORY
+  const wantsWrite = (requestedBase & WRITE_RIGHTS) !== 0n || (oflags & OFlags.TRUNC) !== 0 ||
+    (fdflags & FdFlags.APPEND) !== 0
+  if (isDirectory && wantsWrite) return yield* fail(Errno.ISDIR)
+  if ((oflags & OFlags.TRUNC) !== 0 && filetype === FileType.REGULAR_FILE && !created) {
+    if (dentry.inode.truncate === undefined) return yield* fail(Errno.ROFS)
+    yield* dentry.inode.truncate(0n)
+  }
+  // APPEND stays a flag of the fd, which fd_write acts on, so that fd_fdstat_set_flags can
+  // clear it again; the description itself writes where it is told.
+  const description = yield* dentry.inode.open({ read: true, write: wantsWrite })
+  const typeRights = isDirectory ? DIRECTORY_RIGHTS : FILE_RIGHTS
+  const fd = yield* eitherNow(c.tg.fdTable.allocate({
+    description,
+    ...(isDirectory ? { dentry } : {}),
+    // A terminal (/dev/tty, /dev/stdout on one) cannot seek: isatty() looks for exactly that.
+    rightsBase: requestedBase & typeRights & dir.rightsInheriting & (description.isTerminal === true ? ~(Rights.FD_SEEK | Rights.FD_TELL) : ~0n),
+    rightsInheriting: isDirectory ? requestedInheriting & dir.rightsInheriting : 0n,
+    flags: fdflags & (FdFlags.APPEND | FdFlags.NONBLOCK | FdFlags.SYNC | FdFlags.DSYNC | FdFlags.RSYNC)
+  }))
+  if (Either.isLeft(fd)) {
+    yield* description.close
+    return yield* fail(fd.left.errno)
+  }
+  PathOpenResults.opened(c, fd.right)
+})
 
-const path_filestat_get: Handler = (c) =>
-  genNow(function*() {
-    const Stat = PathFilestatGetArgs
-    const follow = (Stat.flags(c) & LookupFlags.SYMLINK_FOLLOW) !== 0
-    const dentry = yield* lookupPath(c, Stat.fd(c), Rights.PATH_FILESTAT_GET, Stat.path, follow)
-    putFilestat(c, yield* statOf(dentry.inode))
-  })
+const path_filestat_get: Handler = fnNow(function*(c: SyscallContext) {
+  const Stat = PathFilestatGetArgs
+  const follow = (Stat.flags(c) & LookupFlags.SYMLINK_FOLLOW) !== 0
+  const dentry = yield* lookupPath(c, Stat.fd(c), Rights.PATH_FILESTAT_GET, Stat.path, follow)
+  putFilestat(c, yield* statOf(dentry.inode))
+})
 
-const path_readlink: Handler = (c) =>
-  genNow(function*() {
-    const Readlink = PathReadlinkArgs
-    const dentry = yield* lookupPath(c, Readlink.fd(c), Rights.PATH_READLINK, Readlink.path, false)
-    const target = encoder.encode(yield* dentry.inode.readlink)
-    // Truncated to the guest's buffer, as readlink(2) does.
-    const kept = target.subarray(0, Math.min(target.length, Readlink.buf(c)))
-    setPayload(c, kept)
-    PathReadlinkResults.bufused(c, kept.length)
-  })
+const path_readlink: Handler = fnNow(function*(c: SyscallContext) {
+  const Readlink = PathReadlinkArgs
+  const dentry = yield* lookupPath(c, Readlink.fd(c), Rights.PATH_READLINK, Readlink.path, false)
+  const target = encoder.encode(yield* dentry.inode.readlink)
+  // Truncated to the guest's buffer, as readlink(2) does.
+  const kept = target.subarray(0, Math.min(target.length, Readlink.buf(c)))
+  setPayload(c, kept)
+  PathReadlinkResults.bufused(c, kept.length)
+})
 
 // ---- changes to the filesystem ---------------------------------------------------------------
 // A directory can change only where its filesystem is writable (`Inode.changes`); elsewhere
@@ -122,19 +119,18 @@ const path_readlink: Handler = (c) =>
  * way followed, never leaving `beneath`'s subtree), and that component ("" for "/"; "." and ".."
  * as written, ".." NOTCAPABLE where it would name the parent of `beneath`).
  */
-const parentOf = (c: SyscallContext, base: Dentry, path: string, beneath: Dentry = base) =>
-  genNow(function*() {
-    if (path.length === 0) return yield* fail(Errno.NOENT)
-    const trimmed = path.replace(/\/+$/, "")
-    const slash = trimmed.lastIndexOf("/")
-    const name = trimmed.slice(slash + 1)
-    if (Buffer.byteLength(name) > NAME_MAX) return yield* fail(Errno.NAMETOOLONG)
-    const dirPath = slash < 0 ? (trimmed.length === 0 ? "/" : ".") : slash === 0 ? "/" : trimmed.slice(0, slash)
-    const dir = yield* resolveNow(c.tg.root, base, dirPath, { followFinal: true, beneath })
-    if (dir.inode.filetype !== FileType.DIRECTORY) return yield* fail(Errno.NOTDIR)
-    if (name === ".." && dir === beneath && !dir.isRoot) return yield* fail(Errno.NOTCAPABLE)
-    return { dir, name, trailingSlash: trimmed.length < path.length }
-  })
+const parentOf = fnNow(function*(c: SyscallContext, base: Dentry, path: string, beneath: Dentry = base) {
+  if (path.length === 0) return yield* fail(Errno.NOENT)
+  const trimmed = path.replace(/\/+$/, "")
+  const slash = trimmed.lastIndexOf("/")
+  const name = trimmed.slice(slash + 1)
+  if (Buffer.byteLength(name) > NAME_MAX) return yield* fail(Errno.NAMETOOLONG)
+  const dirPath = slash < 0 ? (trimmed.length === 0 ? "/" : ".") : slash === 0 ? "/" : trimmed.slice(0, slash)
+  const dir = yield* resolveNow(c.tg.root, base, dirPath, { followFinal: true, beneath })
+  if (dir.inode.filetype !== FileType.DIRECTORY) return yield* fail(Errno.NOTDIR)
+  if (name === ".." && dir === beneath && !dir.isRoot) return yield* fail(Errno.NOTCAPABLE)
+  return { dir, name, trailingSlash: trimmed.length < path.length }
+})
 
 /**
  * O_CREAT of a missing `path`: a new empty file where its directory can have one. When the last
@@ -142,126 +138,117 @@ const parentOf = (c: SyscallContext, base: Dentry, path: string, beneath: Dentry
  * (from the link's directory, or the root for an absolute target), as Linux does, never out of
  * `base`'s subtree; with O_EXCL the link itself is in the way (EEXIST).
  */
-const createAt = (c: SyscallContext, base: Dentry, path: string, follow: boolean, exclusive: boolean) =>
-  genNow(function*() {
-    let from = base
-    let target = path
-    for (let hops = 0; ; hops++) {
-      const parent = yield* parentOf(c, from, target, base)
-      if (parent.trailingSlash) return yield* fail(Errno.ISDIR)
-      const existing = yield* eitherNow(parent.dir.lookup(parent.name))
-      if (Either.isRight(existing)) {
-        if (existing.right.filetype !== FileType.SYMBOLIC_LINK || !follow || exclusive) return yield* fail(Errno.EXIST)
-        if (hops >= MAX_SYMLINK_TRAVERSALS) return yield* fail(Errno.LOOP)
-        from = parent.dir
-        target = yield* existing.right.readlink
-        continue
-      }
-      const changes = yield* changesOf(parent.dir)
-      return parent.dir.child(parent.name, yield* changes.create(parent.name))
+const createAt = fnNow(function*(c: SyscallContext, base: Dentry, path: string, follow: boolean, exclusive: boolean) {
+  let from = base
+  let target = path
+  for (let hops = 0; ; hops++) {
+    const parent = yield* parentOf(c, from, target, base)
+    if (parent.trailingSlash) return yield* fail(Errno.ISDIR)
+    const existing = yield* eitherNow(parent.dir.lookup(parent.name))
+    if (Either.isRight(existing)) {
+      if (existing.right.filetype !== FileType.SYMBOLIC_LINK || !follow || exclusive) return yield* fail(Errno.EXIST)
+      if (hops >= MAX_SYMLINK_TRAVERSALS) return yield* fail(Errno.LOOP)
+      from = parent.dir
+      target = yield* existing.right.readlink
+      continue
     }
-  })
+    const changes = yield* changesOf(parent.dir)
+    return parent.dir.child(parent.name, yield* changes.create(parent.name))
+  }
+})
 
 
-const pathParent = (c: SyscallContext, fd: number, rights: bigint, path: BytesArg) =>
-  genNow(function*() {
-    const base = yield* baseDirectory(c, fd, rights)
-    return yield* parentOf(c, base, yield* guestPath(c, path))
-  })
+const pathParent = fnNow(function*(c: SyscallContext, fd: number, rights: bigint, path: BytesArg) {
+  const base = yield* baseDirectory(c, fd, rights)
+  return yield* parentOf(c, base, yield* guestPath(c, path))
+})
 
 /** Whether `name` names something in `dir` (an existing name is EEXIST even on a read-only mount). */
 const exists = (dir: Dentry, name: string) => mapNow(eitherNow(dir.lookup(name)), Either.isRight)
 
-const path_create_directory: Handler = (c) =>
-  genNow(function*() {
-    const { fd, path } = PathCreateDirectoryArgs
-    const { dir, name } = yield* pathParent(c, fd(c), Rights.PATH_CREATE_DIRECTORY, path)
-    if (name === "" || name === "." || name === ".." || (yield* exists(dir, name))) return yield* fail(Errno.EXIST)
-    yield* flatMapNow(changesOf(dir), (changes) => changes.mkdir(name))
-  })
+const path_create_directory: Handler = fnNow(function*(c: SyscallContext) {
+  const { fd, path } = PathCreateDirectoryArgs
+  const { dir, name } = yield* pathParent(c, fd(c), Rights.PATH_CREATE_DIRECTORY, path)
+  if (name === "" || name === "." || name === ".." || (yield* exists(dir, name))) return yield* fail(Errno.EXIST)
+  yield* flatMapNow(changesOf(dir), (changes) => changes.mkdir(name))
+})
 
-const path_remove_directory: Handler = (c) =>
-  genNow(function*() {
-    const { fd, path } = PathRemoveDirectoryArgs
-    const { dir, name } = yield* pathParent(c, fd(c), Rights.PATH_REMOVE_DIRECTORY, path)
-    if (name === ".") return yield* fail(Errno.INVAL)
-    if (name === "..") return yield* fail(Errno.NOTEMPTY)
-    if (name === "") return yield* fail(Errno.BUSY)
-    const inode = yield* dir.lookup(name)
-    if (inode.filetype !== FileType.DIRECTORY) return yield* fail(Errno.NOTDIR)
-    if (dir.isMountPoint(name)) return yield* fail(Errno.BUSY)
-    yield* flatMapNow(changesOf(dir), (changes) => changes.rmdir(name))
-  })
+const path_remove_directory: Handler = fnNow(function*(c: SyscallContext) {
+  const { fd, path } = PathRemoveDirectoryArgs
+  const { dir, name } = yield* pathParent(c, fd(c), Rights.PATH_REMOVE_DIRECTORY, path)
+  if (name === ".") return yield* fail(Errno.INVAL)
+  if (name === "..") return yield* fail(Errno.NOTEMPTY)
+  if (name === "") return yield* fail(Errno.BUSY)
+  const inode = yield* dir.lookup(name)
+  if (inode.filetype !== FileType.DIRECTORY) return yield* fail(Errno.NOTDIR)
+  if (dir.isMountPoint(name)) return yield* fail(Errno.BUSY)
+  yield* flatMapNow(changesOf(dir), (changes) => changes.rmdir(name))
+})
 
-const path_unlink_file: Handler = (c) =>
-  genNow(function*() {
-    const { fd, path } = PathUnlinkFileArgs
-    const { dir, name, trailingSlash } = yield* pathParent(c, fd(c), Rights.PATH_UNLINK_FILE, path)
-    if (name === "" || name === "." || name === "..") return yield* fail(Errno.ISDIR)
-    const inode = yield* dir.lookup(name)
-    if (inode.filetype === FileType.DIRECTORY) return yield* fail(Errno.ISDIR)
-    // "file/" asks for a directory, which a file is not.
-    if (trailingSlash) return yield* fail(Errno.NOTDIR)
-    yield* flatMapNow(changesOf(dir), (changes) => changes.unlink(name))
-  })
+const path_unlink_file: Handler = fnNow(function*(c: SyscallContext) {
+  const { fd, path } = PathUnlinkFileArgs
+  const { dir, name, trailingSlash } = yield* pathParent(c, fd(c), Rights.PATH_UNLINK_FILE, path)
+  if (name === "" || name === "." || name === "..") return yield* fail(Errno.ISDIR)
+  const inode = yield* dir.lookup(name)
+  if (inode.filetype === FileType.DIRECTORY) return yield* fail(Errno.ISDIR)
+  // "file/" asks for a directory, which a file is not.
+  if (trailingSlash) return yield* fail(Errno.NOTDIR)
+  yield* flatMapNow(changesOf(dir), (changes) => changes.unlink(name))
+})
 
-const path_symlink: Handler = (c) =>
-  genNow(function*() {
-    const Symlink = PathSymlinkArgs
-    const target = yield* pathArg(c, Symlink.oldPath)
-    if (target.includes("\0")) return yield* fail(Errno.INVAL)
-    const base = yield* baseDirectory(c, Symlink.fd(c), Rights.PATH_SYMLINK)
-    // A link that would lead out of every directory fd to the root is refused (EPERM, as
-    // wasmtime and uvwasi do); a relative one is stored, and confined when followed.
-    if (target.startsWith("/")) return yield* fail(Errno.PERM)
-    const { dir, name, trailingSlash } = yield* parentOf(c, base, yield* guestPath(c, Symlink.newPath))
-    if (name === "" || name === "." || name === ".." || (yield* exists(dir, name))) return yield* fail(Errno.EXIST)
-    if (trailingSlash) return yield* fail(Errno.NOENT)
-    // The target is stored as written; it is resolved (inside the root) only when followed.
-    yield* flatMapNow(changesOf(dir), (changes) => changes.symlink(name, target))
-  })
+const path_symlink: Handler = fnNow(function*(c: SyscallContext) {
+  const Symlink = PathSymlinkArgs
+  const target = yield* pathArg(c, Symlink.oldPath)
+  if (target.includes("\0")) return yield* fail(Errno.INVAL)
+  const base = yield* baseDirectory(c, Symlink.fd(c), Rights.PATH_SYMLINK)
+  // A link that would lead out of every directory fd to the root is refused (EPERM, as
+  // wasmtime and uvwasi do); a relative one is stored, and confined when followed.
+  if (target.startsWith("/")) return yield* fail(Errno.PERM)
+  const { dir, name, trailingSlash } = yield* parentOf(c, base, yield* guestPath(c, Symlink.newPath))
+  if (name === "" || name === "." || name === ".." || (yield* exists(dir, name))) return yield* fail(Errno.EXIST)
+  if (trailingSlash) return yield* fail(Errno.NOENT)
+  // The target is stored as written; it is resolved (inside the root) only when followed.
+  yield* flatMapNow(changesOf(dir), (changes) => changes.symlink(name, target))
+})
 
-const path_rename: Handler = (c) =>
-  genNow(function*() {
-    const Rename = PathRenameArgs
-    const from = yield* pathParent(c, Rename.fd(c), Rights.PATH_RENAME_SOURCE, Rename.oldPath)
-    const to = yield* pathParent(c, Rename.newFd(c), Rights.PATH_RENAME_TARGET, Rename.newPath)
-    for (const name of [from.name, to.name]) if (name === "" || name === "." || name === "..") return yield* fail(Errno.BUSY)
-    const moving = yield* from.dir.lookup(from.name)
-    if ((from.trailingSlash || to.trailingSlash) && moving.filetype !== FileType.DIRECTORY) return yield* fail(Errno.NOTDIR)
-    if (from.dir.isMountPoint(from.name) || to.dir.isMountPoint(to.name)) return yield* fail(Errno.BUSY)
-    // Across mounts is EXDEV before anything else, read-only or not (as Linux checks).
-    if (from.dir.mount !== to.dir.mount) return yield* fail(Errno.XDEV)
-    const source = yield* changesOf(from.dir)
-    const target = yield* changesOf(to.dir)
-    if (source.filesystem !== target.filesystem) return yield* fail(Errno.XDEV)
-    yield* source.rename(from.name, target, to.name)
-  })
+const path_rename: Handler = fnNow(function*(c: SyscallContext) {
+  const Rename = PathRenameArgs
+  const from = yield* pathParent(c, Rename.fd(c), Rights.PATH_RENAME_SOURCE, Rename.oldPath)
+  const to = yield* pathParent(c, Rename.newFd(c), Rights.PATH_RENAME_TARGET, Rename.newPath)
+  for (const name of [from.name, to.name]) if (name === "" || name === "." || name === "..") return yield* fail(Errno.BUSY)
+  const moving = yield* from.dir.lookup(from.name)
+  if ((from.trailingSlash || to.trailingSlash) && moving.filetype !== FileType.DIRECTORY) return yield* fail(Errno.NOTDIR)
+  if (from.dir.isMountPoint(from.name) || to.dir.isMountPoint(to.name)) return yield* fail(Errno.BUSY)
+  // Across mounts is EXDEV before anything else, read-only or not (as Linux checks).
+  if (from.dir.mount !== to.dir.mount) return yield* fail(Errno.XDEV)
+  const source = yield* changesOf(from.dir)
+  const target = yield* changesOf(to.dir)
+  if (source.filesystem !== target.filesystem) return yield* fail(Errno.XDEV)
+  yield* source.rename(from.name, target, to.name)
+})
 
-const path_link: Handler = (c) =>
-  genNow(function*() {
-    const Link = PathLinkArgs
-    const follow = (Link.oldFlags(c) & LookupFlags.SYMLINK_FOLLOW) !== 0
-    const existing = yield* lookupPath(c, Link.oldFd(c), Rights.PATH_LINK_SOURCE, Link.oldPath, follow)
-    const to = yield* pathParent(c, Link.newFd(c), Rights.PATH_LINK_TARGET, Link.newPath)
-    if (to.name === "" || to.name === "." || to.name === ".." || (yield* exists(to.dir, to.name))) return yield* fail(Errno.EXIST)
-    // A new name with a trailing slash names a directory that does not exist, as link(2) finds.
-    if (to.trailingSlash) return yield* fail(Errno.NOENT)
-    if (existing.inode.filetype === FileType.DIRECTORY) return yield* fail(Errno.PERM)
-    if (existing.parent.mount !== to.dir.mount) return yield* fail(Errno.XDEV)
-    yield* flatMapNow(changesOf(to.dir), (changes) => changes.link(to.name, existing.inode))
-  })
+const path_link: Handler = fnNow(function*(c: SyscallContext) {
+  const Link = PathLinkArgs
+  const follow = (Link.oldFlags(c) & LookupFlags.SYMLINK_FOLLOW) !== 0
+  const existing = yield* lookupPath(c, Link.oldFd(c), Rights.PATH_LINK_SOURCE, Link.oldPath, follow)
+  const to = yield* pathParent(c, Link.newFd(c), Rights.PATH_LINK_TARGET, Link.newPath)
+  if (to.name === "" || to.name === "." || to.name === ".." || (yield* exists(to.dir, to.name))) return yield* fail(Errno.EXIST)
+  // A new name with a trailing slash names a directory that does not exist, as link(2) finds.
+  if (to.trailingSlash) return yield* fail(Errno.NOENT)
+  if (existing.inode.filetype === FileType.DIRECTORY) return yield* fail(Errno.PERM)
+  if (existing.parent.mount !== to.dir.mount) return yield* fail(Errno.XDEV)
+  yield* flatMapNow(changesOf(to.dir), (changes) => changes.link(to.name, existing.inode))
+})
 
 
-const path_filestat_set_times: Handler = (c) =>
-  genNow(function*() {
-    const SetTimes = PathFilestatSetTimesArgs
-    const follow = (SetTimes.flags(c) & LookupFlags.SYMLINK_FOLLOW) !== 0
-    const dentry = yield* lookupPath(c, SetTimes.fd(c), Rights.PATH_FILESTAT_SET_TIMES, SetTimes.path, follow)
-    const { atim, mtim } = yield* requestedTimes(SetTimes.fstFlags(c), SetTimes.atim(c), SetTimes.mtim(c))
-    if (dentry.inode.setTimes === undefined) return yield* fail(Errno.ROFS)
-    yield* dentry.inode.setTimes(atim, mtim)
-  })
+const path_filestat_set_times: Handler = fnNow(function*(c: SyscallContext) {
+  const SetTimes = PathFilestatSetTimesArgs
+  const follow = (SetTimes.flags(c) & LookupFlags.SYMLINK_FOLLOW) !== 0
+  const dentry = yield* lookupPath(c, SetTimes.fd(c), Rights.PATH_FILESTAT_SET_TIMES, SetTimes.path, follow)
+  const { atim, mtim } = yield* requestedTimes(SetTimes.fstFlags(c), SetTimes.atim(c), SetTimes.mtim(c))
+  if (dentry.inode.setTimes === undefined) return yield* fail(Errno.ROFS)
+  yield* dentry.inode.setTimes(atim, mtim)
+})
 
 export const pathHandlers = {
   path_create_directory,
