@@ -54,12 +54,18 @@ class Killed {}
 
 // ---- the syscall round trip ------------------------------------------------------------------
 
-const spin = new AdaptiveSpin()
+/**
+ * One spin budget per syscall: how long a call takes is a property of the call (fd_fdstat_get
+ * answers in a µs, a path_open on the host in tens, a sleeping poll_oneoff in ms), so a call
+ * that blocks does not shrink the budget of the quick ones that follow it.
+ */
+const spins: Array<AdaptiveSpin> = []
 
 const roundTrip = (syscall: number): number => {
   words[Word.SYSCALL] = syscall
   Atomics.store(words, Word.STATE, State.REQUEST)
   Atomics.notify(words, Word.STATE)
+  const spin = spins[syscall] ??= new AdaptiveSpin()
   if (!spin.poll(words, State.RESPONSE)) {
     while (Atomics.load(words, Word.STATE) !== State.RESPONSE) Atomics.wait(words, Word.STATE, State.REQUEST)
   }
@@ -762,7 +768,7 @@ const run = (message: ToWorker): GuestEnd => {
   argBlobs = encodeStrings(message.args)
   envBlobs = encodeStrings(message.env)
   fastPaths = message.fastPaths
-  spin.reset()
+  spins.length = 0
   try {
     const instance = new WebAssembly.Instance(message.module, imports as WebAssembly.Imports)
     memory = instance.exports["memory"] as WebAssembly.Memory
