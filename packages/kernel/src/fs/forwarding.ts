@@ -2,7 +2,7 @@
  * A description that stands for another: the overlay's view of a layer's file, a reopened fd
  * (/dev/stdin). It does what the other does, members bound to it, except what `overrides` says.
  *
- * `workerReadable` is never forwarded: lending a file to a guest's worker counts the fds of
+ * `lendable` is never forwarded: lending a file to a guest's worker counts the fds of
  * the description itself (see platform/lendFastPaths.ts), so only a wrapper that is that
  * description's sole user may pass it on, explicitly.
  */

@@ -281,9 +281,9 @@ const hostChanges = (dir: HostInode): DirectoryChanges & { readonly directory: H
 class HostFileDescription implements FileDescription {
   readonly filetype = FileType.REGULAR_FILE
   private ownPosition = 0n
-  /** Where the offset lives while the guest's worker reads the file itself. */
+  /** Where the offset lives while the guest's worker serves the file itself. */
   private shared: { readonly position: BigInt64Array; readonly index: number } | undefined
-  readonly workerReadable: FileDescription["workerReadable"]
+  readonly lendable: FileDescription["lendable"]
   constructor(
     private readonly fd: number,
     private readonly inode: HostInode,
@@ -291,20 +291,20 @@ class HostFileDescription implements FileDescription {
     /** Whether its descriptor counts in the sandbox's budget (see OpenOptions.transient). */
     private readonly counted: boolean
   ) {
-    // Only a file of a read-only tree: what the worker reads cannot change under the sentry.
-    this.workerReadable = !inode.tree.writable && options.read && !options.write
-      ? {
-        hostFd: fd,
-        share: (position, index) => {
-          position[index] = this.ownPosition
-          this.shared = { position, index }
-        },
-        unshare: () => {
-          if (this.shared !== undefined) this.ownPosition = this.shared.position[this.shared.index]!
-          this.shared = undefined
-        }
+    // Reads, writes, seeks and fstat on the host fd are all this description does, beside its
+    // offset (an APPEND fd's writes stay with the sentry: lendFastPaths lends it no writes).
+    this.lendable = {
+      hostFd: fd,
+      file: { readable: options.read, writable: inode.tree.writable && options.write, hostStat: true },
+      share: (position, index) => {
+        position[index] = this.ownPosition
+        this.shared = { position, index }
+      },
+      unshare: () => {
+        if (this.shared !== undefined) this.ownPosition = this.shared.position[this.shared.index]!
+        this.shared = undefined
       }
-      : undefined
+    }
   }
 
   private get position(): bigint {

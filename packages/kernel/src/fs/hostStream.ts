@@ -85,7 +85,7 @@ const hostFile = (hostFd: number, options: HostStreamOptions): FileDescription =
         const written = core.appendWrite(hostFd, data, statBuffer)
         return failed(written) ? Effect.fail(coreError(written)) : Effect.succeed(written)
       }).pipe(Effect.catchTag("GoferUnavailable", () => fail(Errno.NOSYS))),
-    workerReadable: {
+    lendable: {
       hostFd,
       share: (position, index) => {
         position[index] = READ_AT_HOST_OFFSET
@@ -235,7 +235,7 @@ const hostStreamOf = (hostFd: number, st: Fs.Stats | undefined, options: HostStr
   }
 }
 
-type Reads = Pick<FileDescription, "read" | "readiness" | "workerReadable">
+type Reads = Pick<FileDescription, "read" | "readiness" | "lendable">
 
 /** Reads of a stream that never wait in a host call; a blocking read waits between attempts. */
 const nonWaitingReads = (read: (into: Uint8Array) => number, readable: () => boolean, workerFd: number | undefined): Reads => ({
@@ -254,7 +254,7 @@ const nonWaitingReads = (read: (into: Uint8Array) => number, readable: () => boo
   // Nothing is ever held here for the next reader: the worker may always read itself.
   ...(workerFd !== undefined
     ? {
-      workerReadable: {
+      lendable: {
         hostFd: workerFd,
         share: (position: BigInt64Array, index: number) => {
           position[index] = READ_AT_HOST_OFFSET

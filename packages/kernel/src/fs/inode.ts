@@ -143,12 +143,18 @@ export interface FileDescription {
   readonly allocate?: ((offset: bigint, length: bigint) => Effect.Effect<void, SyscallError>) | undefined
   readonly setTimes?: ((atim: bigint | undefined, mtim: bigint | undefined) => Effect.Effect<void, SyscallError>) | undefined
   /**
-   * A host file the guest's worker may read itself while one fd alone refers to this
-   * description: its offset moves to `position[index]` (shared memory the worker updates) until
-   * `unshare` brings it back.
+   * A host file or stream the guest's worker may serve itself while one fd alone refers to this
+   * description (platform/lendFastPaths.ts): its offset moves to `position[index]` (shared
+   * memory the worker updates) until `unshare` brings it back. A stream is lent for reads at
+   * the host fd's own offset; a regular `file` for reads where it is `readable`, seeks, writes
+   * where it is `writable` (a description open for writing on a writable tree), and fstat where
+   * the host's stat is the description's own (`hostStat`; the overlay shows its own numbers). The
+   * description must keep no state of the file but its offset, so that what the worker does on
+   * the host fd is exactly what the sentry would have done.
    */
-  readonly workerReadable?: {
+  readonly lendable?: {
     readonly hostFd: number
+    readonly file?: { readonly readable: boolean; readonly writable: boolean; readonly hostStat: boolean }
     share(position: BigInt64Array, index: number): void
     unshare(): void
   } | undefined

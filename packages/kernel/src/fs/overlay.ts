@@ -222,7 +222,8 @@ class OverlayFile extends OverlayNode {
       stat: Effect.map(description.stat, (st) => this.overlay.view(st, fromUpper)),
       statNow: () => mapNow(statOf(description), (st) => this.overlay.view(st, fromUpper)),
       setTimes: (atim, mtim) => this.setTimes(atim, mtim),
-      workerReadable: description.workerReadable
+      // The worker's fstat would show the layer's numbers, not the overlay's.
+      lendable: description.lendable?.file === undefined ? description.lendable : { ...description.lendable, file: { ...description.lendable.file, hostStat: false } }
     })
   }
 }

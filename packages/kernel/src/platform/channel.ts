@@ -48,8 +48,21 @@ export const FAST_WRITE_FDS = 32
  * empty stream fails EAGAIN at once.
  */
 export const FAST_NONBLOCK = 1 << 30
-/** Per guest fd below FAST_WRITE_FDS: a host file the worker may read itself (hostFd + 1, or 0). */
+/**
+ * Per guest fd below FAST_WRITE_FDS: a host file lent to the worker (hostFd + 1, or 0), with
+ * the `Lent` bits of what the worker may do with it itself, and FAST_NONBLOCK.
+ */
 export const FAST_READ_OFFSET = FAST_WRITE_OFFSET + FAST_WRITE_FDS * 4
+/**
+ * What a lent file's entry allows the worker, each bit granted only where the fd has the right
+ * the sentry would check: READ (fd_read, and with SEEK fd_pread), WRITE (fd_write at the
+ * file's offset, and with SEEK fd_pwrite; never on an APPEND fd), SEEK (fd_seek), TELL
+ * (fd_tell, fd_seek by 0 from the current offset), STAT (fd_filestat_get). A stream (host
+ * stdio) is lent for READ only.
+ */
+export const Lent = { READ: 1 << 29, WRITE: 1 << 28, SEEK: 1 << 27, TELL: 1 << 26, STAT: 1 << 25 } as const
+/** The hostFd + 1 part of a lent entry; a host fd at or past it is not lent. */
+export const LENT_HOST_FD = (1 << 25) - 1
 /**
  * Per guest fd below FAST_WRITE_FDS: that file's offset, which the worker owns while it reads
  * it; or the mark below.

@@ -20,6 +20,8 @@ import {
   DATA_SIZE,
   FAST_WRITE_FDS,
   FAST_NONBLOCK,
+  Lent,
+  LENT_HOST_FD,
   type FromWorker,
   KILLED,
   type GuestEnd,
@@ -30,6 +32,7 @@ import {
   Word
 } from "./channel.js"
 import { GROW_HOOK_MODULE, GROW_TABLE_EXPORT, START_EXPORT } from "./guestHooks.js"
+import { lentFiles } from "./lentFiles.js"
 import {
   argPlace,
   compileGuestStub,
@@ -343,8 +346,9 @@ const fdWrite = (fd: number, iovs: number, iovsLen: number, nwrittenPtr: number)
   return Errno.SUCCESS
 }
 
+/** A write that is not to host stdio: to a lent file here, else through the sentry. */
 const writeViaSentry = (fd: number, iovs: number, iovsLen: number, nwrittenPtr: number): number =>
-  syscall(() => writeThroughSentry(WRITE, fd, readIovecs(iovs, iovsLen), undefined, nwrittenPtr))()
+  syscall(() => files.fd_write(fd, iovs, iovsLen, nwrittenPtr) ?? writeThroughSentry(WRITE, fd, readIovecs(iovs, iovsLen), undefined, nwrittenPtr))()
 
 /** Where fd_read, fd_pread, fd_write and fd_pwrite place their fd, byte count, offset and answer. */
 interface Transfer {
@@ -632,16 +636,18 @@ const writtenStubs = {
     return Errno.SUCCESS
   },
   fd_pread: syscall((fd: number, iovs: number, len: number, offset: bigint, out: number) =>
-    readThroughSentry(PREAD, fd, iovs, len, offset, out)),
+    files.fd_pread(fd, iovs, len, offset, out) ?? readThroughSentry(PREAD, fd, iovs, len, offset, out)),
   fd_pwrite: syscall((fd: number, iovs: number, len: number, offset: bigint, out: number): number => {
+    const served = files.fd_pwrite(fd, iovs, len, offset, out)
+    if (served !== undefined) return served
     const vecs = readIovecs(iovs, len)
     if (!inBounds(out, 4)) return Errno.FAULT
     return writeThroughSentry(PWRITE, fd, vecs, offset, out)
   }),
   fd_read: syscall((fd: number, iovs: number, len: number, out: number) => {
     const lent = fastPaths && fd >>> 0 < FAST_WRITE_FDS ? fastRead[fd]! : 0
-    if (lent === 0 || Atomics.load(words, Word.ATTENTION) !== 0) return readThroughSentry(READ, fd, iovs, len, undefined, out)
-    const hostFd = (lent & ~FAST_NONBLOCK) - 1
+    if ((lent & Lent.READ) === 0 || Atomics.load(words, Word.ATTENTION) !== 0) return readThroughSentry(READ, fd, iovs, len, undefined, out)
+    const hostFd = (lent & LENT_HOST_FD) - 1
     const nonBlocking = (lent & FAST_NONBLOCK) !== 0
     if (!inBounds(out >>> 0, 4)) return Errno.FAULT
     // One iovec (what read(2) makes) needs no list.
@@ -751,7 +757,24 @@ const writtenStubs = {
   }),
 }
 
-const imports = guestImports((p) => compileGuestStub(p, guestSide), writtenStubs)
+const files = lentFiles(guestSide, () => fastPaths)
+
+/** The generic stubs, but those of calls on a lent file try the file first (lentFiles.ts). */
+const genericStub = (p: SyscallPlan): ((...params: Array<number | bigint>) => number) => {
+  const viaSentry = compileGuestStub(p, guestSide)
+  switch (p.name) {
+    case "fd_seek":
+      return (fd, delta, whence, out) => files.fd_seek(fd as number, delta as bigint, whence as number, out as number) ?? viaSentry(fd!, delta!, whence!, out!)
+    case "fd_tell":
+      return (fd, out) => files.fd_tell(fd as number, out as number) ?? viaSentry(fd!, out!)
+    case "fd_filestat_get":
+      return (fd, out) => files.fd_filestat_get(fd as number, out as number) ?? viaSentry(fd!, out!)
+    default:
+      return viaSentry
+  }
+}
+
+const imports = guestImports(genericStub, writtenStubs)
 
 // ---- running a guest -------------------------------------------------------------------------
 

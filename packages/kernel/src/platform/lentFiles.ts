@@ -1,0 +1,183 @@
+/**
+ * The worker's side of lent host files (the sentry's is lendFastPaths.ts): positional reads and
+ * writes, writes at the file's offset, seeks and fstat of a guest fd whose host file the sentry
+ * has lent this worker, made here on the host fd with no round trip. The file's offset is the
+ * channel's (`fastReadPosition[fd]`) while the loan lasts; the sentry reads it back when it takes
+ * the file back.
+ *
+ * Each call is served here only when the fd's entry carries every `Lent` bit the sentry's
+ * handler would check as a right, and no stop is pending (ATTENTION); otherwise it answers
+ * undefined and the worker sends the call to the sentry as usual. So a call answers exactly what the
+ * sentry would have answered. Every guest pointer is checked (EFAULT) before any host call.
+ *
+ * No host call here can wait on another party: a lent file is a regular file.
+ */
+import { Errno, errnoFromHostCode, FileType, Layout, Whence } from "@runsc/abi"
+import * as Fs from "node:fs"
+import { FAST_WRITE_FDS, Lent, LENT_HOST_FD, Word } from "./channel.js"
+import type { GuestSide } from "./syscallAbi.js"
+
+/** What eachIovec returns for a list this path does not take. */
+const VIA_SENTRY = -0x10000
+
+const MAX_SAFE = BigInt(Number.MAX_SAFE_INTEGER)
+/** A number position spares Node a bigint conversion per call; past 2^53 the bigint goes as is. */
+const at = (position: bigint): number | bigint => (position <= MAX_SAFE ? Number(position) : position)
+
+const hostErrno = (e: unknown): number => errnoFromHostCode((e as NodeJS.ErrnoException).code)
+
+/** Each call's errno when it was served here, undefined when the sentry must serve it. */
+export interface LentFiles {
+  fd_pread(fd: number, iovs: number, iovsLen: number, offset: bigint, nreadPtr: number): number | undefined
+  fd_pwrite(fd: number, iovs: number, iovsLen: number, offset: bigint, nwrittenPtr: number): number | undefined
+  /** fd_write at the file's offset. */
+  fd_write(fd: number, iovs: number, iovsLen: number, nwrittenPtr: number): number | undefined
+  fd_seek(fd: number, delta: bigint, whence: number, newOffsetPtr: number): number | undefined
+  fd_tell(fd: number, offsetPtr: number): number | undefined
+  fd_filestat_get(fd: number, statPtr: number): number | undefined
+}
+
+/** The lent-file calls of the worker whose guest is `side`; `enabled` is false under strace. */
+export const lentFiles = (side: GuestSide, enabled: () => boolean): LentFiles => {
+  const { fastRead, fastReadPosition, words } = side.channel
+
+  /** The host fd of `fd` when its loan carries every bit of `need` and no stop is pending; else -1. */
+  const hostFdOf = (fd: number, need: number): number => {
+    if (!enabled() || fd >>> 0 >= FAST_WRITE_FDS) return -1
+    const entry = fastRead[fd]!
+    if ((entry & need) !== need || (entry & LENT_HOST_FD) === 0 || Atomics.load(words, Word.ATTENTION) !== 0) return -1
+    side.refresh()
+    return (entry & LENT_HOST_FD) - 1
+  }
+
+  const inBounds = (ptr: number, len: number): boolean => (ptr >>> 0) + len <= side.memory().length
+
+  /**
+   * Each iovec (ptr, len) of the guest's list, checked, to `f` until it transfers less than
+   * asked; the bytes transferred, -errno (EFAULT first, or the host's when nothing went), or
+   * VIA_SENTRY for a list this path does not take.
+   */
+  const eachIovec = (iovs: number, iovsLen: number, f: (ptr: number, len: number, done: number) => number): number => {
+    iovs >>>= 0
+    iovsLen >>>= 0
+    if (iovsLen > 1024) return VIA_SENTRY
+    if (!inBounds(iovs, iovsLen * Layout.iovec.sizeOf)) return -Errno.FAULT
+    const view = side.view()
+    for (let i = 0; i < iovsLen; i++) {
+      const base = iovs + i * Layout.iovec.sizeOf
+      if (!inBounds(view.getUint32(base + Layout.iovec.buf, true), view.getUint32(base + Layout.iovec.bufLen, true))) return -Errno.FAULT
+    }
+    let done = 0
+    for (let i = 0; i < iovsLen; i++) {
+      const base = iovs + i * Layout.iovec.sizeOf
+      const len = view.getUint32(base + Layout.iovec.bufLen, true)
+      if (len === 0) continue
+      let n: number
+      try {
+        n = f(view.getUint32(base + Layout.iovec.buf, true), len, done)
+      } catch (e) {
+        if (done > 0) break
+        return -hostErrno(e)
+      }
+      done += n
+      if (n < len) break
+    }
+    return done
+  }
+
+  const read = (hostFd: number, position: bigint) => (ptr: number, len: number, done: number) =>
+    Fs.readSync(hostFd, side.memory(), ptr, len, at(position + BigInt(done)))
+  // Node writes at number positions only (2^53 is past any host filesystem's largest file).
+  const write = (hostFd: number, position: bigint) => (ptr: number, len: number, done: number) =>
+    Fs.writeSync(hostFd, side.memory(), ptr, len, Number(position + BigInt(done)))
+
+  /** Puts a transfer's count at `ptr`: the errno of the call. */
+  const answer = (count: number, ptr: number): number => {
+    if (count < 0) return -count
+    side.view().setUint32(ptr >>> 0, count, true)
+    return Errno.SUCCESS
+  }
+
+  const putU64 = (ptr: number, value: bigint): number => {
+    side.view().setBigUint64(ptr >>> 0, value, true)
+    return Errno.SUCCESS
+  }
+
+  return {
+    fd_pread: (fd, iovs, iovsLen, offset, nreadPtr) => {
+      const hostFd = hostFdOf(fd, Lent.READ | Lent.SEEK)
+      if (hostFd < 0) return undefined
+      if (!inBounds(nreadPtr, 4)) return Errno.FAULT
+      if (offset < 0n) return Errno.INVAL
+      const n = eachIovec(iovs, iovsLen, read(hostFd, offset))
+      return n === VIA_SENTRY ? undefined : answer(n, nreadPtr)
+    },
+    fd_pwrite: (fd, iovs, iovsLen, offset, nwrittenPtr) => {
+      const hostFd = hostFdOf(fd, Lent.WRITE | Lent.SEEK)
+      if (hostFd < 0) return undefined
+      if (!inBounds(nwrittenPtr, 4)) return Errno.FAULT
+      if (offset < 0n) return Errno.INVAL
+      const n = eachIovec(iovs, iovsLen, write(hostFd, offset))
+      return n === VIA_SENTRY ? undefined : answer(n, nwrittenPtr)
+    },
+    fd_write: (fd, iovs, iovsLen, nwrittenPtr) => {
+      const hostFd = hostFdOf(fd, Lent.WRITE)
+      if (hostFd < 0) return undefined
+      if (!inBounds(nwrittenPtr, 4)) return Errno.FAULT
+      const position = fastReadPosition[fd]!
+      const n = eachIovec(iovs, iovsLen, write(hostFd, position))
+      if (n > 0) fastReadPosition[fd] = position + BigInt(n)
+      return n === VIA_SENTRY ? undefined : answer(n, nwrittenPtr)
+    },
+    fd_seek: (fd, delta, whence, newOffsetPtr) => {
+      // lseek(fd, 0, SEEK_CUR) is how C spells fd_tell; it needs only that right.
+      const hostFd = hostFdOf(fd, delta === 0n && whence === Whence.CUR ? Lent.TELL : Lent.SEEK)
+      if (hostFd < 0) return undefined
+      if (!inBounds(newOffsetPtr, 8)) return Errno.FAULT
+      if (whence !== Whence.SET && whence !== Whence.CUR && whence !== Whence.END) return Errno.INVAL
+      let base = 0n
+      if (whence === Whence.CUR) base = fastReadPosition[fd]!
+      else if (whence === Whence.END) {
+        try {
+          base = Fs.fstatSync(hostFd, { bigint: true }).size
+        } catch (e) {
+          return hostErrno(e)
+        }
+      }
+      const next = base + BigInt.asIntN(64, delta)
+      if (next < 0n) return Errno.INVAL
+      fastReadPosition[fd] = next
+      return putU64(newOffsetPtr, next)
+    },
+    fd_tell: (fd, offsetPtr) => {
+      const hostFd = hostFdOf(fd, Lent.TELL)
+      if (hostFd < 0) return undefined
+      if (!inBounds(offsetPtr, 8)) return Errno.FAULT
+      return putU64(offsetPtr, fastReadPosition[fd]!)
+    },
+    fd_filestat_get: (fd, statPtr) => {
+      const hostFd = hostFdOf(fd, Lent.STAT)
+      if (hostFd < 0) return undefined
+      if (!inBounds(statPtr, Layout.filestat.sizeOf)) return Errno.FAULT
+      let st: Fs.BigIntStats
+      try {
+        st = Fs.fstatSync(hostFd, { bigint: true })
+      } catch (e) {
+        return hostErrno(e)
+      }
+      const view = side.view()
+      const L = Layout.filestat
+      const p = statPtr >>> 0
+      for (let i = 0; i < L.sizeOf; i++) view.setUint8(p + i, 0)
+      view.setBigUint64(p + L.dev, st.dev, true)
+      view.setBigUint64(p + L.ino, st.ino, true)
+      view.setUint8(p + L.filetype, FileType.REGULAR_FILE)
+      view.setBigUint64(p + L.nlink, st.nlink, true)
+      view.setBigUint64(p + L.size, st.size, true)
+      view.setBigUint64(p + L.atim, st.atimeNs, true)
+      view.setBigUint64(p + L.mtim, st.mtimeNs, true)
+      view.setBigUint64(p + L.ctim, st.ctimeNs, true)
+      return Errno.SUCCESS
+    }
+  }
+}
