@@ -127,8 +127,14 @@ export class AdaptiveSpin {
   static readonly MIN = 16
   static readonly MAX = 8192
   static readonly PROBE_EVERY = 64
-  private budget = AdaptiveSpin.MAX
   private waits = 0
+
+  /**
+   * `budget`: where polling starts. The worker starts each call's budget full (a call is taken
+   * to be quick until it is seen to block); the sentry's poll for a task's next request, which
+   * holds the whole sentry thread while it lasts, starts small.
+   */
+  constructor(private budget: number = AdaptiveSpin.MIN) {}
 
   /** Polls until `words[STATE] === expected` or the budget runs out; true when it got there. */
   poll(words: Int32Array, expected: number): boolean {

@@ -502,7 +502,8 @@ export const stubSource = (p: SyscallPlan): string => {
       case "structOut":
         params.push(a)
         encode.push(`if ((${a} >>> 0) + ${f.size} > size) return ${Errno.FAULT}`)
-        copy.push(`side.memory().set(data.subarray(0, words[${Word.RESULT_LENGTH}]), ${a} >>> 0)`)
+        // A struct is a few dozen bytes: copied by hand, with no view made per call.
+        copy.push(`{ const m = side.memory(), n = Math.min(words[${Word.RESULT_LENGTH}], ${f.size}), p = ${a} >>> 0; for (let i = 0; i < n; i++) m[p + i] = data[i] }`)
         break
       default:
         throw new Error(`syscall ABI: ${p.name}: ${f.kind} in a generic stub`)

@@ -5,7 +5,7 @@
  * see on Linux, with WASI's NOTCAPABLE where rights are missing.
  */
 import { Errno, FdFlags, FileType, Layout, PreopenType, Rights, SIGPIPE, Whence } from "@runsc/abi"
-import { Effect, Either } from "effect"
+import { Effect, Either, Exit } from "effect"
 import { fail } from "../errors.js"
 import type { FdEntry } from "../fs/fdTable.js"
 import { type FileDescription, statOf } from "../fs/inode.js"
@@ -126,8 +126,10 @@ const fd_tell: Handler = fnNow(function*(c: SyscallContext) {
   FdTellResults.offset(c, yield* entry.description.seek(0n, 1))
 })
 
-const fd_fdstat_get: Handler = fnNow(function*(c: SyscallContext) {
-  const entry = yield* entryWith(c, FdFdstatGetArgs.fd(c), 0n)
+// Plain, not a generator: the call every isatty(), fcntl() and open() makes (see settled.ts).
+const fd_fdstat_get: Handler = (c) => {
+  const entry = c.tg.fdTable.lookup(FdFdstatGetArgs.fd(c))
+  if (entry === undefined) return fail(Errno.BADF)
   const v = c.channel.dataView
   const L = Layout.fdstat
   v.setBigUint64(0, 0n, true)
@@ -136,7 +138,8 @@ const fd_fdstat_get: Handler = fnNow(function*(c: SyscallContext) {
   v.setBigUint64(L.rightsBase, entry.rightsBase, true)
   v.setBigUint64(L.rightsInheriting, entry.rightsInheriting, true)
   setPayloadLength(c, L.sizeOf)
-})
+  return Exit.void
+}
 
 const fd_fdstat_set_flags: Handler = fnNow(function*(c: SyscallContext) {
   const fd = FdFdstatSetFlagsArgs.fd(c)
