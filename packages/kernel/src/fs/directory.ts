@@ -9,14 +9,17 @@ import type { FileDescription, Inode } from "./inode.js"
 
 const isDirectory = fail(Errno.ISDIR)
 
-export const directoryDescription = (inode: Inode): FileDescription => ({
-  filetype: FileType.DIRECTORY,
-  read: () => isDirectory,
-  write: () => isDirectory,
-  seek: () => isDirectory,
-  stat: inode.stat,
-  ...(inode.statNow !== undefined ? { statNow: () => inode.statNow!() } : {}),
-  close: Effect.void,
+export const directoryDescription = (inode: Inode): FileDescription => {
+  const description: { -readonly [K in keyof FileDescription]: FileDescription[K] } = {
+    filetype: FileType.DIRECTORY,
+    read: () => isDirectory,
+    write: () => isDirectory,
+    seek: () => isDirectory,
+    stat: inode.stat,
+    close: Effect.void
+  }
+  if (inode.statNow !== undefined) description.statNow = () => inode.statNow!()
   // futimens on a directory fd is allowed wherever the directory's times may change.
-  ...(inode.setTimes ? { setTimes: (atim: bigint | undefined, mtim: bigint | undefined) => inode.setTimes!(atim, mtim) } : {})
-})
+  if (inode.setTimes) description.setTimes = (atim, mtim) => inode.setTimes!(atim, mtim)
+  return description
+}

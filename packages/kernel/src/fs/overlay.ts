@@ -75,7 +75,7 @@ class Overlay {
   }
 
   view(st: Stat, fromUpper: boolean): Stat {
-    return { ...st, dev: this.dev, ino: fromUpper ? st.ino | UPPER_INO : st.ino }
+    return Object.assign({}, st, { dev: this.dev, ino: fromUpper ? st.ino | UPPER_INO : st.ino })
   }
 }
 
@@ -107,7 +107,10 @@ abstract class OverlayNode implements Inode {
     // A merged directory's subdirectories are not counted (that would take a listing of both
     // layers): nlink 1, as Linux's overlayfs reports, tells `find` not to rely on it.
     const merged = fromUpper && this.lower !== undefined && this.filetype === FileType.DIRECTORY
-    return mapNow(statOf(this.layer), (st) => ({ ...this.overlay.view(st, fromUpper), ...(merged ? { nlink: 1n } : {}) }))
+    return mapNow(statOf(this.layer), (st) => {
+      const view = this.overlay.view(st, fromUpper)
+      return merged ? Object.assign(view, { nlink: 1n }) : view
+    })
   }
 
   get lookupStat(): Stat | undefined {

@@ -117,6 +117,10 @@ export const releaseMemory = (root: Inode): void => {
   filesystem?.detach?.()
 }
 
+const notDirectory = (): Effect.Effect<never, SyscallError> => fail(Errno.NOTDIR)
+const notDirectoryNow = fail(Errno.NOTDIR)
+const notLink = fail(Errno.INVAL)
+
 /** One tmpfs instance: its device number, inode numbers and byte budget. */
 export class Tmpfs {
   private nextIno = 1n
@@ -156,8 +160,9 @@ export class Tmpfs {
     return this.used
   }
 
+  /** A new node from `fields`, a literal of the caller's that becomes the node (no spread: see makeInode). */
   private node<T extends Node>(fields: Omit<T, "ino" | "times" | "nlink">, now: bigint): T {
-    return { ...fields, ino: this.nextIno++, nlink: fields.type === FileType.DIRECTORY ? 2n : 1n, times: { atim: now, mtim: now, ctim: now } } as T
+    return Object.assign(fields, { ino: this.nextIno++, nlink: fields.type === FileType.DIRECTORY ? 2n : 1n, times: { atim: now, mtim: now, ctim: now } }) as unknown as T
   }
 
   /**
@@ -238,40 +243,48 @@ export class Tmpfs {
     return refused === undefined ? this.touch(file, which) : fail(refused)
   }
 
-  /** The Inode view of `node` (a new object each time; identity is the node's). */
+  /** The Inode view of each node, made at its first lookup and kept while the node lives. */
+  private readonly views = new WeakMap<Node, Inode>()
+
+  /** The Inode view of `node` (one per node). */
   inode(node: Node): Inode {
+    let view = this.views.get(node)
+    if (view === undefined) {
+      view = this.makeInode(node)
+      this.views.set(node, view)
+    }
+    return view
+  }
+
+  // Built by assignment, not object spread: on Node 20 a spread costs ~1 µs, and views are made
+  // on the create path of every file.
+  private makeInode(node: Node): Inode {
     const fs = this
-    const notDir = { lookup: () => fail(Errno.NOTDIR), readdir: fail(Errno.NOTDIR) }
-    const base = {
+    const inode: { -readonly [K in keyof Inode]: Inode[K] } & { readonly tmpfs: { readonly fs: Tmpfs; readonly node: Node } } = {
       filetype: node.type,
       stat: Effect.sync(() => fs.stat(node)),
       statNow: () => Exit.succeed(fs.stat(node)),
       tmpfs: { fs, node },
-      setTimes: fs.setTimes(node)
+      setTimes: fs.setTimes(node),
+      lookup: notDirectory,
+      readdir: notDirectoryNow,
+      readlink: notLink,
+      open: () => fail(Errno.LOOP)
     }
     if (node.type === FileType.SYMBOLIC_LINK) {
-      return { ...base, ...notDir, readlink: Effect.succeed(node.target), open: () => fail(Errno.LOOP) }
-    }
-    if (node.type === FileType.REGULAR_FILE) {
-      return {
-        ...base,
-        ...notDir,
-        readlink: fail(Errno.INVAL),
-        open: (options) => Effect.succeed(fs.fileDescription(node, options)),
-        truncate: (size: bigint) => fs.resizeTouching(node, Number(size), "m")
-      }
-    }
-    const dir = node
-    const inode: Inode = {
-      ...base,
-      lookup: (name) => {
+      inode.readlink = Effect.succeed(node.target)
+    } else if (node.type === FileType.REGULAR_FILE) {
+      inode.open = (options) => Effect.succeed(fs.fileDescription(node, options))
+      inode.truncate = (size: bigint) => fs.resizeTouching(node, Number(size), "m")
+    } else {
+      const dir = node
+      inode.lookup = (name) => {
         const child = dir.entries.get(name)
         return child ? Effect.succeed(fs.inode(child)) : fail(Errno.NOENT)
-      },
-      readdir: Effect.sync(() => [...dir.entries].map(([name, child]): DirEntry => ({ name, ino: child.ino, filetype: child.type }))),
-      readlink: fail(Errno.INVAL),
-      open: (options) => (options.write ? fail(Errno.ISDIR) : Effect.succeed(directoryDescription(inode))),
-      changes: fs.changes(dir)
+      }
+      inode.readdir = Effect.sync(() => [...dir.entries].map(([name, child]): DirEntry => ({ name, ino: child.ino, filetype: child.type })))
+      inode.open = (options) => (options.write ? fail(Errno.ISDIR) : Effect.succeed(directoryDescription(inode)))
+      inode.changes = fs.changes(dir)
     }
     return inode
   }
