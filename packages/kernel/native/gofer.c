@@ -190,17 +190,16 @@ static int open_beneath(int root, const char *path) {
 }
 
 /*
- * The directory `path` below `root` (O_PATH), checked to be the one looked up as (dev, ino).
- * Returns a descriptor the caller closes, or -errno. A directory that is no longer there, or is
- * something else now (another directory, or a symlink: ELOOP, ENOTDIR), is ENOENT.
+ * The directory `path` below `root` (O_PATH), checked to be the one looked up as (dev, ino):
+ * `root` itself for "" (a descriptor the tree holds, which always names the same directory), else
+ * a new descriptor. Returns it, or -errno; the caller gives it back with put_dir. A directory
+ * that is no longer there, or is something else now (another directory, or a symlink: ELOOP,
+ * ENOTDIR), is ENOENT.
  */
 static int open_dir(int root, const char *path, uint64_t dev, uint64_t ino) {
-  int fd;
-  if (path[0] == '\0') {
-    fd = fcntl(root, F_DUPFD_CLOEXEC, 0);
-    if (fd < 0) return -errno;
-  } else if (!path_is_valid(path)) return -EINVAL;
-  else fd = open_beneath(root, path);
+  if (path[0] == '\0') return root;
+  if (!path_is_valid(path)) return -EINVAL;
+  int fd = open_beneath(root, path);
   if (fd == -ELOOP || fd == -ENOTDIR) return -ENOENT;
   if (fd < 0) return fd;
   struct stat st;
@@ -216,15 +215,25 @@ static int open_dir(int root, const char *path, uint64_t dev, uint64_t ino) {
   return fd;
 }
 
-/* The arguments (root, dir, dev, ino) at argv[first..first+3]: the checked directory, or -errno. */
-static int dir_arg(napi_env env, napi_value *argv, int first) {
-  int root;
+/* Gives back a directory from open_dir: closed unless it is the tree's own descriptor. */
+static void put_dir(int dir, int root) {
+  if (dir != root) put_dir(dir, root);
+}
+
+/*
+ * The arguments (root, dir, dev, ino) at argv[first..first+3]: the checked directory, or -errno;
+ * `root` is set to the tree's descriptor, for put_dir. (A new descriptor cannot equal `root`,
+ * which stays open meanwhile.)
+ */
+static int dir_arg(napi_env env, napi_value *argv, int first, int *root) {
   char dir[PATH_BYTES];
   uint64_t dev, ino;
-  if (arg_int(env, argv[first], &root) || arg_string(env, argv[first + 1], dir, sizeof dir) ||
+  *root = -1;
+  if (arg_int(env, argv[first], root) || arg_string(env, argv[first + 1], dir, sizeof dir) ||
       arg_u64(env, argv[first + 2], &dev) || arg_u64(env, argv[first + 3], &ino))
     return -EINVAL;
-  return open_dir(root, dir, dev, ino);
+  if (*root < 0) return -EBADF;
+  return open_dir(*root, dir, dev, ino);
 }
 
 /* The entry name at argv[i]: a valid component, or "" where `empty_ok`. */
@@ -264,12 +273,13 @@ static napi_value stat_at(napi_env env, napi_callback_info info) {
   int64_t *out;
   int err = name_arg(env, argv[4], name, 1);
   if (err != 0 || arg_out(env, argv[5], &out)) return errno_result(env, EINVAL);
-  int dir = dir_arg(env, argv, 0);
+  int root;
+  int dir = dir_arg(env, argv, 0, &root);
   if (dir < 0) return number(env, dir);
   struct stat st;
   int rc = fstatat(dir, name, &st, name[0] == '\0' ? AT_EMPTY_PATH : AT_SYMLINK_NOFOLLOW);
   err = errno;
-  close(dir);
+  put_dir(dir, root);
   if (rc != 0) return errno_result(env, err);
   fill_stat(&st, out);
   return number(env, 0);
@@ -321,17 +331,18 @@ static napi_value open_at(napi_env env, napi_callback_info info) {
   if (err != 0 || arg_int(env, argv[5], &flags) || arg_int(env, argv[6], &mode) || arg_out(env, argv[7], &out))
     return errno_result(env, EINVAL);
   flags &= OPEN_FLAGS;
-  int dir = dir_arg(env, argv, 0);
+  int root;
+  int dir = dir_arg(env, argv, 0, &root);
   if (dir < 0) return number(env, dir);
   /* "" is the directory itself, which an O_PATH descriptor cannot read: reopen it through ".". */
   const char *entry = name[0] == '\0' ? "." : name;
   if (name[0] == '\0' && (flags & O_CREAT)) {
-    close(dir);
+    put_dir(dir, root);
     return errno_result(env, EINVAL);
   }
   int fd = openat(dir, entry, flags | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY | O_NONBLOCK, (mode_t)mode);
   err = errno;
-  close(dir);
+  put_dir(dir, root);
   if (fd < 0) return errno_result(env, err);
   return number(env, finish_open(fd, flags, out));
 }
@@ -357,11 +368,12 @@ static napi_value reopen_fd(napi_env env, napi_callback_info info) {
 
 static napi_value readdir_at(napi_env env, napi_callback_info info) {
   ARGS(4)
-  int dir = dir_arg(env, argv, 0);
+  int root;
+  int dir = dir_arg(env, argv, 0, &root);
   if (dir < 0) return number(env, dir);
   int fd = openat(dir, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   int err = errno;
-  close(dir);
+  put_dir(dir, root);
   if (fd < 0) return errno_result(env, err);
   DIR *d = fdopendir(fd);
   if (d == NULL) {
@@ -405,12 +417,13 @@ static napi_value readlink_at(napi_env env, napi_callback_info info) {
   ARGS(5)
   char name[NAME_BYTES];
   if (name_arg(env, argv[4], name, 0)) return errno_result(env, EINVAL);
-  int dir = dir_arg(env, argv, 0);
+  int root;
+  int dir = dir_arg(env, argv, 0, &root);
   if (dir < 0) return number(env, dir);
   char target[PATH_BYTES];
   ssize_t n = readlinkat(dir, name, target, sizeof target);
   int err = errno;
-  close(dir);
+  put_dir(dir, root);
   if (n < 0) return errno_result(env, err);
   if ((size_t)n >= sizeof target) return errno_result(env, ENAMETOOLONG);
   napi_value result;
@@ -423,11 +436,12 @@ static napi_value mkdir_at(napi_env env, napi_callback_info info) {
   char name[NAME_BYTES];
   int mode;
   if (name_arg(env, argv[4], name, 0) || arg_int(env, argv[5], &mode)) return errno_result(env, EINVAL);
-  int dir = dir_arg(env, argv, 0);
+  int root;
+  int dir = dir_arg(env, argv, 0, &root);
   if (dir < 0) return number(env, dir);
   int rc = mkdirat(dir, name, (mode_t)mode);
   int err = errno;
-  close(dir);
+  put_dir(dir, root);
   return number(env, rc == 0 ? 0 : -err);
 }
 
@@ -436,11 +450,12 @@ static napi_value unlink_at(napi_env env, napi_callback_info info) {
   char name[NAME_BYTES];
   bool is_dir;
   if (name_arg(env, argv[4], name, 0) || napi_get_value_bool(env, argv[5], &is_dir) != napi_ok) return errno_result(env, EINVAL);
-  int dir = dir_arg(env, argv, 0);
+  int root;
+  int dir = dir_arg(env, argv, 0, &root);
   if (dir < 0) return number(env, dir);
   int rc = unlinkat(dir, name, is_dir ? AT_REMOVEDIR : 0);
   int err = errno;
-  close(dir);
+  put_dir(dir, root);
   return number(env, rc == 0 ? 0 : -err);
 }
 
@@ -448,12 +463,13 @@ static napi_value symlink_at(napi_env env, napi_callback_info info) {
   ARGS(6)
   char target[PATH_BYTES], name[NAME_BYTES];
   if (arg_string(env, argv[0], target, sizeof target) || name_arg(env, argv[5], name, 0)) return errno_result(env, EINVAL);
-  int dir = dir_arg(env, argv, 1);
+  int root;
+  int dir = dir_arg(env, argv, 1, &root);
   if (dir < 0) return number(env, dir);
   /* The target is stored verbatim: the gofer never follows it, the sentry resolves it inside the container. */
   int rc = symlinkat(target, dir, name);
   int err = errno;
-  close(dir);
+  put_dir(dir, root);
   return number(env, rc == 0 ? 0 : -err);
 }
 
@@ -461,17 +477,19 @@ static napi_value rename_at(napi_env env, napi_callback_info info) {
   ARGS(10)
   char from[NAME_BYTES], to[NAME_BYTES];
   if (name_arg(env, argv[4], from, 0) || name_arg(env, argv[9], to, 0)) return errno_result(env, EINVAL);
-  int dir = dir_arg(env, argv, 0);
+  int root;
+  int dir = dir_arg(env, argv, 0, &root);
   if (dir < 0) return number(env, dir);
-  int dir2 = dir_arg(env, argv, 5);
+  int root2;
+  int dir2 = dir_arg(env, argv, 5, &root2);
   if (dir2 < 0) {
-    close(dir);
+    put_dir(dir, root);
     return number(env, dir2);
   }
   int rc = renameat(dir, from, dir2, to);
   int err = errno;
-  close(dir);
-  close(dir2);
+  put_dir(dir, root);
+  put_dir(dir2, root2);
   return number(env, rc == 0 ? 0 : -err);
 }
 
@@ -481,11 +499,13 @@ static napi_value link_at(napi_env env, napi_callback_info info) {
   uint64_t file_ino;
   if (name_arg(env, argv[4], from, 0) || arg_u64(env, argv[5], &file_ino) || name_arg(env, argv[10], to, 0))
     return errno_result(env, EINVAL);
-  int dir = dir_arg(env, argv, 0);
+  int root;
+  int dir = dir_arg(env, argv, 0, &root);
   if (dir < 0) return number(env, dir);
-  int dir2 = dir_arg(env, argv, 6);
+  int root2;
+  int dir2 = dir_arg(env, argv, 6, &root2);
   if (dir2 < 0) {
-    close(dir);
+    put_dir(dir, root);
     return number(env, dir2);
   }
   /* Only the file the sentry looked up gets the new name (linkat never follows a symlink it links). */
@@ -494,8 +514,8 @@ static napi_value link_at(napi_env env, napi_callback_info info) {
   if (rc == 0 && (uint64_t)st.st_ino != file_ino) rc = -1, errno = ENOENT;
   if (rc == 0) rc = linkat(dir, from, dir2, to, 0);
   int err = errno;
-  close(dir);
-  close(dir2);
+  put_dir(dir, root);
+  put_dir(dir2, root2);
   return number(env, rc == 0 ? 0 : -err);
 }
 
@@ -515,7 +535,8 @@ static napi_value utimens_at(napi_env env, napi_callback_info info) {
   int64_t atime, mtime;
   if (name_arg(env, argv[4], name, 1) || arg_i64(env, argv[5], &atime) || arg_i64(env, argv[6], &mtime))
     return errno_result(env, EINVAL);
-  int dir = dir_arg(env, argv, 0);
+  int root;
+  int dir = dir_arg(env, argv, 0, &root);
   if (dir < 0) return number(env, dir);
   struct timespec times[2];
   to_timespec(atime, &times[0]);
@@ -530,7 +551,7 @@ static napi_value utimens_at(napi_env env, napi_callback_info info) {
     err = errno;
     if (fd >= 0) close(fd);
   }
-  close(dir);
+  put_dir(dir, root);
   return number(env, rc == 0 ? 0 : -err);
 }
 
