@@ -8,14 +8,19 @@ import { fileURLToPath } from "node:url"
 
 const here = (path) => fileURLToPath(new URL(path, import.meta.url))
 
-await build({
-  entryPoints: [here("../dist/platform/worker.js")],
-  outfile: here("../dist/platform/worker.bundle.js"),
-  bundle: true,
-  platform: "node",
-  target: "node20",
-  format: "esm",
-  minify: true,
-  legalComments: "none",
-  logLevel: "warning"
-})
+const bundle = (entry, out) =>
+  build({
+    entryPoints: [here(entry)],
+    outfile: here(out),
+    bundle: true,
+    platform: "node",
+    target: "node20",
+    format: "esm",
+    minify: true,
+    legalComments: "none",
+    logLevel: "warning"
+  })
+
+await bundle("../dist/platform/worker.js", "../dist/platform/worker.bundle.js")
+// The instrumentation thread (platform/instrumenterThread.ts), for the same reason.
+await bundle("../dist/platform/instrumenterThread.js", "../dist/platform/instrumenter.bundle.js")

@@ -22,6 +22,7 @@ import { type MakeMountNamespace, makeMountNamespaces } from "./fs/mountNamespac
 import { makePipe, type Pipe, PIPE_CAPACITY } from "./fs/pipe.js"
 import type { SystemInfo } from "./fs/procfs.js"
 import { defaultTotalMemory, MemoryAccount, PROCESS_BUDGET, WASM_PAGE } from "./memoryAccount.js"
+import { offThread } from "./platform/instrumenter.js"
 import { ModuleCache } from "./platform/moduleCache.js"
 import { type GuestPlatform, makeWorkerPool, type WorkerPoolStats } from "./platform/pool.js"
 import type { StartingThread } from "./platform/startThread.js"
@@ -164,7 +165,8 @@ const makeKernel = (options: KernelOptions): Effect.Effect<KernelShape, never, S
       ...(options.startedThreads ? { adopt: options.startedThreads } : {}),
       ...(options.platform ? { platform: options.platform } : {})
     })
-    const modules = new ModuleCache(options.moduleCacheBytes)
+    // Modules are rewritten on a thread of their own: never on the sentry's (instrumenter.ts).
+    const modules = new ModuleCache(options.moduleCacheBytes, yield* offThread)
     const rootPidNamespace = new PidNamespace<ThreadGroup>(undefined)
     const descriptionRefs = new DescriptionRefs()
     const files = new ContentCache()

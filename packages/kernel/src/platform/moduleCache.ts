@@ -9,10 +9,11 @@
  * keeps for it); past that the least recently used of them are evicted.
  */
 import { type ImportableSyscall, importModules, importSignatures } from "@runsc/abi"
-import { Deferred, Effect, Exit, FiberId } from "effect"
+import { Deferred, Effect, Either, Exit, FiberId } from "effect"
 import { createHash } from "node:crypto"
 import { InvalidModule } from "../errors.js"
-import { type GuestMemory, instrument, type InstrumentedModule, UninstrumentableModule } from "./instrument.js"
+import type { GuestMemory } from "./instrument.js"
+import { inThread, type Instrumenter } from "./instrumenter.js"
 import { describeFunctionType, functionTypes, sameFunctionType } from "./moduleTypes.js"
 
 const provided = new Set(Object.entries(importModules).flatMap(([module, names]) => names.map((name) => `${module}.${name}`)))
@@ -53,18 +54,16 @@ const reasonOf = (error: unknown) => (error instanceof Error ? error.message : S
  * Instruments and compiles `bytes`. Whatever is wrong with the module as its author gave it is
  * reported as V8 says it; a module V8 accepts but the sandbox cannot instrument is refused.
  */
-const compileGuest = (path: string, bytes: Uint8Array): Effect.Effect<CompiledGuest, InvalidModule> =>
+const compileGuest = (path: string, bytes: Uint8Array, instrumenter: Instrumenter): Effect.Effect<CompiledGuest, InvalidModule> =>
   Effect.gen(function*() {
     const original = bytes as Uint8Array<ArrayBuffer>
-    let instrumented: InstrumentedModule
-    try {
-      instrumented = instrument(bytes)
-    } catch (error) {
-      if (!(error instanceof UninstrumentableModule)) throw error
+    const rewritten = yield* Effect.either(instrumenter.instrument(bytes))
+    if (Either.isLeft(rewritten)) {
       // Malformed modules get V8's message; well-formed ones the instrumentation cannot read, its own.
       yield* Effect.tryPromise({ try: () => WebAssembly.compile(original), catch: (e) => new InvalidModule({ path, reason: reasonOf(e) }) })
-      return yield* new InvalidModule({ path, reason: `the sandbox cannot account for its memory: ${error.message}` })
+      return yield* new InvalidModule({ path, reason: `the sandbox cannot account for its memory: ${rewritten.left.message}` })
     }
+    const instrumented = rewritten.right
     const module = yield* Effect.tryPromise({
       try: () => WebAssembly.compile(instrumented.bytes as Uint8Array<ArrayBuffer>),
       catch: (e) => e
@@ -124,7 +123,8 @@ export class ModuleCache {
   /** Digests of byte arrays already seen (the content cache hands out the same array again). */
   private readonly digests = new WeakMap<Uint8Array, string>()
 
-  constructor(private readonly maxBytes = DEFAULT_MODULE_CACHE_BYTES) {}
+  /** `instrumenter`: where modules are rewritten; the kernel's is a thread of its own (instrumenter.ts). */
+  constructor(private readonly maxBytes = DEFAULT_MODULE_CACHE_BYTES, private readonly instrumenter: Instrumenter = inThread) {}
 
   /** The compiled module of `bytes`, held until its `release`; `path` only names it in errors. */
   acquire(path: string, bytes: Uint8Array): Effect.Effect<CachedModule, InvalidModule> {
@@ -180,7 +180,7 @@ export class ModuleCache {
    */
   private compile(entry: Entry, path: string, bytes: Uint8Array): Effect.Effect<void> {
     entry.started = true
-    const compilation = compileGuest(path, bytes).pipe(
+    const compilation = compileGuest(path, bytes, this.instrumenter).pipe(
       Effect.tap((guest) =>
         Effect.sync(() => {
           entry.size = guest.size
