@@ -44,7 +44,7 @@ const run = Effect.gen(function*() {
   const root = Dentry.root(yield* hostMount(dir, { writable: true, fds }))
   const r = yield* runGuest({ bytes: fixture("lent_files"), argv: ["lent_files"], root })
   assert.deepStrictEqual(r.status, Exited(0), r.stdout + r.stderr)
-  return { stdout: r.stdout, file: Fs.readFileSync(Path.join(dir, "f")), served: r.tg.syscalls }
+  return { stdout: r.stdout, file: Fs.readFileSync(Path.join(dir, "f")), served: r.tg.inKernel.syscalls }
 }).pipe(Effect.scoped)
 
 const straced = Kernel.layer({ warmWorkers: 1, strace: { logSize: 16, emit: () => {} } })

@@ -97,7 +97,7 @@ layer(kernelLayer, { excludeTestServices: true })("Kernel.signal", (it) => {
       const kernel = yield* Kernel
       const run = yield* startGuest({ bytes: fixture("sleep"), argv: ["sleep", "1"] })
       yield* eventually(() => run.stdout() === "sleeping\n", "sleep started")
-      yield* eventually(() => run.tg.currentSyscall >= 0, "inside nanosleep's poll_oneoff")
+      yield* eventually(() => run.tg.inKernel.current >= 0, "inside nanosleep's poll_oneoff")
       yield* kernel.signal(run.tg, 19)
       assert.strictEqual(run.tg.state, "stopped")
       // The sleep ends at 1 s; the "woke" write must wait for SIGCONT.
@@ -135,7 +135,7 @@ layer(kernelLayer, { excludeTestServices: true })("Kernel.signal", (it) => {
       const run = yield* startGuest({ bytes: yield* writeSleepExit(500, 5) })
       yield* eventually(() => run.stdout() === "x", "guest started")
       // The write took the fast path; the first call the sentry serves is the poll_oneoff.
-      yield* eventually(() => run.tg.syscalls >= 1, "guest in poll_oneoff")
+      yield* eventually(() => run.tg.inKernel.syscalls >= 1, "guest in poll_oneoff")
       yield* kernel.signal(run.tg, 19)
       yield* Effect.sleep("1200 millis")
       assert.isFalse(yield* Deferred.isDone(run.tg.exitStatus), "exited while stopped")
@@ -199,7 +199,7 @@ layer(kernelLayer, { excludeTestServices: true })("Kernel.signal", (it) => {
           (call $fd_write (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 8)))`
       })
       const run = yield* startGuest({ bytes })
-      yield* eventually(() => run.tg.currentSyscall >= 0, "guest asleep in poll_oneoff")
+      yield* eventually(() => run.tg.inKernel.current >= 0, "guest asleep in poll_oneoff")
       yield* kernel.signal(run.tg, 19)
       // The sleep ends while the guest is stopped: it must not run on (its thread uses no CPU).
       const before = (yield* kernel.usage(run.tg)).cpuNs

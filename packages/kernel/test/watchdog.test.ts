@@ -15,9 +15,7 @@ const SECOND = 1_000_000_000n
 const task = (pid: number, argv0: string, syscall: SyscallName | undefined, enteredAt: bigint): WatchedTask => ({
   rootPid: pid,
   argv: [argv0, "arg"],
-  currentSyscall: syscall === undefined ? -1 : syscallNumber[syscall],
-  syscallEnteredAt: enteredAt,
-  syscallBlocked: false
+  inKernel: { current: syscall === undefined ? -1 : syscallNumber[syscall], enteredAt, blocked: false }
 })
 
 interface LogLine {
@@ -42,7 +40,7 @@ describe("stuckTasksReport", () => {
       task(2, "idle", undefined, 0n), // not inside the kernel (its old entry time is stale)
       task(3, "busy", "fd_read", now - 10n * SECOND), // inside, but not for long
       task(7, "reader", "fd_read", now - 3n * MINUTE - 1n),
-      { ...task(8, "waiter", "fd_read", now - 9n * MINUTE), syscallBlocked: true } // waiting on its input: blocked, not stuck
+      { ...task(8, "waiter", "fd_read", now - 9n * MINUTE), inKernel: { current: syscallNumber.fd_read, enteredAt: now - 9n * MINUTE, blocked: true } } // waiting on its input: blocked, not stuck
     ]
     assert.strictEqual(
       stuckTasksReport(tasks, now, "3 minutes"),
@@ -166,15 +164,15 @@ layer(Kernel.layer({ warmWorkers: 1 }), { excludeTestServices: true })("makeWatc
       const kernel = yield* Kernel
       const run = yield* startGuest({ bytes: fixture("sleep"), argv: ["sleep", "60"] })
       yield* eventually(() => run.stdout() === "sleeping\n", "sleep started")
-      yield* eventually(() => run.tg.currentSyscall === syscallNumber.poll_oneoff, "inside poll_oneoff")
-      assert.isAbove(Number(run.tg.syscallEnteredAt), 0)
-      assert.isTrue(run.tg.syscallBlocked, "a sleep is a wait the guest asked for")
+      yield* eventually(() => run.tg.inKernel.current === syscallNumber.poll_oneoff, "inside poll_oneoff")
+      assert.isAbove(Number(run.tg.inKernel.enteredAt), 0)
+      assert.isTrue(run.tg.inKernel.blocked, "a sleep is a wait the guest asked for")
 
       yield* makeWatchdog({ heartbeat: false, period: "100 millis", timeout: "200 millis" }, kernel.processes)
       yield* Effect.sleep("500 millis")
       assert.deepStrictEqual(logs.lines.filter((l) => l.level === "WARN"), [], "a blocked task is not stuck")
       // As if the handler itself hung (nothing the guest waits for): now it is stuck.
-      run.tg.syscallBlocked = false
+      run.tg.inKernel.unblock()
       const line = `Task tid: ${run.tg.rootPid} (sleep), syscall: poll_oneoff, entered `
       yield* eventually(() => logs.lines.some((l) => l.level === "WARN" && l.message.includes(line)), "stuck task reported")
       const report = logs.lines.find((l) => l.level === "WARN")!.message
@@ -183,7 +181,7 @@ layer(Kernel.layer({ warmWorkers: 1 }), { excludeTestServices: true })("makeWatc
       // A task that has left the kernel (here: killed in the middle of its syscall) is no longer in it.
       yield* kernel.signal(run.tg, 9)
       yield* run.exit
-      assert.strictEqual(run.tg.currentSyscall, -1)
+      assert.strictEqual(run.tg.inKernel.current, -1)
     }).pipe(Effect.provide(logs.layer))
   })
 
@@ -193,8 +191,8 @@ layer(Kernel.layer({ warmWorkers: 1 }), { excludeTestServices: true })("makeWatc
       const kernel = yield* Kernel
       const run = yield* startGuest({ bytes: fixture("spin"), argv: ["spin"] })
       yield* eventually(() => run.stdout() === "spinning\n", "spin started")
-      assert.isAbove(run.tg.syscalls, 0) // libc's start-up (fd_prestat_get, ...) went to the sentry
-      assert.strictEqual(run.tg.currentSyscall, -1)
+      assert.isAbove(run.tg.inKernel.syscalls, 0) // libc's start-up (fd_prestat_get, ...) went to the sentry
+      assert.strictEqual(run.tg.inKernel.current, -1)
       yield* makeWatchdog({ heartbeat: false, period: "100 millis", timeout: "200 millis" }, kernel.processes)
       yield* Effect.sleep("600 millis")
       assert.deepStrictEqual(logs.lines.filter((l) => l.level === "WARN"), [])
@@ -263,11 +261,11 @@ layer(Kernel.layer({ warmWorkers: 1, watchdog: { action: "panic", period: "50 mi
       const kernel = yield* Kernel
       const stuck = yield* startGuest({ bytes: fixture("sleep"), argv: ["sleep", "60"] })
       const other = yield* startGuest({ bytes: fixture("spin"), argv: ["spin"] })
-      yield* eventually(() => stuck.tg.currentSyscall === syscallNumber.poll_oneoff, "inside poll_oneoff")
+      yield* eventually(() => stuck.tg.inKernel.current === syscallNumber.poll_oneoff, "inside poll_oneoff")
       yield* Effect.sleep("400 millis")
       assert.isTrue(other.tg.isAlive, "a sleeping task is blocked, not stuck: no panic yet")
       // As if the handler itself hung: the watchdog sees a stuck task and panics.
-      stuck.tg.syscallBlocked = false
+      stuck.tg.inKernel.unblock()
       const reason = yield* kernel.panicked
       assert.match(reason, /^Sentry detected 1 stuck task\(s\):\nTask tid: \d+ \(sleep\), syscall: poll_oneoff/)
       assert.deepStrictEqual(yield* other.exit, { _tag: "Signaled", signal: 9 })

@@ -279,7 +279,7 @@ const describeProcess = (root: PidNamespace<ThreadGroup>) => (tg: ThreadGroup): 
   containerId: tg.containerId,
   state: tg.state,
   argv: tg.argv,
-  syscalls: tg.syscalls,
+  syscalls: tg.inKernel.syscalls,
   startedAt: tg.startedAt
 })
 
@@ -349,7 +349,7 @@ const makeLoader = (args: LoaderArgs & { readonly bundle: Bundle }) =>
         ...containers.map((c) => `  container ${c.id}: ${c.state}`),
         ...all.map((tg) =>
           `  pid ${tg.rootPid} [${tg.containerId}] ${tg.state}${tg.killedBy ? ` (${signalName(tg.killedBy)})` : ""} ` +
-          `syscalls=${tg.syscalls} argv=${JSON.stringify(tg.argv)}`
+          `syscalls=${tg.inKernel.syscalls} argv=${JSON.stringify(tg.argv)}`
         )
       ].join("\n")
     })

@@ -33,7 +33,7 @@ export interface Kill {
 const endTask = (tg: ThreadGroup, worker: GuestThread): Effect.Effect<void> =>
   Effect.gen(function*() {
     const server = tg.server
-    if (server !== undefined && tg.currentSyscall >= 0) {
+    if (server !== undefined && tg.inKernel.current >= 0) {
       yield* Fiber.interrupt(server)
       const words = worker.channel.words
       // Still unanswered: only the sentry changes REQUEST, so this answer cannot race one.

@@ -66,8 +66,8 @@ export type Handler = (c: SyscallContext) => Effect.Effect<void, SyscallError>
 /** Runs a wait the guest asked for (a sleep, a read of a stream): the task is blocked, not stuck. */
 export const blocking = <A, E>(c: SyscallContext, wait: Effect.Effect<A, E>): Effect.Effect<A, E> =>
   Effect.suspend(() => {
-    c.tg.syscallBlocked = true
-    return Effect.ensuring(wait, Effect.sync(() => (c.tg.syscallBlocked = false)))
+    c.tg.inKernel.block()
+    return Effect.ensuring(wait, Effect.sync(() => c.tg.inKernel.unblock()))
   })
 
 const utf8 = new TextDecoder("utf-8", { fatal: true })

@@ -123,10 +123,7 @@ export const serveSyscalls = (
     /** The task is inside the kernel from here until the response is published (watchdog). */
     const enter = (): number => {
       const n = words[Word.SYSCALL]!
-      tg.syscalls++
-      tg.syscallEnteredAt = clock.unsafeCurrentTimeNanos()
-      tg.syscallBlocked = false
-      tg.currentSyscall = n
+      tg.inKernel.enter(n, clock.unsafeCurrentTimeNanos())
       return n
     }
     /**
@@ -134,7 +131,7 @@ export const serveSyscalls = (
      * was in the call stays held until then, and the call returns only then.
      */
     const answer = (errno: number): Effect.Effect<void> => {
-      tg.currentSyscall = -1
+      tg.inKernel.leave()
       if (!mustHold()) {
         respond(words, errno)
         return Effect.void
@@ -153,7 +150,7 @@ export const serveSyscalls = (
         const n = enter()
         const errno = callHandler(table, n, c)
         if (typeof errno !== "number") return Effect.flatMap(errno, answer)
-        tg.currentSyscall = -1
+        tg.inKernel.leave()
         if (mustHold()) return answer(errno)
         respond(words, errno)
       }
@@ -178,7 +175,7 @@ export const serveSyscalls = (
       })
     const serve = strace === undefined ? Effect.suspend(serveBatch) : serveTraced(strace)
     // Interrupted mid-syscall (the task ended): the task is no longer inside the kernel.
-    return Effect.forever(serve).pipe(Effect.ensuring(Effect.sync(() => (tg.currentSyscall = -1))))
+    return Effect.forever(serve).pipe(Effect.ensuring(Effect.sync(() => tg.inKernel.leave())))
   })
 
 /** Wakes a stale `waitAsync` left armed on a channel whose task has ended. */

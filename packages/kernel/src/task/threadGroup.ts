@@ -23,6 +23,7 @@ import type { Dentry } from "../fs/resolve.js"
 import type { GuestThread } from "../platform/pool.js"
 import type { PidNamespace } from "./pidNamespace.js"
 import type { ControllingTerminal, ProcessGroup } from "./session.js"
+import { SyscallAccount } from "./syscallAccount.js"
 
 export type ProcessState = "running" | "stopped" | "exiting" | "exited"
 
@@ -85,24 +86,8 @@ export class ThreadGroup {
   /** Pages its memory may grow to (the module's declared maximum). */
   readonly maximumMemoryPages: number
 
-  // The serve loop's accounting of the task's syscalls, written by it alone on every call (so
-  // plain fields, not transitions) and read by state dumps and the watchdog.
-  /** Syscalls the sentry has served for the group (state dumps). */
-  syscalls = 0
-  /**
-   * The syscall (its number) the sentry is serving for this group's task, or -1 when the task
-   * is not inside the kernel. Set when the sentry starts serving a request, cleared when it
-   * publishes the response (and when the serving fiber ends). Read by the watchdog.
-   */
-  currentSyscall = -1
-  /** Clock nanoseconds at which the sentry started serving `currentSyscall` (meaningful while it is ≥ 0). */
-  syscallEnteredAt = 0n
-  /**
-   * The current syscall waits for something the guest chose to wait for (a sleep, input on a
-   * stream), not for the sentry: the watchdog does not count it as stuck, as runsc counts only
-   * tasks running in the kernel.
-   */
-  syscallBlocked = false
+  /** The syscall server's record of the task's calls (read by state dumps, kill and the watchdog). */
+  readonly inKernel = new SyscallAccount()
 
   constructor(
     /** Pid in each namespace of the lineage, innermost first. */

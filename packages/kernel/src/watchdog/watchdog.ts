@@ -5,12 +5,13 @@
  * error, then `onPanic`, which the embedder makes end the sandbox). A heartbeat watched from a
  * separate thread (heartbeat.ts) catches the sentry's own thread stalling, which no fiber can.
  *
- * Time comes from Effect's Clock only (sleeps, reads), so a TestClock drives it. The task
- * fields it reads (`currentSyscall`, `syscallEnteredAt`) are written by serveSyscalls.
+ * Time comes from Effect's Clock only (sleeps, reads), so a TestClock drives it. What it reads
+ * of a task (its SyscallAccount) is recorded by serveSyscalls.
  */
 import { syscallNames } from "@runsc/abi"
 import { Clock, Duration, Effect, Schedule, type Scope } from "effect"
 import { startHeartbeatMonitor } from "./heartbeat.js"
+import type { SyscallAccount } from "../task/syscallAccount.js"
 
 export interface WatchdogOptions {
   /** How often the tasks are looked at (default 45 s). */
@@ -35,12 +36,8 @@ export interface WatchdogOptions {
 export interface WatchedTask {
   readonly rootPid: number
   readonly argv: ReadonlyArray<string>
-  /** The syscall number being served, or -1 when the task is not inside the kernel. */
-  readonly currentSyscall: number
-  /** Clock nanoseconds at which the sentry started serving `currentSyscall`. */
-  readonly syscallEnteredAt: bigint
-  /** The syscall is waiting for something the guest asked to wait for (not stuck). */
-  readonly syscallBlocked: boolean
+  /** Its time inside the kernel (task/syscallAccount.ts). */
+  readonly inKernel: Pick<SyscallAccount, "current" | "enteredAt" | "blocked">
 }
 
 const formatAge = (nanos: bigint): string => {
@@ -62,9 +59,9 @@ export const stuckTasksReport = (
   const limitNanos = Duration.unsafeToNanos(limit)
   const lines: Array<string> = []
   for (const task of tasks) {
-    const n = task.currentSyscall
-    if (n < 0 || task.syscallBlocked) continue
-    const age = now - task.syscallEnteredAt
+    const n = task.inKernel.current
+    if (n < 0 || task.inKernel.blocked) continue
+    const age = now - task.inKernel.enteredAt
     if (age <= limitNanos) continue
     const name = syscallNames[n] ?? `syscall_${n}`
     lines.push(`Task tid: ${task.rootPid} (${task.argv[0] ?? "?"}), syscall: ${name}, entered ${formatAge(age)} ago`)
