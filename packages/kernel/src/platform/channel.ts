@@ -121,27 +121,19 @@ export class ChannelViews {
  * bench machine one poll (a sequentially consistent load) costs ~18 ns, so MIN is ~0.3 µs and
  * MAX ~150 µs, against ~25 µs for a park and wake-up.
  *
- * What a miss does differs by end. The sentry's poll for a task's next request holds the whole
- * sentry thread: it halves on every miss, so a task computing between its calls soon costs the
- * sentry nothing. The worker's poll holds only its own thread: it halves only when the call
- * then turned out to block (`blocked`, past BLOCKED_MS: a sleep, a pipe), not when it was merely
- * slower than the budget (a host file operation, a cold sentry), which would otherwise make
- * every following call of that kind park and pay the wake-up.
+ * The budget halves on every miss, so a task whose calls block (sleeps, reads) or whose sentry
+ * is slow (a loaded machine) soon stops burning its CPU. The worker keeps one budget per
+ * syscall, starting full (a call is taken to be quick until it is seen to miss); the sentry's
+ * poll for a task's next request, which holds the whole sentry thread, starts small.
  */
 export class AdaptiveSpin {
   static readonly MIN = 16
   static readonly MAX = 8192
   static readonly PROBE_EVERY = 64
-  /** The wait past which the worker takes a call for one that blocks. */
-  static readonly BLOCKED_MS = 1
   private waits = 0
 
-  /**
-   * `budget`: where polling starts. The worker starts each call's budget full (a call is taken
-   * to be quick until it is seen to block) and shrinks it only through `blocked`; the sentry's
-   * starts small and shrinks on every miss.
-   */
-  constructor(private budget: number = AdaptiveSpin.MIN, private readonly shrinkOnMiss = true) {}
+  /** `budget`: where polling starts (see the class's comment). */
+  constructor(private budget: number = AdaptiveSpin.MIN) {}
 
   /** Polls until `words[STATE] === expected` or the budget runs out; true when it got there. */
   poll(words: Int32Array, expected: number): boolean {
@@ -152,13 +144,8 @@ export class AdaptiveSpin {
         return true
       }
     }
-    if (this.shrinkOnMiss) this.blocked()
-    return false
-  }
-
-  /** The wait after a miss blocked: poll half as long next time. */
-  blocked(): void {
     this.budget = Math.max(AdaptiveSpin.MIN, this.budget >> 1)
+    return false
   }
 }
 

@@ -68,11 +68,9 @@ const roundTrip = (syscall: number): number => {
   words[Word.SYSCALL] = syscall
   Atomics.store(words, Word.STATE, State.REQUEST)
   Atomics.notify(words, Word.STATE)
-  const spin = spins[syscall] ??= new AdaptiveSpin(AdaptiveSpin.MAX, false)
+  const spin = spins[syscall] ??= new AdaptiveSpin(AdaptiveSpin.MAX)
   if (!spin.poll(words, State.RESPONSE)) {
-    const parked = performance.now()
     while (Atomics.load(words, Word.STATE) !== State.RESPONSE) Atomics.wait(words, Word.STATE, State.REQUEST)
-    if (performance.now() - parked > AdaptiveSpin.BLOCKED_MS) spin.blocked()
   }
   words[Word.STATE] = State.IDLE
   const errno = words[Word.ERRNO]!
