@@ -258,6 +258,20 @@ const hostChanges = (dir: HostInode): DirectoryChanges & { readonly directory: H
       }),
       (st): Inode => new HostInode(dir.tree, dir, name, st)
     ),
+  createOpen: (name, options) => {
+    const counted = options.transient !== true
+    if (counted && !dir.tree.fds.take()) return fail(Errno.NFILE)
+    const access = options.write ? (options.read ? O_RDWR : O_WRONLY) : O_RDONLY
+    const made = dir.dirCall((core, root, path, dev, ino) => {
+      const fd = core.open(root, path, dev, ino, name, O_CREAT | O_EXCL | access, 0o644, statBuffer)
+      return failed(fd) ? fd : { fd, st: readStat() }
+    })
+    if (Exit.isExit(made) && Exit.isFailure(made) && counted) dir.tree.fds.give()
+    return mapNow(made, ({ fd, st }) => {
+      const inode = new HostInode(dir.tree, dir, name, st)
+      return { inode, description: new HostFileDescription(fd, inode, options, counted) }
+    })
+  },
   mkdir: (name, mode = 0o755) => dir.dirCall((core, root, path, dev, ino) => core.mkdir(root, path, dev, ino, name, mode)),
   symlink: (name, target) => dir.dirCall((core, root, path, dev, ino) => core.symlink(target, root, path, dev, ino, name)),
   link: (name, target) => {

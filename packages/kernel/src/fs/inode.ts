@@ -47,6 +47,11 @@ export interface DirectoryChanges {
   readonly filesystem: object
   /** A new empty regular file (EEXIST if the name is taken); `mode` defaults to 0o644. */
   create(name: string, mode?: number): Effect.Effect<Inode, SyscallError>
+  /**
+   * `create`, and the new file opened with `options`, in one step where the filesystem has one
+   * (the gofer's O_CREAT|O_EXCL open); else the caller creates, then opens.
+   */
+  readonly createOpen?: ((name: string, options: OpenOptions) => Effect.Effect<{ readonly inode: Inode; readonly description: FileDescription }, SyscallError>) | undefined
   /** A new empty directory; `mode` defaults to 0o755. */
   mkdir(name: string, mode?: number): Effect.Effect<void, SyscallError>
   /** A symlink whose target is stored verbatim. */

@@ -10,7 +10,7 @@
 import { DIRECTORY_RIGHTS, Errno, FdFlags, FILE_RIGHTS, FileType, LookupFlags, OFlags, Rights } from "@runsc/abi"
 import { Either } from "effect"
 import { fail } from "../errors.js"
-import { statOf } from "../fs/inode.js"
+import { type FileDescription, type OpenOptions, statOf } from "../fs/inode.js"
 import { type Dentry, MAX_SYMLINK_TRAVERSALS, NAME_MAX, resolveNow } from "../fs/resolve.js"
 import { args, type BytesArg, results } from "../platform/syscallAbi.js"
 import { eitherNow, flatMapNow, fnNow, mapNow } from "../settled.js"
@@ -53,30 +53,38 @@ const path_open: Handler = fnNow(function*(c: SyscallContext) {
   const found = yield* eitherNow(
     resolveNow(c.tg.root, dir.dentry, path, { followFinal: (lookupflags & LookupFlags.SYMLINK_FOLLOW) !== 0, beneath: dir.dentry })
   )
+  const wantsWrite = (requestedBase & WRITE_RIGHTS) !== 0n || (oflags & OFlags.TRUNC) !== 0 ||
+    (fdflags & FdFlags.APPEND) !== 0
+  // APPEND stays a flag of the fd, which fd_write acts on, so that fd_fdstat_set_flags can
+  // clear it again; the description itself writes where it is told.
+  const options: OpenOptions = { read: true, write: wantsWrite }
   let dentry: Dentry
   let created = false
+  /** The new file's description, where its filesystem opened it as it created it. */
+  let opened: FileDescription | undefined
   if (found._tag === "Right") {
     dentry = found.right
   } else {
     if (found.left.errno !== Errno.NOENT || (oflags & OFlags.CREAT) === 0) return yield* fail(found.left.errno)
-    dentry = yield* createAt(c, dir.dentry, path, (lookupflags & LookupFlags.SYMLINK_FOLLOW) !== 0, (oflags & OFlags.EXCL) !== 0)
+    const made = yield* createAt(c, dir.dentry, path, (lookupflags & LookupFlags.SYMLINK_FOLLOW) !== 0, (oflags & OFlags.EXCL) !== 0, options)
+    dentry = made.dentry
+    opened = made.description
     created = true
   }
   const filetype = dentry.inode.filetype
   if (!created && (oflags & OFlags.CREAT) !== 0 && (oflags & OFlags.EXCL) !== 0) return yield* fail(Errno.EXIST)
   if (filetype === FileType.SYMBOLIC_LINK) return yield* fail(Errno.LOOP)
-  if ((oflags & OFlags.DIRECTORY) !== 0 && filetype !== FileType.DIRECTORY) return yield* fail(Errno.NOTDIR)
+  if ((oflags & OFlags.DIRECTORY) !== 0 && filetype !== FileType.DIRECTORY) {
+    if (opened !== undefined) yield* opened.close
+    return yield* fail(Errno.NOTDIR)
+  }
   const isDirectory = filetype === FileType.DIRECTORY
-  const wantsWrite = (requestedBase & WRITE_RIGHTS) !== 0n || (oflags & OFlags.TRUNC) !== 0 ||
-    (fdflags & FdFlags.APPEND) !== 0
   if (isDirectory && wantsWrite) return yield* fail(Errno.ISDIR)
   if ((oflags & OFlags.TRUNC) !== 0 && filetype === FileType.REGULAR_FILE && !created) {
     if (dentry.inode.truncate === undefined) return yield* fail(Errno.ROFS)
     yield* dentry.inode.truncate(0n)
   }
-  // APPEND stays a flag of the fd, which fd_write acts on, so that fd_fdstat_set_flags can
-  // clear it again; the description itself writes where it is told.
-  const description = yield* dentry.inode.open({ read: true, write: wantsWrite })
+  const description = opened ?? (yield* dentry.inode.open(options))
   const typeRights = isDirectory ? DIRECTORY_RIGHTS : FILE_RIGHTS
   const fd = yield* eitherNow(c.tg.fdTable.allocate({
     description,
@@ -133,27 +141,41 @@ const parentOf = fnNow(function*(c: SyscallContext, base: Dentry, path: string, 
 })
 
 /**
- * O_CREAT of a missing `path`: a new empty file where its directory can have one. When the last
+ * O_CREAT of a missing `path`: a new empty file where its directory can have one, opened with
+ * `open` (`description`) where its filesystem creates and opens in one step. When the last
  * component is a dangling symlink that may be followed, the file is created where it points
  * (from the link's directory, or the root for an absolute target), as Linux does, never out of
  * `base`'s subtree; with O_EXCL the link itself is in the way (EEXIST).
+ *
+ * The name was just found missing, so the create is tried first; only a name that is taken
+ * after all (EEXIST: a dangling symlink, or a race) or a read-only directory is looked up.
  */
-const createAt = fnNow(function*(c: SyscallContext, base: Dentry, path: string, follow: boolean, exclusive: boolean) {
+const createAt = fnNow(function*(c: SyscallContext, base: Dentry, path: string, follow: boolean, exclusive: boolean, open: OpenOptions) {
   let from = base
   let target = path
   for (let hops = 0; ; hops++) {
     const parent = yield* parentOf(c, from, target, base)
     if (parent.trailingSlash) return yield* fail(Errno.ISDIR)
-    const existing = yield* eitherNow(parent.dir.lookup(parent.name))
-    if (Either.isRight(existing)) {
-      if (existing.right.filetype !== FileType.SYMBOLIC_LINK || !follow || exclusive) return yield* fail(Errno.EXIST)
-      if (hops >= MAX_SYMLINK_TRAVERSALS) return yield* fail(Errno.LOOP)
-      from = parent.dir
-      target = yield* existing.right.readlink
-      continue
+    // A name a filesystem is mounted on is taken, whatever the directory under it holds.
+    if (parent.dir.isMountPoint(parent.name)) return yield* fail(Errno.EXIST)
+    const changes = parent.dir.inode.changes
+    if (changes !== undefined) {
+      if (changes.createOpen !== undefined) {
+        const made = yield* eitherNow(changes.createOpen(parent.name, open))
+        if (Either.isRight(made)) return { dentry: parent.dir.child(parent.name, made.right.inode), description: made.right.description }
+        if (made.left.errno !== Errno.EXIST) return yield* fail(made.left.errno)
+      } else {
+        const made = yield* eitherNow(changes.create(parent.name))
+        if (Either.isRight(made)) return { dentry: parent.dir.child(parent.name, made.right), description: undefined }
+        if (made.left.errno !== Errno.EXIST) return yield* fail(made.left.errno)
+      }
     }
-    const changes = yield* changesOf(parent.dir)
-    return parent.dir.child(parent.name, yield* changes.create(parent.name))
+    const existing = yield* eitherNow(parent.dir.lookup(parent.name))
+    if (Either.isLeft(existing)) return yield* fail(changes === undefined ? Errno.ROFS : Errno.EXIST)
+    if (existing.right.filetype !== FileType.SYMBOLIC_LINK || !follow || exclusive) return yield* fail(Errno.EXIST)
+    if (hops >= MAX_SYMLINK_TRAVERSALS) return yield* fail(Errno.LOOP)
+    from = parent.dir
+    target = yield* existing.right.readlink
   }
 })
 
