@@ -99,7 +99,9 @@ const throughput = async (
   label: string,
   bytes: Uint8Array,
   argv: ReadonlyArray<string>,
-  runs: number
+  runs: number,
+  /** Made after each pair of runs (another measurement taken in the same conditions). */
+  afterEach: () => Promise<void> = async () => {}
 ): Promise<Throughput> => {
   const module = await WebAssembly.compile(bytes as Uint8Array<ArrayBuffer>)
   const onKernel = async () => {
@@ -120,6 +122,7 @@ const throughput = async (
     await sleep(START_PAUSE_MS)
     result.runsc.push(await onKernel())
     result.baseline.push(onNode())
+    await afterEach()
   }
   verbose(label, { runsc: result.runsc, baseline: result.baseline })
   return result
@@ -242,32 +245,28 @@ const benchCpu = async (rt: KernelRuntime) => {
 
 const benchSyscallRoundTrip = async (rt: KernelRuntime) => {
   const name = `6. syscall round trip: ${FDSTAT_CALLS} × fd_fdstat_get(1) (WAT loop), per call (median of ${RUNS})`
+  const floorName = `6b. channel floor, not runsc: the same SAB handshake in plain JS with runsc's AdaptiveSpin policy at both ends (${floorSpinPolicy}; then worker Atomics.wait ↔ main Atomics.waitAsync), no Effect, no syscall work, per round trip over ${FLOOR_ROUND_TRIPS}, one run after each pair of row 6 (median of ${RUNS})`
   progress(name)
-  // ns per call of row 6, for the aim of row 6b: the sentry's round trip against the bare channel's.
-  let roundTrip = Number.NaN
-  try {
-    const bytes = await assemble("fdstat.wat", fdstatLoopWat(FDSTAT_CALLS))
-    const t = await throughput(rt, "fdstat loop", bytes, ["fdstat.wasm"], RUNS)
-    roundTrip = median(t.runsc.map((ms) => (ms * 1e6) / FDSTAT_CALLS))
-    rows.push({ ...perCallRow(name, t, FDSTAT_CALLS, Number.NaN), aim: "— (shows the channel cost; its aim is in row 6b)" })
-  } catch (e) {
-    rows.push(failedRow(name, e))
-  }
-  const floorName = `6b. channel floor, not runsc: the same SAB handshake in plain JS with runsc's AdaptiveSpin policy at both ends (${floorSpinPolicy}; then worker Atomics.wait ↔ main Atomics.waitAsync), no Effect, no syscall work, per round trip over ${FLOOR_ROUND_TRIPS} (median of ${RUNS})`
-  progress(floorName)
+  // The floor is taken after each pair of row 6's runs, so that each of row 6's runs has a floor
+  // measured in the same conditions: on a shared VM both move together from minute to minute.
+  const floor: Array<number> = []
   try {
     await channelFloor(1000)
-    const floor: Array<number> = []
-    for (let i = 0; i < RUNS; i++) floor.push(await channelFloor(FLOOR_ROUND_TRIPS))
-    const over = roundTrip / median(floor)
+    const bytes = await assemble("fdstat.wat", fdstatLoopWat(FDSTAT_CALLS))
+    const t = await throughput(rt, "fdstat loop", bytes, ["fdstat.wasm"], RUNS, async () => {
+      floor.push(await channelFloor(FLOOR_ROUND_TRIPS))
+    })
+    rows.push({ ...perCallRow(name, t, FDSTAT_CALLS, Number.NaN), aim: "— (shows the channel cost; its aim is in row 6b)" })
+    const over = median(t.runsc.map((ms, i) => (ms * 1e6) / FDSTAT_CALLS / floor[i]!))
     rows.push({
       name: floorName,
       runsc: fmtNs(median(floor)),
       baseline: "—",
       ratio: "—",
-      aim: `what any runsc syscall through the sentry pays at least; row 6 ÷ 6b = ${fmtRatio(over)}, ${ratioAim(over, 1.3)}`
+      aim: `what any runsc syscall through the sentry pays at least; row 6 ÷ 6b, run by run: ${fmtRatio(over)}, ${ratioAim(over, 1.3)}`
     })
   } catch (e) {
+    rows.push(failedRow(name, e))
     rows.push(failedRow(floorName, e))
   }
 }

@@ -11,7 +11,7 @@ import type { FdEntry } from "../fs/fdTable.js"
 import { type FileDescription, statOf } from "../fs/inode.js"
 import { DATA_SIZE } from "../platform/channel.js"
 import { args, results } from "../platform/syscallAbi.js"
-import { eitherNow, flatMapNow, fnNow } from "../settled.js"
+import { eitherNow, flatMapNow, fnNow, mapNow } from "../settled.js"
 import { blocking, type Handler, setPayload, setPayloadLength, type SyscallContext } from "./context.js"
 import { putFilestat, requestedTimes } from "./filestat.js"
 import { entryWith } from "./lookup.js"
@@ -52,10 +52,22 @@ const isNonBlocking = (entry: FdEntry) => (entry.flags & FdFlags.NONBLOCK) !== 0
 
 const written = FdWriteResults.nwritten
 
-const fd_write: Handler = fnNow(function*(c: SyscallContext) {
-  const entry = yield* entryWith(c, FdWriteArgs.fd(c), Rights.FD_WRITE)
-  // Gathered iovecs are at the start of the data area (iovecsIn).
-  const data = c.channel.data.subarray(0, FdWriteArgs.iovs.length(c))
+// The hottest calls (writes, reads, seeks, fstat) are plain functions over settled effects
+// in their common case, with no generator per call (see settled.ts); their rarer cases are
+// generator functions made once.
+
+const fd_write: Handler = (c) =>
+  flatMapNow(entryWith(c, FdWriteArgs.fd(c), Rights.FD_WRITE), (entry) => {
+    // Gathered iovecs are at the start of the data area (iovecsIn).
+    const data = c.channel.data.subarray(0, FdWriteArgs.iovs.length(c))
+    if (entry.description.filetype === FileType.REGULAR_FILE && (entry.flags & FdFlags.APPEND) === 0) {
+      return mapNow(entry.description.write(data, undefined, isNonBlocking(entry)), (n) => written(c, n))
+    }
+    return writeAppendingOrStream(c, entry, data)
+  })
+
+/** fd_write on an APPEND fd or to a stream. */
+const writeAppendingOrStream = fnNow(function*(c: SyscallContext, entry: FdEntry, data: Uint8Array) {
   // APPEND (set at the open or later): the write goes at the end, in one O_APPEND write where
   // the host's other writers could come between a seek and a write.
   if ((entry.flags & FdFlags.APPEND) !== 0 && entry.description.filetype === FileType.REGULAR_FILE) {
@@ -73,13 +85,19 @@ const fd_write: Handler = fnNow(function*(c: SyscallContext) {
 
 const pwritten = FdPwriteResults.nwritten
 
-const fd_pwrite: Handler = fnNow(function*(c: SyscallContext) {
-  const entry = yield* entryWith(c, FdPwriteArgs.fd(c), Rights.FD_WRITE | Rights.FD_SEEK)
-  if (entry.description.filetype !== FileType.REGULAR_FILE) return yield* fail(Errno.SPIPE)
-  const data = c.channel.data.subarray(0, FdPwriteArgs.iovs.length(c))
-  // On an APPEND fd Linux's pwrite appends all the same (pwrite(2), BUGS), and so does node:wasi;
-  // the fd's offset stays where it was.
-  if ((entry.flags & FdFlags.APPEND) === 0) return pwritten(c, yield* entry.description.write(data, FdPwriteArgs.offset(c)))
+const fd_pwrite: Handler = (c) =>
+  flatMapNow(entryWith(c, FdPwriteArgs.fd(c), Rights.FD_WRITE | Rights.FD_SEEK), (entry) => {
+    if (entry.description.filetype !== FileType.REGULAR_FILE) return fail(Errno.SPIPE)
+    const data = c.channel.data.subarray(0, FdPwriteArgs.iovs.length(c))
+    if ((entry.flags & FdFlags.APPEND) === 0) return mapNow(entry.description.write(data, FdPwriteArgs.offset(c)), (n) => pwritten(c, n))
+    return pwriteAppending(c, entry, data)
+  })
+
+/**
+ * fd_pwrite on an APPEND fd: Linux's pwrite appends all the same (pwrite(2), BUGS), and so does
+ * node:wasi; the fd's offset stays where it was.
+ */
+const pwriteAppending = fnNow(function*(c: SyscallContext, entry: FdEntry, data: Uint8Array) {
   if (entry.description.append === undefined) return pwritten(c, yield* entry.description.write(data, (yield* statOf(entry.description)).size))
   const offset = yield* entry.description.seek(0n, Whence.CUR)
   const written = yield* entry.description.append(data)
@@ -91,40 +109,39 @@ const fd_pwrite: Handler = fnNow(function*(c: SyscallContext) {
 const read = (positional: boolean): Handler => {
   const Read = positional ? FdPreadArgs : FdReadArgs
   const nread = positional ? FdPreadResults.nread : FdReadResults.nread
-  return fnNow(function*(c: SyscallContext) {
-    const rights = positional ? Rights.FD_READ | Rights.FD_SEEK : Rights.FD_READ
-    const entry = yield* entryWith(c, Read.fd(c), rights)
-    if (positional && entry.description.filetype !== FileType.REGULAR_FILE) return yield* fail(Errno.SPIPE)
-    const offset = positional ? FdPreadArgs.offset(c) : undefined
-    if (offset !== undefined && offset < 0n) return yield* fail(Errno.INVAL)
-    const length = Math.min(Read.iovs(c), DATA_SIZE)
-    // A file that can read straight into the channel spares a buffer and a copy per call.
-    if (entry.description.readInto !== undefined) return nread(c, yield* entry.description.readInto(c.channel.data.subarray(0, length), offset))
-    const read = entry.description.read(length, offset, isNonBlocking(entry))
-    // Files answer; streams (stdin, pipes) wait for whoever writes them.
-    const bytes = yield* (entry.description.filetype === FileType.REGULAR_FILE ? read : blocking(c, read))
+  const rights = positional ? Rights.FD_READ | Rights.FD_SEEK : Rights.FD_READ
+  const copyOut = (c: SyscallContext) => (bytes: Uint8Array) => {
     c.channel.data.set(bytes)
     nread(c, bytes.length)
-  })
+  }
+  return (c) =>
+    flatMapNow(entryWith(c, Read.fd(c), rights), (entry) => {
+      if (positional && entry.description.filetype !== FileType.REGULAR_FILE) return fail(Errno.SPIPE)
+      const offset = positional ? FdPreadArgs.offset(c) : undefined
+      if (offset !== undefined && offset < 0n) return fail(Errno.INVAL)
+      const length = Math.min(Read.iovs(c), DATA_SIZE)
+      // A file that can read straight into the channel spares a buffer and a copy per call.
+      if (entry.description.readInto !== undefined) return mapNow(entry.description.readInto(c.channel.data.subarray(0, length), offset), (n) => nread(c, n))
+      const read = entry.description.read(length, offset, isNonBlocking(entry))
+      // Files answer; streams (stdin, pipes) wait for whoever writes them.
+      return mapNow(entry.description.filetype === FileType.REGULAR_FILE ? read : blocking(c, read), copyOut(c))
+    })
 }
 
 const fd_close: Handler = (c) => c.tg.fdTable.close(FdCloseArgs.fd(c))
 
 const newOffset = FdSeekResults.newOffset
 
-const fd_seek: Handler = fnNow(function*(c: SyscallContext) {
+const fd_seek: Handler = (c) => {
   const whence = FdSeekArgs.whence(c)
   const delta = FdSeekArgs.offset(c)
   // lseek(fd, 0, SEEK_CUR) is how fd_tell is spelled in C; it needs only FD_TELL.
   const rights = delta === 0n && whence === 1 ? Rights.FD_TELL : Rights.FD_SEEK
-  const entry = yield* entryWith(c, FdSeekArgs.fd(c), rights)
-  newOffset(c, yield* entry.description.seek(delta, whence))
-})
+  return flatMapNow(entryWith(c, FdSeekArgs.fd(c), rights), (entry) => mapNow(entry.description.seek(delta, whence), (at) => newOffset(c, at)))
+}
 
-const fd_tell: Handler = fnNow(function*(c: SyscallContext) {
-  const entry = yield* entryWith(c, FdTellArgs.fd(c), Rights.FD_TELL)
-  FdTellResults.offset(c, yield* entry.description.seek(0n, 1))
-})
+const fd_tell: Handler = (c) =>
+  flatMapNow(entryWith(c, FdTellArgs.fd(c), Rights.FD_TELL), (entry) => mapNow(entry.description.seek(0n, 1), (at) => FdTellResults.offset(c, at)))
 
 // Plain, not a generator: the call every isatty(), fcntl() and open() makes (see settled.ts).
 const fd_fdstat_get: Handler = (c) => {
@@ -164,10 +181,8 @@ const fd_fdstat_set_rights: Handler = fnNow(function*(c: SyscallContext) {
   c.tg.fdTable.update(fd, { ...entry, rightsBase: base, rightsInheriting: inheriting })
 })
 
-const fd_filestat_get: Handler = fnNow(function*(c: SyscallContext) {
-  const entry = yield* entryWith(c, FdFilestatGetArgs.fd(c), Rights.FD_FILESTAT_GET)
-  putFilestat(c, yield* statOf(entry.description))
-})
+const fd_filestat_get: Handler = (c) =>
+  flatMapNow(entryWith(c, FdFilestatGetArgs.fd(c), Rights.FD_FILESTAT_GET), (entry) => mapNow(statOf(entry.description), (st) => putFilestat(c, st)))
 
 const fd_prestat_get: Handler = fnNow(function*(c: SyscallContext) {
   const entry = yield* entryWith(c, FdPrestatGetArgs.fd(c), 0n)
