@@ -14,6 +14,8 @@
  */
 import { Errno, errnoFromHostCode, FileType, Layout, Whence } from "@runsc/abi"
 import * as Fs from "node:fs"
+import { createRequire } from "node:module"
+import * as Os from "node:os"
 import { FAST_WRITE_FDS, Lent, LENT_HOST_FD, Word } from "./channel.js"
 import type { GuestSide } from "./syscallAbi.js"
 
@@ -25,6 +27,47 @@ const MAX_SAFE = BigInt(Number.MAX_SAFE_INTEGER)
 const at = (position: bigint): number | bigint => (position <= MAX_SAFE ? Number(position) : position)
 
 const hostErrno = (e: unknown): number => errnoFromHostCode((e as NodeJS.ErrnoException).code)
+
+/** The name of Linux errno `n` ("ENOENT"), as Node's calls report it. */
+const linuxErrnoName = (n: number): string | undefined => linuxErrnoNames.get(n)
+const linuxErrnoNames = new Map(Object.entries(Os.constants.errno).map(([name, n]) => [n, name]))
+
+/** Where `fstatInto` leaves a stat: dev, ino, mode, nlink, size, atim, mtim, ctim (ns). */
+const stat = new BigInt64Array(8)
+const SIZE = 4
+
+/**
+ * fstat of a host fd into `stat`; 0, or the errno. Through the gofer's native core where it
+ * loads in this thread (~0.9 µs a call, against ~2.1 µs for Node's fstatSync with bigints, and
+ * a database engine asks for a file's size at every transaction); else Node's, the same answer.
+ */
+const fstatInto: (hostFd: number) => number = (() => {
+  try {
+    const core = createRequire(import.meta.url)("@runsc/kernel/gofer") as { fstat(fd: number, out: BigInt64Array): number }
+    return (hostFd: number) => {
+      const result = core.fstat(hostFd, stat)
+      return result < 0 ? errnoFromHostCode(linuxErrnoName(-result)) : 0
+    }
+  } catch {
+    return (hostFd: number) => {
+      let st: Fs.BigIntStats
+      try {
+        st = Fs.fstatSync(hostFd, { bigint: true })
+      } catch (e) {
+        return hostErrno(e)
+      }
+      stat[0] = st.dev
+      stat[1] = st.ino
+      stat[2] = st.mode
+      stat[3] = st.nlink
+      stat[SIZE] = st.size
+      stat[5] = st.atimeNs
+      stat[6] = st.mtimeNs
+      stat[7] = st.ctimeNs
+      return 0
+    }
+  }
+})()
 
 /** Each call's errno when it was served here, undefined when the sentry must serve it. */
 export interface LentFiles {
@@ -138,11 +181,9 @@ export const lentFiles = (side: GuestSide, enabled: () => boolean): LentFiles =>
       let base = 0n
       if (whence === Whence.CUR) base = fastReadPosition[fd]!
       else if (whence === Whence.END) {
-        try {
-          base = Fs.fstatSync(hostFd, { bigint: true }).size
-        } catch (e) {
-          return hostErrno(e)
-        }
+        const failed = fstatInto(hostFd)
+        if (failed !== 0) return failed
+        base = stat[SIZE]!
       }
       const next = base + BigInt.asIntN(64, delta)
       if (next < 0n) return Errno.INVAL
@@ -159,24 +200,20 @@ export const lentFiles = (side: GuestSide, enabled: () => boolean): LentFiles =>
       const hostFd = hostFdOf(fd, Lent.STAT)
       if (hostFd < 0) return undefined
       if (!inBounds(statPtr, Layout.filestat.sizeOf)) return Errno.FAULT
-      let st: Fs.BigIntStats
-      try {
-        st = Fs.fstatSync(hostFd, { bigint: true })
-      } catch (e) {
-        return hostErrno(e)
-      }
+      const failed = fstatInto(hostFd)
+      if (failed !== 0) return failed
       const view = side.view()
       const L = Layout.filestat
       const p = statPtr >>> 0
       for (let i = 0; i < L.sizeOf; i++) view.setUint8(p + i, 0)
-      view.setBigUint64(p + L.dev, st.dev, true)
-      view.setBigUint64(p + L.ino, st.ino, true)
+      view.setBigInt64(p + L.dev, stat[0]!, true)
+      view.setBigInt64(p + L.ino, stat[1]!, true)
       view.setUint8(p + L.filetype, FileType.REGULAR_FILE)
-      view.setBigUint64(p + L.nlink, st.nlink, true)
-      view.setBigUint64(p + L.size, st.size, true)
-      view.setBigUint64(p + L.atim, st.atimeNs, true)
-      view.setBigUint64(p + L.mtim, st.mtimeNs, true)
-      view.setBigUint64(p + L.ctim, st.ctimeNs, true)
+      view.setBigInt64(p + L.nlink, stat[3]!, true)
+      view.setBigInt64(p + L.size, stat[SIZE]!, true)
+      view.setBigInt64(p + L.atim, stat[5]!, true)
+      view.setBigInt64(p + L.mtim, stat[6]!, true)
+      view.setBigInt64(p + L.ctim, stat[7]!, true)
       return Errno.SUCCESS
     }
   }
