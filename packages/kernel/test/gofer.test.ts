@@ -105,6 +105,33 @@ const withWalk = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
   Effect.flatMap(goferCore, (core) =>
     Effect.acquireUseRelease(Effect.sync(() => core.useOpenat2(false)), () => effect, (was) => Effect.sync(() => core.useOpenat2(was))))
 
+describe("the gofer core's positional reads and writes (what a guest's worker calls on a lent file)", () => {
+  it.scoped("move exactly the bytes asked for, and refuse a range outside their array or a negative offset", () =>
+    Effect.gen(function*() {
+      const core = yield* goferCore
+      const dir = Fs.mkdtempSync(Path.join(Os.tmpdir(), "runsc-pio-"))
+      yield* Effect.addFinalizer(() => Effect.sync(() => Fs.rmSync(dir, { recursive: true, force: true })))
+      const fd = Fs.openSync(Path.join(dir, "f"), "w+")
+      yield* Effect.addFinalizer(() => Effect.sync(() => Fs.closeSync(fd)))
+      const bytes = new Uint8Array(16)
+      bytes.set([1, 2, 3, 4], 4)
+      assert.strictEqual(core.pwrite(fd, bytes, 4, 4, 10), 4)
+      const back = new Uint8Array(16)
+      assert.strictEqual(core.pread(fd, back, 2, 8, 8), 6, "short at the end of the file")
+      assert.deepStrictEqual([...back], [0, 0, 0, 0, 1, 2, 3, 4, 0, 0, 0, 0, 0, 0, 0, 0])
+      const EFAULT = -Os.constants.errno.EFAULT
+      const EINVAL = -Os.constants.errno.EINVAL
+      // Past the array's end, before its start, or a length that wraps: never outside it.
+      assert.strictEqual(core.pread(fd, back, 10, 7, 0), EFAULT)
+      assert.strictEqual(core.pwrite(fd, back, 17, 0, 0), EFAULT)
+      assert.strictEqual(core.pread(fd, back, -1, 1, 0), EFAULT)
+      assert.strictEqual(core.pread(fd, back, 1, -1, 0), EFAULT)
+      assert.strictEqual(core.pwrite(fd, back, 8, 2 ** 53, 0), EFAULT)
+      assert.strictEqual(core.pwrite(fd, back, 0, 1, -5), EINVAL)
+      assert.strictEqual(Fs.fstatSync(fd).size, 14, "no refused call wrote")
+    }))
+})
+
 describe("the gofer across overlapping mounts", () => {
   for (const resolution of ["openat2", "walk"] as const) {
     it.scoped.prop(

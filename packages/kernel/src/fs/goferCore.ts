@@ -38,6 +38,10 @@ interface Addon {
   utimens(root: number, dir: string, dev: bigint, ino: bigint, name: string, atime: bigint, mtime: bigint): number
   futimens(fd: number, atime: bigint, mtime: bigint): number
   fsync(fd: number, dataOnly: boolean): number
+  /** pread into bytes[at, at + length) (checked against `bytes`: -EFAULT); the bytes read. Used by guest workers (lentFiles.ts). */
+  pread(fd: number, bytes: Uint8Array, at: number, length: number, position: number): number
+  /** pwrite of bytes[at, at + length) (checked against `bytes`: -EFAULT); the bytes written. */
+  pwrite(fd: number, bytes: Uint8Array, at: number, length: number, position: number): number
   /** One write at the end of the file; the descriptor's offset after it in `out[0]`. */
   appendWrite(fd: number, bytes: Uint8Array, out: BigInt64Array): number
   /** A non-blocking description of the sandbox's own of the pipe or terminal `fd`, and its access mode (O_RDONLY, O_WRONLY, O_RDWR). */
