@@ -12,18 +12,16 @@ import { Worker } from "node:worker_threads"
 
 /**
  * A copy of runsc's AdaptiveSpin (packages/kernel/src/platform/channel.ts), minus the channel
- * layout: the worker's budget starts full and the main thread's small; a budget doubles when
- * polling caught the other end and halves (down to MIN) when it did not, and every
- * PROBE_EVERY-th wait polls with the full MAX budget, so that a busy channel ramps up again.
- * Its source text is also what the floor's worker runs.
+ * layout: a budget starts small, doubles when polling caught the other end and halves (down to
+ * MIN) when it did not, and every PROBE_EVERY-th wait polls with the full MAX budget, so that a
+ * busy channel ramps up again. Its source text is also what the floor's worker runs.
  */
 class FloorSpin {
   static readonly MIN = 16
   static readonly MAX = 8192
   static readonly PROBE_EVERY = 64
   private waits = 0
-
-  constructor(private budget: number = FloorSpin.MIN) {}
+  private budget = FloorSpin.MIN
 
   poll(words: Int32Array, expected: number): boolean {
     if (++this.waits % FloorSpin.PROBE_EVERY === 0) this.budget = FloorSpin.MAX
@@ -39,7 +37,7 @@ class FloorSpin {
 }
 
 /** The spin policy, for the row's label. */
-export const floorSpinPolicy = `${FloorSpin.MIN}–${FloorSpin.MAX} polls, the worker's from ${FloorSpin.MAX} and the main thread's from ${FloorSpin.MIN}, ×2 on a catch, ÷2 on a miss, full budget every ${FloorSpin.PROBE_EVERY}th wait`
+export const floorSpinPolicy = `${FloorSpin.MIN}–${FloorSpin.MAX} polls, ×2 on a catch, ÷2 on a miss, full budget every ${FloorSpin.PROBE_EVERY}th wait`
 
 const IDLE = 0
 const REQUEST = 1
@@ -49,7 +47,7 @@ const workerSource = `
 const { parentPort, workerData } = require("node:worker_threads")
 const FloorSpin = ${FloorSpin.toString()}
 const words = new Int32Array(workerData.buffer)
-const spin = new FloorSpin(FloorSpin.MAX)
+const spin = new FloorSpin()
 parentPort.once("message", (n) => {
   const t0 = performance.now()
   for (let k = 0; k < n; k++) {

@@ -6,21 +6,22 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Effect, Exit, Fiber } from "effect"
 import { instrument, UninstrumentableModule } from "../src/platform/instrument.js"
-import { offThread } from "../src/platform/instrumenter.js"
+import { IN_PLACE_BYTES, offThread } from "../src/platform/instrumenter.js"
 import { Exited, fixture, kernelLayer, runGuest } from "./helpers.js"
 
 /** A module of `functions` small functions, built by hand (no assembler needed for its size). */
+const leb = (n: number): Array<number> => {
+  const out: Array<number> = []
+  do {
+    let byte = n & 0x7f
+    n >>>= 7
+    if (n !== 0) byte |= 0x80
+    out.push(byte)
+  } while (n !== 0)
+  return out
+}
+
 const manyFunctions = (functions: number): Uint8Array => {
-  const leb = (n: number): Array<number> => {
-    const out: Array<number> = []
-    do {
-      let byte = n & 0x7f
-      n >>>= 7
-      if (n !== 0) byte |= 0x80
-      out.push(byte)
-    } while (n !== 0)
-    return out
-  }
   const section = (id: number, body: Array<number>) => [id, ...leb(body.length), ...body]
   // (func (param i32) (result i32) local.get 0 i32.const 1 i32.add memory.grow)
   const code = [0x00, 0x20, 0x00, 0x41, 0x01, 0x6a, 0x40, 0x00, 0x0b]
@@ -56,7 +57,13 @@ describe("the instrumentation thread", () => {
   it.scopedLive("refuses what cannot be instrumented with the reason the rewrite gives, and goes on", () =>
     Effect.gen(function*() {
       const instrumenter = yield* offThread
-      const broken = new Uint8Array([0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00, 0x0a, 0x05, 0x01, 0x03, 0x00, 0xff, 0x0b])
+      // Past IN_PLACE_BYTES (a custom section of padding), with a code section the rewrite cannot read.
+      const padding = IN_PLACE_BYTES + 1000
+      const broken = new Uint8Array([
+        0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00,
+        0x00, ...leb(padding + 4), 3, 0x70, 0x61, 0x64, ...new Array<number>(padding).fill(0),
+        0x0a, 0x05, 0x01, 0x03, 0x00, 0xff, 0x0b
+      ])
       const refused = yield* Effect.exit(instrumenter.instrument(broken))
       let inPlace = ""
       try {
@@ -72,6 +79,17 @@ describe("the instrumentation thread", () => {
       }
       const after = yield* instrumenter.instrument(manyFunctions(3))
       assert.isAbove(after.bytes.length, 0)
+    }))
+
+  it.scopedLive("rewrites a small module where it is asked, with no thread", () =>
+    Effect.gen(function*() {
+      const instrumenter = yield* offThread
+      const bytes = manyFunctions(100)
+      assert.isAtMost(bytes.length, IN_PLACE_BYTES)
+      const fiber = Effect.runFork(instrumenter.instrument(bytes))
+      const done = fiber.unsafePoll()
+      assert.isNotNull(done, "done before runFork returned")
+      assert.isTrue(done !== null && Exit.isSuccess(done) && Buffer.from(done.value.bytes).equals(Buffer.from(instrument(bytes).bytes)))
     }))
 
   it.live("the kernel runs guests through it", () =>

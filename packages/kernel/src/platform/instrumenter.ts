@@ -1,7 +1,8 @@
 /**
- * Where guest modules are instrumented (instrument.ts). The kernel's modules are rewritten on a
- * thread of their own (instrumenterThread.ts): the rewrite decodes every instruction, ~60 ms a
- * MB, and on the sentry's thread it would hold up every process's syscalls meanwhile.
+ * Where guest modules are instrumented (instrument.ts). The kernel's modules past
+ * IN_PLACE_BYTES are rewritten on a thread of their own (instrumenterThread.ts): the rewrite
+ * decodes every instruction, ~60 ms a MB, and on the sentry's thread it would hold up every
+ * process's syscalls meanwhile.
  *
  * The thread starts at the first request and is unref'd (it never keeps the process alive); it
  * is ended with the kernel's scope. A module the thread cannot instrument is refused
@@ -40,7 +41,14 @@ const MAX_HEAP_MB = 2048
 
 const threadScript = pathToFileURL(createRequire(import.meta.url).resolve("@runsc/kernel/instrumenter"))
 
-/** An instrumenter on its own thread, ended when `scope` closes. */
+/**
+ * Modules up to this size are rewritten in place: at ~60 ms a MB that holds the sentry for at
+ * most ~4 ms, and a sandbox whose programs are all small never starts the thread (a thread is
+ * ~8 MB of memory, more than a small guest's whole process).
+ */
+export const IN_PLACE_BYTES = 64 * 1024
+
+/** An instrumenter on its own thread (for modules past IN_PLACE_BYTES), ended when `scope` closes. */
 export const offThread: Effect.Effect<Instrumenter, never, Scope.Scope> = Effect.gen(function*() {
   let thread: Worker | undefined
   let nextId = 0
@@ -73,7 +81,7 @@ export const offThread: Effect.Effect<Instrumenter, never, Scope.Scope> = Effect
   )
   return {
     instrument: (bytes) =>
-      Effect.async<InstrumentedModule, UninstrumentableModule>((resume) => {
+      bytes.length <= IN_PLACE_BYTES ? inThread.instrument(bytes) : Effect.async<InstrumentedModule, UninstrumentableModule>((resume) => {
         const id = nextId++
         pending.set(id, (answer) =>
           resume("refused" in answer ? Effect.fail(new UninstrumentableModule(answer.refused)) : Effect.succeed({ bytes: answer.bytes, memory: answer.memory })))

@@ -14,8 +14,6 @@
  */
 import { Errno, errnoFromHostCode, FileType, Layout, Whence } from "@runsc/abi"
 import * as Fs from "node:fs"
-import { createRequire } from "node:module"
-import * as Os from "node:os"
 import { FAST_WRITE_FDS, Lent, LENT_HOST_FD, Word } from "./channel.js"
 import type { GuestSide } from "./syscallAbi.js"
 
@@ -46,61 +44,74 @@ interface NativeCore {
   pwrite(fd: number, bytes: Uint8Array, at: number, length: number, position: number): number
 }
 
-/** The name of Linux errno `n` ("ENOENT"), as Node's calls report it. */
-const linuxErrnoNames = new Map(Object.entries(Os.constants.errno).map(([name, n]) => [n, name]))
-const fromLinux = (result: number): number => (result < 0 ? -errnoFromHostCode(linuxErrnoNames.get(-result)) : result)
-
 /**
  * Through the gofer's native core where it loads in this thread: ~0.9 µs an fstat against ~2.1
  * µs for Node's fstatSync with bigints, and ~1 µs less per pread or pwrite than Node's
  * readSync/writeSync, which a database engine pays on every page. Else Node's calls, which
- * answer the same.
+ * answer the same. Loaded at the first call on a lent file: a worker whose guest never makes
+ * one (most idle processes) does not carry it.
  */
-const host: HostCalls = (() => {
-  let core: NativeCore
+const loadHostCalls = (): HostCalls => {
+  const addon = { exports: {} as NativeCore }
   try {
-    core = createRequire(import.meta.url)("@runsc/kernel/gofer") as NativeCore
+    // The kernel's dist/gofer.node, beside this bundle's directory (dist/platform/).
+    process.dlopen(addon, decodeURIComponent(new URL("../gofer.node", import.meta.url).pathname))
   } catch {
-    return {
-      fstat: (hostFd) => {
-        let st: Fs.BigIntStats
-        try {
-          st = Fs.fstatSync(hostFd, { bigint: true })
-        } catch (e) {
-          return hostErrno(e)
-        }
-        stat[0] = st.dev
-        stat[1] = st.ino
-        stat[2] = st.mode
-        stat[3] = st.nlink
-        stat[SIZE] = st.size
-        stat[5] = st.atimeNs
-        stat[6] = st.mtimeNs
-        stat[7] = st.ctimeNs
-        return 0
-      },
-      pread: (hostFd, bytes, at, length, position) => {
-        try {
-          return Fs.readSync(hostFd, bytes, at, length, position)
-        } catch (e) {
-          return -hostErrno(e)
-        }
-      },
-      pwrite: (hostFd, bytes, at, length, position) => {
-        try {
-          return Fs.writeSync(hostFd, bytes, at, length, position)
-        } catch (e) {
-          return -hostErrno(e)
-        }
-      }
+    return nodeCalls
+  }
+  const core = addon.exports
+  // A failure (rare) is made again through Node's call, whose error names the errno: a failed
+  // call changed nothing, and this thread then needs no table of Linux's errno numbers.
+  return {
+    fstat: (hostFd) => (core.fstat(hostFd, stat) < 0 ? nodeCalls.fstat(hostFd) : 0),
+    pread: (hostFd, bytes, at, length, position) => {
+      const n = core.pread(hostFd, bytes, at, length, position)
+      return n < 0 ? nodeCalls.pread(hostFd, bytes, at, length, position) : n
+    },
+    pwrite: (hostFd, bytes, at, length, position) => {
+      const n = core.pwrite(hostFd, bytes, at, length, position)
+      return n < 0 ? nodeCalls.pwrite(hostFd, bytes, at, length, position) : n
     }
   }
-  return {
-    fstat: (hostFd) => -fromLinux(core.fstat(hostFd, stat)),
-    pread: (hostFd, bytes, at, length, position) => fromLinux(core.pread(hostFd, bytes, at, length, position)),
-    pwrite: (hostFd, bytes, at, length, position) => fromLinux(core.pwrite(hostFd, bytes, at, length, position))
+}
+
+/** Node's calls, where the native core does not load. */
+const nodeCalls: HostCalls = {
+  fstat: (hostFd) => {
+    let st: Fs.BigIntStats
+    try {
+      st = Fs.fstatSync(hostFd, { bigint: true })
+    } catch (e) {
+      return hostErrno(e)
+    }
+    stat[0] = st.dev
+    stat[1] = st.ino
+    stat[2] = st.mode
+    stat[3] = st.nlink
+    stat[SIZE] = st.size
+    stat[5] = st.atimeNs
+    stat[6] = st.mtimeNs
+    stat[7] = st.ctimeNs
+    return 0
+  },
+  pread: (hostFd, bytes, at, length, position) => {
+    try {
+      return Fs.readSync(hostFd, bytes, at, length, position)
+    } catch (e) {
+      return -hostErrno(e)
+    }
+  },
+  pwrite: (hostFd, bytes, at, length, position) => {
+    try {
+      return Fs.writeSync(hostFd, bytes, at, length, position)
+    } catch (e) {
+      return -hostErrno(e)
+    }
   }
-})()
+}
+
+let hostCalls: HostCalls | undefined
+const host = (): HostCalls => (hostCalls ??= loadHostCalls())
 
 /** Each call's errno when it was served here, undefined when the sentry must serve it. */
 export interface LentFiles {
@@ -161,9 +172,9 @@ export const lentFiles = (side: GuestSide, enabled: () => boolean): LentFiles =>
 
   // Offsets past 2^53 (no host filesystem's largest file) are refused: EFBIG, as past Linux's.
   const read = (hostFd: number, position: bigint) => (ptr: number, len: number, done: number) =>
-    host.pread(hostFd, side.memory(), ptr, len, Number(position) + done)
+    host().pread(hostFd, side.memory(), ptr, len, Number(position) + done)
   const write = (hostFd: number, position: bigint) => (ptr: number, len: number, done: number) =>
-    host.pwrite(hostFd, side.memory(), ptr, len, Number(position) + done)
+    host().pwrite(hostFd, side.memory(), ptr, len, Number(position) + done)
 
   /** Puts a transfer's count at `ptr`: the errno of the call. */
   const answer = (count: number, ptr: number): number => {
@@ -215,7 +226,7 @@ export const lentFiles = (side: GuestSide, enabled: () => boolean): LentFiles =>
       let base = 0n
       if (whence === Whence.CUR) base = fastReadPosition[fd]!
       else if (whence === Whence.END) {
-        const failed = host.fstat(hostFd)
+        const failed = host().fstat(hostFd)
         if (failed !== 0) return failed
         base = stat[SIZE]!
       }
@@ -234,7 +245,7 @@ export const lentFiles = (side: GuestSide, enabled: () => boolean): LentFiles =>
       const hostFd = hostFdOf(fd, Lent.STAT)
       if (hostFd < 0) return undefined
       if (!inBounds(statPtr, Layout.filestat.sizeOf)) return Errno.FAULT
-      const failed = host.fstat(hostFd)
+      const failed = host().fstat(hostFd)
       if (failed !== 0) return failed
       const view = side.view()
       const L = Layout.filestat

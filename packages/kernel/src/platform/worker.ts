@@ -68,7 +68,7 @@ const roundTrip = (syscall: number): number => {
   words[Word.SYSCALL] = syscall
   Atomics.store(words, Word.STATE, State.REQUEST)
   Atomics.notify(words, Word.STATE)
-  const spin = spins[syscall] ??= new AdaptiveSpin(AdaptiveSpin.MAX)
+  const spin = spins[syscall] ??= new AdaptiveSpin()
   if (!spin.poll(words, State.RESPONSE)) {
     while (Atomics.load(words, Word.STATE) !== State.RESPONSE) Atomics.wait(words, Word.STATE, State.REQUEST)
   }
