@@ -26,6 +26,7 @@ const expected = [
   "writev 4 offset 4",
   "readv 5 ab cdo offset 5",
   "pread-bad-buffer -1 Bad address",
+  "negative-offsets 1 1",
   "dup-offset 5 5",
   "twin-write 2 offset 7 7",
   "after-close write 1 offset 8",

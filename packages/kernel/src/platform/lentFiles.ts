@@ -170,7 +170,7 @@ export const lentFiles = (side: GuestSide, enabled: () => boolean): LentFiles =>
     return done
   }
 
-  // Offsets past 2^53 (no host filesystem's largest file) are refused: EFBIG, as past Linux's.
+  // Offsets are numbers here: one past 2^53 (past any host file's end) goes to the sentry.
   const read = (hostFd: number, position: bigint) => (ptr: number, len: number, done: number) =>
     host().pread(hostFd, side.memory(), ptr, len, Number(position) + done)
   const write = (hostFd: number, position: bigint) => (ptr: number, len: number, done: number) =>
@@ -194,7 +194,7 @@ export const lentFiles = (side: GuestSide, enabled: () => boolean): LentFiles =>
       if (hostFd < 0) return undefined
       if (!inBounds(nreadPtr, 4)) return Errno.FAULT
       if (offset < 0n) return Errno.INVAL
-      if (offset > MAX_SAFE) return Errno.FBIG
+      if (offset > MAX_SAFE) return undefined
       const n = eachIovec(iovs, iovsLen, read(hostFd, offset))
       return n === VIA_SENTRY ? undefined : answer(n, nreadPtr)
     },
@@ -203,7 +203,7 @@ export const lentFiles = (side: GuestSide, enabled: () => boolean): LentFiles =>
       if (hostFd < 0) return undefined
       if (!inBounds(nwrittenPtr, 4)) return Errno.FAULT
       if (offset < 0n) return Errno.INVAL
-      if (offset > MAX_SAFE) return Errno.FBIG
+      if (offset > MAX_SAFE) return undefined
       const n = eachIovec(iovs, iovsLen, write(hostFd, offset))
       return n === VIA_SENTRY ? undefined : answer(n, nwrittenPtr)
     },
@@ -212,7 +212,7 @@ export const lentFiles = (side: GuestSide, enabled: () => boolean): LentFiles =>
       if (hostFd < 0) return undefined
       if (!inBounds(nwrittenPtr, 4)) return Errno.FAULT
       const position = fastReadPosition[fd]!
-      if (position > MAX_SAFE) return Errno.FBIG
+      if (position > MAX_SAFE) return undefined
       const n = eachIovec(iovs, iovsLen, write(hostFd, position))
       if (n > 0) fastReadPosition[fd] = position + BigInt(n)
       return n === VIA_SENTRY ? undefined : answer(n, nwrittenPtr)

@@ -88,8 +88,10 @@ const pwritten = FdPwriteResults.nwritten
 const fd_pwrite: Handler = (c) =>
   flatMapNow(entryWith(c, FdPwriteArgs.fd(c), Rights.FD_WRITE | Rights.FD_SEEK), (entry) => {
     if (entry.description.filetype !== FileType.REGULAR_FILE) return fail(Errno.SPIPE)
+    const offset = FdPwriteArgs.offset(c)
+    if (offset < 0n) return fail(Errno.INVAL)
     const data = c.channel.data.subarray(0, FdPwriteArgs.iovs.length(c))
-    if ((entry.flags & FdFlags.APPEND) === 0) return mapNow(entry.description.write(data, FdPwriteArgs.offset(c)), (n) => pwritten(c, n))
+    if ((entry.flags & FdFlags.APPEND) === 0) return mapNow(entry.description.write(data, offset), (n) => pwritten(c, n))
     return pwriteAppending(c, entry, data)
   })
 
