@@ -188,25 +188,21 @@ export const lentFiles = (side: GuestSide, enabled: () => boolean): LentFiles =>
     return Errno.SUCCESS
   }
 
+  /** fd_pread or fd_pwrite: `transfer` at `offset`, the fd's own offset left where it is. */
+  const positional = (need: number, transfer: typeof read) =>
+    (fd: number, iovs: number, iovsLen: number, offset: bigint, donePtr: number): number | undefined => {
+      const hostFd = hostFdOf(fd, need)
+      if (hostFd < 0) return undefined
+      if (!inBounds(donePtr, 4)) return Errno.FAULT
+      if (offset < 0n) return Errno.INVAL
+      if (offset > MAX_SAFE) return undefined
+      const n = eachIovec(iovs, iovsLen, transfer(hostFd, offset))
+      return n === VIA_SENTRY ? undefined : answer(n, donePtr)
+    }
+
   return {
-    fd_pread: (fd, iovs, iovsLen, offset, nreadPtr) => {
-      const hostFd = hostFdOf(fd, Lent.READ | Lent.SEEK)
-      if (hostFd < 0) return undefined
-      if (!inBounds(nreadPtr, 4)) return Errno.FAULT
-      if (offset < 0n) return Errno.INVAL
-      if (offset > MAX_SAFE) return undefined
-      const n = eachIovec(iovs, iovsLen, read(hostFd, offset))
-      return n === VIA_SENTRY ? undefined : answer(n, nreadPtr)
-    },
-    fd_pwrite: (fd, iovs, iovsLen, offset, nwrittenPtr) => {
-      const hostFd = hostFdOf(fd, Lent.WRITE | Lent.SEEK)
-      if (hostFd < 0) return undefined
-      if (!inBounds(nwrittenPtr, 4)) return Errno.FAULT
-      if (offset < 0n) return Errno.INVAL
-      if (offset > MAX_SAFE) return undefined
-      const n = eachIovec(iovs, iovsLen, write(hostFd, offset))
-      return n === VIA_SENTRY ? undefined : answer(n, nwrittenPtr)
-    },
+    fd_pread: positional(Lent.READ | Lent.SEEK, read),
+    fd_pwrite: positional(Lent.WRITE | Lent.SEEK, write),
     fd_write: (fd, iovs, iovsLen, nwrittenPtr) => {
       const hostFd = hostFdOf(fd, Lent.WRITE)
       if (hostFd < 0) return undefined
