@@ -27,6 +27,7 @@ const expected = [
   "readv 5 ab cdo offset 5",
   "pread-bad-buffer -1 Bad address",
   "negative-offsets 1 1",
+  "seek-past-largest 1 1 offset 5",
   "dup-offset 5 5",
   "twin-write 2 offset 7 7",
   "after-close write 1 offset 8",

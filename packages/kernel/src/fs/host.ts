@@ -87,6 +87,9 @@ const host = <A>(f: () => A): Effect.Effect<A, SyscallError> => {
   }
 }
 
+/** The largest file offset (off_t). */
+const MAX_OFFSET = (1n << 63n) - 1n
+
 /** "Leave this time as it is", to the core. */
 const OMIT = -1n
 const ENOENT = -Os.constants.errno.ENOENT
@@ -372,7 +375,8 @@ class HostFileDescription implements FileDescription {
       (base) => {
         if (whence > Whence.END) return fail(Errno.INVAL)
         const next = base + delta
-        if (next < 0n) return fail(Errno.INVAL)
+        // Past the largest offset (2^63 - 1) is EINVAL, as Linux's lseek answers.
+        if (next < 0n || next > MAX_OFFSET) return fail(Errno.INVAL)
         this.position = next
         return Effect.succeed(next)
       }

@@ -21,6 +21,7 @@ import type { GuestSide } from "./syscallAbi.js"
 const VIA_SENTRY = -0x10000
 
 const MAX_SAFE = BigInt(Number.MAX_SAFE_INTEGER)
+const MAX_OFFSET = (1n << 63n) - 1n
 
 const hostErrno = (e: unknown): number => errnoFromHostCode((e as NodeJS.ErrnoException).code)
 
@@ -227,7 +228,8 @@ export const lentFiles = (side: GuestSide, enabled: () => boolean): LentFiles =>
         base = stat[SIZE]!
       }
       const next = base + BigInt.asIntN(64, delta)
-      if (next < 0n) return Errno.INVAL
+      // Past the largest offset (2^63 - 1) is EINVAL, as Linux's lseek answers (the channel's slot would wrap).
+      if (next < 0n || next > MAX_OFFSET) return Errno.INVAL
       fastReadPosition[fd] = next
       return putU64(newOffsetPtr, next)
     },
