@@ -33,6 +33,7 @@ const expected = [
   "after-close write 1 offset 8",
   // Bytes 12..19 are the hole the write past the end left: NULs end the C string there.
   "contents 21 abcdoEFGrld!",
+  "drop-write 1 1 1",
   "append 1 offset 22",
   "write-read-only -1 EBADF",
   "read-write-only -1 EBADF",
