@@ -3,10 +3,11 @@
  * syscall work, and the same spin policy at both ends as runsc's (packages/kernel/src/platform/
  * channel.ts: AdaptiveSpin).
  *
- * A worker publishes a request (store + notify), polls for the response with an adaptive budget,
- * then parks in Atomics.wait, as the guest worker's roundTrip does. The main thread polls for the
- * request with its own adaptive budget, re-checks the state word, then waits with
- * Atomics.waitAsync, as serve.ts's awaitRequest does, and answers at once.
+ * A worker publishes a request (a store, and a notify only if the main thread is parked), polls
+ * for the response with an adaptive budget, then parks in Atomics.wait, as the guest worker's
+ * roundTrip does. The main thread polls for the request with its own adaptive budget, re-checks
+ * the state word, then waits with Atomics.waitAsync, as serve.ts's awaitRequest does, and
+ * answers at once (notifying only a parked worker).
  */
 import { Worker } from "node:worker_threads"
 
@@ -42,6 +43,9 @@ export const floorSpinPolicy = `${FloorSpin.MIN}–${FloorSpin.MAX} polls, ×2 o
 const IDLE = 0
 const REQUEST = 1
 const RESPONSE = 2
+/** runsc's WORKER_PARKED and SENTRY_PARKED words: each end notifies only a parked other end. */
+const WORKER_PARKED = 1
+const SENTRY_PARKED = 2
 
 const workerSource = `
 const { parentPort, workerData } = require("node:worker_threads")
@@ -52,9 +56,11 @@ parentPort.once("message", (n) => {
   const t0 = performance.now()
   for (let k = 0; k < n; k++) {
     Atomics.store(words, 0, ${REQUEST})
-    Atomics.notify(words, 0)
+    if (Atomics.load(words, ${SENTRY_PARKED}) !== 0) Atomics.notify(words, 0)
     if (!spin.poll(words, ${RESPONSE})) {
+      Atomics.store(words, ${WORKER_PARKED}, 1)
       while (Atomics.load(words, 0) !== ${RESPONSE}) Atomics.wait(words, 0, ${REQUEST})
+      Atomics.store(words, ${WORKER_PARKED}, 0)
     }
     words[0] = ${IDLE}
   }
@@ -73,8 +79,10 @@ export const channelFloor = async (n: number): Promise<number> => {
       if (spin.poll(words, REQUEST)) return
       const state = Atomics.load(words, 0)
       if (state === REQUEST) return
+      Atomics.store(words, SENTRY_PARKED, 1)
       const wait = Atomics.waitAsync(words, 0, state)
       if (wait.async) await wait.value
+      Atomics.store(words, SENTRY_PARKED, 0)
     }
   }
   // Exactly n requests come; each is answered at once.
@@ -82,7 +90,7 @@ export const channelFloor = async (n: number): Promise<number> => {
     for (let k = 0; k < n; k++) {
       await awaitRequest()
       Atomics.store(words, 0, RESPONSE)
-      Atomics.notify(words, 0)
+      if (Atomics.load(words, WORKER_PARKED) !== 0) Atomics.notify(words, 0)
     }
   }
   const result = new Promise<number>((resolve) => worker.once("message", resolve))

@@ -31,7 +31,11 @@ export const Word = {
   /** Bytes of response payload in the data area. */
   RESULT_LENGTH: 7,
   /** First of ARG_COUNT i32 request args. */
-  ARG0: 8
+  ARG0: 8,
+  /** 1 while the worker is parked in Atomics.wait for a response (see `publish`). */
+  WORKER_PARKED: 16,
+  /** 1 while the sentry has an Atomics.waitAsync armed for a request (see `publish`). */
+  SENTRY_PARKED: 17
 } as const
 
 export const WORD_COUNT = 32
@@ -80,6 +84,20 @@ export const DATA_SIZE = 256 * 1024
 export const CHANNEL_BYTES = DATA_OFFSET + DATA_SIZE
 
 export const State = { IDLE: 0, REQUEST: 1, RESPONSE: 2 } as const
+
+/**
+ * Hands the channel to the other end: STATE = `state`, and a wake-up only if that end is parked
+ * (`parked` is its *_PARKED word). An Atomics.notify costs ~50 ns with no one waiting (V8 takes
+ * its futex lock) and several µs with a waiter, so each end notifies only when the other has
+ * said it parks. No wake-up is lost: a parking end stores its flag before the wait re-checks
+ * STATE, and the publishing end stores STATE before it reads the flag; all four accesses are
+ * sequentially consistent, so either the waiter sees the new STATE and does not sleep, or the
+ * publisher sees the flag and notifies. A stale flag only costs a needless notify.
+ */
+export const publish = (words: Int32Array, state: number, parked: number): void => {
+  Atomics.store(words, Word.STATE, state)
+  if (Atomics.load(words, parked) !== 0) Atomics.notify(words, Word.STATE)
+}
 
 /**
  * The answer to a syscall whose task was killed while the sentry served it: the worker unwinds

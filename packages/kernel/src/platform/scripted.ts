@@ -16,7 +16,7 @@
  */
 import { Errno } from "@runsc/abi"
 import { Deferred, Effect, Exit, FiberId } from "effect"
-import { ChannelViews, KILLED, State, type ToWorker, Word } from "./channel.js"
+import { ChannelViews, KILLED, publish, State, type ToWorker, Word } from "./channel.js"
 import type { GuestPlatform, GuestThread, RunOutcome } from "./pool.js"
 import { argPlace, plan, type SyscallPlan } from "./syscallAbi.js"
 
@@ -32,18 +32,23 @@ const channelCall = (channel: ChannelViews, p: SyscallPlan, args: ReadonlyArray<
     for (const [place, value] of args) words[place] = value
     words[Word.NARGS] = p.nargs
     words[Word.SYSCALL] = p.number
-    Atomics.store(words, Word.STATE, State.REQUEST)
-    Atomics.notify(words, Word.STATE)
+    publish(words, State.REQUEST, Word.SENTRY_PARKED)
     const response: Effect.Effect<number> = Effect.suspend(() => {
       if (Atomics.load(words, Word.STATE) === State.RESPONSE) {
         words[Word.STATE] = State.IDLE
         return Effect.succeed(words[Word.ERRNO]!)
       }
       return Effect.async<void>((resume) => {
+        // Parked, as a worker in Atomics.wait is: the sentry wakes only a parked end. The flag
+        // is cleared by this fiber's continuation (see serve.ts's stateChange).
+        Atomics.store(words, Word.WORKER_PARKED, 1)
         const wait = Atomics.waitAsync(words, Word.STATE, State.REQUEST)
         if (wait.async) wait.value.then(() => resume(Effect.void))
         else resume(Effect.void)
-      }).pipe(Effect.zipRight(response))
+      }).pipe(
+        Effect.zipRight(Effect.sync(() => Atomics.store(words, Word.WORKER_PARKED, 0))),
+        Effect.zipRight(response)
+      )
     })
     return response
   })

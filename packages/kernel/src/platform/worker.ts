@@ -25,6 +25,7 @@ import {
   type FromWorker,
   KILLED,
   type GuestEnd,
+  publish,
   READ_AT_HOST_OFFSET,
   State,
   type ToWorker,
@@ -66,11 +67,12 @@ const spins: Array<AdaptiveSpin> = []
 
 const roundTrip = (syscall: number): number => {
   words[Word.SYSCALL] = syscall
-  Atomics.store(words, Word.STATE, State.REQUEST)
-  Atomics.notify(words, Word.STATE)
+  publish(words, State.REQUEST, Word.SENTRY_PARKED)
   const spin = spins[syscall] ??= new AdaptiveSpin()
   if (!spin.poll(words, State.RESPONSE)) {
+    Atomics.store(words, Word.WORKER_PARKED, 1)
     while (Atomics.load(words, Word.STATE) !== State.RESPONSE) Atomics.wait(words, Word.STATE, State.REQUEST)
+    Atomics.store(words, Word.WORKER_PARKED, 0)
   }
   words[Word.STATE] = State.IDLE
   const errno = words[Word.ERRNO]!

@@ -22,7 +22,7 @@
 import { Errno, type SyscallName, syscallNames } from "@runsc/abi"
 import { Cause, Deferred, Effect } from "effect"
 import { isSettled } from "../settled.js"
-import { AdaptiveSpin, State, Word } from "../platform/channel.js"
+import { AdaptiveSpin, publish, State, Word } from "../platform/channel.js"
 import type { Handler, SyscallContext } from "./context.js"
 import { type StraceOptions, straceEnter, straceExit } from "./strace.js"
 
@@ -40,13 +40,23 @@ const pollRequest = (words: Int32Array, spin: AdaptiveSpin): number | undefined 
   return state === State.REQUEST ? undefined : state
 }
 
-/** Resolves when STATE changes from `state` (or has already). */
+/**
+ * Resolves when STATE changes from `state` (or has already). The SENTRY_PARKED flag is cleared
+ * by the server's own continuation, never by the wait's callback: a server interrupted while
+ * parked leaves its waitAsync armed, and that stale wait's callback may run after the channel's
+ * next server has parked; clearing the flag then would make the worker skip the wake-up that
+ * server needs.
+ */
 const stateChange = (words: Int32Array, state: number): Effect.Effect<void> =>
-  Effect.async<void>((resume) => {
-    const wait = Atomics.waitAsync(words, Word.STATE, state)
-    if (wait.async) wait.value.then(() => resume(Effect.void))
-    else resume(Effect.void)
-  })
+  Effect.zipRight(
+    Effect.async<void>((resume) => {
+      Atomics.store(words, Word.SENTRY_PARKED, 1)
+      const wait = Atomics.waitAsync(words, Word.STATE, state)
+      if (wait.async) wait.value.then(() => resume(Effect.void))
+      else resume(Effect.void)
+    }),
+    Effect.sync(() => Atomics.store(words, Word.SENTRY_PARKED, 0))
+  )
 
 /** Resolves once the worker has published a request (see pollRequest). */
 const awaitRequest = (words: Int32Array, spin: AdaptiveSpin): Effect.Effect<void> =>
@@ -57,8 +67,7 @@ const awaitRequest = (words: Int32Array, spin: AdaptiveSpin): Effect.Effect<void
 
 const respond = (words: Int32Array, errno: number): void => {
   words[Word.ERRNO] = errno
-  Atomics.store(words, Word.STATE, State.RESPONSE)
-  Atomics.notify(words, Word.STATE)
+  publish(words, State.RESPONSE, Word.WORKER_PARKED)
 }
 
 /** A handler's defect: logged, and the guest sees EIO. */
