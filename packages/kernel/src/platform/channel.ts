@@ -136,8 +136,8 @@ export class ChannelViews {
  * polling costs a core. The budget doubles when polling caught the other end; every
  * PROBE_EVERY-th wait polls with the full budget, so that a task whose calls became quick again
  * is noticed (from a small budget, polling would never catch anything and never grow). On the
- * bench machine one poll (a sequentially consistent load) costs ~18 ns, so MIN is ~0.3 µs and
- * MAX ~150 µs, against ~25 µs for a park and wake-up.
+ * bench machine one poll (a sequentially consistent load) costs 10–18 ns, so MIN is ~0.2 µs and
+ * MAX ~80–150 µs, against ~25 µs for a park and wake-up.
  *
  * The budget halves on every miss, so a task whose calls block (sleeps, reads) or whose sentry
  * is slow (a loaded machine) soon stops burning its CPU. The worker keeps one budget per
