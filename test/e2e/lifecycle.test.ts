@@ -43,6 +43,16 @@ const stateOf = async (flags: ReadonlyArray<string>, id: string) => {
   return JSON.parse(r.stdout) as { ociVersion: string; id: string; status: string; pid: number; bundle: string; annotations: object }
 }
 
+/** Whether host process `pid` exists (a zombie counts: its parent here is gone, so init reaps it). */
+const hostProcessAlive = (pid: number): boolean => {
+  try {
+    process.kill(pid, 0)
+    return true
+  } catch {
+    return false
+  }
+}
+
 const until = async (what: string, check: () => Promise<boolean>, ms = 10_000) => {
   const deadline = performance.now() + ms
   while (!(await check())) {
@@ -196,19 +206,36 @@ describe("OCI lifecycle through the CLI", () => {
     const cat = await runsc([...flags, "exec", id, "cat"], { input: "through stdin\n" })
     assert.strictEqual(cat.stdout, "through stdin\n", describeResult(cat))
     const internal = Path.join(work, `${id}.internal`)
-    const helper = Path.join(work, `${id}.helper`)
+    const holder = Path.join(work, `${id}.holder`)
     // A detached process keeps the CLI's stdio, as with runc: the caller's pipes stay open (held
-    // by the relay helper) until it ends, and what it writes later still arrives.
-    const detached = await startRunsc([...flags, "exec", "--detach", "--internal-pid-file", internal, "--pid-file", helper, id, "/bin/sleep", "600"])
-    await until("the detached exec wrote its pid files", async () => Fs.existsSync(helper))
+    // by the relay helper) until it ends, and what it writes later still arrives. The CLI itself
+    // exits at once; --pid-file names the host process that holds the process's status (its
+    // waiter), which lives as long as the process and passes signals on to it, as an engine
+    // that signals that pid expects.
+    const detached = await startRunsc([...flags, "exec", "--detach", "--internal-pid-file", internal, "--pid-file", holder, id, "/bin/sleep", "600"])
+    await until("the detached exec wrote its pid files", async () => Fs.existsSync(holder) && Fs.readFileSync(holder, "utf8") !== "")
+    if (detached.child.exitCode === null) await new Promise((resolve) => detached.child.once("exit", resolve))
     const pid = Number(Fs.readFileSync(internal, "utf8"))
-    await detached.waitForStdout(`${pid}\n`)
-    assert.isAbove(Number(Fs.readFileSync(helper, "utf8")), 0)
+    const waiter = Number(Fs.readFileSync(holder, "utf8"))
+    assert.notStrictEqual(waiter, detached.child.pid)
+    assert.isTrue(hostProcessAlive(waiter), "the waiter outlives the exec CLI")
+    await detached.waitForStdout("sleeping\n")
     assert.deepStrictEqual(JSON.parse((await runsc([...flags, "ps", "--format", "json", id])).stdout), [1, pid])
-    assert.strictEqual((await runsc([...flags, "kill", "--pid", `${pid}`, id, "KILL"])).code, 0)
+    process.kill(waiter, "SIGTERM")
+    await until("the process and its waiter are gone", async () =>
+      !hostProcessAlive(waiter) && JSON.stringify(JSON.parse((await runsc([...flags, "ps", "--format", "json", id])).stdout)) === "[1]")
     const ended = await detached.result
     assert.strictEqual(ended.code, 0, describeResult(ended))
-    assert.deepStrictEqual(lines(ended.stdout).sort(), [`${pid}`, "sleeping"])
+    assert.strictEqual(ended.stdout, "sleeping\n", "nothing but the guest writes to stdout")
+    // kill --pid of a detached process ends its waiter too.
+    const [internal2, holder2] = [`${internal}2`, `${holder}2`]
+    const second = await startRunsc([...flags, "exec", "-d", "--internal-pid-file", internal2, "--pid-file", holder2, id, "/bin/sleep", "600"])
+    await until("the second exec wrote its pid files", async () => Fs.existsSync(holder2) && Fs.readFileSync(holder2, "utf8") !== "")
+    const secondWaiter = Number(Fs.readFileSync(holder2, "utf8"))
+    const killed = await runsc([...flags, "kill", "--pid", Fs.readFileSync(internal2, "utf8"), id, "KILL"])
+    assert.strictEqual(killed.code, 0, describeResult(killed))
+    await until("the killed process's waiter is gone", async () => !hostProcessAlive(secondWaiter))
+    assert.strictEqual((await second.result).stdout, "sleeping\n")
     const late = await runsc([...flags, "exec", "-d", id, "echo_args", "late"])
     assert.strictEqual(late.code, 0, describeResult(late))
     assert.include(late.stdout, "argv[0]=echo_args\nargv[1]=late\n")
@@ -216,6 +243,60 @@ describe("OCI lifecycle through the CLI", () => {
       JSON.stringify(JSON.parse((await runsc([...flags, "ps", "--format", "json", id])).stdout)) === "[1]")
     const missing = await runsc([...flags, "exec", id, "nothing-here"])
     assert.match(cliFailureLine(missing), /nothing-here: executable file not found in \$PATH/)
+    assert.strictEqual((await runsc([...flags, "delete", "--force", id])).code, 0)
+  })
+
+  it("exec --process FILE: the process JSON engines pass (args, env, cwd, terminal), refused with a command line or when malformed", async () => {
+    const { flags } = await freshRoot()
+    const id = uniqueId("cx")
+    assert.strictEqual((await create(flags, sleeper!.dir, id)).code, 0)
+    assert.strictEqual((await runsc([...flags, "start", id])).code, 0)
+    const processFile = Path.join(work, `${id}.process.json`)
+    const write = (process: object) => Fs.writeFileSync(processFile, JSON.stringify(process))
+    write({ terminal: false, user: { uid: 0, gid: 0 }, args: ["echo_args", "from", "--the-file"], env: ["PATH=/bin"], cwd: "/" })
+    const echo = await runsc([...flags, "exec", "--process", processFile, id])
+    assert.strictEqual(echo.code, 0, describeResult(echo))
+    assert.strictEqual(echo.stdout, "argv[0]=echo_args\nargv[1]=from\nargv[2]=--the-file\n")
+    // The file's env is the whole environment: its PATH, not the container's, finds the command.
+    write({ args: ["echo_args"], env: ["PATH=/nowhere"], cwd: "/" })
+    assert.match(cliFailureLine(await runsc([...flags, "exec", "--process", processFile, id])), /echo_args: executable file not found in \$PATH/)
+    write({ args: ["/bin/exit", "9"], cwd: "/" })
+    assert.strictEqual((await runsc([...flags, "exec", "--process", processFile, id])).code, 9)
+    // Detached, as containerd always asks: the waiter named by --pid-file holds the status.
+    write({ args: ["/bin/sleep", "600"], cwd: "/" })
+    const holder = Path.join(work, `${id}.holder`)
+    const detached = await startRunsc([...flags, "exec", "--process", processFile, "--detach", "--pid-file", holder, id])
+    await until("the detached exec wrote its pid file", async () => Fs.existsSync(holder) && Fs.readFileSync(holder, "utf8") !== "")
+    const waiter = Number(Fs.readFileSync(holder, "utf8"))
+    assert.isTrue(hostProcessAlive(waiter))
+    process.kill(waiter, "SIGTERM")
+    await until("the waiter is gone", async () => !hostProcessAlive(waiter))
+    const ended = await detached.result
+    assert.strictEqual(ended.code, 0, describeResult(ended))
+    assert.strictEqual(ended.stdout, "sleeping\n")
+    // The holder SIGKILLed (it cannot pass that on): the process dies with it, as a runc process
+    // dies with the pid an engine kills. So it does when the holder is an attached exec CLI.
+    const again = await startRunsc([...flags, "exec", "--process", processFile, "--detach", "--pid-file", `${holder}2`, id])
+    await until("the detached exec wrote its pid file", async () => Fs.existsSync(`${holder}2`) && Fs.readFileSync(`${holder}2`, "utf8") !== "")
+    process.kill(Number(Fs.readFileSync(`${holder}2`, "utf8")), "SIGKILL")
+    const psIs = async (pids: string) => JSON.stringify(JSON.parse((await runsc([...flags, "ps", "--format", "json", id])).stdout)) === pids
+    await until("the process of the killed waiter is gone", () => psIs("[1]"))
+    assert.strictEqual((await again.result).stdout, "sleeping\n")
+    const attached = await startRunsc([...flags, "exec", "--process", processFile, "--pid-file", `${holder}3`, id])
+    await until("the attached exec wrote its pid file", async () => Fs.existsSync(`${holder}3`) && Fs.readFileSync(`${holder}3`, "utf8") !== "")
+    assert.strictEqual(Number(Fs.readFileSync(`${holder}3`, "utf8")), attached.child.pid)
+    attached.child.kill("SIGKILL")
+    await until("the process of the killed exec CLI is gone", () => psIs("[1]"))
+    // Both a process file and a command: which one? Refused, as is a file that is not a process.
+    const both = await runsc([...flags, "exec", "--process", processFile, id, "echo_args"])
+    assert.match(cliFailureLine(both), /--process: .*give no COMMAND/)
+    write({ args: [], cwd: "/" })
+    assert.match(cliFailureLine(await runsc([...flags, "exec", "--process", processFile, id])), /--process: args: .*at least one element/)
+    Fs.writeFileSync(processFile, "{ not json")
+    assert.match(cliFailureLine(await runsc([...flags, "exec", "--process", processFile, id])), /--process: malformed JSON/)
+    const missing = await runsc([...flags, "exec", "--process", Path.join(work, "no-such.json"), id])
+    assert.match(cliFailureLine(missing), /--process: .*no-such\.json/)
+    assert.deepStrictEqual(JSON.parse((await runsc([...flags, "ps", "--format", "json", id])).stdout), [1], "no refused exec started a process")
     assert.strictEqual((await runsc([...flags, "delete", "--force", id])).code, 0)
   })
 

@@ -15,7 +15,7 @@ import {
   waitCommand
 } from "./commands/container.js"
 import { doCommand, doFlags, doOptionsWithValue } from "./commands/do.js"
-import { execCommand, execFlags, execOptionsWithValue } from "./commands/exec.js"
+import { execCommand, execFlags, execOptionsWithValue, execWaiterCommand } from "./commands/exec.js"
 import { runCommand } from "./commands/run.js"
 import { specCommand } from "./commands/spec.js"
 import { relayCommand } from "./relay.js"
@@ -37,6 +37,7 @@ export const command = rootCommand.pipe(
     listCommand,
     psCommand,
     execCommand,
+    execWaiterCommand,
     pauseCommand,
     resumeCommand,
     eventsCommand,

@@ -129,7 +129,16 @@ export class SandboxRpcs extends RpcGroup.make(
     error: Schema.Union(ContainerNotFound, ContainerNotStarted, SandboxPanicked)
   }),
   Rpc.make("WaitPid", {
-    payload: { id: Schema.String, pid: Schema.Number },
+    payload: {
+      id: Schema.String,
+      pid: Schema.Number,
+      /**
+       * The caller holds the process (a host process stands for it, as `runsc exec` and its
+       * detached waiter do): should the caller go away before the process has exited, the
+       * process is SIGKILLed, as a runc process dies with the pid an engine kills.
+       */
+      holder: Schema.optional(Schema.Boolean)
+    },
     success: ExitStatusSchema,
     error: Schema.Union(ContainerNotFound, InvalidPid, NoSuchProcess, ProcessInOtherContainer)
   }),

@@ -12,13 +12,15 @@
  * - The host files a call names for a process's stdio are opened without ever blocking the
  *   sentry (a FIFO nobody has open at its other end would hold it in open(2)).
  * - Calls that change the sandbox (start, create, destroy, exec, signal, pause, resume) run to
- *   the end even when their client disconnects; waits and queries stop with their client.
+ *   the end even when their client disconnects; waits and queries stop with their client (a
+ *   wait by the host process that holds an exec'd process SIGKILLs it then: WaitPid `holder`).
  * - Frames are newline-delimited JSON of bounded size (framing.ts): a malformed or oversized
  *   frame closes that connection, and only it.
  */
 import type { SocketServerError } from "@effect/platform/SocketServer"
 import { NodeSocketServer } from "@effect/platform-node"
 import { RpcServer } from "@effect/rpc"
+import { SIGKILL } from "@runsc/abi"
 import { type FileDescription, hostStream } from "@runsc/kernel"
 import { Loader, type LoaderShape, type Stdio } from "@runsc/loader"
 import { Duration, Effect, Layer, Schedule, Schema } from "effect"
@@ -231,7 +233,10 @@ const handlers = (loader: LoaderShape) => {
           }))
       ),
     Wait: ({ id }) => loader.wait(id),
-    WaitPid: ({ id, pid }) => loader.waitPid(id, pid),
+    WaitPid: ({ holder, id, pid }) =>
+      holder === true
+        ? Effect.onInterrupt(loader.waitPid(id, pid), () => Effect.ignore(loader.signalContainer(id, pid, SIGKILL, "Process")))
+        : loader.waitPid(id, pid),
     Signal: ({ id, mode, pid, signo }) => Effect.uninterruptible(loader.signalContainer(id, pid, signo, mode)),
     Processes: ({ id }) => loader.processes(id),
     Event: ({ id }) => loader.event(id),

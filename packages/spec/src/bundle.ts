@@ -7,7 +7,7 @@ import { Effect, ParseResult, Schema } from "effect"
 import * as path from "node:path"
 import { BundleNotFound, InvalidSpec } from "./errors.js"
 import { readRegularFile } from "./regularFile.js"
-import { Spec } from "./schema.js"
+import { Process, Spec } from "./schema.js"
 
 export interface Bundle {
   /** Absolute path of the bundle directory. */
@@ -56,6 +56,18 @@ export const parseSpec = (text: string): Effect.Effect<Spec, InvalidSpec> =>
     try: (): unknown => JSON.parse(text),
     catch: (e) => new InvalidSpec({ path: "", reason: `malformed JSON: ${e instanceof Error ? e.message : String(e)}` })
   }).pipe(Effect.flatMap(decodeSpec))
+
+const decodeProcessJson = Schema.decodeUnknown(Process, { errors: "first", onExcessProperty: "ignore" })
+
+/**
+ * Parses and decodes a process JSON, as `runc exec --process FILE` takes it: one OCI `process`
+ * object (args, env, cwd, user, terminal, ...), validated as config.json's `process` is.
+ */
+export const parseProcess = (text: string): Effect.Effect<Process, InvalidSpec> =>
+  Effect.try({
+    try: (): unknown => JSON.parse(text),
+    catch: (e) => new InvalidSpec({ path: "", reason: `malformed JSON: ${e instanceof Error ? e.message : String(e)}` })
+  }).pipe(Effect.flatMap((json) => Effect.mapError(decodeProcessJson(json), toInvalidSpec)))
 
 /**
  * The text of `<dir>/config.json`, which the user may have made a symlink (runc follows it too);

@@ -1,59 +1,132 @@
 /**
- * `runsc exec ID CMD [ARGS...]`: a process in a running container. Its stdio is this CLI's own,
- * lent to the sandbox (see relay.ts). Without --detach the CLI waits and exits with the
- * process's status (what containerd watches through --pid-file); with -t the process gets a
- * terminal, and the signals this CLI receives go to the terminal's foreground process group.
+ * `runsc exec ID CMD [ARGS...]` (or `exec --process FILE ID`, the process JSON engines pass): a
+ * process in a running container. Its stdio is this CLI's own, lent to the sandbox (see
+ * relay.ts). With -t (or the process file's `terminal`) the process gets a terminal.
+ *
+ * As with runc, the process's status is held by a host process, whose pid --pid-file names and
+ * which an engine waits on and signals: this CLI itself when attached (it exits with the
+ * status); with --detach, a waiter it leaves behind (`runsc exec-waiter`), since the CLI exits
+ * once the process has started. Either exits with the process's status (128 + signal when it
+ * was killed) and passes the signals it receives on to the process (to the terminal's
+ * foreground process group when there is one). Nothing but the guest writes to stdout.
  */
 import { Args, Command, Options } from "@effect/cli"
 import { forwardableHostSignals, toShellCode } from "@runsc/abi"
 import { call } from "@runsc/control"
-import { parseEnvAssignment } from "@runsc/spec"
-import { Duration, Effect, Either, Exit, Option, Runtime } from "effect"
+import { parseEnvAssignment, parseProcess, readRegularFile, InvalidSpec } from "@runsc/spec"
+import { Data, Duration, Effect, Either, Exit, Fiber, Option, Runtime } from "effect"
+import * as Fs from "node:fs"
 import * as Os from "node:os"
+import { reportReady, spawnDetached } from "../detached.js"
 import { InvalidFlag } from "../errors.js"
 import { globalArgs } from "../globals.js"
 import { preparePidFile } from "../pidFile.js"
 import { setExitCode } from "../processContext.js"
 import { lendStdio } from "../relay.js"
 import { rootCommand } from "../root.js"
-import { callSandbox, consoleFor, consoleSocketOption, findContainer, print, statusOf, WrongStatus } from "./container.js"
+import type { ContainerRecord } from "../state.js"
+import { callSandbox, consoleFor, consoleSocketOption, findContainer, statusOf, WrongStatus } from "./container.js"
 
-export const execOptionsWithValue = ["--cwd", "--env", "--user", "--pid-file", "--internal-pid-file", "--console-socket"]
+export const execOptionsWithValue = ["--cwd", "--env", "--user", "--process", "--pid-file", "--internal-pid-file", "--console-socket"]
 export const execFlags = ["--detach", "-d", "--tty", "-t"]
 
 const SIGKILL = Os.constants.signals.SIGKILL
 
+/** What to run, from the command line or from a process file. */
+interface ExecProcess {
+  readonly argv: ReadonlyArray<string>
+  /** The whole environment (undefined: the container's). */
+  readonly env: ReadonlyArray<string> | undefined
+  readonly cwd: string | undefined
+  readonly uid: number | undefined
+  readonly terminal: boolean
+}
+
+/** The process of `exec --process FILE`: the file's, whole; a FIFO in its place is refused, never waited on. */
+const processFromFile = (path: string) =>
+  Effect.gen(function*() {
+    const text = yield* readRegularFile(path, { followSymlinks: true }).pipe(
+      Effect.mapError((e) => new InvalidFlag({ flag: "--process", reason: e.reason }))
+    )
+    const process = yield* parseProcess(text).pipe(
+      Effect.mapError((e: InvalidSpec) => new InvalidFlag({ flag: "--process", reason: e.path === "" ? e.reason : `${e.path}: ${e.reason}` }))
+    )
+    return {
+      argv: process.args,
+      env: process.env ?? [],
+      cwd: process.cwd,
+      uid: process.user?.uid,
+      terminal: process.terminal ?? false
+    } satisfies ExecProcess
+  })
+
+/**
+ * Passes the signals this process receives on to the exec'd process (or its terminal's
+ * foreground process group) for as long as the scope is open.
+ */
+const forwardSignals = (record: ContainerRecord, pid: number, terminal: boolean) =>
+  Effect.gen(function*() {
+    const runFork = Runtime.runFork(yield* Effect.runtime<never>())
+    const mode = terminal ? "ForegroundProcessGroup" as const : "Process" as const
+    const forward = (signal: NodeJS.Signals) => () =>
+      runFork(Effect.ignore(call(record.socket, "Signal", (c) =>
+        c.Signal({ id: record.id, pid, signo: Os.constants.signals[signal], mode }))))
+    const listeners = (forwardableHostSignals as ReadonlyArray<NodeJS.Signals>).map((signal) => [signal, forward(signal)] as const)
+    yield* Effect.acquireRelease(
+      Effect.sync(() => listeners.forEach(([signal, listener]) => process.on(signal, listener))),
+      () => Effect.sync(() => listeners.forEach(([signal, listener]) => process.off(signal, listener)))
+    )
+  })
+
+/**
+ * Waits for process `pid` of the container as its holder, passing signals on, and gives its
+ * status as a shell code (this process exits with it). `ready` runs once this process holds the
+ * process (from then on, killing this process kills it): that is when its pid may be published.
+ */
+const holdStatus = <E>(record: ContainerRecord, pid: number, terminal: boolean, ready: Effect.Effect<void, E>) =>
+  Effect.gen(function*() {
+    yield* forwardSignals(record, pid, terminal)
+    // As the holder: should this process be killed, the sandbox kills the exec'd process. The
+    // sandbox serves one connection's requests in order, so once a query sent after the wait
+    // is answered, the wait is registered and `ready` may let the engine kill this process.
+    const exited = yield* callSandbox(record, "WaitPid", (c) =>
+      Effect.gen(function*() {
+        const wait = yield* Effect.fork(c.WaitPid({ id: record.id, pid, holder: true }))
+        yield* c.IsPaused()
+        yield* ready
+        return yield* Fiber.join(wait)
+      }), { timeout: Duration.infinity })
+    return toShellCode(exited)
+  }).pipe(Effect.scoped)
 
 export const execCommand = Command.make(
   "exec",
   {
+    process: Options.text("process").pipe(
+      Options.withDescription("a process JSON (OCI process: args, env, cwd, user, terminal) to run instead of CMD"),
+      Options.optional
+    ),
     cwd: Options.text("cwd").pipe(Options.optional),
     env: Options.text("env").pipe(Options.withDescription("K=V (repeatable)"), Options.repeated),
     user: Options.text("user").pipe(Options.withDescription("uid[:gid]"), Options.optional),
     detach: Options.boolean("detach").pipe(Options.withAlias("d")),
     tty: Options.boolean("tty").pipe(Options.withAlias("t")),
     consoleSocket: consoleSocketOption,
-    pidFile: Options.text("pid-file").pipe(Options.withDescription("this CLI's pid (it holds the process's status)"), Options.optional),
+    pidFile: Options.text("pid-file").pipe(
+      Options.withDescription("the pid of the host process that holds the process's status (this CLI, or with --detach its waiter)"),
+      Options.optional
+    ),
     internalPidFile: Options.text("internal-pid-file").pipe(
       Options.withDescription("the process's pid in the sandbox (as ps and kill --pid name it)"),
       Options.optional
     ),
     id: Args.text({ name: "container-id" }),
-    argv: Args.text({ name: "command" }).pipe(Args.atLeast(1))
+    argv: Args.text({ name: "command" }).pipe(Args.repeated)
   },
-  ({ argv, consoleSocket, cwd, detach, env, id, internalPidFile, pidFile, tty, user }) =>
+  (options) =>
     Effect.gen(function*() {
-      const assignments = yield* Effect.forEach(env, (text) =>
-        Either.match(parseEnvAssignment(text), {
-          onLeft: (reason) => Effect.fail(new InvalidFlag({ flag: "--env", reason })),
-          onRight: ({ key, value }) => Effect.succeed(`${key}=${value}`)
-        }))
-      // uid[:gid], each a 32-bit id as Linux's uid_t and gid_t ("" is not uid 0).
-      const ids = Option.isSome(user) ? /^(\d+)(?::(\d+))?$/.exec(user.value) : undefined
-      if (ids === null || (ids !== undefined && ids.slice(1).some((id) => id !== undefined && Number(id) > 0xffffffff))) {
-        return yield* new InvalidFlag({ flag: "--user", reason: "must be uid[:gid], each a number from 0 to 4294967295" })
-      }
-      const uid = ids === undefined ? undefined : Number(ids[1])
+      const { consoleSocket, detach, id, internalPidFile, pidFile } = options
+      const run = yield* execProcess(options)
       const { record, states } = yield* findContainer(id)
       const status = yield* statusOf(record)
       if (status !== "running" && status !== "paused") return yield* new WrongStatus({ id: record.id, status, wanted: "running" })
@@ -61,28 +134,29 @@ export const execCommand = Command.make(
       const prepare = (path: Option.Option<string>) =>
         Option.match(path, { onNone: () => Effect.succeed(undefined), onSome: preparePidFile })
       const internalAside = yield* prepare(internalPidFile)
-      const helperAside = yield* prepare(pidFile)
-      const pty = yield* consoleFor(consoleSocket, tty)
+      const holderAside = yield* prepare(pidFile)
+      const pty = yield* consoleFor(consoleSocket, run.terminal)
+      const global = globalArgs(yield* rootCommand)
       const { done, stdio } = yield* lendStdio({
         dir: states.root,
         confined: record.confinement !== undefined,
         outlivesCli: detach,
-        globalArgs: globalArgs(yield* rootCommand),
+        globalArgs: global,
         ...(pty !== undefined ? { fds: pty.stdio } : {})
       })
       const pid = yield* Effect.acquireRelease(
         callSandbox(record, "ExecuteAsync", (c) =>
           c.ExecuteAsync({
             id: record.id,
-            argv,
+            argv: run.argv,
             stdio,
-            ...(assignments.length > 0 ? { env: assignments } : {}),
-            ...(Option.isSome(cwd) ? { cwd: cwd.value } : {}),
-            ...(uid !== undefined ? { uid } : {}),
-            ...(tty ? { terminal: true } : {})
+            ...(run.env !== undefined ? { env: run.env } : {}),
+            ...(run.cwd !== undefined ? { cwd: run.cwd } : {}),
+            ...(run.uid !== undefined ? { uid: run.uid } : {}),
+            ...(run.terminal ? { terminal: true } : {})
           })),
-        // This command failing after the process started (its pid files, its terminal) leaves
-        // no process that nobody knows of.
+        // This command failing after the process started (its pid files, its terminal, its
+        // waiter) leaves no process that nobody knows of.
         (pid, exit) =>
           Exit.isFailure(exit) && !Exit.isInterrupted(exit)
             ? Effect.ignore(call(record.socket, "Signal", (c) => c.Signal({ id: record.id, pid, signo: SIGKILL, mode: "Process" })))
@@ -91,23 +165,91 @@ export const execCommand = Command.make(
       if (pty !== undefined) yield* pty.send
       // The sandbox pid first: whoever watches --pid-file may read the other at once.
       if (internalAside !== undefined) yield* internalAside.write(`${pid}`)
-      if (helperAside !== undefined) yield* helperAside.write(`${process.pid}`)
-      if (detach) return yield* print(`${pid}`)
-      if (tty) {
-        const runFork = Runtime.runFork(yield* Effect.runtime<never>())
-        const forward = (signal: NodeJS.Signals) => () =>
-          runFork(Effect.ignore(call(record.socket, "Signal", (c) =>
-            c.Signal({ id: record.id, pid, signo: Os.constants.signals[signal], mode: "ForegroundProcessGroup" }))))
-        const listeners = (forwardableHostSignals as ReadonlyArray<NodeJS.Signals>).map((signal) => [signal, forward(signal)] as const)
-        yield* Effect.acquireRelease(
-          Effect.sync(() => listeners.forEach(([signal, listener]) => process.on(signal, listener))),
-          () => Effect.sync(() => listeners.forEach(([signal, listener]) => process.off(signal, listener)))
-        )
+      if (detach) {
+        const waiter = yield* spawnDetached({
+          args: [...global, "exec-waiter", "--sync-fd", "3", ...(run.terminal ? ["--terminal"] : []), record.id, `${pid}`],
+          stdio: yield* devNullStdio
+        }).pipe(Effect.mapError(({ reason }) => new ExecWaiterFailed({ reason })))
+        if (holderAside !== undefined) yield* holderAside.write(`${waiter.pid}`)
+        return
       }
-      const exited = yield* callSandbox(record, "WaitPid", (c) => c.WaitPid({ id: record.id, pid }), { timeout: Duration.infinity })
+      const code = yield* holdStatus(record, pid, run.terminal, holderAside === undefined ? Effect.void : holderAside.write(`${process.pid}`))
       // Relayed output still in flight is written before this CLI exits (bounded: a child the
       // process left behind may hold the stream open).
       yield* done.pipe(Effect.timeout("2 seconds"), Effect.ignore)
-      yield* setExitCode(toShellCode(exited))
+      yield* setExitCode(code)
     }).pipe(Effect.scoped)
 ).pipe(Command.withDescription("run a process in a running container, attached to this CLI's stdio"))
+
+/** What `exec` runs: the process file's, or the command line's. */
+const execProcess = (options: {
+  readonly process: Option.Option<string>
+  readonly argv: ReadonlyArray<string>
+  readonly cwd: Option.Option<string>
+  readonly env: ReadonlyArray<string>
+  readonly user: Option.Option<string>
+  readonly tty: boolean
+}): Effect.Effect<ExecProcess, InvalidFlag> =>
+  Effect.gen(function*() {
+    if (Option.isSome(options.process)) {
+      if (options.argv.length > 0) {
+        return yield* new InvalidFlag({ flag: "--process", reason: "the process file names the command; give no COMMAND after the container id" })
+      }
+      return yield* processFromFile(options.process.value)
+    }
+    if (options.argv.length === 0) return yield* new InvalidFlag({ flag: "COMMAND", reason: "missing: give a command, or --process FILE" })
+    const assignments = yield* Effect.forEach(options.env, (text) =>
+      Either.match(parseEnvAssignment(text), {
+        onLeft: (reason) => Effect.fail(new InvalidFlag({ flag: "--env", reason })),
+        onRight: ({ key, value }) => Effect.succeed(`${key}=${value}`)
+      }))
+    // uid[:gid], each a 32-bit id as Linux's uid_t and gid_t ("" is not uid 0).
+    const user = options.user
+    const ids = Option.isSome(user) ? /^(\d+)(?::(\d+))?$/.exec(user.value) : undefined
+    if (ids === null || (ids !== undefined && ids.slice(1).some((id) => id !== undefined && Number(id) > 0xffffffff))) {
+      return yield* new InvalidFlag({ flag: "--user", reason: "must be uid[:gid], each a number from 0 to 4294967295" })
+    }
+    return {
+      argv: options.argv,
+      env: assignments.length > 0 ? assignments : undefined,
+      cwd: Option.getOrUndefined(options.cwd),
+      uid: ids === undefined ? undefined : Number(ids[1]),
+      terminal: options.tty
+    }
+  })
+
+/** The waiter of a detached exec could not be started (the process was killed). */
+export class ExecWaiterFailed extends Data.TaggedError("ExecWaiterFailed")<{ readonly reason: string }> {
+  override get message(): string {
+    return `the exec'd process's waiter: ${this.reason}`
+  }
+}
+
+/** /dev/null as a waiter's stdio: it must not hold the engine's pipes open. */
+const devNullStdio = Effect.acquireRelease(
+  Effect.sync(() => {
+    const fd = Fs.openSync("/dev/null", "r+")
+    return [fd, fd, fd] as const
+  }),
+  ([fd]) => Effect.sync(() => Fs.closeSync(fd))
+)
+
+/**
+ * `runsc exec-waiter ID PID`: what a detached exec leaves behind, the host process that holds
+ * the exec'd process's status (see the top of this file). Internal: started by `exec --detach`.
+ */
+export const execWaiterCommand = Command.make(
+  "exec-waiter",
+  {
+    syncFd: Options.integer("sync-fd"),
+    terminal: Options.boolean("terminal"),
+    id: Args.text({ name: "container-id" }),
+    pid: Args.integer({ name: "pid" })
+  },
+  ({ id, pid, syncFd, terminal }) =>
+    Effect.gen(function*() {
+      const { record } = yield* findContainer(id)
+      // Ready once signals are passed on: from then on the engine may signal it.
+      yield* setExitCode(yield* holdStatus(record, pid, terminal, reportReady(syncFd, "ready")))
+    })
+).pipe(Command.withDescription("internal: holds a detached exec's status (started by exec --detach)"))
