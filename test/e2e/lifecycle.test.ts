@@ -4,11 +4,11 @@
  * 10, 11, 14 — with a fresh --root per test.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { spawn } from "node:child_process"
+import { execFileSync, spawn } from "node:child_process"
 import * as Fs from "node:fs"
 import * as Path from "node:path"
 import { afterAll, beforeAll } from "vitest"
-import { cliFailureLine, connectionsTo, createContainer, describeResult, killSandboxesUnder, lines, makeBundle, makeTempDir, removeDir, runsc, startRunsc, uniqueId } from "./helpers.js"
+import { cliFailureLine, connectionsTo, createContainer, describeResult, killSandboxesUnder, lines, makeBundle, makeTempDir, removeDir, runsc, runscBin, startRunsc, uniqueId } from "./helpers.js"
 
 let work = ""
 let sleeper: { readonly dir: string } | undefined
@@ -41,16 +41,6 @@ const stateOf = async (flags: ReadonlyArray<string>, id: string) => {
   const r = await runsc([...flags, "state", id])
   assert.strictEqual(r.code, 0, describeResult(r))
   return JSON.parse(r.stdout) as { ociVersion: string; id: string; status: string; pid: number; bundle: string; annotations: object }
-}
-
-/** Whether host process `pid` exists (a zombie counts: its parent here is gone, so init reaps it). */
-const hostProcessAlive = (pid: number): boolean => {
-  try {
-    process.kill(pid, 0)
-    return true
-  } catch {
-    return false
-  }
 }
 
 const until = async (what: string, check: () => Promise<boolean>, ms = 10_000) => {
@@ -218,12 +208,12 @@ describe("OCI lifecycle through the CLI", () => {
     const pid = Number(Fs.readFileSync(internal, "utf8"))
     const waiter = Number(Fs.readFileSync(holder, "utf8"))
     assert.notStrictEqual(waiter, detached.child.pid)
-    assert.isTrue(hostProcessAlive(waiter), "the waiter outlives the exec CLI")
+    assert.isTrue(isAlive(waiter), "the waiter outlives the exec CLI")
     await detached.waitForStdout("sleeping\n")
     assert.deepStrictEqual(JSON.parse((await runsc([...flags, "ps", "--format", "json", id])).stdout), [1, pid])
     process.kill(waiter, "SIGTERM")
     await until("the process and its waiter are gone", async () =>
-      !hostProcessAlive(waiter) && JSON.stringify(JSON.parse((await runsc([...flags, "ps", "--format", "json", id])).stdout)) === "[1]")
+      !isAlive(waiter) && JSON.stringify(JSON.parse((await runsc([...flags, "ps", "--format", "json", id])).stdout)) === "[1]")
     const ended = await detached.result
     assert.strictEqual(ended.code, 0, describeResult(ended))
     assert.strictEqual(ended.stdout, "sleeping\n", "nothing but the guest writes to stdout")
@@ -234,7 +224,7 @@ describe("OCI lifecycle through the CLI", () => {
     const secondWaiter = Number(Fs.readFileSync(holder2, "utf8"))
     const killed = await runsc([...flags, "kill", "--pid", Fs.readFileSync(internal2, "utf8"), id, "KILL"])
     assert.strictEqual(killed.code, 0, describeResult(killed))
-    await until("the killed process's waiter is gone", async () => !hostProcessAlive(secondWaiter))
+    await until("the killed process's waiter is gone", async () => !isAlive(secondWaiter))
     assert.strictEqual((await second.result).stdout, "sleeping\n")
     const late = await runsc([...flags, "exec", "-d", id, "echo_args", "late"])
     assert.strictEqual(late.code, 0, describeResult(late))
@@ -268,9 +258,9 @@ describe("OCI lifecycle through the CLI", () => {
     const detached = await startRunsc([...flags, "exec", "--process", processFile, "--detach", "--pid-file", holder, id])
     await until("the detached exec wrote its pid file", async () => Fs.existsSync(holder) && Fs.readFileSync(holder, "utf8") !== "")
     const waiter = Number(Fs.readFileSync(holder, "utf8"))
-    assert.isTrue(hostProcessAlive(waiter))
+    assert.isTrue(isAlive(waiter))
     process.kill(waiter, "SIGTERM")
-    await until("the waiter is gone", async () => !hostProcessAlive(waiter))
+    await until("the waiter is gone", async () => !isAlive(waiter))
     const ended = await detached.result
     assert.strictEqual(ended.code, 0, describeResult(ended))
     assert.strictEqual(ended.stdout, "sleeping\n")
@@ -298,6 +288,35 @@ describe("OCI lifecycle through the CLI", () => {
     assert.match(cliFailureLine(missing), /--process: .*no-such\.json/)
     assert.deepStrictEqual(JSON.parse((await runsc([...flags, "ps", "--format", "json", id])).stdout), [1], "no refused exec started a process")
     assert.strictEqual((await runsc([...flags, "delete", "--force", id])).code, 0)
+  })
+
+  it("an init blocked reading stdin (a pipe its writer holds open) is stopped by kill TERM: its sandbox exits at once, as runc's container does", async () => {
+    const { flags } = await freshRoot()
+    const id = uniqueId("cs")
+    const reader = await makeBundle(["/bin/cat"], ["cat"])
+    const out = Fs.openSync(Path.join(work, `${id}.out`), "w")
+    // The sandbox inherits the creator's stdin: a pipe (a FIFO, opened read-write, so that a
+    // writer holds it open for as long as the sandbox has it) that never brings anything.
+    const fifo = Path.join(work, `${id}.stdin`)
+    execFileSync("mkfifo", [fifo])
+    const stdin = Fs.openSync(fifo, "r+")
+    const creator = spawn(runscBin, [...flags, "create", "--bundle", reader.dir, id], { stdio: [stdin, out, out] })
+    Fs.closeSync(out)
+    Fs.closeSync(stdin)
+    try {
+      assert.strictEqual(await new Promise((resolve) => creator.once("exit", resolve)), 0)
+      assert.strictEqual((await runsc([...flags, "start", id])).code, 0)
+      const { pid, status } = await stateOf(flags, id)
+      assert.strictEqual(status, "running")
+      assert.strictEqual((await runsc([...flags, "kill", id, "TERM"])).code, 0)
+      await until("the sandbox process is gone", async () => !isAlive(pid), 5_000)
+      assert.strictEqual((await stateOf(flags, id)).status, "stopped")
+      const wait = await runsc([...flags, "wait", id])
+      assert.strictEqual(JSON.parse(lines(wait.stdout)[0]!).exitStatus, 143, describeResult(wait))
+      assert.strictEqual((await runsc([...flags, "delete", "--force", id])).code, 0)
+    } finally {
+      await removeDir(reader.dir)
+    }
   })
 
   it("pause / resume (state says paused; twice fails) and events --stats in runc's shape", async () => {
