@@ -466,10 +466,14 @@ describe("ids that point elsewhere", () => {
     assert.strictEqual((await create(flags, sleeper!.dir, "L50")).code, 0)
     const failed = await create(flags, Path.join(work, "no-bundle-here"), "L5")
     assert.strictEqual(failed.code, 128)
-    for (const args of [["start", "L5"], ["wait", "L5"], ["kill", "L5", "KILL"], ["exec", "L5", "echo_args"], ["pause", "L5"], ["delete", "--force", "L5"]]) {
+    for (const args of [["start", "L5"], ["wait", "L5"], ["kill", "L5", "KILL"], ["exec", "L5", "echo_args"], ["pause", "L5"], ["delete", "L5"]]) {
       const r = await runsc([...flags, ...args])
       assert.match(cliFailureLine(r), /"L5" does not exist/, args.join(" "))
     }
+    // delete --force of a container that does not exist succeeds, as runc's does (engines call
+    // it after every delete), and touches nothing else.
+    const forced = await runsc([...flags, "delete", "--force", "L5"])
+    assert.strictEqual(forced.code, 0, describeResult(forced))
     assert.strictEqual((await statusOf(flags, "L50")).status, "created", "L50 was not touched")
     assert.strictEqual((await runsc([...flags, "delete", "L50"])).code, 0)
   })

@@ -16,6 +16,7 @@ import {
 } from "./commands/container.js"
 import { doCommand, doFlags, doOptionsWithValue } from "./commands/do.js"
 import { execCommand, execFlags, execOptionsWithValue, execWaiterCommand } from "./commands/exec.js"
+import { featuresCommand, RUNSC_VERSION } from "./commands/features.js"
 import { runCommand } from "./commands/run.js"
 import { specCommand } from "./commands/spec.js"
 import { relayCommand } from "./relay.js"
@@ -38,6 +39,7 @@ export const command = rootCommand.pipe(
     psCommand,
     execCommand,
     execWaiterCommand,
+    featuresCommand,
     pauseCommand,
     resumeCommand,
     eventsCommand,
@@ -48,7 +50,7 @@ export const command = rootCommand.pipe(
   Command.provide((flags) => StateStore.layer(rootDirOf(flags)))
 )
 
-export const cli = Command.run(command, { name: "runsc", version: "0.1.0" })
+export const cli = Command.run(command, { name: "runsc", version: RUNSC_VERSION })
 
 /** Commands whose trailing arguments belong to the guest, and what comes before those. */
 const guestCommands: Record<string, { readonly withValue: ReadonlyArray<string>; readonly flags: ReadonlyArray<string>; readonly positionals: number }> = {

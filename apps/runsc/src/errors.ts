@@ -18,3 +18,10 @@ export class CannotWrite extends Data.TaggedError("CannotWrite")<{ readonly path
     return `${this.path}: ${this.reason}`
   }
 }
+
+/** A flag runc has whose meaning runsc does not provide yet (the README lists them). */
+export class NotSupported extends Data.TaggedError("NotSupported")<{ readonly flag: string; readonly reason: string }> {
+  override get message(): string {
+    return `${this.flag}: not supported yet (${this.reason})`
+  }
+}

@@ -55,6 +55,15 @@ export const globalOptions = {
   allowWrite: Options.text("allow-write").pipe(
     Options.withDescription("another host path a sandbox process may write, e.g. the rw bind sources of a pod's other containers (repeatable)"),
     Options.repeated
+  ),
+  // Sent by engines (containerd with --runc-systemd-cgroup, rootless podman). Accepted for runc's
+  // command line; neither has an effect yet: runsc does not place sandboxes in cgroups.
+  systemdCgroup: Options.boolean("systemd-cgroup").pipe(
+    Options.withDescription("runc's: use systemd for cgroups (accepted; no effect: runsc does not manage cgroups yet)")
+  ),
+  rootless: Options.text("rootless").pipe(
+    Options.withDescription("runc's: true, false or auto (accepted; no effect: a sandbox needs no privilege)"),
+    Options.optional
   )
 }
 
@@ -72,6 +81,8 @@ export interface GlobalFlags {
   readonly unconfined: boolean
   readonly allowRead: ReadonlyArray<string>
   readonly allowWrite: ReadonlyArray<string>
+  readonly systemdCgroup: boolean
+  readonly rootless: Option.Option<string>
 }
 
 /** The fd logs and strace lines go to: the --debug-log file (appended), or stderr. */

@@ -10,6 +10,7 @@ import type { StartingThread } from "@runsc/kernel"
 import { Cause, Clock, Effect, Exit, Layer, Option, Ref } from "effect"
 import * as Fs from "node:fs"
 import { cli, separateGuestArgs } from "./cli.js"
+import { versionText } from "./commands/features.js"
 import { ExitCode, StartedThreads } from "./processContext.js"
 
 const CLI_FAILURE = 128
@@ -44,6 +45,11 @@ const logFailure = (argv: ReadonlyArray<string>, message: string) =>
   })
 
 const program = (argv: ReadonlyArray<string>, startedThreads: ReadonlyArray<StartingThread>) => Effect.gen(function*() {
+  // runc's shape, which engines parse (the CLI library would print the bare version).
+  if (argv.length === 3 && (argv[2] === "--version" || argv[2] === "-v")) {
+    Fs.writeSync(1, `${versionText}\n`)
+    return 0
+  }
   const code = yield* Ref.make(0)
   const exit = yield* cli(separateGuestArgs(argv)).pipe(
     Effect.provide(cliEnvironment),

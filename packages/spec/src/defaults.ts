@@ -8,13 +8,16 @@ import { Spec } from "./schema.js"
 
 const defaultCapabilities = ["CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE"] as const
 
+/** The runtime-spec version runsc's model of config.json follows (what `runsc spec` writes). */
+export const ociSpecVersion = "1.0.2"
+
 /** `args` defaults to `["hello.wasm"]`; an empty `args` also gets the default, since argv must not be empty. */
 export const defaultSpec = (args?: ReadonlyArray<string>): Spec => {
   const argv: readonly [string, ...Array<string>] = args !== undefined && args.length > 0
     ? [args[0]!, ...args.slice(1)]
     : ["hello.wasm"]
   return {
-    ociVersion: "1.0.2",
+    ociVersion: ociSpecVersion,
     process: {
       terminal: false,
       user: { uid: 0, gid: 0 },

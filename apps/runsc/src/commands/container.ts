@@ -16,7 +16,7 @@ import * as Path from "node:path"
 import { openConsole } from "../console.js"
 import { spawnDetached, type Stdio } from "../detached.js"
 import { bindSources, ConfinementUnavailable, confinementOf, mayAccess, nodeFlags, OutsideConfinement } from "../confinement.js"
-import { InvalidFlag } from "../errors.js"
+import { InvalidFlag, NotSupported } from "../errors.js"
 import { globalArgs } from "../globals.js"
 import { preparePidFile } from "../pidFile.js"
 import { lendStdio } from "../relay.js"
@@ -328,6 +328,26 @@ export const consoleFor = (consoleSocket: Option.Option<string>, terminal: boole
         : Effect.fail(new InvalidFlag({ flag: "--console-socket", reason: "the process has no terminal (process.terminal, or exec -t)" }))
   })
 
+/**
+ * runc's create/run/exec flags that engines send. --no-pivot and --no-new-keyring have no
+ * meaning for a wasm sandbox (no pivot_root, no kernel keyring): accepted, no effect.
+ * --preserve-fds N would pass this CLI's fds 3..3+N-1 to the process; N > 0 is refused until it
+ * does.
+ */
+export const runcOnlyOptions = {
+  noPivot: Options.boolean("no-pivot").pipe(Options.withDescription("runc's: do not use pivot_root (accepted; no effect)")),
+  noNewKeyring: Options.boolean("no-new-keyring").pipe(Options.withDescription("runc's: no new session keyring (accepted; no effect)"))
+}
+
+export const preserveFdsOption = Options.integer("preserve-fds").pipe(
+  Options.withDescription("pass this many fds after stdio (3, 4, ...) to the process (only 0 is supported yet)"),
+  Options.withDefault(0)
+)
+
+/** --preserve-fds N: 0, or NotSupported. */
+export const checkPreserveFds = (n: number) =>
+  n === 0 ? Effect.void : Effect.fail(new NotSupported({ flag: "--preserve-fds", reason: "a sandbox process gets only stdio from its CLI" }))
+
 export const consoleSocketOption = Options.text("console-socket").pipe(
   Options.withDescription("Unix socket to send the master end of the container's new terminal to (SCM_RIGHTS)"),
   Options.optional
@@ -339,9 +359,12 @@ export const createCommand = Command.make(
     bundle: Options.directory("bundle").pipe(Options.withAlias("b"), Options.withDefault(".")),
     pidFile: Options.text("pid-file").pipe(Options.withDescription("write the sandbox's pid here (last)"), Options.optional),
     consoleSocket: consoleSocketOption,
+    ...runcOnlyOptions,
+    preserveFds: preserveFdsOption,
     id: Args.text({ name: "container-id" })
   },
-  ({ bundle, consoleSocket, id, pidFile }) => Effect.asVoid(createContainer(id, bundle, pidFile, consoleSocket))
+  ({ bundle, consoleSocket, id, pidFile, preserveFds }) =>
+    Effect.zipRight(checkPreserveFds(preserveFds), Effect.asVoid(createContainer(id, bundle, pidFile, consoleSocket)))
 ).pipe(Command.withDescription("create a container: its sandbox process waits for start"))
 
 // ---- start, state, kill, wait, delete, list --------------------------------------------------
@@ -482,7 +505,14 @@ export const deleteCommand = Command.make(
   },
   ({ force, id }) =>
     Effect.gen(function*() {
-      const { record, states } = yield* findContainer(id)
+      // With --force, a container that does not exist is deleted already (runc exits 0: engines
+      // call it after every delete).
+      const found = yield* findContainer(id).pipe(
+        Effect.map(Option.some),
+        Effect.catchTag("ContainerUnknown", (e) => force ? Effect.succeed(Option.none()) : Effect.fail(e))
+      )
+      if (Option.isNone(found)) return
+      const { record, states } = found.value
       // With --force, a sandbox that does not answer is killed like a running one.
       const status = yield* force ? statusOf(record).pipe(Effect.orElseSucceed(() => "running" as const)) : statusOf(record)
       if ((status === "running" || status === "paused" || status === "creating") && !force) {

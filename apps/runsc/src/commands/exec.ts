@@ -25,9 +25,9 @@ import { setExitCode } from "../processContext.js"
 import { lendStdio } from "../relay.js"
 import { rootCommand } from "../root.js"
 import type { ContainerRecord } from "../state.js"
-import { callSandbox, consoleFor, consoleSocketOption, findContainer, statusOf, WrongStatus } from "./container.js"
+import { callSandbox, checkPreserveFds, consoleFor, consoleSocketOption, findContainer, preserveFdsOption, statusOf, WrongStatus } from "./container.js"
 
-export const execOptionsWithValue = ["--cwd", "--env", "--user", "--process", "--pid-file", "--internal-pid-file", "--console-socket"]
+export const execOptionsWithValue = ["--cwd", "--env", "--user", "--process", "--pid-file", "--internal-pid-file", "--console-socket", "--preserve-fds"]
 export const execFlags = ["--detach", "-d", "--tty", "-t"]
 
 const SIGKILL = Os.constants.signals.SIGKILL
@@ -120,12 +120,14 @@ export const execCommand = Command.make(
       Options.withDescription("the process's pid in the sandbox (as ps and kill --pid name it)"),
       Options.optional
     ),
+    preserveFds: preserveFdsOption,
     id: Args.text({ name: "container-id" }),
     argv: Args.text({ name: "command" }).pipe(Args.repeated)
   },
   (options) =>
     Effect.gen(function*() {
       const { consoleSocket, detach, id, internalPidFile, pidFile } = options
+      yield* checkPreserveFds(options.preserveFds)
       const run = yield* execProcess(options)
       const { record, states } = yield* findContainer(id)
       const status = yield* statusOf(record)

@@ -16,7 +16,7 @@ import { loadBundle } from "@runsc/spec"
 import { Deferred, Effect, Option, Runtime } from "effect"
 import * as Os from "node:os"
 import { setExitCode } from "../processContext.js"
-import { consoleSocketOption, createContainer, removeContainer, startContainer, waitForExit } from "./container.js"
+import { checkPreserveFds, consoleSocketOption, createContainer, preserveFdsOption, removeContainer, runcOnlyOptions, startContainer, waitForExit } from "./container.js"
 
 /** Signals that stop a run whose container has not started yet. */
 const stopping: ReadonlySet<string> = new Set(["SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT"])
@@ -32,10 +32,13 @@ export const runCommand = Command.make(
     detach: Options.boolean("detach").pipe(Options.withAlias("d"), Options.withDescription("return once the container has started")),
     pidFile: Options.text("pid-file").pipe(Options.withDescription("write the sandbox's pid here"), Options.optional),
     consoleSocket: consoleSocketOption,
+    ...runcOnlyOptions,
+    preserveFds: preserveFdsOption,
     id: Args.text({ name: "container-id" })
   },
-  ({ bundle, consoleSocket, detach, id, pidFile }) =>
+  ({ bundle, consoleSocket, detach, id, pidFile, preserveFds }) =>
     Effect.gen(function*() {
+      yield* checkPreserveFds(preserveFds)
       // Listening from the start: a signal that arrives before the container runs either stops
       // the run (undoing it) or is delivered once it does, rather than ending this CLI and
       // orphaning the sandbox.

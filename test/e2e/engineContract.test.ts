@@ -1,0 +1,82 @@
+/**
+ * What engines (podman, containerd) send runc and rely on its answers to, through the CLI
+ * binary: `--version` in runc's shape, `features`, the flags runc has that a wasm sandbox
+ * accepts (with no effect, or refused until it has one), and `delete --force` of a container
+ * that does not exist.
+ */
+import { assert, describe, it } from "@effect/vitest"
+import * as Fs from "node:fs"
+import * as Path from "node:path"
+import { afterAll, beforeAll } from "vitest"
+import { cliFailureLine, createContainer, describeResult, killSandboxesUnder, makeBundle, makeTempDir, removeDir, runsc, uniqueId } from "./helpers.js"
+
+let work = ""
+let bundle: { readonly dir: string } | undefined
+
+beforeAll(async () => {
+  work = await makeTempDir("runsc-e2e-engine-")
+  bundle = await makeBundle(["/bin/sleep", "600"], ["sleep"])
+})
+
+afterAll(async () => {
+  killSandboxesUnder(work)
+  await removeDir(work)
+  if (bundle) await removeDir(bundle.dir)
+})
+
+const freshRoot = async () => ["--root", await Fs.promises.mkdtemp(Path.join(work, "root-"))]
+
+describe("the answers engines read", () => {
+  it("--version and -v print runc's first lines: runsc version X, spec: V", async () => {
+    for (const flag of ["--version", "-v"]) {
+      const r = await runsc([flag])
+      assert.strictEqual(r.code, 0, describeResult(r))
+      assert.match(r.stdout, /^runsc version \d+\.\d+\.\d+\nspec: 1\.0\.\d+\n$/)
+    }
+  })
+
+  it("features prints the runtime-spec features document, naming only what runsc acts on", async () => {
+    const r = await runsc(["features"])
+    assert.strictEqual(r.code, 0, describeResult(r))
+    const features = JSON.parse(r.stdout)
+    assert.strictEqual(features.ociVersionMin, "1.0.0")
+    assert.match(features.ociVersionMax, /^1\.\d+\.\d+$/)
+    assert.deepStrictEqual(features.hooks, [], "no hook is run")
+    assert.includeMembers(features.mountOptions, ["bind", "ro"])
+    assert.includeMembers(features.linux.namespaces, ["pid", "mount"])
+    assert.isFalse(features.linux.cgroup.v2, "no cgroup is managed yet")
+    assert.isFalse(features.linux.seccomp.enabled)
+  })
+
+  it("delete --force of a container that does not exist succeeds (engines call it after every delete); without --force it fails", async () => {
+    const flags = await freshRoot()
+    const forced = await runsc([...flags, "delete", "--force", "never-created"])
+    assert.strictEqual(forced.code, 0, describeResult(forced))
+    assert.strictEqual(forced.stderr, "")
+    assert.match(cliFailureLine(await runsc([...flags, "delete", "never-created"])), /"never-created" does not exist/)
+  })
+})
+
+describe("runc's flags that engines send", () => {
+  it("global --systemd-cgroup and --rootless VALUE are accepted", async () => {
+    const flags = await freshRoot()
+    for (const extra of [["--systemd-cgroup"], ["--rootless", "true"], ["--rootless=auto"]]) {
+      const r = await runsc([...extra, ...flags, "list"])
+      assert.strictEqual(r.code, 0, `${extra.join(" ")}: ${describeResult(r)}`)
+    }
+  })
+
+  it("create --no-pivot --no-new-keyring --preserve-fds 0 creates; --preserve-fds N > 0 is refused before anything starts", async () => {
+    const flags = await freshRoot()
+    const id = uniqueId("ef")
+    const created = await createContainer(flags, bundle!.dir, id, work, ["--no-pivot", "--no-new-keyring", "--preserve-fds", "0"])
+    assert.strictEqual(created.code, 0, created.output())
+    const refused = await createContainer(flags, bundle!.dir, uniqueId("ef"), work, ["--preserve-fds", "2"])
+    assert.strictEqual(refused.code, 128)
+    assert.match(refused.output(), /--preserve-fds: not supported yet/)
+    assert.match(cliFailureLine(await runsc([...flags, "exec", "--preserve-fds", "1", id, "/bin/sleep", "1"])), /--preserve-fds: not supported yet/)
+    const list = await runsc([...flags, "list", "-q"])
+    assert.deepStrictEqual(list.stdout, `${id}\n`, "the refused create left nothing")
+    assert.strictEqual((await runsc([...flags, "delete", "--force", id])).code, 0)
+  })
+})
