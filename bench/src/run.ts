@@ -245,7 +245,7 @@ const benchCpu = async (rt: KernelRuntime) => {
 
 const benchSyscallRoundTrip = async (rt: KernelRuntime) => {
   const name = `6. syscall round trip: ${FDSTAT_CALLS} × fd_fdstat_get(1) (WAT loop), per call (median of ${RUNS})`
-  const floorName = `6b. channel floor, not runsc: the same SAB handshake in plain JS with runsc's AdaptiveSpin policy at both ends (${floorSpinPolicy}; then worker Atomics.wait ↔ main Atomics.waitAsync), no Effect, no syscall work, per round trip over ${FLOOR_ROUND_TRIPS}, one run after each pair of row 6 (median of ${RUNS})`
+  const floorName = `6b. channel floor, not runsc: the same SAB handshake in plain JS with runsc's AdaptiveSpin policy at both ends (${floorSpinPolicy}; then worker Atomics.wait ↔ main Atomics.waitAsync, each end woken only when it has flagged itself parked), no Effect, no syscall work, per round trip over ${FLOOR_ROUND_TRIPS}, one run after each pair of row 6 (median of ${RUNS})`
   progress(name)
   // The floor is taken after each pair of row 6's runs, so that each of row 6's runs has a floor
   // measured in the same conditions: on a shared VM both move together from minute to minute.
