@@ -8,7 +8,27 @@ import { assert, describe, it } from "@effect/vitest"
 import * as Fs from "node:fs"
 import * as Path from "node:path"
 import { afterAll, beforeAll } from "vitest"
-import { cliFailureLine, createContainer, describeResult, killSandboxesUnder, makeBundle, makeTempDir, removeDir, runsc, uniqueId } from "./helpers.js"
+import {
+  cliFailureLine,
+  connectionsTo,
+  createContainer,
+  describeResult,
+  killSandboxesUnder,
+  makeBundle,
+  makeTempDir,
+  removeDir,
+  runsc,
+  startRunsc,
+  uniqueId
+} from "./helpers.js"
+
+const until = async (what: string, check: () => boolean, ms = 10_000) => {
+  const deadline = performance.now() + ms
+  while (!check()) {
+    if (performance.now() > deadline) throw new Error(`timed out waiting until ${what}`)
+    await new Promise((resolve) => setTimeout(resolve, 50))
+  }
+}
 
 let work = ""
 let bundle: { readonly dir: string } | undefined
@@ -54,6 +74,35 @@ describe("the answers engines read", () => {
     assert.strictEqual(forced.code, 0, describeResult(forced))
     assert.strictEqual(forced.stderr, "")
     assert.match(cliFailureLine(await runsc([...flags, "delete", "never-created"])), /"never-created" does not exist/)
+  })
+})
+
+describe("waits engines make", () => {
+  it("wait --pid N / --rootpid N: one process of the container (here an exec'd one), its status printed as wait prints the init's", async () => {
+    const flags = await freshRoot()
+    const id = uniqueId("ew")
+    assert.strictEqual((await createContainer(flags, bundle!.dir, id, work)).code, 0)
+    assert.strictEqual((await runsc([...flags, "start", id])).code, 0)
+    const internal = Path.join(work, `${id}.pid`)
+    const exec = await startRunsc([...flags, "exec", "--detach", "--internal-pid-file", internal, id, "/bin/sleep", "600"])
+    await until("the exec wrote its pid file", () => Fs.existsSync(internal) && Fs.readFileSync(internal, "utf8") !== "")
+    const pid = Fs.readFileSync(internal, "utf8")
+    const socket = Path.join(flags[1]!, `${id}.sock`)
+    const before = connectionsTo(socket)
+    const waits = [startRunsc([...flags, "wait", "--pid", pid, id]), startRunsc([...flags, "wait", "--rootpid", pid, id])]
+    // Both are waiting on the sandbox before the process is killed.
+    await until("both waits are connected", () => connectionsTo(socket) >= before + 2)
+    const killed = await runsc([...flags, "kill", "--pid", pid, id, "KILL"])
+    assert.strictEqual(killed.code, 0, describeResult(killed))
+    for (const wait of waits) {
+      const r = await (await wait).result
+      assert.strictEqual(r.code, 0, describeResult(r))
+      assert.deepStrictEqual(JSON.parse(r.stdout), { id, exitStatus: 137 })
+    }
+    await (await exec).result
+    assert.match(cliFailureLine(await runsc([...flags, "wait", "--pid", "1", "--rootpid", "1", id])), /--pid: cannot be used with --rootpid/)
+    assert.match(cliFailureLine(await runsc([...flags, "wait", "--pid", "999", id])), /999/)
+    assert.strictEqual((await runsc([...flags, "delete", "--force", id])).code, 0)
   })
 })
 

@@ -439,12 +439,29 @@ export const killCommand = Command.make(
     })
 ).pipe(Command.withDescription("send a signal to a container's init, one of its processes, or all"))
 
-export const waitCommand = Command.make("wait", { id: Args.text({ name: "container-id" }) }, ({ id }) =>
-  Effect.gen(function*() {
-    const { record, states } = yield* findContainer(id)
-    const code = yield* waitForExit(states, record)
-    yield* print(JSON.stringify({ id: record.id, exitStatus: code }))
-  })).pipe(Command.withDescription("wait for a container's init and print its exit status"))
+/**
+ * `wait [--pid N | --rootpid N] ID`, as runsc has it: the container's init, or one of its
+ * processes (exec'd or spawned by a guest). This CLI names every process by its root-namespace
+ * pid (ps, kill --pid, exec --internal-pid-file), so --pid and --rootpid name the same one.
+ */
+export const waitCommand = Command.make(
+  "wait",
+  {
+    pid: Options.integer("pid").pipe(Options.withDescription("wait for this process of the container instead of its init (as ps names it)"), Options.optional),
+    rootpid: Options.integer("rootpid").pipe(Options.withDescription("the same, by its pid in the sandbox's root PID namespace"), Options.optional),
+    id: Args.text({ name: "container-id" })
+  },
+  ({ id, pid, rootpid }) =>
+    Effect.gen(function*() {
+      if (Option.isSome(pid) && Option.isSome(rootpid)) return yield* new InvalidFlag({ flag: "--pid", reason: "cannot be used with --rootpid" })
+      const { record, states } = yield* findContainer(id)
+      const process = Option.orElse(pid, () => rootpid)
+      const code = Option.isNone(process)
+        ? yield* waitForExit(states, record)
+        : toShellCode(yield* callSandbox(record, "WaitPid", (c) => c.WaitPid({ id: record.id, pid: process.value }), { timeout: Duration.infinity }))
+      yield* print(JSON.stringify({ id: record.id, exitStatus: code }))
+    })
+).pipe(Command.withDescription("wait for a container's init, or one of its processes, and print its exit status"))
 
 /**
  * The exit code of a container's init: from the sandbox while it answers, else from the record
