@@ -50,24 +50,23 @@ const decode = Schema.decodeUnknown(Spec, { errors: "first", onExcessProperty: "
 export const decodeSpec = (json: unknown): Effect.Effect<Spec, InvalidSpec> =>
   decode(json).pipe(Effect.mapError(toInvalidSpec))
 
-/** Parses and decodes the text of a `config.json`. */
-export const parseSpec = (text: string): Effect.Effect<Spec, InvalidSpec> =>
+const parseJson = (text: string): Effect.Effect<unknown, InvalidSpec> =>
   Effect.try({
     try: (): unknown => JSON.parse(text),
     catch: (e) => new InvalidSpec({ path: "", reason: `malformed JSON: ${e instanceof Error ? e.message : String(e)}` })
-  }).pipe(Effect.flatMap(decodeSpec))
+  })
 
-const decodeProcessJson = Schema.decodeUnknown(Process, { errors: "first", onExcessProperty: "ignore" })
+/** Parses and decodes the text of a `config.json`. */
+export const parseSpec = (text: string): Effect.Effect<Spec, InvalidSpec> => Effect.flatMap(parseJson(text), decodeSpec)
+
+const decodeProcess = Schema.decodeUnknown(Process, { errors: "first", onExcessProperty: "ignore" })
 
 /**
  * Parses and decodes a process JSON, as `runc exec --process FILE` takes it: one OCI `process`
  * object (args, env, cwd, user, terminal, ...), validated as config.json's `process` is.
  */
 export const parseProcess = (text: string): Effect.Effect<Process, InvalidSpec> =>
-  Effect.try({
-    try: (): unknown => JSON.parse(text),
-    catch: (e) => new InvalidSpec({ path: "", reason: `malformed JSON: ${e instanceof Error ? e.message : String(e)}` })
-  }).pipe(Effect.flatMap((json) => Effect.mapError(decodeProcessJson(json), toInvalidSpec)))
+  Effect.flatMap(parseJson(text), (json) => Effect.mapError(decodeProcess(json), toInvalidSpec))
 
 /**
  * The text of `<dir>/config.json`, which the user may have made a symlink (runc follows it too);
