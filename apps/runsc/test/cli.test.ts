@@ -18,6 +18,15 @@ describe("separateGuestArgs", () => {
     assert.deepStrictEqual(separateGuestArgs(argv("exec", "box", "--cwd", "/tmp", "ls", "-l")), argv("exec", "box", "--cwd", "/tmp", "--", "ls", "-l"))
   })
 
+  it("exec as engines send it: --process FILE and --preserve-fds N take their values, and a lone id needs no separator", () => {
+    const engine = argv("--root", "/r", "exec", "--process", "/b/p.json", "--detach", "--pid-file", "/b/pid", "--preserve-fds", "0", "box")
+    assert.deepStrictEqual(separateGuestArgs(engine), engine)
+    assert.deepStrictEqual(
+      separateGuestArgs(argv("exec", "--preserve-fds", "0", "box", "cat", "-n")),
+      argv("exec", "--preserve-fds", "0", "box", "--", "cat", "-n")
+    )
+  })
+
   it("leaves help requests and already separated lines alone, and other commands untouched", () => {
     assert.deepStrictEqual(separateGuestArgs(argv("exec", "--help")), argv("exec", "--help"))
     assert.deepStrictEqual(separateGuestArgs(argv("do", "--", "prog")), argv("do", "--", "prog"))
