@@ -19,16 +19,9 @@ import {
   removeDir,
   runsc,
   startRunsc,
-  uniqueId
+  uniqueId,
+  until
 } from "./helpers.js"
-
-const until = async (what: string, check: () => boolean, ms = 10_000) => {
-  const deadline = performance.now() + ms
-  while (!check()) {
-    if (performance.now() > deadline) throw new Error(`timed out waiting until ${what}`)
-    await new Promise((resolve) => setTimeout(resolve, 50))
-  }
-}
 
 let work = ""
 let bundle: { readonly dir: string } | undefined

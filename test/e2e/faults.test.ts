@@ -22,8 +22,12 @@ import {
   type RunResult,
   runsc,
   runscBin,
-  startRunsc
+  startRunsc,
+  until
 } from "./helpers.js"
+
+/** How long these tests wait for a state (kills and teardowns under load). */
+const SETTLE_MS = 30_000
 
 let work = ""
 let sleeper: { readonly dir: string } | undefined
@@ -62,14 +66,6 @@ const statusOf = async (flags: ReadonlyArray<string>, id: string) => {
   const r = await runsc([...flags, "state", id])
   assert.strictEqual(r.code, 0, describeResult(r))
   return JSON.parse(r.stdout) as { id: string; status: string; pid: number }
-}
-
-const until = async (what: string, check: () => boolean | Promise<boolean>, ms = 30_000) => {
-  const deadline = performance.now() + ms
-  while (!(await check())) {
-    if (performance.now() > deadline) throw new Error(`timed out waiting until ${what}`)
-    await new Promise((r) => setTimeout(r, 25))
-  }
 }
 
 /** A process's command line and state letter, from /proc (undefined when it is gone). */
@@ -156,7 +152,7 @@ describe("a create killed at any point of its boot", () => {
       if (sandboxesOf(root, id).length === 0) return true
       const state = await runsc([...flags, "state", id])
       return state.code === 0 && JSON.parse(state.stdout).status === "created"
-    })
+    }, SETTLE_MS)
     const listed = await runsc([...flags, "list", "--format", "json"])
     assert.strictEqual(listed.code, 0, describeResult(listed))
     for (const entry of JSON.parse(listed.stdout) as Array<{ id: string; status: string }>) {
@@ -420,7 +416,7 @@ describe("pid files and config files that are not what they should be", () => {
     assert.isFalse(result.timedOut, describeResult(result))
     assert.strictEqual(result.code, 143, describeResult(result))
     assert.notInclude(result.stdout, "sleeping", "the guest never started")
-    await until("no sandbox is left", () => sandboxesOf(root, "early").length === 0)
+    await until("no sandbox is left", () => sandboxesOf(root, "early").length === 0, SETTLE_MS)
     assert.deepStrictEqual(leftovers(root), [])
   })
 })
@@ -510,7 +506,7 @@ describe("what the CLI knows of a sandbox", () => {
     assert.strictEqual((await runsc([...flags, "start", "gone"])).code, 0)
     const { pid } = await statusOf(flags, "gone")
     process.kill(pid, "SIGKILL")
-    await until("the sandbox is gone", () => procInfo(pid) === undefined || procInfo(pid)!.state === "Z")
+    await until("the sandbox is gone", () => procInfo(pid) === undefined || procInfo(pid)!.state === "Z", SETTLE_MS)
     for (const args of [["exec", "gone", "echo_args"], ["ps", "gone"], ["pause", "gone"], ["kill", "gone"]]) {
       assert.match(cliFailureLine(await runsc([...flags, ...args])), /container gone is stopped/, args.join(" "))
     }

@@ -301,6 +301,15 @@ export const cliFailureLine = (result: RunResult): string => {
   return first
 }
 
+/** Waits until `check` holds (polled every 50 ms), or fails naming `what` after `ms`. */
+export const until = async (what: string, check: () => boolean | Promise<boolean>, ms = 10_000): Promise<void> => {
+  const deadline = performance.now() + ms
+  while (!(await check())) {
+    if (performance.now() > deadline) throw new Error(`timed out waiting until ${what}`)
+    await new Promise((resolve) => setTimeout(resolve, 50))
+  }
+}
+
 /** A readable summary of a result, for assertion messages. */
 export const describeResult = (r: RunResult): string =>
   `code=${r.code} signal=${r.signal} timedOut=${r.timedOut}\nstdout=${JSON.stringify(r.stdout)}\nstderr=${JSON.stringify(r.stderr)}`

@@ -22,8 +22,12 @@ import {
   removeDir,
   runsc,
   startRunsc,
-  uniqueId
+  uniqueId,
+  until
 } from "./helpers.js"
+
+/** How long these tests wait for a guest to reach a state (it allocates under load). */
+const SETTLE_MS = 30_000
 
 const MiB = 1024 * 1024
 
@@ -67,14 +71,6 @@ const started = async (bundle: string) => {
   return { flags, id, pid, output: created.output }
 }
 
-const until = async (what: string, check: () => boolean | Promise<boolean>, ms = 30_000) => {
-  const deadline = performance.now() + ms
-  while (!(await check())) {
-    if (performance.now() > deadline) throw new Error(`timed out waiting until ${what}`)
-    await new Promise((r) => setTimeout(r, 50))
-  }
-}
-
 /** The resident memory of a host process, in bytes. */
 const rssOf = (pid: number) => Number(/VmRSS:\s+(\d+) kB/.exec(Fs.readFileSync(`/proc/${pid}/status`, "utf8"))![1]) * 1024
 
@@ -83,7 +79,7 @@ describe("the sandbox's memory ceiling", () => {
     const bundle = await bundleOf(["/bin/memhog", "256", "4"], ["memhog"], 256 * MiB)
     const { flags, id, output, pid } = await started(bundle.dir)
     const gots = () => lines(output()).filter((l) => l.startsWith("got "))
-    await until("every child has allocated", () => lines(output()).some((l) => l.startsWith("spawned ")) && gots().length === Number(/spawned (\d+)/.exec(output())![1]))
+    await until("every child has allocated", () => lines(output()).some((l) => l.startsWith("spawned ")) && gots().length === Number(/spawned (\d+)/.exec(output())![1]), SETTLE_MS)
     const got = gots().map((l) => Number(/^got (\d+) MiB/.exec(l)![1]))
     const total = got.reduce((a, b) => a + b, 0)
     // Five processes' shares (8 MiB each) come first; the rest is the children's, at 1 MiB a
@@ -103,7 +99,7 @@ describe("the sandbox's memory ceiling", () => {
     const { flags, id, output, pid } = await started(bundle.dir)
     // 256 MiB / (8 MiB share + 1 MiB) = 28 processes.
     const bombs = () => lines(output()).filter((l) => l.startsWith("bomb ")).length
-    await until("the bombs fill the sandbox", () => bombs() >= 28)
+    await until("the bombs fill the sandbox", () => bombs() >= 28, SETTLE_MS)
     await new Promise((r) => setTimeout(r, 1500))
     assert.strictEqual(bombs(), 28, output())
     assert.notMatch(output(), /fork_bomb: spawn:/, "every failed spawn is EAGAIN")

@@ -8,7 +8,7 @@ import { execFileSync, spawn } from "node:child_process"
 import * as Fs from "node:fs"
 import * as Path from "node:path"
 import { afterAll, beforeAll } from "vitest"
-import { cliFailureLine, connectionsTo, createContainer, describeResult, killSandboxesUnder, lines, makeBundle, makeTempDir, removeDir, runsc, runscBin, startRunsc, uniqueId } from "./helpers.js"
+import { cliFailureLine, connectionsTo, createContainer, describeResult, killSandboxesUnder, lines, makeBundle, makeTempDir, removeDir, runsc, runscBin, startRunsc, uniqueId, until } from "./helpers.js"
 
 let work = ""
 let sleeper: { readonly dir: string } | undefined
@@ -41,14 +41,6 @@ const stateOf = async (flags: ReadonlyArray<string>, id: string) => {
   const r = await runsc([...flags, "state", id])
   assert.strictEqual(r.code, 0, describeResult(r))
   return JSON.parse(r.stdout) as { ociVersion: string; id: string; status: string; pid: number; bundle: string; annotations: object }
-}
-
-const until = async (what: string, check: () => Promise<boolean>, ms = 10_000) => {
-  const deadline = performance.now() + ms
-  while (!(await check())) {
-    if (performance.now() > deadline) throw new Error(`timed out waiting until ${what}`)
-    await new Promise((r) => setTimeout(r, 50))
-  }
 }
 
 const isAlive = (pid: number) => {

@@ -13,7 +13,7 @@
 import { Args, Command, Options } from "@effect/cli"
 import { forwardableHostSignals, toShellCode } from "@runsc/abi"
 import { call } from "@runsc/control"
-import { parseEnvAssignment, parseProcess, readRegularFile, InvalidSpec } from "@runsc/spec"
+import { parseEnvAssignment, parseProcess, readRegularFile } from "@runsc/spec"
 import { Data, Duration, Effect, Either, Exit, Fiber, Option, Runtime } from "effect"
 import * as Fs from "node:fs"
 import * as Os from "node:os"
@@ -49,7 +49,7 @@ const processFromFile = (path: string) =>
       Effect.mapError((e) => new InvalidFlag({ flag: "--process", reason: e.reason }))
     )
     const process = yield* parseProcess(text).pipe(
-      Effect.mapError((e: InvalidSpec) => new InvalidFlag({ flag: "--process", reason: e.path === "" ? e.reason : `${e.path}: ${e.reason}` }))
+      Effect.mapError((e) => new InvalidFlag({ flag: "--process", reason: e.path === "" ? e.reason : `${e.path}: ${e.reason}` }))
     )
     return {
       argv: process.args,
