@@ -70,6 +70,25 @@ describe("the answers engines read", () => {
   })
 })
 
+describe("a created container, as runc's", () => {
+  it("kill TERM before start: the container stops with 143, its sandbox exits, wait reads the status, delete cleans up; kill 0 changes nothing", async () => {
+    const flags = await freshRoot()
+    const id = uniqueId("ek")
+    assert.strictEqual((await createContainer(flags, bundle!.dir, id, work)).code, 0)
+    const probe = await runsc([...flags, "kill", id, "0"])
+    assert.strictEqual(probe.code, 0, describeResult(probe))
+    assert.strictEqual(JSON.parse((await runsc([...flags, "state", id])).stdout).status, "created")
+    const killed = await runsc([...flags, "kill", id, "TERM"])
+    assert.strictEqual(killed.code, 0, describeResult(killed))
+    await until("the container is stopped", async () => JSON.parse((await runsc([...flags, "state", id])).stdout).status === "stopped")
+    const waited = await runsc([...flags, "wait", id])
+    assert.deepStrictEqual(JSON.parse(waited.stdout), { id, exitStatus: 143 }, describeResult(waited))
+    assert.match(cliFailureLine(await runsc([...flags, "start", id])), /stopped/)
+    assert.strictEqual((await runsc([...flags, "delete", id])).code, 0)
+    assert.deepStrictEqual((await runsc([...flags, "list", "-q"])).stdout, "")
+  })
+})
+
 describe("waits engines make", () => {
   it("wait --pid N / --rootpid N: one process of the container (here an exec'd one), its status printed as wait prints the init's", async () => {
     const flags = await freshRoot()

@@ -16,7 +16,7 @@
  * guest's spawn meanwhile is refused, or registered before and killed), and an exec starts its
  * process in the actor's turn, never between the kill's steps.
  */
-import { SIGKILL } from "@runsc/abi"
+import { defaultAction, type ExitStatus, SIGKILL, signaled } from "@runsc/abi"
 import {
   type Dentry,
   type InvalidModule,
@@ -29,7 +29,15 @@ import {
 } from "@runsc/kernel"
 import { type Bundle, type BundleNotFound, InvalidSpec, pidNamespace, type Spec } from "@runsc/spec"
 import { Deferred, Effect, ExecutionStrategy, Exit, FiberId, FiberSet, Queue, Scope } from "effect"
-import { ContainerAlreadyStarted, ContainerNotFound, ContainerNotStarted, ContainerStopped, InvalidMount, InvalidRoot } from "./errors.js"
+import {
+  ContainerAlreadyStarted,
+  ContainerNotFound,
+  ContainerNotStarted,
+  ContainerStopped,
+  InvalidMount,
+  InvalidRoot,
+  NoSuchProcess
+} from "./errors.js"
 import {
   guestPathOf,
   type LaunchArgs,
@@ -41,7 +49,10 @@ import {
   startPrepared
 } from "./launch.js"
 
-/** `created`: registered, not started; `running`: its init runs; `stopped`: its init has exited, or its start failed. */
+/**
+ * `created`: registered, not started; `running`: its init runs; `stopped`: its init has exited,
+ * its start failed, or a signal killed it before its start.
+ */
 export type ContainerState = "created" | "running" | "stopped"
 
 /** How the root container's program is found and its HOME set (`runsc do`; see LoaderArgs). */
@@ -57,7 +68,7 @@ export interface Sandbox {
   readonly namespaceAt: (path: string) => Effect.Effect<PidNamespace<ThreadGroup> | undefined>
   /** Its init has started. */
   readonly started: (container: Container) => Effect.Effect<void>
-  /** Its init has exited (the container has stopped). */
+  /** Its init has exited, or a signal killed it before its start (the container has stopped). */
   readonly stopped: (container: Container) => Effect.Effect<void>
   /** The container has been destroyed: forget it. */
   readonly destroyed: (container: Container) => Effect.Effect<void>
@@ -85,6 +96,7 @@ type Request =
     readonly reply: Deferred.Deferred<number, ExecError>
   }
   | { readonly _tag: "SignalAll"; readonly signo: number; readonly reply: Deferred.Deferred<void, ContainerNotFound> }
+  | { readonly _tag: "SignalInit"; readonly signo: number; readonly reply: Deferred.Deferred<void, NoSuchProcess | ContainerNotFound> }
   | { readonly _tag: "InitExited" }
   | { readonly _tag: "Destroy"; readonly reply: Deferred.Deferred<void, ContainerNotFound> }
 
@@ -92,6 +104,8 @@ export class Container {
   // Written by the actor only.
   private current: ContainerState = "created"
   private initProcess: ThreadGroup | undefined
+  /** The status a signal gave it before its start (runc's created container dies of one). */
+  private killedBeforeStart: ExitStatus | undefined
   private started: {
     readonly spec: Spec
     readonly root: Dentry
@@ -148,6 +162,18 @@ export class Container {
     return this.initProcess
   }
 
+  /**
+   * Its init's exit status once it has exited, or the status a signal gave it before its start;
+   * ContainerNotStarted while it is created, or when its start failed.
+   */
+  get exitStatus(): Effect.Effect<ExitStatus, ContainerNotStarted> {
+    return Effect.suspend(() => {
+      if (this.initProcess !== undefined) return Deferred.await(this.initProcess.exitStatus)
+      if (this.killedBeforeStart !== undefined) return Effect.succeed(this.killedBeforeStart)
+      return Effect.fail(new ContainerNotStarted({ id: this.id }))
+    })
+  }
+
   get pidNamespace(): PidNamespace<ThreadGroup> | undefined {
     return this.started?.pidNamespace
   }
@@ -198,6 +224,16 @@ export class Container {
   }
 
   /**
+   * A signal for its init, which a created container has too, as runc's does (its init waits
+   * there to exec the program): one whose default action ends a process stops the container
+   * with that signal as its status, and the sandbox of a root container exits; any other (0,
+   * one ignored by default, SIGSTOP, SIGCONT) changes nothing. Once started, the init gets it.
+   */
+  signalInit(signo: number): Effect.Effect<void, NoSuchProcess | ContainerNotFound> {
+    return this.ask<void, NoSuchProcess>((reply) => ({ _tag: "SignalInit", signo, reply }))
+  }
+
+  /**
    * Kills every process, waits for each to exit, releases everything, and forgets the container;
    * idempotent: a destroy sent while one runs, or after, returns once that one has completed.
    */
@@ -243,6 +279,9 @@ export class Container {
           case "SignalAll":
             yield* Deferred.complete(request.reply, this.signalEvery(request.signo))
             break
+          case "SignalInit":
+            yield* Deferred.complete(request.reply, this.signalInitNow(request.signo))
+            break
           case "InitExited":
             this.current = "stopped"
             yield* this.sandbox.stopped(this)
@@ -265,6 +304,9 @@ export class Container {
             Deferred.unsafeDone(request.reply, Exit.fail(gone))
             break
           case "Exec":
+            Deferred.unsafeDone(request.reply, Exit.fail(gone))
+            break
+          case "SignalInit":
             Deferred.unsafeDone(request.reply, Exit.fail(gone))
             break
           case "SignalAll":
@@ -310,6 +352,21 @@ export class Container {
     }))
   }
 
+  private signalInitNow(signo: number): Effect.Effect<void, NoSuchProcess> {
+    return Effect.suspend(() => {
+      if (this.current === "created") {
+        const action = defaultAction(signo)
+        if (signo === 0 || (action !== "terminate" && action !== "core")) return Effect.void
+        this.killedBeforeStart = signaled(signo)
+        this.current = "stopped"
+        return this.sandbox.stopped(this)
+      }
+      const init = this.initProcess
+      if (init === undefined || !init.isAlive) return Effect.fail(new NoSuchProcess({ pid: init?.rootPid ?? 0 }))
+      return this.sandbox.kernel.signal(init, signo)
+    })
+  }
+
   /**
    * The destroy: its scope closed (kill, wait, release), then the container forgotten. Until
    * then its id stays taken, and a concurrent destroy returns only when this one has completed.
@@ -326,6 +383,7 @@ export class Container {
   /** A start that fails leaves the container stopped, as runc does, having given back all it took. */
   private startInit(bundle: Effect.Effect<Bundle, InitError>, stdio: Stdio, options: InitOptions): Effect.Effect<number, InitError> {
     return Effect.gen(this, function*() {
+      if (this.killedBeforeStart !== undefined) return yield* new ContainerStopped({ id: this.id })
       if (this.current !== "created") return yield* new ContainerAlreadyStarted({ id: this.id })
       // What the start takes is held in a scope of its own within `resources`: closed with the
       // container, or at once if the start fails.

@@ -150,7 +150,8 @@ export interface LoaderShape {
   readonly waitExit: Effect.Effect<ExitStatus, ContainerNotStarted | SandboxPanicked>
   /**
    * Waits until the root container has been started (by whoever drives the Loader: a control
-   * call), then for its init to exit: what a sandbox process lives for.
+   * call), then for its init to exit, or until a signal stops it before its start: what a
+   * sandbox process lives for.
    */
   readonly awaitRootExit: Effect.Effect<ExitStatus, SandboxPanicked>
   /**
@@ -176,7 +177,10 @@ export interface LoaderShape {
   readonly execute: (
     args: ExecArgs
   ) => Effect.Effect<number, ContainerNotFound | ContainerNotStarted | ContainerStopped | LaunchError>
-  /** Waits for a container's init; repeatable. */
+  /**
+   * Waits for a container's init; repeatable. A container a signal stopped before its start has
+   * that signal as its status.
+   */
   readonly wait: (id: string) => Effect.Effect<ExitStatus, ContainerNotFound | ContainerNotStarted>
   /**
    * Waits for a process of the container: an exec'd one is consumed by the first waitPid that
@@ -186,7 +190,11 @@ export interface LoaderShape {
     id: string,
     pid: number
   ) => Effect.Effect<ExitStatus, ContainerNotFound | InvalidPid | NoSuchProcess | ProcessInOtherContainer>
-  /** Signals processes of a container; signal 0 probes liveness. */
+  /**
+   * Signals processes of a container; signal 0 probes liveness. Process (pid 0) and
+   * AllProcesses reach a created container's init too: one whose default action ends a
+   * process stops the container (Container.signalInit).
+   */
   readonly signalContainer: (
     id: string,
     pid: number,
@@ -300,15 +308,16 @@ const makeLoader = (args: LoaderArgs & { readonly bundle: Bundle }) =>
     const containersScope = yield* Scope.fork(yield* Effect.scope, ExecutionStrategy.sequential)
     // The containers' actors: made after, so interrupted before the containers close.
     const actors = yield* FiberSet.make()
-    const rootStarted = yield* Deferred.make<void>()
+    /** The root container has started, or a signal has stopped it before its start. */
+    const rootSettled = yield* Deferred.make<void>()
 
     const sandbox: Sandbox = {
       kernel,
       namespaceAt: (path) =>
         Effect.map(SynchronizedRef.get(registry), (map) => [...map.values()].find((c) => c.pidNamespacePath === path)?.pidNamespace),
-      started: (container) => container === rootContainer ? Deferred.succeed(rootStarted, undefined) : Effect.void,
+      started: (container) => container === rootContainer ? Deferred.succeed(rootSettled, undefined) : Effect.void,
       // The sandbox lives exactly as long as its root init.
-      stopped: (container) => container === rootContainer ? killAll : Effect.void,
+      stopped: (container) => container === rootContainer ? Effect.zipRight(Deferred.succeed(rootSettled, undefined), killAll) : Effect.void,
       destroyed: (container) =>
         SynchronizedRef.update(registry, (map) => {
           if (map.get(container.id) !== container) return map
@@ -396,9 +405,8 @@ const makeLoader = (args: LoaderArgs & { readonly bundle: Bundle }) =>
       ),
 
       waitExit: Effect.gen(function*() {
-        const init = yield* initOf(rootContainer)
         const status = yield* Effect.raceFirst(
-          Deferred.await(init.exitStatus),
+          rootContainer.exitStatus,
           Effect.flatMap(kernel.panicked, (reason) => Effect.fail(new SandboxPanicked({ reason })))
         )
         yield* killAll
@@ -406,12 +414,12 @@ const makeLoader = (args: LoaderArgs & { readonly bundle: Bundle }) =>
       }),
 
       awaitRootExit: Effect.raceFirst(
-        Deferred.await(rootStarted),
+        Deferred.await(rootSettled),
         Effect.flatMap(kernel.panicked, (reason) => Effect.fail(new SandboxPanicked({ reason })))
       ).pipe(
         Effect.zipRight(Effect.suspend(() => shape.waitExit)),
-        // Started: waitExit cannot fail ContainerNotStarted any more.
-        Effect.catchTag("ContainerNotStarted", () => Effect.dieMessage("root container started without an init"))
+        // Settled: waitExit cannot fail ContainerNotStarted any more.
+        Effect.catchTag("ContainerNotStarted", () => Effect.dieMessage("root container settled with no exit status"))
       ),
 
       rootFault: Effect.sync(() => rootContainer.init?.fault),
@@ -467,11 +475,7 @@ const makeLoader = (args: LoaderArgs & { readonly bundle: Bundle }) =>
           return yield* container.exec(prepared)
         })),
 
-      wait: (id) =>
-        Effect.gen(function*() {
-          const init = yield* initOf(yield* find(id))
-          return yield* Deferred.await(init.exitStatus)
-        }),
+      wait: (id) => Effect.flatMap(find(id), (container) => container.exitStatus),
 
       waitPid: (id, pid) =>
         Effect.gen(function*() {
@@ -492,6 +496,12 @@ const makeLoader = (args: LoaderArgs & { readonly bundle: Bundle }) =>
         Effect.gen(function*() {
           yield* checkSignal(signo)
           const container = yield* find(id)
+          // A container with no init yet is signalled in its turn, where the signal may stop
+          // it (or find it stopped: NoSuchProcess); started meanwhile, its init (then its only
+          // process) gets the signal.
+          if (container.init === undefined && pid === 0 && (mode === "Process" || mode === "AllProcesses")) {
+            return yield* container.signalInit(signo)
+          }
           const init = yield* initOf(container)
           switch (mode) {
             case "Process":

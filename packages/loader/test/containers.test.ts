@@ -31,6 +31,29 @@ describe("containers", () => {
       assert.strictEqual(yield* loader.runtimeState("root"), "running")
     }))
 
+  it.scopedLive("a signal to a created container acts as runc's: one that ends a process stops it with that status; 0, ignored ones, STOP and CONT change nothing", () =>
+    Effect.gen(function*() {
+      const loader = yield* makeSandbox
+      yield* loader.createSubcontainer("early")
+      // 0 probes; SIGCHLD is ignored by default; SIGSTOP and SIGCONT stop and continue nothing yet.
+      for (const signo of [0, 17, 19, 18]) yield* loader.signalContainer("early", 0, signo, "Process")
+      assert.strictEqual(yield* loader.runtimeState("early"), "creating")
+      yield* loader.signalContainer("early", 0, 15, "Process")
+      assert.strictEqual(yield* loader.runtimeState("early"), "stopped")
+      assert.deepStrictEqual(yield* loader.wait("early"), signaled(15))
+      const bundle = yield* makeBundle({ args: ["sleep", "600"] })
+      assert.strictEqual((yield* Effect.flip(loader.startSubcontainer({ containerId: "early", bundle })))._tag, "ContainerStopped")
+      assert.deepStrictEqual(yield* loader.processes("early"), [])
+      // A second signal finds no process, as for any stopped container.
+      assert.strictEqual((yield* Effect.flip(loader.signalContainer("early", 0, 15, "Process")))._tag, "NoSuchProcess")
+      // kill --all reaches the created init too.
+      yield* loader.createSubcontainer("all")
+      yield* loader.signalContainer("all", 0, 9, "AllProcesses")
+      assert.deepStrictEqual(yield* loader.wait("all"), signaled(9))
+      yield* Effect.forEach(["early", "all"], loader.destroySubcontainer)
+      assert.strictEqual(yield* loader.runtimeState("root"), "running", "the sandbox goes on")
+    }))
+
   it.scopedLive("a container id cannot be created twice; a created, never started container can be destroyed", () =>
     Effect.gen(function*() {
       const loader = yield* makeSandbox

@@ -369,7 +369,8 @@ const runProgram = (
               // Only a start no destroy overlapped is known to have started the container the id names.
               if (wasQuiet && quiet(o.c, epoch)) incarnations.push({ c: o.c, epoch, init: started.right, crowded: false, done: false })
             }
-            else if (!["ContainerNotFound", "ContainerAlreadyStarted"].includes(started.left._tag)) {
+            // ContainerStopped: a signal stopped it before its start.
+            else if (!["ContainerNotFound", "ContainerAlreadyStarted", "ContainerStopped"].includes(started.left._tag)) {
               violations.push(`start ${id(o.c)} failed with ${started.left._tag}`)
             }
           })

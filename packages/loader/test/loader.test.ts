@@ -77,6 +77,18 @@ describe("Loader", () => {
       assert.deepStrictEqual(yield* loader.waitExit, exited(0))
     }))
 
+  it.scopedLive("a signal that ends a process stops a created root container: the sandbox's wait returns its status", () =>
+    Effect.gen(function*() {
+      const root = yield* makeRoot(["exit"])
+      const out = yield* makeOutput
+      const loader = yield* buildLoader(loaderArgs(root, ["exit"], out.fd))
+      const sandbox = yield* Effect.fork(loader.awaitRootExit)
+      yield* loader.signalContainer(loader.containerId, 0, 15, "Process")
+      assert.deepStrictEqual(yield* Fiber.join(sandbox), signaled(15))
+      assert.deepStrictEqual(yield* loader.waitExit, signaled(15))
+      assert.strictEqual((yield* Effect.flip(loader.startRoot))._tag, "ContainerStopped")
+    }))
+
   it.scopedLive("concurrent startRoot calls start the init exactly once", () =>
     Effect.gen(function*() {
       const root = yield* makeRoot(["exit"])

@@ -428,9 +428,13 @@ export const killCommand = Command.make(
       if (all && Option.isSome(pid)) return yield* new InvalidFlag({ flag: "--all", reason: "cannot be used with --pid" })
       const { record } = yield* findContainer(id)
       const status = yield* statusOf(record)
-      // Stopped: --all has nothing left to clean; anything else is an error, as in runsc.
+      // Stopped: --all has nothing left to clean; anything else is an error, as in runsc. A
+      // created container's init gets it too, as runc's does: a signal that ends a process
+      // stops the container (and ends a root container's sandbox).
       if (status === "stopped" && all) return
-      if (status !== "running" && status !== "paused") return yield* new WrongStatus({ id: record.id, status, wanted: "running" })
+      if (status !== "created" && status !== "running" && status !== "paused") {
+        return yield* new WrongStatus({ id: record.id, status, wanted: "created or running" })
+      }
       yield* callSandbox(record, "Signal", (c) =>
         c.Signal({ id: record.id, pid: Option.getOrElse(pid, () => 0), signo, mode: all ? "AllProcesses" : "Process" })).pipe(
           // Stopped between the two calls: --all still has nothing to clean.
