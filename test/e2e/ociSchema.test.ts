@@ -1,23 +1,34 @@
 /**
  * What the CLI prints for tools checked against the OCI runtime-spec's own JSON schemas: `spec`'s
- * config.json against config-schema.json, `state` against state-schema.json. The schemas come
- * from Debian's golang-github-opencontainers-specs-dev (the README's setup installs it), or
- * from RUNSC_OCI_SCHEMA_DIR.
+ * config.json against config-schema.json, `state` against state-schema.json. The schemas are
+ * Debian's (golang-github-opencontainers-specs-dev): RUNSC_OCI_SCHEMA_DIR if set, else the
+ * installed package's, else the package fetched from Debian's archive into node_modules' cache
+ * (debianPackage.ts), so that the README's test command needs nothing installed by hand.
  */
 import { assert, describe, it } from "@effect/vitest"
 import AjvDraft04 from "ajv-draft-04"
 import * as Fs from "node:fs"
 import * as Path from "node:path"
 import { afterAll, beforeAll } from "vitest"
+import { debianPackage } from "./debianPackage.js"
 import { createContainer, makeBundle, makeTempDir, removeDir, runsc, uniqueId } from "./helpers.js"
 
-const schemaDir = process.env["RUNSC_OCI_SCHEMA_DIR"] ?? "/usr/share/gocode/src/github.com/opencontainers/runtime-spec/schema"
+const SCHEMA_PACKAGE = "golang-github-opencontainers-specs-dev"
+const SCHEMA_PATH = "usr/share/gocode/src/github.com/opencontainers/runtime-spec/schema"
+
+const findSchemaDir = async (): Promise<string> => {
+  const given = process.env["RUNSC_OCI_SCHEMA_DIR"]
+  if (given !== undefined) return given
+  const installed = Path.join("/", SCHEMA_PATH)
+  if (Fs.existsSync(Path.join(installed, "state-schema.json"))) return installed
+  return Path.join(await debianPackage(SCHEMA_PACKAGE), SCHEMA_PATH)
+}
+
+let schemaDir = ""
 
 /** A validator that knows every schema file of the directory by its name (how they refer to each other). */
 const loadSchemas = () => {
-  if (!Fs.existsSync(Path.join(schemaDir, "state-schema.json"))) {
-    throw new Error(`no OCI runtime-spec schemas in ${schemaDir}: apt-get install golang-github-opencontainers-specs-dev, or set RUNSC_OCI_SCHEMA_DIR`)
-  }
+  if (!Fs.existsSync(Path.join(schemaDir, "state-schema.json"))) throw new Error(`no OCI runtime-spec schemas in ${schemaDir}`)
   // The schemas are draft-04; the package is CommonJS with its class as `default`.
   const ajv = new AjvDraft04.default({ allErrors: true, strict: false })
   for (const file of Fs.readdirSync(schemaDir).filter((f) => f.endsWith(".json"))) {
@@ -32,7 +43,8 @@ const loadSchemas = () => {
 let work = ""
 beforeAll(async () => {
   work = await makeTempDir("runsc-e2e-oci-")
-})
+  schemaDir = await findSchemaDir()
+}, 120_000)
 afterAll(async () => {
   await removeDir(work)
 })
