@@ -57,7 +57,7 @@ describe("the answers engines read", () => {
     assert.deepStrictEqual(features.hooks, [], "no hook is run")
     assert.includeMembers(features.mountOptions, ["bind", "ro"])
     assert.includeMembers(features.linux.namespaces, ["pid", "mount"])
-    assert.isFalse(features.linux.cgroup.v2, "no cgroup is managed yet")
+    assert.deepInclude(features.linux.cgroup, { v1: true, v2: true, systemd: true }, "the sandbox goes into the spec's cgroup")
     assert.isFalse(features.linux.seccomp.enabled)
   })
 

@@ -56,13 +56,13 @@ export const globalOptions = {
     Options.withDescription("another host path a sandbox process may write, e.g. the rw bind sources of a pod's other containers (repeatable)"),
     Options.repeated
   ),
-  // Sent by engines (containerd with --runc-systemd-cgroup, rootless podman). Accepted for runc's
-  // command line; neither has an effect yet: runsc does not place sandboxes in cgroups.
+  // Sent by engines (containerd with --runc-systemd-cgroup, rootless podman), with runc's meaning
+  // for the sandbox's cgroup (cgroups.ts).
   systemdCgroup: Options.boolean("systemd-cgroup").pipe(
-    Options.withDescription("runc's: use systemd for cgroups (accepted; no effect: runsc does not manage cgroups yet)")
+    Options.withDescription("runc's: linux.cgroupsPath is systemd's slice:prefix:name (made in cgroupfs, no unit)")
   ),
   rootless: Options.text("rootless").pipe(
-    Options.withDescription("runc's: true, false or auto (accepted; no effect: a sandbox needs no privilege)"),
+    Options.withDescription("runc's: true, false or auto; with true a cgroup that cannot be managed is skipped with a warning"),
     Options.optional
   )
 }

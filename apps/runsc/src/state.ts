@@ -58,7 +58,9 @@ export const ContainerRecord = Schema.Struct({
   /** For a sub-container: the id of the root container whose sandbox it runs in. */
   sandboxId: Schema.optional(Schema.String),
   /** What the sandbox process may touch; absent when it runs unconfined (--unconfined). */
-  confinement: Schema.optional(Confinement)
+  confinement: Schema.optional(Confinement),
+  /** The cgroup directories its create made for the sandbox (linux.cgroupsPath), removed by delete. */
+  cgroups: Schema.optional(Schema.Array(Schema.String))
 })
 export type ContainerRecord = typeof ContainerRecord.Type
 

@@ -172,13 +172,37 @@ export const MemoryResources = Schema.Struct(
   Schema.Record({ key: Schema.String, value: Schema.Unknown })
 ).annotations(containerOf("an object"))
 
+/**
+ * `linux.resources.cpu`: a CFS `quota` (µs per `period`; -1 or absent: none) and a relative
+ * `shares` weight, as runc applies them to the container's cgroup.
+ */
+export const CpuResources = Schema.Struct(
+  {
+    quota: opt(Schema.Int.pipe(Schema.greaterThanOrEqualTo(-1)).annotations(expecting("-1 or a number of microseconds"))),
+    period: opt(Schema.Int.pipe(Schema.positive()).annotations(expecting("a positive number of microseconds"))),
+    shares: opt(Schema.Int.pipe(Schema.nonNegative()).annotations(expecting("a non-negative weight")))
+  },
+  Schema.Record({ key: Schema.String, value: Schema.Unknown })
+).annotations(containerOf("an object"))
+
+/** `linux.resources.pids`: the most tasks at once; 0 or -1 is no limit, as in runc. */
+export const PidsResources = Schema.Struct(
+  { limit: opt(Schema.Int.pipe(Schema.greaterThanOrEqualTo(-1)).annotations(expecting("-1, 0 or a positive number"))) },
+  Schema.Record({ key: Schema.String, value: Schema.Unknown })
+).annotations(containerOf("an object"))
+
 export const Resources = Schema.Struct(
-  { memory: opt(MemoryResources) },
+  { memory: opt(MemoryResources), cpu: opt(CpuResources), pids: opt(PidsResources) },
   Schema.Record({ key: Schema.String, value: Schema.Unknown })
 ).annotations(containerOf("an object"))
 
 export const Linux = Schema.Struct(
-  { namespaces: opt(Namespaces), resources: opt(Resources) },
+  {
+    namespaces: opt(Namespaces),
+    resources: opt(Resources),
+    /** The container's cgroup: a path (cgroupfs), or `slice:prefix:name` for the systemd driver. */
+    cgroupsPath: opt(Str)
+  },
   Schema.Record({ key: Schema.String, value: Schema.Unknown })
 ).annotations(containerOf("an object"))
 export interface Linux extends Schema.Schema.Type<typeof Linux> {}

@@ -13,11 +13,12 @@ import { type Bundle, loadBundle, validateContainerId } from "@runsc/spec"
 import { Clock, Duration, Effect, Exit, Option, Schema } from "effect"
 import * as Fs from "node:fs"
 import * as Path from "node:path"
+import { type CgroupFailed, cgroupPathOf, enterCgroup, makeCgroup, removeCgroups } from "../cgroups.js"
 import { openConsole } from "../console.js"
 import { spawnDetached, type Stdio } from "../detached.js"
 import { bindSources, ConfinementUnavailable, confinementOf, mayAccess, nodeFlags, OutsideConfinement } from "../confinement.js"
 import { InvalidFlag, NotSupported } from "../errors.js"
-import { globalArgs } from "../globals.js"
+import { globalArgs, type GlobalFlags } from "../globals.js"
 import { preparePidFile } from "../pidFile.js"
 import { lendStdio } from "../relay.js"
 import { rootCommand } from "../root.js"
@@ -242,6 +243,27 @@ const joinSandbox = (
     return record
   })
 
+/**
+ * Without the privilege to manage cgroups (not root, or --rootless true), a cgroup that cannot
+ * be made or entered is skipped with a warning, as runc's rootless mode does; as root it fails
+ * the create.
+ */
+const cgroupRefused = (flags: GlobalFlags, e: CgroupFailed) =>
+  process.getuid?.() !== 0 || Option.getOrUndefined(flags.rootless) === "true"
+    ? warn(`${e.message}; the sandbox runs outside it (rootless)`)
+    : Effect.fail(e)
+
+/** The root container's cgroup (linux.cgroupsPath), made for the enclosing scope: removed if the create fails. */
+const sandboxCgroup = (bundle: Bundle, id: string, flags: GlobalFlags) =>
+  Effect.gen(function*() {
+    const path = yield* cgroupPathOf(bundle.spec, id, flags.systemdCgroup)
+    if (path === undefined) return undefined
+    return yield* Effect.acquireRelease(
+      makeCgroup(path, bundle.spec),
+      (cgroup, exit) => (Exit.isFailure(exit) ? removeCgroups(cgroup.made) : Effect.void)
+    ).pipe(Effect.catchAll((e) => Effect.as(cgroupRefused(flags, e), undefined)))
+  })
+
 /** A root container's own sandbox, started for the enclosing scope (killed if it fails). */
 const bootSandbox = (states: StateDirectory, reservation: ContainerRecord, bundle: Bundle, stdio: Stdio | undefined) =>
   Effect.gen(function*() {
@@ -259,13 +281,17 @@ const bootSandbox = (states: StateDirectory, reservation: ContainerRecord, bundl
     if (confinement === undefined) {
       yield* warn(`the sandbox of ${id} runs unconfined: it can read every host file this user can`)
     }
+    // Made before the sandbox starts, so that a failed create removes it after killing the sandbox.
+    const cgroup = yield* sandboxCgroup(bundle, id, flags)
     const sandboxPid = yield* spawnSandbox(id, bundle.dir, reservation.socket, nodeArgs, globalArgs(flags), stdio)
+    if (cgroup !== undefined) yield* enterCgroup(cgroup, sandboxPid).pipe(Effect.catchAll((e) => cgroupRefused(flags, e)))
     const record: ContainerRecord = {
       ...reservation,
       sandboxPid,
       sandboxStart: processStart(sandboxPid),
       phase: "created",
-      ...(confinement !== undefined ? { confinement } : {})
+      ...(confinement !== undefined ? { confinement } : {}),
+      ...(cgroup !== undefined && cgroup.made.length > 0 ? { cgroups: cgroup.made } : {})
     }
     return record
   })
@@ -514,6 +540,7 @@ export const removeContainer = (states: StateDirectory, record: ContainerRecord,
     } else if (!(yield* sandboxGone(record, graceMs))) {
       yield* killSandbox(record)
     }
+    if (record.cgroups !== undefined) yield* removeCgroups(record.cgroups)
     // A reservation's socket is its live create's business (its sandbox may be serving).
     yield* states.lockedRemoval(record.id, states.remove(record.id, { socket: record.phase !== "creating" }))
   })

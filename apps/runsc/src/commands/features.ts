@@ -25,7 +25,9 @@ export const features = {
     // other kinds are accepted and have no effect on a wasm guest.
     namespaces: ["mount", "pid"],
     capabilities: [],
-    cgroup: { v1: false, v2: false, systemd: false, systemdUser: false, rdma: false },
+    // The sandbox process goes into the spec's cgroup (cgroups.ts); systemd's paths are made
+    // directly in cgroupfs, with no unit (so no systemdUser).
+    cgroup: { v1: true, v2: true, systemd: true, systemdUser: false, rdma: false },
     seccomp: { enabled: false },
     apparmor: { enabled: false },
     selinux: { enabled: false },
