@@ -1,14 +1,16 @@
 /**
  * Host processes as the CLI recognizes them later: by pid and start time, read from /proc. A pid
  * is reused; the pair never is. These are reads of the host's process table, not of the state
- * root, and stay synchronous: a status is computed from them in tight loops.
+ * root, and stay synchronous: a status is computed from them in tight loops. Plain (no Effect):
+ * the fast path (fastPath.ts) uses them too.
  */
-import { Schema } from "effect"
 import * as Fs from "node:fs"
 
 /** A process as it can be recognized later: its pid and its start time (a pid is reused, the pair never). */
-export const ProcessIdentity = Schema.Struct({ pid: Schema.Number, start: Schema.String })
-export type ProcessIdentity = typeof ProcessIdentity.Type
+export interface ProcessIdentity {
+  readonly pid: number
+  readonly start: string
+}
 
 /** A process's state letter and start time (clock ticks since boot), from /proc; undefined when gone. */
 const procStat = (pid: number): { readonly state: string; readonly start: string } | undefined => {

@@ -28,7 +28,7 @@ import * as Path from "node:path"
 import { Confinement, type SandboxFiles } from "./confinement.js"
 import { LockUnavailable, reasonOf, removeIfStale, withLock } from "./containerLock.js"
 import { CannotWrite } from "./errors.js"
-import { isAlive, ProcessIdentity, sameProcess } from "./hostProcess.js"
+import { isAlive, type ProcessIdentity, sameProcess } from "./hostProcess.js"
 
 export { LockUnavailable } from "./containerLock.js"
 
@@ -52,7 +52,7 @@ export const ContainerRecord = Schema.Struct({
    */
   phase: Schema.Literal("creating", "created", "started", "start-failed"),
   /** The `create` that made this record (absent in records of earlier versions). */
-  createdBy: Schema.optional(ProcessIdentity),
+  createdBy: Schema.optional(Schema.Struct({ pid: Schema.Number, start: Schema.String })),
   createdAt: Schema.String,
   annotations: Schema.Record({ key: Schema.String, value: Schema.String }),
   /** For a sub-container: the id of the root container whose sandbox it runs in. */
