@@ -2,11 +2,11 @@
 // The `runsc` executable.
 //
 // For the commands that host a sandbox, a guest worker thread is started first thing, so that it
-// boots on another core while the CLI loads; the kernel's pool adopts it. The CLI is the
+// boots on another core while the CLI loads; the kernel's pool adopts it. The commands engines
+// run around every container try the fast path first (dist/fastPath.js), which loads no CLI. The CLI is the
 // bundle built by `pnpm install` / `pnpm build` (dist/runsc.cjs), compiled with its V8 code
 // cache (dist/runsc.cjs.cache, rewritten at exit when missing or stale); without a bundle, the
 // unbundled compiled output runs.
-import { startGuestThread } from "@runsc/kernel/start-thread"
 import { existsSync, readFileSync, renameSync, writeFileSync } from "node:fs"
 import Module, { createRequire } from "node:module"
 import { dirname } from "node:path"
@@ -16,7 +16,7 @@ import { Script } from "node:vm"
 const argv = process.argv
 // The commands that host a sandbox in this process: do, and boot (the process create starts).
 const runsGuest = argv.includes("do") || argv.includes("boot")
-const startedThreads = runsGuest ? [startGuestThread()] : []
+const startedThreads = runsGuest ? [(await import("@runsc/kernel/start-thread")).startGuestThread()] : []
 
 const bundle = fileURLToPath(new URL("../dist/runsc.cjs", import.meta.url))
 const cache = `${bundle}.cache`
@@ -42,5 +42,14 @@ const loadBundle = () => {
   return module.exports
 }
 
-const { main } = existsSync(bundle) ? loadBundle() : await import("../dist/main.js")
-await main(argv, startedThreads)
+const cli = async () => (existsSync(bundle) ? loadBundle() : await import("../dist/main.js"))
+
+// state, kill, start and delete, in their common case, without loading the CLI (fastPath.ts).
+// RUNSC_NO_FAST_PATH=1 runs everything through the CLI (to compare the two, or rule one out).
+if (!runsGuest && process.env.RUNSC_NO_FAST_PATH !== "1") {
+  const { fastPath } = await import("../dist/fastPath.js")
+  const result = await fastPath(argv)
+  if (result._tag === "Done") process.exit(result.code)
+  if (result._tag === "Refused") await (await cli()).reportRefusal(argv, result.method, result.cause)
+}
+await (await cli()).main(argv, startedThreads)

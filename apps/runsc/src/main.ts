@@ -6,8 +6,9 @@ import { ValidationError } from "@effect/cli"
 import * as NodeFileSystem from "@effect/platform-node/NodeFileSystem"
 import * as NodePath from "@effect/platform-node/NodePath"
 import * as NodeTerminal from "@effect/platform-node/NodeTerminal"
+import { SandboxRpcs } from "@runsc/control"
 import type { StartingThread } from "@runsc/kernel"
-import { Cause, Clock, Effect, Exit, Layer, Option, Ref } from "effect"
+import { Cause, Clock, Effect, Exit, Layer, Option, Ref, Schema } from "effect"
 import * as Fs from "node:fs"
 import { cli, separateGuestArgs } from "./cli.js"
 import { versionText } from "./commands/features.js"
@@ -71,3 +72,21 @@ const program = (argv: ReadonlyArray<string>, startedThreads: ReadonlyArray<Star
  */
 export const main = async (argv: ReadonlyArray<string>, startedThreads: ReadonlyArray<StartingThread> = []) =>
   process.exit(await Effect.runPromise(program(argv, startedThreads)))
+
+/**
+ * Reports a failure the sandbox answered to a call of the fast path (fastPath.ts) as this CLI
+ * reports its own (one line on stderr, and on --log), and exits 128: the sandbox's encoded
+ * cause decoded with the protocol's errors of `method`, whose messages are here.
+ */
+export const reportRefusal = async (argv: ReadonlyArray<string>, method: string, encoded: unknown) => {
+  const rpc = SandboxRpcs.requests.get(method)
+  const cause = rpc === undefined
+    ? Cause.die(new Error(`unknown control call ${method}`))
+    : Schema.decodeUnknownOption(Schema.Cause({ error: rpc.errorSchema, defect: Schema.Defect }))(encoded).pipe(
+      Option.getOrElse(() => Cause.die(new Error(`${method} failed, with a cause that does not decode`)))
+    )
+  const line = describeFailure(cause)
+  Fs.writeSync(2, `runsc: ${line}\n${argv.includes("--debug") ? `${Cause.pretty(cause)}\n` : ""}`)
+  await Effect.runPromise(logFailure(argv, line))
+  process.exit(CLI_FAILURE)
+}
