@@ -1,9 +1,9 @@
 /**
- * Preloaded into the runsc CLI (`node --import bench/dist/cliProbe.js apps/runsc/bin/runsc.js …`)
+ * Preloaded into the runsc CLI (`node --import bench/dist/cliProbe.js apps/runsc/bin/runsc.cjs …`)
  * to split its cold start into phases without touching the CLI.
  *
  * On the main thread it records when the preload ran (≈ node boot), when each worker thread was
- * constructed (bin/runsc.js constructs the guest thread first thing, before it loads the CLI)
+ * constructed (bin/runsc.cjs constructs the guest thread first thing, before it loads the CLI)
  * and when that `new Worker` call returned, when the first message was posted to each worker
  * (the pool's Run: the guest starts), when each worker's first two messages arrived (Ready, then
  * Ended for the worker that ran the guest), when the `do` handler ran, and when the process

@@ -411,8 +411,8 @@ const expectChild0 = (what: string, r: ChildRun) => {
 }
 
 const cliArgs = ["do", "--root-dir", helloRootRel, helloProgramRel]
-const binScript = Path.join(runscApp, "bin", "runsc.js")
-/** The CLI bundle bin/runsc.js loads when it exists, and its V8 code cache (apps/runsc/scripts/bundle.mjs). */
+const binScript = Path.join(runscApp, "bin", "runsc.cjs")
+/** The CLI bundle bin/runsc.cjs loads when it exists, and its V8 code cache (apps/runsc/scripts/bundle.mjs). */
 const bundledCli = Path.join(runscApp, "dist", "runsc.cjs")
 const bundleCache = `${bundledCli}.cache`
 const bundleCacheAside = `${bundleCache}.bench-aside`
@@ -568,7 +568,7 @@ const benchColdSplit = () => {
     const hasBundle = Fs.existsSync(bundledCli)
     const hasCache = hasBundle && Fs.existsSync(bundleCache)
     row(
-      `\`node apps/runsc/bin/runsc.js do …\`: ${hasBundle ? `bundle${hasCache ? " + its code cache" : " (no code cache present)"}` : "no bundle: unbundled"} (what \`runsc\` runs), child total`,
+      `\`node apps/runsc/bin/runsc.cjs do …\`: ${hasBundle ? `bundle${hasCache ? " + its code cache" : " (no code cache present)"}` : "no bundle: unbundled"} (what \`runsc\` runs), child total`,
       binRun("runsc do hello"),
       `guest thread started first thing, then the CLI loaded${hasBundle ? " from apps/runsc/dist/runsc.cjs" : ""}`
     )
@@ -586,7 +586,7 @@ const benchColdSplit = () => {
         )
       )
     }
-    // The unbundled CLI: what bin/runsc.js does without a bundle (start the guest thread, import
+    // The unbundled CLI: what bin/runsc.cjs does without a bundle (start the guest thread, import
     // the compiled main.js, call main with a process.argv-shaped array). Run as CommonJS `-e`
     // code with dynamic import(): worker threads inherit the process's execArgv, and with
     // `--input-type=module` the ESM guest worker script refuses to load (ERR_INPUT_TYPE_NOT_ALLOWED).
@@ -630,13 +630,13 @@ const benchColdSplit = () => {
     const g = (p: Probe) => p.guest
     const threadsPerRun = [...new Set(probes.map((p) => p.main.workers.length))].join("/")
     splitRows.push({
-      phase: "probed `node --import bench/dist/cliProbe.js apps/runsc/bin/runsc.js do …`: child total",
+      phase: "probed `node --import bench/dist/cliProbe.js apps/runsc/bin/runsc.cjs do …`: child total",
       value: fmtMs(median(totals)),
       note: `${SPLIT_RUNS} runs; below, medians of each run's phases; main-thread phases (no ‖) add up to its exit; worker threads constructed per run: ${threadsPerRun}`
     })
     splitRows.push({ phase: "  node boot → probe preload runs", value: phase((p) => p.main.preload), note: "≈ node's own start" })
     splitRows.push({
-      phase: "  preload → bin/runsc.js's first statement, `new Worker` for the guest thread (load bin + @runsc/kernel/start-thread)",
+      phase: "  preload → bin/runsc.cjs's first statement, `new Worker` for the guest thread (load bin + @runsc/kernel/start-thread)",
       value: phase((p) => sub(g(p)?.constructed, p.main.preload)),
       note: `at ${phase((p) => g(p)?.constructed)}`
     })
@@ -709,8 +709,8 @@ const main = async () => {
     `- node: ${process.version}`,
     `- runsc CLI: ${
       Fs.existsSync(bundledCli)
-        ? `bundled (bin/runsc.js loads apps/runsc/dist/runsc.cjs${Fs.existsSync(bundleCache) ? " with its V8 code cache runsc.cjs.cache" : ", no code cache yet"})`
-        : "unbundled (no apps/runsc/dist/runsc.cjs: bin/runsc.js imports apps/runsc/dist/main.js)"
+        ? `bundled (bin/runsc.cjs loads apps/runsc/dist/runsc.cjs${Fs.existsSync(bundleCache) ? " with its V8 code cache runsc.cjs.cache" : ", no code cache yet"})`
+        : "unbundled (no apps/runsc/dist/runsc.cjs: bin/runsc.cjs imports apps/runsc/dist/main.js)"
     }`
   ]
 

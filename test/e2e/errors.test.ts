@@ -116,7 +116,7 @@ describe.concurrent("runsc do: programs that cannot run", () => {
   it("without the gofer's native core (addons refused, as when no C compiler built it): a typed error that says so, never a fallback", async () => {
     const r = await new Promise<{ code: number | null; stderr: string }>((resolve) => {
       const rootfs = Path.join(helloBundle, "rootfs")
-      const args = ["--no-addons", Path.join(repoRoot, "apps/runsc/bin/runsc.js"), "do", "--root-dir", rootfs, Path.join(rootfs, "bin/hello")]
+      const args = ["--no-addons", Path.join(repoRoot, "apps/runsc/bin/runsc.cjs"), "do", "--root-dir", rootfs, Path.join(rootfs, "bin/hello")]
       const child = spawn(process.execPath, args, { stdio: ["ignore", "ignore", "pipe"] })
       let stderr = ""
       child.stderr!.on("data", (chunk: Buffer) => (stderr += chunk.toString()))

@@ -1,5 +1,6 @@
-// Bundles the compiled CLI (dist/main.js) into one minified CommonJS file, dist/runsc.cjs, and
-// seeds its V8 code cache (dist/runsc.cjs.cache) by running the example guest once.
+// Bundles the compiled CLI (dist/main.js) into one minified CommonJS file, dist/runsc.cjs (and the
+// fast path into dist/fastPath.cjs), and seeds its V8 code cache (dist/runsc.cjs.cache) by running
+// the example guest once.
 //
 // Why: Node's ESM loader resolves and compiles each of the ~1000 modules of effect and
 // @effect/cli one by one, which costs most of a second at every `runsc` start; one minified
@@ -83,11 +84,25 @@ const built = await build({
 
 writeFileSync(here("../dist/runsc.meta.json"), JSON.stringify(built.metafile))
 
+// The fast path (src/fastPath.ts), which the executable loads before anything else: one small
+// CommonJS file, as loading it as ES modules would cost more than its work.
+await build({
+  entryPoints: [here("../dist/fastPath.js")],
+  outfile: here("../dist/fastPath.cjs"),
+  bundle: true,
+  platform: "node",
+  target: "node20",
+  format: "cjs",
+  minify: true,
+  legalComments: "none",
+  logLevel: "warning"
+})
+
 // A cache made by another build would be rejected anyway; the seeding run writes a fresh one.
 rmSync(here("../dist/runsc.cjs.cache"), { force: true })
 const seed = spawnSync(
   process.execPath,
-  [here("../bin/runsc.js"), "do", "--root-dir", here("../../../examples/hello/rootfs"), here("../../../examples/hello/rootfs/bin/hello")],
+  [here("../bin/runsc.cjs"), "do", "--root-dir", here("../../../examples/hello/rootfs"), here("../../../examples/hello/rootfs/bin/hello")],
   { stdio: "ignore", timeout: 60_000 }
 )
 if (seed.status !== 0) console.warn(`runsc: seeding the code cache exited with ${seed.status}; runsc starts slower until its first run`)

@@ -2,7 +2,7 @@
  * The fast path of the commands engines run around every container: `state ID`, `kill ID
  * [SIG]`, `start ID` and `delete [--force] ID`. Each is a read of the state file and one or two
  * control calls, and loading the CLI (Effect, @effect/cli, the RPC client: ~150 ms of module
- * evaluation and first runs) would cost several times the work. So bin/runsc.js runs this plain
+ * evaluation and first runs) would cost several times the work. So bin/runsc.cjs runs this plain
  * module first, with nothing of Effect loaded, and the full CLI only when it declines.
  *
  * The contract: the fast path does only what the full CLI would do on the same command line,

@@ -68,7 +68,7 @@ const program = (argv: ReadonlyArray<string>, startedThreads: ReadonlyArray<Star
 
 /**
  * Runs the command line and exits the process with its status. `startedThreads` are guest
- * worker threads the executable started before loading this module (see bin/runsc.js).
+ * worker threads the executable started before loading this module (see bin/runsc.cjs).
  */
 export const main = async (argv: ReadonlyArray<string>, startedThreads: ReadonlyArray<StartingThread> = []) =>
   process.exit(await Effect.runPromise(program(argv, startedThreads)))
