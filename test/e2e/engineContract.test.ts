@@ -5,6 +5,7 @@
  * that does not exist.
  */
 import { assert, describe, it } from "@effect/vitest"
+import { spawn, spawnSync } from "node:child_process"
 import * as Fs from "node:fs"
 import * as Path from "node:path"
 import { afterAll, beforeAll } from "vitest"
@@ -18,6 +19,7 @@ import {
   makeTempDir,
   removeDir,
   runsc,
+  runscBin,
   startRunsc,
   uniqueId,
   until
@@ -115,6 +117,56 @@ describe("waits engines make", () => {
     assert.match(cliFailureLine(await runsc([...flags, "wait", "--pid", "1", "--rootpid", "1", id])), /--pid: cannot be used with --rootpid/)
     assert.match(cliFailureLine(await runsc([...flags, "wait", "--pid", "999", id])), /999/)
     assert.strictEqual((await runsc([...flags, "delete", "--force", id])).code, 0)
+  })
+})
+
+describe("a detached exec's output, as conmon reads it", () => {
+  it("the waiter --pid-file names exits only after the relay has written all of the process's output (an engine stops reading at its exit)", async () => {
+    const flags = await freshRoot()
+    const id = uniqueId("eo")
+    const catBundle = await makeBundle(["/bin/sleep", "600"], ["sleep", "cat"])
+    // The exec's stdout is a FIFO this test reads only when it chooses (a Node stream would read ahead).
+    const fifo = Path.join(work, `${id}.fifo`)
+    spawnSync("mkfifo", [fifo])
+    const reader = Fs.openSync(fifo, Fs.constants.O_RDONLY | Fs.constants.O_NONBLOCK)
+    const writer = Fs.openSync(fifo, "w")
+    try {
+      assert.strictEqual((await createContainer(flags, catBundle.dir, id, work)).code, 0)
+      assert.strictEqual((await runsc([...flags, "start", id])).code, 0)
+      // More than the FIFO holds, less than it and the relay's socket do: cat writes it all and
+      // exits while the relay still holds what this test has not read.
+      const payload = 100 * 1024
+      const holder = Path.join(work, `${id}.holder`)
+      const exec = spawn(runscBin, [...flags, "exec", "--detach", "--pid-file", holder, id, "/bin/cat"], { stdio: ["pipe", writer, "ignore"] })
+      exec.stdin!.end("x".repeat(payload))
+      Fs.closeSync(writer)
+      await until("the detached exec wrote its pid file", () => Fs.existsSync(holder) && Fs.readFileSync(holder, "utf8") !== "")
+      const waiter = Number(Fs.readFileSync(holder, "utf8"))
+      const running = () => Fs.existsSync(`/proc/${waiter}`) && !Fs.readFileSync(`/proc/${waiter}/stat`, "utf8").includes(") Z ")
+      // cat has written everything and exited (only the init is left); its waiter holds on.
+      await until("cat has exited", async () => (await runsc([...flags, "ps", "--format", "json", id])).stdout.trim() === "[1]")
+      await new Promise((resolve) => setTimeout(resolve, 300))
+      assert.isTrue(running(), "the waiter waits while output is undelivered")
+      let read = 0
+      const buffer = Buffer.alloc(65536)
+      await until("all of the output arrives", () => {
+        for (;;) {
+          try {
+            const n = Fs.readSync(reader, buffer)
+            if (n === 0) return read >= payload
+            read += n
+          } catch {
+            return read >= payload
+          }
+        }
+      })
+      assert.strictEqual(read, payload)
+      await until("the waiter exits once the output is written", () => !running())
+      assert.strictEqual((await runsc([...flags, "delete", "--force", id])).code, 0)
+    } finally {
+      Fs.closeSync(reader)
+      await removeDir(catBundle.dir)
+    }
   })
 })
 

@@ -20,6 +20,7 @@ import * as Fs from "node:fs"
 import * as Net from "node:net"
 import * as Path from "node:path"
 import { reportReady, spawnDetached, type Stdio } from "./detached.js"
+import { processStart, type ProcessIdentity } from "./hostProcess.js"
 
 export class RelayFailed extends Data.TaggedError("RelayFailed")<{ readonly reason: string }> {
   override get message(): string {
@@ -139,6 +140,11 @@ const retryAgain = Schedule.exponential(Duration.millis(1), 2).pipe(
 export interface LentStdio {
   readonly stdio: StdioPaths
   readonly done: Effect.Effect<void>
+  /**
+   * The detached `runsc relay` lending it, if one does: relayed output is complete once it has
+   * exited (it exits when every relay has ended).
+   */
+  readonly helper: ProcessIdentity | undefined
 }
 
 /** Relays for `slots` of `fds`, lent by this process for as long as `Scope` is open; sockets go in `dir`. */
@@ -153,9 +159,12 @@ const relayHere = (slots: ReadonlyArray<number>, fds: Stdio, dir: string) =>
 const relayDetached = (slots: ReadonlyArray<number>, fds: Stdio, dir: string, globalArgs: ReadonlyArray<string>) =>
   spawnDetached({ args: [...globalArgs, "relay", "--dir", dir, "--fds", slots.join(","), "--sync-fd", "3"], stdio: fds }).pipe(
     Effect.mapError(({ reason }) => new RelayFailed({ reason: `the relay helper: ${reason}` })),
-    Effect.map(({ line }) => {
+    Effect.map(({ line, pid }) => {
       const paths = JSON.parse(line) as Record<string, string>
-      return slots.map((slot) => ({ slot, path: paths[slot]!, done: Effect.void }))
+      return {
+        relays: slots.map((slot) => ({ slot, path: paths[slot]!, done: Effect.void })),
+        helper: { pid, start: processStart(pid) }
+      }
     })
   )
 
@@ -178,11 +187,11 @@ export const lendStdio = (options: {
     const slots = [0, 1, 2]
     const reopened = slots.filter((slot) => kinds[slot] === "reopenable" && !options.confined)
     const relayed = slots.filter((slot) => kinds[slot] !== "closed" && !reopened.includes(slot))
-    const relays = relayed.length === 0
-      ? []
+    const { helper, relays } = relayed.length === 0
+      ? { relays: [], helper: undefined }
       : options.outlivesCli
       ? yield* relayDetached(relayed, fds, options.dir, options.globalArgs)
-      : yield* relayHere(relayed, fds, options.dir)
+      : { relays: yield* relayHere(relayed, fds, options.dir), helper: undefined }
     const paths = [
       ...reopened.map((slot) => [NAMES[slot]!, `/proc/${process.pid}/fd/${fds[slot]}`] as const),
       ...relays.map(({ path, slot }) => [NAMES[slot]!, path] as const)
@@ -191,7 +200,8 @@ export const lendStdio = (options: {
     const output = relays.filter(({ slot }) => slot !== 0)
     return {
       stdio: Object.fromEntries(paths),
-      done: Effect.forEach(output, ({ done }) => done, { discard: true })
+      done: Effect.forEach(output, ({ done }) => done, { discard: true }),
+      helper
     }
   })
 

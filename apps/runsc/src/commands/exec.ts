@@ -20,6 +20,7 @@ import * as Os from "node:os"
 import { reportReady, spawnDetached } from "../detached.js"
 import { InvalidFlag } from "../errors.js"
 import { globalArgs } from "../globals.js"
+import { isAlive } from "../hostProcess.js"
 import { preparePidFile } from "../pidFile.js"
 import { setExitCode } from "../processContext.js"
 import { lendStdio } from "../relay.js"
@@ -139,7 +140,7 @@ export const execCommand = Command.make(
       const holderAside = yield* prepare(pidFile)
       const pty = yield* consoleFor(consoleSocket, run.terminal)
       const global = globalArgs(yield* rootCommand)
-      const { done, stdio } = yield* lendStdio({
+      const { done, helper, stdio } = yield* lendStdio({
         dir: states.root,
         confined: record.confinement !== undefined,
         outlivesCli: detach,
@@ -169,7 +170,16 @@ export const execCommand = Command.make(
       if (internalAside !== undefined) yield* internalAside.write(`${pid}`)
       if (detach) {
         const waiter = yield* spawnDetached({
-          args: [...global, "exec-waiter", "--sync-fd", "3", ...(run.terminal ? ["--terminal"] : []), record.id, `${pid}`],
+          args: [
+            ...global,
+            "exec-waiter",
+            "--sync-fd",
+            "3",
+            ...(run.terminal ? ["--terminal"] : []),
+            ...(helper !== undefined ? ["--relay", `${helper.pid}:${helper.start}`] : []),
+            record.id,
+            `${pid}`
+          ],
           stdio: yield* devNullStdio
         }).pipe(Effect.mapError(({ reason }) => new ExecWaiterFailed({ reason })))
         if (holderAside !== undefined) yield* holderAside.write(`${waiter.pid}`)
@@ -245,13 +255,22 @@ export const execWaiterCommand = Command.make(
   {
     syncFd: Options.integer("sync-fd"),
     terminal: Options.boolean("terminal"),
+    relay: Options.text("relay").pipe(Options.withDescription("PID:START of the relay helper lending the process's stdio"), Options.optional),
     id: Args.text({ name: "container-id" }),
     pid: Args.integer({ name: "pid" })
   },
-  ({ id, pid, syncFd, terminal }) =>
+  ({ id, pid, relay, syncFd, terminal }) =>
     Effect.gen(function*() {
       const { record } = yield* findContainer(id)
       // Ready once signals are passed on: from then on the engine may signal it.
-      yield* setExitCode(yield* holdStatus(record, pid, terminal, reportReady(syncFd, "ready")))
+      const code = yield* holdStatus(record, pid, terminal, reportReady(syncFd, "ready"))
+      // An engine takes this process's exit for the end of the output (conmon stops reading):
+      // the relay helper must have written all of it first. It exits once it has (bounded, as
+      // an attached exec waits: a child the process left behind may hold the stream open).
+      if (Option.isSome(relay)) {
+        const [helperPid, start] = relay.value.split(":")
+        for (let i = 0; i < 200 && isAlive(Number(helperPid), start ?? ""); i++) yield* Effect.sleep("10 millis")
+      }
+      yield* setExitCode(code)
     })
 ).pipe(Command.withDescription("internal: holds a detached exec's status (started by exec --detach)"))
