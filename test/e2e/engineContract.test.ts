@@ -91,6 +91,27 @@ describe("a created container, as runc's", () => {
   })
 })
 
+describe("create sets the process up, as runc's does", () => {
+  it("a program that is missing or not wasm fails the create (its reason in the message and in --log, for engines to map to 127/126), leaving nothing", async () => {
+    const flags = await freshRoot()
+    for (const [args, reason] of [[["/bin/nowhere"], /\/bin\/nowhere: no such file or directory/], [["/etc/hostname"], /not a WebAssembly module/]] as const) {
+      const broken = await makeBundle(args, [])
+      Fs.mkdirSync(Path.join(broken.rootfs, "etc"))
+      Fs.writeFileSync(Path.join(broken.rootfs, "etc", "hostname"), "e2e\n", { mode: 0o755 })
+      const log = Path.join(work, `${uniqueId("log")}.json`)
+      try {
+        const created = await createContainer([...flags, "--log", log], broken.dir, uniqueId("ep"), work)
+        assert.strictEqual(created.code, 128)
+        assert.match(created.output(), reason)
+        assert.match(JSON.parse(Fs.readFileSync(log, "utf8").trim().split("\n").at(-1)!).msg, reason)
+        assert.deepStrictEqual((await runsc([...flags, "list", "-q"])).stdout, "")
+      } finally {
+        await removeDir(broken.dir)
+      }
+    }
+  })
+})
+
 describe("waits engines make", () => {
   it("wait --pid N / --rootpid N: one process of the container (here an exec'd one), its status printed as wait prints the init's", async () => {
     const flags = await freshRoot()

@@ -101,6 +101,14 @@ describe("the fast path of state, kill, start and delete", () => {
 
   it("a start the sandbox refuses is described as the full CLI describes it", async () => {
     const flags = ["--root", await Fs.promises.mkdtemp(Path.join(work, "root-"))]
+    // A root container's program is found at create; a pod's sub-container's at its start.
+    const pod = uniqueId("fp")
+    assert.strictEqual((await createContainer([...flags, "--allow-read", missing!.dir], sleeper!.dir, pod, work)).code, 0)
+    assert.strictEqual((await runsc([...flags, "start", pod])).code, 0)
+    const configPath = Path.join(missing!.dir, "config.json")
+    const config = JSON.parse(Fs.readFileSync(configPath, "utf8"))
+    config.annotations = { "io.kubernetes.cri.container-type": "container", "io.kubernetes.cri.sandbox-id": pod }
+    Fs.writeFileSync(configPath, JSON.stringify(config))
     const [a, b] = [uniqueId("fr"), uniqueId("fr")]
     for (const id of [a, b]) assert.strictEqual((await createContainer(flags, missing!.dir, id, work)).code, 0)
     const slow = await runsc([...flags, "start", a], full)

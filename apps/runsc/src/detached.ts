@@ -24,6 +24,9 @@ export class DetachedFailed extends Data.TaggedError("DetachedFailed")<{ readonl
 
 const CONFIRMATION = "ok"
 
+/** What a process says on the sync fd instead of its ready line when it cannot serve, before the reason. */
+export const NOT_READY = "not ready: "
+
 /**
  * The started process's side of step 1: its one line on the sync fd (no newline in `line`). A
  * starter that is gone waits for nothing, so failures are ignored. With `close`, the fd is

@@ -91,6 +91,13 @@ type Request =
     readonly reply: Deferred.Deferred<number, InitError | ContainerNotFound>
   }
   | {
+    readonly _tag: "Prepare"
+    readonly bundle: Effect.Effect<Bundle, InitError>
+    readonly stdio: Stdio
+    readonly options: InitOptions
+    readonly reply: Deferred.Deferred<void, InitError | ContainerNotFound>
+  }
+  | {
     readonly _tag: "Exec"
     readonly prepared: PreparedLaunch
     readonly reply: Deferred.Deferred<number, ExecError>
@@ -106,6 +113,8 @@ export class Container {
   private initProcess: ThreadGroup | undefined
   /** The status a signal gave it before its start (runc's created container dies of one). */
   private killedBeforeStart: ExitStatus | undefined
+  /** Its init, prepared at create for its start (`prepare`). */
+  private pending: PreparedInit | undefined
   private started: {
     readonly spec: Spec
     readonly root: Dentry
@@ -187,6 +196,15 @@ export class Container {
   /** Starts its init (the bundle read in the actor's turn); returns the init's root-namespace pid. */
   start(bundle: Effect.Effect<Bundle, InitError>, stdio: Stdio, options: InitOptions = {}): Effect.Effect<number, InitError> {
     return this.ask<number, InitError>((reply) => ({ _tag: "Start", bundle, stdio, options, reply }))
+  }
+
+  /**
+   * Prepares its init for a later start (what runc's create does): its filesystems, PID
+   * namespace and program, so that a missing or broken program fails here, and the start only
+   * starts the process. The start then ignores its own bundle and stdio.
+   */
+  prepare(bundle: Effect.Effect<Bundle, InitError>, stdio: Stdio, options: InitOptions = {}): Effect.Effect<void, InitError> {
+    return this.ask<void, InitError>((reply) => ({ _tag: "Prepare", bundle, stdio, options, reply }))
   }
 
   /**
@@ -273,6 +291,9 @@ export class Container {
           case "Start":
             yield* Deferred.complete(request.reply, this.startInit(request.bundle, request.stdio, request.options))
             break
+          case "Prepare":
+            yield* Deferred.complete(request.reply, this.prepareNow(request.bundle, request.stdio, request.options))
+            break
           case "Exec":
             yield* Deferred.complete(request.reply, this.startExec(request.prepared))
             break
@@ -301,6 +322,9 @@ export class Container {
         // Each reply's own type (every one has room for ContainerNotFound).
         switch (request._tag) {
           case "Start":
+            Deferred.unsafeDone(request.reply, Exit.fail(gone))
+            break
+          case "Prepare":
             Deferred.unsafeDone(request.reply, Exit.fail(gone))
             break
           case "Exec":
@@ -380,23 +404,46 @@ export class Container {
     }))
   }
 
-  /** A start that fails leaves the container stopped, as runc does, having given back all it took. */
-  private startInit(bundle: Effect.Effect<Bundle, InitError>, stdio: Stdio, options: InitOptions): Effect.Effect<number, InitError> {
+  /**
+   * Prepares its init ahead of the start, as runc's create does (the process set up, its
+   * program found): everything but the process itself, held until the start. A prepare that
+   * fails leaves the container stopped, having given back all it took.
+   */
+  private prepareNow(bundle: Effect.Effect<Bundle, InitError>, stdio: Stdio, options: InitOptions): Effect.Effect<void, InitError> {
     return Effect.gen(this, function*() {
       if (this.killedBeforeStart !== undefined) return yield* new ContainerStopped({ id: this.id })
-      if (this.current !== "created") return yield* new ContainerAlreadyStarted({ id: this.id })
-      // What the start takes is held in a scope of its own within `resources`: closed with the
-      // container, or at once if the start fails.
+      if (this.current !== "created" || this.pending !== undefined) return yield* new ContainerAlreadyStarted({ id: this.id })
       const started = yield* Scope.fork(this.resources, ExecutionStrategy.sequential)
-      return yield* Effect.flatMap(bundle, (loaded) => this.launchInit(loaded, stdio, options, started)).pipe(
-        Effect.onError((cause) =>
-          Effect.zipRight(Scope.close(started, Exit.failCause(cause)), Effect.sync(() => (this.current = "stopped")))
-        )
+      this.pending = yield* Effect.flatMap(bundle, (loaded) => this.prepareInit(loaded, stdio, options, started)).pipe(
+        Effect.onError((cause) => Effect.zipRight(Scope.close(started, Exit.failCause(cause)), Effect.sync(() => (this.current = "stopped"))))
       )
     })
   }
 
-  private launchInit(bundle: Bundle, stdio: Stdio, options: InitOptions, started: Scope.Scope): Effect.Effect<number, InitError> {
+  /**
+   * A start that fails leaves the container stopped, as runc does, having given back all it
+   * took. An init prepared at create starts as prepared (its bundle and stdio were given then).
+   */
+  private startInit(bundle: Effect.Effect<Bundle, InitError>, stdio: Stdio, options: InitOptions): Effect.Effect<number, InitError> {
+    return Effect.gen(this, function*() {
+      if (this.killedBeforeStart !== undefined) return yield* new ContainerStopped({ id: this.id })
+      if (this.current !== "created") return yield* new ContainerAlreadyStarted({ id: this.id })
+      const pending = this.pending
+      this.pending = undefined
+      // What the start takes is held in a scope of its own within `resources`: closed with the
+      // container, or at once if the start fails.
+      const started = pending?.started ?? (yield* Scope.fork(this.resources, ExecutionStrategy.sequential))
+      const ready = pending !== undefined
+        ? Effect.succeed(pending)
+        : Effect.flatMap(bundle, (loaded) => this.prepareInit(loaded, stdio, options, started))
+      return yield* Effect.flatMap(ready, (init) => this.launchInit(init)).pipe(
+        Effect.onError((cause) => Effect.zipRight(Scope.close(started, Exit.failCause(cause)), Effect.sync(() => (this.current = "stopped"))))
+      )
+    })
+  }
+
+  /** Its init up to the process itself: its mounts, PID namespace and program, held in `started`. */
+  private prepareInit(bundle: Bundle, stdio: Stdio, options: InitOptions, started: Scope.CloseableScope): Effect.Effect<PreparedInit, InitError> {
     return Effect.gen(this, function*() {
       const { kernel } = this.sandbox
       const { spec } = bundle
@@ -443,15 +490,27 @@ export class Container {
         homeFromPasswd: options.homeFromPasswd,
         tasks: this.tasks
       }
-      const tg = yield* Effect.scoped(Effect.flatMap(prepareLaunch(kernel, launchArgs), (prepared) => startPrepared(kernel, prepared))).pipe(
+      // The program's module is held compiled until the start has used it.
+      const lease = yield* Scope.fork(started, ExecutionStrategy.sequential)
+      const prepared = yield* prepareLaunch(kernel, launchArgs).pipe(Scope.extend(lease))
+      return { spec, root, mounts, namespace, pidNamespacePath: wanted._tag === "New" ? wanted.path : undefined, prepared, lease, started }
+    })
+  }
+
+  /** Starts a prepared init: the container runs from here. */
+  private launchInit(init: PreparedInit): Effect.Effect<number, InitError> {
+    return Effect.gen(this, function*() {
+      const { kernel } = this.sandbox
+      const tg = yield* startPrepared(kernel, init.prepared).pipe(
+        Effect.ensuring(Scope.close(init.lease, Exit.void)),
         Effect.catchTag("ProcessCreationRefused", () => new ContainerStopped({ id: this.id }))
       )
       this.started = {
-        spec,
-        root,
-        mounts,
-        pidNamespace: namespace,
-        pidNamespacePath: wanted._tag === "New" ? wanted.path : undefined
+        spec: init.spec,
+        root: init.root,
+        mounts: init.mounts,
+        pidNamespace: init.namespace,
+        pidNamespacePath: init.pidNamespacePath
       }
       this.initProcess = tg
       this.current = "running"
@@ -464,4 +523,18 @@ export class Container {
       return tg.rootPid
     })
   }
+}
+
+/** An init prepared for its start (Container.prepareInit). */
+interface PreparedInit {
+  readonly spec: Spec
+  readonly root: Dentry
+  readonly mounts: ReadonlyArray<SyntheticMount>
+  readonly namespace: PidNamespace<ThreadGroup>
+  readonly pidNamespacePath: string | undefined
+  readonly prepared: PreparedLaunch
+  /** Holds the program's compiled module until the start. */
+  readonly lease: Scope.CloseableScope
+  /** Holds what the container's processes use (its filesystems), until its destroy. */
+  readonly started: Scope.CloseableScope
 }

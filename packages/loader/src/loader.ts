@@ -146,6 +146,13 @@ export interface LoaderShape {
    * that fails leaves the container stopped (so do startSubcontainer's).
    */
   readonly startRoot: Effect.Effect<number, StartError>
+  /**
+   * Prepares the root container's init for `startRoot`, as runc's create does: its filesystems,
+   * PID namespace and program (found, read, compiled), so that a program that is missing or not
+   * wasm fails here, at create, and the start only starts the process. Optional: a start with
+   * nothing prepared prepares first.
+   */
+  readonly prepareRoot: Effect.Effect<void, StartError>
   /** Waits for the root init to exit; repeatable, any number of waiters get the same status. */
   readonly waitExit: Effect.Effect<ExitStatus, ContainerNotStarted | SandboxPanicked>
   /**
@@ -392,15 +399,18 @@ const makeLoader = (args: LoaderArgs & { readonly bundle: Bundle }) =>
         return Effect.succeed(tg)
       })
 
+    const rootOptions = { hostProgram: args.hostProgram, homeFromPasswd: args.homeFromPasswd }
+
     const shape: LoaderShape = {
       containerId: rootId,
       bundle: rootBundle,
 
-      startRoot: rootContainer.start(Effect.succeed(rootBundle), args.stdio ?? {}, {
-        hostProgram: args.hostProgram,
-        homeFromPasswd: args.homeFromPasswd
-      }).pipe(
+      startRoot: rootContainer.start(Effect.succeed(rootBundle), args.stdio ?? {}, rootOptions).pipe(
         // Its bundle was loaded with the layer.
+        Effect.catchTag("BundleNotFound", (e) => Effect.die(e))
+      ),
+
+      prepareRoot: rootContainer.prepare(Effect.succeed(rootBundle), args.stdio ?? {}, rootOptions).pipe(
         Effect.catchTag("BundleNotFound", (e) => Effect.die(e))
       ),
 

@@ -89,6 +89,23 @@ describe("Loader", () => {
       assert.strictEqual((yield* Effect.flip(loader.startRoot))._tag, "ContainerStopped")
     }))
 
+  it.scopedLive("prepareRoot sets the init up as runc's create does: a missing program fails there; a prepared one starts as prepared", () =>
+    Effect.gen(function*() {
+      const root = yield* makeRoot(["exit"])
+      const out = yield* makeOutput
+      const missing = yield* buildLoader(loaderArgs(root, ["/bin/nowhere"], out.fd))
+      const refused = yield* Effect.flip(missing.prepareRoot)
+      assert.strictEqual(refused._tag, "ExecNotFound")
+      assert.match(refused.message, /no such file or directory/)
+      assert.strictEqual((yield* Effect.flip(missing.startRoot))._tag, "ContainerAlreadyStarted", "a failed prepare leaves it stopped")
+      const loader = yield* buildLoader(loaderArgs(root, ["exit", "42"], out.fd))
+      yield* loader.prepareRoot
+      assert.strictEqual((yield* Effect.flip(loader.prepareRoot))._tag, "ContainerAlreadyStarted", "prepared once")
+      assert.deepStrictEqual(yield* loader.allProcesses, [], "nothing runs before the start")
+      assert.strictEqual(yield* loader.startRoot, 1)
+      assert.deepStrictEqual(yield* loader.waitExit, exited(42))
+    }))
+
   it.scopedLive("concurrent startRoot calls start the init exactly once", () =>
     Effect.gen(function*() {
       const root = yield* makeRoot(["exit"])

@@ -12,7 +12,7 @@ import { Loader } from "@runsc/loader"
 import { validateContainerId } from "@runsc/spec"
 import { Effect, Fiber, Layer, Option } from "effect"
 import { ConfinementRefused, refusedGrants } from "../confinement.js"
-import { awaitConfirmation, reportReady } from "../detached.js"
+import { awaitConfirmation, NOT_READY, reportReady } from "../detached.js"
 import { configure } from "../globals.js"
 import { setExitCode, StartedThreads } from "../processContext.js"
 import { rootCommand } from "../root.js"
@@ -20,6 +20,7 @@ import { StateStore } from "../state.js"
 
 /** The status of a sandbox whose creator never confirmed it (nobody waits for it). */
 const ABANDONED = 128
+
 
 export const bootCommand = Command.make(
   "boot",
@@ -69,6 +70,14 @@ export const bootCommand = Command.make(
       const serve = Effect.gen(function*() {
         const loader = yield* Loader
         if (Option.isSome(syncFd) && confirmation !== undefined) {
+          // The root's init prepared, as runc's create sets its process up: a program that is
+          // missing or not wasm fails the create, whose creator gets the reason on the sync fd.
+          const prepared = yield* Effect.either(loader.prepareRoot)
+          if (prepared._tag === "Left") {
+            // The creator reports it (to its caller and --log), not this process, whose stderr is the container's.
+            yield* reportReady(syncFd.value, `${NOT_READY}${prepared.left.message.replace(/\n/g, " ")}`)
+            return undefined
+          }
           // Serving: the creator registers the container, then confirms; a start may come from then on.
           yield* reportReady(syncFd.value, "ready", { close: false })
           if (!(yield* Fiber.join(confirmation))) return undefined
@@ -83,7 +92,7 @@ export const bootCommand = Command.make(
       }).pipe(Effect.provide(sandbox), Effect.provide(runtime.logger))
       const status = yield* Effect.raceFirst(serve, Effect.as(abandoned, undefined))
       if (status === undefined) {
-        yield* Effect.logDebug(`container ${containerId}: its create ended before registering it; the sandbox exits`).pipe(
+        yield* Effect.logDebug(`container ${containerId}: not registered by its create; the sandbox exits`).pipe(
           Effect.provide(runtime.logger)
         )
       }

@@ -15,7 +15,7 @@ import * as Fs from "node:fs"
 import * as Path from "node:path"
 import { type CgroupFailed, cgroupPathOf, enterCgroup, makeCgroup, removeCgroups } from "../cgroups.js"
 import { openConsole } from "../console.js"
-import { spawnDetached, type Stdio } from "../detached.js"
+import { NOT_READY, spawnDetached, type Stdio } from "../detached.js"
 import { bindSources, ConfinementUnavailable, confinementOf, mayAccess, nodeFlags, OutsideConfinement } from "../confinement.js"
 import { InvalidFlag, NotSupported } from "../errors.js"
 import { globalArgs, type GlobalFlags } from "../globals.js"
@@ -167,7 +167,10 @@ const spawnSandbox = (
     ...(stdio !== undefined ? { stdio } : {})
   }).pipe(
     Effect.mapError(({ reason }) => new SandboxFailed({ id, reason })),
-    Effect.map(({ pid }) => pid),
+    // Its init could not be prepared (a program missing or not wasm): the create fails with why.
+    Effect.flatMap(({ line, pid }) =>
+      line.startsWith(NOT_READY) ? Effect.fail(new SandboxFailed({ id, reason: line.slice(NOT_READY.length) })) : Effect.succeed(pid)
+    ),
     Effect.timeoutFail({
       duration: SANDBOX_START_LIMIT,
       onTimeout: () => new SandboxFailed({ id, reason: `it did not serve within ${Duration.format(SANDBOX_START_LIMIT)}` })
