@@ -1,9 +1,9 @@
 /**
  * A container of the sandbox, as an actor: one fiber takes its lifecycle requests (prepare,
  * start, exec, a signal to its init or to all of its processes, its init's exit, destroy) from a
- * mailbox, one at a time, and
- * is the only writer of its state. So the requests of one container are serialized by that
- * container alone: a slow start stalls no other container, and nothing sandbox-wide is locked.
+ * mailbox, one at a time, and is the only writer of its state. So the requests of one container
+ * are serialized by that container alone: a slow start stalls no other container, and nothing
+ * sandbox-wide is locked.
  * Waits need no turn: they wait on the init's or a process's exit status.
  *
  * The container owns a Scope that owns everything of it, acquired in the order that makes
