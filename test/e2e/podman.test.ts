@@ -89,12 +89,16 @@ afterAll(async () => {
 }, 180_000)
 
 describe.skipIf(skipReason !== undefined)("podman with runsc as its runtime", () => {
-  it("run: the guest's output, its exit code, piped stdin; --rm leaves no container state in runsc", () => {
+  it("run: the guest's output, its exit code, piped stdin, a terminal, a missing entrypoint (127); --rm leaves no container state in runsc", () => {
     assert.strictEqual(ok(["run", "--rm", IMAGE, "/echo_args", "a", "b c"]), "argv[0]=/echo_args\nargv[1]=a\nargv[2]=b c\n")
     assert.strictEqual(podman(["run", "--rm", IMAGE, "/exit", "7"]).code, 7)
     assert.strictEqual(ok(["run", "--rm", "-i", IMAGE, "/cat"], "hi from the host\n"), "hi from the host\n")
     // -t: the container's stdio is a terminal runsc opened and sent podman (--console-socket).
     assert.strictEqual(ok(["run", "--rm", "-t", IMAGE, "/echo_args", "on a tty"]), "argv[0]=/echo_args\r\nargv[1]=on a tty\r\n")
+    // A missing entrypoint fails the create, with a reason podman knows: 127, as with runc.
+    const missing = podman(["run", "--rm", "--entrypoint", "/nope", IMAGE])
+    assert.strictEqual(missing.code, 127, missing.describe())
+    assert.match(missing.stderr, /\/nope: no such file or directory/)
     assert.deepStrictEqual(Fs.readdirSync(Path.join(dir, "state")), [], "runsc's state root is empty")
   }, 180_000)
 
