@@ -515,10 +515,14 @@ describe("what the CLI knows of a sandbox", () => {
 
   it("a start that fails leaves the container stopped: delete needs no --force", async () => {
     const { flags } = await freshRoot()
-    const broken = await makeBundle(["/bin/not-there"], [])
+    // Found and compiled at create; at the start, the sandbox's memory cannot hold it. (A
+    // program that is not there fails the create: engineContract.test.ts.)
+    const broken = await makeBundle(["/bin/sleep", "600"], ["sleep"])
+    const configPath = Path.join(broken.dir, "config.json")
+    Fs.writeFileSync(configPath, JSON.stringify({ ...JSON.parse(Fs.readFileSync(configPath, "utf8")), linux: { resources: { memory: { limit: 65536 } } } }))
     try {
       assert.strictEqual((await create(flags, broken.dir, "nostart")).code, 0)
-      assert.match(cliFailureLine(await runsc([...flags, "start", "nostart"])), /not-there/)
+      assert.match(cliFailureLine(await runsc([...flags, "start", "nostart"])), /sleep: the sandbox's memory is full/)
       assert.strictEqual((await statusOf(flags, "nostart")).status, "stopped")
       assert.strictEqual((await runsc([...flags, "delete", "nostart"])).code, 0)
     } finally {
