@@ -106,6 +106,9 @@ describe.skipIf(skipReason !== undefined)("the sandbox in the container's cgroup
       if (quota !== undefined) assert.match(quota, /^50000( 100000)?$/)
       const memory = read("memory", "memory.limit_in_bytes", "memory.max")
       if (memory !== undefined) assert.strictEqual(Number(memory), (64 + 256) * 1024 * 1024)
+      // The sandbox was in it from its first instruction: the Node runtime's memory is charged there.
+      const usage = read("memory", "memory.usage_in_bytes", "memory.current")
+      if (usage !== undefined) assert.isAbove(Number(usage), 20 * 1024 * 1024, "the sandbox's memory is charged to its cgroup")
       const pids = read("pids", "pids.max", "pids.max")
       if (pids !== undefined) assert.strictEqual(pids, "164")
       assert.isTrue([quota, memory, pids].some((v) => v !== undefined), "at least one limit is visible on this host")

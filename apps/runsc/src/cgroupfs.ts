@@ -1,7 +1,7 @@
 /**
  * The host's cgroup filesystem, as runsc uses it for a sandbox process: the mounted hierarchies
  * (cgroup v2, each v1 hierarchy, or both), and a cgroup directory made in each with its limit
- * files, entered, and removed. Writes of kernel files that complete at once: plain synchronous
+ * files, and removed (a process enters it by writing its pid to cgroup.procs: detached.ts). Writes of kernel files that complete at once: plain synchronous
  * calls that throw CgroupError (cgroups.ts makes effects of them; the fast path removes with
  * them too).
  */
@@ -193,11 +193,6 @@ export const makeCgroupDirs = (path: string, resources: Resources): Cgroup => {
     removeCgroupDirs(made)
     throw e instanceof CgroupError ? e : new CgroupError(path, String(e))
   }
-}
-
-/** Moves a process, all its threads, into the cgroup (in every hierarchy); later threads are born there. */
-export const enterCgroupDirs = (cgroup: Cgroup, pid: number): void => {
-  for (const dir of cgroup.dirs) write(dir, "cgroup.procs", `${pid}`)
 }
 
 /** Removes cgroup directories; returns those left (a cgroup still holding a process: EBUSY). */

@@ -18,7 +18,8 @@
  */
 import type { Spec } from "@runsc/spec"
 import { Data, Effect } from "effect"
-import { type Cgroup, CgroupError, enterCgroupDirs, makeCgroupDirs, removeCgroupDirs } from "./cgroupfs.js"
+import * as Path from "node:path"
+import { type Cgroup, CgroupError, makeCgroupDirs, removeCgroupDirs } from "./cgroupfs.js"
 
 export type { Cgroup } from "./cgroupfs.js"
 
@@ -62,9 +63,8 @@ export const cgroupPathOf = (spec: Spec, id: string, systemd: boolean): Effect.E
 export const makeCgroup = (path: string, spec: Spec): Effect.Effect<Cgroup, CgroupFailed> =>
   Effect.try({ try: () => makeCgroupDirs(path, spec.linux?.resources ?? {}), catch: failed(path) })
 
-/** Moves a process, all its threads, into the cgroup (in every hierarchy); later threads are born there. */
-export const enterCgroup = (cgroup: Cgroup, pid: number): Effect.Effect<void, CgroupFailed> =>
-  Effect.try({ try: () => enterCgroupDirs(cgroup, pid), catch: failed(cgroup.dirs[0] ?? "") })
+/** The files a process writes its pid to to enter the cgroup (in every hierarchy); its threads are born there. */
+export const cgroupProcsFiles = (cgroup: Cgroup): ReadonlyArray<string> => cgroup.dirs.map((dir) => Path.join(dir, "cgroup.procs"))
 
 /**
  * Removes the cgroups a create made, once the sandbox has exited: a process that has just been

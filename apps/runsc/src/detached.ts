@@ -86,22 +86,33 @@ export interface Detached {
 }
 
 /**
- * Runs this executable with `args` (after Node's `nodeArgs`); `stdio`: its fds 0-2, else ours.
- * Returns once the process is ready. When the scope closes it is confirmed if the scope
- * succeeded, and killed (SIGKILL) if it failed or was interrupted — as it is when it is
- * interrupted before it is ready.
+ * Writes its own pid into each file given before `--` (cgroup.procs files), then execs the rest:
+ * the process is in its cgroups from its first instruction, so every page it touches is charged
+ * there (a process moved later leaves what it allocated before charged where it was).
+ */
+const ENTER_CGROUPS = 'while [ "$1" != -- ]; do echo $$ > "$1" || exit 126; shift; done; shift; exec "$@"'
+
+/**
+ * Runs this executable with `args` (after Node's `nodeArgs`); `stdio`: its fds 0-2, else ours;
+ * `cgroups`: cgroup.procs files it enters before it starts. Returns once the process is ready.
+ * When the scope closes it is confirmed if the scope succeeded, and killed (SIGKILL) if it
+ * failed or was interrupted — as it is when it is interrupted before it is ready.
  */
 export const spawnDetached = (options: {
   readonly nodeArgs?: ReadonlyArray<string>
   readonly args: ReadonlyArray<string>
   readonly stdio?: Stdio
+  readonly cgroups?: ReadonlyArray<string>
 }): Effect.Effect<Detached, DetachedFailed, Scope.Scope> =>
   Effect.acquireRelease(
     // Interruptible until ready (a time limit, a signal): the process is killed then.
     Effect.interruptible(Effect.async<Started, DetachedFailed>((resume) => {
       // The executable's real path: a confined Node may not look through the symlinks that led here.
-      const argv = [...(options.nodeArgs ?? []), Fs.realpathSync(process.argv[1]!), ...options.args]
-      const child = spawn(process.execPath, argv, {
+      const node = [process.execPath, ...(options.nodeArgs ?? []), Fs.realpathSync(process.argv[1]!), ...options.args]
+      const [file, ...argv] = options.cgroups === undefined || options.cgroups.length === 0
+        ? node
+        : ["/bin/sh", "-c", ENTER_CGROUPS, "runsc-enter-cgroups", ...options.cgroups, "--", ...node]
+      const child = spawn(file!, argv, {
         detached: true,
         stdio: options.stdio === undefined ? ["inherit", "inherit", "inherit", "pipe"] : [...options.stdio, "pipe"]
       })

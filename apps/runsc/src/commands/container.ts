@@ -13,7 +13,7 @@ import { type Bundle, loadBundle, validateContainerId } from "@runsc/spec"
 import { Clock, Duration, Effect, Exit, Option, Schema } from "effect"
 import * as Fs from "node:fs"
 import * as Path from "node:path"
-import { type CgroupFailed, cgroupPathOf, enterCgroup, makeCgroup, removeCgroups } from "../cgroups.js"
+import { type Cgroup, type CgroupFailed, cgroupPathOf, cgroupProcsFiles, makeCgroup, removeCgroups } from "../cgroups.js"
 import { openConsole } from "../console.js"
 import { NOT_READY, spawnDetached, type Stdio } from "../detached.js"
 import { bindSources, ConfinementUnavailable, confinementOf, mayAccess, nodeFlags, OutsideConfinement } from "../confinement.js"
@@ -159,12 +159,14 @@ const spawnSandbox = (
   socket: string,
   nodeArgs: ReadonlyArray<string>,
   args: ReadonlyArray<string>,
-  stdio: Stdio | undefined
+  stdio: Stdio | undefined,
+  cgroup: Cgroup | undefined
 ) =>
   spawnDetached({
     nodeArgs,
     args: [...args, "boot", "--bundle", bundle, "--socket", socket, "--sync-fd", "3", id],
-    ...(stdio !== undefined ? { stdio } : {})
+    ...(stdio !== undefined ? { stdio } : {}),
+    ...(cgroup !== undefined ? { cgroups: cgroupProcsFiles(cgroup) } : {})
   }).pipe(
     Effect.mapError(({ reason }) => new SandboxFailed({ id, reason })),
     // Its init could not be prepared (a program missing or not wasm): the create fails with why.
@@ -284,10 +286,10 @@ const bootSandbox = (states: StateDirectory, reservation: ContainerRecord, bundl
     if (confinement === undefined) {
       yield* warn(`the sandbox of ${id} runs unconfined: it can read every host file this user can`)
     }
-    // Made before the sandbox starts, so that a failed create removes it after killing the sandbox.
+    // Made before the sandbox starts, which enters it before its first instruction (so all of
+    // its memory is charged there); a failed create removes it after killing the sandbox.
     const cgroup = yield* sandboxCgroup(bundle, id, flags)
-    const sandboxPid = yield* spawnSandbox(id, bundle.dir, reservation.socket, nodeArgs, globalArgs(flags), stdio)
-    if (cgroup !== undefined) yield* enterCgroup(cgroup, sandboxPid).pipe(Effect.catchAll((e) => cgroupRefused(flags, e)))
+    const sandboxPid = yield* spawnSandbox(id, bundle.dir, reservation.socket, nodeArgs, globalArgs(flags), stdio, cgroup)
     const record: ContainerRecord = {
       ...reservation,
       sandboxPid,
