@@ -16,6 +16,7 @@ import { pathToFileURL } from "node:url"
 import { Worker } from "node:worker_threads"
 import type { ProbedWorkerRecord, ProbeLine, WorkerProbeLine } from "./cliProbe.js"
 import { benchCli } from "./cli.js"
+import { benchEngine } from "./engine.js"
 import { benchDestroy100, benchExec, benchIdleMem, benchLifecycle, benchSignal } from "./containers.js"
 import { type BenchOptions, type BenchRow } from "./row.js"
 import { benchFiles, benchPages } from "./files.js"
@@ -715,7 +716,7 @@ const main = async () => {
   ]
 
   // `node bench/dist/run.js [--only=key,key]` runs a subset: write, clock, cpu, syscall, start,
-  // files, pages, stdin, spawn, sandbox, cold, split, lifecycle, exec, destroy100, idlemem, signal, cli (the table then has
+  // files, pages, stdin, spawn, sandbox, cold, split, lifecycle, exec, destroy100, idlemem, signal, cli, engine (the table then has
   // only those rows).
   const onlyArg = process.argv.find((a) => a.startsWith("--only="))
   const only = onlyArg === undefined ? undefined : new Set(onlyArg.slice("--only=".length).split(","))
@@ -756,6 +757,7 @@ const main = async () => {
   if (want("destroy100")) await containerBench("9. destroy of a container running 100 processes", benchDestroy100)
   if (want("signal")) await containerBench("11. signal delivery to a blocked task", benchSignal)
   if (want("cli")) await containerBench("12. CLI commands", () => benchCli(progress))
+  if (want("engine")) await containerBench("18. a container through podman", async () => benchEngine(progress))
   // Last: its 50 idle worker threads would slow every benchmark after it (memory, GC). The RSS
   // growth it measures can be a little low here, where memory freed by earlier benchmarks'
   // threads is reused; `--only=idlemem` measures it in a fresh process.
