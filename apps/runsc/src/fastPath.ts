@@ -292,7 +292,8 @@ export const fastPath = async (argv: ReadonlyArray<string>, stdout = 1): Promise
         return declined
     }
   } catch {
-    // The connection failed before anything was changed.
+    // A call failed before the command changed anything (a start's or kill's own call is
+    // answered in `changing`; a delete's kill is what the full CLI does first anyway).
     return declined
   } finally {
     if (connection !== undefined) connection.then((c) => c.close(), () => {})
