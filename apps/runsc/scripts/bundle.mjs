@@ -63,18 +63,15 @@ const noWebSockets = {
   }
 }
 
+/** One minified CommonJS file for Node 20. */
+const oneFile = { bundle: true, platform: "node", target: "node20", format: "cjs", minify: true, legalComments: "none", logLevel: "warning" }
+
 const built = await build({
+  ...oneFile,
   entryPoints: [here("../dist/main.js")],
   outfile: here("../dist/runsc.cjs"),
-  bundle: true,
-  platform: "node",
-  target: "node20",
-  format: "cjs",
-  minify: true,
-  legalComments: "none",
-  logLevel: "warning",
   plugins: [deepImports, noWebSockets],
-  // What went into the bundle, for `npx esbuild --analyze`-style reading (see the README).
+  // What went into the bundle (dist/runsc.meta.json), for reading with esbuild's analyzer.
   metafile: true,
   // The kernel finds its worker script relative to its own module; in a CommonJS bundle that
   // module is the bundle file.
@@ -86,17 +83,7 @@ writeFileSync(here("../dist/runsc.meta.json"), JSON.stringify(built.metafile))
 
 // The fast path (src/fastPath.ts), which the executable loads before anything else: one small
 // CommonJS file, as loading it as ES modules would cost more than its work.
-await build({
-  entryPoints: [here("../dist/fastPath.js")],
-  outfile: here("../dist/fastPath.cjs"),
-  bundle: true,
-  platform: "node",
-  target: "node20",
-  format: "cjs",
-  minify: true,
-  legalComments: "none",
-  logLevel: "warning"
-})
+await build({ ...oneFile, entryPoints: [here("../dist/fastPath.js")], outfile: here("../dist/fastPath.cjs") })
 
 // A cache made by another build would be rejected anyway; the seeding run writes a fresh one.
 rmSync(here("../dist/runsc.cjs.cache"), { force: true })
