@@ -114,9 +114,15 @@ describe.skipIf(skipReason !== undefined)("the sandbox in the container's cgroup
       assert.isTrue([quota, memory, pids].some((v) => v !== undefined), "at least one limit is visible on this host")
       const dirs = hierarchyMounts().map((h) => Path.join(h.mount, path))
       assert.isTrue(dirs.every((d) => Fs.existsSync(d)))
+      // A record edited to name another directory: delete removes only cgroups.
+      const bystander = await Fs.promises.mkdtemp(Path.join(work, "not-a-cgroup-"))
+      const stateFile = Path.join(flags[1]!, `${id}.state.json`)
+      const record = JSON.parse(Fs.readFileSync(stateFile, "utf8"))
+      Fs.writeFileSync(stateFile, JSON.stringify({ ...record, cgroups: [...record.cgroups, bystander, `${dirs[0]}/../../${Path.relative("/", bystander)}`] }))
       const deleted = await runsc([...flags, "delete", "--force", id])
       assert.strictEqual(deleted.code, 0, describeResult(deleted))
       assert.deepStrictEqual(dirs.filter((d) => Fs.existsSync(d)), [], "delete removes the cgroup it made")
+      assert.isTrue(Fs.existsSync(bystander), "and nothing else")
     } finally {
       await runsc([...flags, "delete", "--force", id])
       for (const h of hierarchyMounts()) removeCgroupTree(Path.join(h.mount, "runsc-test"))

@@ -195,9 +195,15 @@ export const makeCgroupDirs = (path: string, resources: Resources): Cgroup => {
   }
 }
 
-/** Removes cgroup directories; returns those left (a cgroup still holding a process: EBUSY). */
-export const removeCgroupDirs = (dirs: ReadonlyArray<string>): ReadonlyArray<string> =>
-  dirs.filter((dir) => {
+/**
+ * Removes cgroup directories; returns those left (a cgroup still holding a process: EBUSY). A
+ * path that is not a directory below a mounted hierarchy (a record edited by hand) is left too:
+ * nothing else is ever removed from a state record's word.
+ */
+export const removeCgroupDirs = (dirs: ReadonlyArray<string>): ReadonlyArray<string> => {
+  const mounts = dirs.length === 0 ? [] : hierarchies().map((h) => `${h.mount}/`)
+  return dirs.filter((dir) => {
+    if (Path.normalize(dir) !== dir || !mounts.some((mount) => dir.startsWith(mount))) return true
     try {
       Fs.rmdirSync(dir)
       return false
@@ -205,3 +211,4 @@ export const removeCgroupDirs = (dirs: ReadonlyArray<string>): ReadonlyArray<str
       return (e as NodeJS.ErrnoException).code !== "ENOENT"
     }
   })
+}
