@@ -71,6 +71,9 @@ const sleep = (ms: number) => Atomics.wait(new Int32Array(new SharedArrayBuffer(
 /** The answer to one call: its Exit as the server encoded it. */
 type Answer = { readonly _tag: "Success"; readonly value: unknown } | { readonly _tag: "Failure"; readonly cause: unknown }
 
+/** The longest answer line taken (the control server's own frame limit, MAX_FRAME_BYTES). */
+const MAX_ANSWER_BYTES = 1024 * 1024
+
 /** The control calls' time limit, as the full CLI's (control's `call`). */
 const CALL_LIMIT_MS = 30_000
 
@@ -94,6 +97,8 @@ const connect = (socket: string): Promise<{ readonly call: (tag: string, payload
     conn.on("close", () => fail(new Error("the sandbox closed the connection")))
     conn.on("data", (chunk) => {
       buffered += chunk.toString("utf8")
+      // A sandbox that sends an endless line (a compromised one) cannot make this CLI hold it.
+      if (buffered.length > MAX_ANSWER_BYTES && buffered.indexOf("\n") < 0) return fail(new Error("an answer longer than any the protocol sends"))
       for (let nl = buffered.indexOf("\n"); nl >= 0; nl = buffered.indexOf("\n")) {
         const line = buffered.slice(0, nl)
         buffered = buffered.slice(nl + 1)

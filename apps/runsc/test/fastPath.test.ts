@@ -6,7 +6,12 @@
 import { assert, describe, it } from "@effect/vitest"
 import { isValidContainerId } from "@runsc/spec"
 import { FastCheck } from "effect"
-import { isPlainContainerId } from "../src/fastPath.js"
+import * as Fs from "node:fs"
+import * as Net from "node:net"
+import * as Os from "node:os"
+import * as Path from "node:path"
+import { fastPath, isPlainContainerId } from "../src/fastPath.js"
+import { processStart } from "../src/hostProcess.js"
 
 describe("fast path", () => {
   it.prop(
@@ -19,5 +24,41 @@ describe("fast path", () => {
 
   it("also at the length limit", () => {
     for (const n of [254, 255, 256]) assert.strictEqual(isPlainContainerId("a".repeat(n)), isValidContainerId("a".repeat(n)))
+  })
+
+  it("declines, holding nothing, when the sandbox answers with an endless line", async () => {
+    const root = Fs.mkdtempSync(Path.join(Os.tmpdir(), "runsc-fast-"))
+    const socket = Path.join(root, "c.sock")
+    // A "sandbox" (this live process stands for its pid) that answers every call with junk and no newline.
+    const server = Net.createServer((conn) => {
+      const junk = Buffer.alloc(64 * 1024, 120)
+      const pour = () => {
+        while (conn.write(junk)) {
+          if (conn.destroyed) return
+        }
+        conn.once("drain", pour)
+      }
+      conn.on("error", () => {})
+      conn.once("data", pour)
+    })
+    await new Promise<void>((resolve) => server.listen(socket, resolve))
+    try {
+      Fs.writeFileSync(Path.join(root, "c.state.json"), JSON.stringify({
+        id: "c",
+        bundle: root,
+        sandboxPid: process.pid,
+        sandboxStart: processStart(process.pid),
+        socket,
+        phase: "created",
+        annotations: {}
+      }))
+      const before = process.memoryUsage().rss
+      const result = await fastPath(["node", "runsc", "--root", root, "state", "c"])
+      assert.strictEqual(result._tag, "Declined")
+      assert.isBelow(process.memoryUsage().rss - before, 64 * 1024 * 1024)
+    } finally {
+      server.close()
+      Fs.rmSync(root, { recursive: true, force: true })
+    }
   })
 })
