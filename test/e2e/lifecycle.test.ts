@@ -334,24 +334,32 @@ describe("OCI lifecycle through the CLI", () => {
     assert.strictEqual((await runsc([...flags, "delete", "--force", id])).code, 0)
   })
 
-  it("scenarios 15 and 17: a sub-container joins the pod's sandbox by CRI annotations; ps per container; kill --pid across containers fails; deleting it leaves the root running", async () => {
+  it("scenarios 15 and 17: a sub-container joins the pod's sandbox by CRI annotations, from a bundle and binds the sandbox was never granted; ps per container; kill --pid across containers fails; deleting it leaves the root running", async () => {
     const { flags } = await freshRoot()
     const pod = uniqueId("pod")
-    const sub = await makeBundle(["/bin/sleep", "600"], ["sleep"])
-    const stray = await makeBundle(["/bin/sleep", "600"], ["sleep"])
-    // The pod's sandbox is confined: it may read the sub-container's bundle because it was told so.
-    assert.strictEqual((await create([...flags, "--allow-read", sub.dir], sleeper!.dir, pod)).code, 0)
+    const sub = await makeBundle(["/bin/sleep", "600"], ["sleep", "cat"])
+    const broken = await makeBundle(["/bin/sleep", "600"], ["sleep"])
+    const data = await makeTempDir("runsc-e2e-subdata-")
+    Fs.writeFileSync(Path.join(data, "note"), "from the host\n")
+    // The pod's sandbox is confined, and told nothing of the containers to come (as an engine
+    // creates a pod): their creates donate their trees.
+    assert.strictEqual((await create(flags, sleeper!.dir, pod)).code, 0)
     assert.strictEqual((await runsc([...flags, "start", pod])).code, 0)
     try {
-      for (const bundle of [sub, stray]) {
+      for (const [bundle, mounts] of [[sub, [{ destination: "/data", type: "bind", source: data, options: ["rbind", "ro"] }]], [broken, [
+        { destination: "/data", type: "bind", source: Path.join(data, "absent"), options: ["rbind", "ro"] }
+      ]]] as const) {
         const configPath = Path.join(bundle.dir, "config.json")
         const config = JSON.parse(Fs.readFileSync(configPath, "utf8"))
         config.annotations = { "io.kubernetes.cri.container-type": "container", "io.kubernetes.cri.sandbox-id": pod }
+        config.mounts = mounts
         Fs.writeFileSync(configPath, JSON.stringify(config))
       }
-      const refused = await create(flags, stray.dir, uniqueId("stray"))
+      // A bind source that is not there fails the create (as runc's mount would), leaving nothing.
+      const refused = await create(flags, broken.dir, uniqueId("broken"))
       assert.strictEqual(refused.code, 128)
-      assert.match(refused.output(), /^runsc: the sandbox of pod-\w+ may not read .*create that sandbox with --allow-read/)
+      assert.match(refused.output(), /^runsc: the container's host trees could not be handed to its sandbox: .*absent: ENOENT/)
+      assert.deepStrictEqual(JSON.parse((await runsc([...flags, "list", "--format", "json"])).stdout).map((c: { id: string }) => c.id), [pod])
       const app = uniqueId("app")
       const created = await create(flags, sub.dir, app)
       assert.strictEqual(created.code, 0, created.output())
@@ -359,9 +367,16 @@ describe("OCI lifecycle through the CLI", () => {
       const appState = await stateOf(flags, app)
       assert.strictEqual(appState.status, "created")
       assert.strictEqual(appState.pid, podState.pid, "one sandbox process for the pod")
+      // Its grants are what its own create gave it: neither the sub-container's bundle nor its bind.
+      const grants = Fs.readFileSync(`/proc/${podState.pid}/cmdline`, "utf8").split("\0").filter((a) => a.startsWith("--allow-fs-"))
+      assert.isNotEmpty(grants)
+      for (const path of [sub.dir, data]) assert.isFalse(grants.some((g) => g.includes(path)), `${path} in ${grants.join(" ")}`)
       assert.strictEqual((await runsc([...flags, "start", app])).code, 0)
       assert.strictEqual((await stateOf(flags, app)).status, "running")
       await until("the sub-container's init prints to create's stdio", async () => created.output() === "sleeping\n")
+      const read = await runsc([...flags, "exec", app, "/bin/cat", "/data/note"])
+      assert.strictEqual(read.code, 0, describeResult(read))
+      assert.strictEqual(read.stdout, "from the host\n")
       const rootPids = JSON.parse((await runsc([...flags, "ps", "--format", "json", pod])).stdout) as Array<number>
       const appPids = JSON.parse((await runsc([...flags, "ps", "--format", "json", app])).stdout) as Array<number>
       assert.deepStrictEqual(rootPids, [1])
@@ -375,7 +390,8 @@ describe("OCI lifecycle through the CLI", () => {
       assert.strictEqual((await runsc([...flags, "delete", "--force", pod])).code, 0)
     } finally {
       await removeDir(sub.dir)
-      await removeDir(stray.dir)
+      await removeDir(broken.dir)
+      await removeDir(data)
     }
   })
 

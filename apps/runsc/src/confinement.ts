@@ -3,9 +3,13 @@
  * seccomp filter runsc puts on its sentry. The sentry may read only its own code, the bundle and
  * root filesystem of its root container, the host paths the spec binds in and those the user
  * granted with --allow-read; it may write only the sources of the spec's writable (`rw`) bind
- * mounts, the paths granted with --allow-write, its own control socket, its exit record, its
- * log files and /dev/null. It may start worker threads (the guests) and load runsc's own gofer
- * addon, never child processes.
+ * mounts, the paths granted with --allow-write, its own control and donation sockets, its exit
+ * record, its log files and /dev/null. It may start worker threads (the guests) and load runsc's
+ * own gofer addon, never child processes.
+ *
+ * Containers created in the sandbox later (a pod's) need no grant: their creator opens their
+ * host trees and donates the descriptors (@runsc/kernel's donation.ts), and the sandbox serves
+ * them from those alone, never from a path.
  *
  * What it does not cover (Node's model, not ours): a symlink inside a granted directory is
  * followed by the OS wherever it points; confinement of guest paths to their mounts stays the
@@ -25,7 +29,7 @@
  * at startup: addons allowed only from runsc's own code directory (which guests cannot write),
  * or the right given up once the gofer is loaded.
  */
-import { type Bundle, isBindMount, isReadOnlyMount } from "@runsc/spec"
+import { type Bundle, hostTreesOf } from "@runsc/spec"
 import { Schema } from "effect"
 import * as Fs from "node:fs"
 import { createRequire } from "node:module"
@@ -39,16 +43,6 @@ export const Confinement = Schema.Struct({
 })
 export type Confinement = typeof Confinement.Type
 
-export class OutsideConfinement extends Schema.TaggedError<OutsideConfinement>()("OutsideConfinement", {
-  sandboxId: Schema.String,
-  path: Schema.String,
-  access: Schema.Literal("read", "write")
-}) {
-  override get message(): string {
-    return `the sandbox of ${this.sandboxId} may not ${this.access} ${this.path}; create that sandbox with --allow-${this.access} covering it, or --unconfined`
-  }
-}
-
 export class ConfinementUnavailable extends Schema.TaggedError<ConfinementUnavailable>()("ConfinementUnavailable", {
   node: Schema.String
 }) {
@@ -57,9 +51,14 @@ export class ConfinementUnavailable extends Schema.TaggedError<ConfinementUnavai
   }
 }
 
-/** Files the sandbox writes in the state root: its socket (replaced when stale) and its exit record. */
+/**
+ * Files the sandbox writes in the state root: its control socket (replaced when stale), the
+ * socket its sub-containers' host trees are donated on (see `donationSocketOf`), and its exit
+ * record.
+ */
 export interface SandboxFiles {
   readonly socket: string
+  readonly donations: string
   readonly exit: ReadonlyArray<string>
 }
 
@@ -92,13 +91,6 @@ const codeDirs = (): ReadonlyArray<string> => {
   ]
 }
 
-/** Host paths the spec binds into the container: read, like the root. */
-export const bindSources = (bundle: Bundle, which: "all" | "writable" = "all"): ReadonlyArray<string> =>
-  (bundle.spec.mounts ?? []).flatMap((mount) =>
-    mount.source !== undefined && isBindMount(mount) && (which === "all" || !isReadOnlyMount(mount))
-      ? [Path.resolve(bundle.dir, mount.source)]
-      : []
-  )
 
 /** What the sandbox of `bundle` may touch. */
 export const confinementOf = (options: {
@@ -109,20 +101,22 @@ export const confinementOf = (options: {
   readonly allowWrite: ReadonlyArray<string>
 }): Confinement => {
   const { bundle, files } = options
+  const trees = hostTreesOf(bundle)
   const read = [
     ...codeDirs(),
     bundle.dir,
-    bundle.rootPath,
-    ...bindSources(bundle),
+    ...trees.map((tree) => tree.path),
     ...options.allowRead.map((p) => Path.resolve(p)),
     files.socket,
+    files.donations,
     ...files.exit,
     "/dev/null"
   ]
   const write = [
-    ...bindSources(bundle, "writable"),
+    ...trees.flatMap((tree) => (tree.writable ? [tree.path] : [])),
     ...options.allowWrite.map((p) => Path.resolve(p)),
     files.socket,
+    files.donations,
     ...files.exit,
     ...options.logs,
     "/dev/null"

@@ -191,7 +191,7 @@ const start = async (record: Record, conn: () => Promise<Connection>): Promise<F
   if ((await statusOf(record, conn, false)) !== "created") return declined
   return record.sandboxId === undefined
     ? changing(await conn(), record, "StartRoot", {})
-    : changing(await conn(), record, "StartSubcontainer", { id: record.id, bundle: record.bundle, stdio: {} })
+    : changing(await conn(), record, "StartSubcontainer", { id: record.id, stdio: {} })
 }
 
 /** The lock the full CLI takes around a removal (containerLock.ts): taken here only if free. */
@@ -228,7 +228,7 @@ const remove = async (root: string, record: Record, conn: () => Promise<Connecti
     return declined
   }
   try {
-    for (const suffix of [".state.json", ".exit", ".exit.tmp", ".sock"]) Fs.rmSync(Path.join(root, `${record.id}${suffix}`), { force: true })
+    for (const suffix of [".state.json", ".exit", ".exit.tmp", ".sock", ".fds"]) Fs.rmSync(Path.join(root, `${record.id}${suffix}`), { force: true })
   } finally {
     if (Fs.readlinkSync(lock) === target) Fs.unlinkSync(lock)
   }
@@ -268,7 +268,7 @@ export const fastPath = async (argv: ReadonlyArray<string>, stdout = 1): Promise
   const record = readRecord(root, id)
   if (record === undefined) {
     // delete --force of a container that does not exist (nothing of it here) succeeds.
-    const traces = [".state.json", ".sock", ".exit", ".lock"].some((s) => {
+    const traces = [".state.json", ".sock", ".fds", ".exit", ".lock"].some((s) => {
       try {
         Fs.lstatSync(Path.join(root, `${id}${s}`))
         return true

@@ -21,7 +21,7 @@
  *   is `stopped`.
  */
 import { FileSystem } from "@effect/platform"
-import { MAX_SOCKET_PATH } from "@runsc/control"
+import { donationSocketOf, MAX_SOCKET_PATH } from "@runsc/control"
 import { isValidContainerId } from "@runsc/spec"
 import { Context, Effect, Either, Layer, Schema } from "effect"
 import * as Path from "node:path"
@@ -204,7 +204,8 @@ export class StateDirectory {
    * record or its lock. Such an id is taken to be meant as it is, never as an abbreviation.
    */
   hasTraces(id: string): Effect.Effect<boolean> {
-    return Effect.exists([this.fileOf(id), this.socketOf(id), this.exitFileOf(id), this.lockOf(id)], (path) => this.isThere(path))
+    const traces = [this.fileOf(id), this.socketOf(id), donationSocketOf(this.socketOf(id)), this.exitFileOf(id), this.lockOf(id)]
+    return Effect.exists(traces, (path) => this.isThere(path))
   }
 
   /**
@@ -327,7 +328,8 @@ export class StateDirectory {
 
   /** The files the sandbox of root container `id` writes here, and nothing else. */
   sandboxFiles(id: string): SandboxFiles {
-    return { socket: this.socketOf(id), exit: [this.exitFileOf(id), `${this.exitFileOf(id)}.tmp`] }
+    const socket = this.socketOf(id)
+    return { socket, donations: donationSocketOf(socket), exit: [this.exitFileOf(id), `${this.exitFileOf(id)}.tmp`] }
   }
 
   /**
@@ -370,7 +372,8 @@ export class StateDirectory {
    */
   remove(id: string, options: { readonly socket: boolean }): Effect.Effect<void> {
     return Effect.suspend(() => {
-      const paths = [this.fileOf(id), this.exitFileOf(id), `${this.exitFileOf(id)}.tmp`, ...(options.socket ? [this.socketOf(id)] : [])]
+      const sockets = options.socket ? [this.socketOf(id), donationSocketOf(this.socketOf(id))] : []
+      const paths = [this.fileOf(id), this.exitFileOf(id), `${this.exitFileOf(id)}.tmp`, ...sockets]
       return Effect.forEach(paths, (path) => Effect.ignore(this.fs.remove(path, { force: true })), { discard: true })
     }).pipe(Effect.uninterruptible)
   }

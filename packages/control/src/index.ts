@@ -10,4 +10,4 @@ export {
   StdioPaths as StdioPathsSchema,
   StdioUnavailable
 } from "./protocol.js"
-export { MAX_FRAME_BYTES, MAX_SOCKET_PATH, prepareSocketPath, serveControl, SocketInUse, SocketPathInvalid } from "./server.js"
+export { donationSocketOf, MAX_FRAME_BYTES, MAX_SOCKET_PATH, prepareSocketPath, serveControl, SocketInUse, SocketPathInvalid } from "./server.js"

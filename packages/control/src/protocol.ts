@@ -29,12 +29,19 @@ import {
   ProgramNotReadable,
   SandboxPanicked
 } from "@runsc/loader"
-import { ExecNotFound, InvalidModule, NotWasm, SandboxOutOfMemory } from "@runsc/kernel"
-import { BundleNotFound, InvalidContainerId, InvalidSpec } from "@runsc/spec"
+import { DonationFailed, ExecNotFound, InvalidModule, NotWasm, SandboxOutOfMemory } from "@runsc/kernel"
+import { BundleNotFound, InvalidContainerId, InvalidSpec, Spec } from "@runsc/spec"
 import { Schema } from "effect"
 
 /** Prefix of a stdio entry that names a relay socket rather than a file to open. */
 export const RELAY_PREFIX = "unix:"
+
+/** A sub-container's bundle as its create read it: the sandbox reads none of its files. */
+export const SubcontainerBundle = Schema.Struct({
+  dir: Schema.String,
+  rootPath: Schema.String,
+  spec: Spec
+})
 
 /** Host paths the sandbox opens as a process's fds 0, 1, 2 (unset: /dev/null). */
 export const StdioPaths = Schema.Struct({
@@ -99,13 +106,20 @@ const StartErrors = Schema.Union(
 export class SandboxRpcs extends RpcGroup.make(
   Rpc.make("StartRoot", { success: Schema.Number, error: StartErrors }),
   // Stdio named at create is opened at once (the creating CLI may be gone by start) and held
-  // until the container starts, or is destroyed.
+  // until the container starts, or is destroyed; so are its bundle and the host trees its
+  // creator donated (`donation` is the token it sent them with: see donation.ts), which the
+  // sandbox mounts at the start instead of opening any path of the container.
   Rpc.make("CreateSubcontainer", {
-    payload: { id: Schema.String, stdio: Schema.optional(StdioPaths) },
-    error: Schema.Union(ContainerExists, InvalidContainerId, StdioUnavailable)
+    payload: {
+      id: Schema.String,
+      bundle: SubcontainerBundle,
+      donation: Schema.String,
+      stdio: Schema.optional(StdioPaths)
+    },
+    error: Schema.Union(ContainerExists, InvalidContainerId, StdioUnavailable, DonationFailed)
   }),
   Rpc.make("StartSubcontainer", {
-    payload: { id: Schema.String, bundle: Schema.String, stdio: StdioPaths },
+    payload: { id: Schema.String, stdio: StdioPaths },
     success: Schema.Number,
     error: Schema.Union(StartErrors, InvalidSpec, BundleNotFound)
   }),

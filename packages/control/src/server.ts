@@ -16,13 +16,22 @@
  *   wait by the host process that holds an exec'd process SIGKILLs it then: WaitPid `holder`).
  * - Frames are newline-delimited JSON of bounded size (framing.ts): a malformed or oversized
  *   frame closes that connection, and only it.
+ * - Beside the socket, a second one takes the host trees a sub-container's creator donates
+ *   (descriptors, which Node's sockets cannot carry: @runsc/kernel's donation.ts).
  */
 import type { SocketServerError } from "@effect/platform/SocketServer"
 import { NodeSocketServer } from "@effect/platform-node"
 import { RpcServer } from "@effect/rpc"
 import { SIGKILL } from "@runsc/abi"
-import { type FileDescription, hostStream } from "@runsc/kernel"
+import {
+  type DonationPoint,
+  DonationFailed,
+  type FileDescription,
+  hostStream,
+  listenForDonations
+} from "@runsc/kernel"
 import { Loader, type LoaderShape, type Stdio } from "@runsc/loader"
+import { hostTreesOf } from "@runsc/spec"
 import { Duration, Effect, Layer, Schedule, Schema } from "effect"
 import * as Fs from "node:fs"
 import * as Net from "node:net"
@@ -186,7 +195,7 @@ const withStdio = <A, E>(
 ): Effect.Effect<A, E | StdioUnavailable> =>
   Effect.flatMap(open, (stdio) => Effect.tapError(start(stdio), () => closeStdio(stdio)))
 
-const handlers = (loader: LoaderShape) => {
+const handlers = (loader: LoaderShape, donations: DonationPoint) => {
   // Stdio opened at a sub-container's create, waiting for its start (or its destroy).
   const held = new Map<string, OpenedStdio>()
   const release = (id: string) =>
@@ -207,15 +216,25 @@ const handlers = (loader: LoaderShape) => {
   return SandboxRpcs.of({
     // Lifecycle calls finish even if their client goes away (a half-done start helps nobody).
     StartRoot: () => Effect.uninterruptible(loader.startRoot),
-    CreateSubcontainer: ({ id, stdio }) =>
+    CreateSubcontainer: ({ bundle, donation, id, stdio }) =>
       Effect.uninterruptible(Effect.gen(function*() {
-        const opened = stdio === undefined ? undefined : yield* openStdio(stdio)
-        yield* loader.createSubcontainer(id).pipe(Effect.tapError(() => (opened === undefined ? Effect.void : closeStdio(opened))))
+        const trees = yield* donations.claim(donation)
+        // One descriptor for each tree the spec mounts, or none is used.
+        const wanted = hostTreesOf(bundle).length
+        if (trees.count !== wanted) {
+          trees.close()
+          return yield* new DonationFailed({ reason: `${trees.count} descriptors were donated for the ${wanted} host trees the spec mounts` })
+        }
+        const opened = stdio === undefined ? undefined : yield* Effect.tapError(openStdio(stdio), () => Effect.sync(() => trees.close()))
+        // The loader owns the trees from here, and closes them if the create fails.
+        yield* loader.createSubcontainer(id, { bundle, trees }).pipe(
+          Effect.tapError(() => (opened === undefined ? Effect.void : closeStdio(opened)))
+        )
         if (opened !== undefined) held.set(id, opened)
       })),
-    StartSubcontainer: ({ bundle, id, stdio }) =>
+    StartSubcontainer: ({ id, stdio }) =>
       Effect.uninterruptible(
-        withStdio(stdioAtStart(id, stdio), (opened) => loader.startSubcontainer({ containerId: id, bundle, stdio: opened }))
+        withStdio(stdioAtStart(id, stdio), (opened) => loader.startSubcontainer({ containerId: id, stdio: opened }))
       ),
     DestroySubcontainer: ({ id }) =>
       Effect.uninterruptible(Effect.zipRight(release(id), loader.destroySubcontainer(id))),
@@ -248,14 +267,23 @@ const handlers = (loader: LoaderShape) => {
 }
 
 /**
- * Serves the Loader of this process on the Unix socket `path` for as long as the layer lives.
+ * Where the sandbox serving the control socket `socket` takes donated host trees (donation.ts):
+ * beside it, a name no longer than its own (`<id>.sock` → `<id>.fds`), so it fits wherever the
+ * control socket's does.
+ */
+export const donationSocketOf = (socket: string): string =>
+  socket.endsWith(".sock") ? `${socket.slice(0, -".sock".length)}.fds` : `${socket}.fds`
+
+/**
+ * Serves the Loader of this process on the Unix socket `path` for as long as the layer lives,
+ * and takes donated host trees at `donationSocketOf(path)`, made once `path` is held.
  * Fails (SocketInUse, SocketPathInvalid) before serving when the path cannot be taken safely.
  */
 export const serveControl = (
   path: string
 ): Layer.Layer<never, SocketInUse | SocketPathInvalid | SocketServerError, Loader> =>
   RpcServer.layer(SandboxRpcs).pipe(
-    Layer.provide(SandboxRpcs.toLayer(Effect.map(Loader, handlers))),
+    Layer.provide(SandboxRpcs.toLayer(Effect.zipWith(Loader, listenForDonations(donationSocketOf(path)), handlers))),
     Layer.provide(RpcServer.layerProtocolSocketServer),
     Layer.provide(
       Layer.scopedDiscard(

@@ -5,8 +5,9 @@
  */
 import { assert, describe, it } from "@effect/vitest"
 import { exited, signaled } from "@runsc/abi"
+import { donateTrees, openTrees } from "@runsc/kernel"
 import { Loader } from "@runsc/loader"
-import { defaultSpec } from "@runsc/spec"
+import { defaultSpec, hostTreesOf, loadBundle } from "@runsc/spec"
 import { Effect, Layer } from "effect"
 import { spawn } from "node:child_process"
 import * as Fs from "node:fs"
@@ -14,7 +15,7 @@ import * as Net from "node:net"
 import * as Os from "node:os"
 import * as Path from "node:path"
 import { fileURLToPath } from "node:url"
-import { call, prepareSocketPath, serveControl } from "../src/index.js"
+import { call, donationSocketOf, prepareSocketPath, serveControl } from "../src/index.js"
 
 const repo = fileURLToPath(new URL("../../../", import.meta.url))
 
@@ -51,17 +52,26 @@ const servedSandbox = Effect.gen(function*() {
   return { dir, socket }
 })
 
+/** A sub-container created as the CLI creates one: its host trees donated, its bundle sent. */
+const createSubcontainer = (socket: string, id: string, dir: string, stdio?: { readonly stdout?: string }) =>
+  Effect.gen(function*() {
+    const bundle = yield* loadBundle(dir)
+    const donation = `token-${id}`
+    yield* donateTrees(donationSocketOf(socket), donation, yield* openTrees(hostTreesOf(bundle).map((t) => t.path)))
+    yield* call(socket, "CreateSubcontainer", (c) =>
+      c.CreateSubcontainer({ id, bundle, donation, ...(stdio !== undefined ? { stdio } : {}) }))
+  }).pipe(Effect.scoped)
+
 describe("control socket", () => {
   it.scopedLive("the Loader's methods over the socket: start, sub-container with stdio files, ps, signal, wait, destroy", () =>
     Effect.gen(function*() {
       const { dir, socket } = yield* servedSandbox
       const rootPid = yield* call(socket, "StartRoot", (c) => c.StartRoot())
       assert.isAbove(rootPid, 0)
-      yield* call(socket, "CreateSubcontainer", (c) => c.CreateSubcontainer({ id: "web" }))
       const out = Path.join(dir, "web.out")
       Fs.writeFileSync(out, "")
-      const bundle = writeBundle(Path.join(dir, "web"), ["echo_args", "over", "the", "socket"])
-      const pid = yield* call(socket, "StartSubcontainer", (c) => c.StartSubcontainer({ id: "web", bundle, stdio: { stdout: out } }))
+      yield* createSubcontainer(socket, "web", writeBundle(Path.join(dir, "web"), ["echo_args", "over", "the", "socket"]))
+      const pid = yield* call(socket, "StartSubcontainer", (c) => c.StartSubcontainer({ id: "web", stdio: { stdout: out } }))
       assert.deepStrictEqual(yield* call(socket, "Wait", (c) => c.Wait({ id: "web" }), "10 seconds"), exited(0))
       assert.strictEqual(Fs.readFileSync(out, "utf8"), "argv[0]=echo_args\nargv[1]=over\nargv[2]=the\nargv[3]=socket\n")
       assert.strictEqual(yield* call(socket, "RuntimeState", (c) => c.RuntimeState({ id: "web" })), "stopped")
@@ -86,7 +96,7 @@ describe("control socket", () => {
       const notFound = yield* Effect.flip(call(socket, "Wait", (c) => c.Wait({ id: "nope" })))
       assert.strictEqual(notFound._tag, "ContainerNotFound")
       assert.strictEqual(notFound.message, "container nope not found")
-      const badId = yield* Effect.flip(call(socket, "CreateSubcontainer", (c) => c.CreateSubcontainer({ id: "no/slash" })))
+      const badId = yield* Effect.flip(createSubcontainer(socket, "no/slash", writeBundle(Path.join(dir, "bad"), ["exit"])))
       assert.strictEqual(badId._tag, "InvalidContainerId")
       const caught = yield* call(socket, "Pause", (c) => c.Resume()).pipe(
         Effect.catchTag("NotPaused", (e) => Effect.succeed(`caught ${e.id}`))
@@ -98,15 +108,56 @@ describe("control socket", () => {
       const missing = yield* Effect.flip(call(socket, "ExecuteAsync", (c) => c.ExecuteAsync({ id: "root", argv: ["missing"], stdio: {} })))
       assert.strictEqual(missing._tag, "ExecNotFound")
       if (missing._tag === "ExecNotFound") assert.strictEqual(missing.errno, 44)
-      yield* call(socket, "CreateSubcontainer", (c) => c.CreateSubcontainer({ id: "nobundle" }))
-      const noBundle = yield* Effect.flip(
-        call(socket, "StartSubcontainer", (c) => c.StartSubcontainer({ id: "nobundle", bundle: Path.join(dir, "absent"), stdio: {} }))
+      const bundle = yield* loadBundle(writeBundle(Path.join(dir, "undonated"), ["exit"]))
+      const undonated = yield* Effect.flip(
+        call(socket, "CreateSubcontainer", (c) => c.CreateSubcontainer({ id: "undonated", bundle, donation: "never-sent" }))
       )
-      assert.strictEqual(noBundle._tag, "BundleNotFound")
+      assert.strictEqual(undonated._tag, "DonationFailed")
+      assert.match(undonated.message, /no host trees were donated with token never-sent/)
       const noStdio = yield* Effect.flip(
         call(socket, "ExecuteAsync", (c) => c.ExecuteAsync({ id: "root", argv: ["exit"], stdio: { stdin: Path.join(dir, "absent") } }))
       )
       assert.strictEqual(noStdio._tag, "StdioUnavailable")
+    }))
+
+  it.scopedLive("donations: a flood of unclaimed ones is bounded and closed, one with the wrong number of trees is refused, a claimed one is found behind them", () =>
+    Effect.gen(function*() {
+      const { dir, socket } = yield* servedSandbox
+      yield* call(socket, "StartRoot", (c) => c.StartRoot())
+      const donations = donationSocketOf(socket)
+      assert.strictEqual(Fs.statSync(donations).mode & 0o777, 0o600)
+      const openFds = () => Fs.readdirSync("/proc/self/fd").length
+      const before = openFds()
+      // 100 donations nobody claims, 4 descriptors each, and connections that carry nothing.
+      for (let i = 0; i < 100; i++) {
+        yield* donateTrees(donations, `junk-${i}`, yield* openTrees([dir, dir, dir, dir])).pipe(Effect.scoped)
+      }
+      for (let i = 0; i < 20; i++) Net.createConnection({ path: donations }).on("error", () => {}).end()
+      // A bundle with one bind mount, but one tree donated for it: refused, that one closed.
+      const bundle = yield* loadBundle(writeBundle(Path.join(dir, "short"), ["exit"]))
+      const bound = { ...bundle, spec: { ...bundle.spec, mounts: [{ destination: "/data", type: "bind", source: dir, options: ["rbind"] }] } }
+      yield* donateTrees(donations, "short", yield* openTrees([bundle.rootPath])).pipe(Effect.scoped)
+      const short = yield* Effect.flip(call(socket, "CreateSubcontainer", (c) => c.CreateSubcontainer({ id: "short", bundle: bound, donation: "short" })))
+      assert.strictEqual(short._tag, "DonationFailed")
+      assert.match(short.message, /1 descriptors were donated for the 2 host trees/)
+      // Queued behind them all, a real one is claimed; what is kept unclaimed stays bounded.
+      const out = Path.join(dir, "late.out")
+      Fs.writeFileSync(out, "")
+      yield* createSubcontainer(socket, "late", writeBundle(Path.join(dir, "late"), ["echo_args", "late"]))
+      yield* call(socket, "StartSubcontainer", (c) => c.StartSubcontainer({ id: "late", stdio: { stdout: out } }))
+      assert.deepStrictEqual(yield* call(socket, "Wait", (c) => c.Wait({ id: "late" }), "10 seconds"), exited(0))
+      assert.strictEqual(Fs.readFileSync(out, "utf8"), "argv[0]=echo_args\nargv[1]=late\n")
+      // 16 donations of 4 kept at most (the sandbox is this process), and a few of the CLI's own.
+      assert.isAtMost(openFds() - before, 16 * 4 + 8)
+      // The sandbox mounts what was donated and never opens the paths the spec names: a root
+      // path that does not exist serves the donated tree.
+      const real = yield* loadBundle(writeBundle(Path.join(dir, "real"), ["echo_args", "donated"]))
+      yield* donateTrees(donations, "moved", yield* openTrees([real.rootPath])).pipe(Effect.scoped)
+      const moved = { ...real, rootPath: Path.join(dir, "nowhere", "rootfs") }
+      yield* call(socket, "CreateSubcontainer", (c) => c.CreateSubcontainer({ id: "moved", bundle: moved, donation: "moved", stdio: { stdout: out } }))
+      yield* call(socket, "StartSubcontainer", (c) => c.StartSubcontainer({ id: "moved", stdio: {} }))
+      assert.deepStrictEqual(yield* call(socket, "Wait", (c) => c.Wait({ id: "moved" }), "10 seconds"), exited(0))
+      assert.strictEqual(Fs.readFileSync(out, "utf8"), "argv[0]=echo_args\nargv[1]=late\nargv[0]=echo_args\nargv[1]=donated\n")
     }))
 
   it.scopedLive("the socket file is 0600 in a 0700 directory; a stale one is replaced, a live one or a non-socket is never taken over", () =>

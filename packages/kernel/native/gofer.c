@@ -54,6 +54,16 @@
  *   readable(fd)                                    -> 0 or 1    whether a read would not wait: data, end of file or an error
  *   raiseFdLimit()                                  -> n         raises RLIMIT_NOFILE's soft limit to the hard one; returns the soft limit then
  *   useOpenat2(enabled)                             -> whether it was in use   (tests: the walk without it)
+ *   listenDonations(path)                           -> fd        a non-blocking listening Unix socket at path, 0600
+ *   takeDonation(listenFd)                          -> [payload, fds] | -EAGAIN   one queued donation, never waiting
+ *   donate(path, payload, fds)                      -> 0         fds (at most DONATION_FDS) sent to the socket at path
+ *
+ * Donations carry descriptors to the sandbox from the CLI that creates a container in it (its
+ * root's and bind mounts' trees, opened where the sandbox may not open paths): the donor
+ * connects and sends one message, payload and SCM_RIGHTS together, before it asks the sandbox
+ * by its control socket to take it; so the sandbox finds the message queued and never waits
+ * for one. Only a peer of the sandbox's own user (or root) is heard; a connection that carries
+ * nothing, or more descriptors than one message may, is closed with whatever it carried.
  *
  * stat's `out` is a BigInt64Array of 8: dev, ino, mode (st_mode, type included), nlink, size,
  * atime, mtime, ctime (nanoseconds).
@@ -73,11 +83,17 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/un.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
 #define PATH_BYTES 4097
 #define NAME_BYTES 1024
+/* Descriptors in one donation: Linux's own limit on one SCM_RIGHTS message (SCM_MAX_FD) is 253. */
+#define DONATION_FDS 253
+#define DONATION_PAYLOAD 1024
+/* Donations queued before the sandbox takes them, at most (a longer queue is EAGAIN to its donors). */
+#define DONATION_QUEUE 128
 
 /* Whether openat2 is known to be missing (ENOSYS, or refused by a seccomp filter). */
 static int no_openat2 = 0;
@@ -729,6 +745,130 @@ static napi_value use_openat2(napi_env env, napi_callback_info info) {
   return was;
 }
 
+/* ---- donations ---------------------------------------------------------------------------------- */
+
+static int unix_address(napi_env env, napi_value value, struct sockaddr_un *addr) {
+  memset(addr, 0, sizeof *addr);
+  addr->sun_family = AF_UNIX;
+  return arg_string(env, value, addr->sun_path, sizeof addr->sun_path);
+}
+
+static napi_value listen_donations(napi_env env, napi_callback_info info) {
+  ARGS(1)
+  struct sockaddr_un addr;
+  if (unix_address(env, argv[0], &addr)) return errno_result(env, ENAMETOOLONG);
+  int sock = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (sock < 0) return errno_result(env, errno);
+  /* Its owner's alone; the state root it is made in is 0700, so nobody else can reach it meanwhile. */
+  if (bind(sock, (struct sockaddr *)&addr, sizeof addr) != 0 || chmod(addr.sun_path, 0600) != 0 || listen(sock, DONATION_QUEUE) != 0) {
+    int err = errno;
+    close(sock);
+    return errno_result(env, err);
+  }
+  return number(env, sock);
+}
+
+static void close_all(const int *fds, size_t count) {
+  for (size_t i = 0; i < count; i++) close(fds[i]);
+}
+
+/* The descriptors a message carried (every SCM_RIGHTS header of it), into fds; their count. */
+static size_t received_fds(struct msghdr *msg, int *fds) {
+  size_t count = 0;
+  for (struct cmsghdr *c = CMSG_FIRSTHDR(msg); c != NULL; c = CMSG_NXTHDR(msg, c)) {
+    if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
+    size_t n = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+    for (size_t i = 0; i < n && count < DONATION_FDS; i++) memcpy(&fds[count++], CMSG_DATA(c) + i * sizeof(int), sizeof(int));
+  }
+  return count;
+}
+
+static napi_value take_donation(napi_env env, napi_callback_info info) {
+  ARGS(1)
+  int listener;
+  if (arg_int(env, argv[0], &listener)) return errno_result(env, EINVAL);
+  for (;;) {
+    int conn = accept4(listener, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (conn < 0) return errno_result(env, errno == EINTR ? EAGAIN : errno);
+    struct ucred peer;
+    socklen_t length = sizeof peer;
+    if (getsockopt(conn, SOL_SOCKET, SO_PEERCRED, &peer, &length) != 0 || (peer.uid != 0 && peer.uid != geteuid())) {
+      close(conn);
+      continue;
+    }
+    char payload[DONATION_PAYLOAD];
+    struct iovec iov = {payload, sizeof payload - 1};
+    union {
+      char buf[CMSG_SPACE(sizeof(int) * DONATION_FDS)];
+      struct cmsghdr align;
+    } control;
+    struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = control.buf, .msg_controllen = sizeof control.buf};
+    ssize_t got;
+    do got = recvmsg(conn, &msg, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+    while (got < 0 && errno == EINTR);
+    close(conn);
+    if (got <= 0) continue; /* nothing was sent on it: not a donation */
+    int fds[DONATION_FDS];
+    size_t count = received_fds(&msg, fds);
+    if ((msg.msg_flags & (MSG_CTRUNC | MSG_TRUNC)) != 0) {
+      close_all(fds, count);
+      continue;
+    }
+    payload[got] = '\0';
+    napi_value result, text, list;
+    napi_create_array_with_length(env, 2, &result);
+    napi_create_string_utf8(env, payload, (size_t)got, &text);
+    napi_create_array_with_length(env, count, &list);
+    for (size_t i = 0; i < count; i++) napi_set_element(env, list, (uint32_t)i, number(env, fds[i]));
+    napi_set_element(env, result, 0, text);
+    napi_set_element(env, result, 1, list);
+    return result;
+  }
+}
+
+static napi_value donate(napi_env env, napi_callback_info info) {
+  ARGS(3)
+  struct sockaddr_un addr;
+  char payload[DONATION_PAYLOAD];
+  uint32_t count;
+  if (unix_address(env, argv[0], &addr)) return errno_result(env, ENAMETOOLONG);
+  if (arg_string(env, argv[1], payload, sizeof payload) || payload[0] == '\0') return errno_result(env, EINVAL);
+  if (napi_get_array_length(env, argv[2], &count) != napi_ok || count == 0 || count > DONATION_FDS) return errno_result(env, EINVAL);
+  int fds[DONATION_FDS];
+  for (uint32_t i = 0; i < count; i++) {
+    napi_value element;
+    if (napi_get_element(env, argv[2], i, &element) != napi_ok || arg_int(env, element, &fds[i])) return errno_result(env, EINVAL);
+  }
+  /* Non-blocking: a sandbox whose queue is full is EAGAIN here, never a wait. */
+  int sock = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (sock < 0) return errno_result(env, errno);
+  if (connect(sock, (struct sockaddr *)&addr, sizeof addr) != 0) {
+    int err = errno;
+    close(sock);
+    return errno_result(env, err);
+  }
+  struct iovec iov = {payload, strlen(payload)};
+  union {
+    char buf[CMSG_SPACE(sizeof(int) * DONATION_FDS)];
+    struct cmsghdr align;
+  } control;
+  memset(&control, 0, sizeof control);
+  struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = control.buf, .msg_controllen = CMSG_SPACE(sizeof(int) * count)};
+  struct cmsghdr *cmsg = CMSG_FIRSTHDR(&msg);
+  cmsg->cmsg_level = SOL_SOCKET;
+  cmsg->cmsg_type = SCM_RIGHTS;
+  cmsg->cmsg_len = CMSG_LEN(sizeof(int) * count);
+  memcpy(CMSG_DATA(cmsg), fds, sizeof(int) * count);
+  ssize_t sent;
+  do sent = sendmsg(sock, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
+  while (sent < 0 && errno == EINTR);
+  int err = errno;
+  close(sock);
+  if (sent < 0) return errno_result(env, err);
+  /* One message: all of it or none (its bytes are far below a socket's buffer). */
+  return number(env, (size_t)sent == iov.iov_len ? 0 : -EMSGSIZE);
+}
+
 /* ---- module ------------------------------------------------------------------------------------ */
 
 static napi_value init(napi_env env, napi_value exports) {
@@ -758,6 +898,9 @@ static napi_value init(napi_env env, napi_value exports) {
     {"readable", NULL, readable, NULL, NULL, NULL, napi_enumerable, NULL},
     {"raiseFdLimit", NULL, raise_fd_limit, NULL, NULL, NULL, napi_enumerable, NULL},
     {"useOpenat2", NULL, use_openat2, NULL, NULL, NULL, napi_enumerable, NULL},
+    {"listenDonations", NULL, listen_donations, NULL, NULL, NULL, napi_enumerable, NULL},
+    {"takeDonation", NULL, take_donation, NULL, NULL, NULL, napi_enumerable, NULL},
+    {"donate", NULL, donate, NULL, NULL, NULL, napi_enumerable, NULL},
   };
   napi_define_properties(env, exports, sizeof functions / sizeof functions[0], functions);
   return exports;

@@ -35,6 +35,13 @@ export class GoferUnavailable extends Schema.TaggedError<GoferUnavailable>()("Go
   }
 }
 
+/** Host trees that could not be handed to a sandbox, or taken by it (fs/donation.ts). */
+export class DonationFailed extends Schema.TaggedError<DonationFailed>()("DonationFailed", { reason: Schema.String }) {
+  override get message(): string {
+    return `the container's host trees could not be handed to its sandbox: ${this.reason}`
+  }
+}
+
 export class NotWasm extends Schema.TaggedError<NotWasm>()("NotWasm", { path: Schema.String }) {
   override get message(): string {
     return `${this.path}: not a WebAssembly module (no \\0asm header)`

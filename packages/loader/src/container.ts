@@ -20,6 +20,7 @@
 import { defaultAction, type ExitStatus, SIGKILL, signaled } from "@runsc/abi"
 import {
   type Dentry,
+  type HostTrees,
   type InvalidModule,
   type KernelShape,
   PidNamespace,
@@ -140,23 +141,34 @@ export class Container {
     readonly tasks: TaskSet,
     private readonly mailbox: Queue.Queue<Request>,
     /** Completed when the actor has ended (after a destroy, or at the sandbox's teardown). */
-    private readonly ended: Deferred.Deferred<void>
+    private readonly ended: Deferred.Deferred<void>,
+    /** What its create gave: its bundle and host trees, for its start. */
+    readonly created: CreatedWith | undefined
   ) {}
 
   /**
    * A created container: its scope a child of `parent`, its actor a fiber of `actors` (run
    * outside the container's scope, which the actor itself closes).
    */
-  static make(id: string, sandbox: Sandbox, parent: Scope.Scope, actors: FiberSet.FiberSet): Effect.Effect<Container> {
+  static make(
+    id: string,
+    sandbox: Sandbox,
+    parent: Scope.Scope,
+    actors: FiberSet.FiberSet,
+    created?: CreatedWith
+  ): Effect.Effect<Container> {
     return Effect.gen(function*() {
       const scope = yield* Scope.fork(parent, ExecutionStrategy.sequential)
       // Forked first, so closed last: what the container's processes use.
       const resources = yield* Scope.fork(scope, ExecutionStrategy.sequential)
+      // Donated trees its start never mounted are closed with it.
+      const trees = created?.trees
+      if (trees !== undefined) yield* Scope.addFinalizer(resources, Effect.sync(() => trees.close()))
       // Made after, so released first: closing the container kills its processes and waits for them.
       const tasks = yield* sandbox.kernel.taskSet(id).pipe(Scope.extend(scope))
       const mailbox = yield* Queue.unbounded<Request>()
       const ended = yield* Deferred.make<void>()
-      const container = new Container(id, sandbox, scope, resources, tasks, mailbox, ended)
+      const container = new Container(id, sandbox, scope, resources, tasks, mailbox, ended, created)
       // Interruptible whoever creates it (a control call runs uninterruptibly): the sandbox's
       // teardown interrupts the actor.
       yield* FiberSet.run(actors, Effect.interruptible(container.serve))
@@ -452,7 +464,13 @@ export class Container {
       // loadBundle refuses such a spec; one given in memory is refused here, as runc does.
       if (process === undefined) return yield* new InvalidSpec({ path: "process", reason: "required field is missing" })
       // What it holds (host trees, in-memory files) goes back when the container is destroyed.
-      const { root, mounts } = yield* kernel.mountNamespace({ spec, bundleDir: bundle.dir, rootPath: bundle.rootPath }).pipe(
+      const trees = this.created?.bundle === bundle ? this.created.trees : undefined
+      const { root, mounts } = yield* kernel.mountNamespace({
+        spec,
+        bundleDir: bundle.dir,
+        rootPath: bundle.rootPath,
+        ...(trees !== undefined ? { trees } : {})
+      }).pipe(
         Scope.extend(started),
         Effect.mapError((e) =>
           e._tag === "InvalidRoot"
@@ -524,6 +542,16 @@ export class Container {
       return tg.rootPid
     })
   }
+}
+
+/**
+ * What a container may be given at its create (`Loader.createSubcontainer`): its bundle, and
+ * the host trees of its root and bind mounts opened by its creator (`HostTrees`), which its
+ * start then mounts instead of opening their paths.
+ */
+export interface CreatedWith {
+  readonly bundle: Bundle
+  readonly trees?: HostTrees
 }
 
 /** An init prepared for its start (Container.prepareInit). */

@@ -1,4 +1,4 @@
-export { Container, type ContainerState } from "./container.js"
+export { Container, type ContainerState, type CreatedWith } from "./container.js"
 export * from "./errors.js"
 export { handleHostSignals, type HostSignalOptions } from "./hostSignals.js"
 export { type LaunchError, type Stdio } from "./launch.js"

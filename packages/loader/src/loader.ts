@@ -39,7 +39,7 @@ import {
 } from "@runsc/spec"
 import { Context, Deferred, Effect, ExecutionStrategy, FiberSet, Layer, Scope, SynchronizedRef } from "effect"
 import * as Os from "node:os"
-import { Container, type Sandbox, type StartError } from "./container.js"
+import { Container, type CreatedWith, type Sandbox, type StartError } from "./container.js"
 
 export type { StartError }
 import {
@@ -86,8 +86,11 @@ export interface LoaderArgs {
 
 export interface SubcontainerArgs {
   readonly containerId: string
-  /** The container's bundle directory, or a loaded bundle. */
-  readonly bundle: string | Bundle
+  /**
+   * The container's bundle directory, or a loaded bundle; ignored when its create gave one,
+   * required otherwise.
+   */
+  readonly bundle?: string | Bundle
   readonly stdio?: Stdio
 }
 
@@ -169,8 +172,11 @@ export interface LoaderShape {
   /** Sends a signal to the root init (runsc's Process mode with pid 0). */
   readonly signal: (signo: number) => Effect.Effect<void, ContainerNotStarted | InvalidSignal | NoSuchProcess>
 
-  /** Registers a container, created but not started. */
-  readonly createSubcontainer: (id: string) => Effect.Effect<void, ContainerExists | InvalidContainerId>
+  /**
+   * Registers a container, created but not started; optionally with its bundle and the host
+   * trees its creator opened for it (see `CreatedWith`), which it then owns.
+   */
+  readonly createSubcontainer: (id: string, created?: CreatedWith) => Effect.Effect<void, ContainerExists | InvalidContainerId>
   /** Starts a created container's init; returns its root-namespace pid. */
   readonly startSubcontainer: (
     args: SubcontainerArgs
@@ -334,7 +340,7 @@ const makeLoader = (args: LoaderArgs & { readonly bundle: Bundle }) =>
         })
     }
 
-    const newContainer = (id: string) => Container.make(id, sandbox, containersScope, actors)
+    const newContainer = (id: string, created?: CreatedWith) => Container.make(id, sandbox, containersScope, actors, created)
 
     const rootContainer = yield* newContainer(rootId)
     yield* SynchronizedRef.set(registry, new Map([[rootId, rootContainer]]))
@@ -441,20 +447,30 @@ const makeLoader = (args: LoaderArgs & { readonly bundle: Bundle }) =>
         }),
 
       // The registry's one sandbox-wide step: making the container's scope, task set and actor.
-      createSubcontainer: (id) =>
+      // A create that fails owns nothing: the trees it was given are closed.
+      createSubcontainer: (id, created) =>
         Effect.flatMap(validateContainerId(id), (id) =>
           SynchronizedRef.updateEffect(registry, (map) =>
             map.has(id)
               ? Effect.fail(new ContainerExists({ id }))
-              : Effect.map(newContainer(id), (container) => new Map([...map, [id, container]])))),
+              : Effect.map(newContainer(id, created), (container) => new Map([...map, [id, container]])))).pipe(
+            Effect.tapError(() => Effect.sync(() => created?.trees?.close()))
+          ),
 
       // The bundle is read in the container's turn: one that cannot be loaded fails the start,
       // and a created container is then stopped.
       startSubcontainer: ({ bundle, containerId, stdio }) =>
-        Effect.flatMap(
-          find(containerId),
-          (container) => container.start(typeof bundle === "string" ? loadBundle(bundle) : Effect.succeed(bundle), stdio ?? {})
-        ),
+        Effect.flatMap(find(containerId), (container) => {
+          const given = container.created?.bundle
+          const loaded = given !== undefined
+            ? Effect.succeed(given)
+            : bundle === undefined
+            ? Effect.fail(new InvalidSpec({ path: "", reason: `container ${containerId} was given no bundle at its create, nor at its start` }))
+            : typeof bundle === "string"
+            ? loadBundle(bundle)
+            : Effect.succeed(bundle)
+          return container.start(loaded, stdio ?? {})
+        }),
 
       // Uninterruptible: once sent, a destroy completes, and its caller returns when it has.
       destroySubcontainer: (id) =>

@@ -7,7 +7,7 @@ import { Effect, ParseResult, Schema } from "effect"
 import * as path from "node:path"
 import { BundleNotFound, InvalidSpec } from "./errors.js"
 import { readRegularFile } from "./regularFile.js"
-import { Process, Spec } from "./schema.js"
+import { isBindMount, isReadOnlyMount, Process, Spec } from "./schema.js"
 
 export interface Bundle {
   /** Absolute path of the bundle directory. */
@@ -92,3 +92,27 @@ export const loadBundle = (dir: string): Effect.Effect<Bundle, InvalidSpec | Bun
     if (spec.process === undefined) return yield* new InvalidSpec({ path: "process", reason: "required field is missing" })
     return { dir: abs, spec, rootPath: path.resolve(abs, spec.root?.path ?? defaultRootPath) }
   })
+
+/** A host tree a container mounts: its root filesystem, or the source of one of its bind mounts. */
+export interface HostTreeSource {
+  /** Absolute host path. */
+  readonly path: string
+  /** Where the container sees it ("/" for the root). */
+  readonly destination: string
+  readonly writable: boolean
+}
+
+/**
+ * The host trees a container of `bundle` mounts, in the order the sandbox mounts them: its root
+ * filesystem, then the source of each bind mount that names one (relative to the bundle), in
+ * the spec's order. A tree donated to a sandbox is known by its place in this list.
+ */
+export const hostTreesOf = (bundle: Bundle): ReadonlyArray<HostTreeSource> => [
+  // Never written: the container's changes to its root stay in the sandbox's overlay.
+  { path: bundle.rootPath, destination: "/", writable: false },
+  ...(bundle.spec.mounts ?? []).flatMap((mount) =>
+    mount.source !== undefined && isBindMount(mount)
+      ? [{ path: path.resolve(bundle.dir, mount.source), destination: mount.destination, writable: !isReadOnlyMount(mount) }]
+      : []
+  )
+]

@@ -7,16 +7,18 @@
  */
 import { Args, Command, Options } from "@effect/cli"
 import { parseSignal, toShellCode } from "@runsc/abi"
-import { call, ControlTimeout, type SandboxClient, SandboxUnreachable } from "@runsc/control"
+import { call, ControlTimeout, donationSocketOf, type SandboxClient, SandboxUnreachable } from "@runsc/control"
+import { donateTrees, openTrees } from "@runsc/kernel"
 import type { RpcClientError } from "@effect/rpc"
-import { type Bundle, loadBundle, validateContainerId } from "@runsc/spec"
+import { type Bundle, hostTreesOf, loadBundle, validateContainerId } from "@runsc/spec"
 import { Clock, Duration, Effect, Exit, Option, Schema } from "effect"
+import * as Crypto from "node:crypto"
 import * as Fs from "node:fs"
 import * as Path from "node:path"
 import { type Cgroup, type CgroupFailed, cgroupPathOf, cgroupProcsFiles, makeCgroup, removeCgroups } from "../cgroups.js"
 import { openConsole } from "../console.js"
 import { NOT_READY, spawnDetached, type Stdio } from "../detached.js"
-import { bindSources, ConfinementUnavailable, confinementOf, mayAccess, nodeFlags, OutsideConfinement } from "../confinement.js"
+import { ConfinementUnavailable, confinementOf, nodeFlags } from "../confinement.js"
 import { InvalidFlag, NotSupported } from "../errors.js"
 import { globalArgs, type GlobalFlags } from "../globals.js"
 import { preparePidFile } from "../pidFile.js"
@@ -198,8 +200,10 @@ const sandboxIdOf = (annotations: Readonly<Record<string, string>>) => {
 /**
  * A sub-container (CRI annotations: container-type `container`, sandbox-id naming the pod's
  * root container): registered in that sandbox, with this CLI's stdio lent to it now, to outlive
- * this process. A confined sandbox must be allowed to read the sub-container's bundle, root and
- * bind sources. Registered for the enclosing scope: destroyed in the sandbox if it fails.
+ * this process. The sandbox reads none of its files: this CLI sends it the spec, and donates
+ * the host trees of its root and bind mounts as descriptors it opened (donation.ts), so a
+ * confined sandbox serves it without being allowed one more host path. Registered for the
+ * enclosing scope: destroyed in the sandbox if it fails.
  */
 const joinSandbox = (
   states: StateDirectory,
@@ -218,12 +222,10 @@ const joinSandbox = (
       return yield* new WrongStatus({ id: sandboxId, status: "stopped", wanted: "running" })
     }
     const { confinement } = sandbox
-    if (confinement !== undefined) {
-      const unreadable = [bundle.dir, bundle.rootPath, ...bindSources(bundle)].find((path) => !mayAccess(confinement, "read", path))
-      if (unreadable !== undefined) return yield* new OutsideConfinement({ sandboxId, path: unreadable, access: "read" })
-      const unwritable = bindSources(bundle, "writable").find((path) => !mayAccess(confinement, "write", path))
-      if (unwritable !== undefined) return yield* new OutsideConfinement({ sandboxId, path: unwritable, access: "write" })
-    }
+    // Sent before the request that claims them, so the sandbox finds them queued.
+    const donation = Crypto.randomUUID()
+    const trees = yield* openTrees(hostTreesOf(bundle).map((tree) => tree.path))
+    yield* donateTrees(donationSocketOf(sandbox.socket), donation, trees)
     const { stdio: lent } = yield* lendStdio({
       dir: states.root,
       confined: confinement !== undefined,
@@ -232,7 +234,8 @@ const joinSandbox = (
       ...(stdio !== undefined ? { fds: stdio } : {})
     })
     yield* Effect.acquireRelease(
-      callSandbox(sandbox, "CreateSubcontainer", (c) => c.CreateSubcontainer({ id, stdio: lent })),
+      callSandbox(sandbox, "CreateSubcontainer", (c) =>
+        c.CreateSubcontainer({ id, bundle: { dir: bundle.dir, rootPath: bundle.rootPath, spec: bundle.spec }, donation, stdio: lent })),
       (_, exit) =>
         Exit.isFailure(exit) ? Effect.ignore(call(sandbox.socket, "DestroySubcontainer", (c) => c.DestroySubcontainer({ id }))) : Effect.void
     )
@@ -412,7 +415,7 @@ export const startContainer = (record: ContainerRecord, options: { readonly just
     if (status !== "created") return yield* new WrongStatus({ id: record.id, status, wanted: "created" })
     yield* record.sandboxId === undefined
       ? callSandbox(record, "StartRoot", (c) => c.StartRoot(), { wanted: "created" })
-      : callSandbox(record, "StartSubcontainer", (c) => c.StartSubcontainer({ id: record.id, bundle: record.bundle, stdio: {} }), {
+      : callSandbox(record, "StartSubcontainer", (c) => c.StartSubcontainer({ id: record.id, stdio: {} }), {
         wanted: "created"
       })
   })

@@ -3,7 +3,8 @@
  * operations made relative to a tree's directory descriptor, one component at a time, never
  * following a host symlink; and the few calls on descriptors the sandbox already holds that Node
  * lacks (an O_APPEND write, a non-blocking description of its own stdio, sends and receives on a
- * socket that do not wait, poll, its descriptor limit).
+ * socket that do not wait, poll, its descriptor limit); and donations, which carry tree
+ * descriptors from a container's creator to its sandbox (donation.ts).
  * This module loads it once and gives its calls TypeScript types; what the calls guarantee is
  * said in the C file's header.
  *
@@ -56,6 +57,12 @@ interface Addon {
   raiseFdLimit(): number
   /** Whether directories are resolved with openat2 (the default where the kernel has it) or by the walk; returns the previous setting. */
   useOpenat2(enabled: boolean): boolean
+  /** A non-blocking listening Unix socket at `path` (0600) for donations. */
+  listenDonations(path: string): number
+  /** One donation queued on the listening socket: its payload and descriptors; -EAGAIN when none is. */
+  takeDonation(listenFd: number): Result<[string, Array<number>]>
+  /** Sends `fds` (1 to 253) with `payload` to the donation socket at `path`, never waiting. */
+  donate(path: string, payload: string, fds: ReadonlyArray<number>): number
 }
 
 let loaded: Addon | GoferUnavailable | undefined

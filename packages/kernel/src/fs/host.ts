@@ -441,13 +441,18 @@ export interface HostMountOptions {
    * which all of a sandbox's mounts share, so that together they leave the sandbox its own.
    */
   readonly fds: HostFdBudget
+  /**
+   * The tree's descriptor, opened by someone else (donation.ts) and now the mount's: `source`
+   * is then only its name, never opened.
+   */
+  readonly donated?: number
 }
 
 /**
  * The inode a bind mount of `source` shows: a host directory or a single regular file,
  * read-only unless `writable`; anything else is EINVAL. `source` is the operator's choice, so
- * symlinks in it are followed, once, here; below it none ever is. The tree's descriptor is
- * closed when the scope closes, after which every call on its inodes fails EBADF.
+ * symlinks in it are followed, once, here (or by the donor); below it none ever is. The tree's
+ * descriptor is closed when the scope closes, after which every call on its inodes fails EBADF.
  */
 export const hostMount = (source: string, options: HostMountOptions): Effect.Effect<Inode, SyscallError | GoferUnavailable, Scope.Scope> =>
   Effect.gen(function*() {
@@ -455,8 +460,11 @@ export const hostMount = (source: string, options: HostMountOptions): Effect.Eff
     const fds = options.fds
     const tree = yield* Effect.acquireRelease(
       Effect.suspend(() => {
-        if (!fds.take()) return fail(Errno.NFILE)
-        const fd = core.openRoot(source)
+        if (!fds.take()) {
+          if (options.donated !== undefined) core.close(options.donated)
+          return fail(Errno.NFILE)
+        }
+        const fd = options.donated ?? core.openRoot(source)
         if (!failed(fd)) return Effect.succeed(new HostTree(core, fd, options.writable === true, fds))
         fds.give()
         return Effect.fail(coreError(fd))
@@ -469,5 +477,5 @@ export const hostMount = (source: string, options: HostMountOptions): Effect.Eff
   })
 
 /** The root inode of a host directory tree (see `hostMount`); ENOTDIR when `hostRoot` is not a directory. */
-export const hostRoot = (hostRoot: string, options: Pick<HostMountOptions, "fds">): Effect.Effect<Inode, SyscallError | GoferUnavailable, Scope.Scope> =>
+export const hostRoot = (hostRoot: string, options: Pick<HostMountOptions, "fds" | "donated">): Effect.Effect<Inode, SyscallError | GoferUnavailable, Scope.Scope> =>
   Effect.flatMap(hostMount(hostRoot, options), (inode) => (inode.filetype === FileType.DIRECTORY ? Effect.succeed(inode) : fail(Errno.NOTDIR)))

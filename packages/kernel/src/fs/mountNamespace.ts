@@ -14,6 +14,7 @@ import { Effect, type Scope } from "effect"
 import * as Path from "node:path"
 import { InvalidMount, InvalidRoot } from "../errors.js"
 import type { MemoryAccount } from "../memoryAccount.js"
+import type { HostTrees } from "./donation.js"
 import { hostMount, hostRoot } from "./host.js"
 import type { HostFdBudget } from "./hostFds.js"
 import { overlay } from "./overlay.js"
@@ -27,6 +28,11 @@ export interface MountNamespaceArgs {
   readonly bundleDir: string
   /** The host directory of the container's root filesystem. */
   readonly rootPath: string
+  /**
+   * Its host trees, donated by its creator (donation.ts), in `hostTreesOf` order: with them, no
+   * host path of the container is ever opened here — a tree missing from them fails its mount.
+   */
+  readonly trees?: HostTrees
 }
 
 export interface MountNamespace {
@@ -39,6 +45,8 @@ export interface MountNamespace {
 export type MakeMountNamespace = (args: MountNamespaceArgs) => Effect.Effect<MountNamespace, InvalidRoot | InvalidMount, Scope.Scope>
 
 /** Mount types of Linux's own that no WASI guest can use: left out of the container. */
+const notDonated = "its creator handed the sandbox no descriptor of it"
+
 const linuxOnlyFilesystems: ReadonlySet<string> = new Set(["sysfs", "devpts", "mqueue", "cgroup", "cgroup2"])
 
 /**
@@ -66,11 +74,13 @@ export const makeMountNamespaces = (account: MemoryAccount, hostFds: HostFdBudge
    * overlay that keeps the container's changes in the sandbox's memory, unless the spec asks for
    * a read-only root.
    */
-  const openRoot = (spec: Spec, rootPath: string): Effect.Effect<Dentry, InvalidRoot, Scope.Scope> =>
+  const openRoot = (spec: Spec, rootPath: string, trees: HostTrees | undefined): Effect.Effect<Dentry, InvalidRoot, Scope.Scope> =>
     Effect.suspend(() => {
       // Numbered whether or not the root gets an overlay, so numbers do not depend on it.
       const instance = ++instances
-      return hostRoot(rootPath, { fds: hostFds }).pipe(
+      const donated = trees?.take(0)
+      if (trees !== undefined && donated === undefined) return Effect.fail(new InvalidRoot({ path: rootPath, reason: notDonated }))
+      return hostRoot(rootPath, { fds: hostFds, ...(donated !== undefined ? { donated } : {}) }).pipe(
         Effect.flatMap((lower) => spec.root?.readonly === true ? Effect.succeed(lower) : overlay(lower, { instance, account })),
         Effect.map((inode) => Dentry.root(inode)),
         Effect.mapError((e) => new InvalidRoot({ path: rootPath, reason: e.message }))
@@ -90,15 +100,26 @@ export const makeMountNamespaces = (account: MemoryAccount, hostFds: HostFdBudge
    * ext4, overlay, …) is an InvalidMount: the sandbox cannot serve it, and a container that
    * counts on it must not start without it.
    */
-  const syntheticMountsOf = (spec: Spec, bundleDir: string): Effect.Effect<ReadonlyArray<SyntheticMount>, InvalidMount, Scope.Scope> =>
-    Effect.forEach(spec.mounts ?? [], (m): Effect.Effect<ReadonlyArray<SyntheticMount>, InvalidMount, Scope.Scope> => {
+  const syntheticMountsOf = (
+    spec: Spec,
+    bundleDir: string,
+    trees: HostTrees | undefined
+  ): Effect.Effect<ReadonlyArray<SyntheticMount>, InvalidMount, Scope.Scope> => {
+    // The place of the next bind mount's tree among the donated ones (the root's is 0).
+    let tree = 0
+    return Effect.forEach(spec.mounts ?? [], (m): Effect.Effect<ReadonlyArray<SyntheticMount>, InvalidMount, Scope.Scope> => {
       const path = Path.posix.normalize(m.destination).replace(/(.)\/$/, "$1")
       if (m.type === "proc") return Effect.succeed([{ path, fs: "proc" }])
       if (path === "/dev" && (m.type === "tmpfs" || m.type === "devtmpfs")) return Effect.succeed([{ path, fs: "dev" }])
       if (isBindMount(m)) {
         if (m.source === undefined) return Effect.fail(new InvalidMount({ destination: m.destination, reason: "a bind mount needs a source" }))
         const source = Path.resolve(bundleDir, m.source)
-        return hostMount(source, { writable: !isReadOnlyMount(m), fds: hostFds }).pipe(
+        const donated = trees?.take(++tree)
+        if (trees !== undefined && donated === undefined) {
+          return Effect.fail(new InvalidMount({ destination: m.destination, reason: `${source}: ${notDonated}` }))
+        }
+        const options = { writable: !isReadOnlyMount(m), fds: hostFds, ...(donated !== undefined ? { donated } : {}) }
+        return hostMount(source, options).pipe(
           Effect.map((root) => [{ path, fs: "bind", root, source, readOnly: isReadOnlyMount(m) }] as const),
           Effect.mapError((e) => new InvalidMount({ destination: m.destination, reason: `${source}: ${e.message}` }))
         )
@@ -124,11 +145,12 @@ export const makeMountNamespaces = (account: MemoryAccount, hostFds: HostFdBudge
         return [{ path, fs: "tmpfs", root }] as const
       })
     }).pipe(Effect.map((lists) => lists.flat()))
+  }
 
-  return ({ bundleDir, rootPath, spec }) =>
+  return ({ bundleDir, rootPath, spec, trees }) =>
     Effect.gen(function*() {
-      const root = yield* openRoot(spec, rootPath)
-      const mounts = yield* syntheticMountsOf(spec, bundleDir)
+      const root = yield* openRoot(spec, rootPath, trees)
+      const mounts = yield* syntheticMountsOf(spec, bundleDir, trees)
       // What the container's in-memory files hold goes back to the sandbox when it is destroyed.
       yield* Effect.addFinalizer(() =>
         Effect.sync(() => {
