@@ -236,7 +236,7 @@ static int open_dir(int root, const char *path, uint64_t dev, uint64_t ino) {
 
 /* Gives back a directory from open_dir: closed unless it is the tree's own descriptor. */
 static void put_dir(int dir, int root) {
-  if (dir != root) put_dir(dir, root);
+  if (dir != root) close(dir);
 }
 
 /*

@@ -295,6 +295,27 @@ describe("the gofer across overlapping mounts", () => {
       assert.isFalse(Fs.existsSync(Path.join(tree, "new")))
     }))
 
+  it.scoped("calls in a subdirectory give back the descriptor they open: a thousand lookups, reads of a directory and creates leave no host descriptor behind", () =>
+    Effect.gen(function*() {
+      const { top, tree } = layout()
+      yield* Effect.addFinalizer(() => Effect.sync(() => Fs.rmSync(top, { recursive: true, force: true })))
+      const open = () => Fs.readdirSync("/proc/self/fd").length
+      const held = yield* Effect.scoped(Effect.gen(function*() {
+        const root = yield* hostMount(tree, { writable: true, fds: yield* HostFdBudget.ofProcess })
+        const b = yield* Effect.flatMap(root.lookup("a"), (a) => a.lookup("b"))
+        const before = open()
+        for (let i = 0; i < 1000; i++) {
+          yield* b.lookup("f")
+          yield* b.readdir
+          yield* Effect.either(b.lookup("missing"))
+        }
+        yield* b.changes!.mkdir("made", 0o755)
+        assert.strictEqual(open(), before, "descriptors the calls left open")
+        return open()
+      }))
+      assert.isBelow(open(), held, "the tree's own descriptor is closed with its scope")
+    }))
+
   it.scoped("a FIFO or device swapped in for a file is refused without blocking the sentry", () =>
     Effect.gen(function*() {
       const { top, tree } = layout()
