@@ -14,6 +14,7 @@ import {
   stateCommand,
   waitCommand
 } from "./commands/container.js"
+import { containerWaiterCommand } from "./commands/containerWaiter.js"
 import { doCommand, doFlags, doOptionsWithValue } from "./commands/do.js"
 import { execCommand, execFlags, execOptionsWithValue, execWaiterCommand } from "./commands/exec.js"
 import { featuresCommand, RUNSC_VERSION } from "./commands/features.js"
@@ -39,6 +40,7 @@ export const command = rootCommand.pipe(
     psCommand,
     execCommand,
     execWaiterCommand,
+    containerWaiterCommand,
     featuresCommand,
     pauseCommand,
     resumeCommand,

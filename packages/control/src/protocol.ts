@@ -142,6 +142,13 @@ export class SandboxRpcs extends RpcGroup.make(
     success: ExitStatusSchema,
     error: Schema.Union(ContainerNotFound, ContainerNotStarted, SandboxPanicked)
   }),
+  // A sub-container's holder (the host process its --pid-file names): waits from its create
+  // until its init has started and exited; the holder going away (the call interrupted) kills it.
+  Rpc.make("HoldContainer", {
+    payload: { id: Schema.String },
+    success: ExitStatusSchema,
+    error: Schema.Union(ContainerNotFound, ContainerNotStarted)
+  }),
   Rpc.make("WaitPid", {
     payload: {
       id: Schema.String,

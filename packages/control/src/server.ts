@@ -252,6 +252,8 @@ const handlers = (loader: LoaderShape, donations: DonationPoint) => {
           }))
       ),
     Wait: ({ id }) => loader.wait(id),
+    HoldContainer: ({ id }) =>
+      Effect.onInterrupt(loader.awaitExit(id), () => Effect.ignore(loader.signalContainer(id, 0, SIGKILL, "Process"))),
     WaitPid: ({ holder, id, pid }) =>
       holder === true
         ? Effect.onInterrupt(loader.waitPid(id, pid), () => Effect.ignore(loader.signalContainer(id, pid, SIGKILL, "Process")))

@@ -127,6 +127,8 @@ export class Container {
     readonly pidNamespacePath: string | undefined
   } | undefined
   private destroyed = false
+  /** Completed once it is no longer created: started, or stopped before (or instead of) a start. */
+  private readonly settledSignal = Deferred.unsafeMake<void>(FiberId.none)
   /** Processes started by exec, by root-namespace pid, until waitPid consumes them. */
   readonly execs = new Map<number, ThreadGroup>()
 
@@ -178,6 +180,16 @@ export class Container {
 
   get state(): ContainerState {
     return this.current
+  }
+
+  /** Waits until it is no longer created: its init started, or it stopped without one. */
+  get settled(): Effect.Effect<void> {
+    return Deferred.await(this.settledSignal)
+  }
+
+  private leaveCreated(state: "running" | "stopped"): void {
+    this.current = state
+    Deferred.unsafeDone(this.settledSignal, Exit.void)
   }
 
   get init(): ThreadGroup | undefined {
@@ -395,7 +407,7 @@ export class Container {
         const action = defaultAction(signo)
         if (signo === 0 || (action !== "terminate" && action !== "core")) return Effect.void
         this.killedBeforeStart = signaled(signo)
-        this.current = "stopped"
+        this.leaveCreated("stopped")
         return this.sandbox.stopped(this)
       }
       const init = this.initProcess
@@ -411,7 +423,7 @@ export class Container {
   private get close(): Effect.Effect<void> {
     return Effect.uninterruptible(Effect.gen(this, function*() {
       this.destroyed = true
-      this.current = "stopped"
+      this.leaveCreated("stopped")
       yield* Scope.close(this.scope, Exit.void)
       yield* this.sandbox.destroyed(this)
     }))
@@ -428,7 +440,7 @@ export class Container {
       if (this.current !== "created" || this.pending !== undefined) return yield* new ContainerAlreadyStarted({ id: this.id })
       const started = yield* Scope.fork(this.resources, ExecutionStrategy.sequential)
       this.pending = yield* Effect.flatMap(bundle, (loaded) => this.prepareInit(loaded, stdio, options, started)).pipe(
-        Effect.onError((cause) => Effect.zipRight(Scope.close(started, Exit.failCause(cause)), Effect.sync(() => (this.current = "stopped"))))
+        Effect.onError((cause) => Effect.zipRight(Scope.close(started, Exit.failCause(cause)), Effect.sync(() => this.leaveCreated("stopped"))))
       )
     })
   }
@@ -450,7 +462,7 @@ export class Container {
         ? Effect.succeed(pending)
         : Effect.flatMap(bundle, (loaded) => this.prepareInit(loaded, stdio, options, started))
       return yield* Effect.flatMap(ready, (init) => this.launchInit(init)).pipe(
-        Effect.onError((cause) => Effect.zipRight(Scope.close(started, Exit.failCause(cause)), Effect.sync(() => (this.current = "stopped"))))
+        Effect.onError((cause) => Effect.zipRight(Scope.close(started, Exit.failCause(cause)), Effect.sync(() => this.leaveCreated("stopped"))))
       )
     })
   }
@@ -532,7 +544,7 @@ export class Container {
         pidNamespacePath: init.pidNamespacePath
       }
       this.initProcess = tg
-      this.current = "running"
+      this.leaveCreated("running")
       yield* this.sandbox.started(this)
       // The init's exit is a request like any other: the actor records it in its turn.
       yield* Effect.forkIn(

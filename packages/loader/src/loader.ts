@@ -196,6 +196,12 @@ export interface LoaderShape {
    */
   readonly wait: (id: string) => Effect.Effect<ExitStatus, ContainerNotFound | ContainerNotStarted>
   /**
+   * Waits for a container from its create: until it has started, then for its init's exit
+   * (`wait`); ContainerNotStarted when it stopped without a start (its start failed, or it
+   * was destroyed).
+   */
+  readonly awaitExit: (id: string) => Effect.Effect<ExitStatus, ContainerNotFound | ContainerNotStarted>
+  /**
    * Waits for a process of the container: an exec'd one is consumed by the first waitPid that
    * returns; any other process of the container can be waited without being consumed.
    */
@@ -502,6 +508,7 @@ const makeLoader = (args: LoaderArgs & { readonly bundle: Bundle }) =>
         })),
 
       wait: (id) => Effect.flatMap(find(id), (container) => container.exitStatus),
+      awaitExit: (id) => Effect.flatMap(find(id), (container) => Effect.zipRight(container.settled, container.exitStatus)),
 
       waitPid: (id, pid) =>
         Effect.gen(function*() {

@@ -54,6 +54,32 @@ describe("containers", () => {
       assert.strictEqual(yield* loader.runtimeState("root"), "running", "the sandbox goes on")
     }))
 
+  it.scopedLive("awaitExit waits from the create: through the start to the init's exit; a container destroyed before its start, or given its bundle at create, too", () =>
+    Effect.gen(function*() {
+      const loader = yield* makeSandbox
+      yield* loader.createSubcontainer("held")
+      const held = yield* Effect.fork(loader.awaitExit("held"))
+      yield* Effect.sleep("50 millis")
+      assert.isNull(held.unsafePoll(), "still created: nothing to return yet")
+      yield* loader.startSubcontainer({ containerId: "held", bundle: yield* makeBundle({ args: ["exit", "3"] }) })
+      assert.deepStrictEqual(yield* Fiber.join(held), exited(3))
+      // Its bundle given at create (as the control server does): the start names none.
+      const given = yield* makeBundle({ args: ["exit", "4"] })
+      yield* loader.createSubcontainer("given", { bundle: given })
+      const waiting = yield* Effect.fork(loader.awaitExit("given"))
+      yield* loader.startSubcontainer({ containerId: "given" })
+      assert.deepStrictEqual(yield* Fiber.join(waiting), exited(4))
+      yield* loader.createSubcontainer("never")
+      const never = yield* Effect.fork(loader.awaitExit("never"))
+      yield* Effect.sleep("20 millis")
+      yield* loader.destroySubcontainer("never")
+      const result = yield* Effect.flip(Fiber.join(never))
+      assert.include(["ContainerNotStarted", "ContainerNotFound"], result._tag)
+      // No bundle at create nor at start: a typed failure, and the container stops.
+      yield* loader.createSubcontainer("bare")
+      assert.strictEqual((yield* Effect.flip(loader.startSubcontainer({ containerId: "bare" })))._tag, "InvalidSpec")
+    }))
+
   it.scopedLive("a container id cannot be created twice; a created, never started container can be destroyed", () =>
     Effect.gen(function*() {
       const loader = yield* makeSandbox

@@ -21,6 +21,7 @@ import { NOT_READY, spawnDetached, type Stdio } from "../detached.js"
 import { ConfinementUnavailable, confinementOf, nodeFlags } from "../confinement.js"
 import { InvalidFlag, NotSupported } from "../errors.js"
 import { globalArgs, type GlobalFlags } from "../globals.js"
+import { spawnWaiter } from "../holder.js"
 import { preparePidFile } from "../pidFile.js"
 import { lendStdio } from "../relay.js"
 import { rootCommand } from "../root.js"
@@ -202,15 +203,17 @@ const sandboxIdOf = (annotations: Readonly<Record<string, string>>) => {
  * root container): registered in that sandbox, with this CLI's stdio lent to it now, to outlive
  * this process. The sandbox reads none of its files: this CLI sends it the spec, and donates
  * the host trees of its root and bind mounts as descriptors it opened (donation.ts), so a
- * confined sandbox serves it without being allowed one more host path. Registered for the
- * enclosing scope: destroyed in the sandbox if it fails.
+ * confined sandbox serves it without being allowed one more host path. A container-waiter is
+ * left to hold it (holder.ts): the host process its --pid-file names. Registered for the
+ * enclosing scope: destroyed in the sandbox (and its waiter killed) if it fails.
  */
 const joinSandbox = (
   states: StateDirectory,
   reservation: ContainerRecord,
   sandboxId: string,
   bundle: Bundle,
-  stdio: Stdio | undefined
+  stdio: Stdio | undefined,
+  terminal: boolean
 ) =>
   Effect.gen(function*() {
     const { id } = reservation
@@ -226,7 +229,7 @@ const joinSandbox = (
     const donation = Crypto.randomUUID()
     const trees = yield* openTrees(hostTreesOf(bundle).map((tree) => tree.path))
     yield* donateTrees(donationSocketOf(sandbox.socket), donation, trees)
-    const { stdio: lent } = yield* lendStdio({
+    const { helper, stdio: lent } = yield* lendStdio({
       dir: states.root,
       confined: confinement !== undefined,
       outlivesCli: true,
@@ -239,6 +242,18 @@ const joinSandbox = (
       (_, exit) =>
         Exit.isFailure(exit) ? Effect.ignore(call(sandbox.socket, "DestroySubcontainer", (c) => c.DestroySubcontainer({ id }))) : Effect.void
     )
+    // Its holder, the host process --pid-file names: the container has none of its own.
+    const holder = yield* spawnWaiter("container", [
+      ...globalArgs(yield* rootCommand),
+      "container-waiter",
+      "--sync-fd",
+      "3",
+      "--socket",
+      sandbox.socket,
+      ...(terminal ? ["--terminal"] : []),
+      ...(helper !== undefined ? ["--relay", `${helper.pid}:${helper.start}`] : []),
+      id
+    ])
     const record: ContainerRecord = {
       ...reservation,
       sandboxPid: sandbox.sandboxPid,
@@ -248,7 +263,7 @@ const joinSandbox = (
       sandboxId,
       ...(confinement !== undefined ? { confinement } : {})
     }
-    return record
+    return { record, holder }
   })
 
 /**
@@ -342,13 +357,14 @@ export const createContainer = (id: string, bundle: string, pidFile: Option.Opti
       states.reserve(reservation),
       (_, exit) => (Exit.isFailure(exit) ? Effect.ignore(states.abandon(containerId, me)) : Effect.void)
     )
-    const record = sandboxId !== undefined
-      ? yield* joinSandbox(states, reservation, sandboxId, loaded, pty?.stdio)
-      : yield* bootSandbox(states, reservation, loaded, pty?.stdio)
+    const { holder, record } = sandboxId !== undefined
+      ? yield* joinSandbox(states, reservation, sandboxId, loaded, pty?.stdio, pty !== undefined)
+      : { record: yield* bootSandbox(states, reservation, loaded, pty?.stdio), holder: undefined }
     yield* states.commit(record)
     // The container has its terminal: the caller may have the other end now.
     if (pty !== undefined) yield* pty.send
-    if (pidFileAside !== undefined) yield* pidFileAside.write(`${record.sandboxPid}`)
+    // The host process that lives as long as the container's init: its sandbox, or in a pod its holder.
+    if (pidFileAside !== undefined) yield* pidFileAside.write(`${holder ?? record.sandboxPid}`)
     return { record, states }
   }).pipe(Effect.scoped)
 

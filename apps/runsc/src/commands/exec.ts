@@ -11,16 +11,15 @@
  * foreground process group when there is one). Nothing but the guest writes to stdout.
  */
 import { Args, Command, Options } from "@effect/cli"
-import { forwardableHostSignals, toShellCode } from "@runsc/abi"
+import { toShellCode } from "@runsc/abi"
 import { call } from "@runsc/control"
 import { parseEnvAssignment, parseProcess, readRegularFile } from "@runsc/spec"
-import { Data, Duration, Effect, Either, Exit, Fiber, Option, Runtime } from "effect"
-import * as Fs from "node:fs"
+import { Duration, Effect, Either, Exit, Fiber, Option } from "effect"
 import * as Os from "node:os"
-import { reportReady, spawnDetached } from "../detached.js"
+import { reportReady } from "../detached.js"
 import { InvalidFlag } from "../errors.js"
 import { globalArgs } from "../globals.js"
-import { isAlive } from "../hostProcess.js"
+import { awaitRelay, forwardSignals, spawnWaiter } from "../holder.js"
 import { preparePidFile } from "../pidFile.js"
 import { setExitCode } from "../processContext.js"
 import { lendStdio } from "../relay.js"
@@ -59,24 +58,6 @@ const processFromFile = (path: string) =>
       uid: process.user?.uid,
       terminal: process.terminal ?? false
     } satisfies ExecProcess
-  })
-
-/**
- * Passes the signals this process receives on to the exec'd process (or its terminal's
- * foreground process group) for as long as the scope is open.
- */
-const forwardSignals = (record: ContainerRecord, pid: number, terminal: boolean) =>
-  Effect.gen(function*() {
-    const runFork = Runtime.runFork(yield* Effect.runtime<never>())
-    const mode = terminal ? "ForegroundProcessGroup" as const : "Process" as const
-    const forward = (signal: NodeJS.Signals) => () =>
-      runFork(Effect.ignore(call(record.socket, "Signal", (c) =>
-        c.Signal({ id: record.id, pid, signo: Os.constants.signals[signal], mode }))))
-    const listeners = (forwardableHostSignals as ReadonlyArray<NodeJS.Signals>).map((signal) => [signal, forward(signal)] as const)
-    yield* Effect.acquireRelease(
-      Effect.sync(() => listeners.forEach(([signal, listener]) => process.on(signal, listener))),
-      () => Effect.sync(() => listeners.forEach(([signal, listener]) => process.off(signal, listener)))
-    )
   })
 
 /**
@@ -169,20 +150,17 @@ export const execCommand = Command.make(
       // The sandbox pid first: whoever watches --pid-file may read the other at once.
       if (internalAside !== undefined) yield* internalAside.write(`${pid}`)
       if (detach) {
-        const waiter = yield* spawnDetached({
-          args: [
-            ...global,
-            "exec-waiter",
-            "--sync-fd",
-            "3",
-            ...(run.terminal ? ["--terminal"] : []),
-            ...(helper !== undefined ? ["--relay", `${helper.pid}:${helper.start}`] : []),
-            record.id,
-            `${pid}`
-          ],
-          stdio: yield* devNullStdio
-        }).pipe(Effect.mapError(({ reason }) => new ExecWaiterFailed({ reason })))
-        if (holderAside !== undefined) yield* holderAside.write(`${waiter.pid}`)
+        const waiter = yield* spawnWaiter("exec'd process", [
+          ...global,
+          "exec-waiter",
+          "--sync-fd",
+          "3",
+          ...(run.terminal ? ["--terminal"] : []),
+          ...(helper !== undefined ? ["--relay", `${helper.pid}:${helper.start}`] : []),
+          record.id,
+          `${pid}`
+        ])
+        if (holderAside !== undefined) yield* holderAside.write(`${waiter}`)
         return
       }
       const code = yield* holdStatus(record, pid, run.terminal, holderAside === undefined ? Effect.void : holderAside.write(`${process.pid}`))
@@ -230,22 +208,6 @@ const execProcess = (options: {
     }
   })
 
-/** The waiter of a detached exec could not be started (the process was killed). */
-export class ExecWaiterFailed extends Data.TaggedError("ExecWaiterFailed")<{ readonly reason: string }> {
-  override get message(): string {
-    return `the exec'd process's waiter: ${this.reason}`
-  }
-}
-
-/** /dev/null as a waiter's stdio: it must not hold the engine's pipes open. */
-const devNullStdio = Effect.acquireRelease(
-  Effect.sync(() => {
-    const fd = Fs.openSync("/dev/null", "r+")
-    return [fd, fd, fd] as const
-  }),
-  ([fd]) => Effect.sync(() => Fs.closeSync(fd))
-)
-
 /**
  * `runsc exec-waiter ID PID`: what a detached exec leaves behind, the host process that holds
  * the exec'd process's status (see the top of this file). Internal: started by `exec --detach`.
@@ -264,13 +226,7 @@ export const execWaiterCommand = Command.make(
       const { record } = yield* findContainer(id)
       // Ready once signals are passed on: from then on the engine may signal it.
       const code = yield* holdStatus(record, pid, terminal, reportReady(syncFd, "ready"))
-      // An engine takes this process's exit for the end of the output (conmon stops reading):
-      // the relay helper must have written all of it first. It exits once it has (bounded, as
-      // an attached exec waits: a child the process left behind may hold the stream open).
-      if (Option.isSome(relay)) {
-        const [helperPid, start] = relay.value.split(":")
-        for (let i = 0; i < 200 && isAlive(Number(helperPid), start ?? ""); i++) yield* Effect.sleep("10 millis")
-      }
+      if (Option.isSome(relay)) yield* awaitRelay(relay.value)
       yield* setExitCode(code)
     })
 ).pipe(Command.withDescription("internal: holds a detached exec's status (started by exec --detach)"))
