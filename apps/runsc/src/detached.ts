@@ -94,7 +94,8 @@ const ENTER_CGROUPS = 'while [ "$1" != -- ]; do echo $$ > "$1" || exit 126; shif
 
 /**
  * Runs this executable with `args` (after Node's `nodeArgs`); `stdio`: its fds 0-2, else ours;
- * `cgroups`: cgroup.procs files it enters before it starts. Returns once the process is ready.
+ * its fd 3 is the channel it reports on; `extraFds` follow; `cgroups`: cgroup.procs files it
+ * enters before it starts. Returns once the process is ready.
  * When the scope closes it is confirmed if the scope succeeded, and killed (SIGKILL) if it
  * failed or was interrupted — as it is when it is interrupted before it is ready.
  */
@@ -103,6 +104,8 @@ export const spawnDetached = (options: {
   readonly args: ReadonlyArray<string>
   readonly stdio?: Stdio
   readonly cgroups?: ReadonlyArray<string>
+  /** More of this process's fds, given to it after the sync channel (its fd 3): as its fds 4, 5, …. */
+  readonly extraFds?: ReadonlyArray<number>
 }): Effect.Effect<Detached, DetachedFailed, Scope.Scope> =>
   Effect.acquireRelease(
     // Interruptible until ready (a time limit, a signal): the process is killed then.
@@ -114,7 +117,7 @@ export const spawnDetached = (options: {
         : ["/bin/sh", "-c", ENTER_CGROUPS, "runsc-enter-cgroups", ...options.cgroups, "--", ...node]
       const child = spawn(file!, argv, {
         detached: true,
-        stdio: options.stdio === undefined ? ["inherit", "inherit", "inherit", "pipe"] : [...options.stdio, "pipe"]
+        stdio: [...(options.stdio ?? (["inherit", "inherit", "inherit"] as const)), "pipe" as const, ...(options.extraFds ?? [])]
       })
       const channel = child.stdio[3] as Net.Socket
       // The process may close its end before the answer is written: that is its business.

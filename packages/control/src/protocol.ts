@@ -132,10 +132,12 @@ export class SandboxRpcs extends RpcGroup.make(
       cwd: Schema.optional(Schema.String),
       uid: Schema.optional(Schema.Number),
       terminal: Schema.optional(Schema.Boolean),
-      stdio: StdioPaths
+      stdio: StdioPaths,
+      /** The token its CLI donated its --preserve-fds with (see CreateSubcontainer's `donation`). */
+      preserved: Schema.optional(Schema.String)
     },
     success: Schema.Number,
-    error: Schema.Union(StartErrors, ContainerNotStarted, ContainerStopped)
+    error: Schema.Union(StartErrors, ContainerNotStarted, ContainerStopped, DonationFailed)
   }),
   Rpc.make("Wait", {
     payload: { id: Schema.String },

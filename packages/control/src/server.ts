@@ -24,6 +24,7 @@ import { NodeSocketServer } from "@effect/platform-node"
 import { RpcServer } from "@effect/rpc"
 import { SIGKILL } from "@runsc/abi"
 import {
+  type DonatedFds,
   type DonationPoint,
   DonationFailed,
   type FileDescription,
@@ -108,11 +109,12 @@ interface OpenedStdio {
   readonly stdin: FileDescription
   readonly stdout: FileDescription
   readonly stderr: FileDescription
+  readonly preserved?: ReadonlyArray<FileDescription>
 }
 
 /** Closes stdio that no process took (its fd table would have closed it otherwise). */
 const closeStdio = (stdio: OpenedStdio) =>
-  Effect.forEach([stdio.stdin, stdio.stdout, stdio.stderr], (d) => d.close, { discard: true })
+  Effect.forEach([stdio.stdin, stdio.stdout, stdio.stderr, ...(stdio.preserved ?? [])], (d) => d.close, { discard: true })
 
 /**
  * How long an open for writing waits for a FIFO's reader: a FIFO whose reader is about to come
@@ -188,11 +190,25 @@ const openStdio = (paths: StdioPaths): Effect.Effect<OpenedStdio, StdioUnavailab
     return { stdin, stdout, stderr }
   })
 
+/**
+ * `openStdio`, and the files the process is to get besides (--preserve-fds), claimed first from
+ * their donation and owned the same way (closed if the stdio cannot be opened).
+ */
+const openWithPreserved = (
+  paths: StdioPaths,
+  preserved: Effect.Effect<DonatedFds, DonationFailed>
+): Effect.Effect<OpenedStdio, StdioUnavailable | DonationFailed> =>
+  Effect.gen(function*() {
+    const more = (yield* preserved).takeAll().map((fd) => hostStream(fd, { owned: true }))
+    const stdio = yield* Effect.tapError(openStdio(paths), () => Effect.forEach(more, (d) => d.close, { discard: true }))
+    return { ...stdio, preserved: more }
+  })
+
 /** Runs `start` with the stdio `open` gives; a start that fails (nothing took the fds) closes them. */
-const withStdio = <A, E>(
-  open: Effect.Effect<OpenedStdio, StdioUnavailable>,
+const withStdio = <A, E, E2>(
+  open: Effect.Effect<OpenedStdio, E2>,
   start: (stdio: Stdio) => Effect.Effect<A, E>
-): Effect.Effect<A, E | StdioUnavailable> =>
+): Effect.Effect<A, E | E2> =>
   Effect.flatMap(open, (stdio) => Effect.tapError(start(stdio), () => closeStdio(stdio)))
 
 const handlers = (loader: LoaderShape, donations: DonationPoint) => {
@@ -238,9 +254,9 @@ const handlers = (loader: LoaderShape, donations: DonationPoint) => {
       ),
     DestroySubcontainer: ({ id }) =>
       Effect.uninterruptible(Effect.zipRight(release(id), loader.destroySubcontainer(id))),
-    ExecuteAsync: ({ argv, cwd, env, id, stdio, terminal, uid }) =>
+    ExecuteAsync: ({ argv, cwd, env, id, preserved, stdio, terminal, uid }) =>
       Effect.uninterruptible(
-        withStdio(openStdio(stdio), (opened) =>
+        withStdio(preserved === undefined ? openStdio(stdio) : openWithPreserved(stdio, donations.claim(preserved)), (opened) =>
           loader.execute({
             containerId: id,
             argv,

@@ -20,7 +20,7 @@
 import { defaultAction, type ExitStatus, SIGKILL, signaled } from "@runsc/abi"
 import {
   type Dentry,
-  type HostTrees,
+  type DonatedFds,
   type InvalidModule,
   type KernelShape,
   PidNamespace,
@@ -558,12 +558,12 @@ export class Container {
 
 /**
  * What a container may be given at its create (`Loader.createSubcontainer`): its bundle, and
- * the host trees of its root and bind mounts opened by its creator (`HostTrees`), which its
+ * the host trees of its root and bind mounts opened by its creator (`DonatedFds`), which its
  * start then mounts instead of opening their paths.
  */
 export interface CreatedWith {
   readonly bundle: Bundle
-  readonly trees?: HostTrees
+  readonly trees?: DonatedFds
 }
 
 /** An init prepared for its start (Container.prepareInit). */

@@ -41,6 +41,11 @@ export interface Stdio {
   readonly stdin?: number | FileDescription
   readonly stdout?: number | FileDescription
   readonly stderr?: number | FileDescription
+  /**
+   * More open files the process starts with (runc's --preserve-fds), as its fds 4, 5, …: fd 3
+   * is its root preopen, which WASI guests look for first and stop looking past a gap.
+   */
+  readonly preserved?: ReadonlyArray<number | FileDescription>
 }
 
 const stdioDescription = (given: number | FileDescription | undefined, hostFd: number): FileDescription =>
@@ -169,6 +174,8 @@ export const startPrepared = (
       stdioDescription(args.stdio.stderr, 2)
     ]
     const terminal = args.terminal ? makeTerminal(stdio) : undefined
+    // Index 3 is left for the root preopen, which the kernel puts there.
+    const preserved = (args.stdio.preserved ?? []).map((given) => (typeof given === "object" ? given : hostStream(given)))
     return kernel.startProcess({
       argv: program.argv,
       env,
@@ -176,7 +183,7 @@ export const startPrepared = (
       cwd,
       programPath: program.path,
       programBytes: program.bytes,
-      stdio: terminal?.stdio ?? stdio,
+      stdio: [...(terminal?.stdio ?? stdio), undefined, ...preserved],
       ...(terminal ? { terminal: terminal.control } : {}),
       syntheticMounts: args.syntheticMounts,
       ...(args.maxFds !== undefined ? { maxFds: args.maxFds } : {}),

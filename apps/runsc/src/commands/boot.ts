@@ -33,9 +33,13 @@ export const bootCommand = Command.make(
       Options.withDescription("fd to write one line on once the control socket is served"),
       Options.optional
     ),
+    preservedFds: Options.integer("preserved-fds").pipe(
+      Options.withDescription("this process's fds 4..4+N-1 are the root init's (create --preserve-fds)"),
+      Options.withDefault(0)
+    ),
     id: Args.text({ name: "container-id" })
   },
-  ({ bundle, id, socket, syncFd }) =>
+  ({ bundle, id, preservedFds, socket, syncFd }) =>
     Effect.gen(function*() {
       const refused = refusedGrants(process.execArgv)
       if (refused.length > 0) return yield* new ConfinementRefused({ paths: refused })
@@ -51,6 +55,7 @@ export const bootCommand = Command.make(
             containerId,
             bundle,
             forwardSignals: true,
+            ...(preservedFds > 0 ? { stdio: { preserved: Array.from({ length: preservedFds }, (_, i) => 4 + i) } } : {}),
             ...(runtime.panicSignal !== undefined ? { panicSignal: runtime.panicSignal } : {}),
             kernel: {
               warmWorkers: 1,

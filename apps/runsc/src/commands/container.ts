@@ -8,7 +8,7 @@
 import { Args, Command, Options } from "@effect/cli"
 import { parseSignal, toShellCode } from "@runsc/abi"
 import { call, ControlTimeout, donationSocketOf, type SandboxClient, SandboxUnreachable } from "@runsc/control"
-import { donateTrees, openTrees } from "@runsc/kernel"
+import { donateTrees, MAX_DONATED_FDS, openTrees } from "@runsc/kernel"
 import type { RpcClientError } from "@effect/rpc"
 import { type Bundle, hostTreesOf, loadBundle, validateContainerId } from "@runsc/spec"
 import { Clock, Duration, Effect, Exit, Option, Schema } from "effect"
@@ -163,11 +163,25 @@ const spawnSandbox = (
   nodeArgs: ReadonlyArray<string>,
   args: ReadonlyArray<string>,
   stdio: Stdio | undefined,
-  cgroup: Cgroup | undefined
+  cgroup: Cgroup | undefined,
+  preserved: ReadonlyArray<number>
 ) =>
   spawnDetached({
     nodeArgs,
-    args: [...args, "boot", "--bundle", bundle, "--socket", socket, "--sync-fd", "3", id],
+    args: [
+      ...args,
+      "boot",
+      "--bundle",
+      bundle,
+      "--socket",
+      socket,
+      "--sync-fd",
+      "3",
+      // They follow the sync fd: its fds 4, 5, ….
+      ...(preserved.length > 0 ? ["--preserved-fds", `${preserved.length}`] : []),
+      id
+    ],
+    extraFds: preserved,
     ...(stdio !== undefined ? { stdio } : {}),
     ...(cgroup !== undefined ? { cgroups: cgroupProcsFiles(cgroup) } : {})
   }).pipe(
@@ -288,7 +302,13 @@ const sandboxCgroup = (bundle: Bundle, id: string, flags: GlobalFlags) =>
   })
 
 /** A root container's own sandbox, started for the enclosing scope (killed if it fails). */
-const bootSandbox = (states: StateDirectory, reservation: ContainerRecord, bundle: Bundle, stdio: Stdio | undefined) =>
+const bootSandbox = (
+  states: StateDirectory,
+  reservation: ContainerRecord,
+  bundle: Bundle,
+  stdio: Stdio | undefined,
+  preserved: ReadonlyArray<number>
+) =>
   Effect.gen(function*() {
     const flags = yield* rootCommand
     const { id } = reservation
@@ -307,7 +327,7 @@ const bootSandbox = (states: StateDirectory, reservation: ContainerRecord, bundl
     // Made before the sandbox starts, which enters it before its first instruction (so all of
     // its memory is charged there); a failed create removes it after killing the sandbox.
     const cgroup = yield* sandboxCgroup(bundle, id, flags)
-    const sandboxPid = yield* spawnSandbox(id, bundle.dir, reservation.socket, nodeArgs, globalArgs(flags), stdio, cgroup)
+    const sandboxPid = yield* spawnSandbox(id, bundle.dir, reservation.socket, nodeArgs, globalArgs(flags), stdio, cgroup, preserved)
     const record: ContainerRecord = {
       ...reservation,
       sandboxPid,
@@ -326,7 +346,13 @@ const bootSandbox = (states: StateDirectory, reservation: ContainerRecord, bundl
  * and only then is the sandbox told it is registered. Every step is undone when a later one
  * fails or the create is interrupted: no sandbox, state, socket or file aside is left behind.
  */
-export const createContainer = (id: string, bundle: string, pidFile: Option.Option<string>, consoleSocket: Option.Option<string>) =>
+export const createContainer = (
+  id: string,
+  bundle: string,
+  pidFile: Option.Option<string>,
+  consoleSocket: Option.Option<string>,
+  preserved: ReadonlyArray<number> = []
+) =>
   Effect.gen(function*() {
     // Validated before it names any file.
     const containerId = yield* validateContainerId(id)
@@ -336,6 +362,9 @@ export const createContainer = (id: string, bundle: string, pidFile: Option.Opti
     const loaded = yield* loadBundle(dir)
     const annotations = loaded.spec.annotations ?? {}
     const sandboxId = annotations[CONTAINER_TYPE] === "container" ? yield* sandboxIdOf(annotations) : undefined
+    if (sandboxId !== undefined && preserved.length > 0) {
+      return yield* new NotSupported({ flag: "--preserve-fds", reason: "a pod's later container gets only its stdio from its create" })
+    }
     // Every file of the id can be made under its full name (a socket path is cut short otherwise).
     yield* states.fits(containerId, sandboxId === undefined)
     const pty = yield* consoleFor(consoleSocket, loaded.spec.process?.terminal ?? false)
@@ -359,7 +388,7 @@ export const createContainer = (id: string, bundle: string, pidFile: Option.Opti
     )
     const { holder, record } = sandboxId !== undefined
       ? yield* joinSandbox(states, reservation, sandboxId, loaded, pty?.stdio, pty !== undefined)
-      : { record: yield* bootSandbox(states, reservation, loaded, pty?.stdio), holder: undefined }
+      : { record: yield* bootSandbox(states, reservation, loaded, pty?.stdio, preserved), holder: undefined }
     yield* states.commit(record)
     // The container has its terminal: the caller may have the other end now.
     if (pty !== undefined) yield* pty.send
@@ -381,8 +410,8 @@ export const consoleFor = (consoleSocket: Option.Option<string>, terminal: boole
 /**
  * runc's create/run/exec flags that engines send. --no-pivot and --no-new-keyring have no
  * meaning for a wasm sandbox (no pivot_root, no kernel keyring): accepted, no effect.
- * --preserve-fds N would pass this CLI's fds 3..3+N-1 to the process; N > 0 is refused until it
- * does.
+ * --preserve-fds N passes this CLI's fds 3..3+N-1 to the process, as its fds 4..4+N-1 (its fd 3
+ * is its root preopen, which WASI guests look for first).
  */
 export const runcOnlyOptions = {
   noPivot: Options.boolean("no-pivot").pipe(Options.withDescription("runc's: do not use pivot_root (accepted; no effect)")),
@@ -390,13 +419,25 @@ export const runcOnlyOptions = {
 }
 
 export const preserveFdsOption = Options.integer("preserve-fds").pipe(
-  Options.withDescription("pass this many fds after stdio (3, 4, ...) to the process (only 0 is supported yet)"),
+  Options.withDescription("pass this CLI's fds 3..3+N-1 to the process, as its fds 4..4+N-1 (after its root preopen)"),
   Options.withDefault(0)
 )
 
-/** --preserve-fds N: 0, or NotSupported. */
-export const checkPreserveFds = (n: number) =>
-  n === 0 ? Effect.void : Effect.fail(new NotSupported({ flag: "--preserve-fds", reason: "a sandbox process gets only stdio from its CLI" }))
+/** --preserve-fds N: this CLI's fds 3..3+N-1, each open (a closed one is refused, not skipped). */
+export const preservedFds = (n: number): Effect.Effect<ReadonlyArray<number>, InvalidFlag> =>
+  Effect.suspend(() => {
+    if (n < 0 || n > MAX_DONATED_FDS) return Effect.fail(new InvalidFlag({ flag: "--preserve-fds", reason: `must be from 0 to ${MAX_DONATED_FDS}` }))
+    const fds = Array.from({ length: n }, (_, i) => 3 + i)
+    const closed = fds.find((fd) => {
+      try {
+        Fs.fstatSync(fd)
+        return false
+      } catch {
+        return true
+      }
+    })
+    return closed === undefined ? Effect.succeed(fds) : Effect.fail(new InvalidFlag({ flag: "--preserve-fds", reason: `fd ${closed} is not open` }))
+  })
 
 export const consoleSocketOption = Options.text("console-socket").pipe(
   Options.withDescription("Unix socket to send the master end of the container's new terminal to (SCM_RIGHTS)"),
@@ -414,7 +455,7 @@ export const createCommand = Command.make(
     id: Args.text({ name: "container-id" })
   },
   ({ bundle, consoleSocket, id, pidFile, preserveFds }) =>
-    Effect.zipRight(checkPreserveFds(preserveFds), Effect.asVoid(createContainer(id, bundle, pidFile, consoleSocket)))
+    Effect.flatMap(preservedFds(preserveFds), (preserved) => Effect.asVoid(createContainer(id, bundle, pidFile, consoleSocket, preserved)))
 ).pipe(Command.withDescription("create a container: its sandbox process waits for start"))
 
 // ---- start, state, kill, wait, delete, list --------------------------------------------------

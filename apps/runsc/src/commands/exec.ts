@@ -12,9 +12,11 @@
  */
 import { Args, Command, Options } from "@effect/cli"
 import { toShellCode } from "@runsc/abi"
-import { call } from "@runsc/control"
+import { call, donationSocketOf } from "@runsc/control"
+import { donate } from "@runsc/kernel"
 import { parseEnvAssignment, parseProcess, readRegularFile } from "@runsc/spec"
 import { Duration, Effect, Either, Exit, Fiber, Option } from "effect"
+import * as Crypto from "node:crypto"
 import * as Os from "node:os"
 import { reportReady } from "../detached.js"
 import { InvalidFlag } from "../errors.js"
@@ -25,7 +27,7 @@ import { setExitCode } from "../processContext.js"
 import { lendStdio } from "../relay.js"
 import { rootCommand } from "../root.js"
 import type { ContainerRecord } from "../state.js"
-import { callSandbox, checkPreserveFds, consoleFor, consoleSocketOption, findContainer, preserveFdsOption, statusOf, WrongStatus } from "./container.js"
+import { callSandbox, consoleFor, consoleSocketOption, findContainer, preservedFds, preserveFdsOption, statusOf, WrongStatus } from "./container.js"
 
 export const execOptionsWithValue = ["--cwd", "--env", "--user", "--process", "--pid-file", "--internal-pid-file", "--console-socket", "--preserve-fds"]
 export const execFlags = ["--detach", "-d", "--tty", "-t"]
@@ -109,7 +111,7 @@ export const execCommand = Command.make(
   (options) =>
     Effect.gen(function*() {
       const { consoleSocket, detach, id, internalPidFile, pidFile } = options
-      yield* checkPreserveFds(options.preserveFds)
+      const preserved = yield* preservedFds(options.preserveFds)
       const run = yield* execProcess(options)
       const { record, states } = yield* findContainer(id)
       const status = yield* statusOf(record)
@@ -128,6 +130,9 @@ export const execCommand = Command.make(
         globalArgs: global,
         ...(pty !== undefined ? { fds: pty.stdio } : {})
       })
+      // Handed to the sandbox before the call that claims them (as a pod container's trees are).
+      const donation = preserved.length > 0 ? Crypto.randomUUID() : undefined
+      if (donation !== undefined) yield* donate(donationSocketOf(record.socket), donation, preserved)
       const pid = yield* Effect.acquireRelease(
         callSandbox(record, "ExecuteAsync", (c) =>
           c.ExecuteAsync({
@@ -137,7 +142,8 @@ export const execCommand = Command.make(
             ...(run.env !== undefined ? { env: run.env } : {}),
             ...(run.cwd !== undefined ? { cwd: run.cwd } : {}),
             ...(run.uid !== undefined ? { uid: run.uid } : {}),
-            ...(run.terminal ? { terminal: true } : {})
+            ...(run.terminal ? { terminal: true } : {}),
+            ...(donation !== undefined ? { preserved: donation } : {})
           })),
         // This command failing after the process started (its pid files, its terminal, its
         // waiter) leaves no process that nobody knows of.

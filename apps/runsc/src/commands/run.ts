@@ -16,7 +16,7 @@ import { loadBundle } from "@runsc/spec"
 import { Deferred, Effect, Option, Runtime } from "effect"
 import * as Os from "node:os"
 import { setExitCode } from "../processContext.js"
-import { checkPreserveFds, consoleSocketOption, createContainer, preserveFdsOption, removeContainer, runcOnlyOptions, startContainer, waitForExit } from "./container.js"
+import { consoleSocketOption, createContainer, preserveFdsOption, preservedFds, removeContainer, runcOnlyOptions, startContainer, waitForExit } from "./container.js"
 
 /** Signals that stop a run whose container has not started yet. */
 const stopping: ReadonlySet<string> = new Set(["SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT"])
@@ -38,7 +38,7 @@ export const runCommand = Command.make(
   },
   ({ bundle, consoleSocket, detach, id, pidFile, preserveFds }) =>
     Effect.gen(function*() {
-      yield* checkPreserveFds(preserveFds)
+      const preserved = yield* preservedFds(preserveFds)
       // Listening from the start: a signal that arrives before the container runs either stops
       // the run (undoing it) or is delivered once it does, rather than ending this CLI and
       // orphaning the sandbox.
@@ -60,7 +60,7 @@ export const runCommand = Command.make(
         () => Effect.sync(() => listeners.forEach(({ listener, name }) => process.off(name, listener)))
       )
       const started = yield* Effect.gen(function*() {
-        const { record, states } = yield* createContainer(id, bundle, pidFile, consoleSocket)
+        const { record, states } = yield* createContainer(id, bundle, pidFile, consoleSocket, preserved)
         // A start that fails, or is stopped, leaves nothing behind: not the sandbox, not the state.
         yield* startContainer(record, { justCreated: true }).pipe(Effect.onError(() => Effect.ignore(removeContainer(states, record))))
         return { record, states }

@@ -20,7 +20,7 @@ import { DonationFailed, type GoferUnavailable } from "../errors.js"
 import { failed, goferCore } from "./goferCore.js"
 
 /** Descriptors one donation may carry (Linux's limit on one SCM_RIGHTS message). */
-export const MAX_DONATED_TREES = 253
+export const MAX_DONATED_FDS = 253
 
 /** Donations queued for tokens not claimed yet, at most: past it the oldest is closed. */
 const MAX_UNCLAIMED = 16
@@ -38,14 +38,20 @@ const errnoName = (result: number): string =>
   Object.entries(Os.constants.errno).find(([, n]) => n === -result)?.[0] ?? `errno ${-result}`
 
 /**
- * A container's trees as descriptors, in `hostTreesOf` order; each is taken once, by its mount,
- * which then owns it. Those never taken are closed by `close`.
+ * Donated descriptors: a container's trees, in `hostTreesOf` order, or the open files a process
+ * is to start with (--preserve-fds). Each is taken once (a tree by its mount), by whoever then
+ * owns it; those never taken are closed by `close`.
  */
-export class HostTrees {
+export class DonatedFds {
   constructor(private readonly fds: Array<number>, private readonly closeFd: (fd: number) => void) {}
 
   get count(): number {
     return this.fds.length
+  }
+
+  /** The descriptors not taken yet (still these ones'). */
+  get held(): ReadonlyArray<number> {
+    return this.fds.filter((fd) => fd >= 0)
   }
 
   /** The descriptor of tree `index`, now the caller's; undefined when there is none, or it was taken. */
@@ -56,9 +62,9 @@ export class HostTrees {
     return fd
   }
 
-  /** Every descriptor not taken, as its caller's own (emptying these trees). */
+  /** Every descriptor not taken, now the caller's. */
   takeAll(): ReadonlyArray<number> {
-    const fds = this.fds.filter((fd) => fd >= 0)
+    const fds = this.held
     this.fds.fill(-1)
     return fds
   }
@@ -75,12 +81,12 @@ export class HostTrees {
  */
 export const openTrees = (
   paths: ReadonlyArray<string>
-): Effect.Effect<HostTrees, DonationFailed | GoferUnavailable, Scope.Scope> =>
+): Effect.Effect<DonatedFds, DonationFailed | GoferUnavailable, Scope.Scope> =>
   Effect.flatMap(goferCore, (core) =>
     Effect.acquireRelease(
       Effect.suspend(() => {
-        if (paths.length > MAX_DONATED_TREES) {
-          return Effect.fail(new DonationFailed({ reason: `${paths.length} host trees (root and bind mounts) are more than ${MAX_DONATED_TREES}` }))
+        if (paths.length > MAX_DONATED_FDS) {
+          return Effect.fail(new DonationFailed({ reason: `${paths.length} host trees (root and bind mounts) are more than one donation carries (${MAX_DONATED_FDS})` }))
         }
         const fds: Array<number> = []
         for (const path of paths) {
@@ -91,31 +97,36 @@ export const openTrees = (
           }
           fds.push(fd)
         }
-        return Effect.succeed(new HostTrees(fds, (fd) => core.close(fd)))
+        return Effect.succeed(new DonatedFds(fds, (fd) => core.close(fd)))
       }),
       (trees) => Effect.sync(() => trees.close())
     ))
 
 /**
- * The donor's side: sends `trees` with `token` to the donation socket at `socket`. The trees
- * stay the donor's to close (the message holds its own references until it is taken).
+ * The donor's side: sends its descriptors `fds` with `token` to the donation socket at `socket`.
+ * They stay the donor's (the message holds references of its own until it is taken).
  */
-export const donateTrees = (socket: string, token: string, trees: HostTrees): Effect.Effect<void, DonationFailed | GoferUnavailable> =>
+export const donate = (socket: string, token: string, fds: ReadonlyArray<number>): Effect.Effect<void, DonationFailed | GoferUnavailable> =>
   Effect.flatMap(goferCore, (core) =>
     Effect.suspend(() => {
-      const fds = trees.takeAll()
+      if (fds.length === 0 || fds.length > MAX_DONATED_FDS) {
+        return Effect.fail(new DonationFailed({ reason: `${fds.length} descriptors: one donation carries 1 to ${MAX_DONATED_FDS}` }))
+      }
       const result = core.donate(socket, token, fds)
-      for (const fd of fds) core.close(fd)
       if (!failed(result)) return Effect.void
       // Only creates that never claimed theirs (or someone else with access to the state root) fill it.
       const why = -result === Os.constants.errno.EAGAIN ? "its queue of donations not yet taken is full (128)" : errnoName(result)
       return Effect.fail(new DonationFailed({ reason: `${socket}: ${why}` }))
     }))
 
+/** The donor's side: `trees` sent as `donate` sends them, then closed here. */
+export const donateTrees = (socket: string, token: string, trees: DonatedFds): Effect.Effect<void, DonationFailed | GoferUnavailable> =>
+  Effect.ensuring(Effect.suspend(() => donate(socket, token, trees.held)), Effect.sync(() => trees.close()))
+
 /** The sandbox's side: where donations arrive, and how one is claimed. */
 export interface DonationPoint {
   /** The trees donated with `token`; DonationFailed when no such donation is queued. */
-  readonly claim: (token: string) => Effect.Effect<HostTrees, DonationFailed>
+  readonly claim: (token: string) => Effect.Effect<DonatedFds, DonationFailed>
 }
 
 /**
@@ -127,13 +138,13 @@ export interface DonationPoint {
  */
 export const listenForDonations = (path: string): Effect.Effect<DonationPoint, never, Scope.Scope> =>
   Effect.gen(function*() {
-    const unclaimed = new Map<string, HostTrees>()
-    const keep = (token: string, trees: HostTrees) => {
+    const unclaimed = new Map<string, DonatedFds>()
+    const keep = (token: string, trees: DonatedFds) => {
       unclaimed.get(token)?.close()
       unclaimed.delete(token)
       unclaimed.set(token, trees)
       if (unclaimed.size > MAX_UNCLAIMED) {
-        const [oldest, old] = unclaimed.entries().next().value as [string, HostTrees]
+        const [oldest, old] = unclaimed.entries().next().value as [string, DonatedFds]
         old.close()
         unclaimed.delete(oldest)
       }
@@ -171,7 +182,7 @@ export const listenForDonations = (path: string): Effect.Effect<DonationPoint, n
             }
             const taken = core.takeDonation(fd)
             if (failed(taken)) return Effect.fail(new DonationFailed({ reason: `no host trees were donated with token ${token}` }))
-            keep(taken[0], new HostTrees(taken[1], (d) => core.close(d)))
+            keep(taken[0], new DonatedFds(taken[1], (d) => core.close(d)))
           }
         })
     }

@@ -14,7 +14,7 @@ import { Effect, type Scope } from "effect"
 import * as Path from "node:path"
 import { InvalidMount, InvalidRoot } from "../errors.js"
 import type { MemoryAccount } from "../memoryAccount.js"
-import type { HostTrees } from "./donation.js"
+import type { DonatedFds } from "./donation.js"
 import { hostMount, hostRoot } from "./host.js"
 import type { HostFdBudget } from "./hostFds.js"
 import { overlay } from "./overlay.js"
@@ -32,7 +32,7 @@ export interface MountNamespaceArgs {
    * Its host trees, donated by its creator (donation.ts), in `hostTreesOf` order: with them, no
    * host path of the container is ever opened here — a tree missing from them fails its mount.
    */
-  readonly trees?: HostTrees
+  readonly trees?: DonatedFds
 }
 
 export interface MountNamespace {
@@ -74,7 +74,7 @@ export const makeMountNamespaces = (account: MemoryAccount, hostFds: HostFdBudge
    * overlay that keeps the container's changes in the sandbox's memory, unless the spec asks for
    * a read-only root.
    */
-  const openRoot = (spec: Spec, rootPath: string, trees: HostTrees | undefined): Effect.Effect<Dentry, InvalidRoot, Scope.Scope> =>
+  const openRoot = (spec: Spec, rootPath: string, trees: DonatedFds | undefined): Effect.Effect<Dentry, InvalidRoot, Scope.Scope> =>
     Effect.suspend(() => {
       // Numbered whether or not the root gets an overlay, so numbers do not depend on it.
       const instance = ++instances
@@ -103,7 +103,7 @@ export const makeMountNamespaces = (account: MemoryAccount, hostFds: HostFdBudge
   const syntheticMountsOf = (
     spec: Spec,
     bundleDir: string,
-    trees: HostTrees | undefined
+    trees: DonatedFds | undefined
   ): Effect.Effect<ReadonlyArray<SyntheticMount>, InvalidMount, Scope.Scope> => {
     // The place of the next bind mount's tree among the donated ones (the root's is 0).
     let tree = 0
