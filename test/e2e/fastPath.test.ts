@@ -9,7 +9,7 @@ import * as Fs from "node:fs"
 import * as Path from "node:path"
 import { afterAll, beforeAll } from "vitest"
 import { fastPath } from "../../apps/runsc/src/fastPath.js"
-import { createContainer, describeResult, killSandboxesUnder, makeBundle, makeTempDir, removeDir, runsc, uniqueId } from "./helpers.js"
+import { createContainer, describeResult, killSandboxesUnder, makeBundle, makeTempDir, removeDir, runsc, startRunsc, uniqueId, until } from "./helpers.js"
 
 let work = ""
 let sleeper: { readonly dir: string } | undefined
@@ -85,6 +85,30 @@ describe("the fast path of state, kill, start and delete", () => {
     // An id that is not one is the full CLI's to refuse.
     assert.strictEqual(await takes([...flags, "delete", "--force", "../etc"]), "Declined")
     await same([...flags, "delete", "--force", "../etc"])
+  })
+
+  it("a detached exec's waiter, either way: it is what --pid-file names, passes a signal on (its process ends, then it), and killed, kills its process", async () => {
+    const flags = ["--root", await Fs.promises.mkdtemp(Path.join(work, "root-"))]
+    const id = uniqueId("fw")
+    assert.strictEqual((await createContainer(flags, sleeper!.dir, id, work)).code, 0)
+    assert.strictEqual((await runsc([...flags, "start", id])).code, 0)
+    const gone = (pid: number) => !Fs.existsSync(`/proc/${pid}`) || Fs.readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]!.startsWith("Z")
+    const processes = async () => JSON.parse((await runsc([...flags, "ps", "--format", "json", id])).stdout) as Array<number>
+    for (const options of [full, {}]) {
+      for (const signal of ["SIGTERM", "SIGKILL"] as const) {
+        const holder = Path.join(work, `${uniqueId("holder")}.pid`)
+        // Not awaited: its stdio, lent to the process, stays open as long as the process runs.
+        const exec = await startRunsc([...flags, "exec", "--detach", "--pid-file", holder, id, "/bin/sleep", "600"], options)
+        await until("the exec wrote its pid file", () => Fs.existsSync(holder) && Fs.readFileSync(holder, "utf8") !== "")
+        const waiter = Number(Fs.readFileSync(holder, "utf8"))
+        assert.match(Fs.readFileSync(`/proc/${waiter}/cmdline`, "utf8"), /exec-waiter/)
+        assert.strictEqual((await processes()).length, 2)
+        process.kill(waiter, signal)
+        await until(`${JSON.stringify(options)} ${signal}: the waiter and its process end`, async () => gone(waiter) && (await processes()).length === 1)
+        assert.strictEqual((await exec.result).code, 0)
+      }
+    }
+    assert.strictEqual((await runsc([...flags, "delete", "--force", id])).code, 0)
   })
 
   it("delete --force of a running container kills its sandbox and removes every trace", async () => {

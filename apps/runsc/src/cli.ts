@@ -14,12 +14,12 @@ import {
   stateCommand,
   waitCommand
 } from "./commands/container.js"
-import { containerWaiterCommand } from "./commands/containerWaiter.js"
 import { doCommand, doFlags, doOptionsWithValue } from "./commands/do.js"
-import { execCommand, execFlags, execOptionsWithValue, execWaiterCommand } from "./commands/exec.js"
+import { execCommand, execFlags, execOptionsWithValue } from "./commands/exec.js"
 import { featuresCommand, RUNSC_VERSION } from "./commands/features.js"
 import { runCommand } from "./commands/run.js"
 import { specCommand } from "./commands/spec.js"
+import { containerWaiterCommand, execWaiterCommand } from "./commands/waiters.js"
 import { relayCommand } from "./relay.js"
 import { rootDirOf } from "./globals.js"
 import { rootCommand } from "./root.js"

@@ -258,7 +258,6 @@ const joinSandbox = (
     )
     // Its holder, the host process --pid-file names: the container has none of its own.
     const holder = yield* spawnWaiter("container", [
-      ...globalArgs(yield* rootCommand),
       "container-waiter",
       "--sync-fd",
       "3",

@@ -18,10 +18,9 @@ import { parseEnvAssignment, parseProcess, readRegularFile } from "@runsc/spec"
 import { Duration, Effect, Either, Exit, Fiber, Option } from "effect"
 import * as Crypto from "node:crypto"
 import * as Os from "node:os"
-import { reportReady } from "../detached.js"
 import { InvalidFlag } from "../errors.js"
 import { globalArgs } from "../globals.js"
-import { awaitRelay, forwardSignals, spawnWaiter } from "../holder.js"
+import { forwardSignals, spawnWaiter } from "../holder.js"
 import { preparePidFile } from "../pidFile.js"
 import { setExitCode } from "../processContext.js"
 import { lendStdio } from "../relay.js"
@@ -157,10 +156,11 @@ export const execCommand = Command.make(
       if (internalAside !== undefined) yield* internalAside.write(`${pid}`)
       if (detach) {
         const waiter = yield* spawnWaiter("exec'd process", [
-          ...global,
           "exec-waiter",
           "--sync-fd",
           "3",
+          "--socket",
+          record.socket,
           ...(run.terminal ? ["--terminal"] : []),
           ...(helper !== undefined ? ["--relay", `${helper.pid}:${helper.start}`] : []),
           record.id,
@@ -213,26 +213,3 @@ const execProcess = (options: {
       terminal: options.tty
     }
   })
-
-/**
- * `runsc exec-waiter ID PID`: what a detached exec leaves behind, the host process that holds
- * the exec'd process's status (see the top of this file). Internal: started by `exec --detach`.
- */
-export const execWaiterCommand = Command.make(
-  "exec-waiter",
-  {
-    syncFd: Options.integer("sync-fd"),
-    terminal: Options.boolean("terminal"),
-    relay: Options.text("relay").pipe(Options.withDescription("PID:START of the relay helper lending the process's stdio"), Options.optional),
-    id: Args.text({ name: "container-id" }),
-    pid: Args.integer({ name: "pid" })
-  },
-  ({ id, pid, relay, syncFd, terminal }) =>
-    Effect.gen(function*() {
-      const { record } = yield* findContainer(id)
-      // Ready once signals are passed on: from then on the engine may signal it.
-      const code = yield* holdStatus(record, pid, terminal, reportReady(syncFd, "ready"))
-      if (Option.isSome(relay)) yield* awaitRelay(relay.value)
-      yield* setExitCode(code)
-    })
-).pipe(Command.withDescription("internal: holds a detached exec's status (started by exec --detach)"))
