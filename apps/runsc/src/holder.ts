@@ -9,7 +9,7 @@
  */
 import { forwardableHostSignals } from "@runsc/abi"
 import { call } from "@runsc/control"
-import { Data, Effect, Runtime } from "effect"
+import { Data, Duration, Effect, Runtime } from "effect"
 import * as Fs from "node:fs"
 import * as Os from "node:os"
 import { spawnDetached } from "./detached.js"
@@ -55,15 +55,23 @@ const devNullStdio = Effect.acquireRelease(
   ([fd]) => Effect.sync(() => Fs.closeSync(fd))
 )
 
+/** How long a waiter may take to hold its process (a sandbox that does not answer fails the command). */
+const HOLD_LIMIT = Duration.seconds(30)
+
 /**
  * Starts a waiter (`runsc <args>`, detached, /dev/null as stdio) and returns its pid once it
- * holds its process; it is killed if the enclosing scope fails.
+ * holds its process; it is killed if the enclosing scope fails, or if it does not hold its
+ * process within HOLD_LIMIT.
  */
 export const spawnWaiter = (what: string, args: ReadonlyArray<string>) =>
   Effect.flatMap(devNullStdio, (stdio) =>
     spawnDetached({ args, stdio }).pipe(
       Effect.map(({ pid }) => pid),
-      Effect.mapError(({ reason }) => new WaiterFailed({ what, reason }))
+      Effect.mapError(({ reason }) => new WaiterFailed({ what, reason })),
+      Effect.timeoutFail({
+        duration: HOLD_LIMIT,
+        onTimeout: () => new WaiterFailed({ what, reason: `it did not hold the process within ${Duration.format(HOLD_LIMIT)}` })
+      })
     ))
 
 /**

@@ -1,11 +1,12 @@
 /**
- * Donated trees: a container's host trees (its root filesystem and bind-mount sources, as
+ * Donations: a container's host trees (its root filesystem and bind-mount sources, as
  * `hostTreesOf` lists them) opened by the one who creates the container — the CLI, outside the
  * sandbox's confinement — and handed to its sandbox as descriptors (SCM_RIGHTS over a Unix
  * socket of the sandbox's), as gVisor's gofers hand the sentry theirs. The sandbox then serves
  * the container from those descriptors alone (host.ts resolves everything beneath them) and
  * never opens a path of that container: a sandbox serves containers created after it without
- * being allowed to read one more host path.
+ * being allowed to read one more host path. The same way, `exec --preserve-fds` hands over the
+ * open files its process is to start with.
  *
  * The protocol: the donor connects to the sandbox's donation socket and sends ONE message, a
  * token of its choosing with the descriptors, before it asks the sandbox over the control
@@ -125,7 +126,7 @@ export const donateTrees = (socket: string, token: string, trees: DonatedFds): E
 
 /** The sandbox's side: where donations arrive, and how one is claimed. */
 export interface DonationPoint {
-  /** The trees donated with `token`; DonationFailed when no such donation is queued. */
+  /** The descriptors donated with `token`; DonationFailed when no such donation is queued. */
   readonly claim: (token: string) => Effect.Effect<DonatedFds, DonationFailed>
 }
 
