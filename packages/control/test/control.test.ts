@@ -5,7 +5,7 @@
  */
 import { assert, describe, it } from "@effect/vitest"
 import { exited, signaled } from "@runsc/abi"
-import { donateTrees, openTrees } from "@runsc/kernel"
+import { type DonationFailed, donateTrees, openTrees } from "@runsc/kernel"
 import { Loader } from "@runsc/loader"
 import { defaultSpec, hostTreesOf, loadBundle } from "@runsc/spec"
 import { Effect, Layer } from "effect"
@@ -158,6 +158,26 @@ describe("control socket", () => {
       yield* call(socket, "StartSubcontainer", (c) => c.StartSubcontainer({ id: "moved", stdio: {} }))
       assert.deepStrictEqual(yield* call(socket, "Wait", (c) => c.Wait({ id: "moved" }), "10 seconds"), exited(0))
       assert.strictEqual(Fs.readFileSync(out, "utf8"), "argv[0]=echo_args\nargv[1]=late\nargv[0]=echo_args\nargv[1]=donated\n")
+    }))
+
+  it.scopedLive("a donation queue filled by nobody's claims refuses more at once (typed, never a wait); a claim drains it and donations are taken again", () =>
+    Effect.gen(function*() {
+      const { dir, socket } = yield* servedSandbox
+      const donations = donationSocketOf(socket)
+      let queued = 0
+      let refused: DonationFailed | undefined
+      while (refused === undefined && queued < 1000) {
+        const sent = yield* Effect.either(donateTrees(donations, `flood-${queued}`, yield* openTrees([dir])).pipe(Effect.scoped))
+        if (sent._tag === "Left" && sent.left._tag === "DonationFailed") refused = sent.left
+        else queued++
+      }
+      assert.isAtLeast(queued, 128)
+      assert.match(refused!.message, /its queue of donations not yet taken is full/)
+      // A claim takes what is queued (keeping 16 unclaimed, closing the rest) until its own.
+      const bundle = yield* loadBundle(writeBundle(Path.join(dir, "after"), ["exit"]))
+      const missing = yield* Effect.flip(call(socket, "CreateSubcontainer", (c) => c.CreateSubcontainer({ id: "x", bundle, donation: "absent" })))
+      assert.strictEqual(missing._tag, "DonationFailed")
+      yield* createSubcontainer(socket, "after", Path.join(dir, "after"))
     }))
 
   it.scopedLive("the socket file is 0600 in a 0700 directory; a stale one is replaced, a live one or a non-socket is never taken over", () =>
