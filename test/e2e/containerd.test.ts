@@ -58,12 +58,25 @@ const ok = (args: ReadonlyArray<string>) => {
 /** `ctr run` with runsc as the runc shim's binary. */
 const run = (args: ReadonlyArray<string>) => ctr(["run", "--runtime", "io.containerd.runc.v2", "--runc-binary", runscBin, ...args])
 
-/** Each task's status, as `ctr task ls` shows it. */
-const tasks = (): Record<string, string> =>
+/** Each task's pid and status, as `ctr task ls` shows them. */
+const taskTable = (): Record<string, { readonly pid: string; readonly status: string }> =>
   Object.fromEntries(ok(["task", "ls"]).split("\n").slice(1).filter((l) => l.trim() !== "").map((l) => {
-    const [id, , status] = l.trim().split(/\s+/)
-    return [id!, status!]
+    const [id, pid, status] = l.trim().split(/\s+/)
+    return [id!, { pid: pid!, status: status! }]
   }))
+
+/** Each task's status. */
+const tasks = (): Record<string, string> => Object.fromEntries(Object.entries(taskTable()).map(([id, task]) => [id, task.status]))
+
+/** Kills task `id` (SIGTERM), waits until it has stopped, and removes it (its exit status 143) and its container. */
+const killAndRemove = async (id: string) => {
+  ok(["task", "kill", id])
+  await until(`task ${id} stops`, () => tasks()[id] === "STOPPED", 20_000)
+  const removed = ctr(["task", "rm", id])
+  assert.strictEqual(removed.code, 0, removed.describe())
+  assert.match(removed.stderr, /exit code 143/)
+  ok(["container", "rm", id])
+}
 
 /** Its host processes that are runsc's (by command line), as `pid command`. */
 const runscProcesses = (): ReadonlyArray<string> =>
@@ -181,12 +194,7 @@ describe.skipIf(skipReason !== undefined)("containerd's runc shim with runsc as 
     const usage = /memory\.usage_in_bytes\s+(\d+)|memory\.usage\s+(\d+)/.exec(ok(["task", "metrics", "sleeper"]))
     assert.isNotNull(usage)
     assert.isAbove(Number(usage![1] ?? usage![2]), 10_000_000)
-    ok(["task", "kill", "sleeper"])
-    await until("the task stops", () => tasks()["sleeper"] === "STOPPED", 20_000)
-    const removed = ctr(["task", "rm", "sleeper"])
-    assert.strictEqual(removed.code, 0, removed.describe())
-    assert.match(removed.stderr, /exit code 143/)
-    ok(["container", "rm", "sleeper"])
+    await killAndRemove("sleeper")
     assert.deepStrictEqual(runscProcesses(), [])
   }, 120_000)
 
@@ -207,22 +215,14 @@ describe.skipIf(skipReason !== undefined)("containerd's runc shim with runsc as 
     assert.strictEqual(app.code, 0, app.describe())
     assert.deepStrictEqual(tasks(), { pod: "RUNNING", app: "RUNNING" })
     // One sandbox for the pod; the container's pid (its --pid-file) is its holder, not the sandbox.
-    const pids = Object.fromEntries(ok(["task", "ls"]).split("\n").slice(1).filter((l) => l.trim() !== "").map((l) => l.trim().split(/\s+/).slice(0, 2)))
-    assert.notStrictEqual(pids["app"], pids["pod"])
+    const table = taskTable()
+    assert.notStrictEqual(table["app"]!.pid, table["pod"]!.pid)
     const sandboxes = runscProcesses().filter((p) => / boot /.test(p))
     assert.strictEqual(sandboxes.length, 1, sandboxes.join("\n"))
     assert.strictEqual(ok(["task", "exec", "--exec-id", "e1", "app", "/bin/echo_args", "in", "app"]), "argv[0]=/bin/echo_args\nargv[1]=in\nargv[2]=app\n")
-    ok(["task", "kill", "app"])
-    await until("the container's task stops", () => tasks()["app"] === "STOPPED", 20_000)
-    const removed = ctr(["task", "rm", "app"])
-    assert.strictEqual(removed.code, 0, removed.describe())
-    assert.match(removed.stderr, /exit code 143/)
-    ok(["container", "rm", "app"])
+    await killAndRemove("app")
     assert.deepStrictEqual(tasks(), { pod: "RUNNING" }, "the sandbox goes on")
-    ok(["task", "kill", "pod"])
-    await until("the sandbox's task stops", () => tasks()["pod"] === "STOPPED", 20_000)
-    ok(["task", "rm", "pod"])
-    ok(["container", "rm", "pod"])
+    await killAndRemove("pod")
     assert.deepStrictEqual(mountsUnder(dir), [], "no container's snapshot is left mounted")
     assert.deepStrictEqual(runscProcesses(), [])
   }, 120_000)

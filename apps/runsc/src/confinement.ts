@@ -187,7 +187,3 @@ export const nodeFlags = (confinement: Confinement): ReadonlyArray<string> | und
     ...confinement.write.map((path) => `--allow-fs-write=${path}`)
   ]
 }
-
-/** Whether `confinement` lets its sandbox read (or write) `path`, as Node decides: the path or a directory above it. */
-export const mayAccess = (confinement: Confinement, access: "read" | "write", path: string): boolean =>
-  confinement[access].some((granted) => path === granted || path.startsWith(granted.endsWith("/") ? granted : `${granted}/`))

@@ -12,7 +12,7 @@ import * as Fs from "node:fs"
 import * as Os from "node:os"
 import * as Path from "node:path"
 import { createContainer, makeBundle, makeTempDir, removeDir, runsc, uniqueId } from "../../../test/e2e/helpers.js"
-import { confinementOf, mayAccess, nodeFlags } from "../src/confinement.js"
+import { type Confinement, confinementOf, nodeFlags } from "../src/confinement.js"
 
 const layout = () => {
   const top = Fs.mkdtempSync(Path.join(Os.tmpdir(), "runsc-confinement-"))
@@ -39,6 +39,10 @@ const layout = () => {
   )
   return { top, bundle, shared, writable, state }
 }
+
+/** Whether `confinement` lets its sandbox read (or write) `path`, as Node decides: the path or a directory above it. */
+const mayAccess = (confinement: Confinement, access: "read" | "write", path: string): boolean =>
+  confinement[access].some((granted) => path === granted || path.startsWith(granted.endsWith("/") ? granted : `${granted}/`))
 
 const confine = (l: ReturnType<typeof layout>) =>
   Effect.map(loadBundle(l.bundle), (bundle) =>

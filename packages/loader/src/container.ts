@@ -476,7 +476,8 @@ export class Container {
       // loadBundle refuses such a spec; one given in memory is refused here, as runc does.
       if (process === undefined) return yield* new InvalidSpec({ path: "process", reason: "required field is missing" })
       // What it holds (host trees, in-memory files) goes back when the container is destroyed.
-      const trees = this.created?.bundle === bundle ? this.created.trees : undefined
+      // A container given its bundle at create starts from that bundle (Loader.startSubcontainer).
+      const trees = this.created?.trees
       const { root, mounts } = yield* kernel.mountNamespace({
         spec,
         bundleDir: bundle.dir,
