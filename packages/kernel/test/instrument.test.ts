@@ -1,16 +1,17 @@
 /**
  * Guest-module instrumentation (platform/instrument.ts): every memory.grow of a module goes to
- * the hook its worker puts in the added table, nothing else of the module changes, a start
- * function waits for the hook, tables are bounded, and what cannot be accounted for is refused.
- * wabt's decoder is the reference for "every memory.grow" (the C fixtures, a module using every
- * instruction family whose immediates can hold memory.grow's bytes).
+ * the hook its worker puts in the added table, every loop header and every entry of a function
+ * that calls is a preemption point, nothing else of the module changes, a start function waits
+ * for the hooks, tables are bounded, and what cannot be accounted for is refused. wabt's decoder
+ * is the reference for "every memory.grow" and "every loop" (the C fixtures, a module using
+ * every instruction family whose immediates can hold memory.grow's bytes, random bodies).
  */
 import { assert, describe, it } from "@effect/vitest"
 import { Effect, FastCheck } from "effect"
 import * as Fs from "node:fs"
 import * as Path from "node:path"
 import { fileURLToPath } from "node:url"
-import { GROW_HOOK_MODULE, GROW_TABLE_EXPORT, START_EXPORT } from "../src/platform/guestHooks.js"
+import { ENTRY_WEIGHT, GROW_SLOT, HOOK_TABLE_EXPORT, HOOKS_MODULE, PREEMPT_SLOT, PREEMPTION_INTERVAL, START_EXPORT } from "../src/platform/guestHooks.js"
 import { instrument, MAX_MEMORY_PAGES, MAX_TABLE_GROWTH, TABLE_ENTRY_BYTES, UninstrumentableModule } from "../src/platform/instrument.js"
 
 const features = {
@@ -56,12 +57,25 @@ const occurrences = (text: string, what: RegExp) => text.split("\n").filter((lin
 /** A memory.grow instruction in wabt's text (not an export that names it). */
 const GROW = /^\s*memory\.grow\b/
 const CALL_INDIRECT = /^\s*call_indirect\b/
+const LOOP = /^\s*loop\b/
+const CALL = /^\s*(call|call_indirect|return_call|return_call_indirect|call_ref|return_call_ref)\b/
+
+/** The function types a module declares (the hooks' types come right after them). */
+const typesOf = (text: string) => occurrences(text, /^\s*\(type \(;\d+;\) \(func/)
+/** Calls through the hook table with the given type (wabt: `call_indirect <table> (type <n>)`). */
+const hookCalls = (text: string, type: number) => occurrences(text, new RegExp(`^\\s*call_indirect (\\d+ )?\\(type ${type}\\)`))
+/** Functions of the module's text that loop or call (each gets a preemption point at its entry). */
+const callers = (text: string) =>
+  text.split(/^\s*\(func /m).slice(1).filter((body) => body.split("\n").some((line) => CALL.test(line) || LOOP.test(line))).length
 
 const cFixtures = fileURLToPath(new URL("../../../test/fixtures/c/", import.meta.url))
 
-/** Instantiates an instrumented module with its grow hook in place; counts the hook's calls. */
-const instantiate = (bytes: Uint8Array) => {
-  const hook = { calls: 0, memory: undefined as WebAssembly.Memory | undefined }
+/**
+ * Instantiates an instrumented module with its hooks in place; counts the grow hook's calls and
+ * the preemption hook's (which runs `onPreempt`, if given, as the worker's checkpoint would).
+ */
+const instantiate = (bytes: Uint8Array, onPreempt: () => void = () => {}) => {
+  const hook = { calls: 0, preemptions: 0, memory: undefined as WebAssembly.Memory | undefined }
   const grow = (pages: number) => {
     hook.calls++
     try {
@@ -70,10 +84,16 @@ const instantiate = (bytes: Uint8Array) => {
       return -1
     }
   }
-  const wrapper = new WebAssembly.Instance(new WebAssembly.Module(GROW_HOOK_MODULE), { runsc: { grow } })
+  const preempt = () => {
+    hook.preemptions++
+    onPreempt()
+  }
+  const wrapper = new WebAssembly.Instance(new WebAssembly.Module(HOOKS_MODULE), { runsc: { grow, preempt } })
   const instance = new WebAssembly.Instance(new WebAssembly.Module(bytes as Uint8Array<ArrayBuffer>), {})
   hook.memory = instance.exports["memory"] as WebAssembly.Memory
-  ;(instance.exports[GROW_TABLE_EXPORT] as WebAssembly.Table).set(0, wrapper.exports["grow"] as () => number)
+  const table = instance.exports[HOOK_TABLE_EXPORT] as WebAssembly.Table
+  table.set(GROW_SLOT, wrapper.exports["grow"] as () => number)
+  table.set(PREEMPT_SLOT, wrapper.exports["preempt"] as () => void)
   return { instance, hook }
 }
 
@@ -129,7 +149,7 @@ const everyFamily = `
 `
 
 describe("instrument", () => {
-  it.effect("routes every memory.grow of every C fixture through the hook, as wabt decodes them, and the result compiles", () =>
+  it.effect("routes every memory.grow of every C fixture through the hook and checks at every loop and caller's entry, as wabt decodes them; the result compiles", () =>
     Effect.gen(function*() {
       const names = Fs.readdirSync(cFixtures).filter((f) => f.endsWith(".wasm"))
       assert.isAbove(names.length, 20)
@@ -141,9 +161,12 @@ describe("instrument", () => {
         const text = yield* disassemble(after)
         grows += occurrences(before, GROW)
         assert.strictEqual(occurrences(text, GROW), 0, name)
+        const types = typesOf(before)
+        assert.strictEqual(hookCalls(text, types), occurrences(before, GROW), name)
+        assert.strictEqual(hookCalls(text, types + 1), occurrences(before, LOOP) + callers(before), name)
         assert.strictEqual(
           occurrences(text, CALL_INDIRECT),
-          occurrences(before, CALL_INDIRECT) + occurrences(before, GROW),
+          occurrences(before, CALL_INDIRECT) + occurrences(before, GROW) + occurrences(before, LOOP) + callers(before),
           name
         )
         assert.isTrue(WebAssembly.validate(after as Uint8Array<ArrayBuffer>), name)
@@ -233,7 +256,8 @@ describe("instrument", () => {
         const { bytes } = instrument(original)
         const after = yield* disassemble(bytes)
         assert.strictEqual(occurrences(after, GROW), 0)
-        assert.strictEqual(occurrences(after, CALL_INDIRECT), occurrences(before, GROW))
+        assert.strictEqual(hookCalls(after, typesOf(before)), occurrences(before, GROW))
+        assert.strictEqual(hookCalls(after, typesOf(before) + 1), occurrences(before, LOOP) + callers(before))
         const plain = new WebAssembly.Instance(new WebAssembly.Module(original as Uint8Array<ArrayBuffer>), {})
         ;(plain.exports["_start"] as () => void)()
         const { instance } = instantiate(bytes)
@@ -244,6 +268,149 @@ describe("instrument", () => {
       }),
     { fastCheck: { numRuns: 100 } }
   )
+
+  it.effect("a guest that computes without syscalls calls the preemption hook: every PREEMPTION_INTERVAL loop passes, in recursion, in tail calls", () =>
+    Effect.gen(function*() {
+      const bytes = yield* assemble(`
+        (module
+          (memory (export "memory") 1)
+          (global $n (mut i32) (i32.const 0))
+          (func $leaf (result i32) (i32.const 1))
+          (func (export "count") (param $k i32) (result i32) (local $i i32)
+            (loop $again
+              (local.set $i (i32.add (local.get $i) (i32.const 1)))
+              (br_if $again (i32.lt_u (local.get $i) (local.get $k))))
+            (local.get $i))
+          (func $fib (export "fib") (param $n i32) (result i32)
+            (if (result i32) (i32.lt_u (local.get $n) (i32.const 2))
+              (then (local.get $n))
+              (else (i32.add (call $fib (i32.sub (local.get $n) (i32.const 1))) (call $fib (i32.sub (local.get $n) (i32.const 2)))))))
+          (func $down (export "down") (param $n i32) (result i32)
+            (if (result i32) (i32.eqz (local.get $n))
+              (then (call $leaf))
+              (else (return_call $down (i32.sub (local.get $n) (i32.const 1))))))
+          (func (export "leaves") (result i32) (i32.add (call $leaf) (call $leaf)))
+          (func (export "_start")))`)
+      const { hook, instance } = instantiate(instrument(bytes).bytes)
+      const exports = instance.exports as Record<string, (n?: number) => number>
+      // A loop counts down from PREEMPTION_INTERVAL, filled at its function's entry: the hook
+      // runs at every INTERVAL-th pass. Entries count ENTRY_WEIGHT up in a global shared by the
+      // module: the hook runs when it reaches a multiple of INTERVAL.
+      assert.strictEqual(exports["count"]!(PREEMPTION_INTERVAL - 1), PREEMPTION_INTERVAL - 1)
+      assert.strictEqual(hook.preemptions, 0)
+      assert.strictEqual(exports["count"]!(PREEMPTION_INTERVAL), PREEMPTION_INTERVAL)
+      assert.strictEqual(hook.preemptions, 1)
+      assert.strictEqual(exports["count"]!(2 * PREEMPTION_INTERVAL + 1), 2 * PREEMPTION_INTERVAL + 1)
+      assert.strictEqual(hook.preemptions, 3)
+      // fib(25): 242785 entries of a function that calls, no loop; `leaves` calls only leaves.
+      assert.strictEqual(exports["fib"]!(25), 75025)
+      assert.strictEqual(hook.preemptions, 3 + Math.floor(((3 + 242785) * ENTRY_WEIGHT) / PREEMPTION_INTERVAL))
+      assert.strictEqual(exports["leaves"]!(), 2)
+      const tail = hook.preemptions
+      assert.strictEqual(exports["down"]!(5 * PREEMPTION_INTERVAL), 1)
+      assert.isAtLeast(hook.preemptions - tail, 4, "a tail-recursive loop passes a point at each entry")
+    }))
+
+  it.effect("a loop left for the hook goes on where it was: every label that crosses a loop is moved, loops with results and parameters compute the same", () =>
+    Effect.gen(function*() {
+      // Each export runs its loops past PREEMPTION_INTERVAL passes, so that the hook is reached
+      // and each loop is re-entered, and leaves them by a different kind of label (wabt has
+      // no typed function references: br_on_null and br_on_cast are moved by the same code as
+      // br, `label`).
+      const bytes = yield* assemble(`
+        (module
+          (memory (export "memory") 1)
+          (tag $e (param i32))
+          (func (export "br_if_out") (param $n i32) (result i32) (local $i i32) (local $s i32)
+            (block $done
+              (loop $l
+                (br_if $done (i32.ge_u (local.get $i) (local.get $n)))
+                (local.set $s (i32.add (local.get $s) (local.get $i)))
+                (local.set $i (i32.add (local.get $i) (i32.const 1)))
+                (br $l)))
+            (local.get $s))
+          (func (export "br_table_nested") (param $n i32) (result i32) (local $i i32) (local $j i32) (local $s i32)
+            (block $out
+              (loop $outer
+                (local.set $j (i32.const 0))
+                (loop $inner
+                  (local.set $s (i32.add (local.get $s) (i32.mul (local.get $i) (local.get $j))))
+                  (local.set $j (i32.add (local.get $j) (i32.const 1)))
+                  (if (i32.ge_u (local.get $j) (i32.const 1000)) (then (local.set $i (i32.add (local.get $i) (i32.const 1)))))
+                  (br_table $inner $outer $out
+                    (i32.add (i32.ge_u (local.get $j) (i32.const 1000)) (i32.ge_u (local.get $i) (local.get $n)))))))
+            (local.get $s))
+          (func (export "return_from_loop") (param $n i32) (result i32) (local $i i32)
+            (loop $l
+              (local.set $i (i32.add (local.get $i) (i32.const 3)))
+              (if (i32.ge_u (local.get $i) (local.get $n)) (then (return (local.get $i))))
+              (br $l))
+            (i32.const -1))
+          (func (export "loop_result") (param $n i32) (result i32) (local $i i32)
+            (loop $l (result i32)
+              (local.set $i (i32.add (local.get $i) (i32.const 1)))
+              (br_if $l (i32.lt_u (local.get $i) (local.get $n)))
+              (i32.mul (local.get $i) (i32.const 2))))
+          (func (export "loop_params") (param $n i32) (result i32) (local $x i32)
+            (i32.const 0)
+            (loop $l (param i32) (result i32)
+              (i32.add (i32.const 1))
+              (local.tee $x)
+              (br_if $l (i32.lt_u (local.get $x) (local.get $n)))))
+          (func (export "delegate_out") (param $n i32) (result i32) (local $i i32)
+            (try $t (result i32)
+              (do
+                (loop $l
+                  (local.set $i (i32.add (local.get $i) (i32.const 1)))
+                  (try (do (if (i32.ge_u (local.get $i) (local.get $n)) (then (throw $e (local.get $i))))) (delegate $t))
+                  (br $l))
+                (i32.const -1))
+              (catch $e)))
+          (func (export "rethrow_out") (param $n i32) (result i32) (local $i i32)
+            (try (result i32)
+              (do
+                (try
+                  (do (throw $e (i32.const 7)))
+                  (catch $e
+                    (drop)
+                    (loop $l
+                      (local.set $i (i32.add (local.get $i) (i32.const 1)))
+                      (br_if $l (i32.lt_u (local.get $i) (local.get $n)))
+                      (rethrow 1))))
+                (i32.const -1))
+              (catch $e (i32.add (local.get $i)))))
+          (func (export "_start")))`)
+      const plain = new WebAssembly.Instance(new WebAssembly.Module(bytes as Uint8Array<ArrayBuffer>), {}).exports as Record<string, (n: number) => number>
+      const { hook, instance } = instantiate(instrument(bytes).bytes)
+      const routed = instance.exports as Record<string, (n: number) => number>
+      const n = 3 * PREEMPTION_INTERVAL + 7
+      for (const name of ["br_if_out", "br_table_nested", "return_from_loop", "loop_result", "loop_params", "delegate_out", "rethrow_out"]) {
+        const before = hook.preemptions
+        const arg = name === "br_table_nested" ? 200 : n
+        assert.strictEqual(routed[name]!(arg), plain[name]!(arg), name)
+        assert.isAtLeast(hook.preemptions - before, 1, `${name} reached the hook`)
+      }
+      const text = yield* disassemble(instrument(bytes).bytes)
+      assert.strictEqual(occurrences(text, LOOP), occurrences(yield* disassemble(bytes), LOOP) * 2 - 1, "each loop wrapped, but the one with parameters")
+    }))
+
+  it.effect("the preemption hook can end a guest that never returns: what it throws unwinds the guest, as the worker's Killed does", () =>
+    Effect.gen(function*() {
+      const bytes = yield* assemble(`
+        (module
+          (memory (export "memory") 1)
+          (func (export "_start") (local $x i32)
+            (loop $forever
+              (local.set $x (i32.add (i32.mul (local.get $x) (i32.const 1103515245)) (i32.const 12345)))
+              (br $forever))))`)
+      class Stop extends Error {}
+      let checks = 0
+      const { hook, instance } = instantiate(instrument(bytes).bytes, () => {
+        if (++checks === 100) throw new Stop()
+      })
+      assert.throws(() => (instance.exports["_start"] as () => void)(), Stop)
+      assert.strictEqual(hook.preemptions, 100)
+    }))
 
   it.effect("a start function runs when the worker calls it, after the hook is in place, not during instantiation", () =>
     Effect.gen(function*() {

@@ -70,6 +70,43 @@ layer(kernelLayer, { excludeTestServices: true })("Kernel.signal", (it) => {
       }))
   }
 
+  /**
+   * CPU the guest's worker used over `ms` (the kernel's reading: /proc's per-thread stat, in
+   * 10 ms ticks).
+   */
+  const cpuOver = (tg: Parameters<Kernel["Type"]["usage"]>[0], ms: number) =>
+    Effect.gen(function*() {
+      const kernel = yield* Kernel
+      const before = (yield* kernel.usage(tg)).cpuNs
+      yield* Effect.sleep(`${ms} millis`)
+      return Number((yield* kernel.usage(tg)).cpuNs - before) / 1e6
+    })
+
+  // A compute-bound guest reaches its preemption points (platform/instrument.ts) every few µs:
+  // a stop or a pause holds it there, off the CPU, as at a syscall.
+  for (const [what, hold, release] of [
+    ["SIGSTOP and SIGCONT", (k: Kernel["Type"], tg: Parameters<Kernel["Type"]["signal"]>[0]) => k.signal(tg, 19), (k: Kernel["Type"], tg: Parameters<Kernel["Type"]["signal"]>[0]) => k.signal(tg, 18)],
+    ["pause and resume", (k: Kernel["Type"]) => k.pause, (k: Kernel["Type"]) => k.resume]
+  ] as const) {
+    it.scoped(`${what} hold and release a compute-bound guest (no syscalls): off the CPU while held`, () =>
+      Effect.gen(function*() {
+        const kernel = yield* Kernel
+        const run = yield* startGuest({ bytes: fixture("spin"), argv: ["spin"] })
+        yield* eventually(() => run.stdout() === "spinning\n", "spin started")
+        // However loaded the machine, a spinning guest gets some CPU in a second.
+        assert.isAbove(yield* cpuOver(run.tg, 1000), 0, "the guest spins")
+        yield* hold(kernel, run.tg)
+        // Given a moment to reach its next point, it uses no more CPU: at most a tick of /proc's.
+        yield* Effect.sleep("50 millis")
+        assert.isAtMost(yield* cpuOver(run.tg, 600), 10, "CPU used while held")
+        assert.isFalse(yield* Deferred.isDone(run.tg.exitStatus))
+        yield* release(kernel, run.tg)
+        assert.isAbove(yield* cpuOver(run.tg, 1000), 0, "the guest spins again")
+        const { status } = yield* exitAfterSignal(run, 9)
+        assert.deepStrictEqual(status, Signaled(9))
+      }))
+  }
+
   it.scoped("SIGKILL right after startProcess (before the guest ran) ends it", () =>
     Effect.gen(function*() {
       const kernel = yield* Kernel

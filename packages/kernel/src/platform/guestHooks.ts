@@ -1,25 +1,55 @@
 /**
  * What an instrumented guest module (see instrument.ts) expects of the worker that runs it, shared
- * by both ends: the names of the exports the instrumentation adds, and the wasm function the
- * worker puts in the added table so that the guest's `memory.grow` reaches the worker's JS.
+ * by both ends: the names of the exports the instrumentation adds, the slots of the table it
+ * adds, and the wasm functions the worker puts there so that the guest reaches the worker's JS.
  */
 
-/** The added table: slot 0 holds the function every `memory.grow` of the guest calls. */
-export const GROW_TABLE_EXPORT = "runsc:memory.grow"
+/** The added table, which the worker fills once the module is instantiated. */
+export const HOOK_TABLE_EXPORT = "runsc:hooks"
+
+/** Slot of the function every `memory.grow` of the guest calls: (pages) -> old size, or -1. */
+export const GROW_SLOT = 0
+
+/**
+ * Slot of the function the guest calls at every PREEMPTION_INTERVAL-th preemption point (a loop
+ * header, or the entry of a function that calls): () -> (); where a guest that computes without
+ * syscalls still stops, pauses and dies as at a syscall boundary.
+ */
+export const PREEMPT_SLOT = 1
+
+/**
+ * How often a guest calls the preemption hook: when a preemption point's count reaches a multiple
+ * of this (a power of two; see instrument.ts). A loop header counts 1, a function entry
+ * ENTRY_WEIGHT. The hook is a JS call and an atomic load (~0.1 µs); a tight loop passes a point
+ * every ns or so, so it runs there every ~100 µs, and every ~1000 calls in code that calls.
+ */
+export const PREEMPTION_INTERVAL = 65536
+
+/**
+ * What a function entry counts. A loop's count starts from the global's at its function's entry
+ * and is not carried back, so that a function that loops less than PREEMPTION_INTERVAL times,
+ * called again and again, is preempted only when an entry's weight moves its window across a
+ * multiple: every PREEMPTION_INTERVAL / ENTRY_WEIGHT calls at worst, ~17 M loop passes between
+ * hooks in the worst such pattern (tens of ms).
+ */
+export const ENTRY_WEIGHT = 64
 
 /** The module's `start` function, when it had one: the worker calls it once the table is filled. */
 export const START_EXPORT = "runsc:start"
 
 /**
- * `(module (import "runsc" "grow" (func (param i32) (result i32))) (export "grow" (func 0)))`:
- * wraps a JS function as a wasm function, which a table can hold (a plain JS function cannot).
+ * `(module (import "runsc" "grow" (func (param i32) (result i32))) (import "runsc" "preempt" (func))
+ * (export "grow" (func 0)) (export "preempt" (func 1)))`: wraps JS functions as wasm functions,
+ * which a table can hold (a plain JS function cannot).
  */
-export const GROW_HOOK_MODULE = new Uint8Array([
+export const HOOKS_MODULE = new Uint8Array([
   0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00,
-  // type section: (func (param i32) (result i32))
-  0x01, 0x06, 0x01, 0x60, 0x01, 0x7f, 0x01, 0x7f,
-  // import section: "runsc" "grow" (func (type 0))
-  0x02, 0x0e, 0x01, 0x05, 0x72, 0x75, 0x6e, 0x73, 0x63, 0x04, 0x67, 0x72, 0x6f, 0x77, 0x00, 0x00,
-  // export section: "grow" (func 0)
-  0x07, 0x08, 0x01, 0x04, 0x67, 0x72, 0x6f, 0x77, 0x00, 0x00
+  // type section: (func (param i32) (result i32)), (func)
+  0x01, 0x09, 0x02, 0x60, 0x01, 0x7f, 0x01, 0x7f, 0x60, 0x00, 0x00,
+  // import section: "runsc" "grow" (func (type 0)), "runsc" "preempt" (func (type 1))
+  0x02, 0x1e, 0x02,
+  0x05, 0x72, 0x75, 0x6e, 0x73, 0x63, 0x04, 0x67, 0x72, 0x6f, 0x77, 0x00, 0x00,
+  0x05, 0x72, 0x75, 0x6e, 0x73, 0x63, 0x07, 0x70, 0x72, 0x65, 0x65, 0x6d, 0x70, 0x74, 0x00, 0x01,
+  // export section: "grow" (func 0), "preempt" (func 1)
+  0x07, 0x12, 0x02, 0x04, 0x67, 0x72, 0x6f, 0x77, 0x00, 0x00, 0x07, 0x70, 0x72, 0x65, 0x65, 0x6d, 0x70, 0x74, 0x00, 0x01
 ])

@@ -1,31 +1,44 @@
 /**
- * Guest-module instrumentation: rewrites a module's binary before it is compiled so that every
- * `memory.grow` of the guest goes through its worker, which asks the sentry for the pages first
- * (the sandbox's memory account: a grow past it returns -1, as on a full machine, and the
- * worker can be killed there even though V8 does not interrupt a wasm loop of grows).
+ * Guest-module instrumentation: rewrites a module's binary before it is compiled so that
+ *   - every `memory.grow` of the guest goes through its worker, which asks the sentry for the
+ *     pages first (the sandbox's memory account: a grow past it returns -1, as on a full
+ *     machine, and the worker can be killed there even though V8 does not interrupt a wasm
+ *     loop of grows);
+ *   - a guest that computes without syscalls still reaches its worker regularly (preemption
+ *     points): every loop header, and the entry of every function that loops or calls, counts;
+ *     when a count runs out, the worker's preemption hook runs, which enters the sentry if the
+ *     task is flagged (pause, SIGSTOP), as a syscall would (see `insertsFor`).
+ *
+ * Why those points suffice: code between two of them is straight-line code of one body, or
+ * calls of leaf functions without loops, each bounded by the size of the module; unbounded
+ * work needs a loop or an unbounded number of calls, which pass through non-leaf entries.
  *
  * The rewrite adds, without renumbering anything the module already has:
- *   - a function type (i32) -> (i32), after the module's own types;
- *   - a funcref table of one slot, after its own tables, exported as GROW_TABLE_EXPORT; the
- *     worker puts its grow function in slot 0 after instantiation;
- *   - each `memory.grow 0` becomes `i32.const 0; call_indirect (type T) (table N)`: the pages
- *     asked for stay the argument, the result stays the old size or -1;
+ *   - two function types, (i32) -> (i32) and () -> (), after the module's own types;
+ *   - a mutable i32 global (the entries' count), after the module's own globals;
+ *   - an i32 local (the loops' countdown), after the own locals of each function that loops or calls;
+ *   - a funcref table of two slots (GROW_SLOT, PREEMPT_SLOT), after its own tables, exported as
+ *     HOOK_TABLE_EXPORT; the worker fills it after instantiation;
+ *   - each `memory.grow 0` becomes `i32.const GROW_SLOT; call_indirect (type grow) (table N)`:
+ *     the pages asked for stay the argument, the result stays the old size or -1;
+ *   - at each function entry, a stack-neutral check closed within itself; at each loop header,
+ *     a check that leaves the loop for the hook, for which the loop is wrapped in three blocks
+ *     (`loopOpen`), every label that crosses it moved by three;
  *   - a `start` function becomes an export (START_EXPORT) that the worker calls once the table
  *     is filled, since a start function runs during instantiation, before that;
  *   - each table of the module gets a maximum of at most MAX_TABLE_GROWTH entries past its
  *     initial size (see GuestMemory.tableEntries).
  *
- * To find every `memory.grow` the whole code section is decoded, instruction by instruction
- * (MVP, sign extension, saturating conversions, bulk memory, reference types, SIMD, threads,
- * exception handling, tail calls, typed function references, GC). A module this decoder cannot
- * read is refused (UninstrumentableModule), never run uninstrumented. A module that uses more than
- * one memory, or a 64-bit one, is refused too: the sandbox accounts for one 32-bit memory.
- * Sections, types, imports and exports are read (and the result encoded) with wasmBinary.ts;
- * instructions are decoded here.
+ * To find every `memory.grow`, loop and call, the whole code section is decoded, instruction by
+ * instruction (MVP, sign extension, saturating conversions, bulk memory, reference types, SIMD,
+ * threads, exception handling, tail calls, typed function references, GC). A module this decoder
+ * cannot read is refused (UninstrumentableModule), never run uninstrumented. A module that uses
+ * more than one memory, or a 64-bit one, is refused too: the sandbox accounts for one 32-bit
+ * memory. Sections, types, imports and exports are read (and the result encoded) with
+ * wasmBinary.ts; instructions are decoded here.
  */
-import { GROW_TABLE_EXPORT, START_EXPORT } from "./guestHooks.js"
+import { ENTRY_WEIGHT, GROW_SLOT, HOOK_TABLE_EXPORT, PREEMPT_SLOT, PREEMPTION_INTERVAL, START_EXPORT } from "./guestHooks.js"
 import {
-  encodeLeb,
   ExternalKind,
   type Limits,
   malformed,
@@ -33,6 +46,7 @@ import {
   Reader,
   readerOf,
   readExportSection,
+  readFunctionSection,
   readImportSection,
   readLimits,
   readTypeSection,
@@ -117,34 +131,114 @@ const NO_IMMEDIATE = 0
 const ONE_LEB = 1
 const MEMARG = 2
 const SPECIAL = 3
+/** call, return_call, call_ref, return_call_ref: one LEB, and the body is not a leaf. */
+const CALL = 4
+/** br, br_if, rethrow, br_on_null, br_on_non_null: a label, which may cross a wrapped loop. */
+const LABEL = 5
 
 const IMMEDIATES = (() => {
   const kinds = new Uint8Array(256).fill(SPECIAL)
   for (let op = 0x45; op <= 0xc4; op++) kinds[op] = NO_IMMEDIATE // numeric
   for (let op = 0x28; op <= 0x3e; op++) kinds[op] = MEMARG // loads and stores
   for (const op of [0x00, 0x01, 0x05, 0x0a, 0x0f, 0x19, 0x1a, 0x1b, 0xd1, 0xd3, 0xd4]) kinds[op] = NO_IMMEDIATE
-  // branches, calls, locals, globals, constants (their LEB's value does not matter here)
-  for (const op of [0x07, 0x08, 0x09, 0x0c, 0x0d, 0x10, 0x12, 0x14, 0x15, 0x20, 0x21, 0x22, 0x23, 0x24, 0x41, 0x42, 0xd0, 0xd2, 0xd5, 0xd6]) {
-    kinds[op] = ONE_LEB
-  }
+  // catch, throw, locals, globals, constants (their LEB's value does not matter here)
+  for (const op of [0x07, 0x08, 0x20, 0x21, 0x22, 0x23, 0x24, 0x41, 0x42, 0xd0, 0xd2]) kinds[op] = ONE_LEB
+  for (const op of [0x10, 0x12, 0x14, 0x15]) kinds[op] = CALL
+  for (const op of [0x09, 0x0c, 0x0d, 0xd5, 0xd6]) kinds[op] = LABEL
   return kinds
 })()
 
+/** Bytes [start, end) of a body become `bytes`. */
+interface Edit {
+  readonly start: number
+  readonly end: number
+  readonly bytes: Uint8Array
+}
+
+/** The code a body's edits insert (see the header; made per function, as its counter local is). */
+interface Inserts {
+  /** In place of `memory.grow 0`. */
+  readonly grow: Uint8Array
+  /** At a wrapped loop's header: counts, and leaves for the hook (br_if 1: to the block around the loop). */
+  readonly loopCheck: Uint8Array
+  /** At the header of a loop with parameters, which is not wrapped: counts, and calls the hook in place. */
+  readonly loopCheckInPlace: Uint8Array
+  /** In place of a wrapped loop's `end`: closes the loop and the wrapping (see `wrapLoop`). */
+  readonly loopEnd: Uint8Array
+}
+
+/**
+ * What decoding a body finds. A loop without parameters is wrapped so that the hook is called
+ * outside it (a call inside a loop costs V8 its loop optimisations: 1.6× on a sieve), which moves
+ * every label that crosses it by WRAPPING_BLOCKS; `wrapped` holds the block indices of the
+ * wrapped loops open at this point.
+ */
+interface Decoding {
+  depth: number
+  /** Whether the body calls (it is not a leaf). */
+  calls: boolean
+  /** Whether it has a loop. */
+  loops: boolean
+  readonly wrapped: Array<number>
+  readonly edits: Array<Edit>
+  /** The module's types (a loop's block type may name one): whether each has parameters. */
+  readonly typeHasParams: ReadonlyArray<boolean>
+  inserts: Inserts | undefined
+}
+
+/** The blocks `wrapLoop` puts around a loop: what every label crossing it moves by. */
+const WRAPPING_BLOCKS = 3
+
+/**
+ * A loop `loop bt … end` becomes
+ *   block bt'                           ;; its exit (bt' = bt: a loop without parameters)
+ *     loop                              ;; re-entry after the hook
+ *       block                           ;; where the check leaves to
+ *         loop bt  CHECK(br_if 1)  …    ;; the loop itself, labels inside moved
+ *         end  br 2                     ;; its fall-through: out with its results
+ *       end  refill  call hook  br 0    ;; the hook, then the loop again, from its header
+ *     end  unreachable
+ *   end
+ * so that the loop body holds no call. Re-entering at the header is the loop going on: the
+ * check comes first in it, and a loop without parameters starts with nothing on its stack.
+ */
+const loopOpen = (blockType: Uint8Array, check: Uint8Array): Uint8Array =>
+  new Writer(16 + 2 * blockType.length + check.length)
+    .byte(0x02).bytes(blockType).byte(0x03).byte(0x40).byte(0x02).byte(0x40).byte(0x03).bytes(blockType).bytes(check)
+    .finished
+
+/** A label's new value: moved past the wrapped loops it crosses (those at block index ≥ depth - label). */
+const moved = (d: Decoding, label: number, depth = d.depth): number => {
+  let crossed = 0
+  for (let i = d.wrapped.length - 1; i >= 0 && d.wrapped[i]! >= depth - label; i--) crossed++
+  return label + crossed * WRAPPING_BLOCKS
+}
+
+/** Reads a label at `r` and, if it crosses a wrapped loop, records its new value. */
+const label = (r: Reader, d: Decoding, depth = d.depth): void => {
+  const start = r.at
+  const value = r.u32()
+  if (d.wrapped.length === 0) return
+  const to = moved(d, value, depth)
+  if (to !== value) d.edits.push({ start, end: r.at, bytes: new Writer(5).leb(to).finished })
+}
+
 /**
  * Decodes one function body's (or constant expression's) instructions up to `r.end`, or up to
- * the `end` closing the outermost block when `constant`; appends to `grows` where each
- * `memory.grow` begins and ends; fails on a table index at or past `tables`. The common opcodes
- * take a fast path over the bytes; the others go through `instruction`.
+ * the `end` closing the outermost block when `constant`, into `d`; fails on a table index at or
+ * past `tables`. The common opcodes take a fast path over the bytes; the others go through
+ * `instruction`.
  */
-const decodeInstructions = (r: Reader, tables: number, grows: Array<number>, constant = false): void => {
+const decodeInstructions = (r: Reader, tables: number, d: Decoding, constant = false): void => {
   const bytes = r.bytes
   const end = r.end
-  const depth = { value: 0 }
+  d.depth = 0
   let at = r.at
   while (constant || at < end) {
     const op = bytes[at++]!
     const kind = IMMEDIATES[op]
-    if (kind === ONE_LEB) {
+    if (kind === ONE_LEB || kind === CALL) {
+      if (kind === CALL) d.calls = true
       while (bytes[at++]! & 0x80) if (at >= end) malformed("unexpected end of section")
     } else if (kind === MEMARG) {
       // Alignment (one byte unless it carries a memory index), then the offset.
@@ -156,14 +250,18 @@ const decodeInstructions = (r: Reader, tables: number, grows: Array<number>, con
         continue
       }
       while (bytes[at++]! & 0x80) if (at >= end) malformed("unexpected end of section")
+    } else if (kind === LABEL) {
+      r.at = at
+      label(r, d)
+      at = r.at
     } else if (kind === SPECIAL) {
       r.at = at
-      if (instruction(r, op, at - 1, tables, grows, depth, constant)) return
+      if (instruction(r, op, at - 1, tables, d, constant)) return
       at = r.at
     }
     if (at > end) malformed("unexpected end of section")
   }
-  if (depth.value !== -1) malformed("function body ends inside a block")
+  if (d.depth !== -1) malformed("function body ends inside a block")
 }
 
 /**
@@ -175,39 +273,63 @@ const instruction = (
   op: number,
   start: number,
   tables: number,
-  grows: Array<number>,
-  depth: { value: number },
+  d: Decoding,
   constant: boolean
 ): boolean => {
   switch (op) {
-    case 0x02: case 0x03: case 0x04: case 0x06:
+    case 0x02: case 0x04: case 0x06:
       skipBlockType(r)
-      depth.value++
+      d.depth++
       return false
-    case 0x1f: // try_table
+    case 0x03: { // loop: its header is a preemption point
+      const typeAt = r.at
+      skipBlockType(r)
+      d.loops = true
+      const inserts = d.inserts
+      if (inserts !== undefined) {
+        const blockType = r.bytes.subarray(typeAt, r.at)
+        // A one-byte block type is empty or a value type; a longer or smaller one names a type.
+        const typeIndex = blockType.length === 1 && blockType[0]! >= 0x40 ? undefined : readerOf(blockType, { id: 0, header: 0, start: 0, end: blockType.length }).u32()
+        if (typeIndex !== undefined && d.typeHasParams[typeIndex] !== false) {
+          d.edits.push({ start: r.at, end: r.at, bytes: inserts.loopCheckInPlace })
+        } else {
+          d.edits.push({ start, end: r.at, bytes: loopOpen(blockType, inserts.loopCheck) })
+          d.wrapped.push(d.depth)
+        }
+      }
+      d.depth++
+      return false
+    }
+    case 0x1f: { // try_table: its catch labels are outside it
       skipBlockType(r)
       for (let n = r.u32(); n > 0; n--) {
         const kind = r.byte()
         if (kind > 3) malformed("unknown catch clause")
         if (kind < 2) r.u32()
-        r.u32()
+        label(r, d)
       }
-      depth.value++
+      d.depth++
       return false
+    }
     case 0x0b:
-      if (constant && depth.value === 0) return true
-      depth.value--
+      if (constant && d.depth === 0) return true
+      d.depth--
+      if (d.wrapped.length > 0 && d.wrapped[d.wrapped.length - 1] === d.depth) {
+        d.wrapped.pop()
+        d.edits.push({ start, end: r.at, bytes: d.inserts!.loopEnd })
+      }
       return false
-    case 0x18: // delegate ends a try
-      r.u32()
-      depth.value--
+    case 0x18: // delegate ends a try; its label is outside it
+      d.depth--
+      label(r, d)
       return false
-    case 0x0e:
-      for (let n = r.u32(); n >= 0; n--) r.u32()
+    case 0x0e: // br_table
+      for (let n = r.u32(); n >= 0; n--) label(r, d)
       return false
-    case 0x11: case 0x13:
+    case 0x11: case 0x13: // call_indirect, return_call_indirect
       r.u32()
       tableIndex(r, tables)
+      d.calls = true
       return false
     case 0x1c:
       for (let n = r.u32(); n > 0; n--) valueType(r)
@@ -220,7 +342,7 @@ const instruction = (
       return false
     case 0x40:
       memoryIndex(r)
-      grows.push(start, r.at)
+      d.edits.push({ start, end: r.at, bytes: d.inserts?.grow ?? new Uint8Array(0) })
       return false
     case 0x43:
       r.skip(4)
@@ -228,9 +350,16 @@ const instruction = (
     case 0x44:
       r.skip(8)
       return false
-    case 0xfb:
-      skipGc(r)
+    case 0xfb: {
+      const sub = r.u32()
+      if (sub === 24 || sub === 25) { // br_on_cast(_fail) flags label from to
+        r.byte()
+        label(r, d)
+        r.leb()
+        r.leb()
+      } else skipGc(r, sub)
       return false
+    }
     case 0xfc:
       skipMisc(r, tables)
       return false
@@ -298,8 +427,7 @@ const skipAtomic = (r: Reader): void => {
   else malformed(`unknown opcode 0xfe ${op}`)
 }
 
-const skipGc = (r: Reader): void => {
-  const op = r.u32()
+const skipGc = (r: Reader, op: number): void => {
   switch (op) {
     case 0: case 1: case 6: case 7: case 11: case 12: case 13: case 14: case 16:
       r.u32()
@@ -313,21 +441,15 @@ const skipGc = (r: Reader): void => {
     case 20: case 21: case 22: case 23:
       r.leb()
       return
-    case 24: case 25: // br_on_cast(_fail) flags label from to
-      r.byte()
-      r.u32()
-      r.leb()
-      r.leb()
-      return
     default:
       malformed(`unknown opcode 0xfb ${op}`)
   }
 }
 
 const skipConstExpr = (r: Reader, tables: number): void => {
-  const grows: Array<number> = []
-  decodeInstructions(r, tables, grows, true)
-  if (grows.length > 0) malformed("memory.grow in a constant")
+  const d: Decoding = { depth: 0, calls: false, loops: false, wrapped: [], edits: [], typeHasParams: [], inserts: undefined }
+  decodeInstructions(r, tables, d, true)
+  if (d.edits.length > 0 || d.calls || d.loops) malformed("a constant expression with a call, loop or memory.grow")
 }
 
 // ---- the rewrite ---------------------------------------------------------------------------
@@ -345,6 +467,44 @@ export const instrument = (bytes: Uint8Array): InstrumentedModule => {
   }
 }
 
+/**
+ * The code a function's edits insert (see the header). At the entry, the module's global counts
+ * ENTRY_WEIGHT up (one memory load and store per call), and the hook is called in place when it
+ * reaches a multiple of PREEMPTION_INTERVAL (a power of two); then the function's own counter
+ * (a local added to it) is filled with PREEMPTION_INTERVAL. At a loop header that counter alone
+ * counts down (a register in V8's compiled code: a decrement and a branch), and at zero the loop
+ * is left for the hook, which is called outside it (`loopOpen`), the counter filled again.
+ */
+const insertsFor = (global: number, counter: number, growType: number, preemptType: number, hookTable: number) => {
+  const callHook = (w: Writer) => w.byte(0x41).i32(PREEMPT_SLOT).byte(0x11).leb(preemptType).leb(hookTable) // call_indirect
+  // i32.const interval; local.set
+  const refill = (w: Writer) => w.byte(0x41).i32(PREEMPTION_INTERVAL).byte(0x21).leb(counter)
+  // local.get; i32.const 1; i32.sub; local.tee; i32.eqz
+  const countDown = (w: Writer) => w.byte(0x20).leb(counter).byte(0x41).byte(0x01).byte(0x6b).byte(0x22).leb(counter).byte(0x45)
+  return {
+    // global.get; i32.const weight; i32.add; local.tee; global.set; local.get; i32.const mask; i32.and; i32.eqz;
+    // if hook end; refill
+    entry: refill(callHook(new Writer(48).byte(0x23).leb(global).byte(0x41).i32(ENTRY_WEIGHT).byte(0x6a).byte(0x22).leb(counter).byte(0x24).leb(global)
+      .byte(0x20).leb(counter).byte(0x41).i32(PREEMPTION_INTERVAL - 1).byte(0x71).byte(0x45).byte(0x04).byte(0x40)).byte(0x0b)).finished,
+    inserts: {
+      grow: new Writer(16).byte(0x41).i32(GROW_SLOT).byte(0x11).leb(growType).leb(hookTable).finished,
+      loopCheck: countDown(new Writer(32)).byte(0x0d).byte(0x01).finished, // br_if 1
+      // if refill hook end
+      loopCheckInPlace: callHook(refill(countDown(new Writer(32)).byte(0x04).byte(0x40))).byte(0x0b).finished,
+      // end; br 2; end; refill; hook; br 0; end; unreachable; end
+      loopEnd: callHook(refill(new Writer(32).byte(0x0b).byte(0x0c).byte(0x02).byte(0x0b))).byte(0x0c).byte(0x00).byte(0x0b).byte(0x00).byte(0x0b).finished
+    } satisfies Inserts
+  }
+}
+
+/** A vector section's payload with `added` (`count` more entries) after its own entries. */
+const appended = (bytes: Uint8Array, section: Section | undefined, count: number, added: Uint8Array): Uint8Array => {
+  if (section === undefined) return new Writer(added.length + 8).leb(count).bytes(added).result
+  const r = readerOf(bytes, section)
+  const entries = r.u32()
+  return new Writer(section.end - r.at + added.length + 8).leb(entries + count).bytes(bytes.subarray(r.at, section.end)).bytes(added).result
+}
+
 const rewrite = (bytes: Uint8Array): InstrumentedModule => {
   const sections = sectionsOf(bytes)
   const reader = (s: Section) => readerOf(bytes, s)
@@ -354,11 +514,13 @@ const rewrite = (bytes: Uint8Array): InstrumentedModule => {
   const types = typeSection ? readTypeSection(reader(typeSection)).length : 0
 
   let importedTables = 0
+  let importedGlobals = 0
   let memories = 0
   let memory: Limits | undefined
   const importSection = find(SectionId.import)
   for (const imported of importSection ? readImportSection(reader(importSection)) : []) {
     if (imported.kind === ExternalKind.table) importedTables++
+    else if (imported.kind === ExternalKind.global) importedGlobals++
     else if (imported.kind === ExternalKind.memory) {
       memory = imported.limits
       memories++
@@ -405,7 +567,7 @@ const rewrite = (bytes: Uint8Array): InstrumentedModule => {
 
   const exportSection = find(SectionId.export)
   for (const { name, kind, index } of exportSection ? readExportSection(reader(exportSection)) : []) {
-    if (name === GROW_TABLE_EXPORT || name === START_EXPORT) refuse(`exports ${name}, a name the sandbox reserves`)
+    if (name === HOOK_TABLE_EXPORT || name === START_EXPORT) refuse(`exports ${name}, a name the sandbox reserves`)
     if (kind === ExternalKind.table && index >= tables) malformed("table index out of range")
   }
 
@@ -435,10 +597,25 @@ const rewrite = (bytes: Uint8Array): InstrumentedModule => {
   const startSection = find(SectionId.start)
   if (startSection) start = reader(startSection).u32()
 
-  // The rewritten code section: bodies with memory.grow re-encoded, the others copied.
+  // What the rewrite adds after what the module has (see the header).
   const growType = types
-  const growTable = tables
-  const growCall = new Uint8Array([0x41, 0x00, 0x11, ...encodeLeb(growType), ...encodeLeb(growTable)])
+  const preemptType = types + 1
+  const hookTable = tables
+  const globalSection = find(SectionId.global)
+  const definedGlobals = globalSection ? reader(globalSection).u32() : 0
+  const counterGlobal = importedGlobals + definedGlobals
+  // Each defined function's parameter count: the local the rewrite adds comes after its own.
+  const functionSection = find(SectionId.function)
+  const functionTypes = functionSection ? readFunctionSection(reader(functionSection)) : []
+  const typeList = typeSection ? readTypeSection(reader(typeSection)) : []
+  const typeHasParams = typeList.map((type) => type === undefined || type.params.length > 0)
+  const paramsOf = (defined: number): number => {
+    const type = typeList[functionTypes[defined] ?? -1]
+    return type === undefined ? malformed("function of an unknown type") : type.params.length
+  }
+
+  // The rewritten code section: bodies with a preemption point or a memory.grow re-encoded,
+  // the others (leaves without loops) copied.
   const codeSection = find(SectionId.code)
   let code: Uint8Array | undefined
   if (codeSection) {
@@ -446,33 +623,48 @@ const rewrite = (bytes: Uint8Array): InstrumentedModule => {
     const out = new Writer(codeSection.end - codeSection.start + 1024)
     const count = r.u32()
     out.leb(count)
-    const grows: Array<number> = []
+    const d: Decoding = { depth: 0, calls: false, loops: false, wrapped: [], edits: [], typeHasParams, inserts: undefined }
     const body = new Reader(bytes, 0, 0)
-    // Bodies without memory.grow are copied as they are, a run of them at a time.
+    // Bodies without edits are copied as they are, a run of them at a time.
     let unchangedFrom = r.at
-    for (let n = count; n > 0; n--) {
+    if (count !== functionTypes.length) malformed("function and code sections disagree")
+    for (let defined = 0; defined < count; defined++) {
       const entry = r.at
       const size = r.u32()
       const bodyStart = r.at
       r.skip(size)
       body.at = bodyStart
       body.end = bodyStart + size
-      for (let locals = body.u32(); locals > 0; locals--) {
-        body.u32()
+      const groups = body.u32()
+      const groupsAt = body.at
+      let locals = paramsOf(defined)
+      for (let k = groups; k > 0; k--) {
+        locals += body.u32()
         valueType(body)
       }
-      grows.length = 0
-      decodeInstructions(body, tables, grows)
-      if (grows.length === 0) continue
+      const instructions = body.at
+      const { entry: entryCheck, inserts } = insertsFor(counterGlobal, locals, growType, preemptType, hookTable)
+      d.edits.length = 0
+      d.calls = false
+      d.loops = false
+      d.inserts = inserts
+      decodeInstructions(body, tables, d)
+      const edits = d.edits
+      // A body that loops or calls is entered at a preemption point, and counts in a local of its own.
+      const preempted = d.calls || d.loops
+      if (!preempted && edits.length === 0) continue
       out.bytes(bytes.subarray(unchangedFrom, entry))
       unchangedFrom = r.at
-      let newSize = size
-      for (let i = 0; i < grows.length; i += 2) newSize += growCall.length - (grows[i + 1]! - grows[i]!)
-      out.leb(newSize)
-      let from = bodyStart
-      for (let i = 0; i < grows.length; i += 2) {
-        out.bytes(bytes.subarray(from, grows[i]!)).bytes(growCall)
-        from = grows[i + 1]!
+      // The locals: the module's, then (when preempted) the counter, one i32.
+      const header = new Writer(16).leb(preempted ? groups + 1 : groups).bytes(bytes.subarray(groupsAt, instructions))
+      if (preempted) header.byte(0x01).byte(0x7f).bytes(entryCheck)
+      let newSize = header.length + (bodyStart + size - instructions)
+      for (const edit of edits) newSize += edit.bytes.length - (edit.end - edit.start)
+      out.leb(newSize).bytes(header.result)
+      let from = instructions
+      for (const edit of edits) {
+        out.bytes(bytes.subarray(from, edit.start)).bytes(edit.bytes)
+        from = edit.end
       }
       out.bytes(bytes.subarray(from, bodyStart + size))
     }
@@ -482,14 +674,12 @@ const rewrite = (bytes: Uint8Array): InstrumentedModule => {
   }
 
   const replaced = new Map<number, Uint8Array | undefined>()
-  const growFunctionType = new Uint8Array([0x60, 0x01, 0x7f, 0x01, 0x7f])
-  if (typeSection === undefined) replaced.set(SectionId.type, new Writer(8).leb(1).bytes(growFunctionType).result)
-  else {
-    const r = reader(typeSection)
-    const entries = r.u32()
-    replaced.set(SectionId.type, new Writer(typeSection.end - r.at + 16).leb(entries + 1).bytes(bytes.subarray(r.at, typeSection.end)).bytes(growFunctionType).result)
-  }
-  tablesOut.byte(0x70).byte(0x00).byte(0x01)
+  // (i32) -> (i32), () -> ()
+  const hookTypes = new Uint8Array([0x60, 0x01, 0x7f, 0x01, 0x7f, 0x60, 0x00, 0x00])
+  replaced.set(SectionId.type, appended(bytes, typeSection, 2, hookTypes))
+  // (mut i32) from 0
+  replaced.set(SectionId.global, appended(bytes, globalSection, 1, new Uint8Array([0x7f, 0x01, 0x41, 0x00, 0x0b])))
+  tablesOut.byte(0x70).byte(0x00).byte(0x02)
   replaced.set(SectionId.table, new Writer(tablesOut.length + 8).leb(definedTables + 1).bytes(tablesOut.result).result)
   const exportsOut = new Writer(exportSection ? exportSection.end - exportSection.start + 64 : 64)
   let exportCount = start === undefined ? 1 : 2
@@ -499,7 +689,7 @@ const rewrite = (bytes: Uint8Array): InstrumentedModule => {
     exportCount += r.u32()
     previousExports = bytes.subarray(r.at, exportSection.end)
   }
-  exportsOut.leb(exportCount).bytes(previousExports).name(GROW_TABLE_EXPORT).byte(0x01).leb(growTable)
+  exportsOut.leb(exportCount).bytes(previousExports).name(HOOK_TABLE_EXPORT).byte(0x01).leb(hookTable)
   if (start !== undefined) exportsOut.name(START_EXPORT).byte(0x00).leb(start)
   replaced.set(SectionId.export, exportsOut.result)
   replaced.set(SectionId.start, undefined)
@@ -509,7 +699,7 @@ const rewrite = (bytes: Uint8Array): InstrumentedModule => {
   const out = new Writer(bytes.length + (code?.length ?? 0) - (codeSection ? codeSection.end - codeSection.start : 0) + 256)
   out.bytes(bytes.subarray(0, 8))
   const emit = (id: number, payload: Uint8Array) => out.byte(id).leb(payload.length).bytes(payload)
-  const pending = new Set<number>([SectionId.type, SectionId.table, SectionId.export].filter((id) => find(id) === undefined))
+  const pending = new Set<number>([SectionId.type, SectionId.table, SectionId.global, SectionId.export].filter((id) => find(id) === undefined))
   const flushBefore = (id: number) => {
     for (const missing of [...pending]) {
       if (SECTION_ORDER.indexOf(missing) < SECTION_ORDER.indexOf(id)) {

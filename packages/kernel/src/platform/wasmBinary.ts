@@ -152,6 +152,20 @@ export class Writer {
     return this
   }
 
+  /** A signed LEB128 of a 32-bit integer (an i32.const's immediate). */
+  i32(value: number): this {
+    this.room(5)
+    for (;;) {
+      const b = value & 0x7f
+      value >>= 7
+      if ((value === 0 && (b & 0x40) === 0) || (value === -1 && (b & 0x40) !== 0)) {
+        this.buffer[this.length++] = b
+        return this
+      }
+      this.buffer[this.length++] = b | 0x80
+    }
+  }
+
   name(name: string): this {
     const utf8 = utf8Encoder.encode(name)
     return this.leb(utf8.length).bytes(utf8)

@@ -32,7 +32,7 @@ import {
   type TrapKind,
   Word
 } from "./channel.js"
-import { GROW_HOOK_MODULE, GROW_TABLE_EXPORT, START_EXPORT } from "./guestHooks.js"
+import { GROW_SLOT, HOOK_TABLE_EXPORT, HOOKS_MODULE, PREEMPT_SLOT, START_EXPORT } from "./guestHooks.js"
 import { lentFiles } from "./lentFiles.js"
 import {
   argPlace,
@@ -204,8 +204,12 @@ const growMemory = (pages: number): number => {
 
 const GROW = { plan: plan("memory_grow"), current: argPlace("memory_grow", "current"), pages: argPlace("memory_grow", "pages") }
 
-/** growMemory as a wasm function, which the instrumented module's table can hold. */
-const growHook = new WebAssembly.Instance(new WebAssembly.Module(GROW_HOOK_MODULE), { runsc: { grow: growMemory } }).exports["grow"]!
+/**
+ * growMemory and the preemption hook (checkpoint: a guest computing without syscalls stops,
+ * pauses and dies there as at a syscall boundary) as wasm functions, which the instrumented
+ * module's table can hold.
+ */
+const hooks = new WebAssembly.Instance(new WebAssembly.Module(HOOKS_MODULE), { runsc: { grow: growMemory, preempt: checkpoint } }).exports
 
 // ---- per-run state ---------------------------------------------------------------------------
 
@@ -798,7 +802,9 @@ const run = (message: ToWorker): GuestEnd => {
     const instance = new WebAssembly.Instance(message.module, imports as WebAssembly.Imports)
     memory = instance.exports["memory"] as WebAssembly.Memory
     refresh()
-    ;(instance.exports[GROW_TABLE_EXPORT] as WebAssembly.Table).set(0, growHook)
+    const hookTable = instance.exports[HOOK_TABLE_EXPORT] as WebAssembly.Table
+    hookTable.set(GROW_SLOT, hooks["grow"])
+    hookTable.set(PREEMPT_SLOT, hooks["preempt"])
     ;(instance.exports[START_EXPORT] as (() => void) | undefined)?.()
     ;(instance.exports["_start"] as () => void)()
     return { _tag: "Returned" }
