@@ -13,11 +13,13 @@ import { cliFailureLine, connectionsTo, createContainer, describeResult, killSan
 let work = ""
 let sleeper: { readonly dir: string } | undefined
 let exiter: { readonly dir: string } | undefined
+let spinner: { readonly dir: string } | undefined
 
 beforeAll(async () => {
   work = await makeTempDir("runsc-e2e-lifecycle-")
   sleeper = await makeBundle(["/bin/sleep", "600"], ["sleep", "echo_args", "exit", "cat"])
   exiter = await makeBundle(["/bin/exit", "123"], ["exit"])
+  spinner = await makeBundle(["/bin/spin"], ["spin"])
 })
 
 afterAll(async () => {
@@ -26,6 +28,7 @@ afterAll(async () => {
   await removeDir(work)
   if (sleeper) await removeDir(sleeper.dir)
   if (exiter) await removeDir(exiter.dir)
+  if (spinner) await removeDir(spinner.dir)
 })
 
 /** A fresh --root for one test, and the global flags naming it. */
@@ -331,6 +334,34 @@ describe("OCI lifecycle through the CLI", () => {
     assert.strictEqual(stats.data.pids.current, 1)
     assert.isAtLeast(stats.data.cpu.usage.total, 0)
     assert.isAbove(stats.data.memory.usage.usage, 0)
+    assert.strictEqual((await runsc([...flags, "delete", "--force", id])).code, 0)
+  })
+
+  it("a guest that computes without syscalls, in the default confined sandbox: events --stats counts its CPU; pause and kill -STOP hold it off the CPU; resume and -CONT release it", async () => {
+    const { flags } = await freshRoot()
+    const id = uniqueId("cs")
+    assert.strictEqual((await create(flags, spinner!.dir, id)).code, 0)
+    assert.strictEqual((await runsc([...flags, "start", id])).code, 0)
+    const cpu = async () => {
+      const events = await runsc([...flags, "events", "--stats", id])
+      assert.strictEqual(events.code, 0, describeResult(events))
+      return JSON.parse(events.stdout).data.cpu.usage.total as number
+    }
+    /** CPU ns used over `ms`. */
+    const usedOver = async (ms: number) => {
+      const before = await cpu()
+      await new Promise((resolve) => setTimeout(resolve, ms))
+      return (await cpu()) - before
+    }
+    assert.isAbove(await usedOver(500), 0, "it spins, and its CPU is counted")
+    for (const [hold, release] of [[["pause", id], ["resume", id]], [["kill", id, "STOP"], ["kill", id, "CONT"]]]) {
+      assert.strictEqual((await runsc([...flags, ...hold!])).code, 0, hold!.join(" "))
+      // Held within a few ms of the command's return (the guest reaches a preemption point every ~100 µs).
+      await new Promise((resolve) => setTimeout(resolve, 50))
+      assert.isAtMost(await usedOver(500), 5_000_000, `CPU ns used while held by ${hold!.join(" ")}`)
+      assert.strictEqual((await runsc([...flags, ...release!])).code, 0, release!.join(" "))
+      assert.isAbove(await usedOver(500), 0, `it spins again after ${release!.join(" ")}`)
+    }
     assert.strictEqual((await runsc([...flags, "delete", "--force", id])).code, 0)
   })
 

@@ -252,11 +252,6 @@ const makeKernel = (options: KernelOptions): Effect.Effect<KernelShape, never, S
       workerStats: pool.stats,
       makePipe: Effect.sync(() => makePipe(++pipesMade)),
       usage: (tg) =>
-        Effect.sync(() => {
-          const worker = tg.worker
-          if (worker === undefined) return { cpuNs: tg.cpuUsed ?? 0n, memoryBytes: 0 }
-          const cpu = worker.cpuTime - tg.cpuAtStart
-          return { cpuNs: cpu > 0n ? cpu : 0n, memoryBytes: tg.memoryPages * WASM_PAGE }
-        })
+        Effect.sync(() => ({ cpuNs: tg.cpuTime, memoryBytes: tg.worker === undefined ? 0 : tg.memoryPages * WASM_PAGE }))
     }
   })

@@ -57,6 +57,8 @@ interface Addon {
   raiseFdLimit(): number
   /** Whether directories are resolved with openat2 (the default where the kernel has it) or by the walk; returns the previous setting. */
   useOpenat2(enabled: boolean): boolean
+  /** CPU time (user + system, ns) of the thread `tid` of this process, from its thread CPU clock. */
+  threadCpuTime(tid: number): Result<bigint>
   /** A non-blocking listening Unix socket at `path` (0600) for donations. */
   listenDonations(path: string): number
   /** One donation queued on the listening socket: its payload and descriptors; -EAGAIN when none is. */

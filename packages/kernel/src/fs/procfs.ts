@@ -69,6 +69,9 @@ const symlink = (ino: bigint, target: () => string) => syntheticSymlink(PROC_DEV
 
 const directory = (ino: bigint, entries: () => ReadonlyArray<readonly [string, Inode]>) => syntheticDirectory(PROC_DEV, ino, entries)
 
+/** Linux's USER_HZ: /proc counts CPU time in hundredths of a second. */
+const NS_PER_TICK = 10_000_000n
+
 const comm = (tg: ThreadGroup) => (tg.argv[0] ?? "").split("/").pop()!.slice(0, 15)
 
 const stateLetter = (tg: ThreadGroup) => (tg.state === "stopped" ? "T" : tg.state === "running" ? "R" : "Z")
@@ -79,8 +82,10 @@ const processDirectory = (tg: ThreadGroup, pid: number): Inode => {
   const files: ReadonlyArray<[string, Inode]> = [
     ["cmdline", generatedFile(base | 1n, () => tg.argv.map((a) => `${a}\0`).join(""))],
     ["environ", generatedFile(base | 2n, () => tg.env.map((e) => `${e}\0`).join(""))],
-    // The first fields of Linux's /proc/<pid>/stat; the rest are zero.
-    ["stat", generatedFile(base | 3n, () => `${pid} (${comm(tg)}) ${stateLetter(tg)} 0 ${pid} ${pid}${" 0".repeat(45)}\n`)],
+    // Linux's /proc/<pid>/stat: pid, comm, state, ppid, pgrp, session, then zeros up to utime
+    // (field 14, its CPU time in USER_HZ ticks: a guest's is all user time) and the rest zero.
+    ["stat", generatedFile(base | 3n, () =>
+      `${pid} (${comm(tg)}) ${stateLetter(tg)} 0 ${pid} ${pid}${" 0".repeat(7)} ${tg.cpuTime / NS_PER_TICK}${" 0".repeat(37)}\n`)],
     ["status", generatedFile(base | 4n, () =>
       `Name:\t${comm(tg)}\nState:\t${stateLetter(tg)} (${tg.state})\nTgid:\t${pid}\nPid:\t${pid}\nPPid:\t0\n` +
       `Uid:\t0\t0\t0\t0\nGid:\t0\t0\t0\t0\nThreads:\t1\n`)],

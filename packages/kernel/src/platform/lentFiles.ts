@@ -16,6 +16,7 @@ import { Errno, errnoFromHostCode, FileType, Layout, Whence } from "@runsc/abi"
 import * as Fs from "node:fs"
 import { FAST_WRITE_FDS, Lent, LENT_HOST_FD, Word } from "./channel.js"
 import type { GuestSide } from "./syscallAbi.js"
+import { workerCore } from "./workerCore.js"
 
 /** What eachIovec returns for a list this path does not take. */
 const VIA_SENTRY = -0x10000
@@ -39,12 +40,6 @@ interface HostCalls {
   pwrite(hostFd: number, bytes: Uint8Array, at: number, length: number, position: number): number
 }
 
-interface NativeCore {
-  fstat(fd: number, out: BigInt64Array): number
-  pread(fd: number, bytes: Uint8Array, at: number, length: number, position: number): number
-  pwrite(fd: number, bytes: Uint8Array, at: number, length: number, position: number): number
-}
-
 /**
  * Through the gofer's native core where it loads in this thread: ~0.9 µs an fstat against ~2.1
  * µs for Node's fstatSync with bigints, and ~1 µs less per pread or pwrite than Node's
@@ -53,14 +48,8 @@ interface NativeCore {
  * one (most idle processes) does not carry it.
  */
 const loadHostCalls = (): HostCalls => {
-  const addon = { exports: {} as NativeCore }
-  try {
-    // The kernel's dist/gofer.node, beside this bundle's directory (dist/platform/).
-    process.dlopen(addon, decodeURIComponent(new URL("../gofer.node", import.meta.url).pathname))
-  } catch {
-    return nodeCalls
-  }
-  const core = addon.exports
+  const core = workerCore()
+  if (core === undefined) return nodeCalls
   // A failure (rare) is made again through Node's call, whose error names the errno: a failed
   // call changed nothing, and this thread then needs no table of Linux's errno numbers.
   return {

@@ -12,6 +12,8 @@
 import { Deferred, Effect, Exit, FiberId, FiberSet, Scope } from "effect"
 import { readFileSync } from "node:fs"
 import type { Worker } from "node:worker_threads"
+import { GoferUnavailable } from "../errors.js"
+import { loadGoferCore } from "../fs/goferCore.js"
 import type { ChannelViews, FromWorker, GuestEnd, ToWorker } from "./channel.js"
 import { type StartingThread, startGuestThread, ThreadExited } from "./startThread.js"
 
@@ -88,11 +90,19 @@ export class GuestWorker implements GuestThread {
   }
 
   /**
-   * CPU time the thread has used (user + system), in ns, from /proc's per-thread stat (which
-   * counts in USER_HZ = 100 ticks per second on Linux); 0 where that is not available.
+   * CPU time the thread has used (user + system), in ns: from the thread's CPU clock (the
+   * gofer's core, which the permission model of a confined sandbox does not stop), else from
+   * /proc's per-thread stat (in USER_HZ = 100 ticks per second). A thread that has ended (or
+   * cannot be read) reports its last reading (its tid may name another thread by now); 0 where
+   * none was made.
    */
   get cpuTime(): bigint {
-    if (this.tid === 0) return 0n
+    if (this.tid === 0 || !this.isAlive) return this.lastRead ?? 0n
+    const core = loadGoferCore()
+    if (!(core instanceof GoferUnavailable)) {
+      const ns = core.threadCpuTime(this.tid)
+      if (typeof ns === "bigint") return (this.lastRead = ns)
+    }
     try {
       const stat = readFileSync(`/proc/self/task/${this.tid}/stat`, "utf8")
       // Fields after the command (which may contain spaces) start at ") ": utime and stime are fields 14 and 15.
@@ -100,7 +110,7 @@ export class GuestWorker implements GuestThread {
       this.lastRead = (BigInt(fields[11]!) + BigInt(fields[12]!)) * 10_000_000n
       return this.lastRead
     } catch {
-      return 0n
+      return this.lastRead ?? 0n
     }
   }
 

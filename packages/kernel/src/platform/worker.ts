@@ -34,6 +34,7 @@ import {
 } from "./channel.js"
 import { GROW_SLOT, HOOK_TABLE_EXPORT, HOOKS_MODULE, PREEMPT_SLOT, START_EXPORT } from "./guestHooks.js"
 import { lentFiles } from "./lentFiles.js"
+import { workerCore } from "./workerCore.js"
 import {
   argPlace,
   compileGuestStub,
@@ -46,6 +47,17 @@ import {
 
 const port = parentPort!
 const channel = new ChannelViews(workerData.buffer as SharedArrayBuffer)
+/** This thread's Linux tid, from /proc/thread-self ("<pid>/task/<tid>"); 0 where there is none. */
+const threadId = (): number => {
+  try {
+    return Number(Fs.readlinkSync("/proc/thread-self").split("/").pop()) || 0
+  } catch {
+    // A confined sandbox may not read /proc: the gofer's core asks the kernel.
+    return workerCore()?.threadId() ?? 0
+  }
+}
+
+const tid = threadId()
 const { data, fastRead, fastReadPosition, fastWrite, i64, words } = channel
 
 /** Thrown by proc_exit to unwind the guest stack; never escapes this module. */
@@ -245,6 +257,18 @@ const monotonicOrigin = process.hrtime.bigint()
 // Wall-clock nanoseconds at monotonicOrigin; realtime advances with the monotonic clock from here.
 const realtimeOrigin = BigInt(Math.round((performance.timeOrigin + performance.now()) * 1e6))
 
+/**
+ * This thread's CPU time (ns), from its thread CPU clock through the gofer's core; where the core
+ * does not load, the time since the run began (an upper bound).
+ */
+const threadCpuTime = (): bigint => {
+  const ns = tid === 0 ? undefined : workerCore()?.threadCpuTime(tid)
+  return typeof ns === "bigint" ? ns : process.hrtime.bigint()
+}
+
+/** threadCpuTime() when the current run began (the thread runs one process after another). */
+let cpuAtRun = 0n
+
 const clockNow = (id: number): bigint | undefined => {
   switch (id) {
     case 0:
@@ -252,10 +276,9 @@ const clockNow = (id: number): bigint | undefined => {
     case 1:
       return process.hrtime.bigint()
     case 2:
-    case 3: {
-      const usage = process.cpuUsage()
-      return BigInt(usage.user + usage.system) * 1000n
-    }
+    case 3:
+      // A WASI process is one thread: its CPU time is this thread's since the run began.
+      return threadCpuTime() - cpuAtRun
     default:
       return undefined
   }
@@ -798,6 +821,7 @@ const run = (message: ToWorker): GuestEnd => {
   envBlobs = encodeStrings(message.env)
   fastPaths = message.fastPaths
   spins.length = 0
+  cpuAtRun = threadCpuTime()
   try {
     const instance = new WebAssembly.Instance(message.module, imports as WebAssembly.Imports)
     memory = instance.exports["memory"] as WebAssembly.Memory
@@ -829,13 +853,4 @@ const run = (message: ToWorker): GuestEnd => {
 const post = (message: FromWorker): void => port.postMessage(message)
 
 port.on("message", (message: ToWorker) => post({ _tag: "Ended", end: run(message) }))
-/** This thread's Linux tid, from /proc/thread-self ("<pid>/task/<tid>"); 0 where there is none. */
-const threadId = (): number => {
-  try {
-    return Number(Fs.readlinkSync("/proc/thread-self").split("/").pop()) || 0
-  } catch {
-    return 0
-  }
-}
-
-post({ _tag: "Ready", tid: threadId() })
+post({ _tag: "Ready", tid })

@@ -190,6 +190,14 @@ export class ThreadGroup {
     return this._cpuUsed
   }
 
+  /** CPU time (ns) the task has used: read from its worker thread while it runs, kept once it has ended. */
+  get cpuTime(): bigint {
+    const worker = this.worker
+    if (worker === undefined) return this._cpuUsed ?? 0n
+    const cpu = worker.cpuTime - this._cpuAtStart
+    return cpu > 0n ? cpu : 0n
+  }
+
   /**
    * The process that waits for this one (proc_join); undefined for processes the runtime
    * started (container inits, execs: the Loader waits for them) and for orphans no init of
