@@ -67,7 +67,7 @@ describe.concurrent("runsc do: argv, environment, exit codes, stdin", () => {
 
   beforeAll(async () => {
     root = await makeTempDir()
-    await installFixtures(root, ["echo_args", "print_env", "exit"])
+    await installFixtures(root, ["echo_args", "print_env", "exit", "spin", "sleep"])
     await putFile(root, "etc/motd", "e2e motd\n")
     for (const name of ["trap_unreachable", "trap_oob", "trap_divzero", "trap_stack", "exit_code", "hello"]) {
       await putExecutable(root, `bin/${name}`, await watFixture(name))
@@ -196,6 +196,24 @@ describe.concurrent("runsc do: argv, environment, exit codes, stdin", () => {
       assert.strictEqual(r.stderr, `/bin/${name}: killed by ${cause}\n`)
     })
   }
+
+  it("--timeout: a guest that runs over is killed (137) and one stderr line says so, computing or blocked; one that ends in time is not; a bad value is refused", async () => {
+    const [spin, sleep, quick, bad] = await Promise.all([
+      runsc(["do", "--timeout", "500ms", "--root-dir", root, "/bin/spin"], { cwd: root }),
+      runsc(["do", "--timeout", "0.5", "--root-dir", root, "sleep", "600"], { cwd: root }),
+      runsc(["do", "--timeout", "2m", "--root-dir", root, "/bin/exit", "3"], { cwd: root }),
+      runsc(["do", "--timeout", "soon", "--root-dir", root, "/bin/exit", "3"], { cwd: root })
+    ])
+    assert.strictEqual(spin.code, 137, describeResult(spin))
+    assert.strictEqual(spin.stdout, "spinning\n")
+    assert.strictEqual(spin.stderr, "/bin/spin: killed by SIGKILL (ran over --timeout 500ms)\n")
+    assert.strictEqual(sleep.code, 137, describeResult(sleep))
+    assert.strictEqual(sleep.stderr, "sleep: killed by SIGKILL (ran over --timeout 0.5)\n")
+    assert.strictEqual(quick.code, 3, describeResult(quick))
+    assert.strictEqual(quick.stderr, "")
+    assert.strictEqual(bad.code, 128, describeResult(bad))
+    assert.match(bad.stderr, /--timeout: "soon" is not a duration/)
+  })
 
   it("a guest that exits or is killed from outside gets no such line", async () => {
     const r = await runsc(["do", "--root-dir", root, "/bin/exit", "3"], { cwd: root })

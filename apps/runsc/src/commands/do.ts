@@ -1,18 +1,28 @@
 /**
  * `runsc do PROGRAM [ARGS...]`: runs a program in a throw-away sandbox whose root is a host
  * directory (default: the current one). PROGRAM is a host path to a wasm file, or a name on the
- * container's PATH. The guest sees a minimal environment, never the host's.
+ * container's PATH. The guest sees a minimal environment, never the host's. With --timeout, a
+ * guest still running when it elapses is killed (SIGKILL: status 137, as `timeout -s KILL`).
  */
 import { Args, Command, Options } from "@effect/cli"
 import { defaultPath, defaultSpec, mergeEnv, parseEnvAssignment, type Spec } from "@runsc/spec"
-import { Effect, Either } from "effect"
+import { Duration, Effect, Either, Option } from "effect"
 import { randomBytes } from "node:crypto"
 import * as Fs from "node:fs"
 import * as Path from "node:path"
 import { InvalidFlag } from "../errors.js"
 import { runSandbox } from "./sandbox.js"
 
-export const doOptionsWithValue = ["--root-dir", "--env", "--cwd"]
+export const doOptionsWithValue = ["--root-dir", "--env", "--cwd", "--timeout"]
+
+/** A --timeout: seconds, or a number with a unit (ms, s, m, h), as GNU timeout takes it (plus ms). */
+export const parseTimeout = (text: string): Either.Either<Duration.Duration, string> => {
+  const match = /^(\d+(?:\.\d+)?)(ms|s|m|h)?$/.exec(text)
+  if (match === null) return Either.left(`${JSON.stringify(text)} is not a duration (e.g. 30, 1.5s, 500ms, 2m, 1h)`)
+  const amount = Number(match[1])
+  const millis = amount * { ms: 1, s: 1000, m: 60_000, h: 3_600_000 }[(match[2] ?? "s") as "ms" | "s" | "m" | "h"]
+  return millis > 0 ? Either.right(Duration.millis(millis)) : Either.left("must be more than zero")
+}
 export const doFlags = ["--clean-env"]
 
 export const doCommand = Command.make(
@@ -25,10 +35,14 @@ export const doCommand = Command.make(
     env: Options.text("env").pipe(Options.withDescription("K=V environment variable (repeatable)"), Options.repeated),
     cleanEnv: Options.boolean("clean-env").pipe(Options.withDescription("the guest sees only the --env variables")),
     cwd: Options.text("cwd").pipe(Options.withDescription("working directory inside the container"), Options.withDefault("/")),
+    timeout: Options.text("timeout").pipe(
+      Options.withDescription("kill the guest (SIGKILL, status 137) if it still runs after DURATION (30, 1.5s, 500ms, 2m, 1h)"),
+      Options.optional
+    ),
     program: Args.text({ name: "program" }),
     args: Args.text({ name: "args" }).pipe(Args.repeated)
   },
-  ({ args, cleanEnv, cwd, env, program, rootDir }) =>
+  ({ args, cleanEnv, cwd, env, program, rootDir, timeout }) =>
     Effect.gen(function*() {
       const assignments = yield* Effect.forEach(env, (text) =>
         Either.match(parseEnvAssignment(text), {
@@ -36,6 +50,12 @@ export const doCommand = Command.make(
           onRight: ({ key, value }) => Effect.succeed(`${key}=${value}`)
         }))
       if (!cwd.startsWith("/")) return yield* new InvalidFlag({ flag: "--cwd", reason: "must be an absolute path inside the container" })
+      const limit = Option.isSome(timeout)
+        ? yield* Either.match(parseTimeout(timeout.value), {
+          onLeft: (reason) => Effect.fail(new InvalidFlag({ flag: "--timeout", reason })),
+          onRight: (duration) => Effect.succeed({ duration, text: timeout.value })
+        })
+        : undefined
       const defaults = cleanEnv ? [] : [`PATH=${defaultPath}`, `TERM=${process.env["TERM"] ?? "xterm"}`]
       const template = defaultSpec([program, ...args])
       const spec: Spec = {
@@ -52,6 +72,6 @@ export const doCommand = Command.make(
         bundle: { dir: Path.resolve(rootDir), spec, rootPath: Path.resolve(rootDir) },
         homeFromPasswd: !cleanEnv,
         ...(hostProgram !== undefined ? { hostProgram } : {})
-      })
+      }, limit)
     })
 ).pipe(Command.withDescription("run a program in a throw-away sandbox rooted at a host directory"))
