@@ -60,6 +60,8 @@ export interface NodeWasiRun {
   readonly stdin?: number
   readonly stdout: number
   readonly preopens?: Record<string, string>
+  /** Called with the instance before it starts (an instrumented module's hooks go in here). */
+  readonly prepare?: (instance: WebAssembly.Instance) => void
 }
 
 export interface NodeWasiResult {
@@ -82,6 +84,7 @@ export const runNodeWasi = (run: NodeWasiRun): NodeWasiResult => {
     ...(run.preopens ? { preopens: run.preopens } : {})
   })
   const instance = new WebAssembly.Instance(run.module, wasi.getImportObject() as WebAssembly.Imports)
+  run.prepare?.(instance)
   const code = wasi.start(instance)
   return { code, ms: now() - t0 }
 }

@@ -22,6 +22,7 @@ import { type BenchOptions, type BenchRow } from "./row.js"
 import { benchFiles, benchPages } from "./files.js"
 import { benchStdin } from "./stdin.js"
 import { channelFloor, floorSpinPolicy } from "./floor.js"
+import { benchPreemption } from "./preemption.js"
 import { runNodeWasi } from "./nodeWasi.js"
 import {
   benchDir,
@@ -715,7 +716,7 @@ const main = async () => {
     }`
   ]
 
-  // `node bench/dist/run.js [--only=key,key]` runs a subset: write, clock, cpu, syscall, start,
+  // `node bench/dist/run.js [--only=key,key]` runs a subset: write, clock, cpu, preempt, syscall, start,
   // files, pages, stdin, spawn, sandbox, cold, split, lifecycle, exec, destroy100, idlemem, signal, cli, engine (the table then has
   // only those rows).
   const onlyArg = process.argv.find((a) => a.startsWith("--only="))
@@ -729,7 +730,7 @@ const main = async () => {
     }
   }
 
-  if (["write", "clock", "cpu", "syscall", "start", "files", "pages", "stdin"].some(want)) {
+  if (["write", "clock", "cpu", "preempt", "syscall", "start", "files", "pages", "stdin"].some(want)) {
     const rt = makeKernelRuntime(1)
     try {
       // Bring the kernel up and let its warm worker start before anything is measured.
@@ -738,6 +739,7 @@ const main = async () => {
       if (want("write")) await benchWriteHeavy(rt)
       if (want("clock")) await benchClock(rt)
       if (want("cpu")) await benchCpu(rt)
+      if (want("preempt")) await containerBench("3b/19. preemption", (options) => benchPreemption(rt, devNull, options))
       if (want("syscall")) await benchSyscallRoundTrip(rt)
       if (want("start")) await benchWarmStart(rt)
       if (want("files")) await containerBench("13. file I/O", (options) => benchFiles(rt, options))

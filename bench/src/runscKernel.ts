@@ -36,19 +36,18 @@ export interface GuestResult {
 }
 
 /**
- * One guest process on the kernel. The root dentry and stdio descriptions are built before the
- * clock starts; the measured span is `startProcess` → exit status (worker back in the pool).
+ * Starts one guest process on the kernel (its root and stdio made first) and calls `started`
+ * right before `startProcess`, which the caller's clock may start from; its thread group.
  */
-export const runOnKernel = (run: GuestRun): Effect.Effect<GuestResult, unknown, Kernel> =>
-  Effect.scoped(
+export const startOnKernel = (run: GuestRun, started: () => void = () => {}) =>
   Effect.gen(function*() {
     const kernel = yield* Kernel
     const fds = kernel.hostFds
     const lower = run.rootMode === "writable" ? yield* hostMount(run.rootPath, { writable: true, fds }) : yield* hostRoot(run.rootPath, { fds })
     const root = Dentry.root(run.rootMode === "overlay" ? yield* overlay(lower, { instance: 1 }) : lower)
     const stdio = [hostStream(run.stdin ?? 0), hostStream(run.stdout), hostStream(2)] as const
-    const t0 = now()
-    const tg = yield* kernel.startProcess({
+    started()
+    return yield* kernel.startProcess({
       argv: run.argv,
       env: [],
       root,
@@ -57,6 +56,18 @@ export const runOnKernel = (run: GuestRun): Effect.Effect<GuestResult, unknown, 
       programBytes: run.bytes,
       stdio
     })
+  })
+
+/**
+ * One guest process on the kernel. The root dentry and stdio descriptions are built before the
+ * clock starts; the measured span is `startProcess` → exit status (worker back in the pool).
+ */
+export const runOnKernel = (run: GuestRun): Effect.Effect<GuestResult, unknown, Kernel> =>
+  Effect.scoped(
+  Effect.gen(function*() {
+    const kernel = yield* Kernel
+    let t0 = 0
+    const tg = yield* startOnKernel(run, () => void (t0 = now()))
     const status = yield* Deferred.await(tg.exitStatus)
     const ms = now() - t0
     yield* kernel.reap(tg)

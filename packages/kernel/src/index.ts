@@ -16,6 +16,8 @@ export { defaultTotalMemory, MemoryAccount, PROCESS_BUDGET, PROCESS_MEMORY } fro
 export { Kernel, type KernelOptions, type KernelShape, type ProcessArgs, type ProcessUsage } from "./kernel.js"
 /** Bytes of one task's syscall channel (a SharedArrayBuffer a guest worker is started with). */
 export { CHANNEL_BYTES } from "./platform/channel.js"
+export { type GuestHooks, guestHooks, installHooks } from "./platform/guestHooks.js"
+export { instrument, type InstrumentedModule } from "./platform/instrument.js"
 export { type CachedModule, DEFAULT_MODULE_CACHE_BYTES, ModuleCache, type ModuleCacheStats } from "./platform/moduleCache.js"
 export type { WorkerPoolStats } from "./platform/pool.js"
 export type { GuestPlatform, GuestThread, SpawnedThread } from "./platform/pool.js"

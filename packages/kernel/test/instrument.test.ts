@@ -11,7 +11,7 @@ import { Effect, FastCheck } from "effect"
 import * as Fs from "node:fs"
 import * as Path from "node:path"
 import { fileURLToPath } from "node:url"
-import { ENTRY_WEIGHT, GROW_SLOT, HOOK_TABLE_EXPORT, HOOKS_MODULE, PREEMPT_SLOT, PREEMPTION_INTERVAL, START_EXPORT } from "../src/platform/guestHooks.js"
+import { ENTRY_WEIGHT, GROW_SLOT, guestHooks, HOOK_TABLE_EXPORT, PREEMPT_SLOT, PREEMPTION_INTERVAL, START_EXPORT } from "../src/platform/guestHooks.js"
 import { instrument, MAX_MEMORY_PAGES, MAX_TABLE_GROWTH, TABLE_ENTRY_BYTES, UninstrumentableModule } from "../src/platform/instrument.js"
 
 const features = {
@@ -88,12 +88,13 @@ const instantiate = (bytes: Uint8Array, onPreempt: () => void = () => {}) => {
     hook.preemptions++
     onPreempt()
   }
-  const wrapper = new WebAssembly.Instance(new WebAssembly.Module(HOOKS_MODULE), { runsc: { grow, preempt } })
+  const hooks = guestHooks(grow, preempt)
   const instance = new WebAssembly.Instance(new WebAssembly.Module(bytes as Uint8Array<ArrayBuffer>), {})
   hook.memory = instance.exports["memory"] as WebAssembly.Memory
+  // As installHooks does, but without running a start function: a test calls it itself.
   const table = instance.exports[HOOK_TABLE_EXPORT] as WebAssembly.Table
-  table.set(GROW_SLOT, wrapper.exports["grow"] as () => number)
-  table.set(PREEMPT_SLOT, wrapper.exports["preempt"] as () => void)
+  table.set(GROW_SLOT, hooks.grow)
+  table.set(PREEMPT_SLOT, hooks.preempt)
   return { instance, hook }
 }
 

@@ -53,3 +53,27 @@ export const HOOKS_MODULE = new Uint8Array([
   // export section: "grow" (func 0), "preempt" (func 1)
   0x07, 0x12, 0x02, 0x04, 0x67, 0x72, 0x6f, 0x77, 0x00, 0x00, 0x07, 0x70, 0x72, 0x65, 0x65, 0x6d, 0x70, 0x74, 0x00, 0x01
 ])
+
+/** The functions an instrumented guest calls, as wasm functions (which a table can hold). */
+export interface GuestHooks {
+  readonly grow: WebAssembly.ExportValue
+  readonly preempt: WebAssembly.ExportValue
+}
+
+/** Wraps `grow` ((pages) -> old size, or -1) and `preempt` as the hooks an instrumented guest calls. */
+export const guestHooks = (grow: (pages: number) => number, preempt: () => void): GuestHooks => {
+  const { exports } = new WebAssembly.Instance(new WebAssembly.Module(HOOKS_MODULE), { runsc: { grow, preempt } })
+  return { grow: exports["grow"]!, preempt: exports["preempt"]! }
+}
+
+/**
+ * Puts `hooks` in an instrumented instance's table, then runs its start function if it had one
+ * (START_EXPORT): what must happen before its first export is called.
+ */
+export const installHooks = (instance: WebAssembly.Instance, hooks: GuestHooks): void => {
+  const table = instance.exports[HOOK_TABLE_EXPORT] as WebAssembly.Table
+  table.set(GROW_SLOT, hooks.grow)
+  table.set(PREEMPT_SLOT, hooks.preempt)
+  ;(instance.exports[START_EXPORT] as (() => void) | undefined)?.()
+}
+

@@ -32,7 +32,7 @@ import {
   type TrapKind,
   Word
 } from "./channel.js"
-import { GROW_SLOT, HOOK_TABLE_EXPORT, HOOKS_MODULE, PREEMPT_SLOT, START_EXPORT } from "./guestHooks.js"
+import { guestHooks, installHooks } from "./guestHooks.js"
 import { lentFiles } from "./lentFiles.js"
 import { workerCore } from "./workerCore.js"
 import {
@@ -221,7 +221,7 @@ const GROW = { plan: plan("memory_grow"), current: argPlace("memory_grow", "curr
  * pauses and dies there as at a syscall boundary) as wasm functions, which the instrumented
  * module's table can hold.
  */
-const hooks = new WebAssembly.Instance(new WebAssembly.Module(HOOKS_MODULE), { runsc: { grow: growMemory, preempt: checkpoint } }).exports
+const hooks = guestHooks(growMemory, checkpoint)
 
 // ---- per-run state ---------------------------------------------------------------------------
 
@@ -826,10 +826,7 @@ const run = (message: ToWorker): GuestEnd => {
     const instance = new WebAssembly.Instance(message.module, imports as WebAssembly.Imports)
     memory = instance.exports["memory"] as WebAssembly.Memory
     refresh()
-    const hookTable = instance.exports[HOOK_TABLE_EXPORT] as WebAssembly.Table
-    hookTable.set(GROW_SLOT, hooks["grow"])
-    hookTable.set(PREEMPT_SLOT, hooks["preempt"])
-    ;(instance.exports[START_EXPORT] as (() => void) | undefined)?.()
+    installHooks(instance, hooks)
     ;(instance.exports["_start"] as () => void)()
     return { _tag: "Returned" }
   } catch (error) {
