@@ -25,6 +25,7 @@ import {
   NoSuchProcess,
   NoTerminal,
   NotPaused,
+  PidsLimitReached,
   ProcessInOtherContainer,
   ProgramNotReadable,
   SandboxPanicked
@@ -137,7 +138,7 @@ export class SandboxRpcs extends RpcGroup.make(
       preserved: Schema.optional(Schema.String)
     },
     success: Schema.Number,
-    error: Schema.Union(StartErrors, ContainerNotStarted, ContainerStopped, DonationFailed)
+    error: Schema.Union(StartErrors, ContainerNotStarted, ContainerStopped, PidsLimitReached, DonationFailed)
   }),
   Rpc.make("Wait", {
     payload: { id: Schema.String },

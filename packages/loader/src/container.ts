@@ -29,13 +29,14 @@ import {
   type TaskSet,
   type ThreadGroup
 } from "@runsc/kernel"
-import { type Bundle, type BundleNotFound, InvalidSpec, pidNamespace, type Spec } from "@runsc/spec"
+import { type Bundle, type BundleNotFound, InvalidSpec, pidNamespace, pidsLimitOf, type Spec } from "@runsc/spec"
 import { Deferred, Effect, ExecutionStrategy, Exit, FiberId, FiberSet, Queue, Scope } from "effect"
 import {
   ContainerAlreadyStarted,
   ContainerNotFound,
   ContainerNotStarted,
   ContainerStopped,
+  PidsLimitReached,
   InvalidMount,
   InvalidRoot,
   NoSuchProcess
@@ -82,7 +83,7 @@ export type StartError = ContainerNotFound | ContainerAlreadyStarted | Container
 /** A start's failures, reading its bundle's included. */
 type InitError = StartError | BundleNotFound
 
-type ExecError = ContainerNotFound | ContainerNotStarted | ContainerStopped | InvalidModule | SandboxOutOfMemory
+type ExecError = ContainerNotFound | ContainerNotStarted | ContainerStopped | PidsLimitReached | InvalidModule | SandboxOutOfMemory
 
 type Request =
   | {
@@ -382,7 +383,8 @@ export class Container {
       const refused = this.refusesExec()
       if (refused !== undefined) return yield* refused
       const tg = yield* startPrepared(this.sandbox.kernel, prepared).pipe(
-        Effect.catchTag("ProcessCreationRefused", () => new ContainerStopped({ id: this.id }))
+        Effect.catchTag("ProcessCreationRefused", (): Effect.Effect<never, PidsLimitReached | ContainerStopped> =>
+          this.tasks.isFull ? new PidsLimitReached({ id: this.id, limit: this.tasks.limit! }) : new ContainerStopped({ id: this.id }))
       )
       this.execs.set(tg.rootPid, tg)
       return tg.rootPid
@@ -475,6 +477,8 @@ export class Container {
       const process = spec.process
       // loadBundle refuses such a spec; one given in memory is refused here, as runc does.
       if (process === undefined) return yield* new InvalidSpec({ path: "process", reason: "required field is missing" })
+      // Every process of the container counts, its init and execs included, as in its pids cgroup.
+      this.tasks.limit = pidsLimitOf(spec)
       // What it holds (host trees, in-memory files) goes back when the container is destroyed.
       // A container given its bundle at create starts from that bundle (Loader.startSubcontainer).
       const trees = this.created?.trees

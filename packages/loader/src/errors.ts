@@ -87,6 +87,16 @@ export class ContainerStopped extends Schema.TaggedError<ContainerStopped>()("Co
   }
 }
 
+/** The container holds as many processes as its `linux.resources.pids.limit` allows (as fork's EAGAIN). */
+export class PidsLimitReached extends Schema.TaggedError<PidsLimitReached>()("PidsLimitReached", {
+  id: Schema.String,
+  limit: Schema.Number
+}) {
+  override get message(): string {
+    return `container ${this.id} holds ${this.limit} processes, its pids limit: no new process may start`
+  }
+}
+
 export class InvalidPid extends Schema.TaggedError<InvalidPid>()("InvalidPid", {
   pid: Schema.Number,
   reason: Schema.String

@@ -48,6 +48,7 @@ import {
   ContainerNotFound,
   ContainerNotStarted,
   ContainerStopped,
+  PidsLimitReached,
   InvalidPid,
   InvalidSignal,
   NoSuchProcess,
@@ -189,7 +190,7 @@ export interface LoaderShape {
   /** Starts a process in a running container; returns its root-namespace pid. */
   readonly execute: (
     args: ExecArgs
-  ) => Effect.Effect<number, ContainerNotFound | ContainerNotStarted | ContainerStopped | LaunchError>
+  ) => Effect.Effect<number, ContainerNotFound | ContainerNotStarted | ContainerStopped | PidsLimitReached | LaunchError>
   /**
    * Waits for a container's init; repeatable. A container a signal stopped before its start has
    * that signal as its status.

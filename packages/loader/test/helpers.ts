@@ -35,6 +35,8 @@ export interface BundleOptions {
   readonly nofile?: number
   /** `root.readonly: false`: the root is the copy-on-write overlay. */
   readonly writableRoot?: boolean
+  /** The spec's `linux.resources`. */
+  readonly resources?: NonNullable<Spec["linux"]>["resources"]
 }
 
 /**
@@ -88,7 +90,8 @@ export const makeBundle = (options: BundleOptions) =>
       },
       linux: {
         ...template.linux,
-        namespaces: options.pidNamespace ? [{ type: "pid", ...options.pidNamespace }] : []
+        namespaces: options.pidNamespace ? [{ type: "pid", ...options.pidNamespace }] : [],
+        ...(options.resources !== undefined ? { resources: options.resources } : {})
       }
     }
     const bundle: Bundle = { dir, spec, rootPath: rootfs }

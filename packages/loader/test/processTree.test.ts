@@ -133,6 +133,38 @@ describe("guest process trees", () => {
     }), { timeout: 60_000 })
 })
 
+describe("linux.resources.pids.limit", () => {
+  it.scopedLive("bounds a container's processes, execs included: spawns past it fail EAGAIN, an exec fails PidsLimitReached; its sibling is unaffected", () =>
+    Effect.gen(function*() {
+      const loader = yield* makeSandbox
+      const { out } = yield* startSub(loader, "bomb", { args: ["fork_bomb"], resources: { pids: { limit: 12 } } })
+      yield* waitUntil(Effect.map(count(loader, "bomb"), (n) => n === 12), "the bomb reached its limit")
+      // It keeps trying (EAGAIN, every 10 ms) and never gets past it.
+      yield* Effect.sleep("300 millis")
+      assert.strictEqual(yield* count(loader, "bomb"), 12)
+      assert.notMatch(out.read(), /fork_bomb: spawn:/, "every refused spawn was EAGAIN")
+      const refused = yield* Effect.flip(loader.execute({ containerId: "bomb", argv: ["exit"] }))
+      assert.strictEqual(refused._tag, "PidsLimitReached")
+      assert.match(refused.message, /holds 12 processes, its pids limit/)
+      // A sibling without a limit (and the sandbox) still starts processes.
+      yield* startSub(loader, "other", { args: ["fork_bomb", "20"] })
+      yield* waitUntil(Effect.map(count(loader, "other"), (n) => n > 12), "the sibling grew past the bomb's limit")
+      yield* loader.destroySubcontainer("bomb")
+      yield* loader.destroySubcontainer("other")
+    }), { timeout: 60_000 })
+
+  it.scopedLive("0 and -1 are no limit, as in runc", () =>
+    Effect.gen(function*() {
+      const loader = yield* makeSandbox
+      for (const limit of [0, -1]) {
+        const id = `unlimited${limit}`
+        yield* startSub(loader, id, { args: ["fork_bomb", "3"], resources: { pids: { limit } } })
+        yield* waitUntil(Effect.map(count(loader, id), (n) => n > 3), `${id} grew past 3`)
+        yield* loader.destroySubcontainer(id)
+      }
+    }), { timeout: 60_000 })
+})
+
 describe("a job-control shell", () => {
   const runShell = (script: string) =>
     Effect.gen(function*() {

@@ -222,5 +222,11 @@ export interface Spec extends Schema.Schema.Type<typeof Spec> {}
 /** The JSON shape of a `Spec` (what `Schema.encode(Spec)` produces). */
 export interface SpecEncoded extends Schema.Schema.Encoded<typeof Spec> {}
 
+/** The most processes the spec lets the container hold at once (`linux.resources.pids.limit`; 0 and -1: none). */
+export const pidsLimitOf = (spec: Spec): number | undefined => {
+  const limit = spec.linux?.resources?.pids?.limit
+  return limit === undefined || limit <= 0 ? undefined : limit
+}
+
 /** The memory limit the spec sets (`linux.resources.memory.limit`, bytes), if any. */
 export const memoryLimitOf = (spec: Spec): number | undefined => spec.linux?.resources?.memory?.limit

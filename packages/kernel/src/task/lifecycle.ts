@@ -126,6 +126,7 @@ export const makeStartProcess = (deps: LifecycleDeps): StartProcess => {
       const refused = !taskSet.isOpen ? "its container is being killed"
         : !pidNamespace.acceptsNew ? "the init of its PID namespace has died"
         : args.parent !== undefined && !args.parent.isAlive ? "its parent has been killed"
+        : taskSet.isFull ? `its container holds ${taskSet.limit} processes, its pids limit`
         : undefined
       if (refused !== undefined) return yield* new ProcessCreationRefused({ path: args.programPath, reason: refused })
       for (const ns of pidNamespace.lineage) {

@@ -17,6 +17,7 @@ export class TaskSet implements Membership {
   private readonly members = new Set<ThreadGroup>()
   private holds = 0
   private closedForGood = false
+  private maxProcesses: number | undefined
 
   constructor(
     /** The container's id (state dumps, errors). */
@@ -42,6 +43,23 @@ export class TaskSet implements Membership {
   /** Whether a new process may join now. */
   get isOpen(): boolean {
     return this.holds === 0 && !this.closedForGood
+  }
+
+  /**
+   * The most processes the set may hold at once, zombies included (as a pids cgroup counts
+   * tasks until they are reaped): its container's `linux.resources.pids.limit`.
+   */
+  get limit(): number | undefined {
+    return this.maxProcesses
+  }
+
+  set limit(max: number | undefined) {
+    this.maxProcesses = max
+  }
+
+  /** Whether the set holds as many processes as its limit allows. */
+  get isFull(): boolean {
+    return this.maxProcesses !== undefined && this.members.size >= this.maxProcesses
   }
 
   /** Refuses new processes until the returned function is called (idempotent): a kill in progress. */

@@ -39,6 +39,9 @@ export interface Membership {
   readonly fibers: FiberSet.FiberSet
   /** Whether a new process may join now (invariant 5). */
   readonly isOpen: boolean
+  /** Whether it holds as many processes as its limit allows (a new one is refused, EAGAIN). */
+  readonly isFull: boolean
+  readonly limit: number | undefined
   add(tg: ThreadGroup): void
   remove(tg: ThreadGroup): void
 }
