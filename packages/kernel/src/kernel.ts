@@ -127,13 +127,19 @@ export interface KernelShape {
   /** Waits until the kernel panics; yields the reason. */
   readonly panicked: Effect.Effect<string>
   /**
-   * Stops every task of the sandbox at its next syscall boundary (and every task started while
-   * paused at its first); false when it was already paused.
+   * Stops every task of the sandbox at its next syscall boundary or preemption point (and every
+   * task started while paused at its first); false when it was already paused.
    */
   readonly pause: Effect.Effect<boolean>
   /** Lets every task go on; false when the sandbox was not paused. */
   readonly resume: Effect.Effect<boolean>
   readonly isPaused: Effect.Effect<boolean>
+  /**
+   * Holds every process of a container's set at its next syscall or preemption point (its CPU
+   * quota is spent), or lets them go on; false when that was so already. A process that joins
+   * the set while it is throttled is held at its first call.
+   */
+  readonly throttle: (set: TaskSet, throttled: boolean) => Effect.Effect<boolean>
   /** The guest worker threads that exist, and how many are idle in the pool. */
   readonly workerStats: Effect.Effect<WorkerPoolStats>
   /** What a process uses: CPU time of its task (ns) and its guest memory (bytes, 0 once ended). */
@@ -249,6 +255,7 @@ const makeKernel = (options: KernelOptions): Effect.Effect<KernelShape, never, S
       pause: Effect.sync(() => pause.pause()),
       resume: Effect.sync(() => pause.resume()),
       isPaused: Effect.sync(() => pause.paused !== undefined),
+      throttle: (set, throttled) => Effect.sync(() => pause.throttle(set, throttled)),
       workerStats: pool.stats,
       makePipe: Effect.sync(() => makePipe(++pipesMade)),
       usage: (tg) =>

@@ -41,6 +41,7 @@ import {
   InvalidRoot,
   NoSuchProcess
 } from "./errors.js"
+import { cpuQuotaOf, enforceCpuQuota } from "./cpuQuota.js"
 import {
   guestPathOf,
   type LaunchArgs,
@@ -537,6 +538,9 @@ export class Container {
   private launchInit(init: PreparedInit): Effect.Effect<number, InitError> {
     return Effect.gen(this, function*() {
       const { kernel } = this.sandbox
+      // Its CPU quota, enforced from before its init runs until the container is released.
+      const quota = cpuQuotaOf(init.spec)
+      if (quota !== undefined) yield* Effect.forkIn(Effect.interruptible(enforceCpuQuota(kernel, this.tasks, quota)), init.started)
       const tg = yield* startPrepared(kernel, init.prepared).pipe(
         Effect.ensuring(Scope.close(init.lease, Exit.void)),
         Effect.catchTag("ProcessCreationRefused", () => new ContainerStopped({ id: this.id }))

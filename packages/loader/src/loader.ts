@@ -238,8 +238,8 @@ export interface LoaderShape {
   /** The container's resource use (runsc's Event). */
   readonly event: (id: string) => Effect.Effect<ContainerStats, ContainerNotFound>
   /**
-   * Stops every task of the sandbox, all containers, at its next syscall boundary (a guest
-   * computing without syscalls runs on until its next one); fails if already paused.
+   * Stops every task of the sandbox, all containers, at its next syscall boundary or preemption
+   * point (a guest computing without syscalls reaches one every ~100 µs); fails if already paused.
    */
   readonly pause: Effect.Effect<void, AlreadyPaused>
   /** Lets every task of the sandbox go on; fails if it was not paused. */
@@ -579,7 +579,8 @@ const makeLoader = (args: LoaderArgs & { readonly bundle: Bundle }) =>
           const container = yield* find(id)
           const usages = yield* Effect.forEach(container.tasks.processes, (tg) => kernel.usage(tg))
           return {
-            cpu: { usage: { total: usages.reduce((sum, u) => sum + u.cpuNs, 0n) } },
+            // Every process it has had, reaped ones included, as a cgroup's cpuacct counts.
+            cpu: { usage: { total: container.tasks.cpuTime } },
             memory: { usage: { usage: usages.reduce((sum, u) => sum + u.memoryBytes, 0) } },
             pids: { current: container.tasks.live.length }
           }

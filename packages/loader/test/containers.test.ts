@@ -5,7 +5,7 @@
  */
 import { assert, describe, it } from "@effect/vitest"
 import { exited, signaled } from "@runsc/abi"
-import { Deferred, Effect, Either, Fiber } from "effect"
+import { Clock, Deferred, Effect, Either, Fiber } from "effect"
 import * as Fs from "node:fs"
 import * as Path from "node:path"
 import { makeBundle, makeOutput, makeSandbox, startSub, waitUntil } from "./helpers.js"
@@ -331,6 +331,29 @@ describe("containers", () => {
       assert.deepStrictEqual((yield* loader.allProcesses).map((p) => p.containerId), ["root"])
       yield* loader.resume
     }))
+
+  it.scopedLive("linux.resources.cpu quota/period: a container with 50000/100000 gets at most ~half a core while a sibling in the same sandbox runs unthrottled", () =>
+    Effect.gen(function*() {
+      const loader = yield* makeSandbox
+      yield* startSub(loader, "limited", { args: ["spin"], resources: { cpu: { quota: 50_000, period: 100_000 } } })
+      yield* startSub(loader, "free", { args: ["spin"] })
+      // Both spinning before the clock starts.
+      yield* waitUntil(Effect.map(loader.event("free"), (e) => e.cpu.usage.total > 0n), "free spins")
+      yield* waitUntil(Effect.map(loader.event("limited"), (e) => e.cpu.usage.total > 0n), "limited spins")
+      const cpu = (id: string) => Effect.map(loader.event(id), (e) => Number(e.cpu.usage.total) / 1e6)
+      const [limited0, free0, t0] = [yield* cpu("limited"), yield* cpu("free"), yield* Clock.currentTimeMillis]
+      yield* Effect.sleep("3 seconds")
+      const [limited1, free1, t1] = [yield* cpu("limited"), yield* cpu("free"), yield* Clock.currentTimeMillis]
+      const wall = t1 - t0
+      const limited = limited1 - limited0
+      const free = free1 - free0
+      // The quota bounds it however loaded the machine; the sibling gets what the machine gives.
+      assert.isAtMost(limited, 0.55 * wall, `limited used ${limited} ms of CPU in ${wall} ms`)
+      assert.isAbove(limited, 0.1 * wall, `limited still runs: ${limited} ms in ${wall} ms`)
+      assert.isAbove(free, 1.2 * limited, `free used ${free} ms, limited ${limited} ms`)
+      yield* loader.destroySubcontainer("limited")
+      yield* loader.destroySubcontainer("free")
+    }), 60_000)
 
   it.scopedLive("event: pids.current per container, a busy container's cpu exceeds an idle one's, memory; fails after destroy", () =>
     Effect.gen(function*() {

@@ -122,12 +122,12 @@ export const serveSyscalls = (
     const words = c.channel.words
     const tg = c.tg
     const spin = new AdaptiveSpin()
-    const mustHold = () => tg.continued !== undefined || c.paused() !== undefined
-    // Syscall boundary: a stopped task, or a paused sandbox, goes no further.
-    const boundary = Effect.suspend(() => {
-      const stopped = tg.continued
-      const paused = c.paused()
-      return Effect.zipRight(stopped ? Deferred.await(stopped) : Effect.void, paused ? Deferred.await(paused) : Effect.void)
+    const mustHold = () => tg.continued !== undefined || c.paused() !== undefined || tg.tasks.throttled !== undefined
+    // Syscall boundary: a stopped task, a paused sandbox or a throttled container goes no
+    // further, until none of the three holds (each may start while another ends).
+    const boundary: Effect.Effect<void> = Effect.suspend(() => {
+      const gate = tg.continued ?? c.paused() ?? tg.tasks.throttled
+      return gate === undefined ? Effect.void : Effect.zipRight(Deferred.await(gate), boundary)
     })
     /** The task is inside the kernel from here until the response is published (watchdog). */
     const enter = (): number => {

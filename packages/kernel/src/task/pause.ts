@@ -3,13 +3,15 @@
  * boundary, and every task started while paused at its first, until resume.
  *
  * How a task learns it must stop: the ATTENTION word of its channel makes its worker enter the
- * sentry at its next call, even one it would serve itself (a lent fast path); the serve loop
- * then holds the task while the sandbox is paused or the process is stopped (SIGSTOP).
- * Invariant: a running task's ATTENTION is set exactly while one of the two holds.
+ * sentry at its next call, even one it would serve itself (a lent fast path), or at its next
+ * preemption point (platform/instrument.ts); the serve loop then holds the task while the
+ * sandbox is paused, the process is stopped (SIGSTOP) or its container's CPU quota is spent
+ * (throttled). Invariant: a running task's ATTENTION is set exactly while one of these holds.
  */
 import { Deferred, Exit, FiberId } from "effect"
 import { Word } from "../platform/channel.js"
 import type { PidNamespace } from "./pidNamespace.js"
+import type { TaskSet } from "./taskSet.js"
 import type { ThreadGroup } from "./threadGroup.js"
 
 export class SandboxPause {
@@ -28,7 +30,7 @@ export class SandboxPause {
 
   /** Publishes to `tg`'s worker whether it must enter the sentry at its next call (paused or stopped). */
   setAttention(tg: ThreadGroup): void {
-    if (tg.worker) Atomics.store(tg.worker.channel.words, Word.ATTENTION, this.gate || tg.continued ? 1 : 0)
+    if (tg.worker) Atomics.store(tg.worker.channel.words, Word.ATTENTION, this.gate || tg.continued || tg.tasks.throttled ? 1 : 0)
   }
 
   /** False when the sandbox was paused already. */
@@ -36,6 +38,19 @@ export class SandboxPause {
     if (this.gate) return false
     this.gate = Deferred.unsafeMake(FiberId.none)
     for (const [, tg] of this.processes.processes) this.setAttention(tg)
+    return true
+  }
+
+  /**
+   * Holds every process of `set` at its next syscall or preemption point (`throttled`), or lets
+   * them go on; false when that was so already.
+   */
+  throttle(set: TaskSet, throttled: boolean): boolean {
+    const gate = set.throttled
+    if ((gate !== undefined) === throttled) return false
+    set.throttled = throttled ? Deferred.unsafeMake(FiberId.none) : undefined
+    for (const tg of set.processes) this.setAttention(tg)
+    if (gate !== undefined) Deferred.unsafeDone(gate, Exit.void)
     return true
   }
 

@@ -10,7 +10,7 @@
  * kernel consults it in the same step as it registers a new process, so a process is either
  * registered before the kill enumerates the set, and killed with it, or refused.
  */
-import type { FiberSet } from "effect"
+import type { Deferred, FiberSet } from "effect"
 import type { Membership, ThreadGroup } from "./threadGroup.js"
 
 export class TaskSet implements Membership {
@@ -18,6 +18,9 @@ export class TaskSet implements Membership {
   private holds = 0
   private closedForGood = false
   private maxProcesses: number | undefined
+  private reapedCpu = 0n
+  /** While its CPU quota is spent (Kernel.throttle): completed when it may run again. */
+  throttled: Deferred.Deferred<void> | undefined
 
   constructor(
     /** The container's id (state dumps, errors). */
@@ -85,6 +88,13 @@ export class TaskSet implements Membership {
 
   /** The kernel reaps a process. */
   remove(tg: ThreadGroup): void {
-    this.members.delete(tg)
+    if (this.members.delete(tg)) this.reapedCpu += tg.cpuTime
+  }
+
+  /** CPU time (ns) its processes have used, reaped ones included. */
+  get cpuTime(): bigint {
+    let total = this.reapedCpu
+    for (const tg of this.members) total += tg.cpuTime
+    return total
   }
 }

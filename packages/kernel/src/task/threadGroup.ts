@@ -42,6 +42,8 @@ export interface Membership {
   /** Whether it holds as many processes as its limit allows (a new one is refused, EAGAIN). */
   readonly isFull: boolean
   readonly limit: number | undefined
+  /** While its CPU quota is spent: completed when it may run again (Kernel.throttle). */
+  readonly throttled: Deferred.Deferred<void> | undefined
   add(tg: ThreadGroup): void
   remove(tg: ThreadGroup): void
 }

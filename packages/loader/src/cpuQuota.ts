@@ -1,0 +1,61 @@
+/**
+ * A container's CPU quota (`linux.resources.cpu.quota` µs of CPU time per `period` µs, as a CFS
+ * bandwidth limit): within each period its processes together may use `quota` of CPU time;
+ * once that is spent, every one of them is held at its next syscall or preemption point
+ * (Kernel.throttle) until the period ends. What it used past its quota before it was held (at
+ * most one check interval of each running process) is taken from its next period, so that over
+ * many periods it gets its quota and no more.
+ *
+ * One fiber per limited container, in the container's scope; it reads the CPU clocks of the
+ * container's worker threads (TaskSet.cpuTime) every CHECK interval.
+ */
+import type { Kernel, TaskSet } from "@runsc/kernel"
+import type { Spec } from "@runsc/spec"
+import { Clock, Effect } from "effect"
+
+export interface CpuQuota {
+  /** CPU time per period, ns. */
+  readonly quotaNs: bigint
+  readonly periodMs: number
+}
+
+/** runc's default CFS period, µs. */
+const DEFAULT_PERIOD_US = 100_000
+
+/** The quota the spec sets, if any (a quota of -1, 0 or none is no limit). */
+export const cpuQuotaOf = (spec: Spec): CpuQuota | undefined => {
+  const cpu = spec.linux?.resources?.cpu
+  if (cpu?.quota === undefined || cpu.quota <= 0) return undefined
+  return { quotaNs: BigInt(cpu.quota) * 1000n, periodMs: (cpu.period ?? DEFAULT_PERIOD_US) / 1000 }
+}
+
+/** How often the container's CPU is read while it may run: a tenth of its quota, 1 to 10 ms. */
+const checkMs = (quota: CpuQuota) => Math.min(10, Math.max(1, Number(quota.quotaNs) / 1e6 / 10))
+
+/** Enforces `quota` on `set` until interrupted; lets the set run when it ends. */
+export const enforceCpuQuota = (kernel: Kernel["Type"], set: TaskSet, quota: CpuQuota): Effect.Effect<never> => {
+  const check = checkMs(quota)
+  return Effect.gen(function*() {
+    // CPU time used past the quota, to be paid from the next period.
+    let debt = 0n
+    for (;;) {
+      const periodEnd = (yield* Clock.currentTimeMillis) + quota.periodMs
+      const budget = quota.quotaNs - debt
+      const base = set.cpuTime
+      debt = 0n
+      for (;;) {
+        const now = yield* Clock.currentTimeMillis
+        if (now >= periodEnd) break
+        const used = set.cpuTime - base
+        if (used >= budget) {
+          debt = used - budget < quota.quotaNs ? used - budget : quota.quotaNs
+          yield* kernel.throttle(set, true)
+          yield* Effect.sleep(periodEnd - now)
+          break
+        }
+        yield* Effect.sleep(Math.min(check, periodEnd - now))
+      }
+      yield* kernel.throttle(set, false)
+    }
+  }).pipe(Effect.ensuring(kernel.throttle(set, false))) as Effect.Effect<never>
+}
