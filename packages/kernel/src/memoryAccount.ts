@@ -7,9 +7,12 @@
  *     it happens (a grow past the ceiling returns -1);
  *   - a fixed charge per process for what its worker thread costs the host (PROCESS_MEMORY).
  *
+ * A container's own account (`child`: its `linux.resources.memory.limit`) lies within the
+ * sandbox's: what it charges counts against both, and a charge either fits both or neither.
+ *
  * Invariant: `used` is the sum of what was charged and not released, and never exceeds `total`:
- * a charge that would pass it is refused whole and changes nothing. Only the sentry's thread
- * charges and releases (workers ask through a syscall), so no atomics are needed.
+ * a charge that would pass it (or its parent's) is refused whole and changes nothing. Only the
+ * sentry's thread charges and releases (workers ask through a syscall), so no atomics are needed.
  */
 import * as Os from "node:os"
 
@@ -42,21 +45,28 @@ export const defaultTotalMemory = (): number => Math.floor(Os.totalmem() / 2)
 export class MemoryAccount {
   private charged = 0
 
-  constructor(readonly total: number) {}
+  constructor(readonly total: number, private readonly parent?: MemoryAccount) {}
+
+  /** An account within this one, of at most `limit` bytes (a container's). */
+  child(limit: number): MemoryAccount {
+    return new MemoryAccount(Math.min(limit, this.total), this)
+  }
 
   /** Bytes charged now. */
   get used(): number {
     return this.charged
   }
 
-  /** Bytes that may still be charged. */
+  /** Bytes that may still be charged (here and in every account it lies within). */
   get free(): number {
-    return this.total - this.charged
+    const own = this.total - this.charged
+    return this.parent === undefined ? own : Math.min(own, this.parent.free)
   }
 
-  /** Charges `bytes` if they fit under the total; false (and nothing charged) when not. */
+  /** Charges `bytes` if they fit under the total (and its parent's); false (and nothing charged) when not. */
   charge(bytes: number): boolean {
     if (bytes > this.total - this.charged) return false
+    if (this.parent !== undefined && !this.parent.charge(bytes)) return false
     this.charged += bytes
     return true
   }
@@ -64,5 +74,6 @@ export class MemoryAccount {
   /** Gives back `bytes` charged earlier. */
   release(bytes: number): void {
     this.charged -= bytes
+    this.parent?.release(bytes)
   }
 }

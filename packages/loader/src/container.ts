@@ -29,7 +29,7 @@ import {
   type TaskSet,
   type ThreadGroup
 } from "@runsc/kernel"
-import { type Bundle, type BundleNotFound, InvalidSpec, pidNamespace, pidsLimitOf, type Spec } from "@runsc/spec"
+import { type Bundle, type BundleNotFound, InvalidSpec, memoryLimitOf, pidNamespace, pidsLimitOf, type Spec } from "@runsc/spec"
 import { Deferred, Effect, ExecutionStrategy, Exit, FiberId, FiberSet, Queue, Scope } from "effect"
 import {
   ContainerAlreadyStarted,
@@ -478,13 +478,17 @@ export class Container {
       const process = spec.process
       // loadBundle refuses such a spec; one given in memory is refused here, as runc does.
       if (process === undefined) return yield* new InvalidSpec({ path: "process", reason: "required field is missing" })
-      // Every process of the container counts, its init and execs included, as in its pids cgroup.
+      // Every process of the container counts, its init and execs included, as in its cgroup: its
+      // pids against its pids limit; its guest memory, worker shares and in-memory files against
+      // its memory limit (an account within the sandbox's; without a limit, the sandbox's size).
       this.tasks.limit = pidsLimitOf(spec)
+      this.tasks.memory = kernel.memory.child(memoryLimitOf(spec) ?? kernel.memory.total)
       // What it holds (host trees, in-memory files) goes back when the container is destroyed.
       // A container given its bundle at create starts from that bundle (Loader.startSubcontainer).
       const trees = this.created?.trees
       const { root, mounts } = yield* kernel.mountNamespace({
         spec,
+        account: this.tasks.memory,
         bundleDir: bundle.dir,
         rootPath: bundle.rootPath,
         ...(trees !== undefined ? { trees } : {})

@@ -577,11 +577,11 @@ const makeLoader = (args: LoaderArgs & { readonly bundle: Bundle }) =>
       event: (id) =>
         Effect.gen(function*() {
           const container = yield* find(id)
-          const usages = yield* Effect.forEach(container.tasks.processes, (tg) => kernel.usage(tg))
           return {
             // Every process it has had, reaped ones included, as a cgroup's cpuacct counts.
             cpu: { usage: { total: container.tasks.cpuTime } },
-            memory: { usage: { usage: usages.reduce((sum, u) => sum + u.memoryBytes, 0) } },
+            // What its account holds: its processes' guest memory and shares, its in-memory files.
+            memory: { usage: { usage: container.tasks.memory?.used ?? 0 } },
             pids: { current: container.tasks.live.length }
           }
         }),

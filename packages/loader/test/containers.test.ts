@@ -355,6 +355,26 @@ describe("containers", () => {
       yield* loader.destroySubcontainer("free")
     }), 60_000)
 
+  it.scopedLive("linux.resources.memory.limit per container: its guest's malloc fails (NULL) at its limit, within the sandbox's; a sibling without one gets more; events reports what it holds", () =>
+    Effect.gen(function*() {
+      const loader = yield* makeSandbox
+      const MiB = 1024 * 1024
+      const { out: small } = yield* startSub(loader, "small", { args: ["memhog", "200"], resources: { memory: { limit: 64 * MiB } } })
+      const { out: big } = yield* startSub(loader, "big", { args: ["memhog", "100"] })
+      yield* waitUntil(Effect.sync(() => /got \d+ MiB/.test(small.read()) && /got \d+ MiB/.test(big.read())), "both have allocated")
+      const got = (text: string) => Number(/got (\d+) MiB/.exec(text)![1])
+      // Its limit holds its worker's share (8 MiB) and its memory: malloc fails short of 64 MiB.
+      assert.isBelow(got(small.read()), 64)
+      assert.isAbove(got(small.read()), 30)
+      assert.strictEqual(got(big.read()), 100)
+      const held = (yield* loader.event("small")).memory.usage.usage
+      assert.isAtMost(held, 64 * MiB)
+      assert.isAbove(held, 40 * MiB)
+      assert.isAbove((yield* loader.event("big")).memory.usage.usage, 100 * MiB)
+      yield* loader.destroySubcontainer("small")
+      yield* loader.destroySubcontainer("big")
+    }), 60_000)
+
   it.scopedLive("event: pids.current per container, a busy container's cpu exceeds an idle one's, memory; fails after destroy", () =>
     Effect.gen(function*() {
       const loader = yield* makeSandbox

@@ -69,7 +69,8 @@ export const makeBundle = (options: BundleOptions) =>
       "fsbench",
       "conformance",
       "poll_stdin",
-      "append_many"
+      "append_many",
+      "memhog"
     ]) {
       Fs.copyFileSync(fixture(name), Path.join(rootfs, "bin", name))
       Fs.chmodSync(Path.join(rootfs, "bin", name), 0o755)

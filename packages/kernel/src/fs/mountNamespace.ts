@@ -33,6 +33,8 @@ export interface MountNamespaceArgs {
    * host path of the container is ever opened here — a tree missing from them fails its mount.
    */
   readonly trees?: DonatedFds
+  /** The container's memory account (MemoryAccount.child), which its in-memory files charge; default: the sandbox's. */
+  readonly account?: MemoryAccount
 }
 
 export interface MountNamespace {
@@ -66,7 +68,7 @@ const parseSize = (text: string): number | null | "too large" => {
  * whose host trees hold descriptors of `hostFds`; each tmpfs and overlay gets the next
  * instance number (its device number).
  */
-export const makeMountNamespaces = (account: MemoryAccount, hostFds: HostFdBudget): MakeMountNamespace => {
+export const makeMountNamespaces = (sandbox: MemoryAccount, hostFds: HostFdBudget): MakeMountNamespace => {
   let instances = 0
 
   /**
@@ -74,7 +76,7 @@ export const makeMountNamespaces = (account: MemoryAccount, hostFds: HostFdBudge
    * overlay that keeps the container's changes in the sandbox's memory, unless the spec asks for
    * a read-only root.
    */
-  const openRoot = (spec: Spec, rootPath: string, trees: DonatedFds | undefined): Effect.Effect<Dentry, InvalidRoot, Scope.Scope> =>
+  const openRoot = (spec: Spec, rootPath: string, trees: DonatedFds | undefined, account: MemoryAccount): Effect.Effect<Dentry, InvalidRoot, Scope.Scope> =>
     Effect.suspend(() => {
       // Numbered whether or not the root gets an overlay, so numbers do not depend on it.
       const instance = ++instances
@@ -91,8 +93,8 @@ export const makeMountNamespaces = (account: MemoryAccount, hostFds: HostFdBudge
    * The filesystems the sentry serves, where the spec mounts them: procfs at its mounts of type
    * "proc"; devfs where it mounts a tmpfs or devtmpfs at /dev (the devices a runtime puts there);
    * a new tmpfs at its other tmpfs mounts, with `size=` (bytes, or k/m/g; default half of the
-   * sandbox's memory) as its limit, `mode=` (octal) for its root, and its data counted in the
-   * sandbox's memory; the host directory or file of a bind mount (source absolute or
+   * account's memory) as its limit, `mode=` (octal) for its root, and its data counted in the
+   * container's memory account (`account`); the host directory or file of a bind mount (source absolute or
    * relative to the bundle), served by the gofer like the root: read-only with `ro`, else the
    * guest's changes reach the host directory or file.
    * The pseudo-filesystems runc's and containerd's specs mount for Linux programs (sysfs,
@@ -103,7 +105,8 @@ export const makeMountNamespaces = (account: MemoryAccount, hostFds: HostFdBudge
   const syntheticMountsOf = (
     spec: Spec,
     bundleDir: string,
-    trees: DonatedFds | undefined
+    trees: DonatedFds | undefined,
+    account: MemoryAccount
   ): Effect.Effect<ReadonlyArray<SyntheticMount>, InvalidMount, Scope.Scope> => {
     // The place of the next bind mount's tree among the donated ones (the root's is 0).
     let tree = 0
@@ -147,10 +150,10 @@ export const makeMountNamespaces = (account: MemoryAccount, hostFds: HostFdBudge
     }).pipe(Effect.map((lists) => lists.flat()))
   }
 
-  return ({ bundleDir, rootPath, spec, trees }) =>
+  return ({ account = sandbox, bundleDir, rootPath, spec, trees }) =>
     Effect.gen(function*() {
-      const root = yield* openRoot(spec, rootPath, trees)
-      const mounts = yield* syntheticMountsOf(spec, bundleDir, trees)
+      const root = yield* openRoot(spec, rootPath, trees, account)
+      const mounts = yield* syntheticMountsOf(spec, bundleDir, trees, account)
       // What the container's in-memory files hold goes back to the sandbox when it is destroyed.
       yield* Effect.addFinalizer(() =>
         Effect.sync(() => {

@@ -87,6 +87,9 @@ const SEEKABLE_RIGHTS = Rights.FD_SEEK | Rights.FD_TELL
 export const makeStartProcess = (deps: LifecycleDeps): StartProcess => {
   const { memory, modules } = deps
 
+  /** The set a new process joins: the one it is started in, else its parent's, else the kernel's own. */
+  const taskSetOf = (args: ProcessArgs) => args.tasks ?? args.parent?.tasks ?? deps.ownTasks
+
   /** A new process, with its pids, place in the process tree and fds; its task is not started. */
   const createProcess = (args: ProcessArgs, program: CachedModule, share: number): Effect.Effect<ThreadGroup, ProcessCreationRefused> =>
     Effect.gen(function*() {
@@ -101,7 +104,7 @@ export const makeStartProcess = (deps: LifecycleDeps): StartProcess => {
       const cwd = args.cwd.isRoot ? root : yield* resolve(root, root, args.cwd.path, { followFinal: true }).pipe(
         Effect.orElseSucceed(() => root)
       )
-      const taskSet = args.tasks ?? args.parent?.tasks ?? deps.ownTasks
+      const taskSet = taskSetOf(args)
       const tg = new ThreadGroup(
         ids,
         pidNamespace,
@@ -184,14 +187,16 @@ export const makeStartProcess = (deps: LifecycleDeps): StartProcess => {
         const program = yield* restore(modules.acquire(args.programPath, args.programBytes))
         const share = PROCESS_MEMORY + program.memory.tableBytes
         const needed = share + program.memory.initialPages * WASM_PAGE
-        if (!memory.charge(needed)) {
+        // Its container's account (within the sandbox's), as its task releases it at its end.
+        const account = taskSetOf(args).memory ?? memory
+        if (!account.charge(needed)) {
           program.release()
-          return yield* new SandboxOutOfMemory({ path: args.programPath, needed, free: memory.free, total: memory.total })
+          return yield* new SandboxOutOfMemory({ path: args.programPath, needed, free: account.free, total: account.total })
         }
         // Not interruptible: once it has registered the process, only its task ends it.
         const tg = yield* Effect.onError(createProcess(args, program, share), () =>
           Effect.sync(() => {
-            memory.release(needed)
+            account.release(needed)
             program.release()
           }))
         // The task fiber is owned by the kernel, not by the caller: it outlives this call.

@@ -51,7 +51,7 @@ export const makeTaskRunner = (deps: TaskRunnerDeps): RunTask => {
   /** The end of a task whose guest no longer runs: its memory, its worker's share, its module and its fds go back; its status is final. */
   const releaseTask = (tg: ThreadGroup, program: CachedModule, status: ExitStatus): Effect.Effect<void> =>
     Effect.gen(function*() {
-      memory.release(tg.releaseMemory())
+      ;(tg.tasks.memory ?? memory).release(tg.releaseMemory())
       program.release()
       yield* tg.fdTable.closeAll
       tg.markExited(status)

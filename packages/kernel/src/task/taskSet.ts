@@ -11,6 +11,7 @@
  * registered before the kill enumerates the set, and killed with it, or refused.
  */
 import type { Deferred, FiberSet } from "effect"
+import type { MemoryAccount } from "../memoryAccount.js"
 import type { Membership, ThreadGroup } from "./threadGroup.js"
 
 export class TaskSet implements Membership {
@@ -21,6 +22,11 @@ export class TaskSet implements Membership {
   private reapedCpu = 0n
   /** While its CPU quota is spent (Kernel.throttle): completed when it may run again. */
   throttled: Deferred.Deferred<void> | undefined
+  /**
+   * Its container's memory account (within the sandbox's), which its processes and in-memory
+   * filesystems charge; undefined: they charge the sandbox's. Set before its first process.
+   */
+  memory: MemoryAccount | undefined
 
   constructor(
     /** The container's id (state dumps, errors). */

@@ -17,7 +17,7 @@ import { type ExitStatus, SIGKILL, signaled } from "@runsc/abi"
 import { Deferred, Exit, type Fiber, FiberId, type FiberSet } from "effect"
 import { Changes } from "../changes.js"
 import type { FdTable } from "../fs/fdTable.js"
-import { WASM_PAGE } from "../memoryAccount.js"
+import { type MemoryAccount, WASM_PAGE } from "../memoryAccount.js"
 import type { SyntheticMount } from "../fs/synthetic.js"
 import type { Dentry } from "../fs/resolve.js"
 import type { GuestThread } from "../platform/pool.js"
@@ -44,6 +44,8 @@ export interface Membership {
   readonly limit: number | undefined
   /** While its CPU quota is spent: completed when it may run again (Kernel.throttle). */
   readonly throttled: Deferred.Deferred<void> | undefined
+  /** Its container's memory account, when it has one of its own; else the sandbox's is charged. */
+  readonly memory: MemoryAccount | undefined
   add(tg: ThreadGroup): void
   remove(tg: ThreadGroup): void
 }
