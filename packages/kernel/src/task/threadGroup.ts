@@ -347,7 +347,9 @@ export class ThreadGroup {
     if (!this.isAlive) return false
     this._killedBy = signo
     this._state = "exiting"
-    if (this._continued) Deferred.unsafeDone(this._continued, Exit.void)
+    const gate = this._continued
+    this._continued = undefined
+    if (gate) Deferred.unsafeDone(gate, Exit.void)
     return true
   }
 
