@@ -198,6 +198,8 @@ describe("ModuleCache", () => {
         (memory (export "memory") 1) (func (export "_start")))`)
       const procExitResult = yield* wat(`(module (import "wasi_snapshot_preview1" "proc_exit" (func (param i32) (result i32)))
         (memory (export "memory") 1) (func (export "_start")))`)
+      const atLocalsLimit = yield* wat(`(module (memory (export "memory") 1)
+        (func (export "_start") (local ${"i32 ".repeat(50_000)}) (loop)))`)
       const cases: Array<[string, Uint8Array, RegExp]> = [
         ["garbage", garbage, /./],
         ["elf", new Uint8Array([0x7f, 0x45, 0x4c, 0x46, 2, 1, 1, 0]), /./],
@@ -210,7 +212,9 @@ describe("ModuleCache", () => {
         ["_start (result i32)", startWithResult, /_start.*\(result i32\)/],
         ["_start an import (result i32)", startImported, /_start.*\(result i32\)/],
         ["fd_write (param i64 i32)", wrongImport, /fd_write as \(param i64 i32\) \(result i32\), not \(param i32 i32 i32 i32\) \(result i32\)/],
-        ["proc_exit (result i32)", procExitResult, /proc_exit/]
+        ["proc_exit (result i32)", procExitResult, /proc_exit/],
+        // Valid as given, but a preemption point's counter would be its 50,001st local.
+        ["at V8's limit of locals", atLocalsLimit, /too close to V8's limits to be instrumented/]
       ]
       for (const [name, bytes, reason] of cases) {
         const error = yield* failureOf(cache.acquire(`/${name}`, bytes))

@@ -68,10 +68,12 @@ const compileGuest = (path: string, bytes: Uint8Array, instrumenter: Instrumente
       try: () => WebAssembly.compile(instrumented.bytes as Uint8Array<ArrayBuffer>),
       catch: (e) => e
     }).pipe(Effect.catchAll((e) =>
-      // The rewrite keeps a valid module valid: the original is at fault, in its own words.
+      // The original at fault is reported in its own words. A valid original made invalid by
+      // the rewrite is one at V8's limits (its largest function's size or locals, which the
+      // preemption points add to): refused, never run uninstrumented.
       Effect.flatMap(
         Effect.tryPromise({ try: () => WebAssembly.compile(original), catch: (e) => new InvalidModule({ path, reason: reasonOf(e) }) }),
-        () => Effect.dieMessage(`instrumenting ${path} made an invalid module: ${reasonOf(e)}`)
+        () => Effect.fail(new InvalidModule({ path, reason: `too close to V8's limits to be instrumented: ${reasonOf(e)}` }))
       )
     ))
     const problem = checkInterface(module, bytes)
