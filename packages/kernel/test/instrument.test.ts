@@ -453,7 +453,7 @@ describe("instrument", () => {
       assert.strictEqual(exports["grow_small"]!(1), -1)
     }))
 
-  it.effect("refuses what the sandbox cannot account for: a 64-bit memory, two memories, the names it reserves, a reference to the table it adds", () =>
+  it.effect("refuses what the sandbox cannot account for: a 64-bit memory, two memories, the names it reserves, a reference to the table, local or global it adds", () =>
     Effect.gen(function*() {
       const refused: Array<[string, Uint8Array, RegExp]> = [
         ["64-bit memory", yield* assemble(`(module (memory i64 1) (func (export "_start")))`), /64-bit memory/],
@@ -465,6 +465,18 @@ describe("instrument", () => {
             false
           ),
           /table index/
+        ],
+        // Invalid as given, but naming the local or global the rewrite adds would make them valid
+        // and hand the guest its preemption counters.
+        [
+          "the added local",
+          yield* assemble(`(module (memory 1) (func (export "_start") (param i32) (local i32) (loop (local.set 2 (i32.const 7)))))`, false),
+          /local index/
+        ],
+        [
+          "the added global",
+          yield* assemble(`(module (memory 1) (global (mut i32) (i32.const 0)) (func (export "_start") (loop (global.set 1 (i32.const 7)))))`, false),
+          /global index/
         ],
         ["garbage", new Uint8Array([0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00, 0x0a, 0xff, 0xff]), /end/],
         ["not wasm", new Uint8Array([0x7f, 0x45, 0x4c, 0x46]), /asm/]

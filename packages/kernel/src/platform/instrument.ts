@@ -135,14 +135,22 @@ const SPECIAL = 3
 const CALL = 4
 /** br, br_if, rethrow, br_on_null, br_on_non_null: a label, which may cross a wrapped loop. */
 const LABEL = 5
+/**
+ * local.get/set/tee and global.get/set: an index that must name one the module declared, not
+ * one the rewrite adds (an invalid module made valid by the rewrite would reach its counters).
+ */
+const LOCAL = 6
+const GLOBAL = 7
 
 const IMMEDIATES = (() => {
   const kinds = new Uint8Array(256).fill(SPECIAL)
   for (let op = 0x45; op <= 0xc4; op++) kinds[op] = NO_IMMEDIATE // numeric
   for (let op = 0x28; op <= 0x3e; op++) kinds[op] = MEMARG // loads and stores
   for (const op of [0x00, 0x01, 0x05, 0x0a, 0x0f, 0x19, 0x1a, 0x1b, 0xd1, 0xd3, 0xd4]) kinds[op] = NO_IMMEDIATE
-  // catch, throw, locals, globals, constants (their LEB's value does not matter here)
-  for (const op of [0x07, 0x08, 0x20, 0x21, 0x22, 0x23, 0x24, 0x41, 0x42, 0xd0, 0xd2]) kinds[op] = ONE_LEB
+  // catch, throw, constants (their LEB's value does not matter here)
+  for (const op of [0x07, 0x08, 0x41, 0x42, 0xd0, 0xd2]) kinds[op] = ONE_LEB
+  for (const op of [0x20, 0x21, 0x22]) kinds[op] = LOCAL
+  for (const op of [0x23, 0x24]) kinds[op] = GLOBAL
   for (const op of [0x10, 0x12, 0x14, 0x15]) kinds[op] = CALL
   for (const op of [0x09, 0x0c, 0x0d, 0xd5, 0xd6]) kinds[op] = LABEL
   return kinds
@@ -175,6 +183,9 @@ interface Inserts {
  */
 interface Decoding {
   depth: number
+  /** The body's locals (parameters included) and the module's globals: the indices it may name. */
+  locals: number
+  globals: number
   /** Whether the body calls (it is not a leaf). */
   calls: boolean
   /** Whether it has a loop. */
@@ -253,6 +264,10 @@ const decodeInstructions = (r: Reader, tables: number, d: Decoding, constant = f
     } else if (kind === LABEL) {
       r.at = at
       label(r, d)
+      at = r.at
+    } else if (kind === LOCAL || kind === GLOBAL) {
+      r.at = at
+      if (r.u32() >= (kind === LOCAL ? d.locals : d.globals)) malformed(kind === LOCAL ? "local index out of range" : "global index out of range")
       at = r.at
     } else if (kind === SPECIAL) {
       r.at = at
@@ -446,8 +461,8 @@ const skipGc = (r: Reader, op: number): void => {
   }
 }
 
-const skipConstExpr = (r: Reader, tables: number): void => {
-  const d: Decoding = { depth: 0, calls: false, loops: false, wrapped: [], edits: [], typeHasParams: [], inserts: undefined }
+const skipConstExpr = (r: Reader, tables: number, globals: number): void => {
+  const d: Decoding = { depth: 0, locals: 0, globals: globals, calls: false, loops: false, wrapped: [], edits: [], typeHasParams: [], inserts: undefined }
   decodeInstructions(r, tables, d, true)
   if (d.edits.length > 0 || d.calls || d.loops) malformed("a constant expression with a call, loop or memory.grow")
 }
@@ -527,6 +542,9 @@ const rewrite = (bytes: Uint8Array): InstrumentedModule => {
     }
   }
 
+  const globalSection = find(SectionId.global)
+  const globals = importedGlobals + (globalSection ? reader(globalSection).u32() : 0)
+
   // Each table's limits are rewritten so that it can grow by at most MAX_TABLE_GROWTH entries.
   let definedTables = 0
   let tableEntries = 0
@@ -548,7 +566,7 @@ const rewrite = (bytes: Uint8Array): InstrumentedModule => {
       tableEntries += maximum
       tablesOut.bytes(bytes.subarray(entry, limitsAt)).byte(limits.flags | 1).leb(limits.min).leb(maximum)
       const rest = r.at
-      if (bytes[entry] === 0x40) skipConstExpr(r, importedTables + definedTables)
+      if (bytes[entry] === 0x40) skipConstExpr(r, importedTables + definedTables, globals)
       tablesOut.bytes(bytes.subarray(rest, r.at))
     }
   }
@@ -580,14 +598,14 @@ const rewrite = (bytes: Uint8Array): InstrumentedModule => {
       if (flags === 2 || flags === 6) {
         if (r.u32() >= tables) malformed("table index out of range")
       }
-      if ((flags & 1) === 0) skipConstExpr(r, tables)
+      if ((flags & 1) === 0) skipConstExpr(r, tables, globals)
       const expressions = (flags & 4) !== 0
       if (flags & 3) {
         if (expressions) valueType(r)
         else r.byte()
       }
       for (let k = r.u32(); k > 0; k--) {
-        if (expressions) skipConstExpr(r, tables)
+        if (expressions) skipConstExpr(r, tables, globals)
         else r.u32()
       }
     }
@@ -601,9 +619,7 @@ const rewrite = (bytes: Uint8Array): InstrumentedModule => {
   const growType = types
   const preemptType = types + 1
   const hookTable = tables
-  const globalSection = find(SectionId.global)
-  const definedGlobals = globalSection ? reader(globalSection).u32() : 0
-  const counterGlobal = importedGlobals + definedGlobals
+  const counterGlobal = globals
   // Each defined function's parameter count: the local the rewrite adds comes after its own.
   const functionSection = find(SectionId.function)
   const functionTypes = functionSection ? readFunctionSection(reader(functionSection)) : []
@@ -623,7 +639,7 @@ const rewrite = (bytes: Uint8Array): InstrumentedModule => {
     const out = new Writer(codeSection.end - codeSection.start + 1024)
     const count = r.u32()
     out.leb(count)
-    const d: Decoding = { depth: 0, calls: false, loops: false, wrapped: [], edits: [], typeHasParams, inserts: undefined }
+    const d: Decoding = { depth: 0, locals: 0, globals: counterGlobal, calls: false, loops: false, wrapped: [], edits: [], typeHasParams, inserts: undefined }
     const body = new Reader(bytes, 0, 0)
     // Bodies without edits are copied as they are, a run of them at a time.
     let unchangedFrom = r.at
@@ -647,6 +663,7 @@ const rewrite = (bytes: Uint8Array): InstrumentedModule => {
       d.edits.length = 0
       d.calls = false
       d.loops = false
+      d.locals = locals
       d.inserts = inserts
       decodeInstructions(body, tables, d)
       const edits = d.edits
