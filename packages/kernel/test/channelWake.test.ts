@@ -13,11 +13,11 @@ import { SyscallAccount } from "../src/task/syscallAccount.js"
 
 const SCHED_YIELD = syscallNumber.sched_yield
 
-/** A server's view of one task: just what the serve loop reads (no stop, no pause). */
+/** A server's view of one task: just what the serve loop reads (no stop, no pause, no throttle). */
 const taskContext = (channel: ChannelViews): SyscallContext =>
   ({
     channel,
-    tg: { rootPid: 1, continued: undefined, inKernel: new SyscallAccount() },
+    tg: { rootPid: 1, continued: undefined, tasks: { throttled: undefined }, inKernel: new SyscallAccount() },
     paused: () => undefined
   }) as unknown as SyscallContext
 
