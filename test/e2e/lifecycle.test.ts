@@ -365,6 +365,31 @@ describe("OCI lifecycle through the CLI", () => {
     assert.strictEqual((await runsc([...flags, "delete", "--force", id])).code, 0)
   })
 
+  it("a memory limit that refuses the guest memory (memhog past it): `events` streams an oom event, --stats shows its failcnt and limit", async () => {
+    const { flags } = await freshRoot()
+    const id = uniqueId("om")
+    const bundle = await makeBundle(["/bin/memhog", "200"], ["memhog"])
+    const configPath = Path.join(bundle.dir, "config.json")
+    const config = JSON.parse(await Fs.promises.readFile(configPath, "utf8"))
+    await Fs.promises.writeFile(configPath, JSON.stringify({ ...config, linux: { resources: { memory: { limit: 64 * 1024 * 1024 } } } }))
+    try {
+      assert.strictEqual((await create(flags, bundle.dir, id)).code, 0)
+      // Watching before the start: the refusals come after its first look.
+      const events = await startRunsc([...flags, "events", "--interval", "1", id])
+      await events.waitForStdout('"type":"stats"')
+      assert.strictEqual((await runsc([...flags, "start", id])).code, 0)
+      await events.waitForStdout('{"type":"oom","id":"' + id + '"}', 20_000)
+      const stats = JSON.parse((await runsc([...flags, "events", "--stats", id])).stdout)
+      assert.strictEqual(stats.data.memory.usage.limit, 64 * 1024 * 1024)
+      assert.isAbove(stats.data.memory.usage.failcnt, 0)
+      assert.isAtMost(stats.data.memory.usage.usage, 64 * 1024 * 1024)
+      assert.strictEqual((await runsc([...flags, "delete", "--force", id])).code, 0)
+      await events.result
+    } finally {
+      await removeDir(bundle.dir)
+    }
+  })
+
   it("scenarios 15 and 17: a sub-container joins the pod's sandbox by CRI annotations, from a bundle and binds the sandbox was never granted; ps per container; kill --pid across containers fails; deleting it leaves the root running", async () => {
     const { flags } = await freshRoot()
     const pod = uniqueId("pod")

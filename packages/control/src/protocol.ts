@@ -74,7 +74,7 @@ export const ProcessInfoSchema = Schema.Struct({
 
 export const ContainerStatsSchema = Schema.Struct({
   cpu: Schema.Struct({ usage: Schema.Struct({ total: Schema.BigInt }) }),
-  memory: Schema.Struct({ usage: Schema.Struct({ usage: Schema.Number }) }),
+  memory: Schema.Struct({ usage: Schema.Struct({ usage: Schema.Number, limit: Schema.Number, failcnt: Schema.Number }) }),
   pids: Schema.Struct({ current: Schema.Number })
 })
 

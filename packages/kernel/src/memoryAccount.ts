@@ -44,6 +44,7 @@ export const defaultTotalMemory = (): number => Math.floor(Os.totalmem() / 2)
 
 export class MemoryAccount {
   private charged = 0
+  private refused = 0
 
   constructor(readonly total: number, private readonly parent?: MemoryAccount) {}
 
@@ -57,6 +58,11 @@ export class MemoryAccount {
     return this.charged
   }
 
+  /** Charges refused so far (a cgroup's memory `failcnt`, its `oom` events). */
+  get failures(): number {
+    return this.refused
+  }
+
   /** Bytes that may still be charged (here and in every account it lies within). */
   get free(): number {
     const own = this.total - this.charged
@@ -65,8 +71,10 @@ export class MemoryAccount {
 
   /** Charges `bytes` if they fit under the total (and its parent's); false (and nothing charged) when not. */
   charge(bytes: number): boolean {
-    if (bytes > this.total - this.charged) return false
-    if (this.parent !== undefined && !this.parent.charge(bytes)) return false
+    if (bytes > this.total - this.charged || (this.parent !== undefined && !this.parent.charge(bytes))) {
+      this.refused++
+      return false
+    }
     this.charged += bytes
     return true
   }

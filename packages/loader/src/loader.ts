@@ -116,8 +116,11 @@ export type SignalMode = "Process" | "AllProcesses" | "ProcessGroup" | "Foregrou
 export interface ContainerStats {
   /** CPU time of every process the container has run, in ns. */
   readonly cpu: { readonly usage: { readonly total: bigint } }
-  /** Guest memory of its live processes, in bytes. */
-  readonly memory: { readonly usage: { readonly usage: number } }
+  /**
+   * What its memory account holds (its processes' guest memory and shares, its in-memory files),
+   * its limit, and how many charges its limit refused (cgroup v1's `failcnt`), in bytes.
+   */
+  readonly memory: { readonly usage: { readonly usage: number; readonly limit: number; readonly failcnt: number } }
   readonly pids: { readonly current: number }
 }
 
@@ -581,7 +584,13 @@ const makeLoader = (args: LoaderArgs & { readonly bundle: Bundle }) =>
             // Every process it has had, reaped ones included, as a cgroup's cpuacct counts.
             cpu: { usage: { total: container.tasks.cpuTime } },
             // What its account holds: its processes' guest memory and shares, its in-memory files.
-            memory: { usage: { usage: container.tasks.memory?.used ?? 0 } },
+            memory: {
+              usage: {
+                usage: container.tasks.memory?.used ?? 0,
+                limit: container.tasks.memory?.total ?? kernel.memory.total,
+                failcnt: container.tasks.memory?.failures ?? 0
+              }
+            },
             pids: { current: container.tasks.live.length }
           }
         }),

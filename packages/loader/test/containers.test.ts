@@ -367,10 +367,14 @@ describe("containers", () => {
       assert.isBelow(got(small.read()), 64)
       assert.isAbove(got(small.read()), 30)
       assert.strictEqual(got(big.read()), 100)
-      const held = (yield* loader.event("small")).memory.usage.usage
-      assert.isAtMost(held, 64 * MiB)
-      assert.isAbove(held, 40 * MiB)
-      assert.isAbove((yield* loader.event("big")).memory.usage.usage, 100 * MiB)
+      const { failcnt, limit, usage } = (yield* loader.event("small")).memory.usage
+      assert.isAtMost(usage, 64 * MiB)
+      assert.isAbove(usage, 40 * MiB)
+      assert.strictEqual(limit, 64 * MiB)
+      assert.isAbove(failcnt, 0, "the refused grow is counted")
+      const bigMemory = (yield* loader.event("big")).memory.usage
+      assert.isAbove(bigMemory.usage, 100 * MiB)
+      assert.strictEqual(bigMemory.failcnt, 0)
       yield* loader.destroySubcontainer("small")
       yield* loader.destroySubcontainer("big")
     }), 60_000)

@@ -726,16 +726,24 @@ export const eventsCommand = Command.make(
   ({ id, interval, stats }) =>
     Effect.gen(function*() {
       const { record } = yield* findContainer(id, { abbreviated: true })
+      // runc's `oom` event: a charge its memory limit refused since the last look (a malloc
+      // that returned NULL, a process that could not start, a tmpfs write that failed).
+      let failures: number | undefined
       const once = Effect.flatMap(callSandbox(record, "Event", (c) => c.Event({ id: record.id })), (data) =>
-        print(JSON.stringify({
-          type: "stats",
-          id: record.id,
-          data: {
-            cpu: { usage: { total: Number(data.cpu.usage.total) } },
-            memory: { usage: { usage: data.memory.usage.usage } },
-            pids: { current: data.pids.current }
-          }
-        })))
+        Effect.gen(function*() {
+          const { failcnt } = data.memory.usage
+          if (failures !== undefined && failcnt > failures) yield* print(JSON.stringify({ type: "oom", id: record.id }))
+          failures = failcnt
+          yield* print(JSON.stringify({
+            type: "stats",
+            id: record.id,
+            data: {
+              cpu: { usage: { total: Number(data.cpu.usage.total) } },
+              memory: { usage: data.memory.usage },
+              pids: { current: data.pids.current }
+            }
+          }))
+        }))
       if (stats) return yield* once
       // Until the container stops (its sandbox stops answering).
       while ((yield* statusOf(record)) !== "stopped") {
@@ -743,4 +751,4 @@ export const eventsCommand = Command.make(
         yield* Effect.sleep(Duration.seconds(Math.max(1, interval)))
       }
     })
-).pipe(Command.withDescription("print a container's stats (cpu, memory, pids), once with --stats"))
+).pipe(Command.withDescription("print a container's stats (cpu, memory, pids), once with --stats; without, every --interval seconds, and an `oom` event when its memory limit refused memory"))
