@@ -36,10 +36,10 @@ import {
   ContainerNotFound,
   ContainerNotStarted,
   ContainerStopped,
-  PidsLimitReached,
   InvalidMount,
   InvalidRoot,
-  NoSuchProcess
+  NoSuchProcess,
+  PidsLimitReached
 } from "./errors.js"
 import { cpuQuotaOf, enforceCpuQuota } from "./cpuQuota.js"
 import {

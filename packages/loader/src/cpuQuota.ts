@@ -57,5 +57,5 @@ export const enforceCpuQuota = (kernel: Kernel["Type"], set: TaskSet, quota: Cpu
       }
       yield* kernel.throttle(set, false)
     }
-  }).pipe(Effect.ensuring(kernel.throttle(set, false))) as Effect.Effect<never>
+  }).pipe(Effect.ensuring(kernel.throttle(set, false)))
 }

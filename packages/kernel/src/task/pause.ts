@@ -28,7 +28,7 @@ export class SandboxPause {
     return this.gate
   }
 
-  /** Publishes to `tg`'s worker whether it must enter the sentry at its next call (paused or stopped). */
+  /** Publishes to `tg`'s worker whether it must enter the sentry at its next call (paused, stopped or throttled). */
   setAttention(tg: ThreadGroup): void {
     if (tg.worker) Atomics.store(tg.worker.channel.words, Word.ATTENTION, this.gate || tg.continued || tg.tasks.throttled ? 1 : 0)
   }

@@ -18,8 +18,12 @@ export class TaskSet implements Membership {
   private readonly members = new Set<ThreadGroup>()
   private holds = 0
   private closedForGood = false
-  private maxProcesses: number | undefined
   private reapedCpu = 0n
+  /**
+   * The most processes the set may hold at once, zombies included (as a pids cgroup counts
+   * tasks until they are reaped): its container's `linux.resources.pids.limit`.
+   */
+  limit: number | undefined
   /** While its CPU quota is spent (Kernel.throttle): completed when it may run again. */
   throttled: Deferred.Deferred<void> | undefined
   /**
@@ -54,21 +58,9 @@ export class TaskSet implements Membership {
     return this.holds === 0 && !this.closedForGood
   }
 
-  /**
-   * The most processes the set may hold at once, zombies included (as a pids cgroup counts
-   * tasks until they are reaped): its container's `linux.resources.pids.limit`.
-   */
-  get limit(): number | undefined {
-    return this.maxProcesses
-  }
-
-  set limit(max: number | undefined) {
-    this.maxProcesses = max
-  }
-
   /** Whether the set holds as many processes as its limit allows. */
   get isFull(): boolean {
-    return this.maxProcesses !== undefined && this.members.size >= this.maxProcesses
+    return this.limit !== undefined && this.members.size >= this.limit
   }
 
   /** Refuses new processes until the returned function is called (idempotent): a kill in progress. */
