@@ -18,19 +18,18 @@ export const GROW_SLOT = 0
 export const PREEMPT_SLOT = 1
 
 /**
- * How often a guest calls the preemption hook: when a preemption point's count reaches a multiple
- * of this (a power of two; see instrument.ts). A loop header counts 1, a function entry
- * ENTRY_WEIGHT. The hook is a JS call and an atomic load (~0.1 µs); a tight loop passes a point
- * every ns or so, so it runs there every ~100 µs, and every ~1000 calls in code that calls.
+ * How often a guest calls the preemption hook (a power of two; see instrument.ts): a loop every
+ * PREEMPTION_INTERVAL passes (its countdown), function entries when their shared count, up by
+ * ENTRY_WEIGHT at each, reaches a multiple of it. The hook is a JS call and an atomic load
+ * (~0.1 µs); a tight loop passes a point every ns or so, so it runs there every ~100 µs.
  */
 export const PREEMPTION_INTERVAL = 65536
 
 /**
- * What a function entry counts. A loop's count starts from the global's at its function's entry
- * and is not carried back, so that a function that loops less than PREEMPTION_INTERVAL times,
- * called again and again, is preempted only when an entry's weight moves its window across a
- * multiple: every PREEMPTION_INTERVAL / ENTRY_WEIGHT calls at worst, ~17 M loop passes between
- * hooks in the worst such pattern (tens of ms).
+ * What a function entry counts. A loop's countdown is filled at its function's entry and not
+ * carried back, so a function that loops fewer than PREEMPTION_INTERVAL times, called again and
+ * again, is preempted through its entries: every PREEMPTION_INTERVAL / ENTRY_WEIGHT (1,024)
+ * calls, at most ~67 M loop passes between two hooks in the worst such pattern (tens of ms).
  */
 export const ENTRY_WEIGHT = 64
 
