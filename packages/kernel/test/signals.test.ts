@@ -107,6 +107,22 @@ layer(kernelLayer, { excludeTestServices: true })("Kernel.signal", (it) => {
       }))
   }
 
+  it.scoped("SIGKILL and SIGTERM end a compute-bound guest held by SIGSTOP at a preemption point, promptly", () =>
+    Effect.gen(function*() {
+      const kernel = yield* Kernel
+      for (const signo of [9, 15]) {
+        const run = yield* startGuest({ bytes: fixture("spin"), argv: ["spin"] })
+        yield* eventually(() => run.stdout() === "spinning\n", "spin started")
+        yield* kernel.signal(run.tg, 19)
+        // Held in the sentry at its syscall boundary (its checkpoint's sched_yield), off the CPU.
+        yield* Effect.sleep("50 millis")
+        assert.isAtMost(yield* cpuOver(run.tg, 300), 10, "CPU used while stopped")
+        const { ms, status } = yield* exitAfterSignal(run, signo)
+        assert.deepStrictEqual(status, Signaled(signo))
+        assert.isBelow(ms, 2000)
+      }
+    }))
+
   it.scoped("SIGKILL right after startProcess (before the guest ran) ends it", () =>
     Effect.gen(function*() {
       const kernel = yield* Kernel

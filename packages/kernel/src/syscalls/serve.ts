@@ -124,20 +124,11 @@ export const serveSyscalls = (
     const spin = new AdaptiveSpin()
     const mustHold = () => tg.continued !== undefined || c.paused() !== undefined || tg.tasks.throttled !== undefined
     // Syscall boundary: a stopped task, a paused sandbox or a throttled container goes no
-    // further, until none of the three holds (each may close while another opens); a gate
-    // already opened is passed, whoever still holds it.
-    const boundary: Effect.Effect<void> = Effect.gen(function*() {
-      for (;;) {
-        let closed: Deferred.Deferred<void> | undefined
-        for (const gate of [tg.continued, c.paused(), tg.tasks.throttled]) {
-          if (gate !== undefined && !(yield* Deferred.isDone(gate))) {
-            closed = gate
-            break
-          }
-        }
-        if (closed === undefined) return
-        yield* Deferred.await(closed)
-      }
+    // further, until none of the three holds (each may close while another opens). Each gate is
+    // cleared when it is opened (continue, markKilled, resume, throttle), so a gate found is closed.
+    const boundary: Effect.Effect<void> = Effect.suspend(() => {
+      const gate = tg.continued ?? c.paused() ?? tg.tasks.throttled
+      return gate === undefined ? Effect.void : Effect.zipRight(Deferred.await(gate), boundary)
     })
     /** The task is inside the kernel from here until the response is published (watchdog). */
     const enter = (): number => {

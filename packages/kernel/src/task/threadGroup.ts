@@ -341,7 +341,9 @@ export class ThreadGroup {
 
   /**
    * A fatal signal: the process is exiting and its status will say `signo`. A stopped task is
-   * let go, so that it reaches its end. False when it was exiting or exited already.
+   * let go, so that it reaches its end: its gate opened and cleared, as by continue (the serve
+   * loop's boundary takes a gate it finds for a closed one). False when it was exiting or
+   * exited already.
    */
   markKilled(signo: number): boolean {
     if (!this.isAlive) return false
