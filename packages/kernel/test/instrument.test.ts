@@ -352,6 +352,12 @@ describe("instrument", () => {
               (local.set $i (i32.add (local.get $i) (i32.const 1)))
               (br_if $l (i32.lt_u (local.get $i) (local.get $n)))
               (i32.mul (local.get $i) (i32.const 2))))
+          (func (export "loop_ref_result") (param $n i32) (result i32) (local $i i32)
+            (drop (loop $l (result externref)
+              (local.set $i (i32.add (local.get $i) (i32.const 1)))
+              (br_if $l (i32.lt_u (local.get $i) (local.get $n)))
+              (ref.null extern)))
+            (local.get $i))
           (func (export "loop_params") (param $n i32) (result i32) (local $x i32)
             (i32.const 0)
             (loop $l (param i32) (result i32)
@@ -385,7 +391,7 @@ describe("instrument", () => {
       const { hook, instance } = instantiate(instrument(bytes).bytes)
       const routed = instance.exports as Record<string, (n: number) => number>
       const n = 3 * PREEMPTION_INTERVAL + 7
-      for (const name of ["br_if_out", "br_table_nested", "return_from_loop", "loop_result", "loop_params", "delegate_out", "rethrow_out"]) {
+      for (const name of ["br_if_out", "br_table_nested", "return_from_loop", "loop_result", "loop_ref_result", "loop_params", "delegate_out", "rethrow_out"]) {
         const before = hook.preemptions
         const arg = name === "br_table_nested" ? 200 : n
         assert.strictEqual(routed[name]!(arg), plain[name]!(arg), name)

@@ -303,8 +303,11 @@ const instruction = (
       const inserts = d.inserts
       if (inserts !== undefined) {
         const blockType = r.bytes.subarray(typeAt, r.at)
-        // A one-byte block type is empty or a value type; a longer or smaller one names a type.
-        const typeIndex = blockType.length === 1 && blockType[0]! >= 0x40 ? undefined : readerOf(blockType, { id: 0, header: 0, start: 0, end: blockType.length }).u32()
+        // A block type names a type when it is a positive s33 (a first byte below 0x40, or one
+        // that continues); otherwise it is empty (0x40) or a value type (a reference type's
+        // heap type included).
+        const first = blockType[0]!
+        const typeIndex = first < 0x40 || first >= 0x80 ? new Reader(blockType, 0, blockType.length).u32() : undefined
         if (typeIndex !== undefined && d.typeHasParams[typeIndex] !== false) {
           d.edits.push({ start: r.at, end: r.at, bytes: inserts.loopCheckInPlace })
         } else {
