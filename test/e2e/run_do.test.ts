@@ -198,11 +198,13 @@ describe.concurrent("runsc do: argv, environment, exit codes, stdin", () => {
   }
 
   it("--timeout: a guest that runs over is killed (137) and one stderr line says so, computing or blocked; one that ends in time is not; a bad value is refused", async () => {
-    const [spin, sleep, quick, bad] = await Promise.all([
+    const [spin, sleep, quick, bad, long] = await Promise.all([
       runsc(["do", "--timeout", "500ms", "--root-dir", root, "/bin/spin"], { cwd: root }),
       runsc(["do", "--timeout", "0.5", "--root-dir", root, "sleep", "600"], { cwd: root }),
       runsc(["do", "--timeout", "2m", "--root-dir", root, "/bin/exit", "3"], { cwd: root }),
-      runsc(["do", "--timeout", "soon", "--root-dir", root, "/bin/exit", "3"], { cwd: root })
+      runsc(["do", "--timeout", "soon", "--root-dir", root, "/bin/exit", "3"], { cwd: root }),
+      // Past a timer's range it would never fire: refused, not ignored.
+      runsc(["do", "--timeout", "1000h", "--root-dir", root, "/bin/exit", "3"], { cwd: root })
     ])
     assert.strictEqual(spin.code, 137, describeResult(spin))
     assert.strictEqual(spin.stdout, "spinning\n")
@@ -213,6 +215,8 @@ describe.concurrent("runsc do: argv, environment, exit codes, stdin", () => {
     assert.strictEqual(quick.stderr, "")
     assert.strictEqual(bad.code, 128, describeResult(bad))
     assert.match(bad.stderr, /--timeout: "soon" is not a duration/)
+    assert.strictEqual(long.code, 128, describeResult(long))
+    assert.match(long.stderr, /--timeout: must be at most 596h/)
   })
 
   it("a guest that exits or is killed from outside gets no such line", async () => {

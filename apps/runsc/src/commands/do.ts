@@ -15,13 +15,17 @@ import { runSandbox } from "./sandbox.js"
 
 export const doOptionsWithValue = ["--root-dir", "--env", "--cwd", "--timeout"]
 
+/** The longest --timeout: a timer's limit (2^31 - 1 ms, ~596 h); a longer one would never fire. */
+const MAX_TIMEOUT_MS = 2 ** 31 - 1
+
 /** A --timeout: seconds, or a number with a unit (ms, s, m, h), as GNU timeout takes it (plus ms). */
 export const parseTimeout = (text: string): Either.Either<Duration.Duration, string> => {
   const match = /^(\d+(?:\.\d+)?)(ms|s|m|h)?$/.exec(text)
   if (match === null) return Either.left(`${JSON.stringify(text)} is not a duration (e.g. 30, 1.5s, 500ms, 2m, 1h)`)
   const amount = Number(match[1])
   const millis = amount * { ms: 1, s: 1000, m: 60_000, h: 3_600_000 }[(match[2] ?? "s") as "ms" | "s" | "m" | "h"]
-  return millis > 0 ? Either.right(Duration.millis(millis)) : Either.left("must be more than zero")
+  if (!(millis > 0)) return Either.left("must be more than zero")
+  return millis <= MAX_TIMEOUT_MS ? Either.right(Duration.millis(millis)) : Either.left("must be at most 596h")
 }
 export const doFlags = ["--clean-env"]
 
