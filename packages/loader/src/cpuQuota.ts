@@ -2,12 +2,14 @@
  * A container's CPU quota (`linux.resources.cpu.quota` µs of CPU time per `period` µs, as a CFS
  * bandwidth limit): within each period its processes together may use `quota` of CPU time;
  * once that is spent, every one of them is held at its next syscall or preemption point
- * (Kernel.throttle) until the period ends. What it used past its quota before it was held (at
- * most one check interval of each running process) is taken from its next period, so that over
+ * (Kernel.throttle) until the period ends. What it used past its quota before it was held (up
+ * to one check interval of each running process) is taken from its next periods, so that over
  * many periods it gets its quota and no more.
  *
- * One fiber per limited container, in the container's scope; it reads the CPU clocks of the
- * container's worker threads (TaskSet.cpuTime) every CHECK interval.
+ * One fiber per limited container, in the container's scope; it reads the CPU clock of every
+ * worker thread of the container (TaskSet.cpuTime) at each check, so checks are at least 5 ms
+ * apart: a container of hundreds of processes must not make its own accounting a load on the
+ * sentry. The debt carried over keeps a small quota exact all the same.
  */
 import type { Kernel, TaskSet } from "@runsc/kernel"
 import type { Spec } from "@runsc/spec"
@@ -29,14 +31,15 @@ export const cpuQuotaOf = (spec: Spec): CpuQuota | undefined => {
   return { quotaNs: BigInt(cpu.quota) * 1000n, periodMs: (cpu.period ?? DEFAULT_PERIOD_US) / 1000 }
 }
 
-/** How often the container's CPU is read while it may run: a tenth of its quota, 1 to 10 ms. */
-const checkMs = (quota: CpuQuota) => Math.min(10, Math.max(1, Number(quota.quotaNs) / 1e6 / 10))
+/** How often the container's CPU is read while it may run: a tenth of its quota, 5 to 10 ms. */
+const checkMs = (quota: CpuQuota) => Math.min(10, Math.max(5, Number(quota.quotaNs) / 1e6 / 10))
 
 /** Enforces `quota` on `set` until interrupted; lets the set run when it ends. */
 export const enforceCpuQuota = (kernel: Kernel["Type"], set: TaskSet, quota: CpuQuota): Effect.Effect<never> => {
   const check = checkMs(quota)
   return Effect.gen(function*() {
-    // CPU time used past the quota, to be paid from the next period.
+    // CPU time used past the budget, paid from the next periods (a budget may be negative: the
+    // period is then spent held).
     let debt = 0n
     for (;;) {
       const periodEnd = (yield* Clock.currentTimeMillis) + quota.periodMs
@@ -48,7 +51,7 @@ export const enforceCpuQuota = (kernel: Kernel["Type"], set: TaskSet, quota: Cpu
         if (now >= periodEnd) break
         const used = set.cpuTime - base
         if (used >= budget) {
-          debt = used - budget < quota.quotaNs ? used - budget : quota.quotaNs
+          debt = used - budget
           yield* kernel.throttle(set, true)
           yield* Effect.sleep(periodEnd - now)
           break

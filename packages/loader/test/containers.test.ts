@@ -332,26 +332,32 @@ describe("containers", () => {
       yield* loader.resume
     }))
 
-  it.scopedLive("linux.resources.cpu quota/period: a container with 50000/100000 gets at most ~half a core while a sibling in the same sandbox runs unthrottled", () =>
+  it.scopedLive("linux.resources.cpu quota/period: a container with 50000/100000 gets at most ~half a core, one with 10000/100000 ~a tenth (checks 5 ms apart, the overrun paid later), while a sibling in the same sandbox runs unthrottled", () =>
     Effect.gen(function*() {
       const loader = yield* makeSandbox
       yield* startSub(loader, "limited", { args: ["spin"], resources: { cpu: { quota: 50_000, period: 100_000 } } })
+      yield* startSub(loader, "tiny", { args: ["spin"], resources: { cpu: { quota: 10_000, period: 100_000 } } })
       yield* startSub(loader, "free", { args: ["spin"] })
       // Both spinning before the clock starts.
       yield* waitUntil(Effect.map(loader.event("free"), (e) => e.cpu.usage.total > 0n), "free spins")
       yield* waitUntil(Effect.map(loader.event("limited"), (e) => e.cpu.usage.total > 0n), "limited spins")
       const cpu = (id: string) => Effect.map(loader.event(id), (e) => Number(e.cpu.usage.total) / 1e6)
-      const [limited0, free0, t0] = [yield* cpu("limited"), yield* cpu("free"), yield* Clock.currentTimeMillis]
+      const [limited0, tiny0, free0, t0] = [yield* cpu("limited"), yield* cpu("tiny"), yield* cpu("free"), yield* Clock.currentTimeMillis]
       yield* Effect.sleep("3 seconds")
-      const [limited1, free1, t1] = [yield* cpu("limited"), yield* cpu("free"), yield* Clock.currentTimeMillis]
+      const [limited1, tiny1, free1, t1] = [yield* cpu("limited"), yield* cpu("tiny"), yield* cpu("free"), yield* Clock.currentTimeMillis]
       const wall = t1 - t0
       const limited = limited1 - limited0
+      const tiny = tiny1 - tiny0
       const free = free1 - free0
       // The quota bounds it however loaded the machine; the sibling gets what the machine gives.
       assert.isAtMost(limited, 0.55 * wall, `limited used ${limited} ms of CPU in ${wall} ms`)
       assert.isAbove(limited, 0.1 * wall, `limited still runs: ${limited} ms in ${wall} ms`)
       assert.isAbove(free, 1.2 * limited, `free used ${free} ms, limited ${limited} ms`)
+      // One check's overrun (up to 5 ms) in a 10 ms quota, paid from the next periods.
+      assert.isAtMost(tiny, 0.15 * wall, `tiny used ${tiny} ms of CPU in ${wall} ms`)
+      assert.isAbove(tiny, 0.02 * wall, `tiny still runs: ${tiny} ms in ${wall} ms`)
       yield* loader.destroySubcontainer("limited")
+      yield* loader.destroySubcontainer("tiny")
       yield* loader.destroySubcontainer("free")
     }), 60_000)
 
