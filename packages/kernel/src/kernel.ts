@@ -202,9 +202,11 @@ const makeKernel = (options: KernelOptions): Effect.Effect<KernelShape, never, S
       signal,
       reap: tree.reap,
       newGroup,
-      newPipe: () => {
-        if (!memory.charge(PIPE_CAPACITY)) return undefined
-        return makePipe(++pipesMade, () => memory.release(PIPE_CAPACITY))
+      // Charged to the container of the process that makes it, as its other memory is.
+      newPipe: (tg) => {
+        const account = tg.tasks.memory ?? memory
+        if (!account.charge(PIPE_CAPACITY)) return undefined
+        return makePipe(++pipesMade, () => account.release(PIPE_CAPACITY))
       },
       growMemory: growMemory(memory)
     }

@@ -48,6 +48,32 @@ const reapZombies = Effect.flatMap(Kernel, (kernel) =>
 /** The page count a grower wrote after its "growing" line. */
 const pagesGot = (stdout: Buffer) => stdout.readInt32LE("growing\n".length)
 
+/**
+ * Makes pipes until fd_pipe fails, closes the last, makes one more; writes the count, the
+ * failure's errno and the last call's result as three i32s to stdout.
+ */
+const pipeMaker = wat(`
+          (module
+            (import "wasix_32v1" "fd_pipe" (func $fd_pipe (param i32 i32) (result i32)))
+            (import "wasi_snapshot_preview1" "fd_close" (func $fd_close (param i32) (result i32)))
+            (import "wasi_snapshot_preview1" "fd_write" (func $fd_write (param i32 i32 i32 i32) (result i32)))
+            (memory (export "memory") 1)
+            (func (export "_start") (local $n i32) (local $e i32)
+              (block $done (loop $more
+                (local.set $e (call $fd_pipe (i32.const 0) (i32.const 4)))
+                (br_if $done (local.get $e))
+                (local.set $n (i32.add (local.get $n) (i32.const 1)))
+                (br $more)))
+              ;; the last pipe made is still at 0 and 4
+              (drop (call $fd_close (i32.load (i32.const 0))))
+              (drop (call $fd_close (i32.load (i32.const 4))))
+              (i32.store (i32.const 16) (local.get $n))
+              (i32.store (i32.const 20) (local.get $e))
+              (i32.store (i32.const 24) (call $fd_pipe (i32.const 0) (i32.const 4)))
+              (i32.store (i32.const 32) (i32.const 16))
+              (i32.store (i32.const 36) (i32.const 12))
+              (drop (call $fd_write (i32.const 1) (i32.const 32) (i32.const 1) (i32.const 40)))))`)
+
 layer(Kernel.layer({ warmWorkers: 1, totalMemory: TOTAL }), { excludeTestServices: true })("a sandbox of 32 MiB", (it) => {
   it.effect("memory.grow returns -1 once the sandbox's memory is full: the guest gets exactly what is left; all of it goes back at exit", () =>
     Effect.gen(function*() {
@@ -99,29 +125,7 @@ layer(Kernel.layer({ warmWorkers: 1, totalMemory: TOTAL }), { excludeTestService
   it.effect("fd_pipe fails ENFILE once the sandbox's memory cannot hold another pipe's buffer; closing a pipe gives it back", () =>
     Effect.gen(function*() {
       const kernel = yield* Kernel
-      const r = yield* runGuest({
-        bytes: yield* wat(`
-          (module
-            (import "wasix_32v1" "fd_pipe" (func $fd_pipe (param i32 i32) (result i32)))
-            (import "wasi_snapshot_preview1" "fd_close" (func $fd_close (param i32) (result i32)))
-            (import "wasi_snapshot_preview1" "fd_write" (func $fd_write (param i32 i32 i32 i32) (result i32)))
-            (memory (export "memory") 1)
-            (func (export "_start") (local $n i32) (local $e i32)
-              (block $done (loop $more
-                (local.set $e (call $fd_pipe (i32.const 0) (i32.const 4)))
-                (br_if $done (local.get $e))
-                (local.set $n (i32.add (local.get $n) (i32.const 1)))
-                (br $more)))
-              ;; the last pipe made is still at 0 and 4
-              (drop (call $fd_close (i32.load (i32.const 0))))
-              (drop (call $fd_close (i32.load (i32.const 4))))
-              (i32.store (i32.const 16) (local.get $n))
-              (i32.store (i32.const 20) (local.get $e))
-              (i32.store (i32.const 24) (call $fd_pipe (i32.const 0) (i32.const 4)))
-              (i32.store (i32.const 32) (i32.const 16))
-              (i32.store (i32.const 36) (i32.const 12))
-              (drop (call $fd_write (i32.const 1) (i32.const 32) (i32.const 1) (i32.const 40)))))`)
-      })
+      const r = yield* runGuest({ bytes: yield* pipeMaker })
       assert.deepStrictEqual(r.status, Exited(0))
       const out = r.stdoutBytes
       // Each pipe holds PIPE_CAPACITY of the sandbox's memory, past the process's share and page.
@@ -129,6 +133,21 @@ layer(Kernel.layer({ warmWorkers: 1, totalMemory: TOTAL }), { excludeTestService
       assert.strictEqual(out.readInt32LE(4), Errno.NFILE)
       assert.strictEqual(out.readInt32LE(8), Errno.SUCCESS)
       // The process's fds were closed at its exit: every pipe went back.
+      assert.strictEqual(kernel.memory.used, 0)
+    }))
+
+  it.scoped("a container's pipes count against its own memory account: its fd_pipe fails ENFILE at its limit, not the sandbox's", () =>
+    Effect.gen(function*() {
+      const kernel = yield* Kernel
+      const tasks = yield* kernel.taskSet("small")
+      tasks.memory = kernel.memory.child(12 * MiB)
+      const run = yield* startGuest({ bytes: yield* pipeMaker, tasks })
+      assert.deepStrictEqual(yield* run.exit, Exited(0))
+      const out = run.stdoutBytes()
+      assert.strictEqual(out.readInt32LE(0), Math.floor((12 * MiB - PROCESS_MEMORY - PAGE) / PIPE_CAPACITY))
+      assert.strictEqual(out.readInt32LE(4), Errno.NFILE)
+      assert.isAbove(tasks.memory.failures, 0)
+      assert.strictEqual(tasks.memory.used, 0)
       assert.strictEqual(kernel.memory.used, 0)
     }))
 

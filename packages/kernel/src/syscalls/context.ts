@@ -47,10 +47,11 @@ export interface KernelServices {
   /** Releases an exited process (proc_join). */
   readonly reap: (tg: ThreadGroup) => Effect.Effect<void>
   /**
-   * A pipe for a guest, whose buffer the sandbox's memory holds until both ends are closed;
-   * undefined when it cannot (ENFILE, as when Linux's limit on pipe memory is reached).
+   * A pipe for a guest, whose buffer the memory of `maker`'s container holds (within the
+   * sandbox's) until both ends are closed; undefined when it cannot (ENFILE, as when Linux's
+   * limit on pipe memory is reached).
    */
-  readonly newPipe: () => Pipe | undefined
+  readonly newPipe: (maker: ThreadGroup) => Pipe | undefined
   /** A new process group led by `leader`, in `session` or in a new session it leads. */
   readonly newGroup: (leader: ThreadGroup, session: Session<ThreadGroup> | "new") => ProcessGroup<ThreadGroup>
   /**

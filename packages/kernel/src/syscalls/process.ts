@@ -175,7 +175,7 @@ const PIPE_READ_RIGHTS = Rights.FD_READ | PIPE_COMMON
 const PIPE_WRITE_RIGHTS = Rights.FD_WRITE | PIPE_COMMON
 
 const pipeEntries = (c: SyscallContext): Effect.Effect<{ read: FdEntry; write: FdEntry }, SyscallError> => {
-  const pipe = c.services.newPipe()
+  const pipe = c.services.newPipe(c.tg)
   if (pipe === undefined) return fail(Errno.NFILE)
   return Effect.succeed({
     read: { description: pipe.read, rightsBase: PIPE_READ_RIGHTS, rightsInheriting: 0n, flags: 0 },
