@@ -26,7 +26,7 @@ export { type StartingThread, startGuestThread } from "./platform/startThread.js
 export type { StraceOptions } from "./syscalls/strace.js"
 export { type Executable, findExecutable, loadExecutable, programFromBytes, readAll, readFile } from "./task/exec.js"
 export { makePipe, PIPE_BUF, PIPE_CAPACITY, type Pipe } from "./fs/pipe.js"
-export { TaskSet } from "./task/taskSet.js"
+export { TaskSet, type ThrottleReason } from "./task/taskSet.js"
 export { PID_MAX, PidNamespace } from "./task/pidNamespace.js"
 export { type ControllingTerminal, ProcessGroup, Session } from "./task/session.js"
 export { type ProcessState, ThreadGroup } from "./task/threadGroup.js"

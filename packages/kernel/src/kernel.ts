@@ -39,7 +39,7 @@ import { PidNamespace } from "./task/pidNamespace.js"
 import { makeProcessTree, newGroup } from "./task/processTree.js"
 import { makeTaskRunner } from "./task/runTask.js"
 import { makeSpawn, type Spawn } from "./task/spawn.js"
-import type { TaskSet } from "./task/taskSet.js"
+import type { TaskSet, ThrottleReason } from "./task/taskSet.js"
 import type { ThreadGroup } from "./task/threadGroup.js"
 import { makeWatchdog, type WatchdogOptions } from "./watchdog/watchdog.js"
 
@@ -135,11 +135,12 @@ export interface KernelShape {
   readonly resume: Effect.Effect<boolean>
   readonly isPaused: Effect.Effect<boolean>
   /**
-   * Holds every process of a container's set at its next syscall or preemption point (its CPU
-   * quota is spent), or lets them go on; false when that was so already. A process that joins
-   * the set while it is throttled is held at its first call.
+   * Holds every process of a container's set at its next syscall or preemption point while a
+   * CPU limit (`reason`) holds it, or lets them go on once no limit does; false when the set's
+   * gate did not change. A process that joins the set while it is throttled is held at its
+   * first call.
    */
-  readonly throttle: (set: TaskSet, throttled: boolean) => Effect.Effect<boolean>
+  readonly throttle: (set: TaskSet, reason: ThrottleReason, throttled: boolean) => Effect.Effect<boolean>
   /** The guest worker threads that exist, and how many are idle in the pool. */
   readonly workerStats: Effect.Effect<WorkerPoolStats>
   /** What a process uses: CPU time of its task (ns) and its guest memory (bytes, 0 once ended). */
@@ -257,7 +258,7 @@ const makeKernel = (options: KernelOptions): Effect.Effect<KernelShape, never, S
       pause: Effect.sync(() => pause.pause()),
       resume: Effect.sync(() => pause.resume()),
       isPaused: Effect.sync(() => pause.paused !== undefined),
-      throttle: (set, throttled) => Effect.sync(() => pause.throttle(set, throttled)),
+      throttle: (set, reason, throttled) => Effect.sync(() => pause.throttle(set, reason, throttled)),
       workerStats: pool.stats,
       makePipe: Effect.sync(() => makePipe(++pipesMade)),
       usage: (tg) =>

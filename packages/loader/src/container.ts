@@ -42,6 +42,7 @@ import {
   PidsLimitReached
 } from "./errors.js"
 import { cpuQuotaOf, enforceCpuQuota } from "./cpuQuota.js"
+import { type CpuShares, cpuSharesOf } from "./cpuShares.js"
 import {
   guestPathOf,
   type LaunchArgs,
@@ -68,6 +69,8 @@ export interface InitOptions {
 /** What a container needs of the sandbox around it. */
 export interface Sandbox {
   readonly kernel: KernelShape
+  /** Where its CPU shares are weighed against the other containers'. */
+  readonly cpuShares: CpuShares
   /** The PID namespace an earlier container made for the spec's namespace `path`. */
   readonly namespaceAt: (path: string) => Effect.Effect<PidNamespace<ThreadGroup> | undefined>
   /** Its init has started. */
@@ -545,6 +548,8 @@ export class Container {
       // Its CPU quota, enforced from before its init runs until the container is released.
       const quota = cpuQuotaOf(init.spec)
       if (quota !== undefined) yield* Effect.forkIn(Effect.interruptible(enforceCpuQuota(kernel, this.tasks, quota)), init.started)
+      // Its weight against the other containers while they contend for the cores.
+      yield* this.sandbox.cpuShares.join(this.tasks, cpuSharesOf(init.spec)).pipe(Scope.extend(init.started))
       const tg = yield* startPrepared(kernel, init.prepared).pipe(
         Effect.ensuring(Scope.close(init.lease, Exit.void)),
         Effect.catchTag("ProcessCreationRefused", () => new ContainerStopped({ id: this.id }))

@@ -52,13 +52,13 @@ export const enforceCpuQuota = (kernel: Kernel["Type"], set: TaskSet, quota: Cpu
         const used = set.cpuTime - base
         if (used >= budget) {
           debt = used - budget
-          yield* kernel.throttle(set, true)
+          yield* kernel.throttle(set, "quota", true)
           yield* Effect.sleep(periodEnd - now)
           break
         }
         yield* Effect.sleep(Math.min(check, periodEnd - now))
       }
-      yield* kernel.throttle(set, false)
+      yield* kernel.throttle(set, "quota", false)
     }
-  }).pipe(Effect.ensuring(kernel.throttle(set, false)))
+  }).pipe(Effect.ensuring(kernel.throttle(set, "quota", false)))
 }

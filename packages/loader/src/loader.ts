@@ -40,6 +40,7 @@ import {
 import { Context, Deferred, Effect, ExecutionStrategy, FiberSet, Layer, Scope, SynchronizedRef } from "effect"
 import * as Os from "node:os"
 import { Container, type CreatedWith, type Sandbox, type StartError } from "./container.js"
+import { makeCpuShares } from "./cpuShares.js"
 
 export type { StartError }
 import {
@@ -333,9 +334,12 @@ const makeLoader = (args: LoaderArgs & { readonly bundle: Bundle }) =>
     const actors = yield* FiberSet.make()
     /** The root container has started, or a signal has stopped it before its start. */
     const rootSettled = yield* Deferred.make<void>()
+    // Weighs the containers' CPU time while they contend (their specs' cpu.shares).
+    const cpuShares = yield* makeCpuShares(kernel)
 
     const sandbox: Sandbox = {
       kernel,
+      cpuShares,
       namespaceAt: (path) =>
         Effect.map(SynchronizedRef.get(registry), (map) => [...map.values()].find((c) => c.pidNamespacePath === path)?.pidNamespace),
       started: (container) => container === rootContainer ? Deferred.succeed(rootSettled, undefined) : Effect.void,

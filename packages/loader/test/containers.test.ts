@@ -7,6 +7,7 @@ import { assert, describe, it } from "@effect/vitest"
 import { exited, signaled } from "@runsc/abi"
 import { Clock, Deferred, Effect, Either, Fiber } from "effect"
 import * as Fs from "node:fs"
+import * as Os from "node:os"
 import * as Path from "node:path"
 import { makeBundle, makeOutput, makeSandbox, startSub, waitUntil } from "./helpers.js"
 
@@ -359,6 +360,38 @@ describe("containers", () => {
       yield* loader.destroySubcontainer("limited")
       yield* loader.destroySubcontainer("tiny")
       yield* loader.destroySubcontainer("free")
+    }), 60_000)
+
+  it.scopedLive("linux.resources.cpu.shares: while they do not contend neither container is held; under contention their CPU time follows their weights (2048 against 512: about 4 to 1); the sandbox ends with them held", () =>
+    Effect.gen(function*() {
+      const loader = yield* makeSandbox
+      const cores = Os.availableParallelism()
+      const spin = (id: string) => loader.execute({ containerId: id, argv: ["spin"] })
+      yield* startSub(loader, "heavy", { args: ["spin"], resources: { cpu: { shares: 2048 } } })
+      yield* startSub(loader, "light", { args: ["spin"], resources: { cpu: { shares: 512 } } })
+      const cpu = (id: string) => Effect.map(loader.event(id), (e) => Number(e.cpu.usage.total) / 1e6)
+      const measure = Effect.gen(function*() {
+        yield* Effect.sleep("200 millis")
+        const [h0, l0, t0] = [yield* cpu("heavy"), yield* cpu("light"), yield* Clock.currentTimeMillis]
+        yield* Effect.sleep("3 seconds")
+        const [h1, l1, t1] = [yield* cpu("heavy"), yield* cpu("light"), yield* Clock.currentTimeMillis]
+        return { heavy: h1 - h0, light: l1 - l0, wall: t1 - t0 }
+      })
+      // One spinner each on at least two cores: the light one runs as freely as the heavy one
+      // (held, it would get a quarter of what the heavy one gets).
+      const free = yield* measure
+      assert.isAbove(free.light, 0.7 * free.heavy, `no contention: ${JSON.stringify(free)}`)
+      // Each container spins on every core: twice as many runnable processes as cores.
+      yield* Effect.forEach(Array.from({ length: cores - 1 }), () => Effect.zip(spin("heavy"), spin("light")))
+      const contended = yield* measure
+      const shown = JSON.stringify(contended)
+      // Unweighted, the host gives each about half; weighted, 4 to 1 (2.5 leaves room for noise).
+      assert.isAbove(contended.heavy, 2.5 * contended.light, shown)
+      assert.isAbove(contended.light, 0.03 * contended.wall, `light still runs: ${shown}`)
+      // A hold moves CPU time from one container to the other: never both held.
+      assert.isAbove(contended.heavy + contended.light, 0.4 * contended.wall, `cores used: ${shown}`)
+      // The test's end tears the sandbox down with the light container held: the arbiter and
+      // the held processes must not keep it from ending.
     }), 60_000)
 
   it.scopedLive("linux.resources.memory.limit per container: its guest's malloc fails (NULL) at its limit, within the sandbox's; a sibling without one gets more; events reports what it holds", () =>

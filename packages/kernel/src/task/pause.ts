@@ -11,7 +11,7 @@
 import { Deferred, Exit, FiberId } from "effect"
 import { Word } from "../platform/channel.js"
 import type { PidNamespace } from "./pidNamespace.js"
-import type { TaskSet } from "./taskSet.js"
+import type { TaskSet, ThrottleReason } from "./taskSet.js"
 import type { ThreadGroup } from "./threadGroup.js"
 
 export class SandboxPause {
@@ -42,13 +42,16 @@ export class SandboxPause {
   }
 
   /**
-   * Holds every process of `set` at its next syscall or preemption point (`throttled`), or lets
-   * them go on; false when that was so already.
+   * Holds every process of `set` at its next syscall or preemption point while any `reason`
+   * holds it (its CPU quota is spent, or its share of a contended CPU is), or lets them go on
+   * once none does; false when the set's gate did not change.
    */
-  throttle(set: TaskSet, throttled: boolean): boolean {
+  throttle(set: TaskSet, reason: ThrottleReason, throttled: boolean): boolean {
+    if (throttled) set.throttledBy.add(reason)
+    else set.throttledBy.delete(reason)
     const gate = set.throttled
-    if ((gate !== undefined) === throttled) return false
-    set.throttled = throttled ? Deferred.unsafeMake(FiberId.none) : undefined
+    if ((gate !== undefined) === set.throttledBy.size > 0) return false
+    set.throttled = set.throttledBy.size > 0 ? Deferred.unsafeMake(FiberId.none) : undefined
     for (const tg of set.processes) this.setAttention(tg)
     if (gate !== undefined) Deferred.unsafeDone(gate, Exit.void)
     return true

@@ -14,6 +14,9 @@ import type { Deferred, FiberSet } from "effect"
 import type { MemoryAccount } from "../memoryAccount.js"
 import type { Membership, ThreadGroup } from "./threadGroup.js"
 
+/** Why a container's processes are held: its CPU quota is spent, or its share of a contended CPU. */
+export type ThrottleReason = "quota" | "shares"
+
 export class TaskSet implements Membership {
   private readonly members = new Set<ThreadGroup>()
   private holds = 0
@@ -24,8 +27,10 @@ export class TaskSet implements Membership {
    * tasks until they are reaped): its container's `linux.resources.pids.limit`.
    */
   limit: number | undefined
-  /** While its CPU quota is spent (Kernel.throttle): completed when it may run again. */
+  /** While a CPU limit holds it (Kernel.throttle): completed when it may run again. */
   throttled: Deferred.Deferred<void> | undefined
+  /** Which CPU limits hold it now: `throttled` is set exactly while this is not empty. */
+  readonly throttledBy = new Set<ThrottleReason>()
   /**
    * Its container's memory account (within the sandbox's), which its processes and in-memory
    * filesystems charge; undefined: they charge the sandbox's. Set before its first process.
