@@ -28,6 +28,7 @@ import { type GuestPlatform, makeWorkerPool, type WorkerPoolStats } from "./plat
 import type { StartingThread } from "./platform/startThread.js"
 import { makeSignal } from "./signal/deliver.js"
 import { makeKill } from "./signal/kill.js"
+import { oomKill } from "./task/oomKiller.js"
 import { makePanic } from "./signal/panic.js"
 import type { KernelServices } from "./syscalls/context.js"
 import type { StraceOptions } from "./syscalls/strace.js"
@@ -88,6 +89,12 @@ export interface KernelShape {
    * file data of every in-memory filesystem made with it (tmpfs mounts, overlay upper layers).
    */
   readonly memory: MemoryAccount
+  /**
+   * Gives a container's set its own memory account within the sandbox's, of `limit` bytes. At
+   * the limit a charge is refused (memory.grow returns -1, a tmpfs write ENOSPC); with `kill`, a
+   * guest memory grow past it OOM-kills the set's largest process instead (task/oomKiller.ts).
+   */
+  readonly limitMemory: (set: TaskSet, limit: number, atLimit: "refuse" | "kill") => Effect.Effect<void>
   /** The host descriptors the sandbox's guests may hold (the gofer's files and trees; ENFILE past it). */
   readonly hostFds: HostFdBudget
   readonly modules: ModuleCache
@@ -209,7 +216,8 @@ const makeKernel = (options: KernelOptions): Effect.Effect<KernelShape, never, S
         if (!account.charge(PIPE_CAPACITY)) return undefined
         return makePipe(++pipesMade, () => account.release(PIPE_CAPACITY))
       },
-      growMemory: growMemory(memory)
+      growMemory: growMemory(memory),
+      oomKill: oomKill(kill)
     }
     const runTask = makeTaskRunner({
       pool,
@@ -243,6 +251,11 @@ const makeKernel = (options: KernelOptions): Effect.Effect<KernelShape, never, S
       rootPidNamespace,
       totalMemory: memory.total,
       memory,
+      limitMemory: (set, limit, atLimit) =>
+        Effect.sync(() => {
+          set.memory = memory.child(limit)
+          set.oomKill = atLimit === "kill"
+        }),
       hostFds,
       modules,
       files,

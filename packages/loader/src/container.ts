@@ -29,7 +29,7 @@ import {
   type TaskSet,
   type ThreadGroup
 } from "@runsc/kernel"
-import { type Bundle, type BundleNotFound, InvalidSpec, memoryLimitOf, pidNamespace, pidsLimitOf, type Spec } from "@runsc/spec"
+import { type Bundle, type BundleNotFound, InvalidSpec, memoryAtLimitOf, memoryLimitOf, pidNamespace, pidsLimitOf, type Spec } from "@runsc/spec"
 import { Deferred, Effect, ExecutionStrategy, Exit, FiberId, FiberSet, Queue, Scope } from "effect"
 import {
   ContainerAlreadyStarted,
@@ -485,13 +485,13 @@ export class Container {
       // pids against its pids limit; its guest memory, worker shares and in-memory files against
       // its memory limit (an account within the sandbox's; without a limit, the sandbox's size).
       this.tasks.limit = pidsLimitOf(spec)
-      this.tasks.memory = kernel.memory.child(memoryLimitOf(spec) ?? kernel.memory.total)
+      yield* kernel.limitMemory(this.tasks, memoryLimitOf(spec) ?? kernel.memory.total, memoryAtLimitOf(spec))
       // What it holds (host trees, in-memory files) goes back when the container is destroyed.
       // A container given its bundle at create starts from that bundle (Loader.startSubcontainer).
       const trees = this.created?.trees
       const { root, mounts } = yield* kernel.mountNamespace({
         spec,
-        account: this.tasks.memory,
+        account: this.tasks.memory ?? kernel.memory,
         bundleDir: bundle.dir,
         rootPath: bundle.rootPath,
         ...(trees !== undefined ? { trees } : {})

@@ -10,6 +10,7 @@ import * as Fs from "node:fs"
 import * as Os from "node:os"
 import * as Path from "node:path"
 import { makeBundle, makeOutput, makeSandbox, startSub, waitUntil } from "./helpers.js"
+import { OOM_KILL_ANNOTATION } from "@runsc/spec"
 
 describe("containers", () => {
   it.scopedLive("create → creating; start → running with its init; SIGTERM while waited → stopped; destroy → gone", () =>
@@ -416,6 +417,38 @@ describe("containers", () => {
       assert.strictEqual(bigMemory.failcnt, 0)
       yield* loader.destroySubcontainer("small")
       yield* loader.destroySubcontainer("big")
+    }), 60_000)
+
+  it.scopedLive("dev.runsc.oom-kill: at its limit a container's largest process is OOM-killed (SIGKILL), not refused; a process whose grow was refused waits for the victim's exit and then gets its memory; a sibling keeps serving", () =>
+    Effect.gen(function*() {
+      const loader = yield* makeSandbox
+      const MiB = 1024 * 1024
+      const killing = { resources: { memory: { limit: 64 * MiB } }, annotations: { [OOM_KILL_ANNOTATION]: "true" } }
+      yield* startSub(loader, "sibling", { args: ["sleep", "600"] })
+      // Alone in its container, the eater is the largest process: killed, never told NULL.
+      const eater = yield* startSub(loader, "eater", { args: ["memhog", "200"], ...killing })
+      assert.deepStrictEqual(yield* loader.wait("eater"), signaled(9))
+      assert.strictEqual(eater.out.read(), "", "killed before malloc could fail")
+      assert.isAbove((yield* loader.event("eater")).memory.usage.failcnt, 0)
+      // Two processes: the one that holds 40 MiB is the victim of the other's 30 MiB, which
+      // waits for the kill to free its memory and then gets all 30 MiB.
+      // 80 MiB: the init (8 MiB) and the big one (48 MiB) leave room for the small one to start
+      // (8 MiB) but not for its 30 MiB.
+      yield* startSub(loader, "pair", { args: ["sleep", "600"], ...killing, resources: { memory: { limit: 80 * MiB } } })
+      const bigOut = yield* makeOutput
+      const big = yield* loader.execute({ containerId: "pair", argv: ["memhog", "40"], stdio: { stdout: bigOut.fd } })
+      yield* waitUntil(Effect.sync(() => /got 40 MiB/.test(bigOut.read())), "the big one holds 40 MiB")
+      const smallOut = yield* makeOutput
+      const small = yield* loader.execute({ containerId: "pair", argv: ["memhog", "30"], stdio: { stdout: smallOut.fd } })
+      assert.deepStrictEqual(yield* loader.waitPid("pair", big), signaled(9))
+      yield* waitUntil(Effect.sync(() => /got 30 MiB/.test(smallOut.read())), "the small one gets its 30 MiB")
+      assert.strictEqual(yield* loader.runtimeState("pair"), "running", "its init was not the victim")
+      // The sibling, unlimited, still runs and still starts processes.
+      const echo = yield* loader.execute({ containerId: "sibling", argv: ["exit"] })
+      assert.deepStrictEqual(yield* loader.waitPid("sibling", echo), exited(0))
+      assert.strictEqual(yield* loader.runtimeState("sibling"), "running")
+      assert.strictEqual((yield* loader.event("sibling")).memory.usage.failcnt, 0)
+      yield* loader.signalContainer("pair", small, 9, "Process")
     }), 60_000)
 
   it.scopedLive("event: pids.current per container, a busy container's cpu exceeds an idle one's, memory; fails after destroy", () =>

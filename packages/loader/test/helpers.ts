@@ -37,6 +37,7 @@ export interface BundleOptions {
   readonly writableRoot?: boolean
   /** The spec's `linux.resources`. */
   readonly resources?: NonNullable<Spec["linux"]>["resources"]
+  readonly annotations?: Record<string, string>
 }
 
 /**
@@ -82,6 +83,7 @@ export const makeBundle = (options: BundleOptions) =>
       ...template,
       mounts: [...(template.mounts ?? []), ...(options.mounts ?? [])],
       ...(options.writableRoot ? { root: { path: "rootfs", readonly: false } } : {}),
+      ...(options.annotations !== undefined ? { annotations: options.annotations } : {}),
       process: {
         ...template.process!,
         args: [options.args[0]!, ...options.args.slice(1)],

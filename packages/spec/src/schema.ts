@@ -230,3 +230,13 @@ export const pidsLimitOf = (spec: Spec): number | undefined => {
 
 /** The memory limit the spec sets (`linux.resources.memory.limit`, bytes), if any. */
 export const memoryLimitOf = (spec: Spec): number | undefined => spec.linux?.resources?.memory?.limit
+
+/**
+ * The annotation that makes a container's memory limit kill, as Linux's OOM killer does at a
+ * cgroup's limit ("true"), rather than refuse what passes it (the default: memory.grow returns
+ * -1, so malloc returns NULL and the program may react).
+ */
+export const OOM_KILL_ANNOTATION = "dev.runsc.oom-kill"
+
+/** What happens at the container's memory limit (see OOM_KILL_ANNOTATION). */
+export const memoryAtLimitOf = (spec: Spec): "refuse" | "kill" => spec.annotations?.[OOM_KILL_ANNOTATION] === "true" ? "kill" : "refuse"

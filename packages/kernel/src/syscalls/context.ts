@@ -11,7 +11,7 @@ import { type ChannelViews, DATA_SIZE, Word } from "../platform/channel.js"
 import type { BytesArg } from "../platform/syscallAbi.js"
 import type { Pipe } from "../fs/pipe.js"
 import type { ProcessGroup, Session } from "../task/session.js"
-import type { ThreadGroup } from "../task/threadGroup.js"
+import type { Membership, ThreadGroup } from "../task/threadGroup.js"
 import type { FdEntry } from "../fs/fdTable.js"
 
 export interface SyscallContext {
@@ -59,6 +59,8 @@ export interface KernelServices {
    * false (nothing charged) past the guest's maximum or the sandbox's memory (memory_grow).
    */
   readonly growMemory: (tg: ThreadGroup, current: number, pages: number) => boolean
+  /** A container whose limit kills could not grow its guest memory: its OOM killer's turn. */
+  readonly oomKill: (set: Membership) => Effect.Effect<void>
 }
 
 export type Handler = (c: SyscallContext) => Effect.Effect<void, SyscallError>

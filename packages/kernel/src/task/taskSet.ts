@@ -36,6 +36,11 @@ export class TaskSet implements Membership {
    * filesystems charge; undefined: they charge the sandbox's. Set before its first process.
    */
   memory: MemoryAccount | undefined
+  /** Whether a grow past its memory limit OOM-kills (task/oomKiller.ts) rather than fails. */
+  oomKill = false
+  /** The process its OOM killer last chose, and how many it has killed. */
+  oomVictim: ThreadGroup | undefined
+  oomKills = 0
 
   constructor(
     /** The container's id (state dumps, errors). */

@@ -42,10 +42,17 @@ export interface Membership {
   /** Whether it holds as many processes as its limit allows (a new one is refused, EAGAIN). */
   readonly isFull: boolean
   readonly limit: number | undefined
-  /** While its CPU quota is spent: completed when it may run again (Kernel.throttle). */
+  /** While a CPU limit holds it: completed when it may run again (Kernel.throttle). */
   readonly throttled: Deferred.Deferred<void> | undefined
   /** Its container's memory account, when it has one of its own; else the sandbox's is charged. */
   readonly memory: MemoryAccount | undefined
+  /** Whether a grow past its memory limit OOM-kills rather than fails (task/oomKiller.ts). */
+  readonly oomKill: boolean
+  /** The process its OOM killer last chose, and how many it has killed. */
+  oomVictim: ThreadGroup | undefined
+  oomKills: number
+  /** Its processes that are running or stopped. */
+  readonly live: ReadonlyArray<ThreadGroup>
   add(tg: ThreadGroup): void
   remove(tg: ThreadGroup): void
 }
