@@ -739,7 +739,7 @@ const main = async () => {
       if (want("write")) await benchWriteHeavy(rt)
       if (want("clock")) await benchClock(rt)
       if (want("cpu")) await benchCpu(rt)
-      if (want("preempt")) await containerBench("3b/19. preemption", (options) => benchPreemption(rt, devNull, options))
+      if (want("preempt")) await containerBench("3b/3c/19. preemption", (options) => benchPreemption(rt, devNull, options))
       if (want("syscall")) await benchSyscallRoundTrip(rt)
       if (want("start")) await benchWarmStart(rt)
       if (want("files")) await containerBench("13. file I/O", (options) => benchFiles(rt, options))
