@@ -3,7 +3,8 @@
  * concurrent operations over several containers of one sandbox — create, start, exec, signals
  * in every mode (Process, AllProcesses, ProcessGroup, ForegroundProcessGroup: even-numbered
  * containers' inits have a terminal), wait, waitPid, pause/resume, destroy, and guests that spawn
- * children (task_tree: a tree of sleepers; orphans: sleepers it leaves behind when it exits) —
+ * children (task_tree: a tree of sleepers; orphans: sleepers it leaves behind when it exits),
+ * guests that compute without syscalls (spin), and containers under CPU limits that hold them —
  * run all at once, then checked against DESIGN.md's invariants:
  *   1. a start that loses to a destroy fails typed; nothing of the container is left;
  *   2. when destroy returns, no process of the container is alive (spawned ones included), none
@@ -50,9 +51,19 @@ afterAll(() => {
   Fs.rmSync(rootfs, { recursive: true, force: true })
 })
 
-/** A bundle running `args`; with `sharedPidNamespace`, in the sandbox's root PID namespace. */
-const bundleFor = (args: ReadonlyArray<string>, terminal = false, sharedPidNamespace = false): Bundle => {
+/**
+ * The CPU limits of container `c`, so that every race also meets held processes: container 1
+ * has a quota (its spinners are throttled most of each period), container 2 a weight (held
+ * while the spinners of all three outnumber the cores), container 0 neither.
+ */
+const cpuOf = (c: number | undefined) =>
+  c === 1 ? { cpu: { quota: 10_000, period: 50_000 } } : c === 2 ? { cpu: { shares: 128 } } : undefined
+
+/** A bundle running `args`; with `sharedPidNamespace`, in the sandbox's root PID namespace; limited as container `c`. */
+const bundleFor = (args: ReadonlyArray<string>, terminal = false, sharedPidNamespace = false, c?: number): Bundle => {
   const template = defaultSpec()
+  const namespaces = sharedPidNamespace ? (template.linux?.namespaces ?? []).filter((ns) => ns.type !== "pid") : template.linux?.namespaces
+  const resources = cpuOf(c)
   return {
     dir: rootfs,
     rootPath: rootfs,
@@ -60,9 +71,7 @@ const bundleFor = (args: ReadonlyArray<string>, terminal = false, sharedPidNames
       ...template,
       process: { ...template.process!, args: [args[0]!, ...args.slice(1)], env: ["PATH=/bin"], terminal },
       mounts: [],
-      ...(sharedPidNamespace
-        ? { linux: { ...template.linux, namespaces: (template.linux?.namespaces ?? []).filter((ns) => ns.type !== "pid") } }
-        : {})
+      linux: { ...template.linux, ...(namespaces !== undefined ? { namespaces } : {}), ...(resources !== undefined ? { resources } : {}) }
     }
   }
 }
@@ -360,7 +369,7 @@ const runProgram = (
           return Effect.gen(function*() {
             const epoch = destroysBegun.get(o.c) ?? 0
             const wasQuiet = quiet(o.c, epoch)
-            const bundle = bundleFor(argvOf(o.program), o.c % 2 === 0)
+            const bundle = bundleFor(argvOf(o.program), o.c % 2 === 0, false, o.c)
             const started = yield* Effect.either(loader.startSubcontainer({ containerId: id(o.c), bundle, stdio: { stdout: devNull, stderr: devNull } }))
             if (Either.isRight(started)) {
               events.add("start")
@@ -676,7 +685,7 @@ const runRootProgram = (platform: GuestPlatform | undefined, run: RootRun, timeS
           return Effect.ignore(loader.createSubcontainer(id(o.c)))
         case "start":
           return Effect.gen(function*() {
-            const bundle = bundleFor(argvOf(o.program), false, sharedNamespace(o.c))
+            const bundle = bundleFor(argvOf(o.program), false, sharedNamespace(o.c), o.c)
             const started = yield* Effect.either(loader.startSubcontainer({ containerId: id(o.c), bundle, stdio: { stdout: devNull, stderr: devNull } }))
             if (Either.isRight(started) && late) violations.push(`start of ${id(o.c)} ran pid ${started.right} after the root init had died`)
           })
