@@ -77,8 +77,8 @@ describe("OCI lifecycle through the CLI", () => {
     const ps = await runsc([...flags, "ps", "--format", "json", id])
     assert.deepStrictEqual(JSON.parse(ps.stdout), [1])
     const table = lines((await runsc([...flags, "ps", id])).stdout)
-    assert.match(table[0]!, /^UID\tPID\tPPID\tSTIME\tCMD$/)
-    assert.match(table[1]!, /^0\t1\t0\t\d\d:\d\d\t\/bin\/sleep 600$/)
+    assert.match(table[0]!, /^UID\tPID\tPPID\tC\tSTIME\tTIME\tCMD$/)
+    assert.match(table[1]!, /^0\t1\t0\t0\t\d\d:\d\d\t00:00:00\t\/bin\/sleep 600$/)
 
     const waiting = runsc([...flags, "wait", id])
     // The kill comes while `wait` waits on the sandbox (not after, when it would read the record).
@@ -354,6 +354,11 @@ describe("OCI lifecycle through the CLI", () => {
       return (await cpu()) - before
     }
     assert.isAbove(await usedOver(500), 0, "it spins, and its CPU is counted")
+    // ps shows its CPU share since it started (C) and its CPU time (TIME), as ps does.
+    const [, row] = lines((await runsc([...flags, "ps", id])).stdout)
+    const [, , , percent, , time] = row!.split("\t")
+    assert.isAbove(Number(percent), 0, row)
+    assert.match(time!, /^00:00:0\d$/, row)
     for (const [hold, release] of [[["pause", id], ["resume", id]], [["kill", id, "STOP"], ["kill", id, "CONT"]]]) {
       assert.strictEqual((await runsc([...flags, ...hold!])).code, 0, hold!.join(" "))
       // Held within a few ms of the command's return (the guest reaches a preemption point every ~100 µs).

@@ -69,7 +69,8 @@ export const ProcessInfoSchema = Schema.Struct({
   state: Schema.String,
   argv: Schema.Array(Schema.String),
   syscalls: Schema.Number,
-  startedAt: Schema.BigInt
+  startedAt: Schema.BigInt,
+  cpuTime: Schema.BigInt
 })
 
 export const ContainerStatsSchema = Schema.Struct({

@@ -143,6 +143,8 @@ export interface ProcessInfo {
   readonly syscalls: number
   /** Wall-clock nanoseconds at start. */
   readonly startedAt: bigint
+  /** CPU time used (ns): its worker thread's. */
+  readonly cpuTime: bigint
 }
 
 export interface LoaderShape {
@@ -312,7 +314,8 @@ const describeProcess = (root: PidNamespace<ThreadGroup>) => (tg: ThreadGroup): 
   state: tg.state,
   argv: tg.argv,
   syscalls: tg.inKernel.syscalls,
-  startedAt: tg.startedAt
+  startedAt: tg.startedAt,
+  cpuTime: tg.cpuTime
 })
 
 const byPid = (a: ProcessInfo, b: ProcessInfo) => a.pid - b.pid

@@ -681,6 +681,20 @@ const clockTime = (startedAtNs: bigint) => {
   return `${String(date.getHours()).padStart(2, "0")}:${String(date.getMinutes()).padStart(2, "0")}`
 }
 
+/** TIME as ps prints it: the CPU time used, [DD-]hh:mm:ss. */
+const cpuClock = (cpuNs: bigint) => {
+  const total = Number(cpuNs / 1_000_000_000n)
+  const [days, hours, minutes, seconds] = [Math.floor(total / 86400), Math.floor(total / 3600) % 24, Math.floor(total / 60) % 60, total % 60]
+  const hms = [hours, minutes, seconds].map((n) => String(n).padStart(2, "0")).join(":")
+  return days > 0 ? `${days}-${hms}` : hms
+}
+
+/** C as ps prints it: CPU time over the time since the process started, in percent. */
+const cpuPercent = (cpuNs: bigint, startedAtNs: bigint, nowMs: number) => {
+  const lived = nowMs * 1e6 - Number(startedAtNs)
+  return lived > 0 ? Math.floor((Number(cpuNs) / lived) * 100) : 0
+}
+
 export const psCommand = Command.make(
   "ps",
   {
@@ -692,9 +706,12 @@ export const psCommand = Command.make(
       const { record } = yield* findContainer(id, { abbreviated: true })
       const processes = yield* callSandbox(record, "Processes", (c) => c.Processes({ id: record.id }))
       if (format === "json") return yield* print(JSON.stringify(processes.map((p) => p.pid)))
-      yield* print(["UID", "PID", "PPID", "STIME", "CMD"].join("\t"))
+      const now = yield* Clock.currentTimeMillis
+      yield* print(["UID", "PID", "PPID", "C", "STIME", "TIME", "CMD"].join("\t"))
       yield* Effect.forEach(processes, (p) =>
-        print([p.uid, p.pid, p.ppid, clockTime(p.startedAt), p.argv.join(" ")].join("\t")), { discard: true })
+        print([p.uid, p.pid, p.ppid, cpuPercent(p.cpuTime, p.startedAt, now), clockTime(p.startedAt), cpuClock(p.cpuTime), p.argv.join(" ")].join("\t")), {
+        discard: true
+      })
     })
 ).pipe(Command.withDescription("list the processes of a container"))
 
