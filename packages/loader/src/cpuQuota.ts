@@ -56,7 +56,8 @@ export const enforceCpuQuota = (kernel: Kernel["Type"], set: TaskSet, quota: Cpu
           yield* Effect.sleep(periodEnd - now)
           break
         }
-        yield* Effect.sleep(Math.min(check, periodEnd - now))
+        // With no process running, nothing can spend the budget before the period ends.
+        yield* Effect.sleep(set.live.length === 0 ? periodEnd - now : Math.min(check, periodEnd - now))
       }
       yield* kernel.throttle(set, "quota", false)
     }
