@@ -45,20 +45,21 @@ export const enforceCpuQuota = (kernel: Kernel["Type"], set: TaskSet, quota: Cpu
       const periodEnd = (yield* Clock.currentTimeMillis) + quota.periodMs
       const budget = quota.quotaNs - debt
       const base = set.cpuTime
-      debt = 0n
       for (;;) {
         const now = yield* Clock.currentTimeMillis
         if (now >= periodEnd) break
-        const used = set.cpuTime - base
-        if (used >= budget) {
-          debt = used - budget
+        if (set.cpuTime - base >= budget) {
           yield* kernel.throttle(set, "quota", true)
           yield* Effect.sleep(periodEnd - now)
           break
         }
-        // With no process running, nothing can spend the budget before the period ends.
+        // With no process running, nothing can spend the budget before the period ends (one
+        // exec'd meanwhile runs unchecked until then, and pays its overrun from the next).
         yield* Effect.sleep(set.live.length === 0 ? periodEnd - now : Math.min(check, periodEnd - now))
       }
+      // What it used past its budget, however it got there, is paid from the next periods.
+      const used = set.cpuTime - base
+      debt = used > budget ? used - budget : 0n
       yield* kernel.throttle(set, "quota", false)
     }
   }).pipe(Effect.ensuring(kernel.throttle(set, "quota", false)))
