@@ -451,6 +451,26 @@ describe("containers", () => {
       yield* loader.signalContainer("pair", small, 9, "Process")
     }), 60_000)
 
+  it.scopedLive("starts and execs of cached programs leave no host descriptor behind (each leaked two: the program's and /etc/passwd's, opened for a cache hit that never read them)", () =>
+    Effect.gen(function*() {
+      const loader = yield* makeSandbox
+      const bundle = yield* makeBundle({ args: ["exit", "0"] })
+      const hostFds = () => Fs.readdirSync("/proc/self/fd").length
+      const cycle = (i: number) =>
+        Effect.gen(function*() {
+          yield* loader.createSubcontainer(`c${i}`)
+          yield* loader.startSubcontainer({ containerId: `c${i}`, bundle, stdio: {} })
+          yield* loader.wait(`c${i}`)
+          yield* loader.destroySubcontainer(`c${i}`)
+          const pid = yield* loader.execute({ containerId: "root", argv: ["exit", "0"] })
+          yield* loader.waitPid("root", pid)
+        })
+      yield* cycle(0) // the first reads fill the cache
+      const before = hostFds()
+      for (let i = 1; i <= 50; i++) yield* cycle(i)
+      assert.isAtMost(hostFds() - before, 4, "host fds gained over 50 starts and 50 execs")
+    }), 60_000)
+
   it.scopedLive("event: pids.current per container, a busy container's cpu exceeds an idle one's, memory; fails after destroy", () =>
     Effect.gen(function*() {
       const loader = yield* makeSandbox

@@ -19,7 +19,10 @@ export class ContentCache {
 
   constructor(private readonly maxBytes = DEFAULT_MAX_BYTES) {}
 
-  /** The contents of `inode`, from the cache when its identity is known and cached, else `read`. */
+  /**
+   * The contents of `inode`, from the cache when its identity is known and cached, else `read`.
+   * `read` must hold nothing until it runs (a hit never runs it): suspend an open.
+   */
   read(inode: Inode, read: Effect.Effect<Uint8Array, SyscallError>): Effect.Effect<Uint8Array, SyscallError> {
     const key = inode.identity
     if (key === undefined) return read

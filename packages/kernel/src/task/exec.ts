@@ -144,7 +144,9 @@ export const programFromBytes = (
 
 /** A whole file of the container, through `files` when given (programs, /etc/passwd). */
 export const readFile = (dentry: Dentry, files?: ContentCache): Effect.Effect<Uint8Array, SyscallError> => {
-  const read = readAll(dentry.inode.open({ read: true, write: false, transient: true }))
+  // Suspended: a host inode opens when asked (sync-first), and a cache hit never runs `read`,
+  // so an eager open would leave a host fd behind at every hit.
+  const read = readAll(Effect.suspend(() => dentry.inode.open({ read: true, write: false, transient: true })))
   return files ? files.read(dentry.inode, read) : read
 }
 
