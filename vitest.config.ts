@@ -12,6 +12,7 @@ export default defineConfig({
       "@runsc/abi": src("abi"),
       "@runsc/spec": src("spec"),
       "@runsc/kernel": src("kernel"),
+      "@runsc/netstack": src("netstack"),
       "@runsc/loader": src("loader"),
       "@runsc/control": src("control")
     }

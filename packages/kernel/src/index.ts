@@ -13,6 +13,20 @@ export type { SyntheticMount } from "./fs/synthetic.js"
 export { overlay, type OverlayOptions } from "./fs/overlay.js"
 export { Tmpfs } from "./fs/tmpfs.js"
 export { defaultTotalMemory, MemoryAccount, PROCESS_BUDGET, PROCESS_MEMORY } from "./memoryAccount.js"
+export {
+  type Accepted,
+  isSocket,
+  type Network,
+  type Received,
+  type SocketAddress,
+  type SocketDescription,
+  type SocketFamily,
+  type SocketFlag,
+  type SocketKind,
+  type SocketOps,
+  type SocketOwner,
+  type SocketSize
+} from "./net/socket.js"
 export { Kernel, type KernelOptions, type KernelShape, type ProcessArgs, type ProcessUsage } from "./kernel.js"
 /** Bytes of one task's syscall channel (a SharedArrayBuffer a guest worker is started with). */
 export { CHANNEL_BYTES } from "./platform/channel.js"

@@ -1,0 +1,77 @@
+/**
+ * What the kernel needs of sockets, implemented elsewhere (packages/netstack): the kernel
+ * serves the socket calls and keeps sockets in fd tables like any other open file, and the
+ * network stack behind them is given to it (KernelOptions.network), since the netstack depends
+ * on the kernel and not the reverse.
+ *
+ * A socket is an open file description (`SocketDescription`): read and write are recv and
+ * send without flags, poll waits on its readiness, close is close(2). Addresses are plain
+ * values; the guest's address structs are decoded by the syscall handlers.
+ */
+import type { Effect } from "effect"
+import type { SyscallError } from "../errors.js"
+import type { FileDescription } from "../fs/inode.js"
+import type { MemoryAccount } from "../memoryAccount.js"
+
+export type SocketFamily = "inet4" | "inet6" | "unix"
+export type SocketKind = "stream" | "dgram"
+
+/** An IP address (4 or 16 bytes, network order) and port, or a Unix socket's path. */
+export type SocketAddress =
+  | { readonly family: "inet4" | "inet6"; readonly address: Uint8Array; readonly port: number }
+  | { readonly family: "unix"; readonly path: string }
+
+/** Options with a yes/no value (setsockopt with an int flag). */
+export type SocketFlag = "reuseAddress" | "reusePort" | "keepAlive" | "noDelay" | "broadcast" | "onlyV6" | "acceptConnections"
+/** Options with a size: the receive and send buffers (bytes). */
+export type SocketSize = "receiveBuffer" | "sendBuffer"
+
+export interface Received {
+  readonly data: Uint8Array
+  /** A datagram's sender. */
+  readonly from?: SocketAddress | undefined
+}
+
+export interface Accepted {
+  readonly socket: SocketDescription
+  readonly peer: SocketAddress
+}
+
+/** What a socket does beyond reading and writing; every call fails with an errno as Linux's. */
+export interface SocketOps {
+  readonly family: SocketFamily
+  readonly kind: SocketKind
+  bind(address: SocketAddress): Effect.Effect<void, SyscallError>
+  listen(backlog: number): Effect.Effect<void, SyscallError>
+  /** Waits until connected (a stream), or sets the default peer (a datagram socket). */
+  connect(address: SocketAddress, nonBlocking: boolean): Effect.Effect<void, SyscallError>
+  accept(nonBlocking: boolean): Effect.Effect<Accepted, SyscallError>
+  /** Up to `length` bytes (a datagram: the next one, cut to `length`); `peek` leaves them queued. */
+  receive(length: number, options: { readonly peek: boolean; readonly waitAll: boolean; readonly nonBlocking: boolean }): Effect.Effect<Received, SyscallError>
+  /** Sends `data` (all of it, waiting for room, unless non-blocking); to `to` for a datagram. */
+  send(data: Uint8Array, options: { readonly nonBlocking: boolean; readonly to?: SocketAddress | undefined }): Effect.Effect<number, SyscallError>
+  shutdown(read: boolean, write: boolean): Effect.Effect<void, SyscallError>
+  readonly localAddress: Effect.Effect<SocketAddress, SyscallError>
+  readonly peerAddress: Effect.Effect<SocketAddress, SyscallError>
+  setFlag(option: SocketFlag, value: boolean): Effect.Effect<void, SyscallError>
+  getFlag(option: SocketFlag): Effect.Effect<boolean, SyscallError>
+  setSize(option: SocketSize, value: number): Effect.Effect<void, SyscallError>
+  getSize(option: SocketSize): Effect.Effect<number, SyscallError>
+}
+
+export interface SocketDescription extends FileDescription {
+  readonly socket: SocketOps
+}
+
+export const isSocket = (description: FileDescription): description is SocketDescription =>
+  (description as Partial<SocketDescription>).socket !== undefined
+
+/** Whose socket it is: what its buffers are charged to. */
+export interface SocketOwner {
+  readonly memory: MemoryAccount
+}
+
+/** A sandbox's network: where its guests' sockets are made. */
+export interface Network {
+  open(family: SocketFamily, kind: SocketKind, owner: SocketOwner): Effect.Effect<SocketDescription, SyscallError>
+}

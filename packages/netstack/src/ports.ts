@@ -1,0 +1,102 @@
+/**
+ * The stream ports of one network namespace: which socket holds which address and port, the
+ * ephemeral range, and which listener a connection reaches.
+ *
+ * Two sockets may share a port only on different addresses of one family (neither the
+ * wildcard), or when both set SO_REUSEADDR and neither listens, as on Linux; an IPv6 wildcard
+ * without IPV6_V6ONLY also holds the port for IPv4.
+ */
+import { Errno } from "@runsc/abi"
+import type { SocketAddress } from "@runsc/kernel"
+import { type IpAddress, isLoopback, isWildcard, loopbackOf, sameAddress } from "./address.js"
+import type { StreamSocket } from "./stream.js"
+
+/** Linux's default ephemeral range (net.ipv4.ip_local_port_range). */
+const EPHEMERAL_FIRST = 32768
+const EPHEMERAL_LAST = 60999
+
+/** Whether two bindings of one port cover a common address. */
+const overlap = (a: StreamSocket, b: StreamSocket): boolean => {
+  const x = a.local!
+  const y = b.local!
+  if (x.family === y.family) return isWildcard(x) || isWildcard(y) || sameAddress(x, y)
+  const dualStack = (s: StreamSocket) => s.family === "inet6" && isWildcard(s.local!) && !s.hasFlag("onlyV6")
+  return dualStack(a) || dualStack(b)
+}
+
+export class Ports {
+  private readonly byPort = new Map<number, Set<StreamSocket>>()
+  private nextEphemeral = EPHEMERAL_FIRST
+  private inos = 0n
+
+  nextIno(): bigint {
+    return ++this.inos
+  }
+
+  /** Binds `socket` to `address` (port 0: an ephemeral one); the address bound, or an errno. */
+  bind(socket: StreamSocket, address: IpAddress): IpAddress | Errno {
+    if (!isWildcard(address) && !isLoopback(address)) return Errno.ADDRNOTAVAIL
+    if (address.port !== 0) {
+      const bound = { ...address }
+      return this.take(socket, bound) ? bound : Errno.ADDRINUSE
+    }
+    for (let tries = 0; tries <= EPHEMERAL_LAST - EPHEMERAL_FIRST; tries++) {
+      const port = this.nextEphemeral
+      this.nextEphemeral = port === EPHEMERAL_LAST ? EPHEMERAL_FIRST : port + 1
+      const bound = { ...address, port }
+      if (this.take(socket, bound)) return bound
+    }
+    return Errno.ADDRINUSE
+  }
+
+  private take(socket: StreamSocket, address: IpAddress): boolean {
+    const holders = this.byPort.get(address.port) ?? new Set<StreamSocket>()
+    socket.local = address
+    for (const other of holders) {
+      if (!overlap(socket, other)) continue
+      if (socket.hasFlag("reuseAddress") && other.hasFlag("reuseAddress") && !other.isListening) continue
+      socket.local = undefined
+      return false
+    }
+    holders.add(socket)
+    this.byPort.set(address.port, holders)
+    return true
+  }
+
+  /** Whether `socket` may listen where it is bound: not while another socket listens on an address it covers. */
+  listenConflict(socket: StreamSocket): Errno | undefined {
+    for (const other of this.byPort.get(socket.local!.port) ?? []) {
+      if (other !== socket && other.isListening && overlap(socket, other)) return Errno.ADDRINUSE
+    }
+    return undefined
+  }
+
+  unbind(socket: StreamSocket): void {
+    const local = socket.local
+    if (local === undefined) return
+    const holders = this.byPort.get(local.port)
+    if (holders?.delete(socket) && holders.size === 0) this.byPort.delete(local.port)
+  }
+
+  /**
+   * The listener a connection to `address` reaches: one bound to that address, else to its
+   * family's wildcard (or a dual-stack IPv6 one). Only loopback and wildcard addresses are
+   * local (0.0.0.0 reaches the loopback, as on Linux); anything else has no route.
+   */
+  listenerFor(address: SocketAddress): StreamSocket | Errno {
+    if (address.family === "unix") return Errno.AFNOSUPPORT
+    if (!isWildcard(address) && !isLoopback(address)) return Errno.NETUNREACH
+    const target = isWildcard(address) ? loopbackOf(address.family, address.port) : address
+    let wildcard: StreamSocket | undefined
+    for (const socket of this.byPort.get(target.port) ?? []) {
+      if (!socket.isListening) continue
+      const local = socket.local!
+      if (local.family === target.family && sameAddress(local, target)) return socket
+      const reaches = local.family === target.family
+        ? isWildcard(local)
+        : local.family === "inet6" && isWildcard(local) && !socket.hasFlag("onlyV6")
+      if (reaches) wildcard = socket
+    }
+    return wildcard ?? Errno.CONNREFUSED
+  }
+}

@@ -1,0 +1,355 @@
+/**
+ * Stream sockets (TCP over the sandbox's loopback), at the level of connections: a connect
+ * finds a listener bound to its address and port and queues a connected pair in its backlog
+ * (the handshake completes before accept, as on Linux), and each direction of a connection is
+ * a ByteQueue of the receiver's buffer size. Semantics are Linux's where a guest can see them:
+ * ECONNREFUSED with no listener, EADDRINUSE, EISCONN, ENOTCONN, half-close (reads end at 0
+ * after the peer's SHUT_WR; sends after our own SHUT_WR fail EPIPE), EPIPE once the peer has
+ * closed, EAGAIN on a non-blocking socket that would wait.
+ */
+import { Errno, FileType } from "@runsc/abi"
+import {
+  Changes,
+  fail,
+  type Accepted,
+  type Received,
+  type SocketAddress,
+  type SocketDescription,
+  type SocketFlag,
+  type SocketOps,
+  type SocketOwner,
+  type SocketSize,
+  type Stat,
+  type SyscallError
+} from "@runsc/kernel"
+import { Effect } from "effect"
+import { asFamily, type IpAddress, isWildcard, loopbackOf, wildcardOf } from "./address.js"
+import { ByteQueue } from "./byteQueue.js"
+import type { Ports } from "./ports.js"
+
+/** A connection's receive buffer unless SO_RCVBUF says otherwise. */
+export const DEFAULT_BUFFER = 128 * 1024
+/** SO_RCVBUF/SO_SNDBUF bounds (Linux doubles what is asked, within its min and max). */
+const MIN_BUFFER = 4608
+const MAX_BUFFER = 4 * 1024 * 1024
+/** The longest backlog (Linux's somaxconn). */
+export const MAX_BACKLOG = 4096
+
+type State =
+  | { readonly tag: "idle" }
+  | { readonly tag: "listening"; readonly backlog: Array<StreamSocket>; readonly limit: number; readonly changes: Changes }
+  | { readonly tag: "connected"; readonly incoming: ByteQueue; readonly peer: StreamSocket; readonly changes: Changes; shutWrite: boolean }
+  | { readonly tag: "closed" }
+
+export class StreamSocket implements SocketOps {
+  readonly kind = "stream" as const
+  private state: State = { tag: "idle" }
+  /** The address it is bound to (explicitly, or when it listened or connected). */
+  local: IpAddress | undefined
+  private remote: IpAddress | undefined
+  private readonly flags = new Set<SocketFlag>()
+  private receiveBufferSize = DEFAULT_BUFFER
+  private sendBufferSize = DEFAULT_BUFFER
+  /** The changes of an idle socket: none come, but poll may wait on them until it is used. */
+  private readonly idleChanges = new Changes()
+  readonly description: SocketDescription
+
+  constructor(
+    readonly family: "inet4" | "inet6",
+    private readonly owner: SocketOwner,
+    private readonly ports: Ports,
+    private readonly ino: bigint
+  ) {
+    this.description = this.describe()
+  }
+
+  get isListening(): boolean {
+    return this.state.tag === "listening"
+  }
+
+  hasFlag(flag: SocketFlag): boolean {
+    return this.flags.has(flag)
+  }
+
+  bind(address: SocketAddress): Effect.Effect<void, SyscallError> {
+    return Effect.suspend(() => {
+      if (address.family !== this.family) return fail(Errno.AFNOSUPPORT)
+      if (this.state.tag === "closed") return fail(Errno.BADF)
+      if (this.local !== undefined) return fail(Errno.INVAL)
+      const bound = this.ports.bind(this, address)
+      if (typeof bound === "number") return fail(bound)
+      this.local = bound
+      return Effect.void
+    })
+  }
+
+  listen(backlog: number): Effect.Effect<void, SyscallError> {
+    return Effect.suspend(() => {
+      const limit = Math.min(Math.max(backlog, 1), MAX_BACKLOG)
+      if (this.state.tag === "listening") {
+        this.state = { ...this.state, limit }
+        return Effect.void
+      }
+      if (this.state.tag !== "idle") return fail(Errno.INVAL)
+      if (this.local === undefined) {
+        const bound = this.ports.bind(this, wildcardOf(this.family, 0))
+        if (typeof bound === "number") return fail(bound)
+        this.local = bound
+      }
+      const conflict = this.ports.listenConflict(this)
+      if (conflict !== undefined) return fail(conflict)
+      this.state = { tag: "listening", backlog: [], limit, changes: new Changes() }
+      this.idleChanges.notify()
+      return Effect.void
+    })
+  }
+
+  connect(address: SocketAddress, nonBlocking: boolean): Effect.Effect<void, SyscallError> {
+    return Effect.suspend(() => {
+      if (address.family !== this.family) return fail(Errno.AFNOSUPPORT)
+      switch (this.state.tag) {
+        case "connected":
+          return fail(Errno.ISCONN)
+        case "listening":
+          return fail(Errno.INVAL)
+        case "closed":
+          return fail(Errno.BADF)
+      }
+      const listener = this.ports.listenerFor(address)
+      if (typeof listener === "number") return fail(listener)
+      const waiting = listener.state
+      if (waiting.tag !== "listening") return fail(Errno.CONNREFUSED)
+      if (waiting.backlog.length >= waiting.limit) {
+        // Linux drops the SYN and the client retries; here the connect waits for room.
+        if (nonBlocking) return fail(Errno.AGAIN)
+        return Effect.zipRight(waiting.changes.next, this.connect(address, nonBlocking))
+      }
+      if (this.local === undefined) {
+        const bound = this.ports.bind(this, loopbackOf(this.family, 0))
+        if (typeof bound === "number") return fail(bound)
+        this.local = bound
+      }
+      // The listener's side of the connection, made now, accepted later: bound where the
+      // connection arrived (0.0.0.0 arrives at the loopback), in the listener's family.
+      const arrived = isWildcard(address) ? loopbackOf(address.family, address.port) : address
+      const server = listener.spawnAccepted(asFamily(isWildcard(listener.local!) ? arrived : listener.local!, listener.family))
+      const changes = new Changes()
+      const toServer = listener.newQueue(changes)
+      if (toServer === undefined) return fail(Errno.NOBUFS)
+      const toClient = this.newQueue(changes)
+      if (toClient === undefined) {
+        listener.releaseQueue(toServer)
+        return fail(Errno.NOBUFS)
+      }
+      server.state = { tag: "connected", incoming: toServer, peer: this, changes, shutWrite: false }
+      server.remote = asFamily(this.local, listener.family)
+      this.state = { tag: "connected", incoming: toClient, peer: server, changes, shutWrite: false }
+      this.remote = asFamily(server.local!, this.family)
+      this.idleChanges.notify()
+      waiting.backlog.push(server)
+      waiting.changes.notify()
+      return Effect.void
+    })
+  }
+
+  accept(nonBlocking: boolean): Effect.Effect<Accepted, SyscallError> {
+    return Effect.suspend(() => {
+      const state = this.state
+      if (state.tag !== "listening") return fail(Errno.INVAL)
+      const next = state.backlog.shift()
+      if (next !== undefined) {
+        state.changes.notify()
+        return Effect.succeed({ socket: next.description, peer: next.remote! })
+      }
+      if (nonBlocking) return fail(Errno.AGAIN)
+      return Effect.zipRight(state.changes.next, this.accept(nonBlocking))
+    })
+  }
+
+  receive(length: number, options: { readonly peek: boolean; readonly waitAll: boolean; readonly nonBlocking: boolean }): Effect.Effect<Received, SyscallError> {
+    return Effect.suspend(() => {
+      const state = this.state
+      if (state.tag !== "connected") return fail(state.tag === "closed" ? Errno.BADF : Errno.NOTCONN)
+      const queue = state.incoming
+      const parts: Array<Uint8Array> = []
+      let got = 0
+      const loop: Effect.Effect<Received, SyscallError> = Effect.suspend(() => {
+        if (queue.size > 0 && got < length) {
+          const part = queue.take(length - got, options.peek)
+          parts.push(part)
+          got += part.length
+        }
+        const done = got === length || queue.ended || queue.closed || (got > 0 && (!options.waitAll || options.peek))
+        if (done) return Effect.succeed({ data: parts.length === 1 ? parts[0]! : concat(parts, got) })
+        if (options.nonBlocking) return got > 0 ? Effect.succeed({ data: concat(parts, got) }) : fail(Errno.AGAIN)
+        return Effect.zipRight(state.changes.next, loop)
+      })
+      return length === 0 ? Effect.succeed({ data: new Uint8Array(0) }) : loop
+    })
+  }
+
+  send(data: Uint8Array, options: { readonly nonBlocking: boolean }): Effect.Effect<number, SyscallError> {
+    return Effect.suspend(() => {
+      const state = this.state
+      if (state.tag !== "connected") return fail(state.tag === "closed" ? Errno.BADF : Errno.NOTCONN)
+      if (state.shutWrite) return fail(Errno.PIPE)
+      const queue = state.peer.state.tag === "connected" ? state.peer.state.incoming : undefined
+      let sent = 0
+      const loop: Effect.Effect<number, SyscallError> = Effect.suspend(() => {
+        if (queue === undefined || queue.closed) return sent > 0 ? Effect.succeed(sent) : fail(Errno.PIPE)
+        if (sent === data.length) return Effect.succeed(sent)
+        if (queue.room === 0) {
+          if (options.nonBlocking) return sent > 0 ? Effect.succeed(sent) : fail(Errno.AGAIN)
+          return Effect.zipRight(state.changes.next, loop)
+        }
+        const n = Math.min(queue.room, data.length - sent)
+        queue.put(data.subarray(sent, sent + n))
+        sent += n
+        return loop
+      })
+      return loop
+    })
+  }
+
+  shutdown(read: boolean, write: boolean): Effect.Effect<void, SyscallError> {
+    return Effect.suspend(() => {
+      const state = this.state
+      if (state.tag !== "connected") return fail(Errno.NOTCONN)
+      if (write && !state.shutWrite) {
+        state.shutWrite = true
+        if (state.peer.state.tag === "connected") state.peer.state.incoming.end()
+      }
+      // Linux keeps taking data after SHUT_RD; reads just end at 0.
+      if (read) state.incoming.end()
+      return Effect.void
+    })
+  }
+
+  get localAddress(): Effect.Effect<SocketAddress, SyscallError> {
+    return Effect.sync(() => this.local ?? wildcardOf(this.family, 0))
+  }
+
+  get peerAddress(): Effect.Effect<SocketAddress, SyscallError> {
+    return Effect.suspend(() => (this.state.tag === "connected" && this.remote !== undefined ? Effect.succeed(this.remote) : fail(Errno.NOTCONN)))
+  }
+
+  setFlag(option: SocketFlag, value: boolean): Effect.Effect<void, SyscallError> {
+    return Effect.sync(() => {
+      if (value) this.flags.add(option)
+      else this.flags.delete(option)
+    })
+  }
+
+  getFlag(option: SocketFlag): Effect.Effect<boolean, SyscallError> {
+    return Effect.sync(() => (option === "acceptConnections" ? this.state.tag === "listening" : this.flags.has(option)))
+  }
+
+  /** Takes effect on connections made from then on (a connected pair's buffers are fixed). */
+  setSize(option: SocketSize, value: number): Effect.Effect<void, SyscallError> {
+    return Effect.sync(() => {
+      const size = Math.min(Math.max(value * 2, MIN_BUFFER), MAX_BUFFER)
+      if (option === "receiveBuffer") this.receiveBufferSize = size
+      else this.sendBufferSize = size
+    })
+  }
+
+  getSize(option: SocketSize): Effect.Effect<number, SyscallError> {
+    return Effect.sync(() => (option === "receiveBuffer" ? this.receiveBufferSize : this.sendBufferSize))
+  }
+
+  /** A connection accepted from this listener: bound where it was reached, owned as the listener. */
+  private spawnAccepted(local: IpAddress): StreamSocket {
+    const socket = new StreamSocket(this.family, this.owner, this.ports, this.ports.nextIno())
+    socket.local = local
+    socket.receiveBufferSize = this.receiveBufferSize
+    socket.sendBufferSize = this.sendBufferSize
+    return socket
+  }
+
+  /** This socket's receive buffer for a new connection, charged to its owner; undefined when the memory is full. */
+  private newQueue(changes: Changes): ByteQueue | undefined {
+    if (!this.owner.memory.charge(this.receiveBufferSize)) return undefined
+    return new ByteQueue(this.receiveBufferSize, changes)
+  }
+
+  private releaseQueue(queue: ByteQueue): void {
+    this.owner.memory.release(queue.capacity)
+  }
+
+  /** close(2): a listener's pending connections are reset; a connection's peer reads to its end, then 0, and its sends fail EPIPE. */
+  private closeNow(): void {
+    const state = this.state
+    this.state = { tag: "closed" }
+    if (state.tag === "listening") {
+      for (const pending of state.backlog) pending.closeNow()
+      state.changes.notify()
+    } else if (state.tag === "connected") {
+      state.incoming.close()
+      this.releaseQueue(state.incoming)
+      if (state.peer.state.tag === "connected") state.peer.state.incoming.end()
+    }
+    this.idleChanges.notify()
+    this.ports.unbind(this)
+  }
+
+  private get changes(): Changes {
+    const state = this.state
+    return state.tag === "listening" || state.tag === "connected" ? state.changes : this.idleChanges
+  }
+
+  private ready(event: "read" | "write"): boolean {
+    const state = this.state
+    switch (state.tag) {
+      case "listening":
+        return event === "read" && state.backlog.length > 0
+      case "connected": {
+        if (event === "read") return state.incoming.size > 0 || state.incoming.ended || state.incoming.closed
+        const peer = state.peer.state
+        return state.shutWrite || peer.tag !== "connected" || peer.incoming.closed || peer.incoming.room > 0
+      }
+      default:
+        // Linux's poll of a socket neither listening nor connected: POLLOUT | POLLHUP.
+        return true
+    }
+  }
+
+  private describe(): SocketDescription {
+    const stat = Effect.sync((): Stat => ({
+      dev: 0n,
+      ino: this.ino,
+      filetype: FileType.SOCKET_STREAM,
+      nlink: 1n,
+      size: 0n,
+      atim: 0n,
+      mtim: 0n,
+      ctim: 0n,
+      mode: 0o777
+    }))
+    return {
+      filetype: FileType.SOCKET_STREAM,
+      socket: this,
+      read: (length, offset, nonBlocking) =>
+        offset !== undefined
+          ? fail(Errno.SPIPE)
+          : Effect.map(this.receive(length, { peek: false, waitAll: false, nonBlocking: nonBlocking ?? false }), (r) => r.data),
+      write: (data, offset, nonBlocking) => (offset !== undefined ? fail(Errno.SPIPE) : this.send(data, { nonBlocking: nonBlocking ?? false })),
+      seek: () => fail(Errno.SPIPE),
+      stat,
+      close: Effect.sync(() => this.closeNow()),
+      readiness: {
+        ready: (event) => this.ready(event),
+        changed: Effect.suspend(() => this.changes.next)
+      }
+    }
+  }
+}
+
+const concat = (parts: ReadonlyArray<Uint8Array>, total: number): Uint8Array => {
+  const out = new Uint8Array(total)
+  let at = 0
+  for (const p of parts) {
+    out.set(p, at)
+    at += p.length
+  }
+  return out
+}
