@@ -48,8 +48,13 @@ export interface Stdio {
   readonly preserved?: ReadonlyArray<number | FileDescription>
 }
 
-const stdioDescription = (given: number | FileDescription | undefined, hostFd: number): FileDescription =>
-  typeof given === "object" ? given : hostStream(given ?? hostFd)
+/** A description given as is, or one made here over a host fd (recorded in `made`: the start's to close if it fails). */
+const stdioDescription = (given: number | FileDescription | undefined, hostFd: number, made: Array<FileDescription>): FileDescription => {
+  if (typeof given === "object") return given
+  const description = hostStream(given ?? hostFd)
+  made.push(description)
+  return description
+}
 
 export type LaunchError = InvalidCwd | ExecNotFound | NotWasm | InvalidModule | ProgramNotReadable | SandboxOutOfMemory
 
@@ -168,15 +173,18 @@ export const startPrepared = (
   { args, cwd, env, program }: PreparedLaunch
 ): Effect.Effect<ThreadGroup, InvalidModule | SandboxOutOfMemory | ProcessCreationRefused> =>
   Effect.suspend(() => {
+    // What is made here over host fds (hostStream opens a host fd of its own for a pipe or a
+    // terminal) is the process's once it starts, and closed here if the kernel refuses it.
+    const made: Array<FileDescription> = []
     const stdio = [
-      stdioDescription(args.stdio.stdin, 0),
-      stdioDescription(args.stdio.stdout, 1),
-      stdioDescription(args.stdio.stderr, 2)
+      stdioDescription(args.stdio.stdin, 0, made),
+      stdioDescription(args.stdio.stdout, 1, made),
+      stdioDescription(args.stdio.stderr, 2, made)
     ]
     const terminal = args.terminal ? makeTerminal(stdio) : undefined
     // Index 3 is left for the root preopen, which the kernel puts there.
-    const preserved = (args.stdio.preserved ?? []).map((given) => (typeof given === "object" ? given : hostStream(given)))
-    return kernel.startProcess({
+    const preserved = (args.stdio.preserved ?? []).map((given) => stdioDescription(given, -1, made))
+    const started = kernel.startProcess({
       argv: program.argv,
       env,
       root: args.root,
@@ -191,4 +199,5 @@ export const startPrepared = (
       uid: args.uid,
       tasks: args.tasks
     })
+    return Effect.onError(started, () => Effect.forEach(new Set(made), (description) => description.close, { discard: true }))
   })

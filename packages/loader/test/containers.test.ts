@@ -6,10 +6,11 @@
 import { assert, describe, it } from "@effect/vitest"
 import { exited, signaled } from "@runsc/abi"
 import { Clock, Deferred, Effect, Either, Fiber } from "effect"
+import { execFileSync } from "node:child_process"
 import * as Fs from "node:fs"
 import * as Os from "node:os"
 import * as Path from "node:path"
-import { makeBundle, makeOutput, makeSandbox, startSub, waitUntil } from "./helpers.js"
+import { makeBundle, makeOutput, makeSandbox, startSub, tempDir, waitUntil } from "./helpers.js"
 import { OOM_KILL_ANNOTATION } from "@runsc/spec"
 
 describe("containers", () => {
@@ -470,6 +471,27 @@ describe("containers", () => {
       for (let i = 1; i <= 50; i++) yield* cycle(i)
       assert.isAtMost(hostFds() - before, 4, "host fds gained over 50 starts and 50 execs")
     }), 60_000)
+
+  it.scopedLive("an exec the kernel refuses (the pids limit) closes the host streams made for its stdio", () =>
+    Effect.gen(function*() {
+      const loader = yield* makeSandbox
+      yield* startSub(loader, "full", { args: ["sleep", "600"], resources: { pids: { limit: 1 } } })
+      const dir = yield* tempDir
+      const fifo = Path.join(dir, "fifo")
+      execFileSync("mkfifo", [fifo])
+      // A FIFO: its stream reopens the host fd non-blocking, a descriptor of its own.
+      const fd = yield* Effect.acquireRelease(
+        Effect.sync(() => Fs.openSync(fifo, Fs.constants.O_RDWR | Fs.constants.O_NONBLOCK)),
+        (fd) => Effect.sync(() => Fs.closeSync(fd))
+      )
+      const hostFds = () => Fs.readdirSync("/proc/self/fd").length
+      const before = hostFds()
+      for (let i = 0; i < 5; i++) {
+        const refused = yield* Effect.flip(loader.execute({ containerId: "full", argv: ["exit"], stdio: { stdin: fd, stdout: fd, stderr: fd } }))
+        assert.strictEqual(refused._tag, "PidsLimitReached")
+      }
+      assert.strictEqual(hostFds() - before, 0, "host fds gained over 5 refused execs")
+    }))
 
   it.scopedLive("event: pids.current per container, a busy container's cpu exceeds an idle one's, memory; fails after destroy", () =>
     Effect.gen(function*() {

@@ -401,7 +401,12 @@ class HostFileDescription implements FileDescription {
     return Effect.void
   }
 
+  private closed = false
+
+  /** Once: a second close must not close a number since reused, nor give the budget back twice. */
   private closeHost(): void {
+    if (this.closed) return
+    this.closed = true
     this.inode.tree.core.close(this.fd)
     if (this.counted) this.inode.tree.fds.give()
   }

@@ -97,7 +97,17 @@ const hostFile = (hostFd: number, options: HostStreamOptions): FileDescription =
     stat: statOf(hostFd, FileType.REGULAR_FILE),
     // Unless owned, the host fd belongs to the sandbox process, not the guest: closing the
     // guest's fd must not close the sandbox's stdio.
-    close: options.owned ? Effect.sync(() => closeFd(hostFd)) : Effect.void
+    close: options.owned ? Effect.sync(once(() => closeFd(hostFd))) : Effect.void
+  }
+}
+
+/** `f` on its first call only. */
+const once = (f: () => void) => {
+  let done = false
+  return () => {
+    if (done) return
+    done = true
+    f()
   }
 }
 
@@ -382,6 +392,8 @@ const pooledStream = (hostFd: number, closeAll: () => void) => {
     reads,
     write,
     close: () => {
+      // Once: a second close must not close a number the host has given to another file since.
+      if (closed) return
       closed = true
       // A read still on the pool has the host fd: it is closed once that read is back.
       if (!inFlight) closeAll()

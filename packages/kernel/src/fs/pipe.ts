@@ -57,10 +57,10 @@ export interface Pipe {
 }
 
 /**
- * A new pipe; `ino` identifies it in fstat (unique within the kernel). `closed` runs once both
+ * A new pipe; `ino` identifies it in fstat (unique within the kernel). `closedBoth` runs once both
  * ends are closed (the sandbox's memory then takes back the pipe's buffer).
  */
-export const makePipe = (ino: bigint, closed?: () => void): Pipe => {
+export const makePipe = (ino: bigint, closedBoth?: () => void): Pipe => {
   const buffer = new PipeBuffer()
   const stat = Effect.sync((): Stat => ({
     dev: 0n,
@@ -114,19 +114,25 @@ export const makePipe = (ino: bigint, closed?: () => void): Pipe => {
     changed: Effect.suspend(() => buffer.changes.next)
   }
 
-  const end = (side: "read" | "write"): FileDescription => ({
-    filetype: FileType.UNKNOWN,
-    readiness,
-    read: side === "read" ? read : () => fail(Errno.BADF),
-    write: side === "write" ? write : () => fail(Errno.BADF),
-    seek: () => fail(Errno.SPIPE),
-    stat,
-    close: Effect.sync(() => {
-      if (side === "read") buffer.readers--
-      else buffer.writers--
-      buffer.changes.notify()
-      if (buffer.readers === 0 && buffer.writers === 0) closed?.()
-    })
-  })
+  const end = (side: "read" | "write"): FileDescription => {
+    // Once: a second close of one end must not count as the other end's reader or writer going.
+    let closed = false
+    return {
+      filetype: FileType.UNKNOWN,
+      readiness,
+      read: side === "read" ? read : () => fail(Errno.BADF),
+      write: side === "write" ? write : () => fail(Errno.BADF),
+      seek: () => fail(Errno.SPIPE),
+      stat,
+      close: Effect.sync(() => {
+        if (closed) return
+        closed = true
+        if (side === "read") buffer.readers--
+        else buffer.writers--
+        buffer.changes.notify()
+        if (buffer.readers === 0 && buffer.writers === 0) closedBoth?.()
+      })
+    }
+  }
   return { read: end("read"), write: end("write") }
 }

@@ -294,8 +294,10 @@ const proc_spawn: Handler = (c) =>
       stdio,
       group
     }).pipe(
-      // Had the child been created, its table would hold the child's ends of new pipes.
-      Effect.tapError(() => closeNewEnds)
+      // Had the child been created, its table would hold the child's ends of new pipes. On an
+      // interrupt too (the caller killed while the child's module compiles): the ends hold
+      // the pipe's memory until both are closed.
+      Effect.onError(() => closeNewEnds)
     )
     ProcSpawnResults.pid(c, child.pidIn(c.tg.pidNamespace))
     for (let i = 0; i < nfds; i++) c.channel.dataView.setInt32(i * 4, answer[i]!, true)

@@ -31,14 +31,19 @@ export interface Terminal {
  */
 export const makeTerminal = (stdio: ReadonlyArray<FileDescription>): Terminal => {
   const control: ControllingTerminal<ThreadGroup> = { foreground: undefined }
-  return {
-    control,
-    stdio: stdio.map((description) => ({
+  // One view per description: a description given at two slots stays one open file (fd
+  // tables count references by identity), closed once.
+  const views = new Map<FileDescription, FileDescription>()
+  const viewOf = (description: FileDescription): FileDescription => {
+    const made = views.get(description) ?? {
       ...description,
       filetype: FileType.CHARACTER_DEVICE,
       stat: Effect.map(description.stat, (stat) => ({ ...stat, filetype: FileType.CHARACTER_DEVICE })),
       isTerminal: true,
       terminal: control
-    }))
+    }
+    views.set(description, made)
+    return made
   }
+  return { control, stdio: stdio.map(viewOf) }
 }
