@@ -96,6 +96,42 @@ export const Layout = {
   joinStatus: { sizeOf: 6, tag: 0, code: 2, exitSignal: 4, stopSignal: 2 }
 } as const
 
+/**
+ * WASIX `addr_port` as a call reads or writes it: a tag (AddressFamily) at 0, then at 2 the
+ * port, a host-order number stored little-endian (both ways: wasmer writes results big-endian,
+ * but wasix-libc probes for either and Rust's std reads little-endian), then the address in
+ * network order (IPv4 at 4..7, IPv6 at 4..19). The C struct is 110 bytes (a Unix path fills
+ * it); only the first 20 are read or written for an IP address, as Rust allocates 20.
+ */
+export const AddrPort = { sizeOf: 20, tag: 0, port: 2, address: 4 } as const
+
+/** WASIX `address_family`. */
+export const AddressFamily = { UNSPEC: 0, INET4: 1, INET6: 2, UNIX: 3 } as const
+/** WASIX `sock_type` (DGRAM was 0 before wasix-libc renumbered it; STREAM has always been 1). */
+export const SockType = { UNUSED: 0, STREAM: 1, DGRAM: 2, RAW: 3, SEQPACKET: 4 } as const
+/** WASIX `sock_proto`: IANA protocol numbers (0: the type's default). */
+export const SockProto = { IP: 0, TCP: 6, UDP: 17 } as const
+/** WASIX `sock_option` (wasix-libc's SO_* are these values). */
+export const SockOption = {
+  REUSE_PORT: 1,
+  REUSE_ADDR: 2,
+  NO_DELAY: 3,
+  ONLY_V6: 5,
+  BROADCAST: 6,
+  LISTENING: 10,
+  LAST_ERROR: 11,
+  KEEP_ALIVE: 12,
+  RECV_BUF_SIZE: 15,
+  SEND_BUF_SIZE: 16,
+  TYPE: 25,
+  PROTO: 26
+} as const
+/** sock_recv's `ri_flags` (RECV_DONT_WAIT is WASIX's); sock_send's `si_flags` (WASIX's). */
+export const RiFlags = { RECV_PEEK: 1, RECV_WAITALL: 2, RECV_DATA_TRUNCATED: 4, RECV_DONT_WAIT: 8 } as const
+export const SiFlags = { SEND_DONT_WAIT: 1 } as const
+/** sock_shutdown's `how`. */
+export const SdFlags = { RD: 1, WR: 2 } as const
+
 /** WASIX `join_flags`. */
 export const JoinFlags = { NON_BLOCKING: 1, WAKE_STOPPED: 2 } as const
 /** WASIX `join_status_type`. */
@@ -156,8 +192,29 @@ const preview1 = [
   "sock_shutdown"
 ] as const
 
-/** The WASIX calls (module `wasix_32v1`) whose meaning we implement (docs/process-api.md). */
-const wasix = ["proc_id", "proc_parent", "proc_signal", "proc_join", "fd_pipe", "fd_dup"] as const
+/** The WASIX calls (module `wasix_32v1`) whose meaning we implement (docs/process-api.md, docs/socket-api.md). */
+const wasix = [
+  "proc_id",
+  "proc_parent",
+  "proc_signal",
+  "proc_join",
+  "fd_pipe",
+  "fd_dup",
+  "sock_open",
+  "sock_bind",
+  "sock_listen",
+  "sock_connect",
+  "sock_accept_v2",
+  "sock_addr_local",
+  "sock_addr_peer",
+  "sock_set_opt_flag",
+  "sock_get_opt_flag",
+  "sock_set_opt_size",
+  "sock_get_opt_size"
+] as const
+
+/** preview1's socket calls, which WASIX programs may also import from `wasix_32v1`. */
+const preview1Sockets = ["sock_recv", "sock_send", "sock_shutdown"] as const
 
 /** Our own module `runsc_proc_v1` (docs/process-api.md): process creation, groups, sessions, terminals. */
 const runscProc = [
@@ -191,7 +248,7 @@ export type ImportableSyscall = Exclude<SyscallName, (typeof sentryCalls)[number
 /** The import modules a guest may use, and the syscalls each provides. */
 export const importModules: { readonly [module: string]: ReadonlyArray<SyscallName> } = {
   wasi_snapshot_preview1: preview1,
-  wasix_32v1: wasix,
+  wasix_32v1: [...wasix, ...preview1Sockets],
   runsc_proc_v1: runscProc
 }
 
@@ -270,6 +327,17 @@ export const importSignatures: { readonly [K in ImportableSyscall]: WasmSignatur
   proc_join: sig("i32 i32 i32"),
   fd_pipe: sig("i32 i32"),
   fd_dup: sig("i32 i32"),
+  sock_open: sig("i32 i32 i32 i32"),
+  sock_bind: sig("i32 i32"),
+  sock_listen: sig("i32 i32"),
+  sock_connect: sig("i32 i32"),
+  sock_accept_v2: sig("i32 i32 i32 i32"),
+  sock_addr_local: sig("i32 i32"),
+  sock_addr_peer: sig("i32 i32"),
+  sock_set_opt_flag: sig("i32 i32 i32"),
+  sock_get_opt_flag: sig("i32 i32 i32"),
+  sock_set_opt_size: sig("i32 i32 i64"),
+  sock_get_opt_size: sig("i32 i32 i32"),
   proc_spawn: sig("i32 i32 i32 i32 i32 i32 i32 i32 i32 i32 i32"),
   proc_setpgid: sig("i32 i32"),
   proc_getpgid: sig("i32 i32"),

@@ -14,7 +14,8 @@
  * each of which terminates its worker, before the pool's finalizer terminates the rest.
  */
 import { Clock, Context, Effect, FiberSet, Layer, type Scope } from "effect"
-import type { InvalidModule, ProcessCreationRefused, SandboxOutOfMemory } from "./errors.js"
+import { Errno } from "@runsc/abi"
+import { fail, type InvalidModule, type ProcessCreationRefused, type SandboxOutOfMemory } from "./errors.js"
 import { ContentCache } from "./fs/contentCache.js"
 import { DescriptionRefs } from "./fs/fdTable.js"
 import { HostFdBudget } from "./fs/hostFds.js"
@@ -29,6 +30,7 @@ import type { StartingThread } from "./platform/startThread.js"
 import { makeSignal } from "./signal/deliver.js"
 import { makeKill } from "./signal/kill.js"
 import { oomKill } from "./task/oomKiller.js"
+import type { Network } from "./net/socket.js"
 import { makePanic } from "./signal/panic.js"
 import type { KernelServices } from "./syscalls/context.js"
 import type { StraceOptions } from "./syscalls/strace.js"
@@ -76,6 +78,8 @@ export interface KernelOptions {
   readonly moduleCacheBytes?: number
   /** The host descriptors guests may hold (default: HostFdBudget.ofProcess, half the process's RLIMIT_NOFILE). */
   readonly hostFds?: HostFdBudget
+  /** The sandbox's network (packages/netstack), where guests' sockets are made; without one, sock_open fails EAFNOSUPPORT. */
+  readonly network?: Network
 }
 
 const DEFAULT_MAX_PROCESSES = 512
@@ -216,6 +220,9 @@ const makeKernel = (options: KernelOptions): Effect.Effect<KernelShape, never, S
         if (!account.charge(PIPE_CAPACITY)) return undefined
         return makePipe(++pipesMade, () => account.release(PIPE_CAPACITY))
       },
+      // Charged to the container of the process that opens it, as its pipes are.
+      openSocket: (tg, family, kind) =>
+        options.network === undefined ? fail(Errno.AFNOSUPPORT) : options.network.open(family, kind, { memory: tg.tasks.memory ?? memory }),
       growMemory: growMemory(memory),
       oomKill: oomKill(kill)
     }

@@ -38,6 +38,7 @@ const i64 = FastCheck.oneof(
 type Drawn =
   | { readonly kind: "value"; readonly param: number | bigint }
   | { readonly kind: "bytes"; readonly ptr: number; readonly content: Uint8Array }
+  | { readonly kind: "struct"; readonly ptr: number; readonly content: Uint8Array }
   | { readonly kind: "capacity"; readonly ptr: number; readonly len: number; readonly payload: Uint8Array }
   | { readonly kind: "out"; readonly ptr: number; readonly answer: number | bigint | Uint8Array }
 
@@ -48,12 +49,13 @@ const drawField = (p: SyscallPlan, i: number): FastCheck.Arbitrary<Drawn> => {
   switch (f.kind) {
     case "u32":
     case "s32":
-    case "ignored":
       return i32.map((param) => ({ kind: "value", param }))
     case "u64":
       return i64.map((param) => ({ kind: "value", param }))
     case "bytes":
       return FastCheck.record({ ptr, content: FastCheck.uint8Array({ maxLength: 300 }) }).map((r) => ({ kind: "bytes", ...r }))
+    case "structIn":
+      return FastCheck.record({ ptr, content: FastCheck.uint8Array({ minLength: f.size, maxLength: f.size }) }).map((r) => ({ kind: "struct", ...r }))
     case "capacity":
       return FastCheck.record({ ptr, len: FastCheck.integer({ min: 0, max: 1024 }), payload: FastCheck.uint8Array({ maxLength: 1024 }) })
         .map((r) => ({ kind: "capacity", ...r, payload: r.payload.subarray(0, r.len) }))
@@ -76,6 +78,8 @@ const paramsOf = (drawn: ReadonlyArray<Drawn>): Array<number | bigint> =>
         return [d.param]
       case "bytes":
         return [d.ptr, d.content.length]
+      case "struct":
+        return [d.ptr]
       case "capacity":
         return [d.ptr, d.len]
       case "out":
@@ -104,7 +108,7 @@ describe("the declared syscall ABI", () => {
       const slots = new Set<number>()
       p.fields.forEach((f, i) => {
         const place = p.place[i]!
-        if (["u32", "s32", "bytes", "capacity", "iovecsIn", "iovecsOut"].includes(f.kind)) {
+        if (["u32", "s32", "bytes", "structIn", "capacity", "iovecsIn", "iovecsOut"].includes(f.kind)) {
           assert.isFalse(words.has(place), `${p.name}.${f.name}: word ${place} taken twice`)
           assert.isAtLeast(place, Word.ARG0)
           words.add(place)
@@ -128,7 +132,7 @@ describe("the declared syscall ABI", () => {
         const channel = ChannelViews.allocate()
         const mem = new Uint8Array(MEMORY)
         const view = new DataView(mem.buffer)
-        for (const d of drawn) if (d.kind === "bytes") mem.set(d.content, d.ptr)
+        for (const d of drawn) if (d.kind === "bytes" || d.kind === "struct") mem.set(d.content, d.ptr)
         const params = paramsOf(drawn)
         const c = { channel }
         let served = 0
@@ -162,7 +166,7 @@ describe("the declared syscall ABI", () => {
           if (f.kind === "capacity") {
             assert.strictEqual((accessor as (c: unknown) => number)(c), Math.min((d as { len: number }).len, DATA_SIZE), f.name)
           }
-          if (f.kind === "bytes") {
+          if (f.kind === "bytes" || f.kind === "structIn") {
             const field = accessor as { at: (c: unknown) => number; length: (c: unknown) => number }
             const at = field.at(c)
             assert.deepStrictEqual(channel.data.slice(at, at + field.length(c)), (d as { content: Uint8Array }).content, f.name)

@@ -41,6 +41,7 @@ import { Context, Deferred, Effect, ExecutionStrategy, FiberSet, Layer, Scope, S
 import * as Os from "node:os"
 import { Container, type CreatedWith, type Sandbox, type StartError } from "./container.js"
 import { makeCpuShares } from "./cpuShares.js"
+import { makeLoopbackNetwork } from "@runsc/netstack"
 
 export type { StartError }
 import {
@@ -289,7 +290,12 @@ export class Loader extends Context.Tag("@runsc/loader/Loader")<Loader, LoaderSh
         const limit = memoryLimitOf(bundle.spec)
         const totalMemory = args.kernel?.totalMemory ?? (limit !== undefined ? Math.min(limit, Os.totalmem()) : undefined)
         return Layer.scoped(Loader, makeLoader({ ...args, bundle })).pipe(
-          Layer.provide(Kernel.layer({ ...args.kernel, ...(totalMemory !== undefined ? { totalMemory } : {}) }))
+          Layer.provide(Kernel.layer({
+            // One network namespace per sandbox, shared by its containers (a pod's localhost).
+            network: makeLoopbackNetwork(),
+            ...args.kernel,
+            ...(totalMemory !== undefined ? { totalMemory } : {})
+          }))
         )
       }
     ))

@@ -71,7 +71,8 @@ export const makeBundle = (options: BundleOptions) =>
       "conformance",
       "poll_stdin",
       "append_many",
-      "memhog"
+      "memhog",
+      "net_echo"
     ]) {
       Fs.copyFileSync(fixture(name), Path.join(rootfs, "bin", name))
       Fs.chmodSync(Path.join(rootfs, "bin", name), 0o755)

@@ -19,9 +19,9 @@
  *   u64             one request i64 slot (0, 1, …, below I64_RESULT_SLOT)
  *   bytes           guest (ptr, len): the bytes are packed into the data area after those of
  *                   earlier `bytes`/`iovecsIn` fields; a request word holds the length
+ *   structIn(n)     guest pointer to n bytes (a fixed-size struct): packed as `bytes` are
  *   capacity        guest (ptr, len) of an output buffer: a request word holds min(len,
  *                   DATA_SIZE); the response payload (RESULT_LENGTH bytes) is copied to ptr
- *   ignored         a guest i32 that is not sent (yet)
  *   u32Out          guest pointer; the first is RESULT0, the second RESULT1
  *   u64Out          guest pointer; the u64 result slot (I64_RESULT_SLOT)
  *   structOut(n)    guest pointer to n bytes; the response payload is copied there
@@ -45,7 +45,7 @@
  * This module is bundled into the guest worker: it imports nothing but @runsc/abi and the
  * channel layout.
  */
-import { Errno, importModules, importSignatures, Layout, type SyscallName, syscallNames, syscallNumber } from "@runsc/abi"
+import { AddrPort, Errno, importModules, importSignatures, Layout, type SyscallName, syscallNames, syscallNumber } from "@runsc/abi"
 import { type ChannelViews, DATA_SIZE, I64_SLOT_COUNT, Word, ARG_COUNT } from "./channel.js"
 
 /** The i64 slot of a u64 result (fd_seek's, fd_tell's new offset); request u64 args use the slots below it. */
@@ -56,14 +56,14 @@ const RESULT_WORDS = [Word.RESULT0, Word.RESULT1] as const
 
 // ---- the declaration language ---------------------------------------------------------------
 
-export type ArgKind = "u32" | "s32" | "u64" | "bytes" | "capacity" | "ignored" | "iovecsIn" | "iovecsOut" | "data"
+export type ArgKind = "u32" | "s32" | "u64" | "bytes" | "structIn" | "capacity" | "iovecsIn" | "iovecsOut" | "data"
 export type ResultKind = "u32Out" | "u64Out" | "structOut" | "payloadOut"
 export type FieldKind = ArgKind | ResultKind
 
 export interface Field<N extends string = string, K extends FieldKind = FieldKind> {
   readonly name: N
   readonly kind: K
-  /** structOut: the struct's size in bytes. */
+  /** structIn, structOut: the struct's size in bytes. */
   readonly size: number
 }
 
@@ -74,7 +74,6 @@ const s32 = field("s32")
 const u64 = field("u64")
 const bytes = field("bytes")
 const capacity = field("capacity")
-const ignored = field("ignored")
 const iovecsIn = field("iovecsIn")
 const iovecsOut = field("iovecsOut")
 const data = field("data")
@@ -82,6 +81,7 @@ const u32Out = field("u32Out")
 const u64Out = field("u64Out")
 const payloadOut = field("payloadOut")
 const structOut = <const N extends string>(name: N, size: number): Field<N, "structOut"> => ({ name, kind: "structOut", size })
+const structIn = <const N extends string>(name: N, size: number): Field<N, "structIn"> => ({ name, kind: "structIn", size })
 
 /** Who writes the guest-side stub. */
 export type Stub = "generic" | "worker" | "served"
@@ -180,11 +180,22 @@ export const declarations = {
   tty_getpgrp: generic(u32("fd"), u32Out("pgid")),
   tty_setpgrp: generic(u32("fd"), s32("pgid")),
   proc_sigignore: generic(u32("signal"), u32("ignore")),
-  // sockets: none can exist yet; only the fd crosses, to be checked (the socket work declares the rest)
+  // sockets (docs/socket-api.md): preview1's, then WASIX's
   sock_accept: generic(u32("fd"), u32("flags"), u32Out("accepted")),
-  sock_recv: generic(u32("fd"), ignored("riData"), ignored("riDataLen"), ignored("riFlags"), ignored("roDataLen"), ignored("roFlags")),
-  sock_send: generic(u32("fd"), ignored("siData"), ignored("siDataLen"), ignored("siFlags"), ignored("soDataLen")),
+  sock_recv: worker(u32("fd"), iovecsOut("iovs"), u32("flags"), u32Out("nread"), u32Out("roFlags")),
+  sock_send: worker(u32("fd"), iovecsIn("iovs"), u32("flags"), u32Out("nsent")),
   sock_shutdown: generic(u32("fd"), u32("how")),
+  sock_open: generic(u32("family"), u32("type"), u32("protocol"), u32Out("fd")),
+  sock_bind: generic(u32("fd"), structIn("addr", AddrPort.sizeOf)),
+  sock_listen: generic(u32("fd"), u32("backlog")),
+  sock_connect: generic(u32("fd"), structIn("addr", AddrPort.sizeOf)),
+  sock_accept_v2: generic(u32("fd"), u32("flags"), u32Out("accepted"), structOut("addr", AddrPort.sizeOf)),
+  sock_addr_local: generic(u32("fd"), structOut("addr", AddrPort.sizeOf)),
+  sock_addr_peer: generic(u32("fd"), structOut("addr", AddrPort.sizeOf)),
+  sock_set_opt_flag: generic(u32("fd"), u32("option"), u32("flag")),
+  sock_get_opt_flag: generic(u32("fd"), u32("option"), structOut("flag", 1)),
+  sock_set_opt_size: generic(u32("fd"), u32("option"), u64("size")),
+  sock_get_opt_size: generic(u32("fd"), u32("option"), u64Out("size")),
   // the sentry's own (the worker's memory.grow hook)
   memory_grow: worker(u32("current"), u32("pages"))
 } as const satisfies { readonly [K in SyscallName]: Declaration }
@@ -219,8 +230,8 @@ const guestParams: { readonly [Kind in FieldKind]: ReadonlyArray<"i32" | "i64"> 
   s32: ["i32"],
   u64: ["i64"],
   bytes: ["i32", "i32"],
+  structIn: ["i32"],
   capacity: ["i32", "i32"],
-  ignored: ["i32"],
   u32Out: ["i32"],
   u64Out: ["i32"],
   structOut: ["i32"],
@@ -254,6 +265,7 @@ const makePlan = (name: SyscallName, declaration: Declaration): SyscallPlan => {
         place[i] = Word.ARG0 + word++
         break
       case "bytes":
+      case "structIn":
       case "iovecsIn":
         place[i] = Word.ARG0 + word++
         if (f.kind === "iovecsIn" && packed.length > 0) fail("iovecsIn must be the first data in the data area")
@@ -276,7 +288,6 @@ const makePlan = (name: SyscallName, declaration: Declaration): SyscallPlan => {
       case "payloadOut":
         payloads++
         break
-      case "ignored":
       case "data":
         break
     }
@@ -322,7 +333,7 @@ export interface BytesArg {
 
 type ArgAccessor<Kind> = Kind extends "u32" | "s32" | "capacity" | "iovecsOut" ? (c: OnChannel) => number
   : Kind extends "u64" ? (c: OnChannel) => bigint
-  : Kind extends "bytes" | "iovecsIn" ? BytesArg
+  : Kind extends "bytes" | "structIn" | "iovecsIn" ? BytesArg
   : Kind extends "data" ? { readonly at: (c: OnChannel) => number }
   : never
 
@@ -331,7 +342,7 @@ type ResultSetter<Kind> = Kind extends "u32Out" ? (c: OnChannel, value: number) 
   : never
 
 export type ArgsOf<N extends SyscallName> = {
-  readonly [F in FieldsOf<N> as F["kind"] extends "ignored" | ResultKind ? never : F["name"]]: ArgAccessor<F["kind"]>
+  readonly [F in FieldsOf<N> as F["kind"] extends ResultKind ? never : F["name"]]: ArgAccessor<F["kind"]>
 }
 export type ResultsOf<N extends SyscallName> = {
   readonly [F in FieldsOf<N> as F["kind"] extends "u32Out" | "u64Out" ? F["name"] : never]: ResultSetter<F["kind"]>
@@ -376,6 +387,7 @@ const makeArgs = (p: SyscallPlan): Record<string, unknown> => {
         out[f.name] = slotU64(where)
         break
       case "bytes":
+      case "structIn":
       case "iovecsIn":
         out[f.name] = { at: packedAt(p.before[i]!), length: wordU32(where) }
         break
@@ -461,9 +473,6 @@ export const stubSource = (p: SyscallPlan): string => {
         params.push(a)
         encode.push(`i64[${where}] = ${a}`)
         break
-      case "ignored":
-        params.push(a)
-        break
       case "bytes": {
         const b = `a${params.length + 1}`
         params.push(a, b)
@@ -478,6 +487,17 @@ export const stubSource = (p: SyscallPlan): string => {
         )
         break
       }
+      case "structIn":
+        params.push(a)
+        packed = true
+        encode.push(
+          `{ const ptr = ${a} >>> 0`,
+          `  if (ptr + ${f.size} > size) return ${Errno.FAULT}`,
+          `  data.set(mem.subarray(ptr, ptr + ${f.size}), at)`,
+          `  at += ${f.size}`,
+          `  words[${where}] = ${f.size} }`
+        )
+        break
       case "capacity": {
         const b = `a${params.length + 1}`
         params.push(a, b)
@@ -547,6 +567,8 @@ export const guestImports = <F>(
 ): { readonly [module: string]: { readonly [name: string]: F } } => {
   const used = new Set<string>()
   const modules: Record<string, Record<string, F>> = {}
+  // A call two modules provide (preview1's sockets in wasix_32v1 too) has one stub.
+  const generics = new Map<SyscallName, F>()
   for (const [module, names] of Object.entries(importModules)) {
     const table: Record<string, F> = {}
     for (const name of names) {
@@ -554,7 +576,9 @@ export const guestImports = <F>(
       const stub = written[name]
       if (p.stub === "generic") {
         if (stub !== undefined) throw new Error(`syscall ABI: ${name} is generic but the worker also writes a stub`)
-        table[name] = genericStub(p)
+        const made = generics.get(name) ?? genericStub(p)
+        generics.set(name, made)
+        table[name] = made
       } else {
         if (stub === undefined) throw new Error(`syscall ABI: ${name} is declared ${p.stub} but the worker has no stub`)
         table[name] = stub

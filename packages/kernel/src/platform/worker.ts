@@ -412,6 +412,24 @@ const READ: Transfer = {
   offset: -1,
   done: resultPlace("fd_read", "nread")
 }
+/** sock_send and sock_recv: fd_write and fd_read with flags (and, for sock_recv, its ro_flags). */
+const SEND: Transfer = {
+  plan: plan("sock_send"),
+  fd: argPlace("sock_send", "fd"),
+  length: argPlace("sock_send", "iovs"),
+  offset: -1,
+  done: resultPlace("sock_send", "nsent")
+}
+const SEND_FLAGS = argPlace("sock_send", "flags")
+const RECV: Transfer = {
+  plan: plan("sock_recv"),
+  fd: argPlace("sock_recv", "fd"),
+  length: argPlace("sock_recv", "iovs"),
+  offset: -1,
+  done: resultPlace("sock_recv", "nread")
+}
+const RECV_FLAGS = argPlace("sock_recv", "flags")
+const RECV_RO_FLAGS = resultPlace("sock_recv", "roFlags")
 const PREAD: Transfer = {
   plan: plan("fd_pread"),
   fd: argPlace("fd_pread", "fd"),
@@ -706,6 +724,19 @@ const writtenStubs = {
   }),
   fd_readdir: readdir,
   fd_write: fdWrite,
+  sock_recv: syscall((fd: number, iovs: number, len: number, flags: number, nreadPtr: number, roFlagsPtr: number): number => {
+    if (!inBounds(roFlagsPtr, 2)) return Errno.FAULT
+    words[RECV_FLAGS] = flags
+    const errno = readThroughSentry(RECV, fd, iovs, len, undefined, nreadPtr)
+    if (errno === Errno.SUCCESS) memView.setUint16(roFlagsPtr >>> 0, words[RECV_RO_FLAGS]! & 0xffff, true)
+    return errno
+  }),
+  sock_send: syscall((fd: number, iovs: number, len: number, flags: number, nsentPtr: number): number => {
+    const vecs = readIovecs(iovs, len)
+    if (!inBounds(nsentPtr, 4)) return Errno.FAULT
+    words[SEND_FLAGS] = flags
+    return writeThroughSentry(SEND, fd, vecs, undefined, nsentPtr)
+  }),
   poll_oneoff: syscall((inPtr: number, outPtr: number, nsubs: number, neventsPtr: number): number => {
     nsubs >>>= 0
     const inBytes = nsubs * Layout.subscription.sizeOf

@@ -14,7 +14,7 @@ import { args, results } from "../platform/syscallAbi.js"
 import { eitherNow, flatMapNow, fnNow, mapNow } from "../settled.js"
 import { blocking, type Handler, setPayload, setPayloadLength, type SyscallContext } from "./context.js"
 import { putFilestat, requestedTimes } from "./filestat.js"
-import { entryWith } from "./lookup.js"
+import { entryWith, isNonBlocking } from "./lookup.js"
 
 // Each call's accessors, looked up once (see platform/syscallAbi.ts).
 const FdWriteArgs = args.fd_write
@@ -48,7 +48,6 @@ const FdAdviseArgs = args.fd_advise
 
 const encoder = new TextEncoder()
 
-const isNonBlocking = (entry: FdEntry) => (entry.flags & FdFlags.NONBLOCK) !== 0
 
 const written = FdWriteResults.nwritten
 

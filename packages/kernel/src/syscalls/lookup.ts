@@ -8,7 +8,7 @@
  * the fd is NOTCAPABLE, as wasmtime and uvwasi answer; only the container's root, whose `..` is
  * itself, behaves as Linux's `/` does.
  */
-import { Errno } from "@runsc/abi"
+import { Errno, FdFlags } from "@runsc/abi"
 import { Effect } from "effect"
 import { fail, type SyscallError } from "../errors.js"
 import type { FdEntry } from "../fs/fdTable.js"
@@ -44,3 +44,6 @@ export const lookupPath = fnNow(function*(c: SyscallContext, fd: number, rights:
 
 /** The changes `dir` can make, or EROFS. */
 export const changesOf = (dir: Dentry) => (dir.inode.changes ? Effect.succeed(dir.inode.changes) : fail(Errno.ROFS))
+
+/** Whether the fd was opened or set O_NONBLOCK: a call that would wait fails EAGAIN. */
+export const isNonBlocking = (entry: FdEntry): boolean => (entry.flags & FdFlags.NONBLOCK) !== 0

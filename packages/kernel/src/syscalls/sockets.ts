@@ -1,27 +1,275 @@
 /**
- * The socket family. No socket can exist yet (preview1 cannot create one and none are
- * pre-opened), so each call checks its fd and answers ENOTSOCK, as Linux does for a socket call
- * on a file. The socket work replaces these handlers (and widens their declarations in
- * platform/syscallAbi.ts).
+ * The socket calls (docs/socket-api.md): preview1's sock_accept, sock_recv, sock_send and
+ * sock_shutdown, and WASIX's sock_open, bind, listen, connect, accept_v2, addresses and
+ * options, with WASIX's numbering and layouts. A socket is an fd like any other (poll, close,
+ * dup, inheritance, fdstat's filetype); the network behind it is the sandbox's
+ * (KernelOptions.network). Calls on an fd that is not a socket answer ENOTSOCK, as Linux does.
  */
-import { Errno } from "@runsc/abi"
-import { fail } from "../errors.js"
-import { args } from "../platform/syscallAbi.js"
-import { flatMapNow } from "../settled.js"
-import type { Handler, SyscallContext } from "./context.js"
-import { entryWith } from "./lookup.js"
+import {
+  AddressFamily,
+  AddrPort,
+  Errno,
+  FdFlags,
+  Rights,
+  RiFlags,
+  SdFlags,
+  SiFlags,
+  SIGPIPE,
+  SockOption,
+  SockProto,
+  SockType
+} from "@runsc/abi"
+import { Effect, Either } from "effect"
+import { fail, type SyscallError } from "../errors.js"
+import type { FdEntry } from "../fs/fdTable.js"
+import { isSocket, type SocketAddress, type SocketDescription, type SocketFlag, type SocketKind, type SocketSize } from "../net/socket.js"
+import { type BytesArg, args, results } from "../platform/syscallAbi.js"
+import { eitherNow, flatMapNow, mapNow } from "../settled.js"
+import { blocking, type Handler, setPayload, type SyscallContext } from "./context.js"
+import { entryWith, isNonBlocking } from "./lookup.js"
 
 // Each call's accessors, looked up once (see platform/syscallAbi.ts).
 const SockAcceptArgs = args.sock_accept
+const SockAcceptResults = results.sock_accept
+const SockAcceptV2Args = args.sock_accept_v2
+const SockAcceptV2Results = results.sock_accept_v2
 const SockRecvArgs = args.sock_recv
+const SockRecvResults = results.sock_recv
 const SockSendArgs = args.sock_send
+const SockSendResults = results.sock_send
 const SockShutdownArgs = args.sock_shutdown
+const SockOpenArgs = args.sock_open
+const SockOpenResults = results.sock_open
+const SockBindArgs = args.sock_bind
+const SockListenArgs = args.sock_listen
+const SockConnectArgs = args.sock_connect
+const SockAddrLocalArgs = args.sock_addr_local
+const SockAddrPeerArgs = args.sock_addr_peer
+const SockSetOptFlagArgs = args.sock_set_opt_flag
+const SockGetOptFlagArgs = args.sock_get_opt_flag
+const SockSetOptSizeArgs = args.sock_set_opt_size
+const SockGetOptSizeArgs = args.sock_get_opt_size
+const SockGetOptSizeResults = results.sock_get_opt_size
 
-const notSocket = (fd: (c: SyscallContext) => number): Handler => (c) => flatMapNow(entryWith(c, fd(c), 0n), () => fail(Errno.NOTSOCK))
+/** What a socket's fd may do (as wasmtime grants a socket): read, write, poll, shut down, accept, fstat, set flags. */
+const SOCKET_RIGHTS = Rights.FD_READ | Rights.FD_WRITE | Rights.FD_FDSTAT_SET_FLAGS | Rights.FD_FILESTAT_GET |
+  Rights.POLL_FD_READWRITE | Rights.SOCK_SHUTDOWN | Rights.SOCK_ACCEPT
+
+const socketEntry = (description: SocketDescription, nonBlocking: boolean): FdEntry => ({
+  description,
+  rightsBase: SOCKET_RIGHTS,
+  rightsInheriting: 0n,
+  flags: nonBlocking ? FdFlags.NONBLOCK : 0
+})
+
+/** The socket at `fd`, with `rights`; ENOTSOCK for any other open file (whatever its rights, as Linux answers). */
+const socketAt = (c: SyscallContext, fd: number, rights: bigint): Effect.Effect<{ entry: FdEntry; socket: SocketDescription }, SyscallError> =>
+  flatMapNow(entryWith(c, fd, 0n), (entry) => {
+    if (!isSocket(entry.description)) return fail(Errno.NOTSOCK)
+    if ((entry.rightsBase & rights) !== rights) return fail(Errno.NOTCAPABLE)
+    return Effect.succeed({ entry, socket: entry.description })
+  })
+
+// ---- addresses: WASIX addr_port -------------------------------------------------------------
+
+/** Decodes an `addr_port` the guest passed (a structIn field). */
+const addressArg = (c: SyscallContext, arg: BytesArg): Effect.Effect<SocketAddress, SyscallError> => {
+  const at = arg.at(c)
+  const bytes = c.channel.data.subarray(at, at + AddrPort.sizeOf)
+  const port = bytes[AddrPort.port]! | (bytes[AddrPort.port + 1]! << 8)
+  switch (bytes[AddrPort.tag]) {
+    case AddressFamily.INET4:
+      return Effect.succeed({ family: "inet4", address: bytes.slice(AddrPort.address, AddrPort.address + 4), port })
+    case AddressFamily.INET6:
+      return Effect.succeed({ family: "inet6", address: bytes.slice(AddrPort.address, AddrPort.address + 16), port })
+    case AddressFamily.UNIX:
+      // Unix sockets are not built yet.
+      return fail(Errno.AFNOSUPPORT)
+    default:
+      return fail(Errno.INVAL)
+  }
+}
+
+/** An address as the guest's `addr_port` (20 bytes: Unix addresses do not occur yet). */
+const encodeAddress = (address: SocketAddress): Uint8Array => {
+  const out = new Uint8Array(AddrPort.sizeOf)
+  if (address.family === "unix") {
+    out[AddrPort.tag] = AddressFamily.UNIX
+    return out
+  }
+  out[AddrPort.tag] = address.family === "inet4" ? AddressFamily.INET4 : AddressFamily.INET6
+  out[AddrPort.port] = address.port & 0xff
+  out[AddrPort.port + 1] = address.port >>> 8
+  out.set(address.address, AddrPort.address)
+  return out
+}
+
+// ---- the calls ------------------------------------------------------------------------------
+
+const familyOf = (family: number) =>
+  family === AddressFamily.INET4 ? "inet4" as const
+  : family === AddressFamily.INET6 ? "inet6" as const
+  : family === AddressFamily.UNIX ? "unix" as const
+  : undefined
+
+/** A socket type and protocol as a kind: STREAM with TCP (or 0), DGRAM (2, or 0 as older WASIX numbered it) with UDP (or 0). */
+const kindOf = (type: number, protocol: number): SocketKind | Errno => {
+  if (type === SockType.STREAM) return protocol === SockProto.IP || protocol === SockProto.TCP ? "stream" : Errno.PROTONOSUPPORT
+  if (type === SockType.DGRAM || type === SockType.UNUSED) return protocol === SockProto.IP || protocol === SockProto.UDP ? "dgram" : Errno.PROTONOSUPPORT
+  return type === SockType.RAW || type === SockType.SEQPACKET ? Errno.PROTONOSUPPORT : Errno.INVAL
+}
+
+const sock_open: Handler = (c) => {
+  const family = familyOf(SockOpenArgs.family(c))
+  if (family === undefined) return fail(Errno.AFNOSUPPORT)
+  const kind = kindOf(SockOpenArgs.type(c), SockOpenArgs.protocol(c))
+  if (typeof kind === "number") return fail(kind)
+  return flatMapNow(c.services.openSocket(c.tg, family, kind), (socket) =>
+    mapNow(
+      Effect.tapError(c.tg.fdTable.allocate(socketEntry(socket, false)), () => socket.close),
+      (fd) => SockOpenResults.fd(c, fd)
+    ))
+}
+
+const sock_bind: Handler = (c) =>
+  flatMapNow(socketAt(c, SockBindArgs.fd(c), 0n), ({ socket }) =>
+    flatMapNow(addressArg(c, SockBindArgs.addr), (address) => socket.socket.bind(address)))
+
+const sock_listen: Handler = (c) =>
+  flatMapNow(socketAt(c, SockListenArgs.fd(c), 0n), ({ socket }) => socket.socket.listen(SockListenArgs.backlog(c)))
+
+const sock_connect: Handler = (c) =>
+  flatMapNow(socketAt(c, SockConnectArgs.fd(c), 0n), ({ entry, socket }) =>
+    flatMapNow(addressArg(c, SockConnectArgs.addr), (address) => blocking(c, socket.socket.connect(address, isNonBlocking(entry)))))
+
+/** accept, and the new fd (its own NONBLOCK from `flags`); the peer's address for accept_v2. */
+const accept = (c: SyscallContext, fd: number, flags: number): Effect.Effect<{ fd: number; peer: SocketAddress }, SyscallError> =>
+  flatMapNow(socketAt(c, fd, Rights.SOCK_ACCEPT), ({ entry, socket }) =>
+    flatMapNow(blocking(c, socket.socket.accept(isNonBlocking(entry))), ({ peer, socket: accepted }) =>
+      mapNow(
+        Effect.tapError(c.tg.fdTable.allocate(socketEntry(accepted, (flags & FdFlags.NONBLOCK) !== 0)), () => accepted.close),
+        (newFd) => ({ fd: newFd, peer })
+      )))
+
+const sock_accept: Handler = (c) =>
+  mapNow(accept(c, SockAcceptArgs.fd(c), SockAcceptArgs.flags(c)), ({ fd }) => SockAcceptResults.accepted(c, fd))
+
+const sock_accept_v2: Handler = (c) =>
+  mapNow(accept(c, SockAcceptV2Args.fd(c), SockAcceptV2Args.flags(c)), ({ fd, peer }) => {
+    SockAcceptV2Results.accepted(c, fd)
+    setPayload(c, encodeAddress(peer))
+  })
+
+const sock_recv: Handler = (c) =>
+  flatMapNow(socketAt(c, SockRecvArgs.fd(c), Rights.FD_READ), ({ entry, socket }) => {
+    const flags = SockRecvArgs.flags(c)
+    const nonBlocking = isNonBlocking(entry) || (flags & RiFlags.RECV_DONT_WAIT) !== 0
+    const received = socket.socket.receive(Math.min(SockRecvArgs.iovs(c), c.channel.data.length), {
+      peek: (flags & RiFlags.RECV_PEEK) !== 0,
+      waitAll: (flags & RiFlags.RECV_WAITALL) !== 0,
+      nonBlocking
+    })
+    return mapNow(blocking(c, received), ({ data }) => {
+      c.channel.data.set(data)
+      SockRecvResults.nread(c, data.length)
+      SockRecvResults.roFlags(c, 0)
+    })
+  })
+
+/** A send to a peer that has gone raises SIGPIPE, as send(2) without MSG_NOSIGNAL does. */
+const sock_send: Handler = (c) =>
+  flatMapNow(socketAt(c, SockSendArgs.fd(c), Rights.FD_WRITE), ({ entry, socket }) => {
+    const nonBlocking = isNonBlocking(entry) || (SockSendArgs.flags(c) & SiFlags.SEND_DONT_WAIT) !== 0
+    const data = c.channel.data.subarray(0, SockSendArgs.iovs.length(c))
+    return flatMapNow(eitherNow(blocking(c, socket.socket.send(data, { nonBlocking }))), (outcome) => {
+      if (Either.isRight(outcome)) return Effect.sync(() => SockSendResults.nsent(c, outcome.right))
+      const errno = outcome.left.errno
+      return errno === Errno.PIPE ? Effect.zipRight(c.raise(SIGPIPE), fail(errno)) : fail(errno)
+    })
+  })
+
+const sock_shutdown: Handler = (c) =>
+  flatMapNow(socketAt(c, SockShutdownArgs.fd(c), Rights.SOCK_SHUTDOWN), ({ socket }) => {
+    const how = SockShutdownArgs.how(c)
+    if (how === 0 || (how & ~(SdFlags.RD | SdFlags.WR)) !== 0) return fail(Errno.INVAL)
+    return socket.socket.shutdown((how & SdFlags.RD) !== 0, (how & SdFlags.WR) !== 0)
+  })
+
+const addressOf = (which: "localAddress" | "peerAddress", fd: (c: SyscallContext) => number): Handler => (c) =>
+  flatMapNow(socketAt(c, fd(c), 0n), ({ socket }) => mapNow(socket.socket[which], (address) => setPayload(c, encodeAddress(address))))
+
+const FLAG_OPTIONS: { readonly [option: number]: SocketFlag } = {
+  [SockOption.REUSE_ADDR]: "reuseAddress",
+  [SockOption.REUSE_PORT]: "reusePort",
+  [SockOption.NO_DELAY]: "noDelay",
+  [SockOption.ONLY_V6]: "onlyV6",
+  [SockOption.BROADCAST]: "broadcast",
+  [SockOption.KEEP_ALIVE]: "keepAlive",
+  [SockOption.LISTENING]: "acceptConnections"
+}
+
+const SIZE_OPTIONS: { readonly [option: number]: SocketSize } = {
+  [SockOption.RECV_BUF_SIZE]: "receiveBuffer",
+  [SockOption.SEND_BUF_SIZE]: "sendBuffer"
+}
+
+const sock_set_opt_flag: Handler = (c) =>
+  flatMapNow(socketAt(c, SockSetOptFlagArgs.fd(c), 0n), ({ socket }) => {
+    const option = FLAG_OPTIONS[SockSetOptFlagArgs.option(c)]
+    // SO_ACCEPTCONN is read-only, as on Linux.
+    if (option === undefined || option === "acceptConnections") return fail(Errno.NOPROTOOPT)
+    return socket.socket.setFlag(option, SockSetOptFlagArgs.flag(c) !== 0)
+  })
+
+const sock_get_opt_flag: Handler = (c) =>
+  flatMapNow(socketAt(c, SockGetOptFlagArgs.fd(c), 0n), ({ socket }) => {
+    const option = FLAG_OPTIONS[SockGetOptFlagArgs.option(c)]
+    if (option === undefined) return fail(Errno.NOPROTOOPT)
+    return mapNow(socket.socket.getFlag(option), (value) => setPayload(c, Uint8Array.of(value ? 1 : 0)))
+  })
+
+const sock_set_opt_size: Handler = (c) =>
+  flatMapNow(socketAt(c, SockSetOptSizeArgs.fd(c), 0n), ({ socket }) => {
+    const option = SIZE_OPTIONS[SockSetOptSizeArgs.option(c)]
+    if (option === undefined) return fail(Errno.NOPROTOOPT)
+    const size = SockSetOptSizeArgs.size(c)
+    return socket.socket.setSize(option, size > 0x7fffffffn ? 0x7fffffff : Number(size))
+  })
+
+/** Sizes, and what wasix-libc asks through this call: SO_ERROR (no connect here completes later: 0), SO_TYPE, SO_PROTOCOL. */
+const sock_get_opt_size: Handler = (c) =>
+  flatMapNow(socketAt(c, SockGetOptSizeArgs.fd(c), 0n), ({ socket }) => {
+    const option = SockGetOptSizeArgs.option(c)
+    const answer = (value: number) => SockGetOptSizeResults.size(c, BigInt(value))
+    const size = SIZE_OPTIONS[option]
+    if (size !== undefined) return mapNow(socket.socket.getSize(size), answer)
+    const stream = socket.socket.kind === "stream"
+    switch (option) {
+      case SockOption.LAST_ERROR:
+        return Effect.sync(() => answer(0))
+      case SockOption.TYPE:
+        return Effect.sync(() => answer(stream ? SockType.STREAM : SockType.DGRAM))
+      case SockOption.PROTO:
+        return Effect.sync(() => answer(stream ? SockProto.TCP : SockProto.UDP))
+      default:
+        return fail(Errno.NOPROTOOPT)
+    }
+  })
 
 export const socketHandlers = {
-  sock_accept: notSocket(SockAcceptArgs.fd),
-  sock_recv: notSocket(SockRecvArgs.fd),
-  sock_send: notSocket(SockSendArgs.fd),
-  sock_shutdown: notSocket(SockShutdownArgs.fd)
+  sock_accept,
+  sock_recv,
+  sock_send,
+  sock_shutdown,
+  sock_open,
+  sock_bind,
+  sock_listen,
+  sock_connect,
+  sock_accept_v2,
+  sock_addr_local: addressOf("localAddress", SockAddrLocalArgs.fd),
+  sock_addr_peer: addressOf("peerAddress", SockAddrPeerArgs.fd),
+  sock_set_opt_flag,
+  sock_get_opt_flag,
+  sock_set_opt_size,
+  sock_get_opt_size
 } as const satisfies Record<string, Handler>

@@ -1,0 +1,316 @@
+/*
+ * runsc/socket.h — BSD sockets for WebAssembly guests of the runsc sandbox
+ * (see docs/socket-api.md), over WASIX's socket calls.
+ *
+ * Header-only. Include it after the system headers and build with clang and
+ * wasi-libc:
+ *
+ *   clang --target=wasm32-wasi -I include prog.c -o prog.wasm
+ *
+ * wasi-libc (preview1) declares send, recv, shutdown, accept and getsockopt
+ * but has no socket, bind, connect, listen, getsockname, getpeername or
+ * setsockopt. This header defines them (and accept, accept4 and getsockopt
+ * again, since preview1's accept cannot tell the peer's address), as
+ * runsc_<name> functions that the plain names are macros for, so that a
+ * BSD-sockets program compiles unchanged. They return -1 and set errno on
+ * failure; wasi-libc's errno values are WASI's, so errno is the call's own.
+ *
+ * The raw imports, __runsc_sock_<name>, take WASIX's numbering and its
+ * addr_port struct (a tag, a port in host order stored little-endian, the
+ * address in network order).
+ *
+ * Built: IPv4 and IPv6 stream sockets over the sandbox's loopback. Datagram
+ * and Unix sockets fail EPROTONOSUPPORT / EAFNOSUPPORT for now.
+ */
+#ifndef RUNSC_SOCKET_H
+#define RUNSC_SOCKET_H
+
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <stdint.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+#include <wasi/api.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Socket options wasi-libc does not define (Linux's values, as musl has them). */
+#ifndef SO_REUSEADDR
+#define SO_REUSEADDR 2
+#endif
+#ifndef SO_ERROR
+#define SO_ERROR 4
+#endif
+#ifndef SO_BROADCAST
+#define SO_BROADCAST 6
+#endif
+#ifndef SO_SNDBUF
+#define SO_SNDBUF 7
+#endif
+#ifndef SO_RCVBUF
+#define SO_RCVBUF 8
+#endif
+#ifndef SO_KEEPALIVE
+#define SO_KEEPALIVE 9
+#endif
+#ifndef SO_REUSEPORT
+#define SO_REUSEPORT 15
+#endif
+#ifndef SO_ACCEPTCONN
+#define SO_ACCEPTCONN 30
+#endif
+#ifndef SO_PROTOCOL
+#define SO_PROTOCOL 38
+#endif
+#ifndef TCP_NODELAY
+#define TCP_NODELAY 1
+#endif
+#ifndef IPV6_V6ONLY
+#define IPV6_V6ONLY 26
+#endif
+
+/* ------------------------------------------------------------------------ */
+/* WASIX numbering                                                           */
+/* ------------------------------------------------------------------------ */
+
+#define RUNSC_AF_INET4 1
+#define RUNSC_AF_INET6 2
+#define RUNSC_SOCK_STREAM 1
+#define RUNSC_SOCK_DGRAM 2
+
+/* sock_option */
+#define RUNSC_SO_REUSE_PORT 1
+#define RUNSC_SO_REUSE_ADDR 2
+#define RUNSC_SO_NO_DELAY 3
+#define RUNSC_SO_ONLY_V6 5
+#define RUNSC_SO_BROADCAST 6
+#define RUNSC_SO_LISTENING 10
+#define RUNSC_SO_LAST_ERROR 11
+#define RUNSC_SO_KEEP_ALIVE 12
+#define RUNSC_SO_RECV_BUF_SIZE 15
+#define RUNSC_SO_SEND_BUF_SIZE 16
+#define RUNSC_SO_PROTO 26
+
+/* addr_port, as the calls read and write it (the first 20 of its 110 bytes). */
+typedef struct {
+  uint8_t tag;
+  uint8_t pad;
+  uint16_t port;
+  uint8_t address[16];
+  uint8_t rest[90];
+} runsc_addr_port_t;
+
+/* ------------------------------------------------------------------------ */
+/* Raw imports (module "wasix_32v1"); each returns a WASI errno              */
+/* ------------------------------------------------------------------------ */
+
+#define RUNSC_WASIX(name) __attribute__((__import_module__("wasix_32v1"), __import_name__(#name)))
+
+int32_t __runsc_sock_open(int32_t af, int32_t type, int32_t proto, int32_t *fd) RUNSC_WASIX(sock_open);
+int32_t __runsc_sock_bind(int32_t fd, const runsc_addr_port_t *addr) RUNSC_WASIX(sock_bind);
+int32_t __runsc_sock_listen(int32_t fd, int32_t backlog) RUNSC_WASIX(sock_listen);
+int32_t __runsc_sock_connect(int32_t fd, const runsc_addr_port_t *addr) RUNSC_WASIX(sock_connect);
+int32_t __runsc_sock_accept_v2(int32_t fd, int32_t flags, int32_t *accepted, runsc_addr_port_t *addr) RUNSC_WASIX(sock_accept_v2);
+int32_t __runsc_sock_addr_local(int32_t fd, runsc_addr_port_t *addr) RUNSC_WASIX(sock_addr_local);
+int32_t __runsc_sock_addr_peer(int32_t fd, runsc_addr_port_t *addr) RUNSC_WASIX(sock_addr_peer);
+int32_t __runsc_sock_set_opt_flag(int32_t fd, int32_t option, int32_t flag) RUNSC_WASIX(sock_set_opt_flag);
+int32_t __runsc_sock_get_opt_flag(int32_t fd, int32_t option, uint8_t *flag) RUNSC_WASIX(sock_get_opt_flag);
+int32_t __runsc_sock_set_opt_size(int32_t fd, int32_t option, int64_t size) RUNSC_WASIX(sock_set_opt_size);
+int32_t __runsc_sock_get_opt_size(int32_t fd, int32_t option, uint64_t *size) RUNSC_WASIX(sock_get_opt_size);
+
+#undef RUNSC_WASIX
+
+/* ------------------------------------------------------------------------ */
+/* BSD wrappers                                                              */
+/* ------------------------------------------------------------------------ */
+
+static inline int runsc__result(int32_t error) {
+  if (error == 0) return 0;
+  errno = error;
+  return -1;
+}
+
+/* A sockaddr as an addr_port; EAFNOSUPPORT / EINVAL as Linux's bind and connect. */
+static inline int runsc__to_addr_port(const struct sockaddr *sa, socklen_t len, runsc_addr_port_t *out) {
+  memset(out, 0, sizeof *out);
+  if (sa == NULL) return EFAULT;
+  if (sa->sa_family == AF_INET) {
+    if (len < sizeof(struct sockaddr_in)) return EINVAL;
+    const struct sockaddr_in *in = (const struct sockaddr_in *)sa;
+    out->tag = RUNSC_AF_INET4;
+    out->port = ntohs(in->sin_port);
+    memcpy(out->address, &in->sin_addr, 4);
+    return 0;
+  }
+  if (sa->sa_family == AF_INET6) {
+    if (len < sizeof(struct sockaddr_in6)) return EINVAL;
+    const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)sa;
+    out->tag = RUNSC_AF_INET6;
+    out->port = ntohs(in6->sin6_port);
+    memcpy(out->address, &in6->sin6_addr, 16);
+    return 0;
+  }
+  return EAFNOSUPPORT;
+}
+
+/* An addr_port as a sockaddr, truncated to *len as getsockname(2) does; *len is set to the full size. */
+static inline void runsc__from_addr_port(const runsc_addr_port_t *ap, struct sockaddr *sa, socklen_t *len) {
+  if (sa == NULL || len == NULL) return;
+  struct sockaddr_storage full;
+  socklen_t size;
+  memset(&full, 0, sizeof full);
+  if (ap->tag == RUNSC_AF_INET6) {
+    struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&full;
+    in6->sin6_family = AF_INET6;
+    in6->sin6_port = htons(ap->port);
+    memcpy(&in6->sin6_addr, ap->address, 16);
+    size = sizeof(struct sockaddr_in6);
+  } else {
+    struct sockaddr_in *in = (struct sockaddr_in *)&full;
+    in->sin_family = AF_INET;
+    in->sin_port = htons(ap->port);
+    memcpy(&in->sin_addr, ap->address, 4);
+    size = sizeof(struct sockaddr_in);
+  }
+  memcpy(sa, &full, *len < size ? *len : size);
+  *len = size;
+}
+
+static inline int runsc_socket(int domain, int type, int protocol) {
+  int nonblock = (type & SOCK_NONBLOCK) != 0;
+  int kind = type & ~(SOCK_NONBLOCK | SOCK_CLOEXEC);
+  int32_t wasix_type = kind == SOCK_STREAM ? RUNSC_SOCK_STREAM : kind == SOCK_DGRAM ? RUNSC_SOCK_DGRAM : -1;
+  if (wasix_type < 0) {
+    errno = EINVAL;
+    return -1;
+  }
+  int32_t fd;
+  /* AF_INET and AF_INET6 are WASIX's INET4 and INET6 in wasi-libc. */
+  if (runsc__result(__runsc_sock_open(domain, wasix_type, protocol, &fd)) < 0) return -1;
+  if (nonblock && fcntl(fd, F_SETFL, O_NONBLOCK) < 0) {
+    int saved = errno;
+    close(fd);
+    errno = saved;
+    return -1;
+  }
+  return fd;
+}
+
+static inline int runsc_bind(int fd, const struct sockaddr *sa, socklen_t len) {
+  runsc_addr_port_t ap;
+  int error = runsc__to_addr_port(sa, len, &ap);
+  return error != 0 ? runsc__result(error) : runsc__result(__runsc_sock_bind(fd, &ap));
+}
+
+static inline int runsc_connect(int fd, const struct sockaddr *sa, socklen_t len) {
+  runsc_addr_port_t ap;
+  int error = runsc__to_addr_port(sa, len, &ap);
+  return error != 0 ? runsc__result(error) : runsc__result(__runsc_sock_connect(fd, &ap));
+}
+
+static inline int runsc_listen(int fd, int backlog) {
+  return runsc__result(__runsc_sock_listen(fd, backlog < 0 ? 0 : backlog));
+}
+
+static inline int runsc_accept4(int fd, struct sockaddr *sa, socklen_t *len, int flags) {
+  int32_t accepted;
+  runsc_addr_port_t ap;
+  if (runsc__result(__runsc_sock_accept_v2(fd, (flags & SOCK_NONBLOCK) ? __WASI_FDFLAGS_NONBLOCK : 0, &accepted, &ap)) < 0) return -1;
+  runsc__from_addr_port(&ap, sa, len);
+  return accepted;
+}
+
+static inline int runsc_accept(int fd, struct sockaddr *sa, socklen_t *len) {
+  return runsc_accept4(fd, sa, len, 0);
+}
+
+static inline int runsc_getsockname(int fd, struct sockaddr *sa, socklen_t *len) {
+  runsc_addr_port_t ap;
+  if (runsc__result(__runsc_sock_addr_local(fd, &ap)) < 0) return -1;
+  runsc__from_addr_port(&ap, sa, len);
+  return 0;
+}
+
+static inline int runsc_getpeername(int fd, struct sockaddr *sa, socklen_t *len) {
+  runsc_addr_port_t ap;
+  if (runsc__result(__runsc_sock_addr_peer(fd, &ap)) < 0) return -1;
+  runsc__from_addr_port(&ap, sa, len);
+  return 0;
+}
+
+/* A (level, name) as a WASIX option; *is_size tells a size option from a flag. -1: not one we know. */
+static inline int runsc__option(int level, int name, int *is_size) {
+  *is_size = 0;
+  if (level == SOL_SOCKET) {
+    switch (name) {
+      case SO_REUSEADDR: return RUNSC_SO_REUSE_ADDR;
+      case SO_REUSEPORT: return RUNSC_SO_REUSE_PORT;
+      case SO_KEEPALIVE: return RUNSC_SO_KEEP_ALIVE;
+      case SO_BROADCAST: return RUNSC_SO_BROADCAST;
+      case SO_ACCEPTCONN: return RUNSC_SO_LISTENING;
+      case SO_RCVBUF: *is_size = 1; return RUNSC_SO_RECV_BUF_SIZE;
+      case SO_SNDBUF: *is_size = 1; return RUNSC_SO_SEND_BUF_SIZE;
+      case SO_ERROR: *is_size = 1; return RUNSC_SO_LAST_ERROR;
+      case SO_PROTOCOL: *is_size = 1; return RUNSC_SO_PROTO;
+    }
+  }
+  if (level == IPPROTO_TCP && name == TCP_NODELAY) return RUNSC_SO_NO_DELAY;
+  if (level == IPPROTO_IPV6 && name == IPV6_V6ONLY) return RUNSC_SO_ONLY_V6;
+  return -1;
+}
+
+static inline int runsc_setsockopt(int fd, int level, int name, const void *value, socklen_t len) {
+  int is_size;
+  int option = runsc__option(level, name, &is_size);
+  if (option < 0 || option == RUNSC_SO_LISTENING || option == RUNSC_SO_LAST_ERROR || option == RUNSC_SO_PROTO) return runsc__result(ENOPROTOOPT);
+  if (value == NULL || len < sizeof(int)) return runsc__result(EINVAL);
+  int v = *(const int *)value;
+  return is_size ? runsc__result(__runsc_sock_set_opt_size(fd, option, v)) : runsc__result(__runsc_sock_set_opt_flag(fd, option, v != 0));
+}
+
+static inline int runsc_getsockopt(int fd, int level, int name, void *value, socklen_t *len) {
+  if (value == NULL || len == NULL || *len < sizeof(int)) return runsc__result(EINVAL);
+  if (level == SOL_SOCKET && name == SO_TYPE) {
+    __wasi_fdstat_t stat;
+    if (runsc__result(__wasi_fd_fdstat_get(fd, &stat)) < 0) return -1;
+    if (stat.fs_filetype != __WASI_FILETYPE_SOCKET_STREAM && stat.fs_filetype != __WASI_FILETYPE_SOCKET_DGRAM) return runsc__result(ENOTSOCK);
+    *(int *)value = stat.fs_filetype == __WASI_FILETYPE_SOCKET_STREAM ? SOCK_STREAM : SOCK_DGRAM;
+    *len = sizeof(int);
+    return 0;
+  }
+  int is_size;
+  int option = runsc__option(level, name, &is_size);
+  if (option < 0) return runsc__result(ENOPROTOOPT);
+  if (is_size) {
+    uint64_t size;
+    if (runsc__result(__runsc_sock_get_opt_size(fd, option, &size)) < 0) return -1;
+    *(int *)value = (int)size;
+  } else {
+    uint8_t flag;
+    if (runsc__result(__runsc_sock_get_opt_flag(fd, option, &flag)) < 0) return -1;
+    *(int *)value = flag;
+  }
+  *len = sizeof(int);
+  return 0;
+}
+
+#define socket runsc_socket
+#define bind runsc_bind
+#define connect runsc_connect
+#define listen runsc_listen
+#define accept runsc_accept
+#define accept4 runsc_accept4
+#define getsockname runsc_getsockname
+#define getpeername runsc_getpeername
+#define setsockopt runsc_setsockopt
+#define getsockopt runsc_getsockopt
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

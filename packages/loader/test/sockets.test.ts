@@ -1,0 +1,60 @@
+/**
+ * Sockets as guests use them, through plain BSD calls (test/fixtures/c/net_echo.c over
+ * include/runsc/socket.h): containers of one sandbox share its loopback, as a pod shares
+ * localhost; a server polls its listener and its connections; every error a BSD program meets
+ * is Linux's.
+ */
+import { assert, describe, it } from "@effect/vitest"
+import { exited } from "@runsc/abi"
+import { Effect } from "effect"
+import { makeBundle, makeOutput, makeSandbox, startSub, waitUntil } from "./helpers.js"
+
+describe("sockets", () => {
+  it.scopedLive("a server container and clients in two others reach each other over the sandbox's loopback; the server polls them all at once", () =>
+    Effect.gen(function*() {
+      const loader = yield* makeSandbox
+      const server = yield* startSub(loader, "server", { args: ["net_echo", "server", "8080", "3"] })
+      yield* waitUntil(Effect.sync(() => server.out.read().includes("listening 8080")), "the server listens")
+      const clients = yield* Effect.forEach(["one", "two"], (id) => startSub(loader, id, { args: ["net_echo", "client", "8080", `hello-${id}`] }))
+      // A third from an exec into the server's own container.
+      const out = yield* makeOutput
+      const pid = yield* loader.execute({ containerId: "server", argv: ["net_echo", "client", "8080", "from-inside"], stdio: { stdout: out.fd } })
+      assert.deepStrictEqual(yield* loader.waitPid("server", pid), exited(0))
+      for (const [i, id] of ["one", "two"].entries()) {
+        assert.deepStrictEqual(yield* loader.wait(id), exited(0))
+        assert.deepStrictEqual(clients[i]!.out.read().split("\n"), [`reply echo:hello-${id}`, "peer 127.0.0.1:8080", "local 127.0.0.1 ephemeral yes", ""])
+      }
+      assert.match(out.read(), /^reply echo:from-inside\n/)
+      assert.deepStrictEqual(yield* loader.wait("server"), exited(0))
+      assert.deepStrictEqual(server.out.read(), "listening 8080\nserved 3\n")
+    }))
+
+  it.scopedLive("the errors a BSD program meets: no Unix or UDP sockets yet, no address beyond the loopback, refused, in use, not connected, EAGAIN on a non-blocking accept, EISCONN, ENOTSOCK", () =>
+    Effect.gen(function*() {
+      const loader = yield* makeSandbox
+      const bundle = yield* makeBundle({ args: ["net_echo", "errors"] })
+      const out = yield* makeOutput
+      yield* loader.createSubcontainer("errors")
+      yield* loader.startSubcontainer({ containerId: "errors", bundle, stdio: { stdout: out.fd, stderr: out.fd } })
+      assert.deepStrictEqual(yield* loader.wait("errors"), exited(0), out.read())
+      assert.deepStrictEqual(out.read().split("\n"), [
+        "unix EAFNOSUPPORT",
+        "udp EPROTONOSUPPORT",
+        "bind-foreign EADDRNOTAVAIL",
+        "connect-foreign ENETUNREACH",
+        "connect-nobody ECONNREFUSED",
+        "recv-unconnected ENOTCONN",
+        "bind ok",
+        "listen ok",
+        "bind-in-use EADDRINUSE",
+        "accept-none-yet EAGAIN",
+        "so-type stream acceptconn 1 rcvbuf 131072",
+        "connect ok",
+        "connect-again EISCONN",
+        "listener-readable 1",
+        "accept ok",
+        "listen-on-file ENOTSOCK",
+        ""
+      ])
+    }))
+})
