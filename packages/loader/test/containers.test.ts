@@ -484,7 +484,15 @@ describe("containers", () => {
         Effect.sync(() => Fs.openSync(fifo, Fs.constants.O_RDWR | Fs.constants.O_NONBLOCK)),
         (fd) => Effect.sync(() => Fs.closeSync(fd))
       )
-      const hostFds = () => Fs.readdirSync("/proc/self/fd").length
+      // Descriptors of the FIFO alone: the process's other fds come and go with its threads.
+      const hostFds = () =>
+        Fs.readdirSync("/proc/self/fd").filter((fd) => {
+          try {
+            return Fs.readlinkSync(`/proc/self/fd/${fd}`) === fifo
+          } catch {
+            return false
+          }
+        }).length
       const before = hostFds()
       for (let i = 0; i < 5; i++) {
         const refused = yield* Effect.flip(loader.execute({ containerId: "full", argv: ["exit"], stdio: { stdin: fd, stdout: fd, stderr: fd } }))
