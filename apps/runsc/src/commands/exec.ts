@@ -11,7 +11,7 @@
  * foreground process group when there is one). Nothing but the guest writes to stdout.
  */
 import { Args, Command, Options } from "@effect/cli"
-import { toShellCode } from "@runsc/abi"
+import { signaled, toShellCode } from "@runsc/abi"
 import { call, donationSocketOf } from "@runsc/control"
 import { donate } from "@runsc/kernel"
 import { parseEnvAssignment, parseProcess, readRegularFile } from "@runsc/spec"
@@ -78,7 +78,11 @@ const holdStatus = <E>(record: ContainerRecord, pid: number, terminal: boolean, 
         yield* c.IsPaused()
         yield* ready
         return yield* Fiber.join(wait)
-      }), { timeout: Duration.infinity })
+      }), { timeout: Duration.infinity }).pipe(
+        // The sandbox ended under the process (its root container's init exited): its teardown
+        // SIGKILLed every process before it went, this one too, as runc's exec reports it.
+        Effect.catchTag("WrongStatus", () => Effect.succeed(signaled(SIGKILL)))
+      )
     return toShellCode(exited)
   }).pipe(Effect.scoped)
 

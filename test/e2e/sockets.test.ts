@@ -1,0 +1,53 @@
+/**
+ * Sockets through the CLI binary, in the default confined sandbox: a server container started
+ * with `create` and `start`, clients run into it with `exec` over its loopback, each a plain
+ * BSD-sockets C program (test/fixtures/c/net_echo.c).
+ */
+import { assert, describe, it } from "@effect/vitest"
+import * as Fs from "node:fs"
+import * as Path from "node:path"
+import { afterAll, beforeAll } from "vitest"
+import { createContainer, describeResult, killSandboxesUnder, lines, makeBundle, makeTempDir, removeDir, runsc, startRunsc, uniqueId, until } from "./helpers.js"
+
+let work = ""
+let server: { readonly dir: string } | undefined
+
+beforeAll(async () => {
+  work = await makeTempDir("runsc-e2e-sockets-")
+  server = await makeBundle(["/bin/net_echo", "server", "8080", "3"], ["net_echo", "sleep"])
+})
+
+afterAll(async () => {
+  killSandboxesUnder(work)
+  await removeDir(work)
+  if (server) await removeDir(server.dir)
+})
+
+describe("sockets through the CLI", () => {
+  it("a server container and clients exec'd into it talk over the sandbox's loopback; an exec still attached when the init ends reports SIGKILL (137)", async () => {
+    const root = await Fs.promises.mkdtemp(Path.join(work, "root-"))
+    const flags = ["--root", root]
+    const id = uniqueId("net")
+    const created = await createContainer(flags, server!.dir, id, work)
+    assert.strictEqual(created.code, 0, created.output())
+    assert.strictEqual((await runsc([...flags, "start", id])).code, 0)
+    await until("the server listens", () => created.output().includes("listening 8080"))
+    for (const text of ["first", "second"]) {
+      const client = await runsc([...flags, "exec", id, "/bin/net_echo", "client", "8080", text])
+      assert.strictEqual(client.code, 0, describeResult(client))
+      assert.deepStrictEqual(lines(client.stdout), [`reply echo:${text}`, "peer 127.0.0.1:8080", "local 127.0.0.1 ephemeral yes"])
+    }
+    assert.strictEqual(created.output(), "listening 8080\ngot first\ngot second\n")
+    // The server's end takes its sandbox along, and every process in it: an exec attached then
+    // exits as a process SIGKILLed, as runc's does, whether the sandbox reports the status
+    // before it goes or not (the CLI then reports it itself: the teardown SIGKILLs every process).
+    const attached = await startRunsc([...flags, "exec", id, "/bin/sleep", "600"])
+    await until("the exec runs", async () => lines((await runsc([...flags, "ps", id])).stdout).length === 3)
+    assert.strictEqual((await runsc([...flags, "kill", id, "TERM"])).code, 0)
+    const ended = await attached.result
+    assert.strictEqual(ended.code, 137, describeResult(ended))
+    const waited = await runsc([...flags, "wait", id])
+    assert.deepStrictEqual(JSON.parse(waited.stdout), { id, exitStatus: 143 })
+    assert.strictEqual((await runsc([...flags, "delete", id])).code, 0)
+  })
+})
