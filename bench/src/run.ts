@@ -23,6 +23,7 @@ import { benchFiles, benchPages } from "./files.js"
 import { benchStdin } from "./stdin.js"
 import { channelFloor, floorSpinPolicy } from "./floor.js"
 import { benchPreemption } from "./preemption.js"
+import { benchSockets } from "./sockets.js"
 import { runNodeWasi } from "./nodeWasi.js"
 import {
   benchDir,
@@ -717,7 +718,7 @@ const main = async () => {
   ]
 
   // `node bench/dist/run.js [--only=key,key]` runs a subset: write, clock, cpu, preempt, syscall, start,
-  // files, pages, stdin, spawn, sandbox, cold, split, lifecycle, exec, destroy100, idlemem, signal, cli, engine (the table then has
+  // files, pages, stdin, spawn, sandbox, cold, split, lifecycle, exec, destroy100, idlemem, signal, cli, engine, sockets (the table then has
   // only those rows).
   const onlyArg = process.argv.find((a) => a.startsWith("--only="))
   const only = onlyArg === undefined ? undefined : new Set(onlyArg.slice("--only=".length).split(","))
@@ -760,6 +761,7 @@ const main = async () => {
   if (want("signal")) await containerBench("11. signal delivery to a blocked task", benchSignal)
   if (want("cli")) await containerBench("12. CLI commands", () => benchCli(progress))
   if (want("engine")) await containerBench("18. a container through podman", async () => benchEngine(progress))
+  if (want("sockets")) await containerBench("20. sockets", benchSockets)
   // Last: its 50 idle worker threads would slow every benchmark after it (memory, GC). The RSS
   // growth it measures can be a little low here, where memory freed by earlier benchmarks'
   // threads is reused; `--only=idlemem` measures it in a fresh process.
