@@ -9,7 +9,7 @@
  *
  * wasi-libc (preview1) declares send, recv, shutdown, accept and getsockopt
  * but has no socket, bind, connect, listen, getsockname, getpeername or
- * setsockopt. This header defines them (and accept, accept4 and getsockopt
+ * setsockopt, sendto or recvfrom. This header defines them (and accept, accept4 and getsockopt
  * again, since preview1's accept cannot tell the peer's address), as
  * runsc_<name> functions that the plain names are macros for, so that a
  * BSD-sockets program compiles unchanged. They return -1 and set errno on
@@ -19,8 +19,8 @@
  * addr_port struct (a tag, a port in host order stored little-endian, the
  * address in network order).
  *
- * Built: IPv4 and IPv6 stream sockets over the sandbox's loopback. Datagram
- * and Unix sockets fail EPROTONOSUPPORT / EAFNOSUPPORT for now.
+ * Built: IPv4 and IPv6 stream and datagram sockets over the sandbox's
+ * loopback. Unix sockets fail EAFNOSUPPORT for now.
  */
 #ifndef RUNSC_SOCKET_H
 #define RUNSC_SOCKET_H
@@ -65,6 +65,9 @@ extern "C" {
 #endif
 #ifndef SO_PROTOCOL
 #define SO_PROTOCOL 38
+#endif
+#ifndef MSG_DONTWAIT
+#define MSG_DONTWAIT 0x0040
 #endif
 #ifndef TCP_NODELAY
 #define TCP_NODELAY 1
@@ -117,6 +120,8 @@ int32_t __runsc_sock_connect(int32_t fd, const runsc_addr_port_t *addr) RUNSC_WA
 int32_t __runsc_sock_accept_v2(int32_t fd, int32_t flags, int32_t *accepted, runsc_addr_port_t *addr) RUNSC_WASIX(sock_accept_v2);
 int32_t __runsc_sock_addr_local(int32_t fd, runsc_addr_port_t *addr) RUNSC_WASIX(sock_addr_local);
 int32_t __runsc_sock_addr_peer(int32_t fd, runsc_addr_port_t *addr) RUNSC_WASIX(sock_addr_peer);
+int32_t __runsc_sock_recv_from(int32_t fd, const __wasi_iovec_t *iovs, int32_t iovs_len, int32_t flags, uint32_t *nread, uint16_t *ro_flags, runsc_addr_port_t *addr) RUNSC_WASIX(sock_recv_from);
+int32_t __runsc_sock_send_to(int32_t fd, const __wasi_ciovec_t *iovs, int32_t iovs_len, int32_t flags, const runsc_addr_port_t *addr, uint32_t *nsent) RUNSC_WASIX(sock_send_to);
 int32_t __runsc_sock_set_opt_flag(int32_t fd, int32_t option, int32_t flag) RUNSC_WASIX(sock_set_opt_flag);
 int32_t __runsc_sock_get_opt_flag(int32_t fd, int32_t option, uint8_t *flag) RUNSC_WASIX(sock_get_opt_flag);
 int32_t __runsc_sock_set_opt_size(int32_t fd, int32_t option, int64_t size) RUNSC_WASIX(sock_set_opt_size);
@@ -242,6 +247,30 @@ static inline int runsc_getpeername(int fd, struct sockaddr *sa, socklen_t *len)
   return 0;
 }
 
+/* sendto(2): one datagram to `sa` (a stream socket ignores the address, as on Linux). */
+static inline ssize_t runsc_sendto(int fd, const void *buf, size_t len, int flags, const struct sockaddr *sa, socklen_t sa_len) {
+  if (sa == NULL) return send(fd, buf, len, flags);
+  runsc_addr_port_t ap;
+  int error = runsc__to_addr_port(sa, sa_len, &ap);
+  if (error != 0) return runsc__result(error);
+  __wasi_ciovec_t iov = {(const uint8_t *)buf, len};
+  uint32_t sent;
+  if (runsc__result(__runsc_sock_send_to(fd, &iov, 1, (flags & MSG_DONTWAIT) ? 1 : 0, &ap, &sent)) < 0) return -1;
+  return sent;
+}
+
+/* recvfrom(2): one datagram (cut to `len`) and who sent it. */
+static inline ssize_t runsc_recvfrom(int fd, void *buf, size_t len, int flags, struct sockaddr *sa, socklen_t *sa_len) {
+  __wasi_iovec_t iov = {(uint8_t *)buf, len};
+  uint32_t got;
+  uint16_t ro_flags;
+  runsc_addr_port_t ap;
+  int32_t ri_flags = (flags & MSG_PEEK ? 1 : 0) | (flags & MSG_WAITALL ? 2 : 0) | (flags & MSG_DONTWAIT ? 8 : 0);
+  if (runsc__result(__runsc_sock_recv_from(fd, &iov, 1, ri_flags, &got, &ro_flags, &ap)) < 0) return -1;
+  runsc__from_addr_port(&ap, sa, sa_len);
+  return got;
+}
+
 /* A (level, name) as a WASIX option; *is_size tells a size option from a flag. -1: not one we know. */
 static inline int runsc__option(int level, int name, int *is_size) {
   *is_size = 0;
@@ -308,6 +337,8 @@ static inline int runsc_getsockopt(int fd, int level, int name, void *value, soc
 #define getpeername runsc_getpeername
 #define setsockopt runsc_setsockopt
 #define getsockopt runsc_getsockopt
+#define sendto runsc_sendto
+#define recvfrom runsc_recvfrom
 
 #ifdef __cplusplus
 }

@@ -128,6 +128,8 @@ export const SockOption = {
 } as const
 /** sock_recv's `ri_flags` (RECV_DONT_WAIT is WASIX's); sock_send's `si_flags` (WASIX's). */
 export const RiFlags = { RECV_PEEK: 1, RECV_WAITALL: 2, RECV_DATA_TRUNCATED: 4, RECV_DONT_WAIT: 8 } as const
+/** sock_recv's `ro_flags`. */
+export const RoFlags = { RECV_DATA_TRUNCATED: 1 } as const
 export const SiFlags = { SEND_DONT_WAIT: 1 } as const
 /** sock_shutdown's `how`. */
 export const SdFlags = { RD: 1, WR: 2 } as const
@@ -207,6 +209,8 @@ const wasix = [
   "sock_accept_v2",
   "sock_addr_local",
   "sock_addr_peer",
+  "sock_recv_from",
+  "sock_send_to",
   "sock_set_opt_flag",
   "sock_get_opt_flag",
   "sock_set_opt_size",
@@ -334,6 +338,8 @@ export const importSignatures: { readonly [K in ImportableSyscall]: WasmSignatur
   sock_accept_v2: sig("i32 i32 i32 i32"),
   sock_addr_local: sig("i32 i32"),
   sock_addr_peer: sig("i32 i32"),
+  sock_recv_from: sig("i32 i32 i32 i32 i32 i32 i32"),
+  sock_send_to: sig("i32 i32 i32 i32 i32 i32"),
   sock_set_opt_flag: sig("i32 i32 i32"),
   sock_get_opt_flag: sig("i32 i32 i32"),
   sock_set_opt_size: sig("i32 i32 i64"),

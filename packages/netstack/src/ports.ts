@@ -1,6 +1,7 @@
 /**
- * The stream ports of one network namespace: which socket holds which address and port, the
- * ephemeral range, and which listener a connection reaches.
+ * The ports of one protocol (stream or datagram: each has its own) in one network namespace:
+ * which socket holds which address and port, the ephemeral range, and which socket a
+ * connection or a datagram reaches.
  *
  * Two sockets may share a port only on different addresses of one family (neither the
  * wildcard), or when both set SO_REUSEADDR and neither listens, as on Linux; an IPv6 wildcard
@@ -9,23 +10,30 @@
 import { Errno } from "@runsc/abi"
 import type { SocketAddress } from "@runsc/kernel"
 import { type IpAddress, isLoopback, isWildcard, loopbackOf, sameAddress } from "./address.js"
-import type { StreamSocket } from "./stream.js"
+
+/** A socket as its ports see it. */
+export interface Bound {
+  readonly family: "inet4" | "inet6"
+  local: IpAddress | undefined
+  readonly isListening: boolean
+  hasFlag(flag: "reuseAddress" | "onlyV6"): boolean
+}
 
 /** Linux's default ephemeral range (net.ipv4.ip_local_port_range). */
 const EPHEMERAL_FIRST = 32768
 const EPHEMERAL_LAST = 60999
 
 /** Whether two bindings of one port cover a common address. */
-const overlap = (a: StreamSocket, b: StreamSocket): boolean => {
+const overlap = (a: Bound, b: Bound): boolean => {
   const x = a.local!
   const y = b.local!
   if (x.family === y.family) return isWildcard(x) || isWildcard(y) || sameAddress(x, y)
-  const dualStack = (s: StreamSocket) => s.family === "inet6" && isWildcard(s.local!) && !s.hasFlag("onlyV6")
+  const dualStack = (s: Bound) => s.family === "inet6" && isWildcard(s.local!) && !s.hasFlag("onlyV6")
   return dualStack(a) || dualStack(b)
 }
 
-export class Ports {
-  private readonly byPort = new Map<number, Set<StreamSocket>>()
+export class Ports<S extends Bound> {
+  private readonly byPort = new Map<number, Set<S>>()
   private nextEphemeral = EPHEMERAL_FIRST
   private inos = 0n
 
@@ -34,7 +42,7 @@ export class Ports {
   }
 
   /** Binds `socket` to `address` (port 0: an ephemeral one); the address bound, or an errno. */
-  bind(socket: StreamSocket, address: IpAddress): IpAddress | Errno {
+  bind(socket: S, address: IpAddress): IpAddress | Errno {
     if (!isWildcard(address) && !isLoopback(address)) return Errno.ADDRNOTAVAIL
     if (address.port !== 0) {
       const bound = { ...address }
@@ -49,8 +57,8 @@ export class Ports {
     return Errno.ADDRINUSE
   }
 
-  private take(socket: StreamSocket, address: IpAddress): boolean {
-    const holders = this.byPort.get(address.port) ?? new Set<StreamSocket>()
+  private take(socket: S, address: IpAddress): boolean {
+    const holders = this.byPort.get(address.port) ?? new Set<S>()
     socket.local = address
     for (const other of holders) {
       if (!overlap(socket, other)) continue
@@ -64,32 +72,38 @@ export class Ports {
   }
 
   /** Whether `socket` may listen where it is bound: not while another socket listens on an address it covers. */
-  listenConflict(socket: StreamSocket): Errno | undefined {
+  listenConflict(socket: S): Errno | undefined {
     for (const other of this.byPort.get(socket.local!.port) ?? []) {
       if (other !== socket && other.isListening && overlap(socket, other)) return Errno.ADDRINUSE
     }
     return undefined
   }
 
-  unbind(socket: StreamSocket): void {
+  unbind(socket: S): void {
     const local = socket.local
     if (local === undefined) return
     const holders = this.byPort.get(local.port)
     if (holders?.delete(socket) && holders.size === 0) this.byPort.delete(local.port)
   }
 
+  /** The listener a connection to `address` reaches (see `reached`). */
+  listenerFor(address: SocketAddress): S | Errno {
+    return this.reached(address, (socket) => socket.isListening)
+  }
+
   /**
-   * The listener a connection to `address` reaches: one bound to that address, else to its
-   * family's wildcard (or a dual-stack IPv6 one). Only loopback and wildcard addresses are
-   * local (0.0.0.0 reaches the loopback, as on Linux); anything else has no route.
+   * The socket that takes what is sent to `address` among those `eligible`: one bound to that
+   * address, else to its family's wildcard (or a dual-stack IPv6 one); ECONNREFUSED when none.
+   * Only loopback and wildcard addresses are local (0.0.0.0 reaches the loopback, as on Linux);
+   * anything else has no route.
    */
-  listenerFor(address: SocketAddress): StreamSocket | Errno {
+  reached(address: SocketAddress, eligible: (socket: S) => boolean): S | Errno {
     if (address.family === "unix") return Errno.AFNOSUPPORT
     if (!isWildcard(address) && !isLoopback(address)) return Errno.NETUNREACH
     const target = isWildcard(address) ? loopbackOf(address.family, address.port) : address
-    let wildcard: StreamSocket | undefined
+    let wildcard: S | undefined
     for (const socket of this.byPort.get(target.port) ?? []) {
-      if (!socket.isListening) continue
+      if (!eligible(socket)) continue
       const local = socket.local!
       if (local.family === target.family && sameAddress(local, target)) return socket
       const reaches = local.family === target.family

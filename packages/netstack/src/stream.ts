@@ -24,14 +24,10 @@ import {
 } from "@runsc/kernel"
 import { Effect } from "effect"
 import { asFamily, type IpAddress, isWildcard, loopbackOf, wildcardOf } from "./address.js"
+import { bufferSizeOf, DEFAULT_BUFFER } from "./buffers.js"
 import { ByteQueue } from "./byteQueue.js"
 import type { Ports } from "./ports.js"
 
-/** A connection's receive buffer unless SO_RCVBUF says otherwise. */
-export const DEFAULT_BUFFER = 128 * 1024
-/** SO_RCVBUF/SO_SNDBUF bounds (Linux doubles what is asked, within its min and max). */
-const MIN_BUFFER = 4608
-const MAX_BUFFER = 4 * 1024 * 1024
 /** The longest backlog (Linux's somaxconn). */
 export const MAX_BACKLOG = 4096
 
@@ -57,7 +53,7 @@ export class StreamSocket implements SocketOps {
   constructor(
     readonly family: "inet4" | "inet6",
     private readonly owner: SocketOwner,
-    private readonly ports: Ports,
+    private readonly ports: Ports<StreamSocket>,
     private readonly ino: bigint
   ) {
     this.description = this.describe()
@@ -247,7 +243,7 @@ export class StreamSocket implements SocketOps {
   /** Takes effect on connections made from then on (a connected pair's buffers are fixed). */
   setSize(option: SocketSize, value: number): Effect.Effect<void, SyscallError> {
     return Effect.sync(() => {
-      const size = Math.min(Math.max(value * 2, MIN_BUFFER), MAX_BUFFER)
+      const size = bufferSizeOf(value)
       if (option === "receiveBuffer") this.receiveBufferSize = size
       else this.sendBufferSize = size
     })

@@ -166,4 +166,29 @@ describe("loopback stream sockets", () => {
       yield* second.socket.send(text("hi"), { nonBlocking: false })
       assert.isTrue(socket.readiness!.ready("read"))
     }))
+
+  it.effect("datagrams: whole or not at all; queued ones are charged to the receiver's owner until read; past its buffer they are dropped, as UDP's are", () =>
+    Effect.gen(function*() {
+      const memory = new MemoryAccount(64 * 1024 * 1024)
+      const network = makeLoopbackNetwork()
+      const receiver = yield* network.open("inet4", "dgram", { memory })
+      const sender = yield* network.open("inet4", "dgram", { memory })
+      yield* receiver.socket.bind(localhost(53))
+      yield* receiver.socket.setSize("receiveBuffer", 8192) // 16 KiB: Linux doubles it
+      const datagram = new Uint8Array(4000)
+      for (let i = 0; i < 10; i++) assert.strictEqual(yield* sender.socket.send(datagram, { nonBlocking: false, to: localhost(53) }), 4000)
+      assert.strictEqual(memory.used, 4 * 4000, "four fit in 16 KiB; the other six were dropped")
+      const first = yield* receiver.socket.receive(100, { peek: false, waitAll: false, nonBlocking: true })
+      assert.strictEqual(first.data.length, 100)
+      assert.isTrue(first.truncated)
+      assert.deepStrictEqual(first.from, yield* sender.socket.localAddress.pipe(Effect.map((a) => ({ ...a, address: new Uint8Array([127, 0, 0, 1]) }))))
+      assert.strictEqual(memory.used, 3 * 4000)
+      yield* receiver.close
+      assert.strictEqual(memory.used, 0, "a closed socket's queue is given back")
+      assert.strictEqual(yield* errnoOf(sender.socket.send(new Uint8Array(70_000), { nonBlocking: false, to: localhost(53) })), Errno.MSGSIZE)
+      assert.strictEqual(yield* errnoOf(sender.socket.send(datagram, { nonBlocking: false })), Errno.DESTADDRREQ)
+      // UDP and TCP ports are separate spaces.
+      const tcp = yield* network.open("inet4", "stream", { memory })
+      yield* tcp.socket.bind(localhost(53))
+    }))
 })

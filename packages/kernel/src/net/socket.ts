@@ -30,6 +30,8 @@ export interface Received {
   readonly data: Uint8Array
   /** A datagram's sender. */
   readonly from?: SocketAddress | undefined
+  /** A datagram longer than asked for: its rest was dropped (RECV_DATA_TRUNCATED). */
+  readonly truncated?: boolean
 }
 
 export interface Accepted {

@@ -48,6 +48,12 @@
 import { AddrPort, Errno, importModules, importSignatures, Layout, type SyscallName, syscallNames, syscallNumber } from "@runsc/abi"
 import { type ChannelViews, DATA_SIZE, I64_SLOT_COUNT, Word, ARG_COUNT } from "./channel.js"
 
+/**
+ * Where sock_recv_from's answer puts the sender's addr_port: the end of the data area, so the
+ * bytes received (at most this many) come first.
+ */
+export const RECV_FROM_ADDRESS_AT = DATA_SIZE - AddrPort.sizeOf
+
 /** The i64 slot of a u64 result (fd_seek's, fd_tell's new offset); request u64 args use the slots below it. */
 export const I64_RESULT_SLOT = 4
 
@@ -192,6 +198,9 @@ export const declarations = {
   sock_accept_v2: generic(u32("fd"), u32("flags"), u32Out("accepted"), structOut("addr", AddrPort.sizeOf)),
   sock_addr_local: generic(u32("fd"), structOut("addr", AddrPort.sizeOf)),
   sock_addr_peer: generic(u32("fd"), structOut("addr", AddrPort.sizeOf)),
+  // The sender's addr_port comes back at RECV_FROM_ADDRESS_AT, after the bytes received.
+  sock_recv_from: worker(u32("fd"), iovecsOut("iovs"), u32("flags"), u32Out("nread"), u32Out("roFlags")),
+  sock_send_to: worker(u32("fd"), iovecsIn("iovs"), u32("flags"), data("addr"), u32Out("nsent")),
   sock_set_opt_flag: generic(u32("fd"), u32("option"), u32("flag")),
   sock_get_opt_flag: generic(u32("fd"), u32("option"), structOut("flag", 1)),
   sock_set_opt_size: generic(u32("fd"), u32("option"), u64("size")),

@@ -10,7 +10,7 @@
  * After a guest ends, the worker reports how and waits for the next `Run`, so the sentry can
  * reuse it for another process. It never keeps guest state across runs.
  */
-import { Errno, errnoFromHostCode, Layout } from "@runsc/abi"
+import { AddrPort, Errno, errnoFromHostCode, Layout } from "@runsc/abi"
 import { randomFillSync } from "node:crypto"
 import * as Fs from "node:fs"
 import { parentPort, workerData } from "node:worker_threads"
@@ -41,6 +41,7 @@ import {
   type GuestSide,
   guestImports,
   plan,
+  RECV_FROM_ADDRESS_AT,
   resultPlace,
   type SyscallPlan
 } from "./syscallAbi.js"
@@ -430,6 +431,22 @@ const RECV: Transfer = {
 }
 const RECV_FLAGS = argPlace("sock_recv", "flags")
 const RECV_RO_FLAGS = resultPlace("sock_recv", "roFlags")
+const RECV_FROM: Transfer = {
+  plan: plan("sock_recv_from"),
+  fd: argPlace("sock_recv_from", "fd"),
+  length: argPlace("sock_recv_from", "iovs"),
+  offset: -1,
+  done: resultPlace("sock_recv_from", "nread")
+}
+const RECV_FROM_FLAGS = argPlace("sock_recv_from", "flags")
+const RECV_FROM_RO_FLAGS = resultPlace("sock_recv_from", "roFlags")
+const SEND_TO = {
+  plan: plan("sock_send_to"),
+  fd: argPlace("sock_send_to", "fd"),
+  length: argPlace("sock_send_to", "iovs"),
+  flags: argPlace("sock_send_to", "flags"),
+  done: resultPlace("sock_send_to", "nsent")
+}
 const PREAD: Transfer = {
   plan: plan("fd_pread"),
   fd: argPlace("fd_pread", "fd"),
@@ -730,6 +747,35 @@ const writtenStubs = {
     const errno = readThroughSentry(RECV, fd, iovs, len, undefined, nreadPtr)
     if (errno === Errno.SUCCESS) memView.setUint16(roFlagsPtr >>> 0, words[RECV_RO_FLAGS]! & 0xffff, true)
     return errno
+  }),
+  sock_recv_from: syscall((fd: number, iovs: number, len: number, flags: number, nreadPtr: number, roFlagsPtr: number, addrPtr: number): number => {
+    if (!inBounds(roFlagsPtr, 2) || !inBounds(addrPtr, AddrPort.sizeOf)) return Errno.FAULT
+    words[RECV_FROM_FLAGS] = flags
+    const errno = readThroughSentry(RECV_FROM, fd, iovs, len, undefined, nreadPtr)
+    if (errno !== Errno.SUCCESS) return errno
+    memView.setUint16(roFlagsPtr >>> 0, words[RECV_FROM_RO_FLAGS]! & 0xffff, true)
+    mem8.set(data.subarray(RECV_FROM_ADDRESS_AT, RECV_FROM_ADDRESS_AT + AddrPort.sizeOf), addrPtr >>> 0)
+    return Errno.SUCCESS
+  }),
+  // One datagram, whole: its bytes, then the destination's addr_port after them.
+  sock_send_to: syscall((fd: number, iovs: number, len: number, flags: number, addrPtr: number, nsentPtr: number): number => {
+    const vecs = readIovecs(iovs, len)
+    if (!inBounds(addrPtr, AddrPort.sizeOf) || !inBounds(nsentPtr, 4)) return Errno.FAULT
+    let at = 0
+    for (const [ptr, length] of vecs) {
+      if (at + length > RECV_FROM_ADDRESS_AT) return Errno.MSGSIZE
+      data.set(mem8.subarray(ptr, ptr + length), at)
+      at += length
+    }
+    data.set(mem8.subarray(addrPtr >>> 0, (addrPtr >>> 0) + AddrPort.sizeOf), at)
+    words[SEND_TO.fd] = fd
+    words[SEND_TO.length] = at
+    words[SEND_TO.flags] = flags
+    const errno = request(SEND_TO.plan)
+    if (errno !== Errno.SUCCESS) return errno
+    refresh()
+    putU32(nsentPtr, words[SEND_TO.done]!)
+    return Errno.SUCCESS
   }),
   sock_send: syscall((fd: number, iovs: number, len: number, flags: number, nsentPtr: number): number => {
     const vecs = readIovecs(iovs, len)

@@ -12,6 +12,7 @@ import {
   FdFlags,
   Rights,
   RiFlags,
+  RoFlags,
   SdFlags,
   SiFlags,
   SIGPIPE,
@@ -22,8 +23,9 @@ import {
 import { Effect, Either } from "effect"
 import { fail, type SyscallError } from "../errors.js"
 import type { FdEntry } from "../fs/fdTable.js"
-import { isSocket, type SocketAddress, type SocketDescription, type SocketFlag, type SocketKind, type SocketSize } from "../net/socket.js"
-import { type BytesArg, args, results } from "../platform/syscallAbi.js"
+import { isSocket, type Received, type SocketAddress, type SocketDescription, type SocketFlag, type SocketKind, type SocketSize } from "../net/socket.js"
+import { DATA_SIZE } from "../platform/channel.js"
+import { type BytesArg, args, RECV_FROM_ADDRESS_AT, results } from "../platform/syscallAbi.js"
 import { eitherNow, flatMapNow, mapNow } from "../settled.js"
 import { blocking, type Handler, setPayload, type SyscallContext } from "./context.js"
 import { entryWith, isNonBlocking } from "./lookup.js"
@@ -43,6 +45,10 @@ const SockOpenResults = results.sock_open
 const SockBindArgs = args.sock_bind
 const SockListenArgs = args.sock_listen
 const SockConnectArgs = args.sock_connect
+const SockRecvFromArgs = args.sock_recv_from
+const SockRecvFromResults = results.sock_recv_from
+const SockSendToArgs = args.sock_send_to
+const SockSendToResults = results.sock_send_to
 const SockAddrLocalArgs = args.sock_addr_local
 const SockAddrPeerArgs = args.sock_addr_peer
 const SockSetOptFlagArgs = args.sock_set_opt_flag
@@ -73,8 +79,10 @@ const socketAt = (c: SyscallContext, fd: number, rights: bigint): Effect.Effect<
 // ---- addresses: WASIX addr_port -------------------------------------------------------------
 
 /** Decodes an `addr_port` the guest passed (a structIn field). */
-const addressArg = (c: SyscallContext, arg: BytesArg): Effect.Effect<SocketAddress, SyscallError> => {
-  const at = arg.at(c)
+const addressArg = (c: SyscallContext, arg: BytesArg): Effect.Effect<SocketAddress, SyscallError> => addressAt(c, arg.at(c))
+
+/** Decodes the `addr_port` at `at` in the data area. */
+const addressAt = (c: SyscallContext, at: number): Effect.Effect<SocketAddress, SyscallError> => {
   const bytes = c.channel.data.subarray(at, at + AddrPort.sizeOf)
   const port = bytes[AddrPort.port]! | (bytes[AddrPort.port + 1]! << 8)
   switch (bytes[AddrPort.tag]) {
@@ -160,21 +168,46 @@ const sock_accept_v2: Handler = (c) =>
     setPayload(c, encodeAddress(peer))
   })
 
+/** A receive of up to `length` bytes into the data area, with the call's ri_flags. */
+const receive = (c: SyscallContext, fd: number, length: number, flags: number): Effect.Effect<Received, SyscallError> =>
+  flatMapNow(socketAt(c, fd, Rights.FD_READ), ({ entry, socket }) =>
+    mapNow(
+      blocking(
+        c,
+        socket.socket.receive(length, {
+          peek: (flags & RiFlags.RECV_PEEK) !== 0,
+          waitAll: (flags & RiFlags.RECV_WAITALL) !== 0,
+          nonBlocking: isNonBlocking(entry) || (flags & RiFlags.RECV_DONT_WAIT) !== 0
+        })
+      ),
+      (received) => {
+        c.channel.data.set(received.data)
+        return received
+      }
+    ))
+
+const roFlagsOf = (received: Received) => (received.truncated === true ? RoFlags.RECV_DATA_TRUNCATED : 0)
+
 const sock_recv: Handler = (c) =>
-  flatMapNow(socketAt(c, SockRecvArgs.fd(c), Rights.FD_READ), ({ entry, socket }) => {
-    const flags = SockRecvArgs.flags(c)
-    const nonBlocking = isNonBlocking(entry) || (flags & RiFlags.RECV_DONT_WAIT) !== 0
-    const received = socket.socket.receive(Math.min(SockRecvArgs.iovs(c), c.channel.data.length), {
-      peek: (flags & RiFlags.RECV_PEEK) !== 0,
-      waitAll: (flags & RiFlags.RECV_WAITALL) !== 0,
-      nonBlocking
-    })
-    return mapNow(blocking(c, received), ({ data }) => {
-      c.channel.data.set(data)
-      SockRecvResults.nread(c, data.length)
-      SockRecvResults.roFlags(c, 0)
-    })
+  mapNow(receive(c, SockRecvArgs.fd(c), Math.min(SockRecvArgs.iovs(c), DATA_SIZE), SockRecvArgs.flags(c)), (received) => {
+    SockRecvResults.nread(c, received.data.length)
+    SockRecvResults.roFlags(c, roFlagsOf(received))
   })
+
+/** sock_recv with the sender's address, after the bytes (RECV_FROM_ADDRESS_AT); a stream's is its peer's. */
+const sock_recv_from: Handler = (c) => {
+  const fd = SockRecvFromArgs.fd(c)
+  return flatMapNow(receive(c, fd, Math.min(SockRecvFromArgs.iovs(c), RECV_FROM_ADDRESS_AT), SockRecvFromArgs.flags(c)), (received) => {
+    SockRecvFromResults.nread(c, received.data.length)
+    SockRecvFromResults.roFlags(c, roFlagsOf(received))
+    const from = received.from === undefined ? peerOf(c, fd) : Effect.succeed(received.from)
+    return mapNow(from, (address) => void c.channel.data.set(encodeAddress(address), RECV_FROM_ADDRESS_AT))
+  })
+}
+
+/** A stream socket's peer, for a sock_recv_from on it. */
+const peerOf = (c: SyscallContext, fd: number): Effect.Effect<SocketAddress, SyscallError> =>
+  flatMapNow(socketAt(c, fd, 0n), ({ socket }) => socket.socket.peerAddress)
 
 /** A send to a peer that has gone raises SIGPIPE, as send(2) without MSG_NOSIGNAL does. */
 const sock_send: Handler = (c) =>
@@ -185,6 +218,22 @@ const sock_send: Handler = (c) =>
       if (Either.isRight(outcome)) return Effect.sync(() => SockSendResults.nsent(c, outcome.right))
       const errno = outcome.left.errno
       return errno === Errno.PIPE ? Effect.zipRight(c.raise(SIGPIPE), fail(errno)) : fail(errno)
+    })
+  })
+
+/** One datagram to the address after its bytes (`data` field); a stream ignores it, as Linux's sendto does. */
+const sock_send_to: Handler = (c) =>
+  flatMapNow(socketAt(c, SockSendToArgs.fd(c), Rights.FD_WRITE), ({ entry, socket }) => {
+    const length = SockSendToArgs.iovs.length(c)
+    const nonBlocking = isNonBlocking(entry) || (SockSendToArgs.flags(c) & SiFlags.SEND_DONT_WAIT) !== 0
+    return flatMapNow(addressAt(c, SockSendToArgs.addr.at(c)), (to) => {
+      const data = c.channel.data.subarray(0, length)
+      const options = socket.socket.kind === "dgram" ? { nonBlocking, to } : { nonBlocking }
+      return flatMapNow(eitherNow(blocking(c, socket.socket.send(data, options))), (outcome) => {
+        if (Either.isRight(outcome)) return Effect.sync(() => SockSendToResults.nsent(c, outcome.right))
+        const errno = outcome.left.errno
+        return errno === Errno.PIPE ? Effect.zipRight(c.raise(SIGPIPE), fail(errno)) : fail(errno)
+      })
     })
   })
 
@@ -266,6 +315,8 @@ export const socketHandlers = {
   sock_listen,
   sock_connect,
   sock_accept_v2,
+  sock_recv_from,
+  sock_send_to,
   sock_addr_local: addressOf("localAddress", SockAddrLocalArgs.fd),
   sock_addr_peer: addressOf("peerAddress", SockAddrPeerArgs.fd),
   sock_set_opt_flag,
