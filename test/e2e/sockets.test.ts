@@ -5,9 +5,30 @@
  */
 import { assert, describe, it } from "@effect/vitest"
 import * as Fs from "node:fs"
+import * as Net from "node:net"
 import * as Path from "node:path"
 import { afterAll, beforeAll } from "vitest"
 import { createContainer, describeResult, killSandboxesUnder, lines, makeBundle, makeTempDir, removeDir, runsc, startRunsc, uniqueId, until } from "./helpers.js"
+
+/** A port of the host's loopback that was free a moment ago. */
+const freePort = () =>
+  new Promise<number>((resolve) => {
+    const probe = Net.createServer()
+    probe.listen(0, "127.0.0.1", () => {
+      const port = (probe.address() as Net.AddressInfo).port
+      probe.close(() => resolve(port))
+    })
+  })
+
+/** A host client: sends `text`, ends its side, and resolves with all it read. */
+const hostClient = (port: number, text: string) =>
+  new Promise<string>((resolve, reject) => {
+    let got = ""
+    const socket = Net.connect({ port, host: "127.0.0.1" }, () => socket.end(text))
+    socket.on("data", (data) => void (got += data.toString()))
+    socket.once("close", () => resolve(got))
+    socket.once("error", reject)
+  })
 
 let work = ""
 let server: { readonly dir: string } | undefined
@@ -49,5 +70,28 @@ describe("sockets through the CLI", () => {
     const waited = await runsc([...flags, "wait", id])
     assert.deepStrictEqual(JSON.parse(waited.stdout), { id, exitStatus: 143 })
     assert.strictEqual((await runsc([...flags, "delete", id])).code, 0)
+  })
+
+  it("a published port (annotation dev.runsc.publish): a host client reaches the guest server, whose answer arrives though the server exits at once", async () => {
+    const hostPort = await freePort()
+    const bundle = await makeBundle(["/bin/net_echo", "server", "8080", "1"], ["net_echo"])
+    try {
+      const configPath = Path.join(bundle.dir, "config.json")
+      const config = JSON.parse(Fs.readFileSync(configPath, "utf8"))
+      Fs.writeFileSync(configPath, JSON.stringify({ ...config, annotations: { "dev.runsc.publish": `127.0.0.1:${hostPort}:8080` } }))
+      const root = await Fs.promises.mkdtemp(Path.join(work, "root-"))
+      const flags = ["--root", root]
+      const id = uniqueId("pub")
+      const created = await createContainer(flags, bundle.dir, id, work)
+      assert.strictEqual(created.code, 0, created.output())
+      assert.strictEqual((await runsc([...flags, "start", id])).code, 0)
+      await until("the server listens", () => created.output().includes("listening 8080"))
+      assert.strictEqual(await hostClient(hostPort, "from the host"), "echo:from the host")
+      const waited = await runsc([...flags, "wait", id])
+      assert.deepStrictEqual(JSON.parse(waited.stdout), { id, exitStatus: 0 })
+      assert.strictEqual((await runsc([...flags, "delete", id])).code, 0)
+    } finally {
+      await removeDir(bundle.dir)
+    }
   })
 })

@@ -25,6 +25,7 @@ import {
   type ModuleCacheStats,
   PidNamespace,
   type Pipe,
+  type Network,
   terminalSignals,
   type ThreadGroup
 } from "@runsc/kernel"
@@ -33,6 +34,8 @@ import {
   type BundleNotFound,
   type InvalidContainerId,
   InvalidSpec,
+  PUBLISH_ANNOTATION,
+  publishedPortsOf,
   loadBundle,
   memoryLimitOf,
   validateContainerId
@@ -41,7 +44,7 @@ import { Context, Deferred, Effect, ExecutionStrategy, FiberSet, Layer, Scope, S
 import * as Os from "node:os"
 import { Container, type CreatedWith, type Sandbox, type StartError } from "./container.js"
 import { makeCpuShares } from "./cpuShares.js"
-import { makeLoopbackNetwork } from "@runsc/netstack"
+import { makeLoopbackNetwork, publishPort, PublishFailed } from "@runsc/netstack"
 
 export type { StartError }
 import {
@@ -283,16 +286,17 @@ export class Loader extends Context.Tag("@runsc/loader/Loader")<Loader, LoaderSh
    * `linux.resources.memory.limit` when set, capped at the host's, as runsc sizes its sandbox by
    * the pod's cgroup; else half the host's (defaultTotalMemory); `kernel.totalMemory` overrides it.
    */
-  static layer(args: LoaderArgs): Layer.Layer<Loader, InvalidContainerId | InvalidSpec | BundleNotFound> {
+  static layer(args: LoaderArgs): Layer.Layer<Loader, InvalidContainerId | InvalidSpec | BundleNotFound | PublishFailed> {
     return Layer.unwrapEffect(Effect.map(
       typeof args.bundle === "string" ? loadBundle(args.bundle) : Effect.succeed(args.bundle),
       (bundle) => {
         const limit = memoryLimitOf(bundle.spec)
         const totalMemory = args.kernel?.totalMemory ?? (limit !== undefined ? Math.min(limit, Os.totalmem()) : undefined)
-        return Layer.scoped(Loader, makeLoader({ ...args, bundle })).pipe(
+        // One network namespace per sandbox, shared by its containers (a pod's localhost).
+        const network = args.kernel?.network ?? makeLoopbackNetwork()
+        return Layer.scoped(Loader, makeLoader({ ...args, bundle, network })).pipe(
           Layer.provide(Kernel.layer({
-            // One network namespace per sandbox, shared by its containers (a pod's localhost).
-            network: makeLoopbackNetwork(),
+            network,
             ...args.kernel,
             ...(totalMemory !== undefined ? { totalMemory } : {})
           }))
@@ -326,7 +330,7 @@ const describeProcess = (root: PidNamespace<ThreadGroup>) => (tg: ThreadGroup): 
 
 const byPid = (a: ProcessInfo, b: ProcessInfo) => a.pid - b.pid
 
-const makeLoader = (args: LoaderArgs & { readonly bundle: Bundle }) =>
+const makeLoader = (args: LoaderArgs & { readonly bundle: Bundle; readonly network: Network }) =>
   Effect.gen(function*() {
     const kernel = yield* Kernel
     const rootId = yield* validateContainerId(args.containerId)
@@ -402,6 +406,12 @@ const makeLoader = (args: LoaderArgs & { readonly bundle: Bundle }) =>
     // Teardown: SIGKILL, wait for every process to exit; the kernel (provided below this
     // layer) is released only after this finalizer has returned.
     yield* Effect.addFinalizer(() => Effect.zipRight(killAll, awaitAll))
+
+    // The root container's published ports, listened on from now until the sandbox ends (their
+    // finalizers run before the kill above: no host connection is bridged to a dying guest).
+    const published = publishedPortsOf(rootBundle.spec)
+    if ("reason" in published) return yield* new InvalidSpec({ path: `annotations["${PUBLISH_ANNOTATION}"]`, reason: published.reason })
+    yield* Effect.forEach(published.ports, (port) => publishPort(args.network, port, { memory: kernel.memory }), { discard: true })
 
     const signalProcess = (tg: ThreadGroup, signo: number) =>
       tg.isAlive ? kernel.signal(tg, signo) : Effect.fail(new NoSuchProcess({ pid: tg.rootPid }))

@@ -6,8 +6,30 @@
  */
 import { assert, describe, it } from "@effect/vitest"
 import { exited } from "@runsc/abi"
-import { Effect } from "effect"
+import { PUBLISH_ANNOTATION } from "@runsc/spec"
+import { Context, Effect, Layer } from "effect"
+import * as Net from "node:net"
+import { Loader } from "../src/index.js"
 import { makeBundle, makeOutput, makeSandbox, startSub, waitUntil } from "./helpers.js"
+
+/** A port of the host's loopback that was free a moment ago. */
+const freePort = Effect.async<number>((resume) => {
+  const probe = Net.createServer()
+  probe.listen(0, "127.0.0.1", () => {
+    const port = (probe.address() as Net.AddressInfo).port
+    probe.close(() => resume(Effect.succeed(port)))
+  })
+})
+
+/** A host client: connects, sends `text`, ends its side, and returns all it read. */
+const hostClient = (port: number, text: string) =>
+  Effect.async<string, Error>((resume) => {
+    let got = ""
+    const socket = Net.connect({ port, host: "127.0.0.1" }, () => socket.end(text))
+    socket.on("data", (data) => void (got += data.toString()))
+    socket.once("close", () => resume(Effect.succeed(got)))
+    socket.once("error", (e) => resume(Effect.fail(e)))
+  })
 
 describe("sockets", () => {
   it.scopedLive("a server container and clients in two others reach each other over the sandbox's loopback; the server polls them all at once", () =>
@@ -82,5 +104,26 @@ describe("sockets", () => {
         "listen-on-file ENOTSOCK",
         ""
       ])
+    }))
+
+  it.scopedLive("a published port (dev.runsc.publish): host clients reach a guest server through it; a port the host cannot give fails the sandbox's start typed; a bad annotation is an InvalidSpec", () =>
+    Effect.gen(function*() {
+      const hostPort = yield* freePort
+      const bundle = yield* makeBundle({ args: ["net_echo", "server", "8080", "2"], annotations: { [PUBLISH_ANNOTATION]: `${hostPort}:8080` } })
+      const out = yield* makeOutput
+      const loader = yield* Effect.map(Layer.build(Loader.layer({ containerId: "web", bundle, stdio: { stdout: out.fd, stderr: out.fd } })), Context.get(Loader))
+      yield* loader.startRoot
+      yield* waitUntil(Effect.sync(() => out.read().includes("listening 8080")), "the guest listens")
+      assert.strictEqual(yield* hostClient(hostPort, "from the host"), "echo:from the host")
+      assert.strictEqual(yield* hostClient(hostPort, "again"), "echo:again")
+      assert.deepStrictEqual(yield* loader.waitExit, exited(0))
+      assert.match(out.read(), /got from the host\ngot again\nserved 2\n$/)
+      // The same host port again, while this sandbox still holds it: refused, typed.
+      const taken = yield* makeBundle({ args: ["sleep", "1"], annotations: { [PUBLISH_ANNOTATION]: `127.0.0.1:${hostPort}:80` } })
+      const failed = yield* Effect.flip(Layer.build(Loader.layer({ containerId: "second", bundle: taken, stdio: {} })))
+      assert.strictEqual(failed._tag, "PublishFailed")
+      const bad = yield* makeBundle({ args: ["sleep", "1"], annotations: { [PUBLISH_ANNOTATION]: "80" } })
+      const invalid = yield* Effect.flip(Layer.build(Loader.layer({ containerId: "third", bundle: bad, stdio: {} })))
+      assert.strictEqual(invalid._tag, "InvalidSpec")
     }))
 })

@@ -4,3 +4,4 @@
  */
 export { formatAddress } from "./address.js"
 export { makeLoopbackNetwork } from "./network.js"
+export { type PublishedPort, publishPort, PublishFailed } from "./publish.js"

@@ -238,5 +238,41 @@ export const memoryLimitOf = (spec: Spec): number | undefined => spec.linux?.res
  */
 export const OOM_KILL_ANNOTATION = "dev.runsc.oom-kill"
 
+/**
+ * The annotation that publishes ports of the sandbox's loopback on the host (the root
+ * container's): comma-separated `[HOST_ADDRESS:]HOST_PORT:GUEST_PORT`, as `docker -p` writes
+ * them; the host address defaults to 127.0.0.1, never every interface unless given (0.0.0.0).
+ */
+export const PUBLISH_ANNOTATION = "dev.runsc.publish"
+
+export interface PortMapping {
+  readonly hostAddress: string
+  readonly hostPort: number
+  readonly guestPort: number
+}
+
+const portOf = (text: string): number | undefined => {
+  const n = /^\d{1,5}$/.test(text) ? Number(text) : NaN
+  return n >= 1 && n <= 65535 ? n : undefined
+}
+
+/** The ports the spec publishes, or why its annotation cannot be read. */
+export const publishedPortsOf = (spec: Spec): { readonly ports: ReadonlyArray<PortMapping> } | { readonly reason: string } => {
+  const text = spec.annotations?.[PUBLISH_ANNOTATION]
+  if (text === undefined || text.trim() === "") return { ports: [] }
+  const ports: Array<PortMapping> = []
+  for (const entry of text.split(",").map((e) => e.trim())) {
+    const parts = entry.split(":")
+    const [hostAddress, hostText, guestText] = parts.length === 3 ? parts : ["127.0.0.1", ...parts]
+    const hostPort = portOf(hostText ?? "")
+    const guestPort = portOf(guestText ?? "")
+    if (parts.length < 2 || parts.length > 3 || hostAddress === "" || hostPort === undefined || guestPort === undefined) {
+      return { reason: `${JSON.stringify(entry)} is not [HOST_ADDRESS:]HOST_PORT:GUEST_PORT (ports 1 to 65535)` }
+    }
+    ports.push({ hostAddress: hostAddress!, hostPort, guestPort })
+  }
+  return { ports }
+}
+
 /** What happens at the container's memory limit (see OOM_KILL_ANNOTATION). */
 export const memoryAtLimitOf = (spec: Spec): "refuse" | "kill" => spec.annotations?.[OOM_KILL_ANNOTATION] === "true" ? "kill" : "refuse"
