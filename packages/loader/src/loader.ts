@@ -41,6 +41,7 @@ import {
   validateContainerId
 } from "@runsc/spec"
 import { Context, Deferred, Effect, ExecutionStrategy, FiberSet, Layer, Scope, SynchronizedRef } from "effect"
+import * as Net from "node:net"
 import * as Os from "node:os"
 import { Container, type CreatedWith, type Sandbox, type StartError } from "./container.js"
 import { makeCpuShares } from "./cpuShares.js"
@@ -85,6 +86,12 @@ export interface LoaderArgs {
   readonly forwardSignals?: boolean
   /** A host signal that dumps state and ends the sandbox instead of being forwarded. */
   readonly panicSignal?: number
+  /**
+   * Whether the root container's published ports may listen beyond the host's loopback (0.0.0.0,
+   * a host interface). Default false: a spec's annotations may come from an image, and an image
+   * must not open the host's network to its guest.
+   */
+  readonly publishBeyondLoopback?: boolean
   /** The kernel's options: strace, and the guest worker pool (warm, prestarted, adopted threads). */
   readonly kernel?: KernelOptions
 }
@@ -313,6 +320,10 @@ export class Loader extends Context.Tag("@runsc/loader/Loader")<Loader, LoaderSh
     )
 }
 
+/** 127.0.0.0/8, ::1 or localhost: a host address only this host reaches. */
+const isLoopbackHost = (address: string): boolean =>
+  address === "localhost" || address === "::1" || (Net.isIPv4(address) && address.startsWith("127."))
+
 /** What ps shows of a process; pids are root-namespace pids (`root`). */
 const describeProcess = (root: PidNamespace<ThreadGroup>) => (tg: ThreadGroup): ProcessInfo => ({
   pid: tg.rootPid,
@@ -410,7 +421,12 @@ const makeLoader = (args: LoaderArgs & { readonly bundle: Bundle; readonly netwo
     // The root container's published ports, listened on from now until the sandbox ends (their
     // finalizers run before the kill above: no host connection is bridged to a dying guest).
     const published = publishedPortsOf(rootBundle.spec)
-    if ("reason" in published) return yield* new InvalidSpec({ path: `annotations["${PUBLISH_ANNOTATION}"]`, reason: published.reason })
+    const publishPath = `annotations["${PUBLISH_ANNOTATION}"]`
+    if ("reason" in published) return yield* new InvalidSpec({ path: publishPath, reason: published.reason })
+    const beyond = published.ports.find((port) => !isLoopbackHost(port.hostAddress))
+    if (beyond !== undefined && args.publishBeyondLoopback !== true) {
+      return yield* new InvalidSpec({ path: publishPath, reason: `${beyond.hostAddress} is not a loopback address of the host: publishing beyond it is not allowed here` })
+    }
     yield* Effect.forEach(published.ports, (port) => publishPort(args.network, port, { memory: kernel.memory }), { discard: true })
 
     const signalProcess = (tg: ThreadGroup, signo: number) =>

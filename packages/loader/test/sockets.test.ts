@@ -106,7 +106,7 @@ describe("sockets", () => {
       ])
     }))
 
-  it.scopedLive("a published port (dev.runsc.publish): host clients reach a guest server through it; a port the host cannot give fails the sandbox's start typed; a bad annotation is an InvalidSpec", () =>
+  it.scopedLive("a published port (dev.runsc.publish): host clients reach a guest server through it; a port the host cannot give fails the sandbox's start typed; a bad annotation, or one beyond the host's loopback, is an InvalidSpec", () =>
     Effect.gen(function*() {
       const hostPort = yield* freePort
       const bundle = yield* makeBundle({ args: ["net_echo", "server", "8080", "2"], annotations: { [PUBLISH_ANNOTATION]: `${hostPort}:8080` } })
@@ -125,5 +125,11 @@ describe("sockets", () => {
       const bad = yield* makeBundle({ args: ["sleep", "1"], annotations: { [PUBLISH_ANNOTATION]: "80" } })
       const invalid = yield* Effect.flip(Layer.build(Loader.layer({ containerId: "third", bundle: bad, stdio: {} })))
       assert.strictEqual(invalid._tag, "InvalidSpec")
+      // Every interface of the host: not from a spec unless the runtime allows it (an image's
+      // annotations must not open the host's network).
+      const everywhere = yield* makeBundle({ args: ["sleep", "1"], annotations: { [PUBLISH_ANNOTATION]: `0.0.0.0:${hostPort}:80` } })
+      const refused = yield* Effect.flip(Layer.build(Loader.layer({ containerId: "fourth", bundle: everywhere, stdio: {} })))
+      assert.strictEqual(refused._tag, "InvalidSpec")
+      assert.match(refused.message, /0\.0\.0\.0 is not a loopback address/)
     }))
 })
