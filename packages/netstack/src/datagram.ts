@@ -19,13 +19,12 @@ import {
   type SocketOps,
   type SocketOwner,
   type SocketSize,
-  type Stat,
   type SyscallError
 } from "@runsc/kernel"
 import { Effect } from "effect"
 import { asFamily, type IpAddress, isLoopback, isWildcard, loopbackOf, sameAddress, wildcardOf } from "./address.js"
-import { bufferSizeOf, DEFAULT_BUFFER } from "./buffers.js"
 import type { Ports } from "./ports.js"
+import { SocketOptions, socketStat } from "./socketOptions.js"
 
 /** The largest UDP payload over IPv4 (65535 less the IP and UDP headers). */
 export const MAX_DATAGRAM = 65507
@@ -43,9 +42,7 @@ export class DatagramSocket implements SocketOps {
   private closed = false
   private readonly queue: Array<Datagram> = []
   private queued = 0
-  private readonly flags = new Set<SocketFlag>()
-  private receiveBufferSize = DEFAULT_BUFFER
-  private sendBufferSize = DEFAULT_BUFFER
+  private readonly options = new SocketOptions()
   private readonly changes = new Changes()
   readonly description: SocketDescription
 
@@ -59,7 +56,7 @@ export class DatagramSocket implements SocketOps {
   }
 
   hasFlag(flag: SocketFlag): boolean {
-    return this.flags.has(flag)
+    return this.options.has(flag)
   }
 
   bind(address: SocketAddress): Effect.Effect<void, SyscallError> {
@@ -137,32 +134,26 @@ export class DatagramSocket implements SocketOps {
   }
 
   setFlag(option: SocketFlag, value: boolean): Effect.Effect<void, SyscallError> {
-    return Effect.sync(() => {
-      if (value) this.flags.add(option)
-      else this.flags.delete(option)
-    })
+    return this.options.setFlag(option, value)
   }
 
   getFlag(option: SocketFlag): Effect.Effect<boolean, SyscallError> {
-    return Effect.sync(() => option !== "acceptConnections" && this.flags.has(option))
+    return Effect.sync(() => option !== "acceptConnections" && this.options.has(option))
   }
 
   setSize(option: SocketSize, value: number): Effect.Effect<void, SyscallError> {
-    return Effect.sync(() => {
-      if (option === "receiveBuffer") this.receiveBufferSize = bufferSizeOf(value)
-      else this.sendBufferSize = bufferSizeOf(value)
-    })
+    return this.options.setSize(option, value)
   }
 
   getSize(option: SocketSize): Effect.Effect<number, SyscallError> {
-    return Effect.sync(() => (option === "receiveBuffer" ? this.receiveBufferSize : this.sendBufferSize))
+    return this.options.getSize(option)
   }
 
   /** Queues a datagram sent here, if this socket takes it (its peer, its buffer, its owner's memory). */
   private deliver(data: Uint8Array, from: IpAddress): void {
     if (this.closed) return
     if (this.remote !== undefined && !(sameAddress(asFamily(from, this.family), this.remote) && from.port === this.remote.port)) return
-    if (this.queued + data.length > this.receiveBufferSize || !this.owner.memory.charge(data.length)) return
+    if (this.queued + data.length > this.options.receiveBuffer || !this.owner.memory.charge(data.length)) return
     // Copied: the sender's bytes are its channel's, reused by its next call.
     this.queue.push({ data: data.slice(), from: asFamily(from, this.family) })
     this.queued += data.length
@@ -200,17 +191,7 @@ export class DatagramSocket implements SocketOps {
   }
 
   private describe(): SocketDescription {
-    const stat = Effect.sync((): Stat => ({
-      dev: 0n,
-      ino: this.ino,
-      filetype: FileType.SOCKET_DGRAM,
-      nlink: 1n,
-      size: 0n,
-      atim: 0n,
-      mtim: 0n,
-      ctim: 0n,
-      mode: 0o777
-    }))
+    const stat = socketStat(this.ino, FileType.SOCKET_DGRAM)
     return {
       filetype: FileType.SOCKET_DGRAM,
       socket: this,

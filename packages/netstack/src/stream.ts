@@ -19,14 +19,13 @@ import {
   type SocketOps,
   type SocketOwner,
   type SocketSize,
-  type Stat,
   type SyscallError
 } from "@runsc/kernel"
 import { Effect } from "effect"
 import { asFamily, type IpAddress, isWildcard, loopbackOf, wildcardOf } from "./address.js"
-import { bufferSizeOf, DEFAULT_BUFFER } from "./buffers.js"
 import { ByteQueue } from "./byteQueue.js"
 import type { Ports } from "./ports.js"
+import { SocketOptions, socketStat } from "./socketOptions.js"
 
 /** The longest backlog (Linux's somaxconn). */
 export const MAX_BACKLOG = 4096
@@ -43,9 +42,7 @@ export class StreamSocket implements SocketOps {
   /** The address it is bound to (explicitly, or when it listened or connected). */
   local: IpAddress | undefined
   private remote: IpAddress | undefined
-  private readonly flags = new Set<SocketFlag>()
-  private receiveBufferSize = DEFAULT_BUFFER
-  private sendBufferSize = DEFAULT_BUFFER
+  private options = new SocketOptions()
   /** The changes of an idle socket: none come, but poll may wait on them until it is used. */
   private readonly idleChanges = new Changes()
   readonly description: SocketDescription
@@ -64,7 +61,7 @@ export class StreamSocket implements SocketOps {
   }
 
   hasFlag(flag: SocketFlag): boolean {
-    return this.flags.has(flag)
+    return this.options.has(flag)
   }
 
   bind(address: SocketAddress): Effect.Effect<void, SyscallError> {
@@ -230,42 +227,34 @@ export class StreamSocket implements SocketOps {
   }
 
   setFlag(option: SocketFlag, value: boolean): Effect.Effect<void, SyscallError> {
-    return Effect.sync(() => {
-      if (value) this.flags.add(option)
-      else this.flags.delete(option)
-    })
+    return this.options.setFlag(option, value)
   }
 
   getFlag(option: SocketFlag): Effect.Effect<boolean, SyscallError> {
-    return Effect.sync(() => (option === "acceptConnections" ? this.state.tag === "listening" : this.flags.has(option)))
+    return Effect.sync(() => (option === "acceptConnections" ? this.state.tag === "listening" : this.options.has(option)))
   }
 
   /** Takes effect on connections made from then on (a connected pair's buffers are fixed). */
   setSize(option: SocketSize, value: number): Effect.Effect<void, SyscallError> {
-    return Effect.sync(() => {
-      const size = bufferSizeOf(value)
-      if (option === "receiveBuffer") this.receiveBufferSize = size
-      else this.sendBufferSize = size
-    })
+    return this.options.setSize(option, value)
   }
 
   getSize(option: SocketSize): Effect.Effect<number, SyscallError> {
-    return Effect.sync(() => (option === "receiveBuffer" ? this.receiveBufferSize : this.sendBufferSize))
+    return this.options.getSize(option)
   }
 
   /** A connection accepted from this listener: bound where it was reached, owned as the listener. */
   private spawnAccepted(local: IpAddress): StreamSocket {
     const socket = new StreamSocket(this.family, this.owner, this.ports, this.ports.nextIno())
     socket.local = local
-    socket.receiveBufferSize = this.receiveBufferSize
-    socket.sendBufferSize = this.sendBufferSize
+    socket.options = this.options.copy()
     return socket
   }
 
   /** This socket's receive buffer for a new connection, charged to its owner; undefined when the memory is full. */
   private newQueue(changes: Changes): ByteQueue | undefined {
-    if (!this.owner.memory.charge(this.receiveBufferSize)) return undefined
-    return new ByteQueue(this.receiveBufferSize, changes)
+    if (!this.owner.memory.charge(this.options.receiveBuffer)) return undefined
+    return new ByteQueue(this.options.receiveBuffer, changes)
   }
 
   private releaseQueue(queue: ByteQueue): void {
@@ -310,17 +299,7 @@ export class StreamSocket implements SocketOps {
   }
 
   private describe(): SocketDescription {
-    const stat = Effect.sync((): Stat => ({
-      dev: 0n,
-      ino: this.ino,
-      filetype: FileType.SOCKET_STREAM,
-      nlink: 1n,
-      size: 0n,
-      atim: 0n,
-      mtim: 0n,
-      ctim: 0n,
-      mode: 0o777
-    }))
+    const stat = socketStat(this.ino, FileType.SOCKET_STREAM)
     return {
       filetype: FileType.SOCKET_STREAM,
       socket: this,

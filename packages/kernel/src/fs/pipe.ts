@@ -12,6 +12,7 @@ import { Errno, FileType } from "@runsc/abi"
 import { Effect } from "effect"
 import { Changes } from "../changes.js"
 import { fail, type SyscallError } from "../errors.js"
+import { ByteChunks } from "./byteChunks.js"
 import type { FileDescription, Stat } from "./inode.js"
 
 /** Linux's default pipe capacity. */
@@ -19,34 +20,20 @@ export const PIPE_CAPACITY = 65536
 /** Writes up to this size are atomic. */
 export const PIPE_BUF = 4096
 
-class PipeBuffer {
-  private chunks: Array<Uint8Array> = []
-  size = 0
+class PipeBuffer extends ByteChunks {
   readers = 1
   writers = 1
   /** Contents or ends changed. */
   readonly changes = new Changes()
 
-  take(max: number): Uint8Array {
-    const out = new Uint8Array(Math.min(max, this.size))
-    let at = 0
-    while (at < out.length) {
-      const head = this.chunks[0]!
-      const n = Math.min(head.length, out.length - at)
-      out.set(head.subarray(0, n), at)
-      at += n
-      if (n === head.length) this.chunks.shift()
-      else this.chunks[0] = head.subarray(n)
-    }
-    this.size -= out.length
+  override take(max: number): Uint8Array {
+    const out = super.take(max)
     this.changes.notify()
     return out
   }
 
-  put(data: Uint8Array): void {
-    // Copied: the caller's bytes live in the channel's data area, reused by the next syscall.
-    this.chunks.push(data.slice())
-    this.size += data.length
+  override put(data: Uint8Array): void {
+    super.put(data)
     this.changes.notify()
   }
 }
