@@ -134,7 +134,7 @@ describe("the loopback stack against a model", () => {
             }
             assert.isTrue(Either.isRight(got), where)
             if (Either.isRight(got)) {
-              // The placeholder becomes a real index: repoint its client at it.
+              // The pending connection takes the next index: repoint its client at it.
               const index = real.length
               real.push(got.right.socket)
               const state = pending.get(next)!
