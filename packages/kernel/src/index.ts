@@ -1,5 +1,5 @@
 export { Changes } from "./changes.js"
-export { ByteChunks } from "./fs/byteChunks.js"
+export { ByteChunks, concatBytes } from "./fs/byteChunks.js"
 export * from "./errors.js"
 export { ContentCache } from "./fs/contentCache.js"
 export { DescriptionRefs, type FdEntry, FdTable } from "./fs/fdTable.js"

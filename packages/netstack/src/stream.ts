@@ -10,6 +10,7 @@
 import { Errno, FileType } from "@runsc/abi"
 import {
   Changes,
+  concatBytes,
   fail,
   type Accepted,
   type Received,
@@ -173,8 +174,8 @@ export class StreamSocket implements SocketOps {
           got += part.length
         }
         const done = got === length || queue.ended || queue.closed || (got > 0 && (!options.waitAll || options.peek))
-        if (done) return Effect.succeed({ data: parts.length === 1 ? parts[0]! : concat(parts, got) })
-        if (options.nonBlocking) return got > 0 ? Effect.succeed({ data: concat(parts, got) }) : fail(Errno.AGAIN)
+        if (done) return Effect.succeed({ data: parts.length === 1 ? parts[0]! : concatBytes(parts, got) })
+        if (options.nonBlocking) return got > 0 ? Effect.succeed({ data: concatBytes(parts, got) }) : fail(Errno.AGAIN)
         return Effect.zipRight(state.changes.next, loop)
       })
       return length === 0 ? Effect.succeed({ data: new Uint8Array(0) }) : loop
@@ -317,14 +318,4 @@ export class StreamSocket implements SocketOps {
       }
     }
   }
-}
-
-const concat = (parts: ReadonlyArray<Uint8Array>, total: number): Uint8Array => {
-  const out = new Uint8Array(total)
-  let at = 0
-  for (const p of parts) {
-    out.set(p, at)
-    at += p.length
-  }
-  return out
 }

@@ -3,6 +3,17 @@
  * writer puts is copied in (its bytes are its channel's, reused by its next call), and a reader
  * takes from the front, whole chunks or part of one.
  */
+/** `parts` (of `total` bytes together) as one array. */
+export const concatBytes = (parts: ReadonlyArray<Uint8Array>, total: number): Uint8Array => {
+  const out = new Uint8Array(total)
+  let at = 0
+  for (const part of parts) {
+    out.set(part, at)
+    at += part.length
+  }
+  return out
+}
+
 export class ByteChunks {
   private chunks: Array<Uint8Array> = []
   /** Bytes queued. */

@@ -576,7 +576,7 @@ export const guestImports = <F>(
 ): { readonly [module: string]: { readonly [name: string]: F } } => {
   const used = new Set<string>()
   const modules: Record<string, Record<string, F>> = {}
-  // A call two modules provide (preview1's sockets in wasix_32v1 too) has one stub.
+  // A call two modules provide (preview1's sockets in wasix_32v1 too) gets one import function, made once.
   const generics = new Map<SyscallName, F>()
   for (const [module, names] of Object.entries(importModules)) {
     const table: Record<string, F> = {}

@@ -10,6 +10,7 @@ import { ExecNotFound, NotWasm, type SyscallError } from "../errors.js"
 import type { ContentCache } from "../fs/contentCache.js"
 import type { FileDescription } from "../fs/inode.js"
 import { type Dentry, resolve } from "../fs/resolve.js"
+import { concatBytes } from "../fs/byteChunks.js"
 
 const WASM_MAGIC = [0x00, 0x61, 0x73, 0x6d]
 /** Linux reads at most this much of a script's `#!` line. */
@@ -87,13 +88,7 @@ export const readAll = (open: Effect.Effect<FileDescription, SyscallError>): Eff
           chunks.push(chunk)
           total += chunk.length
         }
-        const bytes = new Uint8Array(total)
-        let at = 0
-        for (const c of chunks) {
-          bytes.set(c, at)
-          at += c.length
-        }
-        return bytes
+        return concatBytes(chunks, total)
       }),
     (file) => file.close
   )
