@@ -8,7 +8,7 @@ import * as Fs from "node:fs"
 import * as Net from "node:net"
 import * as Path from "node:path"
 import { afterAll, beforeAll } from "vitest"
-import { createContainer, describeResult, killSandboxesUnder, lines, makeBundle, makeTempDir, removeDir, runsc, startRunsc, uniqueId, until } from "./helpers.js"
+import { createContainer, describeResult, fixturesDir, killSandboxesUnder, lines, makeBundle, makeTempDir, removeDir, runsc, startRunsc, uniqueId, until } from "./helpers.js"
 
 /** A port of the host's loopback that was free a moment ago. */
 const freePort = () =>
@@ -92,6 +92,37 @@ describe("sockets through the CLI", () => {
       assert.strictEqual((await runsc([...flags, "delete", id])).code, 0)
     } finally {
       await removeDir(bundle.dir)
+    }
+  })
+
+  it("runsc do --egress: a guest reaches a host server on the host's loopback through 10.0.2.2 where the rule allows it, EACCES elsewhere; --network=none has no route; --network=host is refused as not built", async () => {
+    const host = Net.createServer({ allowHalfOpen: true }, (socket) => {
+      let got = ""
+      socket.on("data", (data) => void (got += data.toString()))
+      socket.on("end", () => socket.end(`host:${got}`))
+    })
+    const hostPort = await new Promise<number>((resolve) => host.listen(0, "127.0.0.1", () => resolve((host.address() as Net.AddressInfo).port)))
+    try {
+      const program = Path.join(fixturesDir, "c", "net_echo.wasm")
+      const dial = ["dial", "10.0.2.2", `${hostPort}`, "from the guest"]
+      const allowed = await runsc(["do", "--egress", `10.0.2.2/32:${hostPort}`, program, ...dial])
+      assert.strictEqual(allowed.code, 0, describeResult(allowed))
+      assert.deepStrictEqual(lines(allowed.stdout), ["connect ok", "reply host:from the guest"])
+      const elsewhere = await runsc(["do", "--egress", `10.0.2.2/32:${hostPort + 1}`, program, ...dial])
+      assert.deepStrictEqual(lines(elsewhere.stdout), ["connect EACCES"], describeResult(elsewhere))
+      const none = await runsc(["--network=none", "do", program, ...dial])
+      assert.deepStrictEqual(lines(none.stdout), ["connect ENETUNREACH"], describeResult(none))
+      const noneWithRule = await runsc(["--network=none", "do", "--egress", `10.0.2.2/32:${hostPort}`, program, ...dial])
+      assert.notStrictEqual(noneWithRule.code, 0)
+      assert.match(noneWithRule.stderr, /network is none/)
+      const badRule = await runsc(["do", "--egress", "10.0.2.2", program, ...dial])
+      assert.notStrictEqual(badRule.code, 0)
+      assert.match(badRule.stderr, /CIDR/)
+      const hostMode = await runsc(["--network=host", "do", program, ...dial])
+      assert.notStrictEqual(hostMode.code, 0)
+      assert.match(hostMode.stderr, /--network=host: not supported yet/)
+    } finally {
+      host.close()
     }
   })
 })

@@ -248,11 +248,12 @@ const parseGlobals = (args: ReadonlyArray<string>): { readonly root: string; rea
     const eq = arg.indexOf("=")
     const flag = eq < 0 ? arg : arg.slice(0, eq)
     if (flag === "--systemd-cgroup" && eq < 0) continue
-    if (!["--root", "--log", "--log-format", "--rootless"].includes(flag)) return undefined
+    if (!["--root", "--log", "--log-format", "--rootless", "--network"].includes(flag)) return undefined
     const value = eq < 0 ? args[++i] : arg.slice(eq + 1)
     if (value === undefined) return undefined
     if (flag === "--root") root = value
     if (flag === "--log-format" && value !== "text" && value !== "json") return undefined
+    if (flag === "--network" && !["sandbox", "none", "host"].includes(value)) return undefined
   }
   const xdg = process.env["XDG_RUNTIME_DIR"]
   return { root: Path.resolve(root ?? (xdg ? Path.join(xdg, "runsc") : "/var/run/runsc")), rest: args.slice(i) }

@@ -8,7 +8,7 @@ import type { StraceOptions } from "@runsc/kernel"
 import { Effect, Layer, Logger, LogLevel, Option } from "effect"
 import * as Fs from "node:fs"
 import * as Path from "node:path"
-import { CannotWrite, InvalidFlag } from "./errors.js"
+import { CannotWrite, InvalidFlag, NotSupported } from "./errors.js"
 
 export const globalOptions = {
   root: Options.text("root").pipe(
@@ -58,6 +58,12 @@ export const globalOptions = {
   ),
   // Sent by engines (containerd with --runc-systemd-cgroup, rootless podman), with runc's meaning
   // for the sandbox's cgroup (cgroups.ts).
+  network: Options.choice("network", ["sandbox", "none", "host"]).pipe(
+    Options.withDescription(
+      "the sandbox's network: sandbox (its own loopback, ports the spec publishes, TCP egress where dev.runsc.egress allows), none (its loopback alone), host (not built yet)"
+    ),
+    Options.withDefault("sandbox" as const)
+  ),
   systemdCgroup: Options.boolean("systemd-cgroup").pipe(
     Options.withDescription("runc's: linux.cgroupsPath is systemd's slice:prefix:name (made in cgroupfs, no unit)")
   ),
@@ -81,9 +87,16 @@ export interface GlobalFlags {
   readonly unconfined: boolean
   readonly allowRead: ReadonlyArray<string>
   readonly allowWrite: ReadonlyArray<string>
+  readonly network: "sandbox" | "none" | "host"
   readonly systemdCgroup: boolean
   readonly rootless: Option.Option<string>
 }
+
+/** The Loader's network mode for --network; `host` (guest sockets as host sockets) is not built. */
+export const networkModeOf = (flags: GlobalFlags): Effect.Effect<"sandbox" | "none", NotSupported> =>
+  flags.network === "host"
+    ? Effect.fail(new NotSupported({ flag: "--network=host", reason: "guest sockets are the sandbox's own; use sandbox (published ports, egress by policy) or none" }))
+    : Effect.succeed(flags.network)
 
 /** The fd logs and strace lines go to: the --debug-log file (appended), or stderr. */
 const openLogFd = (flags: GlobalFlags) =>
@@ -185,5 +198,7 @@ export const globalArgs = (flags: GlobalFlags): Array<string> => [
   `${flags.straceLogSize}`,
   ...Option.match(flags.panicSignal, { onNone: () => [], onSome: (s) => ["--panic-signal", s] }),
   "--watchdog-action",
-  flags.watchdogAction
+  flags.watchdogAction,
+  "--network",
+  flags.network
 ]

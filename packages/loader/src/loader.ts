@@ -32,12 +32,15 @@ import {
 import {
   type Bundle,
   type BundleNotFound,
+  EGRESS_ANNOTATION,
+  egressRulesOf,
   type InvalidContainerId,
   InvalidSpec,
   PUBLISH_ANNOTATION,
   publishedPortsOf,
   loadBundle,
   memoryLimitOf,
+  type Spec,
   validateContainerId
 } from "@runsc/spec"
 import { Context, Deferred, Effect, ExecutionStrategy, FiberSet, Layer, Scope, SynchronizedRef } from "effect"
@@ -45,7 +48,7 @@ import * as Net from "node:net"
 import * as Os from "node:os"
 import { Container, type CreatedWith, type Sandbox, type StartError } from "./container.js"
 import { makeCpuShares } from "./cpuShares.js"
-import { makeLoopbackNetwork, publishPort, PublishFailed } from "@runsc/netstack"
+import { makeLoopbackNetwork, makeSandboxNetwork, publishPort, PublishFailed } from "@runsc/netstack"
 
 export type { StartError }
 import {
@@ -92,6 +95,12 @@ export interface LoaderArgs {
    * must not open the host's network to its guest.
    */
   readonly publishBeyondLoopback?: boolean
+  /**
+   * runsc's `--network`: `sandbox` (default) is the sandbox's loopback, ports the root container
+   * publishes, and TCP egress where its EGRESS_ANNOTATION allows; `none` is the loopback alone
+   * (a spec that publishes or allows egress is refused). Ignored when `kernel.network` is given.
+   */
+  readonly networkMode?: "none" | "sandbox"
   /** The kernel's options: strace, and the guest worker pool (warm, prestarted, adopted threads). */
   readonly kernel?: KernelOptions
 }
@@ -299,15 +308,14 @@ export class Loader extends Context.Tag("@runsc/loader/Loader")<Loader, LoaderSh
       (bundle) => {
         const limit = memoryLimitOf(bundle.spec)
         const totalMemory = args.kernel?.totalMemory ?? (limit !== undefined ? Math.min(limit, Os.totalmem()) : undefined)
-        // One network namespace per sandbox, shared by its containers (a pod's localhost).
-        const network = args.kernel?.network ?? makeLoopbackNetwork()
-        return Layer.scoped(Loader, makeLoader({ ...args, bundle, network })).pipe(
-          Layer.provide(Kernel.layer({
-            network,
-            ...args.kernel,
-            ...(totalMemory !== undefined ? { totalMemory } : {})
-          }))
-        )
+        return Layer.unwrapScoped(Effect.map(networkOf(args, bundle.spec), (network) =>
+          Layer.scoped(Loader, makeLoader({ ...args, bundle, network })).pipe(
+            Layer.provide(Kernel.layer({
+              network,
+              ...args.kernel,
+              ...(totalMemory !== undefined ? { totalMemory } : {})
+            }))
+          )))
       }
     ))
   }
@@ -340,6 +348,24 @@ const describeProcess = (root: PidNamespace<ThreadGroup>) => (tg: ThreadGroup): 
 })
 
 const byPid = (a: ProcessInfo, b: ProcessInfo) => a.pid - b.pid
+
+/**
+ * The sandbox's one network namespace, shared by its containers (a pod's localhost), for the
+ * enclosing scope (the egress's host connections end with it): `args.networkMode`, with the
+ * root container's egress policy.
+ */
+const networkOf = (args: LoaderArgs, spec: Spec): Effect.Effect<Network, InvalidSpec, Scope.Scope> => {
+  if (args.kernel?.network !== undefined) return Effect.succeed(args.kernel.network)
+  const egress = egressRulesOf(spec)
+  const egressPath = `annotations["${EGRESS_ANNOTATION}"]`
+  if ("reason" in egress) return Effect.fail(new InvalidSpec({ path: egressPath, reason: egress.reason }))
+  if (args.networkMode !== "none") return makeSandboxNetwork(egress.rules)
+  const published = publishedPortsOf(spec)
+  const refused = egress.rules.length > 0 ? egressPath : "ports" in published && published.ports.length > 0 ? `annotations["${PUBLISH_ANNOTATION}"]` : undefined
+  return refused === undefined
+    ? Effect.succeed(makeLoopbackNetwork())
+    : Effect.fail(new InvalidSpec({ path: refused, reason: "the sandbox's network is none (loopback only): nothing is published and nothing is reached beyond it" }))
+}
 
 const makeLoader = (args: LoaderArgs & { readonly bundle: Bundle; readonly network: Network }) =>
   Effect.gen(function*() {

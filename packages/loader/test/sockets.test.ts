@@ -6,7 +6,7 @@
  */
 import { assert, describe, it } from "@effect/vitest"
 import { exited } from "@runsc/abi"
-import { PUBLISH_ANNOTATION } from "@runsc/spec"
+import { EGRESS_ANNOTATION, PUBLISH_ANNOTATION } from "@runsc/spec"
 import { Context, Effect, Layer } from "effect"
 import * as Net from "node:net"
 import { Loader } from "../src/index.js"
@@ -78,7 +78,7 @@ describe("sockets", () => {
       ])
     }))
 
-  it.scopedLive("the errors a BSD program meets: no Unix sockets yet, no address beyond the loopback, refused, in use, not connected, EAGAIN on a non-blocking accept, EISCONN, ENOTSOCK", () =>
+  it.scopedLive("the errors a BSD program meets: no Unix sockets yet, no address beyond the loopback without an egress rule, refused, in use, not connected, EAGAIN on a non-blocking accept, EISCONN, ENOTSOCK", () =>
     Effect.gen(function*() {
       const loader = yield* makeSandbox
       const bundle = yield* makeBundle({ args: ["net_echo", "errors"] })
@@ -89,7 +89,7 @@ describe("sockets", () => {
       assert.deepStrictEqual(out.read().split("\n"), [
         "unix EAFNOSUPPORT",
         "bind-foreign EADDRNOTAVAIL",
-        "connect-foreign ENETUNREACH",
+        "connect-foreign EACCES",
         "connect-nobody ECONNREFUSED",
         "recv-unconnected ENOTCONN",
         "bind ok",
@@ -131,5 +131,59 @@ describe("sockets", () => {
       const refused = yield* Effect.flip(Layer.build(Loader.layer({ containerId: "fourth", bundle: everywhere, stdio: {} })))
       assert.strictEqual(refused._tag, "InvalidSpec")
       assert.match(refused.message, /0\.0\.0\.0 is not a loopback address/)
+    }))
+
+  it.scopedLive("egress (dev.runsc.egress): a guest reaches a host server through 10.0.2.2 (the host's loopback) only where a rule allows it — blocking and non-blocking connects, EACCES outside the rules, ECONNREFUSED from the host, ENETUNREACH with --network=none", () =>
+    Effect.gen(function*() {
+      // A host service on the host's own 127.0.0.1, which the sandbox's 127.0.0.1 is not.
+      const served: Array<string> = []
+      const host = Net.createServer({ allowHalfOpen: true }, (socket) => {
+        let got = ""
+        socket.on("data", (data) => void (got += data.toString()))
+        socket.on("end", () => {
+          served.push(got)
+          socket.end(`host:${got}`)
+        })
+      })
+      const hostPort = yield* Effect.async<number>((resume) => {
+        host.listen(0, "127.0.0.1", () => resume(Effect.succeed((host.address() as Net.AddressInfo).port)))
+      })
+      yield* Effect.addFinalizer(() => Effect.sync(() => host.close()))
+      const closedPort = yield* freePort
+      const bundle = yield* makeBundle({ args: ["sleep", "600"], annotations: { [EGRESS_ANNOTATION]: `10.0.2.2/32:${hostPort},10.0.2.2/32:${closedPort}` } })
+      const loader = yield* Effect.map(Layer.build(Loader.layer({ containerId: "root", bundle, stdio: {} })), Context.get(Loader))
+      yield* loader.startRoot
+      const run = (id: string, args: ReadonlyArray<string>) =>
+        Effect.gen(function*() {
+          const { out } = yield* startSub(loader, id, { args: ["net_echo", ...args] })
+          yield* loader.wait(id)
+          return out.read()
+        })
+      assert.strictEqual(yield* run("blocking", ["dial", "10.0.2.2", `${hostPort}`, "hello"]), "connect ok\nreply host:hello\n")
+      assert.strictEqual(yield* run("nonblocking", ["dialnb", "10.0.2.2", `${hostPort}`, "hi"]), "connect EINPROGRESS\nso_error ok\nreply host:hi\n")
+      assert.deepStrictEqual(served.sort(), ["hello", "hi"])
+      // Another host port, another address: no rule allows them.
+      assert.strictEqual(yield* run("port", ["dial", "10.0.2.2", `${hostPort + 1 === closedPort ? hostPort + 2 : hostPort + 1}`, "x"]), "connect EACCES\n")
+      assert.strictEqual(yield* run("address", ["dial", "10.0.2.3", `${hostPort}`, "x"]), "connect EACCES\n")
+      assert.strictEqual(yield* run("nonblocking-refused", ["dialnb", "10.0.2.3", `${hostPort}`, "x"]), "connect EACCES\n")
+      // Allowed, but nobody listens on the host: the host's answer, at once or through SO_ERROR.
+      assert.strictEqual(yield* run("closed", ["dial", "10.0.2.2", `${closedPort}`, "x"]), "connect ECONNREFUSED\n")
+      assert.strictEqual(yield* run("closed-nb", ["dialnb", "10.0.2.2", `${closedPort}`, "x"]), "connect EINPROGRESS\nso_error ECONNREFUSED\n")
+      assert.deepStrictEqual(served.sort(), ["hello", "hi"])
+
+      // --network=none: no route beyond the loopback, and a spec asking for egress is refused.
+      const plain = yield* makeBundle({ args: ["net_echo", "dial", "10.0.2.2", `${hostPort}`, "x"] })
+      const out = yield* makeOutput
+      const isolated = yield* Effect.map(Layer.build(Loader.layer({ containerId: "none", bundle: plain, networkMode: "none", stdio: { stdout: out.fd } })), Context.get(Loader))
+      yield* isolated.startRoot
+      yield* isolated.waitExit
+      assert.strictEqual(out.read(), "connect ENETUNREACH\n")
+      const refused = yield* Effect.flip(Layer.build(Loader.layer({ containerId: "none2", bundle, networkMode: "none", stdio: {} })))
+      assert.strictEqual(refused._tag, "InvalidSpec")
+      assert.match(refused.message, /network is none/)
+      const bad = yield* makeBundle({ args: ["sleep", "1"], annotations: { [EGRESS_ANNOTATION]: "10.0.2.2:80" } })
+      const invalid = yield* Effect.flip(Layer.build(Loader.layer({ containerId: "bad", bundle: bad, stdio: {} })))
+      assert.strictEqual(invalid._tag, "InvalidSpec")
+      assert.match(invalid.message, /CIDR/)
     }))
 })

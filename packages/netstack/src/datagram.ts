@@ -145,6 +145,11 @@ export class DatagramSocket implements SocketOps {
     return this.options.setSize(option, value)
   }
 
+  /** No connect of a datagram socket waits: never an error to report. */
+  takeError(): 0 {
+    return 0
+  }
+
   getSize(option: SocketSize): Effect.Effect<number, SyscallError> {
     return this.options.getSize(option)
   }

@@ -3,5 +3,6 @@
  * tap device, so there are no packets): the network namespace a Loader gives its kernel.
  */
 export { formatAddress } from "./address.js"
-export { makeLoopbackNetwork } from "./network.js"
+export { type EgressOptions, HOST_LOOPBACK_GATEWAY, MAX_HOST_SOCKETS } from "./egress.js"
+export { makeLoopbackNetwork, makeSandboxNetwork } from "./network.js"
 export { type PublishedPort, publishPort, PublishFailed } from "./publish.js"

@@ -1,18 +1,25 @@
 /**
- * A sandbox's network namespace (runsc's `--network=none`: loopback only, shared by every
- * container of the sandbox, as a Kubernetes pod shares localhost): where its guests' sockets
- * are made. Stream and datagram sockets over IPv4 and IPv6 are built, each protocol with its
- * own ports; Unix sockets are not yet (EAFNOSUPPORT), nor published ports or egress.
+ * A sandbox's network namespace: where its guests' sockets are made. Stream and datagram
+ * sockets over IPv4 and IPv6 are built, each protocol with its own ports, on a loopback shared by
+ * every container of the sandbox (as a Kubernetes pod shares localhost). Unix sockets are not
+ * yet (EAFNOSUPPORT).
+ *
+ * runsc's modes: `none` is the loopback alone (makeLoopbackNetwork: anything else has no route);
+ * `sandbox` adds egress by policy (makeSandboxNetwork; published ports are listened on by the
+ * Loader, publish.ts). `host` (guest sockets as host sockets) is not built.
  */
 import { Errno } from "@runsc/abi"
 import { fail, type Network, type SocketDescription, type SyscallError } from "@runsc/kernel"
-import { Effect } from "effect"
+import type { EgressRule } from "@runsc/spec"
+import { Effect, type Scope } from "effect"
 import { isIpFamily } from "./address.js"
 import { DatagramSocket } from "./datagram.js"
+import { type Egress, type EgressOptions, makeEgress } from "./egress.js"
 import { Ports } from "./ports.js"
 import { StreamSocket } from "./stream.js"
 
-export const makeLoopbackNetwork = (): Network => {
+/** The loopback, and connections beyond it through `egress` (TCP; none without it). */
+export const makeLoopbackNetwork = (egress?: Egress): Network => {
   const streamPorts = new Ports<StreamSocket>()
   const datagramPorts = new Ports<DatagramSocket>()
   return {
@@ -22,9 +29,13 @@ export const makeLoopbackNetwork = (): Network => {
       const ino = streamPorts.nextIno()
       return Effect.succeed(
         kind === "stream"
-          ? new StreamSocket(family, owner, streamPorts, ino).description
+          ? new StreamSocket(family, owner, streamPorts, ino, egress).description
           : new DatagramSocket(family, owner, datagramPorts, ino).description
       )
     }
   }
 }
+
+/** runsc's `--network=sandbox`: the loopback, and TCP egress where `rules` allow it, for the enclosing scope. */
+export const makeSandboxNetwork = (rules: ReadonlyArray<EgressRule>, options?: EgressOptions): Effect.Effect<Network, never, Scope.Scope> =>
+  Effect.map(makeEgress(rules, options), makeLoopbackNetwork)

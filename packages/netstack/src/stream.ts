@@ -23,8 +23,9 @@ import {
   type SyscallError
 } from "@runsc/kernel"
 import { Effect } from "effect"
-import { asFamily, type IpAddress, isWildcard, loopbackOf, wildcardOf } from "./address.js"
+import { asFamily, type IpAddress, isLoopback, isWildcard, loopbackOf, wildcardOf } from "./address.js"
 import { ByteQueue } from "./byteQueue.js"
+import type { Egress } from "./egress.js"
 import type { Ports } from "./ports.js"
 import { SocketOptions, socketStat } from "./socketOptions.js"
 
@@ -34,6 +35,8 @@ export const MAX_BACKLOG = 4096
 type State =
   | { readonly tag: "idle" }
   | { readonly tag: "listening"; readonly backlog: Array<StreamSocket>; readonly limit: number; readonly changes: Changes }
+  /** A connection beyond the loopback, waiting for the host's connect (egress.ts). */
+  | { readonly tag: "connecting"; readonly changes: Changes }
   | { readonly tag: "connected"; readonly incoming: ByteQueue; readonly peer: StreamSocket; readonly changes: Changes; shutWrite: boolean }
   | { readonly tag: "closed" }
 
@@ -44,6 +47,8 @@ export class StreamSocket implements SocketOps {
   local: IpAddress | undefined
   private remote: IpAddress | undefined
   private options = new SocketOptions()
+  /** A non-blocking connect's failure, until read (SO_ERROR, or the next connect). */
+  private pendingError: Errno | undefined
   /** The changes of an idle socket: none come, but poll may wait on them until it is used. */
   private readonly idleChanges = new Changes()
   readonly description: SocketDescription
@@ -52,7 +57,9 @@ export class StreamSocket implements SocketOps {
     readonly family: "inet4" | "inet6",
     private readonly owner: SocketOwner,
     private readonly ports: Ports<StreamSocket>,
-    private readonly ino: bigint
+    private readonly ino: bigint,
+    /** Connections beyond the loopback; without it they have no route (ENETUNREACH). */
+    private readonly egress?: Egress
   ) {
     this.description = this.describe()
   }
@@ -104,11 +111,16 @@ export class StreamSocket implements SocketOps {
       switch (this.state.tag) {
         case "connected":
           return fail(Errno.ISCONN)
+        case "connecting":
+          return fail(Errno.ALREADY)
         case "listening":
           return fail(Errno.INVAL)
         case "closed":
           return fail(Errno.BADF)
       }
+      const failed = this.takeError()
+      if (failed !== 0) return fail(failed)
+      if (this.egress !== undefined && !isWildcard(address) && !isLoopback(address)) return this.connectOut(this.egress, address, nonBlocking)
       const listener = this.ports.listenerFor(address)
       if (typeof listener === "number") return fail(listener)
       const waiting = listener.state
@@ -146,6 +158,74 @@ export class StreamSocket implements SocketOps {
     })
   }
 
+  /**
+   * A connection through a host socket: refused (EACCES) unless the policy allows `address`;
+   * else connecting until the host's connect ends, which a blocking connect waits for and a
+   * non-blocking one leaves to the background (EINPROGRESS; its socket turns writable then,
+   * and a failure is what SO_ERROR or the next connect reports).
+   */
+  private connectOut(egress: Egress, address: IpAddress, nonBlocking: boolean): Effect.Effect<void, SyscallError> {
+    if (!egress.allows(address)) return fail(Errno.ACCES)
+    if (this.local === undefined) {
+      const bound = this.ports.bind(this, loopbackOf(this.family, 0))
+      if (typeof bound === "number") return fail(bound)
+      this.local = bound
+    }
+    const connecting = { tag: "connecting", changes: new Changes() } as const
+    this.state = connecting
+    this.idleChanges.notify()
+    const attempt = egress.dial(address).pipe(
+      Effect.flatMap((host) => {
+        if (this.state !== connecting) {
+          // Closed meanwhile.
+          host.destroy()
+          return fail(Errno.BADF)
+        }
+        // The far end of the guest's connection, which the bridge reads and writes for the host.
+        const endpoint = new StreamSocket(this.family, this.owner, this.ports, this.ports.nextIno())
+        endpoint.local = address
+        const toEndpoint = endpoint.newQueue(connecting.changes)
+        const toGuest = toEndpoint === undefined ? undefined : this.newQueue(connecting.changes)
+        if (toEndpoint === undefined || toGuest === undefined) {
+          if (toEndpoint !== undefined) endpoint.releaseQueue(toEndpoint)
+          host.destroy()
+          return fail(Errno.NOBUFS)
+        }
+        endpoint.state = { tag: "connected", incoming: toEndpoint, peer: this, changes: connecting.changes, shutWrite: false }
+        endpoint.remote = this.local
+        this.state = { tag: "connected", incoming: toGuest, peer: endpoint, changes: connecting.changes, shutWrite: false }
+        this.remote = address
+        connecting.changes.notify()
+        egress.join(host, endpoint.description)
+        return Effect.void
+      }),
+      Effect.tapError((e) =>
+        Effect.sync(() => {
+          if (this.state !== connecting) return
+          this.state = { tag: "idle" }
+          this.pendingError = e.errno
+          connecting.changes.notify()
+          this.idleChanges.notify()
+        })
+      ),
+      Effect.onInterrupt(() =>
+        Effect.sync(() => {
+          if (this.state === connecting) this.state = { tag: "idle" }
+        })
+      )
+    )
+    if (!nonBlocking) return attempt
+    egress.background(Effect.ignore(attempt))
+    return fail(Errno.INPROGRESS)
+  }
+
+  /** SO_ERROR: the pending error (0: none), cleared by reading it. */
+  takeError(): Errno | 0 {
+    const error = this.pendingError ?? 0
+    this.pendingError = undefined
+    return error
+  }
+
   accept(nonBlocking: boolean): Effect.Effect<Accepted, SyscallError> {
     return Effect.suspend(() => {
       const state = this.state
@@ -163,6 +243,7 @@ export class StreamSocket implements SocketOps {
   receive(length: number, options: { readonly peek: boolean; readonly waitAll: boolean; readonly nonBlocking: boolean }): Effect.Effect<Received, SyscallError> {
     return Effect.suspend(() => {
       const state = this.state
+      if (state.tag === "connecting") return this.afterConnect(state, options.nonBlocking, () => this.receive(length, options))
       if (state.tag !== "connected") return fail(state.tag === "closed" ? Errno.BADF : Errno.NOTCONN)
       const queue = state.incoming
       const parts: Array<Uint8Array> = []
@@ -185,6 +266,7 @@ export class StreamSocket implements SocketOps {
   send(data: Uint8Array, options: { readonly nonBlocking: boolean }): Effect.Effect<number, SyscallError> {
     return Effect.suspend(() => {
       const state = this.state
+      if (state.tag === "connecting") return this.afterConnect(state, options.nonBlocking, () => this.send(data, options))
       if (state.tag !== "connected") return fail(state.tag === "closed" ? Errno.BADF : Errno.NOTCONN)
       if (state.shutWrite) return fail(Errno.PIPE)
       const queue = state.peer.state.tag === "connected" ? state.peer.state.incoming : undefined
@@ -203,6 +285,11 @@ export class StreamSocket implements SocketOps {
       })
       return loop
     })
+  }
+
+  /** A read or write on a connecting socket waits for the connect's end, as Linux's does (EAGAIN when non-blocking). */
+  private afterConnect<A>(state: { readonly changes: Changes }, nonBlocking: boolean, again: () => Effect.Effect<A, SyscallError>): Effect.Effect<A, SyscallError> {
+    return nonBlocking ? fail(Errno.AGAIN) : Effect.zipRight(state.changes.next, Effect.suspend(again))
   }
 
   shutdown(read: boolean, write: boolean): Effect.Effect<void, SyscallError> {
@@ -246,7 +333,7 @@ export class StreamSocket implements SocketOps {
 
   /** A connection accepted from this listener: bound where it was reached, owned as the listener. */
   private spawnAccepted(local: IpAddress): StreamSocket {
-    const socket = new StreamSocket(this.family, this.owner, this.ports, this.ports.nextIno())
+    const socket = new StreamSocket(this.family, this.owner, this.ports, this.ports.nextIno(), this.egress)
     socket.local = local
     socket.options = this.options.copy()
     return socket
@@ -269,6 +356,8 @@ export class StreamSocket implements SocketOps {
     if (state.tag === "listening") {
       for (const pending of state.backlog) pending.closeNow()
       state.changes.notify()
+    } else if (state.tag === "connecting") {
+      state.changes.notify()
     } else if (state.tag === "connected") {
       state.incoming.close()
       this.releaseQueue(state.incoming)
@@ -280,7 +369,7 @@ export class StreamSocket implements SocketOps {
 
   private get changes(): Changes {
     const state = this.state
-    return state.tag === "listening" || state.tag === "connected" ? state.changes : this.idleChanges
+    return state.tag === "listening" || state.tag === "connected" || state.tag === "connecting" ? state.changes : this.idleChanges
   }
 
   private ready(event: "read" | "write"): boolean {
@@ -288,6 +377,8 @@ export class StreamSocket implements SocketOps {
     switch (state.tag) {
       case "listening":
         return event === "read" && state.backlog.length > 0
+      case "connecting":
+        return false
       case "connected": {
         if (event === "read") return state.incoming.size > 0 || state.incoming.ended || state.incoming.closed
         const peer = state.peer.state

@@ -9,6 +9,7 @@
  * Every schema that can reject a value carries a `message` annotation so that the single error
  * line the CLI prints reads "expected X, got Y" instead of a TypeScript-ish type dump.
  */
+import * as Net from "node:net"
 import type { ParseResult } from "effect"
 import { Schema } from "effect"
 
@@ -272,6 +273,54 @@ export const publishedPortsOf = (spec: Spec): { readonly ports: ReadonlyArray<Po
     ports.push({ hostAddress: hostAddress!, hostPort, guestPort })
   }
   return { ports }
+}
+
+/**
+ * The annotation that lets the sandbox's guests connect beyond its loopback, through host
+ * sockets (the root container's; default: nowhere). Comma-separated rules `CIDR[:PORTS]`, PORTS
+ * one port or a range `LOW-HIGH` (every port when left out), an IPv6 CIDR in brackets:
+ * `10.0.2.2/32:8080,192.168.0.0/16,[2001:db8::]/32:443-444`. A rule names what the guest
+ * dials; 10.0.2.2 is the host's own loopback, as slirp4netns (podman's rootless network) gives it.
+ */
+export const EGRESS_ANNOTATION = "dev.runsc.egress"
+
+export interface EgressRule {
+  readonly family: "ipv4" | "ipv6"
+  /** The CIDR's network address, in Node's text form. */
+  readonly address: string
+  readonly prefix: number
+  /** The ports allowed, both ends included. */
+  readonly ports: { readonly low: number; readonly high: number }
+}
+
+const cidrOf = (text: string): Pick<EgressRule, "family" | "address" | "prefix"> | undefined => {
+  const v6 = /^\[([0-9A-Fa-f:.]+)\]\/(\d{1,3})$/.exec(text)
+  const v4 = /^(\d{1,3}(?:\.\d{1,3}){3})\/(\d{1,2})$/.exec(text)
+  const [, address, prefixText] = v6 ?? v4 ?? []
+  if (address === undefined || prefixText === undefined) return undefined
+  const family = v6 !== null ? "ipv6" : "ipv4"
+  const prefix = Number(prefixText)
+  if (Net.isIP(address) !== (family === "ipv6" ? 6 : 4) || prefix > (family === "ipv6" ? 128 : 32)) return undefined
+  return { family, address, prefix }
+}
+
+/** The destinations the spec lets its guests reach beyond the loopback, or why its annotation cannot be read. */
+export const egressRulesOf = (spec: Spec): { readonly rules: ReadonlyArray<EgressRule> } | { readonly reason: string } => {
+  const text = spec.annotations?.[EGRESS_ANNOTATION]
+  if (text === undefined || text.trim() === "") return { rules: [] }
+  const rules: Array<EgressRule> = []
+  for (const entry of text.split(",").map((e) => e.trim())) {
+    // The ports follow the last colon after the CIDR (an IPv6 CIDR's colons are in brackets).
+    const cut = /^(.*\/\d{1,3})(?::(\d{1,5})(?:-(\d{1,5}))?)?$/.exec(entry)
+    const cidr = cut === null ? undefined : cidrOf(cut[1]!)
+    const low = cut?.[2] === undefined ? 1 : portOf(cut[2])
+    const high = cut?.[3] === undefined ? (cut?.[2] === undefined ? 65535 : low) : portOf(cut[3])
+    if (cidr === undefined || low === undefined || high === undefined || high < low) {
+      return { reason: `${JSON.stringify(entry)} is not CIDR[:PORT[-PORT]] (e.g. 10.0.2.2/32:8080, [::1]/128)` }
+    }
+    rules.push({ ...cidr, ports: { low, high } })
+  }
+  return { rules }
 }
 
 /** What happens at the container's memory limit (see OOM_KILL_ANNOTATION). */

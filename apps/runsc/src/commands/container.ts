@@ -20,7 +20,7 @@ import { openConsole } from "../console.js"
 import { NOT_READY, spawnDetached, type Stdio } from "../detached.js"
 import { ConfinementUnavailable, confinementOf, nodeFlags } from "../confinement.js"
 import { InvalidFlag, NotSupported } from "../errors.js"
-import { globalArgs, type GlobalFlags } from "../globals.js"
+import { globalArgs, type GlobalFlags, networkModeOf } from "../globals.js"
 import { spawnWaiter } from "../holder.js"
 import { preparePidFile } from "../pidFile.js"
 import { lendStdio } from "../relay.js"
@@ -310,6 +310,8 @@ const bootSandbox = (
 ) =>
   Effect.gen(function*() {
     const flags = yield* rootCommand
+    // Refused here, before a sandbox starts, rather than by the sandbox.
+    yield* networkModeOf(flags)
     const { id } = reservation
     const confinement = flags.unconfined ? undefined : confinementOf({
       bundle,

@@ -3,9 +3,10 @@
  * directory (default: the current one). PROGRAM is a host path to a wasm file, or a name on the
  * container's PATH. The guest sees a minimal environment, never the host's. With --timeout, a
  * guest still running when it elapses is killed (SIGKILL: status 137, as `timeout -s KILL`).
+ * --publish and --egress are the dev.runsc.publish and dev.runsc.egress annotations of a bundle.
  */
 import { Args, Command, Options } from "@effect/cli"
-import { defaultPath, defaultSpec, mergeEnv, parseEnvAssignment, type Spec } from "@runsc/spec"
+import { defaultPath, defaultSpec, EGRESS_ANNOTATION, mergeEnv, parseEnvAssignment, PUBLISH_ANNOTATION, type Spec } from "@runsc/spec"
 import { Duration, Effect, Either, Option } from "effect"
 import { randomBytes } from "node:crypto"
 import * as Fs from "node:fs"
@@ -13,7 +14,7 @@ import * as Path from "node:path"
 import { InvalidFlag } from "../errors.js"
 import { runSandbox } from "./sandbox.js"
 
-export const doOptionsWithValue = ["--root-dir", "--env", "--cwd", "--timeout"]
+export const doOptionsWithValue = ["--root-dir", "--env", "--cwd", "--timeout", "--publish", "--egress"]
 
 /** The longest --timeout: a timer's limit (2^31 - 1 ms, ~596 h); a longer one would never fire. */
 const MAX_TIMEOUT_MS = 2 ** 31 - 1
@@ -43,10 +44,18 @@ export const doCommand = Command.make(
       Options.withDescription("kill the guest (SIGKILL, status 137) if it still runs after DURATION (30, 1.5s, 500ms, 2m, 1h)"),
       Options.optional
     ),
+    publish: Options.text("publish").pipe(
+      Options.withDescription("[HOST_ADDRESS:]HOST_PORT:GUEST_PORT: serve a guest port on the host (loopback unless an address is given; repeatable)"),
+      Options.repeated
+    ),
+    egress: Options.text("egress").pipe(
+      Options.withDescription("CIDR[:PORT[-PORT]]: let the guest connect there through the host (10.0.2.2 is the host's loopback; repeatable)"),
+      Options.repeated
+    ),
     program: Args.text({ name: "program" }),
     args: Args.text({ name: "args" }).pipe(Args.repeated)
   },
-  ({ args, cleanEnv, cwd, env, program, rootDir, timeout }) =>
+  ({ args, cleanEnv, cwd, egress, env, program, publish, rootDir, timeout }) =>
     Effect.gen(function*() {
       const assignments = yield* Effect.forEach(env, (text) =>
         Either.match(parseEnvAssignment(text), {
@@ -66,7 +75,12 @@ export const doCommand = Command.make(
         ...template,
         process: { ...template.process!, args: [program, ...args], env: mergeEnv(defaults, assignments), cwd },
         // Writable through the copy-on-write overlay: the host directory is never changed.
-        root: { path: Path.resolve(rootDir), readonly: false }
+        root: { path: Path.resolve(rootDir), readonly: false },
+        // As a bundle's annotations would ask, and checked as strictly.
+        annotations: {
+          ...(publish.length > 0 ? { [PUBLISH_ANNOTATION]: publish.join(",") } : {}),
+          ...(egress.length > 0 ? { [EGRESS_ANNOTATION]: egress.join(",") } : {})
+        }
       }
       // A file at PROGRAM on the host is run directly; otherwise PROGRAM is looked up inside
       // the container, on its PATH.

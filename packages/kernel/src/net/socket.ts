@@ -59,6 +59,8 @@ export interface SocketOps {
   getFlag(option: SocketFlag): Effect.Effect<boolean, SyscallError>
   setSize(option: SocketSize, value: number): Effect.Effect<void, SyscallError>
   getSize(option: SocketSize): Effect.Effect<number, SyscallError>
+  /** SO_ERROR: a non-blocking connect's failure (0: none), cleared by reading it. */
+  takeError(): number
 }
 
 export interface SocketDescription extends FileDescription {

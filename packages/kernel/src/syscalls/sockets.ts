@@ -285,7 +285,7 @@ const sock_set_opt_size: Handler = (c) =>
     return socket.socket.setSize(option, size > 0x7fffffffn ? 0x7fffffff : Number(size))
   })
 
-/** Sizes, and what wasix-libc asks through this call: SO_ERROR (no connect here completes later: 0), SO_TYPE, SO_PROTOCOL. */
+/** Sizes, and what wasix-libc asks through this call: SO_ERROR (a non-blocking connect's failure), SO_TYPE, SO_PROTOCOL. */
 const sock_get_opt_size: Handler = (c) =>
   flatMapNow(socketAt(c, SockGetOptSizeArgs.fd(c), 0n), ({ socket }) => {
     const option = SockGetOptSizeArgs.option(c)
@@ -295,7 +295,7 @@ const sock_get_opt_size: Handler = (c) =>
     const stream = socket.socket.kind === "stream"
     switch (option) {
       case SockOption.LAST_ERROR:
-        return Effect.sync(() => answer(0))
+        return Effect.sync(() => answer(socket.socket.takeError()))
       case SockOption.TYPE:
         return Effect.sync(() => answer(stream ? SockType.STREAM : SockType.DGRAM))
       case SockOption.PROTO:

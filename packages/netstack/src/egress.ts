@@ -1,0 +1,116 @@
+/**
+ * Egress (runsc's `--network=sandbox`): a guest's connection to an address beyond the sandbox's
+ * loopback, made through a host socket of the sandbox process when the sandbox's policy allows
+ * the destination, and joined to the guest's connection by a host bridge (hostBridge.ts).
+ *
+ * The policy names what the guest dials (CIDRs and ports, `@runsc/spec`'s EgressRule); nothing
+ * is allowed unless a rule says so, and a refused destination fails the connect with EACCES, as
+ * a Landlock network rule refuses it on Linux. 10.0.2.2 stands for the host's own loopback
+ * (slirp4netns's address, which podman's rootless containers use for it): the sandbox's
+ * 127.0.0.1 is its own, so that is how a guest reaches a host service, when a rule allows it.
+ *
+ * Every connection holds a host fd in the sandbox process: at most MAX_HOST_SOCKETS are open at
+ * once (ENOBUFS past it), so a guest cannot exhaust the process's fds; their buffers are
+ * charged to the sandbox's memory as any connection's are.
+ */
+import { Errno } from "@runsc/abi"
+import { fail, type SocketDescription, type SyscallError } from "@runsc/kernel"
+import type { EgressRule } from "@runsc/spec"
+import { Effect, FiberSet, type Scope } from "effect"
+import * as Net from "node:net"
+import { formatAddress, type IpAddress } from "./address.js"
+import { bridge } from "./hostBridge.js"
+
+/** The most host sockets a sandbox's egress holds at once. */
+export const MAX_HOST_SOCKETS = 512
+
+/** The address a guest dials for the host's loopback (127.0.0.1). */
+export const HOST_LOOPBACK_GATEWAY = "10.0.2.2"
+
+/** What a stream socket needs to connect beyond the loopback. */
+export interface Egress {
+  /** Whether the policy lets a guest connect to `address`. */
+  allows(address: IpAddress): boolean
+  /** A host socket connected to `address`, paused; fails with the errno the host's connect met. */
+  dial(address: IpAddress): Effect.Effect<Net.Socket, SyscallError>
+  /** Copies between `host` and the guest connection's far end until both end, in the network's scope. */
+  join(host: Net.Socket, endpoint: SocketDescription): void
+  /** Runs `attempt` in the network's scope (a non-blocking connect's). */
+  background(attempt: Effect.Effect<void>): void
+}
+
+/** The text form Node's `net` takes. */
+const hostText = (address: IpAddress): string =>
+  address.family === "inet4" ? address.address.join(".") : formatAddress(address).slice(1, formatAddress(address).lastIndexOf("]"))
+
+const HOST_ERRNO: Readonly<Record<string, Errno>> = {
+  ECONNREFUSED: Errno.CONNREFUSED,
+  ECONNRESET: Errno.CONNRESET,
+  ETIMEDOUT: Errno.TIMEDOUT,
+  EHOSTUNREACH: Errno.HOSTUNREACH,
+  ENETUNREACH: Errno.NETUNREACH,
+  EADDRNOTAVAIL: Errno.ADDRNOTAVAIL,
+  EACCES: Errno.ACCES,
+  EPERM: Errno.ACCES,
+  EMFILE: Errno.NOBUFS,
+  ENFILE: Errno.NOBUFS
+}
+
+/** Whether `rule` covers `address` (its family, CIDR and port). */
+const covers = (rule: EgressRule & { readonly subnet: Net.BlockList }, address: IpAddress): boolean =>
+  (rule.family === "ipv4") === (address.family === "inet4") &&
+  address.port >= rule.ports.low && address.port <= rule.ports.high &&
+  rule.subnet.check(hostText(address), rule.family)
+
+export interface EgressOptions {
+  /** The most host sockets open at once (default MAX_HOST_SOCKETS). */
+  readonly maxHostSockets?: number
+}
+
+/** The egress of a sandbox whose policy is `rules`, its connections' fibers in the enclosing scope. */
+export const makeEgress = (rules: ReadonlyArray<EgressRule>, options: EgressOptions = {}): Effect.Effect<Egress, never, Scope.Scope> =>
+  Effect.gen(function*() {
+    const fibers = yield* FiberSet.make<void, never>()
+    const run = yield* FiberSet.runtime(fibers)<never>()
+    const policy = rules.map((rule) => {
+      const subnet = new Net.BlockList()
+      subnet.addSubnet(rule.address, rule.prefix, rule.family)
+      return { ...rule, subnet }
+    })
+    const limit = options.maxHostSockets ?? MAX_HOST_SOCKETS
+    let open = 0
+    return {
+      allows: (address) => policy.some((rule) => covers(rule, address)),
+      dial: (address) =>
+        Effect.suspend(() => {
+          if (open >= limit) return fail(Errno.NOBUFS)
+          const text = hostText(address)
+          const target = address.family === "inet4" && text === HOST_LOOPBACK_GATEWAY ? "127.0.0.1" : text
+          return Effect.async<Net.Socket, SyscallError>((resume) => {
+            open++
+            const host = Net.connect({ host: target, port: address.port, allowHalfOpen: true, noDelay: true })
+            host.pause()
+            host.once("close", () => open--)
+            const refused = (e: NodeJS.ErrnoException) => {
+              host.destroy()
+              resume(fail(HOST_ERRNO[e.code ?? ""] ?? Errno.CONNREFUSED))
+            }
+            host.once("error", refused)
+            host.once("connect", () => {
+              host.off("error", refused)
+              // Later errors end the bridge through `close`.
+              host.on("error", () => {})
+              resume(Effect.succeed(host))
+            })
+            // A connect interrupted (its task killed, its socket closed) drops the host socket.
+            return Effect.sync(() => host.destroy())
+          })
+        }),
+      join: (host, endpoint) => {
+        run(bridge(host, endpoint))
+      },
+      background: (attempt) => {
+        run(attempt)
+      }
+    }
+  })

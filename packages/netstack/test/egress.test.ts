@@ -1,0 +1,141 @@
+/**
+ * Egress as an attacker would push it: a host peer that never reads, more connections than the
+ * sandbox may hold host sockets for, a connect abandoned while in flight, and policies that must
+ * not be read more widely than written.
+ */
+import { assert, describe, it } from "@effect/vitest"
+import { Errno } from "@runsc/abi"
+import { MemoryAccount, type SocketAddress, type SocketDescription, type SyscallError } from "@runsc/kernel"
+import { makeSandboxNetwork } from "@runsc/netstack"
+import { EGRESS_ANNOTATION, egressRulesOf, type EgressRule, type Spec } from "@runsc/spec"
+import { Effect } from "effect"
+import * as Net from "node:net"
+
+const gateway = (port: number): SocketAddress => ({ family: "inet4", address: new Uint8Array([10, 0, 2, 2]), port })
+const errnoOf = <A>(effect: Effect.Effect<A, SyscallError>) => Effect.map(Effect.flip(effect), (e) => e.errno)
+const rulesOf = (text: string) => egressRulesOf({ ociVersion: "1.0.2", annotations: { [EGRESS_ANNOTATION]: text } } as Spec)
+const rules = (text: string): ReadonlyArray<EgressRule> => {
+  const parsed = rulesOf(text)
+  if ("reason" in parsed) throw new Error(parsed.reason)
+  return parsed.rules
+}
+
+/** A host server on 127.0.0.1 for the scope; `onSocket` gets each connection. */
+const hostServer = (onSocket: (socket: Net.Socket) => void) =>
+  Effect.acquireRelease(
+    Effect.async<{ readonly server: Net.Server; readonly port: number }>((resume) => {
+      const server = Net.createServer(onSocket)
+      server.listen(0, "127.0.0.1", () => resume(Effect.succeed({ server, port: (server.address() as Net.AddressInfo).port })))
+    }),
+    ({ server }) => Effect.sync(() => server.close())
+  )
+
+describe("egress", () => {
+  it.scopedLive("a host peer that never reads: the guest's sends stop (EAGAIN) after its buffers and the host's, not after all it had", () =>
+    Effect.gen(function*() {
+      const held: Array<Net.Socket> = []
+      const { port } = yield* hostServer((socket) => {
+        socket.pause()
+        held.push(socket)
+      })
+      yield* Effect.addFinalizer(() => Effect.sync(() => held.forEach((s) => s.destroy())))
+      const memory = new MemoryAccount(64 * 1024 * 1024)
+      const network = yield* makeSandboxNetwork(rules(`10.0.2.2/32:${port}`))
+      const guest = yield* network.open("inet4", "stream", { memory })
+      yield* guest.socket.connect(gateway(port), false)
+      const chunk = new Uint8Array(64 * 1024)
+      let sent = 0
+      let stalls = 0
+      // Up to 256 MiB offered; it stalls for good long before.
+      while (sent < 256 * 1024 * 1024 && stalls < 5) {
+        const n = yield* Effect.either(guest.socket.send(chunk, { nonBlocking: true }))
+        if (n._tag === "Right") {
+          sent += n.right
+          stalls = 0
+        } else {
+          assert.strictEqual(n.left.errno, Errno.AGAIN)
+          stalls++
+          yield* Effect.sleep("40 millis")
+        }
+      }
+      assert.isBelow(sent, 32 * 1024 * 1024, `${sent} bytes taken from a guest whose peer never reads`)
+      // Only the connection's two buffers are charged to the sandbox's memory.
+      assert.isAtMost(memory.used, 2 * 256 * 1024)
+      yield* guest.close
+    }))
+
+  it.scopedLive("at most maxHostSockets host sockets at once (ENOBUFS past it), given back as connections close; a connect abandoned in flight leaves nothing open", () =>
+    Effect.gen(function*() {
+      const open = new Set<Net.Socket>()
+      const { port } = yield* hostServer((socket) => {
+        open.add(socket)
+        socket.on("close", () => open.delete(socket))
+        socket.on("error", () => {})
+      })
+      const memory = new MemoryAccount(64 * 1024 * 1024)
+      const network = yield* makeSandboxNetwork(rules(`10.0.2.2/32:${port}`), { maxHostSockets: 4 })
+      const connect = Effect.gen(function*() {
+        const s = yield* network.open("inet4", "stream", { memory })
+        yield* s.socket.connect(gateway(port), false)
+        return s
+      })
+      const four = yield* Effect.forEach([1, 2, 3, 4], () => connect)
+      assert.strictEqual(yield* errnoOf(connect), Errno.NOBUFS)
+      yield* four[0]!.close
+      const waitUntil = (condition: () => boolean) =>
+        Effect.gen(function*() {
+          for (let i = 0; i < 200 && !condition(); i++) yield* Effect.sleep("10 millis")
+          assert.isTrue(condition())
+        })
+      // The host socket closes after the bridge ends: then the slot is free again.
+      let again: SocketDescription | undefined
+      yield* waitUntil(() => open.size === 3)
+      for (let i = 0; i < 50 && again === undefined; i++) {
+        const attempt = yield* Effect.either(connect)
+        if (attempt._tag === "Right") again = attempt.right
+        else yield* Effect.sleep("10 millis")
+      }
+      assert.isDefined(again, "a slot freed by a closed connection")
+      // A non-blocking connect closed before it completes: its host socket goes too.
+      yield* Effect.forEach([...four.slice(1)], (s) => s.close, { discard: true })
+      yield* waitUntil(() => open.size === 1)
+      yield* Effect.sleep("50 millis")
+      const abandoned = yield* network.open("inet4", "stream", { memory })
+      assert.strictEqual(yield* errnoOf(abandoned.socket.connect(gateway(port), true)), Errno.INPROGRESS)
+      assert.strictEqual(yield* errnoOf(abandoned.socket.connect(gateway(port), true)), Errno.ALREADY)
+      yield* abandoned.close
+      yield* again!.close
+      yield* waitUntil(() => open.size === 0)
+      assert.strictEqual(memory.used, 0)
+    }))
+
+  it.effect("policies: what each rule allows, and what cannot be read is refused with why", () =>
+    Effect.gen(function*() {
+      const policy = yield* makeSandboxNetwork(rules("10.1.0.0/16:80-81,192.168.1.7/32,[fd00::]/8:443"))
+      const memory = new MemoryAccount(1024 * 1024)
+      const probe = (address: SocketAddress) =>
+        Effect.gen(function*() {
+          const s = yield* policy.open(address.family === "inet4" ? "inet4" : "inet6", "stream", { memory })
+          // Only the policy is asked: a refused destination fails before any host connect.
+          const result = yield* Effect.either(s.socket.connect(address, true))
+          yield* s.close
+          return result._tag === "Left" ? result.left.errno : 0
+        })
+      const v4 = (a: number, b: number, c: number, d: number, port: number): SocketAddress => ({ family: "inet4", address: new Uint8Array([a, b, c, d]), port })
+      const v6 = (first: number, port: number): SocketAddress => ({ family: "inet6", address: Uint8Array.from({ length: 16 }, (_, i) => (i === 0 ? first : i === 15 ? 1 : 0)), port })
+      assert.strictEqual(yield* probe(v4(10, 1, 200, 3, 80)), Errno.INPROGRESS)
+      assert.strictEqual(yield* probe(v4(10, 1, 200, 3, 81)), Errno.INPROGRESS)
+      assert.strictEqual(yield* probe(v4(10, 1, 200, 3, 82)), Errno.ACCES)
+      assert.strictEqual(yield* probe(v4(10, 2, 0, 1, 80)), Errno.ACCES)
+      assert.strictEqual(yield* probe(v4(192, 168, 1, 7, 22)), Errno.INPROGRESS)
+      assert.strictEqual(yield* probe(v4(192, 168, 1, 8, 22)), Errno.ACCES)
+      assert.strictEqual(yield* probe(v6(0xfd, 443)), Errno.INPROGRESS)
+      assert.strictEqual(yield* probe(v6(0xfe, 443)), Errno.ACCES)
+      assert.strictEqual(yield* probe(v6(0xfd, 80)), Errno.ACCES)
+      for (const bad of ["10.0.0.0/33", "10.0.0.1", "[::1]/129", "::1/128", "1.2.3.4/32:0", "1.2.3.4/32:80-79", "1.2.3.4/32:70000", "example.com/32", "300.1.1.1/8", ""]) {
+        if (bad === "") continue
+        assert.isTrue("reason" in rulesOf(bad), bad)
+      }
+      assert.deepStrictEqual(rulesOf(" "), { rules: [] })
+    }).pipe(Effect.scoped))
+})
