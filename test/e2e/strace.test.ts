@@ -47,6 +47,16 @@ describe.concurrent("--strace", () => {
     )
   })
 
+  it("socket calls show their family, type and addresses, and their results", async () => {
+    const r = await runsc(["--strace", "--strace-syscalls", "sock_open,sock_bind,sock_connect,sock_send_to", "do", "--root-dir", root, cFixture("net_echo"), "udp"], { cwd: root })
+    assert.strictEqual(r.code, 0, describeResult(r))
+    const exits = lines(r.stderr).filter((l) => l.includes(" X "))
+    assert.isTrue(exits.some((l) => /sock_open\(AF_INET, SOCK_DGRAM, 0\) = 4 /.test(l)), r.stderr)
+    assert.isTrue(exits.some((l) => /sock_bind\(4, 127\.0\.0\.1:9000\) = 0 /.test(l)), r.stderr)
+    assert.isTrue(exits.some((l) => /sock_send_to\(5, "ping", 4, 0x0, to 127\.0\.0\.1:9000\) = 4 /.test(l)), r.stderr)
+    assert.isTrue(exits.some((l) => /sock_connect\(\d+, 127\.0\.0\.1:\d+\) = 0 /.test(l)), r.stderr)
+  })
+
   it("--strace-syscalls path_open shows only path_open lines", async () => {
     const r = await runsc(["--strace", "--strace-syscalls", "path_open", "do", "--root-dir", root, cFixture("cat"), "/etc/motd"], {
       cwd: root

@@ -41,12 +41,3 @@ export const asFamily = (a: IpAddress, family: "inet4" | "inet6"): IpAddress => 
 }
 
 export const isIpFamily = (family: SocketFamily): family is "inet4" | "inet6" => family !== "unix"
-
-/** For logs and errors: 127.0.0.1:80, [::1]:80. */
-export const formatAddress = (a: SocketAddress): string => {
-  if (a.family === "unix") return a.path
-  if (a.family === "inet4") return `${a.address.join(".")}:${a.port}`
-  const groups: Array<string> = []
-  for (let i = 0; i < 16; i += 2) groups.push(((a.address[i]! << 8) | a.address[i + 1]!).toString(16))
-  return `[${groups.join(":")}]:${a.port}`
-}

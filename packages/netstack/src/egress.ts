@@ -14,11 +14,11 @@
  * charged to the sandbox's memory as any connection's are.
  */
 import { Errno } from "@runsc/abi"
-import { fail, type SocketDescription, type SyscallError } from "@runsc/kernel"
+import { fail, ipText, type SocketDescription, type SyscallError } from "@runsc/kernel"
 import type { EgressRule } from "@runsc/spec"
 import { Effect, FiberSet, type Scope } from "effect"
 import * as Net from "node:net"
-import { formatAddress, type IpAddress } from "./address.js"
+import type { IpAddress } from "./address.js"
 import { bridge } from "./hostBridge.js"
 
 /** The most host sockets a sandbox's egress holds at once. */
@@ -39,10 +39,6 @@ export interface Egress {
   background(attempt: Effect.Effect<void>): void
 }
 
-/** The text form Node's `net` takes. */
-const hostText = (address: IpAddress): string =>
-  address.family === "inet4" ? address.address.join(".") : formatAddress(address).slice(1, formatAddress(address).lastIndexOf("]"))
-
 const HOST_ERRNO: Readonly<Record<string, Errno>> = {
   ECONNREFUSED: Errno.CONNREFUSED,
   ECONNRESET: Errno.CONNRESET,
@@ -60,7 +56,7 @@ const HOST_ERRNO: Readonly<Record<string, Errno>> = {
 const covers = (rule: EgressRule & { readonly subnet: Net.BlockList }, address: IpAddress): boolean =>
   (rule.family === "ipv4") === (address.family === "inet4") &&
   address.port >= rule.ports.low && address.port <= rule.ports.high &&
-  rule.subnet.check(hostText(address), rule.family)
+  rule.subnet.check(ipText(address), rule.family)
 
 export interface EgressOptions {
   /** The most host sockets open at once (default MAX_HOST_SOCKETS). */
@@ -84,7 +80,7 @@ export const makeEgress = (rules: ReadonlyArray<EgressRule>, options: EgressOpti
       dial: (address) =>
         Effect.suspend(() => {
           if (open >= limit) return fail(Errno.NOBUFS)
-          const text = hostText(address)
+          const text = ipText(address)
           const target = address.family === "inet4" && text === HOST_LOOPBACK_GATEWAY ? "127.0.0.1" : text
           return Effect.async<Net.Socket, SyscallError>((resume) => {
             open++

@@ -2,7 +2,6 @@
  * @runsc/netstack: sockets inside the sandbox, at the level of connections (Node gives us no
  * tap device, so there are no packets): the network namespace a Loader gives its kernel.
  */
-export { formatAddress } from "./address.js"
 export { type EgressOptions, HOST_LOOPBACK_GATEWAY, MAX_HOST_SOCKETS } from "./egress.js"
 export { makeLoopbackNetwork, makeSandboxNetwork } from "./network.js"
 export { type PublishedPort, publishPort, PublishFailed } from "./publish.js"

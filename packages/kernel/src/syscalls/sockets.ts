@@ -23,6 +23,7 @@ import {
 import { Effect, Either } from "effect"
 import { fail, type SyscallError } from "../errors.js"
 import type { FdEntry } from "../fs/fdTable.js"
+import { decodeAddrPort, encodeAddrPort } from "../net/addrPort.js"
 import { isSocket, type Received, type SocketAddress, type SocketDescription, type SocketFlag, type SocketKind, type SocketSize } from "../net/socket.js"
 import { DATA_SIZE } from "../platform/channel.js"
 import { type BytesArg, args, RECV_FROM_ADDRESS_AT, results } from "../platform/syscallAbi.js"
@@ -83,33 +84,8 @@ const addressArg = (c: SyscallContext, arg: BytesArg): Effect.Effect<SocketAddre
 
 /** Decodes the `addr_port` at `at` in the data area. */
 const addressAt = (c: SyscallContext, at: number): Effect.Effect<SocketAddress, SyscallError> => {
-  const bytes = c.channel.data.subarray(at, at + AddrPort.sizeOf)
-  const port = bytes[AddrPort.port]! | (bytes[AddrPort.port + 1]! << 8)
-  switch (bytes[AddrPort.tag]) {
-    case AddressFamily.INET4:
-      return Effect.succeed({ family: "inet4", address: bytes.slice(AddrPort.address, AddrPort.address + 4), port })
-    case AddressFamily.INET6:
-      return Effect.succeed({ family: "inet6", address: bytes.slice(AddrPort.address, AddrPort.address + 16), port })
-    case AddressFamily.UNIX:
-      // Unix sockets are not built yet.
-      return fail(Errno.AFNOSUPPORT)
-    default:
-      return fail(Errno.INVAL)
-  }
-}
-
-/** An address as the guest's `addr_port` (20 bytes: Unix addresses do not occur yet). */
-const encodeAddress = (address: SocketAddress): Uint8Array => {
-  const out = new Uint8Array(AddrPort.sizeOf)
-  if (address.family === "unix") {
-    out[AddrPort.tag] = AddressFamily.UNIX
-    return out
-  }
-  out[AddrPort.tag] = address.family === "inet4" ? AddressFamily.INET4 : AddressFamily.INET6
-  out[AddrPort.port] = address.port & 0xff
-  out[AddrPort.port + 1] = address.port >>> 8
-  out.set(address.address, AddrPort.address)
-  return out
+  const address = decodeAddrPort(c.channel.data.subarray(at, at + AddrPort.sizeOf))
+  return typeof address === "number" ? fail(address) : Effect.succeed(address)
 }
 
 // ---- the calls ------------------------------------------------------------------------------
@@ -165,7 +141,7 @@ const sock_accept: Handler = (c) =>
 const sock_accept_v2: Handler = (c) =>
   mapNow(accept(c, SockAcceptV2Args.fd(c), SockAcceptV2Args.flags(c)), ({ fd, peer }) => {
     SockAcceptV2Results.accepted(c, fd)
-    setPayload(c, encodeAddress(peer))
+    setPayload(c, encodeAddrPort(peer))
   })
 
 /** A receive of up to `length` bytes into the data area, with the call's ri_flags. */
@@ -201,7 +177,7 @@ const sock_recv_from: Handler = (c) => {
     SockRecvFromResults.nread(c, received.data.length)
     SockRecvFromResults.roFlags(c, roFlagsOf(received))
     const from = received.from === undefined ? peerOf(c, fd) : Effect.succeed(received.from)
-    return mapNow(from, (address) => void c.channel.data.set(encodeAddress(address), RECV_FROM_ADDRESS_AT))
+    return mapNow(from, (address) => void c.channel.data.set(encodeAddrPort(address), RECV_FROM_ADDRESS_AT))
   })
 }
 
@@ -245,7 +221,7 @@ const sock_shutdown: Handler = (c) =>
   })
 
 const addressOf = (which: "localAddress" | "peerAddress", fd: (c: SyscallContext) => number): Handler => (c) =>
-  flatMapNow(socketAt(c, fd(c), 0n), ({ socket }) => mapNow(socket.socket[which], (address) => setPayload(c, encodeAddress(address))))
+  flatMapNow(socketAt(c, fd(c), 0n), ({ socket }) => mapNow(socket.socket[which], (address) => setPayload(c, encodeAddrPort(address))))
 
 const FLAG_OPTIONS: { readonly [option: number]: SocketFlag } = {
   [SockOption.REUSE_ADDR]: "reuseAddress",

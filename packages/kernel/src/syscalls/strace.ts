@@ -1,10 +1,11 @@
 /**
  * strace: a line when a syscall enters the sentry and one when it leaves, with the task, the
- * decoded arguments (fds with what they name, paths, buffers escaped and cut at `logSize`), the
+ * decoded arguments (fds with what they name, paths, socket addresses, buffers escaped and cut at `logSize`), the
  * result, the errno name and the time spent. Calls served inside the worker are not seen, as
  * vDSO calls are not seen by strace on Linux; with strace on, writes are not served there.
  */
-import { Errno, errnoName, type SyscallName } from "@runsc/abi"
+import { AddressFamily, AddrPort, Errno, errnoName, SockType, type SyscallName } from "@runsc/abi"
+import { decodeAddrPort, formatAddress } from "../net/addrPort.js"
 import { Word } from "../platform/channel.js"
 import { args, type BytesArg, u64Result } from "../platform/syscallAbi.js"
 import type { SyscallContext } from "./context.js"
@@ -43,6 +44,15 @@ const path = (c: SyscallContext, field: BytesArg): string => {
 }
 
 const hex = (n: number) => `0x${(n >>> 0).toString(16)}`
+
+const FAMILY_NAMES: Readonly<Record<number, string>> = { [AddressFamily.INET4]: "AF_INET", [AddressFamily.INET6]: "AF_INET6", [AddressFamily.UNIX]: "AF_UNIX" }
+const TYPE_NAMES: Readonly<Record<number, string>> = { [SockType.STREAM]: "SOCK_STREAM", [SockType.DGRAM]: "SOCK_DGRAM" }
+
+/** The `addr_port` at `at` in the data area, as people read it. */
+const address = (c: SyscallContext, at: number): string => {
+  const decoded = decodeAddrPort(c.channel.data.subarray(at, at + AddrPort.sizeOf))
+  return typeof decoded === "number" ? `{${errnoName(decoded)}}` : formatAddress(decoded)
+}
 
 /** Decodes the request now in the channel; called before the handler overwrites the data area. */
 const formatArgs = (name: SyscallName, c: SyscallContext, logSize: number): string => {
@@ -88,6 +98,18 @@ const formatArgs = (name: SyscallName, c: SyscallContext, logSize: number): stri
     }
     case "poll_oneoff":
       return `nsubs ${args.poll_oneoff.nsubs(c)}`
+    case "sock_open": {
+      const A = args.sock_open
+      return `${FAMILY_NAMES[A.family(c)] ?? A.family(c)}, ${TYPE_NAMES[A.type(c)] ?? A.type(c)}, ${A.protocol(c)}`
+    }
+    case "sock_bind":
+    case "sock_connect":
+      return `${fdName(c, args[name].fd(c))}, ${address(c, args[name].addr.at(c))}`
+    case "sock_send_to": {
+      const A = args.sock_send_to
+      const bytes = c.channel.data.subarray(0, A.iovs.length(c))
+      return `${fdName(c, A.fd(c))}, ${escape(bytes, logSize)}, ${bytes.length}, ${hex(A.flags(c))}, to ${address(c, A.addr.at(c))}`
+    }
     case "proc_spawn": {
       const A = args.proc_spawn
       const argvAt = A.argv.at(c)
@@ -126,6 +148,11 @@ const formatResult = (name: SyscallName, c: SyscallContext, errno: number, logSi
     case "proc_join":
     case "proc_id":
     case "fd_dup":
+    case "sock_open":
+    case "sock_accept":
+    case "sock_accept_v2":
+    case "sock_send_to":
+    case "sock_recv_from":
       return `${c.channel.words[Word.RESULT0]}`
     case "fd_pipe":
       return `[${c.channel.words[Word.RESULT0]}, ${c.channel.words[Word.RESULT1]}]`
