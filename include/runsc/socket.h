@@ -19,14 +19,22 @@
  * addr_port struct (a tag, a port in host order stored little-endian, the
  * address in network order).
  *
+ * getaddrinfo, freeaddrinfo and gai_strerror are here too (wasi-libc has no
+ * netdb.h; include/netdb.h includes this header, so `#include <netdb.h>`
+ * works with -I include). Names are resolved by the sandbox (WASIX resolve:
+ * the container's /etc/hosts, localhost, then the host's DNS only where the
+ * egress policy allows); services are port numbers only (no /etc/services).
+ *
  * Built: IPv4 and IPv6 stream and datagram sockets over the sandbox's
- * loopback. Unix sockets fail EAFNOSUPPORT for now.
+ * loopback, TCP egress by policy. Unix sockets fail EAFNOSUPPORT for now.
  */
 #ifndef RUNSC_SOCKET_H
 #define RUNSC_SOCKET_H
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <stdlib.h>
 #include <netinet/in.h>
 #include <stdint.h>
 #include <string.h>
@@ -107,6 +115,13 @@ typedef struct {
   uint8_t rest[90];
 } runsc_addr_port_t;
 
+/* addr, as resolve writes an array of them: a tag, then the address in network order. */
+typedef struct {
+  uint8_t tag;
+  uint8_t pad;
+  uint8_t address[16];
+} runsc_addr_t;
+
 /* ------------------------------------------------------------------------ */
 /* Raw imports (module "wasix_32v1"); each returns a WASI errno              */
 /* ------------------------------------------------------------------------ */
@@ -126,6 +141,7 @@ int32_t __runsc_sock_set_opt_flag(int32_t fd, int32_t option, int32_t flag) RUNS
 int32_t __runsc_sock_get_opt_flag(int32_t fd, int32_t option, uint8_t *flag) RUNSC_WASIX(sock_get_opt_flag);
 int32_t __runsc_sock_set_opt_size(int32_t fd, int32_t option, int64_t size) RUNSC_WASIX(sock_set_opt_size);
 int32_t __runsc_sock_get_opt_size(int32_t fd, int32_t option, uint64_t *size) RUNSC_WASIX(sock_get_opt_size);
+int32_t __runsc_resolve(const char *host, size_t host_len, int32_t port, runsc_addr_t *addrs, size_t naddrs, uint32_t *found) RUNSC_WASIX(resolve);
 
 #undef RUNSC_WASIX
 
@@ -327,6 +343,151 @@ static inline int runsc_getsockopt(int fd, int level, int name, void *value, soc
   return 0;
 }
 
+/* ------------------------------------------------------------------------ */
+/* getaddrinfo                                                               */
+/* ------------------------------------------------------------------------ */
+
+struct addrinfo {
+  int ai_flags;
+  int ai_family;
+  int ai_socktype;
+  int ai_protocol;
+  socklen_t ai_addrlen;
+  struct sockaddr *ai_addr;
+  char *ai_canonname;
+  struct addrinfo *ai_next;
+};
+
+/* Linux's values, as musl has them. */
+#define AI_PASSIVE 0x01
+#define AI_CANONNAME 0x02
+#define AI_NUMERICHOST 0x04
+#define AI_V4MAPPED 0x08
+#define AI_ALL 0x10
+#define AI_ADDRCONFIG 0x20
+#define AI_NUMERICSERV 0x400
+#define EAI_BADFLAGS -1
+#define EAI_NONAME -2
+#define EAI_AGAIN -3
+#define EAI_FAIL -4
+#define EAI_FAMILY -6
+#define EAI_SOCKTYPE -7
+#define EAI_SERVICE -8
+#define EAI_MEMORY -10
+#define EAI_SYSTEM -11
+
+#define RUNSC_MAX_ADDRS 16
+
+static inline const char *runsc_gai_strerror(int code) {
+  switch (code) {
+    case 0: return "Success";
+    case EAI_BADFLAGS: return "Invalid flags";
+    case EAI_NONAME: return "Name does not resolve";
+    case EAI_AGAIN: return "Temporary failure in name resolution";
+    case EAI_FAIL: return "Non-recoverable failure in name resolution";
+    case EAI_FAMILY: return "Address family not supported";
+    case EAI_SOCKTYPE: return "Invalid socket type";
+    case EAI_SERVICE: return "Unrecognized service";
+    case EAI_MEMORY: return "Out of memory";
+    default: return "System error";
+  }
+}
+
+static inline void runsc_freeaddrinfo(struct addrinfo *list) {
+  while (list != NULL) {
+    struct addrinfo *next = list->ai_next;
+    free(list); /* one allocation holds the entry and its address */
+    list = next;
+  }
+}
+
+/* One entry (and its sockaddr) for an address, appended at *tail. */
+static inline int runsc__gai_add(struct addrinfo ***tail, int family, const uint8_t *address, int port, int socktype, int protocol) {
+  size_t len = family == AF_INET ? sizeof(struct sockaddr_in) : sizeof(struct sockaddr_in6);
+  struct addrinfo *ai = (struct addrinfo *)calloc(1, sizeof(struct addrinfo) + len);
+  if (ai == NULL) return EAI_MEMORY;
+  ai->ai_family = family;
+  ai->ai_socktype = socktype;
+  ai->ai_protocol = protocol != 0 ? protocol : socktype == SOCK_DGRAM ? IPPROTO_UDP : IPPROTO_TCP;
+  ai->ai_addrlen = len;
+  ai->ai_addr = (struct sockaddr *)(ai + 1);
+  if (family == AF_INET) {
+    struct sockaddr_in *in = (struct sockaddr_in *)ai->ai_addr;
+    in->sin_family = AF_INET;
+    in->sin_port = htons(port);
+    memcpy(&in->sin_addr, address, 4);
+  } else {
+    struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)ai->ai_addr;
+    in6->sin6_family = AF_INET6;
+    in6->sin6_port = htons(port);
+    memcpy(&in6->sin6_addr, address, 16);
+  }
+  **tail = ai;
+  *tail = &ai->ai_next;
+  return 0;
+}
+
+static inline int runsc_getaddrinfo(const char *node, const char *service, const struct addrinfo *hints, struct addrinfo **res) {
+  int flags = hints ? hints->ai_flags : 0;
+  int family = hints ? hints->ai_family : AF_UNSPEC;
+  int socktype = hints ? hints->ai_socktype : 0;
+  int protocol = hints ? hints->ai_protocol : 0;
+  *res = NULL;
+  if (node == NULL && service == NULL) return EAI_NONAME;
+  if (family != AF_UNSPEC && family != AF_INET && family != AF_INET6) return EAI_FAMILY;
+  if (socktype != 0 && socktype != SOCK_STREAM && socktype != SOCK_DGRAM) return EAI_SOCKTYPE;
+  if ((socktype == SOCK_STREAM && protocol == IPPROTO_UDP) || (socktype == SOCK_DGRAM && protocol == IPPROTO_TCP)) return EAI_SOCKTYPE;
+  int port = 0;
+  if (service != NULL && *service != 0) {
+    char *end;
+    long n = strtol(service, &end, 10);
+    if (*end != 0 || n < 0 || n > 65535) return flags & AI_NUMERICSERV ? EAI_NONAME : EAI_SERVICE;
+    port = (int)n;
+  }
+  runsc_addr_t addrs[RUNSC_MAX_ADDRS];
+  uint32_t found = 0;
+  if (node == NULL) {
+    /* The wildcard to bind, or the loopback to connect to. */
+    static const uint8_t any6[16] = {0}, loop6[16] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1};
+    static const uint8_t any4[4] = {0, 0, 0, 0}, loop4[4] = {127, 0, 0, 1};
+    addrs[0].tag = RUNSC_AF_INET6;
+    memcpy(addrs[0].address, flags & AI_PASSIVE ? any6 : loop6, 16);
+    addrs[1].tag = RUNSC_AF_INET4;
+    memcpy(addrs[1].address, flags & AI_PASSIVE ? any4 : loop4, 4);
+    found = 2;
+  } else {
+    if (flags & AI_NUMERICHOST) {
+      uint8_t probe[16];
+      if (inet_pton(AF_INET, node, probe) != 1 && inet_pton(AF_INET6, node, probe) != 1) return EAI_NONAME;
+    }
+    int32_t error = __runsc_resolve(node, strlen(node), port, addrs, RUNSC_MAX_ADDRS, &found);
+    if (error == ENOENT || error == EINVAL) return EAI_NONAME;
+    if (error == EAGAIN) return EAI_AGAIN;
+    if (error != 0) {
+      errno = error;
+      return EAI_SYSTEM;
+    }
+  }
+  struct addrinfo *list = NULL, **tail = &list;
+  for (uint32_t i = 0; i < found; i++) {
+    int f = addrs[i].tag == RUNSC_AF_INET4 ? AF_INET : AF_INET6;
+    if (family != AF_UNSPEC && f != family) continue;
+    static const int types[2] = {SOCK_STREAM, SOCK_DGRAM};
+    for (int t = 0; t < 2; t++) {
+      int type = types[t];
+      if (socktype != 0 && type != socktype) continue;
+      int error = runsc__gai_add(&tail, f, addrs[i].address, port, type, protocol);
+      if (error != 0) {
+        runsc_freeaddrinfo(list);
+        return error;
+      }
+    }
+  }
+  if (list == NULL) return family != AF_UNSPEC ? EAI_FAMILY : EAI_NONAME;
+  *res = list;
+  return 0;
+}
+
 #define socket runsc_socket
 #define bind runsc_bind
 #define connect runsc_connect
@@ -339,6 +500,9 @@ static inline int runsc_getsockopt(int fd, int level, int name, void *value, soc
 #define getsockopt runsc_getsockopt
 #define sendto runsc_sendto
 #define recvfrom runsc_recvfrom
+#define getaddrinfo runsc_getaddrinfo
+#define freeaddrinfo runsc_freeaddrinfo
+#define gai_strerror runsc_gai_strerror
 
 #ifdef __cplusplus
 }

@@ -105,6 +105,13 @@ export const Layout = {
  */
 export const AddrPort = { sizeOf: 20, tag: 0, port: 2, address: 4 } as const
 
+/**
+ * WASIX `addr` (an address without a port), as `resolve` writes an array of them: 18 bytes each,
+ * the tag (AddressFamily) at 0, then at 2 the address in network order (IPv4 at 2..5, IPv6 at
+ * 2..17), as addr_port carries it.
+ */
+export const Addr = { sizeOf: 18, tag: 0, address: 2 } as const
+
 /** WASIX `address_family`. */
 export const AddressFamily = { UNSPEC: 0, INET4: 1, INET6: 2, UNIX: 3 } as const
 /** WASIX `sock_type` (DGRAM was 0 before wasix-libc renumbered it; STREAM has always been 1). */
@@ -214,7 +221,8 @@ const wasix = [
   "sock_set_opt_flag",
   "sock_get_opt_flag",
   "sock_set_opt_size",
-  "sock_get_opt_size"
+  "sock_get_opt_size",
+  "resolve"
 ] as const
 
 /** preview1's socket calls, which WASIX programs may also import from `wasix_32v1`. */
@@ -344,6 +352,7 @@ export const importSignatures: { readonly [K in ImportableSyscall]: WasmSignatur
   sock_get_opt_flag: sig("i32 i32 i32"),
   sock_set_opt_size: sig("i32 i32 i64"),
   sock_get_opt_size: sig("i32 i32 i32"),
+  resolve: sig("i32 i32 i32 i32 i32 i32"),
   proc_spawn: sig("i32 i32 i32 i32 i32 i32 i32 i32 i32 i32 i32"),
   proc_setpgid: sig("i32 i32"),
   proc_getpgid: sig("i32 i32"),

@@ -28,7 +28,7 @@ export {
   type SocketOwner,
   type SocketSize
 } from "./net/socket.js"
-export { formatAddress, ipText } from "./net/addrPort.js"
+export { formatAddress, ipText, parseIp } from "./net/addrPort.js"
 export { Kernel, type KernelOptions, type KernelShape, type ProcessArgs, type ProcessUsage } from "./kernel.js"
 /** Bytes of one task's syscall channel (a SharedArrayBuffer a guest worker is started with). */
 export { CHANNEL_BYTES } from "./platform/channel.js"

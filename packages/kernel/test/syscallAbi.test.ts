@@ -56,9 +56,12 @@ const drawField = (p: SyscallPlan, i: number): FastCheck.Arbitrary<Drawn> => {
       return FastCheck.record({ ptr, content: FastCheck.uint8Array({ maxLength: 300 }) }).map((r) => ({ kind: "bytes", ...r }))
     case "structIn":
       return FastCheck.record({ ptr, content: FastCheck.uint8Array({ minLength: f.size, maxLength: f.size }) }).map((r) => ({ kind: "struct", ...r }))
-    case "capacity":
-      return FastCheck.record({ ptr, len: FastCheck.integer({ min: 0, max: 1024 }), payload: FastCheck.uint8Array({ maxLength: 1024 }) })
-        .map((r) => ({ kind: "capacity", ...r, payload: r.payload.subarray(0, r.len) }))
+    case "capacity": {
+      // `len` counts elements of f.size bytes (capacityOf), or bytes.
+      const element = f.size || 1
+      return FastCheck.record({ ptr, len: FastCheck.integer({ min: 0, max: Math.floor(1024 / element) }), payload: FastCheck.uint8Array({ maxLength: 1024 }) })
+        .map((r) => ({ kind: "capacity", ...r, payload: r.payload.subarray(0, r.len * element) }))
+    }
     case "u32Out":
       return FastCheck.record({ ptr, answer: i32 }).map((r) => ({ kind: "out", ...r }))
     case "u64Out":
@@ -164,7 +167,7 @@ describe("the declared syscall ABI", () => {
           if (f.kind === "s32") assert.strictEqual((accessor as (c: unknown) => number)(c), Number((d as { param: number }).param) | 0, f.name)
           if (f.kind === "u64") assert.strictEqual((accessor as (c: unknown) => bigint)(c), (d as { param: bigint }).param, f.name)
           if (f.kind === "capacity") {
-            assert.strictEqual((accessor as (c: unknown) => number)(c), Math.min((d as { len: number }).len, DATA_SIZE), f.name)
+            assert.strictEqual((accessor as (c: unknown) => number)(c), Math.min((d as { len: number }).len * (f.size || 1), DATA_SIZE), f.name)
           }
           if (f.kind === "bytes" || f.kind === "structIn") {
             const field = accessor as { at: (c: unknown) => number; length: (c: unknown) => number }

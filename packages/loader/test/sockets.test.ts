@@ -8,7 +8,9 @@ import { assert, describe, it } from "@effect/vitest"
 import { exited } from "@runsc/abi"
 import { EGRESS_ANNOTATION, PUBLISH_ANNOTATION } from "@runsc/spec"
 import { Context, Effect, Layer } from "effect"
+import * as Fs from "node:fs"
 import * as Net from "node:net"
+import * as Path from "node:path"
 import { Loader } from "../src/index.js"
 import { makeBundle, makeOutput, makeSandbox, startSub, waitUntil } from "./helpers.js"
 
@@ -185,5 +187,30 @@ describe("sockets", () => {
       const invalid = yield* Effect.flip(Layer.build(Loader.layer({ containerId: "bad", bundle: bad, stdio: {} })))
       assert.strictEqual(invalid._tag, "InvalidSpec")
       assert.match(invalid.message, /CIDR/)
+    }))
+
+  it.scopedLive("getaddrinfo (WASIX resolve): numeric addresses, localhost, the container's own /etc/hosts (only its first MiB: a guest's huge file costs no more), and no name beyond it without an egress rule", () =>
+    Effect.gen(function*() {
+      const loader = yield* makeSandbox
+      const hosts = "# names of the pod\n10.0.2.2   host.containers.internal gateway\n192.168.9.9 db db.local # the database\nfd00::5 db\n"
+      const huge = `${"#".repeat(1 << 20)}\n10.9.9.9 beyond\n`
+      const resolve = (id: string, name: string, hostsFile: string) =>
+        Effect.gen(function*() {
+          const { out } = yield* startSub(loader, id, {
+            args: ["net_echo", "resolve", name, "80"],
+            populate: (rootfs) => Fs.writeFileSync(Path.join(rootfs, "etc", "hosts"), hostsFile)
+          })
+          yield* loader.wait(id)
+          return out.read().split("\n").filter((l) => l !== "")
+        })
+      assert.deepStrictEqual(yield* resolve("literal4", "10.1.2.3", hosts), ["addr 10.1.2.3 80"])
+      assert.deepStrictEqual(yield* resolve("literal6", "fe80::1:2", hosts), ["addr fe80::1:2 80"])
+      assert.deepStrictEqual(yield* resolve("localhost", "localhost", hosts), ["addr 127.0.0.1 80", "addr ::1 80"])
+      assert.deepStrictEqual(yield* resolve("db", "db", hosts), ["addr 192.168.9.9 80", "addr fd00::5 80"])
+      assert.deepStrictEqual(yield* resolve("case", "GATEWAY", hosts), ["addr 10.0.2.2 80"])
+      assert.deepStrictEqual(yield* resolve("unknown", "nosuch.example", hosts), ["gai EAI_NONAME"])
+      // Past the first MiB of a hosts file the sentry reads nothing more.
+      assert.deepStrictEqual(yield* resolve("beyond", "beyond", huge), ["gai EAI_NONAME"])
+      assert.deepStrictEqual(yield* resolve("within", "within", `10.8.8.8 within\n${huge}`), ["addr 10.8.8.8 80"])
     }))
 })

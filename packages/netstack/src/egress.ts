@@ -14,9 +14,10 @@
  * charged to the sandbox's memory as any connection's are.
  */
 import { Errno } from "@runsc/abi"
-import { fail, ipText, type SocketDescription, type SyscallError } from "@runsc/kernel"
+import { fail, ipText, parseIp, type SocketDescription, type SyscallError } from "@runsc/kernel"
 import type { EgressRule } from "@runsc/spec"
 import { Effect, FiberSet, type Scope } from "effect"
+import { promises as Dns } from "node:dns"
 import * as Net from "node:net"
 import type { IpAddress } from "./address.js"
 import { bridge } from "./hostBridge.js"
@@ -37,7 +38,15 @@ export interface Egress {
   join(host: Net.Socket, endpoint: SocketDescription): void
   /** Runs `attempt` in the network's scope (a non-blocking connect's). */
   background(attempt: Effect.Effect<void>): void
+  /**
+   * A name's addresses from the host's DNS servers, only those some rule allows (any port);
+   * ENOENT with no rules at all (the query itself would leave the sandbox), or none allowed.
+   */
+  lookupHost(name: string): Effect.Effect<ReadonlyArray<IpAddress>, SyscallError>
 }
+
+/** The most DNS queries a sandbox has in flight at once (EAGAIN past it). */
+export const MAX_LOOKUPS = 16
 
 const HOST_ERRNO: Readonly<Record<string, Errno>> = {
   ECONNREFUSED: Errno.CONNREFUSED,
@@ -52,15 +61,20 @@ const HOST_ERRNO: Readonly<Record<string, Errno>> = {
   ENFILE: Errno.NOBUFS
 }
 
-/** Whether `rule` covers `address` (its family, CIDR and port). */
-const covers = (rule: EgressRule & { readonly subnet: Net.BlockList }, address: IpAddress): boolean =>
+/** Whether `rule` covers `address`: its family and CIDR, and its port unless `anyPort`. */
+const covers = (rule: EgressRule & { readonly subnet: Net.BlockList }, address: IpAddress, anyPort = false): boolean =>
   (rule.family === "ipv4") === (address.family === "inet4") &&
-  address.port >= rule.ports.low && address.port <= rule.ports.high &&
+  (anyPort || (address.port >= rule.ports.low && address.port <= rule.ports.high)) &&
   rule.subnet.check(ipText(address), rule.family)
+
+/** What c-ares answers for a name that has no address (of that family); anything else is "not now" (EAGAIN). */
+const NO_SUCH_NAME = new Set(["ENOTFOUND", "ENODATA", "ENONAME", "EBADNAME"])
 
 export interface EgressOptions {
   /** The most host sockets open at once (default MAX_HOST_SOCKETS). */
   readonly maxHostSockets?: number
+  /** The DNS servers names are asked of (default: the host's, from its resolv.conf). */
+  readonly dnsServers?: ReadonlyArray<string>
 }
 
 /** The egress of a sandbox whose policy is `rules`, its connections' fibers in the enclosing scope. */
@@ -75,6 +89,7 @@ export const makeEgress = (rules: ReadonlyArray<EgressRule>, options: EgressOpti
     })
     const limit = options.maxHostSockets ?? MAX_HOST_SOCKETS
     let open = 0
+    let lookups = 0
     return {
       allows: (address) => policy.some((rule) => covers(rule, address)),
       dial: (address) =>
@@ -107,6 +122,29 @@ export const makeEgress = (rules: ReadonlyArray<EgressRule>, options: EgressOpti
       },
       background: (attempt) => {
         run(attempt)
-      }
+      },
+      lookupHost: (name) =>
+        Effect.suspend(() => {
+          if (policy.length === 0) return fail(Errno.NOENT)
+          if (lookups >= MAX_LOOKUPS) return fail(Errno.AGAIN)
+          lookups++
+          // c-ares (not getaddrinfo on libuv's thread pool, which the sandbox's file calls
+          // need): a guest's slow names never hold the pool. One resolver per lookup, so that
+          // cancelling it cancels nobody else's.
+          const resolver = new Dns.Resolver({ timeout: 2000, tries: 2 })
+          if (options.dnsServers !== undefined) resolver.setServers(options.dnsServers)
+          const query = (ask: Promise<Array<string>>) =>
+            Effect.tryPromise({ try: () => ask, catch: (e) => (e as NodeJS.ErrnoException).code ?? "" }).pipe(
+              Effect.catchAll((code) => (NO_SUCH_NAME.has(code) ? Effect.succeed([]) : Effect.fail(code)))
+            )
+          return Effect.all([query(resolver.resolve4(name)), query(resolver.resolve6(name))], { concurrency: 2 }).pipe(
+            Effect.map(([v4, v6]) => [...v4, ...v6].flatMap((text) => parseIp(text) ?? []).filter((a) => policy.some((rule) => covers(rule, a, true)))),
+            Effect.catchAll(() => fail(Errno.AGAIN)),
+            Effect.flatMap((found) => (found.length > 0 ? Effect.succeed(found) : fail(Errno.NOENT))),
+            Effect.ensuring(Effect.sync(() => lookups--)),
+            // A query abandoned (its task killed) is cancelled, as far as c-ares can.
+            Effect.onInterrupt(() => Effect.sync(() => resolver.cancel()))
+          )
+        })
     }
   })

@@ -32,7 +32,9 @@ export const makeLoopbackNetwork = (egress?: Egress): Network => {
           ? new StreamSocket(family, owner, streamPorts, ino, egress).description
           : new DatagramSocket(family, owner, datagramPorts, ino).description
       )
-    }
+    },
+    // Names beyond the sandbox's /etc/hosts: only where egress may reach.
+    ...(egress !== undefined ? { lookupHost: (name: string) => egress.lookupHost(name) } : {})
   }
 }
 

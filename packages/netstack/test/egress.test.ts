@@ -9,6 +9,7 @@ import { MemoryAccount, type SocketAddress, type SocketDescription, type Syscall
 import { makeSandboxNetwork } from "@runsc/netstack"
 import { EGRESS_ANNOTATION, egressRulesOf, type EgressRule, type Spec } from "@runsc/spec"
 import { Effect } from "effect"
+import * as Dgram from "node:dgram"
 import * as Net from "node:net"
 
 const gateway = (port: number): SocketAddress => ({ family: "inet4", address: new Uint8Array([10, 0, 2, 2]), port })
@@ -138,4 +139,59 @@ describe("egress", () => {
       }
       assert.deepStrictEqual(rulesOf(" "), { rules: [] })
     }).pipe(Effect.scoped))
+
+  it.scopedLive("names beyond the sandbox: asked of the DNS server only when the policy has a rule, and only the addresses a rule allows are given", () =>
+    Effect.gen(function*() {
+      // A DNS server answering A queries from `records` (NXDOMAIN for other names, no AAAA).
+      const records: Record<string, ReadonlyArray<string>> = { "svc.example": ["10.1.0.7", "203.0.113.9"], "far.example": ["198.51.100.1"] }
+      const asked: Array<string> = []
+      const server = Dgram.createSocket("udp4")
+      server.on("message", (query, peer) => {
+        let at = 12
+        const labels: Array<string> = []
+        while (query[at]! > 0) {
+          labels.push(query.subarray(at + 1, at + 1 + query[at]!).toString())
+          at += 1 + query[at]!
+        }
+        const name = labels.join(".")
+        const type = query.readUInt16BE(at + 1)
+        asked.push(`${name} ${type === 1 ? "A" : type === 28 ? "AAAA" : type}`)
+        const question = query.subarray(12, at + 5)
+        const found = records[name]
+        const answers = type === 1 && found !== undefined ? found : []
+        const header = Buffer.alloc(12)
+        header.writeUInt16BE(query.readUInt16BE(0), 0)
+        header.writeUInt16BE(found === undefined ? 0x8183 : 0x8180, 2)
+        header.writeUInt16BE(1, 4)
+        header.writeUInt16BE(answers.length, 6)
+        const answerRecords = answers.map((ip) => Buffer.from([0xc0, 0x0c, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4, ...ip.split(".").map(Number)]))
+        server.send(Buffer.concat([header, question, ...answerRecords]), peer.port, peer.address)
+      })
+      const port = yield* Effect.async<number>((resume) => {
+        server.bind(0, "127.0.0.1", () => resume(Effect.succeed(server.address().port)))
+      })
+      yield* Effect.addFinalizer(() => Effect.sync(() => void server.close()))
+      const dnsServers = [`127.0.0.1:${port}`]
+      const text = (addresses: ReadonlyArray<SocketAddress>) => addresses.map((a) => (a.family === "unix" ? a.path : a.address.join(".")))
+      const lookup = (policy: string, name: string) =>
+        Effect.gen(function*() {
+          const network = yield* makeSandboxNetwork(policy === "" ? [] : rules(policy), { dnsServers })
+          return yield* Effect.either(network.lookupHost!(name))
+        }).pipe(Effect.scoped)
+      // No rule: the query never leaves the sandbox (a name is data a guest could smuggle out).
+      const none = yield* lookup("", "svc.example")
+      assert.isTrue(none._tag === "Left" && none.left.errno === Errno.NOENT)
+      assert.deepStrictEqual(asked, [])
+      // Only what some rule allows, whatever its port.
+      const some = yield* lookup("10.1.0.0/16:443", "svc.example")
+      assert.deepStrictEqual(some._tag === "Right" ? text(some.right) : some.left, ["10.1.0.7"])
+      const all = yield* lookup("0.0.0.0/0", "svc.example")
+      assert.deepStrictEqual(all._tag === "Right" ? text(all.right) : all.left, ["10.1.0.7", "203.0.113.9"])
+      // A name whose addresses no rule allows, and a name that does not exist: ENOENT both.
+      const far = yield* lookup("10.1.0.0/16", "far.example")
+      assert.isTrue(far._tag === "Left" && far.left.errno === Errno.NOENT)
+      const missing = yield* lookup("0.0.0.0/0", "nosuch.example")
+      assert.isTrue(missing._tag === "Left" && missing.left.errno === Errno.NOENT)
+      assert.includeMembers(asked, ["svc.example A", "svc.example AAAA", "far.example A", "nosuch.example A"])
+    }))
 })

@@ -4,6 +4,7 @@
  * [::1]:80), for the socket calls and strace.
  */
 import { AddressFamily, AddrPort, Errno } from "@runsc/abi"
+import * as Net from "node:net"
 import type { SocketAddress } from "./socket.js"
 
 /** The address in `bytes` (an addr_port); EAFNOSUPPORT for a Unix one (not built yet), EINVAL for an unknown family. */
@@ -46,3 +47,27 @@ export const ipText = (a: Extract<SocketAddress, { readonly port: number }>): st
 /** For logs and errors: 127.0.0.1:80, [::1]:80, or a Unix socket's path. */
 export const formatAddress = (a: SocketAddress): string =>
   a.family === "unix" ? a.path : a.family === "inet4" ? `${ipText(a)}:${a.port}` : `[${ipText(a)}]:${a.port}`
+
+/** A numeric IPv4 or IPv6 address as bytes in network order; undefined for a name. */
+export const parseIp = (text: string): Extract<SocketAddress, { readonly port: number }> | undefined => {
+  const kind = Net.isIP(text)
+  if (kind === 4) return { family: "inet4", address: Uint8Array.from(text.split(".").map(Number)), port: 0 }
+  if (kind !== 6) return undefined
+  // Expand "::", and a trailing dotted IPv4 part, into eight groups.
+  const [head = "", tail] = text.split("::") as [string, string | undefined]
+  const groupsOf = (part: string) =>
+    part === "" ? [] : part.split(":").flatMap((g) => {
+      if (!g.includes(".")) return [parseInt(g, 16)]
+      const [a, b, c, d] = g.split(".").map(Number) as [number, number, number, number]
+      return [(a << 8) | b, (c << 8) | d]
+    })
+  const first = groupsOf(head)
+  const last = tail === undefined ? [] : groupsOf(tail)
+  const groups = [...first, ...Array<number>(8 - first.length - last.length).fill(0), ...last]
+  const address = new Uint8Array(16)
+  groups.forEach((g, i) => {
+    address[2 * i] = g >> 8
+    address[2 * i + 1] = g & 0xff
+  })
+  return { family: "inet6", address, port: 0 }
+}

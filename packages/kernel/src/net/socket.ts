@@ -78,4 +78,6 @@ export interface SocketOwner {
 /** A sandbox's network: where its guests' sockets are made. */
 export interface Network {
   open(family: SocketFamily, kind: SocketKind, owner: SocketOwner): Effect.Effect<SocketDescription, SyscallError>
+  /** A name the container's /etc/hosts does not know: its addresses beyond the sandbox, if the network reaches any (ENOENT otherwise). */
+  lookupHost?(name: string): Effect.Effect<ReadonlyArray<SocketAddress>, SyscallError>
 }

@@ -21,7 +21,8 @@
  *                   earlier `bytes`/`iovecsIn` fields; a request word holds the length
  *   structIn(n)     guest pointer to n bytes (a fixed-size struct): packed as `bytes` are
  *   capacity        guest (ptr, len) of an output buffer: a request word holds min(len,
- *                   DATA_SIZE); the response payload (RESULT_LENGTH bytes) is copied to ptr
+ *                   DATA_SIZE); the response payload (RESULT_LENGTH bytes) is copied to ptr.
+ *                   capacityOf(n): len counts n-byte elements (an array), the word bytes
  *   u32Out          guest pointer; the first is RESULT0, the second RESULT1
  *   u64Out          guest pointer; the u64 result slot (I64_RESULT_SLOT)
  *   structOut(n)    guest pointer to n bytes; the response payload is copied there
@@ -45,7 +46,7 @@
  * This module is bundled into the guest worker: it imports nothing but @runsc/abi and the
  * channel layout.
  */
-import { AddrPort, Errno, importModules, importSignatures, Layout, type SyscallName, syscallNames, syscallNumber } from "@runsc/abi"
+import { Addr, AddrPort, Errno, importModules, importSignatures, Layout, type SyscallName, syscallNames, syscallNumber } from "@runsc/abi"
 import { type ChannelViews, DATA_SIZE, I64_SLOT_COUNT, Word, ARG_COUNT } from "./channel.js"
 
 /**
@@ -80,6 +81,7 @@ const s32 = field("s32")
 const u64 = field("u64")
 const bytes = field("bytes")
 const capacity = field("capacity")
+const capacityOf = <const N extends string>(name: N, elementSize: number): Field<N, "capacity"> => ({ name, kind: "capacity", size: elementSize })
 const iovecsIn = field("iovecsIn")
 const iovecsOut = field("iovecsOut")
 const data = field("data")
@@ -205,6 +207,7 @@ export const declarations = {
   sock_get_opt_flag: generic(u32("fd"), u32("option"), structOut("flag", 1)),
   sock_set_opt_size: generic(u32("fd"), u32("option"), u64("size")),
   sock_get_opt_size: generic(u32("fd"), u32("option"), u64Out("size")),
+  resolve: generic(bytes("host"), u32("port"), capacityOf("addrs", Addr.sizeOf), u32Out("naddrs")),
   // the sentry's own (the worker's memory.grow hook)
   memory_grow: worker(u32("current"), u32("pages"))
 } as const satisfies { readonly [K in SyscallName]: Declaration }
@@ -511,7 +514,7 @@ export const stubSource = (p: SyscallPlan): string => {
         const b = `a${params.length + 1}`
         params.push(a, b)
         encode.push(
-          `{ const ptr = ${a} >>> 0, len = ${b} >>> 0`,
+          `{ const ptr = ${a} >>> 0, len = (${b} >>> 0) * ${f.size || 1}`,
           `  if (ptr + len > size) return ${Errno.FAULT}`,
           `  words[${where}] = len < ${DATA_SIZE} ? len : ${DATA_SIZE} }`
         )

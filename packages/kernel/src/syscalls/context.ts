@@ -10,7 +10,7 @@ import { fail, type SyscallError } from "../errors.js"
 import { type ChannelViews, DATA_SIZE, Word } from "../platform/channel.js"
 import type { BytesArg } from "../platform/syscallAbi.js"
 import type { Pipe } from "../fs/pipe.js"
-import type { SocketDescription, SocketFamily, SocketKind } from "../net/socket.js"
+import type { SocketAddress, SocketDescription, SocketFamily, SocketKind } from "../net/socket.js"
 import type { ProcessGroup, Session } from "../task/session.js"
 import type { Membership, ThreadGroup } from "../task/threadGroup.js"
 import type { FdEntry } from "../fs/fdTable.js"
@@ -55,6 +55,8 @@ export interface KernelServices {
   readonly newPipe: (maker: ThreadGroup) => Pipe | undefined
   /** A new socket of the sandbox's network, charged to `maker`'s container. */
   readonly openSocket: (maker: ThreadGroup, family: SocketFamily, kind: SocketKind) => Effect.Effect<SocketDescription, SyscallError>
+  /** A host name's addresses from the sandbox's network (resolve, after the container's /etc/hosts); ENOENT when it gives none. */
+  readonly lookupHost: (name: string) => Effect.Effect<ReadonlyArray<SocketAddress>, SyscallError>
   /** A new process group led by `leader`, in `session` or in a new session it leads. */
   readonly newGroup: (leader: ThreadGroup, session: Session<ThreadGroup> | "new") => ProcessGroup<ThreadGroup>
   /**

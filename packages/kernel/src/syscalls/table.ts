@@ -1,6 +1,6 @@
 /**
  * The syscall table: one handler per syscall on the channel, indexed by syscall number,
- * composed from the families (fd, path, poll, process, sockets, the calls served in the
+ * composed from the families (fd, path, poll, process, sockets, name resolution, the calls served in the
  * worker, memory). Each call's arguments and results are declared once, in
  * platform/syscallAbi.ts; a family's handler decodes them through that declaration.
  */
@@ -11,6 +11,7 @@ import { memory_grow } from "./memory.js"
 import { pathHandlers } from "./path.js"
 import { pollHandlers } from "./poll.js"
 import { processHandlers } from "./process.js"
+import { resolveHandlers } from "./resolve.js"
 import { servedHandlers } from "./served.js"
 import { socketHandlers } from "./sockets.js"
 
@@ -24,6 +25,7 @@ export const makeSyscallTable = (): ReadonlyArray<Handler> => {
     ...pollHandlers,
     ...processHandlers,
     ...socketHandlers,
+    ...resolveHandlers,
     memory_grow
   }
   return syscallNames.map((name) => all[name])
