@@ -59,6 +59,13 @@ describe("sockets through the CLI", () => {
       assert.deepStrictEqual(lines(client.stdout), [`reply echo:${text}`, "peer 127.0.0.1:8080", "local 127.0.0.1 ephemeral yes"])
     }
     assert.strictEqual(created.output(), "listening 8080\ngot first\ngot second\n")
+    // The container's network counters: its server accepted two connections, which its exec'd
+    // clients made; every byte went both ways inside it.
+    const stats = await runsc([...flags, "events", "--stats", id])
+    assert.strictEqual(stats.code, 0, describeResult(stats))
+    const network = JSON.parse(stats.stdout).data.network
+    const bytes = ["first", "second", "echo:first", "echo:second"].join("").length
+    assert.deepStrictEqual(network, { rx_bytes: bytes, tx_bytes: bytes, rx_packets: 0, tx_packets: 0, accepted: 2, connected: 2, refused: 0 })
     // The server's end takes its sandbox along, and every process in it: an exec attached then
     // exits as a process SIGKILLed, as runc's does, whether the sandbox reports the status
     // before it goes or not (the CLI then reports it itself: the teardown SIGKILLs every process).

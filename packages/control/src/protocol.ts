@@ -76,7 +76,16 @@ export const ProcessInfoSchema = Schema.Struct({
 export const ContainerStatsSchema = Schema.Struct({
   cpu: Schema.Struct({ usage: Schema.Struct({ total: Schema.BigInt }) }),
   memory: Schema.Struct({ usage: Schema.Struct({ usage: Schema.Number, limit: Schema.Number, failcnt: Schema.Number }) }),
-  pids: Schema.Struct({ current: Schema.Number })
+  pids: Schema.Struct({ current: Schema.Number }),
+  network: Schema.Struct({
+    rx_bytes: Schema.Number,
+    tx_bytes: Schema.Number,
+    rx_packets: Schema.Number,
+    tx_packets: Schema.Number,
+    accepted: Schema.Number,
+    connected: Schema.Number,
+    refused: Schema.Number
+  })
 })
 
 /** The control server could not open a file the caller named for a process's stdio. */

@@ -18,6 +18,7 @@ export {
   type Accepted,
   isSocket,
   type Network,
+  NetworkTraffic,
   type Received,
   type SocketAddress,
   type SocketDescription,

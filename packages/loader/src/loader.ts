@@ -26,6 +26,7 @@ import {
   PidNamespace,
   type Pipe,
   type Network,
+  type NetworkTraffic,
   terminalSignals,
   type ThreadGroup
 } from "@runsc/kernel"
@@ -143,6 +144,20 @@ export interface ContainerStats {
    */
   readonly memory: { readonly usage: { readonly usage: number; readonly limit: number; readonly failcnt: number } }
   readonly pids: { readonly current: number }
+  /**
+   * What its processes' sockets carried since it started: bytes and datagrams each way,
+   * connections its listeners accepted and it made, and connects the egress policy refused.
+   * runc reports per network interface; a connection-level stack has none, so this is runsc's own.
+   */
+  readonly network: {
+    readonly rx_bytes: number
+    readonly tx_bytes: number
+    readonly rx_packets: number
+    readonly tx_packets: number
+    readonly accepted: number
+    readonly connected: number
+    readonly refused: number
+  }
 }
 
 /** runsc's ContainerRuntimeState. */
@@ -366,6 +381,16 @@ const networkOf = (args: LoaderArgs, spec: Spec): Effect.Effect<Network, Invalid
     ? Effect.succeed(makeLoopbackNetwork())
     : Effect.fail(new InvalidSpec({ path: refused, reason: "the sandbox's network is none (loopback only): nothing is published and nothing is reached beyond it" }))
 }
+
+const trafficOf = (traffic: NetworkTraffic): ContainerStats["network"] => ({
+  rx_bytes: traffic.receivedBytes,
+  tx_bytes: traffic.sentBytes,
+  rx_packets: traffic.receivedDatagrams,
+  tx_packets: traffic.sentDatagrams,
+  accepted: traffic.accepted,
+  connected: traffic.connected,
+  refused: traffic.refused
+})
 
 const makeLoader = (args: LoaderArgs & { readonly bundle: Bundle; readonly network: Network }) =>
   Effect.gen(function*() {
@@ -656,7 +681,8 @@ const makeLoader = (args: LoaderArgs & { readonly bundle: Bundle; readonly netwo
                 failcnt: container.tasks.memory?.failures ?? 0
               }
             },
-            pids: { current: container.tasks.live.length }
+            pids: { current: container.tasks.live.length },
+            network: trafficOf(container.tasks.traffic)
           }
         }),
 

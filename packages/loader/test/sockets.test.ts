@@ -52,6 +52,15 @@ describe("sockets", () => {
       assert.deepStrictEqual(yield* loader.wait("server"), exited(0))
       const served = server.out.read().split("\n")
       assert.deepStrictEqual([served[0], ...served.slice(1, 4).sort(), ...served.slice(4)], ["listening 8080", "got from-inside", "got hello-one", "got hello-two", "served 3", ""])
+      // Each container's own counters (events --stats): the server's accepted three, sent each
+      // answer; a client made one connection and sent its text.
+      const network = (id: string) => Effect.map(loader.event(id), (stats) => stats.network)
+      assert.deepStrictEqual(yield* network("one"), { rx_bytes: "echo:hello-one".length, tx_bytes: "hello-one".length, rx_packets: 0, tx_packets: 0, accepted: 0, connected: 1, refused: 0 })
+      const serverTraffic = yield* network("server")
+      assert.strictEqual(serverTraffic.accepted, 3)
+      // The exec'd client is the server container's too.
+      assert.strictEqual(serverTraffic.connected, 1)
+      assert.strictEqual(serverTraffic.rx_bytes, "hello-one".length + "hello-two".length + "from-inside".length + "echo:from-inside".length)
     }))
 
   it.scopedLive("UDP: sendto/recvfrom with the sender's address, datagram boundaries and truncation, connect's default peer and filter, a datagram nobody takes is dropped, EDESTADDRREQ, EMSGSIZE", () =>
@@ -164,10 +173,13 @@ describe("sockets", () => {
       assert.strictEqual(yield* run("blocking", ["dial", "10.0.2.2", `${hostPort}`, "hello"]), "connect ok\nreply host:hello\n")
       assert.strictEqual(yield* run("nonblocking", ["dialnb", "10.0.2.2", `${hostPort}`, "hi"]), "connect EINPROGRESS\nso_error ok\nreply host:hi\n")
       assert.deepStrictEqual(served.sort(), ["hello", "hi"])
+      const blocking = (yield* loader.event("blocking")).network
+      assert.deepStrictEqual([blocking.connected, blocking.tx_bytes, blocking.rx_bytes, blocking.refused], [1, "hello".length, "host:hello".length, 0])
       // Another host port, another address: no rule allows them.
       assert.strictEqual(yield* run("port", ["dial", "10.0.2.2", `${hostPort + 1 === closedPort ? hostPort + 2 : hostPort + 1}`, "x"]), "connect EACCES\n")
       assert.strictEqual(yield* run("address", ["dial", "10.0.2.3", `${hostPort}`, "x"]), "connect EACCES\n")
       assert.strictEqual(yield* run("nonblocking-refused", ["dialnb", "10.0.2.3", `${hostPort}`, "x"]), "connect EACCES\n")
+      assert.strictEqual((yield* loader.event("address")).network.refused, 1)
       // Allowed, but nobody listens on the host: the host's answer, at once or through SO_ERROR.
       assert.strictEqual(yield* run("closed", ["dial", "10.0.2.2", `${closedPort}`, "x"]), "connect ECONNREFUSED\n")
       assert.strictEqual(yield* run("closed-nb", ["dialnb", "10.0.2.2", `${closedPort}`, "x"]), "connect EINPROGRESS\nso_error ECONNREFUSED\n")

@@ -98,7 +98,13 @@ export class DatagramSocket implements SocketOps {
         if (options.nonBlocking) return fail(Errno.AGAIN)
         return Effect.zipRight(this.changes.next, this.receive(length, options))
       }
-      if (!options.peek) this.dequeue()
+      if (!options.peek) {
+        this.dequeue()
+        if (this.owner.traffic) {
+          this.owner.traffic.receivedDatagrams++
+          this.owner.traffic.receivedBytes += next.data.length
+        }
+      }
       const truncated = next.data.length > length
       return Effect.succeed({ data: truncated ? next.data.slice(0, length) : next.data, from: next.from, truncated })
     })
@@ -117,6 +123,10 @@ export class DatagramSocket implements SocketOps {
       const receiver = this.ports.reached(to, () => true)
       if (receiver === Errno.NETUNREACH || receiver === Errno.AFNOSUPPORT) return fail(receiver)
       if (typeof receiver !== "number") receiver.deliver(data, this.sourceAddress())
+      if (this.owner.traffic) {
+        this.owner.traffic.sentDatagrams++
+        this.owner.traffic.sentBytes += data.length
+      }
       return Effect.succeed(data.length)
     })
   }

@@ -151,6 +151,7 @@ export class StreamSocket implements SocketOps {
       server.remote = asFamily(this.local, listener.family)
       this.state = { tag: "connected", incoming: toClient, peer: server, changes, shutWrite: false }
       this.remote = asFamily(server.local!, this.family)
+      if (this.owner.traffic) this.owner.traffic.connected++
       this.idleChanges.notify()
       waiting.backlog.push(server)
       waiting.changes.notify()
@@ -165,7 +166,10 @@ export class StreamSocket implements SocketOps {
    * and a failure is what SO_ERROR or the next connect reports).
    */
   private connectOut(egress: Egress, address: IpAddress, nonBlocking: boolean): Effect.Effect<void, SyscallError> {
-    if (!egress.allows(address)) return fail(Errno.ACCES)
+    if (!egress.allows(address)) {
+      if (this.owner.traffic) this.owner.traffic.refused++
+      return fail(Errno.ACCES)
+    }
     if (this.local === undefined) {
       const bound = this.ports.bind(this, loopbackOf(this.family, 0))
       if (typeof bound === "number") return fail(bound)
@@ -182,7 +186,8 @@ export class StreamSocket implements SocketOps {
           return fail(Errno.BADF)
         }
         // The far end of the guest's connection, which the bridge reads and writes for the host.
-        const endpoint = new StreamSocket(this.family, this.owner, this.ports, this.ports.nextIno())
+        // Its buffer is charged as the guest's is; what crosses it is counted once, by the guest's socket.
+        const endpoint = new StreamSocket(this.family, { memory: this.owner.memory }, this.ports, this.ports.nextIno())
         endpoint.local = address
         const toEndpoint = endpoint.newQueue(connecting.changes)
         const toGuest = toEndpoint === undefined ? undefined : this.newQueue(connecting.changes)
@@ -195,6 +200,7 @@ export class StreamSocket implements SocketOps {
         endpoint.remote = this.local
         this.state = { tag: "connected", incoming: toGuest, peer: endpoint, changes: connecting.changes, shutWrite: false }
         this.remote = address
+        if (this.owner.traffic) this.owner.traffic.connected++
         connecting.changes.notify()
         egress.join(host, endpoint.description)
         return Effect.void
@@ -233,6 +239,7 @@ export class StreamSocket implements SocketOps {
       const next = state.backlog.shift()
       if (next !== undefined) {
         state.changes.notify()
+        if (this.owner.traffic) this.owner.traffic.accepted++
         return Effect.succeed({ socket: next.description, peer: next.remote! })
       }
       if (nonBlocking) return fail(Errno.AGAIN)
@@ -255,8 +262,11 @@ export class StreamSocket implements SocketOps {
           got += part.length
         }
         const done = got === length || queue.ended || queue.closed || (got > 0 && (!options.waitAll || options.peek))
-        if (done) return Effect.succeed({ data: parts.length === 1 ? parts[0]! : concatBytes(parts, got) })
-        if (options.nonBlocking) return got > 0 ? Effect.succeed({ data: concatBytes(parts, got) }) : fail(Errno.AGAIN)
+        if (done || (options.nonBlocking && got > 0)) {
+          if (!options.peek && this.owner.traffic) this.owner.traffic.receivedBytes += got
+          return Effect.succeed({ data: parts.length === 1 ? parts[0]! : concatBytes(parts, got) })
+        }
+        if (options.nonBlocking) return fail(Errno.AGAIN)
         return Effect.zipRight(state.changes.next, loop)
       })
       return length === 0 ? Effect.succeed({ data: new Uint8Array(0) }) : loop
@@ -281,6 +291,7 @@ export class StreamSocket implements SocketOps {
         const n = Math.min(queue.room, data.length - sent)
         queue.put(data.subarray(sent, sent + n))
         sent += n
+        if (this.owner.traffic) this.owner.traffic.sentBytes += n
         return loop
       })
       return loop

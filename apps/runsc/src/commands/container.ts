@@ -759,7 +759,8 @@ export const eventsCommand = Command.make(
             data: {
               cpu: { usage: { total: Number(data.cpu.usage.total) } },
               memory: { usage: data.memory.usage },
-              pids: { current: data.pids.current }
+              pids: { current: data.pids.current },
+              network: data.network
             }
           }))
         }))
@@ -770,4 +771,4 @@ export const eventsCommand = Command.make(
         yield* Effect.sleep(Duration.seconds(Math.max(1, interval)))
       }
     })
-).pipe(Command.withDescription("print a container's stats (cpu, memory, pids), once with --stats; without, every --interval seconds, and an `oom` event when its memory limit refused memory"))
+).pipe(Command.withDescription("print a container's stats (cpu, memory, pids, network), once with --stats; without, every --interval seconds, and an `oom` event when its memory limit refused memory"))

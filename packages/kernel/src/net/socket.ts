@@ -70,9 +70,25 @@ export interface SocketDescription extends FileDescription {
 export const isSocket = (description: FileDescription): description is SocketDescription =>
   (description as Partial<SocketDescription>).socket !== undefined
 
-/** Whose socket it is: what its buffers are charged to. */
+/** A container's network counters (events --stats), kept by its sockets. */
+export class NetworkTraffic {
+  /** Bytes its sockets received and sent (stream bytes, datagram payloads). */
+  receivedBytes = 0
+  sentBytes = 0
+  /** Datagrams its sockets received and sent (one a packet; streams have none). */
+  receivedDatagrams = 0
+  sentDatagrams = 0
+  /** Connections its listeners accepted, and connections it made (the loopback's and egress's). */
+  accepted = 0
+  connected = 0
+  /** Connects beyond the loopback that the egress policy refused (EACCES). */
+  refused = 0
+}
+
+/** Whose socket it is: what its buffers are charged to, and whose counters it adds to. */
 export interface SocketOwner {
   readonly memory: MemoryAccount
+  readonly traffic?: NetworkTraffic
 }
 
 /** A sandbox's network: where its guests' sockets are made. */

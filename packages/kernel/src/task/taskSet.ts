@@ -10,6 +10,7 @@
  * kernel consults it in the same step as it registers a new process, so a process is either
  * registered before the kill enumerates the set, and killed with it, or refused.
  */
+import { NetworkTraffic } from "../net/socket.js"
 import type { Deferred, FiberSet } from "effect"
 import type { MemoryAccount } from "../memoryAccount.js"
 import type { Membership, ThreadGroup } from "./threadGroup.js"
@@ -41,6 +42,8 @@ export class TaskSet implements Membership {
   /** The process its OOM killer last chose, and how many it has killed. */
   oomVictim: ThreadGroup | undefined
   oomKills = 0
+  /** What its processes' sockets carried (events --stats). */
+  readonly traffic = new NetworkTraffic()
 
   constructor(
     /** The container's id (state dumps, errors). */

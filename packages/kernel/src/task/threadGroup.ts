@@ -13,6 +13,7 @@
  * Invariant: `exitStatus` is completed exactly once, after the task's worker has stopped
  * running guest code and the fd table has been closed.
  */
+import type { NetworkTraffic } from "../net/socket.js"
 import { type ExitStatus, SIGKILL, signaled } from "@runsc/abi"
 import { Deferred, Exit, type Fiber, FiberId, type FiberSet } from "effect"
 import { Changes } from "../changes.js"
@@ -51,6 +52,8 @@ export interface Membership {
   /** The process its OOM killer last chose, and how many it has killed. */
   oomVictim: ThreadGroup | undefined
   oomKills: number
+  /** What its processes' sockets carried; undefined where nobody counts (a bare Membership). */
+  readonly traffic?: NetworkTraffic
   /** Its processes that are running or stopped. */
   readonly live: ReadonlyArray<ThreadGroup>
   add(tg: ThreadGroup): void
