@@ -102,7 +102,7 @@ describe("sockets through the CLI", () => {
     }
   })
 
-  it("runsc do --egress: a guest reaches a host server on the host's loopback through 10.0.2.2 where the rule allows it, EACCES elsewhere; --network=none has no route; --network=host is refused as not built", async () => {
+  it("runsc do --egress: a guest reaches a host server on the host's loopback through 10.0.2.2 where the rule allows it, EACCES elsewhere, each in the --debug connection log; --network=none has no route; --network=host is refused as not built", async () => {
     const host = Net.createServer({ allowHalfOpen: true }, (socket) => {
       let got = ""
       socket.on("data", (data) => void (got += data.toString()))
@@ -112,11 +112,14 @@ describe("sockets through the CLI", () => {
     try {
       const program = Path.join(fixturesDir, "c", "net_echo.wasm")
       const dial = ["dial", "10.0.2.2", `${hostPort}`, "from the guest"]
-      const allowed = await runsc(["do", "--egress", `10.0.2.2/32:${hostPort}`, program, ...dial])
+      // --debug: the connection log says what each connection was.
+      const allowed = await runsc(["--debug", "do", "--egress", `10.0.2.2/32:${hostPort}`, program, ...dial])
       assert.strictEqual(allowed.code, 0, describeResult(allowed))
       assert.deepStrictEqual(lines(allowed.stdout), ["connect ok", "reply host:from the guest"])
-      const elsewhere = await runsc(["do", "--egress", `10.0.2.2/32:${hostPort + 1}`, program, ...dial])
+      assert.match(allowed.stderr, new RegExp(`net: container runsc-do-\\w+: egress 127\\.0\\.0\\.1:\\d+ -> 10\\.0\\.2\\.2:${hostPort} \\(host 127\\.0\\.0\\.1:${hostPort} from port \\d+\\)`))
+      const elsewhere = await runsc(["--debug", "do", "--egress", `10.0.2.2/32:${hostPort + 1}`, program, ...dial])
       assert.deepStrictEqual(lines(elsewhere.stdout), ["connect EACCES"], describeResult(elsewhere))
+      assert.match(elsewhere.stderr, new RegExp(`net: container runsc-do-\\w+: egress to 10\\.0\\.2\\.2:${hostPort} refused by the policy`))
       const none = await runsc(["--network=none", "do", program, ...dial])
       assert.deepStrictEqual(lines(none.stdout), ["connect ENETUNREACH"], describeResult(none))
       const noneWithRule = await runsc(["--network=none", "do", "--egress", `10.0.2.2/32:${hostPort}`, program, ...dial])

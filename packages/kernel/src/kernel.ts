@@ -222,7 +222,11 @@ const makeKernel = (options: KernelOptions): Effect.Effect<KernelShape, never, S
       },
       // Charged to the container of the process that opens it, as its pipes are.
       openSocket: (tg, family, kind) =>
-        options.network === undefined ? fail(Errno.AFNOSUPPORT) : options.network.open(family, kind, { memory: tg.tasks.memory ?? memory, ...(tg.tasks.traffic !== undefined ? { traffic: tg.tasks.traffic } : {}) }),
+        options.network === undefined ? fail(Errno.AFNOSUPPORT) : options.network.open(family, kind, {
+          memory: tg.tasks.memory ?? memory,
+          containerId: tg.tasks.containerId,
+          ...(tg.tasks.traffic !== undefined ? { traffic: tg.tasks.traffic } : {})
+        }),
       lookupHost: (name) => options.network?.lookupHost?.(name) ?? fail(Errno.NOENT),
       growMemory: growMemory(memory),
       oomKill: oomKill(kill)

@@ -53,6 +53,7 @@ export const publishPort = (network: Network, port: PublishedPort, owner: Socket
           yield* guest.close
           return yield* Effect.fail(connected.left)
         }
+        yield* Effect.logDebug(`net: published ${port.hostAddress}:${port.hostPort} <- host ${host.remoteAddress ?? "?"}:${host.remotePort ?? "?"}, to the guest's port ${port.guestPort}`)
         yield* bridge(host, guest)
       }).pipe(Effect.catchAll(() => Effect.sync(() => host.destroy()))))
     })

@@ -7,11 +7,12 @@
  * after the peer's SHUT_WR; sends after our own SHUT_WR fail EPIPE), EPIPE once the peer has
  * closed, EAGAIN on a non-blocking socket that would wait.
  */
-import { Errno, FileType } from "@runsc/abi"
+import { Errno, errnoName, FileType } from "@runsc/abi"
 import {
   Changes,
   concatBytes,
   fail,
+  formatAddress,
   type Accepted,
   type Received,
   type SocketAddress,
@@ -55,7 +56,7 @@ export class StreamSocket implements SocketOps {
 
   constructor(
     readonly family: "inet4" | "inet6",
-    private readonly owner: SocketOwner,
+    readonly owner: SocketOwner,
     private readonly ports: Ports<StreamSocket>,
     private readonly ino: bigint,
     /** Connections beyond the loopback; without it they have no route (ENETUNREACH). */
@@ -155,7 +156,7 @@ export class StreamSocket implements SocketOps {
       this.idleChanges.notify()
       waiting.backlog.push(server)
       waiting.changes.notify()
-      return Effect.void
+      return this.log(`connect ${formatAddress(this.local)} -> ${formatAddress(server.local!)}${listener.owner.containerId !== this.owner.containerId ? ` (container ${listener.owner.containerId ?? "?"})` : ""}`)
     })
   }
 
@@ -168,7 +169,7 @@ export class StreamSocket implements SocketOps {
   private connectOut(egress: Egress, address: IpAddress, nonBlocking: boolean): Effect.Effect<void, SyscallError> {
     if (!egress.allows(address)) {
       if (this.owner.traffic) this.owner.traffic.refused++
-      return fail(Errno.ACCES)
+      return Effect.zipRight(this.log(`egress to ${formatAddress(address)} refused by the policy`), fail(Errno.ACCES))
     }
     if (this.local === undefined) {
       const bound = this.ports.bind(this, loopbackOf(this.family, 0))
@@ -203,15 +204,16 @@ export class StreamSocket implements SocketOps {
         if (this.owner.traffic) this.owner.traffic.connected++
         connecting.changes.notify()
         egress.join(host, endpoint.description)
-        return Effect.void
+        return this.log(`egress ${formatAddress(this.local!)} -> ${formatAddress(address)} (host ${host.remoteAddress ?? "?"}:${host.remotePort ?? "?"} from port ${host.localPort ?? "?"})`)
       }),
       Effect.tapError((e) =>
-        Effect.sync(() => {
-          if (this.state !== connecting) return
+        Effect.suspend(() => {
+          if (this.state !== connecting) return Effect.void
           this.state = { tag: "idle" }
           this.pendingError = e.errno
           connecting.changes.notify()
           this.idleChanges.notify()
+          return this.log(`egress to ${formatAddress(address)} failed: ${errnoName(e.errno)}`)
         })
       ),
       Effect.onInterrupt(() =>
@@ -223,6 +225,11 @@ export class StreamSocket implements SocketOps {
     if (!nonBlocking) return attempt
     egress.background(Effect.ignore(attempt))
     return fail(Errno.INPROGRESS)
+  }
+
+  /** A line of the connection log (--debug), naming this socket's container. */
+  private log(text: string): Effect.Effect<void> {
+    return Effect.logDebug(`net: container ${this.owner.containerId ?? "?"}: ${text}`)
   }
 
   /** SO_ERROR: the pending error (0: none), cleared by reading it. */

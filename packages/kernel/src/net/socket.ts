@@ -89,6 +89,8 @@ export class NetworkTraffic {
 export interface SocketOwner {
   readonly memory: MemoryAccount
   readonly traffic?: NetworkTraffic
+  /** Its container, as the connection log (--debug) names it. */
+  readonly containerId?: string
 }
 
 /** A sandbox's network: where its guests' sockets are made. */
