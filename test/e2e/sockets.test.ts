@@ -102,6 +102,31 @@ describe("sockets through the CLI", () => {
     }
   })
 
+  it("a stock preview1 server (wasi-libc alone) serves host clients through the listener its create hands it (dev.runsc.listen) and a published port", async () => {
+    const hostPort = await freePort()
+    const bundle = await makeBundle(["/bin/preopened_server", "2"], ["preopened_server"])
+    try {
+      const configPath = Path.join(bundle.dir, "config.json")
+      const config = JSON.parse(Fs.readFileSync(configPath, "utf8"))
+      Fs.writeFileSync(configPath, JSON.stringify({ ...config, annotations: { "dev.runsc.listen": "8080", "dev.runsc.publish": `${hostPort}:8080` } }))
+      const root = await Fs.promises.mkdtemp(Path.join(work, "root-"))
+      const flags = ["--root", root]
+      const id = uniqueId("pre")
+      const created = await createContainer(flags, bundle.dir, id, work)
+      assert.strictEqual(created.code, 0, created.output())
+      assert.strictEqual((await runsc([...flags, "start", id])).code, 0)
+      await until("the server has its listener", () => created.output().includes("listener fd 4"))
+      assert.strictEqual(await hostClient(hostPort, "one"), "preopened:one")
+      assert.strictEqual(await hostClient(hostPort, "two"), "preopened:two")
+      const waited = await runsc([...flags, "wait", id])
+      assert.deepStrictEqual(JSON.parse(waited.stdout), { id, exitStatus: 0 })
+      assert.strictEqual(created.output(), "listener fd 4\nserved 2\n")
+      assert.strictEqual((await runsc([...flags, "delete", id])).code, 0)
+    } finally {
+      await removeDir(bundle.dir)
+    }
+  })
+
   it("runsc do --egress: a guest reaches a host server on the host's loopback through 10.0.2.2 where the rule allows it, EACCES elsewhere, each in the --debug connection log; --network=none has no route; --network=host is refused as not built", async () => {
     const host = Net.createServer({ allowHalfOpen: true }, (socket) => {
       let got = ""

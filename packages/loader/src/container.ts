@@ -24,12 +24,28 @@ import {
   type InvalidModule,
   type KernelShape,
   PidNamespace,
+  parseIp,
   type SandboxOutOfMemory,
+  type SocketAddress,
+  type SocketDescription,
   type SyntheticMount,
+  type SyscallError,
   type TaskSet,
   type ThreadGroup
 } from "@runsc/kernel"
-import { type Bundle, type BundleNotFound, InvalidSpec, memoryAtLimitOf, memoryLimitOf, pidNamespace, pidsLimitOf, type Spec } from "@runsc/spec"
+import {
+  type Bundle,
+  type BundleNotFound,
+  InvalidSpec,
+  LISTEN_ANNOTATION,
+  type ListenAddress,
+  listenAddressesOf,
+  memoryAtLimitOf,
+  memoryLimitOf,
+  pidNamespace,
+  pidsLimitOf,
+  type Spec
+} from "@runsc/spec"
 import { Deferred, Effect, ExecutionStrategy, Exit, FiberId, FiberSet, Queue, Scope } from "effect"
 import {
   ContainerAlreadyStarted,
@@ -79,7 +95,11 @@ export interface Sandbox {
   readonly stopped: (container: Container) => Effect.Effect<void>
   /** The container has been destroyed: forget it. */
   readonly destroyed: (container: Container) => Effect.Effect<void>
+  /** A listening socket of the sandbox's network for a container's processes (LISTEN_ANNOTATION). */
+  readonly listen: (tasks: TaskSet, address: SocketAddress) => Effect.Effect<SocketDescription, SyscallError>
 }
+
+const LISTEN_PATH = `annotations["${LISTEN_ANNOTATION}"]`
 
 /** ContainerStopped: its init could not join its PID namespace, whose init has died (or the sandbox is ending). */
 export type StartError = ContainerNotFound | ContainerAlreadyStarted | ContainerStopped | InvalidRoot | InvalidMount | InvalidSpec | LaunchError
@@ -511,6 +531,8 @@ export class Container {
       }))
       // runsc's rule: no pid namespace → the root one; a path used by an earlier container →
       // join it; otherwise a new child of the root namespace.
+      const listening = listenAddressesOf(spec)
+      if ("reason" in listening) return yield* new InvalidSpec({ path: LISTEN_PATH, reason: listening.reason })
       const wanted = pidNamespace(spec)
       const joined = wanted._tag === "New" && wanted.path !== undefined ? yield* this.sandbox.namespaceAt(wanted.path) : undefined
       const namespace = wanted._tag === "Shared"
@@ -537,8 +559,34 @@ export class Container {
       // The program's module is held compiled until the start has used it.
       const lease = yield* Scope.fork(started, ExecutionStrategy.sequential)
       const prepared = yield* prepareLaunch(kernel, launchArgs).pipe(Scope.extend(lease))
-      return { spec, root, mounts, namespace, pidNamespacePath: wanted._tag === "New" ? wanted.path : undefined, prepared, lease, started }
+      return {
+        spec,
+        root,
+        mounts,
+        namespace,
+        pidNamespacePath: wanted._tag === "New" ? wanted.path : undefined,
+        prepared,
+        listeners: listening.addresses,
+        lease,
+        started
+      }
     })
+  }
+
+  /** Listening sockets at `addresses`, in order; none left open when one cannot be made (in use, say). */
+  private openListeners(addresses: ReadonlyArray<ListenAddress>): Effect.Effect<ReadonlyArray<SocketDescription>, InvalidSpec> {
+    const opened: Array<SocketDescription> = []
+    return Effect.forEach(addresses, (at) => {
+      const ip = parseIp(at.address)!
+      const text = at.family === "ipv6" ? `[${at.address}]:${at.port}` : `${at.address}:${at.port}`
+      return this.sandbox.listen(this.tasks, { ...ip, port: at.port }).pipe(
+        Effect.map((socket) => void opened.push(socket)),
+        Effect.mapError((e) => new InvalidSpec({ path: LISTEN_PATH, reason: `cannot listen on ${text}: ${e.message}` }))
+      )
+    }).pipe(
+      Effect.as(opened),
+      Effect.tapError(() => Effect.forEach(opened, (socket) => socket.close, { discard: true }))
+    )
   }
 
   /** Starts a prepared init: the container runs from here. */
@@ -550,7 +598,15 @@ export class Container {
       if (quota !== undefined) yield* Effect.forkIn(Effect.interruptible(enforceCpuQuota(kernel, this.tasks, quota)), init.started)
       // Its weight against the other containers while they contend for the cores.
       yield* this.sandbox.cpuShares.join(this.tasks, cpuSharesOf(init.spec)).pipe(Scope.extend(init.started))
-      const tg = yield* startPrepared(kernel, init.prepared).pipe(
+      // Its listeners, bound now (as its program would bind them when it starts), follow its
+      // preserved fds; the process owns them from its start, and they close if it cannot start.
+      const listeners = yield* this.openListeners(init.listeners).pipe(Effect.tapError(() => Scope.close(init.lease, Exit.void)))
+      const { stdio } = init.prepared.args
+      const prepared = listeners.length === 0
+        ? init.prepared
+        : { ...init.prepared, args: { ...init.prepared.args, stdio: { ...stdio, preserved: [...(stdio.preserved ?? []), ...listeners] } } }
+      const tg = yield* startPrepared(kernel, prepared).pipe(
+        Effect.onError(() => Effect.forEach(listeners, (listener) => listener.close, { discard: true })),
         Effect.ensuring(Scope.close(init.lease, Exit.void)),
         Effect.catchTag("ProcessCreationRefused", () => new ContainerStopped({ id: this.id }))
       )
@@ -587,6 +643,8 @@ export interface CreatedWith {
 /** An init prepared for its start (Container.prepareInit). */
 interface PreparedInit {
   readonly spec: Spec
+  /** Where its init's listeners are bound at its start (LISTEN_ANNOTATION). */
+  readonly listeners: ReadonlyArray<ListenAddress>
   readonly root: Dentry
   readonly mounts: ReadonlyArray<SyntheticMount>
   readonly namespace: PidNamespace<ThreadGroup>

@@ -49,7 +49,7 @@ import * as Net from "node:net"
 import * as Os from "node:os"
 import { Container, type CreatedWith, type Sandbox, type StartError } from "./container.js"
 import { makeCpuShares } from "./cpuShares.js"
-import { makeLoopbackNetwork, makeSandboxNetwork, publishPort, PublishFailed } from "@runsc/netstack"
+import { listenOn, makeLoopbackNetwork, makeSandboxNetwork, publishPort, PublishFailed } from "@runsc/netstack"
 
 export type { StartError }
 import {
@@ -415,6 +415,8 @@ const makeLoader = (args: LoaderArgs & { readonly bundle: Bundle; readonly netwo
     const sandbox: Sandbox = {
       kernel,
       cpuShares,
+      listen: (tasks, address) =>
+        listenOn(args.network, { memory: tasks.memory ?? kernel.memory, traffic: tasks.traffic, containerId: tasks.containerId }, address),
       namespaceAt: (path) =>
         Effect.map(SynchronizedRef.get(registry), (map) => [...map.values()].find((c) => c.pidNamespacePath === path)?.pidNamespace),
       started: (container) => container === rootContainer ? Deferred.succeed(rootSettled, undefined) : Effect.void,

@@ -72,7 +72,8 @@ export const makeBundle = (options: BundleOptions) =>
       "poll_stdin",
       "append_many",
       "memhog",
-      "net_echo"
+      "net_echo",
+      "preopened_server"
     ]) {
       Fs.copyFileSync(fixture(name), Path.join(rootfs, "bin", name))
       Fs.chmodSync(Path.join(rootfs, "bin", name), 0o755)

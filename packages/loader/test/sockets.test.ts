@@ -6,7 +6,7 @@
  */
 import { assert, describe, it } from "@effect/vitest"
 import { exited } from "@runsc/abi"
-import { EGRESS_ANNOTATION, PUBLISH_ANNOTATION } from "@runsc/spec"
+import { EGRESS_ANNOTATION, LISTEN_ANNOTATION, PUBLISH_ANNOTATION } from "@runsc/spec"
 import { Context, Effect, Layer } from "effect"
 import * as Fs from "node:fs"
 import * as Net from "node:net"
@@ -224,5 +224,35 @@ describe("sockets", () => {
       // Past the first MiB of a hosts file the sentry reads nothing more.
       assert.deepStrictEqual(yield* resolve("beyond", "beyond", huge), ["gai EAI_NONAME"])
       assert.deepStrictEqual(yield* resolve("within", "within", `10.8.8.8 within\n${huge}`), ["addr 10.8.8.8 80"])
+    }))
+
+  it.scopedLive("listeners handed to the init (dev.runsc.listen): a stock preview1 server, which cannot make a socket, serves host clients through a published port; a port already held fails the start typed, and a bad annotation the create", () =>
+    Effect.gen(function*() {
+      const hostPort = yield* freePort
+      const bundle = yield* makeBundle({
+        args: ["preopened_server", "2"],
+        annotations: { [LISTEN_ANNOTATION]: "8080", [PUBLISH_ANNOTATION]: `${hostPort}:8080` }
+      })
+      const out = yield* makeOutput
+      const loader = yield* Effect.map(Layer.build(Loader.layer({ containerId: "web", bundle, stdio: { stdout: out.fd, stderr: out.fd } })), Context.get(Loader))
+      yield* loader.startRoot
+      // After stdio and the root preopen (fd 3).
+      yield* waitUntil(Effect.sync(() => out.read().includes("listener fd 4")), "the server found its listener")
+      const first = yield* hostClient(hostPort, "GET / HTTP/1.0\r\n\r\n")
+      assert.strictEqual(first, "preopened:GET / HTTP/1.0\r\n\r\n", out.read())
+      // The port is the init's: another container asking for it cannot start.
+      const clash = yield* makeBundle({ args: ["sleep", "1"], annotations: { [LISTEN_ANNOTATION]: "127.0.0.1:8080" } })
+      yield* loader.createSubcontainer("clash")
+      const refused = yield* Effect.flip(loader.startSubcontainer({ containerId: "clash", bundle: clash, stdio: {} }))
+      assert.strictEqual(refused._tag, "InvalidSpec")
+      assert.match(refused.message, /cannot listen on 127\.0\.0\.1:8080: EADDRINUSE/)
+      const bad = yield* makeBundle({ args: ["sleep", "1"], annotations: { [LISTEN_ANNOTATION]: "localhost:80" } })
+      yield* loader.createSubcontainer("bad")
+      const invalid = yield* Effect.flip(loader.startSubcontainer({ containerId: "bad", bundle: bad, stdio: {} }))
+      assert.strictEqual(invalid._tag, "InvalidSpec")
+      assert.match(invalid.message, /ADDRESS:\]PORT/)
+      assert.strictEqual(yield* hostClient(hostPort, "second"), "preopened:second")
+      assert.deepStrictEqual(yield* loader.waitExit, exited(0))
+      assert.strictEqual(out.read(), "listener fd 4\nserved 2\n")
     }))
 })

@@ -3,5 +3,5 @@
  * tap device, so there are no packets): the network namespace a Loader gives its kernel.
  */
 export { type EgressOptions, HOST_LOOPBACK_GATEWAY, MAX_HOST_SOCKETS } from "./egress.js"
-export { makeLoopbackNetwork, makeSandboxNetwork } from "./network.js"
+export { listenOn, makeLoopbackNetwork, makeSandboxNetwork } from "./network.js"
 export { type PublishedPort, publishPort, PublishFailed } from "./publish.js"

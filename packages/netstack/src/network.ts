@@ -9,7 +9,7 @@
  * Loader, publish.ts). `host` (guest sockets as host sockets) is not built.
  */
 import { Errno } from "@runsc/abi"
-import { fail, type Network, type SocketDescription, type SyscallError } from "@runsc/kernel"
+import { fail, type Network, type SocketAddress, type SocketDescription, type SocketOwner, type SyscallError } from "@runsc/kernel"
 import type { EgressRule } from "@runsc/spec"
 import { Effect, type Scope } from "effect"
 import { isIpFamily } from "./address.js"
@@ -41,3 +41,14 @@ export const makeLoopbackNetwork = (egress?: Egress): Network => {
 /** runsc's `--network=sandbox`: the loopback, and TCP egress where `rules` allow it, for the enclosing scope. */
 export const makeSandboxNetwork = (rules: ReadonlyArray<EgressRule>, options?: EgressOptions): Effect.Effect<Network, never, Scope.Scope> =>
   Effect.map(makeEgress(rules, options), makeLoopbackNetwork)
+
+/**
+ * A listening TCP socket of `network` at `address`, owned by `owner`: what a container's init
+ * is handed at its start (LISTEN_ANNOTATION), as if it had bound and listened itself.
+ */
+export const listenOn = (network: Network, owner: SocketOwner, address: SocketAddress, backlog = 128): Effect.Effect<SocketDescription, SyscallError> =>
+  Effect.flatMap(network.open(address.family, "stream", owner), (socket) =>
+    Effect.zipRight(socket.socket.bind(address), socket.socket.listen(backlog)).pipe(
+      Effect.as(socket),
+      Effect.tapError(() => socket.close)
+    ))

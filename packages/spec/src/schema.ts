@@ -323,5 +323,39 @@ export const egressRulesOf = (spec: Spec): { readonly rules: ReadonlyArray<Egres
   return { rules }
 }
 
+/**
+ * The annotation that hands a container's init listening TCP sockets at its start, as
+ * wasmtime's --tcplisten does, so that a preview1 server (which cannot make a socket: it only
+ * has sock_accept) can serve: comma-separated `[ADDRESS:]PORT`, the address IPv4 or an IPv6 one
+ * in brackets, default 0.0.0.0. They are the init's fds after its preopened root and any
+ * preserved fds (fd 4, 5, … for a container started without --preserve-fds), in this order.
+ */
+export const LISTEN_ANNOTATION = "dev.runsc.listen"
+
+export interface ListenAddress {
+  readonly family: "ipv4" | "ipv6"
+  readonly address: string
+  readonly port: number
+}
+
+/** The listeners the spec's init is handed, or why its annotation cannot be read. */
+export const listenAddressesOf = (spec: Spec): { readonly addresses: ReadonlyArray<ListenAddress> } | { readonly reason: string } => {
+  const text = spec.annotations?.[LISTEN_ANNOTATION]
+  if (text === undefined || text.trim() === "") return { addresses: [] }
+  const addresses: Array<ListenAddress> = []
+  for (const entry of text.split(",").map((e) => e.trim())) {
+    const parts = /^(?:(?:\[([0-9A-Fa-f:.]+)\]|(\d{1,3}(?:\.\d{1,3}){3})):)?(\d{1,5})$/.exec(entry)
+    const port = parts === null ? undefined : portOf(parts[3]!)
+    const v6 = parts?.[1]
+    const address = v6 ?? parts?.[2] ?? "0.0.0.0"
+    const family = v6 !== undefined ? "ipv6" : "ipv4"
+    if (port === undefined || Net.isIP(address) !== (family === "ipv6" ? 6 : 4)) {
+      return { reason: `${JSON.stringify(entry)} is not [ADDRESS:]PORT (e.g. 8080, 127.0.0.1:8080, [::]:8080; ports 1 to 65535)` }
+    }
+    addresses.push({ family, address, port })
+  }
+  return { addresses }
+}
+
 /** What happens at the container's memory limit (see OOM_KILL_ANNOTATION). */
 export const memoryAtLimitOf = (spec: Spec): "refuse" | "kill" => spec.annotations?.[OOM_KILL_ANNOTATION] === "true" ? "kill" : "refuse"

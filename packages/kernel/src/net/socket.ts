@@ -8,6 +8,7 @@
  * send without flags, poll waits on its readiness, close is close(2). Addresses are plain
  * values; the guest's address structs are decoded by the syscall handlers.
  */
+import { Rights } from "@runsc/abi"
 import type { Effect } from "effect"
 import type { SyscallError } from "../errors.js"
 import type { FileDescription } from "../fs/inode.js"
@@ -66,6 +67,10 @@ export interface SocketOps {
 export interface SocketDescription extends FileDescription {
   readonly socket: SocketOps
 }
+
+/** What a socket's fd may do (as wasmtime grants a socket): read, write, poll, shut down, accept, fstat, set flags. */
+export const SOCKET_RIGHTS = Rights.FD_READ | Rights.FD_WRITE | Rights.FD_FDSTAT_SET_FLAGS | Rights.FD_FILESTAT_GET |
+  Rights.POLL_FD_READWRITE | Rights.SOCK_SHUTDOWN | Rights.SOCK_ACCEPT
 
 export const isSocket = (description: FileDescription): description is SocketDescription =>
   (description as Partial<SocketDescription>).socket !== undefined

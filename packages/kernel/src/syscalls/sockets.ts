@@ -24,7 +24,7 @@ import { Effect, Either } from "effect"
 import { fail, type SyscallError } from "../errors.js"
 import type { FdEntry } from "../fs/fdTable.js"
 import { decodeAddrPort, encodeAddrPort } from "../net/addrPort.js"
-import { isSocket, type Received, type SocketAddress, type SocketDescription, type SocketFlag, type SocketKind, type SocketSize } from "../net/socket.js"
+import { isSocket, SOCKET_RIGHTS, type Received, type SocketAddress, type SocketDescription, type SocketFlag, type SocketKind, type SocketSize } from "../net/socket.js"
 import { DATA_SIZE } from "../platform/channel.js"
 import { type BytesArg, args, RECV_FROM_ADDRESS_AT, results } from "../platform/syscallAbi.js"
 import { eitherNow, flatMapNow, mapNow } from "../settled.js"
@@ -57,10 +57,6 @@ const SockGetOptFlagArgs = args.sock_get_opt_flag
 const SockSetOptSizeArgs = args.sock_set_opt_size
 const SockGetOptSizeArgs = args.sock_get_opt_size
 const SockGetOptSizeResults = results.sock_get_opt_size
-
-/** What a socket's fd may do (as wasmtime grants a socket): read, write, poll, shut down, accept, fstat, set flags. */
-const SOCKET_RIGHTS = Rights.FD_READ | Rights.FD_WRITE | Rights.FD_FDSTAT_SET_FLAGS | Rights.FD_FILESTAT_GET |
-  Rights.POLL_FD_READWRITE | Rights.SOCK_SHUTDOWN | Rights.SOCK_ACCEPT
 
 const socketEntry = (description: SocketDescription, nonBlocking: boolean): FdEntry => ({
   description,

@@ -6,6 +6,7 @@
  * the task (runTask gives them back at its end); once a process is registered, only its task
  * ends it.
  */
+import { isSocket, SOCKET_RIGHTS } from "../net/socket.js"
 import { ALL_RIGHTS, DIRECTORY_RIGHTS, FileType, Rights, SIGKILL } from "@runsc/abi"
 import { Clock, Effect, FiberSet } from "effect"
 import { type InvalidModule, ProcessCreationRefused, SandboxOutOfMemory } from "../errors.js"
@@ -165,7 +166,9 @@ export const makeStartProcess = (deps: LifecycleDeps): StartProcess => {
             (stdio.filetype === FileType.CHARACTER_DEVICE && stdio.isTerminal !== true)
           ? SEEKABLE_RIGHTS
           : 0n
-        yield* fdTable.set(fd, { description: stdio, rightsBase: STDIO_RIGHTS | seekable, rightsInheriting: 0n, flags: 0 })
+        // A socket (a listener handed to the init) may do what a socket may.
+        const rights = isSocket(stdio) ? SOCKET_RIGHTS : STDIO_RIGHTS | seekable
+        yield* fdTable.set(fd, { description: stdio, rightsBase: rights, rightsInheriting: 0n, flags: 0 })
       }
       yield* fdTable.set(3, {
         description: directoryDescription(root.inode),
