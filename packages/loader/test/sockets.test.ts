@@ -255,4 +255,30 @@ describe("sockets", () => {
       assert.deepStrictEqual(yield* loader.waitExit, exited(0))
       assert.strictEqual(out.read(), "listener fd 4\nserved 2\n")
     }))
+
+  it.scopedLive("a peer that never reads while a guest writes 1 GiB: the writer blocks and the sandbox's memory stays where it was; a guest opening sockets meets EMFILE at its fd limit", () =>
+    Effect.gen(function*() {
+      const loader = yield* makeSandbox
+      const holder = yield* startSub(loader, "holder", { args: ["net_echo", "hold", "8080"] })
+      const before = (yield* loader.sandboxStats).memory.used
+      const writer = yield* startSub(loader, "writer", { args: ["net_echo", "source", "8080", "1024"] })
+      yield* waitUntil(Effect.sync(() => holder.out.read().includes("held ok")), "the holder accepted")
+      yield* Effect.sleep("500 millis")
+      const blocked = (yield* loader.sandboxStats).memory.used
+      yield* Effect.sleep("1 second")
+      // Still writing: its sends wait for room that never comes.
+      assert.strictEqual(writer.out.read(), "")
+      assert.isTrue((yield* loader.runtimeState("writer")) === "running")
+      // What it holds is the writer process itself and the connection's two buffers (128 KiB
+      // each), taken once: nothing more while it goes on trying, and nowhere near the gigabyte.
+      const after = (yield* loader.sandboxStats).memory.used
+      assert.strictEqual(after, blocked, "memory taken while the writer was blocked")
+      assert.isBelow(after - before, 32 * 1024 * 1024, `the sandbox's memory grew ${after - before} bytes`)
+      yield* loader.destroySubcontainer("writer")
+      yield* loader.destroySubcontainer("holder")
+
+      const { out } = yield* startSub(loader, "exhaust", { args: ["net_echo", "exhaust"], nofile: 64 })
+      yield* loader.wait("exhaust")
+      assert.match(out.read(), /^sockets 60 EMFILE\n$/)
+    }))
 })
