@@ -73,7 +73,8 @@ export const makeBundle = (options: BundleOptions) =>
       "append_many",
       "memhog",
       "net_echo",
-      "preopened_server"
+      "preopened_server",
+      "http"
     ]) {
       Fs.copyFileSync(fixture(name), Path.join(rootfs, "bin", name))
       Fs.chmodSync(Path.join(rootfs, "bin", name), 0o755)

@@ -9,6 +9,7 @@ import { exited } from "@runsc/abi"
 import { EGRESS_ANNOTATION, LISTEN_ANNOTATION, PUBLISH_ANNOTATION } from "@runsc/spec"
 import { Context, Effect, Layer } from "effect"
 import * as Fs from "node:fs"
+import * as Http from "node:http"
 import * as Net from "node:net"
 import * as Path from "node:path"
 import { Loader } from "../src/index.js"
@@ -260,6 +261,7 @@ describe("sockets", () => {
     Effect.gen(function*() {
       const loader = yield* makeSandbox
       const holder = yield* startSub(loader, "holder", { args: ["net_echo", "hold", "8080"] })
+      yield* waitUntil(Effect.sync(() => holder.out.read().includes("listening 8080")), "the holder listens")
       const before = (yield* loader.sandboxStats).memory.used
       const writer = yield* startSub(loader, "writer", { args: ["net_echo", "source", "8080", "1024"] })
       yield* waitUntil(Effect.sync(() => holder.out.read().includes("held ok")), "the holder accepted")
@@ -280,5 +282,54 @@ describe("sockets", () => {
       const { out } = yield* startSub(loader, "exhaust", { args: ["net_echo", "exhaust"], nofile: 64 })
       yield* loader.wait("exhaust")
       assert.match(out.read(), /^sockets 60 EMFILE\n$/)
+    }))
+
+  it.scopedLive("HTTP/1.1 between C guests and the host: a guest server in one container, a guest client in another by name (its /etc/hosts), a host client through a published port, and a guest client reaching a host server by name through egress", () =>
+    Effect.gen(function*() {
+      // The host's own service, on its loopback: the guests know it as host.containers.internal.
+      const seen: Array<string> = []
+      const hostServer = Http.createServer((request, response) => {
+        seen.push(`${request.method} ${request.url} ${request.headers["user-agent"]}`)
+        response.end(`host says hi to ${request.url}\n`)
+      })
+      const hostPort = yield* Effect.async<number>((resume) => {
+        hostServer.listen(0, "127.0.0.1", () => resume(Effect.succeed((hostServer.address() as Net.AddressInfo).port)))
+      })
+      yield* Effect.addFinalizer(() => Effect.sync(() => hostServer.close()))
+      const published = yield* freePort
+      const bundle = yield* makeBundle({
+        args: ["http", "serve", "8080", "2"],
+        annotations: { [PUBLISH_ANNOTATION]: `${published}:8080`, [EGRESS_ANNOTATION]: `10.0.2.2/32:${hostPort}` }
+      })
+      const out = yield* makeOutput
+      const loader = yield* Effect.map(Layer.build(Loader.layer({ containerId: "web", bundle, stdio: { stdout: out.fd, stderr: out.fd } })), Context.get(Loader))
+      yield* loader.startRoot
+      yield* waitUntil(Effect.sync(() => out.read().includes("listening 8080")), "the server listens")
+      const hosts = (rootfs: string) => Fs.writeFileSync(Path.join(rootfs, "etc", "hosts"), "127.0.0.1 localhost\n127.0.0.1 web\n10.0.2.2 host.containers.internal\n")
+      const get = (id: string, ...args: Array<string>) =>
+        Effect.gen(function*() {
+          const { out: got } = yield* startSub(loader, id, { args: ["http", "get", ...args], populate: hosts })
+          const status = yield* loader.wait(id)
+          return got.read() + (status._tag === "Exited" ? "" : `(${JSON.stringify(status)})`)
+        })
+      assert.strictEqual(yield* get("client", "web", "8080", "/from-a-pod-neighbour"), "status HTTP/1.1 200 OK\nhello from /from-a-pod-neighbour\n")
+      // The server listens on IPv4's wildcard only: ::1 reaches nobody, as on Linux.
+      assert.strictEqual(yield* get("client6", "::1", "8080", "/over-ipv6"), "connect Connection refused\n")
+      assert.strictEqual(
+        yield* get("egress", "host.containers.internal", `${hostPort}`, "/out"),
+        "status HTTP/1.1 200 OK\nhost says hi to /out\n"
+      )
+      assert.deepStrictEqual(seen, ["GET /out runsc-http-test"])
+      // Last: the server's second request ends it, and with its init the sandbox.
+      const fromHost = yield* Effect.async<string, Error>((resume) => {
+        Http.get({ host: "127.0.0.1", port: published, path: "/from-the-host" }, (response) => {
+          let body = ""
+          response.on("data", (chunk) => void (body += chunk))
+          response.on("end", () => resume(Effect.succeed(`${response.statusCode} ${body}`)))
+        }).on("error", (e) => resume(Effect.fail(e)))
+      })
+      assert.strictEqual(fromHost, "200 hello from /from-the-host\n")
+      assert.deepStrictEqual(yield* loader.waitExit, exited(0))
+      assert.strictEqual(out.read(), "listening 8080\nserved 2\n")
     }))
 })
