@@ -127,6 +127,37 @@ describe("sockets through the CLI", () => {
     }
   })
 
+  it("runsc port-forward: a host port reaches the guest's server while the command runs, and not after; a host port already taken, or a bad mapping, fails with why", async () => {
+    const hostPort = await freePort()
+    const root = await Fs.promises.mkdtemp(Path.join(work, "root-"))
+    const flags = ["--root", root]
+    const id = uniqueId("fwd")
+    const created = await createContainer(flags, server!.dir, id, work)
+    assert.strictEqual(created.code, 0, created.output())
+    assert.strictEqual((await runsc([...flags, "start", id])).code, 0)
+    await until("the server listens", () => created.output().includes("listening 8080"))
+    const forward = await startRunsc([...flags, "port-forward", id, `${hostPort}:8080`])
+    await until("the port is forwarded", () => forward.stderr().includes(`forwarding 127.0.0.1:${hostPort} -> ${id}:8080`))
+    assert.strictEqual(await hostClient(hostPort, "through the forward"), "echo:through the forward")
+    // The same host port again, while the first forward holds it.
+    const taken = await runsc([...flags, "port-forward", id, `${hostPort}:8080`])
+    assert.notStrictEqual(taken.code, 0)
+    assert.match(taken.stderr, new RegExp(`cannot forward 127\\.0\\.0\\.1:${hostPort}: .*EADDRINUSE`))
+    const bad = await runsc([...flags, "port-forward", id, "8080"])
+    assert.notStrictEqual(bad.code, 0)
+    assert.match(bad.stderr, /HOST_PORT:GUEST_PORT/)
+    // Its end ends the listening.
+    forward.child.kill("SIGTERM")
+    await forward.result
+    await until("the host port is closed", async () => {
+      const refused = await hostClient(hostPort, "late").then(() => false, (e: NodeJS.ErrnoException) => e.code === "ECONNREFUSED")
+      return refused
+    })
+    assert.strictEqual((await runsc([...flags, "kill", id, "KILL"])).code, 0)
+    await runsc([...flags, "wait", id])
+    assert.strictEqual((await runsc([...flags, "delete", id])).code, 0)
+  })
+
   it("runsc do --egress: a guest reaches a host server on the host's loopback through 10.0.2.2 where the rule allows it, EACCES elsewhere, each in the --debug connection log; --network=none has no route; --network=host is refused as not built", async () => {
     const host = Net.createServer({ allowHalfOpen: true }, (socket) => {
       let got = ""

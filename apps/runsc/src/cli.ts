@@ -17,6 +17,7 @@ import {
 import { doCommand, doFlags, doOptionsWithValue } from "./commands/do.js"
 import { execCommand, execFlags, execOptionsWithValue } from "./commands/exec.js"
 import { featuresCommand, RUNSC_VERSION } from "./commands/features.js"
+import { portForwardCommand } from "./commands/portForward.js"
 import { runCommand } from "./commands/run.js"
 import { specCommand } from "./commands/spec.js"
 import { containerWaiterCommand, execWaiterCommand } from "./commands/waiters.js"
@@ -45,6 +46,7 @@ export const command = rootCommand.pipe(
     pauseCommand,
     resumeCommand,
     eventsCommand,
+    portForwardCommand,
     bootCommand,
     relayCommand
   ]),

@@ -2,6 +2,7 @@ export { call, connect, ControlTimeout, type SandboxClient, SandboxUnreachable }
 export {
   ContainerStatsSchema,
   ExitStatusSchema,
+  ForwardFailed,
   ProcessInfoSchema,
   RELAY_PREFIX,
   SandboxRpcs,

@@ -34,6 +34,16 @@ import { DonationFailed, ExecNotFound, InvalidModule, NotWasm, SandboxOutOfMemor
 import { BundleNotFound, InvalidContainerId, InvalidSpec, Spec } from "@runsc/spec"
 import { Schema } from "effect"
 
+/** A port-forward the sandbox could not listen for (the host refused the address, or the sandbox's network is none). */
+export class ForwardFailed extends Schema.TaggedError<ForwardFailed>()("ForwardFailed", {
+  address: Schema.String,
+  reason: Schema.String
+}) {
+  override get message(): string {
+    return `cannot forward ${this.address}: ${this.reason}`
+  }
+}
+
 /** Prefix of a stdio entry that names a relay socket rather than a file to open. */
 export const RELAY_PREFIX = "unix:"
 
@@ -194,6 +204,14 @@ export class SandboxRpcs extends RpcGroup.make(
     error: ContainerNotFound
   }),
   Rpc.make("Event", { payload: { id: Schema.String }, success: ContainerStatsSchema, error: ContainerNotFound }),
+  // runsc port-forward: the sandbox listens on the host address for as long as the call is
+  // open, bridging each connection to the guest port on its loopback; it says "listening" once.
+  Rpc.make("Forward", {
+    payload: { hostAddress: Schema.String, hostPort: Schema.Number, guestPort: Schema.Number },
+    success: Schema.Literal("listening"),
+    error: ForwardFailed,
+    stream: true
+  }),
   Rpc.make("Pause", { error: AlreadyPaused }),
   Rpc.make("Resume", { error: NotPaused }),
   Rpc.make("IsPaused", { success: Schema.Boolean }),

@@ -33,11 +33,11 @@ import {
 } from "@runsc/kernel"
 import { Loader, type LoaderShape, type Stdio } from "@runsc/loader"
 import { hostTreesOf } from "@runsc/spec"
-import { Duration, Effect, Layer, Schedule, Schema } from "effect"
+import { Duration, Effect, Layer, Schedule, Schema, Stream } from "effect"
 import * as Fs from "node:fs"
 import * as Net from "node:net"
 import * as Path from "node:path"
-import { RELAY_PREFIX, SandboxRpcs, StdioUnavailable, type StdioPaths } from "./protocol.js"
+import { ForwardFailed, RELAY_PREFIX, SandboxRpcs, StdioUnavailable, type StdioPaths } from "./protocol.js"
 import { framing } from "./framing.js"
 import { connectRelay } from "./socketStream.js"
 
@@ -277,6 +277,13 @@ const handlers = (loader: LoaderShape, donations: DonationPoint) => {
     Signal: ({ id, mode, pid, signo }) => Effect.uninterruptible(loader.signalContainer(id, pid, signo, mode)),
     Processes: ({ id }) => loader.processes(id),
     Event: ({ id }) => loader.event(id),
+    Forward: (port) =>
+      Stream.unwrapScoped(
+        loader.forward(port).pipe(
+          Effect.mapError((e) => new ForwardFailed({ address: e.address, reason: e.reason })),
+          Effect.as(Stream.concat(Stream.succeed("listening" as const), Stream.never))
+        )
+      ),
     Pause: () => Effect.uninterruptible(loader.pause),
     Resume: () => Effect.uninterruptible(loader.resume),
     IsPaused: () => loader.isPaused,

@@ -49,7 +49,7 @@ import * as Net from "node:net"
 import * as Os from "node:os"
 import { Container, type CreatedWith, type Sandbox, type StartError } from "./container.js"
 import { makeCpuShares } from "./cpuShares.js"
-import { listenOn, makeLoopbackNetwork, makeSandboxNetwork, publishPort, PublishFailed } from "@runsc/netstack"
+import { listenOn, makeLoopbackNetwork, makeSandboxNetwork, type PublishedPort, publishPort, PublishFailed } from "@runsc/netstack"
 
 export type { StartError }
 import {
@@ -308,6 +308,12 @@ export interface LoaderShape {
   readonly pipe: Effect.Effect<Pipe>
   /** A human-readable dump of every process (what --panic-signal and the watchdog print). */
   readonly dumpState: Effect.Effect<string>
+  /**
+   * Publishes a port of the sandbox's loopback on the host until the scope closes (runsc
+   * port-forward): the caller chose the host address, so any is taken. Fails when the host
+   * refuses it, or when the sandbox's network is `none`.
+   */
+  readonly forward: (port: PublishedPort) => Effect.Effect<void, PublishFailed, Scope.Scope>
 }
 
 export class Loader extends Context.Tag("@runsc/loader/Loader")<Loader, LoaderShape>() {
@@ -701,6 +707,10 @@ const makeLoader = (args: LoaderArgs & { readonly bundle: Bundle; readonly netwo
       })),
 
       pipe: kernel.makePipe,
+      forward: (port) =>
+        args.networkMode === "none"
+          ? Effect.fail(new PublishFailed({ address: `${port.hostAddress}:${port.hostPort}`, reason: "the sandbox's network is none" }))
+          : publishPort(args.network, port, { memory: kernel.memory }),
       dumpState
     }
 

@@ -257,20 +257,27 @@ const portOf = (text: string): number | undefined => {
   return n >= 1 && n <= 65535 ? n : undefined
 }
 
+/** One `[HOST_ADDRESS:]HOST_PORT:GUEST_PORT` (the host address 127.0.0.1 when left out), or why it is not one. */
+export const parsePortMapping = (entry: string): PortMapping | { readonly reason: string } => {
+  const parts = entry.split(":")
+  const [hostAddress, hostText, guestText] = parts.length === 3 ? parts : ["127.0.0.1", ...parts]
+  const hostPort = portOf(hostText ?? "")
+  const guestPort = portOf(guestText ?? "")
+  if (parts.length < 2 || parts.length > 3 || hostAddress === "" || hostPort === undefined || guestPort === undefined) {
+    return { reason: `${JSON.stringify(entry)} is not [HOST_ADDRESS:]HOST_PORT:GUEST_PORT (ports 1 to 65535)` }
+  }
+  return { hostAddress: hostAddress!, hostPort, guestPort }
+}
+
 /** The ports the spec publishes, or why its annotation cannot be read. */
 export const publishedPortsOf = (spec: Spec): { readonly ports: ReadonlyArray<PortMapping> } | { readonly reason: string } => {
   const text = spec.annotations?.[PUBLISH_ANNOTATION]
   if (text === undefined || text.trim() === "") return { ports: [] }
   const ports: Array<PortMapping> = []
   for (const entry of text.split(",").map((e) => e.trim())) {
-    const parts = entry.split(":")
-    const [hostAddress, hostText, guestText] = parts.length === 3 ? parts : ["127.0.0.1", ...parts]
-    const hostPort = portOf(hostText ?? "")
-    const guestPort = portOf(guestText ?? "")
-    if (parts.length < 2 || parts.length > 3 || hostAddress === "" || hostPort === undefined || guestPort === undefined) {
-      return { reason: `${JSON.stringify(entry)} is not [HOST_ADDRESS:]HOST_PORT:GUEST_PORT (ports 1 to 65535)` }
-    }
-    ports.push({ hostAddress: hostAddress!, hostPort, guestPort })
+    const port = parsePortMapping(entry)
+    if ("reason" in port) return port
+    ports.push(port)
   }
   return { ports }
 }
