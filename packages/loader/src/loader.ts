@@ -102,6 +102,8 @@ export interface LoaderArgs {
    * (a spec that publishes or allows egress is refused). Ignored when `kernel.network` is given.
    */
   readonly networkMode?: "none" | "sandbox"
+  /** Log each connection at debug level (the CLI's --debug); off, a connect stays on the syscall fast path. */
+  readonly logConnections?: boolean
   /** The kernel's options: strace, and the guest worker pool (warm, prestarted, adopted threads). */
   readonly kernel?: KernelOptions
 }
@@ -380,11 +382,12 @@ const networkOf = (args: LoaderArgs, spec: Spec): Effect.Effect<Network, Invalid
   const egress = egressRulesOf(spec)
   const egressPath = `annotations["${EGRESS_ANNOTATION}"]`
   if ("reason" in egress) return Effect.fail(new InvalidSpec({ path: egressPath, reason: egress.reason }))
-  if (args.networkMode !== "none") return makeSandboxNetwork(egress.rules)
+  const logConnections = args.logConnections ?? false
+  if (args.networkMode !== "none") return makeSandboxNetwork(egress.rules, { logConnections })
   const published = publishedPortsOf(spec)
   const refused = egress.rules.length > 0 ? egressPath : "ports" in published && published.ports.length > 0 ? `annotations["${PUBLISH_ANNOTATION}"]` : undefined
   return refused === undefined
-    ? Effect.succeed(makeLoopbackNetwork())
+    ? Effect.succeed(makeLoopbackNetwork({ logConnections }))
     : Effect.fail(new InvalidSpec({ path: refused, reason: "the sandbox's network is none (loopback only): nothing is published and nothing is reached beyond it" }))
 }
 

@@ -4,4 +4,5 @@
  */
 export { type EgressOptions, HOST_LOOPBACK_GATEWAY, MAX_HOST_SOCKETS } from "./egress.js"
 export { listenOn, makeLoopbackNetwork, makeSandboxNetwork } from "./network.js"
+export type { StreamRoutes } from "./stream.js"
 export { type PublishedPort, publishPort, PublishFailed } from "./publish.js"

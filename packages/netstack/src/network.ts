@@ -14,12 +14,13 @@ import type { EgressRule } from "@runsc/spec"
 import { Effect, type Scope } from "effect"
 import { isIpFamily } from "./address.js"
 import { DatagramSocket } from "./datagram.js"
-import { type Egress, type EgressOptions, makeEgress } from "./egress.js"
+import { type EgressOptions, makeEgress } from "./egress.js"
 import { Ports } from "./ports.js"
-import { StreamSocket } from "./stream.js"
+import { type StreamRoutes, StreamSocket } from "./stream.js"
 
-/** The loopback, and connections beyond it through `egress` (TCP; none without it). */
-export const makeLoopbackNetwork = (egress?: Egress): Network => {
+/** The loopback, and connections beyond it through `routes.egress` (TCP; none without it). */
+export const makeLoopbackNetwork = (routes: StreamRoutes = {}): Network => {
+  const { egress } = routes
   const streamPorts = new Ports<StreamSocket>()
   const datagramPorts = new Ports<DatagramSocket>()
   return {
@@ -29,7 +30,7 @@ export const makeLoopbackNetwork = (egress?: Egress): Network => {
       const ino = streamPorts.nextIno()
       return Effect.succeed(
         kind === "stream"
-          ? new StreamSocket(family, owner, streamPorts, ino, egress).description
+          ? new StreamSocket(family, owner, streamPorts, ino, routes).description
           : new DatagramSocket(family, owner, datagramPorts, ino).description
       )
     },
@@ -39,8 +40,11 @@ export const makeLoopbackNetwork = (egress?: Egress): Network => {
 }
 
 /** runsc's `--network=sandbox`: the loopback, and TCP egress where `rules` allow it, for the enclosing scope. */
-export const makeSandboxNetwork = (rules: ReadonlyArray<EgressRule>, options?: EgressOptions): Effect.Effect<Network, never, Scope.Scope> =>
-  Effect.map(makeEgress(rules, options), makeLoopbackNetwork)
+export const makeSandboxNetwork = (
+  rules: ReadonlyArray<EgressRule>,
+  options: EgressOptions & { readonly logConnections?: boolean } = {}
+): Effect.Effect<Network, never, Scope.Scope> =>
+  Effect.map(makeEgress(rules, options), (egress) => makeLoopbackNetwork({ egress, logConnections: options.logConnections ?? false }))
 
 /**
  * A listening TCP socket of `network` at `address`, owned by `owner`: what a container's init

@@ -56,6 +56,7 @@ export const bootCommand = Command.make(
             bundle,
             forwardSignals: true,
             networkMode: yield* networkModeOf(flags),
+            logConnections: flags.debug,
             ...(preservedFds > 0 ? { stdio: { preserved: Array.from({ length: preservedFds }, (_, i) => 4 + i) } } : {}),
             ...(runtime.panicSignal !== undefined ? { panicSignal: runtime.panicSignal } : {}),
             kernel: {

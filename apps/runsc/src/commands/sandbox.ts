@@ -25,6 +25,7 @@ export const runSandbox = (
     const loaderArgs: LoaderArgs = {
       ...args,
       networkMode: yield* networkModeOf(flags),
+      logConnections: flags.debug,
       forwardSignals: true,
       kernel: {
         // The root init is the only process: one worker — the one the executable started on
