@@ -158,7 +158,28 @@ describe("sockets through the CLI", () => {
     assert.strictEqual((await runsc([...flags, "delete", id])).code, 0)
   })
 
-  it("runsc do --egress: a guest reaches a host server on the host's loopback through 10.0.2.2 where the rule allows it, EACCES elsewhere, each in the --debug connection log; --network=none has no route; --network=host is refused as not built", async () => {
+  it("--network=host through create and start: the guest server's listener is on the host itself, and create warns that it is", async () => {
+    const hostPort = await freePort()
+    const bundle = await makeBundle(["/bin/net_echo", "server", `${hostPort}`, "1"], ["net_echo"])
+    try {
+      const root = await Fs.promises.mkdtemp(Path.join(work, "root-"))
+      const flags = ["--root", root, "--network=host"]
+      const id = uniqueId("host")
+      const created = await createContainer(flags, bundle.dir, id, work)
+      assert.strictEqual(created.code, 0, created.output())
+      assert.match(created.output(), /uses the host's network/)
+      assert.strictEqual((await runsc([...flags, "start", id])).code, 0)
+      await until("the server listens", () => created.output().includes(`listening ${hostPort}`))
+      assert.strictEqual(await hostClient(hostPort, "straight in"), "echo:straight in")
+      const waited = await runsc([...flags, "wait", id])
+      assert.deepStrictEqual(JSON.parse(waited.stdout), { id, exitStatus: 0 })
+      assert.strictEqual((await runsc([...flags, "delete", id])).code, 0)
+    } finally {
+      await removeDir(bundle.dir)
+    }
+  })
+
+  it("runsc do --egress: a guest reaches a host server on the host's loopback through 10.0.2.2 where the rule allows it, EACCES elsewhere, each in the --debug connection log; --network=none has no route; --network=host reaches the host's own loopback", async () => {
     const host = Net.createServer({ allowHalfOpen: true }, (socket) => {
       let got = ""
       socket.on("data", (data) => void (got += data.toString()))
@@ -184,9 +205,9 @@ describe("sockets through the CLI", () => {
       const badRule = await runsc(["do", "--egress", "10.0.2.2", program, ...dial])
       assert.notStrictEqual(badRule.code, 0)
       assert.match(badRule.stderr, /CIDR/)
-      const hostMode = await runsc(["--network=host", "do", program, ...dial])
-      assert.notStrictEqual(hostMode.code, 0)
-      assert.match(hostMode.stderr, /--network=host: not supported yet/)
+      // --network=host: the host's loopback is the guest's, with no rule.
+      const hostMode = await runsc(["--network=host", "do", program, "dial", "127.0.0.1", `${hostPort}`, "as a host process"])
+      assert.deepStrictEqual(lines(hostMode.stdout), ["connect ok", "reply host:as a host process"], describeResult(hostMode))
     } finally {
       host.close()
     }

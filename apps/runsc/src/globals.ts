@@ -8,7 +8,7 @@ import type { StraceOptions } from "@runsc/kernel"
 import { Effect, Layer, Logger, LogLevel, Option } from "effect"
 import * as Fs from "node:fs"
 import * as Path from "node:path"
-import { CannotWrite, InvalidFlag, NotSupported } from "./errors.js"
+import { CannotWrite, InvalidFlag } from "./errors.js"
 
 export const globalOptions = {
   root: Options.text("root").pipe(
@@ -60,7 +60,7 @@ export const globalOptions = {
   // for the sandbox's cgroup (cgroups.ts).
   network: Options.choice("network", ["sandbox", "none", "host"]).pipe(
     Options.withDescription(
-      "the sandbox's network: sandbox (its own loopback, ports the spec publishes, TCP egress where dev.runsc.egress allows), none (its loopback alone), host (not built yet)"
+      "the sandbox's network: sandbox (its own loopback, ports the spec publishes, TCP egress where dev.runsc.egress allows), none (its loopback alone), host (the host's, for TCP: trusted workloads only)"
     ),
     Options.withDefault("sandbox" as const)
   ),
@@ -92,11 +92,8 @@ export interface GlobalFlags {
   readonly rootless: Option.Option<string>
 }
 
-/** The Loader's network mode for --network; `host` (guest sockets as host sockets) is not built. */
-export const networkModeOf = (flags: GlobalFlags): Effect.Effect<"sandbox" | "none", NotSupported> =>
-  flags.network === "host"
-    ? Effect.fail(new NotSupported({ flag: "--network=host", reason: "guest sockets are the sandbox's own; use sandbox (published ports, egress by policy) or none" }))
-    : Effect.succeed(flags.network)
+/** The Loader's network mode for --network. */
+export const networkModeOf = (flags: GlobalFlags): "sandbox" | "none" | "host" => flags.network
 
 /** The fd logs and strace lines go to: the --debug-log file (appended), or stderr. */
 const openLogFd = (flags: GlobalFlags) =>

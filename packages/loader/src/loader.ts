@@ -49,7 +49,7 @@ import * as Net from "node:net"
 import * as Os from "node:os"
 import { Container, type CreatedWith, type Sandbox, type StartError } from "./container.js"
 import { makeCpuShares } from "./cpuShares.js"
-import { listenOn, makeLoopbackNetwork, makeSandboxNetwork, type PublishedPort, publishPort, PublishFailed } from "@runsc/netstack"
+import { listenOn, makeHostNetwork, makeLoopbackNetwork, makeSandboxNetwork, type PublishedPort, publishPort, PublishFailed } from "@runsc/netstack"
 
 export type { StartError }
 import {
@@ -99,9 +99,10 @@ export interface LoaderArgs {
   /**
    * runsc's `--network`: `sandbox` (default) is the sandbox's loopback, ports the root container
    * publishes, and TCP egress where its EGRESS_ANNOTATION allows; `none` is the loopback alone
-   * (a spec that publishes or allows egress is refused). Ignored when `kernel.network` is given.
+   * (a spec that publishes or allows egress is refused); `host`, for trusted workloads, is the
+   * host's network for TCP (netstack's makeHostNetwork). Ignored when `kernel.network` is given.
    */
-  readonly networkMode?: "none" | "sandbox"
+  readonly networkMode?: "none" | "sandbox" | "host"
   /** Log each connection at debug level (the CLI's --debug); off, a connect stays on the syscall fast path. */
   readonly logConnections?: boolean
   /** The kernel's options: strace, and the guest worker pool (warm, prestarted, adopted threads). */
@@ -383,6 +384,7 @@ const networkOf = (args: LoaderArgs, spec: Spec): Effect.Effect<Network, Invalid
   const egressPath = `annotations["${EGRESS_ANNOTATION}"]`
   if ("reason" in egress) return Effect.fail(new InvalidSpec({ path: egressPath, reason: egress.reason }))
   const logConnections = args.logConnections ?? false
+  if (args.networkMode === "host") return makeHostNetwork({ logConnections })
   if (args.networkMode !== "none") return makeSandboxNetwork(egress.rules, { logConnections })
   const published = publishedPortsOf(spec)
   const refused = egress.rules.length > 0 ? egressPath : "ports" in published && published.ports.length > 0 ? `annotations["${PUBLISH_ANNOTATION}"]` : undefined

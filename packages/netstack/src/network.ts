@@ -6,16 +6,28 @@
  *
  * runsc's modes: `none` is the loopback alone (makeLoopbackNetwork: anything else has no route);
  * `sandbox` adds egress by policy (makeSandboxNetwork; published ports are listened on by the
- * Loader, publish.ts). `host` (guest sockets as host sockets) is not built.
+ * Loader, publish.ts); `host` (makeHostNetwork) gives guests the host's network for TCP: every
+ * listener listens on the host too, and every connect the sandbox's own listeners do not take
+ * goes to the host. Datagrams stay on the sandbox's loopback in every mode.
  */
 import { Errno } from "@runsc/abi"
-import { fail, type Network, type SocketAddress, type SocketDescription, type SocketOwner, type SyscallError } from "@runsc/kernel"
+import {
+  fail,
+  ipText,
+  type Network,
+  type SocketAddress,
+  type SocketDescription,
+  type SocketOwner,
+  type SyscallError,
+  syscallError
+} from "@runsc/kernel"
 import type { EgressRule } from "@runsc/spec"
-import { Effect, type Scope } from "effect"
-import { isIpFamily } from "./address.js"
+import { Effect, Exit, Scope } from "effect"
+import { isIpFamily, isWildcard, loopbackOf } from "./address.js"
 import { DatagramSocket } from "./datagram.js"
 import { type EgressOptions, makeEgress } from "./egress.js"
 import { Ports } from "./ports.js"
+import { publishPort } from "./publish.js"
 import { type StreamRoutes, StreamSocket } from "./stream.js"
 
 /** The loopback, and connections beyond it through `routes.egress` (TCP; none without it). */
@@ -56,3 +68,42 @@ export const listenOn = (network: Network, owner: SocketOwner, address: SocketAd
       Effect.as(socket),
       Effect.tapError(() => socket.close)
     ))
+
+const EVERYWHERE: ReadonlyArray<EgressRule> = [
+  { family: "ipv4", address: "0.0.0.0", prefix: 0, ports: { low: 1, high: 65535 } },
+  { family: "ipv6", address: "::", prefix: 0, ports: { low: 1, high: 65535 } }
+]
+
+/** What a host listen's failure is to the guest's listen. */
+const listenErrno = (code: string | undefined): Errno =>
+  code === "EACCES" || code === "EPERM" ? Errno.ACCES : code === "EADDRNOTAVAIL" ? Errno.ADDRNOTAVAIL : Errno.ADDRINUSE
+
+/**
+ * runsc's `--network=host`, for trusted workloads: TCP as if the guests were host processes.
+ * A guest's listener also listens on the host at its own address and port (each host
+ * connection bridged to it, as a published port's is), and a connect that no listener of the
+ * sandbox takes goes out through a host socket, to the host's loopback as to anywhere else,
+ * with no policy; names resolve through the host's DNS. For the enclosing scope.
+ */
+export const makeHostNetwork = (options: EgressOptions & { readonly logConnections?: boolean } = {}): Effect.Effect<Network, never, Scope.Scope> =>
+  Effect.gen(function*() {
+    const egress = yield* makeEgress(EVERYWHERE, options)
+    const network: Network = makeLoopbackNetwork({
+      egress,
+      logConnections: options.logConnections ?? false,
+      host: {
+        listen: (local, owner) =>
+          Effect.gen(function*() {
+            const scope = yield* Scope.make()
+            const guestAddress = isWildcard(local) ? loopbackOf(local.family, local.port) : local
+            yield* publishPort(network, { hostAddress: ipText(local), hostPort: local.port, guestPort: local.port, guestAddress }, owner).pipe(
+              Scope.extend(scope),
+              Effect.tapError(() => Scope.close(scope, Exit.void)),
+              Effect.mapError((e) => syscallError(listenErrno(e.code)))
+            )
+            return () => egress.background(Scope.close(scope, Exit.void))
+          })
+      }
+    })
+    return network
+  })

@@ -11,18 +11,26 @@
 import { Data, Deferred, Effect, FiberSet, type Scope } from "effect"
 import * as Net from "node:net"
 import type { Network, SocketOwner } from "@runsc/kernel"
+import { type IpAddress, loopbackOf } from "./address.js"
 import { bridge } from "./hostBridge.js"
 
 export interface PublishedPort {
   /** The host address to listen on (default 127.0.0.1: never every interface unless asked). */
   readonly hostAddress: string
   readonly hostPort: number
-  /** The guest's port on the sandbox's loopback (IPv4). */
+  /** The guest's port on the sandbox's loopback. */
   readonly guestPort: number
+  /** The guest address connections are bridged to (default 127.0.0.1). */
+  readonly guestAddress?: IpAddress
 }
 
 /** The host address and port could not be listened on (in use, not the host's, no permission). */
-export class PublishFailed extends Data.TaggedError("PublishFailed")<{ readonly address: string; readonly reason: string }> {
+export class PublishFailed extends Data.TaggedError("PublishFailed")<{
+  readonly address: string
+  readonly reason: string
+  /** The host's error code (EADDRINUSE, EACCES, …), when it gave one. */
+  readonly code?: string | undefined
+}> {
   override get message(): string {
     return `cannot publish ${this.address}: ${this.reason}`
   }
@@ -47,8 +55,9 @@ export const publishPort = (network: Network, port: PublishedPort, owner: Socket
     const server = Net.createServer({ allowHalfOpen: true, pauseOnConnect: true, noDelay: true }, (host) => {
       host.on("error", () => {})
       run(Effect.gen(function*() {
-        const guest = yield* network.open("inet4", "stream", owner)
-        const connected = yield* Effect.either(guest.socket.connect({ family: "inet4", address: new Uint8Array([127, 0, 0, 1]), port: port.guestPort }, false))
+        const to = port.guestAddress ?? loopbackOf("inet4", port.guestPort)
+        const guest = yield* network.open(to.family, "stream", owner)
+        const connected = yield* Effect.either(guest.socket.connect({ ...to, port: port.guestPort }, false))
         if (connected._tag === "Left") {
           yield* guest.close
           return yield* Effect.fail(connected.left)
@@ -59,7 +68,7 @@ export const publishPort = (network: Network, port: PublishedPort, owner: Socket
     })
     const address = `${port.hostAddress}:${port.hostPort}`
     const listening = yield* Deferred.make<void, PublishFailed>()
-    server.once("error", (e) => Deferred.unsafeDone(listening, Effect.fail(new PublishFailed({ address, reason: e.message }))))
+    server.once("error", (e: NodeJS.ErrnoException) => Deferred.unsafeDone(listening, Effect.fail(new PublishFailed({ address, reason: e.message, code: e.code }))))
     server.listen(port.hostPort, port.hostAddress, () => Deferred.unsafeDone(listening, Effect.void))
     // Stops listening and lets open bridges finish for a moment; those still open then end with
     // the scope's fibers (made first, so interrupted after this), which close both sides.

@@ -36,6 +36,14 @@ export interface StreamRoutes {
   readonly egress?: Egress | undefined
   /** Log each connection (Effect.logDebug: the CLI's --debug). */
   readonly logConnections?: boolean
+  /**
+   * runsc's --network=host: a listener listens on the host too, at its own address and port
+   * (the returned function stops that), and a loopback connect no listener of the sandbox takes
+   * goes to the host's loopback through `egress`.
+   */
+  readonly host?: {
+    readonly listen: (local: IpAddress, owner: SocketOwner) => Effect.Effect<() => void, SyscallError>
+  }
 }
 
 /** The longest backlog (Linux's somaxconn). */
@@ -56,6 +64,8 @@ export class StreamSocket implements SocketOps {
   local: IpAddress | undefined
   private remote: IpAddress | undefined
   private options = new SocketOptions()
+  /** Stops its host listener (--network=host), when it listens. */
+  private stopHostListener: (() => void) | undefined
   /** A non-blocking connect's failure, until read (SO_ERROR, or the next connect). */
   private pendingError: Errno | undefined
   /** The changes of an idle socket: none come, but poll may wait on them until it is used. */
@@ -107,9 +117,25 @@ export class StreamSocket implements SocketOps {
       }
       const conflict = this.ports.listenConflict(this)
       if (conflict !== undefined) return fail(conflict)
-      this.state = { tag: "listening", backlog: [], limit, changes: new Changes() }
+      const listening: State = { tag: "listening", backlog: [], limit, changes: new Changes() }
+      this.state = listening
       this.idleChanges.notify()
-      return Effect.void
+      const host = this.routes.host
+      if (host === undefined) return Effect.void
+      // Listening on the host as well; if the host cannot give the port, the listen fails and
+      // the socket is bound but not listening, as a failed listen(2) leaves it.
+      return Effect.matchEffect(host.listen(this.local, this.owner), {
+        onFailure: (e) =>
+          Effect.suspend(() => {
+            if (this.state === listening) this.state = { tag: "idle" }
+            return fail(e.errno)
+          }),
+        onSuccess: (stop) =>
+          Effect.sync(() => {
+            if (this.state === listening) this.stopHostListener = stop
+            else stop()
+          })
+      })
     })
   }
 
@@ -131,7 +157,11 @@ export class StreamSocket implements SocketOps {
       const egress = this.routes.egress
       if (egress !== undefined && !isWildcard(address) && !isLoopback(address)) return this.connectOut(egress, address, nonBlocking)
       const listener = this.ports.listenerFor(address)
-      if (typeof listener === "number") return fail(listener)
+      if (typeof listener === "number") {
+        // --network=host: the host's loopback, where no listener of the sandbox's takes it.
+        if (listener === Errno.CONNREFUSED && this.routes.host !== undefined && egress !== undefined) return this.connectOut(egress, address, nonBlocking)
+        return fail(listener)
+      }
       const waiting = listener.state
       if (waiting.tag !== "listening") return fail(Errno.CONNREFUSED)
       if (waiting.backlog.length >= waiting.limit) {
@@ -383,6 +413,8 @@ export class StreamSocket implements SocketOps {
   private closeNow(): void {
     const state = this.state
     this.state = { tag: "closed" }
+    this.stopHostListener?.()
+    this.stopHostListener = undefined
     if (state.tag === "listening") {
       for (const pending of state.backlog) pending.closeNow()
       state.changes.notify()

@@ -55,7 +55,7 @@ export const bootCommand = Command.make(
             containerId,
             bundle,
             forwardSignals: true,
-            networkMode: yield* networkModeOf(flags),
+            networkMode: networkModeOf(flags),
             logConnections: flags.debug,
             ...(preservedFds > 0 ? { stdio: { preserved: Array.from({ length: preservedFds }, (_, i) => 4 + i) } } : {}),
             ...(runtime.panicSignal !== undefined ? { panicSignal: runtime.panicSignal } : {}),

@@ -310,8 +310,9 @@ const bootSandbox = (
 ) =>
   Effect.gen(function*() {
     const flags = yield* rootCommand
-    // Refused here, before a sandbox starts, rather than by the sandbox.
-    yield* networkModeOf(flags)
+    if (networkModeOf(flags) === "host") {
+      yield* warn(`the sandbox of ${reservation.id} uses the host's network (--network=host): its guests listen on the host and reach anything`)
+    }
     const { id } = reservation
     const confinement = flags.unconfined ? undefined : confinementOf({
       bundle,

@@ -24,7 +24,7 @@ export const runSandbox = (
     const startedThreads = yield* StartedThreads
     const loaderArgs: LoaderArgs = {
       ...args,
-      networkMode: yield* networkModeOf(flags),
+      networkMode: networkModeOf(flags),
       logConnections: flags.debug,
       forwardSignals: true,
       kernel: {

@@ -1,0 +1,97 @@
+/**
+ * --network=host: a guest's listener is on the host too, a connect the sandbox's listeners do
+ * not take reaches the host, and a port the host holds cannot be listened on.
+ */
+import { assert, describe, it } from "@effect/vitest"
+import { Errno } from "@runsc/abi"
+import { MemoryAccount, type SocketAddress, type SocketDescription } from "@runsc/kernel"
+import { makeHostNetwork } from "@runsc/netstack"
+import { Effect } from "effect"
+import * as Net from "node:net"
+
+const localhost = (port: number): SocketAddress => ({ family: "inet4", address: new Uint8Array([127, 0, 0, 1]), port })
+const text = (s: string) => new TextEncoder().encode(s)
+
+/** A port of the host's loopback that was free a moment ago. */
+const freePort = Effect.async<number>((resume) => {
+  const probe = Net.createServer()
+  probe.listen(0, "127.0.0.1", () => {
+    const port = (probe.address() as Net.AddressInfo).port
+    probe.close(() => resume(Effect.succeed(port)))
+  })
+})
+
+const readAll = (s: SocketDescription): Effect.Effect<string> =>
+  Effect.gen(function*() {
+    let got = ""
+    for (;;) {
+      const r = yield* Effect.orDie(s.socket.receive(4096, { peek: false, waitAll: false, nonBlocking: false }))
+      if (r.data.length === 0) return got
+      got += new TextDecoder().decode(r.data)
+    }
+  })
+
+describe("--network=host", () => {
+  it.scopedLive("a guest listener listens on the host; a guest connect reaches a host server; a port the host holds is EADDRINUSE; a closed listener frees the host port", () =>
+    Effect.gen(function*() {
+      const memory = new MemoryAccount(64 * 1024 * 1024)
+      const network = yield* makeHostNetwork()
+      const port = yield* freePort
+      const listener = yield* network.open("inet4", "stream", { memory })
+      yield* listener.socket.bind(localhost(port))
+      yield* listener.socket.listen(8)
+      // A host client, answered by the guest.
+      const reply = Effect.async<string>((resume) => {
+        let got = ""
+        const client = Net.connect({ port, host: "127.0.0.1" }, () => client.end("from the host"))
+        client.on("data", (d) => void (got += d.toString()))
+        client.on("close", () => resume(Effect.succeed(got)))
+        client.on("error", () => resume(Effect.succeed(`error ${got}`)))
+      })
+      const serve = Effect.gen(function*() {
+        const { socket } = yield* Effect.orDie(listener.socket.accept(false))
+        const request = yield* readAll(socket)
+        yield* Effect.orDie(socket.socket.send(text(`guest:${request}`), { nonBlocking: false }))
+        yield* socket.close
+      })
+      const [answer] = yield* Effect.all([reply, serve], { concurrency: 2 })
+      assert.strictEqual(answer, "guest:from the host")
+
+      // A host server on another port: no listener of the sandbox's has it, so the host does.
+      const server = Net.createServer({ allowHalfOpen: true }, (c) => {
+        let got = ""
+        c.on("data", (d) => void (got += d.toString()))
+        c.on("end", () => c.end(`host:${got}`))
+      })
+      const hostPort = yield* Effect.async<number>((resume) => {
+        server.listen(0, "127.0.0.1", () => resume(Effect.succeed((server.address() as Net.AddressInfo).port)))
+      })
+      yield* Effect.addFinalizer(() => Effect.sync(() => server.close()))
+      const client = yield* network.open("inet4", "stream", { memory })
+      yield* client.socket.connect(localhost(hostPort), false)
+      yield* client.socket.send(text("to the host"), { nonBlocking: false })
+      yield* client.socket.shutdown(false, true)
+      assert.strictEqual(yield* readAll(client), "host:to the host")
+      yield* client.close
+
+      // The host's port is the host server's: a guest cannot listen there.
+      const taken = yield* network.open("inet4", "stream", { memory })
+      yield* taken.socket.bind(localhost(hostPort))
+      const refused = yield* Effect.flip(taken.socket.listen(8))
+      assert.strictEqual(refused.errno, Errno.ADDRINUSE)
+      yield* taken.close
+
+      // Closing the guest's listener closes the host's.
+      yield* listener.close
+      let free = false
+      for (let i = 0; i < 100 && !free; i++) {
+        free = yield* Effect.async<boolean>((resume) => {
+          const probe = Net.createServer()
+          probe.once("error", () => resume(Effect.succeed(false)))
+          probe.listen(port, "127.0.0.1", () => probe.close(() => resume(Effect.succeed(true))))
+        })
+        if (!free) yield* Effect.sleep("10 millis")
+      }
+      assert.isTrue(free, "the host port is free again")
+    }))
+})
