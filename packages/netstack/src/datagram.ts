@@ -5,7 +5,9 @@
  * still succeeds. Each datagram queued is charged to the receiver's owner until it is read, so
  * a flood costs at most the receiver's buffer. A receive takes one datagram (cut to the length
  * asked, and flagged truncated); `connect` sets the default destination and the only source a
- * receive accepts.
+ * receive accepts. Beyond the loopback, where the egress policy allows, datagrams go out through
+ * a host UDP socket of the sandbox's (one per guest socket, made when it first sends), and what
+ * comes back to it from an address the policy allows is delivered as any datagram is.
  */
 import { Errno, FileType } from "@runsc/abi"
 import {
@@ -23,6 +25,7 @@ import {
 } from "@runsc/kernel"
 import { Effect } from "effect"
 import { asFamily, type IpAddress, isLoopback, isWildcard, loopbackOf, sameAddress, wildcardOf } from "./address.js"
+import type { Egress, HostDatagrams } from "./egress.js"
 import type { Ports } from "./ports.js"
 import { SocketOptions, socketStat } from "./socketOptions.js"
 
@@ -44,13 +47,17 @@ export class DatagramSocket implements SocketOps {
   private queued = 0
   private readonly options = new SocketOptions()
   private readonly changes = new Changes()
+  /** Its host UDP socket, made when it first sends beyond the loopback. */
+  private host: HostDatagrams | undefined
   readonly description: SocketDescription
 
   constructor(
     readonly family: "inet4" | "inet6",
     private readonly owner: SocketOwner,
     private readonly ports: Ports<DatagramSocket>,
-    private readonly ino: bigint
+    private readonly ino: bigint,
+    /** Datagrams beyond the loopback, where the policy allows; without it they have no route (ENETUNREACH). */
+    private readonly egress?: Egress
   ) {
     this.description = this.describe()
   }
@@ -82,7 +89,8 @@ export class DatagramSocket implements SocketOps {
   connect(address: SocketAddress): Effect.Effect<void, SyscallError> {
     return Effect.suspend(() => {
       if (address.family !== this.family) return fail(Errno.AFNOSUPPORT)
-      if (!isWildcard(address) && !isLoopback(address)) return fail(Errno.NETUNREACH)
+      const beyond = this.beyondLoopback(address)
+      if (beyond !== undefined) return fail(beyond)
       const bound = this.ensureBound()
       if (bound !== undefined) return fail(bound)
       this.remote = isWildcard(address) ? loopbackOf(address.family, address.port) : address
@@ -120,6 +128,7 @@ export class DatagramSocket implements SocketOps {
       if (data.length > MAX_DATAGRAM) return fail(Errno.MSGSIZE)
       const bound = this.ensureBound()
       if (bound !== undefined) return fail(bound)
+      if (!isWildcard(to) && !isLoopback(to)) return this.sendOut(data, to)
       const receiver = this.ports.reached(to, () => true)
       if (receiver === Errno.NETUNREACH || receiver === Errno.AFNOSUPPORT) return fail(receiver)
       if (typeof receiver !== "number") receiver.deliver(data, this.sourceAddress())
@@ -164,6 +173,33 @@ export class DatagramSocket implements SocketOps {
     return this.options.getSize(option)
   }
 
+  /** Why a datagram cannot go to `to` beyond the loopback: no route (no egress), or the policy (EACCES); undefined if it can or `to` is local. */
+  private beyondLoopback(to: IpAddress): Errno | undefined {
+    if (isWildcard(to) || isLoopback(to)) return undefined
+    if (this.egress === undefined) return Errno.NETUNREACH
+    if (this.egress.allows(to)) return undefined
+    if (this.owner.traffic) this.owner.traffic.refused++
+    return Errno.ACCES
+  }
+
+  /** One datagram out through its host socket (made on first use), where the policy allows. */
+  private sendOut(data: Uint8Array, to: IpAddress): Effect.Effect<number, SyscallError> {
+    const refused = this.beyondLoopback(to)
+    if (refused !== undefined) return fail(refused)
+    if (this.host === undefined) {
+      const host = this.egress!.openDatagram(this.family, (bytes, from) => this.deliver(bytes, from))
+      if (typeof host === "number") return fail(host)
+      this.host = host
+    }
+    // Copied: the bytes are the channel's, reused by the next call, and Node sends later.
+    this.host.send(data.slice(), to)
+    if (this.owner.traffic) {
+      this.owner.traffic.sentDatagrams++
+      this.owner.traffic.sentBytes += data.length
+    }
+    return Effect.succeed(data.length)
+  }
+
   /** Queues a datagram sent here, if this socket takes it (its peer, its buffer, its owner's memory). */
   private deliver(data: Uint8Array, from: IpAddress): void {
     if (this.closed) return
@@ -200,6 +236,8 @@ export class DatagramSocket implements SocketOps {
   private closeNow(): void {
     if (this.closed) return
     while (this.queue.length > 0) this.dequeue()
+    this.host?.close()
+    this.host = undefined
     this.closed = true
     this.changes.notify()
     this.ports.unbind(this)

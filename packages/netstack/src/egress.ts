@@ -17,6 +17,7 @@ import { Errno } from "@runsc/abi"
 import { fail, ipText, parseIp, type SocketDescription, type SyscallError } from "@runsc/kernel"
 import type { EgressRule } from "@runsc/spec"
 import { Effect, FiberSet, type Scope } from "effect"
+import * as Dgram from "node:dgram"
 import { promises as Dns } from "node:dns"
 import * as Net from "node:net"
 import type { IpAddress } from "./address.js"
@@ -43,6 +44,19 @@ export interface Egress {
    * ENOENT with no rules at all (the query itself would leave the sandbox), or none allowed.
    */
   lookupHost(name: string): Effect.Effect<ReadonlyArray<IpAddress>, SyscallError>
+  /**
+   * A host UDP socket for a guest's datagram socket (bound to an ephemeral host port when it
+   * first sends); `receive` gets what arrives from addresses the policy allows, as the guest
+   * addresses them (the host's loopback as 10.0.2.2). NOBUFS past the host socket limit.
+   */
+  openDatagram(family: "inet4" | "inet6", receive: (data: Uint8Array, from: IpAddress) => void): HostDatagrams | Errno
+}
+
+/** A guest datagram socket's way out (Egress.openDatagram). */
+export interface HostDatagrams {
+  /** Sends one datagram to `to` (allowed by the policy: the caller checked); dropped on failure, as UDP's are. */
+  send(data: Uint8Array, to: IpAddress): void
+  close(): void
 }
 
 /** The most DNS queries a sandbox has in flight at once (EAGAIN past it). */
@@ -117,6 +131,34 @@ export const makeEgress = (rules: ReadonlyArray<EgressRule>, options: EgressOpti
             return Effect.sync(() => host.destroy())
           })
         }),
+      openDatagram: (family, receive) => {
+        if (open >= limit) return Errno.NOBUFS
+        open++
+        const socket = Dgram.createSocket(family === "inet4" ? "udp4" : "udp6")
+        let closed = false
+        socket.on("error", () => {})
+        socket.on("message", (data, info) => {
+          // As the guest addresses the sender: the host's loopback is 10.0.2.2 to it.
+          const from = parseIp(family === "inet4" && info.address === "127.0.0.1" ? HOST_LOOPBACK_GATEWAY : info.address)
+          if (from === undefined) return
+          const seen = { ...from, port: info.port }
+          // Only from where the policy would let the guest send: replies, not strangers.
+          if (policy.some((rule) => covers(rule, seen))) receive(data, seen)
+        })
+        return {
+          send: (data, to) => {
+            if (closed) return
+            const text = ipText(to)
+            socket.send(data, to.port, to.family === "inet4" && text === HOST_LOOPBACK_GATEWAY ? "127.0.0.1" : text)
+          },
+          close: () => {
+            if (closed) return
+            closed = true
+            open--
+            socket.close()
+          }
+        }
+      },
       join: (host, endpoint) => {
         run(bridge(host, endpoint))
       },

@@ -8,7 +8,8 @@
  * `sandbox` adds egress by policy (makeSandboxNetwork; published ports are listened on by the
  * Loader, publish.ts); `host` (makeHostNetwork) gives guests the host's network for TCP: every
  * listener listens on the host too, and every connect the sandbox's own listeners do not take
- * goes to the host. Datagrams stay on the sandbox's loopback in every mode.
+ * goes to the host. Datagrams beyond the loopback go out as egress allows (everywhere, in host
+ * mode); a datagram socket never listens on the host.
  */
 import { Errno } from "@runsc/abi"
 import {
@@ -43,7 +44,7 @@ export const makeLoopbackNetwork = (routes: StreamRoutes = {}): Network => {
       return Effect.succeed(
         kind === "stream"
           ? new StreamSocket(family, owner, streamPorts, ino, routes).description
-          : new DatagramSocket(family, owner, datagramPorts, ino).description
+          : new DatagramSocket(family, owner, datagramPorts, ino, egress).description
       )
     },
     // Names beyond the sandbox's /etc/hosts: only where egress may reach.

@@ -194,4 +194,42 @@ describe("egress", () => {
       assert.isTrue(missing._tag === "Left" && missing.left.errno === Errno.NOENT)
       assert.includeMembers(asked, ["svc.example A", "svc.example AAAA", "far.example A", "nosuch.example A"])
     }))
+
+  it.scopedLive("UDP out: a guest's datagrams reach a host server where the policy allows (EACCES elsewhere), its replies come back from 10.0.2.2, a stranger's datagram to the same host port is dropped, and the host socket counts against the limit until closed", () =>
+    Effect.gen(function*() {
+      let guestHostPort = 0
+      const echo = Dgram.createSocket("udp4")
+      echo.on("message", (data, info) => {
+        guestHostPort = info.port
+        echo.send(Buffer.concat([Buffer.from("echo:"), data]), info.port, info.address)
+      })
+      const port = yield* Effect.async<number>((resume) => {
+        echo.bind(0, "127.0.0.1", () => resume(Effect.succeed(echo.address().port)))
+      })
+      yield* Effect.addFinalizer(() => Effect.sync(() => void echo.close()))
+      const memory = new MemoryAccount(64 * 1024 * 1024)
+      const network = yield* makeSandboxNetwork(rules(`10.0.2.2/32:${port}`), { maxHostSockets: 1 })
+      const guest = yield* network.open("inet4", "dgram", { memory })
+      assert.strictEqual(yield* errnoOf(guest.socket.send(new TextEncoder().encode("x"), { nonBlocking: false, to: gateway(port + 1) })), Errno.ACCES)
+      assert.strictEqual(yield* guest.socket.send(new TextEncoder().encode("ping"), { nonBlocking: false, to: gateway(port) }), 4)
+      const reply = yield* guest.socket.receive(100, { peek: false, waitAll: false, nonBlocking: false })
+      assert.strictEqual(new TextDecoder().decode(reply.data), "echo:ping")
+      assert.deepStrictEqual(reply.from, gateway(port))
+      // From a host port no rule covers: not the guest's to read.
+      const stranger = Dgram.createSocket("udp4")
+      yield* Effect.async<void>((resume) => {
+        stranger.send("intruder", guestHostPort, "127.0.0.1", () => resume(Effect.void))
+      })
+      yield* Effect.sleep("100 millis")
+      stranger.close()
+      assert.strictEqual(yield* errnoOf(guest.socket.receive(100, { peek: false, waitAll: false, nonBlocking: true })), Errno.AGAIN)
+      // Its host socket is the sandbox's one allowed: a TCP connect meanwhile has none left.
+      const tcp = yield* network.open("inet4", "stream", { memory })
+      assert.strictEqual(yield* errnoOf(tcp.socket.connect(gateway(port), false)), Errno.NOBUFS)
+      yield* guest.close
+      yield* tcp.close
+      const again = yield* network.open("inet4", "stream", { memory })
+      // Nobody listens for TCP there: refused by the host, so a host socket was to be had.
+      assert.strictEqual(yield* errnoOf(again.socket.connect(gateway(port), false)), Errno.CONNREFUSED)
+    }))
 })
