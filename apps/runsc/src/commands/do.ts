@@ -89,6 +89,8 @@ export const doCommand = Command.make(
         containerId: `runsc-do-${randomBytes(4).toString("hex")}`,
         bundle: { dir: Path.resolve(rootDir), spec, rootPath: Path.resolve(rootDir) },
         homeFromPasswd: !cleanEnv,
+        // Its annotations are this command line's, not an image's: --publish may name any host address.
+        publishBeyondLoopback: true,
         ...(hostProgram !== undefined ? { hostProgram } : {})
       }, limit)
     })
