@@ -56,14 +56,14 @@ export const globalOptions = {
     Options.withDescription("another host path a sandbox process may write, e.g. the rw bind sources of a pod's other containers (repeatable)"),
     Options.repeated
   ),
-  // Sent by engines (containerd with --runc-systemd-cgroup, rootless podman), with runc's meaning
-  // for the sandbox's cgroup (cgroups.ts).
   network: Options.choice("network", ["sandbox", "none", "host"]).pipe(
     Options.withDescription(
       "the sandbox's network: sandbox (its own loopback, ports the spec publishes, TCP egress where dev.runsc.egress allows), none (its loopback alone), host (the host's, for TCP: trusted workloads only)"
     ),
     Options.withDefault("sandbox" as const)
   ),
+  // Sent by engines (containerd with --runc-systemd-cgroup, rootless podman), with runc's meaning
+  // for the sandbox's cgroup (cgroups.ts).
   systemdCgroup: Options.boolean("systemd-cgroup").pipe(
     Options.withDescription("runc's: linux.cgroupsPath is systemd's slice:prefix:name (made in cgroupfs, no unit)")
   ),
@@ -91,9 +91,6 @@ export interface GlobalFlags {
   readonly systemdCgroup: boolean
   readonly rootless: Option.Option<string>
 }
-
-/** The Loader's network mode for --network. */
-export const networkModeOf = (flags: GlobalFlags): "sandbox" | "none" | "host" => flags.network
 
 /** The fd logs and strace lines go to: the --debug-log file (appended), or stderr. */
 const openLogFd = (flags: GlobalFlags) =>

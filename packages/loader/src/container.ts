@@ -529,10 +529,10 @@ export class Container {
         const alive = this.tasks.live.length
         return alive === 0 ? Effect.void : Effect.logError(`sentry bug: container ${this.id} releases its filesystems under ${alive} live process(es)`)
       }))
-      // runsc's rule: no pid namespace → the root one; a path used by an earlier container →
-      // join it; otherwise a new child of the root namespace.
       const listening = listenAddressesOf(spec)
       if ("reason" in listening) return yield* new InvalidSpec({ path: LISTEN_PATH, reason: listening.reason })
+      // runsc's rule: no pid namespace → the root one; a path used by an earlier container →
+      // join it; otherwise a new child of the root namespace.
       const wanted = pidNamespace(spec)
       const joined = wanted._tag === "New" && wanted.path !== undefined ? yield* this.sandbox.namespaceAt(wanted.path) : undefined
       const namespace = wanted._tag === "Shared"

@@ -1,7 +1,9 @@
 /**
- * Egress (runsc's `--network=sandbox`): a guest's connection to an address beyond the sandbox's
- * loopback, made through a host socket of the sandbox process when the sandbox's policy allows
- * the destination, and joined to the guest's connection by a host bridge (hostBridge.ts).
+ * Egress (runsc's `--network=sandbox`, and `host` with a policy that allows everything): a
+ * guest's connection to an address beyond the sandbox's loopback, made through a host socket of
+ * the sandbox process when the sandbox's policy allows the destination, and joined to the
+ * guest's connection by a host bridge (hostBridge.ts); a guest's datagrams likewise, through a
+ * host UDP socket; and the names the host's DNS gives, where the policy could reach them.
  *
  * The policy names what the guest dials (CIDRs and ports, `@runsc/spec`'s EgressRule); nothing
  * is allowed unless a rule says so, and a refused destination fails the connect with EACCES, as
@@ -29,7 +31,7 @@ export const MAX_HOST_SOCKETS = 512
 /** The address a guest dials for the host's loopback (127.0.0.1). */
 export const HOST_LOOPBACK_GATEWAY = "10.0.2.2"
 
-/** What a stream socket needs to connect beyond the loopback. */
+/** What a socket needs to reach beyond the loopback. */
 export interface Egress {
   /** Whether the policy lets a guest connect to `address`. */
   allows(address: IpAddress): boolean
@@ -75,6 +77,12 @@ const HOST_ERRNO: Readonly<Record<string, Errno>> = {
   ENFILE: Errno.NOBUFS
 }
 
+/** Where the host finds what a guest dialled: 10.0.2.2 is the host's 127.0.0.1. */
+const hostTarget = (address: IpAddress): string => {
+  const text = ipText(address)
+  return address.family === "inet4" && text === HOST_LOOPBACK_GATEWAY ? "127.0.0.1" : text
+}
+
 /** Whether `rule` covers `address`: its family and CIDR, and its port unless `anyPort`. */
 const covers = (rule: EgressRule & { readonly subnet: Net.BlockList }, address: IpAddress, anyPort = false): boolean =>
   (rule.family === "ipv4") === (address.family === "inet4") &&
@@ -109,8 +117,7 @@ export const makeEgress = (rules: ReadonlyArray<EgressRule>, options: EgressOpti
       dial: (address) =>
         Effect.suspend(() => {
           if (open >= limit) return fail(Errno.NOBUFS)
-          const text = ipText(address)
-          const target = address.family === "inet4" && text === HOST_LOOPBACK_GATEWAY ? "127.0.0.1" : text
+          const target = hostTarget(address)
           return Effect.async<Net.Socket, SyscallError>((resume) => {
             open++
             const host = Net.connect({ host: target, port: address.port, allowHalfOpen: true, noDelay: true })
@@ -147,9 +154,7 @@ export const makeEgress = (rules: ReadonlyArray<EgressRule>, options: EgressOpti
         })
         return {
           send: (data, to) => {
-            if (closed) return
-            const text = ipText(to)
-            socket.send(data, to.port, to.family === "inet4" && text === HOST_LOOPBACK_GATEWAY ? "127.0.0.1" : text)
+            if (!closed) socket.send(data, to.port, hostTarget(to))
           },
           close: () => {
             if (closed) return

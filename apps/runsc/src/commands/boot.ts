@@ -13,7 +13,7 @@ import { validateContainerId } from "@runsc/spec"
 import { Effect, Fiber, Layer, Option } from "effect"
 import { ConfinementRefused, refusedGrants } from "../confinement.js"
 import { awaitConfirmation, NOT_READY, reportReady } from "../detached.js"
-import { configure, networkModeOf } from "../globals.js"
+import { configure } from "../globals.js"
 import { setExitCode, StartedThreads } from "../processContext.js"
 import { rootCommand } from "../root.js"
 import { StateStore } from "../state.js"
@@ -55,7 +55,7 @@ export const bootCommand = Command.make(
             containerId,
             bundle,
             forwardSignals: true,
-            networkMode: networkModeOf(flags),
+            networkMode: flags.network,
             logConnections: flags.debug,
             ...(preservedFds > 0 ? { stdio: { preserved: Array.from({ length: preservedFds }, (_, i) => 4 + i) } } : {}),
             ...(runtime.panicSignal !== undefined ? { panicSignal: runtime.panicSignal } : {}),

@@ -20,7 +20,7 @@ import { openConsole } from "../console.js"
 import { NOT_READY, spawnDetached, type Stdio } from "../detached.js"
 import { ConfinementUnavailable, confinementOf, nodeFlags } from "../confinement.js"
 import { InvalidFlag, NotSupported } from "../errors.js"
-import { globalArgs, type GlobalFlags, networkModeOf } from "../globals.js"
+import { globalArgs, type GlobalFlags } from "../globals.js"
 import { spawnWaiter } from "../holder.js"
 import { preparePidFile } from "../pidFile.js"
 import { lendStdio } from "../relay.js"
@@ -310,7 +310,7 @@ const bootSandbox = (
 ) =>
   Effect.gen(function*() {
     const flags = yield* rootCommand
-    if (networkModeOf(flags) === "host") {
+    if (flags.network === "host") {
       yield* warn(`the sandbox of ${reservation.id} uses the host's network (--network=host): its guests listen on the host and reach anything`)
     }
     const { id } = reservation

@@ -11,7 +11,7 @@ import { Loader, type LoaderArgs } from "@runsc/loader"
 import { type Duration, Effect, Ref } from "effect"
 import * as Fs from "node:fs"
 import { setExitCode, StartedThreads } from "../processContext.js"
-import { configure, networkModeOf } from "../globals.js"
+import { configure } from "../globals.js"
 import { rootCommand } from "../root.js"
 
 export const runSandbox = (
@@ -24,7 +24,7 @@ export const runSandbox = (
     const startedThreads = yield* StartedThreads
     const loaderArgs: LoaderArgs = {
       ...args,
-      networkMode: networkModeOf(flags),
+      networkMode: flags.network,
       logConnections: flags.debug,
       forwardSignals: true,
       kernel: {

@@ -47,13 +47,14 @@ const containerHosts = (c: SyscallContext): Effect.Effect<string> =>
         Effect.suspend(() => dentry.inode.open({ read: true, write: false, transient: true })),
         (file) =>
           Effect.gen(function*() {
+            const decoder = new TextDecoder()
             let text = ""
             let total = 0
             while (total < HOSTS_LIMIT) {
               const chunk = yield* file.read(Math.min(64 * 1024, HOSTS_LIMIT - total))
               if (chunk.length === 0) break
               total += chunk.length
-              text += new TextDecoder().decode(chunk)
+              text += decoder.decode(chunk, { stream: true })
             }
             return text
           }),

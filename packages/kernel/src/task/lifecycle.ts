@@ -6,10 +6,10 @@
  * the task (runTask gives them back at its end); once a process is registered, only its task
  * ends it.
  */
-import { isSocket, SOCKET_RIGHTS } from "../net/socket.js"
 import { ALL_RIGHTS, DIRECTORY_RIGHTS, FileType, Rights, SIGKILL } from "@runsc/abi"
 import { Clock, Effect, FiberSet } from "effect"
 import { type InvalidModule, ProcessCreationRefused, SandboxOutOfMemory } from "../errors.js"
+import { isSocket, SOCKET_RIGHTS } from "../net/socket.js"
 import { directoryDescription } from "../fs/directory.js"
 import { type DescriptionRefs, type FdEntry, FdTable } from "../fs/fdTable.js"
 import type { FileDescription, Inode } from "../fs/inode.js"

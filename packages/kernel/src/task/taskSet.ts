@@ -10,9 +10,9 @@
  * kernel consults it in the same step as it registers a new process, so a process is either
  * registered before the kill enumerates the set, and killed with it, or refused.
  */
-import { NetworkTraffic } from "../net/socket.js"
 import type { Deferred, FiberSet } from "effect"
 import type { MemoryAccount } from "../memoryAccount.js"
+import { NetworkTraffic } from "../net/socket.js"
 import type { Membership, ThreadGroup } from "./threadGroup.js"
 
 /** Why a container's processes are held: its CPU quota is spent, or its share of a contended CPU. */

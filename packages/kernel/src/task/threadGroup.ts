@@ -13,10 +13,10 @@
  * Invariant: `exitStatus` is completed exactly once, after the task's worker has stopped
  * running guest code and the fd table has been closed.
  */
-import type { NetworkTraffic } from "../net/socket.js"
 import { type ExitStatus, SIGKILL, signaled } from "@runsc/abi"
 import { Deferred, Exit, type Fiber, FiberId, type FiberSet } from "effect"
 import { Changes } from "../changes.js"
+import type { NetworkTraffic } from "../net/socket.js"
 import type { FdTable } from "../fs/fdTable.js"
 import { type MemoryAccount, WASM_PAGE } from "../memoryAccount.js"
 import type { SyntheticMount } from "../fs/synthetic.js"
