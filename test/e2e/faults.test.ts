@@ -181,6 +181,27 @@ describe("a create killed at any point of its boot", () => {
     await killCreate("serving", (root, id) => exists(root, `${id}.sock`))
   })
 
+  it("killed between recording the container and confirming its sandbox: the sandbox says so, and the record it leaves names no container (state, list and the fast path agree)", async () => {
+    // As that kill leaves it, made deterministic: a created record whose sandbox is gone and
+    // whose exit record is the sandbox's "abandoned" (boot.ts writes it when its create goes
+    // away unconfirmed).
+    for (const command of [["state"], ["list", "--format", "json"], ["kill"], ["delete"]]) {
+      const { flags, root } = await freshRoot()
+      const id = "unconfirmed"
+      assert.strictEqual((await create(flags, sleeper!.dir, id)).code, 0)
+      for (const pid of sandboxesOf(root, id)) process.kill(pid, "SIGKILL")
+      await until("its sandbox is gone", () => sandboxesOf(root, id).length === 0, SETTLE_MS)
+      Fs.writeFileSync(Path.join(root, `${id}.exit`), "abandoned\n")
+      const r = await runsc([...flags, ...command, ...(command[0] === "list" ? [] : [id])])
+      if (command[0] === "list") assert.deepStrictEqual(JSON.parse(r.stdout), [], describeResult(r))
+      else assert.match(r.stderr, /does not exist/, `${command[0]}: ${describeResult(r)}`)
+      assert.deepStrictEqual(leftovers(root), [], command[0])
+      const again = await create(flags, sleeper!.dir, id)
+      assert.strictEqual(again.code, 0, again.output())
+      assert.strictEqual((await runsc([...flags, "delete", "--force", id])).code, 0)
+    }
+  })
+
   it("killed after various delays", { timeout: 120_000 }, async () => {
     for (const ms of [100, 250, 400, 550, 700, 850]) {
       await killCreate(`after ${ms} ms`, (_root, _id, started) => performance.now() - started >= ms)

@@ -67,6 +67,18 @@ const readRecord = (root: string, id: string): Record | undefined => {
   }
 }
 
+/**
+ * Whether the sandbox of a created record wrote state.ts's ABANDONED_RECORD ("abandoned") as its
+ * exit record: its create was killed before confirming it, and the full CLI removes the record.
+ */
+const neverConfirmed = (root: string, id: string): boolean => {
+  try {
+    return Fs.readFileSync(Path.join(root, `${id}.exit`), "utf8").trim() === "abandoned"
+  } catch {
+    return false
+  }
+}
+
 const sleep = (ms: number) => Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms)
 
 /** The answer to one call: its Exit as the server encoded it. */
@@ -351,7 +363,7 @@ export const fastPath = async (argv: ReadonlyArray<string>, stdout = 1): Promise
     })
     return command === "delete" && force && operands.length === 1 && !traces ? done() : declined
   }
-  if (record.phase === "creating") return declined
+  if (record.phase === "creating" || (record.phase === "created" && neverConfirmed(root, id))) return declined
   let connection: Promise<Connection> | undefined
   const conn = () => (connection ??= connect(record.socket))
   try {

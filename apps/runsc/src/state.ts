@@ -241,18 +241,30 @@ export class StateDirectory {
    */
   read(id: string): Effect.Effect<ContainerRecord, ContainerUnknown | StateCorrupt | LockUnavailable> {
     return Effect.flatMap(this.readFile(id), (record) =>
-      isStaleReservation(record)
-        ? Effect.zipRight(this.reclaim(id), Effect.fail(new ContainerUnknown({ id })))
-        : Effect.succeed(record))
+      Effect.flatMap(this.neverMade(record), (never) =>
+        never ? Effect.zipRight(this.reclaim(id), Effect.fail(new ContainerUnknown({ id }))) : Effect.succeed(record)))
   }
 
-  /** Removes the traces of `id` if its record is (still) a stale reservation. */
+  /**
+   * Whether `record` names no container: a stale reservation, or a record its create committed
+   * but whose sandbox was never confirmed (the create was killed in between) and has said so.
+   */
+  private neverMade(record: ContainerRecord): Effect.Effect<boolean> {
+    if (isStaleReservation(record)) return Effect.succeed(true)
+    if (record.phase !== "created") return Effect.succeed(false)
+    return Effect.map(this.readStateFile(this.exitFileOf(record.id)), (text) => text?.trim() === ABANDONED_RECORD)
+  }
+
+  /** Removes the traces of `id` if its record (still) names no container. */
   private reclaim(id: string): Effect.Effect<void, LockUnavailable> {
     return this.lockedRemoval(
       id,
       Effect.flatMap(Effect.either(this.readFile(id)), (current) =>
-        // Its sandbox may still be on its way out: its socket is its own to remove.
-        current._tag === "Right" && isStaleReservation(current.right) ? this.remove(id, { socket: false }) : Effect.void)
+        current._tag === "Left"
+          ? Effect.void
+          : Effect.flatMap(this.neverMade(current.right), (never) =>
+            // A sandbox still on its way out removes its sockets itself; a gone one's are left here.
+            never ? this.remove(id, { socket: current.right.phase === "created" && !isAlive(current.right.sandboxPid, current.right.sandboxStart) }) : Effect.void))
     )
   }
 
@@ -340,6 +352,14 @@ export class StateDirectory {
     return Effect.suspend(() => this.replace(this.exitFileOf(id), `${this.exitFileOf(id)}.tmp`, `${code}\n`, false))
   }
 
+  /**
+   * Records, in place of an exit status, that the sandbox of root container `id` was never
+   * confirmed by its create and is going (see ABANDONED_RECORD).
+   */
+  writeAbandoned(id: string): Effect.Effect<void, CannotWrite> {
+    return Effect.suspend(() => this.replace(this.exitFileOf(id), `${this.exitFileOf(id)}.tmp`, `${ABANDONED_RECORD}\n`, false))
+  }
+
   /** The exit code a sandbox recorded for its root container, if it did. */
   readExit(id: string): Effect.Effect<number | undefined> {
     return Effect.gen(this, function*() {
@@ -392,6 +412,14 @@ export class StateStore extends Context.Tag("runsc/StateStore")<StateStore, Stat
   static readonly layer = (root: string): Layer.Layer<StateStore, never, FileSystem.FileSystem> =>
     Layer.effect(StateStore, Effect.map(FileSystem.FileSystem, (fs) => new StateDirectory(root, fs)))
 }
+
+/**
+ * What a sandbox writes in its exit record when its create went away without confirming it (a
+ * create killed between its commit and its confirmation): the record the create committed
+ * names a container that never was, and readers remove it as a stale reservation. Only the
+ * sandbox may write this file, and it is granted nothing else here: it cannot touch the record.
+ */
+export const ABANDONED_RECORD = "abandoned"
 
 /** A reservation whose create is gone: no container will come of it. */
 export const isStaleReservation = (record: ContainerRecord): boolean =>

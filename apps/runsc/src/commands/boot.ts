@@ -87,7 +87,7 @@ export const bootCommand = Command.make(
           }
           // Serving: the creator registers the container, then confirms; a start may come from then on.
           yield* reportReady(syncFd.value, "ready", { close: false })
-          if (!(yield* Fiber.join(confirmation))) return undefined
+          if (!(yield* Fiber.join(confirmation))) return "abandoned" as const
         }
         const status = yield* loader.awaitRootExit
         // Recorded before the teardown: a `wait` that finds the sandbox going away reads it. A
@@ -97,12 +97,17 @@ export const bootCommand = Command.make(
         )
         return status
       }).pipe(Effect.provide(sandbox), Effect.provide(runtime.logger))
-      const status = yield* Effect.raceFirst(serve, Effect.as(abandoned, undefined))
-      if (status === undefined) {
+      // undefined: not ready (its create fails, and kills this process); "abandoned": its create
+      // went away without confirming it.
+      const status = yield* Effect.raceFirst(serve, Effect.as(abandoned, "abandoned" as const))
+      if (status === "abandoned") {
         yield* Effect.logDebug(`container ${containerId}: not registered by its create; the sandbox exits`).pipe(
           Effect.provide(runtime.logger)
         )
+        // Its create may have written the container's record before it went: readers then find
+        // this and remove that record, as nothing of the container was ever made.
+        yield* Effect.ignore(store.writeAbandoned(containerId))
       }
-      yield* setExitCode(status === undefined ? ABANDONED : toShellCode(status))
+      yield* setExitCode(status === undefined || status === "abandoned" ? ABANDONED : toShellCode(status))
     }).pipe(Effect.scoped)
 ).pipe(Command.withDescription("internal: the sandbox process that `create` starts"))
