@@ -56,6 +56,24 @@ const isAlive = (pid: number) => {
 }
 
 describe("OCI lifecycle through the CLI", () => {
+  it("a created container's sandbox sent SIGTERM directly (as an engine may signal the pid it was given): the container stops, 143, and the sandbox exits, as runc's waiting init dies; SIGWINCH changes nothing", async () => {
+    const { flags } = await freshRoot()
+    const id = uniqueId("direct")
+    assert.strictEqual((await create(flags, sleeper!.dir, id)).code, 0)
+    const { pid, status } = await stateOf(flags, id)
+    assert.strictEqual(status, "created")
+    // A signal whose default is to ignore it leaves the container created.
+    process.kill(pid, "SIGWINCH")
+    await new Promise((r) => setTimeout(r, 200))
+    assert.strictEqual((await stateOf(flags, id)).status, "created")
+    process.kill(pid, "SIGTERM")
+    await until("the sandbox process is gone", async () => !isAlive(pid), 5_000)
+    assert.strictEqual((await stateOf(flags, id)).status, "stopped")
+    const wait = await runsc([...flags, "wait", id])
+    assert.strictEqual(JSON.parse(lines(wait.stdout)[0]!).exitStatus, 143, describeResult(wait))
+    assert.strictEqual((await runsc([...flags, "delete", id])).code, 0)
+  })
+
   it("scenario 3: create → created and listed; start → running, ps shows pid 1; wait + SIGTERM → 143; stopped; delete → gone", async () => {
     const { flags, root } = await freshRoot()
     const id = uniqueId("c3")

@@ -724,7 +724,9 @@ const makeLoader = (args: LoaderArgs & { readonly bundle: Bundle; readonly netwo
       panicSignal: args.panicSignal,
       deliver: (signo) => {
         const init = rootContainer.init
-        if (init === undefined) return Effect.void
+        // Created, not started: as `runsc kill` of it, and as runc's waiting init takes a
+        // signal sent to its pid, a terminating signal ends the container (and the sandbox).
+        if (init === undefined) return Effect.ignore(rootContainer.signalInit(signo))
         // What a host terminal generates (^C, ^Z, ...) is for the job in its foreground.
         const foreground = init.terminal?.foreground
         if (foreground !== undefined && terminalSignals.has(signo)) {
