@@ -112,6 +112,9 @@ export const AddrPort = { sizeOf: 20, tag: 0, port: 2, address: 4 } as const
  */
 export const Addr = { sizeOf: 18, tag: 0, address: 2 } as const
 
+/** WASIX `sock_status`: what sock_status answers (one byte). */
+export const SockStatus = { OPENING: 0, OPENED: 1, CLOSED: 2, FAILED: 3 } as const
+
 /** WASIX `address_family`. */
 export const AddressFamily = { UNSPEC: 0, INET4: 1, INET6: 2, UNIX: 3 } as const
 /** WASIX `sock_type` (DGRAM was 0 before wasix-libc renumbered it; STREAM has always been 1). */
@@ -222,6 +225,7 @@ const wasix = [
   "sock_get_opt_flag",
   "sock_set_opt_size",
   "sock_get_opt_size",
+  "sock_status",
   "resolve"
 ] as const
 
@@ -352,6 +356,7 @@ export const importSignatures: { readonly [K in ImportableSyscall]: WasmSignatur
   sock_get_opt_flag: sig("i32 i32 i32"),
   sock_set_opt_size: sig("i32 i32 i64"),
   sock_get_opt_size: sig("i32 i32 i32"),
+  sock_status: sig("i32 i32"),
   resolve: sig("i32 i32 i32 i32 i32 i32"),
   proc_spawn: sig("i32 i32 i32 i32 i32 i32 i32 i32 i32 i32 i32"),
   proc_setpgid: sig("i32 i32"),

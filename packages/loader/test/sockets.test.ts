@@ -332,4 +332,46 @@ describe("sockets", () => {
       assert.deepStrictEqual(yield* loader.waitExit, exited(0))
       assert.strictEqual(out.read(), "listening 8080\nserved 2\n")
     }))
+
+  it.scopedLive("WASIX sock_status: opening until it listens, opened then, EBADF once closed", () =>
+    Effect.gen(function*() {
+      const bytes = yield* Effect.promise(async () => {
+        const wabt = await import("wabt").then((m) => m.default())
+        const module = wabt.parseWat("status.wat", `(module
+          (import "wasix_32v1" "sock_open" (func $open (param i32 i32 i32 i32) (result i32)))
+          (import "wasix_32v1" "sock_status" (func $status (param i32 i32) (result i32)))
+          (import "wasix_32v1" "sock_bind" (func $bind (param i32 i32) (result i32)))
+          (import "wasix_32v1" "sock_listen" (func $listen (param i32 i32) (result i32)))
+          (import "wasi_snapshot_preview1" "fd_close" (func $close (param i32) (result i32)))
+          (import "wasi_snapshot_preview1" "fd_write" (func $write (param i32 i32 i32 i32) (result i32)))
+          (memory (export "memory") 1)
+          ;; addr_port 127.0.0.1:9100 (INET4, port little-endian)
+          (data (i32.const 16) "\\01\\00\\8c\\23\\7f\\00\\00\\01")
+          (func (export "_start") (local $fd i32)
+            (drop (call $open (i32.const 1) (i32.const 1) (i32.const 0) (i32.const 0)))
+            (local.set $fd (i32.load (i32.const 0)))
+            (drop (call $status (local.get $fd) (i32.const 8)))
+            (drop (call $bind (local.get $fd) (i32.const 16)))
+            (drop (call $listen (local.get $fd) (i32.const 1)))
+            (drop (call $status (local.get $fd) (i32.const 9)))
+            (drop (call $close (local.get $fd)))
+            (i32.store8 (i32.const 10) (call $status (local.get $fd) (i32.const 11)))
+            (i32.store (i32.const 64) (i32.const 8))
+            (i32.store (i32.const 68) (i32.const 3))
+            (drop (call $write (i32.const 1) (i32.const 64) (i32.const 1) (i32.const 72)))))`)
+        try {
+          return new Uint8Array(module.toBinary({}).buffer)
+        } finally {
+          module.destroy()
+        }
+      })
+      const loader = yield* makeSandbox
+      const { out } = yield* startSub(loader, "status", {
+        args: ["status"],
+        populate: (rootfs) => Fs.writeFileSync(Path.join(rootfs, "bin", "status"), bytes, { mode: 0o755 })
+      })
+      yield* loader.wait("status")
+      // OPENING 0, OPENED 1, then the errno of a closed fd (EBADF, 8).
+      assert.deepStrictEqual([...Buffer.from(out.read(), "latin1")], [0, 1, 8])
+    }))
 })

@@ -164,6 +164,11 @@ export class DatagramSocket implements SocketOps {
     return this.options.setSize(option, value)
   }
 
+  /** A datagram socket is in use from its making. */
+  get status(): SocketOps["status"] {
+    return this.closed ? "closed" : "opened"
+  }
+
   /** No connect of a datagram socket waits: never an error to report. */
   takeError(): 0 {
     return 0

@@ -120,10 +120,17 @@ export const makeEgress = (rules: ReadonlyArray<EgressRule>, options: EgressOpti
           const target = hostTarget(address)
           return Effect.async<Net.Socket, SyscallError>((resume) => {
             open++
+            // Its slot comes back once: when its connect fails, or when it closes.
+            let holding = true
+            const release = () => {
+              if (holding) open--
+              holding = false
+            }
             const host = Net.connect({ host: target, port: address.port, allowHalfOpen: true, noDelay: true })
             host.pause()
-            host.once("close", () => open--)
+            host.once("close", release)
             const refused = (e: NodeJS.ErrnoException) => {
+              release()
               host.destroy()
               resume(fail(HOST_ERRNO[e.code ?? ""] ?? Errno.CONNREFUSED))
             }

@@ -248,7 +248,8 @@ export class StreamSocket implements SocketOps {
         Effect.suspend(() => {
           if (this.state !== connecting) return Effect.void
           this.state = { tag: "idle" }
-          this.pendingError = e.errno
+          // A blocking connect reports its failure itself; a non-blocking one's waits for SO_ERROR.
+          if (nonBlocking) this.pendingError = e.errno
           connecting.changes.notify()
           this.idleChanges.notify()
           return this.log(() => `egress to ${formatAddress(address)} failed: ${errnoName(e.errno)}`)
@@ -272,6 +273,20 @@ export class StreamSocket implements SocketOps {
    */
   private log(text: () => string): Effect.Effect<void> {
     return this.routes.logConnections === true ? Effect.logDebug(`net: container ${this.owner.containerId ?? "?"}: ${text()}`) : Effect.void
+  }
+
+  get status(): SocketOps["status"] {
+    switch (this.state.tag) {
+      case "listening":
+      case "connected":
+        return "opened"
+      case "closed":
+        return "closed"
+      case "connecting":
+        return "opening"
+      case "idle":
+        return this.pendingError !== undefined ? "failed" : "opening"
+    }
   }
 
   /** SO_ERROR: the pending error (0: none), cleared by reading it. */

@@ -81,6 +81,7 @@ describe("egress", () => {
         return s
       })
       const four = yield* Effect.forEach([1, 2, 3, 4], () => connect)
+      assert.strictEqual(four[0]!.socket.status, "opened")
       assert.strictEqual(yield* errnoOf(connect), Errno.NOBUFS)
       yield* four[0]!.close
       const waitUntil = (condition: () => boolean) =>
@@ -104,7 +105,9 @@ describe("egress", () => {
       const abandoned = yield* network.open("inet4", "stream", { memory })
       assert.strictEqual(yield* errnoOf(abandoned.socket.connect(gateway(port), true)), Errno.INPROGRESS)
       assert.strictEqual(yield* errnoOf(abandoned.socket.connect(gateway(port), true)), Errno.ALREADY)
+      assert.strictEqual(abandoned.socket.status, "opening")
       yield* abandoned.close
+      assert.strictEqual(abandoned.socket.status, "closed")
       yield* again!.close
       yield* waitUntil(() => open.size === 0)
       assert.strictEqual(memory.used, 0)
@@ -231,5 +234,13 @@ describe("egress", () => {
       const again = yield* network.open("inet4", "stream", { memory })
       // Nobody listens for TCP there: refused by the host, so a host socket was to be had.
       assert.strictEqual(yield* errnoOf(again.socket.connect(gateway(port), false)), Errno.CONNREFUSED)
+      // The same, not waited for: failed (sock_status) until SO_ERROR is read.
+      const later = yield* network.open("inet4", "stream", { memory })
+      assert.strictEqual(yield* errnoOf(later.socket.connect(gateway(port), true)), Errno.INPROGRESS)
+      for (let i = 0; i < 200 && later.socket.status === "opening"; i++) yield* Effect.sleep("10 millis")
+      assert.strictEqual(later.socket.status, "failed")
+      assert.strictEqual(later.socket.takeError(), Errno.CONNREFUSED)
+      assert.strictEqual(later.socket.takeError(), 0)
+      assert.strictEqual(guest.socket.status, "closed")
     }))
 })

@@ -62,6 +62,8 @@ export interface SocketOps {
   getSize(option: SocketSize): Effect.Effect<number, SyscallError>
   /** SO_ERROR: a non-blocking connect's failure (0: none), cleared by reading it. */
   takeError(): number
+  /** WASIX sock_status: not yet connected or listening, in use, closed, or its connect failed. */
+  readonly status: "opening" | "opened" | "closed" | "failed"
 }
 
 export interface SocketDescription extends FileDescription {

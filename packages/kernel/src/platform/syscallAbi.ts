@@ -207,6 +207,7 @@ export const declarations = {
   sock_get_opt_flag: generic(u32("fd"), u32("option"), structOut("flag", 1)),
   sock_set_opt_size: generic(u32("fd"), u32("option"), u64("size")),
   sock_get_opt_size: generic(u32("fd"), u32("option"), u64Out("size")),
+  sock_status: generic(u32("fd"), structOut("status", 1)),
   resolve: generic(bytes("host"), u32("port"), capacityOf("addrs", Addr.sizeOf), u32Out("naddrs")),
   // the sentry's own (the worker's memory.grow hook)
   memory_grow: worker(u32("current"), u32("pages"))

@@ -18,6 +18,7 @@ import {
   SIGPIPE,
   SockOption,
   SockProto,
+  SockStatus,
   SockType
 } from "@runsc/abi"
 import { Effect, Either } from "effect"
@@ -57,6 +58,7 @@ const SockGetOptFlagArgs = args.sock_get_opt_flag
 const SockSetOptSizeArgs = args.sock_set_opt_size
 const SockGetOptSizeArgs = args.sock_get_opt_size
 const SockGetOptSizeResults = results.sock_get_opt_size
+const SockStatusArgs = args.sock_status
 
 const socketEntry = (description: SocketDescription, nonBlocking: boolean): FdEntry => ({
   description,
@@ -277,6 +279,11 @@ const sock_get_opt_size: Handler = (c) =>
     }
   })
 
+const STATUS_CODES = { opening: SockStatus.OPENING, opened: SockStatus.OPENED, closed: SockStatus.CLOSED, failed: SockStatus.FAILED } as const
+
+const sock_status: Handler = (c) =>
+  mapNow(socketAt(c, SockStatusArgs.fd(c), 0n), ({ socket }) => setPayload(c, Uint8Array.of(STATUS_CODES[socket.socket.status])))
+
 export const socketHandlers = {
   sock_accept,
   sock_recv,
@@ -294,5 +301,6 @@ export const socketHandlers = {
   sock_set_opt_flag,
   sock_get_opt_flag,
   sock_set_opt_size,
-  sock_get_opt_size
+  sock_get_opt_size,
+  sock_status
 } as const satisfies Record<string, Handler>
