@@ -8,18 +8,10 @@ import { MemoryAccount, type SocketAddress, type SocketDescription } from "@runs
 import { makeHostNetwork } from "@runsc/netstack"
 import { Effect } from "effect"
 import * as Net from "node:net"
+import { freePort } from "./hostPeers.js"
 
 const localhost = (port: number): SocketAddress => ({ family: "inet4", address: new Uint8Array([127, 0, 0, 1]), port })
 const text = (s: string) => new TextEncoder().encode(s)
-
-/** A port of the host's loopback that was free a moment ago. */
-const freePort = Effect.async<number>((resume) => {
-  const probe = Net.createServer()
-  probe.listen(0, "127.0.0.1", () => {
-    const port = (probe.address() as Net.AddressInfo).port
-    probe.close(() => resume(Effect.succeed(port)))
-  })
-})
 
 const readAll = (s: SocketDescription): Effect.Effect<string> =>
   Effect.gen(function*() {

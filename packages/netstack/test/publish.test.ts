@@ -9,24 +9,7 @@ import { MemoryAccount, type SocketDescription } from "@runsc/kernel"
 import { makeLoopbackNetwork, publishPort } from "@runsc/netstack"
 import { Effect, Exit, Fiber, Scope } from "effect"
 import * as Net from "node:net"
-
-const freePort = Effect.async<number>((resume) => {
-  const probe = Net.createServer()
-  probe.listen(0, "127.0.0.1", () => {
-    const port = (probe.address() as Net.AddressInfo).port
-    probe.close(() => resume(Effect.succeed(port)))
-  })
-})
-
-/** Connects to the host port, sends `text`, ends its side; all it read once closed. */
-const hostClient = (port: number, text: string) =>
-  Effect.async<string, Error>((resume) => {
-    let got = ""
-    const socket = Net.connect({ port, host: "127.0.0.1" }, () => socket.end(text))
-    socket.on("data", (data) => void (got += data.toString()))
-    socket.once("close", () => resume(Effect.succeed(got)))
-    socket.once("error", (e) => resume(Effect.fail(e)))
-  })
+import { freePort, hostClient } from "./hostPeers.js"
 
 const localhost = (port: number) => ({ family: "inet4" as const, address: new Uint8Array([127, 0, 0, 1]), port })
 
