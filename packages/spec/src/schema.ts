@@ -269,17 +269,30 @@ export const parsePortMapping = (entry: string): PortMapping | { readonly reason
   return { hostAddress: hostAddress!, hostPort, guestPort }
 }
 
+/**
+ * A comma-separated annotation of the spec, entry by entry (none when it is absent or blank),
+ * or the reason the first entry `parse` refuses cannot be read.
+ */
+const annotationList = <A extends object>(
+  spec: Spec,
+  name: string,
+  parse: (entry: string) => A | { readonly reason: string }
+): ReadonlyArray<A> | { readonly reason: string } => {
+  const text = spec.annotations?.[name]
+  if (text === undefined || text.trim() === "") return []
+  const items: Array<A> = []
+  for (const entry of text.split(",").map((e) => e.trim())) {
+    const item = parse(entry)
+    if ("reason" in item) return item
+    items.push(item)
+  }
+  return items
+}
+
 /** The ports the spec publishes, or why its annotation cannot be read. */
 export const publishedPortsOf = (spec: Spec): { readonly ports: ReadonlyArray<PortMapping> } | { readonly reason: string } => {
-  const text = spec.annotations?.[PUBLISH_ANNOTATION]
-  if (text === undefined || text.trim() === "") return { ports: [] }
-  const ports: Array<PortMapping> = []
-  for (const entry of text.split(",").map((e) => e.trim())) {
-    const port = parsePortMapping(entry)
-    if ("reason" in port) return port
-    ports.push(port)
-  }
-  return { ports }
+  const ports = annotationList(spec, PUBLISH_ANNOTATION, parsePortMapping)
+  return "reason" in ports ? ports : { ports }
 }
 
 /**
@@ -313,21 +326,17 @@ const cidrOf = (text: string): Pick<EgressRule, "family" | "address" | "prefix">
 
 /** The destinations the spec lets its guests reach beyond the loopback, or why its annotation cannot be read. */
 export const egressRulesOf = (spec: Spec): { readonly rules: ReadonlyArray<EgressRule> } | { readonly reason: string } => {
-  const text = spec.annotations?.[EGRESS_ANNOTATION]
-  if (text === undefined || text.trim() === "") return { rules: [] }
-  const rules: Array<EgressRule> = []
-  for (const entry of text.split(",").map((e) => e.trim())) {
+  const rules = annotationList(spec, EGRESS_ANNOTATION, (entry): EgressRule | { readonly reason: string } => {
     // The ports follow the last colon after the CIDR (an IPv6 CIDR's colons are in brackets).
     const cut = /^(.*\/\d{1,3})(?::(\d{1,5})(?:-(\d{1,5}))?)?$/.exec(entry)
     const cidr = cut === null ? undefined : cidrOf(cut[1]!)
     const low = cut?.[2] === undefined ? 1 : portOf(cut[2])
     const high = cut?.[3] === undefined ? (cut?.[2] === undefined ? 65535 : low) : portOf(cut[3])
-    if (cidr === undefined || low === undefined || high === undefined || high < low) {
-      return { reason: `${JSON.stringify(entry)} is not CIDR[:PORT[-PORT]] (e.g. 10.0.2.2/32:8080, [::1]/128)` }
-    }
-    rules.push({ ...cidr, ports: { low, high } })
-  }
-  return { rules }
+    return cidr === undefined || low === undefined || high === undefined || high < low
+      ? { reason: `${JSON.stringify(entry)} is not CIDR[:PORT[-PORT]] (e.g. 10.0.2.2/32:8080, [::1]/128)` }
+      : { ...cidr, ports: { low, high } }
+  })
+  return "reason" in rules ? rules : { rules }
 }
 
 /**
@@ -347,21 +356,17 @@ export interface ListenAddress {
 
 /** The listeners the spec's init is handed, or why its annotation cannot be read. */
 export const listenAddressesOf = (spec: Spec): { readonly addresses: ReadonlyArray<ListenAddress> } | { readonly reason: string } => {
-  const text = spec.annotations?.[LISTEN_ANNOTATION]
-  if (text === undefined || text.trim() === "") return { addresses: [] }
-  const addresses: Array<ListenAddress> = []
-  for (const entry of text.split(",").map((e) => e.trim())) {
+  const addresses = annotationList(spec, LISTEN_ANNOTATION, (entry): ListenAddress | { readonly reason: string } => {
     const parts = /^(?:(?:\[([0-9A-Fa-f:.]+)\]|(\d{1,3}(?:\.\d{1,3}){3})):)?(\d{1,5})$/.exec(entry)
     const port = parts === null ? undefined : portOf(parts[3]!)
     const v6 = parts?.[1]
     const address = v6 ?? parts?.[2] ?? "0.0.0.0"
     const family = v6 !== undefined ? "ipv6" : "ipv4"
-    if (port === undefined || Net.isIP(address) !== (family === "ipv6" ? 6 : 4)) {
-      return { reason: `${JSON.stringify(entry)} is not [ADDRESS:]PORT (e.g. 8080, 127.0.0.1:8080, [::]:8080; ports 1 to 65535)` }
-    }
-    addresses.push({ family, address, port })
-  }
-  return { addresses }
+    return port === undefined || Net.isIP(address) !== (family === "ipv6" ? 6 : 4)
+      ? { reason: `${JSON.stringify(entry)} is not [ADDRESS:]PORT (e.g. 8080, 127.0.0.1:8080, [::]:8080; ports 1 to 65535)` }
+      : { family, address, port }
+  })
+  return "reason" in addresses ? addresses : { addresses }
 }
 
 /** What happens at the container's memory limit (see OOM_KILL_ANNOTATION). */
