@@ -30,6 +30,13 @@ const hostClient = (port: number, text: string) =>
     socket.once("error", reject)
   })
 
+/** Gives the bundle's spec these annotations. */
+const annotate = (dir: string, annotations: Record<string, string>) => {
+  const configPath = Path.join(dir, "config.json")
+  const config = JSON.parse(Fs.readFileSync(configPath, "utf8"))
+  Fs.writeFileSync(configPath, JSON.stringify({ ...config, annotations }))
+}
+
 let work = ""
 let server: { readonly dir: string } | undefined
 
@@ -83,9 +90,7 @@ describe("sockets through the CLI", () => {
     const hostPort = await freePort()
     const bundle = await makeBundle(["/bin/net_echo", "server", "8080", "1"], ["net_echo"])
     try {
-      const configPath = Path.join(bundle.dir, "config.json")
-      const config = JSON.parse(Fs.readFileSync(configPath, "utf8"))
-      Fs.writeFileSync(configPath, JSON.stringify({ ...config, annotations: { "dev.runsc.publish": `127.0.0.1:${hostPort}:8080` } }))
+      annotate(bundle.dir, { "dev.runsc.publish": `127.0.0.1:${hostPort}:8080` })
       const root = await Fs.promises.mkdtemp(Path.join(work, "root-"))
       const flags = ["--root", root]
       const id = uniqueId("pub")
@@ -106,9 +111,7 @@ describe("sockets through the CLI", () => {
     const hostPort = await freePort()
     const bundle = await makeBundle(["/bin/preopened_server", "2"], ["preopened_server"])
     try {
-      const configPath = Path.join(bundle.dir, "config.json")
-      const config = JSON.parse(Fs.readFileSync(configPath, "utf8"))
-      Fs.writeFileSync(configPath, JSON.stringify({ ...config, annotations: { "dev.runsc.listen": "8080", "dev.runsc.publish": `${hostPort}:8080` } }))
+      annotate(bundle.dir, { "dev.runsc.listen": "8080", "dev.runsc.publish": `${hostPort}:8080` })
       const root = await Fs.promises.mkdtemp(Path.join(work, "root-"))
       const flags = ["--root", root]
       const id = uniqueId("pre")

@@ -39,6 +39,11 @@ export interface Egress {
   dial(address: IpAddress): Effect.Effect<Net.Socket, SyscallError>
   /** Copies between `host` and the guest connection's far end until both end, in the network's scope. */
   join(host: Net.Socket, endpoint: SocketDescription): void
+  /**
+   * One of the sandbox's MAX_HOST_SOCKETS host sockets, for a host socket made elsewhere (a
+   * --network=host listener): the function gives it back (once); undefined when none is left.
+   */
+  holdHostSocket(): (() => void) | undefined
   /** Runs `attempt` in the network's scope (a non-blocking connect's). */
   background(attempt: Effect.Effect<void>): void
   /**
@@ -112,20 +117,25 @@ export const makeEgress = (rules: ReadonlyArray<EgressRule>, options: EgressOpti
     const limit = options.maxHostSockets ?? MAX_HOST_SOCKETS
     let open = 0
     let lookups = 0
+    const holdHostSocket = (): (() => void) | undefined => {
+      if (open >= limit) return undefined
+      open++
+      let holding = true
+      return () => {
+        if (holding) open--
+        holding = false
+      }
+    }
     return {
+      holdHostSocket,
       allows: (address) => policy.some((rule) => covers(rule, address)),
       dial: (address) =>
         Effect.suspend(() => {
-          if (open >= limit) return fail(Errno.NOBUFS)
+          // Its slot comes back when its connect fails, or when it closes.
+          const release = holdHostSocket()
+          if (release === undefined) return fail(Errno.NOBUFS)
           const target = hostTarget(address)
           return Effect.async<Net.Socket, SyscallError>((resume) => {
-            open++
-            // Its slot comes back once: when its connect fails, or when it closes.
-            let holding = true
-            const release = () => {
-              if (holding) open--
-              holding = false
-            }
             const host = Net.connect({ host: target, port: address.port, allowHalfOpen: true, noDelay: true })
             host.pause()
             host.once("close", release)
@@ -142,12 +152,15 @@ export const makeEgress = (rules: ReadonlyArray<EgressRule>, options: EgressOpti
               resume(Effect.succeed(host))
             })
             // A connect interrupted (its task killed, its socket closed) drops the host socket.
-            return Effect.sync(() => host.destroy())
+            return Effect.sync(() => {
+              release()
+              host.destroy()
+            })
           })
         }),
       openDatagram: (family, receive) => {
-        if (open >= limit) return Errno.NOBUFS
-        open++
+        const release = holdHostSocket()
+        if (release === undefined) return Errno.NOBUFS
         const socket = Dgram.createSocket(family === "inet4" ? "udp4" : "udp6")
         let closed = false
         socket.on("error", () => {})
@@ -166,7 +179,7 @@ export const makeEgress = (rules: ReadonlyArray<EgressRule>, options: EgressOpti
           close: () => {
             if (closed) return
             closed = true
-            open--
+            release()
             socket.close()
           }
         }

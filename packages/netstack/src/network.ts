@@ -95,7 +95,11 @@ export const makeHostNetwork = (options: EgressOptions & { readonly logConnectio
       host: {
         listen: (local, owner) =>
           Effect.gen(function*() {
+            // A host listener is a host fd of the sandbox process, as an egress connection is.
+            const release = egress.holdHostSocket()
+            if (release === undefined) return yield* fail(Errno.NOBUFS)
             const scope = yield* Scope.make()
+            yield* Scope.addFinalizer(scope, Effect.sync(release))
             const guestAddress = isWildcard(local) ? loopbackOf(local.family, local.port) : local
             yield* publishPort(network, { hostAddress: ipText(local), hostPort: local.port, guestPort: local.port, guestAddress }, owner).pipe(
               Scope.extend(scope),

@@ -86,4 +86,28 @@ describe("--network=host", () => {
       }
       assert.isTrue(free, "the host port is free again")
     }))
+
+  it.scopedLive("each host listener holds one of the sandbox's host sockets: past the limit a listen is ENOBUFS, and a closed listener gives its back", () =>
+    Effect.gen(function*() {
+      const memory = new MemoryAccount(64 * 1024 * 1024)
+      const network = yield* makeHostNetwork({ maxHostSockets: 1 })
+      const listenOn = (port: number) =>
+        Effect.gen(function*() {
+          const socket = yield* network.open("inet4", "stream", { memory })
+          yield* socket.socket.bind(localhost(port))
+          return { socket, listened: yield* Effect.either(socket.socket.listen(8)) }
+        })
+      const first = yield* listenOn(yield* freePort)
+      assert.strictEqual(first.listened._tag, "Right")
+      const second = yield* listenOn(yield* freePort)
+      assert.isTrue(second.listened._tag === "Left" && second.listened.left.errno === Errno.NOBUFS)
+      yield* first.socket.close
+      let again = yield* Effect.either(second.socket.socket.listen(8))
+      for (let i = 0; i < 100 && again._tag === "Left"; i++) {
+        yield* Effect.sleep("10 millis")
+        again = yield* Effect.either(second.socket.socket.listen(8))
+      }
+      assert.strictEqual(again._tag, "Right")
+      yield* second.socket.close
+    }))
 })
