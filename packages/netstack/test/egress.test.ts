@@ -6,9 +6,9 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Errno } from "@runsc/abi"
 import { MemoryAccount, type SocketAddress, type SocketDescription, type SyscallError } from "@runsc/kernel"
-import { makeSandboxNetwork } from "@runsc/netstack"
+import { MAX_LOOKUPS, makeSandboxNetwork } from "@runsc/netstack"
 import { EGRESS_ANNOTATION, egressRulesOf, type EgressRule, type Spec } from "@runsc/spec"
-import { Effect } from "effect"
+import { Effect, Fiber } from "effect"
 import * as Dgram from "node:dgram"
 import * as Net from "node:net"
 
@@ -244,5 +244,33 @@ describe("egress", () => {
       assert.strictEqual(later.socket.takeError(), Errno.CONNREFUSED)
       assert.strictEqual(later.socket.takeError(), 0)
       assert.strictEqual(guest.socket.status, "closed")
+    }))
+
+  it.scopedLive("at most MAX_LOOKUPS names in flight per sandbox: one more is EAGAIN at once, not another wait on a DNS server that never answers", () =>
+    Effect.gen(function*() {
+      // A DNS server that takes every query and answers none.
+      const silent = Dgram.createSocket("udp4")
+      silent.on("message", () => {})
+      const port = yield* Effect.async<number>((resume) => {
+        silent.bind(0, "127.0.0.1", () => resume(Effect.succeed(silent.address().port)))
+      })
+      yield* Effect.addFinalizer(() => Effect.sync(() => void silent.close()))
+      const network = yield* makeSandboxNetwork(rules("0.0.0.0/0"), { dnsServers: [`127.0.0.1:${port}`] })
+      const waiting = yield* Effect.forEach(Array.from({ length: MAX_LOOKUPS }, (_, i) => `slow${i}.example`), (name) =>
+        Effect.fork(Effect.either(network.lookupHost!(name))))
+      yield* Effect.sleep("50 millis")
+      const started = Date.now()
+      const extra = yield* Effect.either(network.lookupHost!("one-more.example"))
+      assert.isTrue(extra._tag === "Left" && extra.left.errno === Errno.AGAIN)
+      assert.isBelow(Date.now() - started, 500)
+      // The others end on their own, unanswered: EAGAIN ("not now"), and the count comes back.
+      for (const fiber of waiting) {
+        const result = yield* Fiber.join(fiber)
+        assert.isTrue(result._tag === "Left" && result.left.errno === Errno.AGAIN)
+      }
+      const after = yield* Effect.fork(Effect.either(network.lookupHost!("after.example")))
+      yield* Effect.sleep("50 millis")
+      assert.isNull(after.unsafePoll(), "a lookup is taken again, and waits on the server")
+      yield* Fiber.interrupt(after)
     }))
 })
