@@ -100,10 +100,12 @@ export const Layout = {
  * WASIX `addr_port` as a call reads or writes it: a tag (AddressFamily) at 0, then at 2 the
  * port, a host-order number stored little-endian (both ways: wasmer writes results big-endian,
  * but wasix-libc probes for either and Rust's std reads little-endian), then the address in
- * network order (IPv4 at 4..7, IPv6 at 4..19). The C struct is 110 bytes (a Unix path fills
- * it); only the first 20 are read or written for an IP address, as Rust allocates 20.
+ * network order (IPv4 at 4..7, IPv6 at 4..19). Only those 20 bytes are read or written for an
+ * IP address, as Rust allocates 20. A Unix address fills the whole 110-byte C struct: its path
+ * at 2, up to 108 bytes and NUL-terminated when shorter; an abstract name is a NUL, then the
+ * name up to the next NUL (`unixSizeOf`, `path`, `pathMax`).
  */
-export const AddrPort = { sizeOf: 20, tag: 0, port: 2, address: 4 } as const
+export const AddrPort = { sizeOf: 20, tag: 0, port: 2, address: 4, unixSizeOf: 110, path: 2, pathMax: 108 } as const
 
 /**
  * WASIX `addr` (an address without a port), as `resolve` writes an array of them: 18 bytes each,
@@ -226,7 +228,8 @@ const wasix = [
   "sock_set_opt_size",
   "sock_get_opt_size",
   "sock_status",
-  "resolve"
+  "resolve",
+  "sock_pair"
 ] as const
 
 /** preview1's socket calls, which WASIX programs may also import from `wasix_32v1`. */
@@ -358,6 +361,7 @@ export const importSignatures: { readonly [K in ImportableSyscall]: WasmSignatur
   sock_get_opt_size: sig("i32 i32 i32"),
   sock_status: sig("i32 i32"),
   resolve: sig("i32 i32 i32 i32 i32 i32"),
+  sock_pair: sig("i32 i32 i32 i32 i32"),
   proc_spawn: sig("i32 i32 i32 i32 i32 i32 i32 i32 i32 i32 i32"),
   proc_setpgid: sig("i32 i32"),
   proc_getpgid: sig("i32 i32"),

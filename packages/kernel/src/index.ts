@@ -16,6 +16,7 @@ export { Tmpfs } from "./fs/tmpfs.js"
 export { defaultTotalMemory, MemoryAccount, PROCESS_BUDGET, PROCESS_MEMORY } from "./memoryAccount.js"
 export {
   type Accepted,
+  isAbstract,
   isSocket,
   type Network,
   NetworkTraffic,
@@ -27,7 +28,8 @@ export {
   type SocketKind,
   type SocketOps,
   type SocketOwner,
-  type SocketSize
+  type SocketSize,
+  type UnixAddress
 } from "./net/socket.js"
 export { formatAddress, ipText, parseIp } from "./net/addrPort.js"
 export { Kernel, type KernelOptions, type KernelShape, type ProcessArgs, type ProcessUsage } from "./kernel.js"

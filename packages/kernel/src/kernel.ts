@@ -30,7 +30,7 @@ import type { StartingThread } from "./platform/startThread.js"
 import { makeSignal } from "./signal/deliver.js"
 import { makeKill } from "./signal/kill.js"
 import { oomKill } from "./task/oomKiller.js"
-import type { Network } from "./net/socket.js"
+import type { Network, SocketOwner } from "./net/socket.js"
 import { makePanic } from "./signal/panic.js"
 import type { KernelServices } from "./syscalls/context.js"
 import type { StraceOptions } from "./syscalls/strace.js"
@@ -208,6 +208,12 @@ const makeKernel = (options: KernelOptions): Effect.Effect<KernelShape, never, S
     let shutDown = false
     yield* Effect.addFinalizer(() => Effect.sync(() => (shutDown = true)))
 
+    /** Whose a socket `tg` makes is: its container's memory, counters and name. */
+    const socketOwner = (tg: ThreadGroup): SocketOwner => ({
+      memory: tg.tasks.memory ?? memory,
+      containerId: tg.tasks.containerId,
+      ...(tg.tasks.traffic !== undefined ? { traffic: tg.tasks.traffic } : {})
+    })
     const services: KernelServices = {
       // Made below, from startProcess, which the tasks this serves are started by.
       spawn: (parent, request) => spawn(parent, request),
@@ -222,11 +228,9 @@ const makeKernel = (options: KernelOptions): Effect.Effect<KernelShape, never, S
       },
       // Charged to the container of the process that opens it, as its pipes are.
       openSocket: (tg, family, kind) =>
-        options.network === undefined ? fail(Errno.AFNOSUPPORT) : options.network.open(family, kind, {
-          memory: tg.tasks.memory ?? memory,
-          containerId: tg.tasks.containerId,
-          ...(tg.tasks.traffic !== undefined ? { traffic: tg.tasks.traffic } : {})
-        }),
+        options.network === undefined ? fail(Errno.AFNOSUPPORT) : options.network.open(family, kind, socketOwner(tg)),
+      pairSockets: (tg, family, kind) =>
+        options.network === undefined ? fail(Errno.AFNOSUPPORT) : options.network.pair(family, kind, socketOwner(tg)),
       lookupHost: (name) => options.network?.lookupHost?.(name) ?? fail(Errno.NOENT),
       growMemory: growMemory(memory),
       oomKill: oomKill(kill)

@@ -41,3 +41,6 @@ export const asFamily = (a: IpAddress, family: "inet4" | "inet6"): IpAddress => 
 }
 
 export const isIpFamily = (family: SocketFamily): family is "inet4" | "inet6" => family !== "unix"
+
+/** An unbound socket's name: the wildcard with port 0 (IP), or the empty name (Unix). */
+export const unnamedOf = (family: SocketFamily): SocketAddress => (family === "unix" ? { family, path: "" } : wildcardOf(family, 0))

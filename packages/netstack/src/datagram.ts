@@ -1,11 +1,15 @@
 /**
- * Datagram sockets (UDP over the sandbox's loopback). A datagram goes whole to the socket bound
- * to its destination, or nowhere: as UDP, a datagram nobody is bound to, or that the
- * receiver's buffer (SO_RCVBUF) or its owner's memory cannot hold, is dropped and the send
- * still succeeds. Each datagram queued is charged to the receiver's owner until it is read, so
- * a flood costs at most the receiver's buffer. A receive takes one datagram (cut to the length
- * asked, and flagged truncated); `connect` sets the default destination and the only source a
- * receive accepts. Beyond the loopback, where the egress policy allows, datagrams go out through
+ * Datagram sockets: UDP over the sandbox's loopback, and Unix datagram sockets. A datagram goes
+ * whole to the socket bound to its destination. Each datagram queued is charged to the
+ * receiver's owner until it is read (its bytes and a fixed overhead, so that empty ones cost
+ * too), and a receiver's buffer (SO_RCVBUF) bounds what waits for it, so a flood costs at most
+ * that. A receive takes one datagram (cut to the length asked, and flagged truncated).
+ *
+ * UDP is unreliable: a datagram nobody is bound to, or that the receiver cannot hold, is dropped
+ * and the send still succeeds; `connect` sets the default destination and the only source a
+ * receive accepts. Unix datagrams are reliable, as Linux's: a send to a name nobody holds fails
+ * (ECONNREFUSED), a send to a full receiver waits for room (EAGAIN when non-blocking), and a
+ * socket connected to another takes datagrams only from it (anyone else's send is EPERM). Beyond the loopback, where the egress policy allows, datagrams go out through
  * a host UDP socket of the sandbox's (one per guest socket, made when it first sends), and what
  * comes back to it from an address the policy allows is delivered as any datagram is.
  */
@@ -17,6 +21,7 @@ import {
   type Received,
   type SocketAddress,
   type SocketDescription,
+  type SocketFamily,
   type SocketFlag,
   type SocketOps,
   type SocketOwner,
@@ -24,24 +29,30 @@ import {
   type SyscallError
 } from "@runsc/kernel"
 import { Effect } from "effect"
-import { asFamily, type IpAddress, isLoopback, isWildcard, loopbackOf, sameAddress, wildcardOf } from "./address.js"
+import { asFamily, type IpAddress, isLoopback, isWildcard, loopbackOf, sameAddress, unnamedOf } from "./address.js"
+import type { AddressSpace } from "./addressSpace.js"
 import type { Egress, HostDatagrams } from "./egress.js"
-import type { Ports } from "./ports.js"
 import { SocketOptions, socketStat } from "./socketOptions.js"
 
 /** The largest UDP payload over IPv4 (65535 less the IP and UDP headers). */
 export const MAX_DATAGRAM = 65507
 
+/** What a queued datagram costs beyond its bytes (Linux charges a buffer's overhead too). */
+export const DATAGRAM_OVERHEAD = 256
+
 interface Datagram {
   readonly data: Uint8Array
-  readonly from: IpAddress
+  readonly from: SocketAddress
 }
 
 export class DatagramSocket implements SocketOps {
   readonly kind = "dgram" as const
   readonly isListening = false
-  local: IpAddress | undefined
-  private remote: IpAddress | undefined
+  local: SocketAddress | undefined
+  private remote: SocketAddress | undefined
+  /** A Unix socket's connected peer (by connect, or socketpair): its default destination, and its only sender. */
+  private peer: DatagramSocket | undefined
+  private binding = false
   private closed = false
   private readonly queue: Array<Datagram> = []
   private queued = 0
@@ -52,9 +63,9 @@ export class DatagramSocket implements SocketOps {
   readonly description: SocketDescription
 
   constructor(
-    readonly family: "inet4" | "inet6",
+    readonly family: SocketFamily,
     private readonly owner: SocketOwner,
-    private readonly ports: Ports<DatagramSocket>,
+    private readonly space: AddressSpace<DatagramSocket>,
     private readonly ino: bigint,
     /** Datagrams beyond the loopback, where the policy allows; without it they have no route (ENETUNREACH). */
     private readonly egress?: Egress
@@ -69,11 +80,13 @@ export class DatagramSocket implements SocketOps {
   bind(address: SocketAddress): Effect.Effect<void, SyscallError> {
     return Effect.suspend(() => {
       if (address.family !== this.family) return fail(Errno.AFNOSUPPORT)
-      if (this.local !== undefined) return fail(Errno.INVAL)
-      const bound = this.ports.bind(this, address)
-      if (typeof bound === "number") return fail(bound)
-      this.local = bound
-      return Effect.void
+      if (this.local !== undefined || this.binding) return fail(Errno.INVAL)
+      this.binding = true
+      return Effect.map(this.space.bind(this, address), (bound) => {
+        this.local = bound
+      }).pipe(Effect.ensuring(Effect.sync(() => {
+        this.binding = false
+      })))
     })
   }
 
@@ -85,10 +98,17 @@ export class DatagramSocket implements SocketOps {
     return fail(Errno.NOTSUP)
   }
 
-  /** The default destination, and the only source a receive takes from; binds an ephemeral port. */
+  /** The default destination, and the only source a receive takes from; binds an ephemeral port (IP). */
   connect(address: SocketAddress): Effect.Effect<void, SyscallError> {
     return Effect.suspend(() => {
       if (address.family !== this.family) return fail(Errno.AFNOSUPPORT)
+      if (address.family === "unix") {
+        const peer = this.space.reached(address, () => true)
+        if (typeof peer === "number") return fail(peer)
+        this.peer = peer
+        this.remote = peer.local
+        return Effect.void
+      }
       const beyond = this.beyondLoopback(address)
       if (beyond !== undefined) return fail(beyond)
       const bound = this.ensureBound()
@@ -118,10 +138,11 @@ export class DatagramSocket implements SocketOps {
     })
   }
 
-  /** One datagram, whole, to `to` (or the connected peer); dropped when nobody can take it, as UDP's are. */
+  /** One datagram, whole, to `to` (or the connected peer); UDP's is dropped when nobody can take it. */
   send(data: Uint8Array, options: { readonly nonBlocking: boolean; readonly to?: SocketAddress | undefined }): Effect.Effect<number, SyscallError> {
     return Effect.suspend(() => {
       if (this.closed) return fail(Errno.BADF)
+      if (this.family === "unix") return this.sendUnix(data, options)
       const to = options.to ?? this.remote
       if (to === undefined) return fail(Errno.DESTADDRREQ)
       if (to.family !== this.family) return fail(Errno.AFNOSUPPORT)
@@ -129,7 +150,7 @@ export class DatagramSocket implements SocketOps {
       const bound = this.ensureBound()
       if (bound !== undefined) return fail(bound)
       if (!isWildcard(to) && !isLoopback(to)) return this.sendOut(data, to)
-      const receiver = this.ports.reached(to, () => true)
+      const receiver = this.space.reached(to, () => true)
       if (receiver === Errno.NETUNREACH || receiver === Errno.AFNOSUPPORT) return fail(receiver)
       if (typeof receiver !== "number") receiver.deliver(data, this.sourceAddress())
       if (this.owner.traffic) {
@@ -140,12 +161,48 @@ export class DatagramSocket implements SocketOps {
     })
   }
 
+  /**
+   * A Unix datagram, to `to` or the connected peer: refused where nobody holds the name (or the
+   * peer has closed), EPERM where the receiver is connected to another socket, and waiting while
+   * the receiver's buffer is full.
+   */
+  private sendUnix(data: Uint8Array, options: { readonly nonBlocking: boolean; readonly to?: SocketAddress | undefined }): Effect.Effect<number, SyscallError> {
+    let receiver: DatagramSocket | Errno
+    if (options.to !== undefined) receiver = options.to.family === "unix" ? this.space.reached(options.to, () => true) : Errno.AFNOSUPPORT
+    else if (this.peer !== undefined) receiver = this.peer.closed ? Errno.CONNREFUSED : this.peer
+    else receiver = Errno.NOTCONN
+    if (typeof receiver === "number") return fail(receiver)
+    if (data.length > this.options.sendBuffer) return fail(Errno.MSGSIZE)
+    if (receiver.peer !== undefined && receiver.peer !== this) return fail(Errno.PERM)
+    const target = receiver
+    const attempt: Effect.Effect<number, SyscallError> = Effect.suspend(() => {
+      if (this.closed) return fail(Errno.BADF)
+      if (target.closed) return fail(Errno.CONNREFUSED)
+      if (!target.hasRoomFor(data.length)) {
+        if (options.nonBlocking) return fail(Errno.AGAIN)
+        return Effect.zipRight(target.changes.next, attempt)
+      }
+      if (!target.deliver(data, this.local ?? unnamedOf(this.family))) return fail(Errno.NOBUFS)
+      if (this.owner.traffic) {
+        this.owner.traffic.sentDatagrams++
+        this.owner.traffic.sentBytes += data.length
+      }
+      return Effect.succeed(data.length)
+    })
+    return attempt
+  }
+
+  /** Whether a datagram of `length` bytes fits in the receive buffer now (an empty buffer takes any one, as Linux's). */
+  private hasRoomFor(length: number): boolean {
+    return this.queued === 0 || this.queued + length + DATAGRAM_OVERHEAD <= this.options.receiveBuffer
+  }
+
   shutdown(): Effect.Effect<void, SyscallError> {
     return Effect.suspend(() => (this.remote === undefined ? fail(Errno.NOTCONN) : Effect.void))
   }
 
   get localAddress(): Effect.Effect<SocketAddress, SyscallError> {
-    return Effect.sync(() => this.local ?? wildcardOf(this.family, 0))
+    return Effect.sync(() => this.local ?? unnamedOf(this.family))
   }
 
   get peerAddress(): Effect.Effect<SocketAddress, SyscallError> {
@@ -192,7 +249,7 @@ export class DatagramSocket implements SocketOps {
     const refused = this.beyondLoopback(to)
     if (refused !== undefined) return fail(refused)
     if (this.host === undefined) {
-      const host = this.egress!.openDatagram(this.family, (bytes, from) => this.deliver(bytes, from))
+      const host = this.egress!.openDatagram(to.family, (bytes, from) => void this.deliver(bytes, from))
       if (typeof host === "number") return fail(host)
       this.host = host
     }
@@ -205,36 +262,45 @@ export class DatagramSocket implements SocketOps {
     return Effect.succeed(data.length)
   }
 
-  /** Queues a datagram sent here, if this socket takes it (its peer, its buffer, its owner's memory). */
-  private deliver(data: Uint8Array, from: IpAddress): void {
-    if (this.closed) return
-    if (this.remote !== undefined && !(sameAddress(asFamily(from, this.family), this.remote) && from.port === this.remote.port)) return
-    if (this.queued + data.length > this.options.receiveBuffer || !this.owner.memory.charge(data.length)) return
+  /**
+   * Queues a datagram sent here, if this socket takes it: from its connected peer (UDP), within
+   * its buffer and its owner's memory; whether it did.
+   */
+  private deliver(data: Uint8Array, from: SocketAddress): boolean {
+    if (this.closed) return false
+    const remote = this.remote
+    if (remote !== undefined && remote.family !== "unix" && from.family !== "unix" && !(sameAddress(asFamily(from, remote.family), remote) && from.port === remote.port)) return false
+    const cost = data.length + DATAGRAM_OVERHEAD
+    if (this.queued + cost > this.options.receiveBuffer || !this.owner.memory.charge(cost)) return false
     // Copied: the sender's bytes are its channel's, reused by its next call.
-    this.queue.push({ data: data.slice(), from: asFamily(from, this.family) })
-    this.queued += data.length
+    this.queue.push({ data: data.slice(), from: from.family === "unix" ? from : asFamily(from, this.family === "inet6" ? "inet6" : "inet4") })
+    this.queued += cost
     this.changes.notify()
+    return true
   }
 
   private dequeue(): void {
     const head = this.queue.shift()
     if (head === undefined) return
-    this.queued -= head.data.length
-    this.owner.memory.release(head.data.length)
+    const cost = head.data.length + DATAGRAM_OVERHEAD
+    this.queued -= cost
+    this.owner.memory.release(cost)
+    // A Unix sender may be waiting for the room.
+    this.changes.notify()
   }
 
-  /** Binds an ephemeral port on the wildcard if unbound; an errno if none is free. */
+  /** Binds an ephemeral port on the wildcard if unbound (IP; a Unix socket sends unnamed); an errno if none is free. */
   private ensureBound(): Errno | undefined {
     if (this.local !== undefined) return undefined
-    const bound = this.ports.bind(this, wildcardOf(this.family, 0))
+    const bound = this.space.implicitBind(this, "send")
     if (typeof bound === "number") return bound
     this.local = bound
     return undefined
   }
 
-  /** Where a datagram from here comes from: the bound address, the loopback for a wildcard. */
+  /** Where a UDP datagram from here comes from: the bound address, the loopback for a wildcard. */
   private sourceAddress(): IpAddress {
-    const local = this.local!
+    const local = this.local as IpAddress
     return isWildcard(local) ? loopbackOf(local.family, local.port) : local
   }
 
@@ -244,8 +310,17 @@ export class DatagramSocket implements SocketOps {
     this.host?.close()
     this.host = undefined
     this.closed = true
+    this.peer = undefined
     this.changes.notify()
-    this.ports.unbind(this)
+    this.space.unbind(this)
+  }
+
+  /** socketpair(2) of datagram sockets: `a` and `b` connected to each other, unnamed. */
+  static pair(a: DatagramSocket, b: DatagramSocket): void {
+    a.peer = b
+    a.remote = unnamedOf(a.family)
+    b.peer = a
+    b.remote = unnamedOf(b.family)
   }
 
   private describe(): SocketDescription {
@@ -260,7 +335,8 @@ export class DatagramSocket implements SocketOps {
       stat,
       close: Effect.sync(() => this.closeNow()),
       readiness: {
-        ready: (event) => (event === "read" ? this.queue.length > 0 || this.closed : true),
+        // Writable unless a connected Unix peer's buffer is full.
+        ready: (event) => (event === "read" ? this.queue.length > 0 || this.closed : this.peer === undefined || this.peer.closed || this.peer.hasRoomFor(1)),
         changed: Effect.suspend(() => this.changes.next)
       }
     }

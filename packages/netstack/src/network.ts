@@ -1,8 +1,8 @@
 /**
  * A sandbox's network namespace: where its guests' sockets are made. Stream and datagram
- * sockets over IPv4 and IPv6 are built, each protocol with its own ports, on a loopback shared by
- * every container of the sandbox (as a Kubernetes pod shares localhost). Unix sockets are not
- * yet (EAFNOSUPPORT).
+ * sockets over IPv4 and IPv6, each protocol with its own ports, on a loopback shared by every
+ * container of the sandbox (as a Kubernetes pod shares localhost); and Unix stream and datagram
+ * sockets, named by abstract names (the namespace's) or by files in the containers' filesystems.
  *
  * runsc's modes: `none` is the loopback alone (makeLoopbackNetwork: anything else has no route);
  * `sandbox` adds egress by policy (makeSandboxNetwork; published ports are listened on by the
@@ -18,6 +18,8 @@ import {
   type Network,
   type SocketAddress,
   type SocketDescription,
+  type SocketFamily,
+  type SocketKind,
   type SocketOwner,
   type SyscallError,
   syscallError
@@ -30,22 +32,37 @@ import { type EgressOptions, makeEgress } from "./egress.js"
 import { Ports } from "./ports.js"
 import { publishPort } from "./publish.js"
 import { type StreamRoutes, StreamSocket } from "./stream.js"
+import { type UnixBound, UnixNames } from "./unixNames.js"
 
-/** The loopback, and connections beyond it through `routes.egress` (TCP; none without it). */
+/** The loopback and Unix sockets, and connections beyond the loopback through `routes.egress` (none without it). */
 export const makeLoopbackNetwork = (routes: StreamRoutes = {}): Network => {
   const { egress } = routes
   const streamPorts = new Ports<StreamSocket>()
   const datagramPorts = new Ports<DatagramSocket>()
+  // One inode sequence for every socket: fstat tells any two apart.
+  const nextIno = () => streamPorts.nextIno()
+  const boundToPaths = new Set<UnixBound>()
+  const unixStreams = new UnixNames<StreamSocket>("stream", boundToPaths, nextIno)
+  const unixDatagrams = new UnixNames<DatagramSocket>("dgram", boundToPaths, nextIno)
+  const make = (family: SocketFamily, kind: SocketKind, owner: SocketOwner): StreamSocket | DatagramSocket => {
+    const ip = isIpFamily(family)
+    return kind === "stream"
+      ? new StreamSocket(family, owner, ip ? streamPorts : unixStreams, nextIno(), routes)
+      : new DatagramSocket(family, owner, ip ? datagramPorts : unixDatagrams, nextIno(), egress)
+  }
   return {
-    open: (family, kind, owner): Effect.Effect<SocketDescription, SyscallError> => {
-      if (!isIpFamily(family)) return fail(Errno.AFNOSUPPORT)
-      // One inode sequence for both kinds: fstat tells any two sockets apart.
-      const ino = streamPorts.nextIno()
-      return Effect.succeed(
-        kind === "stream"
-          ? new StreamSocket(family, owner, streamPorts, ino, routes).description
-          : new DatagramSocket(family, owner, datagramPorts, ino, egress).description
-      )
+    open: (family, kind, owner): Effect.Effect<SocketDescription, SyscallError> => Effect.succeed(make(family, kind, owner).description),
+    pair: (family, kind, owner) => {
+      // As Linux: only Unix sockets come in pairs.
+      if (isIpFamily(family)) return fail(Errno.NOTSUP)
+      const a = make(family, kind, owner)
+      const b = make(family, kind, owner)
+      if (a instanceof StreamSocket && b instanceof StreamSocket) {
+        if (!StreamSocket.pair(a, b)) return fail(Errno.NOBUFS)
+      } else if (a instanceof DatagramSocket && b instanceof DatagramSocket) {
+        DatagramSocket.pair(a, b)
+      }
+      return Effect.succeed([a.description, b.description] as const)
     },
     // Names beyond the sandbox's /etc/hosts: only where egress may reach.
     ...(egress !== undefined ? { lookupHost: (name: string) => egress.lookupHost(name) } : {})

@@ -8,16 +8,20 @@
  * without IPV6_V6ONLY also holds the port for IPv4.
  */
 import { Errno } from "@runsc/abi"
-import type { SocketAddress } from "@runsc/kernel"
-import { type IpAddress, isLoopback, isWildcard, loopbackOf, sameAddress } from "./address.js"
+import { fail, type SocketAddress, type SocketFamily, type SyscallError } from "@runsc/kernel"
+import { Effect } from "effect"
+import { type IpAddress, isLoopback, isWildcard, loopbackOf, sameAddress, wildcardOf } from "./address.js"
+import type { AddressSpace } from "./addressSpace.js"
 
-/** A socket as its ports see it. */
+/** A socket as its ports see it (an IP one: `local` is an IpAddress whenever it is set). */
 export interface Bound {
-  readonly family: "inet4" | "inet6"
-  local: IpAddress | undefined
+  readonly family: SocketFamily
+  local: SocketAddress | undefined
   readonly isListening: boolean
   hasFlag(flag: "reuseAddress" | "onlyV6"): boolean
 }
+
+const ipOf = (socket: Bound): IpAddress => socket.local as IpAddress
 
 /** Linux's default ephemeral range (net.ipv4.ip_local_port_range). */
 const EPHEMERAL_FIRST = 32768
@@ -25,14 +29,14 @@ const EPHEMERAL_LAST = 60999
 
 /** Whether two bindings of one port cover a common address. */
 const overlap = (a: Bound, b: Bound): boolean => {
-  const x = a.local!
-  const y = b.local!
+  const x = ipOf(a)
+  const y = ipOf(b)
   if (x.family === y.family) return isWildcard(x) || isWildcard(y) || sameAddress(x, y)
-  const dualStack = (s: Bound) => s.family === "inet6" && isWildcard(s.local!) && !s.hasFlag("onlyV6")
+  const dualStack = (s: Bound) => s.family === "inet6" && isWildcard(ipOf(s)) && !s.hasFlag("onlyV6")
   return dualStack(a) || dualStack(b)
 }
 
-export class Ports<S extends Bound> {
+export class Ports<S extends Bound> implements AddressSpace<S> {
   private readonly byPort = new Map<number, Set<S>>()
   private nextEphemeral = EPHEMERAL_FIRST
   private inos = 0n
@@ -41,8 +45,20 @@ export class Ports<S extends Bound> {
     return ++this.inos
   }
 
+  bind(socket: S, address: SocketAddress): Effect.Effect<SocketAddress, SyscallError> {
+    if (address.family === "unix") return fail(Errno.AFNOSUPPORT)
+    const bound = this.bindPort(socket, address)
+    return typeof bound === "number" ? fail(bound) : Effect.succeed(bound)
+  }
+
+  /** An ephemeral port: on the wildcard to listen or send from, on the loopback to connect from. */
+  implicitBind(socket: S, purpose: "listen" | "connect" | "send"): SocketAddress | Errno {
+    const family = socket.family === "inet6" ? "inet6" : "inet4"
+    return this.bindPort(socket, purpose === "connect" ? loopbackOf(family, 0) : wildcardOf(family, 0))
+  }
+
   /** Binds `socket` to `address` (port 0: an ephemeral one); the address bound, or an errno. */
-  bind(socket: S, address: IpAddress): IpAddress | Errno {
+  private bindPort(socket: S, address: IpAddress): IpAddress | Errno {
     if (!isWildcard(address) && !isLoopback(address)) return Errno.ADDRNOTAVAIL
     if (address.port !== 0) {
       const bound = { ...address }
@@ -73,7 +89,7 @@ export class Ports<S extends Bound> {
 
   /** Whether `socket` may listen where it is bound: not while another socket listens on an address it covers. */
   listenConflict(socket: S): Errno | undefined {
-    for (const other of this.byPort.get(socket.local!.port) ?? []) {
+    for (const other of this.byPort.get(ipOf(socket).port) ?? []) {
       if (other !== socket && other.isListening && overlap(socket, other)) return Errno.ADDRINUSE
     }
     return undefined
@@ -81,14 +97,9 @@ export class Ports<S extends Bound> {
 
   unbind(socket: S): void {
     const local = socket.local
-    if (local === undefined) return
+    if (local === undefined || local.family === "unix") return
     const holders = this.byPort.get(local.port)
     if (holders?.delete(socket) && holders.size === 0) this.byPort.delete(local.port)
-  }
-
-  /** The listener a connection to `address` reaches (see `reached`). */
-  listenerFor(address: SocketAddress): S | Errno {
-    return this.reached(address, (socket) => socket.isListening)
   }
 
   /**
@@ -104,7 +115,7 @@ export class Ports<S extends Bound> {
     let wildcard: S | undefined
     for (const socket of this.byPort.get(target.port) ?? []) {
       if (!eligible(socket)) continue
-      const local = socket.local!
+      const local = ipOf(socket)
       if (local.family === target.family && sameAddress(local, target)) return socket
       const reaches = local.family === target.family
         ? isWildcard(local)

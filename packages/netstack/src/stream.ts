@@ -1,6 +1,7 @@
 /**
- * Stream sockets (TCP over the sandbox's loopback), at the level of connections: a connect
- * finds a listener bound to its address and port and queues a connected pair in its backlog
+ * Stream sockets (TCP over the sandbox's loopback, and Unix stream sockets), at the level of
+ * connections: a connect finds a listener bound to its address (an AddressSpace: IP ports, or
+ * Unix names) and queues a connected pair in its backlog
  * (the handshake completes before accept, as on Linux), and each direction of a connection is
  * a ByteQueue of the receiver's buffer size. Semantics are Linux's where a guest can see them:
  * ECONNREFUSED with no listener, EADDRINUSE, EISCONN, ENOTCONN, half-close (reads end at 0
@@ -17,6 +18,7 @@ import {
   type Received,
   type SocketAddress,
   type SocketDescription,
+  type SocketFamily,
   type SocketFlag,
   type SocketOps,
   type SocketOwner,
@@ -24,10 +26,10 @@ import {
   type SyscallError
 } from "@runsc/kernel"
 import { Effect } from "effect"
-import { asFamily, type IpAddress, isLoopback, isWildcard, loopbackOf, wildcardOf } from "./address.js"
+import { asFamily, type IpAddress, isLoopback, isWildcard, loopbackOf, unnamedOf } from "./address.js"
+import type { AddressSpace } from "./addressSpace.js"
 import { ByteQueue } from "./byteQueue.js"
 import type { Egress } from "./egress.js"
-import type { Ports } from "./ports.js"
 import { SocketOptions, socketStat } from "./socketOptions.js"
 
 /** Where a stream socket's connections may go besides the loopback, and whether they are logged. */
@@ -46,6 +48,22 @@ export interface StreamRoutes {
   }
 }
 
+/**
+ * Where a connection to `dialed` arrives at `listener`: its own name (Unix), or for IP the
+ * listener's address, or the address dialed where it listens on a wildcard (0.0.0.0 arrives at
+ * the loopback), in the listener's family.
+ */
+const arrivalOf = (listener: StreamSocket, dialed: SocketAddress): SocketAddress => {
+  const local = listener.local!
+  if (local.family === "unix" || dialed.family === "unix") return local
+  const arrived = isWildcard(dialed) ? loopbackOf(dialed.family, dialed.port) : dialed
+  return asFamily(isWildcard(local) ? arrived : local, local.family)
+}
+
+/** `address` as a socket of `family` sees it (an IPv4 address is v4-mapped for an IPv6 socket). */
+const seenBy = (family: SocketFamily, address: SocketAddress): SocketAddress =>
+  address.family === "unix" || family === "unix" ? address : asFamily(address, family)
+
 /** The longest backlog (Linux's somaxconn). */
 export const MAX_BACKLOG = 4096
 
@@ -61,8 +79,10 @@ export class StreamSocket implements SocketOps {
   readonly kind = "stream" as const
   private state: State = { tag: "idle" }
   /** The address it is bound to (explicitly, or when it listened or connected). */
-  local: IpAddress | undefined
-  private remote: IpAddress | undefined
+  local: SocketAddress | undefined
+  private remote: SocketAddress | undefined
+  /** A bind in progress (a Unix path's file is being made). */
+  private binding = false
   private options = new SocketOptions()
   /** Stops its host listener (--network=host), when it listens. */
   private stopHostListener: (() => void) | undefined
@@ -73,9 +93,9 @@ export class StreamSocket implements SocketOps {
   readonly description: SocketDescription
 
   constructor(
-    readonly family: "inet4" | "inet6",
+    readonly family: SocketFamily,
     readonly owner: SocketOwner,
-    private readonly ports: Ports<StreamSocket>,
+    private readonly space: AddressSpace<StreamSocket>,
     private readonly ino: bigint,
     private readonly routes: StreamRoutes = {}
   ) {
@@ -94,12 +114,23 @@ export class StreamSocket implements SocketOps {
     return Effect.suspend(() => {
       if (address.family !== this.family) return fail(Errno.AFNOSUPPORT)
       if (this.state.tag === "closed") return fail(Errno.BADF)
-      if (this.local !== undefined) return fail(Errno.INVAL)
-      const bound = this.ports.bind(this, address)
-      if (typeof bound === "number") return fail(bound)
-      this.local = bound
-      return Effect.void
+      if (this.local !== undefined || this.binding) return fail(Errno.INVAL)
+      this.binding = true
+      return Effect.map(this.space.bind(this, address), (bound) => {
+        this.local = bound
+      }).pipe(Effect.ensuring(Effect.sync(() => {
+        this.binding = false
+      })))
     })
+  }
+
+  /** Binds the address a listen, connect or send gives an unbound socket, where its family gives one. */
+  private bindImplicitly(purpose: "listen" | "connect"): Errno | undefined {
+    if (this.local !== undefined) return undefined
+    const bound = this.space.implicitBind(this, purpose)
+    if (typeof bound === "number") return bound
+    this.local = bound
+    return undefined
   }
 
   listen(backlog: number): Effect.Effect<void, SyscallError> {
@@ -109,22 +140,19 @@ export class StreamSocket implements SocketOps {
         this.state = { ...this.state, limit }
         return Effect.void
       }
-      if (this.state.tag !== "idle") return fail(Errno.INVAL)
-      if (this.local === undefined) {
-        const bound = this.ports.bind(this, wildcardOf(this.family, 0))
-        if (typeof bound === "number") return fail(bound)
-        this.local = bound
-      }
-      const conflict = this.ports.listenConflict(this)
+      if (this.state.tag !== "idle" || this.binding) return fail(Errno.INVAL)
+      const unbound = this.bindImplicitly("listen")
+      if (unbound !== undefined) return fail(unbound)
+      const conflict = this.space.listenConflict(this)
       if (conflict !== undefined) return fail(conflict)
       const listening: State = { tag: "listening", backlog: [], limit, changes: new Changes() }
       this.state = listening
       this.idleChanges.notify()
       const host = this.routes.host
-      if (host === undefined) return Effect.void
+      if (host === undefined || this.local!.family === "unix") return Effect.void
       // Listening on the host as well; if the host cannot give the port, the listen fails and
       // the socket is bound but not listening, as a failed listen(2) leaves it.
-      return Effect.matchEffect(host.listen(this.local, this.owner), {
+      return Effect.matchEffect(host.listen(this.local as IpAddress, this.owner), {
         onFailure: (e) =>
           Effect.suspend(() => {
             if (this.state === listening) this.state = { tag: "idle" }
@@ -155,11 +183,12 @@ export class StreamSocket implements SocketOps {
       const failed = this.takeError()
       if (failed !== 0) return fail(failed)
       const egress = this.routes.egress
-      if (egress !== undefined && !isWildcard(address) && !isLoopback(address)) return this.connectOut(egress, address, nonBlocking)
-      const listener = this.ports.listenerFor(address)
+      const ip = address.family === "unix" ? undefined : address
+      if (egress !== undefined && ip !== undefined && !isWildcard(ip) && !isLoopback(ip)) return this.connectOut(egress, ip, nonBlocking)
+      const listener = this.space.reached(address, (socket) => socket.isListening)
       if (typeof listener === "number") {
         // --network=host: the host's loopback, where no listener of the sandbox's takes it.
-        if (listener === Errno.CONNREFUSED && this.routes.host !== undefined && egress !== undefined) return this.connectOut(egress, address, nonBlocking)
+        if (listener === Errno.CONNREFUSED && this.routes.host !== undefined && egress !== undefined && ip !== undefined) return this.connectOut(egress, ip, nonBlocking)
         return fail(listener)
       }
       const waiting = listener.state
@@ -169,15 +198,10 @@ export class StreamSocket implements SocketOps {
         if (nonBlocking) return fail(Errno.AGAIN)
         return Effect.zipRight(waiting.changes.next, this.connect(address, nonBlocking))
       }
-      if (this.local === undefined) {
-        const bound = this.ports.bind(this, loopbackOf(this.family, 0))
-        if (typeof bound === "number") return fail(bound)
-        this.local = bound
-      }
-      // The listener's side of the connection, made now, accepted later: bound where the
-      // connection arrived (0.0.0.0 arrives at the loopback), in the listener's family.
-      const arrived = isWildcard(address) ? loopbackOf(address.family, address.port) : address
-      const server = listener.spawnAccepted(asFamily(isWildcard(listener.local!) ? arrived : listener.local!, listener.family))
+      const unbound = this.bindImplicitly("connect")
+      if (unbound !== undefined) return fail(unbound)
+      // The listener's side of the connection, made now, accepted later.
+      const server = listener.spawnAccepted(arrivalOf(listener, address))
       const changes = new Changes()
       const toServer = listener.newQueue(changes)
       if (toServer === undefined) return fail(Errno.NOBUFS)
@@ -187,9 +211,9 @@ export class StreamSocket implements SocketOps {
         return fail(Errno.NOBUFS)
       }
       server.state = { tag: "connected", incoming: toServer, peer: this, changes, shutWrite: false }
-      server.remote = asFamily(this.local, listener.family)
+      server.remote = seenBy(listener.family, this.local ?? unnamedOf(this.family))
       this.state = { tag: "connected", incoming: toClient, peer: server, changes, shutWrite: false }
-      this.remote = asFamily(server.local!, this.family)
+      this.remote = seenBy(this.family, server.local!)
       if (this.owner.traffic) this.owner.traffic.connected++
       this.idleChanges.notify()
       waiting.backlog.push(server)
@@ -209,11 +233,8 @@ export class StreamSocket implements SocketOps {
       if (this.owner.traffic) this.owner.traffic.refused++
       return Effect.zipRight(this.log(() => `egress to ${formatAddress(address)} refused by the policy`), fail(Errno.ACCES))
     }
-    if (this.local === undefined) {
-      const bound = this.ports.bind(this, loopbackOf(this.family, 0))
-      if (typeof bound === "number") return fail(bound)
-      this.local = bound
-    }
+    const unbound = this.bindImplicitly("connect")
+    if (unbound !== undefined) return fail(unbound)
     const connecting = { tag: "connecting", changes: new Changes() } as const
     this.state = connecting
     this.idleChanges.notify()
@@ -226,7 +247,7 @@ export class StreamSocket implements SocketOps {
         }
         // The far end of the guest's connection, which the bridge reads and writes for the host.
         // Its buffer is charged as the guest's is; what crosses it is counted once, by the guest's socket.
-        const endpoint = new StreamSocket(this.family, { memory: this.owner.memory }, this.ports, this.ports.nextIno())
+        const endpoint = new StreamSocket(this.family, { memory: this.owner.memory }, this.space, this.space.nextIno())
         endpoint.local = address
         const toEndpoint = endpoint.newQueue(connecting.changes)
         const toGuest = toEndpoint === undefined ? undefined : this.newQueue(connecting.changes)
@@ -382,7 +403,7 @@ export class StreamSocket implements SocketOps {
   }
 
   get localAddress(): Effect.Effect<SocketAddress, SyscallError> {
-    return Effect.sync(() => this.local ?? wildcardOf(this.family, 0))
+    return Effect.sync(() => this.local ?? unnamedOf(this.family))
   }
 
   get peerAddress(): Effect.Effect<SocketAddress, SyscallError> {
@@ -406,9 +427,26 @@ export class StreamSocket implements SocketOps {
     return this.options.getSize(option)
   }
 
+  /** socketpair(2) of stream sockets: new `a` and `b` connected to each other, unnamed; false when their buffers cannot be charged. */
+  static pair(a: StreamSocket, b: StreamSocket): boolean {
+    const changes = new Changes()
+    const toA = a.newQueue(changes)
+    if (toA === undefined) return false
+    const toB = b.newQueue(changes)
+    if (toB === undefined) {
+      a.releaseQueue(toA)
+      return false
+    }
+    a.state = { tag: "connected", incoming: toA, peer: b, changes, shutWrite: false }
+    a.remote = unnamedOf(b.family)
+    b.state = { tag: "connected", incoming: toB, peer: a, changes, shutWrite: false }
+    b.remote = unnamedOf(a.family)
+    return true
+  }
+
   /** A connection accepted from this listener: bound where it was reached, owned as the listener. */
-  private spawnAccepted(local: IpAddress): StreamSocket {
-    const socket = new StreamSocket(this.family, this.owner, this.ports, this.ports.nextIno(), this.routes)
+  private spawnAccepted(local: SocketAddress): StreamSocket {
+    const socket = new StreamSocket(this.family, this.owner, this.space, this.space.nextIno(), this.routes)
     socket.local = local
     socket.options = this.options.copy()
     return socket
@@ -441,7 +479,7 @@ export class StreamSocket implements SocketOps {
       if (state.peer.state.tag === "connected") state.peer.state.incoming.end()
     }
     this.idleChanges.notify()
-    this.ports.unbind(this)
+    this.space.unbind(this)
   }
 
   private get changes(): Changes {

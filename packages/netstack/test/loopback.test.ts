@@ -5,7 +5,7 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Errno } from "@runsc/abi"
 import { MemoryAccount, type SocketAddress, type SocketDescription, type SyscallError } from "@runsc/kernel"
-import { makeLoopbackNetwork } from "@runsc/netstack"
+import { DATAGRAM_OVERHEAD, makeLoopbackNetwork } from "@runsc/netstack"
 import { Effect, Fiber } from "effect"
 
 const v4 = (a: number, b: number, c: number, d: number, port: number): SocketAddress => ({ family: "inet4", address: new Uint8Array([a, b, c, d]), port })
@@ -97,7 +97,9 @@ describe("loopback stream sockets", () => {
       yield* again.close
       const v6 = yield* net.open("inet6")
       assert.strictEqual(yield* errnoOf(v6.socket.bind(localhost(1))), Errno.AFNOSUPPORT)
-      assert.strictEqual(yield* errnoOf(net.network.open("unix", "stream", { memory: net.memory })), Errno.AFNOSUPPORT)
+      const unix = yield* net.network.open("unix", "stream", { memory: net.memory })
+      assert.strictEqual(yield* errnoOf(unix.socket.bind(localhost(1))), Errno.AFNOSUPPORT)
+      assert.strictEqual(yield* errnoOf(unix.socket.connect(localhost(80), false)), Errno.AFNOSUPPORT)
     }))
 
   it.effect("SO_REUSEADDR lets a second socket bind a port no one listens on; an IPv6 wildcard listener takes IPv4 connections unless V6ONLY", () =>
@@ -167,7 +169,7 @@ describe("loopback stream sockets", () => {
       assert.isTrue(socket.readiness!.ready("read"))
     }))
 
-  it.effect("datagrams: whole or not at all; queued ones are charged to the receiver's owner until read; past its buffer they are dropped, as UDP's are", () =>
+  it.effect("datagrams: whole or not at all; queued ones are charged (bytes and overhead) to the receiver's owner until read; past its buffer they are dropped, as UDP's are", () =>
     Effect.gen(function*() {
       const memory = new MemoryAccount(64 * 1024 * 1024)
       const network = makeLoopbackNetwork()
@@ -177,12 +179,16 @@ describe("loopback stream sockets", () => {
       yield* receiver.socket.setSize("receiveBuffer", 8192) // 16 KiB: Linux doubles it
       const datagram = new Uint8Array(4000)
       for (let i = 0; i < 10; i++) assert.strictEqual(yield* sender.socket.send(datagram, { nonBlocking: false, to: localhost(53) }), 4000)
-      assert.strictEqual(memory.used, 4 * 4000, "four fit in 16 KiB; the other six were dropped")
+      const cost = 4000 + DATAGRAM_OVERHEAD
+      assert.strictEqual(memory.used, 3 * cost, "three fit in 16 KiB with their overhead; the other seven were dropped")
       const first = yield* receiver.socket.receive(100, { peek: false, waitAll: false, nonBlocking: true })
       assert.strictEqual(first.data.length, 100)
       assert.isTrue(first.truncated)
       assert.deepStrictEqual(first.from, yield* sender.socket.localAddress.pipe(Effect.map((a) => ({ ...a, address: new Uint8Array([127, 0, 0, 1]) }))))
-      assert.strictEqual(memory.used, 3 * 4000)
+      assert.strictEqual(memory.used, 2 * cost)
+      // Empty datagrams cost their overhead: a flood of them is bounded by the buffer too.
+      for (let i = 0; i < 10_000; i++) yield* sender.socket.send(new Uint8Array(0), { nonBlocking: false, to: localhost(53) })
+      assert.isAtMost(memory.used, 16384)
       yield* receiver.close
       assert.strictEqual(memory.used, 0, "a closed socket's queue is given back")
       assert.strictEqual(yield* errnoOf(sender.socket.send(new Uint8Array(70_000), { nonBlocking: false, to: localhost(53) })), Errno.MSGSIZE)

@@ -64,6 +64,12 @@ export interface DirectoryChanges {
   rmdir(name: string): Effect.Effect<void, SyscallError>
   /** Moves `name` to `to`'s `toName`, replacing what is there as rename(2) allows. */
   rename(name: string, to: DirectoryChanges, toName: string): Effect.Effect<void, SyscallError>
+  /**
+   * A Unix socket's file (EEXIST if the name is taken), which `socket` is bound to: what a
+   * connect to its path reaches (`Inode.boundSocket`). Only the in-memory filesystems have
+   * it; a socket file on a host tree would be one no host process could reach.
+   */
+  readonly bindSocket?: ((name: string, kind: FileType, socket: object, mode?: number) => Effect.Effect<void, SyscallError>) | undefined
 }
 
 export interface Inode {
@@ -90,6 +96,8 @@ export interface Inode {
   truncate?(size: bigint): Effect.Effect<void, SyscallError>
   /** On a writable filesystem: sets the access and/or modification time (undefined: unchanged). */
   setTimes?(atim: bigint | undefined, mtim: bigint | undefined): Effect.Effect<void, SyscallError>
+  /** On a socket file a Unix socket's bind made: that socket (opaque here; the network knows it). */
+  readonly boundSocket?: object | undefined
 }
 
 /**

@@ -193,11 +193,16 @@ const copyAll = fnNow(function*(source: FileDescription, target: FileDescription
 const closingAfter = <A, E>(description: FileDescription, effect: Effect.Effect<A, E>): Effect.Effect<A, E> =>
   isSettled(effect) ? flatMapNow(description.closeNow?.() ?? description.close, () => effect) : Effect.ensuring(effect, description.close)
 
-/** A regular file or symlink of the overlay. */
+/** A regular file, symlink or socket file of the overlay. */
 class OverlayFile extends OverlayNode {
   readonly filetype: FileType = this.layer.filetype
   readonly readdir = fail(Errno.NOTDIR)
   readonly readlink: Effect.Effect<string, SyscallError> = Effect.suspend(() => this.layer.readlink)
+
+  /** A socket file's socket: only one bound in the sandbox, so only in the upper layer. */
+  get boundSocket(): object | undefined {
+    return this.upper?.boundSocket
+  }
 
   lookup(): Effect.Effect<OverlayNode, SyscallError> {
     return fail(Errno.NOTDIR)
@@ -380,6 +385,7 @@ class OverlayDir extends OverlayNode {
       create: (name, mode) => locked(() => this.add(name, (upper) => upper.create(name, mode))),
       mkdir: (name, mode) => locked(() => asVoidNow(this.add(name, (upper) => upper.mkdir(name, mode)))),
       symlink: (name, target) => locked(() => asVoidNow(this.add(name, (upper) => upper.symlink(name, target)))),
+      bindSocket: (name, kind, socket, mode) => locked(() => asVoidNow(this.add(name, (upper) => upper.bindSocket!(name, kind, socket, mode)))),
       link: (name, target) => {
         if (!(target instanceof OverlayNode) || target.overlay !== this.overlay) return fail(Errno.XDEV)
         if (target.filetype === FileType.DIRECTORY) return fail(Errno.PERM)

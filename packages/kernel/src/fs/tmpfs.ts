@@ -81,7 +81,7 @@ interface Times {
   ctim: bigint
 }
 
-type Node = FileNode | DirNode | LinkNode
+type Node = FileNode | DirNode | LinkNode | SocketNode
 
 interface Common {
   readonly ino: bigint
@@ -106,6 +106,12 @@ interface DirNode extends Common {
 interface LinkNode extends Common {
   readonly type: typeof FileType.SYMBOLIC_LINK
   readonly target: string
+}
+
+/** A Unix socket's file: what its bind made, naming the socket a connect to the path reaches. */
+interface SocketNode extends Common {
+  readonly type: typeof FileType.SOCKET_STREAM | typeof FileType.SOCKET_DGRAM
+  readonly socket: object
 }
 
 /**
@@ -276,6 +282,10 @@ export class Tmpfs {
     } else if (node.type === FileType.REGULAR_FILE) {
       inode.open = (options) => Effect.succeed(fs.fileDescription(node, options))
       inode.truncate = (size: bigint) => fs.resizeTouching(node, Number(size), "m")
+    } else if (node.type !== FileType.DIRECTORY) {
+      // A socket file is connected to, never opened (ENXIO, as Linux's open of one).
+      inode.open = () => fail(Errno.NXIO)
+      inode.boundSocket = node.socket
     } else {
       const dir = node
       inode.lookup = (name) => {
@@ -326,6 +336,10 @@ export class Tmpfs {
       create: (name, mode = 0o644) => add(name, (now) => fs.node<FileNode>({ type: FileType.REGULAR_FILE, mode, data: new Pages(), size: 0, opens: 0 }, now)),
       mkdir: (name, mode = 0o755) => asVoidNow(add(name, (now) => fs.node<DirNode>({ type: FileType.DIRECTORY, mode, entries: new Map() }, now))),
       symlink: (name, target) => asVoidNow(add(name, (now) => fs.node<LinkNode>({ type: FileType.SYMBOLIC_LINK, mode: 0o777, target }, now))),
+      bindSocket: (name, kind, socket, mode = 0o755) => {
+        if (kind !== FileType.SOCKET_STREAM && kind !== FileType.SOCKET_DGRAM) return fail(Errno.INVAL)
+        return asVoidNow(add(name, (now) => fs.node<SocketNode>({ type: kind, mode, socket }, now)))
+      },
       link: (name, target) => {
         const origin = (target as { readonly tmpfs?: { readonly fs: Tmpfs; readonly node: Node } }).tmpfs
         if (origin === undefined || origin.fs !== fs) return fail(Errno.XDEV)

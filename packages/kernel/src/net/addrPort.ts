@@ -1,13 +1,19 @@
 /**
  * Socket addresses in the guest's ABI (WASIX `addr_port`: a family tag, the port little-endian,
- * then 4 or 16 address bytes in network order) and as people read them (127.0.0.1:80,
+ * then 4 or 16 address bytes in network order; or a tag and a Unix path) and as people read them (127.0.0.1:80,
  * [::1]:80), for the socket calls and strace.
  */
 import { AddressFamily, AddrPort, Errno } from "@runsc/abi"
 import * as Net from "node:net"
-import type { SocketAddress } from "./socket.js"
+import { isAbstract, type SocketAddress } from "./socket.js"
 
-/** The address in `bytes` (an addr_port); EAFNOSUPPORT for a Unix one (not built yet), EINVAL for an unknown family. */
+const pathDecoder = new TextDecoder()
+const pathEncoder = new TextEncoder()
+
+/**
+ * The address in `bytes` (an addr_port: 20 bytes, or 110 for a Unix one); EINVAL for an unknown
+ * family or a Unix path that fills all 108 bytes (no room for its NUL).
+ */
 export const decodeAddrPort = (bytes: Uint8Array): SocketAddress | Errno => {
   const port = bytes[AddrPort.port]! | (bytes[AddrPort.port + 1]! << 8)
   switch (bytes[AddrPort.tag]) {
@@ -15,20 +21,33 @@ export const decodeAddrPort = (bytes: Uint8Array): SocketAddress | Errno => {
       return { family: "inet4", address: bytes.slice(AddrPort.address, AddrPort.address + 4), port }
     case AddressFamily.INET6:
       return { family: "inet6", address: bytes.slice(AddrPort.address, AddrPort.address + 16), port }
-    case AddressFamily.UNIX:
-      return Errno.AFNOSUPPORT
+    case AddressFamily.UNIX: {
+      const path = bytes.subarray(AddrPort.path, AddrPort.path + AddrPort.pathMax)
+      if (path.length < AddrPort.pathMax) return Errno.INVAL
+      // An abstract name runs from after its leading NUL to the next NUL.
+      const abstract = path[0] === 0 && path[1] !== 0
+      const from = abstract ? 1 : 0
+      const end = path.indexOf(0, from)
+      if (end < 0) return Errno.INVAL
+      // Abstract names are bytes (latin1 keeps each one); paths are text, as path arguments are.
+      const name = abstract ? "\0" + Buffer.from(path.subarray(1, end)).toString("latin1") : pathDecoder.decode(path.subarray(0, end))
+      return { family: "unix", path: name }
+    }
     default:
       return Errno.INVAL
   }
 }
 
-/** An address as the guest's `addr_port` (Unix addresses do not occur yet). */
+/** An address as the guest's `addr_port` (110 bytes for a Unix one, 20 otherwise). */
 export const encodeAddrPort = (address: SocketAddress): Uint8Array => {
-  const out = new Uint8Array(AddrPort.sizeOf)
   if (address.family === "unix") {
+    const out = new Uint8Array(AddrPort.unixSizeOf)
     out[AddrPort.tag] = AddressFamily.UNIX
+    const name = isAbstract(address) ? Buffer.concat([Buffer.of(0), Buffer.from(address.path.slice(1), "latin1")]) : pathEncoder.encode(address.path)
+    out.set(name.subarray(0, AddrPort.pathMax - 1), AddrPort.path)
     return out
   }
+  const out = new Uint8Array(AddrPort.sizeOf)
   out[AddrPort.tag] = address.family === "inet4" ? AddressFamily.INET4 : AddressFamily.INET6
   out[AddrPort.port] = address.port & 0xff
   out[AddrPort.port + 1] = address.port >>> 8
@@ -44,9 +63,11 @@ export const ipText = (a: Extract<SocketAddress, { readonly port: number }>): st
   return groups.join(":")
 }
 
-/** For logs and errors: 127.0.0.1:80, [::1]:80, or a Unix socket's path. */
+/** For logs and errors: 127.0.0.1:80, [::1]:80, a Unix socket's path, @name for an abstract one, or "(unnamed)". */
 export const formatAddress = (a: SocketAddress): string =>
-  a.family === "unix" ? a.path : a.family === "inet4" ? `${ipText(a)}:${a.port}` : `[${ipText(a)}]:${a.port}`
+  a.family === "unix"
+    ? a.path === "" ? "(unnamed)" : isAbstract(a) ? `@${a.path.slice(1)}` : a.path
+    : a.family === "inet4" ? `${ipText(a)}:${a.port}` : `[${ipText(a)}]:${a.port}`
 
 /** A numeric IPv4 or IPv6 address as bytes in network order; undefined for a name. */
 export const parseIp = (text: string): Extract<SocketAddress, { readonly port: number }> | undefined => {

@@ -17,10 +17,30 @@ import type { MemoryAccount } from "../memoryAccount.js"
 export type SocketFamily = "inet4" | "inet6" | "unix"
 export type SocketKind = "stream" | "dgram"
 
-/** An IP address (4 or 16 bytes, network order) and port, or a Unix socket's path. */
+/** An IP address (4 or 16 bytes, network order) and port, or a Unix socket's name. */
 export type SocketAddress =
   | { readonly family: "inet4" | "inet6"; readonly address: Uint8Array; readonly port: number }
-  | { readonly family: "unix"; readonly path: string }
+  | UnixAddress
+
+/**
+ * A Unix socket's name: a path in the filesystem, an abstract name ("\0" then the name, in the
+ * network namespace, as Linux's), or "" (unnamed). A path is the filesystem's to bind and to
+ * find, so the kernel resolves it, from the calling process's root and working directory, and
+ * passes what it found with the address.
+ */
+export interface UnixAddress {
+  readonly family: "unix"
+  readonly path: string
+  /**
+   * bind to a path: makes the socket's file there, naming `socket` (EADDRINUSE where the name is
+   * taken); the socket is bound only if that succeeds.
+   */
+  readonly makeNode?: ((socket: object) => Effect.Effect<void, SyscallError>) | undefined
+  /** connect or sendto a path: the socket its file was made for (`Inode.boundSocket`); null when it is no socket's file. */
+  readonly boundSocket?: object | null | undefined
+}
+
+export const isAbstract = (address: UnixAddress): boolean => address.path.startsWith("\0")
 
 /** Options with a yes/no value (setsockopt with an int flag). */
 export type SocketFlag = "reuseAddress" | "reusePort" | "keepAlive" | "noDelay" | "broadcast" | "onlyV6" | "acceptConnections"
@@ -103,6 +123,8 @@ export interface SocketOwner {
 /** A sandbox's network: where its guests' sockets are made. */
 export interface Network {
   open(family: SocketFamily, kind: SocketKind, owner: SocketOwner): Effect.Effect<SocketDescription, SyscallError>
+  /** socketpair(2): two unnamed sockets connected to each other (Unix only: EOPNOTSUPP otherwise, as Linux). */
+  pair(family: SocketFamily, kind: SocketKind, owner: SocketOwner): Effect.Effect<readonly [SocketDescription, SocketDescription], SyscallError>
   /** A name the container's /etc/hosts does not know: its addresses beyond the sandbox, if the network reaches any (ENOENT otherwise). */
   lookupHost?(name: string): Effect.Effect<ReadonlyArray<SocketAddress>, SyscallError>
 }

@@ -46,14 +46,14 @@
  * This module is bundled into the guest worker: it imports nothing but @runsc/abi and the
  * channel layout.
  */
-import { Addr, AddrPort, Errno, importModules, importSignatures, Layout, type SyscallName, syscallNames, syscallNumber } from "@runsc/abi"
+import { Addr, AddressFamily, AddrPort, Errno, importModules, importSignatures, Layout, type SyscallName, syscallNames, syscallNumber } from "@runsc/abi"
 import { type ChannelViews, DATA_SIZE, I64_SLOT_COUNT, Word, ARG_COUNT } from "./channel.js"
 
 /**
  * Where sock_recv_from's answer puts the sender's addr_port: the end of the data area, so the
  * bytes received (at most this many) come first.
  */
-export const RECV_FROM_ADDRESS_AT = DATA_SIZE - AddrPort.sizeOf
+export const RECV_FROM_ADDRESS_AT = DATA_SIZE - AddrPort.unixSizeOf
 
 /** The i64 slot of a u64 result (fd_seek's, fd_tell's new offset); request u64 args use the slots below it. */
 export const I64_RESULT_SLOT = 4
@@ -72,6 +72,8 @@ export interface Field<N extends string = string, K extends FieldKind = FieldKin
   readonly kind: K
   /** structIn, structOut: the struct's size in bytes. */
   readonly size: number
+  /** An addr_port (structIn, structOut): its size when its tag is UNIX (AddrPort). */
+  readonly unixSize?: number
 }
 
 const field = <K extends FieldKind>(kind: K) => <const N extends string>(name: N): Field<N, K> => ({ name, kind, size: 0 })
@@ -89,7 +91,9 @@ const u32Out = field("u32Out")
 const u64Out = field("u64Out")
 const payloadOut = field("payloadOut")
 const structOut = <const N extends string>(name: N, size: number): Field<N, "structOut"> => ({ name, kind: "structOut", size })
-const structIn = <const N extends string>(name: N, size: number): Field<N, "structIn"> => ({ name, kind: "structIn", size })
+/** A WASIX addr_port: 20 bytes for an IP address, 110 for a Unix one (its tag says which). */
+const addrPortIn = <const N extends string>(name: N): Field<N, "structIn"> => ({ name, kind: "structIn", size: AddrPort.sizeOf, unixSize: AddrPort.unixSizeOf })
+const addrPortOut = <const N extends string>(name: N): Field<N, "structOut"> => ({ name, kind: "structOut", size: AddrPort.sizeOf, unixSize: AddrPort.unixSizeOf })
 
 /** Who writes the guest-side stub. */
 export type Stub = "generic" | "worker" | "served"
@@ -194,12 +198,12 @@ export const declarations = {
   sock_send: worker(u32("fd"), iovecsIn("iovs"), u32("flags"), u32Out("nsent")),
   sock_shutdown: generic(u32("fd"), u32("how")),
   sock_open: generic(u32("family"), u32("type"), u32("protocol"), u32Out("fd")),
-  sock_bind: generic(u32("fd"), structIn("addr", AddrPort.sizeOf)),
+  sock_bind: generic(u32("fd"), addrPortIn("addr")),
   sock_listen: generic(u32("fd"), u32("backlog")),
-  sock_connect: generic(u32("fd"), structIn("addr", AddrPort.sizeOf)),
-  sock_accept_v2: generic(u32("fd"), u32("flags"), u32Out("accepted"), structOut("addr", AddrPort.sizeOf)),
-  sock_addr_local: generic(u32("fd"), structOut("addr", AddrPort.sizeOf)),
-  sock_addr_peer: generic(u32("fd"), structOut("addr", AddrPort.sizeOf)),
+  sock_connect: generic(u32("fd"), addrPortIn("addr")),
+  sock_accept_v2: generic(u32("fd"), u32("flags"), u32Out("accepted"), addrPortOut("addr")),
+  sock_addr_local: generic(u32("fd"), addrPortOut("addr")),
+  sock_addr_peer: generic(u32("fd"), addrPortOut("addr")),
   // The sender's addr_port comes back at RECV_FROM_ADDRESS_AT, after the bytes received.
   sock_recv_from: worker(u32("fd"), iovecsOut("iovs"), u32("flags"), u32Out("nread"), u32Out("roFlags")),
   sock_send_to: worker(u32("fd"), iovecsIn("iovs"), u32("flags"), data("addr"), u32Out("nsent")),
@@ -209,6 +213,7 @@ export const declarations = {
   sock_get_opt_size: generic(u32("fd"), u32("option"), u64Out("size")),
   sock_status: generic(u32("fd"), structOut("status", 1)),
   resolve: generic(bytes("host"), u32("port"), capacityOf("addrs", Addr.sizeOf), u32Out("naddrs")),
+  sock_pair: generic(u32("family"), u32("type"), u32("protocol"), u32Out("fd1"), u32Out("fd2")),
   // the sentry's own (the worker's memory.grow hook)
   memory_grow: worker(u32("current"), u32("pages"))
 } as const satisfies { readonly [K in SyscallName]: Declaration }
@@ -500,17 +505,20 @@ export const stubSource = (p: SyscallPlan): string => {
         )
         break
       }
-      case "structIn":
+      case "structIn": {
         params.push(a)
         packed = true
+        // An addr_port is longer when its tag says it holds a Unix path.
+        const n = f.unixSize === undefined ? `${f.size}` : `(ptr < size && mem[ptr] === ${AddressFamily.UNIX} ? ${f.unixSize} : ${f.size})`
         encode.push(
-          `{ const ptr = ${a} >>> 0`,
-          `  if (ptr + ${f.size} > size) return ${Errno.FAULT}`,
-          `  data.set(mem.subarray(ptr, ptr + ${f.size}), at)`,
-          `  at += ${f.size}`,
-          `  words[${where}] = ${f.size} }`
+          `{ const ptr = ${a} >>> 0, n = ${n}`,
+          `  if (ptr + n > size) return ${Errno.FAULT}`,
+          `  data.set(mem.subarray(ptr, ptr + n), at)`,
+          `  at += n`,
+          `  words[${where}] = n }`
         )
         break
+      }
       case "capacity": {
         const b = `a${params.length + 1}`
         params.push(a, b)
@@ -535,8 +543,13 @@ export const stubSource = (p: SyscallPlan): string => {
       case "structOut":
         params.push(a)
         encode.push(`if ((${a} >>> 0) + ${f.size} > size) return ${Errno.FAULT}`)
-        // A struct is a few dozen bytes: copied by hand, with no view made per call.
-        copy.push(`{ const m = side.memory(), n = Math.min(words[${Word.RESULT_LENGTH}], ${f.size}), p = ${a} >>> 0; for (let i = 0; i < n; i++) m[p + i] = data[i] }`)
+        // A struct is a few dozen bytes: copied by hand, with no view made per call. An
+        // addr_port answered with a Unix address is longer than the size checked before the call.
+        copy.push(
+          `{ const m = side.memory(), n = Math.min(words[${Word.RESULT_LENGTH}], ${f.unixSize ?? f.size}), p = ${a} >>> 0`,
+          ...(f.unixSize === undefined ? [] : [`  if (p + n > m.length) return ${Errno.FAULT}`]),
+          `  for (let i = 0; i < n; i++) m[p + i] = data[i] }`
+        )
         break
       default:
         throw new Error(`syscall ABI: ${p.name}: ${f.kind} in a generic stub`)

@@ -10,7 +10,7 @@
  * After a guest ends, the worker reports how and waits for the next `Run`, so the sentry can
  * reuse it for another process. It never keeps guest state across runs.
  */
-import { AddrPort, Errno, errnoFromHostCode, Layout } from "@runsc/abi"
+import { AddressFamily, AddrPort, Errno, errnoFromHostCode, Layout } from "@runsc/abi"
 import { randomFillSync } from "node:crypto"
 import * as Fs from "node:fs"
 import { parentPort, workerData } from "node:worker_threads"
@@ -754,20 +754,25 @@ const writtenStubs = {
     const errno = readThroughSentry(RECV_FROM, fd, iovs, len, undefined, nreadPtr)
     if (errno !== Errno.SUCCESS) return errno
     memView.setUint16(roFlagsPtr >>> 0, words[RECV_FROM_RO_FLAGS]! & 0xffff, true)
-    mem8.set(data.subarray(RECV_FROM_ADDRESS_AT, RECV_FROM_ADDRESS_AT + AddrPort.sizeOf), addrPtr >>> 0)
+    // A Unix sender's address is the whole C struct.
+    const size = data[RECV_FROM_ADDRESS_AT] === AddressFamily.UNIX ? AddrPort.unixSizeOf : AddrPort.sizeOf
+    if (!inBounds(addrPtr, size)) return Errno.FAULT
+    mem8.set(data.subarray(RECV_FROM_ADDRESS_AT, RECV_FROM_ADDRESS_AT + size), addrPtr >>> 0)
     return Errno.SUCCESS
   }),
   // One datagram, whole: its bytes, then the destination's addr_port after them.
   sock_send_to: syscall((fd: number, iovs: number, len: number, flags: number, addrPtr: number, nsentPtr: number): number => {
     const vecs = readIovecs(iovs, len)
     if (!inBounds(addrPtr, AddrPort.sizeOf) || !inBounds(nsentPtr, 4)) return Errno.FAULT
+    const size = mem8[addrPtr >>> 0] === AddressFamily.UNIX ? AddrPort.unixSizeOf : AddrPort.sizeOf
+    if (!inBounds(addrPtr, size)) return Errno.FAULT
     let at = 0
     for (const [ptr, length] of vecs) {
       if (at + length > RECV_FROM_ADDRESS_AT) return Errno.MSGSIZE
       data.set(mem8.subarray(ptr, ptr + length), at)
       at += length
     }
-    data.set(mem8.subarray(addrPtr >>> 0, (addrPtr >>> 0) + AddrPort.sizeOf), at)
+    data.set(mem8.subarray(addrPtr >>> 0, (addrPtr >>> 0) + size), at)
     words[SEND_TO.fd] = fd
     words[SEND_TO.length] = at
     words[SEND_TO.flags] = flags

@@ -55,6 +55,8 @@ export interface KernelServices {
   readonly newPipe: (maker: ThreadGroup) => Pipe | undefined
   /** A new socket of the sandbox's network, charged to `maker`'s container. */
   readonly openSocket: (maker: ThreadGroup, family: SocketFamily, kind: SocketKind) => Effect.Effect<SocketDescription, SyscallError>
+  /** socketpair(2): two connected sockets, charged as `openSocket`'s. */
+  readonly pairSockets: (maker: ThreadGroup, family: SocketFamily, kind: SocketKind) => Effect.Effect<readonly [SocketDescription, SocketDescription], SyscallError>
   /** A host name's addresses from the sandbox's network (resolve, after the container's /etc/hosts); ENOENT when it gives none. */
   readonly lookupHost: (name: string) => Effect.Effect<ReadonlyArray<SocketAddress>, SyscallError>
   /** A new process group led by `leader`, in `session` or in a new session it leads. */

@@ -8,13 +8,13 @@
  * the fd is NOTCAPABLE, as wasmtime and uvwasi answer; only the container's root, whose `..` is
  * itself, behaves as Linux's `/` does.
  */
-import { Errno, FdFlags } from "@runsc/abi"
-import { Effect } from "effect"
+import { Errno, FdFlags, FileType } from "@runsc/abi"
+import { Effect, Either } from "effect"
 import { fail, type SyscallError } from "../errors.js"
 import type { FdEntry } from "../fs/fdTable.js"
-import { type Dentry, resolveNow } from "../fs/resolve.js"
+import { type Dentry, NAME_MAX, resolveNow } from "../fs/resolve.js"
 import type { BytesArg } from "../platform/syscallAbi.js"
-import { flatMapNow, fnNow } from "../settled.js"
+import { eitherNow, flatMapNow, fnNow, mapNow } from "../settled.js"
 import { pathArg, type SyscallContext } from "./context.js"
 
 /** The entry for `fd`, which must carry every right in `rights` (BADF, then NOTCAPABLE). */
@@ -47,3 +47,24 @@ export const changesOf = (dir: Dentry) => (dir.inode.changes ? Effect.succeed(di
 
 /** Whether the fd was opened or set O_NONBLOCK: a call that would wait fails EAGAIN. */
 export const isNonBlocking = (entry: FdEntry): boolean => (entry.flags & FdFlags.NONBLOCK) !== 0
+
+/**
+ * The directory that holds the last component of `path` (resolved from `base`, symlinks on the
+ * way followed, never leaving `beneath`'s subtree), and that component ("" for "/"; "." and ".."
+ * as written, ".." NOTCAPABLE where it would name the parent of `beneath`).
+ */
+export const parentOf = fnNow(function*(c: SyscallContext, base: Dentry, path: string, beneath: Dentry = base) {
+  if (path.length === 0) return yield* fail(Errno.NOENT)
+  const trimmed = path.replace(/\/+$/, "")
+  const slash = trimmed.lastIndexOf("/")
+  const name = trimmed.slice(slash + 1)
+  if (Buffer.byteLength(name) > NAME_MAX) return yield* fail(Errno.NAMETOOLONG)
+  const dirPath = slash < 0 ? (trimmed.length === 0 ? "/" : ".") : slash === 0 ? "/" : trimmed.slice(0, slash)
+  const dir = yield* resolveNow(c.tg.root, base, dirPath, { followFinal: true, beneath })
+  if (dir.inode.filetype !== FileType.DIRECTORY) return yield* fail(Errno.NOTDIR)
+  if (name === ".." && dir === beneath && !dir.isRoot) return yield* fail(Errno.NOTCAPABLE)
+  return { dir, name, trailingSlash: trimmed.length < path.length }
+})
+
+/** Whether `name` names something in `dir` (an existing name is EEXIST even on a read-only mount). */
+export const exists = (dir: Dentry, name: string) => mapNow(eitherNow(dir.lookup(name)), Either.isRight)

@@ -11,12 +11,12 @@ import { DIRECTORY_RIGHTS, Errno, FdFlags, FILE_RIGHTS, FileType, LookupFlags, O
 import { Either } from "effect"
 import { fail } from "../errors.js"
 import { type FileDescription, type OpenOptions, statOf } from "../fs/inode.js"
-import { type Dentry, MAX_SYMLINK_TRAVERSALS, NAME_MAX, resolveNow } from "../fs/resolve.js"
+import { type Dentry, MAX_SYMLINK_TRAVERSALS, resolveNow } from "../fs/resolve.js"
 import { args, type BytesArg, results } from "../platform/syscallAbi.js"
-import { eitherNow, flatMapNow, fnNow, mapNow } from "../settled.js"
+import { eitherNow, flatMapNow, fnNow } from "../settled.js"
 import { type Handler, pathArg, setPayload, type SyscallContext } from "./context.js"
 import { putFilestat, requestedTimes } from "./filestat.js"
-import { baseDirectory, changesOf, entryWith, guestPath, lookupPath } from "./lookup.js"
+import { baseDirectory, changesOf, entryWith, exists, guestPath, lookupPath, parentOf } from "./lookup.js"
 
 // Each call's accessors, looked up once (see platform/syscallAbi.ts).
 const PathOpenArgs = args.path_open
@@ -123,24 +123,6 @@ const path_readlink: Handler = fnNow(function*(c: SyscallContext) {
 // (a read-only root, `ro` bind mounts, procfs, devfs) a change fails EROFS once the path has been checked.
 
 /**
- * The directory that holds the last component of `path` (resolved from `base`, symlinks on the
- * way followed, never leaving `beneath`'s subtree), and that component ("" for "/"; "." and ".."
- * as written, ".." NOTCAPABLE where it would name the parent of `beneath`).
- */
-const parentOf = fnNow(function*(c: SyscallContext, base: Dentry, path: string, beneath: Dentry = base) {
-  if (path.length === 0) return yield* fail(Errno.NOENT)
-  const trimmed = path.replace(/\/+$/, "")
-  const slash = trimmed.lastIndexOf("/")
-  const name = trimmed.slice(slash + 1)
-  if (Buffer.byteLength(name) > NAME_MAX) return yield* fail(Errno.NAMETOOLONG)
-  const dirPath = slash < 0 ? (trimmed.length === 0 ? "/" : ".") : slash === 0 ? "/" : trimmed.slice(0, slash)
-  const dir = yield* resolveNow(c.tg.root, base, dirPath, { followFinal: true, beneath })
-  if (dir.inode.filetype !== FileType.DIRECTORY) return yield* fail(Errno.NOTDIR)
-  if (name === ".." && dir === beneath && !dir.isRoot) return yield* fail(Errno.NOTCAPABLE)
-  return { dir, name, trailingSlash: trimmed.length < path.length }
-})
-
-/**
  * O_CREAT of a missing `path`: a new empty file where its directory can have one, opened with
  * `open` (`description`) where its filesystem creates and opens in one step. When the last
  * component is a dangling symlink that may be followed, the file is created where it points
@@ -185,8 +167,6 @@ const pathParent = fnNow(function*(c: SyscallContext, fd: number, rights: bigint
   return yield* parentOf(c, base, yield* guestPath(c, path))
 })
 
-/** Whether `name` names something in `dir` (an existing name is EEXIST even on a read-only mount). */
-const exists = (dir: Dentry, name: string) => mapNow(eitherNow(dir.lookup(name)), Either.isRight)
 
 const path_create_directory: Handler = fnNow(function*(c: SyscallContext) {
   const { fd, path } = PathCreateDirectoryArgs

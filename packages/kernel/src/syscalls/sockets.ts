@@ -19,18 +19,20 @@ import {
   SockOption,
   SockProto,
   SockStatus,
-  SockType
+  SockType,
+  FileType
 } from "@runsc/abi"
 import { Effect, Either } from "effect"
 import { fail, type SyscallError } from "../errors.js"
 import type { FdEntry } from "../fs/fdTable.js"
 import { decodeAddrPort, encodeAddrPort } from "../net/addrPort.js"
-import { isSocket, SOCKET_RIGHTS, type Received, type SocketAddress, type SocketDescription, type SocketFlag, type SocketKind, type SocketSize } from "../net/socket.js"
+import { isAbstract, isSocket, SOCKET_RIGHTS, type Received, type SocketAddress, type SocketDescription, type SocketFlag, type SocketKind, type SocketSize, type UnixAddress } from "../net/socket.js"
+import { resolveNow } from "../fs/resolve.js"
 import { DATA_SIZE } from "../platform/channel.js"
 import { type BytesArg, args, RECV_FROM_ADDRESS_AT, results } from "../platform/syscallAbi.js"
-import { eitherNow, flatMapNow, mapNow } from "../settled.js"
+import { eitherNow, flatMapNow, fnNow, mapNow } from "../settled.js"
 import { blocking, type Handler, setPayload, type SyscallContext } from "./context.js"
-import { entryWith, isNonBlocking } from "./lookup.js"
+import { entryWith, exists, isNonBlocking, parentOf } from "./lookup.js"
 
 // Each call's accessors, looked up once (see platform/syscallAbi.ts).
 const SockAcceptArgs = args.sock_accept
@@ -59,6 +61,8 @@ const SockSetOptSizeArgs = args.sock_set_opt_size
 const SockGetOptSizeArgs = args.sock_get_opt_size
 const SockGetOptSizeResults = results.sock_get_opt_size
 const SockStatusArgs = args.sock_status
+const SockPairArgs = args.sock_pair
+const SockPairResults = results.sock_pair
 
 const socketEntry = (description: SocketDescription, nonBlocking: boolean): FdEntry => ({
   description,
@@ -80,10 +84,47 @@ const socketAt = (c: SyscallContext, fd: number, rights: bigint): Effect.Effect<
 /** Decodes an `addr_port` the guest passed (a structIn field). */
 const addressArg = (c: SyscallContext, arg: BytesArg): Effect.Effect<SocketAddress, SyscallError> => addressAt(c, arg.at(c))
 
-/** Decodes the `addr_port` at `at` in the data area. */
+/** Decodes the `addr_port` at `at` in the data area (110 bytes there when it is a Unix one). */
 const addressAt = (c: SyscallContext, at: number): Effect.Effect<SocketAddress, SyscallError> => {
-  const address = decodeAddrPort(c.channel.data.subarray(at, at + AddrPort.sizeOf))
+  const size = c.channel.data[at] === AddressFamily.UNIX ? AddrPort.unixSizeOf : AddrPort.sizeOf
+  const address = decodeAddrPort(c.channel.data.subarray(at, at + size))
   return typeof address === "number" ? fail(address) : Effect.succeed(address)
+}
+
+// ---- Unix socket paths ------------------------------------------------------------------------
+// A path names a socket file in the filesystem, which is the kernel's: it is resolved here, as
+// the calling process sees its filesystem (absolute paths from its root, relative ones from its
+// working directory, never out of its root), and the network gets what was found. Abstract and
+// unnamed addresses are the network's alone.
+
+const isPath = (address: SocketAddress): address is UnixAddress => address.family === "unix" && address.path !== "" && !isAbstract(address)
+
+/**
+ * bind to a path: the directory that will hold the socket file, and how to make it there
+ * (EADDRINUSE where the name is taken, EROFS on a read-only tree, EOPNOTSUPP on a host tree).
+ */
+const bindablePath = fnNow(function*(c: SyscallContext, address: UnixAddress, kind: SocketKind) {
+  const { dir, name } = yield* parentOf(c, c.tg.cwd, address.path, c.tg.root)
+  if (name === "" || name === "." || name === ".." || dir.isMountPoint(name) || (yield* exists(dir, name))) return yield* fail(Errno.ADDRINUSE)
+  const changes = dir.inode.changes
+  if (changes === undefined) return yield* fail(Errno.ROFS)
+  const bindSocket = changes.bindSocket
+  if (bindSocket === undefined) return yield* fail(Errno.NOTSUP)
+  const filetype = kind === "stream" ? FileType.SOCKET_STREAM : FileType.SOCKET_DGRAM
+  const makeNode = (socket: object) =>
+    flatMapNow(eitherNow(bindSocket(name, filetype, socket)), (made) =>
+      Either.isRight(made) ? Effect.void : fail(made.left.errno === Errno.EXIST ? Errno.ADDRINUSE : made.left.errno))
+  return { ...address, makeNode }
+})
+
+/** connect or sendto a path: the socket its file names (null: it is no socket's file). */
+const reachablePath = (c: SyscallContext, address: UnixAddress): Effect.Effect<UnixAddress, SyscallError> =>
+  mapNow(resolveNow(c.tg.root, c.tg.cwd, address.path, { followFinal: true }), (dentry) => ({ ...address, boundSocket: dentry.inode.boundSocket ?? null }))
+
+/** `address` for a call of `socket`'s: a Unix path resolved for a bind or for reaching it; anything else as it is. */
+const resolvedFor = (c: SyscallContext, socket: SocketDescription, address: SocketAddress, use: "bind" | "reach"): Effect.Effect<SocketAddress, SyscallError> => {
+  if (!isPath(address) || socket.socket.family !== "unix") return Effect.succeed(address)
+  return use === "bind" ? bindablePath(c, address, socket.socket.kind) : reachablePath(c, address)
 }
 
 // ---- the calls ------------------------------------------------------------------------------
@@ -115,14 +156,31 @@ const sock_open: Handler = (c) => {
 
 const sock_bind: Handler = (c) =>
   flatMapNow(socketAt(c, SockBindArgs.fd(c), 0n), ({ socket }) =>
-    flatMapNow(addressArg(c, SockBindArgs.addr), (address) => socket.socket.bind(address)))
+    flatMapNow(addressArg(c, SockBindArgs.addr), (address) => flatMapNow(resolvedFor(c, socket, address, "bind"), (bound) => socket.socket.bind(bound))))
+
+/** socketpair(2): two connected sockets at two new fds. */
+const sock_pair: Handler = (c) => {
+  const family = familyOf(SockPairArgs.family(c))
+  if (family === undefined) return fail(Errno.AFNOSUPPORT)
+  const kind = kindOf(SockPairArgs.type(c), SockPairArgs.protocol(c))
+  if (typeof kind === "number") return fail(kind)
+  return Effect.gen(function*() {
+    const [one, other] = yield* c.services.pairSockets(c.tg, family, kind)
+    const fds = c.tg.fdTable
+    const fd1 = yield* fds.allocate(socketEntry(one, false)).pipe(Effect.tapError(() => Effect.zipRight(one.close, other.close)))
+    const fd2 = yield* fds.allocate(socketEntry(other, false)).pipe(Effect.tapError(() => Effect.zipRight(fds.close(fd1).pipe(Effect.ignore), other.close)))
+    SockPairResults.fd1(c, fd1)
+    SockPairResults.fd2(c, fd2)
+  })
+}
 
 const sock_listen: Handler = (c) =>
   flatMapNow(socketAt(c, SockListenArgs.fd(c), 0n), ({ socket }) => socket.socket.listen(SockListenArgs.backlog(c)))
 
 const sock_connect: Handler = (c) =>
   flatMapNow(socketAt(c, SockConnectArgs.fd(c), 0n), ({ entry, socket }) =>
-    flatMapNow(addressArg(c, SockConnectArgs.addr), (address) => blocking(c, socket.socket.connect(address, isNonBlocking(entry)))))
+    flatMapNow(addressArg(c, SockConnectArgs.addr), (address) =>
+      flatMapNow(resolvedFor(c, socket, address, "reach"), (to) => blocking(c, socket.socket.connect(to, isNonBlocking(entry))))))
 
 /** accept, and the new fd (its own NONBLOCK from `flags`); the peer's address for accept_v2. */
 const accept = (c: SyscallContext, fd: number, flags: number): Effect.Effect<{ fd: number; peer: SocketAddress }, SyscallError> =>
@@ -200,7 +258,8 @@ const sock_send_to: Handler = (c) =>
   flatMapNow(socketAt(c, SockSendToArgs.fd(c), Rights.FD_WRITE), ({ entry, socket }) => {
     const length = SockSendToArgs.iovs.length(c)
     const nonBlocking = isNonBlocking(entry) || (SockSendToArgs.flags(c) & SiFlags.SEND_DONT_WAIT) !== 0
-    return flatMapNow(addressAt(c, SockSendToArgs.addr.at(c)), (to) => {
+    const address = flatMapNow(addressAt(c, SockSendToArgs.addr.at(c)), (to) => resolvedFor(c, socket, to, "reach"))
+    return flatMapNow(address, (to) => {
       const data = c.channel.data.subarray(0, length)
       const options = socket.socket.kind === "dgram" ? { nonBlocking, to } : { nonBlocking }
       return flatMapNow(eitherNow(blocking(c, socket.socket.send(data, options))), (outcome) => {
@@ -302,5 +361,6 @@ export const socketHandlers = {
   sock_get_opt_flag,
   sock_set_opt_size,
   sock_get_opt_size,
-  sock_status
+  sock_status,
+  sock_pair
 } as const satisfies Record<string, Handler>
