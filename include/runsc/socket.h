@@ -26,7 +26,12 @@
  * egress policy allows); services are port numbers only (no /etc/services).
  *
  * Built: IPv4 and IPv6 stream and datagram sockets over the sandbox's
- * loopback, TCP egress by policy. Unix sockets fail EAFNOSUPPORT for now.
+ * loopback, egress by policy, and Unix stream and datagram sockets (paths,
+ * abstract names, socketpair). wasi-libc's struct sockaddr_un has no path;
+ * this header gives it one (sun_path[108], as Linux's), so include it after
+ * <sys/un.h> or instead of it. A relative socket path is made absolute with
+ * getcwd(), as the program's own file calls resolve it. An abstract name
+ * ends at its first NUL (the call carries no length).
  */
 #ifndef RUNSC_SOCKET_H
 #define RUNSC_SOCKET_H
@@ -36,15 +41,24 @@
 #include <fcntl.h>
 #include <stdlib.h>
 #include <netinet/in.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <unistd.h>
 #include <wasi/api.h>
 
 #ifdef __cplusplus
 extern "C" {
 #endif
+
+/* Linux's sockaddr_un; wasi-libc's has only sun_family. */
+struct runsc_sockaddr_un {
+  sa_family_t sun_family;
+  char sun_path[108];
+};
+#define sockaddr_un runsc_sockaddr_un
 
 /* Socket options wasi-libc does not define (Linux's values, as musl has them). */
 #ifndef SO_REUSEADDR
@@ -90,6 +104,7 @@ extern "C" {
 
 #define RUNSC_AF_INET4 1
 #define RUNSC_AF_INET6 2
+#define RUNSC_AF_UNIX 3
 #define RUNSC_SOCK_STREAM 1
 #define RUNSC_SOCK_DGRAM 2
 
@@ -142,6 +157,7 @@ int32_t __runsc_sock_get_opt_flag(int32_t fd, int32_t option, uint8_t *flag) RUN
 int32_t __runsc_sock_set_opt_size(int32_t fd, int32_t option, int64_t size) RUNSC_WASIX(sock_set_opt_size);
 int32_t __runsc_sock_get_opt_size(int32_t fd, int32_t option, uint64_t *size) RUNSC_WASIX(sock_get_opt_size);
 int32_t __runsc_resolve(const char *host, size_t host_len, int32_t port, runsc_addr_t *addrs, size_t naddrs, uint32_t *found) RUNSC_WASIX(resolve);
+int32_t __runsc_sock_pair(int32_t af, int32_t type, int32_t proto, int32_t *fd1, int32_t *fd2) RUNSC_WASIX(sock_pair);
 
 #undef RUNSC_WASIX
 
@@ -175,23 +191,66 @@ static inline int runsc__to_addr_port(const struct sockaddr *sa, socklen_t len, 
     memcpy(out->address, &in6->sin6_addr, 16);
     return 0;
   }
+  if (sa->sa_family == AF_UNIX) {
+    const struct sockaddr_un *un = (const struct sockaddr_un *)sa;
+    size_t offset = offsetof(struct sockaddr_un, sun_path);
+    if (len < offset) return EINVAL;
+    size_t given = len - offset > sizeof un->sun_path ? sizeof un->sun_path : len - offset;
+    /* The path goes at 2, NUL-terminated within 108 bytes (so at most 107 long). */
+    char *path = (char *)out + 2;
+    out->tag = RUNSC_AF_UNIX;
+    if (given == 0) return 0; /* unnamed: bind picks an abstract name */
+    if (un->sun_path[0] == 0) {
+      /* Abstract: a NUL, then the name (to its first NUL). */
+      if (given > 107) given = 107;
+      memcpy(path, un->sun_path, given);
+      return 0;
+    }
+    size_t n = strnlen(un->sun_path, given);
+    if (n >= 108) return ENAMETOOLONG;
+    if (un->sun_path[0] != '/') {
+      char cwd[108];
+      if (getcwd(cwd, sizeof cwd) != NULL) {
+        size_t c = strlen(cwd);
+        int slash = c > 0 && cwd[c - 1] != '/';
+        if (c + slash + n < 108) {
+          memcpy(path, cwd, c);
+          if (slash) path[c++] = '/';
+          memcpy(path + c, un->sun_path, n);
+          return 0;
+        }
+      }
+    }
+    memcpy(path, un->sun_path, n);
+    return 0;
+  }
   return EAFNOSUPPORT;
 }
 
 /* An addr_port as a sockaddr, truncated to *len as getsockname(2) does; *len is set to the full size. */
 static inline void runsc__from_addr_port(const runsc_addr_port_t *ap, struct sockaddr *sa, socklen_t *len) {
   if (sa == NULL || len == NULL) return;
-  struct sockaddr_storage full;
+  union {
+    struct sockaddr_storage storage;
+    struct sockaddr_un un;
+  } full;
   socklen_t size;
   memset(&full, 0, sizeof full);
-  if (ap->tag == RUNSC_AF_INET6) {
-    struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&full;
+  if (ap->tag == RUNSC_AF_UNIX) {
+    /* As Linux: the family alone when unnamed; else the name and (a path's) NUL. */
+    const char *path = (const char *)ap + 2;
+    full.un.sun_family = AF_UNIX;
+    size_t n = path[0] == 0 ? (path[1] == 0 ? 0 : 1 + strnlen(path + 1, 106)) : strnlen(path, 107) + 1;
+    memcpy(full.un.sun_path, path, n);
+    size = offsetof(struct sockaddr_un, sun_path) + n;
+  } else if (ap->tag == RUNSC_AF_INET6) {
+    struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&full.storage;
     in6->sin6_family = AF_INET6;
     in6->sin6_port = htons(ap->port);
     memcpy(&in6->sin6_addr, ap->address, 16);
     size = sizeof(struct sockaddr_in6);
   } else {
-    struct sockaddr_in *in = (struct sockaddr_in *)&full;
+    struct sockaddr_in *in = (struct sockaddr_in *)&full.storage;
     in->sin_family = AF_INET;
     in->sin_port = htons(ap->port);
     memcpy(&in->sin_addr, ap->address, 4);
@@ -219,6 +278,26 @@ static inline int runsc_socket(int domain, int type, int protocol) {
     return -1;
   }
   return fd;
+}
+
+/* socketpair(2): two connected Unix sockets (EOPNOTSUPP for other families, as Linux). */
+static inline int runsc_socketpair(int domain, int type, int protocol, int sv[2]) {
+  int nonblock = (type & SOCK_NONBLOCK) != 0;
+  int kind = type & ~(SOCK_NONBLOCK | SOCK_CLOEXEC);
+  int32_t wasix_type = kind == SOCK_STREAM ? RUNSC_SOCK_STREAM : kind == SOCK_DGRAM ? RUNSC_SOCK_DGRAM : -1;
+  if (wasix_type < 0) return runsc__result(EINVAL);
+  int32_t fd1, fd2;
+  if (runsc__result(__runsc_sock_pair(domain, wasix_type, protocol, &fd1, &fd2)) < 0) return -1;
+  if (nonblock && (fcntl(fd1, F_SETFL, O_NONBLOCK) < 0 || fcntl(fd2, F_SETFL, O_NONBLOCK) < 0)) {
+    int saved = errno;
+    close(fd1);
+    close(fd2);
+    errno = saved;
+    return -1;
+  }
+  sv[0] = fd1;
+  sv[1] = fd2;
+  return 0;
 }
 
 static inline int runsc_bind(int fd, const struct sockaddr *sa, socklen_t len) {
@@ -500,6 +579,7 @@ static inline int runsc_getaddrinfo(const char *node, const char *service, const
 #define getsockopt runsc_getsockopt
 #define sendto runsc_sendto
 #define recvfrom runsc_recvfrom
+#define socketpair runsc_socketpair
 #define getaddrinfo runsc_getaddrinfo
 #define freeaddrinfo runsc_freeaddrinfo
 #define gai_strerror runsc_gai_strerror

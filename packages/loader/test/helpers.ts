@@ -74,7 +74,8 @@ export const makeBundle = (options: BundleOptions) =>
       "memhog",
       "net_echo",
       "preopened_server",
-      "http"
+      "http",
+      "unix"
     ]) {
       Fs.copyFileSync(fixture(name), Path.join(rootfs, "bin", name))
       Fs.chmodSync(Path.join(rootfs, "bin", name), 0o755)

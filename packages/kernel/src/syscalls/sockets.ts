@@ -332,7 +332,8 @@ const sock_get_opt_size: Handler = (c) =>
       case SockOption.TYPE:
         return Effect.sync(() => answer(stream ? SockType.STREAM : SockType.DGRAM))
       case SockOption.PROTO:
-        return Effect.sync(() => answer(stream ? SockProto.TCP : SockProto.UDP))
+        // A Unix socket's protocol is 0, as Linux's.
+        return Effect.sync(() => answer(socket.socket.family === "unix" ? SockProto.IP : stream ? SockProto.TCP : SockProto.UDP))
       default:
         return fail(Errno.NOPROTOOPT)
     }
