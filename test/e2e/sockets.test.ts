@@ -86,6 +86,36 @@ describe("sockets through the CLI", () => {
     assert.strictEqual((await runsc([...flags, "delete", id])).code, 0)
   })
 
+  it("a Unix socket server on a tmpfs at /run, and clients exec'd into its container reach it by its path; a client in another sandbox finds no such file", async () => {
+    const bundle = await makeBundle(["/bin/unix", "server", "/run/app.sock", "3"], ["unix"])
+    try {
+      const configPath = Path.join(bundle.dir, "config.json")
+      const config = JSON.parse(Fs.readFileSync(configPath, "utf8"))
+      Fs.writeFileSync(configPath, JSON.stringify({ ...config, mounts: [{ destination: "/run", type: "tmpfs", source: "tmpfs", options: ["nosuid", "nodev"] }] }))
+      const root = await Fs.promises.mkdtemp(Path.join(work, "root-"))
+      const flags = ["--root", root]
+      const id = uniqueId("unix")
+      const created = await createContainer(flags, bundle.dir, id, work)
+      assert.strictEqual(created.code, 0, created.output())
+      assert.strictEqual((await runsc([...flags, "start", id])).code, 0)
+      await until("the server listens", () => created.output().includes("listening"))
+      for (const text of ["first", "second"]) {
+        const client = await runsc([...flags, "exec", id, "/bin/unix", "client", "/run/app.sock", text])
+        assert.strictEqual(client.code, 0, describeResult(client))
+        assert.strictEqual(client.stdout, `echo: ${text}\n`)
+      }
+      const elsewhere = await runsc(["do", "--root-dir", bundle.rootfs, Path.join(bundle.rootfs, "bin", "unix"), "client", "/run/app.sock", "x"])
+      assert.strictEqual(elsewhere.code, 1, describeResult(elsewhere))
+      assert.strictEqual(elsewhere.stdout, "connect: No such file or directory\n")
+      assert.strictEqual((await runsc([...flags, "kill", id, "TERM"])).code, 0)
+      const waited = await runsc([...flags, "wait", id])
+      assert.deepStrictEqual(JSON.parse(waited.stdout), { id, exitStatus: 143 })
+      assert.strictEqual((await runsc([...flags, "delete", id])).code, 0)
+    } finally {
+      await removeDir(bundle.dir)
+    }
+  })
+
   it("a published port (annotation dev.runsc.publish): a host client reaches the guest server, whose answer arrives though the server exits at once", async () => {
     const hostPort = await freePort()
     const bundle = await makeBundle(["/bin/net_echo", "server", "8080", "1"], ["net_echo"])

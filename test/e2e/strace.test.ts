@@ -57,6 +57,18 @@ describe.concurrent("--strace", () => {
     assert.isTrue(exits.some((l) => /sock_connect\(\d+, 127\.0\.0\.1:\d+\) = 0 /.test(l)), r.stderr)
   })
 
+  it("Unix socket calls show their paths, abstract names and socketpair's two fds", async () => {
+    const r = await runsc(["--strace", "--strace-syscalls", "sock_open,sock_pair,sock_bind,sock_connect,sock_send_to", "do", "--root-dir", root, cFixture("unix"), "selftest", "/"], { cwd: root })
+    assert.strictEqual(r.code, 0, describeResult(r))
+    const exits = lines(r.stderr).filter((l) => l.includes(" X "))
+    assert.isTrue(exits.some((l) => /sock_open\(AF_UNIX, SOCK_STREAM, 0\) = \d+ /.test(l)), r.stderr)
+    assert.isTrue(exits.some((l) => /sock_bind\(\d+, \/\/server\.sock\) = 0 /.test(l)), r.stderr)
+    assert.isTrue(exits.some((l) => /sock_bind\(\d+, \/\/server\.sock\) = -1 EADDRINUSE /.test(l)), r.stderr)
+    assert.isTrue(exits.some((l) => /sock_connect\(\d+, @selftest\) = 0 /.test(l)), r.stderr)
+    assert.isTrue(exits.some((l) => /sock_pair\(AF_UNIX, SOCK_STREAM, 0\) = \[\d+, \d+\] /.test(l)), r.stderr)
+    assert.isTrue(exits.some((l) => /sock_send_to\(\d+, "datagram", 8, 0x0, to \/\/datagram\.sock\) = 8 /.test(l)), r.stderr)
+  })
+
   it("--strace-syscalls path_open shows only path_open lines", async () => {
     const r = await runsc(["--strace", "--strace-syscalls", "path_open", "do", "--root-dir", root, cFixture("cat"), "/etc/motd"], {
       cwd: root

@@ -37,6 +37,12 @@ import { SocketOptions, socketStat } from "./socketOptions.js"
 /** The largest UDP payload over IPv4 (65535 less the IP and UDP headers). */
 export const MAX_DATAGRAM = 65507
 
+/**
+ * The largest Unix datagram, whatever SO_SNDBUF says: near Linux's default limit (its send
+ * buffer), and within one request of a guest's channel, so a send is never split in two.
+ */
+export const MAX_UNIX_DATAGRAM = 200 * 1024
+
 /** What a queued datagram costs beyond its bytes (Linux charges a buffer's overhead too). */
 export const DATAGRAM_OVERHEAD = 256
 
@@ -172,7 +178,7 @@ export class DatagramSocket implements SocketOps {
     else if (this.peer !== undefined) receiver = this.peer.closed ? Errno.CONNREFUSED : this.peer
     else receiver = Errno.NOTCONN
     if (typeof receiver === "number") return fail(receiver)
-    if (data.length > this.options.sendBuffer) return fail(Errno.MSGSIZE)
+    if (data.length > Math.min(this.options.sendBuffer, MAX_UNIX_DATAGRAM)) return fail(Errno.MSGSIZE)
     if (receiver.peer !== undefined && receiver.peer !== this) return fail(Errno.PERM)
     const target = receiver
     const attempt: Effect.Effect<number, SyscallError> = Effect.suspend(() => {

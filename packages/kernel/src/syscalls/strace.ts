@@ -50,7 +50,8 @@ const TYPE_NAMES: Readonly<Record<number, string>> = { [SockType.STREAM]: "SOCK_
 
 /** The `addr_port` at `at` in the data area, as people read it. */
 const address = (c: SyscallContext, at: number): string => {
-  const decoded = decodeAddrPort(c.channel.data.subarray(at, at + AddrPort.sizeOf))
+  const size = c.channel.data[at] === AddressFamily.UNIX ? AddrPort.unixSizeOf : AddrPort.sizeOf
+  const decoded = decodeAddrPort(c.channel.data.subarray(at, at + size))
   return typeof decoded === "number" ? `{${errnoName(decoded)}}` : formatAddress(decoded)
 }
 
@@ -98,8 +99,9 @@ const formatArgs = (name: SyscallName, c: SyscallContext, logSize: number): stri
     }
     case "poll_oneoff":
       return `nsubs ${args.poll_oneoff.nsubs(c)}`
-    case "sock_open": {
-      const A = args.sock_open
+    case "sock_open":
+    case "sock_pair": {
+      const A = args[name]
       return `${FAMILY_NAMES[A.family(c)] ?? A.family(c)}, ${TYPE_NAMES[A.type(c)] ?? A.type(c)}, ${A.protocol(c)}`
     }
     case "sock_bind":
@@ -155,6 +157,7 @@ const formatResult = (name: SyscallName, c: SyscallContext, errno: number, logSi
     case "sock_recv_from":
       return `${c.channel.words[Word.RESULT0]}`
     case "fd_pipe":
+    case "sock_pair":
       return `[${c.channel.words[Word.RESULT0]}, ${c.channel.words[Word.RESULT1]}]`
     default:
       return "0"
