@@ -74,7 +74,12 @@ export class DatagramSocket implements SocketOps {
     private readonly space: AddressSpace<DatagramSocket>,
     private readonly ino: bigint,
     /** Datagrams beyond the loopback, where the policy allows; without it they have no route (ENETUNREACH). */
-    private readonly egress?: Egress
+    private readonly egress?: Egress,
+    /**
+     * --network=host: a bound socket is bound on the host too (its host socket, which it then
+     * sends from), and a loopback datagram no socket of the sandbox's takes goes to the host's.
+     */
+    private readonly onHost = false
   ) {
     this.description = this.describe()
   }
@@ -88,11 +93,31 @@ export class DatagramSocket implements SocketOps {
       if (address.family !== this.family) return fail(Errno.AFNOSUPPORT)
       if (this.local !== undefined || this.binding) return fail(Errno.INVAL)
       this.binding = true
-      return Effect.map(this.space.bind(this, address), (bound) => {
+      return Effect.flatMap(this.space.bind(this, address), (bound) => {
         this.local = bound
+        // Closed while its file was being made: the name is not held by a socket gone.
+        if (this.closed) this.space.unbind(this)
+        return bound.family !== "unix" && this.onHost && this.egress !== undefined && !this.closed ? this.bindOnHost(this.egress, bound) : Effect.void
       }).pipe(Effect.ensuring(Effect.sync(() => {
         this.binding = false
       })))
+    })
+  }
+
+  /** --network=host: the same address on the host, or the bind fails as the host's did and leaves the socket unbound. */
+  private bindOnHost(egress: Egress, local: IpAddress): Effect.Effect<void, SyscallError> {
+    return Effect.matchEffect(egress.bindDatagram(local, (bytes, from) => void this.deliver(bytes, from)), {
+      onFailure: (e) =>
+        Effect.suspend(() => {
+          this.space.unbind(this)
+          this.local = undefined
+          return fail(e.errno)
+        }),
+      onSuccess: (host) =>
+        Effect.sync(() => {
+          if (this.closed) return host.close()
+          this.host = host
+        })
     })
   }
 
@@ -158,6 +183,7 @@ export class DatagramSocket implements SocketOps {
       if (!isWildcard(to) && !isLoopback(to)) return this.sendOut(data, to)
       const receiver = this.space.reached(to, () => true)
       if (receiver === Errno.NETUNREACH || receiver === Errno.AFNOSUPPORT) return fail(receiver)
+      if (receiver === Errno.CONNREFUSED && this.onHost) return this.sendOut(data, to)
       if (typeof receiver !== "number") receiver.deliver(data, this.sourceAddress())
       if (this.owner.traffic) {
         this.owner.traffic.sentDatagrams++

@@ -57,6 +57,12 @@ export interface Egress {
    * addresses them (the host's loopback as 10.0.2.2). NOBUFS past the host socket limit.
    */
   openDatagram(family: "inet4" | "inet6", receive: (data: Uint8Array, from: IpAddress) => void): HostDatagrams | Errno
+  /**
+   * --network=host: a host UDP socket bound at `local` (the guest socket's own address and
+   * port), so that host peers reach the guest's; EADDRINUSE (or EACCES) where the host cannot
+   * give it, NOBUFS past the host socket limit.
+   */
+  bindDatagram(local: IpAddress, receive: (data: Uint8Array, from: IpAddress) => void): Effect.Effect<HostDatagrams, SyscallError>
 }
 
 /** A guest datagram socket's way out (Egress.openDatagram). */
@@ -100,6 +106,11 @@ const NO_SUCH_NAME = new Set(["ENOTFOUND", "ENODATA", "ENONAME", "EBADNAME"])
 export interface EgressOptions {
   /** The most host sockets open at once (default MAX_HOST_SOCKETS). */
   readonly maxHostSockets?: number
+  /**
+   * Whether the host's loopback is the guest's own (--network=host: a datagram from the host's
+   * 127.0.0.1 comes from 127.0.0.1); otherwise it is 10.0.2.2 to the guest.
+   */
+  readonly sharedLoopback?: boolean
   /** The DNS servers names are asked of (default: the host's, from its resolv.conf). */
   readonly dnsServers?: ReadonlyArray<string>
 }
@@ -124,6 +135,31 @@ export const makeEgress = (rules: ReadonlyArray<EgressRule>, options: EgressOpti
       return () => {
         if (holding) open--
         holding = false
+      }
+    }
+    /** A guest socket's host UDP socket `socket`: what arrives from where the policy reaches is received; `release` gives its slot back at close. */
+    const hostDatagrams = (socket: Dgram.Socket, family: "inet4" | "inet6", receive: (data: Uint8Array, from: IpAddress) => void, release: () => void): HostDatagrams => {
+      let closed = false
+      socket.on("error", () => {})
+      socket.on("message", (data, info) => {
+        // As the guest addresses the sender: the host's loopback is 10.0.2.2 to it, unless shared.
+        const hostLoopback = family === "inet4" && info.address === "127.0.0.1" && options.sharedLoopback !== true
+        const from = parseIp(hostLoopback ? HOST_LOOPBACK_GATEWAY : info.address)
+        if (from === undefined) return
+        const seen = { ...from, port: info.port }
+        // Only from where the policy would let the guest send: replies, not strangers.
+        if (policy.some((rule) => covers(rule, seen))) receive(data, seen)
+      })
+      return {
+        send: (data, to) => {
+          if (!closed) socket.send(data, to.port, hostTarget(to))
+        },
+        close: () => {
+          if (closed) return
+          closed = true
+          release()
+          socket.close()
+        }
       }
     }
     return {
@@ -160,30 +196,27 @@ export const makeEgress = (rules: ReadonlyArray<EgressRule>, options: EgressOpti
         }),
       openDatagram: (family, receive) => {
         const release = holdHostSocket()
-        if (release === undefined) return Errno.NOBUFS
-        const socket = Dgram.createSocket(family === "inet4" ? "udp4" : "udp6")
-        let closed = false
-        socket.on("error", () => {})
-        socket.on("message", (data, info) => {
-          // As the guest addresses the sender: the host's loopback is 10.0.2.2 to it.
-          const from = parseIp(family === "inet4" && info.address === "127.0.0.1" ? HOST_LOOPBACK_GATEWAY : info.address)
-          if (from === undefined) return
-          const seen = { ...from, port: info.port }
-          // Only from where the policy would let the guest send: replies, not strangers.
-          if (policy.some((rule) => covers(rule, seen))) receive(data, seen)
-        })
-        return {
-          send: (data, to) => {
-            if (!closed) socket.send(data, to.port, hostTarget(to))
-          },
-          close: () => {
-            if (closed) return
-            closed = true
-            release()
-            socket.close()
-          }
-        }
+        return release === undefined ? Errno.NOBUFS : hostDatagrams(Dgram.createSocket(family === "inet4" ? "udp4" : "udp6"), family, receive, release)
       },
+      bindDatagram: (local, receive) =>
+        Effect.suspend(() => {
+          const release = holdHostSocket()
+          if (release === undefined) return fail(Errno.NOBUFS)
+          // exclusive: the port is this socket's alone, not shared with a cluster's workers.
+          const socket = Dgram.createSocket({ type: local.family === "inet4" ? "udp4" : "udp6", ipv6Only: local.family === "inet6" })
+          return Effect.async<HostDatagrams, SyscallError>((resume) => {
+            const refused = (e: NodeJS.ErrnoException) => {
+              release()
+              socket.close()
+              resume(fail(e.code === "EACCES" || e.code === "EPERM" ? Errno.ACCES : e.code === "EADDRNOTAVAIL" ? Errno.ADDRNOTAVAIL : Errno.ADDRINUSE))
+            }
+            socket.once("error", refused)
+            socket.bind({ port: local.port, address: ipText(local), exclusive: true }, () => {
+              socket.off("error", refused)
+              resume(Effect.succeed(hostDatagrams(socket, local.family, receive, release)))
+            })
+          })
+        }),
       join: (host, endpoint) => {
         run(bridge(host, endpoint))
       },

@@ -6,10 +6,10 @@
  *
  * runsc's modes: `none` is the loopback alone (makeLoopbackNetwork: anything else has no route);
  * `sandbox` adds egress by policy (makeSandboxNetwork; published ports are listened on by the
- * Loader, publish.ts); `host` (makeHostNetwork) gives guests the host's network for TCP: every
- * listener listens on the host too, and every connect the sandbox's own listeners do not take
- * goes to the host. Datagrams beyond the loopback go out as egress allows (everywhere, in host
- * mode); a datagram socket never listens on the host.
+ * Loader, publish.ts); `host` (makeHostNetwork) gives guests the host's network: every TCP
+ * listener listens on the host too, every bound UDP socket is bound there too, and every connect
+ * or datagram the sandbox's own sockets do not take goes to the host. Datagrams beyond the
+ * loopback go out as egress allows (everywhere, in host mode).
  */
 import { Errno } from "@runsc/abi"
 import {
@@ -48,7 +48,7 @@ export const makeLoopbackNetwork = (routes: StreamRoutes = {}): Network => {
     const ip = isIpFamily(family)
     return kind === "stream"
       ? new StreamSocket(family, owner, ip ? streamPorts : unixStreams, nextIno(), routes)
-      : new DatagramSocket(family, owner, ip ? datagramPorts : unixDatagrams, nextIno(), egress)
+      : new DatagramSocket(family, owner, ip ? datagramPorts : unixDatagrams, nextIno(), egress, routes.host !== undefined)
   }
   return {
     open: (family, kind, owner): Effect.Effect<SocketDescription, SyscallError> => Effect.succeed(make(family, kind, owner).description),
@@ -97,15 +97,16 @@ const listenErrno = (code: string | undefined): Errno =>
   code === "EACCES" || code === "EPERM" ? Errno.ACCES : code === "EADDRNOTAVAIL" ? Errno.ADDRNOTAVAIL : Errno.ADDRINUSE
 
 /**
- * runsc's `--network=host`, for trusted workloads: TCP as if the guests were host processes.
- * A guest's listener also listens on the host at its own address and port (each host
- * connection bridged to it, as a published port's is), and a connect that no listener of the
- * sandbox takes goes out through a host socket, to the host's loopback as to anywhere else,
- * with no policy; names resolve through the host's DNS. For the enclosing scope.
+ * runsc's `--network=host`, for trusted workloads: TCP and UDP as if the guests were host
+ * processes. A guest's listener also listens on the host at its own address and port (each host
+ * connection bridged to it, as a published port's is), a bound datagram socket is bound on the
+ * host at its own address and port, and a connect or datagram that no socket of the sandbox
+ * takes goes out through a host socket, to the host's loopback as to anywhere else, with no
+ * policy; names resolve through the host's DNS. For the enclosing scope.
  */
 export const makeHostNetwork = (options: EgressOptions & { readonly logConnections?: boolean } = {}): Effect.Effect<Network, never, Scope.Scope> =>
   Effect.gen(function*() {
-    const egress = yield* makeEgress(EVERYWHERE, options)
+    const egress = yield* makeEgress(EVERYWHERE, { ...options, sharedLoopback: true })
     const network: Network = makeLoopbackNetwork({
       egress,
       logConnections: options.logConnections ?? false,

@@ -118,6 +118,8 @@ export class StreamSocket implements SocketOps {
       this.binding = true
       return Effect.map(this.space.bind(this, address), (bound) => {
         this.local = bound
+        // Closed while its file was being made: the name is not held by a socket gone.
+        if (this.state.tag === "closed") this.space.unbind(this)
       }).pipe(Effect.ensuring(Effect.sync(() => {
         this.binding = false
       })))

@@ -6,7 +6,8 @@ import { assert, describe, it } from "@effect/vitest"
 import { Errno } from "@runsc/abi"
 import { MemoryAccount, type SocketAddress, type SocketDescription } from "@runsc/kernel"
 import { makeHostNetwork } from "@runsc/netstack"
-import { Effect } from "effect"
+import { Effect, Fiber } from "effect"
+import * as Dgram from "node:dgram"
 import * as Net from "node:net"
 import { freePort } from "./hostPeers.js"
 
@@ -110,4 +111,58 @@ describe("--network=host", () => {
       assert.strictEqual(again._tag, "Right")
       yield* second.socket.close
     }))
+
+  it.scopedLive("UDP: a bound guest socket is bound on the host (host peers reach it and see its port); a guest datagram to the host's loopback reaches a host server, whose reply comes from 127.0.0.1; a port the host holds is EADDRINUSE; a closed socket frees the host port", () =>
+    Effect.gen(function*() {
+      const memory = new MemoryAccount(64 * 1024 * 1024)
+      const network = yield* makeHostNetwork()
+      const hostUdp = yield* Effect.acquireRelease(
+        Effect.async<Dgram.Socket>((resume) => {
+          const socket = Dgram.createSocket("udp4")
+          socket.bind(0, "127.0.0.1", () => resume(Effect.succeed(socket)))
+        }),
+        (socket) => Effect.sync(() => socket.close())
+      )
+      const hostPort = hostUdp.address().port
+      const port = yield* freeUdpPort
+      const guest = yield* network.open("inet4", "dgram", { memory })
+      yield* guest.socket.bind(localhost(port))
+      // A host peer reaches the guest at its own port.
+      const fromHost = yield* Effect.fork(Effect.orDie(guest.socket.receive(100, { peek: false, waitAll: false, nonBlocking: false })))
+      hostUdp.send("hello guest", port, "127.0.0.1")
+      const got = yield* Fiber.join(fromHost)
+      assert.strictEqual(new TextDecoder().decode(got.data), "hello guest")
+      assert.deepStrictEqual(got.from, localhost(hostPort), "the host's loopback is the guest's own")
+      // The guest answers from its own port, to the host peer.
+      const answer = Effect.async<{ text: string; port: number }>((resume) => {
+        hostUdp.once("message", (data, info) => resume(Effect.succeed({ text: data.toString(), port: info.port })))
+      })
+      const [reply] = yield* Effect.all([answer, guest.socket.send(text("hello host"), { nonBlocking: false, to: got.from })], { concurrency: 2 })
+      assert.deepStrictEqual(reply, { text: "hello host", port })
+      // The host's port is the host's: a guest cannot bind it.
+      const taken = yield* network.open("inet4", "dgram", { memory })
+      assert.strictEqual((yield* Effect.flip(taken.socket.bind(localhost(hostPort)))).errno, Errno.ADDRINUSE)
+      yield* taken.socket.bind(localhost(yield* freeUdpPort))
+      // Closed: the host port is free again.
+      yield* guest.close
+      let free = false
+      for (let i = 0; i < 100 && !free; i++) {
+        free = yield* Effect.async<boolean>((resume) => {
+          const probe = Dgram.createSocket("udp4")
+          probe.once("error", () => resume(Effect.succeed(false)))
+          probe.bind(port, "127.0.0.1", () => probe.close(() => resume(Effect.succeed(true))))
+        })
+        if (!free) yield* Effect.sleep("10 millis")
+      }
+      assert.isTrue(free, "the host port is free again")
+    }))
+})
+
+/** A UDP port of the host's loopback that was free a moment ago. */
+const freeUdpPort = Effect.async<number>((resume) => {
+  const probe = Dgram.createSocket("udp4")
+  probe.bind(0, "127.0.0.1", () => {
+    const port = probe.address().port
+    probe.close(() => resume(Effect.succeed(port)))
+  })
 })
