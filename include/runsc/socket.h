@@ -19,7 +19,8 @@
  * addr_port struct (a tag, a port in host order stored little-endian, the
  * address in network order).
  *
- * getaddrinfo, freeaddrinfo and gai_strerror are here too (wasi-libc has no
+ * getaddrinfo, freeaddrinfo, gai_strerror, getnameinfo (numeric) and
+ * gethostbyname (IPv4) are here too (wasi-libc has no
  * netdb.h; include/netdb.h includes this header, so `#include <netdb.h>`
  * works with -I include). Names are resolved by the sandbox (WASIX resolve:
  * the container's /etc/hosts, localhost, then the host's DNS only where the
@@ -42,6 +43,7 @@
 #include <stdlib.h>
 #include <netinet/in.h>
 #include <stddef.h>
+#include <stdio.h>
 #include <stdint.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -472,6 +474,63 @@ static inline const char *runsc_gai_strerror(int code) {
   }
 }
 
+/*
+ * getnameinfo(3), numeric only: the sandbox keeps no reverse names, so a host is its address
+ * (EAI_NONAME with NI_NAMEREQD, as for an address with no name) and a service its port.
+ */
+#define NI_NUMERICHOST 0x01
+#define NI_NUMERICSERV 0x02
+#define NI_NOFQDN 0x04
+#define NI_NAMEREQD 0x08
+#define NI_DGRAM 0x10
+#define NI_MAXHOST 255
+#define NI_MAXSERV 32
+#define EAI_OVERFLOW -12
+
+static inline int runsc_getnameinfo(const struct sockaddr *sa, socklen_t len, char *host, socklen_t hostlen, char *serv, socklen_t servlen, int flags) {
+  const void *address;
+  int family, port;
+  if (sa == NULL) return EAI_FAMILY;
+  if (sa->sa_family == AF_INET && len >= sizeof(struct sockaddr_in)) {
+    family = AF_INET;
+    address = &((const struct sockaddr_in *)sa)->sin_addr;
+    port = ntohs(((const struct sockaddr_in *)sa)->sin_port);
+  } else if (sa->sa_family == AF_INET6 && len >= sizeof(struct sockaddr_in6)) {
+    family = AF_INET6;
+    address = &((const struct sockaddr_in6 *)sa)->sin6_addr;
+    port = ntohs(((const struct sockaddr_in6 *)sa)->sin6_port);
+  } else {
+    return EAI_FAMILY;
+  }
+  if (host != NULL && hostlen > 0) {
+    if (flags & NI_NAMEREQD) return EAI_NONAME;
+    if (inet_ntop(family, address, host, hostlen) == NULL) return EAI_OVERFLOW;
+  }
+  if (serv != NULL && servlen > 0) {
+    int n = snprintf(serv, servlen, "%d", port);
+    if (n < 0 || (socklen_t)n >= servlen) return EAI_OVERFLOW;
+  }
+  return 0;
+}
+
+/*
+ * gethostbyname(3), IPv4, through getaddrinfo: the entry is static, overwritten by the next
+ * call, as glibc's is. NULL with h_errno HOST_NOT_FOUND (or TRY_AGAIN) when there is none.
+ */
+struct hostent {
+  char *h_name;
+  char **h_aliases;
+  int h_addrtype;
+  int h_length;
+  char **h_addr_list;
+};
+#define h_addr h_addr_list[0]
+#define HOST_NOT_FOUND 1
+#define TRY_AGAIN 2
+static int h_errno;
+
+static inline struct hostent *runsc_gethostbyname(const char *name);
+
 static inline void runsc_freeaddrinfo(struct addrinfo *list) {
   while (list != NULL) {
     struct addrinfo *next = list->ai_next;
@@ -567,6 +626,38 @@ static inline int runsc_getaddrinfo(const char *node, const char *service, const
   return 0;
 }
 
+static inline struct hostent *runsc_gethostbyname(const char *name) {
+  static char host_name[256];
+  static struct in_addr addresses[RUNSC_MAX_ADDRS];
+  static char *address_list[RUNSC_MAX_ADDRS + 1];
+  static char *no_aliases[1];
+  static struct hostent entry;
+  struct addrinfo hints, *list;
+  memset(&hints, 0, sizeof hints);
+  hints.ai_family = AF_INET;
+  hints.ai_socktype = SOCK_STREAM;
+  int code = runsc_getaddrinfo(name, NULL, &hints, &list);
+  if (code != 0) {
+    h_errno = code == EAI_AGAIN ? TRY_AGAIN : HOST_NOT_FOUND;
+    return NULL;
+  }
+  int n = 0;
+  for (struct addrinfo *ai = list; ai != NULL && n < RUNSC_MAX_ADDRS; ai = ai->ai_next) {
+    addresses[n] = ((struct sockaddr_in *)ai->ai_addr)->sin_addr;
+    address_list[n] = (char *)&addresses[n];
+    n++;
+  }
+  address_list[n] = NULL;
+  runsc_freeaddrinfo(list);
+  snprintf(host_name, sizeof host_name, "%s", name);
+  entry.h_name = host_name;
+  entry.h_aliases = no_aliases;
+  entry.h_addrtype = AF_INET;
+  entry.h_length = 4;
+  entry.h_addr_list = address_list;
+  return &entry;
+}
+
 #define socket runsc_socket
 #define bind runsc_bind
 #define connect runsc_connect
@@ -583,6 +674,8 @@ static inline int runsc_getaddrinfo(const char *node, const char *service, const
 #define getaddrinfo runsc_getaddrinfo
 #define freeaddrinfo runsc_freeaddrinfo
 #define gai_strerror runsc_gai_strerror
+#define getnameinfo runsc_getnameinfo
+#define gethostbyname runsc_gethostbyname
 
 #ifdef __cplusplus
 }

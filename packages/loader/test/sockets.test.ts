@@ -202,7 +202,7 @@ describe("sockets", () => {
       assert.match(invalid.message, /CIDR/)
     }))
 
-  it.scopedLive("getaddrinfo (WASIX resolve): numeric addresses, localhost, the container's own /etc/hosts (only its first MiB: a guest's huge file costs no more), and no name beyond it without an egress rule", () =>
+  it.scopedLive("getaddrinfo (WASIX resolve): numeric addresses, localhost, the container's own /etc/hosts (only its first MiB: a guest's huge file costs no more), and no name beyond it without an egress rule; gethostbyname over it; getnameinfo numeric", () =>
     Effect.gen(function*() {
       const loader = yield* makeSandbox
       const hosts = "# names of the pod\n10.0.2.2   host.containers.internal gateway\n192.168.9.9 db db.local # the database\nfd00::5 db\n"
@@ -225,6 +225,14 @@ describe("sockets", () => {
       // Past the first MiB of a hosts file the sentry reads nothing more.
       assert.deepStrictEqual(yield* resolve("beyond", "beyond", huge), ["gai EAI_NONAME"])
       assert.deepStrictEqual(yield* resolve("within", "within", `10.8.8.8 within\n${huge}`), ["addr 10.8.8.8 80"])
+      const names = (id: string, name: string, address: string) =>
+        Effect.gen(function*() {
+          const { out } = yield* startSub(loader, id, { args: ["net_echo", "names", name, address, "443"], populate: (rootfs) => Fs.writeFileSync(Path.join(rootfs, "etc", "hosts"), hosts) })
+          yield* loader.wait(id)
+          return out.read().split("\n").filter((l) => l !== "")
+        })
+      assert.deepStrictEqual(yield* names("names", "db", "fd00::5"), ["gethostbyname db 192.168.9.9", "getnameinfo fd00::5 443", "getnameinfo-namereqd EAI_NONAME"])
+      assert.deepStrictEqual(yield* names("names4", "nosuch.example", "10.0.2.2"), ["gethostbyname HOST_NOT_FOUND", "getnameinfo 10.0.2.2 443", "getnameinfo-namereqd EAI_NONAME"])
     }))
 
   it.scopedLive("listeners handed to the init (dev.runsc.listen): a stock preview1 server, which cannot make a socket, serves host clients through a published port; a port already held fails the start typed, and a bad annotation the create", () =>
