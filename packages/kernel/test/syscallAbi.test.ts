@@ -4,7 +4,7 @@
  * exactly the declared imports.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Errno, importModules, importSignatures, type SyscallName, syscallNames } from "@runsc/abi"
+import { AddressFamily, Errno, importModules, importSignatures, type SyscallName, syscallNames } from "@runsc/abi"
 import { Effect, FastCheck } from "effect"
 import { ChannelViews, DATA_SIZE, Word } from "../src/platform/channel.js"
 import {
@@ -12,6 +12,7 @@ import {
   args,
   compileGuestStub,
   declarations,
+  type Field,
   type GuestSide,
   guestImports,
   I64_RESULT_SLOT,
@@ -42,6 +43,17 @@ type Drawn =
   | { readonly kind: "capacity"; readonly ptr: number; readonly len: number; readonly payload: Uint8Array }
   | { readonly kind: "out"; readonly ptr: number; readonly answer: number | bigint | Uint8Array }
 
+/** A struct's bytes: `f.size` of them; for an addr_port, often a Unix one (tag 3), whose struct is `f.unixSize` long. */
+const addrPortOr = (f: Field): FastCheck.Arbitrary<Uint8Array> => {
+  const { size, unixSize } = f
+  if (unixSize === undefined) return FastCheck.uint8Array({ minLength: size, maxLength: size })
+  return FastCheck.tuple(FastCheck.constantFrom(AddressFamily.INET4, AddressFamily.INET6, AddressFamily.UNIX), FastCheck.uint8Array({ minLength: unixSize, maxLength: unixSize }))
+    .map(([tag, bytes]) => {
+      bytes[0] = tag
+      return bytes.subarray(0, tag === AddressFamily.UNIX ? unixSize : size)
+    })
+}
+
 const drawField = (p: SyscallPlan, i: number): FastCheck.Arbitrary<Drawn> => {
   const f = p.fields[i]!
   const region = i * REGION
@@ -55,7 +67,7 @@ const drawField = (p: SyscallPlan, i: number): FastCheck.Arbitrary<Drawn> => {
     case "bytes":
       return FastCheck.record({ ptr, content: FastCheck.uint8Array({ maxLength: 300 }) }).map((r) => ({ kind: "bytes", ...r }))
     case "structIn":
-      return FastCheck.record({ ptr, content: FastCheck.uint8Array({ minLength: f.size, maxLength: f.size }) }).map((r) => ({ kind: "struct", ...r }))
+      return FastCheck.record({ ptr, content: addrPortOr(f) }).map((r) => ({ kind: "struct", ...r }))
     case "capacity": {
       // `len` counts elements of f.size bytes (capacityOf), or bytes.
       const element = f.size || 1
@@ -67,7 +79,7 @@ const drawField = (p: SyscallPlan, i: number): FastCheck.Arbitrary<Drawn> => {
     case "u64Out":
       return FastCheck.record({ ptr, answer: i64 }).map((r) => ({ kind: "out", ...r }))
     case "structOut":
-      return FastCheck.record({ ptr, answer: FastCheck.uint8Array({ minLength: f.size, maxLength: f.size }) }).map((r) => ({ kind: "out", ...r }))
+      return FastCheck.record({ ptr, answer: addrPortOr(f) }).map((r) => ({ kind: "out", ...r }))
     default:
       throw new Error(`${p.name}: ${f.kind} in a generic declaration`)
   }
@@ -194,7 +206,7 @@ describe("the declared syscall ABI", () => {
           const d = drawn[i]!
           if (f.kind === "u32Out") assert.strictEqual(view.getUint32(d.kind === "out" ? d.ptr : -1, true), Number((d as { answer: number }).answer) >>> 0, f.name)
           if (f.kind === "u64Out") assert.strictEqual(view.getBigUint64(d.kind === "out" ? d.ptr : -1, true), BigInt.asUintN(64, (d as { answer: bigint }).answer), f.name)
-          if (f.kind === "structOut" && d.kind === "out") assert.deepStrictEqual(mem.slice(d.ptr, d.ptr + f.size), d.answer, f.name)
+          if (f.kind === "structOut" && d.kind === "out") assert.deepStrictEqual(mem.slice(d.ptr, d.ptr + (d.answer as Uint8Array).length), d.answer, f.name)
           if (d.kind === "capacity") assert.deepStrictEqual(mem.slice(d.ptr, d.ptr + d.payload.length), d.payload, f.name)
         })
       },
