@@ -334,24 +334,30 @@ export class StreamSocket implements SocketOps {
     })
   }
 
-  receive(length: number, options: { readonly peek: boolean; readonly waitAll: boolean; readonly nonBlocking: boolean }): Effect.Effect<Received, SyscallError> {
+  receive(length: number, options: { readonly peek: boolean; readonly waitAll: boolean; readonly nonBlocking: boolean; readonly into?: Uint8Array }): Effect.Effect<Received, SyscallError> {
     return Effect.suspend(() => {
       const state = this.state
       if (state.tag === "connecting") return this.afterConnect(state, options.nonBlocking, () => this.receive(length, options))
       if (state.tag !== "connected") return fail(state.tag === "closed" ? Errno.BADF : Errno.NOTCONN)
       const queue = state.incoming
+      const into = options.into
       const parts: Array<Uint8Array> = []
       let got = 0
       const loop: Effect.Effect<Received, SyscallError> = Effect.suspend(() => {
         if (queue.size > 0 && got < length) {
-          const part = queue.take(length - got, options.peek)
-          parts.push(part)
-          got += part.length
+          if (into !== undefined) {
+            got += queue.takeInto(into, got, length - got, options.peek)
+          } else {
+            const part = queue.take(length - got, options.peek)
+            parts.push(part)
+            got += part.length
+          }
         }
         const done = got === length || queue.ended || queue.closed || (got > 0 && (!options.waitAll || options.peek))
         if (done || (options.nonBlocking && got > 0)) {
           if (!options.peek && this.owner.traffic) this.owner.traffic.receivedBytes += got
-          return Effect.succeed({ data: parts.length === 1 ? parts[0]! : concatBytes(parts, got) })
+          const data = into !== undefined ? into.subarray(0, got) : parts.length === 1 ? parts[0]! : concatBytes(parts, got)
+          return Effect.succeed({ data })
         }
         if (options.nonBlocking) return fail(Errno.AGAIN)
         return Effect.zipRight(state.changes.next, loop)

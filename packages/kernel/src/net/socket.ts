@@ -69,8 +69,12 @@ export interface SocketOps {
   /** Waits until connected (a stream), or sets the default peer (a datagram socket). */
   connect(address: SocketAddress, nonBlocking: boolean): Effect.Effect<void, SyscallError>
   accept(nonBlocking: boolean): Effect.Effect<Accepted, SyscallError>
-  /** Up to `length` bytes (a datagram: the next one, cut to `length`); `peek` leaves them queued. */
-  receive(length: number, options: { readonly peek: boolean; readonly waitAll: boolean; readonly nonBlocking: boolean }): Effect.Effect<Received, SyscallError>
+  /**
+   * Up to `length` bytes (a datagram: the next one, cut to `length`); `peek` leaves them queued.
+   * With `into` (at least `length` long) a socket may copy the bytes straight there and answer
+   * a view of it, saving a copy on the hot path.
+   */
+  receive(length: number, options: { readonly peek: boolean; readonly waitAll: boolean; readonly nonBlocking: boolean; readonly into?: Uint8Array }): Effect.Effect<Received, SyscallError>
   /** Sends `data` (all of it, waiting for room, unless non-blocking); to `to` for a datagram. */
   send(data: Uint8Array, options: { readonly nonBlocking: boolean; readonly to?: SocketAddress | undefined }): Effect.Effect<number, SyscallError>
   shutdown(read: boolean, write: boolean): Effect.Effect<void, SyscallError>

@@ -209,11 +209,14 @@ const receive = (c: SyscallContext, fd: number, length: number, flags: number): 
         socket.socket.receive(length, {
           peek: (flags & RiFlags.RECV_PEEK) !== 0,
           waitAll: (flags & RiFlags.RECV_WAITALL) !== 0,
-          nonBlocking: isNonBlocking(entry) || (flags & RiFlags.RECV_DONT_WAIT) !== 0
+          nonBlocking: isNonBlocking(entry) || (flags & RiFlags.RECV_DONT_WAIT) !== 0,
+          // A stream copies its bytes straight into the channel.
+          into: c.channel.data
         })
       ),
       (received) => {
-        c.channel.data.set(received.data)
+        const data = received.data
+        if (data.buffer !== c.channel.data.buffer || data.byteOffset !== c.channel.data.byteOffset) c.channel.data.set(data)
         return received
       }
     ))
