@@ -97,6 +97,8 @@ export interface Sandbox {
   readonly destroyed: (container: Container) => Effect.Effect<void>
   /** A listening socket of the sandbox's network for a container's processes (LISTEN_ANNOTATION). */
   readonly listen: (tasks: TaskSet, address: SocketAddress) => Effect.Effect<SocketDescription, SyscallError>
+  /** The ports `container`'s spec publishes (PUBLISH_ANNOTATION), for the enclosing scope. */
+  readonly publish: (container: Container, spec: Spec) => Effect.Effect<void, InvalidSpec, Scope.Scope>
 }
 
 const LISTEN_PATH = `annotations["${LISTEN_ANNOTATION}"]`
@@ -598,6 +600,8 @@ export class Container {
       if (quota !== undefined) yield* Effect.forkIn(Effect.interruptible(enforceCpuQuota(kernel, this.tasks, quota)), init.started)
       // Its weight against the other containers while they contend for the cores.
       yield* this.sandbox.cpuShares.join(this.tasks, cpuSharesOf(init.spec)).pipe(Scope.extend(init.started))
+      // Its published ports, from now until it is released.
+      yield* this.sandbox.publish(this, init.spec).pipe(Scope.extend(init.started), Effect.tapError(() => Scope.close(init.lease, Exit.void)))
       // Its listeners, bound now (as its program would bind them when it starts), follow its
       // preserved fds; the process owns them from its start, and they close if it cannot start.
       const listeners = yield* this.openListeners(init.listeners).pipe(Effect.tapError(() => Scope.close(init.lease, Exit.void)))

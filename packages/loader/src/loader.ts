@@ -387,11 +387,13 @@ const networkOf = (args: LoaderArgs, spec: Spec): Effect.Effect<Network, Invalid
   if (args.networkMode === "host") return makeHostNetwork({ logConnections })
   if (args.networkMode !== "none") return makeSandboxNetwork(egress.rules, { logConnections })
   const published = publishedPortsOf(spec)
-  const refused = egress.rules.length > 0 ? egressPath : "ports" in published && published.ports.length > 0 ? `annotations["${PUBLISH_ANNOTATION}"]` : undefined
+  const refused = egress.rules.length > 0 ? egressPath : "ports" in published && published.ports.length > 0 ? PUBLISH_PATH : undefined
   return refused === undefined
     ? Effect.succeed(makeLoopbackNetwork({ logConnections }))
     : Effect.fail(new InvalidSpec({ path: refused, reason: "the sandbox's network is none (loopback only): nothing is published and nothing is reached beyond it" }))
 }
+
+const PUBLISH_PATH = `annotations["${PUBLISH_ANNOTATION}"]`
 
 const trafficOf = (traffic: NetworkTraffic): ContainerStats["network"] => ({
   rx_bytes: traffic.receivedBytes,
@@ -423,9 +425,30 @@ const makeLoader = (args: LoaderArgs & { readonly bundle: Bundle; readonly netwo
     // Weighs the containers' CPU time while they contend (their specs' cpu.shares).
     const cpuShares = yield* makeCpuShares(kernel)
 
+    /** A container's published ports (PUBLISH_ANNOTATION), listened on for the enclosing scope. */
+    const publishPortsOf = (spec: Spec): Effect.Effect<void, InvalidSpec | PublishFailed, Scope.Scope> =>
+      Effect.gen(function*() {
+        const published = publishedPortsOf(spec)
+        if ("reason" in published) return yield* new InvalidSpec({ path: PUBLISH_PATH, reason: published.reason })
+        if (published.ports.length > 0 && args.networkMode === "none") {
+          return yield* new InvalidSpec({ path: PUBLISH_PATH, reason: "the sandbox's network is none (loopback only): nothing is published" })
+        }
+        const beyond = published.ports.find((port) => !isLoopbackHost(port.hostAddress))
+        if (beyond !== undefined && args.publishBeyondLoopback !== true) {
+          return yield* new InvalidSpec({ path: PUBLISH_PATH, reason: `${beyond.hostAddress} is not a loopback address of the host: publishing beyond it is not allowed here` })
+        }
+        yield* Effect.forEach(published.ports, (port) => publishPort(args.network, port, { memory: kernel.memory }), { discard: true })
+      })
+
     const sandbox: Sandbox = {
       kernel,
       cpuShares,
+      // A sub-container's published ports, until it is destroyed (the root's are the sandbox's,
+      // published at its start); a port the host cannot give fails its start, typed as a listen's.
+      publish: (container, spec) =>
+        container === rootContainer
+          ? Effect.void
+          : Effect.catchTag(publishPortsOf(spec), "PublishFailed", (e) => new InvalidSpec({ path: PUBLISH_PATH, reason: e.message })),
       listen: (tasks, address) =>
         listenOn(args.network, { memory: tasks.memory ?? kernel.memory, traffic: tasks.traffic, containerId: tasks.containerId }, address),
       namespaceAt: (path) =>
@@ -484,14 +507,7 @@ const makeLoader = (args: LoaderArgs & { readonly bundle: Bundle; readonly netwo
 
     // The root container's published ports, listened on from now until the sandbox ends (their
     // finalizers run before the kill above: no host connection is bridged to a dying guest).
-    const published = publishedPortsOf(rootBundle.spec)
-    const publishPath = `annotations["${PUBLISH_ANNOTATION}"]`
-    if ("reason" in published) return yield* new InvalidSpec({ path: publishPath, reason: published.reason })
-    const beyond = published.ports.find((port) => !isLoopbackHost(port.hostAddress))
-    if (beyond !== undefined && args.publishBeyondLoopback !== true) {
-      return yield* new InvalidSpec({ path: publishPath, reason: `${beyond.hostAddress} is not a loopback address of the host: publishing beyond it is not allowed here` })
-    }
-    yield* Effect.forEach(published.ports, (port) => publishPort(args.network, port, { memory: kernel.memory }), { discard: true })
+    yield* publishPortsOf(rootBundle.spec)
 
     const signalProcess = (tg: ThreadGroup, signo: number) =>
       tg.isAlive ? kernel.signal(tg, signo) : Effect.fail(new NoSuchProcess({ pid: tg.rootPid }))

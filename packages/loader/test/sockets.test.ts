@@ -145,6 +145,27 @@ describe("sockets", () => {
       assert.match(refused.message, /0\.0\.0\.0 is not a loopback address/)
     }))
 
+  it.scopedLive("a sub-container's published ports: host clients reach its server while it is, the host port is free once it is destroyed; a port held fails its start typed; a beyond-loopback one is refused", () =>
+    Effect.gen(function*() {
+      const loader = yield* makeSandbox
+      const hostPort = yield* freePort
+      const server = yield* startSub(loader, "web", { args: ["net_echo", "server", "8081", "1"], annotations: { [PUBLISH_ANNOTATION]: `${hostPort}:8081` } })
+      yield* waitUntil(Effect.sync(() => server.out.read().includes("listening 8081")), "the guest listens")
+      assert.strictEqual(yield* hostClient(hostPort, "to the pod"), "echo:to the pod")
+      assert.deepStrictEqual(yield* loader.wait("web"), exited(0))
+      // Held while the container is: a second one asking for it cannot start.
+      const second = yield* Effect.flip(startSub(loader, "second", { args: ["sleep", "1"], annotations: { [PUBLISH_ANNOTATION]: `${hostPort}:80` } }))
+      assert.strictEqual(second._tag, "InvalidSpec")
+      assert.match(second.message, /EADDRINUSE|in use/)
+      yield* loader.destroySubcontainer("web")
+      yield* loader.destroySubcontainer("second")
+      const third = yield* startSub(loader, "third", { args: ["net_echo", "server", "8082", "1"], annotations: { [PUBLISH_ANNOTATION]: `${hostPort}:8082` } })
+      yield* waitUntil(Effect.sync(() => third.out.read().includes("listening 8082")), "the third listens")
+      assert.strictEqual(yield* hostClient(hostPort, "again"), "echo:again")
+      const everywhere = yield* Effect.flip(startSub(loader, "fourth", { args: ["sleep", "1"], annotations: { [PUBLISH_ANNOTATION]: `0.0.0.0:${hostPort}:80` } }))
+      assert.match(everywhere.message, /not a loopback address/)
+    }))
+
   it.scopedLive("egress (dev.runsc.egress): a guest reaches a host server through 10.0.2.2 (the host's loopback) only where a rule allows it — blocking and non-blocking connects, EACCES outside the rules, ECONNREFUSED from the host, ENETUNREACH with --network=none", () =>
     Effect.gen(function*() {
       // A host service on the host's own 127.0.0.1, which the sandbox's 127.0.0.1 is not.
