@@ -217,6 +217,13 @@ describe("sockets", () => {
       const refused = yield* Effect.flip(Layer.build(Loader.layer({ containerId: "none2", bundle, networkMode: "none", stdio: {} })))
       assert.strictEqual(refused._tag, "InvalidSpec")
       assert.match(refused.message, /network is none/)
+      // Nor may a sub-container of such a sandbox publish.
+      const pod = yield* Effect.map(Layer.build(Loader.layer({ containerId: "none3", bundle: yield* makeBundle({ args: ["sleep", "600"] }), networkMode: "none", stdio: {} })), Context.get(Loader))
+      yield* pod.startRoot
+      const publishing = yield* makeBundle({ args: ["sleep", "1"], annotations: { [PUBLISH_ANNOTATION]: `${hostPort}:80` } })
+      yield* pod.createSubcontainer("publisher")
+      const unpublished = yield* Effect.flip(pod.startSubcontainer({ containerId: "publisher", bundle: publishing }))
+      assert.match(unpublished.message, /network is none/)
       const bad = yield* makeBundle({ args: ["sleep", "1"], annotations: { [EGRESS_ANNOTATION]: "10.0.2.2:80" } })
       const invalid = yield* Effect.flip(Layer.build(Loader.layer({ containerId: "bad", bundle: bad, stdio: {} })))
       assert.strictEqual(invalid._tag, "InvalidSpec")
