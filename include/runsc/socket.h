@@ -47,6 +47,7 @@
 #include <stdint.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <sys/un.h>
 #include <unistd.h>
 #include <wasi/api.h>
@@ -77,6 +78,10 @@ struct runsc_sockaddr_un {
 #endif
 #ifndef SO_RCVBUF
 #define SO_RCVBUF 8
+#endif
+#ifndef SO_RCVTIMEO
+#define SO_RCVTIMEO 66 /* musl's, with a 64-bit time_t on a 32-bit target */
+#define SO_SNDTIMEO 67
 #endif
 #ifndef SO_KEEPALIVE
 #define SO_KEEPALIVE 9
@@ -122,6 +127,8 @@ struct runsc_sockaddr_un {
 #define RUNSC_SO_RECV_BUF_SIZE 15
 #define RUNSC_SO_SEND_BUF_SIZE 16
 #define RUNSC_SO_PROTO 26
+#define RUNSC_SO_RECV_TIMEOUT 19
+#define RUNSC_SO_SEND_TIMEOUT 20
 
 /* addr_port, as the calls read and write it (the first 20 of its 110 bytes). */
 typedef struct {
@@ -131,6 +138,13 @@ typedef struct {
   uint8_t address[16];
   uint8_t rest[90];
 } runsc_addr_port_t;
+
+/* option_timestamp: a tag (0 none, 1 some), then nanoseconds. */
+typedef struct {
+  uint8_t tag;
+  uint8_t pad[7];
+  uint64_t nanoseconds;
+} runsc_option_timestamp_t;
 
 /* addr, as resolve writes an array of them: a tag, then the address in network order. */
 typedef struct {
@@ -160,6 +174,8 @@ int32_t __runsc_sock_set_opt_size(int32_t fd, int32_t option, int64_t size) RUNS
 int32_t __runsc_sock_get_opt_size(int32_t fd, int32_t option, uint64_t *size) RUNSC_WASIX(sock_get_opt_size);
 int32_t __runsc_resolve(const char *host, size_t host_len, int32_t port, runsc_addr_t *addrs, size_t naddrs, uint32_t *found) RUNSC_WASIX(resolve);
 int32_t __runsc_sock_pair(int32_t af, int32_t type, int32_t proto, int32_t *fd1, int32_t *fd2) RUNSC_WASIX(sock_pair);
+int32_t __runsc_sock_set_opt_time(int32_t fd, int32_t option, const runsc_option_timestamp_t *time) RUNSC_WASIX(sock_set_opt_time);
+int32_t __runsc_sock_get_opt_time(int32_t fd, int32_t option, runsc_option_timestamp_t *time) RUNSC_WASIX(sock_get_opt_time);
 
 #undef RUNSC_WASIX
 
@@ -390,6 +406,14 @@ static inline int runsc__option(int level, int name, int *is_size) {
 }
 
 static inline int runsc_setsockopt(int fd, int level, int name, const void *value, socklen_t len) {
+  if (level == SOL_SOCKET && (name == SO_RCVTIMEO || name == SO_SNDTIMEO)) {
+    /* A struct timeval; zero is no limit. A negative one is the shortest, as Linux's is none at all. */
+    if (value == NULL || len < sizeof(struct timeval)) return runsc__result(EINVAL);
+    const struct timeval *tv = (const struct timeval *)value;
+    if (tv->tv_usec < 0 || tv->tv_usec >= 1000000) return runsc__result(EDOM);
+    runsc_option_timestamp_t t = {1, {0}, tv->tv_sec < 0 ? 1 : (uint64_t)tv->tv_sec * 1000000000u + (uint64_t)tv->tv_usec * 1000u};
+    return runsc__result(__runsc_sock_set_opt_time(fd, name == SO_RCVTIMEO ? RUNSC_SO_RECV_TIMEOUT : RUNSC_SO_SEND_TIMEOUT, &t));
+  }
   int is_size;
   int option = runsc__option(level, name, &is_size);
   if (option < 0 || option == RUNSC_SO_LISTENING || option == RUNSC_SO_LAST_ERROR || option == RUNSC_SO_PROTO) return runsc__result(ENOPROTOOPT);
@@ -399,6 +423,17 @@ static inline int runsc_setsockopt(int fd, int level, int name, const void *valu
 }
 
 static inline int runsc_getsockopt(int fd, int level, int name, void *value, socklen_t *len) {
+  if (level == SOL_SOCKET && (name == SO_RCVTIMEO || name == SO_SNDTIMEO)) {
+    if (value == NULL || len == NULL || *len < sizeof(struct timeval)) return runsc__result(EINVAL);
+    runsc_option_timestamp_t t;
+    if (runsc__result(__runsc_sock_get_opt_time(fd, name == SO_RCVTIMEO ? RUNSC_SO_RECV_TIMEOUT : RUNSC_SO_SEND_TIMEOUT, &t)) < 0) return -1;
+    struct timeval *tv = (struct timeval *)value;
+    uint64_t ns = t.tag == 1 ? t.nanoseconds : 0;
+    tv->tv_sec = (time_t)(ns / 1000000000u);
+    tv->tv_usec = (suseconds_t)((ns % 1000000000u) / 1000u);
+    *len = sizeof(struct timeval);
+    return 0;
+  }
   if (value == NULL || len == NULL || *len < sizeof(int)) return runsc__result(EINVAL);
   if (level == SOL_SOCKET && name == SO_TYPE) {
     __wasi_fdstat_t stat;

@@ -114,6 +114,9 @@ export const AddrPort = { sizeOf: 20, tag: 0, port: 2, address: 4, unixSizeOf: 1
  */
 export const Addr = { sizeOf: 18, tag: 0, address: 2 } as const
 
+/** WASIX `option_timestamp` (sock_set_opt_time, sock_get_opt_time): a tag (0 none, 1 some), then at 8 nanoseconds. */
+export const OptionTimestamp = { sizeOf: 16, tag: 0, value: 8 } as const
+
 /** WASIX `sock_status`: what sock_status answers (one byte). */
 export const SockStatus = { OPENING: 0, OPENED: 1, CLOSED: 2, FAILED: 3 } as const
 
@@ -135,6 +138,8 @@ export const SockOption = {
   KEEP_ALIVE: 12,
   RECV_BUF_SIZE: 15,
   SEND_BUF_SIZE: 16,
+  RECV_TIMEOUT: 19,
+  SEND_TIMEOUT: 20,
   TYPE: 25,
   PROTO: 26
 } as const
@@ -229,7 +234,9 @@ const wasix = [
   "sock_get_opt_size",
   "sock_status",
   "resolve",
-  "sock_pair"
+  "sock_pair",
+  "sock_set_opt_time",
+  "sock_get_opt_time"
 ] as const
 
 /** preview1's socket calls, which WASIX programs may also import from `wasix_32v1`. */
@@ -362,6 +369,8 @@ export const importSignatures: { readonly [K in ImportableSyscall]: WasmSignatur
   sock_status: sig("i32 i32"),
   resolve: sig("i32 i32 i32 i32 i32 i32"),
   sock_pair: sig("i32 i32 i32 i32 i32"),
+  sock_set_opt_time: sig("i32 i32 i32"),
+  sock_get_opt_time: sig("i32 i32 i32"),
   proc_spawn: sig("i32 i32 i32 i32 i32 i32 i32 i32 i32 i32 i32"),
   proc_setpgid: sig("i32 i32"),
   proc_getpgid: sig("i32 i32"),

@@ -162,8 +162,8 @@ describe("errno", () => {
 })
 
 describe("syscall numbers", () => {
-  it("are the 46 preview1 functions in witx order, then the 6 WASIX process, 14 WASIX socket calls, WASIX resolve and sock_pair, then our 8 process calls, then the sentry's own memory_grow, and invert syscallNames", () => {
-    assert.strictEqual(syscallNames.length, 46 + 6 + 14 + 1 + 1 + 8 + 1)
+  it("are the 46 preview1 functions in witx order, then the 6 WASIX process, 14 WASIX socket calls, WASIX resolve, sock_pair and the two socket time options, then our 8 process calls, then the sentry's own memory_grow, and invert syscallNames", () => {
+    assert.strictEqual(syscallNames.length, 46 + 6 + 14 + 1 + 3 + 8 + 1)
     syscallNames.forEach((name, i) => assert.strictEqual(syscallNumber[name], i))
     assert.strictEqual(syscallNumber.args_get, 0)
     assert.strictEqual(syscallNumber.sock_shutdown, 45)
@@ -175,7 +175,8 @@ describe("syscall numbers", () => {
     assert.deepStrictEqual(all.filter((name, i) => all.indexOf(name) !== i).sort(), ["sock_recv", "sock_send", "sock_shutdown"])
     assert.strictEqual(syscallNumber.resolve, 66)
     assert.strictEqual(syscallNumber.sock_pair, 67)
-    assert.strictEqual(syscallNumber.memory_grow, 76)
+    assert.strictEqual(syscallNumber.sock_get_opt_time, 69)
+    assert.strictEqual(syscallNumber.memory_grow, 78)
   })
 
   it("signal numbers: WASI's enum skips SIGSTKFLT; the conversions invert each other", () => {

@@ -29,6 +29,7 @@ export {
   type SocketOps,
   type SocketOwner,
   type SocketSize,
+  type SocketTimeLimit,
   type UnixAddress
 } from "./net/socket.js"
 export { formatAddress, ipText, parseIp } from "./net/addrPort.js"

@@ -369,6 +369,29 @@ describe("sockets", () => {
       assert.strictEqual(out.read(), "listening 8080\nserved 2\n")
     }))
 
+  it.scopedLive("SO_RCVTIMEO and SO_SNDTIMEO (WASIX sock_set_opt_time): accept, recv and recvfrom give up with EAGAIN after the limit; a send to a peer that never reads answers its part, then EAGAIN; an accepted socket inherits the limit; 0 clears it; a bad timeval is EDOM", () =>
+    Effect.gen(function*() {
+      const loader = yield* makeSandbox
+      const { out } = yield* startSub(loader, "timeouts", { args: ["net_echo", "timeouts"] })
+      assert.deepStrictEqual(yield* loader.wait("timeouts"), exited(0), out.read())
+      assert.deepStrictEqual(out.read().split("\n"), [
+        "listening 9200",
+        "set-rcvtimeo ok",
+        "get-rcvtimeo 0.100000",
+        "accept EAGAIN waited yes",
+        "inherited yes",
+        "recv EAGAIN waited yes",
+        "cleared 0.000000",
+        "set-sndtimeo ok",
+        "send-partial ok waited yes",
+        "partial yes",
+        "send-full EAGAIN waited yes",
+        "bad-usec EDOM",
+        "recvfrom EAGAIN waited yes",
+        ""
+      ])
+    }))
+
   it.scopedLive("WASIX sock_status: opening until it listens, opened then, EBADF once closed", () =>
     Effect.gen(function*() {
       const bytes = yield* Effect.promise(async () => {

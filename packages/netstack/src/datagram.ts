@@ -26,12 +26,14 @@ import {
   type SocketOps,
   type SocketOwner,
   type SocketSize,
+  type SocketTimeLimit,
   type SyscallError
 } from "@runsc/kernel"
 import { Effect } from "effect"
 import { asFamily, type IpAddress, isLoopback, isWildcard, loopbackOf, sameAddress, unnamedOf } from "./address.js"
 import type { AddressSpace } from "./addressSpace.js"
 import type { Egress, HostDatagrams } from "./egress.js"
+import { limitedWait } from "./timeLimit.js"
 import { SocketOptions, socketStat } from "./socketOptions.js"
 
 /** The largest UDP payload over IPv4 (65535 less the IP and UDP headers). */
@@ -149,13 +151,15 @@ export class DatagramSocket implements SocketOps {
     })
   }
 
+  /** The next datagram, waiting within SO_RCVTIMEO (EAGAIN past it). */
   receive(length: number, options: { readonly peek: boolean; readonly nonBlocking: boolean }): Effect.Effect<Received, SyscallError> {
-    return Effect.suspend(() => {
+    const wait = limitedWait(this.options.timeLimits.receiveTimeLimit)
+    const attempt: Effect.Effect<Received, SyscallError> = Effect.suspend(() => {
       if (this.closed) return fail(Errno.BADF)
       const next = this.queue[0]
       if (next === undefined) {
         if (options.nonBlocking) return fail(Errno.AGAIN)
-        return Effect.zipRight(this.changes.next, this.receive(length, options))
+        return Effect.flatMap(wait(this.changes.next), (came) => (came ? attempt : fail(Errno.AGAIN)))
       }
       if (!options.peek) {
         this.dequeue()
@@ -167,6 +171,7 @@ export class DatagramSocket implements SocketOps {
       const truncated = next.data.length > length
       return Effect.succeed({ data: truncated ? next.data.slice(0, length) : next.data, from: next.from, truncated })
     })
+    return attempt
   }
 
   /** One datagram, whole, to `to` (or the connected peer); UDP's is dropped when nobody can take it. */
@@ -207,12 +212,13 @@ export class DatagramSocket implements SocketOps {
     if (data.length > Math.min(this.options.sendBuffer, MAX_UNIX_DATAGRAM)) return fail(Errno.MSGSIZE)
     if (receiver.peer !== undefined && receiver.peer !== this) return fail(Errno.PERM)
     const target = receiver
+    const wait = limitedWait(this.options.timeLimits.sendTimeLimit)
     const attempt: Effect.Effect<number, SyscallError> = Effect.suspend(() => {
       if (this.closed) return fail(Errno.BADF)
       if (target.closed) return fail(Errno.CONNREFUSED)
       if (!target.hasRoomFor(data.length)) {
         if (options.nonBlocking) return fail(Errno.AGAIN)
-        return Effect.zipRight(target.changes.next, attempt)
+        return Effect.flatMap(wait(target.changes.next), (came) => (came ? attempt : fail(Errno.AGAIN)))
       }
       if (!target.deliver(data, this.local ?? unnamedOf(this.family))) return fail(Errno.NOBUFS)
       if (this.owner.traffic) {
@@ -265,6 +271,14 @@ export class DatagramSocket implements SocketOps {
 
   getSize(option: SocketSize): Effect.Effect<number, SyscallError> {
     return this.options.getSize(option)
+  }
+
+  setTimeLimit(option: SocketTimeLimit, milliseconds: number | undefined): void {
+    this.options.timeLimits[option] = milliseconds
+  }
+
+  getTimeLimit(option: SocketTimeLimit): number | undefined {
+    return this.options.timeLimits[option]
   }
 
   /** Why a datagram cannot go to `to` beyond the loopback: no route (no egress), or the policy (EACCES); undefined if it can or `to` is local. */

@@ -1,6 +1,6 @@
 /** What stream and datagram sockets keep alike: their option flags, buffer sizes and fstat. */
 import { FileType } from "@runsc/abi"
-import type { SocketFlag, SocketSize, Stat } from "@runsc/kernel"
+import type { SocketFlag, SocketSize, SocketTimeLimit, Stat } from "@runsc/kernel"
 import { Effect } from "effect"
 
 /** A socket's receive (and send) buffer unless SO_RCVBUF (SO_SNDBUF) says otherwise. */
@@ -16,6 +16,8 @@ export class SocketOptions {
   private readonly flags = new Set<SocketFlag>()
   receiveBuffer = DEFAULT_BUFFER
   sendBuffer = DEFAULT_BUFFER
+  /** SO_RCVTIMEO and SO_SNDTIMEO, in milliseconds (undefined: no limit). */
+  readonly timeLimits: { [K in SocketTimeLimit]?: number | undefined } = {}
 
   has(flag: SocketFlag): boolean {
     return this.flags.has(flag)
@@ -46,6 +48,7 @@ export class SocketOptions {
     for (const flag of this.flags) copy.flags.add(flag)
     copy.receiveBuffer = this.receiveBuffer
     copy.sendBuffer = this.sendBuffer
+    Object.assign(copy.timeLimits, this.timeLimits)
     return copy
   }
 }

@@ -23,6 +23,7 @@ import {
   type SocketOps,
   type SocketOwner,
   type SocketSize,
+  type SocketTimeLimit,
   type SyscallError
 } from "@runsc/kernel"
 import { Effect } from "effect"
@@ -30,6 +31,7 @@ import { asFamily, type IpAddress, isLoopback, isWildcard, loopbackOf, unnamedOf
 import type { AddressSpace } from "./addressSpace.js"
 import { ByteQueue } from "./byteQueue.js"
 import type { Egress } from "./egress.js"
+import { limitedWait } from "./timeLimit.js"
 import { SocketOptions, socketStat } from "./socketOptions.js"
 
 /** Where a stream socket's connections may go besides the loopback, and whether they are logged. */
@@ -319,8 +321,10 @@ export class StreamSocket implements SocketOps {
     return error
   }
 
+  /** Waits for a connection, within SO_RCVTIMEO (EAGAIN past it), as Linux's accept does. */
   accept(nonBlocking: boolean): Effect.Effect<Accepted, SyscallError> {
-    return Effect.suspend(() => {
+    const wait = limitedWait(this.options.timeLimits.receiveTimeLimit)
+    const attempt: Effect.Effect<Accepted, SyscallError> = Effect.suspend(() => {
       const state = this.state
       if (state.tag !== "listening") return fail(Errno.INVAL)
       const next = state.backlog.shift()
@@ -330,8 +334,9 @@ export class StreamSocket implements SocketOps {
         return Effect.succeed({ socket: next.description, peer: next.remote! })
       }
       if (nonBlocking) return fail(Errno.AGAIN)
-      return Effect.zipRight(state.changes.next, this.accept(nonBlocking))
+      return Effect.flatMap(wait(state.changes.next), (came) => (came ? attempt : fail(Errno.AGAIN)))
     })
+    return attempt
   }
 
   receive(length: number, options: { readonly peek: boolean; readonly waitAll: boolean; readonly nonBlocking: boolean; readonly into?: Uint8Array }): Effect.Effect<Received, SyscallError> {
@@ -343,6 +348,12 @@ export class StreamSocket implements SocketOps {
       const into = options.into
       const parts: Array<Uint8Array> = []
       let got = 0
+      const answer = (): Effect.Effect<Received> => {
+        if (!options.peek && this.owner.traffic) this.owner.traffic.receivedBytes += got
+        return Effect.succeed({ data: into !== undefined ? into.subarray(0, got) : parts.length === 1 ? parts[0]! : concatBytes(parts, got) })
+      }
+      // SO_RCVTIMEO: past it, what has come (MSG_WAITALL's part), or EAGAIN.
+      const wait = limitedWait(this.options.timeLimits.receiveTimeLimit)
       const loop: Effect.Effect<Received, SyscallError> = Effect.suspend(() => {
         if (queue.size > 0 && got < length) {
           if (into !== undefined) {
@@ -354,13 +365,9 @@ export class StreamSocket implements SocketOps {
           }
         }
         const done = got === length || queue.ended || queue.closed || (got > 0 && (!options.waitAll || options.peek))
-        if (done || (options.nonBlocking && got > 0)) {
-          if (!options.peek && this.owner.traffic) this.owner.traffic.receivedBytes += got
-          const data = into !== undefined ? into.subarray(0, got) : parts.length === 1 ? parts[0]! : concatBytes(parts, got)
-          return Effect.succeed({ data })
-        }
+        if (done || (options.nonBlocking && got > 0)) return answer()
         if (options.nonBlocking) return fail(Errno.AGAIN)
-        return Effect.zipRight(state.changes.next, loop)
+        return Effect.flatMap(wait(state.changes.next), (came) => (came ? loop : got > 0 ? answer() : fail(Errno.AGAIN)))
       })
       return length === 0 ? Effect.succeed({ data: new Uint8Array(0) }) : loop
     })
@@ -374,12 +381,14 @@ export class StreamSocket implements SocketOps {
       if (state.shutWrite) return fail(Errno.PIPE)
       const queue = state.peer.state.tag === "connected" ? state.peer.state.incoming : undefined
       let sent = 0
+      // SO_SNDTIMEO: past it, what went (a partial send), or EAGAIN.
+      const wait = limitedWait(this.options.timeLimits.sendTimeLimit)
       const loop: Effect.Effect<number, SyscallError> = Effect.suspend(() => {
         if (queue === undefined || queue.closed) return sent > 0 ? Effect.succeed(sent) : fail(Errno.PIPE)
         if (sent === data.length) return Effect.succeed(sent)
         if (queue.room === 0) {
           if (options.nonBlocking) return sent > 0 ? Effect.succeed(sent) : fail(Errno.AGAIN)
-          return Effect.zipRight(state.changes.next, loop)
+          return Effect.flatMap(wait(state.changes.next), (came) => (came ? loop : sent > 0 ? Effect.succeed(sent) : fail(Errno.AGAIN)))
         }
         const n = Math.min(queue.room, data.length - sent)
         queue.put(data.subarray(sent, sent + n))
@@ -433,6 +442,14 @@ export class StreamSocket implements SocketOps {
 
   getSize(option: SocketSize): Effect.Effect<number, SyscallError> {
     return this.options.getSize(option)
+  }
+
+  setTimeLimit(option: SocketTimeLimit, milliseconds: number | undefined): void {
+    this.options.timeLimits[option] = milliseconds
+  }
+
+  getTimeLimit(option: SocketTimeLimit): number | undefined {
+    return this.options.timeLimits[option]
   }
 
   /** socketpair(2) of stream sockets: new `a` and `b` connected to each other, unnamed; false when their buffers cannot be charged. */

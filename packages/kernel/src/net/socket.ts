@@ -46,6 +46,12 @@ export const isAbstract = (address: UnixAddress): boolean => address.path.starts
 export type SocketFlag = "reuseAddress" | "reusePort" | "keepAlive" | "noDelay" | "broadcast" | "onlyV6" | "acceptConnections"
 /** Options with a size: the receive and send buffers (bytes). */
 export type SocketSize = "receiveBuffer" | "sendBuffer"
+/**
+ * Options with a time: how long a receive or accept (SO_RCVTIMEO), or a send (SO_SNDTIMEO),
+ * may wait, in milliseconds (undefined: for ever); past it the call answers what it has, or
+ * EAGAIN.
+ */
+export type SocketTimeLimit = "receiveTimeLimit" | "sendTimeLimit"
 
 export interface Received {
   readonly data: Uint8Array
@@ -84,6 +90,8 @@ export interface SocketOps {
   getFlag(option: SocketFlag): Effect.Effect<boolean, SyscallError>
   setSize(option: SocketSize, value: number): Effect.Effect<void, SyscallError>
   getSize(option: SocketSize): Effect.Effect<number, SyscallError>
+  setTimeLimit(option: SocketTimeLimit, milliseconds: number | undefined): void
+  getTimeLimit(option: SocketTimeLimit): number | undefined
   /** SO_ERROR: a non-blocking connect's failure (0: none), cleared by reading it. */
   takeError(): number
   /** WASIX sock_status: not yet connected or listening, in use, closed, or its connect failed. */

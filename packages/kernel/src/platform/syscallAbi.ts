@@ -46,7 +46,7 @@
  * This module is bundled into the guest worker: it imports nothing but @runsc/abi and the
  * channel layout.
  */
-import { Addr, AddressFamily, AddrPort, Errno, importModules, importSignatures, Layout, type SyscallName, syscallNames, syscallNumber } from "@runsc/abi"
+import { Addr, AddressFamily, AddrPort, Errno, OptionTimestamp, importModules, importSignatures, Layout, type SyscallName, syscallNames, syscallNumber } from "@runsc/abi"
 import { type ChannelViews, DATA_SIZE, I64_SLOT_COUNT, Word, ARG_COUNT } from "./channel.js"
 
 /**
@@ -91,6 +91,7 @@ const u32Out = field("u32Out")
 const u64Out = field("u64Out")
 const payloadOut = field("payloadOut")
 const structOut = <const N extends string>(name: N, size: number): Field<N, "structOut"> => ({ name, kind: "structOut", size })
+const structIn = <const N extends string>(name: N, size: number): Field<N, "structIn"> => ({ name, kind: "structIn", size })
 /** A WASIX addr_port: 20 bytes for an IP address, 110 for a Unix one (its tag says which). */
 const addrPortIn = <const N extends string>(name: N): Field<N, "structIn"> => ({ name, kind: "structIn", size: AddrPort.sizeOf, unixSize: AddrPort.unixSizeOf })
 const addrPortOut = <const N extends string>(name: N): Field<N, "structOut"> => ({ name, kind: "structOut", size: AddrPort.sizeOf, unixSize: AddrPort.unixSizeOf })
@@ -214,6 +215,8 @@ export const declarations = {
   sock_status: generic(u32("fd"), structOut("status", 1)),
   resolve: generic(bytes("host"), u32("port"), capacityOf("addrs", Addr.sizeOf), u32Out("naddrs")),
   sock_pair: generic(u32("family"), u32("type"), u32("protocol"), u32Out("fd1"), u32Out("fd2")),
+  sock_set_opt_time: generic(u32("fd"), u32("option"), structIn("time", OptionTimestamp.sizeOf)),
+  sock_get_opt_time: generic(u32("fd"), u32("option"), structOut("time", OptionTimestamp.sizeOf)),
   // the sentry's own (the worker's memory.grow hook)
   memory_grow: worker(u32("current"), u32("pages"))
 } as const satisfies { readonly [K in SyscallName]: Declaration }

@@ -20,13 +20,14 @@ import {
   SockProto,
   SockStatus,
   SockType,
-  FileType
+  FileType,
+  OptionTimestamp
 } from "@runsc/abi"
 import { Effect, Either } from "effect"
 import { fail, type SyscallError } from "../errors.js"
 import type { FdEntry } from "../fs/fdTable.js"
 import { decodeAddrPort, encodeAddrPort } from "../net/addrPort.js"
-import { isAbstract, isSocket, SOCKET_RIGHTS, type Received, type SocketAddress, type SocketDescription, type SocketFlag, type SocketKind, type SocketSize, type UnixAddress } from "../net/socket.js"
+import { isAbstract, isSocket, SOCKET_RIGHTS, type Received, type SocketAddress, type SocketDescription, type SocketFlag, type SocketKind, type SocketSize, type SocketTimeLimit, type UnixAddress } from "../net/socket.js"
 import { resolveNow } from "../fs/resolve.js"
 import { DATA_SIZE } from "../platform/channel.js"
 import { type BytesArg, args, RECV_FROM_ADDRESS_AT, results } from "../platform/syscallAbi.js"
@@ -62,6 +63,8 @@ const SockGetOptSizeArgs = args.sock_get_opt_size
 const SockGetOptSizeResults = results.sock_get_opt_size
 const SockStatusArgs = args.sock_status
 const SockPairArgs = args.sock_pair
+const SockSetOptTimeArgs = args.sock_set_opt_time
+const SockGetOptTimeArgs = args.sock_get_opt_time
 const SockPairResults = results.sock_pair
 
 const socketEntry = (description: SocketDescription, nonBlocking: boolean): FdEntry => ({
@@ -342,6 +345,40 @@ const sock_get_opt_size: Handler = (c) =>
     }
   })
 
+const TIME_OPTIONS: { readonly [option: number]: SocketTimeLimit } = {
+  [SockOption.RECV_TIMEOUT]: "receiveTimeLimit",
+  [SockOption.SEND_TIMEOUT]: "sendTimeLimit"
+}
+
+/**
+ * SO_RCVTIMEO, SO_SNDTIMEO as WASIX sets them: an option_timestamp in nanoseconds (none, or 0:
+ * no limit), kept in whole milliseconds, rounded up so that a limit never becomes none.
+ */
+const sock_set_opt_time: Handler = (c) =>
+  flatMapNow(socketAt(c, SockSetOptTimeArgs.fd(c), 0n), ({ socket }) => {
+    const option = TIME_OPTIONS[SockSetOptTimeArgs.option(c)]
+    if (option === undefined) return fail(Errno.NOPROTOOPT)
+    const at = SockSetOptTimeArgs.time.at(c)
+    const tag = c.channel.data[at + OptionTimestamp.tag]
+    if (tag !== 0 && tag !== 1) return fail(Errno.INVAL)
+    const nanoseconds = c.channel.dataView.getBigUint64(at + OptionTimestamp.value, true)
+    socket.socket.setTimeLimit(option, tag === 0 || nanoseconds === 0n ? undefined : Number((nanoseconds + 999_999n) / 1_000_000n))
+    return Effect.void
+  })
+
+const sock_get_opt_time: Handler = (c) =>
+  flatMapNow(socketAt(c, SockGetOptTimeArgs.fd(c), 0n), ({ socket }) => {
+    const option = TIME_OPTIONS[SockGetOptTimeArgs.option(c)]
+    if (option === undefined) return fail(Errno.NOPROTOOPT)
+    const limit = socket.socket.getTimeLimit(option)
+    const out = new Uint8Array(OptionTimestamp.sizeOf)
+    if (limit !== undefined) {
+      out[OptionTimestamp.tag] = 1
+      new DataView(out.buffer).setBigUint64(OptionTimestamp.value, BigInt(limit) * 1_000_000n, true)
+    }
+    return Effect.sync(() => setPayload(c, out))
+  })
+
 const STATUS_CODES = { opening: SockStatus.OPENING, opened: SockStatus.OPENED, closed: SockStatus.CLOSED, failed: SockStatus.FAILED } as const
 
 const sock_status: Handler = (c) =>
@@ -366,5 +403,7 @@ export const socketHandlers = {
   sock_set_opt_size,
   sock_get_opt_size,
   sock_status,
-  sock_pair
+  sock_pair,
+  sock_set_opt_time,
+  sock_get_opt_time
 } as const satisfies Record<string, Handler>
