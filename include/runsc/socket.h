@@ -227,17 +227,17 @@ static inline int runsc__to_addr_port(const struct sockaddr *sa, socklen_t len, 
     size_t n = strnlen(un->sun_path, given);
     if (n >= 108) return ENAMETOOLONG;
     if (un->sun_path[0] != '/') {
+      /* Relative to wasi-libc's working directory, which the sandbox does not know: made
+         absolute here, or refused when that does not fit (never resolved elsewhere). */
       char cwd[108];
-      if (getcwd(cwd, sizeof cwd) != NULL) {
-        size_t c = strlen(cwd);
-        int slash = c > 0 && cwd[c - 1] != '/';
-        if (c + slash + n < 108) {
-          memcpy(path, cwd, c);
-          if (slash) path[c++] = '/';
-          memcpy(path + c, un->sun_path, n);
-          return 0;
-        }
-      }
+      if (getcwd(cwd, sizeof cwd) == NULL) return ENAMETOOLONG;
+      size_t c = strlen(cwd);
+      int slash = c > 0 && cwd[c - 1] != '/';
+      if (c + slash + n >= 108) return ENAMETOOLONG;
+      memcpy(path, cwd, c);
+      if (slash) path[c++] = '/';
+      memcpy(path + c, un->sun_path, n);
+      return 0;
     }
     memcpy(path, un->sun_path, n);
     return 0;

@@ -434,7 +434,7 @@ describe("sockets", () => {
       assert.deepStrictEqual([...Buffer.from(out.read(), "latin1")], [0, 1, 8])
     }))
 
-  it.scopedLive("Unix sockets as Linux has them (the same program built natively prints the same): a path's socket file (stat, ENXIO to open, EADDRINUSE, refused once closed, ENOENT once unlinked), abstract names, socketpair, datagrams with the sender's name, EPROTOTYPE; EROFS on a read-only root", () =>
+  it.scopedLive("Unix sockets as Linux has them (the same program built natively prints the same): a path's socket file (stat, ENXIO to open, EADDRINUSE, refused once closed, ENOENT once unlinked), abstract names, socketpair, datagrams with the sender's name, EPROTOTYPE, a relative path from the working directory, ENOENT for a trailing slash, EISCONN for sendto on a connected stream, EPROTONOSUPPORT for a protocol; EROFS on a read-only root", () =>
     Effect.gen(function*() {
       const loader = yield* makeSandbox
       const { out } = yield* startSub(loader, "unix", { args: ["unix", "selftest", "/data"], writableRoot: true })
@@ -468,6 +468,11 @@ describe("sockets", () => {
         "recvfrom: 8 datagram from @sender",
         "sendto nobody: Connection refused",
         "stream connect to datagram path: Protocol wrong type for socket",
+        "bind relative: ok",
+        "relative stat: socket",
+        "bind trailing slash: No such file or directory",
+        "sendto connected stream: Socket is connected",
+        "unix protocol 6: Protocol not supported",
         ""
       ])
       const readOnly = yield* startSub(loader, "ro", { args: ["unix", "server", "/data/app.sock", "1"] })

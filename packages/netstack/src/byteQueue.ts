@@ -13,8 +13,10 @@ import type { Changes } from "@runsc/kernel"
 export class ByteQueue {
   /** The sender will send no more (shutdown SHUT_WR, or closed): reads end at 0 once drained. */
   ended = false
-  /** The receiver is gone (closed, or shut down for reading): sends fail EPIPE. */
+  /** The receiver is gone: sends fail EPIPE. */
   closed = false
+  /** The receiver shut down its reading (a Unix socket's SHUT_RD): sends fail EPIPE, and what is queued can still be read. */
+  refusing = false
   /** Bytes queued. */
   size = 0
   private ring: Uint8Array | undefined
@@ -69,6 +71,12 @@ export class ByteQueue {
   end(): void {
     this.ended = true
     this.changes.notify()
+  }
+
+  /** No more is taken in (a Unix socket's SHUT_RD); reads end once what is queued is drained. */
+  refuse(): void {
+    this.refusing = true
+    this.end()
   }
 
   /** The receiver is gone: what was queued is dropped, and the ring with it. */

@@ -45,6 +45,9 @@ export const MAX_DATAGRAM = 65507
  */
 export const MAX_UNIX_DATAGRAM = 200 * 1024
 
+/** How many ports a host-mode bind to port 0 tries before it gives up (EADDRINUSE). */
+const HOST_BIND_TRIES = 16
+
 /** What a queued datagram costs beyond its bytes (Linux charges a buffer's overhead too). */
 export const DATAGRAM_OVERHEAD = 256
 
@@ -95,20 +98,31 @@ export class DatagramSocket implements SocketOps {
       if (address.family !== this.family) return fail(Errno.AFNOSUPPORT)
       if (this.local !== undefined || this.binding) return fail(Errno.INVAL)
       this.binding = true
-      return Effect.flatMap(this.space.bind(this, address), (bound) => {
-        this.local = bound
-        // Closed while its file was being made: the name is not held by a socket gone.
-        if (this.closed) this.space.unbind(this)
-        return bound.family !== "unix" && this.onHost && this.egress !== undefined && !this.closed ? this.bindOnHost(this.egress, bound) : Effect.void
-      }).pipe(Effect.ensuring(Effect.sync(() => {
+      return this.bindHere(address, HOST_BIND_TRIES).pipe(Effect.ensuring(Effect.sync(() => {
         this.binding = false
       })))
     })
   }
 
+  /**
+   * Binds in the sandbox, and in host mode on the host too; a port the sandbox chose (port 0)
+   * that the host holds is given up for another, `tries` times in all.
+   */
+  private bindHere(address: SocketAddress, tries: number): Effect.Effect<void, SyscallError> {
+    return Effect.flatMap(this.space.bind(this, address), (bound) => {
+      this.local = bound
+      // Closed while its file was being made: the name is not held by a socket gone.
+      if (this.closed) this.space.unbind(this)
+      if (bound.family === "unix" || !this.onHost || this.egress === undefined || this.closed) return Effect.void
+      const chosen = address.family !== "unix" && address.port === 0
+      return Effect.catchIf(this.bindOnHost(this.egress, bound), (e) => chosen && e.errno === Errno.ADDRINUSE && tries > 1, () => this.bindHere(address, tries - 1))
+    })
+  }
+
   /** --network=host: the same address on the host, or the bind fails as the host's did and leaves the socket unbound. */
   private bindOnHost(egress: Egress, local: IpAddress): Effect.Effect<void, SyscallError> {
-    return Effect.matchEffect(egress.bindDatagram(local, (bytes, from) => void this.deliver(bytes, from)), {
+    const flags = { reuseAddress: this.hasFlag("reuseAddress"), onlyV6: this.hasFlag("onlyV6") }
+    return Effect.matchEffect(egress.bindDatagram(local, (bytes, from) => void this.deliver(bytes, from), flags), {
       onFailure: (e) =>
         Effect.suspend(() => {
           this.space.unbind(this)
@@ -138,6 +152,8 @@ export class DatagramSocket implements SocketOps {
       if (address.family === "unix") {
         const peer = this.space.reached(address, () => true)
         if (typeof peer === "number") return fail(peer)
+        // A socket connected to another takes no one else's datagrams, nor their connects.
+        if (peer.peer !== undefined && peer.peer !== this) return fail(Errno.PERM)
         this.peer = peer
         this.remote = peer.local
         return Effect.void
@@ -206,16 +222,24 @@ export class DatagramSocket implements SocketOps {
   private sendUnix(data: Uint8Array, options: { readonly nonBlocking: boolean; readonly to?: SocketAddress | undefined }): Effect.Effect<number, SyscallError> {
     let receiver: DatagramSocket | Errno
     if (options.to !== undefined) receiver = options.to.family === "unix" ? this.space.reached(options.to, () => true) : Errno.AFNOSUPPORT
-    else if (this.peer !== undefined) receiver = this.peer.closed ? Errno.CONNREFUSED : this.peer
+    else if (this.peer !== undefined) receiver = this.peer
     else receiver = Errno.NOTCONN
     if (typeof receiver === "number") return fail(receiver)
     if (data.length > Math.min(this.options.sendBuffer, MAX_UNIX_DATAGRAM)) return fail(Errno.MSGSIZE)
-    if (receiver.peer !== undefined && receiver.peer !== this) return fail(Errno.PERM)
     const target = receiver
     const wait = limitedWait(this.options.timeLimits.sendTimeLimit)
     const attempt: Effect.Effect<number, SyscallError> = Effect.suspend(() => {
       if (this.closed) return fail(Errno.BADF)
-      if (target.closed) return fail(Errno.CONNREFUSED)
+      if (target.closed) {
+        // As Linux: the first send to a connected peer that is gone is refused, and it is no longer the peer.
+        if (target === this.peer) {
+          this.peer = undefined
+          this.remote = undefined
+        }
+        return fail(Errno.CONNREFUSED)
+      }
+      // Checked at every try: the receiver may have connected elsewhere while this one waited.
+      if (target.peer !== undefined && target.peer !== this) return fail(Errno.PERM)
       if (!target.hasRoomFor(data.length)) {
         if (options.nonBlocking) return fail(Errno.AGAIN)
         return Effect.flatMap(wait(target.changes.next), (came) => (came ? attempt : fail(Errno.AGAIN)))
@@ -317,7 +341,7 @@ export class DatagramSocket implements SocketOps {
     const remote = this.remote
     if (remote !== undefined && remote.family !== "unix" && from.family !== "unix" && !(sameAddress(asFamily(from, remote.family), remote) && from.port === remote.port)) return false
     const cost = data.length + DATAGRAM_OVERHEAD
-    if (this.queued + cost > this.options.receiveBuffer || !this.owner.memory.charge(cost)) return false
+    if (!this.hasRoomFor(data.length) || !this.owner.memory.charge(cost)) return false
     // Copied: the sender's bytes are its channel's, reused by its next call.
     this.queue.push({ data: data.slice(), from: from.family === "unix" ? from : asFamily(from, this.family === "inet6" ? "inet6" : "inet4") })
     this.queued += cost

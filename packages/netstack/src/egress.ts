@@ -62,7 +62,11 @@ export interface Egress {
    * port), so that host peers reach the guest's; EADDRINUSE (or EACCES) where the host cannot
    * give it, NOBUFS past the host socket limit.
    */
-  bindDatagram(local: IpAddress, receive: (data: Uint8Array, from: IpAddress) => void): Effect.Effect<HostDatagrams, SyscallError>
+  bindDatagram(
+    local: IpAddress,
+    receive: (data: Uint8Array, from: IpAddress) => void,
+    flags: { readonly reuseAddress: boolean; readonly onlyV6: boolean }
+  ): Effect.Effect<HostDatagrams, SyscallError>
 }
 
 /** A guest datagram socket's way out (Egress.openDatagram). */
@@ -198,22 +202,36 @@ export const makeEgress = (rules: ReadonlyArray<EgressRule>, options: EgressOpti
         const release = holdHostSocket()
         return release === undefined ? Errno.NOBUFS : hostDatagrams(Dgram.createSocket(family === "inet4" ? "udp4" : "udp6"), family, receive, release)
       },
-      bindDatagram: (local, receive) =>
+      bindDatagram: (local, receive, flags) =>
         Effect.suspend(() => {
           const release = holdHostSocket()
           if (release === undefined) return fail(Errno.NOBUFS)
-          // exclusive: the port is this socket's alone, not shared with a cluster's workers.
-          const socket = Dgram.createSocket({ type: local.family === "inet4" ? "udp4" : "udp6", ipv6Only: local.family === "inet6" })
+          // The guest's SO_REUSEADDR and IPV6_V6ONLY, as the host socket's own; exclusive: the
+          // port is not shared with a cluster's workers.
+          const socket = Dgram.createSocket({
+            type: local.family === "inet4" ? "udp4" : "udp6",
+            reuseAddr: flags.reuseAddress,
+            ...(local.family === "inet6" ? { ipv6Only: flags.onlyV6 } : {})
+          })
           return Effect.async<HostDatagrams, SyscallError>((resume) => {
+            let settled = false
             const refused = (e: NodeJS.ErrnoException) => {
+              settled = true
               release()
               socket.close()
               resume(fail(e.code === "EACCES" || e.code === "EPERM" ? Errno.ACCES : e.code === "EADDRNOTAVAIL" ? Errno.ADDRNOTAVAIL : Errno.ADDRINUSE))
             }
             socket.once("error", refused)
             socket.bind({ port: local.port, address: ipText(local), exclusive: true }, () => {
+              settled = true
               socket.off("error", refused)
               resume(Effect.succeed(hostDatagrams(socket, local.family, receive, release)))
+            })
+            // A bind interrupted (its task killed) gives its host socket and slot back.
+            return Effect.sync(() => {
+              if (settled) return
+              release()
+              socket.close()
             })
           })
         }),

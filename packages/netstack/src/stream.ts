@@ -384,7 +384,7 @@ export class StreamSocket implements SocketOps {
       // SO_SNDTIMEO: past it, what went (a partial send), or EAGAIN.
       const wait = limitedWait(this.options.timeLimits.sendTimeLimit)
       const loop: Effect.Effect<number, SyscallError> = Effect.suspend(() => {
-        if (queue === undefined || queue.closed) return sent > 0 ? Effect.succeed(sent) : fail(Errno.PIPE)
+        if (queue === undefined || queue.closed || queue.refusing) return sent > 0 ? Effect.succeed(sent) : fail(Errno.PIPE)
         if (sent === data.length) return Effect.succeed(sent)
         if (queue.room === 0) {
           if (options.nonBlocking) return sent > 0 ? Effect.succeed(sent) : fail(Errno.AGAIN)
@@ -413,8 +413,12 @@ export class StreamSocket implements SocketOps {
         state.shutWrite = true
         if (state.peer.state.tag === "connected") state.peer.state.incoming.end()
       }
-      // Linux keeps taking data after SHUT_RD; reads just end at 0.
-      if (read) state.incoming.end()
+      // Linux's TCP keeps taking data after SHUT_RD (reads just end at 0); a Unix socket's peer
+      // gets EPIPE from then on.
+      if (read) {
+        if (this.family === "unix") state.incoming.refuse()
+        else state.incoming.end()
+      }
       return Effect.void
     })
   }
@@ -522,7 +526,7 @@ export class StreamSocket implements SocketOps {
       case "connected": {
         if (event === "read") return state.incoming.size > 0 || state.incoming.ended || state.incoming.closed
         const peer = state.peer.state
-        return state.shutWrite || peer.tag !== "connected" || peer.incoming.closed || peer.incoming.room > 0
+        return state.shutWrite || peer.tag !== "connected" || peer.incoming.closed || peer.incoming.refusing || peer.incoming.room > 0
       }
       default:
         // Linux's poll of a socket neither listening nor connected: POLLOUT | POLLHUP.

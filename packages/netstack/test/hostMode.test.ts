@@ -158,6 +158,35 @@ describe("--network=host", () => {
     }))
 })
 
+describe("--network=host UDP binds", () => {
+  it.scopedLive("a bind interrupted while the host binds gives its host socket back; a port 0 the host holds is given up for another", () =>
+    Effect.gen(function*() {
+      const memory = new MemoryAccount(64 * 1024 * 1024)
+      const network = yield* makeHostNetwork({ maxHostSockets: 1 })
+      const first = yield* network.open("inet4", "dgram", { memory })
+      const binding = yield* Effect.fork(first.socket.bind(localhost(yield* freeUdpPort)))
+      yield* Fiber.interrupt(binding)
+      yield* first.close
+      const second = yield* network.open("inet4", "dgram", { memory })
+      let bound = yield* Effect.either(second.socket.bind(localhost(yield* freeUdpPort)))
+      // The interrupted bind's host socket closes asynchronously; its slot comes back at once.
+      assert.strictEqual(bound._tag, "Right", "the slot came back")
+      yield* second.close
+      // The sandbox's first ephemeral port (32768), held on the host: a bind to port 0 moves on.
+      const held = yield* Effect.either(Effect.async<Dgram.Socket, Error>((resume) => {
+        const socket = Dgram.createSocket("udp4")
+        socket.once("error", (e) => resume(Effect.fail(e)))
+        socket.bind(32768, "127.0.0.1", () => resume(Effect.succeed(socket)))
+      }))
+      const wide = yield* makeHostNetwork()
+      const third = yield* wide.open("inet4", "dgram", { memory })
+      bound = yield* Effect.either(third.socket.bind(localhost(0)))
+      if (held._tag === "Right") held.right.close()
+      assert.strictEqual(bound._tag, "Right")
+      if (held._tag === "Right") assert.notStrictEqual(((yield* third.socket.localAddress) as { port: number }).port, 32768)
+    }))
+})
+
 /** A UDP port of the host's loopback that was free a moment ago. */
 const freeUdpPort = Effect.async<number>((resume) => {
   const probe = Dgram.createSocket("udp4")

@@ -192,4 +192,53 @@ describe("Unix datagram sockets", () => {
       assert.strictEqual(decode(yield* recv(a, 100)), "back")
       assert.isTrue(a.readiness!.ready("write"))
     }))
+
+  it.effect("a datagram larger than the receiver's buffer goes into its empty queue whole, as Linux's does; the next waits for room", () =>
+    Effect.gen(function*() {
+      const net = setup()
+      const [a, b] = yield* net.network.pair("unix", "dgram", { memory: net.memory })
+      yield* a.socket.setSize("sendBuffer", 100_000)
+      assert.strictEqual(yield* a.socket.send(new Uint8Array(150_000), { nonBlocking: false }), 150_000)
+      assert.strictEqual(yield* errnoOf(a.socket.send(new Uint8Array(10), { nonBlocking: true })), Errno.AGAIN)
+      assert.strictEqual((yield* recv(b, 200_000)).length, 150_000)
+      yield* b.socket.setSize("receiveBuffer", 2048)
+      assert.strictEqual(yield* a.socket.send(new Uint8Array(9000), { nonBlocking: true }), 9000)
+    }))
+
+  it.effect("EPERM is checked at every try: a receiver that connects elsewhere while a sender waits refuses it; a connect to a socket connected to another is EPERM; a gone peer is refused once, then ENOTCONN", () =>
+    Effect.gen(function*() {
+      const net = setup()
+      const receiver = yield* net.open("dgram")
+      yield* receiver.socket.bind(abstract("r"))
+      yield* receiver.socket.setSize("receiveBuffer", 2048)
+      const sender = yield* net.open("dgram")
+      yield* sender.socket.bind(abstract("s"))
+      const other = yield* net.open("dgram")
+      yield* other.socket.bind(abstract("o"))
+      yield* sender.socket.send(new Uint8Array(5000), { nonBlocking: false, to: abstract("r") })
+      const waiting = yield* Effect.fork(Effect.flip(sender.socket.send(new Uint8Array(10), { nonBlocking: false, to: abstract("r") })))
+      yield* Effect.yieldNow()
+      yield* receiver.socket.connect(abstract("o"), false)
+      yield* recv(receiver, 6000)
+      assert.strictEqual((yield* Fiber.join(waiting)).errno, Errno.PERM)
+      const third = yield* net.open("dgram")
+      assert.strictEqual(yield* errnoOf(third.socket.connect(abstract("r"), false)), Errno.PERM)
+      // other's peer: receiver; once receiver is gone, other's first send is refused, the next not connected.
+      yield* other.socket.connect(abstract("r"), false)
+      yield* receiver.close
+      assert.strictEqual(yield* errnoOf(other.socket.send(text("x"), { nonBlocking: false })), Errno.CONNREFUSED)
+      assert.strictEqual(yield* errnoOf(other.socket.send(text("x"), { nonBlocking: false })), Errno.NOTCONN)
+    }))
+
+  it.effect("a Unix stream's SHUT_RD: its peer's sends fail EPIPE; what was queued is still read, then 0", () =>
+    Effect.gen(function*() {
+      const net = setup()
+      const [a, b] = yield* net.network.pair("unix", "stream", { memory: net.memory })
+      yield* a.socket.send(text("queued"), { nonBlocking: false })
+      yield* b.socket.shutdown(true, false)
+      assert.strictEqual(yield* errnoOf(a.socket.send(text("more"), { nonBlocking: false })), Errno.PIPE)
+      assert.isTrue(a.readiness!.ready("write"), "writable: the send would not wait")
+      assert.strictEqual(decode(yield* recv(b, 100)), "queued")
+      assert.strictEqual((yield* recv(b, 100)).length, 0)
+    }))
 })

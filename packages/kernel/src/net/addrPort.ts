@@ -7,7 +7,7 @@ import { AddressFamily, AddrPort, Errno } from "@runsc/abi"
 import * as Net from "node:net"
 import { isAbstract, type SocketAddress } from "./socket.js"
 
-const pathDecoder = new TextDecoder()
+const pathDecoder = new TextDecoder("utf-8", { fatal: true })
 const pathEncoder = new TextEncoder()
 
 /**
@@ -30,8 +30,13 @@ export const decodeAddrPort = (bytes: Uint8Array): SocketAddress | Errno => {
       const end = path.indexOf(0, from)
       if (end < 0) return Errno.INVAL
       // Abstract names are bytes (latin1 keeps each one); paths are text, as path arguments are.
-      const name = abstract ? "\0" + Buffer.from(path.subarray(1, end)).toString("latin1") : pathDecoder.decode(path.subarray(0, end))
-      return { family: "unix", path: name }
+      if (abstract) return { family: "unix", path: "\0" + Buffer.from(path.subarray(1, end)).toString("latin1") }
+      // A path that is not UTF-8 is refused, as path arguments are: two byte strings never name one file.
+      try {
+        return { family: "unix", path: pathDecoder.decode(path.subarray(0, end)) }
+      } catch {
+        return Errno.ILSEQ
+      }
     }
     default:
       return Errno.INVAL
@@ -63,10 +68,13 @@ export const ipText = (a: Extract<SocketAddress, { readonly port: number }>): st
   return groups.join(":")
 }
 
+/** A guest's name with its control characters (and backslashes) escaped: it cannot forge a log line. */
+const escaped = (text: string): string => text.replace(/[\x00-\x1f\x7f\\]/g, (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, "0")}`)
+
 /** For logs and errors: 127.0.0.1:80, [::1]:80, a Unix socket's path, @name for an abstract one, or "(unnamed)". */
 export const formatAddress = (a: SocketAddress): string =>
   a.family === "unix"
-    ? a.path === "" ? "(unnamed)" : isAbstract(a) ? `@${a.path.slice(1)}` : a.path
+    ? a.path === "" ? "(unnamed)" : isAbstract(a) ? `@${escaped(a.path.slice(1))}` : escaped(a.path)
     : a.family === "inet4" ? `${ipText(a)}:${a.port}` : `[${ipText(a)}]:${a.port}`
 
 /** A numeric IPv4 or IPv6 address as bytes in network order; undefined for a name. */

@@ -545,14 +545,11 @@ export const stubSource = (p: SyscallPlan): string => {
         break
       case "structOut":
         params.push(a)
-        encode.push(`if ((${a} >>> 0) + ${f.size} > size) return ${Errno.FAULT}`)
-        // A struct is a few dozen bytes: copied by hand, with no view made per call. An
-        // addr_port answered with a Unix address is longer than the size checked before the call.
-        copy.push(
-          `{ const m = side.memory(), n = Math.min(words[${Word.RESULT_LENGTH}], ${f.unixSize ?? f.size}), p = ${a} >>> 0`,
-          ...(f.unixSize === undefined ? [] : [`  if (p + n > m.length) return ${Errno.FAULT}`]),
-          `  for (let i = 0; i < n; i++) m[p + i] = data[i] }`
-        )
+        // An addr_port may be answered with a Unix address: room for the whole C struct is
+        // checked before the call, so that no answer (an accepted fd) is made and then lost.
+        encode.push(`if ((${a} >>> 0) + ${f.unixSize ?? f.size} > size) return ${Errno.FAULT}`)
+        // A struct is a few dozen bytes: copied by hand, with no view made per call.
+        copy.push(`{ const m = side.memory(), n = Math.min(words[${Word.RESULT_LENGTH}], ${f.unixSize ?? f.size}), p = ${a} >>> 0; for (let i = 0; i < n; i++) m[p + i] = data[i] }`)
         break
       default:
         throw new Error(`syscall ABI: ${p.name}: ${f.kind} in a generic stub`)

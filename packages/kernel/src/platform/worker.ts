@@ -749,14 +749,14 @@ const writtenStubs = {
     return errno
   }),
   sock_recv_from: syscall((fd: number, iovs: number, len: number, flags: number, nreadPtr: number, roFlagsPtr: number, addrPtr: number): number => {
-    if (!inBounds(roFlagsPtr, 2) || !inBounds(addrPtr, AddrPort.sizeOf)) return Errno.FAULT
+    // Room for a Unix sender's address (the whole C struct) before the call: a datagram taken
+    // must not then be lost to EFAULT.
+    if (!inBounds(roFlagsPtr, 2) || !inBounds(addrPtr, AddrPort.unixSizeOf)) return Errno.FAULT
     words[RECV_FROM_FLAGS] = flags
     const errno = readThroughSentry(RECV_FROM, fd, iovs, len, undefined, nreadPtr)
     if (errno !== Errno.SUCCESS) return errno
     memView.setUint16(roFlagsPtr >>> 0, words[RECV_FROM_RO_FLAGS]! & 0xffff, true)
-    // A Unix sender's address is the whole C struct.
     const size = data[RECV_FROM_ADDRESS_AT] === AddressFamily.UNIX ? AddrPort.unixSizeOf : AddrPort.sizeOf
-    if (!inBounds(addrPtr, size)) return Errno.FAULT
     mem8.set(data.subarray(RECV_FROM_ADDRESS_AT, RECV_FROM_ADDRESS_AT + size), addrPtr >>> 0)
     return Errno.SUCCESS
   }),

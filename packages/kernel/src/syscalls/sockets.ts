@@ -107,7 +107,9 @@ const isPath = (address: SocketAddress): address is UnixAddress => address.famil
  * (EADDRINUSE where the name is taken, EROFS on a read-only tree, EOPNOTSUPP on a host tree).
  */
 const bindablePath = fnNow(function*(c: SyscallContext, address: UnixAddress, kind: SocketKind) {
-  const { dir, name } = yield* parentOf(c, c.tg.cwd, address.path, c.tg.root)
+  const { dir, name, trailingSlash } = yield* parentOf(c, c.tg.cwd, address.path, c.tg.root)
+  // "dir/sock/" names a directory that is not there, as Linux's bind reads it.
+  if (trailingSlash) return yield* fail(Errno.NOENT)
   if (name === "" || name === "." || name === ".." || dir.isMountPoint(name) || (yield* exists(dir, name))) return yield* fail(Errno.ADDRINUSE)
   const changes = dir.inode.changes
   if (changes === undefined) return yield* fail(Errno.ROFS)
@@ -148,6 +150,8 @@ const kindOf = (type: number, protocol: number): SocketKind | Errno => {
 const sock_open: Handler = (c) => {
   const family = familyOf(SockOpenArgs.family(c))
   if (family === undefined) return fail(Errno.AFNOSUPPORT)
+  // A Unix socket has no protocol but 0.
+  if (family === "unix" && SockOpenArgs.protocol(c) !== SockProto.IP) return fail(Errno.PROTONOSUPPORT)
   const kind = kindOf(SockOpenArgs.type(c), SockOpenArgs.protocol(c))
   if (typeof kind === "number") return fail(kind)
   return flatMapNow(c.services.openSocket(c.tg, family, kind), (socket) =>
@@ -165,6 +169,7 @@ const sock_bind: Handler = (c) =>
 const sock_pair: Handler = (c) => {
   const family = familyOf(SockPairArgs.family(c))
   if (family === undefined) return fail(Errno.AFNOSUPPORT)
+  if (family === "unix" && SockPairArgs.protocol(c) !== SockProto.IP) return fail(Errno.PROTONOSUPPORT)
   const kind = kindOf(SockPairArgs.type(c), SockPairArgs.protocol(c))
   if (typeof kind === "number") return fail(kind)
   return Effect.gen(function*() {
@@ -259,9 +264,15 @@ const sock_send: Handler = (c) =>
     })
   })
 
-/** One datagram to the address after its bytes (`data` field); a stream ignores it, as Linux's sendto does. */
+/**
+ * One datagram to the address after its bytes (`data` field). A TCP socket ignores it, as
+ * Linux's sendto does; a Unix stream socket refuses it (EISCONN when connected, else EOPNOTSUPP).
+ */
 const sock_send_to: Handler = (c) =>
   flatMapNow(socketAt(c, SockSendToArgs.fd(c), Rights.FD_WRITE), ({ entry, socket }) => {
+    if (socket.socket.family === "unix" && socket.socket.kind === "stream") {
+      return flatMapNow(eitherNow(socket.socket.peerAddress), (peer) => fail(Either.isRight(peer) ? Errno.ISCONN : Errno.NOTSUP))
+    }
     const length = SockSendToArgs.iovs.length(c)
     const nonBlocking = isNonBlocking(entry) || (SockSendToArgs.flags(c) & SiFlags.SEND_DONT_WAIT) !== 0
     const address = flatMapNow(addressAt(c, SockSendToArgs.addr.at(c)), (to) => resolvedFor(c, socket, to, "reach"))
