@@ -9,7 +9,7 @@
  * no host symlink followed anywhere (openat2 with RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS, or
  * openat with O_NOFOLLOW one component at a time where the kernel lacks openat2), checked to
  * still be the directory the sentry looked up, and the operation is then made on the entry
- * relative to it (fstatat, openat, mkdirat, unlinkat, renameat, linkat, symlinkat, readlinkat,
+ * relative to it (fstatat, openat, mkdirat, mknodat, unlinkat, renameat, linkat, symlinkat, readlinkat,
  * utimensat), never following a symlink in the entry either.
  *
  * So whatever a guest renames or swaps through another mount of the same host tree, or another
@@ -37,6 +37,7 @@
  *   readdir(root, dir, dev, ino)                    -> [names, inos, types]
  *   readlink(root, dir, dev, ino, name)             -> string
  *   mkdir(root, dir, dev, ino, name, mode)          -> 0
+ *   mksock(root, dir, dev, ino, name, mode, out)    -> 0         a socket file (mknodat S_IFSOCK, no device); its stat in out
  *   unlink(root, dir, dev, ino, name, isDir)        -> 0
  *   symlink(target, root, dir, dev, ino, name)      -> 0
  *   rename(root, dir, dev, ino, name, root2, dir2, dev2, ino2, name2) -> 0
@@ -492,6 +493,26 @@ static napi_value mkdir_at(napi_env env, napi_callback_info info) {
   return number(env, rc == 0 ? 0 : -err);
 }
 
+/* A Unix socket's file: a socket inode and nothing else (never a device or a fifo). */
+static napi_value mksock_at(napi_env env, napi_callback_info info) {
+  ARGS(7)
+  char name[NAME_BYTES];
+  int mode;
+  int64_t *out;
+  if (name_arg(env, argv[4], name, 0) || arg_int(env, argv[5], &mode) || arg_out(env, argv[6], &out)) return errno_result(env, EINVAL);
+  int root;
+  int dir = dir_arg(env, argv, 0, &root);
+  if (dir < 0) return number(env, dir);
+  struct stat st;
+  int rc = mknodat(dir, name, S_IFSOCK | ((mode_t)mode & 07777), 0);
+  if (rc == 0) rc = fstatat(dir, name, &st, AT_SYMLINK_NOFOLLOW);
+  int err = errno;
+  put_dir(dir, root);
+  if (rc != 0) return errno_result(env, err);
+  fill_stat(&st, out);
+  return number(env, 0);
+}
+
 static napi_value unlink_at(napi_env env, napi_callback_info info) {
   ARGS(6)
   char name[NAME_BYTES];
@@ -908,6 +929,7 @@ static napi_value init(napi_env env, napi_value exports) {
     {"readdir", NULL, readdir_at, NULL, NULL, NULL, napi_enumerable, NULL},
     {"readlink", NULL, readlink_at, NULL, NULL, NULL, napi_enumerable, NULL},
     {"mkdir", NULL, mkdir_at, NULL, NULL, NULL, napi_enumerable, NULL},
+    {"mksock", NULL, mksock_at, NULL, NULL, NULL, napi_enumerable, NULL},
     {"unlink", NULL, unlink_at, NULL, NULL, NULL, napi_enumerable, NULL},
     {"symlink", NULL, symlink_at, NULL, NULL, NULL, napi_enumerable, NULL},
     {"rename", NULL, rename_at, NULL, NULL, NULL, napi_enumerable, NULL},

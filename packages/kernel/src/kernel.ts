@@ -19,6 +19,7 @@ import { fail, type InvalidModule, type ProcessCreationRefused, type SandboxOutO
 import { ContentCache } from "./fs/contentCache.js"
 import { DescriptionRefs } from "./fs/fdTable.js"
 import { HostFdBudget } from "./fs/hostFds.js"
+import { HostSocketFiles } from "./fs/hostSocketFiles.js"
 import { type MakeMountNamespace, makeMountNamespaces } from "./fs/mountNamespace.js"
 import { makePipe, type Pipe, PIPE_CAPACITY } from "./fs/pipe.js"
 import type { SystemInfo } from "./fs/procfs.js"
@@ -275,7 +276,7 @@ const makeKernel = (options: KernelOptions): Effect.Effect<KernelShape, never, S
       hostFds,
       modules,
       files,
-      mountNamespace: makeMountNamespaces(memory, hostFds),
+      mountNamespace: makeMountNamespaces(memory, hostFds, new HostSocketFiles()),
       startProcess,
       taskSet: tree.taskSet,
       killAll: kill.all,

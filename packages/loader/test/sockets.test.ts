@@ -11,6 +11,7 @@ import { Context, Effect, Layer } from "effect"
 import * as Fs from "node:fs"
 import * as Http from "node:http"
 import * as Net from "node:net"
+import * as Os from "node:os"
 import * as Path from "node:path"
 import { Loader } from "../src/index.js"
 import { makeBundle, makeOutput, makeSandbox, startSub, waitUntil } from "./helpers.js"
@@ -143,6 +144,32 @@ describe("sockets", () => {
       const refused = yield* Effect.flip(Layer.build(Loader.layer({ containerId: "fourth", bundle: everywhere, stdio: {} })))
       assert.strictEqual(refused._tag, "InvalidSpec")
       assert.match(refused.message, /0\.0\.0\.0 is not a loopback address/)
+    }))
+
+  it.scopedLive("a Unix socket in a volume two containers of a pod share (an rw bind mount of one host directory): the server's socket file is on the host, the other container's client reaches it, a second bind of it is EADDRINUSE; a host process connecting to it is refused", () =>
+    Effect.gen(function*() {
+      const loader = yield* makeSandbox
+      const shared = Fs.mkdtempSync(Path.join(Os.tmpdir(), "runsc-shared-"))
+      yield* Effect.addFinalizer(() => Effect.sync(() => Fs.rmSync(shared, { recursive: true, force: true })))
+      const mounts = [{ destination: "/shared", type: "bind", source: shared, options: ["rbind", "rw"] }]
+      const server = yield* startSub(loader, "server", { args: ["unix", "server", "/shared/app.sock", "1"], mounts })
+      yield* waitUntil(Effect.sync(() => server.out.read().includes("listening")), "the server listens")
+      assert.isTrue(Fs.lstatSync(Path.join(shared, "app.sock")).isSocket(), "a socket file on the host")
+      const refused = yield* Effect.async<string>((resume) => {
+        const probe = Net.connect(Path.join(shared, "app.sock"))
+        probe.once("connect", () => resume(Effect.succeed("connected")))
+        probe.once("error", (e: NodeJS.ErrnoException) => resume(Effect.succeed(e.code ?? "error")))
+      })
+      assert.strictEqual(refused, "ECONNREFUSED", "nothing listens on the host")
+      const rival = yield* startSub(loader, "rival", { args: ["unix", "server", "/shared/app.sock", "1"], mounts })
+      assert.deepStrictEqual(yield* loader.wait("rival"), exited(1))
+      assert.strictEqual(rival.out.read(), "bind: Address in use\n")
+      const client = yield* startSub(loader, "client", { args: ["unix", "client", "/shared/app.sock", "across the pod"], mounts })
+      assert.deepStrictEqual(yield* loader.wait("client"), exited(0), client.out.read())
+      assert.strictEqual(client.out.read(), "echo: across the pod\n")
+      // The server unlinks its socket file when it is done, on the host too.
+      assert.deepStrictEqual(yield* loader.wait("server"), exited(0))
+      assert.isFalse(Fs.existsSync(Path.join(shared, "app.sock")))
     }))
 
   it.scopedLive("a sub-container's published ports: host clients reach its server while it is, the host port is free once it is destroyed; a port held fails its start typed; a beyond-loopback one is refused", () =>

@@ -32,6 +32,8 @@ interface Addon {
   readdir(root: number, dir: string, dev: bigint, ino: bigint): Result<[Array<string>, Array<bigint>, Array<number>]>
   readlink(root: number, dir: string, dev: bigint, ino: bigint, name: string): Result<string>
   mkdir(root: number, dir: string, dev: bigint, ino: bigint, name: string, mode: number): number
+  /** A socket file (S_IFSOCK, never a device); its stat in `out`. */
+  mksock(root: number, dir: string, dev: bigint, ino: bigint, name: string, mode: number, out: BigInt64Array): number
   unlink(root: number, dir: string, dev: bigint, ino: bigint, name: string, isDir: boolean): number
   symlink(target: string, root: number, dir: string, dev: bigint, ino: bigint, name: string): number
   rename(root: number, dir: string, dev: bigint, ino: bigint, name: string, root2: number, dir2: string, dev2: bigint, ino2: bigint, name2: string): number

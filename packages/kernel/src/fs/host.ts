@@ -36,6 +36,7 @@ import { flatMapNow, mapNow } from "../settled.js"
 import { directoryDescription } from "./directory.js"
 import { coreError, failed, fileTypeOfMode, goferCore, readStat, statBuffer } from "./goferCore.js"
 import type { HostFdBudget } from "./hostFds.js"
+import type { HostSocketFiles } from "./hostSocketFiles.js"
 import type { DirectoryChanges, DirEntry, FileDescription, Inode, OpenOptions, Stat } from "./inode.js"
 
 /** Node's stat of a host fd as a FileType (host stdio, which the sandbox process was given). */
@@ -103,7 +104,9 @@ class HostTree {
     private descriptor: number,
     readonly writable: boolean,
     /** What counts the descriptors the tree holds for guests: its own and its open files'. */
-    readonly fds: HostFdBudget
+    readonly fds: HostFdBudget,
+    /** The sandbox's sockets bound to host socket files (none: no socket file reaches one). */
+    readonly sockets: HostSocketFiles | undefined
   ) {}
 
   /** -1 once closed, which every call then fails with EBADF: a closed number may be reused by another file. */
@@ -153,6 +156,11 @@ class HostInode implements Inode {
   selfCall<A>(f: (core: Core, root: number, dir: string, dev: bigint, ino: bigint, name: string) => A | number): Effect.Effect<A, SyscallError> {
     const at = this.parent ?? this
     return at.dirCall((core, root, dir, dev, ino) => f(core, root, dir, dev, ino, this.parent === undefined ? "" : this.name))
+  }
+
+  /** A socket file's socket, where the sandbox bound one to it (hostSocketFiles.ts). */
+  get boundSocket(): object | undefined {
+    return this.filetype === FileType.SOCKET_STREAM ? this.tree.sockets?.find(this.lookupStat.dev, this.lookupStat.ino) : undefined
   }
 
   /** A bind mount of a single file: its tree's descriptor is the file itself. */
@@ -251,6 +259,14 @@ const byName = (a: DirEntry, b: DirEntry) => (a.name < b.name ? -1 : a.name > b.
 const hostChanges = (dir: HostInode): DirectoryChanges & { readonly directory: HostInode } => ({
   filesystem: dir.tree,
   directory: dir,
+  // A socket file on the host, which names the guest's socket through the sandbox's registry.
+  ...(dir.tree.sockets === undefined ? {} : {
+    bindSocket: (name: string, _kind: FileType, socket: object, mode = 0o755) =>
+      mapNow(
+        dir.dirCall((core, root, path, dev, ino) => withStat(core.mksock(root, path, dev, ino, name, mode, statBuffer))),
+        (st) => dir.tree.sockets!.add(st.dev, st.ino, socket)
+      )
+  }),
   create: (name, mode = 0o644) =>
     mapNow(
       dir.dirCall((core, root, path, dev, ino) => {
@@ -446,6 +462,8 @@ export interface HostMountOptions {
    * which all of a sandbox's mounts share, so that together they leave the sandbox its own.
    */
   readonly fds: HostFdBudget
+  /** The sandbox's sockets bound to host socket files (`Kernel.hostSockets`), which all its mounts share. */
+  readonly sockets?: HostSocketFiles
   /**
    * The tree's descriptor, opened by someone else (donation.ts) and now the mount's: `source`
    * is then only its name, never opened.
@@ -470,7 +488,7 @@ export const hostMount = (source: string, options: HostMountOptions): Effect.Eff
           return fail(Errno.NFILE)
         }
         const fd = options.donated ?? core.openRoot(source)
-        if (!failed(fd)) return Effect.succeed(new HostTree(core, fd, options.writable === true, fds))
+        if (!failed(fd)) return Effect.succeed(new HostTree(core, fd, options.writable === true, fds, options.sockets))
         fds.give()
         return Effect.fail(coreError(fd))
       }),
@@ -482,5 +500,5 @@ export const hostMount = (source: string, options: HostMountOptions): Effect.Eff
   })
 
 /** The root inode of a host directory tree (see `hostMount`); ENOTDIR when `hostRoot` is not a directory. */
-export const hostRoot = (hostRoot: string, options: Pick<HostMountOptions, "fds" | "donated">): Effect.Effect<Inode, SyscallError | GoferUnavailable, Scope.Scope> =>
+export const hostRoot = (hostRoot: string, options: Pick<HostMountOptions, "fds" | "donated" | "sockets">): Effect.Effect<Inode, SyscallError | GoferUnavailable, Scope.Scope> =>
   Effect.flatMap(hostMount(hostRoot, options), (inode) => (inode.filetype === FileType.DIRECTORY ? Effect.succeed(inode) : fail(Errno.NOTDIR)))

@@ -17,6 +17,7 @@ import type { MemoryAccount } from "../memoryAccount.js"
 import type { DonatedFds } from "./donation.js"
 import { hostMount, hostRoot } from "./host.js"
 import type { HostFdBudget } from "./hostFds.js"
+import type { HostSocketFiles } from "./hostSocketFiles.js"
 import { overlay } from "./overlay.js"
 import { Dentry } from "./resolve.js"
 import type { SyntheticMount } from "./synthetic.js"
@@ -68,7 +69,7 @@ const parseSize = (text: string): number | null | "too large" => {
  * whose host trees hold descriptors of `hostFds`; each tmpfs and overlay gets the next
  * instance number (its device number).
  */
-export const makeMountNamespaces = (sandbox: MemoryAccount, hostFds: HostFdBudget): MakeMountNamespace => {
+export const makeMountNamespaces = (sandbox: MemoryAccount, hostFds: HostFdBudget, hostSockets: HostSocketFiles): MakeMountNamespace => {
   let instances = 0
 
   /**
@@ -82,7 +83,7 @@ export const makeMountNamespaces = (sandbox: MemoryAccount, hostFds: HostFdBudge
       const instance = ++instances
       const donated = trees?.take(0)
       if (trees !== undefined && donated === undefined) return Effect.fail(new InvalidRoot({ path: rootPath, reason: notDonated }))
-      return hostRoot(rootPath, { fds: hostFds, ...(donated !== undefined ? { donated } : {}) }).pipe(
+      return hostRoot(rootPath, { fds: hostFds, sockets: hostSockets, ...(donated !== undefined ? { donated } : {}) }).pipe(
         Effect.flatMap((lower) => spec.root?.readonly === true ? Effect.succeed(lower) : overlay(lower, { instance, account })),
         Effect.map((inode) => Dentry.root(inode)),
         Effect.mapError((e) => new InvalidRoot({ path: rootPath, reason: e.message }))
@@ -121,7 +122,7 @@ export const makeMountNamespaces = (sandbox: MemoryAccount, hostFds: HostFdBudge
         if (trees !== undefined && donated === undefined) {
           return Effect.fail(new InvalidMount({ destination: m.destination, reason: `${source}: ${notDonated}` }))
         }
-        const options = { writable: !isReadOnlyMount(m), fds: hostFds, ...(donated !== undefined ? { donated } : {}) }
+        const options = { writable: !isReadOnlyMount(m), fds: hostFds, sockets: hostSockets, ...(donated !== undefined ? { donated } : {}) }
         return hostMount(source, options).pipe(
           Effect.map((root) => [{ path, fs: "bind", root, source, readOnly: isReadOnlyMount(m) }] as const),
           Effect.mapError((e) => new InvalidMount({ destination: m.destination, reason: `${source}: ${e.message}` }))

@@ -199,9 +199,9 @@ class OverlayFile extends OverlayNode {
   readonly readdir = fail(Errno.NOTDIR)
   readonly readlink: Effect.Effect<string, SyscallError> = Effect.suspend(() => this.layer.readlink)
 
-  /** A socket file's socket: only one bound in the sandbox, so only in the upper layer. */
+  /** A socket file's socket: bound in the upper layer, or (a host socket file bound through a shared mount) in the lower. */
   get boundSocket(): object | undefined {
-    return this.upper?.boundSocket
+    return this.layer.boundSocket
   }
 
   lookup(): Effect.Effect<OverlayNode, SyscallError> {
