@@ -116,6 +116,45 @@ describe("sockets through the CLI", () => {
     }
   })
 
+  it("a Unix socket in an rw bind mount, through the confined sandbox: an exec'd client reaches the server by its host socket file; another sandbox mounting the same directory is refused", async () => {
+    const bundle = await makeBundle(["/bin/unix", "server", "/shared/app.sock", "3"], ["unix"])
+    const shared = await makeTempDir("runsc-e2e-shared-")
+    try {
+      const configPath = Path.join(bundle.dir, "config.json")
+      const config = JSON.parse(Fs.readFileSync(configPath, "utf8"))
+      Fs.writeFileSync(configPath, JSON.stringify({ ...config, mounts: [{ destination: "/shared", type: "bind", source: shared, options: ["rbind", "rw"] }] }))
+      const root = await Fs.promises.mkdtemp(Path.join(work, "root-"))
+      const flags = ["--root", root]
+      const id = uniqueId("uds")
+      const created = await createContainer(flags, bundle.dir, id, work)
+      assert.strictEqual(created.code, 0, created.output())
+      assert.strictEqual((await runsc([...flags, "start", id])).code, 0)
+      await until("the server listens", () => created.output().includes("listening"))
+      assert.isTrue(Fs.lstatSync(Path.join(shared, "app.sock")).isSocket())
+      const client = await runsc([...flags, "exec", id, "/bin/unix", "client", "/shared/app.sock", "through the host file"])
+      assert.strictEqual(client.code, 0, describeResult(client))
+      assert.strictEqual(client.stdout, "echo: through the host file\n")
+      // A second bundle, its own sandbox, the same host directory: the socket is not its own.
+      const other = await makeBundle(["/bin/unix", "client", "/shared/app.sock", "x"], ["unix"])
+      try {
+        const otherConfig = Path.join(other.dir, "config.json")
+        Fs.writeFileSync(otherConfig, JSON.stringify({ ...JSON.parse(Fs.readFileSync(otherConfig, "utf8")), mounts: [{ destination: "/shared", type: "bind", source: shared, options: ["rbind", "rw"] }] }))
+        const otherId = uniqueId("uds2")
+        const ran = await runsc([...flags, "run", "--bundle", other.dir, otherId])
+        assert.strictEqual(ran.code, 1, describeResult(ran))
+        assert.strictEqual(ran.stdout, "connect: Connection refused\n")
+      } finally {
+        await removeDir(other.dir)
+      }
+      assert.strictEqual((await runsc([...flags, "kill", id, "TERM"])).code, 0)
+      await runsc([...flags, "wait", id])
+      assert.strictEqual((await runsc([...flags, "delete", id])).code, 0)
+    } finally {
+      await removeDir(bundle.dir)
+      await removeDir(shared)
+    }
+  })
+
   it("a published port (annotation dev.runsc.publish): a host client reaches the guest server, whose answer arrives though the server exits at once", async () => {
     const hostPort = await freePort()
     const bundle = await makeBundle(["/bin/net_echo", "server", "8080", "1"], ["net_echo"])
