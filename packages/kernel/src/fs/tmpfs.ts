@@ -108,10 +108,13 @@ interface LinkNode extends Common {
   readonly target: string
 }
 
-/** A Unix socket's file: what its bind made, naming the socket a connect to the path reaches. */
+/**
+ * A Unix socket's file: what its bind made, naming the socket a connect to the path reaches.
+ * Held weakly: a file that outlives its socket (until unlinked) does not keep it.
+ */
 interface SocketNode extends Common {
   readonly type: typeof FileType.SOCKET_STREAM | typeof FileType.SOCKET_DGRAM
-  readonly socket: object
+  readonly socket: WeakRef<object>
 }
 
 /**
@@ -285,7 +288,8 @@ export class Tmpfs {
     } else if (node.type !== FileType.DIRECTORY) {
       // A socket file is connected to, never opened (ENXIO, as Linux's open of one).
       inode.open = () => fail(Errno.NXIO)
-      inode.boundSocket = node.socket
+      const socket = node.socket
+      Object.defineProperty(inode, "boundSocket", { get: () => socket.deref() })
     } else {
       const dir = node
       inode.lookup = (name) => {
@@ -338,7 +342,7 @@ export class Tmpfs {
       symlink: (name, target) => asVoidNow(add(name, (now) => fs.node<LinkNode>({ type: FileType.SYMBOLIC_LINK, mode: 0o777, target }, now))),
       bindSocket: (name, kind, socket, mode = 0o755) => {
         if (kind !== FileType.SOCKET_STREAM && kind !== FileType.SOCKET_DGRAM) return fail(Errno.INVAL)
-        return asVoidNow(add(name, (now) => fs.node<SocketNode>({ type: kind, mode, socket }, now)))
+        return asVoidNow(add(name, (now) => fs.node<SocketNode>({ type: kind, mode, socket: new WeakRef(socket) }, now)))
       },
       link: (name, target) => {
         const origin = (target as { readonly tmpfs?: { readonly fs: Tmpfs; readonly node: Node } }).tmpfs
