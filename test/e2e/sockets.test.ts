@@ -30,12 +30,18 @@ const hostClient = (port: number, text: string) =>
     socket.once("error", reject)
   })
 
-/** Gives the bundle's spec these annotations. */
-const annotate = (dir: string, annotations: Record<string, string>) => {
+/** Sets these fields of the bundle's spec. */
+const configure = (dir: string, fields: Record<string, unknown>) => {
   const configPath = Path.join(dir, "config.json")
   const config = JSON.parse(Fs.readFileSync(configPath, "utf8"))
-  Fs.writeFileSync(configPath, JSON.stringify({ ...config, annotations }))
+  Fs.writeFileSync(configPath, JSON.stringify({ ...config, ...fields }))
 }
+
+/** Gives the bundle's spec these annotations. */
+const annotate = (dir: string, annotations: Record<string, string>) => configure(dir, { annotations })
+
+/** A bind mount of the host directory `source` at `destination`, writable. */
+const rwBind = (destination: string, source: string) => ({ destination, type: "bind", source, options: ["rbind", "rw"] })
 
 let work = ""
 let server: { readonly dir: string } | undefined
@@ -89,9 +95,7 @@ describe("sockets through the CLI", () => {
   it("a Unix socket server on a tmpfs at /run, and clients exec'd into its container reach it by its path; a client in another sandbox finds no such file", async () => {
     const bundle = await makeBundle(["/bin/unix", "server", "/run/app.sock", "3"], ["unix"])
     try {
-      const configPath = Path.join(bundle.dir, "config.json")
-      const config = JSON.parse(Fs.readFileSync(configPath, "utf8"))
-      Fs.writeFileSync(configPath, JSON.stringify({ ...config, mounts: [{ destination: "/run", type: "tmpfs", source: "tmpfs", options: ["nosuid", "nodev"] }] }))
+      configure(bundle.dir, { mounts: [{ destination: "/run", type: "tmpfs", source: "tmpfs", options: ["nosuid", "nodev"] }] })
       const root = await Fs.promises.mkdtemp(Path.join(work, "root-"))
       const flags = ["--root", root]
       const id = uniqueId("unix")
@@ -120,9 +124,7 @@ describe("sockets through the CLI", () => {
     const bundle = await makeBundle(["/bin/unix", "server", "/shared/app.sock", "3"], ["unix"])
     const shared = await makeTempDir("runsc-e2e-shared-")
     try {
-      const configPath = Path.join(bundle.dir, "config.json")
-      const config = JSON.parse(Fs.readFileSync(configPath, "utf8"))
-      Fs.writeFileSync(configPath, JSON.stringify({ ...config, mounts: [{ destination: "/shared", type: "bind", source: shared, options: ["rbind", "rw"] }] }))
+      configure(bundle.dir, { mounts: [rwBind("/shared", shared)] })
       const root = await Fs.promises.mkdtemp(Path.join(work, "root-"))
       const flags = ["--root", root]
       const id = uniqueId("uds")
@@ -137,8 +139,7 @@ describe("sockets through the CLI", () => {
       // A second bundle, its own sandbox, the same host directory: the socket is not its own.
       const other = await makeBundle(["/bin/unix", "client", "/shared/app.sock", "x"], ["unix"])
       try {
-        const otherConfig = Path.join(other.dir, "config.json")
-        Fs.writeFileSync(otherConfig, JSON.stringify({ ...JSON.parse(Fs.readFileSync(otherConfig, "utf8")), mounts: [{ destination: "/shared", type: "bind", source: shared, options: ["rbind", "rw"] }] }))
+        configure(other.dir, { mounts: [rwBind("/shared", shared)] })
         const otherId = uniqueId("uds2")
         const ran = await runsc([...flags, "run", "--bundle", other.dir, otherId])
         assert.strictEqual(ran.code, 1, describeResult(ran))
