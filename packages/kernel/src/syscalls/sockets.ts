@@ -10,6 +10,8 @@ import {
   AddrPort,
   Errno,
   FdFlags,
+  FileType,
+  OptionTimestamp,
   Rights,
   RiFlags,
   RoFlags,
@@ -19,16 +21,14 @@ import {
   SockOption,
   SockProto,
   SockStatus,
-  SockType,
-  FileType,
-  OptionTimestamp
+  SockType
 } from "@runsc/abi"
 import { Effect, Either } from "effect"
 import { fail, type SyscallError } from "../errors.js"
 import type { FdEntry } from "../fs/fdTable.js"
+import { resolveNow } from "../fs/resolve.js"
 import { decodeAddrPort, encodeAddrPort } from "../net/addrPort.js"
 import { isAbstract, isSocket, SOCKET_RIGHTS, type Received, type SocketAddress, type SocketDescription, type SocketFlag, type SocketKind, type SocketSize, type SocketTimeLimit, type UnixAddress } from "../net/socket.js"
-import { resolveNow } from "../fs/resolve.js"
 import { DATA_SIZE } from "../platform/channel.js"
 import { type BytesArg, args, RECV_FROM_ADDRESS_AT, results } from "../platform/syscallAbi.js"
 import { eitherNow, flatMapNow, fnNow, mapNow } from "../settled.js"
@@ -63,9 +63,9 @@ const SockGetOptSizeArgs = args.sock_get_opt_size
 const SockGetOptSizeResults = results.sock_get_opt_size
 const SockStatusArgs = args.sock_status
 const SockPairArgs = args.sock_pair
+const SockPairResults = results.sock_pair
 const SockSetOptTimeArgs = args.sock_set_opt_time
 const SockGetOptTimeArgs = args.sock_get_opt_time
-const SockPairResults = results.sock_pair
 
 const socketEntry = (description: SocketDescription, nonBlocking: boolean): FdEntry => ({
   description,
@@ -104,7 +104,8 @@ const isPath = (address: SocketAddress): address is UnixAddress => address.famil
 
 /**
  * bind to a path: the directory that will hold the socket file, and how to make it there
- * (EADDRINUSE where the name is taken, EROFS on a read-only tree, EOPNOTSUPP on a host tree).
+ * (EADDRINUSE where the name is taken, EROFS on a read-only tree, EOPNOTSUPP where the
+ * filesystem keeps no socket files).
  */
 const bindablePath = fnNow(function*(c: SyscallContext, address: UnixAddress, kind: SocketKind) {
   const { dir, name, trailingSlash } = yield* parentOf(c, c.tg.cwd, address.path, c.tg.root)
