@@ -4,7 +4,7 @@
  * exactly the declared imports.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { AddressFamily, Errno, importModules, importSignatures, type SyscallName, syscallNames } from "@runsc/abi"
+import { AddressFamily, AddrPort, Errno, importModules, importSignatures, type SyscallName, syscallNames } from "@runsc/abi"
 import { Effect, FastCheck } from "effect"
 import { ChannelViews, DATA_SIZE, Word } from "../src/platform/channel.js"
 import {
@@ -266,6 +266,31 @@ describe("the declared syscall ABI", () => {
     mem = new Uint8Array(DATA_SIZE + 2)
     assert.strictEqual(stub("path_unlink_file")(3, 0, DATA_SIZE + 1), Errno.NAMETOOLONG)
     assert.strictEqual(requests, 1)
+  })
+
+  it("an addr_port is a Unix one's whole 110 bytes where its tag says so, and an answer's needs room for one before the call (no connection accepted, then lost to EFAULT)", () => {
+    const channel = ChannelViews.allocate()
+    const mem = new Uint8Array(MEMORY)
+    let requests = 0
+    const side: GuestSide = {
+      channel,
+      enter: () => {},
+      refresh: () => {},
+      memory: () => mem,
+      view: () => new DataView(mem.buffer),
+      roundTrip: () => (requests++, Errno.SUCCESS)
+    }
+    const stub = (name: SyscallName) => compileGuestStub(plan(name), side)
+    assert.strictEqual(stub("sock_accept_v2")(3, 0, 0, MEMORY - AddrPort.sizeOf), Errno.FAULT)
+    assert.strictEqual(stub("sock_addr_peer")(3, MEMORY - 100), Errno.FAULT)
+    mem[MEMORY - AddrPort.sizeOf] = AddressFamily.UNIX
+    assert.strictEqual(stub("sock_bind")(3, MEMORY - AddrPort.sizeOf), Errno.FAULT)
+    assert.strictEqual(requests, 0)
+    mem[MEMORY - AddrPort.sizeOf] = AddressFamily.INET4
+    assert.strictEqual(stub("sock_bind")(3, MEMORY - AddrPort.sizeOf), Errno.SUCCESS)
+    assert.strictEqual(channel.words[plan("sock_bind").place[1]!], AddrPort.sizeOf, "an IP one moves 20 bytes")
+    assert.strictEqual(stub("sock_accept_v2")(3, 0, 0, MEMORY - AddrPort.unixSizeOf), Errno.SUCCESS)
+    assert.strictEqual(requests, 2)
   })
 })
 

@@ -461,7 +461,7 @@ describe("sockets", () => {
       assert.deepStrictEqual([...Buffer.from(out.read(), "latin1")], [0, 1, 8])
     }))
 
-  it.scopedLive("Unix sockets as Linux has them (the same program built natively prints the same): a path's socket file (stat, ENXIO to open, EADDRINUSE, refused once closed, ENOENT once unlinked), abstract names, socketpair, datagrams with the sender's name, EPROTOTYPE, a relative path from the working directory, ENOENT for a trailing slash, EISCONN for sendto on a connected stream, EPROTONOSUPPORT for a protocol; EROFS on a read-only root", () =>
+  it.scopedLive("Unix sockets as Linux has them (the same program built natively prints the same): a path's socket file (stat, ENXIO to open, EADDRINUSE, refused once closed, ENOENT once unlinked), abstract names, socketpair, datagrams with the sender's name, EPROTOTYPE, a relative path from the working directory, ENOENT for a trailing slash, EISCONN for sendto on a connected stream, EPROTONOSUPPORT for a protocol; ENAMETOOLONG for a relative name under a working directory too long to make it absolute; EROFS on a read-only root", () =>
     Effect.gen(function*() {
       const loader = yield* makeSandbox
       const { out } = yield* startSub(loader, "unix", { args: ["unix", "selftest", "/data"], writableRoot: true })
@@ -502,6 +502,10 @@ describe("sockets", () => {
         "unix protocol 6: Protocol not supported",
         ""
       ])
+      // A relative name under a working directory too long for sun_path: refused, not bound elsewhere.
+      const deep = yield* startSub(loader, "deep", { args: ["unix", "longcwd", "/data"], writableRoot: true })
+      assert.deepStrictEqual(yield* loader.wait("deep"), exited(0), deep.out.read())
+      assert.strictEqual(deep.out.read(), "bind relative: Filename too long\nat the root: no\n")
       const readOnly = yield* startSub(loader, "ro", { args: ["unix", "server", "/data/app.sock", "1"] })
       assert.deepStrictEqual(yield* loader.wait("ro"), exited(1))
       assert.strictEqual(readOnly.out.read(), "bind: Read-only file system\n")
