@@ -209,6 +209,9 @@ class OverlayFile extends OverlayNode {
   }
 
   open(options: OpenOptions): Effect.Effect<FileDescription, SyscallError> {
+    // Only a regular file is copied up to be written: a symlink or a socket file is refused as
+    // its open is on Linux, and nothing is copied for an open that fails.
+    if (options.write && this.filetype !== FileType.REGULAR_FILE) return fail(this.filetype === FileType.SYMBOLIC_LINK ? Errno.LOOP : Errno.NXIO)
     const layer = options.write ? upperOf(this) : Effect.succeed(this.layer)
     return flatMapNow(layer, (inode) => {
       const fromUpper = inode === this.upper
