@@ -12,8 +12,8 @@ export type { MountNamespace, MountNamespaceArgs } from "./fs/mountNamespace.js"
 export { Dentry, resolve, type ResolveOptions } from "./fs/resolve.js"
 export type { SyntheticMount } from "./fs/synthetic.js"
 export { overlay, type OverlayOptions } from "./fs/overlay.js"
-export { Tmpfs } from "./fs/tmpfs.js"
-export { defaultTotalMemory, MemoryAccount, PROCESS_BUDGET, PROCESS_MEMORY } from "./memoryAccount.js"
+export { NODE_HEAP, Tmpfs } from "./fs/tmpfs.js"
+export { defaultHeapShare, defaultTotalMemory, MemoryAccount, PROCESS_BUDGET, PROCESS_MEMORY } from "./memoryAccount.js"
 export {
   type Accepted,
   isAbstract,

@@ -23,7 +23,7 @@ import { HostSocketFiles } from "./fs/hostSocketFiles.js"
 import { type MakeMountNamespace, makeMountNamespaces } from "./fs/mountNamespace.js"
 import { makePipe, type Pipe, PIPE_CAPACITY } from "./fs/pipe.js"
 import type { SystemInfo } from "./fs/procfs.js"
-import { defaultTotalMemory, MemoryAccount, PROCESS_BUDGET, WASM_PAGE } from "./memoryAccount.js"
+import { defaultHeapShare, defaultTotalMemory, MemoryAccount, PROCESS_BUDGET, WASM_PAGE } from "./memoryAccount.js"
 import { offThread } from "./platform/instrumenter.js"
 import { ModuleCache } from "./platform/moduleCache.js"
 import { type GuestPlatform, makeWorkerPool, type WorkerPoolStats } from "./platform/pool.js"
@@ -75,6 +75,12 @@ export interface KernelOptions {
    * host's memory (defaultTotalMemory).
    */
   readonly totalMemory?: number
+  /**
+   * Bytes of the sentry's JS heap that guests may fill with what they make there (tmpfs inodes
+   * and names), sandbox-wide; past it such a change fails ENOSPC. Default: half of V8's heap
+   * limit (defaultHeapShare), so that no guest can abort the sandbox process with a full heap.
+   */
+  readonly heapShare?: number
   /** Bytes of compiled modules no process uses that the module cache keeps (default 128 MiB). */
   readonly moduleCacheBytes?: number
   /** The host descriptors guests may hold (default: HostFdBudget.ofProcess, half the process's RLIMIT_NOFILE). */
@@ -189,7 +195,7 @@ const makeKernel = (options: KernelOptions): Effect.Effect<KernelShape, never, S
     const rootPidNamespace = new PidNamespace<ThreadGroup>(undefined)
     const descriptionRefs = new DescriptionRefs()
     const files = new ContentCache()
-    const memory = new MemoryAccount(options.totalMemory ?? defaultTotalMemory())
+    const memory = new MemoryAccount(options.totalMemory ?? defaultTotalMemory(), undefined, options.heapShare ?? defaultHeapShare())
     const hostFds = options.hostFds ?? (yield* HostFdBudget.ofProcess)
     const maxProcesses = Math.min(options.maxProcesses ?? DEFAULT_MAX_PROCESSES, Math.floor(memory.total / PROCESS_BUDGET), hostFds.workerThreads)
     const system: SystemInfo = { bootTime: yield* Clock.currentTimeNanos, memory }

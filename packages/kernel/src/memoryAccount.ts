@@ -1,8 +1,9 @@
 /**
  * The sandbox's memory account: what its guests make the sandbox process hold, against one
  * ceiling (the root container's memory limit, else a share of the host's memory; see
- * KernelOptions.totalMemory). Three kinds of charges share it:
+ * KernelOptions.totalMemory). Four kinds of charges share it:
  *   - file data of the in-memory filesystems (tmpfs mounts, overlay upper layers);
+ *   - their inodes and names, which live on the sentry's JS heap (`chargeHeap`);
  *   - guest linear memory: a process's initial pages when it starts, each memory.grow before
  *     it happens (a grow past the ceiling returns -1);
  *   - a fixed charge per process for what its worker thread costs the host (PROCESS_MEMORY).
@@ -10,11 +11,18 @@
  * A container's own account (`child`: its `linux.resources.memory.limit`) lies within the
  * sandbox's: what it charges counts against both, and a charge either fits both or neither.
  *
- * Invariant: `used` is the sum of what was charged and not released, and never exceeds `total`:
- * a charge that would pass it (or its parent's) is refused whole and changes nothing. Only the
+ * The JS heap is a ceiling of its own. V8's is a few GiB whatever the host has, and a full one
+ * aborts the whole sandbox process (a guest making empty files did so after 4.5 minutes of
+ * collections). So what guests make the sentry hold on its heap also counts against a heap
+ * share, kept by the outermost account, which is refused before V8's limit is near.
+ *
+ * Invariant: `used` is the sum of what was charged and not released, and never exceeds `total`;
+ * the heap charges within it never exceed the heap share. A charge that would pass either (or
+ * its parent's) is refused whole and changes nothing. Only the
  * sentry's thread charges and releases (workers ask through a syscall), so no atomics are needed.
  */
 import * as Os from "node:os"
+import * as V8 from "node:v8"
 
 /**
  * What a process costs the host beyond its guest memory: a worker thread with its own V8
@@ -42,15 +50,31 @@ export const PROCESS_BUDGET = PROCESS_MEMORY + 1024 * 1024
  */
 export const defaultTotalMemory = (): number => Math.floor(Os.totalmem() / 2)
 
+/**
+ * What guests may make the sentry hold on its JS heap: half of V8's heap limit. The other half
+ * is the sentry's own (its tasks, descriptions, sockets, the collector's room to work).
+ */
+export const defaultHeapShare = (): number => Math.floor(V8.getHeapStatistics().heap_size_limit / 2)
+
 export class MemoryAccount {
   private charged = 0
   private refused = 0
+  private heapCharged = 0
 
-  constructor(readonly total: number, private readonly parent?: MemoryAccount) {}
+  /**
+   * `heapShare` is the outermost account's (defaultHeapShare unless given); an account within
+   * another charges its heap bytes to the outermost one's.
+   */
+  constructor(readonly total: number, private readonly parent?: MemoryAccount, private readonly heapShare = Number.MAX_SAFE_INTEGER) {}
 
   /** An account within this one, of at most `limit` bytes (a container's). */
   child(limit: number): MemoryAccount {
     return new MemoryAccount(Math.min(limit, this.total), this)
+  }
+
+  /** Heap bytes charged now, sandbox-wide (an account within another answers the outermost's). */
+  get heapUsed(): number {
+    return this.outermost().heapCharged
   }
 
   /** Bytes charged now. */
@@ -83,5 +107,30 @@ export class MemoryAccount {
   release(bytes: number): void {
     this.charged -= bytes
     this.parent?.release(bytes)
+  }
+
+  /**
+   * Charges `bytes` that the sentry holds on its JS heap for a guest (a tmpfs inode, a name): as
+   * `charge` does, and against the heap share too; false (and nothing charged) when either refuses.
+   */
+  chargeHeap(bytes: number): boolean {
+    const outermost = this.outermost()
+    if (bytes > outermost.heapShare - outermost.heapCharged) {
+      this.refused++
+      return false
+    }
+    if (!this.charge(bytes)) return false
+    outermost.heapCharged += bytes
+    return true
+  }
+
+  /** Gives back heap bytes charged earlier with `chargeHeap`. */
+  releaseHeap(bytes: number): void {
+    this.release(bytes)
+    this.outermost().heapCharged -= bytes
+  }
+
+  private outermost(): MemoryAccount {
+    return this.parent === undefined ? this : this.parent.outermost()
   }
 }

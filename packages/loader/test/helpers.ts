@@ -75,7 +75,8 @@ export const makeBundle = (options: BundleOptions) =>
       "net_echo",
       "preopened_server",
       "http",
-      "unix"
+      "unix",
+      "inodes"
     ]) {
       Fs.copyFileSync(fixture(name), Path.join(rootfs, "bin", name))
       Fs.chmodSync(Path.join(rootfs, "bin", name), 0o755)
