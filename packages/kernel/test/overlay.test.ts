@@ -185,6 +185,15 @@ describe("overlay over a host tree", () => {
         assert.strictEqual(yield* errnoOf(writeAt(yield* root.lookup("link"), "x")), Errno.LOOP)
       }), 8))
 
+  it.scoped("a write open of a host symlink fails ELOOP and copies nothing up", () =>
+    withHost((root) =>
+      Effect.gen(function*() {
+        const link = yield* root.lookup("link")
+        const before = yield* link.stat
+        assert.strictEqual(yield* errnoOf(writeAt(link, "x")), Errno.LOOP)
+        assert.strictEqual((yield* (yield* root.lookup("link")).stat).ino, before.ino, "still the lower's (a copy-up changes it)")
+      })))
+
   it.scoped("concurrent writers of one host file copy it up once", () =>
     withHost((root) =>
       Effect.gen(function*() {
