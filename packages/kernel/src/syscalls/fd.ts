@@ -14,6 +14,7 @@ import { args, results } from "../platform/syscallAbi.js"
 import { eitherNow, flatMapNow, fnNow, mapNow } from "../settled.js"
 import { blocking, type Handler, setPayload, setPayloadLength, type SyscallContext } from "./context.js"
 import { putFilestat, requestedTimes } from "./filestat.js"
+import { Listings } from "./listings.js"
 import { entryWith, isNonBlocking } from "./lookup.js"
 
 // Each call's accessors, looked up once (see platform/syscallAbi.ts).
@@ -203,13 +204,12 @@ const fd_prestat_dir_name: Handler = fnNow(function*(c: SyscallContext) {
   setPayload(c, name)
 })
 
-type Listing = ReadonlyArray<{ readonly name: Uint8Array; readonly ino: bigint; readonly filetype: number }>
-
 /**
  * fd_readdir. `listings` holds the listing of each open directory description (one table per
- * kernel), so that cookies stay stable between calls; cookie 0 takes a fresh listing.
+ * kernel), so that cookies stay stable between calls; cookie 0 takes a fresh listing, and so
+ * does a call whose listing was let go (listings.ts).
  */
-const readdir = (listings: WeakMap<FdEntry["description"], Listing>): Handler =>
+const readdir = (listings: Listings): Handler =>
   fnNow(function*(c: SyscallContext) {
     const entry = yield* entryWith(c, FdReaddirArgs.fd(c), Rights.FD_READDIR)
     const dentry = entry.dentry
@@ -320,4 +320,4 @@ export const fdHandlers = {
 } as const satisfies Record<string, Handler>
 
 /** fd_readdir with its own table of listings (one per kernel). */
-export const makeReaddir = (): Handler => readdir(new WeakMap())
+export const makeReaddir = (listings = new Listings()): Handler => readdir(listings)
