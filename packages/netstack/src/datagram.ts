@@ -48,8 +48,14 @@ export const MAX_UNIX_DATAGRAM = 200 * 1024
 /** How many ports a host-mode bind to port 0 tries before it gives up (EADDRINUSE). */
 const HOST_BIND_TRIES = 16
 
-/** What a queued datagram costs beyond its bytes (Linux charges a buffer's overhead too). */
-export const DATAGRAM_OVERHEAD = 256
+/**
+ * What a queued datagram costs beyond its bytes (Linux charges a buffer's overhead too): against
+ * its receiver's buffer, and against its owner's memory as heap (`chargeHeap`), since its record,
+ * its array's object and its sender's address live on the sentry's heap (~600 bytes measured).
+ * At 256 bytes of plain memory, empty datagrams queued across a few hundred sockets filled the
+ * heap while the account saw under 2 GB, and aborted the sandbox process.
+ */
+export const DATAGRAM_OVERHEAD = 768
 
 interface Datagram {
   readonly data: Uint8Array
@@ -340,8 +346,12 @@ export class DatagramSocket implements SocketOps {
     if (this.closed) return false
     const remote = this.remote
     if (remote !== undefined && remote.family !== "unix" && from.family !== "unix" && !(sameAddress(asFamily(from, remote.family), remote) && from.port === remote.port)) return false
+    if (!this.hasRoomFor(data.length) || !this.owner.memory.chargeHeap(DATAGRAM_OVERHEAD)) return false
+    if (!this.owner.memory.charge(data.length)) {
+      this.owner.memory.releaseHeap(DATAGRAM_OVERHEAD)
+      return false
+    }
     const cost = data.length + DATAGRAM_OVERHEAD
-    if (!this.hasRoomFor(data.length) || !this.owner.memory.charge(cost)) return false
     // Copied: the sender's bytes are its channel's, reused by its next call.
     this.queue.push({ data: data.slice(), from: from.family === "unix" ? from : asFamily(from, this.family === "inet6" ? "inet6" : "inet4") })
     this.queued += cost
@@ -352,9 +362,9 @@ export class DatagramSocket implements SocketOps {
   private dequeue(): void {
     const head = this.queue.shift()
     if (head === undefined) return
-    const cost = head.data.length + DATAGRAM_OVERHEAD
-    this.queued -= cost
-    this.owner.memory.release(cost)
+    this.queued -= head.data.length + DATAGRAM_OVERHEAD
+    this.owner.memory.release(head.data.length)
+    this.owner.memory.releaseHeap(DATAGRAM_OVERHEAD)
     // A Unix sender may be waiting for the room.
     this.changes.notify()
   }

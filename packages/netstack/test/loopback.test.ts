@@ -197,4 +197,19 @@ describe("loopback stream sockets", () => {
       const tcp = yield* network.open("inet4", "stream", { memory })
       yield* tcp.socket.bind(localhost(53))
     }))
+
+  it.scoped("queued datagrams count against the heap share: past it more are dropped, across any number of receivers", () =>
+    Effect.gen(function*() {
+      const network = makeLoopbackNetwork()
+      // Memory to spare; room on the heap for 100 datagrams' records.
+      const memory = new MemoryAccount(1024 * 1024 * 1024, undefined, 100 * DATAGRAM_OVERHEAD)
+      const sender = yield* network.open("inet4", "dgram", { memory })
+      for (let r = 0; r < 10; r++) {
+        const receiver = yield* network.open("inet4", "dgram", { memory })
+        yield* receiver.socket.bind(localhost(1000 + r))
+        for (let i = 0; i < 50; i++) yield* sender.socket.send(new Uint8Array(1), { nonBlocking: false, to: localhost(1000 + r) })
+      }
+      assert.strictEqual(memory.heapUsed, 100 * DATAGRAM_OVERHEAD)
+      assert.strictEqual(memory.used, 100 * (1 + DATAGRAM_OVERHEAD), "the 100 that fit: their bytes and their records")
+    }))
 })
