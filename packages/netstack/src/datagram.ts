@@ -33,6 +33,7 @@ import { Effect } from "effect"
 import { asFamily, type IpAddress, isLoopback, isWildcard, loopbackOf, sameAddress, unnamedOf } from "./address.js"
 import type { AddressSpace } from "./addressSpace.js"
 import type { Egress, HostDatagrams } from "./egress.js"
+import { releaseSocket } from "./heap.js"
 import { limitedWait } from "./timeLimit.js"
 import { SocketOptions, socketStat } from "./socketOptions.js"
 
@@ -386,6 +387,8 @@ export class DatagramSocket implements SocketOps {
 
   private closeNow(): void {
     if (this.closed) return
+    // Charged at its making (heap.ts).
+    releaseSocket(this.owner)
     while (this.queue.length > 0) this.dequeue()
     this.host?.close()
     this.host = undefined

@@ -4,6 +4,7 @@
  */
 export { type EgressOptions, HOST_LOOPBACK_GATEWAY, MAX_HOST_SOCKETS, MAX_LOOKUPS } from "./egress.js"
 export { DATAGRAM_OVERHEAD } from "./datagram.js"
+export { CONNECTION_HEAP, SOCKET_HEAP } from "./heap.js"
 export { listenOn, makeHostNetwork, makeLoopbackNetwork, makeSandboxNetwork } from "./network.js"
 export type { StreamRoutes } from "./stream.js"
 export { type PublishedPort, publishPort, PublishFailed } from "./publish.js"

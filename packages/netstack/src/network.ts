@@ -28,6 +28,7 @@ import type { EgressRule } from "@runsc/spec"
 import { Effect, Exit, Scope } from "effect"
 import { isIpFamily, isWildcard, loopbackOf } from "./address.js"
 import { DatagramSocket } from "./datagram.js"
+import { chargeSocket } from "./heap.js"
 import { type EgressOptions, makeEgress } from "./egress.js"
 import { Ports } from "./ports.js"
 import { publishPort } from "./publish.js"
@@ -44,26 +45,34 @@ export const makeLoopbackNetwork = (routes: StreamRoutes = {}): Network => {
   const boundToPaths = new Set<UnixBound>()
   const unixStreams = new UnixNames<StreamSocket>("stream", boundToPaths, nextIno)
   const unixDatagrams = new UnixNames<DatagramSocket>("dgram", boundToPaths, nextIno)
-  const make = (family: SocketFamily, kind: SocketKind, owner: SocketOwner): StreamSocket | DatagramSocket => {
+  /** A new socket, charged to `owner` (heap.ts); undefined when its memory refuses. */
+  const make = (family: SocketFamily, kind: SocketKind, owner: SocketOwner): StreamSocket | DatagramSocket | undefined => {
+    if (!chargeSocket(owner)) return undefined
     const ip = isIpFamily(family)
     return kind === "stream"
       ? new StreamSocket(family, owner, ip ? streamPorts : unixStreams, nextIno(), routes)
       : new DatagramSocket(family, owner, ip ? datagramPorts : unixDatagrams, nextIno(), egress, routes.host !== undefined)
   }
   return {
-    open: (family, kind, owner): Effect.Effect<SocketDescription, SyscallError> => Effect.succeed(make(family, kind, owner).description),
-    pair: (family, kind, owner) => {
-      // As Linux: only Unix sockets come in pairs.
-      if (isIpFamily(family)) return fail(Errno.NOTSUP)
-      const a = make(family, kind, owner)
-      const b = make(family, kind, owner)
-      if (a instanceof StreamSocket && b instanceof StreamSocket) {
-        if (!StreamSocket.pair(a, b)) return fail(Errno.NOBUFS)
-      } else if (a instanceof DatagramSocket && b instanceof DatagramSocket) {
-        DatagramSocket.pair(a, b)
-      }
-      return Effect.succeed([a.description, b.description] as const)
-    },
+    open: (family, kind, owner): Effect.Effect<SocketDescription, SyscallError> =>
+      Effect.suspend(() => {
+        const socket = make(family, kind, owner)
+        return socket === undefined ? fail(Errno.NOBUFS) : Effect.succeed(socket.description)
+      }),
+    pair: (family, kind, owner) =>
+      Effect.suspend(() => {
+        // As Linux: only Unix sockets come in pairs.
+        if (isIpFamily(family)) return fail(Errno.NOTSUP)
+        const a = make(family, kind, owner)
+        const b = a === undefined ? undefined : make(family, kind, owner)
+        if (a instanceof StreamSocket && b instanceof StreamSocket && StreamSocket.pair(a, b)) return Effect.succeed([a.description, b.description] as const)
+        if (a instanceof DatagramSocket && b instanceof DatagramSocket) {
+          DatagramSocket.pair(a, b)
+          return Effect.succeed([a.description, b.description] as const)
+        }
+        // Closing gives back what each was charged.
+        return Effect.zipRight(Effect.all([a?.description.close ?? Effect.void, b?.description.close ?? Effect.void]), fail(Errno.NOBUFS))
+      }),
     // Names beyond the sandbox's /etc/hosts: only where egress may reach.
     ...(egress !== undefined ? { lookupHost: (name: string) => egress.lookupHost(name) } : {})
   }

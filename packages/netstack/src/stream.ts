@@ -31,6 +31,7 @@ import { asFamily, type IpAddress, isLoopback, isWildcard, loopbackOf, unnamedOf
 import type { AddressSpace } from "./addressSpace.js"
 import { ByteQueue } from "./byteQueue.js"
 import type { Egress } from "./egress.js"
+import { CONNECTION_HEAP, chargeSocket, releaseSocket } from "./heap.js"
 import { limitedWait } from "./timeLimit.js"
 import { SocketOptions, socketStat } from "./socketOptions.js"
 
@@ -206,12 +207,13 @@ export class StreamSocket implements SocketOps {
       if (unbound !== undefined) return fail(unbound)
       // The listener's side of the connection, made now, accepted later.
       const server = listener.spawnAccepted(arrivalOf(listener, address))
+      if (server === undefined) return fail(Errno.NOBUFS)
       const changes = new Changes()
       const toServer = listener.newQueue(changes)
-      if (toServer === undefined) return fail(Errno.NOBUFS)
-      const toClient = this.newQueue(changes)
-      if (toClient === undefined) {
-        listener.releaseQueue(toServer)
+      const toClient = toServer === undefined ? undefined : this.newQueue(changes)
+      if (toServer === undefined || toClient === undefined) {
+        if (toServer !== undefined) listener.releaseQueue(toServer)
+        releaseSocket(listener.owner)
         return fail(Errno.NOBUFS)
       }
       server.state = { tag: "connected", incoming: toServer, peer: this, changes, shutWrite: false }
@@ -251,12 +253,18 @@ export class StreamSocket implements SocketOps {
         }
         // The far end of the guest's connection, which the bridge reads and writes for the host.
         // Its buffer is charged as the guest's is; what crosses it is counted once, by the guest's socket.
-        const endpoint = new StreamSocket(this.family, { memory: this.owner.memory }, this.space, this.space.nextIno())
+        const owner = { memory: this.owner.memory }
+        if (!chargeSocket(owner)) {
+          host.destroy()
+          return fail(Errno.NOBUFS)
+        }
+        const endpoint = new StreamSocket(this.family, owner, this.space, this.space.nextIno())
         endpoint.local = address
         const toEndpoint = endpoint.newQueue(connecting.changes)
         const toGuest = toEndpoint === undefined ? undefined : this.newQueue(connecting.changes)
         if (toEndpoint === undefined || toGuest === undefined) {
           if (toEndpoint !== undefined) endpoint.releaseQueue(toEndpoint)
+          releaseSocket(owner)
           host.destroy()
           return fail(Errno.NOBUFS)
         }
@@ -473,28 +481,38 @@ export class StreamSocket implements SocketOps {
     return true
   }
 
-  /** A connection accepted from this listener: bound where it was reached, owned as the listener. */
-  private spawnAccepted(local: SocketAddress): StreamSocket {
+  /** A connection accepted from this listener: bound where it was reached, owned (and charged) as the listener; undefined when its memory refuses. */
+  private spawnAccepted(local: SocketAddress): StreamSocket | undefined {
+    if (!chargeSocket(this.owner)) return undefined
     const socket = new StreamSocket(this.family, this.owner, this.space, this.space.nextIno(), this.routes)
     socket.local = local
     socket.options = this.options.copy()
     return socket
   }
 
-  /** This socket's receive buffer for a new connection, charged to its owner; undefined when the memory is full. */
+  /** This socket's receive buffer for a new connection, charged to its owner (and its heap, heap.ts); undefined when the memory is full. */
   private newQueue(changes: Changes): ByteQueue | undefined {
-    if (!this.owner.memory.charge(this.options.receiveBuffer)) return undefined
+    const memory = this.owner.memory
+    if (!memory.chargeHeap(CONNECTION_HEAP)) return undefined
+    if (!memory.charge(this.options.receiveBuffer)) {
+      memory.releaseHeap(CONNECTION_HEAP)
+      return undefined
+    }
     return new ByteQueue(this.options.receiveBuffer, changes)
   }
 
   private releaseQueue(queue: ByteQueue): void {
     this.owner.memory.release(queue.capacity)
+    this.owner.memory.releaseHeap(CONNECTION_HEAP)
   }
 
   /** close(2): a listener's pending connections are reset; a connection's peer reads to its end, then 0, and its sends fail EPIPE. */
   private closeNow(): void {
     const state = this.state
+    if (state.tag === "closed") return
     this.state = { tag: "closed" }
+    // Every socket was charged at its making (heap.ts).
+    releaseSocket(this.owner)
     this.stopHostListener?.()
     this.stopHostListener = undefined
     if (state.tag === "listening") {

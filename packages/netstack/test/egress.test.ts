@@ -77,7 +77,8 @@ describe("egress", () => {
       const network = yield* makeSandboxNetwork(rules(`10.0.2.2/32:${port}`), { maxHostSockets: 4 })
       const connect = Effect.gen(function*() {
         const s = yield* network.open("inet4", "stream", { memory })
-        yield* s.socket.connect(gateway(port), false)
+        // A socket whose connect failed is closed, as a guest's is at its exit: it was charged.
+        yield* Effect.onError(s.socket.connect(gateway(port), false), () => s.close)
         return s
       })
       const four = yield* Effect.forEach([1, 2, 3, 4], () => connect)

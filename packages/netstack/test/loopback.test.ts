@@ -5,7 +5,7 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Errno } from "@runsc/abi"
 import { MemoryAccount, type SocketAddress, type SocketDescription, type SyscallError } from "@runsc/kernel"
-import { DATAGRAM_OVERHEAD, makeLoopbackNetwork } from "@runsc/netstack"
+import { CONNECTION_HEAP, DATAGRAM_OVERHEAD, makeLoopbackNetwork, SOCKET_HEAP } from "@runsc/netstack"
 import { Effect, Fiber } from "effect"
 
 const v4 = (a: number, b: number, c: number, d: number, port: number): SocketAddress => ({ family: "inet4", address: new Uint8Array([a, b, c, d]), port })
@@ -131,7 +131,8 @@ describe("loopback stream sockets", () => {
       const client = yield* net.connected(5000)
       const { socket: accepted } = yield* server.socket.accept(false)
       const charged = net.memory.used
-      assert.strictEqual(charged, 2 * 128 * 1024, "each end's receive buffer")
+      assert.strictEqual(charged, 2 * (128 * 1024 + CONNECTION_HEAP) + 3 * SOCKET_HEAP, "each end's receive buffer and queue, and the three sockets")
+      assert.strictEqual(net.memory.heapUsed, 2 * CONNECTION_HEAP + 3 * SOCKET_HEAP)
       const big = new Uint8Array(1024 * 1024)
       assert.strictEqual(yield* client.socket.send(big, { nonBlocking: true }), 128 * 1024, "a non-blocking send takes what fits")
       assert.strictEqual(yield* errnoOf(client.socket.send(big, { nonBlocking: true })), Errno.AGAIN)
@@ -142,11 +143,13 @@ describe("loopback stream sockets", () => {
       assert.strictEqual(yield* Fiber.join(writer), big.length)
       yield* accepted.close
       yield* client.close
-      assert.strictEqual(net.memory.used, 0, "given back")
+      assert.strictEqual(net.memory.used, SOCKET_HEAP, "given back, but for the listener")
+      yield* server.close
+      assert.strictEqual(net.memory.used, 0)
       const small = setup(200 * 1024)
       yield* small.listening(6000)
       assert.strictEqual(yield* errnoOf(small.connected(6000)), Errno.NOBUFS)
-      assert.strictEqual(small.memory.used, 0)
+      assert.strictEqual(small.memory.used, 2 * SOCKET_HEAP, "no connection: the listener and the client socket alone")
     }))
 
   it.effect("backlog and readiness: a listener is readable while a connection waits; a full backlog makes a connect wait (EAGAIN non-blocking) until an accept makes room", () =>
@@ -180,17 +183,18 @@ describe("loopback stream sockets", () => {
       const datagram = new Uint8Array(4000)
       for (let i = 0; i < 10; i++) assert.strictEqual(yield* sender.socket.send(datagram, { nonBlocking: false, to: localhost(53) }), 4000)
       const cost = 4000 + DATAGRAM_OVERHEAD
-      assert.strictEqual(memory.used, 3 * cost, "three fit in 16 KiB with their overhead; the other seven were dropped")
+      const sockets = 2 * SOCKET_HEAP
+      assert.strictEqual(memory.used, sockets + 3 * cost, "three fit in 16 KiB with their overhead; the other seven were dropped")
       const first = yield* receiver.socket.receive(100, { peek: false, waitAll: false, nonBlocking: true })
       assert.strictEqual(first.data.length, 100)
       assert.isTrue(first.truncated)
       assert.deepStrictEqual(first.from, yield* sender.socket.localAddress.pipe(Effect.map((a) => ({ ...a, address: new Uint8Array([127, 0, 0, 1]) }))))
-      assert.strictEqual(memory.used, 2 * cost)
+      assert.strictEqual(memory.used, sockets + 2 * cost)
       // Empty datagrams cost their overhead: a flood of them is bounded by the buffer too.
       for (let i = 0; i < 10_000; i++) yield* sender.socket.send(new Uint8Array(0), { nonBlocking: false, to: localhost(53) })
-      assert.isAtMost(memory.used, 16384)
+      assert.isAtMost(memory.used, sockets + 16384)
       yield* receiver.close
-      assert.strictEqual(memory.used, 0, "a closed socket's queue is given back")
+      assert.strictEqual(memory.used, SOCKET_HEAP, "a closed socket's queue is given back (and its own charge)")
       assert.strictEqual(yield* errnoOf(sender.socket.send(new Uint8Array(70_000), { nonBlocking: false, to: localhost(53) })), Errno.MSGSIZE)
       assert.strictEqual(yield* errnoOf(sender.socket.send(datagram, { nonBlocking: false })), Errno.DESTADDRREQ)
       // UDP and TCP ports are separate spaces.
@@ -198,18 +202,47 @@ describe("loopback stream sockets", () => {
       yield* tcp.socket.bind(localhost(53))
     }))
 
+  it.effect("pending connections count against the heap share: past it a connect is ENOBUFS, and a listener's close gives all of it back", () =>
+    Effect.gen(function*() {
+      const network = makeLoopbackNetwork()
+      // Memory to spare; heap for the listener, and 10 connections (a client socket closed at once, a pending endpoint and its queue).
+      const memory = new MemoryAccount(1024 * 1024 * 1024, undefined, SOCKET_HEAP + 10 * (2 * SOCKET_HEAP + CONNECTION_HEAP))
+      const listener = yield* network.open("inet4", "stream", { memory })
+      yield* listener.socket.bind(localhost(9000))
+      yield* listener.socket.listen(4096)
+      let pending = 0
+      for (;;) {
+        const client = yield* Effect.either(network.open("inet4", "stream", { memory }))
+        if (client._tag === "Left") break
+        const connected = yield* Effect.either(client.right.socket.connect(localhost(9000), false))
+        yield* client.right.close
+        if (connected._tag === "Left") {
+          assert.strictEqual(connected.left.errno, Errno.NOBUFS)
+          break
+        }
+        pending++
+      }
+      assert.isAtLeast(pending, 10)
+      assert.isAtMost(memory.heapUsed, SOCKET_HEAP + 10 * (2 * SOCKET_HEAP + CONNECTION_HEAP))
+      yield* listener.close
+      assert.strictEqual(memory.used, 0)
+      assert.strictEqual(memory.heapUsed, 0)
+    }))
+
   it.scoped("queued datagrams count against the heap share: past it more are dropped, across any number of receivers", () =>
     Effect.gen(function*() {
       const network = makeLoopbackNetwork()
-      // Memory to spare; room on the heap for 100 datagrams' records.
-      const memory = new MemoryAccount(1024 * 1024 * 1024, undefined, 100 * DATAGRAM_OVERHEAD)
+      // Memory to spare; room on the heap for the 11 sockets and 100 datagrams' records.
+      const sockets = 11 * SOCKET_HEAP
+      const memory = new MemoryAccount(1024 * 1024 * 1024, undefined, sockets + 100 * DATAGRAM_OVERHEAD)
       const sender = yield* network.open("inet4", "dgram", { memory })
+      for (let r = 0; r < 10; r++) yield* (yield* network.open("inet4", "dgram", { memory })).socket.bind(localhost(1000 + r))
       for (let r = 0; r < 10; r++) {
-        const receiver = yield* network.open("inet4", "dgram", { memory })
-        yield* receiver.socket.bind(localhost(1000 + r))
         for (let i = 0; i < 50; i++) yield* sender.socket.send(new Uint8Array(1), { nonBlocking: false, to: localhost(1000 + r) })
       }
-      assert.strictEqual(memory.heapUsed, 100 * DATAGRAM_OVERHEAD)
-      assert.strictEqual(memory.used, 100 * (1 + DATAGRAM_OVERHEAD), "the 100 that fit: their bytes and their records")
+      assert.strictEqual(memory.heapUsed, sockets + 100 * DATAGRAM_OVERHEAD)
+      assert.strictEqual(memory.used, sockets + 100 * (1 + DATAGRAM_OVERHEAD), "the sockets, and the 100 that fit: their bytes and their records")
+      // The share is full: a new socket is refused too (socket(2)'s ENOBUFS).
+      assert.strictEqual(yield* errnoOf(network.open("inet4", "dgram", { memory })), Errno.NOBUFS)
     }))
 })

@@ -5,7 +5,7 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Errno } from "@runsc/abi"
 import { MemoryAccount, type SocketAddress, type SocketDescription, type SyscallError } from "@runsc/kernel"
-import { DATAGRAM_OVERHEAD, makeLoopbackNetwork } from "@runsc/netstack"
+import { DATAGRAM_OVERHEAD, makeLoopbackNetwork, SOCKET_HEAP } from "@runsc/netstack"
 import { Effect, Fiber } from "effect"
 
 const text = (s: string) => new TextEncoder().encode(s)
@@ -145,7 +145,7 @@ describe("Unix datagram sockets", () => {
       let queued = 0
       while ((yield* Effect.either(sender.socket.send(datagram, { nonBlocking: true, to: abstract("log") })))._tag === "Right") queued++
       assert.strictEqual(queued, 2, "two fit in 8 KiB with their overhead")
-      assert.strictEqual(net.memory.used, 2 * (3000 + DATAGRAM_OVERHEAD))
+      assert.strictEqual(net.memory.used, 2 * SOCKET_HEAP + 2 * (3000 + DATAGRAM_OVERHEAD), "the two sockets and the two datagrams")
       // A blocking send waits until the receiver reads.
       const waiting = yield* Effect.fork(sender.socket.send(datagram, { nonBlocking: false, to: abstract("log") }))
       yield* Effect.yieldNow()
