@@ -227,6 +227,7 @@ const makeKernel = (options: KernelOptions): Effect.Effect<KernelShape, never, S
       signal,
       reap: tree.reap,
       newGroup,
+      memoryOf: (tg) => tg.tasks.memory ?? memory,
       // Charged to the container of the process that makes it, as its other memory is.
       newPipe: (tg) => {
         const account = tg.tasks.memory ?? memory

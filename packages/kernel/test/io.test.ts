@@ -4,9 +4,11 @@
  */
 import { Errno, type ExitStatus } from "@runsc/abi"
 import { assert, layer } from "@effect/vitest"
-import { Effect } from "effect"
+import { Effect, Fiber } from "effect"
 import * as Fs from "node:fs"
 import * as Path from "node:path"
+import { Kernel, makePipe } from "../src/index.js"
+import { POLL_WAIT_HEAP } from "../src/syscalls/poll.js"
 import { Exited, fixture, kernelLayer, probe, rootOf, runGuest, tempDir, timed } from "./helpers.js"
 
 const iovec = (buf: number, len: number) => {
@@ -282,5 +284,41 @@ layer(kernelLayer, { excludeTestServices: true })("poll_oneoff clocks", (it) => 
       const [r, ms] = yield* timed(runGuest({ bytes }))
       assert.deepStrictEqual(r.status, Exited(132))
       assert.isBelow(ms, 3000)
+    }))
+})
+
+/** A probe that polls `count` FD_READ subscriptions of its fd 0 and a 300 ms clock; exits with 200 + errno, or the userdata of its first event. */
+const pollMany = (count: number) =>
+  probe({
+    data: [[1024, clockSub({ userdata: 7, ms: 300 })], ...Array.from({ length: count }, (_, i) => [1072 + i * 48, fdSub(100 + i, 1, 0)] as const)],
+    extra: `
+  (func $run (result i32) (local $e i32)
+    (local.set $e (call $poll_oneoff (i32.const 1024) (i32.const 200000) (i32.const ${count + 1}) (i32.const 8)))
+    (if (local.get $e) (then (return (i32.add (i32.const 200) (local.get $e)))))
+    (i32.wrap_i64 (i64.load (i32.const 200000))))`,
+    body: "(call $run)",
+    pages: 8
+  })
+
+layer(Kernel.layer({ warmWorkers: 1, heapShare: 1024 * 1024 }), { excludeTestServices: true })("poll_oneoff waits against the heap share", (it) => {
+  it.effect("2,000 subscriptions of one pipe wait once, charged one wait's heap until the clock fires", () =>
+    Effect.gen(function*() {
+      const kernel = yield* Kernel
+      const pipe = makePipe(1n)
+      const before = kernel.memory.heapUsed
+      const run = yield* Effect.fork(runGuest({ bytes: yield* pollMany(2000), stdin: pipe.read }))
+      yield* Effect.sleep("150 millis")
+      assert.strictEqual(kernel.memory.heapUsed - before, POLL_WAIT_HEAP, "one description watched")
+      const r = yield* Fiber.join(run)
+      assert.deepStrictEqual(r.status, Exited(7), "the clock fired")
+      assert.strictEqual(kernel.memory.heapUsed, before)
+    }))
+})
+
+layer(Kernel.layer({ warmWorkers: 1, heapShare: POLL_WAIT_HEAP - 1 }), { excludeTestServices: true })("poll_oneoff past the heap share", (it) => {
+  it.effect("a poll that must wait and cannot be charged fails ENOMEM", () =>
+    Effect.gen(function*() {
+      const r = yield* runGuest({ bytes: yield* pollMany(1), stdin: makePipe(1n).read })
+      assert.deepStrictEqual(r.status, Exited(200 + Errno.NOMEM))
     }))
 })

@@ -10,6 +10,7 @@ import { fail, type SyscallError } from "../errors.js"
 import { type ChannelViews, DATA_SIZE, Word } from "../platform/channel.js"
 import type { BytesArg } from "../platform/syscallAbi.js"
 import type { Pipe } from "../fs/pipe.js"
+import type { MemoryAccount } from "../memoryAccount.js"
 import type { SocketAddress, SocketDescription, SocketFamily, SocketKind } from "../net/socket.js"
 import type { ProcessGroup, Session } from "../task/session.js"
 import type { Membership, ThreadGroup } from "../task/threadGroup.js"
@@ -53,6 +54,8 @@ export interface KernelServices {
    * limit on pipe memory is reached).
    */
   readonly newPipe: (maker: ThreadGroup) => Pipe | undefined
+  /** The memory account `tg`'s container charges: its own, else the sandbox's. */
+  readonly memoryOf: (tg: ThreadGroup) => MemoryAccount
   /** A new socket of the sandbox's network, charged to `maker`'s container. */
   readonly openSocket: (maker: ThreadGroup, family: SocketFamily, kind: SocketKind) => Effect.Effect<SocketDescription, SyscallError>
   /** socketpair(2): two connected sockets, charged as `openSocket`'s. */
