@@ -8,7 +8,10 @@ import * as Fs from "node:fs"
 import * as Os from "node:os"
 import * as Path from "node:path"
 import { Kernel, PidNamespace, type SyntheticMount, type ThreadGroup } from "../src/index.js"
+import { procfs } from "../src/fs/procfs.js"
 import { Exited, fixture, kernelLayer, rootOf, runGuest, startGuest, tempDir } from "./helpers.js"
+
+const decoder = new TextDecoder()
 
 const PROC: ReadonlyArray<SyntheticMount> = [{ path: "/proc", fs: "proc" }]
 
@@ -79,6 +82,21 @@ layer(kernelLayer, { excludeTestServices: true })("procfs", (it) => {
         "/proc/self/stat file 0",
         "/proc/nope error No such file or directory"
       ])
+    }))
+
+  it.scoped("every open of a process's environ and cmdline shares one copy of its bytes", () =>
+    Effect.gen(function*() {
+      const kernel = yield* Kernel
+      const root = yield* procRoot
+      const env = ["BIG=" + "x".repeat(100_000)]
+      const sleeper = yield* startGuest({ bytes: fixture("sleep"), argv: ["sleep", "60"], env, root })
+      const dir = yield* procfs(sleeper.tg, { bootTime: 0n, memory: kernel.memory }).lookup(String(sleeper.tg.pid))
+      for (const name of ["environ", "cmdline"]) {
+        const file = yield* dir.lookup(name)
+        const reads = yield* Effect.forEach([1, 2, 3], () => Effect.flatMap(file.open({ read: true, write: false }), (d) => d.read(1 << 20)))
+        assert.strictEqual(decoder.decode(reads[0]), name === "environ" ? `${env[0]}\0` : "sleep\u000060\u0000")
+        assert.isTrue(reads.every((r) => r.buffer === reads[0]!.buffer), `${name}: one copy`)
+      }
     }))
 
   it.scoped("without a proc mount, /proc is the root's own directory", () =>

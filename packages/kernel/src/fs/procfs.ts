@@ -49,8 +49,11 @@ const snapshotFile = (bytes: Uint8Array, info: Effect.Effect<Stat>): FileDescrip
 
 const encoder = new TextEncoder()
 
-/** A generated read-only file; `contents` runs at each open (a function, or an effect that needs the clock). */
-const generatedFile = (ino: bigint, contents: (() => string) | Effect.Effect<string>): Inode => ({
+/**
+ * A generated read-only file; `contents` runs at each open (a function, or an effect that needs
+ * the clock). Bytes are shared by the opens that get them (a snapshot is never written).
+ */
+const generatedFile = (ino: bigint, contents: (() => string | Uint8Array) | Effect.Effect<string>): Inode => ({
   filetype: FileType.REGULAR_FILE,
   // Like Linux's procfs, files report size 0: their contents exist only once read.
   stat: stat(ino, FileType.REGULAR_FILE, 0n, 0o444),
@@ -61,7 +64,7 @@ const generatedFile = (ino: bigint, contents: (() => string) | Effect.Effect<str
       ? fail(Errno.ACCES)
       : Effect.map(
         typeof contents === "function" ? Effect.sync(contents) : contents,
-        (text) => snapshotFile(encoder.encode(text), stat(ino, FileType.REGULAR_FILE, 0n, 0o444))
+        (text) => snapshotFile(typeof text === "string" ? encoder.encode(text) : text, stat(ino, FileType.REGULAR_FILE, 0n, 0o444))
       )
 })
 
@@ -76,12 +79,27 @@ const comm = (tg: ThreadGroup) => (tg.argv[0] ?? "").split("/").pop()!.slice(0, 
 
 const stateLetter = (tg: ThreadGroup) => (tg.state === "stopped" ? "T" : tg.state === "running" ? "R" : "Z")
 
+/**
+ * A process's cmdline and environ, encoded once and shared by every open: they never change,
+ * and may be 256 KiB each, which a copy per open multiplied by a process's thousand fds.
+ */
+const argumentBytes = new WeakMap<ThreadGroup, { readonly cmdline: Uint8Array; readonly environ: Uint8Array }>()
+const argumentsOf = (tg: ThreadGroup) => {
+  let bytes = argumentBytes.get(tg)
+  if (bytes === undefined) {
+    const nulTerminated = (strings: ReadonlyArray<string>) => encoder.encode(strings.map((s) => `${s}\0`).join(""))
+    bytes = { cmdline: nulTerminated(tg.argv), environ: nulTerminated(tg.env) }
+    argumentBytes.set(tg, bytes)
+  }
+  return bytes
+}
+
 /** The files of one process; `pid` is its pid in the viewing process's namespace. */
 const processDirectory = (tg: ThreadGroup, pid: number): Inode => {
   const base = BigInt(pid) << 8n
   const files: ReadonlyArray<[string, Inode]> = [
-    ["cmdline", generatedFile(base | 1n, () => tg.argv.map((a) => `${a}\0`).join(""))],
-    ["environ", generatedFile(base | 2n, () => tg.env.map((e) => `${e}\0`).join(""))],
+    ["cmdline", generatedFile(base | 1n, () => argumentsOf(tg).cmdline)],
+    ["environ", generatedFile(base | 2n, () => argumentsOf(tg).environ)],
     // Linux's /proc/<pid>/stat: pid, comm, state, ppid, pgrp, session, then zeros up to utime
     // (field 14, its CPU time in USER_HZ ticks: a guest's is all user time) and the rest zero.
     ["stat", generatedFile(base | 3n, () =>
