@@ -76,7 +76,8 @@ export const makeBundle = (options: BundleOptions) =>
       "preopened_server",
       "http",
       "unix",
-      "inodes"
+      "inodes",
+      "deep_dirs"
     ]) {
       Fs.copyFileSync(fixture(name), Path.join(rootfs, "bin", name))
       Fs.chmodSync(Path.join(rootfs, "bin", name), 0o755)

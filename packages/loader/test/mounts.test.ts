@@ -404,6 +404,23 @@ describe("inodes and names", () => {
       assert.match(out.read(), /still/)
     }), { timeout: 120_000 })
 
+  it.scopedLive("directory fds of a deep tree, each opened by its full path, count against the heap share: ENOMEM past it, all back at their close", () =>
+    Effect.gen(function*() {
+      const loader = yield* sandbox(1024 * MiB, { heapShare: 8 * MiB })
+      const out = yield* makeOutput
+      const pid = yield* loader.execute({ containerId: "c", argv: ["deep_dirs", "/tmp", "1000"], stdio: { stdout: out.fd, stderr: out.fd } })
+      assert.deepStrictEqual(yield* loader.waitPid("c", pid), exited(0), out.read())
+      const rounds = [...out.read().matchAll(/^opened (\d+) (\w+)$/gm)].map((m) => ({ opened: Number(m[1]), errno: m[2] }))
+      assert.lengthOf(rounds, 2)
+      // Each fd's chain of 1,000 links is charged 66 KB: beside the 1,000 directories' own 3 MB,
+      // the share holds ~75 of them (not the 1,020 fds the limit allows).
+      for (const round of rounds) {
+        assert.strictEqual(round.errno, "ENOMEM")
+        assert.isAtMost(round.opened * 1000 * 66, 8 * MiB)
+        assert.isAtLeast(round.opened, 10)
+      }
+    }), { timeout: 120_000 })
+
   it.scopedLive("with memory to spare, the sentry's heap share bounds them (KernelOptions.heapShare)", () =>
     Effect.gen(function*() {
       const loader = yield* sandbox(1024 * MiB, { heapShare: 4 * MiB })

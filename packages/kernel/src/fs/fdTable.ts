@@ -32,6 +32,8 @@ export class DescriptionRefs {
   private readonly counts = new Map<FileDescription, number>()
   /** What to do when a description one entry alone referred to gets a second (see `whenShared`). */
   private readonly onShared = new Map<FileDescription, () => void>()
+  /** What to do when a description is closed, its last entry gone (see `whenClosed`). */
+  private readonly onClosed = new Map<FileDescription, () => void>()
 
   retain(description: FileDescription): void {
     const n = (this.counts.get(description) ?? 0) + 1
@@ -54,6 +56,11 @@ export class DescriptionRefs {
     return { cancel: () => this.onShared.get(description) === f && this.onShared.delete(description) }
   }
 
+  /** Runs `f` once, when `description` is closed because its last entry went. */
+  whenClosed(description: FileDescription, f: () => void): void {
+    this.onClosed.set(description, f)
+  }
+
   release(description: FileDescription): Effect.Effect<void> {
     const n = (this.counts.get(description) ?? 1) - 1
     if (n > 0) {
@@ -62,6 +69,11 @@ export class DescriptionRefs {
     }
     this.counts.delete(description)
     this.onShared.delete(description)
+    const closed = this.onClosed.get(description)
+    if (closed !== undefined) {
+      this.onClosed.delete(description)
+      closed()
+    }
     return description.closeNow?.() ?? description.close
   }
 }
@@ -128,6 +140,11 @@ export class FdTable {
   update(fd: number, entry: FdEntry): void {
     this.entries.set(fd, entry)
     this.onChange(fd, entry)
+  }
+
+  /** Runs `f` once, when `description` is closed because its last entry (of any table) went. */
+  whenClosed(description: FileDescription, f: () => void): void {
+    this.refs.whenClosed(description, f)
   }
 
   /** Installs `entry` at the lowest free fd (EMFILE when there is none). */

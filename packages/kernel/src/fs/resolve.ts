@@ -52,6 +52,16 @@ export class Dentry {
     return new Dentry(inode, name, this, this.mounts)
   }
 
+  /**
+   * What its chain of parents holds of the sentry's heap (each link and its name), which a
+   * directory fd keeps while it is open: up to 2,048 links for a path of PATH_MAX.
+   */
+  get chainHeap(): number {
+    let bytes = 0
+    for (let d: Dentry = this; !d.isRoot; d = d.parent) bytes += 64 + 2 * d.name.length
+    return bytes
+  }
+
   /** The inode at `name` under this directory: a filesystem mounted there, else the tree's own. */
   lookup(name: string): Effect.Effect<Inode, SyscallError> {
     if (this.mounts.size > 0) {

@@ -85,6 +85,15 @@ const path_open: Handler = fnNow(function*(c: SyscallContext) {
     yield* dentry.inode.truncate(0n)
   }
   const description = opened ?? (yield* dentry.inode.open(options))
+  // A directory fd keeps the chain of names it was reached by: charged to the heap share while
+  // it is open (ENOMEM past it). Uncharged, fds of a directory 2,000 deep, each opened by its
+  // full path, grew the sentry's heap without a bound its account saw.
+  const chain = isDirectory ? dentry.chainHeap : 0
+  const memory = c.services.memoryOf(c.tg)
+  if (chain > 0 && !memory.chargeHeap(chain)) {
+    yield* description.close
+    return yield* fail(Errno.NOMEM)
+  }
   const typeRights = isDirectory ? DIRECTORY_RIGHTS : FILE_RIGHTS
   const fd = yield* eitherNow(c.tg.fdTable.allocate({
     description,
@@ -95,9 +104,11 @@ const path_open: Handler = fnNow(function*(c: SyscallContext) {
     flags: fdflags & (FdFlags.APPEND | FdFlags.NONBLOCK | FdFlags.SYNC | FdFlags.DSYNC | FdFlags.RSYNC)
   }))
   if (Either.isLeft(fd)) {
+    memory.releaseHeap(chain)
     yield* description.close
     return yield* fail(fd.left.errno)
   }
+  if (chain > 0) c.tg.fdTable.whenClosed(description, () => memory.releaseHeap(chain))
   PathOpenResults.opened(c, fd.right)
 })
 
